@@ -1,0 +1,664 @@
+//! A Monero daemon as the upstream: solo mining through `monerod`'s JSON-RPC.
+//!
+//! A pool entry with `"daemon": true` names a node's RPC endpoint; a session talks to
+//! `http://{host:port}/json_rpc` over plain HTTP with one `reqwest` client (timeout: the reply
+//! timeout; connect timeout: the connect timeout). TLS and RPC logins are not supported, and
+//! system HTTP proxies are not used: the node is contacted directly.
+//!
+//! | step | call | what happens |
+//! |---|---|---|
+//! | connect | `get_block_template` (`wallet_address` = the entry's `user`) | the first usable answer logs in; the template becomes a job |
+//! | every `daemon-poll-interval` ms (at least 50) | `get_info` | a `top_block_hash` other than the template's `prev_hash` fetches a new template and job; so does a changed `tx_pool_size` once the template is 30 s old |
+//! | submit | `submit_block` with `["<template blob with the share's nonce at byte 39, hex>"]` | only for shares whose result meets the block difficulty |
+//!
+//! Job fields from a template:
+//!
+//! | job field | from |
+//! |---|---|
+//! | `blob` | `blockhashing_blob` (76 bytes for Monero; nonce at bytes 39..43) |
+//! | `job_id` | fresh per template: 4 hex chars of the session number, then 8 of a counter |
+//! | `target` | [`difficulty_to_target`]`(difficulty)`: miners work at the block difficulty |
+//! | `algo` | the entry's `algo`, else `rx/0` |
+//! | `height`, `seed_hash` | the template's `height` and `seed_hash` |
+//!
+//! A template whose difficulty does not fit in 64 bits (`difficulty_top64` ≠ 0), whose blobs
+//! are not hex, or whose two blobs differ before the nonce's end is an error: before login
+//! the attempt fails, during the session the session ends.
+//!
+//! The session keeps the templates of the current and the previous job. A share is refused
+//! without asking the node when its job is neither (`Invalid job id`), its nonce is not
+//! 8 lowercase hex digits (`Invalid nonce`), its result is not 64 hex digits
+//! (`Invalid result`) or the result's difficulty is below the block difficulty
+//! (`Low difficulty share`). Like a pool, the proxy trusts the miner's result hash for that
+//! check; the node recomputes the proof of work and decides. Its JSON-RPC error is passed on
+//! as the rejection message; `"status":"OK"` accepts the share, and a new template is fetched
+//! at once since the chain grew. A transport failure, an HTTP error status, or an answer that
+//! is not JSON-RPC ends the session; a submit caught in it fails with
+//! [`ShareError::Disconnected`].
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use stratum_proto::cryptonote::is_status_ok;
+use stratum_proto::job::{decode_hex, encode_hex, NONCE_OFFSET};
+use stratum_proto::{difficulty_to_target, parse_nonce, result_difficulty, Job};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use crate::{Command, FailoverOptions, PoolConfig, SessionCtx, SessionEnd, Share, ShareError};
+
+/// `reserve_size` asked of `get_block_template`: bytes the node leaves free in the coinbase's
+/// extra field. The proxy does not use them (miners split the nonce instead).
+const RESERVE_SIZE: u32 = 8;
+/// The shortest chain-tip poll interval.
+const MIN_POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How old a template must be before a changed mempool alone fetches a new one.
+const MEMPOOL_REFRESH: Duration = Duration::from_secs(30);
+/// The algorithm named in jobs when the pool entry names none.
+const DEFAULT_ALGO: &str = "rx/0";
+
+/// Why a call to the node failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum DaemonError {
+    /// The HTTP exchange failed (connect, timeout, reset): the node is unreachable.
+    #[error("daemon unreachable: {0}")]
+    Transport(String),
+    /// The node answered with a non-2xx HTTP status.
+    #[error("daemon answered HTTP {0}")]
+    HttpStatus(u16),
+    /// The node answered with a JSON-RPC error object.
+    #[error("daemon error {code}: {message}")]
+    Rpc {
+        /// JSON-RPC error code (monerod: -7 "Block not accepted", -6 "Wrong block blob", ..).
+        code: i64,
+        /// The node's message.
+        message: String,
+    },
+    /// The result's `status` was not `OK` (e.g. `BUSY`).
+    #[error("daemon status {0}")]
+    NotOk(String),
+    /// The answer is not JSON-RPC, or lacks or mistypes fields we need.
+    #[error("daemon sent an unusable answer: {0}")]
+    BadReply(String),
+}
+
+/// `reqwest::Error` with its causes, which hold the useful part ("connection refused").
+fn transport(e: &reqwest::Error) -> DaemonError {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    DaemonError::Transport(text)
+}
+
+#[derive(Deserialize)]
+struct RpcErrorBody {
+    #[serde(default)]
+    code: i64,
+    #[serde(default)]
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct RpcReply {
+    #[serde(default)]
+    result: Option<Value>,
+    #[serde(default)]
+    error: Option<RpcErrorBody>,
+}
+
+/// The fields of a `get_block_template` result that the proxy uses.
+#[derive(Debug, Clone, Deserialize)]
+struct TemplateReply {
+    blockhashing_blob: String,
+    blocktemplate_blob: String,
+    /// Low 64 bits of the block difficulty.
+    difficulty: u64,
+    /// High 64 bits of the block difficulty (monerod ≥ 0.16).
+    #[serde(default)]
+    difficulty_top64: u64,
+    /// The whole difficulty as `0x`-prefixed hex (monerod ≥ 0.16).
+    #[serde(default)]
+    wide_difficulty: Option<String>,
+    height: u64,
+    #[serde(default)]
+    prev_hash: String,
+    #[serde(default)]
+    seed_hash: String,
+}
+
+/// The fields of a `get_info` result that the poll uses.
+#[derive(Debug, Clone, Deserialize)]
+struct InfoReply {
+    top_block_hash: String,
+    #[serde(default)]
+    tx_pool_size: u64,
+}
+
+/// A block template turned into work: what a job is built from and a share is checked against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Template {
+    /// The job id given to the template's job (empty until [`Work::push`]).
+    job_id: String,
+    /// Hex of the hashing blob.
+    hashing_blob: String,
+    /// The block template blob, decoded: the block to submit once a nonce is written in.
+    block: Vec<u8>,
+    /// Block difficulty.
+    difficulty: u64,
+    /// Height of the block being mined.
+    height: u64,
+    /// Hash of the chain tip the template builds on (hex).
+    prev_hash: String,
+    /// RandomX seed hash (hex); empty when the node sent none.
+    seed_hash: String,
+}
+
+/// Whether a `0x`-prefixed hex difficulty fits in 64 bits.
+fn wide_fits_u64(wide: &str) -> bool {
+    let digits = wide.trim_start_matches("0x").trim_start_matches("0X");
+    let significant = digits.trim_start_matches('0');
+    significant.len() <= 16
+}
+
+impl Template {
+    /// Checks and decodes a `get_block_template` result.
+    fn from_reply(reply: TemplateReply, algo: &str) -> Result<Self, DaemonError> {
+        let too_big = reply.difficulty_top64 != 0
+            || reply.wide_difficulty.as_deref().is_some_and(|w| !wide_fits_u64(w));
+        if too_big {
+            return Err(DaemonError::BadReply(format!(
+                "block difficulty {} does not fit in 64 bits",
+                reply.wide_difficulty.as_deref().unwrap_or("(top64 set)")
+            )));
+        }
+        if reply.difficulty == 0 {
+            return Err(DaemonError::BadReply("block difficulty is 0".into()));
+        }
+        let block = decode_hex(&reply.blocktemplate_blob)
+            .ok_or_else(|| DaemonError::BadReply("blocktemplate_blob is not hex".into()))?;
+        let hashing = decode_hex(&reply.blockhashing_blob)
+            .ok_or_else(|| DaemonError::BadReply("blockhashing_blob is not hex".into()))?;
+        let header = NONCE_OFFSET + 4;
+        if block.len() < header || hashing.len() < header || block[..header] != hashing[..header]
+        {
+            return Err(DaemonError::BadReply(
+                "template and hashing blobs do not share a header with the nonce at byte 39"
+                    .into(),
+            ));
+        }
+        let template = Self {
+            job_id: String::new(),
+            hashing_blob: reply.blockhashing_blob.to_ascii_lowercase(),
+            block,
+            difficulty: reply.difficulty,
+            height: reply.height,
+            prev_hash: reply.prev_hash,
+            seed_hash: reply.seed_hash.to_ascii_lowercase(),
+        };
+        // The same checks every pool job gets, with a stand-in id.
+        let mut probe = template.job(algo);
+        probe.job_id = "0".into();
+        probe
+            .validate()
+            .map_err(|e| DaemonError::BadReply(e.to_string()))?;
+        Ok(template)
+    }
+
+    /// The job for miners.
+    fn job(&self, algo: &str) -> Job {
+        Job {
+            blob: self.hashing_blob.clone(),
+            job_id: self.job_id.clone(),
+            target: difficulty_to_target(self.difficulty),
+            algo: Some(algo.to_string()),
+            height: Some(self.height),
+            seed_hash: (!self.seed_hash.is_empty()).then(|| self.seed_hash.clone()),
+        }
+    }
+
+    /// The block to submit for `share` (hex of the template blob with the share's nonce at
+    /// byte 39), or the rejection message when the share cannot be a block.
+    fn solved_block(&self, share: &Share) -> Result<String, &'static str> {
+        let nonce = parse_nonce(&share.nonce).ok_or("Invalid nonce")?;
+        let difficulty = result_difficulty(&share.result).ok_or("Invalid result")?;
+        if difficulty < self.difficulty {
+            return Err("Low difficulty share");
+        }
+        let mut block = self.block.clone();
+        block[NONCE_OFFSET..NONCE_OFFSET + 4].copy_from_slice(&nonce);
+        Ok(encode_hex(&block))
+    }
+}
+
+/// The JSON-RPC client of one session.
+struct Rpc {
+    client: reqwest::Client,
+    url: String,
+}
+
+impl Rpc {
+    fn new(pool: &PoolConfig, options: &FailoverOptions) -> Result<Self, DaemonError> {
+        let client = reqwest::Client::builder()
+            .timeout(options.reply_timeout)
+            .connect_timeout(options.connect_timeout)
+            .no_proxy()
+            .build()
+            .map_err(|e| transport(&e))?;
+        Ok(Self {
+            client,
+            url: format!("http://{}/json_rpc", pool.host_port()),
+        })
+    }
+
+    /// One JSON-RPC call; the `result` value, whose `status` (when it has one) is `OK`.
+    async fn call(&self, method: &str, params: Value) -> Result<Value, DaemonError> {
+        let body = json!({"jsonrpc": "2.0", "id": "0", "method": method, "params": params});
+        let response = self
+            .client
+            .post(&self.url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| transport(&e))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(DaemonError::HttpStatus(status.as_u16()));
+        }
+        let bytes = response.bytes().await.map_err(|e| transport(&e))?;
+        let reply: RpcReply = serde_json::from_slice(&bytes)
+            .map_err(|e| DaemonError::BadReply(format!("{method}: {e}")))?;
+        if let Some(error) = reply.error {
+            return Err(DaemonError::Rpc {
+                code: error.code,
+                message: error.message,
+            });
+        }
+        let result = reply
+            .result
+            .ok_or_else(|| DaemonError::BadReply(format!("{method}: no result")))?;
+        match result.get("status").and_then(Value::as_str) {
+            Some(_) if !is_status_ok(&result) => Err(DaemonError::NotOk(
+                result["status"].as_str().unwrap_or_default().to_string(),
+            )),
+            _ => Ok(result),
+        }
+    }
+
+    async fn block_template(&self, wallet: &str) -> Result<TemplateReply, DaemonError> {
+        let params = json!({"wallet_address": wallet, "reserve_size": RESERVE_SIZE});
+        let result = self.call("get_block_template", params).await?;
+        serde_json::from_value(result)
+            .map_err(|e| DaemonError::BadReply(format!("get_block_template: {e}")))
+    }
+
+    async fn info(&self) -> Result<InfoReply, DaemonError> {
+        let result = self.call("get_info", json!({})).await?;
+        serde_json::from_value(result).map_err(|e| DaemonError::BadReply(format!("get_info: {e}")))
+    }
+
+    async fn submit_block(&self, block_hex: &str) -> Result<(), DaemonError> {
+        self.call("submit_block", json!([block_hex])).await.map(drop)
+    }
+}
+
+/// Runs `fut` unless `cancel` fires first (`None`).
+async fn or_cancel<T>(cancel: &CancellationToken, fut: impl Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        () = cancel.cancelled() => None,
+        out = fut => Some(out),
+    }
+}
+
+/// The templates a session can take shares for, and how job ids are made.
+struct Work {
+    session: u64,
+    algo: String,
+    next_id: u32,
+    current: Template,
+    previous: Option<Template>,
+    /// When the current template was fetched.
+    fetched_at: Instant,
+    /// `tx_pool_size` at the first poll after the current template was fetched.
+    pool_size: Option<u64>,
+}
+
+impl Work {
+    /// Work for `session`, starting from `first`; also returns the first job.
+    fn new(session: u64, algo: String, first: Template) -> (Self, Job) {
+        let mut work = Self {
+            session,
+            algo,
+            next_id: 0,
+            current: first,
+            previous: None,
+            fetched_at: Instant::now(),
+            pool_size: None,
+        };
+        work.current.job_id = work.fresh_id();
+        let job = work.current.job(&work.algo);
+        (work, job)
+    }
+
+    fn fresh_id(&mut self) -> String {
+        self.next_id = self.next_id.wrapping_add(1);
+        format!("{:04x}{:08x}", self.session & 0xffff, self.next_id)
+    }
+
+    /// Makes `template` the current one (the current one becomes the previous); its job.
+    fn push(&mut self, mut template: Template) -> Job {
+        template.job_id = self.fresh_id();
+        self.previous = Some(std::mem::replace(&mut self.current, template));
+        self.fetched_at = Instant::now();
+        self.pool_size = None;
+        self.current.job(&self.algo)
+    }
+
+    /// The template of `job_id`: the current or the previous one.
+    fn find(&self, job_id: &str) -> Option<&Template> {
+        std::iter::once(&self.current)
+            .chain(self.previous.as_ref())
+            .find(|t| t.job_id == job_id)
+    }
+}
+
+/// Runs one session with a Monero daemon until it ends.
+pub(crate) async fn run_session(ctx: &mut SessionCtx<'_>) -> SessionEnd {
+    let url = ctx.pool.url.clone();
+    let algo = ctx.pool.algo.clone().unwrap_or_else(|| DEFAULT_ALGO.into());
+    let rpc = match Rpc::new(ctx.pool, ctx.options) {
+        Ok(rpc) => rpc,
+        Err(e) => return SessionEnd::NeverConnected(e.to_string()),
+    };
+    let Some(first) = or_cancel(ctx.cancel, rpc.block_template(&ctx.pool.user)).await else {
+        return SessionEnd::Cancelled;
+    };
+    let first = match first.and_then(|reply| Template::from_reply(reply, &algo)) {
+        Ok(t) => t,
+        Err(e) => return SessionEnd::NeverConnected(format!("{}: {e}", rpc.url)),
+    };
+    let session = ctx.logged_in();
+    tracing::info!(pool = %url, height = first.height, difficulty = first.difficulty, "connected to daemon");
+    let (mut work, job) = Work::new(session, algo, first);
+    ctx.listener.on_job(job, session);
+
+    let period = Duration::from_millis(ctx.pool.daemon_poll_interval).max(MIN_POLL_INTERVAL);
+    let mut poll = tokio::time::interval_at(Instant::now() + period, period);
+    poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+
+    loop {
+        let step = tokio::select! {
+            () = ctx.cancel.cancelled() => return SessionEnd::Cancelled,
+            cmd = ctx.cmds.recv() => match cmd {
+                Some(Command::Submit { seq, share }) => submit(ctx, &rpc, &mut work, seq, share).await,
+                None => return SessionEnd::Cancelled,
+            },
+            _ = poll.tick() => check_tip(ctx, &rpc, &mut work).await,
+        };
+        if let Err(end) = step {
+            return end;
+        }
+    }
+}
+
+/// Fetches a new template and sends its job.
+async fn refresh(ctx: &SessionCtx<'_>, rpc: &Rpc, work: &mut Work) -> Result<(), SessionEnd> {
+    let reply = or_cancel(ctx.cancel, rpc.block_template(&ctx.pool.user))
+        .await
+        .ok_or(SessionEnd::Cancelled)?;
+    let template = reply
+        .and_then(|reply| Template::from_reply(reply, &work.algo))
+        .map_err(|e| SessionEnd::Ended(e.to_string()))?;
+    tracing::debug!(pool = %ctx.pool.url, height = template.height, "new block template");
+    let job = work.push(template);
+    ctx.listener.on_job(job, work.session);
+    Ok(())
+}
+
+/// One poll of the chain tip: a new template when the tip moved (or the mempool changed and
+/// the template is old).
+async fn check_tip(ctx: &SessionCtx<'_>, rpc: &Rpc, work: &mut Work) -> Result<(), SessionEnd> {
+    let info = or_cancel(ctx.cancel, rpc.info())
+        .await
+        .ok_or(SessionEnd::Cancelled)?
+        .map_err(|e| SessionEnd::Ended(e.to_string()))?;
+    let tip_moved = !info.top_block_hash.eq_ignore_ascii_case(&work.current.prev_hash);
+    let mempool_changed = work.pool_size.is_some_and(|seen| seen != info.tx_pool_size)
+        && work.fetched_at.elapsed() >= MEMPOOL_REFRESH;
+    if tip_moved || mempool_changed {
+        refresh(ctx, rpc, work).await?;
+    }
+    if work.pool_size.is_none() {
+        work.pool_size = Some(info.tx_pool_size);
+    }
+    Ok(())
+}
+
+/// Answers one submit: refused here, or sent to the node as a block.
+async fn submit(
+    ctx: &SessionCtx<'_>,
+    rpc: &Rpc,
+    work: &mut Work,
+    seq: u64,
+    share: Share,
+) -> Result<(), SessionEnd> {
+    let url = &ctx.pool.url;
+    let checked = match work.find(&share.job_id) {
+        None => Err("Invalid job id"),
+        Some(t) => t.solved_block(&share).map(|block| (block, t.height)),
+    };
+    let (block, height) = match checked {
+        Ok(ok) => ok,
+        Err(why) => {
+            tracing::warn!(pool = %url, job_id = %share.job_id, "share refused: {why}");
+            ctx.listener
+                .on_result(seq, Err(ShareError::Rejected(why.into())));
+            return Ok(());
+        }
+    };
+    let Some(answer) = or_cancel(ctx.cancel, rpc.submit_block(&block)).await else {
+        ctx.listener.on_result(seq, Err(ShareError::Disconnected));
+        return Err(SessionEnd::Cancelled);
+    };
+    match answer {
+        Ok(()) => {
+            tracing::info!(pool = %url, height, job_id = %share.job_id, "block accepted by daemon");
+            ctx.listener.on_result(seq, Ok(()));
+            refresh(ctx, rpc, work).await
+        }
+        Err(DaemonError::Rpc { message, .. } | DaemonError::NotOk(message)) => {
+            tracing::warn!(pool = %url, height, job_id = %share.job_id, "block rejected by daemon: {message}");
+            ctx.listener
+                .on_result(seq, Err(ShareError::Rejected(message)));
+            Ok(())
+        }
+        Err(e) => {
+            ctx.listener.on_result(seq, Err(ShareError::Disconnected));
+            Err(SessionEnd::Ended(format!("submit_block: {e}")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `get_block_template` answer of a new regtest chain (docs/reference/monerod-regtest.md).
+    const REGTEST_TEMPLATE: &str = r#"{"id":"0","jsonrpc":"2.0","result":{
+ "blockhashing_blob":"101095b886d806418015bb9ae982a1975da7d79277c2705727a56894ba0fb246adaabb1f4632e300000000cf8cb7ba0eda1cf48194ea4cc83e84c23a72e9eece988f3f41ffc80e9e9888f301",
+ "blocktemplate_blob":"101095b886d806418015bb9ae982a1975da7d79277c2705727a56894ba0fb246adaabb1f4632e300000000023d01ff0101808080f0ffff0703b52967975ae6b07c3c67d672cf6e508c6bdf0ade1ffb4441e2f7d838fa33308c812b01d19f33c0e76fbca24b8a3d3a7a316cc304828138f3cd7a01c69358eea78e5a46020800000000000000000000",
+ "difficulty":100,"difficulty_top64":0,"expected_reward":35184338534400,"height":1,
+ "next_seed_hash":"","prev_hash":"418015bb9ae982a1975da7d79277c2705727a56894ba0fb246adaabb1f4632e3",
+ "reserved_offset":126,"seed_hash":"418015bb9ae982a1975da7d79277c2705727a56894ba0fb246adaabb1f4632e3",
+ "seed_height":0,"status":"OK","untrusted":false,"wide_difficulty":"0x64"}}"#;
+
+    fn reply() -> TemplateReply {
+        let v: Value = serde_json::from_str(REGTEST_TEMPLATE).unwrap();
+        serde_json::from_value(v["result"].clone()).unwrap()
+    }
+
+    fn template() -> Template {
+        Template::from_reply(reply(), DEFAULT_ALGO).unwrap()
+    }
+
+    fn share(job_id: &str, nonce: &str, result: &str) -> Share {
+        Share {
+            job_id: job_id.into(),
+            nonce: nonce.into(),
+            result: result.into(),
+            algo: None,
+        }
+    }
+
+    /// A result hash whose difficulty is exactly `d` or just above it.
+    fn result_of_difficulty(d: u64) -> String {
+        let h = u64::MAX / d;
+        format!("{}{}", "00".repeat(24), encode_hex(&h.to_le_bytes()))
+    }
+
+    #[test]
+    fn regtest_template_becomes_a_job() {
+        let (work, job) = Work::new(7, DEFAULT_ALGO.into(), template());
+        let r = reply();
+        assert_eq!(job.blob, r.blockhashing_blob);
+        assert_eq!(job.blob.len(), 152);
+        assert_eq!(job.job_id, "000700000001");
+        assert_eq!(job.target, difficulty_to_target(100));
+        assert_eq!(job.difficulty(), 100);
+        assert_eq!(job.algo.as_deref(), Some("rx/0"));
+        assert_eq!(job.height, Some(1));
+        assert_eq!(job.seed_hash.as_deref(), Some(r.seed_hash.as_str()));
+        assert_eq!(job.validate(), Ok(()));
+        assert_eq!(work.current.difficulty, 100);
+        assert_eq!(work.current.prev_hash, r.prev_hash);
+        assert_eq!(work.current.block.len(), r.blocktemplate_blob.len() / 2);
+    }
+
+    #[test]
+    fn entry_algo_is_named_in_jobs() {
+        let t = Template::from_reply(reply(), "rx/wow").unwrap();
+        assert_eq!(t.job("rx/wow").algo.as_deref(), Some("rx/wow"));
+    }
+
+    #[test]
+    fn unusable_templates_are_errors() {
+        let mut r = reply();
+        r.difficulty_top64 = 1;
+        assert!(matches!(Template::from_reply(r, "rx/0"), Err(DaemonError::BadReply(_))));
+        let mut r = reply();
+        r.wide_difficulty = Some("0x10000000000000064".into());
+        assert!(Template::from_reply(r, "rx/0").is_err());
+        let mut r = reply();
+        r.wide_difficulty = Some("0x0000000000000000064".into());
+        assert!(Template::from_reply(r, "rx/0").is_ok(), "leading zeros fit");
+        let mut r = reply();
+        r.difficulty = 0;
+        assert!(Template::from_reply(r, "rx/0").is_err());
+        let mut r = reply();
+        r.blocktemplate_blob.push('z');
+        assert!(Template::from_reply(r, "rx/0").is_err());
+        let mut r = reply();
+        r.blockhashing_blob.truncate(80);
+        assert!(Template::from_reply(r, "rx/0").is_err());
+        let mut r = reply();
+        r.blocktemplate_blob.replace_range(0..2, "11");
+        assert!(Template::from_reply(r, "rx/0").is_err(), "blobs disagree");
+    }
+
+    #[test]
+    fn nonce_goes_to_byte_39_of_the_template_blob() {
+        let t = template();
+        let original = encode_hex(&t.block);
+        let block = t
+            .solved_block(&share("x", "a1b2c3d4", &result_of_difficulty(100)))
+            .unwrap();
+        assert_eq!(block.len(), original.len());
+        assert_eq!(&block[78..86], "a1b2c3d4");
+        assert_eq!(&block[..78], &original[..78]);
+        assert_eq!(&block[86..], &original[86..]);
+        let bytes = decode_hex(&block).unwrap();
+        assert_eq!(&bytes[NONCE_OFFSET..NONCE_OFFSET + 4], &[0xa1, 0xb2, 0xc3, 0xd4]);
+    }
+
+    #[test]
+    fn shares_that_cannot_be_blocks_are_refused() {
+        let t = template();
+        let good = result_of_difficulty(100);
+        assert_eq!(
+            t.solved_block(&share("x", "0000000", &good)),
+            Err("Invalid nonce")
+        );
+        assert_eq!(
+            t.solved_block(&share("x", "0000000A", &good)),
+            Err("Invalid nonce")
+        );
+        assert_eq!(
+            t.solved_block(&share("x", "00000001", "abcd")),
+            Err("Invalid result")
+        );
+        assert_eq!(
+            t.solved_block(&share("x", "00000001", &result_of_difficulty(99))),
+            Err("Low difficulty share")
+        );
+        assert_eq!(
+            t.solved_block(&share("x", "00000001", &"f".repeat(64))),
+            Err("Low difficulty share")
+        );
+        assert!(t
+            .solved_block(&share("x", "00000001", &"0".repeat(64)))
+            .is_ok());
+    }
+
+    #[test]
+    fn current_and_previous_jobs_are_known() {
+        let (mut work, first) = Work::new(1, DEFAULT_ALGO.into(), template());
+        assert!(work.find(&first.job_id).is_some());
+        let mut next = template();
+        next.height = 2;
+        let second = work.push(next);
+        assert_ne!(second.job_id, first.job_id);
+        assert_eq!(second.height, Some(2));
+        assert_eq!(work.find(&first.job_id).map(|t| t.height), Some(1));
+        assert_eq!(work.find(&second.job_id).map(|t| t.height), Some(2));
+        let third = work.push(template());
+        assert!(work.find(&first.job_id).is_none(), "two templates back");
+        assert!(work.find(&second.job_id).is_some());
+        assert!(work.find(&third.job_id).is_some());
+        assert!(work.find("nope").is_none());
+    }
+
+    #[test]
+    fn job_ids_differ_between_sessions() {
+        let (_, a) = Work::new(1, DEFAULT_ALGO.into(), template());
+        let (_, b) = Work::new(2, DEFAULT_ALGO.into(), template());
+        assert_ne!(a.job_id, b.job_id);
+    }
+
+    #[test]
+    fn wide_difficulty_width() {
+        assert!(wide_fits_u64("0x64"));
+        assert!(wide_fits_u64("0xffffffffffffffff"));
+        assert!(!wide_fits_u64("0x1ffffffffffffffff"));
+        assert!(wide_fits_u64("0x00000000000000000001"));
+    }
+
+    #[test]
+    fn rpc_errors_and_statuses_are_told_apart() {
+        let reply: RpcReply = serde_json::from_str(
+            r#"{"error":{"code":-7,"message":"Block not accepted"},"id":"0","jsonrpc":"2.0"}"#,
+        )
+        .unwrap();
+        let e = reply.error.unwrap();
+        assert_eq!((e.code, e.message.as_str()), (-7, "Block not accepted"));
+        let info: InfoReply = serde_json::from_value(json!({
+            "top_block_hash": "41", "tx_pool_size": 3, "height": 1, "status": "OK"
+        }))
+        .unwrap();
+        assert_eq!(info.tx_pool_size, 3);
+    }
+}

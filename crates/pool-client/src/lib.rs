@@ -1,0 +1,298 @@
+//! The upstream side of the proxy: connections to pools, and failover between them.
+//!
+//! An [`Upstream`] is one logical pool connection of the proxy (one NiceHash mapper, or one
+//! simple-mode miner). It owns a task that walks the ordered pool list of go-proxy RFC §10.2:
+//! it connects to the first enabled pool, tries each pool `retries` times with `retry-pause`
+//! between attempts before moving to the next, and after any connection ends starts again
+//! from the primary. Each pool entry is either
+//! - a stratum pool ([`stratum`]): CryptoNote stratum over TCP, login, jobs, submits matched to
+//!   their replies by request id, `keepalived` when the pool lists the keepalive extension, or
+//! - a Monero daemon ([`daemon`], `"daemon": true`): JSON-RPC over HTTP, `get_block_template`
+//!   turned into jobs and shares meeting the block difficulty turned into `submit_block`.
+//!
+//! What the upstream learns is reported to an [`UpstreamListener`]. Every share given to
+//! [`Upstream::submit`] gets exactly one [`UpstreamListener::on_result`] call: the pool's
+//! answer, a timeout, or an error when the connection is lost or was never there.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use stratum_proto::Job;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub mod daemon;
+mod failover;
+pub mod stratum;
+
+/// One upstream pool entry of the config (RFC §4 `PoolConfig`, plus `daemon` and
+/// `daemon-poll-interval`). JSON keys are kebab-case as in the RFC's example config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct PoolConfig {
+    /// `host:port` of the pool (a `stratum+tcp://` or `http://` prefix is accepted).
+    pub url: String,
+    /// Login sent to the pool (wallet address); for a daemon, the wallet of the block template.
+    pub user: String,
+    /// Password sent to the pool.
+    pub pass: String,
+    /// Rig id sent to the pool.
+    pub rig_id: Option<String>,
+    /// Algorithm to ask the pool for (sent as the login's `algo` list).
+    pub algo: Option<String>,
+    /// Connect with TLS.
+    pub tls: bool,
+    /// SHA-256 of the pool certificate's DER, hex; pins the pool when set.
+    pub tls_fingerprint: Option<String>,
+    /// Send `keepalived` even if the pool does not list the keepalive extension.
+    pub keepalive: bool,
+    /// Disabled entries are skipped.
+    pub enabled: bool,
+    /// The entry is a Monero daemon's JSON-RPC endpoint instead of a stratum pool.
+    pub daemon: bool,
+    /// How often a daemon upstream polls the chain tip, in milliseconds (default 1000).
+    pub daemon_poll_interval: u64,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            user: String::new(),
+            pass: String::new(),
+            rig_id: None,
+            algo: None,
+            tls: false,
+            tls_fingerprint: None,
+            keepalive: false,
+            enabled: true,
+            daemon: false,
+            daemon_poll_interval: 1000,
+        }
+    }
+}
+
+impl PoolConfig {
+    /// `host:port` without any scheme prefix or trailing slash.
+    pub fn host_port(&self) -> &str {
+        let u = self.url.as_str();
+        let u = u.split_once("://").map_or(u, |(_, rest)| rest);
+        u.trim_end_matches('/')
+    }
+}
+
+/// Timing and identity of an upstream (RFC §4 `retries`, `retry-pause`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailoverOptions {
+    /// Connection attempts per pool before moving to the next (at least 1 is made).
+    pub retries: u32,
+    /// Pause between attempts on one pool, and after the whole list failed.
+    pub retry_pause: Duration,
+    /// How long a submit may wait for the pool's answer before it is failed.
+    pub reply_timeout: Duration,
+    /// How long a TCP connect or login may take.
+    pub connect_timeout: Duration,
+    /// Interval of `keepalived` requests to pools that support them.
+    pub keepalive_interval: Duration,
+    /// The `agent` the proxy presents to pools.
+    pub agent: String,
+}
+
+impl Default for FailoverOptions {
+    fn default() -> Self {
+        Self {
+            retries: 5,
+            retry_pause: Duration::from_secs(5),
+            reply_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(60),
+            agent: concat!("stratum-proxy/", env!("CARGO_PKG_VERSION")).to_string(),
+        }
+    }
+}
+
+/// A share to forward: the fields of the miner's submit the pool needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    /// The pool's job id.
+    pub job_id: String,
+    /// 8 hex chars, blob bytes 39..43.
+    pub nonce: String,
+    /// 64 hex chars, the PoW hash.
+    pub result: String,
+    /// Algorithm, when the algorithm extension is in use.
+    pub algo: Option<String>,
+}
+
+/// Why a share was not accepted by the pool.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShareError {
+    /// The pool (or daemon) refused it; its message, passed on to the miner.
+    #[error("{0}")]
+    Rejected(String),
+    /// The pool did not answer within the reply timeout.
+    #[error("Pool did not answer in time")]
+    Timeout,
+    /// The connection to the pool was lost before it answered.
+    #[error("Connection to pool lost")]
+    Disconnected,
+    /// No pool connection at the moment.
+    #[error("No pool connection")]
+    NotConnected,
+    /// The upstream's queue is full: the pool is not keeping up.
+    #[error("Pool is busy")]
+    Busy,
+}
+
+/// Connection state of an upstream, for monitoring (RFC §5 `UpstreamStats`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum UpstreamState {
+    /// Trying to connect or log in.
+    Connecting = 0,
+    /// Logged in to a pool; jobs flow.
+    Active = 1,
+    /// Every attempt failed so far; waiting to retry.
+    Error = 2,
+    /// Stopped for good.
+    Stopped = 3,
+}
+
+impl UpstreamState {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => Self::Connecting,
+            1 => Self::Active,
+            2 => Self::Error,
+            _ => Self::Stopped,
+        }
+    }
+}
+
+/// Receives what an upstream learns. Called from the upstream's task: must not block.
+pub trait UpstreamListener: Send + Sync + 'static {
+    /// A new valid job. `session` grows by one with each login to a pool: jobs of the same
+    /// session come from the same pool connection, so the previous job's shares still count.
+    fn on_job(&self, job: Job, session: u64);
+    /// The outcome of the share submitted under `seq`: exactly once per accepted submit.
+    fn on_result(&self, seq: u64, result: Result<(), ShareError>);
+    /// The connection state changed; `pool` is the index in the pool list when `Active`.
+    fn on_state(&self, state: UpstreamState, pool: Option<usize>);
+}
+
+/// A command from the proxy to the upstream's task.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Forward a share; answer with `on_result(seq, ..)`.
+    Submit {
+        /// Caller's sequence number.
+        seq: u64,
+        /// The share.
+        share: Share,
+    },
+}
+
+/// How many submits may wait in an upstream's queue.
+const COMMAND_QUEUE: usize = 1024;
+
+/// Handle of one upstream connection with failover. Dropping it does not stop the task;
+/// cancel the token given to [`Upstream::spawn`] for that.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    cmds: mpsc::Sender<Command>,
+    state: Arc<AtomicU8>,
+}
+
+impl Upstream {
+    /// Starts the upstream task on the current tokio runtime.
+    ///
+    /// `pools` is the ordered list (primary first); disabled entries are skipped. The task runs
+    /// until `cancel` is cancelled; then every share still waiting is failed with
+    /// [`ShareError::Disconnected`] and the state becomes [`UpstreamState::Stopped`].
+    pub fn spawn(
+        pools: Vec<PoolConfig>,
+        options: FailoverOptions,
+        listener: Arc<dyn UpstreamListener>,
+        cancel: CancellationToken,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let state = Arc::new(AtomicU8::new(UpstreamState::Connecting as u8));
+        let task = failover::Failover {
+            pools,
+            options,
+            listener,
+            cancel,
+            cmds: rx,
+            state: state.clone(),
+            session: 0,
+        };
+        tokio::spawn(task.run());
+        Self { cmds: tx, state }
+    }
+
+    /// Queues a share for the pool. Its outcome arrives as `on_result(seq, ..)`, unless this
+    /// returns an error, in which case no `on_result` call will come for `seq`.
+    ///
+    /// # Errors
+    /// [`ShareError::Busy`] when the queue is full, [`ShareError::NotConnected`] when the
+    /// upstream has stopped.
+    pub fn submit(&self, seq: u64, share: Share) -> Result<(), ShareError> {
+        self.cmds
+            .try_send(Command::Submit { seq, share })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => ShareError::Busy,
+                mpsc::error::TrySendError::Closed(_) => ShareError::NotConnected,
+            })
+    }
+
+    /// The current connection state.
+    pub fn state(&self) -> UpstreamState {
+        UpstreamState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+}
+
+/// How one attempt at a pool ended.
+#[derive(Debug)]
+pub(crate) enum SessionEnd {
+    /// Could not connect or log in; the reason for the log.
+    NeverConnected(String),
+    /// Was connected and logged in, then the connection ended; the reason for the log.
+    Ended(String),
+    /// The proxy is stopping.
+    Cancelled,
+}
+
+/// What a session (stratum or daemon) gets from the failover loop.
+pub(crate) struct SessionCtx<'a> {
+    /// The pool entry.
+    pub(crate) pool: &'a PoolConfig,
+    /// Its index in the pool list.
+    pub(crate) index: usize,
+    /// Timing and identity.
+    pub(crate) options: &'a FailoverOptions,
+    /// Submits from the proxy.
+    pub(crate) cmds: &'a mut mpsc::Receiver<Command>,
+    /// Where to report.
+    pub(crate) listener: &'a dyn UpstreamListener,
+    /// Stop signal.
+    pub(crate) cancel: &'a CancellationToken,
+    /// Session counter of the upstream: call [`SessionCtx::logged_in`] once logged in.
+    pub(crate) session: &'a mut u64,
+    /// Shared state cell.
+    pub(crate) state: &'a AtomicU8,
+}
+
+impl SessionCtx<'_> {
+    /// Marks the pool connection as logged in: bumps the session number, sets the state to
+    /// `Active` and returns the new session number to pass to `on_job`.
+    pub(crate) fn logged_in(&mut self) -> u64 {
+        *self.session += 1;
+        self.state
+            .store(UpstreamState::Active as u8, Ordering::Relaxed);
+        self.listener
+            .on_state(UpstreamState::Active, Some(self.index));
+        *self.session
+    }
+}

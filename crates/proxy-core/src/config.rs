@@ -1,0 +1,459 @@
+//! The proxy's configuration (go-proxy RFC §4, example in §23).
+//!
+//! JSON keys are the RFC's. Where xmrig-proxy spells a key or a value differently the
+//! xmrig-proxy form is accepted too (`bind` entries as `"host:port"` strings, `workers` as a
+//! boolean), so an operator can point the proxy at the file they already have. Keys that mean
+//! nothing here are collected in [`Config::unknown_keys`] for one warning.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+pub use pool_client::PoolConfig;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Errors of loading or validating a config. Each names the key and the bad value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("config: cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid JSON of the expected shape.
+    #[error("config: parse failed: {0}")]
+    Parse(#[from] serde_json::Error),
+    /// A key has a value the proxy cannot use.
+    #[error("config: invalid `{key}`: {message}")]
+    Invalid {
+        /// The JSON key, e.g. `pools[1].url`.
+        key: String,
+        /// What is wrong with its value.
+        message: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// Splitting mode (RFC §8, §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Up to 256 miners share one pool connection; each gets one fixed nonce byte.
+    #[default]
+    Nicehash,
+    /// One pool connection per miner.
+    Simple,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Nicehash => "nicehash",
+            Mode::Simple => "simple",
+        })
+    }
+}
+
+/// One listen endpoint. Accepts `{"host":"0.0.0.0","port":3333,"tls":false}` or the
+/// xmrig-proxy string form `"0.0.0.0:3333"` (`"[::]:3333"` for IPv6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BindAddr {
+    /// Interface address to listen on.
+    pub host: String,
+    /// TCP port; 0 picks a free one (tests).
+    pub port: u16,
+    /// Serve TLS on this endpoint.
+    pub tls: bool,
+}
+
+impl<'de> Deserialize<'de> for BindAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Text(String),
+            Object {
+                host: String,
+                port: u16,
+                #[serde(default)]
+                tls: bool,
+            },
+        }
+        match Form::deserialize(d)? {
+            Form::Object { host, port, tls } => Ok(Self { host, port, tls }),
+            Form::Text(s) => {
+                let (host, port) = s
+                    .rsplit_once(':')
+                    .ok_or_else(|| serde::de::Error::custom(format!("bind {s:?} is not host:port")))?;
+                let port = port
+                    .parse()
+                    .map_err(|_| serde::de::Error::custom(format!("bind {s:?}: bad port")))?;
+                let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+                Ok(Self {
+                    host,
+                    port,
+                    tls: false,
+                })
+            }
+        }
+    }
+}
+
+impl BindAddr {
+    /// The socket address to bind.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when `host` is not an IP address.
+    pub fn socket_addr(&self) -> Result<SocketAddr, ConfigError> {
+        let ip = self
+            .host
+            .parse()
+            .map_err(|_| invalid("bind.host", format!("{:?} is not an IP address", self.host)))?;
+        Ok(SocketAddr::new(ip, self.port))
+    }
+}
+
+/// Inbound TLS settings (RFC §4 `TLSConfig`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct TlsConfig {
+    /// Enable TLS on binds with `tls: true`.
+    pub enabled: bool,
+    /// PEM certificate chain file.
+    pub cert: Option<String>,
+    /// PEM private key file.
+    pub cert_key: Option<String>,
+    /// OpenSSL cipher string; empty = default.
+    pub ciphers: Option<String>,
+    /// TLS versions, e.g. `"TLSv1.2 TLSv1.3"`; empty = default.
+    pub protocols: Option<String>,
+}
+
+/// Monitoring API settings (RFC §4 `HTTPConfig`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct HttpConfig {
+    /// Serve the API.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub host: String,
+    /// Port; 0 picks a free one.
+    pub port: u16,
+    /// Bearer token required when set.
+    pub access_token: Option<String>,
+    /// Read-only (GET only) when true.
+    pub restricted: bool,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            host: "127.0.0.1".into(),
+            port: 8080,
+            access_token: None,
+            restricted: true,
+        }
+    }
+}
+
+/// Per-IP connection rate limit (RFC §4 `RateLimit`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct RateLimit {
+    /// New connections per minute per IP; 0 = no limit.
+    pub max_connections_per_minute: u32,
+    /// Ban length in seconds for an IP that empties its bucket; 0 = no ban.
+    pub ban_duration: u64,
+}
+
+/// Which login field names a worker (RFC §13). xmrig-proxy's `true`/`false` are accepted as
+/// `rig-id`/`false`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkersMode {
+    /// The rig id, falling back to the user.
+    #[default]
+    #[serde(rename = "rig-id")]
+    RigId,
+    /// The login (wallet).
+    User,
+    /// The password.
+    Password,
+    /// The miner's agent string.
+    Agent,
+    /// The miner's IP address.
+    Ip,
+    /// No worker records.
+    #[serde(rename = "false")]
+    Disabled,
+}
+
+impl<'de> Deserialize<'de> for WorkersMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Bool(bool),
+            Text(String),
+        }
+        match Form::deserialize(d)? {
+            Form::Bool(true) => Ok(Self::RigId),
+            Form::Bool(false) => Ok(Self::Disabled),
+            Form::Text(s) => match s.as_str() {
+                "rig-id" | "true" => Ok(Self::RigId),
+                "user" => Ok(Self::User),
+                "password" => Ok(Self::Password),
+                "agent" => Ok(Self::Agent),
+                "ip" => Ok(Self::Ip),
+                "false" | "" => Ok(Self::Disabled),
+                other => Err(serde::de::Error::custom(format!(
+                    "workers {other:?}: expected rig-id, user, password, agent, ip or false"
+                ))),
+            },
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct Config {
+    /// `nicehash` (default) or `simple`.
+    pub mode: Mode,
+    /// Listen endpoints for miners.
+    pub bind: Vec<BindAddr>,
+    /// Upstream pools, primary first.
+    pub pools: Vec<PoolConfig>,
+    /// Inbound TLS.
+    pub tls: TlsConfig,
+    /// Monitoring API.
+    pub http: HttpConfig,
+    /// Password miners must send as `pass`; empty = none.
+    pub access_password: Option<String>,
+    /// Difficulty for every miner without a `+N` login suffix; 0 = the pool's.
+    pub custom_diff: u64,
+    /// Report stats per custom difficulty.
+    pub custom_diff_stats: bool,
+    /// Algorithm extension: jobs carry `algo`, submits are checked against it.
+    pub algo_ext: bool,
+    /// Worker naming mode.
+    pub workers: WorkersMode,
+    /// Access log path; empty = off.
+    pub access_log_file: Option<String>,
+    /// Share log path; empty = off.
+    pub share_log_file: Option<String>,
+    /// Simple mode: seconds an idle upstream is kept for the next miner; 0 = close at once.
+    pub reuse_timeout: u64,
+    /// Connection attempts per pool before the next one is tried.
+    pub retries: u32,
+    /// Seconds between connection attempts.
+    pub retry_pause: u64,
+    /// Reload the file when it changes.
+    pub watch: bool,
+    /// Per-IP connection rate limit.
+    pub rate_limit: RateLimit,
+    /// Seconds a submit may wait for the pool's answer (default 30).
+    pub pool_reply_timeout: u64,
+    /// Keys present in the file that this proxy does not use.
+    #[serde(flatten, skip_serializing)]
+    pub unknown_keys: BTreeMap<String, serde_json::Value>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Nicehash,
+            bind: Vec::new(),
+            pools: Vec::new(),
+            tls: TlsConfig::default(),
+            http: HttpConfig::default(),
+            access_password: None,
+            custom_diff: 0,
+            custom_diff_stats: false,
+            algo_ext: true,
+            workers: WorkersMode::RigId,
+            access_log_file: None,
+            share_log_file: None,
+            reuse_timeout: 0,
+            retries: 3,
+            retry_pause: 2,
+            watch: false,
+            rate_limit: RateLimit::default(),
+            pool_reply_timeout: 30,
+            unknown_keys: BTreeMap::new(),
+        }
+    }
+}
+
+/// xmrig-proxy keys that are accepted silently because they have no meaning here or are
+/// covered by other settings.
+const KNOWN_FOREIGN_KEYS: &[&str] = &["$schema"];
+
+impl Config {
+    /// Parses a config from JSON text. Does not validate.
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] with serde_json's line and column.
+    pub fn from_json(text: &str) -> Result<Self, ConfigError> {
+        let mut cfg: Config = serde_json::from_str(text)?;
+        cfg.unknown_keys
+            .retain(|k, _| !KNOWN_FOREIGN_KEYS.contains(&k.as_str()));
+        Ok(cfg)
+    }
+
+    /// Reads, parses and validates a config file.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for I/O, parse and validation failures.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let cfg = Self::from_json(&text)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks the config (RFC §4 `Validate`): at least one bind and one enabled pool, every
+    /// enabled pool has a `host:port` url, every bind host is an IP address.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first bad key and its value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.bind.is_empty() {
+            return Err(invalid("bind", "at least one listen address is needed"));
+        }
+        for (i, b) in self.bind.iter().enumerate() {
+            b.socket_addr()
+                .map_err(|_| invalid(format!("bind[{i}].host"), format!("{:?} is not an IP address", b.host)))?;
+        }
+        if !self.pools.iter().any(|p| p.enabled) {
+            return Err(invalid("pools", "at least one enabled pool is needed"));
+        }
+        for (i, p) in self.pools.iter().enumerate().filter(|(_, p)| p.enabled) {
+            let hp = p.host_port();
+            let ok = hp
+                .rsplit_once(':')
+                .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+            if !ok {
+                return Err(invalid(format!("pools[{i}].url"), format!("{:?} is not host:port", p.url)));
+            }
+            if p.daemon && p.user.is_empty() {
+                return Err(invalid(
+                    format!("pools[{i}].user"),
+                    "a daemon upstream needs the wallet address of its block templates",
+                ));
+            }
+        }
+        if self.pool_reply_timeout == 0 {
+            return Err(invalid("pool-reply-timeout", "must be at least 1 second"));
+        }
+        Ok(())
+    }
+
+    /// The access password, when one is set and non-empty.
+    pub fn access_password(&self) -> Option<&str> {
+        self.access_password.as_deref().filter(|p| !p.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RFC_EXAMPLE: &str = r#"{
+        "mode": "nicehash",
+        "bind": [{"host": "0.0.0.0", "port": 3333, "tls": false}, {"host": "0.0.0.0", "port": 3443, "tls": true}],
+        "pools": [
+            {"url": "pool.lthn.io:3333", "user": "WALLET", "pass": "x", "tls": false, "enabled": true},
+            {"url": "pool-backup.lthn.io:3333", "user": "WALLET", "pass": "x", "tls": false, "enabled": true}
+        ],
+        "tls": {"enabled": true, "cert": "/etc/proxy/cert.pem", "cert_key": "/etc/proxy/key.pem"},
+        "http": {"enabled": true, "host": "127.0.0.1", "port": 8080, "access-token": "secret", "restricted": true},
+        "access-password": "", "access-log-file": "/var/log/proxy-access.log",
+        "custom-diff": 0, "custom-diff-stats": false, "algo-ext": true, "workers": "rig-id",
+        "rate-limit": {"max-connections-per-minute": 30, "ban-duration": 300},
+        "retries": 3, "retry-pause": 2, "reuse-timeout": 0, "watch": true
+    }"#;
+
+    #[test]
+    fn rfc_example_loads_and_validates() {
+        let c = Config::from_json(RFC_EXAMPLE).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.bind.len(), 2);
+        assert!(c.bind[1].tls);
+        assert_eq!(c.pools[1].url, "pool-backup.lthn.io:3333");
+        assert_eq!(c.http.access_token.as_deref(), Some("secret"));
+        assert_eq!(c.rate_limit.max_connections_per_minute, 30);
+        assert_eq!(c.access_password(), None);
+        assert!(c.unknown_keys.is_empty());
+    }
+
+    #[test]
+    fn xmrig_proxy_forms_are_accepted() {
+        let c = Config::from_json(
+            r#"{"bind":["0.0.0.0:3333","[::]:3334"],"workers":true,"pools":[{"url":"stratum+tcp://p:1"}],"api":{"port":0},"colors":true}"#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.bind[1].host, "::");
+        assert_eq!(c.bind[1].port, 3334);
+        assert_eq!(c.workers, WorkersMode::RigId);
+        assert!(c.pools[0].enabled);
+        assert_eq!(c.pools[0].host_port(), "p:1");
+        assert_eq!(c.unknown_keys.keys().collect::<Vec<_>>(), vec!["api", "colors"]);
+    }
+
+    #[test]
+    fn daemon_pool_keys() {
+        let c = Config::from_json(
+            r#"{"bind":["127.0.0.1:0"],"pools":[{"url":"127.0.0.1:28081","user":"W","daemon":true,"daemon-poll-interval":250}]}"#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert!(c.pools[0].daemon);
+        assert_eq!(c.pools[0].daemon_poll_interval, 250);
+    }
+
+    #[test]
+    fn validation_names_key_and_value() {
+        let err = Config::from_json(r#"{"bind":["127.0.0.1:0"],"pools":[{"url":"nope"}]}"#)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pools[0].url") && err.contains("nope"), "{err}");
+        let err = Config::from_json(r#"{"bind":[],"pools":[{"url":"a:1"}]}"#)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`bind`"), "{err}");
+        let err = Config::from_json(r#"{"bind":[{"host":"localhost","port":1}],"pools":[{"url":"a:1"}]}"#)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bind[0].host") && err.contains("localhost"), "{err}");
+        let err = Config::from_json(r#"{"workers":"bogus"}"#).unwrap_err().to_string();
+        assert!(err.contains("bogus"), "{err}");
+        let err = Config::from_json(r#"{"bind":["127.0.0.1:0"],"pools":[{"url":"a:1","enabled":false}]}"#)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("enabled pool"), "{err}");
+    }
+}

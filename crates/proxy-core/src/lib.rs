@@ -1,0 +1,257 @@
+//! The proxy orchestrator: listeners, miner sessions, splitters wired to upstreams, stats and
+//! config (go-proxy RFC §3, §5).
+//!
+//! ```text
+//! miners ──TCP──▶ listener ──▶ conn task ──▶ Miner (protocol, outbox)
+//!                                             │ login / submit
+//!                                             ▼
+//!                                   Splitter ──▶ Mapper ──▶ pool_client::Upstream ──▶ pool
+//!                                             ▲   jobs, share results   │
+//!                                             └──────────────────────────┘
+//! ```
+//!
+//! [`Proxy::start`] binds every listener of the config and returns a [`ProxyHandle`]; the
+//! handle reports stats and stops the proxy with [`ProxyHandle::shutdown`], which answers the
+//! shares still in flight (up to a grace period, 5 s in the CLI) before closing connections.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub mod config;
+mod conn;
+pub mod miner;
+mod splitter;
+pub mod stats;
+
+pub use config::{Config, ConfigError};
+pub use conn::{INACTIVITY_TIMEOUT, LOGIN_TIMEOUT};
+pub use miner::{LoginInfo, Miner, MinerId, MinerPhase};
+pub use splitter::{UpstreamCounts, EMPTY_MAPPER_TTL, NICEHASH_SLOTS};
+pub use stats::{Stats, StatsSnapshot};
+
+use miner::Miner as MinerT;
+use splitter::Splitter;
+
+/// Errors that stop the proxy from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The config is not usable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A listen address could not be bound (in use, no permission): fatal, fix the config.
+    #[error("listen failed on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// State shared by every task of one proxy.
+pub(crate) struct Shared {
+    pub(crate) config: Arc<ArcSwap<Config>>,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) splitter: Splitter,
+    miners: Mutex<HashMap<MinerId, Arc<MinerT>>>,
+    pub(crate) next_miner_id: AtomicU64,
+}
+
+impl Shared {
+    fn register(&self, miner: &Arc<MinerT>) {
+        self.stats.miner_connected();
+        self.miners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(miner.id, miner.clone());
+    }
+
+    fn unregister(&self, miner: &MinerT) {
+        self.stats.miner_disconnected();
+        self.miners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&miner.id);
+    }
+}
+
+/// Builds and starts proxies.
+#[derive(Debug, Clone, Copy)]
+pub struct Proxy;
+
+impl Proxy {
+    /// Validates `config`, binds every `bind` address and starts serving miners. Upstream
+    /// connections open when the first miner logs in.
+    ///
+    /// # Errors
+    /// [`ProxyError::Config`] for an invalid config, [`ProxyError::Listen`] when an address
+    /// cannot be bound.
+    pub async fn start(config: Config) -> Result<ProxyHandle, ProxyError> {
+        config.validate()?;
+        if !config.unknown_keys.is_empty() {
+            let keys: Vec<&str> = config.unknown_keys.keys().map(String::as_str).collect();
+            tracing::warn!("config keys not used by this proxy: {}", keys.join(", "));
+        }
+        let mut listeners = Vec::new();
+        for b in &config.bind {
+            let addr = b.socket_addr()?;
+            if b.tls {
+                tracing::warn!(%addr, "TLS binds are not supported yet; serving plain TCP");
+            }
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ProxyError::Listen { addr, source })?;
+            listeners.push(l);
+        }
+        let config = Arc::new(ArcSwap::from_pointee(config));
+        let stats = Arc::new(Stats::default());
+        let accept_stop = CancellationToken::new();
+        let conn_stop = CancellationToken::new();
+        let upstream_stop = CancellationToken::new();
+        let shared = Arc::new(Shared {
+            splitter: Splitter::new(config.clone(), stats.clone(), upstream_stop.clone()),
+            config,
+            stats,
+            miners: Mutex::new(HashMap::new()),
+            next_miner_id: AtomicU64::new(1),
+        });
+        let tracker = TaskTracker::new();
+        let mut addrs = Vec::new();
+        for l in listeners {
+            let addr = l.local_addr().map_err(|source| ProxyError::Listen {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source,
+            })?;
+            tracing::info!(%addr, "listening for miners");
+            addrs.push(addr);
+            tracker.spawn(accept_loop(
+                l,
+                shared.clone(),
+                accept_stop.clone(),
+                conn_stop.clone(),
+                tracker.clone(),
+            ));
+        }
+        tracker.spawn(tick_loop(shared.clone(), accept_stop.clone()));
+        Ok(ProxyHandle {
+            shared,
+            addrs,
+            accept_stop,
+            conn_stop,
+            upstream_stop,
+            tracker,
+        })
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    conn_stop: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => return,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                tracker.spawn(conn::serve_miner(
+                    shared.clone(),
+                    stream,
+                    peer,
+                    conn_stop.clone(),
+                ));
+            }
+            Err(e) => {
+                // EMFILE/ENFILE: out of file descriptors. The pending connection stays in the
+                // backlog; back off instead of spinning.
+                tracing::warn!("accept failed: {e} (open-file limit reached?)");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn tick_loop(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => shared.splitter.gc(std::time::Instant::now()),
+        }
+    }
+}
+
+/// A running proxy.
+pub struct ProxyHandle {
+    shared: Arc<Shared>,
+    addrs: Vec<SocketAddr>,
+    accept_stop: CancellationToken,
+    conn_stop: CancellationToken,
+    upstream_stop: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl ProxyHandle {
+    /// The bound listen addresses, in `bind` order (a port 0 in the config is resolved here).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// The running config.
+    pub fn config(&self) -> Arc<Config> {
+        self.shared.config.load_full()
+    }
+
+    /// A copy of the counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// Blocks found through daemon upstreams.
+    pub fn blocks(&self) -> u64 {
+        self.shared.stats.blocks.load(Relaxed)
+    }
+
+    /// Upstream connections by state.
+    pub fn upstreams(&self) -> UpstreamCounts {
+        self.shared.splitter.upstream_counts()
+    }
+
+    /// Miners per upstream connection, in the order the connections were opened.
+    pub fn mapper_loads(&self) -> Vec<usize> {
+        self.shared.splitter.mapper_loads()
+    }
+
+    /// Stops the proxy: stops accepting, waits up to `grace` for the shares in flight to be
+    /// answered by their pools (and sent to their miners), then closes every connection and
+    /// waits for all tasks to end.
+    pub async fn shutdown(self, grace: Duration) {
+        self.accept_stop.cancel();
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.shared.stats.in_flight.load(Relaxed) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = self.shared.stats.in_flight.load(Relaxed);
+        if left > 0 {
+            tracing::warn!("{left} shares still unanswered after {grace:?}; closing anyway");
+        }
+        self.conn_stop.cancel();
+        self.upstream_stop.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}

@@ -1,0 +1,331 @@
+//! One miner connection's state and protocol logic (go-proxy RFC §6).
+//!
+//! The logic here does no I/O: [`Miner::handle_line`] takes one line the miner sent and
+//! queues the answers in the miner's outbox; the connection task ([`crate::conn`]) moves bytes
+//! between the socket and the outbox. Jobs and pool answers reach the miner the same way, from
+//! the splitter.
+//!
+//! ```text
+//! WaitLogin --login ok--> WaitReady --first job--> Ready --close--> Closing
+//!   10 s                   600 s                    600 s without submit/keepalived
+//! ```
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use stratum_proto::cryptonote::{
+    encode_error, encode_getjob_ok, encode_status, parse_miner_request, LoginParams,
+    MinerRequest, SessionParams, SubmitParams,
+};
+use stratum_proto::{parse_nonce, result_difficulty, Id};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::splitter::Route;
+use crate::Shared;
+
+/// Identifier of a miner connection, unique in the process, never 0.
+pub type MinerId = u64;
+
+/// Most bytes a miner's outbox may hold before the miner is disconnected as too slow.
+pub(crate) const MAX_OUTBOX_BYTES: usize = 256 * 1024;
+
+/// Lifecycle state (RFC §6); the numbers are the API's `state` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum MinerPhase {
+    /// Connected, no login yet (10 s limit).
+    WaitLogin = 0,
+    /// Logged in, waiting for the first job from the upstream.
+    WaitReady = 1,
+    /// Receiving jobs and submitting shares.
+    Ready = 2,
+    /// Being closed.
+    Closing = 3,
+}
+
+/// What a miner sent at login (custom-difficulty suffix kept as sent).
+#[derive(Debug, Clone, Default)]
+pub struct LoginInfo {
+    /// `params.login`.
+    pub user: String,
+    /// `params.pass`.
+    pub pass: String,
+    /// `params.agent`.
+    pub agent: String,
+    /// `params.rigid`.
+    pub rig_id: Option<String>,
+    /// `params.algo`.
+    pub algos: Vec<String>,
+}
+
+pub(crate) struct MinerState {
+    pub(crate) phase: MinerPhase,
+    pub(crate) session: Option<Uuid>,
+    pub(crate) login: Option<Box<LoginInfo>>,
+    pub(crate) route: Option<Route>,
+    /// The login request's id while its reply waits for the first job.
+    pub(crate) login_id: Option<Id>,
+    /// Difficulty of the last job sent.
+    pub(crate) diff: u64,
+}
+
+#[derive(Default)]
+struct Outbox {
+    queue: VecDeque<Bytes>,
+    bytes: usize,
+    closed: bool,
+    overflowed: bool,
+}
+
+/// One miner connection, shared between its connection task and the splitter.
+pub struct Miner {
+    /// Process-unique id.
+    pub id: MinerId,
+    /// Remote address.
+    pub peer: SocketAddr,
+    pub(crate) state: Mutex<MinerState>,
+    outbox: Mutex<Outbox>,
+    pub(crate) notify: Notify,
+    /// Bytes received from the miner.
+    pub rx: AtomicU64,
+    /// Bytes sent to the miner.
+    pub tx: AtomicU64,
+}
+
+/// What the connection task should do after a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    /// Keep going; the inactivity clock is not reset.
+    Continue,
+    /// The miner showed life (login, submit, keepalived): reset the inactivity clock.
+    Active,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these short locks leaves consistent data; keep serving.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Miner {
+    pub(crate) fn new(id: MinerId, peer: SocketAddr) -> Self {
+        Self {
+            id,
+            peer,
+            state: Mutex::new(MinerState {
+                phase: MinerPhase::WaitLogin,
+                session: None,
+                login: None,
+                route: None,
+                login_id: None,
+                diff: 0,
+            }),
+            outbox: Mutex::new(Outbox::default()),
+            notify: Notify::new(),
+            rx: AtomicU64::new(0),
+            tx: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, MinerState> {
+        lock(&self.state)
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> MinerPhase {
+        self.state().phase
+    }
+
+    /// The fixed byte (NiceHash slot) of the miner, once it has one.
+    pub fn fixed_byte(&self) -> Option<u8> {
+        self.state().route.as_ref().and_then(|r| r.fixed_byte)
+    }
+
+    /// Queues bytes for the miner. Returns false when the miner is closed or its outbox just
+    /// overflowed (the connection task then closes it).
+    pub(crate) fn send<I: IntoIterator<Item = Bytes>>(&self, chunks: I) -> bool {
+        {
+            let mut o = lock(&self.outbox);
+            if o.closed {
+                return false;
+            }
+            for c in chunks {
+                if c.is_empty() {
+                    continue;
+                }
+                o.bytes += c.len();
+                o.queue.push_back(c);
+            }
+            if o.bytes > MAX_OUTBOX_BYTES {
+                o.closed = true;
+                o.overflowed = true;
+                o.queue.clear();
+                o.bytes = 0;
+            }
+        }
+        self.notify.notify_one();
+        true
+    }
+
+    pub(crate) fn send_line(&self, line: Vec<u8>) -> bool {
+        self.send([Bytes::from(line)])
+    }
+
+    /// Takes up to `max` queued chunks for writing. Returns `None` when the outbox overflowed.
+    pub(crate) fn take_output(&self, out: &mut Vec<Bytes>, max: usize) -> Option<()> {
+        let mut o = lock(&self.outbox);
+        if o.overflowed {
+            return None;
+        }
+        while out.len() < max {
+            let Some(c) = o.queue.pop_front() else { break };
+            o.bytes -= c.len();
+            out.push(c);
+        }
+        Some(())
+    }
+
+    /// Stops accepting output (the connection is going away).
+    pub(crate) fn close_outbox(&self) {
+        let mut o = lock(&self.outbox);
+        o.closed = true;
+        o.queue.clear();
+        o.bytes = 0;
+    }
+
+    fn reply_error(&self, id: &Id, message: &str) {
+        self.send_line(encode_error(id, message));
+    }
+
+    /// Handles one line from the miner (RFC §6.1–6.3).
+    pub(crate) fn handle_line(self: &Arc<Self>, shared: &Shared, line: &[u8]) -> Flow {
+        match parse_miner_request(line) {
+            Err(e) => {
+                tracing::debug!(miner = self.id, "bad request: {e}");
+                self.reply_error(e.id(), e.message());
+                Flow::Continue
+            }
+            Ok((id, MinerRequest::Login(p))) => {
+                self.handle_login(shared, id, p);
+                Flow::Active
+            }
+            Ok((id, MinerRequest::Submit(p))) => {
+                self.handle_submit(shared, id, p);
+                Flow::Active
+            }
+            Ok((id, MinerRequest::Keepalived(p))) => {
+                if self.check_session(&p).is_some() {
+                    self.send_line(encode_status(&id, "KEEPALIVED"));
+                } else {
+                    self.reply_error(&id, "Unauthenticated");
+                }
+                Flow::Active
+            }
+            Ok((id, MinerRequest::GetJob(p))) => {
+                match self.check_session(&p) {
+                    Some(route) => match route.mapper.job_for(self) {
+                        Some(job) => {
+                            self.send_line(encode_getjob_ok(&id, &job));
+                        }
+                        None => self.reply_error(&id, "No job available yet"),
+                    },
+                    None => self.reply_error(&id, "Unauthenticated"),
+                }
+                Flow::Continue
+            }
+        }
+    }
+
+    /// The miner's route when `params.id` is its session id.
+    fn check_session(&self, p: &SessionParams) -> Option<Route> {
+        let st = self.state();
+        session_matches(st.session, &p.id)
+            .then(|| st.route.clone())
+            .flatten()
+    }
+
+    fn handle_login(self: &Arc<Self>, shared: &Shared, id: Id, p: LoginParams) {
+        if self.state().phase != MinerPhase::WaitLogin {
+            self.reply_error(&id, "Already logged in");
+            return;
+        }
+        if p.login.is_empty() {
+            self.reply_error(&id, "Invalid payment address provided");
+            return;
+        }
+        let config = shared.config.load();
+        if let Some(pw) = config.access_password() {
+            if p.pass != pw {
+                self.reply_error(&id, "Invalid password");
+                return;
+            }
+        }
+        {
+            let mut st = self.state();
+            st.session = Some(Uuid::new_v4());
+            st.login = Some(Box::new(LoginInfo {
+                user: p.login,
+                pass: p.pass,
+                agent: p.agent,
+                rig_id: p.rigid.filter(|r| !r.is_empty()),
+                algos: p.algo,
+            }));
+            st.phase = MinerPhase::WaitReady;
+            st.login_id = Some(id.clone());
+        }
+        if let Err(message) = shared.splitter.on_login(self) {
+            let mut st = self.state();
+            st.phase = MinerPhase::WaitLogin;
+            st.session = None;
+            st.login = None;
+            st.login_id = None;
+            drop(st);
+            self.reply_error(&id, message);
+        }
+    }
+
+    fn handle_submit(self: &Arc<Self>, shared: &Shared, id: Id, p: SubmitParams) {
+        let route = {
+            let st = self.state();
+            if st.phase != MinerPhase::Ready || !session_matches(st.session, &p.id) {
+                None
+            } else {
+                st.route.clone()
+            }
+        };
+        let Some(route) = route else {
+            self.reply_error(&id, "Unauthenticated");
+            return;
+        };
+        let refuse = |message: &str| {
+            shared.stats.invalid.fetch_add(1, Relaxed);
+            self.reply_error(&id, message);
+        };
+        if p.job_id.is_empty() {
+            return refuse("Missing job id");
+        }
+        let Some(nonce) = parse_nonce(&p.nonce) else {
+            return refuse("Invalid nonce");
+        };
+        let Some(share_diff) = result_difficulty(&p.result) else {
+            return refuse("Invalid result");
+        };
+        route.mapper.submit(self, route.fixed_byte, id, p, nonce, share_diff);
+    }
+
+    /// Sends `line` as the reply to a request (used by the splitter).
+    pub(crate) fn reply(&self, id: &Id, result: Result<(), &str>) {
+        match result {
+            Ok(()) => self.send_line(encode_status(id, "OK")),
+            Err(m) => self.send_line(encode_error(id, m)),
+        };
+    }
+}
+
+fn session_matches(session: Option<Uuid>, given: &str) -> bool {
+    session.is_some_and(|s| Uuid::parse_str(given).is_ok_and(|g| g == s))
+}
+

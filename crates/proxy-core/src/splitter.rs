@@ -1,0 +1,491 @@
+//! Splitters: how miners are spread over upstream pool connections (go-proxy RFC §8, §9).
+//!
+//! A [`Mapper`] is one upstream connection ([`pool_client::Upstream`]) and the miners on it.
+//! In NiceHash mode a mapper holds up to 256 miners, each with its own fixed nonce byte from
+//! the mapper's [`NonceStorage`]; the 257th miner makes the [`Splitter`] open a new mapper.
+//! In simple mode a mapper holds one miner and nothing is patched.
+//!
+//! Lock order: the splitter's mapper list, then a mapper's state, then a miner's state or
+//! outbox. Nothing here awaits while holding a lock.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use nonce_split::{JobMatch, NonceStorage};
+use pool_client::{FailoverOptions, Share, ShareError, Upstream, UpstreamListener, UpstreamState};
+use stratum_proto::cryptonote::{encode_login_ok, JobLine, SubmitParams};
+use stratum_proto::{Id, Job};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Mode};
+use crate::miner::{Miner, MinerPhase};
+use crate::stats::Stats;
+
+/// NiceHash: miners per upstream connection (one per value of the fixed byte).
+pub const NICEHASH_SLOTS: usize = 256;
+
+/// How long an empty NiceHash mapper is kept before its pool connection is closed.
+pub const EMPTY_MAPPER_TTL: Duration = Duration::from_secs(60);
+
+/// Where a logged-in miner's shares go.
+#[derive(Clone)]
+pub(crate) struct Route {
+    pub(crate) mapper: Arc<Mapper>,
+    /// The NiceHash fixed byte; `None` in simple mode.
+    pub(crate) fixed_byte: Option<u8>,
+}
+
+/// Counts of upstream connections by state (RFC §5 `UpstreamStats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct UpstreamCounts {
+    /// Logged in and receiving jobs.
+    pub active: u64,
+    /// Idle connections kept for reuse (no miners).
+    pub sleep: u64,
+    /// Connecting or failing.
+    pub error: u64,
+    /// All of them.
+    pub total: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A job as sent to this mapper's miners, encoded once.
+struct JobInfo {
+    job: Job,
+    line: JobLine,
+    difficulty: u64,
+}
+
+struct Pending {
+    miner: Arc<Miner>,
+    id: Id,
+    difficulty: u64,
+}
+
+struct MapperState {
+    storage: NonceStorage,
+    /// Miner per slot; 256 entries in NiceHash mode, 1 in simple mode.
+    miners: Vec<Option<Arc<Miner>>>,
+    active_miners: usize,
+    job: Option<JobInfo>,
+    prev: Option<JobInfo>,
+    session: u64,
+    pending: std::collections::HashMap<u64, Pending>,
+    next_seq: u64,
+    upstream_state: UpstreamState,
+    daemon: bool,
+    empty_since: Option<Instant>,
+}
+
+/// One upstream connection and the miners on it (RFC §8.2 `NonceMapper`, §9 `SimpleMapper`).
+pub(crate) struct Mapper {
+    pub(crate) id: u64,
+    nicehash: bool,
+    upstream: OnceLock<Upstream>,
+    cancel: CancellationToken,
+    config: Arc<ArcSwap<Config>>,
+    stats: Arc<Stats>,
+    pools_are_daemons: Vec<bool>,
+    state: Mutex<MapperState>,
+}
+
+impl Mapper {
+    fn st(&self) -> MutexGuard<'_, MapperState> {
+        lock(&self.state)
+    }
+
+    /// Puts `miner` in a free slot; false when the mapper is full.
+    fn try_add(self: &Arc<Self>, miner: &Arc<Miner>) -> bool {
+        let mut st = self.st();
+        let fixed_byte = if self.nicehash {
+            match st.storage.add(miner.id) {
+                Some(b) => Some(b),
+                None => return false,
+            }
+        } else {
+            if st.active_miners > 0 {
+                return false;
+            }
+            None
+        };
+        let index = usize::from(fixed_byte.unwrap_or(0));
+        st.miners[index] = Some(miner.clone());
+        st.active_miners += 1;
+        st.empty_since = None;
+        miner.state().route = Some(Route {
+            mapper: self.clone(),
+            fixed_byte,
+        });
+        if let Some(info) = &st.job {
+            let config = self.config.load();
+            deliver(info, miner, fixed_byte, &extensions(&config));
+        }
+        true
+    }
+
+    fn remove(&self, miner: &Miner, fixed_byte: Option<u8>) {
+        let mut st = self.st();
+        let index = usize::from(fixed_byte.unwrap_or(0));
+        let owns = st.miners[index].as_ref().is_some_and(|m| m.id == miner.id);
+        if !owns {
+            return;
+        }
+        st.miners[index] = None;
+        if let Some(b) = fixed_byte {
+            st.storage.remove(miner.id, b);
+        }
+        st.active_miners -= 1;
+        if st.active_miners == 0 {
+            st.empty_since = Some(Instant::now());
+        }
+    }
+
+    /// The job as this miner should see it (blob patched), for `getjob`.
+    pub(crate) fn job_for(&self, miner: &Miner) -> Option<Job> {
+        let fixed = miner.fixed_byte();
+        let st = self.st();
+        st.job.as_ref().map(|info| patched_job(&info.job, fixed))
+    }
+
+    /// Checks a share against the mapper's jobs and forwards it (RFC §6.2 step 4, §8.2).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn submit(
+        &self,
+        miner: &Arc<Miner>,
+        fixed_byte: Option<u8>,
+        id: Id,
+        p: SubmitParams,
+        nonce: [u8; 4],
+        share_diff: u64,
+    ) {
+        let refuse = |message: &str| {
+            self.stats.invalid.fetch_add(1, Relaxed);
+            miner.reply(&id, Err(message));
+        };
+        let mut st = self.st();
+        let (info, expired) = match st.storage.job_match(&p.job_id) {
+            JobMatch::Current => (st.job.as_ref(), false),
+            JobMatch::Previous => (st.prev.as_ref(), true),
+            JobMatch::Unknown => (None, false),
+        };
+        let Some(info) = info else {
+            drop(st);
+            return refuse("Invalid job id");
+        };
+        if let Some(fb) = fixed_byte {
+            if nonce_split::nonce_fixed_byte(nonce) != fb {
+                drop(st);
+                return refuse("Invalid nonce; is miner not compatible with NiceHash?");
+            }
+        }
+        if let (Some(share_algo), Some(job_algo)) = (p.algo.as_deref(), info.job.algo.as_deref())
+        {
+            if share_algo != job_algo {
+                drop(st);
+                return refuse("Incorrect algorithm");
+            }
+        }
+        let difficulty = info.difficulty;
+        if share_diff < difficulty {
+            drop(st);
+            return refuse("Low difficulty share");
+        }
+        let Some(upstream) = self.upstream.get() else {
+            drop(st);
+            return miner.reply(&id, Err(&ShareError::NotConnected.to_string()));
+        };
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        let algo = if self.config.load().algo_ext { p.algo } else { None };
+        let share = Share {
+            job_id: p.job_id,
+            nonce: p.nonce,
+            result: p.result,
+            algo,
+        };
+        st.pending.insert(
+            seq,
+            Pending {
+                miner: miner.clone(),
+                id,
+                difficulty,
+            },
+        );
+        match upstream.submit(seq, share) {
+            Ok(()) => {
+                self.stats.in_flight.fetch_add(1, Relaxed);
+                if expired {
+                    self.stats.expired.fetch_add(1, Relaxed);
+                }
+            }
+            Err(e) => {
+                let p = st.pending.remove(&seq);
+                drop(st);
+                self.stats.rejected.fetch_add(1, Relaxed);
+                if let Some(p) = p {
+                    p.miner.reply(&p.id, Err(&e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+/// The extensions listed in the login reply: `algo` with algo-ext, `nicehash` in NiceHash
+/// mode, and `keepalive`.
+fn extensions(config: &Config) -> Vec<&'static str> {
+    let mut e = Vec::with_capacity(3);
+    if config.algo_ext {
+        e.push("algo");
+    }
+    if config.mode == Mode::Nicehash {
+        e.push("nicehash");
+    }
+    e.push("keepalive");
+    e
+}
+
+/// The job with the fixed byte written into its blob.
+fn patched_job(job: &Job, fixed_byte: Option<u8>) -> Job {
+    let mut j = job.clone();
+    if let Some(b) = fixed_byte {
+        j.blob = job.blob_with_fixed_byte(b);
+    }
+    j
+}
+
+/// Sends a job to one miner: the deferred login reply if it is still waiting for its first
+/// job, else a `job` notification.
+fn deliver(info: &JobInfo, miner: &Miner, fixed_byte: Option<u8>, extensions: &[&str]) {
+    let mut st = miner.state();
+    match st.phase {
+        MinerPhase::WaitReady => {
+            let (Some(id), Some(session)) = (st.login_id.take(), st.session) else {
+                return;
+            };
+            st.phase = MinerPhase::Ready;
+            st.diff = info.difficulty;
+            drop(st);
+            let job = patched_job(&info.job, fixed_byte);
+            let session = session.to_string();
+            miner.send_line(encode_login_ok(&id, &session, Some(&job), extensions));
+        }
+        MinerPhase::Ready => {
+            st.diff = info.difficulty;
+            drop(st);
+            match fixed_byte {
+                Some(b) => miner.send(info.line.parts(b)),
+                None => miner.send([info.line.whole()]),
+            };
+        }
+        MinerPhase::WaitLogin | MinerPhase::Closing => {}
+    }
+}
+
+impl UpstreamListener for Mapper {
+    fn on_job(&self, job: Job, session: u64) {
+        let config = self.config.load();
+        let mut job = job;
+        if !config.algo_ext {
+            job.algo = None;
+        }
+        let info = JobInfo {
+            line: JobLine::new(&job),
+            difficulty: job.difficulty(),
+            job,
+        };
+        let exts = extensions(&config);
+        let mut st = self.st();
+        let same_pool = session == st.session;
+        st.session = session;
+        st.storage.set_job(&info.job.job_id, same_pool);
+        let old = st.job.take();
+        st.prev = if same_pool { old } else { None };
+        for (index, m) in st.miners.iter().enumerate() {
+            if let Some(m) = m {
+                let fixed = self.nicehash.then(|| u8::try_from(index).unwrap_or(0));
+                deliver(&info, m, fixed, &exts);
+            }
+        }
+        st.job = Some(info);
+    }
+
+    fn on_result(&self, seq: u64, result: Result<(), ShareError>) {
+        let (p, daemon) = {
+            let mut st = self.st();
+            (st.pending.remove(&seq), st.daemon)
+        };
+        let Some(p) = p else { return };
+        self.stats.in_flight.fetch_sub(1, Relaxed);
+        match result {
+            Ok(()) => {
+                self.stats.on_accept(p.difficulty);
+                if daemon {
+                    self.stats.blocks.fetch_add(1, Relaxed);
+                }
+                p.miner.reply(&p.id, Ok(()));
+            }
+            Err(e) => {
+                self.stats.rejected.fetch_add(1, Relaxed);
+                tracing::debug!(miner = p.miner.id, "share rejected: {e}");
+                p.miner.reply(&p.id, Err(&e.to_string()));
+            }
+        }
+    }
+
+    fn on_state(&self, state: UpstreamState, pool: Option<usize>) {
+        let mut st = self.st();
+        st.upstream_state = state;
+        if let Some(i) = pool {
+            st.daemon = self.pools_are_daemons.get(i).copied().unwrap_or(false);
+        }
+        if state != UpstreamState::Active {
+            tracing::info!(mapper = self.id, ?state, "upstream state");
+        }
+    }
+}
+
+/// Spreads miners over mappers (RFC §8.1 `NonceSplitter`, §9 `SimpleSplitter`).
+pub(crate) struct Splitter {
+    mode: Mode,
+    mappers: Mutex<Vec<Arc<Mapper>>>,
+    next_mapper_id: AtomicU64,
+    cancel: CancellationToken,
+    config: Arc<ArcSwap<Config>>,
+    stats: Arc<Stats>,
+}
+
+impl Splitter {
+    pub(crate) fn new(
+        config: Arc<ArcSwap<Config>>,
+        stats: Arc<Stats>,
+        cancel: CancellationToken,
+    ) -> Self {
+        Self {
+            mode: config.load().mode,
+            mappers: Mutex::new(Vec::new()),
+            next_mapper_id: AtomicU64::new(1),
+            cancel,
+            config,
+            stats,
+        }
+    }
+
+    fn new_mapper(&self) -> Arc<Mapper> {
+        let config = self.config.load();
+        let id = self.next_mapper_id.fetch_add(1, Relaxed);
+        let nicehash = self.mode == Mode::Nicehash;
+        let slots = if nicehash { NICEHASH_SLOTS } else { 1 };
+        let mapper = Arc::new(Mapper {
+            id,
+            nicehash,
+            upstream: OnceLock::new(),
+            cancel: self.cancel.child_token(),
+            config: self.config.clone(),
+            stats: self.stats.clone(),
+            pools_are_daemons: config.pools.iter().map(|p| p.daemon).collect(),
+            state: Mutex::new(MapperState {
+                storage: NonceStorage::new(),
+                miners: vec![None; slots],
+                active_miners: 0,
+                job: None,
+                prev: None,
+                session: 0,
+                pending: Default::default(),
+                next_seq: 1,
+                upstream_state: UpstreamState::Connecting,
+                daemon: false,
+                empty_since: None,
+            }),
+        });
+        let options = FailoverOptions {
+            retries: config.retries,
+            retry_pause: Duration::from_secs(config.retry_pause),
+            reply_timeout: Duration::from_secs(config.pool_reply_timeout),
+            ..FailoverOptions::default()
+        };
+        let upstream = Upstream::spawn(
+            config.pools.clone(),
+            options,
+            mapper.clone(),
+            mapper.cancel.clone(),
+        );
+        let _ = mapper.upstream.set(upstream);
+        tracing::info!(mapper = id, "new upstream connection");
+        mapper
+    }
+
+    /// Routes a miner that just logged in to a mapper with a free slot, opening a new
+    /// upstream connection when all are full (RFC §8.1 `OnLogin`).
+    ///
+    /// # Errors
+    /// The RFC's `"Proxy is full, try again later"` when no mapper can take the miner.
+    pub(crate) fn on_login(&self, miner: &Arc<Miner>) -> Result<(), &'static str> {
+        let mut mappers = lock(&self.mappers);
+        for m in mappers.iter() {
+            if m.try_add(miner) {
+                return Ok(());
+            }
+        }
+        let m = self.new_mapper();
+        let added = m.try_add(miner);
+        mappers.push(m);
+        if added {
+            Ok(())
+        } else {
+            Err("Proxy is full, try again later")
+        }
+    }
+
+    /// Releases the miner's slot (RFC §8.1 `OnClose`).
+    pub(crate) fn on_close(&self, miner: &Miner) {
+        let route = miner.state().route.take();
+        if let Some(r) = route {
+            r.mapper.remove(miner, r.fixed_byte);
+        }
+    }
+
+    /// Closes mappers that have had no miner for longer than their keep time (RFC §8.1 `GC`).
+    pub(crate) fn gc(&self, now: Instant) {
+        let keep = match self.mode {
+            Mode::Nicehash => EMPTY_MAPPER_TTL,
+            Mode::Simple => Duration::from_secs(self.config.load().reuse_timeout),
+        };
+        lock(&self.mappers).retain(|m| {
+            let expired = m
+                .st()
+                .empty_since
+                .is_some_and(|t| now.duration_since(t) >= keep);
+            if expired {
+                tracing::info!(mapper = m.id, "closing idle upstream connection");
+                m.cancel.cancel();
+            }
+            !expired
+        });
+    }
+
+    /// Upstream connection counts for monitoring.
+    pub(crate) fn upstream_counts(&self) -> UpstreamCounts {
+        let mut c = UpstreamCounts::default();
+        for m in lock(&self.mappers).iter() {
+            let st = m.st();
+            match st.upstream_state {
+                UpstreamState::Active if st.active_miners == 0 => c.sleep += 1,
+                UpstreamState::Active => c.active += 1,
+                _ => c.error += 1,
+            }
+            c.total += 1;
+        }
+        c
+    }
+
+    /// Number of miners per mapper, in mapper order (for tests and monitoring).
+    pub(crate) fn mapper_loads(&self) -> Vec<usize> {
+        lock(&self.mappers).iter().map(|m| m.st().active_miners).collect()
+    }
+}
+
