@@ -6,7 +6,7 @@
 //! pool leaves unanswered past the reply timeout, and send `keepalived` when the pool lists
 //! the keepalive extension (or the entry asks for it).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 
@@ -117,7 +117,7 @@ pub(crate) async fn run_session(ctx: &mut SessionCtx<'_>) -> SessionEnd {
     let keepalive = ctx.pool.keepalive || login.extensions.iter().any(|e| e == "keepalive");
     let session_id = login.id;
 
-    let mut pending: HashMap<u64, Pending> = HashMap::new();
+    let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
     let mut next_id = LOGIN_ID + 1;
     let mut keepalive_timer = tokio::time::interval_at(
         Instant::now() + ctx.options.keepalive_interval,
@@ -188,7 +188,7 @@ pub(crate) async fn run_session(ctx: &mut SessionCtx<'_>) -> SessionEnd {
             }
         }
     };
-    for (_, p) in pending.drain() {
+    for p in std::mem::take(&mut pending).into_values() {
         ctx.listener.on_result(p.seq, Err(ShareError::Disconnected));
     }
     let _ = wr.shutdown().await;

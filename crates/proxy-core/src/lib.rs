@@ -245,12 +245,18 @@ impl ProxyHandle {
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // Closing the upstreams answers whatever is still waiting ("Connection to pool
+        // lost"); give those answers a moment to reach their miners before closing them.
+        self.upstream_stop.cancel();
+        let settle = tokio::time::Instant::now() + Duration::from_secs(1);
+        while self.shared.stats.in_flight.load(Relaxed) > 0 && tokio::time::Instant::now() < settle {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let left = self.shared.stats.in_flight.load(Relaxed);
         if left > 0 {
-            tracing::warn!("{left} shares still unanswered after {grace:?}; closing anyway");
+            tracing::warn!("{left} shares still unanswered at shutdown");
         }
         self.conn_stop.cancel();
-        self.upstream_stop.cancel();
         self.tracker.close();
         self.tracker.wait().await;
     }

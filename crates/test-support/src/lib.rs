@@ -7,3 +7,15 @@ pub mod miner;
 pub mod mock_pool;
 pub mod monerod;
 pub mod rx_miner;
+
+/// Sends `tracing` output of the code under test to the test's captured output; honours
+/// `RUST_LOG` (default `info`). Safe to call more than once.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_test_writer()
+        .try_init();
+}

@@ -1,1 +1,201 @@
-//! (being written)
+//! A scripted CryptoNote stratum miner for tests: sends requests, reads replies and jobs.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use stratum_proto::{Job, LineCodec};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio_util::codec::FramedRead;
+
+/// Default time a test miner waits for one message.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// One scripted miner connection.
+pub struct TestMiner {
+    reader: FramedRead<OwnedReadHalf, LineCodec>,
+    writer: OwnedWriteHalf,
+    next_id: u64,
+    /// Session id from the login result.
+    pub session: Option<String>,
+    /// The latest job received (login result or notification).
+    pub job: Option<Job>,
+    /// Every job notification received, in order.
+    pub jobs: Vec<Job>,
+}
+
+impl TestMiner {
+    /// Connects to `addr`.
+    ///
+    /// # Errors
+    /// When the TCP connect fails.
+    pub async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
+        Self::connect_from(addr, None).await
+    }
+
+    /// Connects to `addr` from a chosen local IP (e.g. 127.0.0.2).
+    ///
+    /// # Errors
+    /// When binding or connecting fails.
+    pub async fn connect_from(addr: SocketAddr, local: Option<std::net::IpAddr>) -> anyhow::Result<Self> {
+        let stream = match local {
+            None => TcpStream::connect(addr).await?,
+            Some(ip) => {
+                let sock = tokio::net::TcpSocket::new_v4()?;
+                sock.bind(SocketAddr::new(ip, 0))?;
+                sock.connect(addr).await?
+            }
+        };
+        stream.set_nodelay(true)?;
+        let (r, w) = stream.into_split();
+        Ok(Self {
+            reader: FramedRead::new(r, LineCodec::new(1 << 20)),
+            writer: w,
+            next_id: 1,
+            session: None,
+            job: None,
+            jobs: Vec::new(),
+        })
+    }
+
+    /// Sends raw bytes.
+    ///
+    /// # Errors
+    /// When the write fails.
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.writer.write_all(bytes).await?;
+        Ok(())
+    }
+
+    /// Sends `{"id":N,"jsonrpc":"2.0","method":M,"params":P}` and returns N.
+    ///
+    /// # Errors
+    /// When the write fails.
+    pub async fn request(&mut self, method: &str, params: Value) -> anyhow::Result<u64> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut line = json!({"id": id, "jsonrpc": "2.0", "method": method, "params": params}).to_string();
+        line.push('\n');
+        self.send_raw(line.as_bytes()).await?;
+        Ok(id)
+    }
+
+    /// The next line from the server as JSON, within `wait`. Jobs are recorded on the way.
+    ///
+    /// # Errors
+    /// Timeout, connection closed, or a line that is not JSON.
+    pub async fn recv(&mut self, wait: Duration) -> anyhow::Result<Value> {
+        let line = tokio::time::timeout(wait, self.reader.next())
+            .await
+            .map_err(|_| anyhow!("no message within {wait:?}"))?
+            .ok_or_else(|| anyhow!("connection closed"))??;
+        let v: Value = serde_json::from_slice(&line).context("server sent non-JSON")?;
+        if v["method"] == "job" {
+            let job: Job = serde_json::from_value(v["params"].clone())?;
+            self.job = Some(job.clone());
+            self.jobs.push(job);
+        }
+        Ok(v)
+    }
+
+    /// Waits for the reply with id `id`, recording jobs that arrive first.
+    ///
+    /// # Errors
+    /// Timeout or connection closed.
+    pub async fn reply(&mut self, id: u64, wait: Duration) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let v = self.recv(left).await?;
+            if v["id"] == json!(id) && v.get("method").is_none() {
+                return Ok(v);
+            }
+        }
+    }
+
+    /// Waits for the next `job` notification.
+    ///
+    /// # Errors
+    /// Timeout or connection closed.
+    pub async fn next_job(&mut self, wait: Duration) -> anyhow::Result<Job> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let v = self.recv(left).await?;
+            if v["method"] == "job" {
+                return Ok(serde_json::from_value(v["params"].clone())?);
+            }
+        }
+    }
+
+    /// Logs in with `login` and waits for the reply; records the session and job.
+    ///
+    /// # Errors
+    /// Timeout, closed connection, or an error reply (its message).
+    pub async fn login(&mut self, login: &str) -> anyhow::Result<Value> {
+        let id = self
+            .request(
+                "login",
+                json!({"login": login, "pass": "x", "agent": "test-miner/0.1", "algo": ["rx/0"], "rigid": "rig"}),
+            )
+            .await?;
+        let v = self.reply(id, WAIT).await?;
+        if !v["error"].is_null() {
+            bail!("login refused: {}", v["error"]["message"]);
+        }
+        self.session = v["result"]["id"].as_str().map(String::from);
+        if let Some(job) = v["result"].get("job").filter(|j| !j.is_null()) {
+            self.job = Some(serde_json::from_value(job.clone())?);
+        }
+        Ok(v)
+    }
+
+    /// Submits a share under this miner's session and waits for the reply.
+    ///
+    /// # Errors
+    /// Timeout or connection closed (an error reply is returned as `Ok`).
+    pub async fn submit(&mut self, job_id: &str, nonce: &str, result: &str) -> anyhow::Result<Value> {
+        let session = self.session.clone().unwrap_or_default();
+        let id = self
+            .request(
+                "submit",
+                json!({"id": session, "job_id": job_id, "nonce": nonce, "result": result}),
+            )
+            .await?;
+        self.reply(id, WAIT).await
+    }
+
+    /// True when the server closes the connection within `wait` (messages before that are
+    /// read and dropped).
+    pub async fn closed_within(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.reader.next()).await {
+                Err(_) => return false,
+                Ok(None) | Ok(Some(Err(_))) => return true,
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+}
+
+/// The error message of a reply, if it is an error.
+pub fn error_message(reply: &Value) -> Option<&str> {
+    reply["error"]["message"].as_str()
+}
+
+/// A 64-hex `result` whose difficulty is at least `difficulty` (last 8 bytes LE =
+/// `u64::MAX / difficulty`).
+pub fn result_for_difficulty(difficulty: u64) -> String {
+    let h = u64::MAX / difficulty.max(1);
+    let mut s = "0".repeat(48);
+    for b in h.to_le_bytes() {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}

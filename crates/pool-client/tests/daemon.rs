@@ -1,0 +1,391 @@
+//! The daemon upstream against a real `monerod` in regtest mode (needs `monerod` on `PATH`:
+//! `apt-get install -y monero`).
+//!
+//! Each test starts its own node with a low fixed difficulty, runs an [`Upstream`] whose only
+//! pool entry is that node with `"daemon": true`, and watches what the upstream reports.
+//! Every test is bounded by [`TEST_TIMEOUT`], cancels the upstream and waits for it to stop,
+//! and kills its node when the [`Monerod`] drops.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use pool_client::{
+    FailoverOptions, PoolConfig, Share, ShareError, Upstream, UpstreamListener, UpstreamState,
+};
+use stratum_proto::{difficulty_to_target, Job};
+use test_support::monerod::{Monerod, REGTEST_WALLET};
+use test_support::rx_miner::{solve, Solution};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// The longest any test may run.
+const TEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long to wait for one expected report.
+const WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Default)]
+struct Seen {
+    /// Every job with its session number, in order.
+    jobs: Vec<(Job, u64)>,
+    /// Every result, by sequence number, in order of arrival.
+    results: Vec<(u64, Result<(), ShareError>)>,
+    /// Every state change.
+    states: Vec<(UpstreamState, Option<usize>)>,
+}
+
+/// An [`UpstreamListener`] that records everything and wakes waiters.
+#[derive(Debug, Default)]
+struct Recorder {
+    seen: Mutex<Seen>,
+    changed: Notify,
+}
+
+impl Recorder {
+    fn seen(&self) -> MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn record(&self, f: impl FnOnce(&mut Seen)) {
+        f(&mut self.seen());
+        self.changed.notify_waiters();
+    }
+
+    /// Waits until `f` finds something in what was recorded.
+    async fn wait_for<T>(&self, what: &str, f: impl Fn(&Seen) -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(found) = f(&self.seen()) {
+                return found;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("no {what} within {WAIT:?}; seen: {:#?}", self.seen());
+            }
+        }
+    }
+
+    /// The `n`th job (0-based).
+    async fn job(&self, n: usize) -> (Job, u64) {
+        self.wait_for(&format!("job #{n}"), |s| s.jobs.get(n).cloned())
+            .await
+    }
+
+    /// The first job for a block at `height`.
+    async fn job_at_height(&self, height: u64) -> (Job, u64) {
+        self.wait_for(&format!("job at height {height}"), |s| {
+            s.jobs
+                .iter()
+                .find(|(j, _)| j.height == Some(height))
+                .cloned()
+        })
+        .await
+    }
+
+    /// The result of `seq`, checking that it came exactly once.
+    async fn result(&self, seq: u64) -> Result<(), ShareError> {
+        let r = self
+            .wait_for(&format!("result of share {seq}"), |s| {
+                s.results.iter().find(|(q, _)| *q == seq).map(|(_, r)| r.clone())
+            })
+            .await;
+        let count = self.seen().results.iter().filter(|(q, _)| *q == seq).count();
+        assert_eq!(count, 1, "share {seq} answered {count} times");
+        r
+    }
+
+    async fn state(&self, state: UpstreamState) -> Option<usize> {
+        self.wait_for(&format!("state {state:?}"), |s| {
+            s.states.iter().find(|(st, _)| *st == state).map(|(_, p)| *p)
+        })
+        .await
+    }
+}
+
+impl UpstreamListener for Recorder {
+    fn on_job(&self, job: Job, session: u64) {
+        self.record(|s| s.jobs.push((job, session)));
+    }
+
+    fn on_result(&self, seq: u64, result: Result<(), ShareError>) {
+        self.record(|s| s.results.push((seq, result)));
+    }
+
+    fn on_state(&self, state: UpstreamState, pool: Option<usize>) {
+        self.record(|s| s.states.push((state, pool)));
+    }
+}
+
+/// An upstream whose only pool is `node`, with the recorder it reports to.
+struct Harness {
+    upstream: Upstream,
+    recorder: Arc<Recorder>,
+    cancel: CancellationToken,
+    next_seq: u64,
+}
+
+impl Harness {
+    fn new(node: &Monerod) -> Self {
+        let pool = PoolConfig {
+            url: node.host_port(),
+            user: REGTEST_WALLET.into(),
+            daemon: true,
+            daemon_poll_interval: 200,
+            ..Default::default()
+        };
+        let options = FailoverOptions {
+            retries: 1,
+            retry_pause: Duration::from_secs(1),
+            reply_timeout: Duration::from_secs(20),
+            connect_timeout: Duration::from_secs(2),
+            ..Default::default()
+        };
+        let recorder = Arc::new(Recorder::default());
+        let cancel = CancellationToken::new();
+        let upstream = Upstream::spawn(vec![pool], options, recorder.clone(), cancel.clone());
+        Self {
+            upstream,
+            recorder,
+            cancel,
+            next_seq: 0,
+        }
+    }
+
+    /// Submits a share; its sequence number.
+    fn submit(&mut self, job_id: &str, nonce: &str, result: &str) -> u64 {
+        self.next_seq += 1;
+        let share = Share {
+            job_id: job_id.into(),
+            nonce: nonce.into(),
+            result: result.into(),
+            algo: None,
+        };
+        self.upstream
+            .submit(self.next_seq, share)
+            .expect("upstream takes the share");
+        self.next_seq
+    }
+
+    /// Cancels the upstream and waits until it reports `Stopped`.
+    async fn stop(self) {
+        self.cancel.cancel();
+        self.recorder.state(UpstreamState::Stopped).await;
+        assert_eq!(self.upstream.state(), UpstreamState::Stopped);
+    }
+}
+
+/// Runs a test body under [`TEST_TIMEOUT`].
+async fn bounded(body: impl Future<Output = ()>) {
+    tokio::time::timeout(TEST_TIMEOUT, body)
+        .await
+        .expect("test ran over its time limit");
+}
+
+async fn start_node(difficulty: u64) -> Monerod {
+    Monerod::start(difficulty)
+        .await
+        .expect("monerod starts (apt-get install -y monero)")
+}
+
+/// Mines `job` with RandomX light mode in a blocking thread (no NiceHash byte).
+async fn mine(job: &Job) -> Solution {
+    let job = job.clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    tokio::task::spawn_blocking(move || solve(&job, None, deadline))
+        .await
+        .expect("hashing thread")
+        .expect("job can be mined")
+        .expect("a block within 90 s")
+}
+
+#[tokio::test]
+async fn first_job_comes_from_the_block_template() {
+    bounded(async {
+        let node = start_node(100).await;
+        let h = Harness::new(&node);
+        assert_eq!(h.recorder.state(UpstreamState::Active).await, Some(0));
+        let (job, session) = h.recorder.job(0).await;
+        assert_eq!(session, 1);
+        assert_eq!(job.blob.len(), 152, "Monero hashing blob: 76 bytes");
+        assert!(job.blob.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(job.target, difficulty_to_target(100));
+        assert_eq!(job.difficulty(), 100);
+        assert_eq!(job.algo.as_deref(), Some("rx/0"));
+        assert_eq!(job.height, Some(node.height().await.unwrap()));
+        let seed = job.seed_hash.as_deref().expect("seed_hash");
+        assert_eq!(seed.len(), 64);
+        assert_eq!(job.validate(), Ok(()));
+        assert_eq!(h.upstream.state(), UpstreamState::Active);
+        h.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn shares_that_cannot_be_blocks_are_refused() {
+    bounded(async {
+        let node = start_node(100).await;
+        let mut h = Harness::new(&node);
+        let (job, _) = h.recorder.job(0).await;
+        let height = node.height().await.unwrap();
+
+        // Difficulty 1: far below the block's 100, refused without asking the node.
+        let low = h.submit(&job.job_id, "00000001", &"f".repeat(64));
+        assert_eq!(
+            h.recorder.result(low).await,
+            Err(ShareError::Rejected("Low difficulty share".into()))
+        );
+        let unknown = h.submit("no-such-job", "00000001", &"0".repeat(64));
+        assert_eq!(
+            h.recorder.result(unknown).await,
+            Err(ShareError::Rejected("Invalid job id".into()))
+        );
+        let bad_nonce = h.submit(&job.job_id, "0001", &"0".repeat(64));
+        assert_eq!(
+            h.recorder.result(bad_nonce).await,
+            Err(ShareError::Rejected("Invalid nonce".into()))
+        );
+
+        // A forged result claiming the highest difficulty passes our check; the node
+        // recomputes the proof of work and refuses the block.
+        let forged = h.submit(&job.job_id, "00000000", &"0".repeat(64));
+        match h.recorder.result(forged).await {
+            Err(ShareError::Rejected(message)) => assert!(!message.is_empty()),
+            other => panic!("forged share: {other:?}"),
+        }
+        assert_eq!(node.height().await.unwrap(), height, "no block was added");
+        assert_eq!(h.upstream.state(), UpstreamState::Active, "session lives on");
+        h.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_solved_block_is_accepted_and_the_next_job_follows() {
+    bounded(async {
+        let node = start_node(50).await;
+        let mut h = Harness::new(&node);
+        let (job, session) = h.recorder.job(0).await;
+        let height = node.height().await.unwrap();
+        assert_eq!(job.height, Some(height));
+
+        let solution = mine(&job).await;
+        let seq = h.submit(&job.job_id, &solution.nonce, &solution.result);
+        assert_eq!(h.recorder.result(seq).await, Ok(()));
+        assert_eq!(node.height().await.unwrap(), height + 1, "the node took the block");
+
+        let (next, next_session) = h.recorder.job_at_height(height + 1).await;
+        assert_eq!(next_session, session, "same session");
+        assert_ne!(next.job_id, job.job_id);
+        assert_ne!(next.blob, job.blob);
+
+        // The same block again: the job is now the previous one, so the share reaches the
+        // node, which already has the block.
+        let again = h.submit(&job.job_id, &solution.nonce, &solution.result);
+        let dup = h.recorder.result(again).await;
+        assert!(
+            matches!(dup, Err(ShareError::Rejected(_))),
+            "a duplicate block is refused: {dup:?} {:#?}", h.recorder.seen()
+        );
+        assert_eq!(node.height().await.unwrap(), height + 1);
+        h.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_block_from_elsewhere_brings_a_new_job() {
+    bounded(async {
+        let node = start_node(50).await;
+        let h = Harness::new(&node);
+        let (job, _) = h.recorder.job(0).await;
+        let height = job.height.expect("height");
+        // The node mines a block itself; the next poll sees the new tip.
+        assert_eq!(node.generate_blocks(1).await.unwrap(), height + 1);
+        let (next, session) = h.recorder.job_at_height(height + 1).await;
+        assert_eq!(session, 1);
+        assert_ne!(next.job_id, job.job_id);
+        h.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn losing_the_node_ends_the_session() {
+    bounded(async {
+        let node = start_node(100).await;
+        let mut h = Harness::new(&node);
+        let (job, _) = h.recorder.job(0).await;
+        drop(node);
+        // The next poll fails: the session ends, the retry finds nobody, the list has failed.
+        h.recorder.state(UpstreamState::Error).await;
+        assert_ne!(h.upstream.state(), UpstreamState::Active);
+        let seq = h.submit(&job.job_id, "00000000", &"0".repeat(64));
+        let result = h.recorder.result(seq).await;
+        assert!(
+            matches!(
+                result,
+                Err(ShareError::NotConnected | ShareError::Disconnected)
+            ),
+            "{result:?}"
+        );
+        let jobs = h.recorder.seen().jobs.len();
+        assert_eq!(jobs, 1, "no job without a node");
+        h.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_node_that_is_not_there_never_connects() {
+    bounded(async {
+        // A port nobody listens on: bound, then released.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let recorder = Arc::new(Recorder::default());
+        let cancel = CancellationToken::new();
+        let pool = PoolConfig {
+            url: format!("http://127.0.0.1:{port}"),
+            user: REGTEST_WALLET.into(),
+            daemon: true,
+            ..Default::default()
+        };
+        let options = FailoverOptions {
+            retries: 1,
+            retry_pause: Duration::from_millis(200),
+            connect_timeout: Duration::from_secs(1),
+            ..Default::default()
+        };
+        let upstream = Upstream::spawn(vec![pool], options, recorder.clone(), cancel.clone());
+        recorder.state(UpstreamState::Error).await;
+        assert!(recorder.seen().jobs.is_empty());
+        assert!(!recorder
+            .seen()
+            .states
+            .iter()
+            .any(|(s, _)| *s == UpstreamState::Active));
+        let share = Share {
+            job_id: "x".into(),
+            nonce: "00000000".into(),
+            result: "0".repeat(64),
+            algo: None,
+        };
+        if upstream.submit(1, share).is_ok() {
+            let result = recorder.result(1).await;
+            assert!(
+                matches!(
+                    result,
+                    Err(ShareError::NotConnected | ShareError::Disconnected)
+                ),
+                "{result:?}"
+            );
+        }
+        cancel.cancel();
+        recorder.state(UpstreamState::Stopped).await;
+    })
+    .await;
+}
