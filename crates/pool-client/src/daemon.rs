@@ -28,14 +28,19 @@
 //! The session keeps the templates of the current and the previous job. A share is refused
 //! without asking the node when its job is neither (`Invalid job id`), its nonce is not
 //! 8 lowercase hex digits (`Invalid nonce`), its result is not 64 hex digits
-//! (`Invalid result`) or the result's difficulty is below the block difficulty
-//! (`Low difficulty share`). Like a pool, the proxy trusts the miner's result hash for that
-//! check; the node recomputes the proof of work and decides. Its JSON-RPC error is passed on
-//! as the rejection message; `"status":"OK"` accepts the share, and a new template is fetched
-//! at once since the chain grew. A transport failure, an HTTP error status, or an answer that
-//! is not JSON-RPC ends the session; a submit caught in it fails with
-//! [`ShareError::Disconnected`].
+//! (`Invalid result`), the result's difficulty is below the block difficulty
+//! (`Low difficulty share`), or its nonce was already sent for that template
+//! (`Duplicate share`: monerod answers `OK` again for a block it already has). Like a pool,
+//! the proxy trusts the miner's result hash for the difficulty check; the node recomputes the
+//! proof of work and decides. Its JSON-RPC error (e.g. `Block not accepted`) is passed on as
+//! the rejection message; `"status":"OK"` accepts the share, and a new template is fetched at
+//! once since the chain grew. monerod also answers `OK` for a valid block that lost the race
+//! for its height (it keeps it on an alternative chain); the session then asks for the main
+//! chain's block at that height and logs a stale block as a warning. A transport failure, an
+//! HTTP error status, or an answer that is not JSON-RPC ends the session; a submit caught in
+//! it fails with [`ShareError::Disconnected`].
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
 
@@ -140,6 +145,13 @@ struct InfoReply {
     tx_pool_size: u64,
 }
 
+/// The fields of a block header (`get_block_header_by_height`) that tell whose block it is.
+#[derive(Debug, Clone, Deserialize)]
+struct HeaderReply {
+    nonce: u32,
+    prev_hash: String,
+}
+
 /// A block template turned into work: what a job is built from and a share is checked against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Template {
@@ -157,6 +169,8 @@ struct Template {
     prev_hash: String,
     /// RandomX seed hash (hex); empty when the node sent none.
     seed_hash: String,
+    /// Nonces already sent to the node as blocks of this template.
+    submitted: HashSet<[u8; 4]>,
 }
 
 /// Whether a `0x`-prefixed hex difficulty fits in 64 bits.
@@ -200,6 +214,7 @@ impl Template {
             height: reply.height,
             prev_hash: reply.prev_hash,
             seed_hash: reply.seed_hash.to_ascii_lowercase(),
+            submitted: HashSet::new(),
         };
         // The same checks every pool job gets, with a stand-in id.
         let mut probe = template.job(algo);
@@ -233,6 +248,17 @@ impl Template {
         let mut block = self.block.clone();
         block[NONCE_OFFSET..NONCE_OFFSET + 4].copy_from_slice(&nonce);
         Ok(encode_hex(&block))
+    }
+
+    /// [`Template::solved_block`], refusing a nonce that was sent before (`Duplicate share`):
+    /// the node answers `OK` again for a block it already has.
+    fn take_share(&mut self, share: &Share) -> Result<String, &'static str> {
+        let block = self.solved_block(share)?;
+        let nonce = parse_nonce(&share.nonce).ok_or("Invalid nonce")?;
+        if !self.submitted.insert(nonce) {
+            return Err("Duplicate share");
+        }
+        Ok(block)
     }
 }
 
@@ -305,6 +331,15 @@ impl Rpc {
     async fn submit_block(&self, block_hex: &str) -> Result<(), DaemonError> {
         self.call("submit_block", json!([block_hex])).await.map(drop)
     }
+
+    /// The nonce and previous-block hash of the main chain's block at `height`.
+    async fn header_at(&self, height: u64) -> Result<HeaderReply, DaemonError> {
+        let result = self
+            .call("get_block_header_by_height", json!({ "height": height }))
+            .await?;
+        serde_json::from_value(result["block_header"].clone())
+            .map_err(|e| DaemonError::BadReply(format!("get_block_header_by_height: {e}")))
+    }
 }
 
 /// Runs `fut` unless `cancel` fires first (`None`).
@@ -360,9 +395,9 @@ impl Work {
     }
 
     /// The template of `job_id`: the current or the previous one.
-    fn find(&self, job_id: &str) -> Option<&Template> {
-        std::iter::once(&self.current)
-            .chain(self.previous.as_ref())
+    fn find(&mut self, job_id: &str) -> Option<&mut Template> {
+        std::iter::once(&mut self.current)
+            .chain(self.previous.as_mut())
             .find(|t| t.job_id == job_id)
     }
 }
@@ -450,9 +485,11 @@ async fn submit(
     let url = &ctx.pool.url;
     let checked = match work.find(&share.job_id) {
         None => Err("Invalid job id"),
-        Some(t) => t.solved_block(&share).map(|block| (block, t.height)),
+        Some(t) => t
+            .take_share(&share)
+            .map(|block| (block, t.height, t.prev_hash.clone())),
     };
-    let (block, height) = match checked {
+    let (block, height, prev_hash) = match checked {
         Ok(ok) => ok,
         Err(why) => {
             tracing::warn!(pool = %url, job_id = %share.job_id, "share refused: {why}");
@@ -467,8 +504,8 @@ async fn submit(
     };
     match answer {
         Ok(()) => {
-            tracing::info!(pool = %url, height, job_id = %share.job_id, "block accepted by daemon");
             ctx.listener.on_result(seq, Ok(()));
+            log_block_fate(ctx, rpc, &share, height, &prev_hash).await;
             refresh(ctx, rpc, work).await
         }
         Err(DaemonError::Rpc { message, .. } | DaemonError::NotOk(message)) => {
@@ -481,6 +518,36 @@ async fn submit(
             ctx.listener.on_result(seq, Err(ShareError::Disconnected));
             Err(SessionEnd::Ended(format!("submit_block: {e}")))
         }
+    }
+}
+
+/// Logs whether an accepted block is the main chain's block at its height: monerod answers
+/// `OK` to stale blocks too (it keeps them on an alternative chain).
+async fn log_block_fate(
+    ctx: &SessionCtx<'_>,
+    rpc: &Rpc,
+    share: &Share,
+    height: u64,
+    prev_hash: &str,
+) {
+    let url = &ctx.pool.url;
+    let ours = |h: &HeaderReply| {
+        let nonce = parse_nonce(&share.nonce).map(u32::from_le_bytes);
+        nonce == Some(h.nonce) && h.prev_hash.eq_ignore_ascii_case(prev_hash)
+    };
+    match or_cancel(ctx.cancel, rpc.header_at(height)).await {
+        Some(Ok(header)) if ours(&header) => {
+            tracing::info!(pool = %url, height, job_id = %share.job_id, "block accepted by daemon");
+        }
+        Some(Ok(_)) => tracing::warn!(
+            pool = %url, height, job_id = %share.job_id,
+            "daemon took the block, but another block holds its height (stale)"
+        ),
+        Some(Err(e)) => tracing::info!(
+            pool = %url, height, job_id = %share.job_id,
+            "block accepted by daemon (main chain not checked: {e})"
+        ),
+        None => {}
     }
 }
 
@@ -612,6 +679,24 @@ mod tests {
         assert!(t
             .solved_block(&share("x", "00000001", &"0".repeat(64)))
             .is_ok());
+    }
+
+    #[test]
+    fn a_nonce_is_sent_once_per_template() {
+        let mut t = template();
+        let good = result_of_difficulty(100);
+        assert!(t.take_share(&share("x", "00000001", &good)).is_ok());
+        assert_eq!(
+            t.take_share(&share("x", "00000001", &good)),
+            Err("Duplicate share")
+        );
+        assert!(t.take_share(&share("x", "00000002", &good)).is_ok());
+        // A refused share does not use up its nonce.
+        assert_eq!(
+            t.take_share(&share("x", "00000003", &"f".repeat(64))),
+            Err("Low difficulty share")
+        );
+        assert!(t.take_share(&share("x", "00000003", &good)).is_ok());
     }
 
     #[test]

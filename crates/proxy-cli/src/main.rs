@@ -1,1 +1,133 @@
-fn main() {}
+//! `proxy-cli`: the stratum mining proxy binary.
+//!
+//! ```text
+//! proxy-cli run --config config.json
+//! ```
+//!
+//! Logs go to stderr through `tracing` (`RUST_LOG=debug` for more). SIGINT or SIGTERM stops
+//! the proxy cleanly: no new miners, shares in flight answered for up to 5 seconds, then every
+//! connection closed.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use proxy_core::{Config, Proxy};
+use tokio_util::sync::CancellationToken;
+
+mod signal;
+
+/// How long in-flight shares may take to be answered at shutdown (RFC §5 `Stop`).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How often a status line is logged.
+const STATUS_EVERY: Duration = Duration::from_secs(30);
+
+#[derive(Parser)]
+#[command(name = "proxy-cli", version, about = "Stratum mining proxy (CryptoNote, NiceHash splitting)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Run {
+        /// Path of the JSON config file (go-proxy RFC §4 keys; xmrig-proxy files load too).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a config file and exit.
+    Check {
+        /// Path of the JSON config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Check { config } => {
+            let cfg = Config::load(&config)?;
+            println!(
+                "{}: ok ({} bind, {} pools, mode {})",
+                config.display(),
+                cfg.bind.len(),
+                cfg.pools.len(),
+                cfg.mode
+            );
+            Ok(())
+        }
+        Command::Run { config } => {
+            let cfg = Config::load(&config)?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?
+                .block_on(run(cfg))
+        }
+    }
+}
+
+async fn run(cfg: Config) -> anyhow::Result<()> {
+    let http = cfg.http.clone();
+    let proxy = Proxy::start(cfg).await?;
+    let stop = CancellationToken::new();
+    let api = if http.enabled {
+        let addr = format!("{}:{}", http.host, http.port)
+            .parse()
+            .with_context(|| format!("http.host {:?} is not an IP address", http.host))?;
+        let monitor = proxy.monitor();
+        let stopped = stop.clone();
+        Some(tokio::spawn(async move {
+            let r = proxy_api::serve(
+                addr,
+                monitor,
+                async move { stopped.cancelled().await },
+                |bound| tracing::info!(addr = %bound, "HTTP API listening"),
+            )
+            .await;
+            if let Err(e) = r {
+                tracing::error!(%addr, "HTTP API failed: {e}");
+            }
+        }))
+    } else {
+        None
+    };
+
+    let monitor = proxy.monitor();
+    let status = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(STATUS_EVERY);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let s = monitor.stats();
+            let u = monitor.upstreams();
+            tracing::info!(
+                "miners {} (max {}), upstreams {} active / {} total, shares {} accepted / {} rejected / {} invalid, blocks {}",
+                s.miners, s.max_miners, u.active, u.total, s.accepted, s.rejected, s.invalid, monitor.blocks()
+            );
+        }
+    });
+
+    let sig = signal::shutdown().await;
+    tracing::info!("{sig} received; stopping (answering shares in flight for up to {SHUTDOWN_GRACE:?})");
+    status.abort();
+    stop.cancel();
+    proxy.shutdown(SHUTDOWN_GRACE).await;
+    if let Some(api) = api {
+        let _ = api.await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -142,6 +142,10 @@ impl Proxy {
         }
         tracker.spawn(tick_loop(shared.clone(), accept_stop.clone()));
         Ok(ProxyHandle {
+            monitor: Monitor {
+                shared: shared.clone(),
+                started: std::time::Instant::now(),
+            },
             shared,
             addrs,
             accept_stop,
@@ -193,22 +197,14 @@ async fn tick_loop(shared: Arc<Shared>, stop: CancellationToken) {
     }
 }
 
-/// A running proxy.
-pub struct ProxyHandle {
+/// A cheap, cloneable read-only view of a running proxy, for monitoring (the HTTP API).
+#[derive(Clone)]
+pub struct Monitor {
     shared: Arc<Shared>,
-    addrs: Vec<SocketAddr>,
-    accept_stop: CancellationToken,
-    conn_stop: CancellationToken,
-    upstream_stop: CancellationToken,
-    tracker: TaskTracker,
+    started: std::time::Instant,
 }
 
-impl ProxyHandle {
-    /// The bound listen addresses, in `bind` order (a port 0 in the config is resolved here).
-    pub fn local_addrs(&self) -> &[SocketAddr] {
-        &self.addrs
-    }
-
+impl Monitor {
     /// The running config.
     pub fn config(&self) -> Arc<Config> {
         self.shared.config.load_full()
@@ -222,6 +218,44 @@ impl ProxyHandle {
     /// Blocks found through daemon upstreams.
     pub fn blocks(&self) -> u64 {
         self.shared.stats.blocks.load(Relaxed)
+    }
+
+    /// Upstream connections by state.
+    pub fn upstreams(&self) -> UpstreamCounts {
+        self.shared.splitter.upstream_counts()
+    }
+
+    /// Seconds since the proxy started.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+/// A running proxy.
+pub struct ProxyHandle {
+    shared: Arc<Shared>,
+    monitor: Monitor,
+    addrs: Vec<SocketAddr>,
+    accept_stop: CancellationToken,
+    conn_stop: CancellationToken,
+    upstream_stop: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl ProxyHandle {
+    /// The bound listen addresses, in `bind` order (a port 0 in the config is resolved here).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// A read-only view for monitoring.
+    pub fn monitor(&self) -> Monitor {
+        self.monitor.clone()
+    }
+
+    /// A copy of the counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
     }
 
     /// Upstream connections by state.

@@ -1,0 +1,109 @@
+//! The real binary: `proxy-cli run --config`, serving a miner, and a clean stop on SIGTERM
+//! that still answers the share in flight.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+use test_support::miner::{result_for_difficulty, TestMiner};
+use test_support::mock_pool::{make_job, MockPool, Reply};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_from_a_config_file_and_stops_cleanly_on_sigterm() {
+    let pool = MockPool::start(make_job(1, 1000)).await.unwrap();
+    pool.set_reply(Reply::OkAfter(Duration::from_millis(700)));
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("proxy-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config.json");
+    // xmrig-proxy spellings on purpose: bind as a string, workers as a boolean.
+    let cfg = json!({
+        "mode": "nicehash",
+        "bind": [format!("127.0.0.1:{port}")],
+        "pools": [{"url": pool.addr().to_string(), "user": "PROXYWALLET", "pass": "x"}],
+        "workers": true,
+        "retries": 1, "retry-pause": 1,
+    });
+    std::fs::write(&path, cfg.to_string()).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_proxy-cli"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Child(child);
+
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut miner = None;
+    for _ in 0..100 {
+        if let Ok(m) = TestMiner::connect(addr).await {
+            miner = Some(m);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut m = miner.expect("proxy listens");
+    m.login("wallet").await.unwrap();
+    let job = m.job.clone().unwrap();
+    let nonce = format!("000000{}", &job.blob[84..86]);
+    let id = m
+        .request(
+            "submit",
+            json!({"id": m.session, "job_id": job.job_id, "nonce": nonce, "result": result_for_difficulty(1000)}),
+        )
+        .await
+        .unwrap();
+    assert!(pool.wait_for(Duration::from_secs(5), |p| p.received("submit").len() == 1).await);
+
+    let pid = child.0.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    let r = m.reply(id, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(r["result"]["status"], "OK", "the share in flight was answered: {r}");
+    assert!(m.closed_within(Duration::from_secs(5)).await);
+    let mut exited = None;
+    for _ in 0..100 {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            exited = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(exited.expect("exits after SIGTERM").success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn check_reports_a_bad_config_by_key() {
+    let dir = std::env::temp_dir().join(format!("proxy-cli-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.json");
+    std::fs::write(&path, r#"{"bind":["127.0.0.1:3333"],"pools":[{"url":"no-port"}]}"#).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_proxy-cli"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pools[0].url") && err.contains("no-port"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
