@@ -184,7 +184,10 @@ impl Template {
     /// Checks and decodes a `get_block_template` result.
     fn from_reply(reply: TemplateReply, algo: &str) -> Result<Self, DaemonError> {
         let too_big = reply.difficulty_top64 != 0
-            || reply.wide_difficulty.as_deref().is_some_and(|w| !wide_fits_u64(w));
+            || reply
+                .wide_difficulty
+                .as_deref()
+                .is_some_and(|w| !wide_fits_u64(w));
         if too_big {
             return Err(DaemonError::BadReply(format!(
                 "block difficulty {} does not fit in 64 bits",
@@ -199,11 +202,9 @@ impl Template {
         let hashing = decode_hex(&reply.blockhashing_blob)
             .ok_or_else(|| DaemonError::BadReply("blockhashing_blob is not hex".into()))?;
         let header = NONCE_OFFSET + 4;
-        if block.len() < header || hashing.len() < header || block[..header] != hashing[..header]
-        {
+        if block.len() < header || hashing.len() < header || block[..header] != hashing[..header] {
             return Err(DaemonError::BadReply(
-                "template and hashing blobs do not share a header with the nonce at byte 39"
-                    .into(),
+                "template and hashing blobs do not share a header with the nonce at byte 39".into(),
             ));
         }
         let template = Self {
@@ -329,7 +330,9 @@ impl Rpc {
     }
 
     async fn submit_block(&self, block_hex: &str) -> Result<(), DaemonError> {
-        self.call("submit_block", json!([block_hex])).await.map(drop)
+        self.call("submit_block", json!([block_hex]))
+            .await
+            .map(drop)
     }
 
     /// The nonce and previous-block hash of the main chain's block at `height`.
@@ -462,7 +465,9 @@ async fn check_tip(ctx: &SessionCtx<'_>, rpc: &Rpc, work: &mut Work) -> Result<(
         .await
         .ok_or(SessionEnd::Cancelled)?
         .map_err(|e| SessionEnd::Ended(e.to_string()))?;
-    let tip_moved = !info.top_block_hash.eq_ignore_ascii_case(&work.current.prev_hash);
+    let tip_moved = !info
+        .top_block_hash
+        .eq_ignore_ascii_case(&work.current.prev_hash);
     let mempool_changed = work.pool_size.is_some_and(|seen| seen != info.tx_pool_size)
         && work.fetched_at.elapsed() >= MEMPOOL_REFRESH;
     if tip_moved || mempool_changed {
@@ -616,7 +621,10 @@ mod tests {
     fn unusable_templates_are_errors() {
         let mut r = reply();
         r.difficulty_top64 = 1;
-        assert!(matches!(Template::from_reply(r, "rx/0"), Err(DaemonError::BadReply(_))));
+        assert!(matches!(
+            Template::from_reply(r, "rx/0"),
+            Err(DaemonError::BadReply(_))
+        ));
         let mut r = reply();
         r.wide_difficulty = Some("0x10000000000000064".into());
         assert!(Template::from_reply(r, "rx/0").is_err());
@@ -649,7 +657,10 @@ mod tests {
         assert_eq!(&block[..78], &original[..78]);
         assert_eq!(&block[86..], &original[86..]);
         let bytes = decode_hex(&block).unwrap();
-        assert_eq!(&bytes[NONCE_OFFSET..NONCE_OFFSET + 4], &[0xa1, 0xb2, 0xc3, 0xd4]);
+        assert_eq!(
+            &bytes[NONCE_OFFSET..NONCE_OFFSET + 4],
+            &[0xa1, 0xb2, 0xc3, 0xd4]
+        );
     }
 
     #[test]

@@ -101,7 +101,10 @@ impl Failover {
             if enabled.is_empty() {
                 tracing::error!("no enabled pool in the pool list");
             } else {
-                tracing::error!("every pool failed; retrying in {:?}", self.options.retry_pause);
+                tracing::error!(
+                    "every pool failed; retrying in {:?}",
+                    self.options.retry_pause
+                );
             }
             if !self.pause(self.options.retry_pause).await {
                 break;

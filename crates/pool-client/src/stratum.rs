@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-
 use futures_util::StreamExt;
 use stratum_proto::cryptonote::{
     encode_pool_keepalived, encode_pool_login, encode_pool_submit, is_status_ok,
@@ -41,9 +40,7 @@ fn report_job(ctx: &SessionCtx<'_>, job: Job, session: u64) {
 pub(crate) async fn run_session(ctx: &mut SessionCtx<'_>) -> SessionEnd {
     let addr = ctx.pool.host_port().to_string();
     if ctx.pool.tls {
-        return SessionEnd::NeverConnected(format!(
-            "{addr}: TLS to pools is not supported yet"
-        ));
+        return SessionEnd::NeverConnected(format!("{addr}: TLS to pools is not supported yet"));
     }
     let connect = tokio::time::timeout(ctx.options.connect_timeout, TcpStream::connect(&addr));
     let stream = tokio::select! {
@@ -88,7 +85,10 @@ pub(crate) async fn run_session(ctx: &mut SessionCtx<'_>) -> SessionEnd {
             None => return SessionEnd::NeverConnected(format!("{addr}: closed during login")),
         };
         match parse_pool_message(&line) {
-            Ok(PoolMessage::Response { id: LOGIN_ID, outcome }) => match outcome {
+            Ok(PoolMessage::Response {
+                id: LOGIN_ID,
+                outcome,
+            }) => match outcome {
                 Ok(v) => match PoolLoginResult::from_value(v) {
                     Some(r) => break r,
                     None => {
@@ -123,7 +123,8 @@ pub(crate) async fn run_session(ctx: &mut SessionCtx<'_>) -> SessionEnd {
         Instant::now() + ctx.options.keepalive_interval,
         ctx.options.keepalive_interval,
     );
-    let check_every = (ctx.options.reply_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let check_every =
+        (ctx.options.reply_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let mut timeout_timer = tokio::time::interval(check_every);
 
     let end = loop {
@@ -202,4 +203,3 @@ async fn write_line<W: tokio::io::AsyncWrite + Unpin>(
     wr.write_all(line).await?;
     wr.flush().await
 }
-

@@ -88,17 +88,28 @@ impl Recorder {
     async fn result(&self, seq: u64) -> Result<(), ShareError> {
         let r = self
             .wait_for(&format!("result of share {seq}"), |s| {
-                s.results.iter().find(|(q, _)| *q == seq).map(|(_, r)| r.clone())
+                s.results
+                    .iter()
+                    .find(|(q, _)| *q == seq)
+                    .map(|(_, r)| r.clone())
             })
             .await;
-        let count = self.seen().results.iter().filter(|(q, _)| *q == seq).count();
+        let count = self
+            .seen()
+            .results
+            .iter()
+            .filter(|(q, _)| *q == seq)
+            .count();
         assert_eq!(count, 1, "share {seq} answered {count} times");
         r
     }
 
     async fn state(&self, state: UpstreamState) -> Option<usize> {
         self.wait_for(&format!("state {state:?}"), |s| {
-            s.states.iter().find(|(st, _)| *st == state).map(|(_, p)| *p)
+            s.states
+                .iter()
+                .find(|(st, _)| *st == state)
+                .map(|(_, p)| *p)
         })
         .await
     }
@@ -256,7 +267,11 @@ async fn shares_that_cannot_be_blocks_are_refused() {
             other => panic!("forged share: {other:?}"),
         }
         assert_eq!(node.height().await.unwrap(), height, "no block was added");
-        assert_eq!(h.upstream.state(), UpstreamState::Active, "session lives on");
+        assert_eq!(
+            h.upstream.state(),
+            UpstreamState::Active,
+            "session lives on"
+        );
         h.stop().await;
     })
     .await;
@@ -274,7 +289,11 @@ async fn a_solved_block_is_accepted_and_the_next_job_follows() {
         let solution = mine(&job).await;
         let seq = h.submit(&job.job_id, &solution.nonce, &solution.result);
         assert_eq!(h.recorder.result(seq).await, Ok(()));
-        assert_eq!(node.height().await.unwrap(), height + 1, "the node took the block");
+        assert_eq!(
+            node.height().await.unwrap(),
+            height + 1,
+            "the node took the block"
+        );
 
         let (next, next_session) = h.recorder.job_at_height(height + 1).await;
         assert_eq!(next_session, session, "same session");

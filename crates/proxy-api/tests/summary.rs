@@ -16,8 +16,16 @@ use tower::ServiceExt;
 async fn summary_counts_a_scripted_share_flow() {
     let pool = MockPool::start(make_job(1, 1000)).await.unwrap();
     let config = Config {
-        bind: vec![BindAddr { host: "127.0.0.1".into(), port: 0, tls: false }],
-        pools: vec![PoolConfig { url: pool.addr().to_string(), user: "W".into(), ..PoolConfig::default() }],
+        bind: vec![BindAddr {
+            host: "127.0.0.1".into(),
+            port: 0,
+            tls: false,
+        }],
+        pools: vec![PoolConfig {
+            url: pool.addr().to_string(),
+            user: "W".into(),
+            ..PoolConfig::default()
+        }],
         ..Config::default()
     };
     let proxy = Proxy::start(config).await.unwrap();
@@ -27,7 +35,11 @@ async fn summary_counts_a_scripted_share_flow() {
     let fb = &job.blob[84..86];
     for i in 0..3 {
         let r = m
-            .submit(&job.job_id, &format!("0{i}0000{fb}"), &result_for_difficulty(1000))
+            .submit(
+                &job.job_id,
+                &format!("0{i}0000{fb}"),
+                &result_for_difficulty(1000),
+            )
             .await
             .unwrap();
         assert_eq!(r["result"]["status"], "OK");

@@ -25,7 +25,11 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const STATUS_EVERY: Duration = Duration::from_secs(30);
 
 #[derive(Parser)]
-#[command(name = "proxy-cli", version, about = "Stratum mining proxy (CryptoNote, NiceHash splitting)")]
+#[command(
+    name = "proxy-cli",
+    version,
+    about = "Stratum mining proxy (CryptoNote, NiceHash splitting)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -121,7 +125,9 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     });
 
     let sig = signal::shutdown().await;
-    tracing::info!("{sig} received; stopping (answering shares in flight for up to {SHUTDOWN_GRACE:?})");
+    tracing::info!(
+        "{sig} received; stopping (answering shares in flight for up to {SHUTDOWN_GRACE:?})"
+    );
     status.abort();
     stop.cancel();
     proxy.shutdown(SHUTDOWN_GRACE).await;

@@ -71,13 +71,19 @@ async fn runs_from_a_config_file_and_stops_cleanly_on_sigterm() {
         )
         .await
         .unwrap();
-    assert!(pool.wait_for(Duration::from_secs(5), |p| p.received("submit").len() == 1).await);
+    assert!(
+        pool.wait_for(Duration::from_secs(5), |p| p.received("submit").len() == 1)
+            .await
+    );
 
     let pid = child.0.id().to_string();
     let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(status.success());
     let r = m.reply(id, Duration::from_secs(5)).await.unwrap();
-    assert_eq!(r["result"]["status"], "OK", "the share in flight was answered: {r}");
+    assert_eq!(
+        r["result"]["status"], "OK",
+        "the share in flight was answered: {r}"
+    );
     assert!(m.closed_within(Duration::from_secs(5)).await);
     let mut exited = None;
     for _ in 0..100 {
@@ -96,7 +102,11 @@ fn check_reports_a_bad_config_by_key() {
     let dir = std::env::temp_dir().join(format!("proxy-cli-check-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("bad.json");
-    std::fs::write(&path, r#"{"bind":["127.0.0.1:3333"],"pools":[{"url":"no-port"}]}"#).unwrap();
+    std::fs::write(
+        &path,
+        r#"{"bind":["127.0.0.1:3333"],"pools":[{"url":"no-port"}]}"#,
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_proxy-cli"))
         .args(["check", "--config"])
         .arg(&path)
@@ -104,6 +114,9 @@ fn check_reports_a_bad_config_by_key() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("pools[0].url") && err.contains("no-port"), "{err}");
+    assert!(
+        err.contains("pools[0].url") && err.contains("no-port"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -92,13 +92,16 @@ impl<'de> Deserialize<'de> for BindAddr {
         match Form::deserialize(d)? {
             Form::Object { host, port, tls } => Ok(Self { host, port, tls }),
             Form::Text(s) => {
-                let (host, port) = s
-                    .rsplit_once(':')
-                    .ok_or_else(|| serde::de::Error::custom(format!("bind {s:?} is not host:port")))?;
+                let (host, port) = s.rsplit_once(':').ok_or_else(|| {
+                    serde::de::Error::custom(format!("bind {s:?} is not host:port"))
+                })?;
                 let port = port
                     .parse()
                     .map_err(|_| serde::de::Error::custom(format!("bind {s:?}: bad port")))?;
-                let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+                let host = host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string();
                 Ok(Self {
                     host,
                     port,
@@ -336,8 +339,12 @@ impl Config {
             return Err(invalid("bind", "at least one listen address is needed"));
         }
         for (i, b) in self.bind.iter().enumerate() {
-            b.socket_addr()
-                .map_err(|_| invalid(format!("bind[{i}].host"), format!("{:?} is not an IP address", b.host)))?;
+            b.socket_addr().map_err(|_| {
+                invalid(
+                    format!("bind[{i}].host"),
+                    format!("{:?} is not an IP address", b.host),
+                )
+            })?;
         }
         if !self.pools.iter().any(|p| p.enabled) {
             return Err(invalid("pools", "at least one enabled pool is needed"));
@@ -348,7 +355,10 @@ impl Config {
                 .rsplit_once(':')
                 .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
             if !ok {
-                return Err(invalid(format!("pools[{i}].url"), format!("{:?} is not host:port", p.url)));
+                return Err(invalid(
+                    format!("pools[{i}].url"),
+                    format!("{:?} is not host:port", p.url),
+                ));
             }
             if p.daemon && p.user.is_empty() {
                 return Err(invalid(
@@ -413,7 +423,10 @@ mod tests {
         assert_eq!(c.workers, WorkersMode::RigId);
         assert!(c.pools[0].enabled);
         assert_eq!(c.pools[0].host_port(), "p:1");
-        assert_eq!(c.unknown_keys.keys().collect::<Vec<_>>(), vec!["api", "colors"]);
+        assert_eq!(
+            c.unknown_keys.keys().collect::<Vec<_>>(),
+            vec!["api", "colors"]
+        );
     }
 
     #[test]
@@ -434,26 +447,38 @@ mod tests {
             .validate()
             .unwrap_err()
             .to_string();
-        assert!(err.contains("pools[0].url") && err.contains("nope"), "{err}");
+        assert!(
+            err.contains("pools[0].url") && err.contains("nope"),
+            "{err}"
+        );
         let err = Config::from_json(r#"{"bind":[],"pools":[{"url":"a:1"}]}"#)
             .unwrap()
             .validate()
             .unwrap_err()
             .to_string();
         assert!(err.contains("`bind`"), "{err}");
-        let err = Config::from_json(r#"{"bind":[{"host":"localhost","port":1}],"pools":[{"url":"a:1"}]}"#)
-            .unwrap()
-            .validate()
+        let err = Config::from_json(
+            r#"{"bind":[{"host":"localhost","port":1}],"pools":[{"url":"a:1"}]}"#,
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("bind[0].host") && err.contains("localhost"),
+            "{err}"
+        );
+        let err = Config::from_json(r#"{"workers":"bogus"}"#)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("bind[0].host") && err.contains("localhost"), "{err}");
-        let err = Config::from_json(r#"{"workers":"bogus"}"#).unwrap_err().to_string();
         assert!(err.contains("bogus"), "{err}");
-        let err = Config::from_json(r#"{"bind":["127.0.0.1:0"],"pools":[{"url":"a:1","enabled":false}]}"#)
-            .unwrap()
-            .validate()
-            .unwrap_err()
-            .to_string();
+        let err = Config::from_json(
+            r#"{"bind":["127.0.0.1:0"],"pools":[{"url":"a:1","enabled":false}]}"#,
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("enabled pool"), "{err}");
     }
 }

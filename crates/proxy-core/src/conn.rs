@@ -186,7 +186,11 @@ mod tests {
 
     #[test]
     fn advance_drops_and_slices() {
-        let mut v = vec![Bytes::from_static(b"abc"), Bytes::from_static(b"de"), Bytes::from_static(b"f")];
+        let mut v = vec![
+            Bytes::from_static(b"abc"),
+            Bytes::from_static(b"de"),
+            Bytes::from_static(b"f"),
+        ];
         advance(&mut v, 4);
         assert_eq!(v, vec![Bytes::from_static(b"e"), Bytes::from_static(b"f")]);
         advance(&mut v, 2);

@@ -283,7 +283,8 @@ impl ProxyHandle {
         // lost"); give those answers a moment to reach their miners before closing them.
         self.upstream_stop.cancel();
         let settle = tokio::time::Instant::now() + Duration::from_secs(1);
-        while self.shared.stats.in_flight.load(Relaxed) > 0 && tokio::time::Instant::now() < settle {
+        while self.shared.stats.in_flight.load(Relaxed) > 0 && tokio::time::Instant::now() < settle
+        {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let left = self.shared.stats.in_flight.load(Relaxed);

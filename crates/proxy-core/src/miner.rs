@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use stratum_proto::cryptonote::{
-    encode_error, encode_getjob_ok, encode_status, parse_miner_request, LoginParams,
-    MinerRequest, SessionParams, SubmitParams,
+    encode_error, encode_getjob_ok, encode_status, parse_miner_request, LoginParams, MinerRequest,
+    SessionParams, SubmitParams,
 };
 use stratum_proto::{parse_nonce, result_difficulty, Id};
 use tokio::sync::Notify;
@@ -313,7 +313,9 @@ impl Miner {
         let Some(share_diff) = result_difficulty(&p.result) else {
             return refuse("Invalid result");
         };
-        route.mapper.submit(self, route.fixed_byte, id, p, nonce, share_diff);
+        route
+            .mapper
+            .submit(self, route.fixed_byte, id, p, nonce, share_diff);
     }
 
     /// Sends `line` as the reply to a request (used by the splitter).
@@ -328,4 +330,3 @@ impl Miner {
 fn session_matches(session: Option<Uuid>, given: &str) -> bool {
     session.is_some_and(|s| Uuid::parse_str(given).is_ok_and(|g| g == s))
 }
-

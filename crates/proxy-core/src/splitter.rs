@@ -183,8 +183,7 @@ impl Mapper {
                 return refuse("Invalid nonce; is miner not compatible with NiceHash?");
             }
         }
-        if let (Some(share_algo), Some(job_algo)) = (p.algo.as_deref(), info.job.algo.as_deref())
-        {
+        if let (Some(share_algo), Some(job_algo)) = (p.algo.as_deref(), info.job.algo.as_deref()) {
             if share_algo != job_algo {
                 drop(st);
                 return refuse("Incorrect algorithm");
@@ -201,7 +200,11 @@ impl Mapper {
         };
         let seq = st.next_seq;
         st.next_seq += 1;
-        let algo = if self.config.load().algo_ext { p.algo } else { None };
+        let algo = if self.config.load().algo_ext {
+            p.algo
+        } else {
+            None
+        };
         let share = Share {
             job_id: p.job_id,
             nonce: p.nonce,
@@ -485,7 +488,9 @@ impl Splitter {
 
     /// Number of miners per mapper, in mapper order (for tests and monitoring).
     pub(crate) fn mapper_loads(&self) -> Vec<usize> {
-        lock(&self.mappers).iter().map(|m| m.st().active_miners).collect()
+        lock(&self.mappers)
+            .iter()
+            .map(|m| m.st().active_miners)
+            .collect()
     }
 }
-

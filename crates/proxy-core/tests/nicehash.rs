@@ -93,10 +93,16 @@ async fn login_reply_lists_extensions_and_session() {
     let v = m.login("wallet").await.unwrap();
     assert_eq!(v["id"], 1);
     assert_eq!(v["result"]["status"], "OK");
-    assert_eq!(v["result"]["extensions"], json!(["algo", "nicehash", "keepalive"]));
+    assert_eq!(
+        v["result"]["extensions"],
+        json!(["algo", "nicehash", "keepalive"])
+    );
     assert_eq!(v["result"]["job"]["algo"], "rx/0");
     let session = m.session.clone().unwrap();
-    let id = m.request("keepalived", json!({"id": session})).await.unwrap();
+    let id = m
+        .request("keepalived", json!({"id": session}))
+        .await
+        .unwrap();
     let r = m.reply(id, WAIT).await.unwrap();
     assert_eq!(r["result"]["status"], "KEEPALIVED");
     let id = m.request("getjob", json!({"id": session})).await.unwrap();
@@ -128,7 +134,10 @@ async fn share_reaches_pool_unchanged_and_ok_comes_back_under_the_miners_id() {
     assert_eq!(p["job_id"], job_id);
     assert_eq!(p["nonce"], nonce);
     assert_eq!(p["result"], result);
-    assert_eq!(p["id"], "pool-session-0", "submitted under the proxy's pool session");
+    assert_eq!(
+        p["id"], "pool-session-0",
+        "submitted under the proxy's pool session"
+    );
     let s = proxy.stats();
     assert_eq!((s.accepted, s.hashes), (1, DIFF));
     proxy.shutdown(Duration::from_secs(1)).await;
@@ -141,7 +150,10 @@ async fn pool_rejection_reaches_the_miner() {
     let (proxy, addr) = start(&[pool.addr()]).await;
     let mut m = logged_in(addr, "wallet").await;
     let job_id = m.job.as_ref().unwrap().job_id.clone();
-    let r = m.submit(&job_id, &nonce_for(&m, 1), &result_for_difficulty(DIFF)).await.unwrap();
+    let r = m
+        .submit(&job_id, &nonce_for(&m, 1), &result_for_difficulty(DIFF))
+        .await
+        .unwrap();
     assert_eq!(error_message(&r), Some("Duplicate share"));
     assert_eq!(proxy.stats().rejected, 1);
     proxy.shutdown(Duration::from_secs(1)).await;
@@ -157,10 +169,16 @@ async fn submit_errors_keep_the_connection_open() {
     let good_result = result_for_difficulty(DIFF);
 
     let id = m
-        .request("submit", json!({"id": "bogus", "job_id": job_id, "nonce": good_nonce, "result": good_result}))
+        .request(
+            "submit",
+            json!({"id": "bogus", "job_id": job_id, "nonce": good_nonce, "result": good_result}),
+        )
         .await
         .unwrap();
-    assert_eq!(error_message(&m.reply(id, WAIT).await.unwrap()), Some("Unauthenticated"));
+    assert_eq!(
+        error_message(&m.reply(id, WAIT).await.unwrap()),
+        Some("Unauthenticated")
+    );
 
     let r = m.submit("", &good_nonce, &good_result).await.unwrap();
     assert_eq!(error_message(&r), Some("Missing job id"));
@@ -168,7 +186,10 @@ async fn submit_errors_keep_the_connection_open() {
     assert_eq!(error_message(&r), Some("Invalid nonce"));
     let r = m.submit("nope", &good_nonce, &good_result).await.unwrap();
     assert_eq!(error_message(&r), Some("Invalid job id"));
-    let r = m.submit(&job_id, &good_nonce, &"f".repeat(64)).await.unwrap();
+    let r = m
+        .submit(&job_id, &good_nonce, &"f".repeat(64))
+        .await
+        .unwrap();
     assert_eq!(error_message(&r), Some("Low difficulty share"));
     // A nonce whose top byte is not this miner's slot is refused and never forwarded.
     let fb = fixed_byte(&m.job.as_ref().unwrap().blob);
@@ -178,7 +199,10 @@ async fn submit_errors_keep_the_connection_open() {
         error_message(&r),
         Some("Invalid nonce; is miner not compatible with NiceHash?")
     );
-    assert!(pool.received("submit").is_empty(), "nothing bad was forwarded");
+    assert!(
+        pool.received("submit").is_empty(),
+        "nothing bad was forwarded"
+    );
     assert_eq!(proxy.stats().invalid, 5);
 
     // Still connected and served.
@@ -196,10 +220,16 @@ async fn bad_lines_get_errors_and_do_not_disturb_others() {
 
     m.send_raw(b"this is not json\n").await.unwrap();
     let r = m.recv(WAIT).await.unwrap();
-    assert_eq!((error_message(&r), &r["id"]), (Some("Parse error"), &Value::Null));
+    assert_eq!(
+        (error_message(&r), &r["id"]),
+        (Some("Parse error"), &Value::Null)
+    );
 
     let id = m.request("mine", json!({})).await.unwrap();
-    assert_eq!(error_message(&m.reply(id, WAIT).await.unwrap()), Some("Invalid method"));
+    assert_eq!(
+        error_message(&m.reply(id, WAIT).await.unwrap()),
+        Some("Invalid method")
+    );
 
     let id = m.request("login", json!({"pass": "x"})).await.unwrap();
     assert_eq!(
@@ -208,15 +238,24 @@ async fn bad_lines_get_errors_and_do_not_disturb_others() {
     );
 
     let id = m.request("submit", json!({"job_id": "x"})).await.unwrap();
-    assert_eq!(error_message(&m.reply(id, WAIT).await.unwrap()), Some("Unauthenticated"));
+    assert_eq!(
+        error_message(&m.reply(id, WAIT).await.unwrap()),
+        Some("Unauthenticated")
+    );
 
     let id = m.request("submit", json!({"nonce": 5})).await.unwrap();
-    assert_eq!(error_message(&m.reply(id, WAIT).await.unwrap()), Some("Invalid params"));
+    assert_eq!(
+        error_message(&m.reply(id, WAIT).await.unwrap()),
+        Some("Invalid params")
+    );
 
     // After all that it can still log in.
     m.login("late").await.unwrap();
     let id = m.request("login", json!({"login": "again"})).await.unwrap();
-    assert_eq!(error_message(&m.reply(id, WAIT).await.unwrap()), Some("Already logged in"));
+    assert_eq!(
+        error_message(&m.reply(id, WAIT).await.unwrap()),
+        Some("Already logged in")
+    );
 
     // A line over 16384 bytes closes only that connection.
     let mut long = TestMiner::connect(addr).await.unwrap();
@@ -251,7 +290,10 @@ async fn new_job_reaches_every_miner_and_previous_job_shares_count_as_expired() 
     }
     // A share for job 1 is still forwarded, counted as expired.
     let m = &mut miners[0];
-    let r = m.submit("job000001", &nonce_for(m, 3), &result_for_difficulty(DIFF)).await.unwrap();
+    let r = m
+        .submit("job000001", &nonce_for(m, 3), &result_for_difficulty(DIFF))
+        .await
+        .unwrap();
     assert_eq!(r["result"]["status"], "OK");
     assert_eq!(proxy.stats().expired, 1);
     proxy.shutdown(Duration::from_secs(1)).await;
@@ -273,13 +315,21 @@ async fn miner_257_opens_a_second_upstream() {
         .collect();
     first.sort_unstable();
     first.dedup();
-    assert_eq!(first.len(), 256, "every fixed byte used once on the first upstream");
+    assert_eq!(
+        first.len(),
+        256,
+        "every fixed byte used once on the first upstream"
+    );
     // A slot freed by a leaving miner is reused only after the next job.
     drop(miners.remove(5));
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(proxy.mapper_loads(), vec![255, 1]);
     miners.push(logged_in(addr, "newcomer").await);
-    assert_eq!(proxy.mapper_loads(), vec![255, 2], "dead slot not reused before a new job");
+    assert_eq!(
+        proxy.mapper_loads(),
+        vec![255, 2],
+        "dead slot not reused before a new job"
+    );
     proxy.shutdown(Duration::from_secs(1)).await;
 }
 
@@ -294,14 +344,27 @@ async fn fallback_pool_takes_over_without_miners_reconnecting() {
     let down_at = tokio::time::Instant::now();
     primary.shut_down();
     let job = m.next_job(Duration::from_secs(5)).await.unwrap();
-    assert_eq!(job.job_id, "job000100", "the fallback's job arrives on the same connection");
-    assert!(down_at.elapsed() <= Duration::from_secs(3), "took {:?}", down_at.elapsed());
+    assert_eq!(
+        job.job_id, "job000100",
+        "the fallback's job arrives on the same connection"
+    );
+    assert!(
+        down_at.elapsed() <= Duration::from_secs(3),
+        "took {:?}",
+        down_at.elapsed()
+    );
     assert_eq!(fallback.connections_open(), 1);
 
     // Shares now go to the fallback; a share for the primary's job is refused.
-    let r = m.submit("job000001", &nonce_for(&m, 1), &result_for_difficulty(DIFF)).await.unwrap();
+    let r = m
+        .submit("job000001", &nonce_for(&m, 1), &result_for_difficulty(DIFF))
+        .await
+        .unwrap();
     assert_eq!(error_message(&r), Some("Invalid job id"));
-    let r = m.submit("job000100", &nonce_for(&m, 2), &result_for_difficulty(DIFF)).await.unwrap();
+    let r = m
+        .submit("job000100", &nonce_for(&m, 2), &result_for_difficulty(DIFF))
+        .await
+        .unwrap();
     assert_eq!(r["result"]["status"], "OK");
     assert_eq!(fallback.received("submit").len(), 1);
     proxy.shutdown(Duration::from_secs(1)).await;
@@ -316,11 +379,19 @@ async fn reconnect_goes_back_to_the_primary_first() {
     let mut m = logged_in(addr, "wallet").await;
     primary.shut_down();
     drop(primary);
-    assert_eq!(m.next_job(Duration::from_secs(5)).await.unwrap().job_id, "job000100");
+    assert_eq!(
+        m.next_job(Duration::from_secs(5)).await.unwrap().job_id,
+        "job000100"
+    );
     // The primary comes back; when the fallback drops us, the primary is tried first.
-    let primary = MockPool::start_on(primary_addr, make_job(7, DIFF)).await.unwrap();
+    let primary = MockPool::start_on(primary_addr, make_job(7, DIFF))
+        .await
+        .unwrap();
     fallback.drop_connections();
-    assert_eq!(m.next_job(Duration::from_secs(5)).await.unwrap().job_id, "job000007");
+    assert_eq!(
+        m.next_job(Duration::from_secs(5)).await.unwrap().job_id,
+        "job000007"
+    );
     assert_eq!(primary.connections_open(), 1);
     proxy.shutdown(Duration::from_secs(1)).await;
 }
@@ -345,7 +416,10 @@ async fn every_submit_in_flight_when_the_pool_drops_gets_an_answer() {
             .unwrap(),
         );
     }
-    assert!(pool.wait_for(WAIT, |p| p.received("submit").len() == 10).await);
+    assert!(
+        pool.wait_for(WAIT, |p| p.received("submit").len() == 10)
+            .await
+    );
     assert_eq!(proxy.stats().in_flight, 10);
     pool.drop_connections();
     let mut answered = Vec::new();
@@ -382,7 +456,10 @@ async fn shutdown_passes_on_answers_that_come_within_the_grace_period() {
     let (proxy, addr) = start(&[pool.addr()]).await;
     let mut m = logged_in(addr, "wallet").await;
     let id = submit_raw(&mut m).await;
-    assert!(pool.wait_for(WAIT, |p| p.received("submit").len() == 1).await);
+    assert!(
+        pool.wait_for(WAIT, |p| p.received("submit").len() == 1)
+            .await
+    );
     let stopping = tokio::spawn(proxy.shutdown(Duration::from_secs(5)));
     let r = m.reply(id, WAIT).await.unwrap();
     assert_eq!(r["result"]["status"], "OK", "{r}");
@@ -397,7 +474,10 @@ async fn shutdown_answers_what_the_pool_never_answers() {
     let (proxy, addr) = start(&[pool.addr()]).await;
     let mut m = logged_in(addr, "wallet").await;
     let id = submit_raw(&mut m).await;
-    assert!(pool.wait_for(WAIT, |p| p.received("submit").len() == 1).await);
+    assert!(
+        pool.wait_for(WAIT, |p| p.received("submit").len() == 1)
+            .await
+    );
     let stopping = tokio::spawn(proxy.shutdown(Duration::from_millis(300)));
     let r = m.reply(id, WAIT).await.unwrap();
     assert_eq!(error_message(&r), Some("Connection to pool lost"), "{r}");

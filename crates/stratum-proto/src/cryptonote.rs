@@ -147,9 +147,7 @@ pub fn parse_miner_request(line: &[u8]) -> Result<(Id, MinerRequest), RequestErr
     let id = env.id;
     let bad = |id: &Id| RequestError::InvalidParams { id: id.clone() };
     let req = match env.method.as_deref() {
-        Some("login") => {
-            MinerRequest::Login(serde_json::from_value(params).map_err(|_| bad(&id))?)
-        }
+        Some("login") => MinerRequest::Login(serde_json::from_value(params).map_err(|_| bad(&id))?),
         Some("submit") => {
             MinerRequest::Submit(serde_json::from_value(params).map_err(|_| bad(&id))?)
         }
@@ -232,7 +230,12 @@ struct LoginResultOut<'a> {
 /// The login result: `{"id":ID,"jsonrpc":"2.0","error":null,"result":{"id":SESSION,
 /// "job":JOB,"extensions":[..],"status":"OK"}}\n`. `job` is left out while no job is
 /// available (the miner gets one as a `job` notification later).
-pub fn encode_login_ok(id: &Id, session_id: &str, job: Option<&Job>, extensions: &[&str]) -> Vec<u8> {
+pub fn encode_login_ok(
+    id: &Id,
+    session_id: &str,
+    job: Option<&Job>,
+    extensions: &[&str],
+) -> Vec<u8> {
     line(&OkReply {
         id,
         jsonrpc: "2.0",
@@ -671,12 +674,21 @@ mod tests {
 
         let job_line = encode_job_notification(&job());
         assert_eq!(parse_pool_message(&job_line), Ok(PoolMessage::Job(job())));
-        let ok = parse_pool_message(br#"{"id":2,"jsonrpc":"2.0","error":null,"result":{"status":"OK"}}"#).unwrap();
-        let PoolMessage::Response { id: 2, outcome: Ok(v) } = ok else {
+        let ok = parse_pool_message(
+            br#"{"id":2,"jsonrpc":"2.0","error":null,"result":{"status":"OK"}}"#,
+        )
+        .unwrap();
+        let PoolMessage::Response {
+            id: 2,
+            outcome: Ok(v),
+        } = ok
+        else {
             panic!("{ok:?}")
         };
         assert!(is_status_ok(&v));
-        let err = parse_pool_message(br#"{"id":3,"error":{"code":-1,"message":"Low difficulty share"}}"#).unwrap();
+        let err =
+            parse_pool_message(br#"{"id":3,"error":{"code":-1,"message":"Low difficulty share"}}"#)
+                .unwrap();
         assert_eq!(
             err,
             PoolMessage::Response {
@@ -700,7 +712,9 @@ mod tests {
     #[test]
     fn pool_login_result_from_transcript() {
         let line = r#"{"id":1,"jsonrpc":"2.0","error":null,"result":{"id":"02381691","job":{"blob":"1010","job_id":"stubjob000001","target":"711b0d00","algo":"rx/0","height":3000001,"seed_hash":"aa"},"status":"OK","extensions":["algo","keepalive"]}}"#;
-        let PoolMessage::Response { outcome: Ok(v), .. } = parse_pool_message(line.as_bytes()).unwrap() else {
+        let PoolMessage::Response { outcome: Ok(v), .. } =
+            parse_pool_message(line.as_bytes()).unwrap()
+        else {
             panic!()
         };
         let r = PoolLoginResult::from_value(v).unwrap();

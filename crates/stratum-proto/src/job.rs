@@ -250,10 +250,9 @@ mod tests {
     #[test]
     fn result_difficulty_of_transcript_shares() {
         // From proxy_nicehash_errors.txt: accepted against a 5000-difficulty target.
-        let d = result_difficulty(
-            "0000000000000000000000000000000000000000000000006588635ddc460300",
-        )
-        .unwrap();
+        let d =
+            result_difficulty("0000000000000000000000000000000000000000000000006588635ddc460300")
+                .unwrap();
         assert!(d >= 5000, "{d}");
         assert_eq!(
             result_difficulty(&"f".repeat(64)),

@@ -41,7 +41,10 @@ impl TestMiner {
     ///
     /// # Errors
     /// When binding or connecting fails.
-    pub async fn connect_from(addr: SocketAddr, local: Option<std::net::IpAddr>) -> anyhow::Result<Self> {
+    pub async fn connect_from(
+        addr: SocketAddr,
+        local: Option<std::net::IpAddr>,
+    ) -> anyhow::Result<Self> {
         let stream = match local {
             None => TcpStream::connect(addr).await?,
             Some(ip) => {
@@ -78,7 +81,8 @@ impl TestMiner {
     pub async fn request(&mut self, method: &str, params: Value) -> anyhow::Result<u64> {
         let id = self.next_id;
         self.next_id += 1;
-        let mut line = json!({"id": id, "jsonrpc": "2.0", "method": method, "params": params}).to_string();
+        let mut line =
+            json!({"id": id, "jsonrpc": "2.0", "method": method, "params": params}).to_string();
         line.push('\n');
         self.send_raw(line.as_bytes()).await?;
         Ok(id)
@@ -158,7 +162,12 @@ impl TestMiner {
     ///
     /// # Errors
     /// Timeout or connection closed (an error reply is returned as `Ok`).
-    pub async fn submit(&mut self, job_id: &str, nonce: &str, result: &str) -> anyhow::Result<Value> {
+    pub async fn submit(
+        &mut self,
+        job_id: &str,
+        nonce: &str,
+        result: &str,
+    ) -> anyhow::Result<Value> {
         let session = self.session.clone().unwrap_or_default();
         let id = self
             .request(

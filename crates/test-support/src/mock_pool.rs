@@ -233,7 +233,15 @@ async fn accept_loop(
             st.conns.len() - 1
         };
         changed.notify_waiters();
-        tokio::spawn(serve(stream, index, state.clone(), changed.clone(), tx, rx, stop));
+        tokio::spawn(serve(
+            stream,
+            index,
+            state.clone(),
+            changed.clone(),
+            tx,
+            rx,
+            stop,
+        ));
     }
 }
 

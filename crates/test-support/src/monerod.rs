@@ -12,7 +12,6 @@
 //! The binary is `$MONEROD` when set, else `monerod` from `PATH` (Debian: `apt-get install -y
 //! monero`; tested with 0.18).
 
-use std::ffi::OsString;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::TcpListener;
@@ -140,7 +139,8 @@ impl Monerod {
                 Ok(None) => {}
                 Err(e) => return Err(StartError::Fatal(e.into())),
             }
-            let probe = tokio::time::timeout(Duration::from_secs(2), self.call("get_info", json!({})));
+            let probe =
+                tokio::time::timeout(Duration::from_secs(2), self.call("get_info", json!({})));
             if let Ok(Ok(_)) = probe.await {
                 return Ok(());
             }
@@ -162,6 +162,11 @@ impl Monerod {
     /// The RPC endpoint as `127.0.0.1:PORT`, the form a pool entry's `url` takes.
     pub fn host_port(&self) -> String {
         format!("127.0.0.1:{}", self.rpc_port)
+    }
+
+    /// The process id of the node (the child this value owns).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The node's data directory (removed on drop). Its `console.log` holds the node's output.
@@ -267,12 +272,14 @@ fn find_monerod() -> anyhow::Result<PathBuf> {
         }
         bail!("MONEROD={} is not a file", path.display());
     }
-    let path = std::env::var_os("PATH").unwrap_or_else(OsString::new);
+    let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|dir| dir.join("monerod"))
         .find(|candidate| candidate.is_file())
         .ok_or_else(|| {
-            anyhow!("monerod is not on PATH: install it (`apt-get install -y monero`) or set MONEROD")
+            anyhow!(
+                "monerod is not on PATH: install it (`apt-get install -y monero`) or set MONEROD"
+            )
         })
 }
 
@@ -302,5 +309,53 @@ fn make_data_dir() -> anyhow::Result<PathBuf> {
                 return Err(anyhow!(e).context(format!("creating {}", dir.display())));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn node_starts_mines_and_is_cleaned_up() {
+        let node = tokio::time::timeout(Duration::from_secs(90), Monerod::start(10))
+            .await
+            .expect("start within 90 s")
+            .expect("monerod starts (apt-get install -y monero)");
+        assert_eq!(
+            node.height().await.unwrap(),
+            1,
+            "a new chain holds the genesis block"
+        );
+        assert_eq!(
+            node.host_port(),
+            node.rpc_url().trim_start_matches("http://")
+        );
+        let info = node.call("get_info", json!({})).await.unwrap();
+        assert_eq!(info["nettype"], "fakechain");
+        assert_eq!(info["difficulty"], 10);
+        assert_eq!(node.generate_blocks(2).await.unwrap(), 3);
+        let err = node.call("no_such_method", json!({})).await.unwrap_err();
+        assert!(err.to_string().contains("no_such_method"), "{err:#}");
+
+        let dir = node.data_dir().to_path_buf();
+        let proc_entry = PathBuf::from(format!("/proc/{}", node.pid()));
+        assert!(dir.is_dir());
+        drop(node);
+        assert!(!dir.exists(), "data dir removed");
+        if cfg!(target_os = "linux") {
+            assert!(!proc_entry.exists(), "process gone");
+        }
+    }
+
+    #[test]
+    fn ports_are_distinct_and_dirs_unique() {
+        let (a, b) = free_ports().unwrap();
+        assert_ne!(a, b);
+        let d1 = make_data_dir().unwrap();
+        let d2 = make_data_dir().unwrap();
+        assert_ne!(d1, d2);
+        std::fs::remove_dir(d1).unwrap();
+        std::fs::remove_dir(d2).unwrap();
     }
 }

@@ -89,7 +89,8 @@ impl RxHasher {
     /// As [`RxHasher::new`].
     pub fn set_seed(&mut self, seed: &[u8]) -> anyhow::Result<()> {
         if seed != self.seed.as_slice() {
-            let cache = RandomXCache::new(self.flags, seed).context("building the RandomX cache")?;
+            let cache =
+                RandomXCache::new(self.flags, seed).context("building the RandomX cache")?;
             self.vm
                 .reinit_cache(cache)
                 .context("re-keying the RandomX VM")?;
@@ -374,18 +375,19 @@ impl Tally {
     fn on_line(&mut self, line: &[u8]) {
         match parse_pool_message(line) {
             Ok(PoolMessage::Job(job)) => self.on_job(&job),
-            Ok(PoolMessage::Response { id, outcome }) if self.pending.remove(&id) => match outcome
-            {
-                Ok(v) if is_status_ok(&v) => self.report.accepted += 1,
-                Ok(v) => {
-                    self.report.rejected += 1;
-                    self.report.reject_messages.push(v.to_string());
+            Ok(PoolMessage::Response { id, outcome }) if self.pending.remove(&id) => {
+                match outcome {
+                    Ok(v) if is_status_ok(&v) => self.report.accepted += 1,
+                    Ok(v) => {
+                        self.report.rejected += 1;
+                        self.report.reject_messages.push(v.to_string());
+                    }
+                    Err(e) => {
+                        self.report.rejected += 1;
+                        self.report.reject_messages.push(e.message);
+                    }
                 }
-                Err(e) => {
-                    self.report.rejected += 1;
-                    self.report.reject_messages.push(e.message);
-                }
-            },
+            }
             Ok(PoolMessage::Other(_)) => {}
             Ok(PoolMessage::Response { .. }) | Err(_) => self.report.odd_lines += 1,
         }
@@ -438,7 +440,10 @@ pub async fn run_rx_miner(cfg: RxMinerConfig) -> anyhow::Result<RxMinerReport> {
             };
             let line = line.context("reading the login answer")?;
             match parse_pool_message(&line) {
-                Ok(PoolMessage::Response { id: LOGIN_ID, outcome }) => {
+                Ok(PoolMessage::Response {
+                    id: LOGIN_ID,
+                    outcome,
+                }) => {
                     let value = outcome
                         .map_err(|e| anyhow!("login refused: {} ({})", e.message, e.code))?;
                     return PoolLoginResult::from_value(value.clone())
@@ -587,13 +592,103 @@ mod tests {
         let j = job(2);
         let s = solve(&j, Some(0x5a), deadline).unwrap().expect("a share");
         assert_eq!(s.nonce.len(), 8);
-        assert_eq!(&s.nonce[6..8], "5a", "the fixed byte is the nonce's top byte");
+        assert_eq!(
+            &s.nonce[6..8],
+            "5a",
+            "the fixed byte is the nonce's top byte"
+        );
         assert!(result_difficulty(&s.result).unwrap() >= 2);
         // Recompute the hash independently of `solve`.
         let mut blob = decode_hex(BLOB).unwrap();
         blob[39..43].copy_from_slice(&decode_hex(&s.nonce).unwrap());
         let hasher = RxHasher::new(&decode_hex(SEED).unwrap()).unwrap();
         assert_eq!(encode_hex(&hasher.hash(&blob).unwrap()), s.result);
+    }
+
+    /// A scripted pool: answers the login with a job whose fixed byte is 0x7b, sends a line
+    /// that is not JSON, accepts the first share, rejects the second and sends a new job,
+    /// and leaves later shares unanswered. Returns the nonces it got.
+    async fn scripted_pool(listener: tokio::net::TcpListener) -> Vec<String> {
+        use tokio::io::{AsyncBufReadExt, BufReader};
+        let (stream, _) = listener.accept().await.unwrap();
+        let (rd, mut wr) = stream.into_split();
+        let mut lines = BufReader::new(rd).lines();
+        let login: serde_json::Value =
+            serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+        assert_eq!(login["method"], "login");
+        assert_eq!(login["params"]["agent"], AGENT);
+        assert_eq!(login["params"]["rigid"], "rig-1");
+        let mut first = job(5);
+        first.blob = first.blob_with_fixed_byte(0x7b);
+        let reply = stratum_proto::cryptonote::encode_login_ok(
+            &login["id"],
+            "sess-1",
+            Some(&first),
+            &["nicehash"],
+        );
+        wr.write_all(&reply).await.unwrap();
+        wr.write_all(b"this is not json\n").await.unwrap();
+        let mut nonces = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let submit: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(submit["method"], "submit");
+            assert_eq!(submit["params"]["id"], "sess-1");
+            let result = submit["params"]["result"].as_str().unwrap();
+            assert!(result_difficulty(result).unwrap() >= 5, "{result}");
+            nonces.push(submit["params"]["nonce"].as_str().unwrap().to_string());
+            let id = &submit["id"];
+            match nonces.len() {
+                1 => {
+                    let ok = stratum_proto::cryptonote::encode_status(id, "OK");
+                    wr.write_all(&ok).await.unwrap();
+                }
+                2 => {
+                    let err = stratum_proto::cryptonote::encode_error(id, "Low difficulty share");
+                    wr.write_all(&err).await.unwrap();
+                    let mut second = first.clone();
+                    second.job_id = "j2".into();
+                    let note = stratum_proto::cryptonote::encode_job_notification(&second);
+                    wr.write_all(&note).await.unwrap();
+                }
+                _ => {}
+            }
+        }
+        nonces
+    }
+
+    #[tokio::test]
+    async fn miner_logs_in_mines_and_counts_answers() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pool = tokio::spawn(scripted_pool(listener));
+        let mut cfg = RxMinerConfig::new(addr, "wallet");
+        cfg.rig_id = Some("rig-1".into());
+        cfg.run_for = Duration::from_secs(12);
+        let report = tokio::time::timeout(Duration::from_secs(60), run_rx_miner(cfg))
+            .await
+            .unwrap()
+            .unwrap();
+        let nonces = tokio::time::timeout(Duration::from_secs(10), pool)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(report.session_id, "sess-1");
+        assert!(report.shares_sent >= 3, "{report:?}");
+        assert_eq!(report.shares_sent, nonces.len() as u64);
+        assert_eq!(report.accepted, 1, "{report:?}");
+        assert_eq!(report.rejected, 1, "{report:?}");
+        assert_eq!(
+            report.reject_messages,
+            vec!["Low difficulty share".to_string()]
+        );
+        assert_eq!(report.unanswered, report.shares_sent - 2);
+        assert_eq!(report.jobs, 2);
+        assert_eq!(report.odd_lines, 1);
+        assert!(!report.closed_early);
+        assert!(report.hashes >= report.shares_sent);
+        for nonce in &nonces {
+            assert_eq!(&nonce[6..8], "7b", "the fixed byte is kept: {nonce}");
+        }
     }
 
     #[test]

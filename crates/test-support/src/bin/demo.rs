@@ -1,0 +1,178 @@
+//! `cargo xtask demo`: a real Monero node in regtest, the proxy binary in front of it in daemon
+//! mode, and RandomX miners hashing through the proxy. Prints what happens, stops by itself.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use serde_json::{json, Value};
+use test_support::monerod::{Monerod, REGTEST_WALLET};
+use test_support::rx_miner::{run_rx_miner, RxMinerConfig};
+
+#[derive(Parser)]
+#[command(about = "Monero regtest node + proxy + RandomX miners, on loopback")]
+struct Args {
+    /// The proxy-cli binary to run.
+    #[arg(long)]
+    proxy: PathBuf,
+    /// How long to mine, in seconds.
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
+    /// Simulated miners (one hashing thread each).
+    #[arg(long, default_value_t = 2)]
+    miners: usize,
+    /// The node's fixed block difficulty.
+    #[arg(long, default_value_t = 100)]
+    difficulty: u64,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Stops the proxy with SIGTERM (clean shutdown) and waits for it, when dropped.
+struct ProxyProcess(Child);
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let pid = self.0.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(8);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn summary(client: &reqwest::Client, api: &str) -> Option<Value> {
+    client
+        .get(format!("{api}/1/summary"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if !args.proxy.exists() {
+        bail!("no proxy binary at {}", args.proxy.display());
+    }
+    println!(
+        "starting monerod --regtest --offline --fixed-difficulty {} ...",
+        args.difficulty
+    );
+    let node = Monerod::start(args.difficulty).await?;
+    let start_height = node.height().await?;
+    println!("node up at {} (height {start_height})", node.rpc_url());
+
+    let dir = std::env::temp_dir().join(format!("proxy-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let (port, api_port) = (free_port()?, free_port()?);
+    let config = json!({
+        "mode": "nicehash",
+        "bind": [{"host": "127.0.0.1", "port": port}],
+        "pools": [{"url": node.host_port(), "user": REGTEST_WALLET, "daemon": true, "daemon-poll-interval": 500}],
+        "http": {"enabled": true, "host": "127.0.0.1", "port": api_port},
+        "retries": 2, "retry-pause": 1
+    });
+    let config_path = dir.join("config.json");
+    std::fs::write(&config_path, serde_json::to_string_pretty(&config)?)?;
+    let child = Command::new(&args.proxy)
+        .args(["run", "--config"])
+        .arg(&config_path)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdin(Stdio::null())
+        .spawn()
+        .context("starting the proxy")?;
+    let proxy = ProxyProcess(child);
+    let addr = format!("127.0.0.1:{port}").parse()?;
+    let api = format!("http://127.0.0.1:{api_port}");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    let up = Instant::now();
+    while summary(&client, &api).await.is_none() {
+        if up.elapsed() > Duration::from_secs(10) {
+            bail!("the proxy did not come up");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("proxy listening on {addr}, API on {api}/1/summary");
+    println!("point a real miner at it too: xmrig -o {addr} -u {REGTEST_WALLET} -p x --nicehash");
+
+    let mut miners = Vec::new();
+    for i in 0..args.miners {
+        let mut cfg = RxMinerConfig::new(addr, REGTEST_WALLET);
+        cfg.rig_id = Some(format!("demo-rig-{i}"));
+        cfg.run_for = Duration::from_secs(args.seconds);
+        miners.push(tokio::spawn(run_rx_miner(cfg)));
+    }
+    println!(
+        "{} miners hashing RandomX (light mode) for {} s; Ctrl-C stops early",
+        args.miners, args.seconds
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(args.seconds + 3);
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let interrupted = loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break true,
+            () = tokio::time::sleep_until(deadline) => break false,
+            _ = tick.tick() => {
+                let height = node.height().await.unwrap_or(0);
+                let s = summary(&client, &api).await.unwrap_or(Value::Null);
+                println!(
+                    "[{:>3}s] miners {} | shares accepted {} rejected {} invalid {} | blocks found {} | node height {} (+{})",
+                    up.elapsed().as_secs(),
+                    s["miners"]["now"], s["results"]["accepted"], s["results"]["rejected"],
+                    s["results"]["invalid"], s["results"]["blocks"], height, height.saturating_sub(start_height),
+                );
+            }
+        }
+    };
+    let mut sent = 0;
+    let mut unanswered = 0;
+    if interrupted {
+        println!("interrupted; stopping");
+        for m in &miners {
+            m.abort();
+        }
+    } else {
+        for m in miners {
+            if let Ok(Ok(r)) = m.await {
+                sent += r.shares_sent;
+                unanswered += r.unanswered;
+            }
+        }
+    }
+    let final_summary = summary(&client, &api).await.unwrap_or(Value::Null);
+    drop(proxy);
+    let height = node.height().await.unwrap_or(start_height);
+    println!(
+        "done: node height {start_height} -> {height} ({} blocks), proxy results {}",
+        height.saturating_sub(start_height),
+        final_summary["results"]
+    );
+    if !interrupted {
+        println!("miners sent {sent} shares, {unanswered} unanswered");
+    }
+    drop(node);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
