@@ -3,195 +3,39 @@
 //!
 //! Each test starts its own node with a low fixed difficulty, runs an [`Upstream`] whose only
 //! pool entry is that node with `"daemon": true`, and watches what the upstream reports.
-//! Every test is bounded by [`TEST_TIMEOUT`], cancels the upstream and waits for it to stop,
+//! Every test is bounded by `common::TEST_TIMEOUT`, cancels the upstream and waits for it to stop,
 //! and kills its node when the [`Monerod`] drops.
 
-use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
-use pool_client::{
-    FailoverOptions, PoolConfig, Share, ShareError, Upstream, UpstreamListener, UpstreamState,
-};
+use pool_client::{FailoverOptions, PoolConfig, Share, ShareError, Upstream, UpstreamState};
 use stratum_proto::{difficulty_to_target, Job};
 use test_support::monerod::{Monerod, REGTEST_WALLET};
 use test_support::rx_miner::{solve, Solution};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// The longest any test may run.
-const TEST_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long to wait for one expected report.
-const WAIT: Duration = Duration::from_secs(30);
+mod common;
 
-#[derive(Debug, Default)]
-struct Seen {
-    /// Every job with its session number, in order.
-    jobs: Vec<(Job, u64)>,
-    /// Every result, by sequence number, in order of arrival.
-    results: Vec<(u64, Result<(), ShareError>)>,
-    /// Every state change.
-    states: Vec<(UpstreamState, Option<usize>)>,
-}
+use common::{bounded, Harness, Recorder};
 
-/// An [`UpstreamListener`] that records everything and wakes waiters.
-#[derive(Debug, Default)]
-struct Recorder {
-    seen: Mutex<Seen>,
-    changed: Notify,
-}
-
-impl Recorder {
-    fn seen(&self) -> MutexGuard<'_, Seen> {
-        self.seen.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn record(&self, f: impl FnOnce(&mut Seen)) {
-        f(&mut self.seen());
-        self.changed.notify_waiters();
-    }
-
-    /// Waits until `f` finds something in what was recorded.
-    async fn wait_for<T>(&self, what: &str, f: impl Fn(&Seen) -> Option<T>) -> T {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(found) = f(&self.seen()) {
-                return found;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                panic!("no {what} within {WAIT:?}; seen: {:#?}", self.seen());
-            }
-        }
-    }
-
-    /// The `n`th job (0-based).
-    async fn job(&self, n: usize) -> (Job, u64) {
-        self.wait_for(&format!("job #{n}"), |s| s.jobs.get(n).cloned())
-            .await
-    }
-
-    /// The first job for a block at `height`.
-    async fn job_at_height(&self, height: u64) -> (Job, u64) {
-        self.wait_for(&format!("job at height {height}"), |s| {
-            s.jobs
-                .iter()
-                .find(|(j, _)| j.height == Some(height))
-                .cloned()
-        })
-        .await
-    }
-
-    /// The result of `seq`, checking that it came exactly once.
-    async fn result(&self, seq: u64) -> Result<(), ShareError> {
-        let r = self
-            .wait_for(&format!("result of share {seq}"), |s| {
-                s.results
-                    .iter()
-                    .find(|(q, _)| *q == seq)
-                    .map(|(_, r)| r.clone())
-            })
-            .await;
-        let count = self
-            .seen()
-            .results
-            .iter()
-            .filter(|(q, _)| *q == seq)
-            .count();
-        assert_eq!(count, 1, "share {seq} answered {count} times");
-        r
-    }
-
-    async fn state(&self, state: UpstreamState) -> Option<usize> {
-        self.wait_for(&format!("state {state:?}"), |s| {
-            s.states
-                .iter()
-                .find(|(st, _)| *st == state)
-                .map(|(_, p)| *p)
-        })
-        .await
-    }
-}
-
-impl UpstreamListener for Recorder {
-    fn on_job(&self, job: Job, session: u64) {
-        self.record(|s| s.jobs.push((job, session)));
-    }
-
-    fn on_result(&self, seq: u64, result: Result<(), ShareError>) {
-        self.record(|s| s.results.push((seq, result)));
-    }
-
-    fn on_state(&self, state: UpstreamState, pool: Option<usize>) {
-        self.record(|s| s.states.push((state, pool)));
-    }
-}
-
-/// An upstream whose only pool is `node`, with the recorder it reports to.
-struct Harness {
-    upstream: Upstream,
-    recorder: Arc<Recorder>,
-    cancel: CancellationToken,
-    next_seq: u64,
-}
-
-impl Harness {
-    fn new(node: &Monerod) -> Self {
-        let pool = PoolConfig {
-            url: node.host_port(),
-            user: REGTEST_WALLET.into(),
-            daemon: true,
-            daemon_poll_interval: 200,
-            ..Default::default()
-        };
-        let options = FailoverOptions {
-            retries: 1,
-            retry_pause: Duration::from_secs(1),
-            reply_timeout: Duration::from_secs(20),
-            connect_timeout: Duration::from_secs(2),
-            ..Default::default()
-        };
-        let recorder = Arc::new(Recorder::default());
-        let cancel = CancellationToken::new();
-        let upstream = Upstream::spawn(vec![pool], options, recorder.clone(), cancel.clone());
-        Self {
-            upstream,
-            recorder,
-            cancel,
-            next_seq: 0,
-        }
-    }
-
-    /// Submits a share; its sequence number.
-    fn submit(&mut self, job_id: &str, nonce: &str, result: &str) -> u64 {
-        self.next_seq += 1;
-        let share = Share {
-            job_id: job_id.into(),
-            nonce: nonce.into(),
-            result: result.into(),
-            algo: None,
-        };
-        self.upstream
-            .submit(self.next_seq, share)
-            .expect("upstream takes the share");
-        self.next_seq
-    }
-
-    /// Cancels the upstream and waits until it reports `Stopped`.
-    async fn stop(self) {
-        self.cancel.cancel();
-        self.recorder.state(UpstreamState::Stopped).await;
-        assert_eq!(self.upstream.state(), UpstreamState::Stopped);
-    }
-}
-
-/// Runs a test body under [`TEST_TIMEOUT`].
-async fn bounded(body: impl Future<Output = ()>) {
-    tokio::time::timeout(TEST_TIMEOUT, body)
-        .await
-        .expect("test ran over its time limit");
+/// An upstream whose only pool is `node` (a daemon entry).
+fn harness(node: &Monerod) -> Harness {
+    let pool = PoolConfig {
+        url: node.host_port(),
+        user: REGTEST_WALLET.into(),
+        daemon: true,
+        daemon_poll_interval: 200,
+        ..Default::default()
+    };
+    let options = FailoverOptions {
+        retries: 1,
+        retry_pause: Duration::from_secs(1),
+        reply_timeout: Duration::from_secs(20),
+        connect_timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
+    Harness::spawn(vec![pool], options)
 }
 
 async fn start_node(difficulty: u64) -> Monerod {
@@ -215,7 +59,7 @@ async fn mine(job: &Job) -> Solution {
 async fn first_job_comes_from_the_block_template() {
     bounded(async {
         let node = start_node(100).await;
-        let h = Harness::new(&node);
+        let h = harness(&node);
         assert_eq!(h.recorder.state(UpstreamState::Active).await, Some(0));
         let (job, session) = h.recorder.job(0).await;
         assert_eq!(session, 1);
@@ -238,7 +82,7 @@ async fn first_job_comes_from_the_block_template() {
 async fn shares_that_cannot_be_blocks_are_refused() {
     bounded(async {
         let node = start_node(100).await;
-        let mut h = Harness::new(&node);
+        let mut h = harness(&node);
         let (job, _) = h.recorder.job(0).await;
         let height = node.height().await.unwrap();
 
@@ -281,7 +125,7 @@ async fn shares_that_cannot_be_blocks_are_refused() {
 async fn a_solved_block_is_accepted_and_the_next_job_follows() {
     bounded(async {
         let node = start_node(50).await;
-        let mut h = Harness::new(&node);
+        let mut h = harness(&node);
         let (job, session) = h.recorder.job(0).await;
         let height = node.height().await.unwrap();
         assert_eq!(job.height, Some(height));
@@ -317,7 +161,7 @@ async fn a_solved_block_is_accepted_and_the_next_job_follows() {
 async fn a_block_from_elsewhere_brings_a_new_job_and_old_shares_still_count() {
     bounded(async {
         let node = start_node(50).await;
-        let mut h = Harness::new(&node);
+        let mut h = harness(&node);
         let (job, _) = h.recorder.job(0).await;
         let height = job.height.expect("height");
         // The node mines a block itself; the next poll sees the new tip.
@@ -341,7 +185,7 @@ async fn a_block_from_elsewhere_brings_a_new_job_and_old_shares_still_count() {
 async fn losing_the_node_ends_the_session() {
     bounded(async {
         let node = start_node(100).await;
-        let mut h = Harness::new(&node);
+        let mut h = harness(&node);
         let (job, _) = h.recorder.job(0).await;
         drop(node);
         // The next poll fails: the session ends, the retry finds nobody, the list has failed.
