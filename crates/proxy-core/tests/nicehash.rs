@@ -46,6 +46,15 @@ async fn logged_in(addr: SocketAddr, name: &str) -> TestMiner {
     m
 }
 
+/// A mock pool answering submits with `reply`, a proxy in front of it, one logged-in miner.
+async fn one_miner(reply: Reply) -> (MockPool, ProxyHandle, TestMiner) {
+    let pool = MockPool::start(make_job(1, DIFF)).await.unwrap();
+    pool.set_reply(reply);
+    let (proxy, addr) = start(&[pool.addr()]).await;
+    let m = logged_in(addr, "wallet").await;
+    (pool, proxy, m)
+}
+
 fn fixed_byte(blob: &str) -> u8 {
     u8::from_str_radix(&blob[84..86], 16).unwrap()
 }
@@ -113,9 +122,7 @@ async fn login_reply_lists_extensions_and_session() {
 
 #[tokio::test]
 async fn share_reaches_pool_unchanged_and_ok_comes_back_under_the_miners_id() {
-    let pool = MockPool::start(make_job(1, DIFF)).await.unwrap();
-    let (proxy, addr) = start(&[pool.addr()]).await;
-    let mut m = logged_in(addr, "wallet").await;
+    let (pool, proxy, mut m) = one_miner(Reply::Ok).await;
     let job_id = m.job.as_ref().unwrap().job_id.clone();
     let nonce = nonce_for(&m, 0x123456);
     let result = result_for_difficulty(DIFF * 2);
@@ -145,25 +152,25 @@ async fn share_reaches_pool_unchanged_and_ok_comes_back_under_the_miners_id() {
 
 #[tokio::test]
 async fn pool_rejection_reaches_the_miner() {
-    let pool = MockPool::start(make_job(1, DIFF)).await.unwrap();
-    pool.set_reply(Reply::Error("Duplicate share".into()));
-    let (proxy, addr) = start(&[pool.addr()]).await;
-    let mut m = logged_in(addr, "wallet").await;
+    let (pool, proxy, mut m) = one_miner(Reply::Error("Duplicate share".into())).await;
     let job_id = m.job.as_ref().unwrap().job_id.clone();
     let r = m
         .submit(&job_id, &nonce_for(&m, 1), &result_for_difficulty(DIFF))
         .await
         .unwrap();
     assert_eq!(error_message(&r), Some("Duplicate share"));
+    assert_eq!(
+        pool.received("submit").len(),
+        1,
+        "the pool saw it and refused it"
+    );
     assert_eq!(proxy.stats().rejected, 1);
     proxy.shutdown(Duration::from_secs(1)).await;
 }
 
 #[tokio::test]
 async fn submit_errors_keep_the_connection_open() {
-    let pool = MockPool::start(make_job(1, DIFF)).await.unwrap();
-    let (proxy, addr) = start(&[pool.addr()]).await;
-    let mut m = logged_in(addr, "wallet").await;
+    let (pool, proxy, mut m) = one_miner(Reply::Ok).await;
     let job_id = m.job.as_ref().unwrap().job_id.clone();
     let good_nonce = nonce_for(&m, 7);
     let good_result = result_for_difficulty(DIFF);
@@ -398,10 +405,7 @@ async fn reconnect_goes_back_to_the_primary_first() {
 
 #[tokio::test]
 async fn every_submit_in_flight_when_the_pool_drops_gets_an_answer() {
-    let pool = MockPool::start(make_job(1, DIFF)).await.unwrap();
-    pool.set_reply(Reply::Silent);
-    let (proxy, addr) = start(&[pool.addr()]).await;
-    let mut m = logged_in(addr, "wallet").await;
+    let (pool, proxy, mut m) = one_miner(Reply::Silent).await;
     let job_id = m.job.as_ref().unwrap().job_id.clone();
     let session = m.session.clone().unwrap();
     let mut ids = Vec::new();
@@ -451,10 +455,7 @@ async fn submit_raw(m: &mut TestMiner) -> u64 {
 
 #[tokio::test]
 async fn shutdown_passes_on_answers_that_come_within_the_grace_period() {
-    let pool = MockPool::start(make_job(1, DIFF)).await.unwrap();
-    pool.set_reply(Reply::OkAfter(Duration::from_millis(800)));
-    let (proxy, addr) = start(&[pool.addr()]).await;
-    let mut m = logged_in(addr, "wallet").await;
+    let (pool, proxy, mut m) = one_miner(Reply::OkAfter(Duration::from_millis(800))).await;
     let id = submit_raw(&mut m).await;
     assert!(
         pool.wait_for(WAIT, |p| p.received("submit").len() == 1)
@@ -469,10 +470,7 @@ async fn shutdown_passes_on_answers_that_come_within_the_grace_period() {
 
 #[tokio::test]
 async fn shutdown_answers_what_the_pool_never_answers() {
-    let pool = MockPool::start(make_job(1, DIFF)).await.unwrap();
-    pool.set_reply(Reply::Silent);
-    let (proxy, addr) = start(&[pool.addr()]).await;
-    let mut m = logged_in(addr, "wallet").await;
+    let (pool, proxy, mut m) = one_miner(Reply::Silent).await;
     let id = submit_raw(&mut m).await;
     assert!(
         pool.wait_for(WAIT, |p| p.received("submit").len() == 1)
