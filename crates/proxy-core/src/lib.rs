@@ -56,6 +56,12 @@ pub enum ProxyError {
     },
 }
 
+/// Locks a mutex, ignoring poisoning: every lock in the proxy guards short, self-consistent
+/// updates, so a panic elsewhere leaves data that is still safe to serve from.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// State shared by every task of one proxy.
 pub(crate) struct Shared {
     pub(crate) config: Arc<ArcSwap<Config>>,
@@ -68,18 +74,12 @@ pub(crate) struct Shared {
 impl Shared {
     fn register(&self, miner: &Arc<MinerT>) {
         self.stats.miner_connected();
-        self.miners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(miner.id, miner.clone());
+        lock(&self.miners).insert(miner.id, miner.clone());
     }
 
     fn unregister(&self, miner: &MinerT) {
         self.stats.miner_disconnected();
-        self.miners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&miner.id);
+        lock(&self.miners).remove(&miner.id);
     }
 }
 

@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::splitter::Route;
-use crate::Shared;
+use crate::{lock, Shared};
 
 /// Identifier of a miner connection, unique in the process, never 0.
 pub type MinerId = u64;
@@ -103,11 +103,6 @@ pub(crate) enum Flow {
     Continue,
     /// The miner showed life (login, submit, keepalived): reset the inactivity clock.
     Active,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding one of these short locks leaves consistent data; keep serving.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Miner {

@@ -20,6 +20,7 @@ use stratum_proto::{Id, Job};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Mode};
+use crate::lock;
 use crate::miner::{Miner, MinerPhase};
 use crate::stats::Stats;
 
@@ -48,10 +49,6 @@ pub struct UpstreamCounts {
     pub error: u64,
     /// All of them.
     pub total: u64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A job as sent to this mapper's miners, encoded once.
