@@ -1,7 +1,7 @@
 //! One miner connection's state and protocol logic (go-proxy RFC §6).
 //!
-//! The logic here does no I/O: [`Miner::handle_line`] takes one line the miner sent and
-//! queues the answers in the miner's outbox; the connection task ([`crate::conn`]) moves bytes
+//! The logic here does no I/O: `Miner::handle_line` takes one line the miner sent and
+//! queues the answers in the miner's outbox; the connection task (`conn.rs`) moves bytes
 //! between the socket and the outbox. Jobs and pool answers reach the miner the same way, from
 //! the splitter.
 //!
