@@ -89,6 +89,7 @@ pub(crate) async fn serve_miner(
     miner.state().phase = MinerPhase::Closing;
     miner.close_outbox();
     shared.splitter.on_close(&miner);
+    shared.events.close(&miner);
     shared.unregister(&miner);
 }
 

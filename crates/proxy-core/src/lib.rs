@@ -27,6 +27,8 @@ use tokio_util::task::TaskTracker;
 
 pub mod config;
 mod conn;
+mod events;
+mod logs;
 pub mod miner;
 mod splitter;
 pub mod stats;
@@ -37,6 +39,7 @@ pub use miner::{LoginInfo, Miner, MinerId, MinerPhase};
 pub use splitter::{UpstreamCounts, EMPTY_MAPPER_TTL, NICEHASH_SLOTS};
 pub use stats::{Stats, StatsSnapshot};
 
+use events::Events;
 use miner::Miner as MinerT;
 use splitter::Splitter;
 
@@ -66,6 +69,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub(crate) struct Shared {
     pub(crate) config: Arc<ArcSwap<Config>>,
     pub(crate) stats: Arc<Stats>,
+    pub(crate) events: Arc<Events>,
     pub(crate) splitter: Splitter,
     miners: Mutex<HashMap<MinerId, Arc<MinerT>>>,
     pub(crate) next_miner_id: AtomicU64,
@@ -111,15 +115,17 @@ impl Proxy {
                 .map_err(|source| ProxyError::Listen { addr, source })?;
             listeners.push(l);
         }
+        let events = Arc::new(Events::new(&config));
+        let stats = events.stats.clone();
         let config = Arc::new(ArcSwap::from_pointee(config));
-        let stats = Arc::new(Stats::default());
         let accept_stop = CancellationToken::new();
         let conn_stop = CancellationToken::new();
         let upstream_stop = CancellationToken::new();
         let shared = Arc::new(Shared {
-            splitter: Splitter::new(config.clone(), stats.clone(), upstream_stop.clone()),
+            splitter: Splitter::new(config.clone(), events.clone(), upstream_stop.clone()),
             config,
             stats,
+            events,
             miners: Mutex::new(HashMap::new()),
             next_miner_id: AtomicU64::new(1),
         });

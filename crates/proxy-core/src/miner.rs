@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -271,7 +271,11 @@ impl Miner {
             st.phase = MinerPhase::WaitReady;
             st.login_id = Some(id.clone());
         }
-        if let Err(message) = shared.splitter.on_login(self) {
+        let routed = shared.splitter.on_login(self);
+        if routed.is_ok() {
+            shared.events.login(self);
+        }
+        if let Err(message) = routed {
             let mut st = self.state();
             st.phase = MinerPhase::WaitLogin;
             st.session = None;
@@ -296,7 +300,7 @@ impl Miner {
             return;
         };
         let refuse = |message: &str| {
-            shared.stats.invalid.fetch_add(1, Relaxed);
+            shared.events.invalid(self, message);
             self.reply_error(&id, message);
         };
         if p.job_id.is_empty() {

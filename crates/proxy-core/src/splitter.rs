@@ -20,9 +20,9 @@ use stratum_proto::{Id, Job};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Mode};
+use crate::events::Events;
 use crate::lock;
 use crate::miner::{Miner, MinerPhase};
-use crate::stats::Stats;
 
 /// NiceHash: miners per upstream connection (one per value of the fixed byte).
 pub const NICEHASH_SLOTS: usize = 256;
@@ -62,6 +62,7 @@ struct Pending {
     miner: Arc<Miner>,
     id: Id,
     difficulty: u64,
+    sent: Instant,
 }
 
 struct MapperState {
@@ -86,7 +87,7 @@ pub(crate) struct Mapper {
     upstream: OnceLock<Upstream>,
     cancel: CancellationToken,
     config: Arc<ArcSwap<Config>>,
-    stats: Arc<Stats>,
+    events: Arc<Events>,
     pools_are_daemons: Vec<bool>,
     state: Mutex<MapperState>,
 }
@@ -161,7 +162,7 @@ impl Mapper {
         share_diff: u64,
     ) {
         let refuse = |message: &str| {
-            self.stats.invalid.fetch_add(1, Relaxed);
+            self.events.invalid(miner, message);
             miner.reply(&id, Err(message));
         };
         let mut st = self.st();
@@ -214,21 +215,23 @@ impl Mapper {
                 miner: miner.clone(),
                 id,
                 difficulty,
+                sent: Instant::now(),
             },
         );
         match upstream.submit(seq, share) {
             Ok(()) => {
-                self.stats.in_flight.fetch_add(1, Relaxed);
+                self.events.stats.in_flight.fetch_add(1, Relaxed);
                 if expired {
-                    self.stats.expired.fetch_add(1, Relaxed);
+                    self.events.stats.expired.fetch_add(1, Relaxed);
                 }
             }
             Err(e) => {
                 let p = st.pending.remove(&seq);
                 drop(st);
-                self.stats.rejected.fetch_add(1, Relaxed);
                 if let Some(p) = p {
-                    p.miner.reply(&p.id, Err(&e.to_string()));
+                    let reason = e.to_string();
+                    self.events.reject(&p.miner, &reason);
+                    p.miner.reply(&p.id, Err(&reason));
                 }
             }
         }
@@ -320,19 +323,21 @@ impl UpstreamListener for Mapper {
             (st.pending.remove(&seq), st.daemon)
         };
         let Some(p) = p else { return };
-        self.stats.in_flight.fetch_sub(1, Relaxed);
+        let stats = &self.events.stats;
+        stats.in_flight.fetch_sub(1, Relaxed);
         match result {
             Ok(()) => {
-                self.stats.on_accept(p.difficulty);
                 if daemon {
-                    self.stats.blocks.fetch_add(1, Relaxed);
+                    stats.blocks.fetch_add(1, Relaxed);
                 }
                 p.miner.reply(&p.id, Ok(()));
+                self.events.accept(&p.miner, p.difficulty, p.sent.elapsed());
             }
             Err(e) => {
-                self.stats.rejected.fetch_add(1, Relaxed);
-                tracing::debug!(miner = p.miner.id, "share rejected: {e}");
-                p.miner.reply(&p.id, Err(&e.to_string()));
+                let reason = e.to_string();
+                tracing::debug!(miner = p.miner.id, "share rejected: {reason}");
+                p.miner.reply(&p.id, Err(&reason));
+                self.events.reject(&p.miner, &reason);
             }
         }
     }
@@ -356,13 +361,13 @@ pub(crate) struct Splitter {
     next_mapper_id: AtomicU64,
     cancel: CancellationToken,
     config: Arc<ArcSwap<Config>>,
-    stats: Arc<Stats>,
+    events: Arc<Events>,
 }
 
 impl Splitter {
     pub(crate) fn new(
         config: Arc<ArcSwap<Config>>,
-        stats: Arc<Stats>,
+        events: Arc<Events>,
         cancel: CancellationToken,
     ) -> Self {
         Self {
@@ -371,7 +376,7 @@ impl Splitter {
             next_mapper_id: AtomicU64::new(1),
             cancel,
             config,
-            stats,
+            events,
         }
     }
 
@@ -386,7 +391,7 @@ impl Splitter {
             upstream: OnceLock::new(),
             cancel: self.cancel.child_token(),
             config: self.config.clone(),
-            stats: self.stats.clone(),
+            events: self.events.clone(),
             pools_are_daemons: config.pools.iter().map(|p| p.daemon).collect(),
             state: Mutex::new(MapperState {
                 storage: NonceStorage::new(),
