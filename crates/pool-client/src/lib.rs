@@ -197,12 +197,22 @@ pub(crate) enum Command {
 /// How many submits may wait in an upstream's queue.
 const COMMAND_QUEUE: usize = 1024;
 
+/// The pool list and timing an upstream works with; replaced live by [`Upstream::set_pools`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSet {
+    /// Ordered pool entries, primary first.
+    pub pools: Vec<PoolConfig>,
+    /// Timing and identity.
+    pub options: FailoverOptions,
+}
+
 /// Handle of one upstream connection with failover. Dropping it does not stop the task;
 /// cancel the token given to [`Upstream::spawn`] for that.
 #[derive(Debug, Clone)]
 pub struct Upstream {
     cmds: mpsc::Sender<Command>,
     state: Arc<AtomicU8>,
+    pools: Arc<tokio::sync::watch::Sender<Arc<PoolSet>>>,
 }
 
 impl Upstream {
@@ -219,9 +229,10 @@ impl Upstream {
     ) -> Self {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let state = Arc::new(AtomicU8::new(UpstreamState::Connecting as u8));
+        let (pools_tx, pools_rx) =
+            tokio::sync::watch::channel(Arc::new(PoolSet { pools, options }));
         let task = failover::Failover {
-            pools,
-            options,
+            pools: pools_rx,
             listener,
             cancel,
             cmds: rx,
@@ -229,7 +240,28 @@ impl Upstream {
             session: 0,
         };
         tokio::spawn(task.run());
-        Self { cmds: tx, state }
+        Self {
+            cmds: tx,
+            state,
+            pools: Arc::new(pools_tx),
+        }
+    }
+
+    /// Replaces the pool list and timing (config reload). When the change touches the pool
+    /// in use or any pool before it in the list, the current connection is closed (its
+    /// waiting shares answered `Connection to pool lost`) and the list is walked again from
+    /// the primary; otherwise the connection stays and the new list is used from the next
+    /// reconnect on.
+    pub fn set_pools(&self, pools: Vec<PoolConfig>, options: FailoverOptions) {
+        let new = PoolSet { pools, options };
+        self.pools.send_if_modified(|cur| {
+            if **cur == new {
+                false
+            } else {
+                *cur = Arc::new(new);
+                true
+            }
+        });
     }
 
     /// Queues a share for the pool. Its outcome arrives as `on_result(seq, ..)`, unless this

@@ -72,20 +72,17 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Run { config } => {
-            let cfg = Config::load(&config)?;
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the runtime")?
-                .block_on(run(cfg))
-        }
+        Command::Run { config } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")?
+            .block_on(run(config)),
     }
 }
 
-async fn run(cfg: Config) -> anyhow::Result<()> {
-    let http = cfg.http.clone();
-    let proxy = Proxy::start(cfg).await?;
+async fn run(path: PathBuf) -> anyhow::Result<()> {
+    let proxy = Proxy::start_from_file(&path).await?;
+    let http = proxy.monitor().config().http.clone();
     let stop = CancellationToken::new();
     let api = if http.enabled {
         let addr = format!("{}:{}", http.host, http.port)

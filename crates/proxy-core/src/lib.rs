@@ -30,12 +30,14 @@ mod conn;
 mod events;
 mod logs;
 pub mod miner;
+mod reload;
 mod splitter;
 pub mod stats;
 
 pub use config::{Config, ConfigError};
 pub use conn::{INACTIVITY_TIMEOUT, LOGIN_TIMEOUT};
 pub use miner::{LoginInfo, Miner, MinerId, MinerPhase};
+pub use reload::{ReloadOutcome, WATCH_INTERVAL};
 pub use splitter::{UpstreamCounts, EMPTY_MAPPER_TTL, NICEHASH_SLOTS};
 pub use stats::{Stats, StatsSnapshot};
 
@@ -71,6 +73,8 @@ pub(crate) struct Shared {
     pub(crate) stats: Arc<Stats>,
     pub(crate) events: Arc<Events>,
     pub(crate) splitter: Splitter,
+    /// The file the config came from, when started with [`Proxy::start_from_file`].
+    pub(crate) config_path: std::sync::OnceLock<std::path::PathBuf>,
     miners: Mutex<HashMap<MinerId, Arc<MinerT>>>,
     pub(crate) next_miner_id: AtomicU64,
 }
@@ -126,6 +130,7 @@ impl Proxy {
             config,
             stats,
             events,
+            config_path: std::sync::OnceLock::new(),
             miners: Mutex::new(HashMap::new()),
             next_miner_id: AtomicU64::new(1),
         });

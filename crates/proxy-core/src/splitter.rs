@@ -88,7 +88,6 @@ pub(crate) struct Mapper {
     cancel: CancellationToken,
     config: Arc<ArcSwap<Config>>,
     events: Arc<Events>,
-    pools_are_daemons: Vec<bool>,
     state: Mutex<MapperState>,
 }
 
@@ -346,11 +345,21 @@ impl UpstreamListener for Mapper {
         let mut st = self.st();
         st.upstream_state = state;
         if let Some(i) = pool {
-            st.daemon = self.pools_are_daemons.get(i).copied().unwrap_or(false);
+            st.daemon = self.config.load().pools.get(i).is_some_and(|p| p.daemon);
         }
         if state != UpstreamState::Active {
             tracing::info!(mapper = self.id, ?state, "upstream state");
         }
+    }
+}
+
+/// The upstream timing of a config (RFC §4 `retries`, `retry-pause`).
+fn failover_options(config: &Config) -> FailoverOptions {
+    FailoverOptions {
+        retries: config.retries,
+        retry_pause: Duration::from_secs(config.retry_pause),
+        reply_timeout: Duration::from_secs(config.pool_reply_timeout),
+        ..FailoverOptions::default()
     }
 }
 
@@ -392,7 +401,6 @@ impl Splitter {
             cancel: self.cancel.child_token(),
             config: self.config.clone(),
             events: self.events.clone(),
-            pools_are_daemons: config.pools.iter().map(|p| p.daemon).collect(),
             state: Mutex::new(MapperState {
                 storage: NonceStorage::new(),
                 miners: vec![None; slots],
@@ -407,15 +415,9 @@ impl Splitter {
                 empty_since: None,
             }),
         });
-        let options = FailoverOptions {
-            retries: config.retries,
-            retry_pause: Duration::from_secs(config.retry_pause),
-            reply_timeout: Duration::from_secs(config.pool_reply_timeout),
-            ..FailoverOptions::default()
-        };
         let upstream = Upstream::spawn(
             config.pools.clone(),
-            options,
+            failover_options(&config),
             mapper.clone(),
             mapper.cancel.clone(),
         );
@@ -471,6 +473,17 @@ impl Splitter {
             }
             !expired
         });
+    }
+
+    /// Hands a new pool list and timing to every upstream (config reload). Upstreams whose
+    /// pool changed reconnect; their miners stay and get the new pool's next job.
+    pub(crate) fn reconfigure_upstreams(&self, config: &Config) {
+        let options = failover_options(config);
+        for m in lock(&self.mappers).iter() {
+            if let Some(u) = m.upstream.get() {
+                u.set_pools(config.pools.clone(), options.clone());
+            }
+        }
     }
 
     /// Upstream connection counts for monitoring.

@@ -1,0 +1,168 @@
+//! Config reload (go-proxy RFC §18): a changed file, or a config given through the API, is
+//! validated and swapped in live.
+//!
+//! What takes effect at once: pools (upstreams whose pool changed reconnect; miners stay),
+//! `retries`/`retry-pause`/`pool-reply-timeout`, `access-password`, `custom-diff`,
+//! `algo-ext`, `workers`, `rate-limit`, the log files, `http.access-token` and
+//! `http.restricted`. What needs a restart, and is logged as such while the running value is
+//! kept: `bind`, `mode`, `tls`, and `http.enabled`/`host`/`port`. An invalid new config is
+//! refused with its error and the running one keeps serving. Reloading never drops a miner
+//! or a share.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ConfigError};
+use crate::{Monitor, Proxy, ProxyError, ProxyHandle, Shared};
+
+/// How often the config file is checked for changes.
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What a reload did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadOutcome {
+    /// The running config changed.
+    pub changed: bool,
+    /// Keys whose new values wait for a restart (their running values were kept).
+    pub needs_restart: Vec<&'static str>,
+}
+
+impl Shared {
+    /// Validates `new` and makes it the running config (see the module docs).
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when `new` does not validate; nothing changes then.
+    pub(crate) fn reload(&self, mut new: Config) -> Result<ReloadOutcome, ConfigError> {
+        new.validate()?;
+        let old = self.config.load_full();
+        let mut needs_restart = Vec::new();
+        if new.bind != old.bind {
+            needs_restart.push("bind");
+            new.bind.clone_from(&old.bind);
+        }
+        if new.mode != old.mode {
+            needs_restart.push("mode");
+            new.mode = old.mode;
+        }
+        if new.tls != old.tls {
+            needs_restart.push("tls");
+            new.tls.clone_from(&old.tls);
+        }
+        if (new.http.enabled, &new.http.host, new.http.port)
+            != (old.http.enabled, &old.http.host, old.http.port)
+        {
+            needs_restart.push("http");
+            new.http.enabled = old.http.enabled;
+            new.http.host.clone_from(&old.http.host);
+            new.http.port = old.http.port;
+        }
+        for key in &needs_restart {
+            tracing::warn!(
+                "config: a change of `{key}` needs a restart; keeping the running value"
+            );
+        }
+        if new == *old {
+            return Ok(ReloadOutcome {
+                changed: false,
+                needs_restart,
+            });
+        }
+        if !new.unknown_keys.is_empty() && new.unknown_keys != old.unknown_keys {
+            let keys: Vec<&str> = new.unknown_keys.keys().map(String::as_str).collect();
+            tracing::warn!("config keys not used by this proxy: {}", keys.join(", "));
+        }
+        let upstreams_changed = new.pools != old.pools
+            || new.retries != old.retries
+            || new.retry_pause != old.retry_pause
+            || new.pool_reply_timeout != old.pool_reply_timeout;
+        let new = Arc::new(new);
+        self.config.store(new.clone());
+        self.events.apply_config(&new);
+        if upstreams_changed {
+            self.splitter.reconfigure_upstreams(&new);
+        }
+        tracing::info!("config reloaded");
+        Ok(ReloadOutcome {
+            changed: true,
+            needs_restart,
+        })
+    }
+}
+
+impl Monitor {
+    /// Validates and applies a new config through the same path as a file reload.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when it does not validate; the running config is unchanged.
+    pub fn apply_config(&self, new: Config) -> Result<ReloadOutcome, ConfigError> {
+        self.shared.reload(new)
+    }
+
+    /// The config file, when the proxy was started with [`Proxy::start_from_file`].
+    pub fn config_path(&self) -> Option<&Path> {
+        self.shared.config_path.get().map(PathBuf::as_path)
+    }
+}
+
+impl ProxyHandle {
+    /// Validates and applies a new config (see [`Monitor::apply_config`]).
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when it does not validate.
+    pub fn reload(&self, new: Config) -> Result<ReloadOutcome, ConfigError> {
+        self.shared.reload(new)
+    }
+}
+
+impl Proxy {
+    /// Loads, validates and starts the config at `path`, and keeps watching the file: when
+    /// `watch` is true in the running config, a changed file is reloaded (checked every
+    /// [`WATCH_INTERVAL`]).
+    ///
+    /// # Errors
+    /// As [`Proxy::start`], plus [`ConfigError`] for a file that cannot be read or parsed.
+    pub async fn start_from_file(path: &Path) -> Result<ProxyHandle, ProxyError> {
+        let config = Config::load(path)?;
+        let handle = Proxy::start(config).await?;
+        let _ = handle.shared.config_path.set(path.to_path_buf());
+        handle.tracker.spawn(watch_file(
+            handle.shared.clone(),
+            path.to_path_buf(),
+            handle.accept_stop.clone(),
+        ));
+        Ok(handle)
+    }
+}
+
+/// Polls the config file and reloads it when its contents change and `watch` is on.
+async fn watch_file(shared: Arc<Shared>, path: PathBuf, stop: CancellationToken) {
+    let mut last = tokio::fs::read(&path).await.ok();
+    let mut tick = tokio::time::interval(WATCH_INTERVAL);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Ok(now) = tokio::fs::read(&path).await else {
+            continue;
+        };
+        if last.as_ref() == Some(&now) {
+            continue;
+        }
+        last = Some(now.clone());
+        if !shared.config.load().watch {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&now);
+        match Config::from_json(&text).and_then(|c| shared.reload(c)) {
+            Ok(_) => {}
+            Err(e) => tracing::error!(
+                path = %path.display(),
+                "config change refused, the running config stays: {e}"
+            ),
+        }
+    }
+}
