@@ -94,6 +94,13 @@ impl Events {
         }
     }
 
+    /// A share met the miner's custom (lowered) difficulty but not the pool's: the proxy
+    /// answered it OK and did not forward it (RFC §14).
+    pub(crate) fn accept_local(&self, miner: &Miner, difficulty: u64) {
+        self.stats.custom_accepted.fetch_add(1, Relaxed);
+        let _ = (miner, difficulty);
+    }
+
     /// The proxy refused a share before the pool saw it (RFC §6.2 checks).
     pub(crate) fn invalid(&self, miner: &Miner, reason: &str) {
         self.stats.invalid.fetch_add(1, Relaxed);

@@ -69,8 +69,10 @@ pub(crate) struct MinerState {
     pub(crate) route: Option<Route>,
     /// The login request's id while its reply waits for the first job.
     pub(crate) login_id: Option<Id>,
-    /// Difficulty of the last job sent.
+    /// Difficulty of the last job sent (the custom one when it applies).
     pub(crate) diff: u64,
+    /// Custom difficulty from the login suffix or `custom-diff`; 0 = the pool's (RFC §14).
+    pub(crate) custom_diff: u64,
 }
 
 #[derive(Default)]
@@ -117,6 +119,7 @@ impl Miner {
                 route: None,
                 login_id: None,
                 diff: 0,
+                custom_diff: 0,
             }),
             outbox: Mutex::new(Outbox::default()),
             notify: Notify::new(),
@@ -258,11 +261,19 @@ impl Miner {
                 return;
             }
         }
+        let (user, custom_diff) = split_custom_diff(&p.login);
+        let custom_diff = if custom_diff > 0 {
+            custom_diff
+        } else {
+            config.custom_diff
+        };
+        let user = user.to_string();
         {
             let mut st = self.state();
             st.session = Some(Uuid::new_v4());
+            st.custom_diff = custom_diff;
             st.login = Some(Box::new(LoginInfo {
-                user: p.login,
+                user,
                 pass: p.pass,
                 agent: p.agent,
                 rig_id: p.rigid.filter(|r| !r.is_empty()),
@@ -323,6 +334,19 @@ impl Miner {
             Ok(()) => self.send_line(encode_status(id, "OK")),
             Err(m) => self.send_line(encode_error(id, m)),
         };
+    }
+}
+
+/// Splits a `WALLET+DIFF` login into the wallet and the custom difficulty (RFC §14):
+/// `"W+50000"` → `("W", 50000)`; anything else → the login unchanged and 0.
+pub(crate) fn split_custom_diff(login: &str) -> (&str, u64) {
+    match login.rsplit_once('+') {
+        Some((user, diff))
+            if !user.is_empty() && !diff.is_empty() && diff.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            (user, diff.parse().unwrap_or(0))
+        }
+        _ => (login, 0),
     }
 }
 

@@ -125,12 +125,18 @@ impl Proxy {
     /// # Errors
     /// As [`Proxy::start`], plus [`ConfigError`] for a file that cannot be read or parsed.
     pub async fn start_from_file(path: &Path) -> Result<ProxyHandle, ProxyError> {
-        let config = Config::load(path)?;
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let config = Config::from_json(&String::from_utf8_lossy(&bytes))?;
+        config.validate()?;
         let handle = Proxy::start(config).await?;
         let _ = handle.shared.config_path.set(path.to_path_buf());
         handle.tracker.spawn(watch_file(
             handle.shared.clone(),
             path.to_path_buf(),
+            bytes,
             handle.accept_stop.clone(),
         ));
         Ok(handle)
@@ -138,8 +144,9 @@ impl Proxy {
 }
 
 /// Polls the config file and reloads it when its contents change and `watch` is on.
-async fn watch_file(shared: Arc<Shared>, path: PathBuf, stop: CancellationToken) {
-    let mut last = tokio::fs::read(&path).await.ok();
+/// `loaded` is the content the running config came from.
+async fn watch_file(shared: Arc<Shared>, path: PathBuf, loaded: Vec<u8>, stop: CancellationToken) {
+    let mut last = Some(loaded);
     let mut tick = tokio::time::interval(WATCH_INTERVAL);
     loop {
         tokio::select! {
@@ -153,6 +160,7 @@ async fn watch_file(shared: Arc<Shared>, path: PathBuf, stop: CancellationToken)
             continue;
         }
         last = Some(now.clone());
+        tracing::debug!(path = %path.display(), "config file changed");
         if !shared.config.load().watch {
             continue;
         }

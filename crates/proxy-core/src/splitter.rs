@@ -8,6 +8,7 @@
 //! Lock order: the splitter's mapper list, then a mapper's state, then a miner's state or
 //! outbox. Nothing here awaits while holding a lock.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -16,7 +17,7 @@ use arc_swap::ArcSwap;
 use nonce_split::{JobMatch, NonceStorage};
 use pool_client::{FailoverOptions, Share, ShareError, Upstream, UpstreamListener, UpstreamState};
 use stratum_proto::cryptonote::{encode_login_ok, JobLine, SubmitParams};
-use stratum_proto::{Id, Job};
+use stratum_proto::{difficulty_to_target, Id, Job};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Mode};
@@ -54,8 +55,56 @@ pub struct UpstreamCounts {
 /// A job as sent to this mapper's miners, encoded once.
 struct JobInfo {
     job: Job,
-    line: JobLine,
+    /// The pool's difficulty for the job.
     difficulty: u64,
+    /// The `job` notification per difficulty sent: the pool's, and each custom difficulty
+    /// in use (RFC §14), encoded once on first use.
+    lines: HashMap<u64, JobLine>,
+}
+
+impl JobInfo {
+    fn new(job: Job) -> Self {
+        let difficulty = job.difficulty();
+        let mut lines = HashMap::new();
+        lines.insert(difficulty, JobLine::new(&job));
+        Self {
+            job,
+            difficulty,
+            lines,
+        }
+    }
+
+    /// The job as a miner working at `difficulty` sees it (target rewritten when it is not
+    /// the pool's), with the fixed byte patched.
+    fn job_for(&self, difficulty: u64, fixed_byte: Option<u8>) -> Job {
+        let mut j = self.job.clone();
+        if difficulty != self.difficulty {
+            j.target = difficulty_to_target(difficulty);
+        }
+        if let Some(b) = fixed_byte {
+            j.blob = self.job.blob_with_fixed_byte(b);
+        }
+        j
+    }
+
+    fn line_for(&mut self, difficulty: u64) -> &JobLine {
+        let job = &self.job;
+        self.lines.entry(difficulty).or_insert_with(|| {
+            let mut j = job.clone();
+            j.target = difficulty_to_target(difficulty);
+            JobLine::new(&j)
+        })
+    }
+}
+
+/// The difficulty a miner works at: its custom difficulty when set and below the pool's,
+/// else the pool's (RFC §14: a custom difficulty above the pool's is ignored).
+pub(crate) fn effective_difficulty(custom: u64, pool: u64) -> u64 {
+    if custom > 0 && custom < pool {
+        custom
+    } else {
+        pool
+    }
 }
 
 struct Pending {
@@ -118,7 +167,7 @@ impl Mapper {
             mapper: self.clone(),
             fixed_byte,
         });
-        if let Some(info) = &st.job {
+        if let Some(info) = st.job.as_mut() {
             let config = self.config.load();
             deliver(info, miner, fixed_byte, &extensions(&config));
         }
@@ -144,9 +193,14 @@ impl Mapper {
 
     /// The job as this miner should see it (blob patched), for `getjob`.
     pub(crate) fn job_for(&self, miner: &Miner) -> Option<Job> {
-        let fixed = miner.fixed_byte();
+        let (fixed, custom) = {
+            let st = miner.state();
+            (st.route.as_ref().and_then(|r| r.fixed_byte), st.custom_diff)
+        };
         let st = self.st();
-        st.job.as_ref().map(|info| patched_job(&info.job, fixed))
+        st.job
+            .as_ref()
+            .map(|info| info.job_for(effective_difficulty(custom, info.difficulty), fixed))
     }
 
     /// Checks a share against the mapper's jobs and forwards it (RFC §6.2 step 4, §8.2).
@@ -186,10 +240,20 @@ impl Mapper {
                 return refuse("Incorrect algorithm");
             }
         }
-        let difficulty = info.difficulty;
+        let pool_difficulty = info.difficulty;
+        let custom = miner.state().custom_diff;
+        let difficulty = effective_difficulty(custom, pool_difficulty);
         if share_diff < difficulty {
             drop(st);
             return refuse("Low difficulty share");
+        }
+        if share_diff < pool_difficulty {
+            // Met the miner's lowered target but not the pool's: answered here, never
+            // forwarded (RFC §14).
+            drop(st);
+            miner.reply(&id, Ok(()));
+            self.events.accept_local(miner, difficulty);
+            return;
         }
         let Some(upstream) = self.upstream.get() else {
             drop(st);
@@ -213,7 +277,7 @@ impl Mapper {
             Pending {
                 miner: miner.clone(),
                 id,
-                difficulty,
+                difficulty: pool_difficulty,
                 sent: Instant::now(),
             },
         );
@@ -251,37 +315,30 @@ fn extensions(config: &Config) -> Vec<&'static str> {
     e
 }
 
-/// The job with the fixed byte written into its blob.
-fn patched_job(job: &Job, fixed_byte: Option<u8>) -> Job {
-    let mut j = job.clone();
-    if let Some(b) = fixed_byte {
-        j.blob = job.blob_with_fixed_byte(b);
-    }
-    j
-}
-
 /// Sends a job to one miner: the deferred login reply if it is still waiting for its first
 /// job, else a `job` notification.
-fn deliver(info: &JobInfo, miner: &Miner, fixed_byte: Option<u8>, extensions: &[&str]) {
+fn deliver(info: &mut JobInfo, miner: &Miner, fixed_byte: Option<u8>, extensions: &[&str]) {
     let mut st = miner.state();
+    let difficulty = effective_difficulty(st.custom_diff, info.difficulty);
     match st.phase {
         MinerPhase::WaitReady => {
             let (Some(id), Some(session)) = (st.login_id.take(), st.session) else {
                 return;
             };
             st.phase = MinerPhase::Ready;
-            st.diff = info.difficulty;
+            st.diff = difficulty;
             drop(st);
-            let job = patched_job(&info.job, fixed_byte);
+            let job = info.job_for(difficulty, fixed_byte);
             let session = session.to_string();
             miner.send_line(encode_login_ok(&id, &session, Some(&job), extensions));
         }
         MinerPhase::Ready => {
-            st.diff = info.difficulty;
+            st.diff = difficulty;
             drop(st);
+            let line = info.line_for(difficulty);
             match fixed_byte {
-                Some(b) => miner.send(info.line.parts(b)),
-                None => miner.send([info.line.whole()]),
+                Some(b) => miner.send(line.parts(b)),
+                None => miner.send([line.whole()]),
             };
         }
         MinerPhase::WaitLogin | MinerPhase::Closing => {}
@@ -295,11 +352,7 @@ impl UpstreamListener for Mapper {
         if !config.algo_ext {
             job.algo = None;
         }
-        let info = JobInfo {
-            line: JobLine::new(&job),
-            difficulty: job.difficulty(),
-            job,
-        };
+        let mut info = JobInfo::new(job);
         let exts = extensions(&config);
         let mut st = self.st();
         let same_pool = session == st.session;
@@ -310,7 +363,7 @@ impl UpstreamListener for Mapper {
         for (index, m) in st.miners.iter().enumerate() {
             if let Some(m) = m {
                 let fixed = self.nicehash.then(|| u8::try_from(index).unwrap_or(0));
-                deliver(&info, m, fixed, &exts);
+                deliver(&mut info, m, fixed, &exts);
             }
         }
         st.job = Some(info);
@@ -433,7 +486,18 @@ impl Splitter {
     /// The RFC's `"Proxy is full, try again later"` when no mapper can take the miner.
     pub(crate) fn on_login(&self, miner: &Arc<Miner>) -> Result<(), &'static str> {
         let mut mappers = lock(&self.mappers);
+        let reuse = match self.mode {
+            Mode::Nicehash => true,
+            // Simple mode (RFC §9): an idle upstream is handed on only while `reuse-timeout`
+            // keeps it and its pool connection is up.
+            Mode::Simple => self.config.load().reuse_timeout > 0,
+        };
         for m in mappers.iter() {
+            if self.mode == Mode::Simple
+                && (!reuse || m.st().upstream_state != UpstreamState::Active)
+            {
+                continue;
+            }
             if m.try_add(miner) {
                 return Ok(());
             }
@@ -448,11 +512,20 @@ impl Splitter {
         }
     }
 
-    /// Releases the miner's slot (RFC §8.1 `OnClose`).
+    /// Releases the miner's slot (RFC §8.1 `OnClose`). In simple mode without
+    /// `reuse-timeout` the miner's upstream closes at once (RFC §9).
     pub(crate) fn on_close(&self, miner: &Miner) {
         let route = miner.state().route.take();
-        if let Some(r) = route {
-            r.mapper.remove(miner, r.fixed_byte);
+        let Some(r) = route else { return };
+        r.mapper.remove(miner, r.fixed_byte);
+        if self.mode == Mode::Simple && self.config.load().reuse_timeout == 0 {
+            lock(&self.mappers).retain(|m| {
+                let done = Arc::ptr_eq(m, &r.mapper) && m.st().active_miners == 0;
+                if done {
+                    m.cancel.cancel();
+                }
+                !done
+            });
         }
     }
 
@@ -463,10 +536,12 @@ impl Splitter {
             Mode::Simple => Duration::from_secs(self.config.load().reuse_timeout),
         };
         lock(&self.mappers).retain(|m| {
-            let expired = m
-                .st()
+            let st = m.st();
+            let expired = st
                 .empty_since
-                .is_some_and(|t| now.duration_since(t) >= keep);
+                .is_some_and(|t| now.duration_since(t) >= keep)
+                || (st.active_miners == 0 && st.upstream_state == UpstreamState::Stopped);
+            drop(st);
             if expired {
                 tracing::info!(mapper = m.id, "closing idle upstream connection");
                 m.cancel.cancel();

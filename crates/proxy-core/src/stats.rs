@@ -25,6 +25,9 @@ pub struct Stats {
     pub in_flight: AtomicU64,
     /// Blocks accepted by a daemon upstream (or shares a pool reported as blocks).
     pub blocks: AtomicU64,
+    /// Shares below the pool's difficulty that met a miner's custom difficulty, answered by
+    /// the proxy and not forwarded (RFC §14).
+    pub custom_accepted: AtomicU64,
 }
 
 /// A plain copy of [`Stats`] at one moment.
