@@ -353,3 +353,24 @@ pub(crate) fn split_custom_diff(login: &str) -> (&str, u64) {
 fn session_matches(session: Option<Uuid>, given: &str) -> bool {
     session.is_some_and(|s| Uuid::parse_str(given).is_ok_and(|g| g == s))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::split_custom_diff;
+
+    #[test]
+    fn custom_diff_suffix() {
+        // RFC §22 customdiff cases.
+        assert_eq!(split_custom_diff("WALLET+50000"), ("WALLET", 50000));
+        assert_eq!(split_custom_diff("WALLET+abc"), ("WALLET+abc", 0));
+        assert_eq!(split_custom_diff("WALLET"), ("WALLET", 0));
+        assert_eq!(split_custom_diff("WALLET+"), ("WALLET+", 0));
+        assert_eq!(split_custom_diff("+500"), ("+500", 0));
+        assert_eq!(split_custom_diff("a+b+700"), ("a+b", 700));
+        assert_eq!(
+            split_custom_diff("W+99999999999999999999999"),
+            ("W", 0),
+            "overflow is no difficulty"
+        );
+    }
+}
