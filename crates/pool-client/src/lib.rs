@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 pub mod daemon;
 mod failover;
 pub mod stratum;
+pub mod tls;
 
 /// One upstream pool entry of the config (RFC §4 `PoolConfig`, plus `daemon` and
 /// `daemon-poll-interval`). JSON keys are kebab-case as in the RFC's example config.

@@ -16,7 +16,6 @@ use stratum_proto::cryptonote::{
 };
 use stratum_proto::{Job, LineCodec};
 use tokio::io::{AsyncWriteExt, BufWriter};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 
@@ -39,20 +38,10 @@ fn report_job(ctx: &SessionCtx<'_>, job: Job, session: u64) {
 /// Runs one connection to a stratum pool until it ends.
 pub(crate) async fn run_session(ctx: &mut SessionCtx<'_>) -> SessionEnd {
     let addr = ctx.pool.host_port().to_string();
-    if ctx.pool.tls {
-        return SessionEnd::NeverConnected(format!("{addr}: TLS to pools is not supported yet"));
-    }
-    let connect = tokio::time::timeout(ctx.options.connect_timeout, TcpStream::connect(&addr));
-    let stream = tokio::select! {
-        () = ctx.cancel.cancelled() => return SessionEnd::Cancelled,
-        r = connect => match r {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return SessionEnd::NeverConnected(format!("{addr}: {e}")),
-            Err(_) => return SessionEnd::NeverConnected(format!("{addr}: connect timed out")),
-        },
+    let (rd, wr) = match crate::tls::open(ctx, &addr).await {
+        Ok(halves) => halves,
+        Err(end) => return end,
     };
-    let _ = stream.set_nodelay(true);
-    let (rd, wr) = stream.into_split();
     let mut lines = FramedRead::new(rd, LineCodec::default());
     let mut wr = BufWriter::new(wr);
 

@@ -1,124 +1,151 @@
 //! The HTTP monitoring API of the proxy (go-proxy RFC §16), on axum.
 //!
-//! Routes so far:
-//! - `GET /1/summary`: mode, miners now and max, upstreams by state, share results.
+//! | route | what |
+//! |---|---|
+//! | `GET /1/summary` | mode, uptime, hashrates, miners, workers, upstreams, share results ([`Summary`]) |
+//! | `GET /1/workers` | one row per worker ([`WorkersBody`]) |
+//! | `GET /1/miners` | one row per miner connection ([`MinersBody`]) |
+//! | `GET /1/config` | the running config, secrets masked |
+//! | `PUT /1/config` | replace the running config (and its file) |
+//! | `GET /metrics` | Prometheus metrics in the OpenMetrics text format |
 //!
-//! Per-window hashrates, `/1/workers`, `/1/miners`, the token and restricted modes and the
-//! Prometheus metrics come with the monitoring work (Order 3).
+//! Access rules, read from the running config on every request (so a reload changes them at
+//! once), as xmrig-proxy applies them:
+//! - `http.access-token` set: every request needs `Authorization: Bearer <token>`; 401
+//!   without the header, 403 with another token.
+//! - `http.restricted` true: only `GET`/`HEAD` are served, and not `/1/config` (it holds the
+//!   config); anything else is 403.
+//!
+//! Errors are JSON, `{"status": 403, "error": "FORBIDDEN"}`, plus a `message` where there is
+//! more to say. Every answer carries xmrig-proxy's CORS headers, and CORS preflight
+//! (`OPTIONS`) is answered without a token, as browsers send none.
+//!
+//! Figures that depend on time are computed for the moment given by the router's [`Clock`]
+//! ([`router`] uses the system clock; tests pass their own to [`router_with_clock`]).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::State;
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{middleware, Json, Router};
 use proxy_core::Monitor;
-use serde::Serialize;
 use tokio::net::TcpListener;
+use tower_http::cors::{Any, CorsLayer};
+
+mod auth;
+mod config_api;
+mod metrics;
+mod resources;
+mod views;
+
+pub use config_api::{masked_config, SECRET_MASK};
+pub use metrics::{metrics_text, OPENMETRICS_CONTENT_TYPE};
+pub use resources::{Memory, Resources};
+pub use views::{
+    miners, summary, summary_at, workers_at, HashrateTotals, MinerRow, MinersBody, MinersCount,
+    Results, Summary, Upstreams, WorkerRow, WorkersBody, MINERS_FORMAT,
+};
 
 /// The proxy's version, reported by `/1/summary`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// `miners` object of `/1/summary`.
-#[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct MinersCount {
-    /// Connected now.
-    pub now: u64,
-    /// Peak since start.
-    pub max: u64,
+/// Where the API takes "now" from: the system clock in production, a hand-driven one in
+/// tests.
+pub type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
+
+/// What every handler gets.
+#[derive(Clone)]
+pub(crate) struct Api {
+    pub(crate) monitor: Monitor,
+    pub(crate) clock: Clock,
+    pub(crate) registry: Arc<prometheus_client::registry::Registry>,
 }
 
-/// `upstreams` object of `/1/summary`.
-#[derive(Debug, Serialize, PartialEq)]
-pub struct Upstreams {
-    /// Logged in with miners on them.
-    pub active: u64,
-    /// Logged in, no miners.
-    pub sleep: u64,
-    /// Connecting or failing.
-    pub error: u64,
-    /// All.
-    pub total: u64,
-    /// Miners per active upstream.
-    pub ratio: f64,
-}
-
-/// `results` object of `/1/summary`.
-#[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct Results {
-    /// Accepted by the pool.
-    pub accepted: u64,
-    /// Rejected by the pool.
-    pub rejected: u64,
-    /// Refused by the proxy before the pool.
-    pub invalid: u64,
-    /// Shares for the previous job.
-    pub expired: u64,
-    /// Sum of accepted share difficulties.
-    pub hashes_total: u64,
-    /// Blocks accepted by daemon upstreams.
-    pub blocks: u64,
-}
-
-/// The `/1/summary` body.
-#[derive(Debug, Serialize, PartialEq)]
-pub struct Summary {
-    /// Proxy version.
-    pub version: &'static str,
-    /// `nicehash` or `simple`.
-    pub mode: String,
-    /// Seconds since start.
-    pub uptime: u64,
-    /// Miner counts.
-    pub miners: MinersCount,
-    /// Upstream counts.
-    pub upstreams: Upstreams,
-    /// Share results.
-    pub results: Results,
-}
-
-/// Builds the summary from the proxy's counters.
-pub fn summary(m: &Monitor) -> Summary {
-    let s = m.stats();
-    let u = m.upstreams();
-    Summary {
-        version: VERSION,
-        mode: m.config().mode.to_string(),
-        uptime: m.uptime().as_secs(),
-        miners: MinersCount {
-            now: s.miners,
-            max: s.max_miners,
-        },
-        upstreams: Upstreams {
-            active: u.active,
-            sleep: u.sleep,
-            error: u.error,
-            total: u.total,
-            ratio: if u.active == 0 {
-                0.0
-            } else {
-                s.miners as f64 / u.active as f64
-            },
-        },
-        results: Results {
-            accepted: s.accepted,
-            rejected: s.rejected,
-            invalid: s.invalid,
-            expired: s.expired,
-            hashes_total: s.hashes,
-            blocks: m.blocks(),
-        },
+impl Api {
+    pub(crate) fn now(&self) -> Instant {
+        (self.clock)()
     }
 }
 
-async fn get_summary(State(m): State<Monitor>) -> Json<Summary> {
-    Json(summary(&m))
+/// A JSON error body as xmrig-proxy sends it: `{"status": 403, "error": "FORBIDDEN"}`, with
+/// `message` when given.
+pub(crate) fn error(status: StatusCode, message: Option<String>) -> Response {
+    let name = status
+        .canonical_reason()
+        .unwrap_or("ERROR")
+        .to_uppercase()
+        .replace(' ', "_");
+    let mut body = serde_json::json!({"status": status.as_u16(), "error": name});
+    if let Some(m) = message {
+        body["message"] = m.into();
+    }
+    (status, Json(body)).into_response()
 }
 
-/// The API's routes.
+async fn get_summary(State(api): State<Api>) -> Json<Summary> {
+    Json(summary_at(&api.monitor, api.now()))
+}
+
+async fn get_workers(State(api): State<Api>) -> Json<WorkersBody> {
+    Json(workers_at(&api.monitor, api.now()))
+}
+
+async fn get_miners(State(api): State<Api>) -> Json<MinersBody> {
+    Json(miners(&api.monitor))
+}
+
+async fn get_metrics(State(api): State<Api>) -> Response {
+    match metrics::encode(&api.registry) {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(OPENMETRICS_CONTENT_TYPE),
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, Some(e.to_string())),
+    }
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, None)
+}
+
+/// The API's routes, with figures as of the system clock.
 pub fn router(monitor: Monitor) -> Router {
+    router_with_clock(monitor, Arc::new(Instant::now))
+}
+
+/// The API's routes, with figures as of `clock` (for tests that simulate time).
+pub fn router_with_clock(monitor: Monitor, clock: Clock) -> Router {
+    let registry = Arc::new(metrics::registry(monitor.clone(), clock.clone()));
+    let api = Api {
+        monitor,
+        clock,
+        registry,
+    };
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::PUT, Method::POST, Method::DELETE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]);
     Router::new()
         .route("/1/summary", get(get_summary))
-        .with_state(monitor)
+        .route("/1/workers", get(get_workers))
+        .route("/1/miners", get(get_miners))
+        .route(
+            "/1/config",
+            get(config_api::get_config).put(config_api::put_config),
+        )
+        .route("/metrics", get(get_metrics))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(api.clone(), auth::guard))
+        .layer(cors)
+        .with_state(api)
 }
 
 /// Serves the API on `addr` until `stop` resolves. Returns the bound address through

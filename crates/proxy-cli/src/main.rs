@@ -53,13 +53,15 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // The log settings of the config (xmrig-proxy's `colors`, `log-file`); a config that
+    // does not load is reported below, after logging is up.
+    let path = match &cli.command {
+        Command::Run { config } | Command::Check { config } => config,
+    };
+    let (colors, log_file) = Config::load(path)
+        .map(|c| (c.colors, c.log_file.filter(|f| !f.is_empty())))
+        .unwrap_or((true, None));
+    init_logging(colors, log_file.as_deref())?;
     match cli.command {
         Command::Check { config } => {
             let cfg = Config::load(&config)?;
@@ -78,6 +80,43 @@ fn main() -> anyhow::Result<()> {
             .context("starting the runtime")?
             .block_on(run(config)),
     }
+}
+
+/// Logs to stderr (with colour when `colors`), and to `log_file` too when set. `RUST_LOG`
+/// sets the level (default `info`).
+fn init_logging(colors: bool, log_file: Option<&str>) -> anyhow::Result<()> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(colors)
+        .with_filter(filter());
+    let file = match log_file {
+        Some(path) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("log-file {path:?}"))?;
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::sync::Mutex::new(f))
+                    .with_ansi(false)
+                    .with_filter(filter()),
+            )
+        }
+        None => None,
+    };
+    tracing_subscriber::registry()
+        .with(stderr)
+        .with(file)
+        .init();
+    Ok(())
 }
 
 async fn run(path: PathBuf) -> anyhow::Result<()> {

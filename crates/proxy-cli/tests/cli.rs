@@ -40,6 +40,9 @@ async fn runs_from_a_config_file_and_stops_cleanly_on_sigterm() {
         "pools": [{"url": pool.addr().to_string(), "user": "PROXYWALLET", "pass": "x"}],
         "workers": true,
         "retries": 1, "retry-pause": 1,
+        "user-agent": "farm-proxy/1.0",
+        "log-file": dir.join("proxy.log"),
+        "colors": false,
     });
     std::fs::write(&path, cfg.to_string()).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_proxy-cli"))
@@ -94,6 +97,13 @@ async fn runs_from_a_config_file_and_stops_cleanly_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(exited.expect("exits after SIGTERM").success());
+    assert_eq!(pool.received("login")[0].params["agent"], "farm-proxy/1.0");
+    let log = std::fs::read_to_string(dir.join("proxy.log")).unwrap();
+    assert!(
+        log.contains("listening for miners") && log.contains("SIGTERM received"),
+        "{log}"
+    );
+    assert!(!log.contains('\u{1b}'), "no colour codes in the log file");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

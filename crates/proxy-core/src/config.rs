@@ -126,19 +126,25 @@ impl BindAddr {
     }
 }
 
-/// Inbound TLS settings (RFC §4 `TLSConfig`).
+/// Inbound TLS settings (RFC §4 `TLSConfig`); served as described in [`crate::tls`]. A bind
+/// with `tls: true` serves TLS only, whatever `enabled` says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct TlsConfig {
-    /// Enable TLS on binds with `tls: true`.
+    /// Every plain bind also accepts TLS, detected from the first byte (xmrig-proxy's
+    /// behaviour).
     pub enabled: bool,
-    /// PEM certificate chain file.
+    /// PEM certificate chain file, leaf first. With `cert_key` unset too, a self-signed
+    /// certificate is generated at start when TLS is served.
     pub cert: Option<String>,
-    /// PEM private key file.
+    /// PEM private key file (PKCS#8, PKCS#1 or SEC1) of `cert`.
     pub cert_key: Option<String>,
-    /// OpenSSL cipher string; empty = default.
+    /// OpenSSL cipher list (`:`-separated) of suites rustls has, e.g.
+    /// `"ECDHE-RSA-AES128-GCM-SHA256:TLS_AES_256_GCM_SHA384"`; empty = all of them. See
+    /// [`crate::tls::cipher_suites`].
     pub ciphers: Option<String>,
-    /// TLS versions, e.g. `"TLSv1.2 TLSv1.3"`; empty = default.
+    /// TLS versions, `"TLSv1.2 TLSv1.3"` or one of them; empty = both. Older versions are a
+    /// config error.
     pub protocols: Option<String>,
 }
 
@@ -170,13 +176,16 @@ impl Default for HttpConfig {
     }
 }
 
-/// Per-IP connection rate limit (RFC §4 `RateLimit`).
+/// Per-IP connection rate limit (RFC §4 `RateLimit`, §17); enforced by
+/// [`crate::ratelimit::RateLimiter`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case", default)]
 pub struct RateLimit {
-    /// New connections per minute per IP; 0 = no limit.
+    /// New connections per minute per IP: a token bucket of this size refilled at this rate
+    /// per minute; 0 = no limit.
     pub max_connections_per_minute: u32,
-    /// Ban length in seconds for an IP that empties its bucket; 0 = no ban.
+    /// Seconds an IP is banned (every connection refused) after a connection found its bucket
+    /// empty; 0 = no ban, connections are refused only while the bucket is empty.
     pub ban_duration: u64,
 }
 
@@ -268,6 +277,13 @@ pub struct Config {
     pub rate_limit: RateLimit,
     /// Seconds a submit may wait for the pool's answer (default 30).
     pub pool_reply_timeout: u64,
+    /// The `agent` the proxy presents to pools (xmrig-proxy `user-agent`); default
+    /// `stratum-proxy/<version>`.
+    pub user_agent: Option<String>,
+    /// A file the proxy's log is also written to (xmrig-proxy `log-file`); read at start.
+    pub log_file: Option<String>,
+    /// Colour in the terminal log (xmrig-proxy `colors`); read at start.
+    pub colors: bool,
     /// Keys present in the file that this proxy does not use.
     #[serde(flatten, skip_serializing)]
     pub unknown_keys: BTreeMap<String, serde_json::Value>,
@@ -294,6 +310,9 @@ impl Default for Config {
             watch: false,
             rate_limit: RateLimit::default(),
             pool_reply_timeout: 30,
+            user_agent: None,
+            log_file: None,
+            colors: true,
             unknown_keys: BTreeMap::new(),
         }
     }
@@ -330,7 +349,9 @@ impl Config {
     }
 
     /// Checks the config (RFC §4 `Validate`): at least one bind and one enabled pool, every
-    /// enabled pool has a `host:port` url, every bind host is an IP address.
+    /// enabled pool has a `host:port` url, every bind host is an IP address, pool
+    /// `tls-fingerprint`s are SHA-256 hex on TLS pools, and the `tls` section is usable
+    /// ([`crate::tls::check`]; certificate files are loaded only at start).
     ///
     /// # Errors
     /// [`ConfigError::Invalid`] naming the first bad key and its value.
@@ -366,7 +387,29 @@ impl Config {
                     "a daemon upstream needs the wallet address of its block templates",
                 ));
             }
+            let tls = pool_client::tls::wants_tls(p);
+            if p.daemon && tls {
+                return Err(invalid(
+                    format!("pools[{i}].tls"),
+                    "a daemon upstream is reached over plain HTTP; TLS is not supported for it",
+                ));
+            }
+            if let Some(pin) = p
+                .tls_fingerprint
+                .as_deref()
+                .filter(|s| !s.trim().is_empty())
+            {
+                if !tls {
+                    return Err(invalid(
+                        format!("pools[{i}].tls-fingerprint"),
+                        "set, but the pool is not reached over TLS (`\"tls\": true`)",
+                    ));
+                }
+                pool_client::tls::parse_fingerprint(pin)
+                    .map_err(|m| invalid(format!("pools[{i}].tls-fingerprint"), m))?;
+            }
         }
+        crate::tls::check(&self.tls)?;
         if self.pool_reply_timeout == 0 {
             return Err(invalid("pool-reply-timeout", "must be at least 1 second"));
         }
@@ -423,10 +466,8 @@ mod tests {
         assert_eq!(c.workers, WorkersMode::RigId);
         assert!(c.pools[0].enabled);
         assert_eq!(c.pools[0].host_port(), "p:1");
-        assert_eq!(
-            c.unknown_keys.keys().collect::<Vec<_>>(),
-            vec!["api", "colors"]
-        );
+        assert_eq!(c.unknown_keys.keys().collect::<Vec<_>>(), vec!["api"]);
+        assert!(c.colors, "`colors` is honoured");
     }
 
     #[test]

@@ -1,21 +1,32 @@
 //! Lifecycle events (go-proxy RFC §11) and what listens to them.
 //!
 //! The RFC's event bus becomes plain method calls: each event has one method here, and each
-//! method feeds every consumer (counters, logs, …) in turn. Called without any proxy lock
-//! held; each consumer takes only its own short locks.
+//! method feeds every consumer (counters, worker records, logs) in turn. Called without any
+//! proxy lock held; each consumer takes only its own short locks.
+//!
+//! The stats clock starts here: [`Events::now`] is the whole seconds since the events were
+//! created (the proxy's start), the time base of every hashrate window.
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
 use crate::logs::{accept_line, close_line, connect_line, reject_line, LineLog};
 use crate::miner::Miner;
 use crate::stats::Stats;
+use crate::workers::Workers;
 
 /// The consumers of proxy events.
 pub(crate) struct Events {
     pub(crate) stats: Arc<Stats>,
+    pub(crate) workers: Workers,
+    /// Second 0 of the stats clock.
+    pub(crate) epoch: Instant,
+    /// Unix time in seconds at `epoch`.
+    pub(crate) epoch_unix: u64,
+    /// `custom-diff-stats` of the running config.
+    custom_diff_stats: AtomicBool,
     access_log: LineLog,
     share_log: LineLog,
 }
@@ -24,6 +35,12 @@ impl Events {
     pub(crate) fn new(config: &Config) -> Self {
         let e = Self {
             stats: Arc::new(Stats::default()),
+            workers: Workers::new(config.workers),
+            epoch: Instant::now(),
+            epoch_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            custom_diff_stats: AtomicBool::new(false),
             access_log: LineLog::default(),
             share_log: LineLog::default(),
         };
@@ -35,6 +52,19 @@ impl Events {
     pub(crate) fn apply_config(&self, config: &Config) {
         self.access_log.set_path(config.access_log_file.as_deref());
         self.share_log.set_path(config.share_log_file.as_deref());
+        self.workers.set_mode(config.workers);
+        self.custom_diff_stats
+            .store(config.custom_diff_stats, Relaxed);
+    }
+
+    /// Whole seconds since the stats epoch.
+    pub(crate) fn now(&self) -> u64 {
+        self.epoch.elapsed().as_secs()
+    }
+
+    /// Seconds since the stats epoch at `at` (0 before it).
+    pub(crate) fn secs_at(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_secs()
     }
 
     fn user(miner: &Miner) -> String {
@@ -47,6 +77,7 @@ impl Events {
 
     /// A miner logged in successfully.
     pub(crate) fn login(&self, miner: &Miner) {
+        self.workers.login(miner);
         if self.access_log.is_on() {
             let (user, agent) = {
                 let st = miner.state();
@@ -64,6 +95,7 @@ impl Events {
 
     /// A miner's connection closed (logged in or not).
     pub(crate) fn close(&self, miner: &Miner) {
+        self.workers.close(miner);
         let logged_in = miner.state().login.is_some();
         if logged_in && self.access_log.is_on() {
             self.access_log.write(close_line(
@@ -75,38 +107,124 @@ impl Events {
         }
     }
 
-    /// The pool (or the proxy, for a share below the pool's difficulty) accepted a share of
-    /// `difficulty` (the miner's target), answered after `latency`.
-    pub(crate) fn accept(&self, miner: &Miner, difficulty: u64, latency: Duration) {
-        self.stats.on_accept(difficulty);
+    /// The pool accepted a share: `difficulty` is the job difficulty the miner worked at
+    /// (what the share counts for), `share_difficulty` the difficulty its hash met, `latency`
+    /// the pool's reply time.
+    pub(crate) fn accept(
+        &self,
+        miner: &Miner,
+        difficulty: u64,
+        share_difficulty: u64,
+        latency: Duration,
+    ) {
+        let now = self.now();
+        self.stats
+            .on_accept(now, difficulty, Some(share_difficulty), Some(latency));
+        self.workers.accept(miner, difficulty, now);
         if self.share_log.is_on() {
             self.share_log
                 .write(accept_line(&Self::user(miner), difficulty, latency));
         }
     }
 
+    /// The proxy accepted a share itself (custom difficulty, RFC §14): it met the miner's
+    /// lowered target of `difficulty` but not the pool's, was answered OK and not forwarded.
+    /// Counted in [`Stats::custom_accepted`]; with `custom-diff-stats` also as an accepted
+    /// share of `difficulty` (hashes, hashrate windows, the miner's worker).
+    pub(crate) fn accept_local(&self, miner: &Miner, difficulty: u64) {
+        self.stats.custom_accepted.fetch_add(1, Relaxed);
+        if self.custom_diff_stats.load(Relaxed) {
+            let now = self.now();
+            self.stats.on_accept(now, difficulty, None, None);
+            self.workers.accept(miner, difficulty, now);
+        }
+    }
+
     /// The pool refused a share, or it could not be delivered (timeout, lost connection).
     pub(crate) fn reject(&self, miner: &Miner, reason: &str) {
         self.stats.rejected.fetch_add(1, Relaxed);
+        self.workers.reject(miner);
         if self.share_log.is_on() {
             self.share_log
                 .write(reject_line(&Self::user(miner), reason));
         }
-    }
-
-    /// A share met the miner's custom (lowered) difficulty but not the pool's: the proxy
-    /// answered it OK and did not forward it (RFC §14).
-    pub(crate) fn accept_local(&self, miner: &Miner, difficulty: u64) {
-        self.stats.custom_accepted.fetch_add(1, Relaxed);
-        let _ = (miner, difficulty);
     }
 
     /// The proxy refused a share before the pool saw it (RFC §6.2 checks).
     pub(crate) fn invalid(&self, miner: &Miner, reason: &str) {
         self.stats.invalid.fetch_add(1, Relaxed);
+        self.workers.invalid(miner);
         if self.share_log.is_on() {
             self.share_log
                 .write(reject_line(&Self::user(miner), reason));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::miner::{LoginInfo, MinerPhase};
+
+    fn logged_in_miner() -> Miner {
+        let m = Miner::new(1, ([127, 0, 0, 1], 5000).into());
+        {
+            let mut st = m.state();
+            st.login = Some(Box::new(LoginInfo {
+                user: "W".into(),
+                rig_id: Some("rig".into()),
+                ..LoginInfo::default()
+            }));
+            st.phase = MinerPhase::Ready;
+        }
+        m
+    }
+
+    #[test]
+    fn accept_local_counts_as_accepted_only_with_custom_diff_stats() {
+        let mut config = Config::default();
+        let e = Events::new(&config);
+        let m = logged_in_miner();
+        e.login(&m);
+        e.accept_local(&m, 500);
+        let s = e.stats.snapshot();
+        assert_eq!((s.custom_accepted, s.accepted, s.hashes), (1, 0, 0));
+        assert_eq!(e.workers.snapshot(0, 0).workers[0].accepted, 0);
+
+        config.custom_diff_stats = true;
+        e.apply_config(&config);
+        e.accept_local(&m, 500);
+        let s = e.stats.snapshot();
+        assert_eq!((s.custom_accepted, s.accepted, s.hashes), (2, 1, 500));
+        let w = &e.workers.snapshot(e.now(), 0).workers[0];
+        assert_eq!((w.name.as_str(), w.accepted, w.hashes), ("rig", 1, 500));
+        assert_eq!(w.hashrate[0], 500.0 / 60.0);
+        // No latency and no best share: the pool never saw it.
+        let sum = e.stats.summary(e.now());
+        assert_eq!((sum.latency, sum.best[0]), (0, 0));
+        assert_eq!(e.stats.latency_histogram().count, 0);
+    }
+
+    #[test]
+    fn pool_verdicts_reach_counters_and_worker() {
+        let e = Events::new(&Config::default());
+        let m = logged_in_miner();
+        e.login(&m);
+        e.accept(&m, 1000, 4321, Duration::from_millis(40));
+        e.reject(&m, "Low difficulty share");
+        e.invalid(&m, "Invalid nonce");
+        let s = e.stats.summary(e.now());
+        assert_eq!(
+            (s.accepted, s.rejected, s.invalid, s.hashes),
+            (1, 1, 1, 1000)
+        );
+        assert_eq!((s.best[0], s.latency), (4321, 40));
+        let w = &e.workers.snapshot(e.now(), 0).workers[0];
+        assert_eq!(
+            (w.accepted, w.rejected, w.invalid, w.connections),
+            (1, 1, 1, 1)
+        );
+        e.close(&m);
+        assert_eq!(e.workers.snapshot(e.now(), 0).workers[0].connections, 0);
     }
 }

@@ -30,16 +30,23 @@ mod conn;
 mod events;
 mod logs;
 pub mod miner;
+mod monitor;
+pub mod ratelimit;
 mod reload;
 mod splitter;
 pub mod stats;
+pub mod tls;
+pub mod workers;
 
 pub use config::{Config, ConfigError};
 pub use conn::{INACTIVITY_TIMEOUT, LOGIN_TIMEOUT};
 pub use miner::{LoginInfo, Miner, MinerId, MinerPhase};
+pub use monitor::{MinerSnapshot, UpstreamInfo};
+pub use pool_client::UpstreamState;
 pub use reload::{ReloadOutcome, WATCH_INTERVAL};
 pub use splitter::{UpstreamCounts, EMPTY_MAPPER_TTL, NICEHASH_SLOTS};
-pub use stats::{Stats, StatsSnapshot};
+pub use stats::{LatencyHistogram, Stats, StatsSnapshot, StatsSummary};
+pub use workers::{WorkerSummary, WorkersSnapshot};
 
 use events::Events;
 use miner::Miner as MinerT;
@@ -75,6 +82,9 @@ pub(crate) struct Shared {
     pub(crate) splitter: Splitter,
     /// The file the config came from, when started with [`Proxy::start_from_file`].
     pub(crate) config_path: std::sync::OnceLock<std::path::PathBuf>,
+    /// Per-IP connection limit (`rate-limit`), checked by every accept loop; apply a new
+    /// config with [`ratelimit::RateLimiter::reconfigure`].
+    pub(crate) rate_limiter: ratelimit::RateLimiter,
     miners: Mutex<HashMap<MinerId, Arc<MinerT>>>,
     pub(crate) next_miner_id: AtomicU64,
 }
@@ -108,17 +118,24 @@ impl Proxy {
             let keys: Vec<&str> = config.unknown_keys.keys().map(String::as_str).collect();
             tracing::warn!("config keys not used by this proxy: {}", keys.join(", "));
         }
+        // Certificate problems are fatal here, before anything listens (RFC §21).
+        let acceptor = if tls::tls_wanted(&config) {
+            Some(tls::TlsAcceptor::from(tls::server_config(&config)?))
+        } else {
+            None
+        };
         let mut listeners = Vec::new();
         for b in &config.bind {
             let addr = b.socket_addr()?;
-            if b.tls {
-                tracing::warn!(%addr, "TLS binds are not supported yet; serving plain TCP");
-            }
-            let l = TcpListener::bind(addr)
-                .await
-                .map_err(|source| ProxyError::Listen { addr, source })?;
-            listeners.push(l);
+            let l = bind_listener(addr).map_err(|source| ProxyError::Listen { addr, source })?;
+            listeners.push(conn::Listener::new(
+                l,
+                b.tls,
+                config.tls.enabled,
+                acceptor.clone(),
+            ));
         }
+        let rate_limiter = ratelimit::RateLimiter::new(&config.rate_limit);
         let events = Arc::new(Events::new(&config));
         let stats = events.stats.clone();
         let config = Arc::new(ArcSwap::from_pointee(config));
@@ -131,6 +148,7 @@ impl Proxy {
             stats,
             events,
             config_path: std::sync::OnceLock::new(),
+            rate_limiter,
             miners: Mutex::new(HashMap::new()),
             next_miner_id: AtomicU64::new(1),
         });
@@ -167,26 +185,58 @@ impl Proxy {
     }
 }
 
+/// Pending connections the kernel may queue per listener (capped by `net.core.somaxconn`):
+/// farms reconnect thousands of miners at once after a restart.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Binds a listen socket. IPv6 sockets are IPv6-only, so `0.0.0.0:3333` and `[::]:3333` can
+/// both be bound, as xmrig-proxy's default config does.
+fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
 async fn accept_loop(
-    listener: TcpListener,
+    listener: conn::Listener,
     shared: Arc<Shared>,
     stop: CancellationToken,
     conn_stop: CancellationToken,
     tracker: TaskTracker,
 ) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "serving {}", listener.describe());
+    }
+    // Forget rate-limit state of IPs that went quiet (each listener does it; it is cheap).
+    let mut housekeeping = tokio::time::interval(Duration::from_secs(30));
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => return,
+            _ = housekeeping.tick() => {
+                shared.rate_limiter.housekeep();
+                continue;
+            }
             r = listener.accept() => r,
         };
         match accepted {
             Ok((stream, peer)) => {
-                tracker.spawn(conn::serve_miner(
-                    shared.clone(),
-                    stream,
-                    peer,
-                    conn_stop.clone(),
-                ));
+                // A refused connection is dropped here, before anything is read from it.
+                if conn::admit(&shared, peer) {
+                    tracker.spawn(conn::serve(
+                        shared.clone(),
+                        stream,
+                        peer,
+                        listener.tls().clone(),
+                        conn_stop.clone(),
+                    ));
+                }
             }
             Err(e) => {
                 // EMFILE/ENFILE: out of file descriptors. The pending connection stays in the
@@ -203,7 +253,10 @@ async fn tick_loop(shared: Arc<Shared>, stop: CancellationToken) {
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            _ = tick.tick() => shared.splitter.gc(std::time::Instant::now()),
+            _ = tick.tick() => {
+                shared.splitter.gc(std::time::Instant::now());
+                shared.resync_workers();
+            }
         }
     }
 }

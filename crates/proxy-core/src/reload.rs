@@ -81,6 +81,7 @@ impl Shared {
         let new = Arc::new(new);
         self.config.store(new.clone());
         self.events.apply_config(&new);
+        self.rate_limiter.reconfigure(&new.rate_limit);
         if upstreams_changed {
             self.splitter.reconfigure_upstreams(&new);
         }

@@ -111,6 +111,8 @@ struct Pending {
     miner: Arc<Miner>,
     id: Id,
     difficulty: u64,
+    /// The difficulty the share's hash met (for the best-shares list).
+    share_diff: u64,
     sent: Instant,
 }
 
@@ -126,6 +128,8 @@ struct MapperState {
     next_seq: u64,
     upstream_state: UpstreamState,
     daemon: bool,
+    /// `host:port` of the pool of the latest login (monitoring).
+    pool: Option<String>,
     empty_since: Option<Instant>,
 }
 
@@ -261,10 +265,15 @@ impl Mapper {
         };
         let seq = st.next_seq;
         st.next_seq += 1;
-        let algo = if self.config.load().algo_ext {
-            p.algo
+        let config = self.config.load();
+        let algo = if config.algo_ext { p.algo } else { None };
+        // With custom-diff-stats every share counts at the miner's difficulty, local or
+        // forwarded, so hashes stay an unbiased estimate; otherwise only forwarded shares
+        // count, at the pool's difficulty.
+        let credited = if config.custom_diff_stats {
+            difficulty
         } else {
-            None
+            pool_difficulty
         };
         let share = Share {
             job_id: p.job_id,
@@ -277,7 +286,8 @@ impl Mapper {
             Pending {
                 miner: miner.clone(),
                 id,
-                difficulty: pool_difficulty,
+                difficulty: credited,
+                share_diff,
                 sent: Instant::now(),
             },
         );
@@ -383,7 +393,8 @@ impl UpstreamListener for Mapper {
                     stats.blocks.fetch_add(1, Relaxed);
                 }
                 p.miner.reply(&p.id, Ok(()));
-                self.events.accept(&p.miner, p.difficulty, p.sent.elapsed());
+                self.events
+                    .accept(&p.miner, p.difficulty, p.share_diff, p.sent.elapsed());
             }
             Err(e) => {
                 let reason = e.to_string();
@@ -398,7 +409,9 @@ impl UpstreamListener for Mapper {
         let mut st = self.st();
         st.upstream_state = state;
         if let Some(i) = pool {
-            st.daemon = self.config.load().pools.get(i).is_some_and(|p| p.daemon);
+            let config = self.config.load();
+            st.daemon = config.pools.get(i).is_some_and(|p| p.daemon);
+            st.pool = config.pools.get(i).map(|p| p.host_port().to_string());
         }
         if state != UpstreamState::Active {
             tracing::info!(mapper = self.id, ?state, "upstream state");
@@ -408,12 +421,16 @@ impl UpstreamListener for Mapper {
 
 /// The upstream timing of a config (RFC §4 `retries`, `retry-pause`).
 fn failover_options(config: &Config) -> FailoverOptions {
-    FailoverOptions {
+    let mut o = FailoverOptions {
         retries: config.retries,
         retry_pause: Duration::from_secs(config.retry_pause),
         reply_timeout: Duration::from_secs(config.pool_reply_timeout),
         ..FailoverOptions::default()
+    };
+    if let Some(agent) = config.user_agent.as_ref().filter(|a| !a.is_empty()) {
+        o.agent.clone_from(agent);
     }
+    o
 }
 
 /// Spreads miners over mappers (RFC §8.1 `NonceSplitter`, §9 `SimpleSplitter`).
@@ -465,6 +482,7 @@ impl Splitter {
                 next_seq: 1,
                 upstream_state: UpstreamState::Connecting,
                 daemon: false,
+                pool: None,
                 empty_since: None,
             }),
         });
@@ -574,6 +592,23 @@ impl Splitter {
             c.total += 1;
         }
         c
+    }
+
+    /// Every upstream connection's state, pool and load, in mapper order (monitoring).
+    pub(crate) fn upstream_details(&self) -> Vec<crate::monitor::UpstreamInfo> {
+        lock(&self.mappers)
+            .iter()
+            .map(|m| {
+                let st = m.st();
+                crate::monitor::UpstreamInfo {
+                    id: m.id,
+                    state: st.upstream_state,
+                    pool: st.pool.clone(),
+                    miners: st.active_miners,
+                    daemon: st.daemon,
+                }
+            })
+            .collect()
     }
 
     /// Number of miners per mapper, in mapper order (for tests and monitoring).

@@ -42,7 +42,10 @@ fn xmrig_proxy_default_config_loads() {
     c.validate().unwrap();
     assert_eq!(c.mode, Mode::Nicehash);
     assert_eq!(c.bind.len(), 2);
-    assert_eq!((c.bind[1].host.as_str(), c.bind[1].port), ("127.0.0.1", 3334));
+    assert_eq!(
+        (c.bind[1].host.as_str(), c.bind[1].port),
+        ("127.0.0.1", 3334)
+    );
     assert_eq!(c.pools[0].url, "pool.example.com:3333");
     assert_eq!(c.pools[0].rig_id, None);
     assert_eq!((c.retries, c.retry_pause), (2, 1));
@@ -55,12 +58,9 @@ fn xmrig_proxy_default_config_loads() {
         vec![
             "api",
             "background",
-            "colors",
             "donate-level",
-            "log-file",
             "syslog",
             "title",
-            "user-agent",
             "verbose"
         ]
     );

@@ -281,3 +281,43 @@ async fn miners_wait_while_every_pool_is_down_and_mine_when_one_comes_back() {
     assert_eq!(pool.connections_open(), 1);
     proxy.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn custom_diff_stats_counts_every_share_at_the_miners_difficulty() {
+    let pool = MockPool::start(make_job(1, POOL_DIFF)).await.unwrap();
+    let (proxy, addr) = start(Config {
+        custom_diff_stats: true,
+        ..config(&[pool.addr()])
+    })
+    .await;
+    let mut m = TestMiner::connect(addr).await.unwrap();
+    m.login("WALLET+250").await.unwrap();
+    let job = m.job.clone().unwrap();
+    let local = m
+        .submit(
+            &job.job_id,
+            &nonce_in_slot(&m, 1),
+            &result_for_difficulty(400),
+        )
+        .await
+        .unwrap();
+    let forwarded = m
+        .submit(
+            &job.job_id,
+            &nonce_in_slot(&m, 2),
+            &result_for_difficulty(POOL_DIFF),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            local["result"]["status"].as_str(),
+            forwarded["result"]["status"].as_str()
+        ),
+        (Some("OK"), Some("OK"))
+    );
+    assert_eq!(pool.received("submit").len(), 1);
+    let s = proxy.stats();
+    assert_eq!((s.accepted, s.hashes), (2, 500), "both at the miner's 250");
+    proxy.shutdown(Duration::from_secs(1)).await;
+}

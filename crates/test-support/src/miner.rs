@@ -1,24 +1,34 @@
-//! A scripted CryptoNote stratum miner for tests: sends requests, reads replies and jobs.
+//! A scripted CryptoNote stratum miner for tests: sends requests, reads replies and jobs,
+//! over plain TCP or TLS.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use futures_util::StreamExt;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use serde_json::{json, Value};
 use stratum_proto::{Job, LineCodec};
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 
 /// Default time a test miner waits for one message.
 pub const WAIT: Duration = Duration::from_secs(5);
 
+type Reader = Box<dyn AsyncRead + Send + Unpin>;
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
 /// One scripted miner connection.
 pub struct TestMiner {
-    reader: FramedRead<OwnedReadHalf, LineCodec>,
-    writer: OwnedWriteHalf,
+    reader: FramedRead<Reader, LineCodec>,
+    writer: Writer,
+    /// The certificate the server presented, on a TLS connection.
+    pub peer_certificate: Option<CertificateDer<'static>>,
     next_id: u64,
     /// Session id from the login result.
     pub session: Option<String>,
@@ -55,14 +65,51 @@ impl TestMiner {
         };
         stream.set_nodelay(true)?;
         let (r, w) = stream.into_split();
-        Ok(Self {
+        Ok(Self::from_halves(Box::new(r), Box::new(w), None))
+    }
+
+    /// Connects to `addr` over TLS with `config`, presenting `server_name` (a DNS name or an
+    /// IP address) for SNI and verification. See [`tls_client_trusting`] and
+    /// [`tls_client_any_cert`].
+    ///
+    /// # Errors
+    /// When the TCP connect or the TLS handshake fails (certificate not trusted, not TLS).
+    pub async fn connect_tls(
+        addr: SocketAddr,
+        config: Arc<ClientConfig>,
+        server_name: &str,
+    ) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let name = ServerName::try_from(server_name.to_string())?;
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, stream)
+            .await
+            .context("TLS handshake")?;
+        let cert = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.clone().into_owned());
+        let (r, w) = tokio::io::split(tls);
+        Ok(Self::from_halves(Box::new(r), Box::new(w), cert))
+    }
+
+    fn from_halves(
+        r: Reader,
+        w: Writer,
+        peer_certificate: Option<CertificateDer<'static>>,
+    ) -> Self {
+        Self {
             reader: FramedRead::new(r, LineCodec::new(1 << 20)),
             writer: w,
+            peer_certificate,
             next_id: 1,
             session: None,
             job: None,
             jobs: Vec::new(),
-        })
+        }
     }
 
     /// Sends raw bytes.
@@ -71,6 +118,7 @@ impl TestMiner {
     /// When the write fails.
     pub async fn send_raw(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         self.writer.write_all(bytes).await?;
+        self.writer.flush().await?;
         Ok(())
     }
 
@@ -207,4 +255,96 @@ pub fn result_for_difficulty(difficulty: u64) -> String {
         s.push_str(&format!("{b:02x}"));
     }
     s
+}
+
+fn ring_provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A TLS client config that trusts exactly `roots` (e.g. a test's self-signed certificate)
+/// and verifies names and chains as usual.
+///
+/// # Panics
+/// When a root is not a parseable certificate.
+pub fn tls_client_trusting(roots: &[CertificateDer<'static>]) -> Arc<ClientConfig> {
+    let mut store = rustls::RootCertStore::empty();
+    for r in roots {
+        store.add(r.clone()).expect("a root certificate");
+    }
+    Arc::new(
+        ClientConfig::builder_with_provider(ring_provider())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default versions")
+            .with_root_certificates(store)
+            .with_no_client_auth(),
+    )
+}
+
+/// A TLS client config that accepts whatever certificate the server presents (handshake
+/// signatures are still checked), restricted to `versions` when given. For tests that look
+/// at the certificate afterwards ([`TestMiner::peer_certificate`]).
+pub fn tls_client_any_cert(
+    versions: Option<&[&'static rustls::SupportedProtocolVersion]>,
+) -> Arc<ClientConfig> {
+    let provider = ring_provider();
+    let builder = ClientConfig::builder_with_provider(provider.clone());
+    let builder = match versions {
+        Some(v) => builder.with_protocol_versions(v),
+        None => builder.with_safe_default_protocol_versions(),
+    }
+    .expect("ring supports the versions");
+    Arc::new(
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+            .with_no_client_auth(),
+    )
+}
+
+#[derive(Debug)]
+struct AnyCert(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }

@@ -2,19 +2,22 @@
 //!
 //! It listens on `127.0.0.1:0`, answers `login` with a session id and its current job,
 //! records every request, answers `submit` as told ([`Reply`]), and pushes jobs on demand. It
-//! can drop its connections or stop listening to play a failing pool.
+//! can drop its connections or stop listening to play a failing pool. [`MockPool::start_tls`]
+//! serves TLS with a self-signed certificate, for pinning tests.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{json, Value};
 use stratum_proto::cryptonote::encode_job_notification;
 use stratum_proto::{difficulty_to_target, Job, LineCodec};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Notify};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
@@ -58,6 +61,7 @@ struct State {
 /// A running mock pool; stops when dropped.
 pub struct MockPool {
     addr: SocketAddr,
+    cert: Option<CertificateDer<'static>>,
     state: Arc<Mutex<State>>,
     changed: Arc<Notify>,
     listen_stop: CancellationToken,
@@ -108,6 +112,36 @@ impl MockPool {
     /// # Errors
     /// When binding fails.
     pub async fn start_on(addr: SocketAddr, job: Job) -> anyhow::Result<Self> {
+        Self::start_inner(addr, job, None).await
+    }
+
+    /// Starts a TLS pool on `127.0.0.1:0` with a fresh self-signed certificate for
+    /// `localhost` and `127.0.0.1` (see [`MockPool::cert`], [`MockPool::fingerprint`]).
+    ///
+    /// # Errors
+    /// When binding or generating the certificate fails.
+    pub async fn start_tls(job: Job) -> anyhow::Result<Self> {
+        let key = rcgen::KeyPair::generate()?;
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])?
+            .self_signed(&key)?;
+        let cert = cert.der().clone();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)?;
+        let tls = (TlsAcceptor::from(Arc::new(config)), cert);
+        Self::start_inner("127.0.0.1:0".parse()?, job, Some(tls)).await
+    }
+
+    async fn start_inner(
+        addr: SocketAddr,
+        job: Job,
+        tls: Option<(TlsAcceptor, CertificateDer<'static>)>,
+    ) -> anyhow::Result<Self> {
+        let (acceptor, cert) = tls.unzip();
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State {
@@ -122,6 +156,7 @@ impl MockPool {
         let listen_stop = all_stop.child_token();
         tokio::spawn(accept_loop(
             listener,
+            acceptor,
             state.clone(),
             changed.clone(),
             listen_stop.clone(),
@@ -129,6 +164,7 @@ impl MockPool {
         ));
         Ok(Self {
             addr,
+            cert,
             state,
             changed,
             listen_stop,
@@ -139,6 +175,19 @@ impl MockPool {
     /// The listen address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The certificate of a TLS pool (DER).
+    pub fn cert(&self) -> Option<&CertificateDer<'static>> {
+        self.cert.as_ref()
+    }
+
+    /// SHA-256 of a TLS pool's certificate, 64 lowercase hex digits (a `tls-fingerprint`).
+    pub fn fingerprint(&self) -> Option<String> {
+        self.cert.as_ref().map(|c| {
+            let d = ring::digest::digest(&ring::digest::SHA256, c);
+            d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+        })
     }
 
     /// Sets how submits are answered from now on.
@@ -209,6 +258,7 @@ impl MockPool {
 
 async fn accept_loop(
     listener: TcpListener,
+    acceptor: Option<TlsAcceptor>,
     state: Arc<Mutex<State>>,
     changed: Arc<Notify>,
     listen_stop: CancellationToken,
@@ -233,20 +283,22 @@ async fn accept_loop(
             st.conns.len() - 1
         };
         changed.notify_waiters();
-        tokio::spawn(serve(
-            stream,
-            index,
-            state.clone(),
-            changed.clone(),
-            tx,
-            rx,
-            stop,
-        ));
+        let (state, changed, acceptor) = (state.clone(), changed.clone(), acceptor.clone());
+        tokio::spawn(async move {
+            match acceptor {
+                None => serve(stream, index, state, changed, tx, rx, stop).await,
+                Some(a) => match a.accept(stream).await {
+                    Ok(tls) => serve(tls, index, state, changed, tx, rx, stop).await,
+                    // The client refused the certificate (a pin mismatch) or spoke no TLS.
+                    Err(_) => closed(index, &state, &changed),
+                },
+            }
+        });
     }
 }
 
-async fn serve(
-    stream: tokio::net::TcpStream,
+async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(
+    stream: S,
     conn: usize,
     state: Arc<Mutex<State>>,
     changed: Arc<Notify>,
@@ -254,14 +306,14 @@ async fn serve(
     mut rx: mpsc::Receiver<Vec<u8>>,
     stop: CancellationToken,
 ) {
-    let (r, mut w) = stream.into_split();
+    let (r, mut w) = tokio::io::split(stream);
     let mut lines = FramedRead::new(r, LineCodec::default());
     let session = format!("pool-session-{conn}");
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
             out = rx.recv() => match out {
-                Some(bytes) => if w.write_all(&bytes).await.is_err() { break },
+                Some(bytes) => if w.write_all(&bytes).await.is_err() || w.flush().await.is_err() { break },
                 None => break,
             },
             line = lines.next() => {
@@ -301,7 +353,11 @@ async fn serve(
             }
         }
     }
-    let mut st = lock(&state);
+    closed(conn, &state, &changed);
+}
+
+fn closed(conn: usize, state: &Mutex<State>, changed: &Notify) {
+    let mut st = lock(state);
     if let Some(slot) = st.conns.get_mut(conn) {
         *slot = None;
     }

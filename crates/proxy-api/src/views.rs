@@ -1,0 +1,335 @@
+//! The JSON bodies of `/1/summary`, `/1/workers` and `/1/miners` (RFC §16 shapes, with
+//! xmrig-proxy's extra summary fields).
+
+use std::time::Instant;
+
+use proxy_core::config::WorkersMode;
+use proxy_core::Monitor;
+use serde::ser::SerializeTuple;
+use serde::Serialize;
+
+use crate::resources::{self, Resources};
+use crate::VERSION;
+
+/// `miners` object of `/1/summary`.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct MinersCount {
+    /// Connected now.
+    pub now: u64,
+    /// Peak since start.
+    pub max: u64,
+}
+
+/// `upstreams` object of `/1/summary`.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Upstreams {
+    /// Logged in with miners on them.
+    pub active: u64,
+    /// Logged in, no miners.
+    pub sleep: u64,
+    /// Connecting or failing.
+    pub error: u64,
+    /// All.
+    pub total: u64,
+    /// Miners per active upstream (0 with none active).
+    pub ratio: f64,
+}
+
+/// `results` object of `/1/summary`.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Results {
+    /// Accepted by the pool (plus, with `custom-diff-stats`, accepted by the proxy at a
+    /// miner's custom difficulty).
+    pub accepted: u64,
+    /// Rejected by the pool, timed out, or lost with the pool connection.
+    pub rejected: u64,
+    /// Refused by the proxy before the pool.
+    pub invalid: u64,
+    /// Forwarded shares that were for the previous job.
+    pub expired: u64,
+    /// Seconds per accepted share (uptime / accepted; 0 before the first).
+    pub avg_time: u64,
+    /// Median pool reply latency in ms over the last 1024 pool-accepted shares.
+    pub latency: u64,
+    /// Sum of accepted share difficulties.
+    pub hashes_total: u64,
+    /// The ten highest share difficulties accepted (of the result hash), highest first.
+    pub best: [u64; 10],
+    /// Blocks accepted by daemon upstreams.
+    pub blocks: u64,
+    /// Shares the proxy answered itself at a miner's custom difficulty (not forwarded).
+    pub custom_accepted: u64,
+}
+
+/// `hashrate` object of `/1/summary` and `/1/workers`.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct HashrateTotals {
+    /// H/s over 60 s, 600 s, 1 h, 12 h, 24 h, and all-time (hashes / uptime), rounded to
+    /// 0.01.
+    pub total: [f64; 6],
+}
+
+/// The `/1/summary` body: the RFC's fields, then xmrig-proxy's `id`, `worker_id`, `kind`,
+/// `ua`, `restricted` and `resources`.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Summary {
+    /// `api.id` of the config (an xmrig-proxy key), or null.
+    pub id: Option<String>,
+    /// `api.worker-id` of the config, else the host name, or null.
+    pub worker_id: Option<String>,
+    /// Seconds since start.
+    pub uptime: u64,
+    /// `http.restricted` of the running config.
+    pub restricted: bool,
+    /// Host resources (Linux; zeros elsewhere).
+    pub resources: Resources,
+    /// Proxy version.
+    pub version: &'static str,
+    /// Always `"proxy"`.
+    pub kind: &'static str,
+    /// `stratum-proxy/<version> (<os> <arch>)`.
+    pub ua: String,
+    /// `nicehash` or `simple`.
+    pub mode: String,
+    /// Hashrates.
+    pub hashrate: HashrateTotals,
+    /// Miner counts.
+    pub miners: MinersCount,
+    /// Number of worker records.
+    pub workers: u64,
+    /// Upstream counts.
+    pub upstreams: Upstreams,
+    /// Share results.
+    pub results: Results,
+}
+
+/// Rounds to two decimals, as the API reports hashrates.
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// The `/1/summary` body as of now.
+pub fn summary(m: &Monitor) -> Summary {
+    summary_at(m, Instant::now())
+}
+
+/// The `/1/summary` body as of `at`.
+pub fn summary_at(m: &Monitor, at: Instant) -> Summary {
+    let config = m.config();
+    let s = m.stats();
+    let r = m.summary_at(at);
+    let u = m.upstreams();
+    let uptime = at.saturating_duration_since(m.started()).as_secs();
+    let api = config.unknown_keys.get("api");
+    let api_str = |key: &str| {
+        api.and_then(|a| a.get(key))
+            .and_then(|v| v.as_str())
+            .map(String::from)
+    };
+    Summary {
+        id: api_str("id"),
+        worker_id: api_str("worker-id").or_else(resources::host_name),
+        uptime,
+        restricted: config.http.restricted,
+        resources: resources::read(),
+        version: VERSION,
+        kind: "proxy",
+        ua: format!(
+            "stratum-proxy/{VERSION} ({} {})",
+            std::env::consts::OS,
+            std::env::consts::ARCH
+        ),
+        mode: config.mode.to_string(),
+        hashrate: HashrateTotals {
+            total: r.hashrate.map(round2),
+        },
+        miners: MinersCount {
+            now: s.miners,
+            max: s.max_miners,
+        },
+        workers: m.worker_count() as u64,
+        upstreams: Upstreams {
+            active: u.active,
+            sleep: u.sleep,
+            error: u.error,
+            total: u.total,
+            ratio: if u.active == 0 {
+                0.0
+            } else {
+                s.miners as f64 / u.active as f64
+            },
+        },
+        results: Results {
+            accepted: r.accepted,
+            rejected: r.rejected,
+            invalid: r.invalid,
+            expired: r.expired,
+            avg_time: r.avg_time,
+            latency: r.latency,
+            hashes_total: r.hashes,
+            best: r.best,
+            blocks: m.blocks(),
+            custom_accepted: r.custom_accepted,
+        },
+    }
+}
+
+/// One `/1/workers` row, serialized as an array: name, last_ip, connections (open now),
+/// accepted, rejected, invalid, hashes, last_hash_unix, then the hashrates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerRow {
+    /// Worker name.
+    pub name: String,
+    /// IP address of the latest connection.
+    pub last_ip: String,
+    /// Connections open now.
+    pub connections: u64,
+    /// Accepted shares.
+    pub accepted: u64,
+    /// Shares the pool rejected.
+    pub rejected: u64,
+    /// Shares the proxy refused.
+    pub invalid: u64,
+    /// Sum of accepted share difficulties.
+    pub hashes: u64,
+    /// Unix time in seconds of the last accepted share; 0 = none.
+    pub last_hash_unix: u64,
+    /// H/s over 60 s, 600 s, 1 h, 12 h and 24 h, rounded to 0.01.
+    pub hashrate: [f64; 5],
+}
+
+impl Serialize for WorkerRow {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(13)?;
+        t.serialize_element(&self.name)?;
+        t.serialize_element(&self.last_ip)?;
+        for n in [
+            self.connections,
+            self.accepted,
+            self.rejected,
+            self.invalid,
+            self.hashes,
+            self.last_hash_unix,
+        ] {
+            t.serialize_element(&n)?;
+        }
+        for h in self.hashrate {
+            t.serialize_element(&h)?;
+        }
+        t.end()
+    }
+}
+
+/// The `/1/workers` body.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct WorkersBody {
+    /// The naming mode: `rig-id`, `user`, `password`, `agent`, `ip` or `false`.
+    pub mode: WorkersMode,
+    /// The proxy's total hashrates (as in `/1/summary`).
+    pub hashrate: HashrateTotals,
+    /// One row per worker, in first-seen order.
+    pub workers: Vec<WorkerRow>,
+}
+
+/// The `/1/workers` body as of `at`.
+pub fn workers_at(m: &Monitor, at: Instant) -> WorkersBody {
+    let snapshot = m.workers_at(at);
+    WorkersBody {
+        mode: snapshot.mode,
+        hashrate: HashrateTotals {
+            total: m.summary_at(at).hashrate.map(round2),
+        },
+        workers: snapshot
+            .workers
+            .into_iter()
+            .map(|w| WorkerRow {
+                name: w.name,
+                last_ip: w.last_ip.to_string(),
+                connections: w.connections,
+                accepted: w.accepted,
+                rejected: w.rejected,
+                invalid: w.invalid,
+                hashes: w.hashes,
+                last_hash_unix: w.last_hash_unix,
+                hashrate: w.hashrate.map(round2),
+            })
+            .collect(),
+    }
+}
+
+/// Column names of the `/1/miners` rows.
+pub const MINERS_FORMAT: [&str; 10] = [
+    "id", "ip", "tx", "rx", "state", "diff", "user", "password", "rig_id", "agent",
+];
+
+/// One `/1/miners` row, serialized as an array in the order of [`MINERS_FORMAT`]; the
+/// password column is always `"********"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MinerRow {
+    /// Connection id.
+    pub id: u64,
+    /// Remote `ip:port`.
+    pub ip: String,
+    /// Bytes sent to the miner.
+    pub tx: u64,
+    /// Bytes received from it.
+    pub rx: u64,
+    /// 0 WaitLogin, 1 WaitReady, 2 Ready, 3 Closing.
+    pub state: u8,
+    /// Difficulty of the last job sent.
+    pub diff: u64,
+    /// Login, null before login.
+    pub user: Option<String>,
+    /// Rig id, null when none was sent.
+    pub rig_id: Option<String>,
+    /// Agent, null before login.
+    pub agent: Option<String>,
+}
+
+impl Serialize for MinerRow {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(10)?;
+        t.serialize_element(&self.id)?;
+        t.serialize_element(&self.ip)?;
+        t.serialize_element(&self.tx)?;
+        t.serialize_element(&self.rx)?;
+        t.serialize_element(&self.state)?;
+        t.serialize_element(&self.diff)?;
+        t.serialize_element(&self.user)?;
+        t.serialize_element(crate::SECRET_MASK)?;
+        t.serialize_element(&self.rig_id)?;
+        t.serialize_element(&self.agent)?;
+        t.end()
+    }
+}
+
+/// The `/1/miners` body.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct MinersBody {
+    /// [`MINERS_FORMAT`].
+    pub format: [&'static str; 10],
+    /// One row per connection, by id.
+    pub miners: Vec<MinerRow>,
+}
+
+/// The `/1/miners` body now.
+pub fn miners(m: &Monitor) -> MinersBody {
+    MinersBody {
+        format: MINERS_FORMAT,
+        miners: m
+            .miners()
+            .into_iter()
+            .map(|m| MinerRow {
+                id: m.id,
+                ip: m.peer.to_string(),
+                tx: m.tx,
+                rx: m.rx,
+                state: m.state as u8,
+                diff: m.diff,
+                user: m.user,
+                rig_id: m.rig_id,
+                agent: m.agent,
+            })
+            .collect(),
+    }
+}

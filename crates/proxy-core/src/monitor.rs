@@ -1,0 +1,137 @@
+//! Read-only views of a running proxy for monitoring: the figures behind the HTTP API and
+//! the Prometheus metrics (go-proxy RFC §12, §13, §16).
+//!
+//! Every view that depends on time takes the moment to report for (`at`), so a caller with
+//! its own clock (a test) gets figures for that moment; the proxy's counters themselves are
+//! recorded in real time.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+
+use pool_client::UpstreamState;
+
+use crate::miner::{Miner, MinerId, MinerPhase};
+use crate::stats::{LatencyHistogram, StatsSummary};
+use crate::workers::WorkersSnapshot;
+use crate::{lock, Monitor, Shared};
+
+/// One upstream pool connection, for monitoring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamInfo {
+    /// Process-unique id of the connection (the mapper), from 1, in opening order.
+    pub id: u64,
+    /// Connection state.
+    pub state: UpstreamState,
+    /// `host:port` of the pool it last logged in to; `None` before the first login.
+    pub pool: Option<String>,
+    /// Miners on it now.
+    pub miners: usize,
+    /// The pool is a Monero daemon (`"daemon": true`).
+    pub daemon: bool,
+}
+
+/// One miner connection at one moment (`GET /1/miners`). Its password is not included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MinerSnapshot {
+    /// Connection id.
+    pub id: MinerId,
+    /// Remote address and port.
+    pub peer: SocketAddr,
+    /// Bytes sent to the miner.
+    pub tx: u64,
+    /// Bytes received from the miner.
+    pub rx: u64,
+    /// Lifecycle state (the API's `state`: 0..3).
+    pub state: MinerPhase,
+    /// Difficulty of the last job sent; 0 before the first.
+    pub diff: u64,
+    /// Login (wallet) as sent, `None` before login.
+    pub user: Option<String>,
+    /// Rig id, when the miner sent one.
+    pub rig_id: Option<String>,
+    /// Agent string, `None` before login.
+    pub agent: Option<String>,
+}
+
+impl Monitor {
+    /// When the proxy started.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Share results, best shares, latency and hashrates (RFC §12 `Summary()`) as of `at`
+    /// (`Instant::now()` for the live figures).
+    pub fn summary_at(&self, at: Instant) -> StatsSummary {
+        let events = &self.shared.events;
+        events.stats.summary(events.secs_at(at))
+    }
+
+    /// Every worker record, in first-seen order, with hashrates as of `at`.
+    pub fn workers_at(&self, at: Instant) -> WorkersSnapshot {
+        let events = &self.shared.events;
+        events
+            .workers
+            .snapshot(events.secs_at(at), events.epoch_unix)
+    }
+
+    /// Number of worker records.
+    pub fn worker_count(&self) -> usize {
+        self.shared.events.workers.len()
+    }
+
+    /// Every miner connection, by id.
+    pub fn miners(&self) -> Vec<MinerSnapshot> {
+        let mut v: Vec<MinerSnapshot> = self
+            .shared
+            .live_miners()
+            .iter()
+            .map(|m| snapshot(m))
+            .collect();
+        v.sort_by_key(|m| m.id);
+        v
+    }
+
+    /// Every upstream connection, in opening order.
+    pub fn upstream_details(&self) -> Vec<UpstreamInfo> {
+        self.shared.splitter.upstream_details()
+    }
+
+    /// The pool reply latency histogram of pool-accepted shares.
+    pub fn latency_histogram(&self) -> LatencyHistogram {
+        self.shared.stats.latency_histogram()
+    }
+}
+
+fn snapshot(m: &Miner) -> MinerSnapshot {
+    let st = m.state();
+    let login = st.login.as_deref();
+    MinerSnapshot {
+        id: m.id,
+        peer: m.peer,
+        tx: m.tx.load(Relaxed),
+        rx: m.rx.load(Relaxed),
+        state: st.phase,
+        diff: st.diff,
+        user: login.map(|l| l.user.clone()),
+        rig_id: login.and_then(|l| l.rig_id.clone()),
+        agent: login.map(|l| l.agent.clone()),
+    }
+}
+
+impl Shared {
+    /// The connected miners (a copy of the list; no lock is kept).
+    pub(crate) fn live_miners(&self) -> Vec<Arc<Miner>> {
+        lock(&self.miners).values().cloned().collect()
+    }
+
+    /// After a `workers` mode change, counts the connected miners under their new worker
+    /// names. Called every second by the tick loop; cheap when there is nothing to do.
+    pub(crate) fn resync_workers(&self) {
+        let workers = &self.events.workers;
+        if workers.needs_resync() {
+            workers.resync(&self.live_miners());
+        }
+    }
+}

@@ -1,0 +1,511 @@
+//! Per-worker statistics (go-proxy RFC §13).
+//!
+//! A worker is the set of miner connections that share a name; which login field names a
+//! worker is the config's `workers` mode ([`WorkersMode`]): `rig-id` (the rig id, or the user
+//! when the miner sent none), `user`, `password`, `agent` or `ip`; `false` keeps no records.
+//! Records are kept in first-seen order, for as long as the proxy runs. A mode change (config
+//! reload) drops every record and starts a new set: miners connected at that moment are
+//! counted again under their new names (at their next share, or within a second by the
+//! proxy's tick).
+//!
+//! As in xmrig-proxy, `connections` is the number of the worker's connections open *now*.
+//!
+//! Each [`WorkerRecord`] has a fixed size: counters, the last IP (no heap), the name (at most
+//! [`MAX_WORKER_NAME`] bytes) and the [`HashrateWindows`]; about 2.6 KiB whatever the uptime.
+//!
+//! Lock order: the workers lock, then a miner's state (read briefly to name the miner).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use crate::config::WorkersMode;
+use crate::lock;
+use crate::miner::{LoginInfo, Miner, MinerId, MinerPhase};
+use crate::stats::{HashrateWindows, HASHRATE_WINDOWS};
+
+/// Longest worker name kept, in bytes; longer names are cut (at a character boundary).
+pub const MAX_WORKER_NAME: usize = 256;
+
+/// The worker name of a miner that logged in with `login` from `ip`, under `mode`; `None`
+/// when workers are disabled. The name is cut to [`MAX_WORKER_NAME`] bytes.
+pub fn worker_name(mode: WorkersMode, login: &LoginInfo, ip: IpAddr) -> Option<String> {
+    let name = match mode {
+        WorkersMode::RigId => login.rig_id.as_deref().unwrap_or(&login.user),
+        WorkersMode::User => &login.user,
+        WorkersMode::Password => &login.pass,
+        WorkersMode::Agent => &login.agent,
+        WorkersMode::Ip => return Some(ip.to_string()),
+        WorkersMode::Disabled => return None,
+    };
+    let mut end = name.len().min(MAX_WORKER_NAME);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(name[..end].to_string())
+}
+
+/// One worker's aggregate (the RFC's `WorkerRecord`). Time is whole seconds since the
+/// stats epoch, as for [`HashrateWindows`].
+#[derive(Debug, Clone)]
+pub struct WorkerRecord {
+    name: Arc<str>,
+    last_ip: IpAddr,
+    connections: u64,
+    accepted: u64,
+    rejected: u64,
+    invalid: u64,
+    hashes: u64,
+    last_hash: Option<u64>,
+    windows: HashrateWindows,
+}
+
+impl WorkerRecord {
+    /// A record with no connection and no share yet. `name` is cut to [`MAX_WORKER_NAME`]
+    /// bytes.
+    pub fn new(name: &str, ip: IpAddr) -> Self {
+        let mut end = name.len().min(MAX_WORKER_NAME);
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        Self {
+            name: Arc::from(&name[..end]),
+            last_ip: ip,
+            connections: 0,
+            accepted: 0,
+            rejected: 0,
+            invalid: 0,
+            hashes: 0,
+            last_hash: None,
+            windows: HashrateWindows::new(),
+        }
+    }
+
+    /// The worker name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// IP address of the worker's latest connection.
+    pub fn last_ip(&self) -> IpAddr {
+        self.last_ip
+    }
+
+    /// Connections open now.
+    pub fn connections(&self) -> u64 {
+        self.connections
+    }
+
+    /// Accepted shares.
+    pub fn accepted(&self) -> u64 {
+        self.accepted
+    }
+
+    /// Shares the pool rejected (or that could not be delivered).
+    pub fn rejected(&self) -> u64 {
+        self.rejected
+    }
+
+    /// Shares the proxy refused.
+    pub fn invalid(&self) -> u64 {
+        self.invalid
+    }
+
+    /// Sum of the difficulties of the accepted shares.
+    pub fn hashes(&self) -> u64 {
+        self.hashes
+    }
+
+    /// Second (since the stats epoch) of the last accepted share, if any.
+    pub fn last_hash(&self) -> Option<u64> {
+        self.last_hash
+    }
+
+    /// Hashrate in H/s over `window_secs` (one of [`HASHRATE_WINDOWS`]) as of second `now`;
+    /// `None` for another window length.
+    pub fn hashrate(&self, window_secs: u64, now: u64) -> Option<f64> {
+        self.windows.hashrate(window_secs, now)
+    }
+
+    /// A connection of this worker opened from `ip`.
+    pub fn connect(&mut self, ip: IpAddr) {
+        self.connections += 1;
+        self.last_ip = ip;
+    }
+
+    /// A connection of this worker closed.
+    pub fn disconnect(&mut self) {
+        self.connections = self.connections.saturating_sub(1);
+    }
+
+    /// An accepted share of `difficulty` at second `now`.
+    pub fn on_accept(&mut self, difficulty: u64, now: u64) {
+        self.accepted += 1;
+        self.hashes = self.hashes.saturating_add(difficulty);
+        self.last_hash = Some(now);
+        self.windows.add(now, difficulty);
+    }
+
+    /// A share the pool rejected.
+    pub fn on_reject(&mut self) {
+        self.rejected += 1;
+    }
+
+    /// A share the proxy refused.
+    pub fn on_invalid(&mut self) {
+        self.invalid += 1;
+    }
+
+    /// Bytes of heap this record owns: the name's allocation (shared with the workers'
+    /// name index, counted once, here).
+    pub fn heap_bytes(&self) -> usize {
+        let word = std::mem::size_of::<usize>();
+        (2 * word + self.name.len()).next_multiple_of(word)
+    }
+
+    /// Whole size of the record: itself plus [`WorkerRecord::heap_bytes`].
+    pub fn footprint(&self) -> usize {
+        std::mem::size_of::<Self>() + self.heap_bytes()
+    }
+
+    fn summary(&self, now: u64, epoch_unix: u64) -> WorkerSummary {
+        WorkerSummary {
+            name: self.name.to_string(),
+            last_ip: self.last_ip,
+            connections: self.connections,
+            accepted: self.accepted,
+            rejected: self.rejected,
+            invalid: self.invalid,
+            hashes: self.hashes,
+            last_hash_unix: self.last_hash.map_or(0, |s| epoch_unix + s),
+            hashrate: self.windows.hashrates(now),
+        }
+    }
+}
+
+/// One worker at one moment, for the API (`GET /1/workers`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WorkerSummary {
+    /// The worker name.
+    pub name: String,
+    /// IP address of its latest connection.
+    pub last_ip: IpAddr,
+    /// Connections open now.
+    pub connections: u64,
+    /// Accepted shares.
+    pub accepted: u64,
+    /// Shares the pool rejected.
+    pub rejected: u64,
+    /// Shares the proxy refused.
+    pub invalid: u64,
+    /// Sum of the accepted share difficulties.
+    pub hashes: u64,
+    /// Unix time in seconds of the last accepted share; 0 = none yet.
+    pub last_hash_unix: u64,
+    /// Hashrate in H/s over each of [`HASHRATE_WINDOWS`] (60 s, 600 s, 1 h, 12 h, 24 h).
+    pub hashrate: [f64; HASHRATE_WINDOWS.len()],
+}
+
+/// Every worker at one moment, in first-seen order.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WorkersSnapshot {
+    /// The naming mode in force.
+    pub mode: WorkersMode,
+    /// The records; empty when the mode is `false`.
+    pub workers: Vec<WorkerSummary>,
+}
+
+struct Inner {
+    mode: WorkersMode,
+    records: Vec<WorkerRecord>,
+    by_name: HashMap<Arc<str>, usize>,
+    /// Live miners counted in a record's `connections`.
+    by_miner: HashMap<MinerId, usize>,
+    /// The mode changed: miners already connected still have to be counted.
+    resync: bool,
+}
+
+impl Inner {
+    /// The record of `miner` under the current mode, counting its connection when it is
+    /// still open. `None` when it has no name (not logged in, mode `false`) or when it is
+    /// closing and its worker has no record.
+    fn record_of(&mut self, miner: &Miner) -> Option<usize> {
+        if let Some(&i) = self.by_miner.get(&miner.id) {
+            return Some(i);
+        }
+        let (name, live) = {
+            let st = miner.state();
+            let name = worker_name(self.mode, st.login.as_deref()?, miner.peer.ip())?;
+            (
+                name,
+                matches!(st.phase, MinerPhase::WaitReady | MinerPhase::Ready),
+            )
+        };
+        let found = self.by_name.get(name.as_str()).copied();
+        if !live {
+            return found;
+        }
+        let i = found.unwrap_or_else(|| {
+            let r = WorkerRecord::new(&name, miner.peer.ip());
+            self.by_name.insert(r.name.clone(), self.records.len());
+            self.records.push(r);
+            self.records.len() - 1
+        });
+        self.records[i].connect(miner.peer.ip());
+        self.by_miner.insert(miner.id, i);
+        Some(i)
+    }
+}
+
+/// Every worker record of a proxy (the RFC's `Workers`), behind one short lock.
+pub(crate) struct Workers {
+    inner: Mutex<Inner>,
+}
+
+impl Workers {
+    pub(crate) fn new(mode: WorkersMode) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                mode,
+                records: Vec::new(),
+                by_name: HashMap::new(),
+                by_miner: HashMap::new(),
+                resync: false,
+            }),
+        }
+    }
+
+    /// Switches the naming mode. A different mode drops every record; the miners connected
+    /// now are counted again by [`Workers::resync`] or at their next event.
+    pub(crate) fn set_mode(&self, mode: WorkersMode) {
+        let mut g = lock(&self.inner);
+        if g.mode == mode {
+            return;
+        }
+        g.mode = mode;
+        g.records = Vec::new();
+        g.by_name = HashMap::new();
+        g.by_miner = HashMap::new();
+        g.resync = mode != WorkersMode::Disabled;
+    }
+
+    /// After a mode change, counts every live miner of `miners` that is not counted yet.
+    pub(crate) fn resync(&self, miners: &[Arc<Miner>]) {
+        let mut g = lock(&self.inner);
+        if !std::mem::take(&mut g.resync) {
+            return;
+        }
+        for m in miners {
+            g.record_of(m);
+        }
+    }
+
+    /// True while a mode change waits for [`Workers::resync`].
+    pub(crate) fn needs_resync(&self) -> bool {
+        lock(&self.inner).resync
+    }
+
+    /// A miner logged in.
+    pub(crate) fn login(&self, miner: &Miner) {
+        lock(&self.inner).record_of(miner);
+    }
+
+    /// A miner's connection closed.
+    pub(crate) fn close(&self, miner: &Miner) {
+        let mut g = lock(&self.inner);
+        if let Some(i) = g.by_miner.remove(&miner.id) {
+            g.records[i].disconnect();
+        }
+    }
+
+    fn update(&self, miner: &Miner, f: impl FnOnce(&mut WorkerRecord)) {
+        let mut g = lock(&self.inner);
+        if let Some(i) = g.record_of(miner) {
+            f(&mut g.records[i]);
+        }
+    }
+
+    /// An accepted share of `difficulty` at second `now`.
+    pub(crate) fn accept(&self, miner: &Miner, difficulty: u64, now: u64) {
+        self.update(miner, |r| r.on_accept(difficulty, now));
+    }
+
+    /// A share the pool rejected.
+    pub(crate) fn reject(&self, miner: &Miner) {
+        self.update(miner, WorkerRecord::on_reject);
+    }
+
+    /// A share the proxy refused.
+    pub(crate) fn invalid(&self, miner: &Miner) {
+        self.update(miner, WorkerRecord::on_invalid);
+    }
+
+    /// Number of records.
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.inner).records.len()
+    }
+
+    /// Every record as of second `now`; `epoch_unix` is the Unix time of second 0.
+    pub(crate) fn snapshot(&self, now: u64, epoch_unix: u64) -> WorkersSnapshot {
+        let g = lock(&self.inner);
+        WorkersSnapshot {
+            mode: g.mode,
+            workers: g
+                .records
+                .iter()
+                .map(|r| r.summary(now, epoch_unix))
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([10, 0, 0, last])
+    }
+
+    fn login(user: &str, rig: Option<&str>) -> LoginInfo {
+        LoginInfo {
+            user: user.into(),
+            pass: format!("pw-{user}"),
+            agent: "XMRig/6.21.0".into(),
+            rig_id: rig.map(String::from),
+            algos: Vec::new(),
+        }
+    }
+
+    fn miner(id: MinerId, last: u8, info: LoginInfo) -> Arc<Miner> {
+        let m = Arc::new(Miner::new(id, (ip(last), 40000 + id as u16).into()));
+        let mut st = m.state();
+        st.login = Some(Box::new(info));
+        st.phase = MinerPhase::Ready;
+        drop(st);
+        m
+    }
+
+    #[test]
+    fn names_follow_the_mode() {
+        let l = login("WALLET", Some("rig-a"));
+        let n = |mode| worker_name(mode, &l, ip(7));
+        assert_eq!(n(WorkersMode::RigId).as_deref(), Some("rig-a"));
+        assert_eq!(n(WorkersMode::User).as_deref(), Some("WALLET"));
+        assert_eq!(n(WorkersMode::Password).as_deref(), Some("pw-WALLET"));
+        assert_eq!(n(WorkersMode::Agent).as_deref(), Some("XMRig/6.21.0"));
+        assert_eq!(n(WorkersMode::Ip).as_deref(), Some("10.0.0.7"));
+        assert_eq!(n(WorkersMode::Disabled), None);
+        // No rig id: the user names the worker.
+        let l = login("WALLET", None);
+        assert_eq!(
+            worker_name(WorkersMode::RigId, &l, ip(7)).as_deref(),
+            Some("WALLET")
+        );
+    }
+
+    #[test]
+    fn long_names_are_cut_at_a_character_boundary() {
+        let l = login(&"é".repeat(MAX_WORKER_NAME), None);
+        let n = worker_name(WorkersMode::User, &l, ip(1)).unwrap();
+        assert_eq!(n.len(), MAX_WORKER_NAME);
+        let r = WorkerRecord::new(&"x".repeat(5000), ip(1));
+        assert_eq!(r.name().len(), MAX_WORKER_NAME);
+    }
+
+    #[test]
+    fn connections_and_shares_are_counted_per_worker_in_first_seen_order() {
+        let w = Workers::new(WorkersMode::RigId);
+        let a1 = miner(1, 1, login("W1", Some("rig-b")));
+        let a2 = miner(2, 2, login("W2", Some("rig-b")));
+        let c = miner(3, 3, login("W3", None));
+        for m in [&a1, &a2, &c] {
+            w.login(m);
+        }
+        w.accept(&a1, 1000, 5);
+        w.accept(&a2, 1000, 6);
+        w.reject(&a2);
+        w.invalid(&c);
+        w.close(&a1);
+        let s = w.snapshot(10, 1_700_000_000);
+        assert_eq!(s.mode, WorkersMode::RigId);
+        let names: Vec<&str> = s.workers.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["rig-b", "W3"]);
+        let b = &s.workers[0];
+        assert_eq!(
+            (b.connections, b.accepted, b.rejected, b.invalid, b.hashes),
+            (1, 2, 1, 0, 2000)
+        );
+        assert_eq!(b.last_ip, ip(2));
+        assert_eq!(b.last_hash_unix, 1_700_000_006);
+        assert_eq!(b.hashrate[0], 2000.0 / 60.0);
+        assert_eq!(s.workers[1].invalid, 1);
+        assert_eq!(s.workers[1].last_hash_unix, 0);
+        // A second close of the same miner changes nothing.
+        w.close(&a1);
+        assert_eq!(w.snapshot(10, 0).workers[0].connections, 1);
+    }
+
+    #[test]
+    fn a_share_answered_after_the_miner_left_still_counts_for_its_worker() {
+        let w = Workers::new(WorkersMode::User);
+        let m = miner(1, 1, login("W1", None));
+        w.login(&m);
+        m.state().phase = MinerPhase::Closing;
+        w.close(&m);
+        w.accept(&m, 500, 3);
+        let s = w.snapshot(3, 0);
+        assert_eq!((s.workers[0].connections, s.workers[0].accepted), (0, 1));
+        // A closing miner whose worker has no record creates none.
+        let other = miner(2, 2, login("W2", None));
+        other.state().phase = MinerPhase::Closing;
+        w.accept(&other, 500, 3);
+        assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn a_mode_change_starts_new_records_and_recounts_live_miners() {
+        let w = Workers::new(WorkersMode::RigId);
+        let a = miner(1, 1, login("W1", Some("rig-a")));
+        let b = miner(2, 2, login("W2", Some("rig-b")));
+        let gone = miner(3, 3, login("W3", Some("rig-c")));
+        for m in [&a, &b, &gone] {
+            w.login(m);
+        }
+        w.accept(&a, 100, 1);
+        gone.state().phase = MinerPhase::Closing;
+        w.set_mode(WorkersMode::User);
+        assert!(w.needs_resync());
+        assert_eq!(w.len(), 0);
+        // `a` shares before the resync: counted at once, under its new name.
+        w.accept(&a, 100, 2);
+        w.resync(&[a.clone(), b.clone(), gone.clone()]);
+        assert!(!w.needs_resync());
+        let s = w.snapshot(2, 0);
+        assert_eq!(s.mode, WorkersMode::User);
+        let rows: Vec<(&str, u64, u64)> = s
+            .workers
+            .iter()
+            .map(|r| (r.name.as_str(), r.connections, r.accepted))
+            .collect();
+        assert_eq!(rows, [("W1", 1, 1), ("W2", 1, 0)]);
+        // Disabled: nothing is recorded.
+        w.set_mode(WorkersMode::Disabled);
+        assert!(!w.needs_resync());
+        w.login(&b);
+        w.accept(&b, 100, 3);
+        assert_eq!(w.len(), 0);
+        assert_eq!(w.snapshot(3, 0).mode, WorkersMode::Disabled);
+    }
+
+    #[test]
+    fn a_record_has_a_fixed_size() {
+        let mut r = WorkerRecord::new("rig-alpha", ip(1));
+        let before = r.footprint();
+        for t in 0..10_000 {
+            r.on_accept(1000, t * 17);
+        }
+        assert_eq!(r.footprint(), before);
+        assert!(before < 4096, "{before}");
+    }
+}
