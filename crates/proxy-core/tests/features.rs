@@ -2,10 +2,12 @@
 //! upstream reuse (RFC §9), custom difficulty (§14), access password (§6.1), the algorithm
 //! extension, and waiting miners while every pool is down (§22 failover cases).
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use proxy_core::config::{BindAddr, Mode, PoolConfig};
+use proxy_core::config::Mode;
 use proxy_core::{Config, Proxy, ProxyHandle};
 use serde_json::json;
 use stratum_proto::{difficulty_to_target, target_to_difficulty};
@@ -15,24 +17,7 @@ use test_support::mock_pool::{make_job, MockPool};
 const POOL_DIFF: u64 = 1000;
 
 fn config(pools: &[SocketAddr]) -> Config {
-    Config {
-        bind: vec![BindAddr {
-            host: "127.0.0.1".into(),
-            port: 0,
-            tls: false,
-        }],
-        pools: pools
-            .iter()
-            .map(|a| PoolConfig {
-                url: a.to_string(),
-                user: "PROXYWALLET".into(),
-                ..PoolConfig::default()
-            })
-            .collect(),
-        retries: 1,
-        retry_pause: 1,
-        ..Config::default()
-    }
+    common::local_config(pools)
 }
 
 async fn start(config: Config) -> (ProxyHandle, SocketAddr) {

@@ -1,27 +1,19 @@
 //! The access log and the share log (RFC §15) written by a running proxy.
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
-use proxy_core::config::{BindAddr, PoolConfig};
 use proxy_core::{Config, Proxy};
 use test_support::miner::{error_message, result_for_difficulty, TestMiner};
 use test_support::mock_pool::{make_job, MockPool};
 
 fn config(pool: &MockPool, access: &Path, shares: &Path) -> Config {
     Config {
-        bind: vec![BindAddr {
-            host: "127.0.0.1".into(),
-            port: 0,
-            tls: false,
-        }],
-        pools: vec![PoolConfig {
-            url: pool.addr().to_string(),
-            ..PoolConfig::default()
-        }],
         access_log_file: Some(access.display().to_string()),
         share_log_file: Some(shares.display().to_string()),
-        ..Config::default()
+        ..common::local_config(&[pool.addr()])
     }
 }
 

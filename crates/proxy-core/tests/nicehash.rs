@@ -1,10 +1,11 @@
 //! NiceHash mode end to end over loopback: real sockets, an in-process mock pool, scripted
 //! miners.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use proxy_core::config::{BindAddr, PoolConfig};
 use proxy_core::{Config, Proxy, ProxyHandle};
 use serde_json::{json, Value};
 use test_support::miner::{error_message, result_for_difficulty, TestMiner, WAIT};
@@ -13,25 +14,7 @@ use test_support::mock_pool::{make_job, MockPool, Reply};
 const DIFF: u64 = 1000;
 
 fn config(pools: &[SocketAddr]) -> Config {
-    Config {
-        bind: vec![BindAddr {
-            host: "127.0.0.1".into(),
-            port: 0,
-            tls: false,
-        }],
-        pools: pools
-            .iter()
-            .map(|a| PoolConfig {
-                url: a.to_string(),
-                user: "PROXYWALLET".into(),
-                pass: "proxypass".into(),
-                ..PoolConfig::default()
-            })
-            .collect(),
-        retries: 1,
-        retry_pause: 1,
-        ..Config::default()
-    }
+    common::local_config(pools)
 }
 
 async fn start(pools: &[SocketAddr]) -> (ProxyHandle, SocketAddr) {

@@ -3,10 +3,12 @@
 //! banned, and other IPs are served. (Ban expiry and refill run on a fake clock in the unit
 //! tests of `ratelimit.rs`.)
 
+mod common;
+
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use proxy_core::config::{BindAddr, PoolConfig, RateLimit};
+use proxy_core::config::RateLimit;
 use proxy_core::{Config, Proxy};
 use test_support::miner::TestMiner;
 use test_support::mock_pool::{make_job, MockPool};
@@ -14,20 +16,11 @@ use tokio::time::Instant;
 
 fn config(pool: &MockPool, per_minute: u32, ban: u64) -> Config {
     Config {
-        bind: vec![BindAddr {
-            host: "127.0.0.1".into(),
-            port: 0,
-            tls: false,
-        }],
-        pools: vec![PoolConfig {
-            url: pool.addr().to_string(),
-            ..PoolConfig::default()
-        }],
         rate_limit: RateLimit {
             max_connections_per_minute: per_minute,
             ban_duration: ban,
         },
-        ..Config::default()
+        ..common::local_config(&[pool.addr()])
     }
 }
 

@@ -2,9 +2,10 @@
 //! runtime jumps to the next timer whenever every task is idle, so minutes pass in
 //! milliseconds.
 
+mod common;
+
 use std::time::Duration;
 
-use proxy_core::config::{BindAddr, PoolConfig};
 use proxy_core::{Config, Proxy, INACTIVITY_TIMEOUT, LOGIN_TIMEOUT};
 use serde_json::json;
 use test_support::miner::{TestMiner, WAIT};
@@ -12,18 +13,7 @@ use test_support::mock_pool::{make_job, MockPool};
 use tokio::time::Instant;
 
 fn config(pool: &MockPool) -> Config {
-    Config {
-        bind: vec![BindAddr {
-            host: "127.0.0.1".into(),
-            port: 0,
-            tls: false,
-        }],
-        pools: vec![PoolConfig {
-            url: pool.addr().to_string(),
-            ..PoolConfig::default()
-        }],
-        ..Config::default()
-    }
+    common::local_config(&[pool.addr()])
 }
 
 #[tokio::test(start_paused = true)]
