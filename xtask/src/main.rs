@@ -4,6 +4,9 @@
 //!   warnings denied. Needs `monerod` (Debian package `monero`) for the end-to-end tests.
 //! - `demo [--seconds N] [--miners N] [--difficulty N]`: a real Monero node in regtest, the
 //!   proxy in front of it in daemon mode, and RandomX miners hashing through the proxy.
+//! - `bench [--proxy-threads N] [--proxy-nofile N] [loadgen flags]`: the real proxy in NiceHash
+//!   mode under the load generator of `test-support` (a pool and N miners in one process);
+//!   `bench --micro [filter]`: the criterion benchmarks. See `docs/BENCHMARKS.md`.
 //!
 //! Deliberately dependency-light: it shells out to cargo and apt-get.
 
@@ -21,8 +24,12 @@ fn main() -> anyhow::Result<()> {
     match task.as_str() {
         "ci" => ci(),
         "demo" => demo(&rest),
+        "bench" => bench(&rest),
         _ => {
-            eprintln!("usage: cargo xtask <ci | demo [--seconds N] [--miners N] [--difficulty N]>");
+            eprintln!(
+                "usage: cargo xtask <ci | demo [--seconds N] [--miners N] [--difficulty N] \
+                 | bench [--micro] [--proxy-threads N] [--miners N] [--jobs N] [--rate N] [--seconds N] ...>"
+            );
             bail!("unknown task {task:?}")
         }
     }
@@ -123,4 +130,193 @@ fn demo(args: &[String]) -> anyhow::Result<()> {
         .arg("--proxy")
         .arg(release.join("proxy-cli"))
         .args(args))
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root().join("target"), PathBuf::from)
+}
+
+fn free_port() -> anyhow::Result<std::net::TcpListener> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?)
+}
+
+/// The proxy under test; stopped with SIGTERM (then SIGKILL after 10 s) when dropped, so it
+/// goes away on every path out of [`bench()`].
+struct ProxyProcess(std::process::Child);
+
+impl ProxyProcess {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// `Some(status)` when the proxy already ended.
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.0.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        if self.exited().is_some() {
+            return;
+        }
+        let pid = self.pid().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if self.exited().is_some() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        eprintln!("xtask bench: proxy {pid} ignored SIGTERM for 10 s; killing it");
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `cargo xtask bench`: builds `proxy-cli` and `loadgen` in release, starts the proxy in
+/// NiceHash mode with the load generator's pool as its only pool, runs the load generator
+/// against it and stops the proxy. `--proxy-threads N` sets the proxy's tokio worker threads
+/// (`TOKIO_WORKER_THREADS`; default: one per core), `--proxy-nofile N` its open-file limit
+/// (default: the hard limit); every other flag goes to `loadgen` (`--miners`, `--jobs`,
+/// `--job-interval`, `--rate`, `--seconds`, `--threads`, `--json`, …). `--micro` runs the
+/// criterion benchmarks instead (further flags go to criterion, e.g. a name filter).
+fn bench(args: &[String]) -> anyhow::Result<()> {
+    if args.iter().any(|a| a == "--micro") {
+        // The criterion benchmarks of the hot paths (CI only builds them and runs each once).
+        let rest: Vec<&String> = args.iter().filter(|a| *a != "--micro").collect();
+        return run(cargo()
+            .args([
+                "bench",
+                "-p",
+                "stratum-proto",
+                "-p",
+                "nonce-split",
+                "-p",
+                "proxy-core",
+            ])
+            .args([
+                "--bench", "codec", "--bench", "routing", "--bench", "submit", "--",
+            ])
+            .args(rest));
+    }
+    let mut proxy_threads: Option<usize> = None;
+    let mut proxy_nofile: Option<u64> = None;
+    let mut loadgen_args: Vec<String> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--proxy-threads" {
+            let n = it.next().context("--proxy-threads needs a number")?;
+            proxy_threads = Some(n.parse().context("--proxy-threads needs a number")?);
+        } else if let Some(n) = a.strip_prefix("--proxy-threads=") {
+            proxy_threads = Some(n.parse().context("--proxy-threads needs a number")?);
+        } else if a == "--proxy-nofile" {
+            let n = it.next().context("--proxy-nofile needs a number")?;
+            proxy_nofile = Some(n.parse().context("--proxy-nofile needs a number")?);
+        } else {
+            loadgen_args.push(a.clone());
+        }
+    }
+    run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "proxy-cli",
+        "-p",
+        "test-support",
+        "--bin",
+        "proxy-cli",
+        "--bin",
+        "loadgen",
+    ]))?;
+    let release = target_dir().join("release");
+    let dir = target_dir().join("bench");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+
+    // Two free loopback ports, held together so they differ, released just before use.
+    let (pool, miners) = (free_port()?, free_port()?);
+    let pool_addr = pool.local_addr()?;
+    let proxy_port = miners.local_addr()?.port();
+    drop((pool, miners));
+
+    let config = dir.join("proxy-config.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{
+  "mode": "nicehash",
+  "bind": [{{"host": "127.0.0.1", "port": {proxy_port}, "tls": false}}],
+  "pools": [{{"url": "{pool_addr}", "user": "bench-wallet", "pass": "x"}}],
+  "http": {{"enabled": false}},
+  "retries": 3,
+  "retry-pause": 1
+}}
+"#
+        ),
+    )?;
+    let log_path = dir.join("proxy.log");
+    let log = std::fs::File::create(&log_path)?;
+    // Through sh, to set the proxy's open-file limit (`exec` keeps the pid): the hard limit
+    // by default, or `--proxy-nofile N` to see what happens past it. `ulimit -n` sets the soft
+    // and the hard limit, so the proxy cannot raise it back.
+    let nofile = proxy_nofile.map_or_else(|| r#""$(ulimit -Hn)""#.to_string(), |n| n.to_string());
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        &format!(r#"ulimit -n {nofile} 2>/dev/null; exec "$0" "$@""#),
+    ])
+    .arg(release.join("proxy-cli"))
+    .arg("run")
+    .arg("--config")
+    .arg(&config)
+    .stdin(std::process::Stdio::null())
+    .stdout(log.try_clone()?)
+    .stderr(log);
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "info");
+    }
+    let workers = match proxy_threads {
+        Some(n) => {
+            cmd.env("TOKIO_WORKER_THREADS", n.to_string());
+            n
+        }
+        None => {
+            cmd.env_remove("TOKIO_WORKER_THREADS");
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    };
+    eprintln!("$ {cmd:?}");
+    let mut proxy = ProxyProcess(cmd.spawn().context("starting proxy-cli")?);
+    eprintln!(
+        "xtask bench: proxy pid {} on 127.0.0.1:{proxy_port} ({workers} tokio workers), pool at {pool_addr}, log {}",
+        proxy.pid(),
+        log_path.display()
+    );
+
+    let mut lg = Command::new(release.join("loadgen"));
+    lg.arg("--proxy")
+        .arg(format!("127.0.0.1:{proxy_port}"))
+        .arg("--pool-bind")
+        .arg(pool_addr.to_string())
+        .arg("--proxy-pid")
+        .arg(proxy.pid().to_string())
+        .arg("--proxy-workers")
+        .arg(workers.to_string());
+    if !loadgen_args
+        .iter()
+        .any(|a| a == "--json" || a.starts_with("--json="))
+    {
+        lg.arg("--json").arg(dir.join("loadgen.json"));
+    }
+    lg.args(&loadgen_args);
+    let result = run(&mut lg);
+    if let Some(status) = proxy.exited() {
+        eprintln!(
+            "xtask bench: the proxy ended during the run ({status}); see {}",
+            log_path.display()
+        );
+    }
+    drop(proxy);
+    result
 }

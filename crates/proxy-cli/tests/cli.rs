@@ -130,3 +130,81 @@ fn check_reports_a_bad_config_by_key() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_open_file_limit_new_miners_are_told_and_closed() {
+    let pool = MockPool::start(make_job(1, 1000)).await.unwrap();
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("proxy-cli-nofile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config.json");
+    let cfg = json!({
+        "bind": [format!("127.0.0.1:{port}")],
+        "pools": [{"url": pool.addr().to_string(), "user": "W"}],
+        "log-file": dir.join("proxy.log"),
+        "colors": false,
+    });
+    std::fs::write(&path, cfg.to_string()).unwrap();
+    // A hard limit of 32 open files for the proxy process only.
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 32 && exec {} run --config {}",
+            env!("CARGO_BIN_EXE_proxy-cli"),
+            path.display()
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _child = Child(child);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut up = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "proxy listens");
+    // Idle connections until the proxy runs out of descriptors.
+    let mut held = Vec::new();
+    let mut told = None;
+    for _ in 0..80 {
+        let mut m = TestMiner::connect(addr).await.unwrap();
+        if let Ok(v) = m.recv(Duration::from_millis(150)).await {
+            told = Some(v);
+            assert!(
+                m.closed_within(Duration::from_secs(2)).await,
+                "closed after the error"
+            );
+            break;
+        }
+        held.push(m);
+    }
+    let v = told.unwrap_or_else(|| {
+        panic!(
+            "a miner past the limit is told; log:\n{}",
+            std::fs::read_to_string(dir.join("proxy.log")).unwrap_or_default()
+        )
+    });
+    assert_eq!(v["error"]["message"], "Proxy is full, try again later");
+    assert!(
+        held.len() > 5,
+        "the first miners were served ({})",
+        held.len()
+    );
+    // The log says why.
+    let mut logged = false;
+    for _ in 0..40 {
+        let log = std::fs::read_to_string(dir.join("proxy.log")).unwrap_or_default();
+        if log.contains("open-file limit reached") {
+            logged = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(logged);
+    let _ = std::fs::remove_dir_all(&dir);
+}

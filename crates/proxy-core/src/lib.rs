@@ -216,6 +216,7 @@ async fn accept_loop(
     }
     // Forget rate-limit state of IPs that went quiet (each listener does it; it is cheap).
     let mut housekeeping = tokio::time::interval(Duration::from_secs(30));
+    let mut full = FdReserve::new();
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => return,
@@ -238,12 +239,71 @@ async fn accept_loop(
                     ));
                 }
             }
+            Err(e) if is_out_of_files(&e) => {
+                // Out of file descriptors: the connection waits in the backlog and its miner
+                // would hang. Free the reserve descriptor, accept it, tell it why, close it.
+                full.refuse(&listener, &e).await;
+            }
             Err(e) => {
-                // EMFILE/ENFILE: out of file descriptors. The pending connection stays in the
-                // backlog; back off instead of spinning.
-                tracing::warn!("accept failed: {e} (open-file limit reached?)");
+                tracing::warn!("accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+        }
+    }
+}
+
+/// EMFILE or ENFILE: the process or the system is out of file descriptors.
+fn is_out_of_files(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(23 | 24))
+}
+
+/// One spare file descriptor per listener, given up to accept and refuse a connection
+/// when the open-file limit is reached, so that a miner gets an answer instead of hanging in
+/// the listen backlog.
+struct FdReserve {
+    spare: Option<std::fs::File>,
+    /// The error line sent to a refused miner.
+    full: Vec<u8>,
+    refused: u64,
+    last_log: Option<std::time::Instant>,
+}
+
+impl FdReserve {
+    fn new() -> Self {
+        Self {
+            spare: std::fs::File::open("/dev/null").ok(),
+            full: stratum_proto::cryptonote::encode_error(
+                &serde_json::Value::Null,
+                "Proxy is full, try again later",
+            ),
+            refused: 0,
+            last_log: None,
+        }
+    }
+
+    async fn refuse(&mut self, listener: &conn::Listener, cause: &std::io::Error) {
+        self.spare = None;
+        let accepted = tokio::time::timeout(Duration::from_millis(50), listener.accept()).await;
+        if let Ok(Ok((stream, peer))) = accepted {
+            let _ = stream.try_write(&self.full);
+            drop(stream);
+            self.refused += 1;
+            tracing::debug!(%peer, "refused: out of file descriptors");
+        } else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.spare = std::fs::File::open("/dev/null").ok();
+        let now = std::time::Instant::now();
+        if self
+            .last_log
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10))
+        {
+            tracing::warn!(
+                "open-file limit reached ({cause}): {} new connections refused with \"Proxy is full\"; raise `ulimit -n`",
+                self.refused
+            );
+            self.last_log = Some(now);
+            self.refused = 0;
         }
     }
 }

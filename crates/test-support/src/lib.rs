@@ -3,6 +3,7 @@
 //!
 //! Everything binds loopback addresses only and stops by itself (on drop or on a deadline).
 
+pub mod loadgen;
 pub mod miner;
 pub mod mock_pool;
 pub mod monerod;

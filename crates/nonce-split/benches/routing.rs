@@ -1,0 +1,114 @@
+//! Micro-benchmarks of the slot table's work per share and per miner.
+//!
+//! - `submit_checks/*`: what the splitter asks of the table for every share, under the
+//!   mapper's lock: classify the job id ([`NonceStorage::job_match`]) and check the nonce's
+//!   fixed byte against the submitting miner's slot ([`nonce_fixed_byte_from_hex`],
+//!   [`NonceStorage::active_miner`]), on a full table (256 miners). This is the table's share
+//!   of the proxy's submit routing; the rest (locks, the pending map, the upstream queue) is
+//!   in `proxy-core`'s `submit` bench, end to end.
+//! - `slots/*`: a login and a close on a nearly full table, and a new job freeing dead slots.
+//!
+//! Run with `cargo bench -p nonce-split`; `cargo test --benches` runs each once as a test.
+
+use std::hint::black_box;
+
+use criterion::{criterion_main, Criterion};
+use nonce_split::{nonce_fixed_byte_from_hex, JobMatch, NonceStorage};
+
+/// A table with miners 1..=256 in slots 0..=255, current job `job-2`, previous `job-1`.
+fn full() -> NonceStorage {
+    let mut s = NonceStorage::new();
+    s.set_job("job-1", true);
+    for miner in 1..=256 {
+        s.add(miner).expect("a free slot");
+    }
+    s.set_job("job-2", true);
+    s
+}
+
+/// The checks of one share: job id, then the nonce's fixed byte belongs to `miner`.
+fn route(s: &NonceStorage, job_id: &str, nonce: &str, miner: u64) -> Option<JobMatch> {
+    let m = s.job_match(job_id);
+    if m == JobMatch::Unknown {
+        return None;
+    }
+    let fixed = nonce_fixed_byte_from_hex(nonce)?;
+    (s.active_miner(fixed) == Some(miner)).then_some(m)
+}
+
+fn submit_checks(c: &mut Criterion) {
+    let s = full();
+    let mut g = c.benchmark_group("submit_checks");
+    // Miner 186 holds slot 185 = 0xb9.
+    g.bench_function("current", |b| {
+        b.iter(|| {
+            route(
+                &s,
+                black_box("job-2"),
+                black_box("3a1c00b9"),
+                black_box(186),
+            )
+        })
+    });
+    g.bench_function("previous", |b| {
+        b.iter(|| {
+            route(
+                &s,
+                black_box("job-1"),
+                black_box("3a1c00b9"),
+                black_box(186),
+            )
+        })
+    });
+    g.bench_function("unknown_job", |b| {
+        b.iter(|| {
+            route(
+                &s,
+                black_box("job-0"),
+                black_box("3a1c00b9"),
+                black_box(186),
+            )
+        })
+    });
+    g.bench_function("wrong_slot", |b| {
+        b.iter(|| {
+            route(
+                &s,
+                black_box("job-2"),
+                black_box("3a1c00ba"),
+                black_box(186),
+            )
+        })
+    });
+    g.finish();
+}
+
+fn slots(c: &mut Criterion) {
+    let mut g = c.benchmark_group("slots");
+    g.bench_function("add_remove_255_active", |b| {
+        let mut s = full();
+        s.remove(256, 255);
+        s.set_job("job-3", true);
+        let mut next = 1000u64;
+        b.iter(|| {
+            let slot = s.add(black_box(next)).expect("one free slot");
+            s.remove(next, slot);
+            s.set_job("job-3", true);
+            next += 1;
+        })
+    });
+    g.bench_function("set_job_full", |b| {
+        let mut s = full();
+        b.iter(|| s.set_job(black_box("job-9"), true))
+    });
+    g.finish();
+}
+
+/// Every benchmark of this file (what `criterion_group!` would write, documented).
+fn benches() {
+    let mut c = Criterion::default().configure_from_args();
+    submit_checks(&mut c);
+    slots(&mut c);
+}
+
+criterion_main!(benches);

@@ -1,0 +1,125 @@
+//! Micro-benchmarks of the codec work on the proxy's hot paths, one call each:
+//!
+//! - `miner_request/*`: [`parse_miner_request`] on an xmrig-shaped `submit` (every share) and
+//!   `login` (every connection) line.
+//! - `job_line/*`: a job for one miner with its fixed byte patched. `parts` is what the proxy
+//!   does per miner and job (three shared slices, no copy); `to_vec` the copying alternative;
+//!   `new` the encoding done once per upstream job; `parts_x256` one upstream's whole fan-out.
+//! - `submit_path/*`: the rest of a share's trip through the codec: the pool-bound `submit`
+//!   line, the pool's `OK` parsed, the miner's `OK` encoded, the nonce and result decoded.
+//!
+//! Run with `cargo bench -p stratum-proto` (or `cargo xtask bench`, which runs the load
+//! generator instead); `cargo test --benches` runs each once as a test.
+
+use std::hint::black_box;
+
+use criterion::{criterion_main, Criterion, Throughput};
+use stratum_proto::cryptonote::{
+    encode_pool_submit, encode_status, is_status_ok, parse_miner_request, parse_pool_message,
+    JobLine, MinerRequest, PoolMessage,
+};
+use stratum_proto::{parse_nonce, result_difficulty, Job};
+
+const SUBMIT: &[u8] = br#"{"id":3,"jsonrpc":"2.0","method":"submit","params":{"id":"6f1c2a57-3b1e-4c9a-9d0e-2b7f4a1c5e93","job_id":"stubjob000002","nonce":"3a1c00b9","result":"000000000000000000000000000000000000000000000000fdd478e926310800","algo":"rx/0"}}"#;
+
+const LOGIN: &[u8] = br#"{"id":1,"jsonrpc":"2.0","method":"login","params":{"login":"44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A","pass":"x","agent":"XMRig/6.26.0 (Linux x86_64) libuv/1.44.2 gcc/12.2.0","rigid":"rig-00042","algo":["rx/0","cn/r","rx/wow"]}}"#;
+
+const POOL_OK: &[u8] = br#"{"id":17,"jsonrpc":"2.0","error":null,"result":{"status":"OK"}}"#;
+
+/// A Monero-shaped job (76-byte blob), as in the xmrig-proxy transcripts.
+fn job() -> Job {
+    Job {
+        blob: "1010b6d0e7b0060e0f101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d000000001a1b1c1d1e1f202122232425262728292a2b2c2d2e2f3031323334353637383905".into(),
+        job_id: "stubjob000002".into(),
+        target: "9bc42000".into(),
+        algo: Some("rx/0".into()),
+        height: Some(3_000_002),
+        seed_hash: Some("a".repeat(64)),
+    }
+}
+
+fn miner_request(c: &mut Criterion) {
+    let mut g = c.benchmark_group("miner_request");
+    g.bench_function("submit", |b| {
+        b.iter(|| {
+            let r = parse_miner_request(black_box(SUBMIT));
+            debug_assert!(matches!(r, Ok((_, MinerRequest::Submit(_)))));
+            r
+        })
+    });
+    g.bench_function("login", |b| {
+        b.iter(|| parse_miner_request(black_box(LOGIN)))
+    });
+    g.finish();
+}
+
+fn job_line(c: &mut Criterion) {
+    let job = job();
+    let line = JobLine::new(&job);
+    let mut g = c.benchmark_group("job_line");
+    g.bench_function("parts", |b| b.iter(|| line.parts(black_box(0xb9))));
+    g.bench_function("to_vec", |b| b.iter(|| line.to_vec(black_box(0xb9))));
+    g.bench_function("new", |b| b.iter(|| JobLine::new(black_box(&job))));
+    g.throughput(Throughput::Elements(256));
+    g.bench_function("parts_x256", |b| {
+        b.iter(|| {
+            let mut bytes = 0;
+            for fixed in 0..=255u8 {
+                bytes += line
+                    .parts(black_box(fixed))
+                    .iter()
+                    .map(|p| p.len())
+                    .sum::<usize>();
+            }
+            bytes
+        })
+    });
+    g.finish();
+}
+
+fn submit_path(c: &mut Criterion) {
+    let mut g = c.benchmark_group("submit_path");
+    g.bench_function("encode_pool_submit", |b| {
+        b.iter(|| {
+            encode_pool_submit(
+                black_box(17),
+                "02381691-b3ae-46fc-b997-629c24a133f9",
+                "stubjob000002",
+                "3a1c00b9",
+                "000000000000000000000000000000000000000000000000fdd478e926310800",
+                Some("rx/0"),
+            )
+        })
+    });
+    g.bench_function("parse_pool_ok", |b| {
+        b.iter(|| match parse_pool_message(black_box(POOL_OK)) {
+            Ok(PoolMessage::Response { outcome: Ok(v), .. }) => is_status_ok(&v),
+            _ => false,
+        })
+    });
+    let id = serde_json::json!(3);
+    g.bench_function("encode_status_ok", |b| {
+        b.iter(|| encode_status(black_box(&id), "OK"))
+    });
+    g.bench_function("nonce_and_result", |b| {
+        b.iter(|| {
+            (
+                parse_nonce(black_box("3a1c00b9")),
+                result_difficulty(black_box(
+                    "000000000000000000000000000000000000000000000000fdd478e926310800",
+                )),
+            )
+        })
+    });
+    g.finish();
+}
+
+/// Every benchmark of this file (what `criterion_group!` would write, documented).
+fn benches() {
+    let mut c = Criterion::default().configure_from_args();
+    miner_request(&mut c);
+    job_line(&mut c);
+    submit_path(&mut c);
+}
+
+criterion_main!(benches);

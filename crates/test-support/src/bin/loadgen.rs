@@ -1,0 +1,181 @@
+//! `loadgen`: the load generator behind `cargo xtask bench`. It plays the pool and N miners
+//! against a running proxy (see `test_support::loadgen` for the phases and what is measured),
+//! prints a table and writes the figures as JSON.
+//!
+//! ```text
+//! loadgen --proxy 127.0.0.1:3333 --pool-bind 127.0.0.1:4444 --proxy-pid 1234 --miners 10000
+//! ```
+//!
+//! The proxy must have `127.0.0.1:4444` (the `--pool-bind` address) as its only pool. Exit
+//! status: 0 for a clean run, 1 when the report lists problems, 2 when the run could not
+//! start, 3 when the watchdog had to end it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use test_support::loadgen::{run, Options, Report, RigIds};
+
+/// `500ms`, `2s`, or a bare number of milliseconds.
+fn duration(s: &str) -> Result<Duration, String> {
+    let (n, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => s.split_at(at),
+        None => (s, "ms"),
+    };
+    let n: u64 = n.parse().map_err(|_| format!("{s:?}: not a duration"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        _ => Err(format!("{s:?}: use ms or s")),
+    }
+}
+
+#[derive(Parser)]
+#[command(about = "Stratum proxy load generator: a pool and N miners in one process")]
+struct Args {
+    /// The proxy's miner address.
+    #[arg(long)]
+    proxy: std::net::SocketAddr,
+    /// Where to listen as the proxy's pool.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pool_bind: std::net::SocketAddr,
+    /// The proxy's pid, for RSS and CPU time from /proc.
+    #[arg(long)]
+    proxy_pid: Option<u32>,
+    /// The proxy's tokio worker threads (reported only).
+    #[arg(long)]
+    proxy_workers: Option<usize>,
+    /// This generator's tokio worker threads.
+    #[arg(long, default_value_t = Options::default().threads)]
+    threads: usize,
+    /// Miners to log in.
+    #[arg(long, default_value_t = Options::default().miners)]
+    miners: usize,
+    /// Miners per loopback source address (127.0.0.2, 127.0.0.3, ...).
+    #[arg(long, default_value_t = Options::default().miners_per_ip)]
+    miners_per_ip: usize,
+    /// Logins under way at once.
+    #[arg(long, default_value_t = Options::default().connect_concurrency)]
+    connect_concurrency: usize,
+    /// Per-miner login timeout (connect + reply), e.g. 30s.
+    #[arg(long, value_parser = duration, default_value = "30s")]
+    login_timeout: Duration,
+    /// Jobs pushed by the pool in the job phase.
+    #[arg(long, default_value_t = Options::default().jobs)]
+    jobs: usize,
+    /// Time between two jobs, e.g. 2s or 500ms (a bare number is milliseconds).
+    #[arg(long, value_parser = duration, default_value = "2s")]
+    job_interval: Duration,
+    /// Shares a second in the share phase.
+    #[arg(long, default_value_t = Options::default().rate)]
+    rate: u64,
+    /// Seconds of shares.
+    #[arg(long, default_value_t = Options::default().seconds)]
+    seconds: u64,
+    /// The pool's job difficulty.
+    #[arg(long, default_value_t = Options::default().difficulty)]
+    difficulty: u64,
+    /// Rig ids sent at login: unique (one worker per miner), shared, or none.
+    #[arg(long, default_value = "unique")]
+    rig_ids: RigIds,
+    /// Pause before each RSS reading, e.g. 1s.
+    #[arg(long, value_parser = duration, default_value = "1s")]
+    settle: Duration,
+    /// Stop the run by then, e.g. 300s (default: from the phases asked for).
+    #[arg(long, value_parser = duration)]
+    deadline: Option<Duration>,
+    /// Write the JSON report here (`-` for stdout).
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+impl Args {
+    fn options(&self) -> Options {
+        let mut o = Options {
+            proxy: self.proxy,
+            pool_bind: self.pool_bind,
+            proxy_pid: self.proxy_pid,
+            proxy_workers: self.proxy_workers,
+            threads: self.threads.max(1),
+            miners: self.miners,
+            miners_per_ip: self.miners_per_ip.max(1),
+            connect_concurrency: self.connect_concurrency.max(1),
+            login_timeout: self.login_timeout,
+            jobs: self.jobs,
+            job_interval: self.job_interval,
+            rate: self.rate,
+            seconds: self.seconds,
+            difficulty: self.difficulty.max(1),
+            rig_ids: self.rig_ids,
+            settle: self.settle,
+            ..Options::default()
+        };
+        o.deadline = self.deadline.unwrap_or_else(|| o.default_deadline());
+        o
+    }
+}
+
+fn main() -> ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let args = Args::parse();
+    match start(&args) {
+        Ok(report) => {
+            if report.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("loadgen: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn start(args: &Args) -> anyhow::Result<Report> {
+    let opts = args.options();
+    // One socket per miner, one per pool connection: the soft limit must hold them all.
+    let limit = rlimit::increase_nofile_limit(u64::MAX).context("raising RLIMIT_NOFILE")?;
+    if limit < opts.files_needed() {
+        anyhow::bail!(
+            "{} miners need about {} open files; the limit is {limit} (hard limit reached)",
+            opts.miners,
+            opts.files_needed()
+        );
+    }
+    // Should the runtime itself hang, end the process anyway.
+    let watchdog = opts.deadline + Duration::from_secs(30);
+    std::thread::spawn(move || {
+        std::thread::sleep(watchdog);
+        eprintln!("loadgen: watchdog: still running {watchdog:?} after start; exiting");
+        std::process::exit(3);
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(opts.threads)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let report = runtime.block_on(run(opts));
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    let report = report?;
+    println!("{}", report.table());
+    let json = serde_json::to_string_pretty(&report)?;
+    match args.json.as_deref() {
+        Some(p) if p.as_os_str() == "-" => println!("{json}"),
+        Some(p) => {
+            std::fs::write(p, json + "\n").with_context(|| format!("writing {}", p.display()))?;
+            println!("JSON report: {}", p.display());
+        }
+        None => {}
+    }
+    Ok(report)
+}
