@@ -170,9 +170,25 @@ pub(crate) async fn serve(
             }
         }
     };
-    let Some(acceptor) = acceptor else {
-        return serve_miner(shared, tcp, peer, deadline, stop).await;
-    };
+    match acceptor {
+        None => serve_miner(shared, tcp, peer, deadline, stop).await,
+        // Boxed: the handshake and a rustls connection are kilobytes of future state, which
+        // would otherwise size every plain miner's task too.
+        Some(acceptor) => {
+            Box::pin(serve_tls(shared, tcp, peer, acceptor, deadline, stop)).await;
+        }
+    }
+}
+
+/// The TLS part of [`serve`]: handshake within the login deadline, then the miner loop.
+async fn serve_tls(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    deadline: Instant,
+    stop: CancellationToken,
+) {
     let handshake = tokio::select! {
         () = stop.cancelled() => return,
         r = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => r,
