@@ -41,14 +41,24 @@ async fn rx_miners_find_blocks_through_the_proxy_on_a_real_node() {
     let proxy = Proxy::start(config).await.unwrap();
     let addr = proxy.local_addrs()[0];
 
+    // Mine until the chain has grown by 3 blocks (at most 120 s), then stop.
+    let stop = tokio_util::sync::CancellationToken::new();
     let miners: Vec<_> = (0..2)
         .map(|i| {
             let mut cfg = RxMinerConfig::new(addr, REGTEST_WALLET);
             cfg.rig_id = Some(format!("rig-{i}"));
-            cfg.run_for = Duration::from_secs(25);
+            cfg.run_for = Duration::from_secs(120);
+            cfg.stop = Some(stop.clone());
             tokio::spawn(run_rx_miner(cfg))
         })
         .collect();
+    while node.height().await.unwrap() < start_height + 3 {
+        if miners.iter().all(|m| m.is_finished()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    stop.cancel();
     let mut sent = 0;
     let mut accepted = 0;
     for m in miners {

@@ -234,6 +234,8 @@ pub struct RxMinerConfig {
     pub threads: usize,
     /// How long to mine; then outstanding answers get up to 3 s more.
     pub run_for: Duration,
+    /// Stops mining early when cancelled (outstanding answers still get their 3 s).
+    pub stop: Option<tokio_util::sync::CancellationToken>,
 }
 
 impl RxMinerConfig {
@@ -246,6 +248,7 @@ impl RxMinerConfig {
             rig_id: None,
             threads: 1,
             run_for: Duration::from_secs(10),
+            stop: None,
         }
     }
 }
@@ -482,9 +485,11 @@ pub async fn run_rx_miner(cfg: RxMinerConfig) -> anyhow::Result<RxMinerReport> {
     let mut next_id = LOGIN_ID + 1;
     let deadline = tokio::time::sleep(cfg.run_for);
     tokio::pin!(deadline);
+    let stop = cfg.stop.clone().unwrap_or_default();
     loop {
         tokio::select! {
             () = &mut deadline => break,
+            () = stop.cancelled() => break,
             line = lines.next() => match line {
                 Some(Ok(line)) => tally.on_line(&line),
                 Some(Err(e)) => {

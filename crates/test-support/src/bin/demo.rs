@@ -116,11 +116,13 @@ async fn main() -> anyhow::Result<()> {
     println!("proxy listening on {addr}, API on {api}/1/summary");
     println!("point a real miner at it too: xmrig -o {addr} -u {REGTEST_WALLET} -p x --nicehash");
 
+    let stop = tokio_util::sync::CancellationToken::new();
     let mut miners = Vec::new();
     for i in 0..args.miners {
         let mut cfg = RxMinerConfig::new(addr, REGTEST_WALLET);
         cfg.rig_id = Some(format!("demo-rig-{i}"));
         cfg.run_for = Duration::from_secs(args.seconds);
+        cfg.stop = Some(stop.clone());
         miners.push(tokio::spawn(run_rx_miner(cfg)));
     }
     println!(
@@ -150,15 +152,12 @@ async fn main() -> anyhow::Result<()> {
     let mut unanswered = 0;
     if interrupted {
         println!("interrupted; stopping");
-        for m in &miners {
-            m.abort();
-        }
-    } else {
-        for m in miners {
-            if let Ok(Ok(r)) = m.await {
-                sent += r.shares_sent;
-                unanswered += r.unanswered;
-            }
+        stop.cancel();
+    }
+    for m in miners {
+        if let Ok(Ok(r)) = m.await {
+            sent += r.shares_sent;
+            unanswered += r.unanswered;
         }
     }
     let final_summary = summary(&client, &api).await.unwrap_or(Value::Null);
@@ -169,9 +168,7 @@ async fn main() -> anyhow::Result<()> {
         height.saturating_sub(start_height),
         final_summary["results"]
     );
-    if !interrupted {
-        println!("miners sent {sent} shares, {unanswered} unanswered");
-    }
+    println!("miners sent {sent} shares, {unanswered} unanswered");
     drop(node);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
