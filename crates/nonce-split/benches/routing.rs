@@ -2,8 +2,8 @@
 //!
 //! - `submit_checks/*`: what the splitter asks of the table for every share, under the
 //!   mapper's lock: classify the job id ([`NonceStorage::job_match`]) and check the nonce's
-//!   fixed byte against the submitting miner's slot ([`nonce_fixed_byte_from_hex`],
-//!   [`NonceStorage::active_miner`]), on a full table (256 miners). This is the table's share
+//!   fixed byte of the already parsed nonce against the submitting miner's slot
+//!   ([`nonce_fixed_byte`], [`NonceStorage::active_miner`]), on a full table (256 miners). This is the table's share
 //!   of the proxy's submit routing; the rest (locks, the pending map, the upstream queue) is
 //!   in `proxy-core`'s `submit` bench, end to end.
 //! - `slots/*`: a login and a close on a nearly full table, and a new job freeing dead slots.
@@ -13,7 +13,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_main, Criterion};
-use nonce_split::{nonce_fixed_byte_from_hex, JobMatch, NonceStorage};
+use nonce_split::{nonce_fixed_byte, JobMatch, NonceStorage};
 
 /// A table with miners 1..=256 in slots 0..=255, current job `job-2`, previous `job-1`.
 fn full() -> NonceStorage {
@@ -27,12 +27,12 @@ fn full() -> NonceStorage {
 }
 
 /// The checks of one share: job id, then the nonce's fixed byte belongs to `miner`.
-fn route(s: &NonceStorage, job_id: &str, nonce: &str, miner: u64) -> Option<JobMatch> {
+fn route(s: &NonceStorage, job_id: &str, nonce: [u8; 4], miner: u64) -> Option<JobMatch> {
     let m = s.job_match(job_id);
     if m == JobMatch::Unknown {
         return None;
     }
-    let fixed = nonce_fixed_byte_from_hex(nonce)?;
+    let fixed = nonce_fixed_byte(nonce);
     (s.active_miner(fixed) == Some(miner)).then_some(m)
 }
 
@@ -45,7 +45,7 @@ fn submit_checks(c: &mut Criterion) {
             route(
                 &s,
                 black_box("job-2"),
-                black_box("3a1c00b9"),
+                black_box([0x3a, 0x1c, 0x00, 0xb9]),
                 black_box(186),
             )
         })
@@ -55,7 +55,7 @@ fn submit_checks(c: &mut Criterion) {
             route(
                 &s,
                 black_box("job-1"),
-                black_box("3a1c00b9"),
+                black_box([0x3a, 0x1c, 0x00, 0xb9]),
                 black_box(186),
             )
         })
@@ -65,7 +65,7 @@ fn submit_checks(c: &mut Criterion) {
             route(
                 &s,
                 black_box("job-0"),
-                black_box("3a1c00b9"),
+                black_box([0x3a, 0x1c, 0x00, 0xb9]),
                 black_box(186),
             )
         })
@@ -75,7 +75,7 @@ fn submit_checks(c: &mut Criterion) {
             route(
                 &s,
                 black_box("job-2"),
-                black_box("3a1c00ba"),
+                black_box([0x3a, 0x1c, 0x00, 0xba]),
                 black_box(186),
             )
         })

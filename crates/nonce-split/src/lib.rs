@@ -11,10 +11,9 @@
 //!   connection (go-proxy RFC §8.3): which miner owns which fixed byte, which
 //!   slots were released and may not be handed out again yet, and the current
 //!   and previous upstream job ids used to classify submitted shares;
-//! * a few byte-layout helpers: [`nonce_fixed_byte`] and
-//!   [`nonce_fixed_byte_from_hex`] read the fixed byte out of a submitted
-//!   nonce, [`set_blob_fixed_byte`] and [`set_blob_fixed_byte_hex`] write it
-//!   into a hashing blob before the job is sent to a miner.
+//! * [`nonce_fixed_byte`], which reads the fixed byte out of a submitted
+//!   nonce. (Writing it into a job's blob, and parsing hex, is wire work:
+//!   `stratum_proto::job::patch_fixed_byte` and `stratum_proto::parse_nonce`.)
 //!
 //! # What this crate is not
 //!
@@ -88,8 +87,6 @@
 //! assert_eq!(storage.job_match("job-1"), JobMatch::Previous);
 //! ```
 
-use std::fmt;
-
 /// Identifier of a miner connection, unique per process, never 0.
 ///
 /// The table does not allocate ids; the caller does. The table only compares
@@ -104,17 +101,9 @@ pub const SLOT_COUNT: usize = 256;
 /// blob (bytes `39..43`).
 pub const NONCE_OFFSET: usize = 39;
 
-/// Length of the nonce in bytes (4, little-endian).
-pub const NONCE_LEN: usize = 4;
-
 /// Byte offset of the fixed byte inside a hashing blob: 42, the most
 /// significant byte of the little-endian nonce (`NONCE_OFFSET + 3`).
-pub const FIXED_BYTE_OFFSET: usize = NONCE_OFFSET + NONCE_LEN - 1;
-
-/// Hex-character range of the fixed byte inside a hex-encoded hashing blob:
-/// `84..86`.
-pub const FIXED_BYTE_HEX_RANGE: std::ops::Range<usize> =
-    FIXED_BYTE_OFFSET * 2..FIXED_BYTE_OFFSET * 2 + 2;
+pub const FIXED_BYTE_OFFSET: usize = NONCE_OFFSET + 3;
 
 /// State of one of the 256 slots of a [`NonceStorage`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -372,116 +361,6 @@ pub fn nonce_fixed_byte(nonce_le: [u8; 4]) -> u8 {
     nonce_le[3]
 }
 
-/// The fixed byte of a submit's hex `nonce`: exactly 8 hex digits (either
-/// case), the 4 little-endian nonce bytes in blob order; the result is the
-/// byte at hex chars 6..8. `None` if the string is not 8 hex digits.
-///
-/// ```
-/// assert_eq!(nonce_split::nonce_fixed_byte_from_hex("000000b9"), Some(0xb9));
-/// assert_eq!(nonce_split::nonce_fixed_byte_from_hex("000000b"), None);
-/// ```
-pub fn nonce_fixed_byte_from_hex(nonce_hex: &str) -> Option<u8> {
-    let bytes = nonce_hex.as_bytes();
-    if bytes.len() != NONCE_LEN * 2 {
-        return None;
-    }
-    let mut nonce = [0u8; NONCE_LEN];
-    for (out, pair) in nonce.iter_mut().zip(bytes.chunks_exact(2)) {
-        *out = hex_pair(pair[0], pair[1])?;
-    }
-    Some(nonce_fixed_byte(nonce))
-}
-
-/// Error of the blob patching helpers: the blob is too short to contain the
-/// nonce (fewer than 43 bytes, or 86 hex chars), or, for the hex variant,
-/// the characters at the nonce position are not hex digits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BlobTooShort {
-    /// Length of the blob that was given, in bytes (binary) or hex chars
-    /// (hex variant).
-    pub len: usize,
-}
-
-impl fmt::Display for BlobTooShort {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "hashing blob of length {} has no valid nonce at bytes 39..43",
-            self.len
-        )
-    }
-}
-
-impl std::error::Error for BlobTooShort {}
-
-/// Writes `fixed_byte` into a binary hashing blob at byte 42
-/// ([`FIXED_BYTE_OFFSET`]), the most significant nonce byte. The other nonce
-/// bytes are left as they are.
-///
-/// # Errors
-///
-/// [`BlobTooShort`] (blob unchanged) if `blob.len() < 43`.
-pub fn set_blob_fixed_byte(blob: &mut [u8], fixed_byte: u8) -> Result<(), BlobTooShort> {
-    let len = blob.len();
-    let byte = blob
-        .get_mut(FIXED_BYTE_OFFSET)
-        .ok_or(BlobTooShort { len })?;
-    *byte = fixed_byte;
-    Ok(())
-}
-
-/// Returns a copy of the hex-encoded hashing blob `blob_hex` with hex chars
-/// 84..86 ([`FIXED_BYTE_HEX_RANGE`], blob byte 42) replaced by `fixed_byte`
-/// as two lowercase hex digits. Everything else is copied unchanged.
-///
-/// # Errors
-///
-/// [`BlobTooShort`] if `blob_hex` is shorter than 86 chars or chars 84..86 are
-/// not two ASCII hex digits.
-///
-/// ```
-/// let blob = "00".repeat(76);
-/// let patched = nonce_split::set_blob_fixed_byte_hex(&blob, 0xb9).unwrap();
-/// assert_eq!(&patched[84..86], "b9");
-/// assert_eq!(patched.len(), blob.len());
-/// ```
-pub fn set_blob_fixed_byte_hex(blob_hex: &str, fixed_byte: u8) -> Result<String, BlobTooShort> {
-    let range = FIXED_BYTE_HEX_RANGE;
-    let err = BlobTooShort {
-        len: blob_hex.len(),
-    };
-    let Some(old) = blob_hex.as_bytes().get(range.clone()) else {
-        return Err(err);
-    };
-    if hex_pair(old[0], old[1]).is_none() {
-        return Err(err);
-    }
-    // Both chars are ASCII, so the range lies on char boundaries.
-    let mut out = String::with_capacity(blob_hex.len());
-    out.push_str(&blob_hex[..range.start]);
-    out.push(hex_digit(fixed_byte >> 4));
-    out.push(hex_digit(fixed_byte & 0x0f));
-    out.push_str(&blob_hex[range.end..]);
-    Ok(out)
-}
-
-fn hex_value(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
-fn hex_pair(high: u8, low: u8) -> Option<u8> {
-    Some(hex_value(high)? << 4 | hex_value(low)?)
-}
-
-fn hex_digit(nibble: u8) -> char {
-    char::from(b"0123456789abcdef"[usize::from(nibble & 0x0f)])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -516,7 +395,6 @@ mod tests {
     fn layout_constants() {
         assert_eq!(NONCE_OFFSET, 39);
         assert_eq!(FIXED_BYTE_OFFSET, 42);
-        assert_eq!(FIXED_BYTE_HEX_RANGE, 84..86);
     }
 
     #[test]
@@ -721,62 +599,5 @@ mod tests {
         assert_eq!(nonce_fixed_byte([0xff, 0xff, 0xff, 0]), 0);
         let nonce = 0xb912_3456u32.to_le_bytes();
         assert_eq!(nonce_fixed_byte(nonce), 0xb9);
-    }
-
-    #[test]
-    fn fixed_byte_of_nonce_hex() {
-        assert_eq!(nonce_fixed_byte_from_hex("000000b9"), Some(0xb9));
-        assert_eq!(nonce_fixed_byte_from_hex("563412B9"), Some(0xb9));
-        assert_eq!(nonce_fixed_byte_from_hex("ffffff00"), Some(0));
-        assert_eq!(nonce_fixed_byte_from_hex(""), None);
-        assert_eq!(nonce_fixed_byte_from_hex("000000b"), None);
-        assert_eq!(nonce_fixed_byte_from_hex("000000b90"), None);
-        assert_eq!(nonce_fixed_byte_from_hex("000000bg"), None);
-        assert_eq!(nonce_fixed_byte_from_hex("0000+0b9"), None);
-        assert_eq!(nonce_fixed_byte_from_hex("000000é"), None);
-    }
-
-    #[test]
-    fn patch_binary_blob() {
-        let mut blob = vec![0x11u8; 76];
-        set_blob_fixed_byte(&mut blob, 0xb9).unwrap();
-        assert_eq!(blob[42], 0xb9);
-        assert_eq!(blob.iter().filter(|&&b| b != 0x11).count(), 1);
-        let nonce: [u8; 4] = blob[39..43].try_into().unwrap();
-        assert_eq!(nonce_fixed_byte(nonce), 0xb9);
-
-        let mut short = vec![0u8; 42];
-        assert_eq!(
-            set_blob_fixed_byte(&mut short, 1),
-            Err(BlobTooShort { len: 42 })
-        );
-        assert_eq!(short, vec![0u8; 42]);
-        let mut exact = vec![0u8; 43];
-        assert_eq!(set_blob_fixed_byte(&mut exact, 1), Ok(()));
-        assert_eq!(exact[42], 1);
-    }
-
-    #[test]
-    fn patch_hex_blob() {
-        let blob = "ab".repeat(76);
-        let patched = set_blob_fixed_byte_hex(&blob, 0x0c).unwrap();
-        assert_eq!(patched.len(), blob.len());
-        assert_eq!(&patched[..84], &blob[..84]);
-        assert_eq!(&patched[84..86], "0c");
-        assert_eq!(&patched[86..], &blob[86..]);
-        // The miner's nonce, read back from the patched blob's nonce field.
-        assert_eq!(nonce_fixed_byte_from_hex(&patched[78..86]), Some(0x0c));
-
-        assert_eq!(
-            set_blob_fixed_byte_hex(&"0".repeat(85), 1),
-            Err(BlobTooShort { len: 85 })
-        );
-        assert!(set_blob_fixed_byte_hex(&"0".repeat(86), 1).is_ok());
-        let mut bad = "0".repeat(100);
-        bad.replace_range(84..85, "z");
-        assert!(set_blob_fixed_byte_hex(&bad, 1).is_err());
-        let unicode = format!("{}é{}", "0".repeat(84), "0".repeat(20));
-        assert!(set_blob_fixed_byte_hex(&unicode, 1).is_err());
-        assert!(!BlobTooShort { len: 3 }.to_string().is_empty());
     }
 }
