@@ -8,7 +8,6 @@
 //! created (the proxy's start), the time base of every hashrate window.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
@@ -19,7 +18,7 @@ use crate::workers::Workers;
 
 /// The consumers of proxy events.
 pub(crate) struct Events {
-    pub(crate) stats: Arc<Stats>,
+    pub(crate) stats: Stats,
     pub(crate) workers: Workers,
     /// Second 0 of the stats clock.
     pub(crate) epoch: Instant,
@@ -34,7 +33,7 @@ pub(crate) struct Events {
 impl Events {
     pub(crate) fn new(config: &Config) -> Self {
         let e = Self {
-            stats: Arc::new(Stats::default()),
+            stats: Stats::default(),
             workers: Workers::new(config.workers),
             epoch: Instant::now(),
             epoch_unix: SystemTime::now()

@@ -77,7 +77,6 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// State shared by every task of one proxy.
 pub(crate) struct Shared {
     pub(crate) config: Arc<ArcSwap<Config>>,
-    pub(crate) stats: Arc<Stats>,
     pub(crate) events: Arc<Events>,
     pub(crate) splitter: Splitter,
     /// The file the config came from, when started with [`Proxy::start_from_file`].
@@ -90,13 +89,18 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The proxy's counters (owned by the events that feed them).
+    pub(crate) fn stats(&self) -> &Stats {
+        &self.events.stats
+    }
+
     fn register(&self, miner: &Arc<MinerT>) {
-        self.stats.miner_connected();
+        self.stats().miner_connected();
         lock(&self.miners).insert(miner.id, miner.clone());
     }
 
     fn unregister(&self, miner: &MinerT) {
-        self.stats.miner_disconnected();
+        self.stats().miner_disconnected();
         lock(&self.miners).remove(&miner.id);
     }
 }
@@ -137,7 +141,6 @@ impl Proxy {
         }
         let rate_limiter = ratelimit::RateLimiter::new(&config.rate_limit);
         let events = Arc::new(Events::new(&config));
-        let stats = events.stats.clone();
         let config = Arc::new(ArcSwap::from_pointee(config));
         let accept_stop = CancellationToken::new();
         let conn_stop = CancellationToken::new();
@@ -145,7 +148,6 @@ impl Proxy {
         let shared = Arc::new(Shared {
             splitter: Splitter::new(config.clone(), events.clone(), upstream_stop.clone()),
             config,
-            stats,
             events,
             config_path: std::sync::OnceLock::new(),
             rate_limiter,
@@ -336,12 +338,12 @@ impl Monitor {
 
     /// A copy of the counters.
     pub fn stats(&self) -> StatsSnapshot {
-        self.shared.stats.snapshot()
+        self.shared.stats().snapshot()
     }
 
     /// Blocks found through daemon upstreams.
     pub fn blocks(&self) -> u64 {
-        self.shared.stats.blocks.load(Relaxed)
+        self.shared.stats().blocks.load(Relaxed)
     }
 
     /// Upstream connections by state.
@@ -379,7 +381,7 @@ impl ProxyHandle {
 
     /// A copy of the counters.
     pub fn stats(&self) -> StatsSnapshot {
-        self.shared.stats.snapshot()
+        self.shared.stats().snapshot()
     }
 
     /// Upstream connections by state.
@@ -392,26 +394,29 @@ impl ProxyHandle {
         self.shared.splitter.mapper_loads()
     }
 
+    /// Waits up to `limit` for the shares in flight to be answered; returns how many are
+    /// still waiting.
+    async fn drain_in_flight(&self, limit: Duration) -> u64 {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let left = self.shared.stats().in_flight.load(Relaxed);
+            if left == 0 || tokio::time::Instant::now() >= deadline {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Stops the proxy: stops accepting, waits up to `grace` for the shares in flight to be
     /// answered by their pools (and sent to their miners), then closes every connection and
     /// waits for all tasks to end.
     pub async fn shutdown(self, grace: Duration) {
         self.accept_stop.cancel();
-        let deadline = tokio::time::Instant::now() + grace;
-        while self.shared.stats.in_flight.load(Relaxed) > 0
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.drain_in_flight(grace).await;
         // Closing the upstreams answers whatever is still waiting ("Connection to pool
         // lost"); give those answers a moment to reach their miners before closing them.
         self.upstream_stop.cancel();
-        let settle = tokio::time::Instant::now() + Duration::from_secs(1);
-        while self.shared.stats.in_flight.load(Relaxed) > 0 && tokio::time::Instant::now() < settle
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let left = self.shared.stats.in_flight.load(Relaxed);
+        let left = self.drain_in_flight(Duration::from_secs(1)).await;
         if left > 0 {
             tracing::warn!("{left} shares still unanswered at shutdown");
         }

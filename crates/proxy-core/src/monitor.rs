@@ -100,7 +100,7 @@ impl Monitor {
 
     /// The pool reply latency histogram of pool-accepted shares.
     pub fn latency_histogram(&self) -> LatencyHistogram {
-        self.shared.stats.latency_histogram()
+        self.shared.stats().latency_histogram()
     }
 }
 
