@@ -114,22 +114,30 @@ fn ci() -> anyhow::Result<()> {
 
 fn demo(args: &[String]) -> anyhow::Result<()> {
     ensure_packages(PACKAGES)?;
-    run(cargo().args([
+    let release = build_release(&["proxy-cli", "demo"])?;
+    run(Command::new(release.join("demo"))
+        .arg("--proxy")
+        .arg(release.join("proxy-cli"))
+        .args(args))
+}
+
+/// Builds the binaries `bins` (of `proxy-cli` and `test-support`) in release; returns the
+/// directory they are in.
+fn build_release(bins: &[&str]) -> anyhow::Result<PathBuf> {
+    let mut cmd = cargo();
+    cmd.args([
         "build",
         "--release",
         "-p",
         "proxy-cli",
         "-p",
         "test-support",
-        "--bins",
-    ]))?;
-    let target =
-        std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root().join("target"), PathBuf::from);
-    let release = target.join("release");
-    run(Command::new(release.join("demo"))
-        .arg("--proxy")
-        .arg(release.join("proxy-cli"))
-        .args(args))
+    ]);
+    for b in bins {
+        cmd.args(["--bin", b]);
+    }
+    run(&mut cmd)?;
+    Ok(target_dir().join("release"))
 }
 
 fn target_dir() -> PathBuf {
@@ -218,19 +226,7 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
             loadgen_args.push(a.clone());
         }
     }
-    run(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "proxy-cli",
-        "-p",
-        "test-support",
-        "--bin",
-        "proxy-cli",
-        "--bin",
-        "loadgen",
-    ]))?;
-    let release = target_dir().join("release");
+    let release = build_release(&["proxy-cli", "loadgen"])?;
     let dir = target_dir().join("bench");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
 
