@@ -298,15 +298,15 @@ impl Miner {
     }
 
     fn handle_submit(self: &Arc<Self>, shared: &Shared, id: Id, p: SubmitParams) {
-        let route = {
+        let routed = {
             let st = self.state();
             if st.phase != MinerPhase::Ready || !session_matches(st.session, &p.id) {
                 None
             } else {
-                st.route.clone()
+                st.route.clone().map(|r| (r, st.custom_diff))
             }
         };
-        let Some(route) = route else {
+        let Some((route, custom_diff)) = routed else {
             self.reply_error(&id, "Unauthenticated");
             return;
         };
@@ -323,18 +323,37 @@ impl Miner {
         let Some(share_diff) = result_difficulty(&p.result) else {
             return refuse("Invalid result");
         };
-        route
-            .mapper
-            .submit(self, route.fixed_byte, id, p, nonce, share_diff);
+        let share = SubmittedShare {
+            id,
+            params: p,
+            nonce,
+            share_diff,
+            custom_diff,
+        };
+        route.mapper.submit(self, route.fixed_byte, share);
     }
 
-    /// Sends `line` as the reply to a request (used by the splitter).
+    /// Answers request `id`: `{"status":"OK"}` or an error with the message.
     pub(crate) fn reply(&self, id: &Id, result: Result<(), &str>) {
         match result {
             Ok(()) => self.send_line(encode_status(id, "OK")),
             Err(m) => self.send_line(encode_error(id, m)),
         };
     }
+}
+
+/// A submit that passed the session's own checks (RFC §6.2 steps 1–3), for the splitter.
+pub(crate) struct SubmittedShare {
+    /// The request id to answer under.
+    pub(crate) id: Id,
+    /// The submit's params as sent.
+    pub(crate) params: SubmitParams,
+    /// The 4 nonce bytes, blob order (little-endian).
+    pub(crate) nonce: [u8; 4],
+    /// The difficulty the share's `result` hash meets.
+    pub(crate) share_diff: u64,
+    /// The miner's custom difficulty; 0 = none (RFC §14).
+    pub(crate) custom_diff: u64,
 }
 
 /// Splits a `WALLET+DIFF` login into the wallet and the custom difficulty (RFC §14):

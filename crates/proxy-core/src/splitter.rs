@@ -16,14 +16,14 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use nonce_split::{JobMatch, NonceStorage};
 use pool_client::{FailoverOptions, Share, ShareError, Upstream, UpstreamListener, UpstreamState};
-use stratum_proto::cryptonote::{encode_login_ok, JobLine, SubmitParams};
+use stratum_proto::cryptonote::{encode_login_ok, JobLine};
 use stratum_proto::{difficulty_to_target, Id, Job};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Mode};
 use crate::events::Events;
 use crate::lock;
-use crate::miner::{Miner, MinerPhase};
+use crate::miner::{Miner, MinerPhase, SubmittedShare};
 
 /// NiceHash: miners per upstream connection (one per value of the fixed byte).
 pub const NICEHASH_SLOTS: usize = 256;
@@ -208,16 +208,14 @@ impl Mapper {
     }
 
     /// Checks a share against the mapper's jobs and forwards it (RFC §6.2 step 4, §8.2).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn submit(
-        &self,
-        miner: &Arc<Miner>,
-        fixed_byte: Option<u8>,
-        id: Id,
-        p: SubmitParams,
-        nonce: [u8; 4],
-        share_diff: u64,
-    ) {
+    pub(crate) fn submit(&self, miner: &Arc<Miner>, fixed_byte: Option<u8>, share: SubmittedShare) {
+        let SubmittedShare {
+            id,
+            params: p,
+            nonce,
+            share_diff,
+            custom_diff,
+        } = share;
         let refuse = |message: &str| {
             self.events.invalid(miner, message);
             miner.reply(&id, Err(message));
@@ -245,8 +243,7 @@ impl Mapper {
             }
         }
         let pool_difficulty = info.difficulty;
-        let custom = miner.state().custom_diff;
-        let difficulty = effective_difficulty(custom, pool_difficulty);
+        let difficulty = effective_difficulty(custom_diff, pool_difficulty);
         if share_diff < difficulty {
             drop(st);
             return refuse("Low difficulty share");
@@ -261,7 +258,9 @@ impl Mapper {
         }
         let Some(upstream) = self.upstream.get() else {
             drop(st);
-            return miner.reply(&id, Err(&ShareError::NotConnected.to_string()));
+            let reason = ShareError::NotConnected.to_string();
+            self.events.reject(miner, &reason);
+            return miner.reply(&id, Err(&reason));
         };
         let seq = st.next_seq;
         st.next_seq += 1;
