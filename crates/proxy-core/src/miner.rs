@@ -137,11 +137,6 @@ impl Miner {
         self.state().phase
     }
 
-    /// The fixed byte (NiceHash slot) of the miner, once it has one.
-    pub fn fixed_byte(&self) -> Option<u8> {
-        self.state().route.as_ref().and_then(|r| r.fixed_byte)
-    }
-
     /// Queues bytes for the miner. Returns false when the miner is closed or its outbox just
     /// overflowed (the connection task then closes it).
     pub(crate) fn send<I: IntoIterator<Item = Bytes>>(&self, chunks: I) -> bool {
