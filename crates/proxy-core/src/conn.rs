@@ -1,42 +1,54 @@
-//! Listeners and the connection task of one miner: moves bytes between the socket and the
-//! [`Miner`], over plain TCP or TLS.
+//! Listeners, and the socket side of a miner: reading lines, writing answers and jobs, over
+//! plain TCP or TLS, without a task per connection.
 //!
 //! ```text
-//! accept ─▶ rate limit (refused: dropped before any read) ─▶ task:
-//!   [TLS: detect / handshake, within the login timeout] ─▶ Miner ─▶ loop {
-//!       write the outbox as far as the socket takes it
-//!       wait: stop | output queued | readable | writable (when blocked) | timeout
-//!       read what is there, handle every complete line
-//!   }
+//! accept ─▶ rate limit (refused: dropped before any read)
+//!   plain TCP: ──────────────────────────────────────────▶ Miner ─▶ drive()
+//!   TLS:       task: [detect] handshake, within the login timeout ─▶ Miner ─▶ drive()
+//!
+//! socket readable/writable ─▶ the miner's waker ─▶ its dispatcher's ready queue
+//! dispatcher task: for each ready miner: drive() = read and handle every complete line,
+//!                  write what waits, register for the next readiness
+//! splitter (job, pool answer): Miner::send ─▶ written to the socket at once when nothing
+//!                  waits before it; the rest waits for writability
+//! tick (1 s): miners past their login or inactivity deadline are closed
 //! ```
 //!
-//! The loop is written once, over the small [`Transport`] trait: a non-blocking read, a
-//! non-blocking vectored write and readiness waits of the TCP socket underneath. Plain TCP
-//! implements it with tokio's `try_*` calls; TLS (`tokio_rustls::server::TlsStream`) by polling
-//! the stream once with a no-op waker and waiting on the TCP socket's readiness when it is
-//! pending (it is pending only after the socket said `WouldBlock`, so that readiness is the
-//! right thing to wait for).
+//! A connected miner costs no tokio task: its [`Miner`] is its own [`Waker`]. When the socket
+//! becomes ready, tokio wakes the miner, which puts itself (once) in the ready queue of one of
+//! the dispatcher tasks (one per runtime worker; miners are spread over them by id). The
+//! dispatcher drives the miner: non-blocking reads until the socket has nothing more, each
+//! complete line handled by [`Miner::handle_line`] outside the socket lock, then a
+//! non-blocking vectored write of the outbox, then the socket's readiness is polled with the
+//! miner's waker so the next event comes back the same way.
 //!
-//! No read buffer is kept while a miner is idle: the task waits for readability, reads what
-//! is there, handles every complete line and drops the buffer when nothing is left over (a
-//! TLS connection still has rustls' own record buffers). The outbox is written with vectored
-//! writes, so a job shared by 256 miners is sent from one encoding without copying. Writing
-//! never blocks the loop: a miner that does not read keeps being served until its outbox
-//! overflows, its timeout strikes or the proxy stops.
+//! Output is written by whoever produces it (the dispatcher for answers, the upstream's task
+//! for jobs and pool answers) straight to the socket when nothing is queued before it, so a
+//! job reaches 256 miners without waking 256 tasks; only what the socket does not take waits
+//! in the outbox, for writability. A miner that does not read keeps being served until its
+//! outbox passes [`MAX_OUTBOX_BYTES`], its timeout strikes or the proxy stops.
+//!
+//! No read buffer is kept while a miner is idle (it is dropped once every complete line is
+//! handled), and an empty outbox holds no allocation. A TLS connection still has rustls' own
+//! record buffers.
+//!
+//! Lock order: a miner's socket lock is taken last and never held while calling out: lines
+//! are handled, and closes run, after it is released.
 
-use std::future::Future;
+use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::sync::atomic::Ordering::{AcqRel, Relaxed, Release};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use stratum_proto::LineCodec;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
@@ -45,16 +57,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::miner::{Flow, Miner, MinerPhase};
 use crate::ratelimit::Decision;
-use crate::Shared;
+use crate::{lock, Shared};
 
 /// A miner must log in within this time (RFC §6); a TLS handshake counts against it.
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// A logged-in miner that sends nothing (submit, keepalived) for this long is closed (RFC §6).
 pub const INACTIVITY_TIMEOUT: Duration = Duration::from_secs(600);
-/// Bytes read per read call.
+/// Most bytes a miner's outbox may hold before the miner is disconnected as too slow.
+pub(crate) const MAX_OUTBOX_BYTES: usize = 256 * 1024;
+/// Bytes offered to each read call.
 const READ_CHUNK: usize = 2048;
-/// Reads per wake-up before other work gets a turn (a miner sending without pause).
-const READS_PER_WAKE: usize = 16;
+/// Lines handled per drive before other miners get a turn (a miner sending without pause).
+const LINES_PER_DRIVE: usize = 64;
 /// Chunks per vectored write.
 const WRITE_BATCH: usize = 64;
 /// How long the last answers may take to go out when the proxy stops.
@@ -142,113 +156,103 @@ pub(crate) fn admit(shared: &Shared, peer: SocketAddr) -> bool {
     }
 }
 
-/// Serves one accepted connection: the TLS handshake when the listener asks for it (inside
-/// this task, within the login timeout), then the miner until it leaves, times out,
-/// misbehaves fatally or the proxy stops.
-pub(crate) async fn serve(
-    shared: Arc<Shared>,
+/// Starts serving an accepted connection. Plain TCP is served at once, without a task; a
+/// listener that may see TLS gets a short task for the detection and the handshake (within
+/// the login timeout), which ends once the miner is served.
+pub(crate) fn accept(
+    shared: &Arc<Shared>,
     tcp: TcpStream,
     peer: SocketAddr,
-    tls: TlsMode,
-    stop: CancellationToken,
+    tls: &TlsMode,
+    stop: &CancellationToken,
+    tracker: &tokio_util::task::TaskTracker,
 ) {
     let _ = tcp.set_nodelay(true);
     let deadline = Instant::now() + LOGIN_TIMEOUT;
-    let acceptor = match tls {
-        TlsMode::Off => None,
-        TlsMode::Strict(a) => Some(a),
-        TlsMode::Detect(a) => {
-            let mut first = [0u8; 1];
-            let peeked = tokio::select! {
-                () = stop.cancelled() => return,
-                r = tokio::time::timeout_at(deadline, tcp.peek(&mut first)) => r,
-            };
-            match peeked {
-                Ok(Ok(1..)) if first[0] == TLS_HANDSHAKE => Some(a),
-                Ok(Ok(1..)) => None,
-                Ok(Ok(0) | Err(_)) | Err(_) => return,
-            }
+    match tls {
+        TlsMode::Off => start(shared, Io::Tcp(tcp), peer, deadline),
+        TlsMode::Strict(a) => {
+            tracker.spawn(handshake(
+                shared.clone(),
+                tcp,
+                peer,
+                a.clone(),
+                false,
+                deadline,
+                stop.clone(),
+            ));
         }
-    };
-    match acceptor {
-        None => serve_miner(shared, tcp, peer, deadline, stop).await,
-        // Boxed: the handshake and a rustls connection are kilobytes of future state, which
-        // would otherwise size every plain miner's task too.
-        Some(acceptor) => {
-            Box::pin(serve_tls(shared, tcp, peer, acceptor, deadline, stop)).await;
+        TlsMode::Detect(a) => {
+            tracker.spawn(handshake(
+                shared.clone(),
+                tcp,
+                peer,
+                a.clone(),
+                true,
+                deadline,
+                stop.clone(),
+            ));
         }
     }
 }
 
-/// The TLS part of [`serve`]: handshake within the login deadline, then the miner loop.
-async fn serve_tls(
+/// The TLS part of [`accept`]: with `detect`, a connection whose first byte is not a TLS
+/// handshake is served as plain TCP; otherwise the handshake, then the miner.
+async fn handshake(
     shared: Arc<Shared>,
     tcp: TcpStream,
     peer: SocketAddr,
     acceptor: TlsAcceptor,
+    detect: bool,
     deadline: Instant,
     stop: CancellationToken,
 ) {
-    let handshake = tokio::select! {
+    if detect {
+        let mut first = [0u8; 1];
+        let peeked = tokio::select! {
+            () = stop.cancelled() => return,
+            r = tokio::time::timeout_at(deadline, tcp.peek(&mut first)) => r,
+        };
+        match peeked {
+            Ok(Ok(1..)) if first[0] == TLS_HANDSHAKE => {}
+            Ok(Ok(1..)) => return start(&shared, Io::Tcp(tcp), peer, deadline),
+            Ok(Ok(0) | Err(_)) | Err(_) => return,
+        }
+    }
+    let done = tokio::select! {
         () = stop.cancelled() => return,
         r = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => r,
     };
-    match handshake {
-        Ok(Ok(stream)) => serve_miner(shared, stream, peer, deadline, stop).await,
+    match done {
+        Ok(Ok(stream)) => start(&shared, Io::Tls(Box::new(stream)), peer, deadline),
         Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
     }
 }
 
-/// A byte stream to a miner, driven without blocking: the loop asks for readiness, then does
-/// non-blocking reads and writes.
-trait Transport {
-    /// True when a read shorter than the space offered means nothing more is there now (a
-    /// socket). False when the transport may hold read data back (TLS), so reading goes on
-    /// until `WouldBlock`.
-    const SHORT_READ_DRAINS: bool;
-    /// Waits until the socket underneath is readable.
-    fn wait_readable(&self) -> impl Future<Output = io::Result<()>> + Send + '_;
-    /// Waits until the socket underneath is writable.
-    fn wait_writable(&self) -> impl Future<Output = io::Result<()>> + Send + '_;
-    /// Appends what can be read now to `buf`; `Ok(0)` at end of stream, `WouldBlock` when
-    /// nothing is there.
-    fn read_now(&mut self, buf: &mut BytesMut) -> io::Result<usize>;
-    /// Takes what it can of `bufs` now; `WouldBlock` when it takes nothing.
-    fn write_now(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
-    /// Pushes out what the transport buffered itself; `Ok(true)` once nothing is left.
-    fn flush_now(&mut self) -> io::Result<bool>;
-    /// Starts an orderly close (TLS `close_notify`), without waiting.
-    fn close_now(&mut self);
+/// Registers a connected miner and serves what it may already have sent (a TLS handshake
+/// can bring the miner's first lines with its last flight).
+fn start(shared: &Arc<Shared>, io: Io, peer: SocketAddr, deadline: Instant) {
+    let id = shared.next_miner_id.fetch_add(1, Relaxed);
+    let ready = shared.dispatchers.pick(id);
+    let miner = Arc::new(Miner::new(id, peer, Conn::new(io), ready));
+    miner.set_deadline(shared, deadline);
+    shared.register(&miner);
+    miner.drive(shared);
 }
 
-impl Transport for TcpStream {
-    const SHORT_READ_DRAINS: bool = true;
-
-    fn wait_readable(&self) -> impl Future<Output = io::Result<()>> + Send + '_ {
-        self.readable()
-    }
-
-    fn wait_writable(&self) -> impl Future<Output = io::Result<()>> + Send + '_ {
-        self.writable()
-    }
-
-    fn read_now(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        self.try_read_buf(buf)
-    }
-
-    fn write_now(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.try_write_vectored(bufs)
-    }
-
-    fn flush_now(&mut self) -> io::Result<bool> {
-        Ok(true)
-    }
-
-    fn close_now(&mut self) {}
+/// The stream to a miner.
+enum Io {
+    /// Plain TCP.
+    Tcp(TcpStream),
+    /// TLS; boxed: a rustls connection is kilobytes.
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Closed: the socket is gone (dropping it deregistered it and released the wakers).
+    Closed,
 }
 
-/// Polls once with a waker that does nothing: the caller waits on socket readiness instead.
+/// Polls once with a waker that does nothing: readiness is waited for on the TCP socket
+/// underneath, with the miner's waker.
 fn poll_now<R>(f: impl FnOnce(&mut Context<'_>) -> Poll<R>) -> Poll<R> {
     f(&mut Context::from_waker(Waker::noop()))
 }
@@ -257,268 +261,602 @@ fn would_block() -> io::Error {
     io::ErrorKind::WouldBlock.into()
 }
 
-impl Transport for TlsStream<TcpStream> {
-    const SHORT_READ_DRAINS: bool = false;
-
-    fn wait_readable(&self) -> impl Future<Output = io::Result<()>> + Send + '_ {
-        self.get_ref().0.readable()
-    }
-
-    fn wait_writable(&self) -> impl Future<Output = io::Result<()>> + Send + '_ {
-        self.get_ref().0.writable()
-    }
-
-    fn read_now(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        let mut chunk = [0u8; READ_CHUNK];
-        let mut rb = ReadBuf::new(&mut chunk);
-        match poll_now(|cx| Pin::new(&mut *self).poll_read(cx, &mut rb)) {
-            Poll::Ready(Ok(())) => {
-                buf.extend_from_slice(rb.filled());
-                Ok(rb.filled().len())
+impl Io {
+    /// Appends what can be read now to `buf`: the byte count, 0 at the end of the stream,
+    /// `WouldBlock` when nothing is there.
+    ///
+    /// On TCP a read shorter than the space offered drains the socket; the read is then
+    /// reported to tokio as `WouldBlock` (its bytes kept), which clears the socket's readiness
+    /// so that the next poll registers for the next event instead of costing a read that
+    /// returns EAGAIN. tokio keeps the readiness when an event arrived meanwhile, so no data
+    /// is missed.
+    fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        match self {
+            Io::Tcp(tcp) => {
+                let mut got = 0;
+                let tcp = &*tcp;
+                let r = tcp.try_io(Interest::READABLE, || {
+                    let offered = buf.capacity() - buf.len();
+                    let n = tcp.try_read_buf(buf)?;
+                    got = n;
+                    if n > 0 && n < offered {
+                        Err(would_block())
+                    } else {
+                        Ok(n)
+                    }
+                });
+                match r {
+                    Err(e) if got > 0 && e.kind() == io::ErrorKind::WouldBlock => Ok(got),
+                    r => r,
+                }
             }
-            Poll::Ready(Err(e)) => Err(e),
-            Poll::Pending => Err(would_block()),
+            Io::Tls(tls) => {
+                let mut chunk = [0u8; READ_CHUNK];
+                let mut rb = ReadBuf::new(&mut chunk);
+                match poll_now(|cx| Pin::new(&mut **tls).poll_read(cx, &mut rb)) {
+                    Poll::Ready(Ok(())) => {
+                        buf.extend_from_slice(rb.filled());
+                        Ok(rb.filled().len())
+                    }
+                    Poll::Ready(Err(e)) => Err(e),
+                    Poll::Pending => Err(would_block()),
+                }
+            }
+            Io::Closed => Err(io::ErrorKind::NotConnected.into()),
         }
     }
 
-    fn write_now(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        match poll_now(|cx| Pin::new(&mut *self).poll_write_vectored(cx, bufs)) {
-            Poll::Ready(r) => r,
-            Poll::Pending => Err(would_block()),
+    /// Takes what it can of `bufs` now; `WouldBlock` when it takes nothing.
+    fn write(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Io::Tcp(tcp) => tcp.try_write_vectored(bufs),
+            Io::Tls(tls) => match poll_now(|cx| Pin::new(&mut **tls).poll_write_vectored(cx, bufs))
+            {
+                Poll::Ready(r) => r,
+                Poll::Pending => Err(would_block()),
+            },
+            Io::Closed => Err(io::ErrorKind::NotConnected.into()),
         }
     }
 
-    fn flush_now(&mut self) -> io::Result<bool> {
-        match poll_now(|cx| Pin::new(&mut *self).poll_flush(cx)) {
-            Poll::Ready(r) => r.map(|()| true),
-            Poll::Pending => Ok(false),
+    /// Pushes out what TLS buffered itself; `Ok(true)` once nothing is left.
+    fn flush(&mut self) -> io::Result<bool> {
+        match self {
+            Io::Tls(tls) => match poll_now(|cx| Pin::new(&mut **tls).poll_flush(cx)) {
+                Poll::Ready(r) => r.map(|()| true),
+                Poll::Pending => Ok(false),
+            },
+            Io::Tcp(_) | Io::Closed => Ok(true),
         }
     }
 
-    fn close_now(&mut self) {
-        self.get_mut().1.send_close_notify();
-        let _ = self.flush_now();
+    fn tcp(&self) -> Option<&TcpStream> {
+        match self {
+            Io::Tcp(t) => Some(t),
+            Io::Tls(t) => Some(t.get_ref().0),
+            Io::Closed => None,
+        }
+    }
+
+    /// Registers `cx`'s waker for readability; `Ready` when the socket is readable already.
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.tcp()
+            .map_or(Poll::Ready(Err(io::ErrorKind::NotConnected.into())), |t| {
+                t.poll_read_ready(cx)
+            })
+    }
+
+    /// Registers `cx`'s waker for writability; `Ready` when the socket is writable already.
+    fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.tcp()
+            .map_or(Poll::Ready(Err(io::ErrorKind::NotConnected.into())), |t| {
+                t.poll_write_ready(cx)
+            })
+    }
+
+    /// Starts an orderly close (TLS `close_notify`), without waiting.
+    fn close(&mut self) {
+        if let Io::Tls(tls) = self {
+            tls.get_mut().1.send_close_notify();
+            let _ = self.flush();
+        }
     }
 }
 
-/// What woke the loop.
-enum Wake {
-    Stop,
-    Output,
-    Readable,
-    Writable,
-    Deadline,
-    Failed(&'static str),
+/// The socket of one miner and what waits to be read from it or written to it. Lives in the
+/// [`Miner`], behind its own lock.
+pub(crate) struct Conn {
+    io: Io,
+    /// Bytes read and not yet handled (no allocation while the miner is idle).
+    rbuf: BytesMut,
+    codec: LineCodec,
+    /// Output the socket did not take yet, in order (no allocation while empty).
+    outbox: VecDeque<Bytes>,
+    out_bytes: usize,
+    /// Why the connection must close, set where it cannot be closed at once (a write from
+    /// another task failed, the outbox overflowed); the next drive closes it.
+    failed: Option<&'static str>,
 }
 
-/// Serves one miner over `io` until it leaves, times out, misbehaves fatally or the proxy
-/// stops. `deadline` is the login deadline, counted from the accept.
-async fn serve_miner<T: Transport>(
-    shared: Arc<Shared>,
-    mut io: T,
-    peer: SocketAddr,
-    mut deadline: Instant,
-    stop: CancellationToken,
-) {
-    let id = shared.next_miner_id.fetch_add(1, Relaxed);
-    let miner = Arc::new(Miner::new(id, peer));
-    shared.register(&miner);
-    let mut buf = BytesMut::new();
-    let mut codec = LineCodec::default();
-    let mut out: Vec<Bytes> = Vec::new();
-    // Read before the first wait: a TLS handshake may have brought in the miner's first
-    // lines with its last flight, and they sit decrypted in rustls, not in the socket.
-    let mut read_first = true;
-
-    let reason = loop {
-        let blocked = match write_out(&mut io, &miner, &mut out) {
-            Ok(Written::All) => false,
-            Ok(Written::Blocked) => true,
-            Ok(Written::Overflow) => {
-                tracing::warn!(miner = id, %peer, "miner is not reading; send queue full");
-                break "send queue full";
-            }
-            Err(_) => break "write error",
-        };
-        let wake = if std::mem::take(&mut read_first) {
-            Wake::Readable
-        } else {
-            tokio::select! {
-                biased;
-                () = stop.cancelled() => Wake::Stop,
-                () = miner.notify.notified() => Wake::Output,
-                r = io.wait_readable() => {
-                    r.map_or(Wake::Failed("read error"), |()| Wake::Readable)
-                }
-                r = io.wait_writable(), if blocked => {
-                    r.map_or(Wake::Failed("write error"), |()| Wake::Writable)
-                }
-                () = tokio::time::sleep_until(deadline) => Wake::Deadline,
-            }
-        };
-        match wake {
-            Wake::Output | Wake::Writable => {}
-            Wake::Readable => {
-                if let Err(why) = read_lines(
-                    &shared,
-                    &miner,
-                    &mut io,
-                    &mut buf,
-                    &mut codec,
-                    &mut deadline,
-                ) {
-                    break why;
-                }
-            }
-            Wake::Stop => {
-                // Let the last answers out, briefly.
-                let _ = tokio::time::timeout(STOP_FLUSH, drain(&mut io, &miner, &mut out)).await;
-                break "proxy stopping";
-            }
-            Wake::Deadline => {
-                if miner.phase() == MinerPhase::WaitLogin {
-                    break "login timeout";
-                }
-                tracing::warn!(miner = id, %peer, "closing inactive miner");
-                break "inactivity timeout";
-            }
-            Wake::Failed(why) => break why,
+impl Conn {
+    fn new(io: Io) -> Self {
+        Self {
+            io,
+            rbuf: BytesMut::new(),
+            codec: LineCodec::default(),
+            outbox: VecDeque::new(),
+            out_bytes: 0,
+            failed: None,
         }
-    };
-    tracing::debug!(miner = id, %peer, "closing: {reason}");
-    io.close_now();
-    miner.state().phase = MinerPhase::Closing;
-    miner.close_outbox();
-    shared.splitter.on_close(&miner);
-    shared.events.close(&miner);
-    shared.unregister(&miner);
+    }
+
+    /// A connection with no socket (a miner built by tests).
+    #[cfg(test)]
+    pub(crate) fn detached() -> Self {
+        Self::new(Io::Closed)
+    }
+
+    fn is_closed(&self) -> bool {
+        matches!(self.io, Io::Closed)
+    }
 }
 
-/// Reads what the transport has and handles every complete line. `Err` names why the
-/// connection must close.
-fn read_lines<T: Transport>(
-    shared: &Shared,
-    miner: &Arc<Miner>,
-    io: &mut T,
-    buf: &mut BytesMut,
-    codec: &mut LineCodec,
-    deadline: &mut Instant,
-) -> Result<(), &'static str> {
-    for _ in 0..READS_PER_WAKE {
-        buf.reserve(READ_CHUNK);
-        match io.read_now(buf) {
-            Ok(0) => return Err("closed by miner"),
-            Ok(n) => {
-                miner.rx.fetch_add(n as u64, Relaxed);
-                loop {
-                    match codec.decode(buf) {
-                        Ok(Some(line)) => {
-                            if miner.handle_line(shared, &line) == Flow::Active
-                                && miner.phase() != MinerPhase::WaitLogin
-                            {
-                                *deadline = Instant::now() + INACTIVITY_TIMEOUT;
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            tracing::warn!(miner = miner.id, peer = %miner.peer, "{e}; closing");
-                            return Err("line too long");
-                        }
+/// What [`Conn::next_line`] found.
+enum Next {
+    /// A complete line.
+    Line(BytesMut),
+    /// Nothing more now; the waker is registered for readability.
+    Idle,
+    /// The connection must close, for this reason.
+    Close(&'static str),
+}
+
+impl Conn {
+    /// The next complete line: from what was read already, else from the socket. Registers
+    /// `cx` for readability once the socket has nothing more.
+    fn next_line(&mut self, miner: &Miner, cx: &mut Context<'_>) -> Next {
+        if let Some(why) = self.failed {
+            return Next::Close(why);
+        }
+        loop {
+            match self.codec.decode(&mut self.rbuf) {
+                Ok(Some(line)) => return Next::Line(line),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(miner = miner.id, peer = %miner.peer, "{e}; closing");
+                    return Next::Close("line too long");
+                }
+            }
+            if self.is_closed() {
+                return Next::Idle;
+            }
+            self.rbuf.reserve(READ_CHUNK);
+            match self.io.read(&mut self.rbuf) {
+                Ok(0) => return Next::Close("closed by miner"),
+                Ok(n) => {
+                    miner.rx.fetch_add(n as u64, Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.rbuf.is_empty() {
+                        // Idle miners hold no read buffer.
+                        self.rbuf = BytesMut::new();
+                    }
+                    match self.io.poll_readable(cx) {
+                        Poll::Pending => return Next::Idle,
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(_)) => return Next::Close("read error"),
                     }
                 }
-                if T::SHORT_READ_DRAINS && n < READ_CHUNK {
-                    break;
-                }
+                Err(_) => return Next::Close("read error"),
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(_) => return Err("read error"),
         }
     }
-    if buf.is_empty() {
-        // Idle miners hold no read buffer.
-        *buf = BytesMut::new();
+
+    /// Queues `chunks` and writes as much of the outbox as the socket takes now; registers
+    /// `miner`'s waker for writability when some is left. `Err` names why the connection
+    /// must close.
+    fn push(&mut self, chunks: &[Bytes], miner: &Arc<Miner>) -> Result<(), &'static str> {
+        for c in chunks.iter().filter(|c| !c.is_empty()) {
+            self.out_bytes += c.len();
+            self.outbox.push_back(c.clone());
+        }
+        if self.out_bytes > MAX_OUTBOX_BYTES {
+            tracing::warn!(miner = miner.id, peer = %miner.peer, "miner is not reading; send queue full");
+            self.outbox = VecDeque::new();
+            self.out_bytes = 0;
+            return Err("send queue full");
+        }
+        self.flush(miner)
     }
-    Ok(())
-}
 
-/// How far [`write_out`] got.
-enum Written {
-    /// Everything queued went out.
-    All,
-    /// The socket is full; the rest waits for writability.
-    Blocked,
-    /// The miner's outbox overflowed: it is not reading.
-    Overflow,
-}
-
-/// Writes queued output as far as the transport takes it now.
-fn write_out<T: Transport>(io: &mut T, miner: &Miner, out: &mut Vec<Bytes>) -> io::Result<Written> {
-    loop {
-        // Topped up on every pass, blocked or not: this is also where an overflow shows.
-        if miner.take_output(out, WRITE_BATCH).is_none() {
-            return Ok(Written::Overflow);
+    /// Writes the outbox as far as the socket takes it now; registers `miner`'s waker for
+    /// writability when some is left.
+    fn flush(&mut self, miner: &Arc<Miner>) -> Result<(), &'static str> {
+        if self.is_closed() {
+            return Ok(());
         }
-        if out.is_empty() {
-            break;
-        }
-        let written = {
-            let slices: Vec<IoSlice<'_>> = out.iter().map(|b| IoSlice::new(b)).collect();
-            match io.write_now(&slices) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => n,
+        while !self.outbox.is_empty() {
+            let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
+            let mut k = 0;
+            for (slot, chunk) in slices.iter_mut().zip(self.outbox.iter()) {
+                *slot = IoSlice::new(chunk);
+                k += 1;
+            }
+            match self.io.write(&slices[..k]) {
+                Ok(0) => return Err("write error"),
+                Ok(n) => {
+                    miner.tx.fetch_add(n as u64, Relaxed);
+                    self.out_bytes -= n;
+                    advance(&mut self.outbox, n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    io.flush_now()?;
-                    return Ok(Written::Blocked);
+                    if self.io.flush().is_err() {
+                        return Err("write error");
+                    }
+                    return self.wait_writable(miner);
                 }
-                Err(e) => return Err(e),
+                Err(_) => return Err("write error"),
             }
-        };
-        miner.tx.fetch_add(written as u64, Relaxed);
-        advance(out, written);
+        }
+        // Nothing left: give the queue's memory back.
+        self.outbox = VecDeque::new();
+        match self.io.flush() {
+            Ok(true) => Ok(()),
+            Ok(false) => self.wait_writable(miner),
+            Err(_) => Err("write error"),
+        }
     }
-    Ok(if io.flush_now()? {
-        Written::All
-    } else {
-        Written::Blocked
-    })
-}
 
-/// Writes everything queued, waiting for the socket as needed (bound it with a timeout).
-async fn drain<T: Transport>(io: &mut T, miner: &Miner, out: &mut Vec<Bytes>) -> io::Result<()> {
-    while let Written::Blocked = write_out(io, miner, out)? {
-        io.wait_writable().await?;
+    fn wait_writable(&mut self, miner: &Arc<Miner>) -> Result<(), &'static str> {
+        let waker = Waker::from(miner.clone());
+        match self.io.poll_writable(&mut Context::from_waker(&waker)) {
+            Poll::Pending => Ok(()),
+            // Writable again already: let the dispatcher write the rest.
+            Poll::Ready(Ok(())) => {
+                miner.wake_by_ref();
+                Ok(())
+            }
+            Poll::Ready(Err(_)) => Err("write error"),
+        }
     }
-    Ok(())
 }
 
 /// Drops `n` written bytes from the front of `out`.
-fn advance(out: &mut Vec<Bytes>, mut n: usize) {
-    let mut done = 0;
-    for chunk in out.iter_mut() {
-        if n >= chunk.len() {
-            n -= chunk.len();
-            done += 1;
+fn advance(out: &mut VecDeque<Bytes>, mut n: usize) {
+    while n > 0 {
+        let Some(front) = out.front_mut() else { return };
+        if n >= front.len() {
+            n -= front.len();
+            out.pop_front();
         } else {
-            chunk.advance(n);
-            break;
+            front.advance(n);
+            return;
         }
     }
-    out.drain(..done);
+}
+
+/// Miners whose sockets became ready, waiting for their dispatcher.
+pub(crate) struct ReadyQueue {
+    queue: Mutex<Vec<Arc<Miner>>>,
+    notify: Notify,
+}
+
+impl ReadyQueue {
+    fn new() -> Self {
+        Self {
+            queue: Mutex::new(Vec::new()),
+            notify: Notify::new(),
+        }
+    }
+
+    /// A queue no dispatcher serves (a miner built by tests).
+    #[cfg(test)]
+    pub(crate) fn detached() -> Arc<Self> {
+        Arc::new(Self::new())
+    }
+
+    fn push(&self, miner: Arc<Miner>) {
+        let was_empty = {
+            let mut q = lock(&self.queue);
+            let e = q.is_empty();
+            q.push(miner);
+            e
+        };
+        if was_empty {
+            self.notify.notify_one();
+        }
+    }
+}
+
+/// The dispatcher tasks: one ready queue each.
+pub(crate) struct Dispatchers {
+    queues: Vec<Arc<ReadyQueue>>,
+}
+
+impl Dispatchers {
+    /// `n` queues (at least one), not served until [`Dispatchers::spawn`].
+    pub(crate) fn new(n: usize) -> Self {
+        Self {
+            queues: (0..n.max(1)).map(|_| Arc::new(ReadyQueue::new())).collect(),
+        }
+    }
+
+    /// The queue of miner `id`.
+    fn pick(&self, id: u64) -> Arc<ReadyQueue> {
+        let i = usize::try_from(id % self.queues.len() as u64).unwrap_or(0);
+        self.queues[i].clone()
+    }
+
+    /// Starts one dispatcher task per queue; they end when `stop` is cancelled.
+    pub(crate) fn spawn(
+        shared: &Arc<Shared>,
+        tracker: &tokio_util::task::TaskTracker,
+        stop: &CancellationToken,
+    ) {
+        for q in &shared.dispatchers.queues {
+            tracker.spawn(dispatch(shared.clone(), q.clone(), stop.clone()));
+        }
+    }
+}
+
+/// Drives every miner that its queue receives, until `stop`.
+async fn dispatch(shared: Arc<Shared>, queue: Arc<ReadyQueue>, stop: CancellationToken) {
+    let mut batch: Vec<Arc<Miner>> = Vec::new();
+    loop {
+        std::mem::swap(&mut *lock(&queue.queue), &mut batch);
+        if batch.is_empty() {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = queue.notify.notified() => continue,
+            }
+        }
+        for miner in batch.drain(..) {
+            miner.queued.store(false, Release);
+            miner.drive(&shared);
+        }
+        // Let the runtime's other tasks (upstreams, timers) in once this task used its
+        // scheduling budget.
+        tokio::task::consume_budget().await;
+    }
+}
+
+impl Wake for Miner {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    /// Queues the miner for its dispatcher, once until the dispatcher takes it.
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.queued.swap(true, AcqRel) {
+            self.ready.push(self.clone());
+        }
+    }
+}
+
+impl Miner {
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Conn> {
+        lock(&self.conn)
+    }
+
+    /// Serves the socket: handles every complete line that arrived, writes what waits, and
+    /// registers for the next readiness. Called by the dispatcher when the miner was woken.
+    pub(crate) fn drive(self: &Arc<Self>, shared: &Shared) {
+        let waker = Waker::from(self.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut more = true;
+        for _ in 0..LINES_PER_DRIVE {
+            let next = self.conn().next_line(self, &mut cx);
+            match next {
+                Next::Line(line) => {
+                    if self.handle_line(shared, &line) == Flow::Active
+                        && self.phase() != MinerPhase::WaitLogin
+                    {
+                        self.set_deadline(shared, Instant::now() + INACTIVITY_TIMEOUT);
+                    }
+                }
+                Next::Idle => {
+                    more = false;
+                    break;
+                }
+                Next::Close(why) => return self.close(shared, why),
+            }
+        }
+        if more {
+            // A miner sending without pause: come back to it after the others.
+            self.wake_by_ref();
+        }
+        let flushed = self.conn().flush(self);
+        if let Err(why) = flushed {
+            self.close(shared, why);
+        }
+    }
+
+    /// Queues bytes for the miner and writes them at once when nothing waits before them.
+    /// Returns false when the miner is closed or its outbox just overflowed (then it is
+    /// closed by its dispatcher).
+    pub(crate) fn send(self: &Arc<Self>, chunks: &[Bytes]) -> bool {
+        let mut c = self.conn();
+        if c.is_closed() || c.failed.is_some() {
+            return false;
+        }
+        match c.push(chunks, self) {
+            Ok(()) => true,
+            Err(why) => {
+                c.failed = Some(why);
+                drop(c);
+                self.wake_by_ref();
+                false
+            }
+        }
+    }
+
+    /// Queues one line (see [`Miner::send`]).
+    pub(crate) fn send_line(self: &Arc<Self>, line: Vec<u8>) -> bool {
+        self.send(&[Bytes::from(line)])
+    }
+
+    /// True while output waits for the socket.
+    pub(crate) fn has_output(&self) -> bool {
+        let c = self.conn();
+        !c.outbox.is_empty() && !c.is_closed()
+    }
+
+    /// Sets the moment after which the tick closes the miner (login or inactivity timeout).
+    pub(crate) fn set_deadline(&self, shared: &Shared, at: Instant) {
+        let ms = at.saturating_duration_since(shared.clock).as_millis();
+        self.deadline
+            .store(u64::try_from(ms).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    /// Whether the deadline passed at `now_ms` (milliseconds on the proxy clock).
+    pub(crate) fn expired(&self, now_ms: u64) -> bool {
+        now_ms >= self.deadline.load(Relaxed)
+    }
+
+    /// Closes the connection once: the socket is shut, the miner leaves its upstream and the
+    /// registry, and the close is counted and logged. Later calls do nothing.
+    pub(crate) fn close(self: &Arc<Self>, shared: &Shared, why: &str) {
+        if !self.shut() {
+            return;
+        }
+        tracing::debug!(miner = self.id, peer = %self.peer, "closing: {why}");
+        self.state().phase = MinerPhase::Closing;
+        shared.splitter.on_close(self);
+        shared.events.close(self);
+        shared.unregister(self);
+    }
+}
+
+impl Miner {
+    /// Shuts the socket and drops what waits in the buffers; false when it was shut already.
+    /// Dropping the socket deregisters it, which also drops the wakers it held (each one a
+    /// reference to this miner).
+    fn shut(&self) -> bool {
+        let io = {
+            let mut c = self.conn();
+            if c.is_closed() {
+                return false;
+            }
+            c.outbox = VecDeque::new();
+            c.out_bytes = 0;
+            c.rbuf = BytesMut::new();
+            let mut io = std::mem::replace(&mut c.io, Io::Closed);
+            io.close();
+            io
+        };
+        drop(io);
+        true
+    }
+}
+
+/// Closes every miner whose login or inactivity deadline has passed. Called every second.
+pub(crate) fn sweep_timeouts(shared: &Shared) {
+    let now = Instant::now();
+    let now_ms =
+        u64::try_from(now.saturating_duration_since(shared.clock).as_millis()).unwrap_or(u64::MAX);
+    let expired = shared.miners_where(|m| m.expired(now_ms));
+    for m in expired {
+        if m.phase() == MinerPhase::WaitLogin {
+            m.close(shared, "login timeout");
+        } else {
+            tracing::warn!(miner = m.id, peer = %m.peer, "closing inactive miner");
+            m.close(shared, "inactivity timeout");
+        }
+    }
+}
+
+/// Closes every miner when the proxy stops: gives the answers still queued up to
+/// [`STOP_FLUSH`] to go out, then closes.
+pub(crate) async fn close_all(shared: &Shared) {
+    let deadline = Instant::now() + STOP_FLUSH;
+    loop {
+        let waiting = !shared.miners_where(Miner::has_output).is_empty();
+        if !waiting || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for m in shared.live_miners() {
+        m.close(shared, "proxy stopping");
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A miner on the server side of a loopback connection, and the client side.
+    async fn pair() -> (Arc<Miner>, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, peer) = l.accept().await.unwrap();
+        let m = Miner::new(1, peer, Conn::new(Io::Tcp(server)), ReadyQueue::detached());
+        (Arc::new(m), client)
+    }
+
+    fn queued(m: &Miner) -> usize {
+        lock(&m.ready.queue).len()
+    }
+
+    #[tokio::test]
+    async fn readiness_queues_the_miner_once_and_its_lines_come_out() {
+        let (m, client) = pair().await;
+        let waker = Waker::from(m.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(matches!(m.conn().next_line(&m, &mut cx), Next::Idle));
+        assert_eq!(queued(&m), 0);
+        client.try_write(b"{\"a\":1}\n{\"b\":").unwrap();
+        for _ in 0..200 {
+            if queued(&m) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(queued(&m), 1, "woken into its dispatcher's queue");
+        m.wake_by_ref();
+        assert_eq!(queued(&m), 1, "queued once until the dispatcher takes it");
+        match m.conn().next_line(&m, &mut cx) {
+            Next::Line(l) => assert_eq!(&l[..], b"{\"a\":1}"),
+            _ => panic!("the complete line comes out"),
+        }
+        assert!(
+            matches!(m.conn().next_line(&m, &mut cx), Next::Idle),
+            "half a line waits"
+        );
+        assert_eq!(m.rx.load(Relaxed), 13);
+        m.shut();
+    }
+
+    #[tokio::test]
+    async fn shutting_a_miner_releases_the_references_its_socket_held() {
+        let (m, _client) = pair().await;
+        let waker = Waker::from(m.clone());
+        let mut cx = Context::from_waker(&waker);
+        // Register the miner as the socket's reader and writer waker.
+        assert!(matches!(m.conn().next_line(&m, &mut cx), Next::Idle));
+        let _ = m.conn().io.poll_writable(&mut cx);
+        drop(waker);
+        assert!(Arc::strong_count(&m) > 1, "the socket holds the miner");
+        let weak = Arc::downgrade(&m);
+        assert!(m.shut());
+        assert!(!m.shut(), "shut once");
+        drop(m);
+        assert!(
+            weak.upgrade().is_none(),
+            "nothing keeps a closed miner alive"
+        );
+    }
+
     #[test]
     fn advance_drops_and_slices() {
-        let mut v = vec![
+        let mut v: VecDeque<Bytes> = [
             Bytes::from_static(b"abc"),
             Bytes::from_static(b"de"),
             Bytes::from_static(b"f"),
-        ];
+        ]
+        .into();
         advance(&mut v, 4);
-        assert_eq!(v, vec![Bytes::from_static(b"e"), Bytes::from_static(b"f")]);
+        assert_eq!(v, [Bytes::from_static(b"e"), Bytes::from_static(b"f")]);
         advance(&mut v, 2);
         assert!(v.is_empty());
     }

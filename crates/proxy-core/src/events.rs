@@ -166,7 +166,7 @@ mod tests {
     use crate::miner::{LoginInfo, MinerPhase};
 
     fn logged_in_miner() -> Miner {
-        let m = Miner::new(1, ([127, 0, 0, 1], 5000).into());
+        let m = Miner::detached(1, ([127, 0, 0, 1], 5000).into());
         {
             let mut st = m.state();
             st.login = Some(Box::new(LoginInfo {

@@ -2,7 +2,7 @@
 //! config (go-proxy RFC §3, §5).
 //!
 //! ```text
-//! miners ──TCP──▶ listener ──▶ conn task ──▶ Miner (protocol, outbox)
+//! miners ──TCP──▶ listener ──▶ Miner (protocol, socket, outbox) ◀── dispatcher tasks
 //!                                             │ login / submit
 //!                                             ▼
 //!                                   Splitter ──▶ Mapper ──▶ pool_client::Upstream ──▶ pool
@@ -86,6 +86,10 @@ pub(crate) struct Shared {
     pub(crate) rate_limiter: ratelimit::RateLimiter,
     miners: Mutex<HashMap<MinerId, Arc<MinerT>>>,
     pub(crate) next_miner_id: AtomicU64,
+    /// The ready queues of the tasks that serve miner sockets.
+    pub(crate) dispatchers: conn::Dispatchers,
+    /// Time zero of the miners' deadlines (tokio's clock, so tests may pause it).
+    pub(crate) clock: tokio::time::Instant,
 }
 
 impl Shared {
@@ -153,8 +157,13 @@ impl Proxy {
             rate_limiter,
             miners: Mutex::new(HashMap::new()),
             next_miner_id: AtomicU64::new(1),
+            dispatchers: conn::Dispatchers::new(
+                tokio::runtime::Handle::current().metrics().num_workers(),
+            ),
+            clock: tokio::time::Instant::now(),
         });
         let tracker = TaskTracker::new();
+        conn::Dispatchers::spawn(&shared, &tracker, &conn_stop);
         let mut addrs = Vec::new();
         for l in listeners {
             let addr = l.local_addr().map_err(|source| ProxyError::Listen {
@@ -232,13 +241,7 @@ async fn accept_loop(
             Ok((stream, peer)) => {
                 // A refused connection is dropped here, before anything is read from it.
                 if conn::admit(&shared, peer) {
-                    tracker.spawn(conn::serve(
-                        shared.clone(),
-                        stream,
-                        peer,
-                        listener.tls().clone(),
-                        conn_stop.clone(),
-                    ));
+                    conn::accept(&shared, stream, peer, listener.tls(), &conn_stop, &tracker);
                 }
             }
             Err(e) if is_out_of_files(&e) => {
@@ -318,6 +321,7 @@ async fn tick_loop(shared: Arc<Shared>, stop: CancellationToken) {
             _ = tick.tick() => {
                 shared.splitter.gc(std::time::Instant::now());
                 shared.resync_workers();
+                conn::sweep_timeouts(&shared);
             }
         }
     }
@@ -420,6 +424,7 @@ impl ProxyHandle {
         if left > 0 {
             tracing::warn!("{left} shares still unanswered at shutdown");
         }
+        conn::close_all(&self.shared).await;
         self.conn_stop.cancel();
         self.tracker.close();
         self.tracker.wait().await;

@@ -10,28 +10,23 @@
 //!   10 s                   600 s                    600 s without submit/keepalived
 //! ```
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::Bytes;
 use stratum_proto::cryptonote::{
     encode_error, encode_getjob_ok, encode_status, parse_miner_request, LoginParams, MinerRequest,
     SessionParams, SubmitParams,
 };
 use stratum_proto::{parse_nonce, result_difficulty, Id};
-use tokio::sync::Notify;
 use uuid::Uuid;
 
+use crate::conn::{Conn, ReadyQueue};
 use crate::splitter::Route;
 use crate::{lock, Shared};
 
 /// Identifier of a miner connection, unique in the process, never 0.
 pub type MinerId = u64;
-
-/// Most bytes a miner's outbox may hold before the miner is disconnected as too slow.
-pub(crate) const MAX_OUTBOX_BYTES: usize = 256 * 1024;
 
 /// Lifecycle state (RFC §6); the numbers are the API's `state` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,8 +53,6 @@ pub struct LoginInfo {
     pub agent: String,
     /// `params.rigid`.
     pub rig_id: Option<String>,
-    /// `params.algo`.
-    pub algos: Vec<String>,
 }
 
 pub(crate) struct MinerState {
@@ -75,23 +68,22 @@ pub(crate) struct MinerState {
     pub(crate) custom_diff: u64,
 }
 
-#[derive(Default)]
-struct Outbox {
-    queue: VecDeque<Bytes>,
-    bytes: usize,
-    closed: bool,
-    overflowed: bool,
-}
-
-/// One miner connection, shared between its connection task and the splitter.
+/// One miner connection: its protocol state and its socket, shared between the dispatcher
+/// that serves the socket and the splitter (see `conn.rs`). The miner is also the waker of
+/// its socket: readiness queues it for its dispatcher.
 pub struct Miner {
     /// Process-unique id.
     pub id: MinerId,
     /// Remote address.
     pub peer: SocketAddr,
     pub(crate) state: Mutex<MinerState>,
-    outbox: Mutex<Outbox>,
-    pub(crate) notify: Notify,
+    pub(crate) conn: Mutex<Conn>,
+    /// In its dispatcher's ready queue (or about to be).
+    pub(crate) queued: AtomicBool,
+    /// Milliseconds on the proxy clock after which the miner is closed (login or inactivity
+    /// timeout).
+    pub(crate) deadline: AtomicU64,
+    pub(crate) ready: Arc<ReadyQueue>,
     /// Bytes received from the miner.
     pub rx: AtomicU64,
     /// Bytes sent to the miner.
@@ -108,7 +100,8 @@ pub(crate) enum Flow {
 }
 
 impl Miner {
-    pub(crate) fn new(id: MinerId, peer: SocketAddr) -> Self {
+    /// A miner on `conn`, woken through `ready`.
+    pub(crate) fn new(id: MinerId, peer: SocketAddr, conn: Conn, ready: Arc<ReadyQueue>) -> Self {
         Self {
             id,
             peer,
@@ -121,11 +114,19 @@ impl Miner {
                 diff: 0,
                 custom_diff: 0,
             }),
-            outbox: Mutex::new(Outbox::default()),
-            notify: Notify::new(),
+            conn: Mutex::new(conn),
+            queued: AtomicBool::new(false),
+            deadline: AtomicU64::new(u64::MAX),
+            ready,
             rx: AtomicU64::new(0),
             tx: AtomicU64::new(0),
         }
+    }
+
+    /// A miner with no socket and no dispatcher (tests of the bookkeeping around miners).
+    #[cfg(test)]
+    pub(crate) fn detached(id: MinerId, peer: SocketAddr) -> Self {
+        Self::new(id, peer, Conn::detached(), ReadyQueue::detached())
     }
 
     pub(crate) fn state(&self) -> MutexGuard<'_, MinerState> {
@@ -137,59 +138,7 @@ impl Miner {
         self.state().phase
     }
 
-    /// Queues bytes for the miner. Returns false when the miner is closed or its outbox just
-    /// overflowed (the connection task then closes it).
-    pub(crate) fn send<I: IntoIterator<Item = Bytes>>(&self, chunks: I) -> bool {
-        {
-            let mut o = lock(&self.outbox);
-            if o.closed {
-                return false;
-            }
-            for c in chunks {
-                if c.is_empty() {
-                    continue;
-                }
-                o.bytes += c.len();
-                o.queue.push_back(c);
-            }
-            if o.bytes > MAX_OUTBOX_BYTES {
-                o.closed = true;
-                o.overflowed = true;
-                o.queue.clear();
-                o.bytes = 0;
-            }
-        }
-        self.notify.notify_one();
-        true
-    }
-
-    pub(crate) fn send_line(&self, line: Vec<u8>) -> bool {
-        self.send([Bytes::from(line)])
-    }
-
-    /// Takes up to `max` queued chunks for writing. Returns `None` when the outbox overflowed.
-    pub(crate) fn take_output(&self, out: &mut Vec<Bytes>, max: usize) -> Option<()> {
-        let mut o = lock(&self.outbox);
-        if o.overflowed {
-            return None;
-        }
-        while out.len() < max {
-            let Some(c) = o.queue.pop_front() else { break };
-            o.bytes -= c.len();
-            out.push(c);
-        }
-        Some(())
-    }
-
-    /// Stops accepting output (the connection is going away).
-    pub(crate) fn close_outbox(&self) {
-        let mut o = lock(&self.outbox);
-        o.closed = true;
-        o.queue.clear();
-        o.bytes = 0;
-    }
-
-    fn reply_error(&self, id: &Id, message: &str) {
+    fn reply_error(self: &Arc<Self>, id: &Id, message: &str) {
         self.send_line(encode_error(id, message));
     }
 
@@ -272,7 +221,6 @@ impl Miner {
                 pass: p.pass,
                 agent: p.agent,
                 rig_id: p.rigid.filter(|r| !r.is_empty()),
-                algos: p.algo,
             }));
             st.phase = MinerPhase::WaitReady;
             st.login_id = Some(id.clone());
@@ -329,7 +277,7 @@ impl Miner {
     }
 
     /// Answers request `id`: `{"status":"OK"}` or an error with the message.
-    pub(crate) fn reply(&self, id: &Id, result: Result<(), &str>) {
+    pub(crate) fn reply(self: &Arc<Self>, id: &Id, result: Result<(), &str>) {
         match result {
             Ok(()) => self.send_line(encode_status(id, "OK")),
             Err(m) => self.send_line(encode_error(id, m)),

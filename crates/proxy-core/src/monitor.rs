@@ -126,6 +126,16 @@ impl Shared {
         lock(&self.miners).values().cloned().collect()
     }
 
+    /// The connected miners for which `f` is true (`f` runs under the registry lock: keep it
+    /// short and lock-free of the registry).
+    pub(crate) fn miners_where(&self, f: impl Fn(&Miner) -> bool) -> Vec<Arc<Miner>> {
+        lock(&self.miners)
+            .values()
+            .filter(|m| f(m))
+            .cloned()
+            .collect()
+    }
+
     /// After a `workers` mode change, counts the connected miners under their new worker
     /// names. Called every second by the tick loop; cheap when there is nothing to do.
     pub(crate) fn resync_workers(&self) {

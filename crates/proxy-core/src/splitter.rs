@@ -5,8 +5,8 @@
 //! the mapper's [`NonceStorage`]; the 257th miner makes the [`Splitter`] open a new mapper.
 //! In simple mode a mapper holds one miner and nothing is patched.
 //!
-//! Lock order: the splitter's mapper list, then a mapper's state, then a miner's state or
-//! outbox. Nothing here awaits while holding a lock.
+//! Lock order: the splitter's mapper list, then a mapper's state, then a miner's state, then its
+//! socket. Nothing here awaits while holding a lock.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -326,7 +326,7 @@ fn extensions(config: &Config) -> Vec<&'static str> {
 
 /// Sends a job to one miner: the deferred login reply if it is still waiting for its first
 /// job, else a `job` notification.
-fn deliver(info: &mut JobInfo, miner: &Miner, fixed_byte: Option<u8>, extensions: &[&str]) {
+fn deliver(info: &mut JobInfo, miner: &Arc<Miner>, fixed_byte: Option<u8>, extensions: &[&str]) {
     let mut st = miner.state();
     let difficulty = effective_difficulty(st.custom_diff, info.difficulty);
     match st.phase {
@@ -346,8 +346,8 @@ fn deliver(info: &mut JobInfo, miner: &Miner, fixed_byte: Option<u8>, extensions
             drop(st);
             let line = info.line_for(difficulty);
             match fixed_byte {
-                Some(b) => miner.send(line.parts(b)),
-                None => miner.send([line.whole()]),
+                Some(b) => miner.send(&line.parts(b)),
+                None => miner.send(&[line.whole()]),
             };
         }
         MinerPhase::WaitLogin | MinerPhase::Closing => {}

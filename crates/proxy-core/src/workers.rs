@@ -373,12 +373,11 @@ mod tests {
             pass: format!("pw-{user}"),
             agent: "XMRig/6.21.0".into(),
             rig_id: rig.map(String::from),
-            algos: Vec::new(),
         }
     }
 
     fn miner(id: MinerId, last: u8, info: LoginInfo) -> Arc<Miner> {
-        let m = Arc::new(Miner::new(id, (ip(last), 40000 + id as u16).into()));
+        let m = Arc::new(Miner::detached(id, (ip(last), 40000 + id as u16).into()));
         let mut st = m.state();
         st.login = Some(Box::new(info));
         st.phase = MinerPhase::Ready;
