@@ -71,7 +71,7 @@ impl Events {
             .state()
             .login
             .as_ref()
-            .map_or_else(|| "-".to_string(), |l| l.user.clone())
+            .map_or_else(|| "-".to_string(), |l| l.user.to_string())
     }
 
     /// A miner logged in successfully.
@@ -82,8 +82,8 @@ impl Events {
                 let st = miner.state();
                 let l = st.login.as_deref();
                 (
-                    l.map_or("-", |l| l.user.as_str()).to_string(),
-                    l.map_or("-", |l| l.agent.as_str()).to_string(),
+                    l.map_or("-", |l| &*l.user).to_string(),
+                    l.map_or("-", |l| &*l.agent).to_string(),
                 )
             };
             let agent = if agent.is_empty() { "-".into() } else { agent };

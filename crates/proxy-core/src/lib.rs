@@ -28,6 +28,7 @@ use tokio_util::task::TaskTracker;
 pub mod config;
 mod conn;
 mod events;
+mod intern;
 mod logs;
 pub mod miner;
 mod monitor;
@@ -88,6 +89,8 @@ pub(crate) struct Shared {
     pub(crate) next_miner_id: AtomicU64,
     /// The ready queues of the tasks that serve miner sockets.
     pub(crate) dispatchers: conn::Dispatchers,
+    /// Shared copies of login strings.
+    pub(crate) strings: intern::Interner,
     /// Time zero of the miners' deadlines (tokio's clock, so tests may pause it).
     pub(crate) clock: tokio::time::Instant,
 }
@@ -160,6 +163,7 @@ impl Proxy {
             dispatchers: conn::Dispatchers::new(
                 tokio::runtime::Handle::current().metrics().num_workers(),
             ),
+            strings: intern::Interner::default(),
             clock: tokio::time::Instant::now(),
         });
         let tracker = TaskTracker::new();
@@ -315,10 +319,15 @@ impl FdReserve {
 
 async fn tick_loop(shared: Arc<Shared>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut seconds = 0u64;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             _ = tick.tick() => {
+                seconds += 1;
+                if seconds % 60 == 0 {
+                    shared.strings.purge();
+                }
                 shared.splitter.gc(std::time::Instant::now());
                 shared.resync_workers();
                 conn::sweep_timeouts(&shared);

@@ -42,17 +42,18 @@ pub enum MinerPhase {
     Closing = 3,
 }
 
-/// What a miner sent at login (custom-difficulty suffix kept as sent).
+/// What a miner sent at login. The strings many miners share (wallet, password, agent) are
+/// shared copies; the custom-difficulty suffix of the login is cut off.
 #[derive(Debug, Clone, Default)]
 pub struct LoginInfo {
-    /// `params.login`.
-    pub user: String,
+    /// `params.login`, without a `+DIFF` suffix (RFC §14).
+    pub user: Arc<str>,
     /// `params.pass`.
-    pub pass: String,
+    pub pass: Arc<str>,
     /// `params.agent`.
-    pub agent: String,
-    /// `params.rigid`.
-    pub rig_id: Option<String>,
+    pub agent: Arc<str>,
+    /// `params.rigid`, when not empty.
+    pub rig_id: Option<Box<str>>,
 }
 
 pub(crate) struct MinerState {
@@ -61,7 +62,7 @@ pub(crate) struct MinerState {
     pub(crate) login: Option<Box<LoginInfo>>,
     pub(crate) route: Option<Route>,
     /// The login request's id while its reply waits for the first job.
-    pub(crate) login_id: Option<Id>,
+    pub(crate) login_id: Option<Box<Id>>,
     /// Difficulty of the last job sent (the custom one when it applies).
     pub(crate) diff: u64,
     /// Custom difficulty from the login suffix or `custom-diff`; 0 = the pool's (RFC §14).
@@ -211,19 +212,22 @@ impl Miner {
         } else {
             config.custom_diff
         };
-        let user = user.to_string();
+        let strings = &shared.strings;
         {
             let mut st = self.state();
             st.session = Some(Uuid::new_v4());
             st.custom_diff = custom_diff;
             st.login = Some(Box::new(LoginInfo {
-                user,
-                pass: p.pass,
-                agent: p.agent,
-                rig_id: p.rigid.filter(|r| !r.is_empty()),
+                user: strings.get(user),
+                pass: strings.get(&p.pass),
+                agent: strings.get(&p.agent),
+                rig_id: p
+                    .rigid
+                    .filter(|r| !r.is_empty())
+                    .map(String::into_boxed_str),
             }));
             st.phase = MinerPhase::WaitReady;
-            st.login_id = Some(id.clone());
+            st.login_id = Some(Box::new(id.clone()));
         }
         let routed = shared.splitter.on_login(self);
         if routed.is_ok() {

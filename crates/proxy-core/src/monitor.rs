@@ -114,9 +114,9 @@ fn snapshot(m: &Miner) -> MinerSnapshot {
         rx: m.rx.load(Relaxed),
         state: st.phase,
         diff: st.diff,
-        user: login.map(|l| l.user.clone()),
-        rig_id: login.and_then(|l| l.rig_id.clone()),
-        agent: login.map(|l| l.agent.clone()),
+        user: login.map(|l| l.user.to_string()),
+        rig_id: login.and_then(|l| l.rig_id.as_deref().map(String::from)),
+        agent: login.map(|l| l.agent.to_string()),
     }
 }
 

@@ -370,9 +370,9 @@ mod tests {
     fn login(user: &str, rig: Option<&str>) -> LoginInfo {
         LoginInfo {
             user: user.into(),
-            pass: format!("pw-{user}"),
+            pass: format!("pw-{user}").into(),
             agent: "XMRig/6.21.0".into(),
-            rig_id: rig.map(String::from),
+            rig_id: rig.map(Box::from),
         }
     }
 
