@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
 use nonce_split::{JobMatch, NonceStorage};
 use pool_client::{FailoverOptions, Share, ShareError, Upstream, UpstreamListener, UpstreamState};
 use stratum_proto::cryptonote::{encode_login_ok, JobLine};
@@ -52,25 +53,26 @@ pub struct UpstreamCounts {
     pub total: u64,
 }
 
-/// A job as sent to this mapper's miners, encoded once.
+/// A job as sent to this mapper's miners, encoded once. Shared, so that the fan-out runs
+/// without the mapper's lock.
 struct JobInfo {
     job: Job,
     /// The pool's difficulty for the job.
     difficulty: u64,
-    /// The `job` notification per difficulty sent: the pool's, and each custom difficulty
-    /// in use (RFC §14), encoded once on first use.
-    lines: HashMap<u64, JobLine>,
+    /// The `job` notification at the pool's difficulty.
+    line: JobLine,
+    /// The `job` notification at each custom difficulty in use (RFC §14), encoded on first
+    /// use.
+    custom_lines: Mutex<HashMap<u64, JobLine>>,
 }
 
 impl JobInfo {
     fn new(job: Job) -> Self {
-        let difficulty = job.difficulty();
-        let mut lines = HashMap::new();
-        lines.insert(difficulty, JobLine::new(&job));
         Self {
+            difficulty: job.difficulty(),
+            line: JobLine::new(&job),
             job,
-            difficulty,
-            lines,
+            custom_lines: Mutex::new(HashMap::new()),
         }
     }
 
@@ -87,13 +89,22 @@ impl JobInfo {
         j
     }
 
-    fn line_for(&mut self, difficulty: u64) -> &JobLine {
-        let job = &self.job;
-        self.lines.entry(difficulty).or_insert_with(|| {
-            let mut j = job.clone();
+    /// The bytes of the `job` notification for a miner at `difficulty` with `fixed_byte`.
+    fn parts_for(&self, difficulty: u64, fixed_byte: Option<u8>) -> [Bytes; 3] {
+        let parts = |line: &JobLine| match fixed_byte {
+            Some(b) => line.parts(b),
+            None => [line.whole(), Bytes::new(), Bytes::new()],
+        };
+        if difficulty == self.difficulty {
+            return parts(&self.line);
+        }
+        let mut lines = lock(&self.custom_lines);
+        let line = lines.entry(difficulty).or_insert_with(|| {
+            let mut j = self.job.clone();
             j.target = difficulty_to_target(difficulty);
             JobLine::new(&j)
-        })
+        });
+        parts(line)
     }
 }
 
@@ -121,8 +132,8 @@ struct MapperState {
     /// Miner per slot; 256 entries in NiceHash mode, 1 in simple mode.
     miners: Vec<Option<Arc<Miner>>>,
     active_miners: usize,
-    job: Option<JobInfo>,
-    prev: Option<JobInfo>,
+    job: Option<Arc<JobInfo>>,
+    prev: Option<Arc<JobInfo>>,
     session: u64,
     pending: std::collections::HashMap<u64, Pending>,
     next_seq: u64,
@@ -171,7 +182,7 @@ impl Mapper {
             mapper: self.clone(),
             fixed_byte,
         });
-        if let Some(info) = st.job.as_mut() {
+        if let Some(info) = st.job.as_deref() {
             let config = self.config.load();
             deliver(info, miner, fixed_byte, &extensions(&config));
         }
@@ -290,16 +301,19 @@ impl Mapper {
                 sent: Instant::now(),
             },
         );
+        // Sent without the mapper's lock (the pool write may happen right here); the pending
+        // entry is in place and counted in flight first, so the pool's answer always finds it.
+        drop(st);
+        self.events.stats.in_flight.fetch_add(1, Relaxed);
         match upstream.submit(seq, share) {
             Ok(()) => {
-                self.events.stats.in_flight.fetch_add(1, Relaxed);
                 if expired {
                     self.events.stats.expired.fetch_add(1, Relaxed);
                 }
             }
             Err(e) => {
-                let p = st.pending.remove(&seq);
-                drop(st);
+                self.events.stats.in_flight.fetch_sub(1, Relaxed);
+                let p = self.st().pending.remove(&seq);
                 if let Some(p) = p {
                     let reason = e.to_string();
                     self.events.reject(&p.miner, &reason);
@@ -326,7 +340,7 @@ fn extensions(config: &Config) -> Vec<&'static str> {
 
 /// Sends a job to one miner: the deferred login reply if it is still waiting for its first
 /// job, else a `job` notification.
-fn deliver(info: &mut JobInfo, miner: &Arc<Miner>, fixed_byte: Option<u8>, extensions: &[&str]) {
+fn deliver(info: &JobInfo, miner: &Arc<Miner>, fixed_byte: Option<u8>, extensions: &[&str]) {
     let mut st = miner.state();
     let difficulty = effective_difficulty(st.custom_diff, info.difficulty);
     match st.phase {
@@ -344,11 +358,7 @@ fn deliver(info: &mut JobInfo, miner: &Arc<Miner>, fixed_byte: Option<u8>, exten
         MinerPhase::Ready => {
             st.diff = difficulty;
             drop(st);
-            let line = info.line_for(difficulty);
-            match fixed_byte {
-                Some(b) => miner.send(&line.parts(b)),
-                None => miner.send(&[line.whole()]),
-            };
+            miner.send(&info.parts_for(difficulty, fixed_byte));
         }
         MinerPhase::WaitLogin | MinerPhase::Closing => {}
     }
@@ -361,21 +371,29 @@ impl UpstreamListener for Mapper {
         if !config.algo_ext {
             job.algo = None;
         }
-        let mut info = JobInfo::new(job);
+        let info = Arc::new(JobInfo::new(job));
         let exts = extensions(&config);
-        let mut st = self.st();
-        let same_pool = session == st.session;
-        st.session = session;
-        st.storage.set_job(&info.job.job_id, same_pool);
-        let old = st.job.take();
-        st.prev = if same_pool { old } else { None };
-        for (index, m) in st.miners.iter().enumerate() {
-            if let Some(m) = m {
-                let fixed = self.nicehash.then(|| u8::try_from(index).unwrap_or(0));
-                deliver(&mut info, m, fixed, &exts);
-            }
+        let miners: Vec<(Arc<Miner>, Option<u8>)> = {
+            let mut st = self.st();
+            let same_pool = session == st.session;
+            st.session = session;
+            st.storage.set_job(&info.job.job_id, same_pool);
+            let old = st.job.replace(info.clone());
+            st.prev = if same_pool { old } else { None };
+            st.miners
+                .iter()
+                .enumerate()
+                .filter_map(|(index, m)| {
+                    let fixed = self.nicehash.then(|| u8::try_from(index).unwrap_or(0));
+                    m.clone().map(|m| (m, fixed))
+                })
+                .collect()
+        };
+        // Written without the mapper's lock: logins and shares on this upstream go on
+        // meanwhile. A miner added after the list was taken got this job when it was added.
+        for (m, fixed) in &miners {
+            deliver(&info, m, *fixed, &exts);
         }
-        st.job = Some(info);
     }
 
     fn on_result(&self, seq: u64, result: Result<(), ShareError>) {
