@@ -482,10 +482,43 @@ impl Conn {
     /// `miner`'s waker for writability when some is left. `Err` names why the connection
     /// must close.
     fn push(&mut self, chunks: &[Bytes], miner: &Arc<Miner>) -> Result<(), &'static str> {
+        let mut written = 0;
+        if !self.has_output() && !self.is_closed() {
+            // Nothing waits: write straight from the caller's chunks, no queue.
+            let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
+            let mut k = 0;
+            for (slot, chunk) in slices.iter_mut().zip(chunks) {
+                *slot = IoSlice::new(chunk);
+                k += 1;
+            }
+            match self.io.write(&slices[..k]) {
+                Ok(n) => {
+                    miner.tx.fetch_add(n as u64, Relaxed);
+                    written = n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return Err("write error"),
+            }
+            if written == chunks.iter().map(Bytes::len).sum::<usize>() {
+                return match self.io.flush() {
+                    Ok(true) => Ok(()),
+                    Ok(false) => self.wait_writable(miner),
+                    Err(_) => Err("write error"),
+                };
+            }
+        }
         let b = self.bufs.get_or_insert_with(Box::default);
-        for c in chunks.iter().filter(|c| !c.is_empty()) {
+        for c in chunks {
+            let c = if written >= c.len() {
+                written -= c.len();
+                continue;
+            } else {
+                let rest = c.slice(written..);
+                written = 0;
+                rest
+            };
             b.out_bytes += c.len();
-            b.outbox.push_back(c.clone());
+            b.outbox.push_back(c);
         }
         if b.out_bytes > MAX_OUTBOX_BYTES {
             tracing::warn!(miner = miner.id, peer = %miner.peer, "miner is not reading; send queue full");
