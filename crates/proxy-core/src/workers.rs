@@ -10,19 +10,21 @@
 //!
 //! As in xmrig-proxy, `connections` is the number of the worker's connections open *now*.
 //!
-//! Each [`WorkerRecord`] has a fixed size: counters, the last IP (no heap), the name (at most
-//! [`MAX_WORKER_NAME`] bytes) and the [`HashrateWindows`]; about 2.6 KiB whatever the uptime.
+//! Each [`WorkerRecord`] has a fixed size whatever the uptime: at most 200 bytes (counters,
+//! last IP and a 120-byte [`WorkerWindows`]) plus one heap block, the name (at most
+//! [`MAX_WORKER_NAME`] bytes) behind the `Arc`'s two counters.
 //!
 //! Lock order: the workers lock, then a miner's state (read briefly to name the miner).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
 use crate::config::WorkersMode;
 use crate::lock;
 use crate::miner::{LoginInfo, Miner, MinerId, MinerPhase};
-use crate::stats::{HashrateWindows, HASHRATE_WINDOWS};
+use crate::stats::{WorkerWindows, HASHRATE_WINDOWS};
 
 /// Longest worker name kept, in bytes; longer names are cut (at a character boundary).
 pub const MAX_WORKER_NAME: usize = 256;
@@ -46,18 +48,23 @@ pub fn worker_name(mode: WorkersMode, login: &LoginInfo, ip: IpAddr) -> Option<S
 }
 
 /// One worker's aggregate (the RFC's `WorkerRecord`). Time is whole seconds since the
-/// stats epoch, as for [`HashrateWindows`].
+/// stats epoch, as for [`WorkerWindows`].
+///
+/// At most 200 bytes (plus the name's heap block): the share counters and the hashes stay
+/// `u64` (a worker can be a whole farm), the open connections and the last share's second
+/// are `u32`.
 #[derive(Debug, Clone)]
 pub struct WorkerRecord {
     name: Arc<str>,
-    last_ip: IpAddr,
-    connections: u64,
     accepted: u64,
     rejected: u64,
     invalid: u64,
     hashes: u64,
-    last_hash: Option<u64>,
-    windows: HashrateWindows,
+    connections: u32,
+    /// One more than the second of the last accepted share (saturating), `None` before it.
+    last_hash: Option<NonZeroU32>,
+    windows: WorkerWindows,
+    last_ip: IpAddr,
 }
 
 impl WorkerRecord {
@@ -70,14 +77,14 @@ impl WorkerRecord {
         }
         Self {
             name: Arc::from(&name[..end]),
-            last_ip: ip,
-            connections: 0,
             accepted: 0,
             rejected: 0,
             invalid: 0,
             hashes: 0,
+            connections: 0,
             last_hash: None,
-            windows: HashrateWindows::new(),
+            windows: WorkerWindows::new(),
+            last_ip: ip,
         }
     }
 
@@ -93,7 +100,7 @@ impl WorkerRecord {
 
     /// Connections open now.
     pub fn connections(&self) -> u64 {
-        self.connections
+        u64::from(self.connections)
     }
 
     /// Accepted shares.
@@ -118,18 +125,18 @@ impl WorkerRecord {
 
     /// Second (since the stats epoch) of the last accepted share, if any.
     pub fn last_hash(&self) -> Option<u64> {
-        self.last_hash
+        self.last_hash.map(|s| u64::from(s.get()) - 1)
     }
 
     /// Hashrate in H/s over `window_secs` (one of [`HASHRATE_WINDOWS`]) as of second `now`;
-    /// `None` for another window length.
+    /// `None` for another window length. [`WorkerWindows`] says how precise it is.
     pub fn hashrate(&self, window_secs: u64, now: u64) -> Option<f64> {
         self.windows.hashrate(window_secs, now)
     }
 
     /// A connection of this worker opened from `ip`.
     pub fn connect(&mut self, ip: IpAddr) {
-        self.connections += 1;
+        self.connections = self.connections.saturating_add(1);
         self.last_ip = ip;
     }
 
@@ -142,7 +149,8 @@ impl WorkerRecord {
     pub fn on_accept(&mut self, difficulty: u64, now: u64) {
         self.accepted += 1;
         self.hashes = self.hashes.saturating_add(difficulty);
-        self.last_hash = Some(now);
+        let second = u32::try_from(now).unwrap_or(u32::MAX);
+        self.last_hash = NonZeroU32::new(second.saturating_add(1));
         self.windows.add(now, difficulty);
     }
 
@@ -172,12 +180,12 @@ impl WorkerRecord {
         WorkerSummary {
             name: self.name.to_string(),
             last_ip: self.last_ip,
-            connections: self.connections,
+            connections: self.connections(),
             accepted: self.accepted,
             rejected: self.rejected,
             invalid: self.invalid,
             hashes: self.hashes,
-            last_hash_unix: self.last_hash.map_or(0, |s| epoch_unix + s),
+            last_hash_unix: self.last_hash().map_or(0, |s| epoch_unix + s),
             hashrate: self.windows.hashrates(now),
         }
     }
@@ -498,13 +506,30 @@ mod tests {
     }
 
     #[test]
-    fn a_record_has_a_fixed_size() {
+    fn a_record_has_a_fixed_size_of_at_most_200_bytes_plus_its_name() {
+        assert!(std::mem::size_of::<WorkerRecord>() <= 200);
         let mut r = WorkerRecord::new("rig-alpha", ip(1));
         let before = r.footprint();
         for t in 0..10_000 {
             r.on_accept(1000, t * 17);
         }
         assert_eq!(r.footprint(), before);
-        assert!(before < 4096, "{before}");
+    }
+
+    #[test]
+    fn the_last_share_second_is_kept_from_zero_up() {
+        let mut r = WorkerRecord::new("rig", ip(1));
+        assert_eq!(r.last_hash(), None);
+        r.on_accept(1, 0);
+        assert_eq!(r.last_hash(), Some(0));
+        r.on_accept(1, 86_400 * 365);
+        assert_eq!(r.last_hash(), Some(86_400 * 365));
+        // Past `u32` seconds (136 years) the time stops.
+        r.on_accept(1, u64::MAX);
+        assert_eq!(r.last_hash(), Some(u64::from(u32::MAX) - 1));
+        assert_eq!(
+            r.summary(5, 1_000).last_hash_unix,
+            1_000 + u64::from(u32::MAX) - 1
+        );
     }
 }
