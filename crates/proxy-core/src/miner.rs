@@ -85,6 +85,9 @@ pub struct Miner {
     /// timeout).
     pub(crate) deadline: AtomicU64,
     pub(crate) ready: Arc<ReadyQueue>,
+    /// The worker record this miner is counted in: generation << 32 | index, or
+    /// `workers::NO_WORKER` (kept by `workers.rs`).
+    pub(crate) worker: AtomicU64,
     /// Bytes received from the miner.
     pub rx: AtomicU64,
     /// Bytes sent to the miner.
@@ -119,6 +122,7 @@ impl Miner {
             queued: AtomicBool::new(false),
             deadline: AtomicU64::new(u64::MAX),
             ready,
+            worker: AtomicU64::new(crate::workers::NO_WORKER),
             rx: AtomicU64::new(0),
             tx: AtomicU64::new(0),
         }

@@ -19,11 +19,12 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
 use crate::config::WorkersMode;
 use crate::lock;
-use crate::miner::{LoginInfo, Miner, MinerId, MinerPhase};
+use crate::miner::{LoginInfo, Miner, MinerPhase};
 use crate::stats::{WorkerWindows, HASHRATE_WINDOWS};
 
 /// Longest worker name kept, in bytes; longer names are cut (at a character boundary).
@@ -227,8 +228,9 @@ struct Inner {
     mode: WorkersMode,
     records: Vec<WorkerRecord>,
     by_name: HashMap<Arc<str>, usize>,
-    /// Live miners counted in a record's `connections`.
-    by_miner: HashMap<MinerId, usize>,
+    /// Bumped when the records are dropped (mode change): a miner's cached record index
+    /// ([`Miner::worker`]) counts only when it carries the current generation.
+    generation: u32,
     /// The mode changed: miners already connected still have to be counted.
     resync: bool,
 }
@@ -238,7 +240,7 @@ impl Inner {
     /// still open. `None` when it has no name (not logged in, mode `false`) or when it is
     /// closing and its worker has no record.
     fn record_of(&mut self, miner: &Miner) -> Option<usize> {
-        if let Some(&i) = self.by_miner.get(&miner.id) {
+        if let Some(i) = self.cached(miner) {
             return Some(i);
         }
         let (name, live) = {
@@ -260,10 +262,27 @@ impl Inner {
             self.records.len() - 1
         });
         self.records[i].connect(miner.peer.ip());
-        self.by_miner.insert(miner.id, i);
+        let index = u32::try_from(i).unwrap_or(u32::MAX);
+        miner.worker.store(
+            (u64::from(self.generation) << 32) | u64::from(index),
+            Relaxed,
+        );
         Some(i)
     }
+
+    /// The record index `miner` was counted under in this generation, if any.
+    fn cached(&self, miner: &Miner) -> Option<usize> {
+        let v = miner.worker.load(Relaxed);
+        let generation = u32::try_from(v >> 32).ok()?;
+        (v != NO_WORKER && generation == self.generation)
+            .then(|| usize::try_from(v & u64::from(u32::MAX)).ok())
+            .flatten()
+            .filter(|&i| i < self.records.len())
+    }
 }
+
+/// [`Miner::worker`] of a miner counted in no record.
+pub(crate) const NO_WORKER: u64 = u64::MAX;
 
 /// Every worker record of a proxy (the RFC's `Workers`), behind one short lock.
 pub(crate) struct Workers {
@@ -277,7 +296,7 @@ impl Workers {
                 mode,
                 records: Vec::new(),
                 by_name: HashMap::new(),
-                by_miner: HashMap::new(),
+                generation: 0,
                 resync: false,
             }),
         }
@@ -293,7 +312,7 @@ impl Workers {
         g.mode = mode;
         g.records = Vec::new();
         g.by_name = HashMap::new();
-        g.by_miner = HashMap::new();
+        g.generation = g.generation.wrapping_add(1);
         g.resync = mode != WorkersMode::Disabled;
     }
 
@@ -321,9 +340,10 @@ impl Workers {
     /// A miner's connection closed.
     pub(crate) fn close(&self, miner: &Miner) {
         let mut g = lock(&self.inner);
-        if let Some(i) = g.by_miner.remove(&miner.id) {
+        if let Some(i) = g.cached(miner) {
             g.records[i].disconnect();
         }
+        miner.worker.store(NO_WORKER, Relaxed);
     }
 
     fn update(&self, miner: &Miner, f: impl FnOnce(&mut WorkerRecord)) {
@@ -370,6 +390,7 @@ impl Workers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::miner::MinerId;
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::from([10, 0, 0, last])
