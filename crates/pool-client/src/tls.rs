@@ -26,14 +26,19 @@ pub(crate) type PoolReader = Box<dyn AsyncRead + Send + Unpin>;
 /// The writing side of a pool connection, plain TCP or TLS.
 pub(crate) type PoolWriter = Box<dyn AsyncWrite + Send + Unpin>;
 
+/// A connection opened by [`open`].
+pub(crate) enum Opened {
+    /// Plain TCP: the socket, whole (the direct submit path writes to it from any thread).
+    Tcp(TcpStream),
+    /// TLS, split in halves.
+    Tls(PoolReader, PoolWriter),
+}
+
 /// Opens the session's connection to the pool at `addr` (`host:port`): TCP, then the TLS
 /// handshake when the entry asks for TLS, all within the connect timeout. A pinned pool that
 /// presents another certificate is logged at ERROR and ends as `NeverConnected` naming both
 /// fingerprints, so the failover loop moves on to the next pool.
-pub(crate) async fn open(
-    ctx: &SessionCtx<'_>,
-    addr: &str,
-) -> Result<(PoolReader, PoolWriter), SessionEnd> {
+pub(crate) async fn open(ctx: &SessionCtx<'_>, addr: &str) -> Result<Opened, SessionEnd> {
     let tls = wants_tls(ctx.pool);
     let pin = ctx.pool.tls_fingerprint.as_deref();
     let work = async {
@@ -42,14 +47,13 @@ pub(crate) async fn open(
             .map_err(|e| format!("{addr}: {e}"))?;
         let _ = tcp.set_nodelay(true);
         if !tls {
-            let (rd, wr) = tcp.into_split();
-            return Ok((Box::new(rd) as PoolReader, Box::new(wr) as PoolWriter));
+            return Ok(Opened::Tcp(tcp));
         }
         let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
         match connect(tcp, host, pin).await {
             Ok(stream) => {
                 let (rd, wr) = tokio::io::split(stream);
-                Ok((Box::new(rd) as PoolReader, Box::new(wr) as PoolWriter))
+                Ok(Opened::Tls(Box::new(rd), Box::new(wr)))
             }
             Err(e) => {
                 if matches!(e, TlsConnectError::FingerprintMismatch { .. }) {
@@ -63,7 +67,7 @@ pub(crate) async fn open(
     tokio::select! {
         () = ctx.cancel.cancelled() => Err(SessionEnd::Cancelled),
         r = timed => match r {
-            Ok(Ok(halves)) => Ok(halves),
+            Ok(Ok(opened)) => Ok(opened),
             Ok(Err(why)) => Err(SessionEnd::NeverConnected(why)),
             Err(_) => Err(SessionEnd::NeverConnected(format!("{addr}: connect timed out"))),
         },
