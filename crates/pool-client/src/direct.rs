@@ -1,4 +1,4 @@
-//! The direct submit path of a plain-TCP stratum session, and its line reader.
+//! The direct submit path of a plain-TCP stratum session.
 //!
 //! While a stratum session is logged in over plain TCP, [`crate::Upstream::submit`] does not
 //! hand the share to the session task: it encodes the submit line itself and writes it to
@@ -29,12 +29,9 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use stratum_proto::cryptonote::{encode_pool_keepalived, encode_pool_submit};
-use stratum_proto::{CodecError, LineCodec};
-use tokio::io::Interest;
-use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tokio_util::codec::Decoder;
 
 use crate::{Share, ShareError, UpstreamListener};
 
@@ -42,8 +39,8 @@ use crate::{Share, ShareError, UpstreamListener};
 /// with [`ShareError::Busy`] (as a full submit queue is). About 4000 submit lines.
 pub(crate) const MAX_UNSENT: usize = 1 << 20;
 
-/// How much free room the reader offers the socket per read.
-const READ_ROOM: usize = 8192;
+/// An out-buffer that grew past this is freed once empty.
+const KEEP_OUT: usize = 32 * 1024;
 
 /// A submit waiting for the pool's answer.
 #[derive(Debug)]
@@ -126,7 +123,7 @@ impl Ledger {
 /// The shared half of a logged-in plain-TCP session.
 #[derive(Debug)]
 pub(crate) struct Wire {
-    stream: Arc<TcpStream>,
+    stream: Arc<OwnedWriteHalf>,
     ledger: Ledger,
     /// Bytes of whole lines (the first maybe partly written) the socket has not taken yet.
     out: BytesMut,
@@ -172,7 +169,7 @@ impl Wire {
                 Err(e) => self.lost = Some(e.to_string()),
             }
         }
-        if self.out.is_empty() && self.out.capacity() > 4 * READ_ROOM {
+        if self.out.is_empty() && self.out.capacity() > KEEP_OUT {
             // A long stall is over: do not keep its buffer for the rest of the session.
             self.out = BytesMut::new();
         }
@@ -232,7 +229,7 @@ impl Direct {
     /// guard is dropped.
     pub(crate) fn attach<'a>(
         &'a self,
-        stream: Arc<TcpStream>,
+        stream: Arc<OwnedWriteHalf>,
         ledger: Ledger,
         listener: &'a dyn UpstreamListener,
     ) -> Attached<'a> {
@@ -331,98 +328,13 @@ impl Drop for Attached<'_> {
     }
 }
 
-/// Lines from a plain-TCP pool socket, read without the extra `EAGAIN` read per line that
-/// `FramedRead` makes: a read that fills less than the room offered emptied the socket, so
-/// the reader tells tokio the socket is drained instead of asking it again. Framing and its
-/// errors are [`LineCodec`]'s (16384-byte lines; a partial line at end of stream is dropped).
-#[derive(Debug)]
-pub(crate) struct TcpLines {
-    stream: Arc<TcpStream>,
-    codec: LineCodec,
-    buf: BytesMut,
-    eof: bool,
-}
-
-impl TcpLines {
-    pub(crate) fn new(stream: Arc<TcpStream>) -> Self {
-        Self {
-            stream,
-            codec: LineCodec::default(),
-            buf: BytesMut::new(),
-            eof: false,
-        }
-    }
-
-    /// The next line; `None` at end of stream or after an error. Cancel-safe: bytes read
-    /// are kept in the reader, never in the future.
-    pub(crate) async fn next(&mut self) -> Option<Result<BytesMut, CodecError>> {
-        loop {
-            if self.eof {
-                return self.codec.decode_eof(&mut self.buf).transpose();
-            }
-            match self.codec.decode(&mut self.buf) {
-                Ok(Some(line)) => return Some(Ok(line)),
-                Ok(None) => {}
-                Err(e) => {
-                    self.stop();
-                    return Some(Err(e));
-                }
-            }
-            match self.read().await {
-                Ok(0) => self.eof = true,
-                Ok(_) => {}
-                Err(e) => {
-                    self.stop();
-                    return Some(Err(e.into()));
-                }
-            }
-        }
-    }
-
-    /// After an error: no more lines.
-    fn stop(&mut self) {
-        self.eof = true;
-        self.buf = BytesMut::new();
-        self.codec = LineCodec::default();
-    }
-
-    /// Reads once the socket is readable; the byte count, 0 at end of stream.
-    async fn read(&mut self) -> io::Result<usize> {
-        let stream = &*self.stream;
-        loop {
-            stream.readable().await?;
-            self.buf.reserve(READ_ROOM);
-            let room = self.buf.capacity() - self.buf.len();
-            let buf = &mut self.buf;
-            let mut got = 0;
-            // `try_read_buf` clears readiness only on `WouldBlock`; a short read already
-            // emptied the socket, so report `WouldBlock` to `try_io` (keeping the bytes) and
-            // tokio clears readiness unless a new event came in meanwhile.
-            let r = stream.try_io(Interest::READABLE, || {
-                got = stream.try_read_buf(buf)?;
-                if got > 0 && got < room {
-                    Err(io::ErrorKind::WouldBlock.into())
-                } else {
-                    Ok(got)
-                }
-            });
-            match r {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => return Ok(got),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use stratum_proto::Job;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
     use crate::UpstreamState;
@@ -462,37 +374,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn lines_split_across_reads_are_framed_and_the_limit_holds() {
-        let (ours, mut theirs) = pair().await;
-        let mut lines = TcpLines::new(Arc::new(ours));
-        theirs.write_all(b"{\"a\":1}\n{\"b\"").await.unwrap();
-        assert_eq!(&lines.next().await.unwrap().unwrap()[..], b"{\"a\":1}");
-        theirs.write_all(b":2}\r\n\n").await.unwrap();
-        assert_eq!(&lines.next().await.unwrap().unwrap()[..], b"{\"b\":2}");
-        theirs
-            .write_all(&vec![b'x'; stratum_proto::MAX_LINE_LENGTH + 1])
-            .await
-            .unwrap();
-        assert!(matches!(
-            lines.next().await,
-            Some(Err(CodecError::LineTooLong { .. }))
-        ));
-        assert!(lines.next().await.is_none());
-    }
-
-    #[tokio::test]
-    async fn a_partial_line_at_end_of_stream_is_dropped() {
-        let (ours, mut theirs) = pair().await;
-        let mut lines = TcpLines::new(Arc::new(ours));
-        theirs.write_all(b"{\"a\":1}\n{\"b\"").await.unwrap();
-        drop(theirs);
-        assert_eq!(&lines.next().await.unwrap().unwrap()[..], b"{\"a\":1}");
-        assert!(lines.next().await.is_none());
-    }
-
-    #[tokio::test]
     async fn a_full_socket_queues_whole_lines_in_order_up_to_the_cap() {
         let (ours, mut theirs) = pair().await;
+        let (_keep, ours) = ours.into_split();
         let ours = Arc::new(ours);
         let listener = Count::default();
         let direct = Direct::default();

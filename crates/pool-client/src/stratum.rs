@@ -8,25 +8,25 @@
 //!
 //! Over plain TCP the logged-in session attaches the direct submit path (module `direct`):
 //! submits are written to the socket by the submitting thread and this task reads, flushes
-//! what the socket did not take, and answers. Over TLS every submit goes through the
+//! what the socket did not take, and answers. Lines are read through `FramedRead` either way
+//! (tokio already skips the extra `EAGAIN` read after a short read). Over TLS every submit goes through the
 //! upstream's queue and this task writes it.
 
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use futures_util::StreamExt;
 use stratum_proto::cryptonote::{
     encode_pool_login, is_status_ok, parse_pool_message, PoolLoginResult, PoolMessage, RpcError,
 };
-use stratum_proto::{CodecError, Job, LineCodec};
+use stratum_proto::{Job, LineCodec};
 use tokio::io::{AsyncWriteExt, BufWriter};
-use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::time::{Instant, Interval};
 use tokio_util::codec::FramedRead;
 
-use crate::direct::{Flushed, Ledger, TcpLines};
+use crate::direct::{Flushed, Ledger};
 use crate::tls::{Opened, PoolReader, PoolWriter};
 use crate::{Command, SessionCtx, SessionEnd, ShareError};
 
@@ -39,22 +39,8 @@ fn report_job(ctx: &SessionCtx<'_>, job: Job, session: u64) {
     }
 }
 
-/// The pool's lines, read the way the transport allows.
-enum Lines {
-    /// TLS: through `FramedRead`.
-    Framed(FramedRead<PoolReader, LineCodec>),
-    /// Plain TCP: one read per readiness edge.
-    Tcp(TcpLines),
-}
-
-impl Lines {
-    async fn next(&mut self) -> Option<Result<BytesMut, CodecError>> {
-        match self {
-            Self::Framed(f) => f.next().await,
-            Self::Tcp(t) => t.next().await,
-        }
-    }
-}
+/// The pool's lines.
+type Lines = FramedRead<PoolReader, LineCodec>;
 
 /// Runs one connection to a stratum pool until it ends.
 pub(crate) async fn run_session(ctx: &mut SessionCtx<'_>) -> SessionEnd {
@@ -70,14 +56,13 @@ pub(crate) async fn run_session(ctx: &mut SessionCtx<'_>) -> SessionEnd {
     );
     match crate::tls::open(ctx, &addr).await {
         Err(end) => end,
-        Ok(Opened::Tcp(tcp)) => {
-            let tcp = Arc::new(tcp);
-            if let Err(e) = write_all(&tcp, &login).await {
+        Ok(Opened::Tcp(rd, wr)) => {
+            if let Err(e) = write_all(&wr, &login).await {
                 return SessionEnd::NeverConnected(format!("{addr}: {e}"));
             }
-            let mut lines = Lines::Tcp(TcpLines::new(tcp.clone()));
+            let mut lines = FramedRead::new(Box::new(rd) as PoolReader, LineCodec::default());
             match wait_login(ctx, &addr, &mut lines).await {
-                Ok(login) => run_tcp(ctx, &addr, login, lines, &tcp).await,
+                Ok(login) => run_tcp(ctx, &addr, login, lines, Arc::new(wr)).await,
                 Err(end) => end,
             }
         }
@@ -86,7 +71,7 @@ pub(crate) async fn run_session(ctx: &mut SessionCtx<'_>) -> SessionEnd {
             if let Err(e) = write_line(&mut wr, &login).await {
                 return SessionEnd::NeverConnected(format!("{addr}: {e}"));
             }
-            let mut lines = Lines::Framed(FramedRead::new(rd, LineCodec::default()));
+            let mut lines = FramedRead::new(rd, LineCodec::default());
             match wait_login(ctx, &addr, &mut lines).await {
                 Ok(login) => run_buffered(ctx, &addr, login, lines, wr).await,
                 Err(end) => end,
@@ -217,7 +202,7 @@ async fn run_tcp(
     addr: &str,
     login: PoolLoginResult,
     mut lines: Lines,
-    tcp: &Arc<TcpStream>,
+    tcp: Arc<OwnedWriteHalf>,
 ) -> SessionEnd {
     let LoggedIn {
         keepalive,
@@ -340,7 +325,7 @@ async fn write_line<W: tokio::io::AsyncWrite + Unpin>(
 }
 
 /// Writes all of `bytes` to a plain-TCP socket (the login, before any submit can race it).
-async fn write_all(tcp: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+async fn write_all(tcp: &OwnedWriteHalf, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
         tcp.writable().await?;
         match tcp.try_write(bytes) {

@@ -15,6 +15,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
@@ -28,8 +29,9 @@ pub(crate) type PoolWriter = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// A connection opened by [`open`].
 pub(crate) enum Opened {
-    /// Plain TCP: the socket, whole (the direct submit path writes to it from any thread).
-    Tcp(TcpStream),
+    /// Plain TCP, split in halves (the direct submit path writes to the writing half from
+    /// any thread).
+    Tcp(OwnedReadHalf, OwnedWriteHalf),
     /// TLS, split in halves.
     Tls(PoolReader, PoolWriter),
 }
@@ -47,7 +49,8 @@ pub(crate) async fn open(ctx: &SessionCtx<'_>, addr: &str) -> Result<Opened, Ses
             .map_err(|e| format!("{addr}: {e}"))?;
         let _ = tcp.set_nodelay(true);
         if !tls {
-            return Ok(Opened::Tcp(tcp));
+            let (rd, wr) = tcp.into_split();
+            return Ok(Opened::Tcp(rd, wr));
         }
         let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
         match connect(tcp, host, pin).await {
