@@ -17,6 +17,7 @@ pub(crate) struct Failover {
     pub(crate) listener: Arc<dyn UpstreamListener>,
     pub(crate) cancel: CancellationToken,
     pub(crate) cmds: mpsc::Receiver<Command>,
+    pub(crate) direct: Arc<crate::direct::Direct>,
     pub(crate) state: Arc<AtomicU8>,
     pub(crate) session: u64,
 }
@@ -85,6 +86,7 @@ impl Failover {
             index,
             options: &set.options,
             cmds: &mut self.cmds,
+            direct: &self.direct,
             listener: self.listener.as_ref(),
             cancel: &session_cancel,
             session: &mut self.session,

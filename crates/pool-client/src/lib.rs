@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub mod daemon;
+mod direct;
 mod failover;
 pub mod stratum;
 pub mod tls;
@@ -212,6 +213,8 @@ pub struct PoolSet {
 #[derive(Debug, Clone)]
 pub struct Upstream {
     cmds: mpsc::Sender<Command>,
+    /// The direct submit path while a plain-TCP stratum session is logged in.
+    direct: Arc<direct::Direct>,
     state: Arc<AtomicU8>,
     pools: Arc<tokio::sync::watch::Sender<Arc<PoolSet>>>,
 }
@@ -230,6 +233,7 @@ impl Upstream {
     ) -> Self {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let state = Arc::new(AtomicU8::new(UpstreamState::Connecting as u8));
+        let direct = Arc::new(direct::Direct::default());
         let (pools_tx, pools_rx) =
             tokio::sync::watch::channel(Arc::new(PoolSet { pools, options }));
         let task = failover::Failover {
@@ -237,12 +241,14 @@ impl Upstream {
             listener,
             cancel,
             cmds: rx,
+            direct: direct.clone(),
             state: state.clone(),
             session: 0,
         };
         tokio::spawn(task.run());
         Self {
             cmds: tx,
+            direct,
             state,
             pools: Arc::new(pools_tx),
         }
@@ -265,13 +271,21 @@ impl Upstream {
         });
     }
 
-    /// Queues a share for the pool. Its outcome arrives as `on_result(seq, ..)`, unless this
+    /// Sends a share to the pool. Its outcome arrives as `on_result(seq, ..)`, unless this
     /// returns an error, in which case no `on_result` call will come for `seq`.
     ///
+    /// While a stratum session is logged in over plain TCP, the submit line is written to
+    /// the pool socket right here, on the caller's thread (what the socket does not take at
+    /// once is flushed by the upstream's task). Otherwise (connecting, TLS, a daemon) the
+    /// share is queued for the upstream's task. Never blocks.
+    ///
     /// # Errors
-    /// [`ShareError::Busy`] when the queue is full, [`ShareError::NotConnected`] when the
-    /// upstream has stopped.
+    /// [`ShareError::Busy`] when the queue is full or too many bytes wait for the pool
+    /// socket, [`ShareError::NotConnected`] when the upstream has stopped.
     pub fn submit(&self, seq: u64, share: Share) -> Result<(), ShareError> {
+        if let Some(sent) = self.direct.submit(seq, &share) {
+            return sent;
+        }
         self.cmds
             .try_send(Command::Submit { seq, share })
             .map_err(|e| match e {
@@ -307,6 +321,8 @@ pub(crate) struct SessionCtx<'a> {
     pub(crate) options: &'a FailoverOptions,
     /// Submits from the proxy.
     pub(crate) cmds: &'a mut mpsc::Receiver<Command>,
+    /// The upstream's direct submit path, for a plain-TCP stratum session to attach.
+    pub(crate) direct: &'a direct::Direct,
     /// Where to report.
     pub(crate) listener: &'a dyn UpstreamListener,
     /// Stop signal.

@@ -15,6 +15,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
@@ -26,14 +27,20 @@ pub(crate) type PoolReader = Box<dyn AsyncRead + Send + Unpin>;
 /// The writing side of a pool connection, plain TCP or TLS.
 pub(crate) type PoolWriter = Box<dyn AsyncWrite + Send + Unpin>;
 
+/// A connection opened by [`open`].
+pub(crate) enum Opened {
+    /// Plain TCP, split in halves (the direct submit path writes to the writing half from
+    /// any thread).
+    Tcp(OwnedReadHalf, OwnedWriteHalf),
+    /// TLS, split in halves.
+    Tls(PoolReader, PoolWriter),
+}
+
 /// Opens the session's connection to the pool at `addr` (`host:port`): TCP, then the TLS
 /// handshake when the entry asks for TLS, all within the connect timeout. A pinned pool that
 /// presents another certificate is logged at ERROR and ends as `NeverConnected` naming both
 /// fingerprints, so the failover loop moves on to the next pool.
-pub(crate) async fn open(
-    ctx: &SessionCtx<'_>,
-    addr: &str,
-) -> Result<(PoolReader, PoolWriter), SessionEnd> {
+pub(crate) async fn open(ctx: &SessionCtx<'_>, addr: &str) -> Result<Opened, SessionEnd> {
     let tls = wants_tls(ctx.pool);
     let pin = ctx.pool.tls_fingerprint.as_deref();
     let work = async {
@@ -43,13 +50,13 @@ pub(crate) async fn open(
         let _ = tcp.set_nodelay(true);
         if !tls {
             let (rd, wr) = tcp.into_split();
-            return Ok((Box::new(rd) as PoolReader, Box::new(wr) as PoolWriter));
+            return Ok(Opened::Tcp(rd, wr));
         }
         let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
         match connect(tcp, host, pin).await {
             Ok(stream) => {
                 let (rd, wr) = tokio::io::split(stream);
-                Ok((Box::new(rd) as PoolReader, Box::new(wr) as PoolWriter))
+                Ok(Opened::Tls(Box::new(rd), Box::new(wr)))
             }
             Err(e) => {
                 if matches!(e, TlsConnectError::FingerprintMismatch { .. }) {
@@ -63,7 +70,7 @@ pub(crate) async fn open(
     tokio::select! {
         () = ctx.cancel.cancelled() => Err(SessionEnd::Cancelled),
         r = timed => match r {
-            Ok(Ok(halves)) => Ok(halves),
+            Ok(Ok(opened)) => Ok(opened),
             Ok(Err(why)) => Err(SessionEnd::NeverConnected(why)),
             Err(_) => Err(SessionEnd::NeverConnected(format!("{addr}: connect timed out"))),
         },

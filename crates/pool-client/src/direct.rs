@@ -1,0 +1,426 @@
+//! The direct submit path of a plain-TCP stratum session.
+//!
+//! While a stratum session is logged in over plain TCP, [`crate::Upstream::submit`] does not
+//! hand the share to the session task: it encodes the submit line itself and writes it to
+//! the pool socket with a non-blocking `try_write`, on the caller's thread. The session task
+//! and the submitters share one [`Direct`]: a mutex over the [`Wire`] (the socket, the
+//! [`Ledger`] of request ids and pending submits, the bytes not yet written) and a `Notify`
+//! that asks the session task to flush those bytes when the socket is writable again.
+//!
+//! The rules that keep it sound:
+//! - Lines never interleave: a line is written whole or its tail goes to the out-buffer, and
+//!   while the out-buffer holds anything every new line is appended to it, never written
+//!   past it. All of this happens under the wire's lock.
+//! - A submit's pending entry is recorded under the same lock, before its line is written, so
+//!   the session task (which takes the lock to match an answer) always finds it.
+//! - The wire is in the slot only while the session is logged in. When the session ends it
+//!   takes the wire out ([`Attached`]'s drop) and fails every pending submit with
+//!   [`ShareError::Disconnected`]; a submit that finds the slot empty goes through the
+//!   upstream's queue as before. So each accepted submit is answered exactly once.
+//! - The listener is never called with the lock held: `Upstream::submit` is called with the
+//!   proxy's locks held, and the listener takes them.
+//! - A write error on any thread marks the wire lost; the session task sees it on its next
+//!   wake-up and ends the session.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use stratum_proto::cryptonote::{encode_pool_keepalived, encode_pool_submit};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::{Share, ShareError, UpstreamListener};
+
+/// Bytes of lines the pool socket has not taken yet, at most; past it submits are refused
+/// with [`ShareError::Busy`] (as a full submit queue is). About 4000 submit lines.
+pub(crate) const MAX_UNSENT: usize = 1 << 20;
+
+/// An out-buffer that grew past this is freed once empty.
+const KEEP_OUT: usize = 32 * 1024;
+
+/// A submit waiting for the pool's answer.
+#[derive(Debug)]
+struct Pending {
+    seq: u64,
+    sent: Instant,
+}
+
+/// Request ids and the submits waiting for their answers, of one logged-in session.
+#[derive(Debug)]
+pub(crate) struct Ledger {
+    session_id: String,
+    next_id: u64,
+    pending: BTreeMap<u64, Pending>,
+}
+
+impl Ledger {
+    /// A ledger for the pool session `session_id`, numbering requests from `first_id`.
+    pub(crate) fn new(session_id: String, first_id: u64) -> Self {
+        Self {
+            session_id,
+            next_id: first_id,
+            pending: BTreeMap::new(),
+        }
+    }
+
+    fn take_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Records `seq` as sent now under a fresh request id; its submit line.
+    pub(crate) fn submit(&mut self, seq: u64, share: &Share, now: Instant) -> Vec<u8> {
+        let id = self.take_id();
+        self.pending.insert(id, Pending { seq, sent: now });
+        encode_pool_submit(
+            id,
+            &self.session_id,
+            &share.job_id,
+            &share.nonce,
+            &share.result,
+            share.algo.as_deref(),
+        )
+    }
+
+    /// A `keepalived` line under a fresh request id.
+    pub(crate) fn keepalived(&mut self) -> Vec<u8> {
+        let id = self.take_id();
+        encode_pool_keepalived(id, &self.session_id)
+    }
+
+    /// The sequence number of the submit sent under request `id`, which is answered now.
+    pub(crate) fn answer(&mut self, id: u64) -> Option<u64> {
+        self.pending.remove(&id).map(|p| p.seq)
+    }
+
+    /// Removes the submits sent `timeout` or longer before `now`; their sequence numbers.
+    pub(crate) fn expire(&mut self, now: Instant, timeout: Duration) -> Vec<u64> {
+        let mut expired = Vec::new();
+        self.pending.retain(|_, p| {
+            let late = now.duration_since(p.sent) >= timeout;
+            if late {
+                expired.push(p.seq);
+            }
+            !late
+        });
+        expired
+    }
+
+    /// Removes every pending submit; their sequence numbers, in request order.
+    pub(crate) fn drain(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.pending)
+            .into_values()
+            .map(|p| p.seq)
+            .collect()
+    }
+}
+
+/// The shared half of a logged-in plain-TCP session.
+#[derive(Debug)]
+pub(crate) struct Wire {
+    stream: Arc<OwnedWriteHalf>,
+    ledger: Ledger,
+    /// Bytes of whole lines (the first maybe partly written) the socket has not taken yet.
+    out: BytesMut,
+    /// Set by the first write error; the session ends with it.
+    lost: Option<String>,
+}
+
+impl Wire {
+    /// Writes `line`, or queues what the socket does not take. True when the session task
+    /// must be woken: the out-buffer was empty and is not any more, or the socket failed.
+    fn push(&mut self, line: &[u8]) -> bool {
+        if self.lost.is_some() {
+            return false;
+        }
+        if !self.out.is_empty() {
+            self.out.extend_from_slice(line);
+            return false;
+        }
+        match self.stream.try_write(line) {
+            Ok(n) if n == line.len() => false,
+            Ok(n) => {
+                self.out.extend_from_slice(&line[n..]);
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.out.extend_from_slice(line);
+                true
+            }
+            Err(e) => {
+                self.lost = Some(e.to_string());
+                true
+            }
+        }
+    }
+
+    /// Writes from the out-buffer until it is empty or the socket is full.
+    fn flush(&mut self) {
+        while self.lost.is_none() && !self.out.is_empty() {
+            match self.stream.try_write(&self.out) {
+                Ok(0) => self.lost = Some("pool socket wrote zero bytes".into()),
+                Ok(n) => self.out.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => self.lost = Some(e.to_string()),
+            }
+        }
+        if self.out.is_empty() && self.out.capacity() > KEEP_OUT {
+            // A long stall is over: do not keep its buffer for the rest of the session.
+            self.out = BytesMut::new();
+        }
+    }
+
+    fn submit(&mut self, seq: u64, share: &Share) -> Result<bool, ShareError> {
+        // A submit line is a few hundred bytes: check the room before taking a request id.
+        if self.out.len() >= MAX_UNSENT {
+            return Err(ShareError::Busy);
+        }
+        let line = self.ledger.submit(seq, share, Instant::now());
+        Ok(self.push(&line))
+    }
+}
+
+/// The direct path of one upstream: the slot of the current plain-TCP session's wire.
+#[derive(Debug, Default)]
+pub(crate) struct Direct {
+    wire: Mutex<Option<Wire>>,
+    /// Wakes the session task to flush the out-buffer or to notice a lost socket.
+    wake: Notify,
+}
+
+/// What the session task learns when it flushes.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Flushed {
+    /// Everything is written.
+    Done,
+    /// Bytes are still waiting: flush again when the socket is writable.
+    More,
+    /// The socket failed (or the wire is gone); the reason.
+    Lost(String),
+}
+
+impl Direct {
+    fn lock(&self) -> MutexGuard<'_, Option<Wire>> {
+        self.wire.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The direct submit: `None` when no plain-TCP session is logged in (or its socket has
+    /// failed), and the caller must queue the share for the session task instead.
+    pub(crate) fn submit(&self, seq: u64, share: &Share) -> Option<Result<(), ShareError>> {
+        let mut slot = self.lock();
+        let wire = slot.as_mut().filter(|w| w.lost.is_none())?;
+        let wake = match wire.submit(seq, share) {
+            Ok(wake) => wake,
+            Err(e) => return Some(Err(e)),
+        };
+        drop(slot);
+        if wake {
+            self.wake.notify_one();
+        }
+        Some(Ok(()))
+    }
+
+    /// Puts the session's wire in the slot; submits take the direct path until the returned
+    /// guard is dropped.
+    pub(crate) fn attach<'a>(
+        &'a self,
+        stream: Arc<OwnedWriteHalf>,
+        ledger: Ledger,
+        listener: &'a dyn UpstreamListener,
+    ) -> Attached<'a> {
+        let mut slot = self.lock();
+        debug_assert!(slot.is_none(), "one session at a time");
+        *slot = Some(Wire {
+            stream,
+            ledger,
+            out: BytesMut::new(),
+            lost: None,
+        });
+        Attached {
+            direct: self,
+            listener,
+        }
+    }
+}
+
+/// The session's hold on the direct path. Dropping it detaches the wire, so later submits
+/// take the queue, and fails every submit still pending with [`ShareError::Disconnected`].
+pub(crate) struct Attached<'a> {
+    direct: &'a Direct,
+    listener: &'a dyn UpstreamListener,
+}
+
+impl Attached<'_> {
+    fn with<R>(&self, f: impl FnOnce(&mut Wire) -> R) -> Option<R> {
+        self.direct.lock().as_mut().map(f)
+    }
+
+    /// The wake-up of submitters that left bytes in the out-buffer or lost the socket.
+    pub(crate) fn woken(&self) -> impl std::future::Future<Output = ()> + '_ {
+        self.direct.wake.notified()
+    }
+
+    /// A submit that came through the queue: same path as a direct one. `Busy` when the
+    /// out-buffer is full (the caller answers the share with it).
+    pub(crate) fn submit(&self, seq: u64, share: &Share) -> Result<(), ShareError> {
+        let wake = self
+            .with(|w| w.submit(seq, share))
+            .unwrap_or(Err(ShareError::Disconnected))?;
+        self.wake_if(wake);
+        Ok(())
+    }
+
+    /// Sends `keepalived`.
+    pub(crate) fn keepalived(&self) {
+        let wake = self.with(|w| {
+            let line = w.ledger.keepalived();
+            w.push(&line)
+        });
+        self.wake_if(wake == Some(true));
+    }
+
+    /// Leaves a wake-up for [`Attached::woken`]: the session task's own writes left bytes
+    /// to flush (or failed) and it learns so in its next turn.
+    fn wake_if(&self, wake: bool) {
+        if wake {
+            self.direct.wake.notify_one();
+        }
+    }
+
+    /// Writes what is waiting, as far as the socket takes it.
+    pub(crate) fn flush(&self) -> Flushed {
+        self.with(|w| {
+            w.flush();
+            match (&w.lost, w.out.is_empty()) {
+                (Some(why), _) => Flushed::Lost(why.clone()),
+                (None, true) => Flushed::Done,
+                (None, false) => Flushed::More,
+            }
+        })
+        .unwrap_or_else(|| Flushed::Lost("detached".into()))
+    }
+
+    /// See [`Ledger::answer`].
+    pub(crate) fn answer(&self, id: u64) -> Option<u64> {
+        self.with(|w| w.ledger.answer(id)).flatten()
+    }
+
+    /// See [`Ledger::expire`].
+    pub(crate) fn expire(&self, now: Instant, timeout: Duration) -> Vec<u64> {
+        self.with(|w| w.ledger.expire(now, timeout))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Attached<'_> {
+    fn drop(&mut self) {
+        let wire = self.direct.lock().take();
+        if let Some(mut wire) = wire {
+            for seq in wire.ledger.drain() {
+                self.listener.on_result(seq, Err(ShareError::Disconnected));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use stratum_proto::Job;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::UpstreamState;
+
+    /// Counts `Disconnected` results.
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl UpstreamListener for Count {
+        fn on_job(&self, _: Job, _: u64) {}
+        fn on_result(&self, _: u64, result: Result<(), ShareError>) {
+            assert_eq!(result, Err(ShareError::Disconnected));
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+        fn on_state(&self, _: UpstreamState, _: Option<usize>) {}
+    }
+
+    /// A connected loopback pair: (our side, the pool's side).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ours = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (theirs, _) = l.accept().await.unwrap();
+        (ours, theirs)
+    }
+
+    fn share(n: u64) -> Share {
+        Share {
+            job_id: "job1".into(),
+            nonce: format!("{n:08x}"),
+            result: "ab".repeat(32),
+            algo: None,
+        }
+    }
+
+    fn unsent(direct: &Direct) -> usize {
+        direct.lock().as_ref().map_or(0, |w| w.out.len())
+    }
+
+    #[tokio::test]
+    async fn a_full_socket_queues_whole_lines_in_order_up_to_the_cap() {
+        let (ours, mut theirs) = pair().await;
+        let (_keep, ours) = ours.into_split();
+        let ours = Arc::new(ours);
+        let listener = Count::default();
+        let direct = Direct::default();
+        let wire = direct.attach(ours.clone(), Ledger::new("s".into(), 2), &listener);
+        // The pool reads nothing: the socket fills, then the out-buffer, then `Busy`.
+        let mut sent = 0u64;
+        loop {
+            match direct.submit(sent, &share(sent)) {
+                Some(Ok(())) => sent += 1,
+                Some(Err(e)) => {
+                    assert_eq!(e, ShareError::Busy);
+                    break;
+                }
+                None => panic!("attached"),
+            }
+        }
+        assert!(unsent(&direct) >= MAX_UNSENT);
+        // The pool reads again; the session's flushing delivers every line once, whole.
+        let reader = tokio::spawn(async move {
+            let mut all = Vec::new();
+            let mut buf = vec![0; 65536];
+            while all.iter().filter(|b| **b == b'\n').count() < sent as usize {
+                let n = theirs.read(&mut buf).await.unwrap();
+                assert!(n > 0, "closed early");
+                all.extend_from_slice(&buf[..n]);
+            }
+            all
+        });
+        while wire.flush() == Flushed::More {
+            ours.writable().await.unwrap();
+        }
+        let all = reader.await.unwrap();
+        for (i, line) in all
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .enumerate()
+        {
+            let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+            assert_eq!(v["id"], i as u64 + 2);
+            assert_eq!(v["params"]["nonce"], format!("{i:08x}"));
+        }
+        // Nothing was answered: every accepted submit fails once when the session ends.
+        drop(wire);
+        assert_eq!(listener.0.load(Ordering::SeqCst), sent as usize);
+        assert!(direct.submit(0, &share(0)).is_none(), "detached");
+    }
+}
