@@ -66,7 +66,7 @@ pub const INACTIVITY_TIMEOUT: Duration = Duration::from_secs(600);
 /// Most bytes a miner's outbox may hold before the miner is disconnected as too slow.
 pub(crate) const MAX_OUTBOX_BYTES: usize = 256 * 1024;
 /// Bytes offered to each read call.
-const READ_CHUNK: usize = 2048;
+const READ_CHUNK: usize = 1024;
 /// Lines handled per drive before other miners get a turn (a miner sending without pause).
 const LINES_PER_DRIVE: usize = 64;
 /// Chunks per vectored write.

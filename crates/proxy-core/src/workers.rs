@@ -10,9 +10,11 @@
 //!
 //! As in xmrig-proxy, `connections` is the number of the worker's connections open *now*.
 //!
-//! Each [`WorkerRecord`] has a fixed size whatever the uptime: at most 200 bytes (counters,
-//! last IP and a 120-byte [`WorkerWindows`]) plus one heap block, the name (at most
-//! [`MAX_WORKER_NAME`] bytes) behind the `Arc`'s two counters.
+//! Each [`WorkerRecord`] has a fixed size whatever the uptime: at most 88 bytes (counters,
+//! last IP) plus its name's heap block (at most [`MAX_WORKER_NAME`] bytes behind the `Arc`'s
+//! two counters) and, from its first accepted share on, one 120-byte [`WorkerWindows`] block:
+//! a worker that has not found a share yet (a farm's rigs right after a restart) holds no
+//! hashrate buckets.
 //!
 //! Lock order: the workers lock, then a miner's state (read briefly to name the miner).
 
@@ -51,9 +53,9 @@ pub fn worker_name(mode: WorkersMode, login: &LoginInfo, ip: IpAddr) -> Option<S
 /// One worker's aggregate (the RFC's `WorkerRecord`). Time is whole seconds since the
 /// stats epoch, as for [`WorkerWindows`].
 ///
-/// At most 200 bytes (plus the name's heap block): the share counters and the hashes stay
-/// `u64` (a worker can be a whole farm), the open connections and the last share's second
-/// are `u32`.
+/// At most 88 bytes, plus the name's heap block and, once a share was accepted, the
+/// [`WorkerWindows`] block: the share counters and the hashes stay `u64` (a worker can be a
+/// whole farm), the open connections and the last share's second are `u32`.
 #[derive(Debug, Clone)]
 pub struct WorkerRecord {
     name: Arc<str>,
@@ -64,7 +66,8 @@ pub struct WorkerRecord {
     connections: u32,
     /// One more than the second of the last accepted share (saturating), `None` before it.
     last_hash: Option<NonZeroU32>,
-    windows: WorkerWindows,
+    /// From the first accepted share on.
+    windows: Option<Box<WorkerWindows>>,
     last_ip: IpAddr,
 }
 
@@ -84,7 +87,7 @@ impl WorkerRecord {
             hashes: 0,
             connections: 0,
             last_hash: None,
-            windows: WorkerWindows::new(),
+            windows: None,
             last_ip: ip,
         }
     }
@@ -132,7 +135,10 @@ impl WorkerRecord {
     /// Hashrate in H/s over `window_secs` (one of [`HASHRATE_WINDOWS`]) as of second `now`;
     /// `None` for another window length. [`WorkerWindows`] says how precise it is.
     pub fn hashrate(&self, window_secs: u64, now: u64) -> Option<f64> {
-        self.windows.hashrate(window_secs, now)
+        match &self.windows {
+            Some(w) => w.hashrate(window_secs, now),
+            None => HASHRATE_WINDOWS.contains(&window_secs).then_some(0.0),
+        }
     }
 
     /// A connection of this worker opened from `ip`.
@@ -152,7 +158,9 @@ impl WorkerRecord {
         self.hashes = self.hashes.saturating_add(difficulty);
         let second = u32::try_from(now).unwrap_or(u32::MAX);
         self.last_hash = NonZeroU32::new(second.saturating_add(1));
-        self.windows.add(now, difficulty);
+        self.windows
+            .get_or_insert_with(|| Box::new(WorkerWindows::new()))
+            .add(now, difficulty);
     }
 
     /// A share the pool rejected.
@@ -166,10 +174,14 @@ impl WorkerRecord {
     }
 
     /// Bytes of heap this record owns: the name's allocation (shared with the workers'
-    /// name index, counted once, here).
+    /// name index, counted once, here) and the hashrate windows once there.
     pub fn heap_bytes(&self) -> usize {
         let word = std::mem::size_of::<usize>();
-        (2 * word + self.name.len()).next_multiple_of(word)
+        let windows = self
+            .windows
+            .as_ref()
+            .map_or(0, |_| std::mem::size_of::<WorkerWindows>());
+        (2 * word + self.name.len()).next_multiple_of(word) + windows
     }
 
     /// Whole size of the record: itself plus [`WorkerRecord::heap_bytes`].
@@ -187,7 +199,10 @@ impl WorkerRecord {
             invalid: self.invalid,
             hashes: self.hashes,
             last_hash_unix: self.last_hash().map_or(0, |s| epoch_unix + s),
-            hashrate: self.windows.hashrates(now),
+            hashrate: self
+                .windows
+                .as_ref()
+                .map_or([0.0; HASHRATE_WINDOWS.len()], |w| w.hashrates(now)),
         }
     }
 }
@@ -527,14 +542,19 @@ mod tests {
     }
 
     #[test]
-    fn a_record_has_a_fixed_size_of_at_most_200_bytes_plus_its_name() {
-        assert!(std::mem::size_of::<WorkerRecord>() <= 200);
+    fn a_record_has_a_fixed_size_of_at_most_88_bytes_plus_its_name_and_windows() {
+        assert!(std::mem::size_of::<WorkerRecord>() <= 88);
         let mut r = WorkerRecord::new("rig-alpha", ip(1));
-        let before = r.footprint();
+        let idle = r.footprint();
+        assert_eq!(r.hashrate(60, 0), Some(0.0), "no windows yet reads 0");
+        assert_eq!(r.hashrate(61, 0), None);
+        r.on_accept(1000, 0);
+        let working = r.footprint();
+        assert_eq!(working, idle + std::mem::size_of::<WorkerWindows>());
         for t in 0..10_000 {
             r.on_accept(1000, t * 17);
         }
-        assert_eq!(r.footprint(), before);
+        assert_eq!(r.footprint(), working);
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! A worker record's memory stays bounded however long the proxy runs: at most 200 bytes plus
-//! its name's heap block, through 48 simulated hours of one share a second, with the heap
-//! measured by dhat's allocator.
+//! A worker record's memory stays bounded however long the proxy runs: at most 88 bytes plus
+//! its name's heap block, and its hashrate windows' block from the first share on, through 48
+//! simulated hours of one share a second, with the heap measured by dhat's allocator.
 //!
 //! dhat counts every allocation of the process, so this test runs without libtest
 //! (`harness = false` in Cargo.toml): alone, on the main thread, where no test-runner thread
@@ -14,8 +14,8 @@ use proxy_core::workers::WorkerRecord;
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
-/// Bound on a record itself, without its name.
-const RECORD_MAX: usize = 200;
+/// Bound on a record itself, without its name and windows.
+const RECORD_MAX: usize = 88;
 
 /// Heap block of an `Arc<str>` of `len` bytes: two counters and the bytes, word-aligned.
 fn name_block(len: usize) -> usize {
@@ -25,8 +25,8 @@ fn name_block(len: usize) -> usize {
 
 fn main() {
     let _profiler = dhat::Profiler::builder().testing().build();
-    a_worker_record_stays_within_200_bytes_and_its_name_through_48_simulated_hours();
-    ten_thousand_records_take_200_bytes_and_their_names_each();
+    a_worker_record_stays_within_its_bound_through_48_simulated_hours();
+    ten_thousand_records_take_their_bound_each();
     println!("worker_memory: 2 passed, 0 failed");
 }
 
@@ -34,7 +34,7 @@ fn heap() -> usize {
     dhat::HeapStats::get().curr_bytes
 }
 
-fn a_worker_record_stays_within_200_bytes_and_its_name_through_48_simulated_hours() {
+fn a_worker_record_stays_within_its_bound_through_48_simulated_hours() {
     let record_size = std::mem::size_of::<WorkerRecord>();
     assert!(record_size <= RECORD_MAX, "a record is {record_size} bytes");
     let ip = IpAddr::from([10, 0, 0, 1]);
@@ -43,13 +43,18 @@ fn a_worker_record_stays_within_200_bytes_and_its_name_through_48_simulated_hour
     let name = "rig-alpha-0123456789";
     let mut record = Box::new(WorkerRecord::new(name, ip));
     // The box holds the record itself; its only heap block is its name.
-    let size = heap() - base;
-    assert_eq!(size, record_size + name_block(name.len()));
-    assert_eq!(size, record.footprint());
+    let idle = heap() - base;
+    assert_eq!(idle, record_size + name_block(name.len()));
+    assert_eq!(idle, record.footprint());
 
     record.connect(ip);
+    // The first share brings the hashrate windows, and nothing else ever comes.
+    record.on_accept(1000, 0);
+    let size = heap() - base;
+    assert_eq!(size, idle + std::mem::size_of::<WorkerWindows>());
+    assert_eq!(size, record.footprint());
     const HOURS: u64 = 48;
-    for now in 0..HOURS * 3600 {
+    for now in 1..HOURS * 3600 {
         record.on_accept(1000, now);
         if now % 7 == 0 {
             record.on_reject();
@@ -81,7 +86,7 @@ fn a_worker_record_stays_within_200_bytes_and_its_name_through_48_simulated_hour
     );
 }
 
-fn ten_thousand_records_take_200_bytes_and_their_names_each() {
+fn ten_thousand_records_take_their_bound_each() {
     const N: usize = 10_000;
     let ip = IpAddr::from([10, 0, 0, 2]);
     let base = heap();
@@ -96,10 +101,14 @@ fn ten_thousand_records_take_200_bytes_and_their_names_each() {
         }
     }
     let per_record = (heap() - base) / N;
+    let windows = std::mem::size_of::<WorkerWindows>();
     assert_eq!(
         per_record,
-        std::mem::size_of::<WorkerRecord>() + name_block("rig-00000".len())
+        std::mem::size_of::<WorkerRecord>() + name_block("rig-00000".len()) + windows
     );
-    assert!(per_record <= RECORD_MAX + name_block(9), "{per_record}");
+    assert!(
+        per_record <= RECORD_MAX + name_block(9) + windows,
+        "{per_record}"
+    );
     println!("10,000 worker records: {per_record} bytes each");
 }
