@@ -52,8 +52,8 @@ pub struct LoginInfo {
     pub pass: Arc<str>,
     /// `params.agent`.
     pub agent: Arc<str>,
-    /// `params.rigid`, when not empty.
-    pub rig_id: Option<Box<str>>,
+    /// `params.rigid`, when not empty (shared with the worker record it names).
+    pub rig_id: Option<Arc<str>>,
 }
 
 pub(crate) struct MinerState {
@@ -225,10 +225,7 @@ impl Miner {
                 user: strings.get(user),
                 pass: strings.get(&p.pass),
                 agent: strings.get(&p.agent),
-                rig_id: p
-                    .rigid
-                    .filter(|r| !r.is_empty())
-                    .map(String::into_boxed_str),
+                rig_id: p.rigid.filter(|r| !r.is_empty()).map(Arc::from),
             }));
             st.phase = MinerPhase::WaitReady;
             st.login_id = Some(Box::new(id.clone()));

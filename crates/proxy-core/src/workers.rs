@@ -33,21 +33,30 @@ use crate::stats::{WorkerWindows, HASHRATE_WINDOWS};
 pub const MAX_WORKER_NAME: usize = 256;
 
 /// The worker name of a miner that logged in with `login` from `ip`, under `mode`; `None`
-/// when workers are disabled. The name is cut to [`MAX_WORKER_NAME`] bytes.
-pub fn worker_name(mode: WorkersMode, login: &LoginInfo, ip: IpAddr) -> Option<String> {
+/// when workers are disabled. The name is cut to [`MAX_WORKER_NAME`] bytes. A name that
+/// needs no cutting is the login's own shared string (no copy per miner).
+pub fn worker_name(mode: WorkersMode, login: &LoginInfo, ip: IpAddr) -> Option<Arc<str>> {
     let name = match mode {
-        WorkersMode::RigId => login.rig_id.as_deref().unwrap_or(&login.user),
+        WorkersMode::RigId => login.rig_id.as_ref().unwrap_or(&login.user),
         WorkersMode::User => &login.user,
         WorkersMode::Password => &login.pass,
         WorkersMode::Agent => &login.agent,
-        WorkersMode::Ip => return Some(ip.to_string()),
+        WorkersMode::Ip => return Some(Arc::from(ip.to_string())),
         WorkersMode::Disabled => return None,
     };
-    let mut end = name.len().min(MAX_WORKER_NAME);
+    Some(cut_name(name))
+}
+
+/// `name` cut to [`MAX_WORKER_NAME`] bytes at a character boundary; shared when it fits.
+fn cut_name(name: &Arc<str>) -> Arc<str> {
+    if name.len() <= MAX_WORKER_NAME {
+        return name.clone();
+    }
+    let mut end = MAX_WORKER_NAME;
     while !name.is_char_boundary(end) {
         end -= 1;
     }
-    Some(name[..end].to_string())
+    Arc::from(&name[..end])
 }
 
 /// One worker's aggregate (the RFC's `WorkerRecord`). Time is whole seconds since the
@@ -75,12 +84,13 @@ impl WorkerRecord {
     /// A record with no connection and no share yet. `name` is cut to [`MAX_WORKER_NAME`]
     /// bytes.
     pub fn new(name: &str, ip: IpAddr) -> Self {
-        let mut end = name.len().min(MAX_WORKER_NAME);
-        while !name.is_char_boundary(end) {
-            end -= 1;
-        }
+        Self::named(cut_name(&Arc::from(name)), ip)
+    }
+
+    /// A record named `name` (already cut to [`MAX_WORKER_NAME`] bytes).
+    fn named(name: Arc<str>, ip: IpAddr) -> Self {
         Self {
-            name: Arc::from(&name[..end]),
+            name,
             accepted: 0,
             rejected: 0,
             invalid: 0,
@@ -266,12 +276,12 @@ impl Inner {
                 matches!(st.phase, MinerPhase::WaitReady | MinerPhase::Ready),
             )
         };
-        let found = self.by_name.get(name.as_str()).copied();
+        let found = self.by_name.get(&*name).copied();
         if !live {
             return found;
         }
         let i = found.unwrap_or_else(|| {
-            let r = WorkerRecord::new(&name, miner.peer.ip());
+            let r = WorkerRecord::named(name, miner.peer.ip());
             self.by_name.insert(r.name.clone(), self.records.len());
             self.records.push(r);
             self.records.len() - 1
@@ -416,7 +426,7 @@ mod tests {
             user: user.into(),
             pass: format!("pw-{user}").into(),
             agent: "XMRig/6.21.0".into(),
-            rig_id: rig.map(Box::from),
+            rig_id: rig.map(Arc::from),
         }
     }
 
@@ -445,6 +455,18 @@ mod tests {
             worker_name(WorkersMode::RigId, &l, ip(7)).as_deref(),
             Some("WALLET")
         );
+    }
+
+    #[test]
+    fn a_record_shares_the_name_string_of_the_login_it_comes_from() {
+        let w = Workers::new(WorkersMode::RigId);
+        let m = miner(1, 1, login("WALLET", Some("rig-a")));
+        w.login(&m);
+        let st = m.state();
+        let rig = st.login.as_ref().and_then(|l| l.rig_id.clone()).unwrap();
+        drop(st);
+        let g = lock(&w.inner);
+        assert!(Arc::ptr_eq(&g.records[0].name, &rig), "no copy per miner");
     }
 
     #[test]

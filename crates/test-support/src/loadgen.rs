@@ -297,8 +297,12 @@ pub struct MemoryReport {
     pub rss_after_jobs_kib: Option<u64>,
     /// After the share phase, KiB.
     pub rss_after_shares_kib: Option<u64>,
-    /// (after login − before) / miners logged in, bytes.
+    /// (after login − before) / miners logged in, bytes: an idle logged-in miner.
     pub rss_per_miner_bytes: Option<f64>,
+    /// (after the share phase − before) / miners logged in, bytes: a miner that has had
+    /// jobs and submitted shares (every miner has when the phase sends at least one share
+    /// per miner).
+    pub rss_per_miner_after_shares_bytes: Option<f64>,
     /// The proxy's CPU time per second while every miner is logged in and nothing happens
     /// (its timers and per-second housekeeping), measured over two settle periods after
     /// login, ms per second.
@@ -1190,7 +1194,12 @@ async fn phases(ctx: &Arc<Ctx>, probe: &Probe, report: &mut Report) {
     // Phase 3: shares.
     if opts.total_shares() > 0 {
         share_phase(ctx, probe, report, &active).await;
-        report.memory.rss_after_shares_kib = probe.read().proxy.map(|s| s.rss_kib);
+        let after = probe.read().proxy;
+        report.memory.rss_after_shares_kib = after.map(|s| s.rss_kib);
+        if let (Some(b), Some(a)) = (before.proxy, after) {
+            report.memory.rss_per_miner_after_shares_bytes =
+                Some((a.rss_kib as f64 - b.rss_kib as f64) * 1024.0 / active.len() as f64);
+        }
     }
     let gone = ctx.disconnected.load(Ordering::Relaxed);
     if gone > 0 {
@@ -1529,6 +1538,11 @@ impl Report {
             (
                 "RSS per logged-in miner".into(),
                 m.rss_per_miner_bytes
+                    .map_or_else(|| "n/a".into(), |b| format!("{} bytes", grouped(b as u64))),
+            ),
+            (
+                "RSS per miner after the shares".into(),
+                m.rss_per_miner_after_shares_bytes
                     .map_or_else(|| "n/a".into(), |b| format!("{} bytes", grouped(b as u64))),
             ),
             (
