@@ -186,7 +186,7 @@ impl Drop for ProxyProcess {
 /// `cargo xtask bench`: builds `proxy-cli` and `loadgen` in release, starts the proxy in
 /// NiceHash mode with the load generator's pool as its only pool, runs the load generator
 /// against it and stops the proxy. `--proxy-threads N` sets the proxy's tokio worker threads
-/// (`TOKIO_WORKER_THREADS`; default: one per core), `--proxy-nofile N` its open-file limit
+/// (`TOKIO_WORKER_THREADS`; default: proxy-cli's one, plus its fan-out threads), `--proxy-nofile N` its open-file limit
 /// (default: the hard limit); every other flag goes to `loadgen` (`--miners`, `--jobs`,
 /// `--job-interval`, `--rate`, `--seconds`, `--threads`, `--json`, …). `--micro` runs the
 /// criterion benchmarks instead (further flags go to criterion, e.g. a name filter).
@@ -278,8 +278,9 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
             n
         }
         None => {
+            // proxy-cli's default: one worker (its fan-out threads are not workers).
             cmd.env_remove("TOKIO_WORKER_THREADS");
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            1
         }
     };
     eprintln!("$ {cmd:?}");

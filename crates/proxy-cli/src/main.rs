@@ -75,11 +75,24 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run { config } => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(worker_threads())
             .enable_all()
             .build()
             .context("starting the runtime")?
             .block_on(run(config)),
     }
+}
+
+/// The runtime's worker threads: `TOKIO_WORKER_THREADS` when set, else one. One worker is
+/// the cheapest path for a share (it never changes thread); job fan-outs still use every
+/// core through proxy-core's fan-out threads. More workers help when many TLS handshakes
+/// come at once (each is about a millisecond of CPU).
+fn worker_threads() -> usize {
+    std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(1)
 }
 
 /// Logs to stderr (with colour when `colors`), and to `log_file` too when set. `RUST_LOG`

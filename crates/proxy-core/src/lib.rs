@@ -28,6 +28,7 @@ use tokio_util::task::TaskTracker;
 pub mod config;
 mod conn;
 mod events;
+mod fanout;
 mod intern;
 mod logs;
 pub mod miner;
@@ -153,7 +154,12 @@ impl Proxy {
         let conn_stop = CancellationToken::new();
         let upstream_stop = CancellationToken::new();
         let shared = Arc::new(Shared {
-            splitter: Splitter::new(config.clone(), events.clone(), upstream_stop.clone()),
+            splitter: Splitter::new(
+                config.clone(),
+                events.clone(),
+                upstream_stop.clone(),
+                fanout_helpers(),
+            ),
             config,
             events,
             config_path: std::sync::OnceLock::new(),
@@ -198,6 +204,12 @@ impl Proxy {
             tracker,
         })
     }
+}
+
+/// Threads that write jobs to miners beside the upstream tasks: one per core beyond the
+/// first (see `fanout.rs`).
+fn fanout_helpers() -> usize {
+    std::thread::available_parallelism().map_or(0, |n| n.get() - 1)
 }
 
 /// Pending connections the kernel may queue per listener (capped by `net.core.somaxconn`):
@@ -434,6 +446,7 @@ impl ProxyHandle {
             tracing::warn!("{left} shares still unanswered at shutdown");
         }
         conn::close_all(&self.shared).await;
+        self.shared.splitter.fanout.stop();
         self.conn_stop.cancel();
         self.tracker.close();
         self.tracker.wait().await;

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Mode};
 use crate::events::Events;
+use crate::fanout::{way_of, Fanout};
 use crate::lock;
 use crate::miner::{Miner, MinerPhase, SubmittedShare};
 
@@ -152,6 +153,7 @@ pub(crate) struct Mapper {
     cancel: CancellationToken,
     config: Arc<ArcSwap<Config>>,
     events: Arc<Events>,
+    fanout: Arc<Fanout>,
     state: Mutex<MapperState>,
 }
 
@@ -391,7 +393,32 @@ impl UpstreamListener for Mapper {
         };
         // Written without the mapper's lock: logins and shares on this upstream go on
         // meanwhile. A miner added after the list was taken got this job when it was added.
-        for (m, fixed) in &miners {
+        // The slots of other ways go to the fan-out helpers (see `fanout.rs`).
+        let ways = self.fanout.ways();
+        let exts: Arc<[&'static str]> = exts.into();
+        let mut mine = Vec::with_capacity(miners.len() / ways + 1);
+        let mut theirs: Vec<Vec<(Arc<Miner>, Option<u8>)>> = vec![Vec::new(); ways - 1];
+        for (m, fixed) in miners {
+            match way_of(usize::from(fixed.unwrap_or(0)), ways) {
+                0 => mine.push((m, fixed)),
+                w => theirs[w - 1].push((m, fixed)),
+            }
+        }
+        for (i, batch) in theirs.into_iter().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            let (info, exts) = (info.clone(), exts.clone());
+            self.fanout.run_on(
+                i + 1,
+                Box::new(move || {
+                    for (m, fixed) in &batch {
+                        deliver(&info, m, *fixed, &exts);
+                    }
+                }),
+            );
+        }
+        for (m, fixed) in &mine {
             deliver(&info, m, *fixed, &exts);
         }
     }
@@ -458,13 +485,16 @@ pub(crate) struct Splitter {
     cancel: CancellationToken,
     config: Arc<ArcSwap<Config>>,
     events: Arc<Events>,
+    pub(crate) fanout: Arc<Fanout>,
 }
 
 impl Splitter {
+    /// `fanout_helpers`: threads that write jobs to miners beside the upstream tasks.
     pub(crate) fn new(
         config: Arc<ArcSwap<Config>>,
         events: Arc<Events>,
         cancel: CancellationToken,
+        fanout_helpers: usize,
     ) -> Self {
         Self {
             mode: config.load().mode,
@@ -473,6 +503,7 @@ impl Splitter {
             cancel,
             config,
             events,
+            fanout: Arc::new(Fanout::new(fanout_helpers)),
         }
     }
 
@@ -488,6 +519,7 @@ impl Splitter {
             cancel: self.cancel.child_token(),
             config: self.config.clone(),
             events: self.events.clone(),
+            fanout: self.fanout.clone(),
             state: Mutex::new(MapperState {
                 storage: NonceStorage::new(),
                 miners: vec![None; slots],
