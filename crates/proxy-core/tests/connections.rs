@@ -153,3 +153,28 @@ async fn miners_that_leave_are_gone_from_the_registry_and_their_upstream_slot() 
     assert_eq!(proxy.stats().miners, 0);
     proxy.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn every_miner_gets_every_job_in_order_when_jobs_come_quickly() {
+    let pool = MockPool::start(make_job(1, 100)).await.unwrap();
+    let proxy = Proxy::start(config(&pool)).await.unwrap();
+    let addr = proxy.local_addrs()[0];
+    // Enough miners for every fan-out thread to have some (slots alternate between them).
+    let mut miners = Vec::new();
+    for _ in 0..24 {
+        let mut m = TestMiner::connect(addr).await.unwrap();
+        m.login("wallet").await.unwrap();
+        miners.push(m);
+    }
+    for n in 2..=40u64 {
+        pool.push_job(make_job(n, 100));
+        tokio::task::yield_now().await;
+    }
+    for m in &mut miners {
+        for n in 2..=40u64 {
+            let job = m.next_job(WAIT).await.unwrap();
+            assert_eq!(job.job_id, format!("job{n:06}"), "jobs arrive in order");
+        }
+    }
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
