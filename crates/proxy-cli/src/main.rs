@@ -136,10 +136,7 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     // Each miner is one open file: take the whole hard limit (past it, new miners are
     // refused with "Proxy is full").
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(n) => tracing::info!(
-            "open-file limit {n}: room for about {} miners",
-            n.saturating_sub(64)
-        ),
+        Ok(n) => tracing::info!("open-file limit {n}"),
         Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
     }
     let proxy = Proxy::start_from_file(&path).await?;

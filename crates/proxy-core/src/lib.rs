@@ -92,6 +92,10 @@ pub(crate) struct Shared {
     pub(crate) dispatchers: conn::Dispatchers,
     /// Shared copies of login strings.
     pub(crate) strings: intern::Interner,
+    /// Most miners served at once; past it a new connection is told "Proxy is full" and
+    /// closed. From the open-file limit at start ([`miner_limit`]), or
+    /// [`ProxyHandle::set_miner_limit`].
+    pub(crate) max_miners: AtomicU64,
     /// Time zero of the miners' deadlines (tokio's clock, so tests may pause it).
     pub(crate) clock: tokio::time::Instant,
 }
@@ -149,6 +153,8 @@ impl Proxy {
         }
         let rate_limiter = ratelimit::RateLimiter::new(&config.rate_limit);
         let events = Arc::new(Events::new(&config));
+        let limit = miner_limit(config.mode);
+        tracing::info!("room for {limit} miners (open-file limit)");
         let config = Arc::new(ArcSwap::from_pointee(config));
         let accept_stop = CancellationToken::new();
         let conn_stop = CancellationToken::new();
@@ -170,6 +176,7 @@ impl Proxy {
                 tokio::runtime::Handle::current().metrics().num_workers(),
             ),
             strings: intern::Interner::default(),
+            max_miners: AtomicU64::new(limit),
             clock: tokio::time::Instant::now(),
         });
         let tracker = TaskTracker::new();
@@ -203,6 +210,27 @@ impl Proxy {
             upstream_stop,
             tracker,
         })
+    }
+}
+
+/// Open files kept for everything but miners: pool connections beyond one per 256 miners,
+/// log files, API connections, the config file.
+const FILES_RESERVED: u64 = 64;
+
+/// The most miners the open-file limit leaves room for: in NiceHash mode one file per miner
+/// plus one per 256 (their pool connection), in simple mode two per miner, after
+/// [`FILES_RESERVED`]. Without a readable limit: no cap.
+fn miner_limit(mode: config::Mode) -> u64 {
+    let Ok((soft, _)) = rlimit::getrlimit(rlimit::Resource::NOFILE) else {
+        return u64::MAX;
+    };
+    if soft == rlimit::INFINITY {
+        return u64::MAX;
+    }
+    let room = soft.saturating_sub(FILES_RESERVED);
+    match mode {
+        config::Mode::Nicehash => room - room / 257,
+        config::Mode::Simple => room / 2,
     }
 }
 
@@ -256,9 +284,16 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 // A refused connection is dropped here, before anything is read from it.
-                if conn::admit(&shared, peer) {
-                    conn::accept(&shared, stream, peer, listener.tls(), &conn_stop, &tracker);
+                if !conn::admit(&shared, peer) {
+                    continue;
                 }
+                let limit = shared.max_miners.load(Relaxed);
+                if shared.stats().miners.load(Relaxed) >= limit {
+                    let cause = format!("{limit} miners connected, all it leaves room for");
+                    full.refuse_accepted(stream, peer, &cause);
+                    continue;
+                }
+                conn::accept(&shared, stream, peer, listener.tls(), &conn_stop, &tracker);
             }
             Err(e) if is_out_of_files(&e) => {
                 // Out of file descriptors: the connection waits in the backlog and its miner
@@ -314,6 +349,20 @@ impl FdReserve {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         self.spare = std::fs::File::open("/dev/null").ok();
+        self.log(&cause.to_string());
+    }
+
+    /// Refuses an accepted connection: the miner limit is reached.
+    fn refuse_accepted(&mut self, stream: tokio::net::TcpStream, peer: SocketAddr, cause: &str) {
+        let _ = stream.try_write(&self.full);
+        drop(stream);
+        self.refused += 1;
+        tracing::debug!(%peer, "refused: proxy full");
+        self.log(cause);
+    }
+
+    /// One WARN per 10 s at most, with the count refused since the last.
+    fn log(&mut self, cause: &str) {
         let now = std::time::Instant::now();
         if self
             .last_log
@@ -412,6 +461,18 @@ impl ProxyHandle {
     /// Upstream connections by state.
     pub fn upstreams(&self) -> UpstreamCounts {
         self.shared.splitter.upstream_counts()
+    }
+
+    /// Caps the miners served at once at `n` (default: what the open-file limit leaves room
+    /// for); past it a new connection is answered `Proxy is full, try again later` and
+    /// closed. Miners already connected stay.
+    pub fn set_miner_limit(&self, n: u64) {
+        self.shared.max_miners.store(n, Relaxed);
+    }
+
+    /// The current cap on miners served at once (see [`ProxyHandle::set_miner_limit`]).
+    pub fn miner_limit(&self) -> u64 {
+        self.shared.max_miners.load(Relaxed)
     }
 
     /// Miners per upstream connection, in the order the connections were opened.

@@ -178,3 +178,37 @@ async fn every_miner_gets_every_job_in_order_when_jobs_come_quickly() {
     }
     proxy.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn past_the_miner_limit_new_miners_are_told_the_proxy_is_full() {
+    let pool = MockPool::start(make_job(1, 100)).await.unwrap();
+    let proxy = Proxy::start(config(&pool)).await.unwrap();
+    assert!(proxy.miner_limit() > 0, "a limit from the open-file limit");
+    proxy.set_miner_limit(3);
+    let addr = proxy.local_addrs()[0];
+    let mut kept = Vec::new();
+    for _ in 0..3 {
+        let mut m = TestMiner::connect(addr).await.unwrap();
+        m.login("wallet").await.unwrap();
+        kept.push(m);
+    }
+    for _ in 0..2 {
+        let mut m = TestMiner::connect(addr).await.unwrap();
+        let v = m.recv(WAIT).await.unwrap();
+        assert_eq!(error_message(&v), Some("Proxy is full, try again later"));
+        assert!(m.closed_within(WAIT).await, "and closed");
+    }
+    // A place frees up when a miner leaves.
+    drop(kept.pop());
+    let monitor = proxy.monitor();
+    let freed = tokio::time::timeout(WAIT, async {
+        while monitor.miners().len() > 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(freed.is_ok());
+    let mut m = TestMiner::connect(addr).await.unwrap();
+    m.login("wallet").await.unwrap();
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
