@@ -214,12 +214,13 @@ impl Proxy {
 }
 
 /// Open files kept for everything but miners: pool connections beyond one per 256 miners,
-/// log files, API connections, the config file.
+/// log files, API connections, the config file (a quarter of a smaller limit).
 const FILES_RESERVED: u64 = 64;
 
 /// The most miners the open-file limit leaves room for: in NiceHash mode one file per miner
 /// plus one per 256 (their pool connection), in simple mode two per miner, after
-/// [`FILES_RESERVED`]. Without a readable limit: no cap.
+/// [`FILES_RESERVED`]. Without a readable limit: no cap. Should the estimate be short,
+/// running out of descriptors still gets new miners the same answer (`FdReserve`).
 fn miner_limit(mode: config::Mode) -> u64 {
     let Ok((soft, _)) = rlimit::getrlimit(rlimit::Resource::NOFILE) else {
         return u64::MAX;
@@ -227,7 +228,7 @@ fn miner_limit(mode: config::Mode) -> u64 {
     if soft == rlimit::INFINITY {
         return u64::MAX;
     }
-    let room = soft.saturating_sub(FILES_RESERVED);
+    let room = soft.saturating_sub(FILES_RESERVED.min(soft / 4));
     match mode {
         config::Mode::Nicehash => room - room / 257,
         config::Mode::Simple => room / 2,
