@@ -265,6 +265,17 @@ fn submit_all(upstream: &Upstream, seqs: impl Iterator<Item = u64>) -> Vec<u64> 
         .collect()
 }
 
+/// `n` OS threads submitting `per` shares each (thread `t`: seqs `t·per+1 ..= (t+1)·per`);
+/// each returns the seqs that were taken.
+fn submit_threads(upstream: &Upstream, n: u64, per: u64) -> Vec<std::thread::JoinHandle<Vec<u64>>> {
+    (0..n)
+        .map(|t| {
+            let up = upstream.clone();
+            std::thread::spawn(move || submit_all(&up, t * per + 1..=(t + 1) * per))
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn a_submit_reaches_the_pool_without_the_upstream_task_running() {
     bounded(async {
@@ -292,12 +303,7 @@ async fn concurrent_submits_from_threads_and_tasks_are_each_sent_and_answered_on
         let h = Harness::spawn(vec![pool.entry()], options());
         h.recorder.job(0).await;
         const PER: u64 = 300;
-        let threads: Vec<_> = (0..4u64)
-            .map(|t| {
-                let up = h.upstream.clone();
-                std::thread::spawn(move || submit_all(&up, t * PER + 1..=(t + 1) * PER))
-            })
-            .collect();
+        let threads = submit_threads(&h.upstream, 4, PER);
         let tasks: Vec<_> = (4..8u64)
             .map(|t| {
                 let up = h.upstream.clone();
@@ -339,12 +345,7 @@ async fn submits_racing_a_disconnect_are_each_answered_once() {
         let h = Harness::spawn(vec![pool.entry()], options());
         h.recorder.job(0).await;
         const PER: u64 = 1000;
-        let threads: Vec<_> = (0..3u64)
-            .map(|t| {
-                let up = h.upstream.clone();
-                std::thread::spawn(move || submit_all(&up, t * PER + 1..=(t + 1) * PER))
-            })
-            .collect();
+        let threads = submit_threads(&h.upstream, 3, PER);
         // Drop the connection while the threads are still submitting.
         let shared = pool.shared.clone();
         let dropper = tokio::task::spawn_blocking(move || {

@@ -16,6 +16,28 @@ fn config(pool: &MockPool) -> Config {
     common::local_config(&[pool.addr()])
 }
 
+/// True once the proxy serves `n` miners (polled), false after [`WAIT`].
+async fn miners_become(monitor: &proxy_core::Monitor, n: usize) -> bool {
+    tokio::time::timeout(WAIT, async {
+        while monitor.miners().len() != n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// `n` miners connected to `addr` and logged in.
+async fn logged_in(addr: std::net::SocketAddr, n: usize) -> Vec<TestMiner> {
+    let mut miners = Vec::new();
+    for _ in 0..n {
+        let mut m = TestMiner::connect(addr).await.unwrap();
+        m.login("wallet").await.unwrap();
+        miners.push(m);
+    }
+    miners
+}
+
 #[tokio::test]
 async fn a_login_sent_one_byte_at_a_time_is_answered() {
     let pool = MockPool::start(make_job(1, 100)).await.unwrap();
@@ -89,13 +111,7 @@ async fn a_miner_that_stops_reading_is_closed_and_the_others_keep_getting_jobs()
     let mut good = TestMiner::connect(addr).await.unwrap();
     good.login("wallet").await.unwrap();
     let monitor = proxy.monitor();
-    let both = tokio::time::timeout(WAIT, async {
-        while monitor.miners().len() < 2 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
-    assert!(both.is_ok(), "both miners registered");
+    assert!(miners_become(&monitor, 2).await, "both miners registered");
 
     // Push jobs until the proxy gives up on the stalled miner (its outbox overflows after
     // the socket buffers fill); the good miner reads each one.
@@ -132,23 +148,15 @@ async fn miners_that_leave_are_gone_from_the_registry_and_their_upstream_slot() 
     let pool = MockPool::start(make_job(1, 100)).await.unwrap();
     let proxy = Proxy::start(config(&pool)).await.unwrap();
     let addr = proxy.local_addrs()[0];
-    let mut miners = Vec::new();
-    for _ in 0..50 {
-        let mut m = TestMiner::connect(addr).await.unwrap();
-        m.login("wallet").await.unwrap();
-        miners.push(m);
-    }
+    let miners = logged_in(addr, 50).await;
     let monitor = proxy.monitor();
     assert_eq!(monitor.miners().len(), 50);
     assert_eq!(proxy.mapper_loads(), vec![50]);
     drop(miners);
-    let gone = tokio::time::timeout(WAIT, async {
-        while !monitor.miners().is_empty() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
-    assert!(gone.is_ok(), "every closed miner left the registry");
+    assert!(
+        miners_become(&monitor, 0).await,
+        "every closed miner left the registry"
+    );
     assert_eq!(proxy.mapper_loads(), vec![0]);
     assert_eq!(proxy.stats().miners, 0);
     proxy.shutdown(Duration::from_secs(1)).await;
@@ -160,12 +168,7 @@ async fn every_miner_gets_every_job_in_order_when_jobs_come_quickly() {
     let proxy = Proxy::start(config(&pool)).await.unwrap();
     let addr = proxy.local_addrs()[0];
     // Enough miners for every fan-out thread to have some (slots alternate between them).
-    let mut miners = Vec::new();
-    for _ in 0..24 {
-        let mut m = TestMiner::connect(addr).await.unwrap();
-        m.login("wallet").await.unwrap();
-        miners.push(m);
-    }
+    let mut miners = logged_in(addr, 24).await;
     for n in 2..=40u64 {
         pool.push_job(make_job(n, 100));
         tokio::task::yield_now().await;
@@ -186,12 +189,7 @@ async fn past_the_miner_limit_new_miners_are_told_the_proxy_is_full() {
     assert!(proxy.miner_limit() > 0, "a limit from the open-file limit");
     proxy.set_miner_limit(3);
     let addr = proxy.local_addrs()[0];
-    let mut kept = Vec::new();
-    for _ in 0..3 {
-        let mut m = TestMiner::connect(addr).await.unwrap();
-        m.login("wallet").await.unwrap();
-        kept.push(m);
-    }
+    let mut kept = logged_in(addr, 3).await;
     for _ in 0..2 {
         let mut m = TestMiner::connect(addr).await.unwrap();
         let v = m.recv(WAIT).await.unwrap();
@@ -200,14 +198,7 @@ async fn past_the_miner_limit_new_miners_are_told_the_proxy_is_full() {
     }
     // A place frees up when a miner leaves.
     drop(kept.pop());
-    let monitor = proxy.monitor();
-    let freed = tokio::time::timeout(WAIT, async {
-        while monitor.miners().len() > 2 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
-    assert!(freed.is_ok());
+    assert!(miners_become(&proxy.monitor(), 2).await);
     let mut m = TestMiner::connect(addr).await.unwrap();
     m.login("wallet").await.unwrap();
     proxy.shutdown(Duration::from_secs(1)).await;
