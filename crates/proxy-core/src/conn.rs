@@ -167,7 +167,11 @@ pub(crate) fn accept(
     stop: &CancellationToken,
     tracker: &tokio_util::task::TaskTracker,
 ) {
-    let _ = tcp.set_nodelay(true);
+    // TCP_NODELAY comes from the listen socket (Linux copies it to accepted sockets); set
+    // it where that is not so.
+    if !cfg!(target_os = "linux") {
+        let _ = tcp.set_nodelay(true);
+    }
     let deadline = Instant::now() + LOGIN_TIMEOUT;
     match tls {
         TlsMode::Off => start(shared, Io::Tcp(tcp), peer, deadline),

@@ -246,7 +246,8 @@ fn fanout_helpers() -> usize {
 const LISTEN_BACKLOG: i32 = 4096;
 
 /// Binds a listen socket. IPv6 sockets are IPv6-only, so `0.0.0.0:3333` and `[::]:3333` can
-/// both be bound, as xmrig-proxy's default config does.
+/// both be bound, as xmrig-proxy's default config does. `TCP_NODELAY` is set here: on Linux
+/// accepted sockets inherit it, which saves a system call per miner.
 fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
@@ -254,6 +255,7 @@ fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_address(true)?;
+    socket.set_tcp_nodelay(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
@@ -512,5 +514,32 @@ impl ProxyHandle {
         self.conn_stop.cancel();
         self.tracker.close();
         self.tracker.wait().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_miners_have_no_nagle_delay() {
+        let l = bind_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        let _c = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        assert!(s.nodelay().unwrap(), "TCP_NODELAY from the listen socket");
+    }
+
+    #[test]
+    fn the_miner_cap_leaves_files_for_the_rest() {
+        let limit = miner_limit(config::Mode::Nicehash);
+        let simple = miner_limit(config::Mode::Simple);
+        if let Ok((soft, _)) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
+            if soft != rlimit::INFINITY {
+                assert!(limit < soft && limit + limit / 256 <= soft);
+                assert!(simple * 2 <= soft);
+            }
+        }
     }
 }
