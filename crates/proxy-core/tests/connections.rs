@@ -94,10 +94,29 @@ fn big_job(n: u64) -> Job {
 
 #[tokio::test]
 async fn a_miner_that_stops_reading_is_closed_and_the_others_keep_getting_jobs() {
+    // Slot 0: its jobs are written by the upstream's task.
+    stalled_miner_case(true).await;
+}
+
+#[tokio::test]
+async fn a_stalled_miner_whose_jobs_a_fan_out_thread_writes_is_closed_too() {
+    // Slot 1: on a machine with more than one core a fan-out thread writes its jobs, and
+    // registers for writability from outside the runtime.
+    stalled_miner_case(false).await;
+}
+
+/// One miner stops reading while another reads every job; `stalled_first`: the stalled one
+/// logs in first (slot 0) or second (slot 1).
+async fn stalled_miner_case(stalled_first: bool) {
     let pool = MockPool::start(big_job(1)).await.unwrap();
     let proxy = Proxy::start(config(&pool)).await.unwrap();
     let addr = proxy.local_addrs()[0];
+    let monitor = proxy.monitor();
 
+    let mut good = TestMiner::connect(addr).await.unwrap();
+    if !stalled_first {
+        good.login("wallet").await.unwrap();
+    }
     // The stalled miner: a small receive buffer, logs in, never reads again.
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.set_recv_buffer_size(4096).unwrap();
@@ -107,10 +126,17 @@ async fn a_miner_that_stops_reading_is_closed_and_the_others_keep_getting_jobs()
     .to_string()
         + "\n";
     stalled.write_all(login.as_bytes()).await.unwrap();
-
-    let mut good = TestMiner::connect(addr).await.unwrap();
-    good.login("wallet").await.unwrap();
-    let monitor = proxy.monitor();
+    if stalled_first {
+        // Its login is handled before the good miner's.
+        let both = tokio::time::timeout(WAIT, async {
+            while proxy.mapper_loads() != vec![1] {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(both.is_ok(), "the stalled miner took slot 0");
+        good.login("wallet").await.unwrap();
+    }
     assert!(miners_become(&monitor, 2).await, "both miners registered");
 
     // Push jobs until the proxy gives up on the stalled miner (its outbox overflows after
