@@ -23,8 +23,8 @@
 //! miner's waker so the next event comes back the same way.
 //!
 //! Output is written by whoever produces it (the dispatcher for answers, the upstream's task
-//! for jobs and pool answers) straight to the socket when nothing is queued before it, so a
-//! job reaches 256 miners without waking 256 tasks; only what the socket does not take waits
+//! or a fan-out thread for jobs, the upstream's task for pool answers) straight to the socket
+//! when nothing is queued before it, so a job reaches 256 miners without waking 256 tasks; only what the socket does not take waits
 //! in the outbox, for writability. A miner that does not read keeps being served until its
 //! outbox passes [`MAX_OUTBOX_BYTES`], its timeout strikes or the proxy stops.
 //!
@@ -410,7 +410,7 @@ impl Conn {
         Self::new(Io::Closed)
     }
 
-    fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         matches!(self.io, Io::Closed)
     }
 

@@ -232,6 +232,13 @@ impl Miner {
         }
         let routed = shared.splitter.on_login(self);
         if routed.is_ok() {
+            if self.conn().is_closed() {
+                // Closed meanwhile (a timeout on another thread): its close may have run
+                // before the miner took its slot; give the slot back (taking the route makes
+                // this idempotent).
+                shared.splitter.on_close(self);
+                return;
+            }
             shared.events.login(self);
         }
         if let Err(message) = routed {
