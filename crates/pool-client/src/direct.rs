@@ -17,8 +17,8 @@
 //!   takes the wire out ([`Attached`]'s drop) and fails every pending submit with
 //!   [`ShareError::Disconnected`]; a submit that finds the slot empty goes through the
 //!   upstream's queue as before. So each accepted submit is answered exactly once.
-//! - The listener is never called with the lock held: `Upstream::submit` is called with the
-//!   proxy's locks held, and the listener takes them.
+//! - The listener is never called with the lock held: the listener takes the caller's own
+//!   locks, and a caller may hold them while it calls `Upstream::submit`.
 //! - A write error on any thread marks the wire lost; the session task sees it on its next
 //!   wake-up and ends the session.
 

@@ -374,43 +374,34 @@ impl UpstreamListener for Mapper {
             job.algo = None;
         }
         let info = Arc::new(JobInfo::new(job));
-        let exts = extensions(&config);
-        let miners: Vec<(Arc<Miner>, Option<u8>)> = {
+        let exts: Arc<[&'static str]> = extensions(&config).into();
+        // The miners by fan-out way (see `fanout.rs`), taken under the lock; written without
+        // it, so logins and shares on this upstream go on meanwhile. A miner added after the
+        // list was taken got this job when it was added.
+        let ways = self.fanout.ways();
+        let mut batches: Vec<Vec<(Arc<Miner>, Option<u8>)>> = vec![Vec::new(); ways];
+        {
             let mut st = self.st();
             let same_pool = session == st.session;
             st.session = session;
             st.storage.set_job(&info.job.job_id, same_pool);
             let old = st.job.replace(info.clone());
             st.prev = if same_pool { old } else { None };
-            st.miners
-                .iter()
-                .enumerate()
-                .filter_map(|(index, m)| {
-                    let fixed = self.nicehash.then(|| u8::try_from(index).unwrap_or(0));
-                    m.clone().map(|m| (m, fixed))
-                })
-                .collect()
-        };
-        // Written without the mapper's lock: logins and shares on this upstream go on
-        // meanwhile. A miner added after the list was taken got this job when it was added.
-        // The slots of other ways go to the fan-out helpers (see `fanout.rs`).
-        let ways = self.fanout.ways();
-        let exts: Arc<[&'static str]> = exts.into();
-        let mut mine = Vec::with_capacity(miners.len() / ways + 1);
-        let mut theirs: Vec<Vec<(Arc<Miner>, Option<u8>)>> = vec![Vec::new(); ways - 1];
-        for (m, fixed) in miners {
-            match way_of(usize::from(fixed.unwrap_or(0)), ways) {
-                0 => mine.push((m, fixed)),
-                w => theirs[w - 1].push((m, fixed)),
+            for (slot, m) in st.miners.iter().enumerate() {
+                if let Some(m) = m {
+                    let fixed = self.nicehash.then(|| u8::try_from(slot).unwrap_or(0));
+                    batches[way_of(slot, ways)].push((m.clone(), fixed));
+                }
             }
         }
-        for (i, batch) in theirs.into_iter().enumerate() {
+        let mine = std::mem::take(&mut batches[0]);
+        for (way, batch) in batches.into_iter().enumerate().skip(1) {
             if batch.is_empty() {
                 continue;
             }
             let (info, exts) = (info.clone(), exts.clone());
             self.fanout.run_on(
-                i + 1,
+                way,
                 Box::new(move || {
                     for (m, fixed) in &batch {
                         deliver(&info, m, *fixed, &exts);
