@@ -21,7 +21,10 @@ type Work = Box<dyn FnOnce() + Send>;
 
 /// The helper threads of one proxy.
 pub(crate) struct Fanout {
+    /// Emptied by [`Fanout::stop`].
     helpers: Mutex<Vec<Sender<Work>>>,
+    /// The helpers started, kept after a stop so that a slot keeps its way (its work then
+    /// runs on the caller).
     count: usize,
 }
 

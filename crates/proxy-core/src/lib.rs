@@ -316,9 +316,11 @@ fn is_out_of_files(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(23 | 24))
 }
 
-/// One spare file descriptor per listener, given up to accept and refuse a connection
-/// when the open-file limit is reached, so that a miner gets an answer instead of hanging in
-/// the listen backlog.
+/// How a listener refuses miners it has no room for, with `Proxy is full, try again later`
+/// and a close: past the miner cap ([`miner_limit`]) the accepted socket is refused at once;
+/// should the process still run out of descriptors, one spare descriptor is given up to
+/// accept the connection and refuse it, so that a miner gets an answer instead of hanging
+/// in the listen backlog. Refusals are logged once per 10 s at most.
 struct FdReserve {
     spare: Option<std::fs::File>,
     /// The error line sent to a refused miner.
