@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
-use test_support::miner::{result_for_difficulty, TestMiner};
+use test_support::miner::{nicehash_nonce, result_for_difficulty, TestMiner};
 use test_support::mock_pool::{make_job, MockPool, Reply};
 
 fn free_port() -> u16 {
@@ -66,7 +66,7 @@ async fn runs_from_a_config_file_and_stops_cleanly_on_sigterm() {
     let mut m = miner.expect("proxy listens");
     m.login("wallet").await.unwrap();
     let job = m.job.clone().unwrap();
-    let nonce = format!("000000{}", &job.blob[84..86]);
+    let nonce = nicehash_nonce(&job.blob, 0);
     let id = m
         .request(
             "submit",

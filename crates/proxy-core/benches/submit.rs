@@ -31,14 +31,6 @@ fn config(pool: std::net::SocketAddr) -> Config {
     .expect("a valid bench config")
 }
 
-/// A nonce in the miner's slot (the job's blob byte 42 on top), `low` in the low 24 bits.
-fn nonce(m: &TestMiner, low: u64) -> String {
-    let blob = &m.job.as_ref().expect("a job at login").blob;
-    let fixed = u32::from_str_radix(&blob[84..86], 16).expect("hex blob");
-    let n = (fixed << 24) | (low as u32 & 0x00ff_ffff);
-    n.to_le_bytes().iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn proxy(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -71,7 +63,7 @@ fn proxy(c: &mut Criterion) {
                     low += 1;
                     let job_id = m.job.as_ref().expect("a job").job_id.clone();
                     let reply = m
-                        .submit(&job_id, &nonce(m, low), &result)
+                        .submit(&job_id, &m.nonce(low as u32), &result)
                         .await
                         .expect("reply");
                     assert_eq!(reply["result"]["status"], "OK", "{reply}");

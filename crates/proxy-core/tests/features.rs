@@ -26,10 +26,6 @@ async fn start(config: Config) -> (ProxyHandle, SocketAddr) {
     (proxy, addr)
 }
 
-fn nonce_in_slot(m: &TestMiner, low: u8) -> String {
-    format!("{low:02x}0000{}", &m.job.as_ref().unwrap().blob[84..86])
-}
-
 #[tokio::test]
 async fn simple_mode_gives_each_miner_its_own_upstream_and_no_patching() {
     let job = make_job(1, POOL_DIFF);
@@ -101,32 +97,20 @@ async fn custom_difficulty_lowers_the_target_and_answers_low_shares_locally() {
     assert_eq!(job.target, difficulty_to_target(250));
     // Between the miner's target and the pool's: OK from the proxy, never forwarded.
     let r = m
-        .submit(
-            &job.job_id,
-            &nonce_in_slot(&m, 1),
-            &result_for_difficulty(400),
-        )
+        .submit(&job.job_id, &m.nonce(1), &result_for_difficulty(400))
         .await
         .unwrap();
     assert_eq!(r["result"]["status"], "OK");
     assert!(pool.received("submit").is_empty());
     // Below the miner's target: refused.
     let r = m
-        .submit(
-            &job.job_id,
-            &nonce_in_slot(&m, 2),
-            &result_for_difficulty(100),
-        )
+        .submit(&job.job_id, &m.nonce(2), &result_for_difficulty(100))
         .await
         .unwrap();
     assert_eq!(error_message(&r), Some("Low difficulty share"));
     // Meets the pool's: forwarded, credited at the pool's difficulty.
     let r = m
-        .submit(
-            &job.job_id,
-            &nonce_in_slot(&m, 3),
-            &result_for_difficulty(POOL_DIFF),
-        )
+        .submit(&job.job_id, &m.nonce(3), &result_for_difficulty(POOL_DIFF))
         .await
         .unwrap();
     assert_eq!(r["result"]["status"], "OK");
@@ -213,7 +197,7 @@ async fn algorithm_extension_on_and_off() {
     let id = m
         .request(
             "submit",
-            json!({"id": session, "job_id": job.job_id, "nonce": nonce_in_slot(&m, 1),
+            json!({"id": session, "job_id": job.job_id, "nonce": m.nonce(1),
                    "result": result_for_difficulty(POOL_DIFF), "algo": "cn/r"}),
         )
         .await
@@ -279,19 +263,11 @@ async fn custom_diff_stats_counts_every_share_at_the_miners_difficulty() {
     m.login("WALLET+250").await.unwrap();
     let job = m.job.clone().unwrap();
     let local = m
-        .submit(
-            &job.job_id,
-            &nonce_in_slot(&m, 1),
-            &result_for_difficulty(400),
-        )
+        .submit(&job.job_id, &m.nonce(1), &result_for_difficulty(400))
         .await
         .unwrap();
     let forwarded = m
-        .submit(
-            &job.job_id,
-            &nonce_in_slot(&m, 2),
-            &result_for_difficulty(POOL_DIFF),
-        )
+        .submit(&job.job_id, &m.nonce(2), &result_for_difficulty(POOL_DIFF))
         .await
         .unwrap();
     assert_eq!(

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use proxy_core::{Config, Proxy};
-use test_support::miner::{error_message, result_for_difficulty, TestMiner};
+use test_support::miner::{error_message, nicehash_nonce, result_for_difficulty, TestMiner};
 use test_support::mock_pool::{make_job, MockPool};
 
 fn config(pool: &MockPool, access: &Path, shares: &Path) -> Config {
@@ -47,7 +47,7 @@ async fn both_logs_get_their_lines() {
     let mut m = TestMiner::connect(proxy.local_addrs()[0]).await.unwrap();
     m.login("WALLET1").await.unwrap();
     let job = m.job.clone().unwrap();
-    let nonce = format!("000000{}", &job.blob[84..86]);
+    let nonce = nicehash_nonce(&job.blob, 0);
     let ok = m
         .submit(&job.job_id, &nonce, &result_for_difficulty(1000))
         .await
@@ -85,7 +85,7 @@ async fn an_unwritable_log_does_not_stop_the_service() {
     let mut m = TestMiner::connect(proxy.local_addrs()[0]).await.unwrap();
     m.login("WALLET1").await.unwrap();
     let job = m.job.clone().unwrap();
-    let nonce = format!("000000{}", &job.blob[84..86]);
+    let nonce = nicehash_nonce(&job.blob, 0);
     let ok = m
         .submit(&job.job_id, &nonce, &result_for_difficulty(1000))
         .await

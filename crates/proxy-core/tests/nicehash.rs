@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use proxy_core::{Config, Proxy, ProxyHandle};
 use serde_json::{json, Value};
-use test_support::miner::{error_message, result_for_difficulty, TestMiner, WAIT};
+use test_support::miner::{error_message, fixed_byte, result_for_difficulty, TestMiner, WAIT};
 use test_support::mock_pool::{make_job, MockPool, Reply};
 
 const DIFF: u64 = 1000;
@@ -36,17 +36,6 @@ async fn one_miner(reply: Reply) -> (MockPool, ProxyHandle, TestMiner) {
     let (proxy, addr) = start(&[pool.addr()]).await;
     let m = logged_in(addr, "wallet").await;
     (pool, proxy, m)
-}
-
-fn fixed_byte(blob: &str) -> u8 {
-    u8::from_str_radix(&blob[84..86], 16).unwrap()
-}
-
-/// A nonce in the miner's slot: low 24 bits `low`, top byte = the job's fixed byte.
-fn nonce_for(m: &TestMiner, low: u32) -> String {
-    let fb = fixed_byte(&m.job.as_ref().unwrap().blob);
-    let n = (low & 0x00ff_ffff) | (u32::from(fb) << 24);
-    n.to_le_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[tokio::test]
@@ -107,7 +96,7 @@ async fn login_reply_lists_extensions_and_session() {
 async fn share_reaches_pool_unchanged_and_ok_comes_back_under_the_miners_id() {
     let (pool, proxy, mut m) = one_miner(Reply::Ok).await;
     let job_id = m.job.as_ref().unwrap().job_id.clone();
-    let nonce = nonce_for(&m, 0x123456);
+    let nonce = m.nonce(0x123456);
     let result = result_for_difficulty(DIFF * 2);
     // A string request id must come back as the same string.
     let line = json!({"id": "req-abc", "jsonrpc": "2.0", "method": "submit",
@@ -138,7 +127,7 @@ async fn pool_rejection_reaches_the_miner() {
     let (pool, proxy, mut m) = one_miner(Reply::Error("Duplicate share".into())).await;
     let job_id = m.job.as_ref().unwrap().job_id.clone();
     let r = m
-        .submit(&job_id, &nonce_for(&m, 1), &result_for_difficulty(DIFF))
+        .submit(&job_id, &m.nonce(1), &result_for_difficulty(DIFF))
         .await
         .unwrap();
     assert_eq!(error_message(&r), Some("Duplicate share"));
@@ -155,7 +144,7 @@ async fn pool_rejection_reaches_the_miner() {
 async fn submit_errors_keep_the_connection_open() {
     let (pool, proxy, mut m) = one_miner(Reply::Ok).await;
     let job_id = m.job.as_ref().unwrap().job_id.clone();
-    let good_nonce = nonce_for(&m, 7);
+    let good_nonce = m.nonce(7);
     let good_result = result_for_difficulty(DIFF);
 
     let id = m
@@ -254,7 +243,7 @@ async fn bad_lines_get_errors_and_do_not_disturb_others() {
 
     let job_id = other.job.as_ref().unwrap().job_id.clone();
     let r = other
-        .submit(&job_id, &nonce_for(&other, 9), &result_for_difficulty(DIFF))
+        .submit(&job_id, &other.nonce(9), &result_for_difficulty(DIFF))
         .await
         .unwrap();
     assert_eq!(r["result"]["status"], "OK");
@@ -281,7 +270,7 @@ async fn new_job_reaches_every_miner_and_previous_job_shares_count_as_expired() 
     // A share for job 1 is still forwarded, counted as expired.
     let m = &mut miners[0];
     let r = m
-        .submit("job000001", &nonce_for(m, 3), &result_for_difficulty(DIFF))
+        .submit("job000001", &m.nonce(3), &result_for_difficulty(DIFF))
         .await
         .unwrap();
     assert_eq!(r["result"]["status"], "OK");
@@ -347,12 +336,12 @@ async fn fallback_pool_takes_over_without_miners_reconnecting() {
 
     // Shares now go to the fallback; a share for the primary's job is refused.
     let r = m
-        .submit("job000001", &nonce_for(&m, 1), &result_for_difficulty(DIFF))
+        .submit("job000001", &m.nonce(1), &result_for_difficulty(DIFF))
         .await
         .unwrap();
     assert_eq!(error_message(&r), Some("Invalid job id"));
     let r = m
-        .submit("job000100", &nonce_for(&m, 2), &result_for_difficulty(DIFF))
+        .submit("job000100", &m.nonce(2), &result_for_difficulty(DIFF))
         .await
         .unwrap();
     assert_eq!(r["result"]["status"], "OK");
@@ -393,7 +382,7 @@ async fn every_submit_in_flight_when_the_pool_drops_gets_an_answer() {
     let session = m.session.clone().unwrap();
     let mut ids = Vec::new();
     for i in 0..10 {
-        let nonce = nonce_for(&m, i);
+        let nonce = m.nonce(i);
         ids.push(
             m.request(
                 "submit",
@@ -427,7 +416,7 @@ async fn every_submit_in_flight_when_the_pool_drops_gets_an_answer() {
 async fn submit_raw(m: &mut TestMiner) -> u64 {
     let job_id = m.job.as_ref().unwrap().job_id.clone();
     let session = m.session.clone().unwrap();
-    let nonce = nonce_for(m, 1);
+    let nonce = m.nonce(1);
     m.request(
         "submit",
         json!({"id": session, "job_id": job_id, "nonce": nonce, "result": result_for_difficulty(DIFF)}),

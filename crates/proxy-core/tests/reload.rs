@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use proxy_core::{Proxy, ProxyHandle, WATCH_INTERVAL};
 use serde_json::{json, Value};
-use test_support::miner::{error_message, result_for_difficulty, TestMiner, WAIT};
+use test_support::miner::{error_message, nicehash_nonce, result_for_difficulty, TestMiner, WAIT};
 use test_support::mock_pool::{make_job, MockPool};
 
 struct TempDir(PathBuf);
@@ -67,7 +67,7 @@ async fn editing_the_pool_moves_running_miners_without_disconnecting_them() {
         "the new pool's job on the same connection"
     );
     assert!(a.wait_for(WAIT, |p| p.connections_open() == 0).await);
-    let nonce = format!("000000{}", &job.blob[84..86]);
+    let nonce = nicehash_nonce(&job.blob, 0);
     let r = m
         .submit(&job.job_id, &nonce, &result_for_difficulty(1000))
         .await
@@ -96,7 +96,7 @@ async fn an_invalid_edit_changes_nothing() {
     assert_eq!(proxy.monitor().config(), before, "running config unchanged");
     assert_eq!(a.connections_total(), 1, "no reconnect");
     let job = m.job.clone().unwrap();
-    let nonce = format!("000000{}", &job.blob[84..86]);
+    let nonce = nicehash_nonce(&job.blob, 0);
     let r = m
         .submit(&job.job_id, &nonce, &result_for_difficulty(1000))
         .await

@@ -50,14 +50,6 @@ async fn served_cert(addr: SocketAddr) -> CertificateDer<'static> {
     m.peer_certificate.clone().expect("a TLS peer certificate")
 }
 
-/// A nonce in the miner's NiceHash slot (the fixed byte at blob byte 42).
-fn nonce_for(m: &TestMiner, low: u32) -> String {
-    let blob = &m.job.as_ref().unwrap().blob;
-    let fb = u8::from_str_radix(&blob[84..86], 16).unwrap();
-    let n = (low & 0x00ff_ffff) | (u32::from(fb) << 24);
-    n.to_le_bytes().iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A temporary directory removed on drop.
 struct TempDir(PathBuf);
 
@@ -99,7 +91,7 @@ async fn a_tls_miner_logs_in_gets_a_job_and_its_share_reaches_the_pool() {
     assert_eq!(login["result"]["status"], "OK");
     let job = m.job.clone().expect("login result carries the job");
     assert_eq!(job.job_id, make_job(1, DIFF).job_id);
-    let nonce = nonce_for(&m, 0x00abcd);
+    let nonce = m.nonce(0x00abcd);
     let reply = m
         .submit(&job.job_id, &nonce, &result_for_difficulty(DIFF * 2))
         .await

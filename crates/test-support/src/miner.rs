@@ -184,6 +184,14 @@ impl TestMiner {
         }
     }
 
+    /// [`nicehash_nonce`] for share `low` on this miner's current job.
+    ///
+    /// # Panics
+    /// When the miner has no job yet.
+    pub fn nonce(&self, low: u32) -> String {
+        nicehash_nonce(&self.job.as_ref().expect("a job").blob, low)
+    }
+
     /// Logs in with `login` and waits for the reply; records the session and job.
     ///
     /// # Errors
@@ -244,6 +252,23 @@ impl TestMiner {
 /// The error message of a reply, if it is an error.
 pub fn error_message(reply: &Value) -> Option<&str> {
     reply["error"]["message"].as_str()
+}
+
+/// The NiceHash fixed byte of a job blob: blob byte 42 (hex chars 84..86).
+///
+/// # Panics
+/// When the blob is shorter than 43 bytes or not hex there (test data is expected to be valid).
+pub fn fixed_byte(blob_hex: &str) -> u8 {
+    let at = stratum_proto::job::NICEHASH_BYTE_OFFSET * 2;
+    u8::from_str_radix(&blob_hex[at..at + 2], 16).expect("a hex blob of at least 43 bytes")
+}
+
+/// The nonce a NiceHash miner working on `blob_hex` submits for share `low`, as sent
+/// (8 hex chars, blob bytes 39..43, little-endian): the blob's fixed byte as the top byte,
+/// the low 24 bits of `low` below.
+pub fn nicehash_nonce(blob_hex: &str, low: u32) -> String {
+    let n = (low & 0x00ff_ffff) | (u32::from(fixed_byte(blob_hex)) << 24);
+    n.to_le_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A 64-hex `result` whose difficulty is at least `difficulty` (last 8 bytes LE =

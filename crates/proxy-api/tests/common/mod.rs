@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 use proxy_core::config::{BindAddr, PoolConfig};
 use proxy_core::{Config, Monitor, Proxy, ProxyHandle};
 use serde_json::{json, Value};
-use test_support::miner::{result_for_difficulty, TestMiner, WAIT};
+use test_support::miner::{fixed_byte, nicehash_nonce, result_for_difficulty, TestMiner, WAIT};
 use test_support::mock_pool::{make_job, MockPool};
 use tower::ServiceExt;
 
@@ -137,10 +137,9 @@ pub(crate) async fn miner(proxy: &ProxyHandle, user: &str, rigid: Option<&str>) 
 /// the reply.
 pub(crate) async fn share(m: &mut TestMiner, n: u8, share_diff: u64) -> Value {
     let job = m.job.clone().unwrap();
-    let fb = &job.blob[84..86];
     m.submit(
         &job.job_id,
-        &format!("{n:02x}0000{fb}"),
+        &nicehash_nonce(&job.blob, u32::from(n)),
         &result_for_difficulty(share_diff),
     )
     .await
@@ -156,8 +155,7 @@ pub(crate) async fn accepted(m: &mut TestMiner, n: u8, share_diff: u64) {
 /// Submits a share the proxy refuses (its nonce is outside the miner's slot).
 pub(crate) async fn invalid(m: &mut TestMiner) {
     let job = m.job.clone().unwrap();
-    let fb = u8::from_str_radix(&job.blob[84..86], 16).unwrap();
-    let other = format!("{:02x}", fb.wrapping_add(1));
+    let other = format!("{:02x}", fixed_byte(&job.blob).wrapping_add(1));
     let r = m
         .submit(
             &job.job_id,
