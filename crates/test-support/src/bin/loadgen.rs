@@ -47,9 +47,12 @@ struct Args {
     /// The proxy's tokio worker threads (reported only).
     #[arg(long)]
     proxy_workers: Option<usize>,
-    /// This generator's tokio worker threads.
+    /// This generator's tokio worker threads (the pool side and the logins).
     #[arg(long, default_value_t = Options::default().threads)]
     threads: usize,
+    /// This generator's event-loop threads serving the logged-in miners.
+    #[arg(long, default_value_t = Options::default().miner_threads)]
+    miner_threads: usize,
     /// Miners to log in.
     #[arg(long, default_value_t = Options::default().miners)]
     miners: usize,
@@ -99,6 +102,7 @@ impl Args {
             proxy_pid: self.proxy_pid,
             proxy_workers: self.proxy_workers,
             threads: self.threads.max(1),
+            miner_threads: self.miner_threads.max(1),
             miners: self.miners,
             miners_per_ip: self.miners_per_ip.max(1),
             connect_concurrency: self.connect_concurrency.max(1),

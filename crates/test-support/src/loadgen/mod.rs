@@ -26,13 +26,19 @@
 //! Before, between and after the phases it reads the proxy's RSS (`/proc/<pid>/status`) and
 //! CPU time (`/proc/<pid>/stat`, utime + stime, in clock ticks of 10 ms) and its own CPU time.
 //!
+//! Threads: the pool side and the logins run on a tokio runtime the caller builds
+//! ([`Options::threads`] workers); a miner that has logged in is handed to one of
+//! [`Options::miner_threads`] event-loop threads (`miners` module), which read its jobs and
+//! answers and send its shares: far less CPU per receipt and per share than a task per miner,
+//! and the generator shares the cores with the proxy it measures.
+//!
 //! What it is not: a stratum miner or pool to test behaviour with (see [`crate::miner`] and
 //! [`crate::mock_pool`]). To keep its own cost out of the fan-out figure it reads job lines
 //! with a byte scan for `job_id` and the blob's fixed byte instead of a full JSON parse (every
 //! other line goes through `stratum_proto`'s parsers); the timestamp of a line is taken when
 //! the read that brought it returns.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -44,10 +50,10 @@ use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 use stratum_proto::cryptonote::{
     encode_error, encode_getjob_ok, encode_job_notification, encode_login_ok, encode_pool_login,
-    encode_pool_submit, encode_status, is_status_ok, parse_miner_request, parse_pool_message,
-    MinerRequest, PoolLoginResult, PoolMessage,
+    encode_status, parse_miner_request, parse_pool_message, MinerRequest, PoolLoginResult,
+    PoolMessage,
 };
-use stratum_proto::job::{decode_hex_into, encode_hex};
+use stratum_proto::job::decode_hex_into;
 use stratum_proto::{parse_nonce, Job, LineCodec, NICEHASH_BYTE_OFFSET};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -57,6 +63,8 @@ use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
 use crate::miner::result_for_difficulty;
+
+mod miners;
 use crate::mock_pool::make_job;
 
 /// The wallet every simulated miner logs in with (a mainnet address, 95 chars, as real
@@ -112,8 +120,11 @@ pub struct Options {
     pub proxy_pid: Option<u32>,
     /// The proxy's tokio worker threads, as whoever started it knows them (for the report).
     pub proxy_workers: Option<usize>,
-    /// This process's tokio worker threads (for the report; the caller builds the runtime).
+    /// This process's tokio worker threads (for the report; the caller builds the runtime):
+    /// the pool side and the logins.
     pub threads: usize,
+    /// Event-loop threads serving the logged-in miners (see the `miners` module).
+    pub miner_threads: usize,
     /// Miners to log in.
     pub miners: usize,
     /// Miners per loopback source address (127.0.0.2 takes the first this many, …).
@@ -149,7 +160,8 @@ impl Default for Options {
             pool_bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             proxy_pid: None,
             proxy_workers: None,
-            threads: 2,
+            threads: 1,
+            miner_threads: 1,
             miners: 1_000,
             miners_per_ip: 1_000,
             first_ip: Ipv4Addr::new(127, 0, 0, 2),
@@ -253,8 +265,10 @@ pub struct Setup {
     pub rig_ids: RigIds,
     /// CPU cores of the machine.
     pub cores: usize,
-    /// This generator's tokio worker threads.
+    /// This generator's tokio worker threads (pool side, logins).
     pub generator_threads: usize,
+    /// This generator's event-loop threads serving logged-in miners.
+    pub generator_miner_threads: usize,
     /// The proxy's tokio worker threads, as its starter reported them.
     pub proxy_workers: Option<usize>,
     /// The proxy's OS threads at the end (workers, tokio's blocking pool, log writers).
@@ -534,7 +548,9 @@ struct Ctx {
     plan: watch::Sender<Option<Plan>>,
     /// Per share index: `SHARE_*`.
     share_state: Vec<AtomicU8>,
-    /// Per share index: send time, ns since `epoch` + 1.
+    /// Per share index: send time, ns since `epoch` + 1 (0: not sent).
+    share_sent: Vec<AtomicU64>,
+    /// Shares sent.
     sent: AtomicU64,
     answered: AtomicU64,
     first_send: AtomicU64,
@@ -580,6 +596,7 @@ impl Ctx {
             wrong_fixed_job: AtomicU64::new(0),
             plan: watch::Sender::new(None),
             share_state: atomics(total),
+            share_sent: atomics(total),
             sent: AtomicU64::new(0),
             answered: AtomicU64::new(0),
             first_send: AtomicU64::new(u64::MAX),
@@ -750,7 +767,6 @@ struct MinerConn {
     r: OwnedReadHalf,
     w: OwnedWriteHalf,
     buf: BytesMut,
-    codec: LineCodec,
     session: String,
     job_id: String,
     slot: u8,
@@ -846,7 +862,6 @@ async fn login(ctx: &Ctx, i: usize) -> Result<MinerConn, String> {
                         r,
                         w,
                         buf,
-                        codec,
                         session: result.id,
                         job_id: job.job_id,
                         slot,
@@ -859,10 +874,12 @@ async fn login(ctx: &Ctx, i: usize) -> Result<MinerConn, String> {
     }
 }
 
-/// One miner: logs in (holding a login permit), reports the outcome, then serves jobs and
-/// sends its shares until the run stops.
+/// One miner: logs in (holding a login permit), hands its connection to its event loop
+/// ([`miners`]), which serves jobs and sends its shares until the run stops, then reports
+/// the outcome.
 async fn miner(
     ctx: Arc<Ctx>,
+    loops: Arc<miners::Loops>,
     i: usize,
     permits: Arc<Semaphore>,
     outcome: mpsc::Sender<(usize, Result<u8, String>)>,
@@ -877,176 +894,42 @@ async fn miner(
         }
     };
     drop(permit);
-    let conn = match logged {
+    match logged {
         Ok(conn) => {
-            ctx.slots[i].store(u32::from(conn.slot) + 1, Ordering::Relaxed);
-            let _ = outcome.send((i, Ok(conn.slot))).await;
-            conn
+            let slot = conn.slot;
+            ctx.slots[i].store(u32::from(slot) + 1, Ordering::Relaxed);
+            match conn.handoff(i) {
+                Ok(h) => loops.hand(h),
+                Err(e) => {
+                    let _ = outcome.send((i, Err(e))).await;
+                    return;
+                }
+            }
+            let _ = outcome.send((i, Ok(slot))).await;
         }
         Err(e) => {
             let _ = outcome.send((i, Err(e))).await;
-            return;
-        }
-    };
-    drop(outcome);
-    if let Err(e) = serve(&ctx, i, conn).await {
-        if !ctx.stop.is_cancelled() {
-            ctx.disconnected.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(miner = i, "miner connection ended: {e}");
         }
     }
 }
 
-/// This miner's part of the share plan.
-struct Schedule {
-    plan: Plan,
-    next: u64,
-}
-
-impl Schedule {
-    fn next_at(&self) -> Option<Instant> {
-        (self.next < self.plan.total).then(|| self.plan.at(self.next))
-    }
-}
-
-async fn serve(ctx: &Ctx, i: usize, mut c: MinerConn) -> Result<(), String> {
-    let mut plan_rx = ctx.plan.subscribe();
-    let mut schedule: Option<Schedule> = None;
-    let mut pending: VecDeque<(u64, Instant)> = VecDeque::new();
-    let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
-    loop {
-        let next = schedule.as_ref().and_then(Schedule::next_at);
-        let wake = next.map_or(far, tokio::time::Instant::from_std);
-        tokio::select! {
-            biased;
-            () = ctx.stop.cancelled() => return Ok(()),
-            n = read_some(&mut c.r, &mut c.buf) => {
-                let now = Instant::now();
-                n?;
-                while let Some(line) = c.codec.decode(&mut c.buf).map_err(|e| e.to_string())? {
-                    miner_line(ctx, i, &mut c, &line, now, &mut pending);
-                }
-                if c.buf.is_empty() && c.buf.capacity() > 4096 {
-                    c.buf = BytesMut::new();
-                }
-            }
-            changed = plan_rx.changed(), if schedule.is_none() => {
-                let plan = match changed {
-                    Ok(()) => *plan_rx.borrow_and_update(),
-                    Err(_) => None,
-                };
-                let rank = ctx.ranks[i].load(Ordering::Relaxed);
-                schedule = match plan {
-                    Some(plan) if rank != u32::MAX => Some(Schedule { plan, next: u64::from(rank) }),
-                    // A plan this miner has no part in.
-                    Some(plan) => Some(Schedule { plan, next: plan.total }),
-                    None if changed.is_ok() => None,
-                    // No plan will come: nothing to send.
-                    None => Some(Schedule {
-                        plan: Plan { start: Instant::now(), rate: 1, total: 0, active: 1 },
-                        next: 0,
-                    }),
-                };
-            }
-            () = tokio::time::sleep_until(wake), if next.is_some() => {
-                let Some(s) = schedule.as_mut() else { continue };
-                let k = s.next;
-                s.next += s.plan.active;
-                send_share(ctx, &mut c, k, &mut pending).await?;
-            }
-        }
-    }
-}
-
-async fn send_share(
-    ctx: &Ctx,
-    c: &mut MinerConn,
-    k: u64,
-    pending: &mut VecDeque<(u64, Instant)>,
-) -> Result<(), String> {
-    let nonce = (u32::from(c.slot) << 24) | u32::try_from(k).unwrap_or(0);
-    let nonce_hex = encode_hex(&nonce.to_le_bytes());
-    let id = k + FIRST_SHARE_ID;
-    let line = encode_pool_submit(
-        id,
-        &c.session,
-        &c.job_id,
-        &nonce_hex,
-        &ctx.result,
-        Some(ALGO),
-    );
-    let now = Instant::now();
-    pending.push_back((id, now));
-    if let Some(state) = ctx.share_state.get(k as usize) {
-        state.store(SHARE_SENT, Ordering::Relaxed);
-    }
-    let t = ctx.nanos(now);
-    ctx.first_send.fetch_min(t, Ordering::Relaxed);
-    ctx.last_send.fetch_max(t, Ordering::Relaxed);
-    ctx.sent.fetch_add(1, Ordering::Relaxed);
-    c.w.write_all(&line)
-        .await
-        .map_err(|e| format!("write: {}", e.kind()))
-}
-
-/// Handles one line the proxy sent to a logged-in miner, read at `now`.
-fn miner_line(
-    ctx: &Ctx,
-    i: usize,
-    c: &mut MinerConn,
-    line: &[u8],
-    now: Instant,
-    pending: &mut VecDeque<(u64, Instant)>,
-) {
-    if let Some((job_id, fixed)) = scan_job(line) {
-        if fixed != Some(c.slot) {
-            ctx.wrong_fixed_job.fetch_add(1, Ordering::Relaxed);
-        }
-        if let Some(j) = job_number(job_id).filter(|j| (1..=ctx.opts.jobs).contains(j)) {
-            let slot = &ctx.receipts[(j - 1) * ctx.opts.miners + i];
-            if slot
-                .compare_exchange(0, ctx.nanos(now) + 1, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-            {
-                ctx.received[j - 1].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        c.job_id = String::from_utf8_lossy(job_id).into_owned();
-        return;
-    }
-    match parse_pool_message(line) {
-        Ok(PoolMessage::Job(job)) => {
-            // A job line the scan did not read (not compact JSON): no latency from it.
-            if blob_fixed_byte(job.blob.as_bytes()) != Some(c.slot) {
-                ctx.wrong_fixed_job.fetch_add(1, Ordering::Relaxed);
-            }
-            c.job_id = job.job_id;
-        }
-        Ok(PoolMessage::Response { id, outcome }) if id >= FIRST_SHARE_ID => {
-            let Some(pos) = pending.iter().position(|(p, _)| *p == id) else {
-                return;
-            };
-            let (_, sent) = pending.remove(pos).unwrap_or((id, now));
-            lock(&ctx.rtt_ns).push(
-                u64::try_from(now.saturating_duration_since(sent).as_nanos()).unwrap_or(u64::MAX),
-            );
-            let ok = match outcome {
-                Ok(v) if is_status_ok(&v) => true,
-                Ok(v) => {
-                    *lock(&ctx.errors).entry(format!("result {v}")).or_default() += 1;
-                    false
-                }
-                Err(e) => {
-                    *lock(&ctx.errors).entry(e.message).or_default() += 1;
-                    false
-                }
-            };
-            if let Some(state) = ctx.share_state.get((id - FIRST_SHARE_ID) as usize) {
-                state.store(if ok { SHARE_OK } else { SHARE_ERROR }, Ordering::Relaxed);
-            }
-            ctx.answered.fetch_add(1, Ordering::Relaxed);
-        }
-        _ => {}
+impl MinerConn {
+    /// The connection as a [`miners::Handoff`] for the event loops (out of tokio's reactor).
+    fn handoff(self, i: usize) -> Result<miners::Handoff, String> {
+        let stream = self
+            .r
+            .reunite(self.w)
+            .map_err(|_| "halves of two connections".to_string())?
+            .into_std()
+            .map_err(|e| format!("leaving the runtime: {}", e.kind()))?;
+        Ok(miners::Handoff {
+            i,
+            stream,
+            leftover: self.buf.to_vec(),
+            session: self.session,
+            job_id: self.job_id,
+            slot: self.slot,
+        })
     }
 }
 
@@ -1075,14 +958,24 @@ fn ns_ms(ns: Option<u64>) -> Option<f64> {
 /// Options that cannot work, the pool address cannot be bound, or the proxy does not accept
 /// connections within 15 seconds. Everything that goes wrong later is in
 /// [`Report::problems`].
-pub async fn run(mut opts: Options) -> anyhow::Result<Report> {
+pub async fn run(opts: Options) -> anyhow::Result<Report> {
+    opts.validate()?;
+    let listener = TcpListener::bind(opts.pool_bind)
+        .await
+        .with_context(|| format!("binding the pool on {}", opts.pool_bind))?;
+    run_on(opts, listener).await
+}
+
+/// [`run`] with the pool on `listener`, already bound (a test binds port 0 and names the
+/// address in the proxy's config before the proxy starts); [`Options::pool_bind`] is not used.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_on(mut opts: Options, listener: TcpListener) -> anyhow::Result<Report> {
     opts.validate()?;
     if opts.deadline.is_zero() {
         opts.deadline = opts.default_deadline();
     }
-    let listener = TcpListener::bind(opts.pool_bind)
-        .await
-        .with_context(|| format!("binding the pool on {}", opts.pool_bind))?;
     wait_for_proxy(opts.proxy).await?;
     let probe = Probe {
         pid: opts.proxy_pid.map(|p| p.to_string()),
@@ -1090,6 +983,9 @@ pub async fn run(mut opts: Options) -> anyhow::Result<Report> {
     };
     let deadline = opts.deadline;
     let ctx = Arc::new(Ctx::new(opts));
+    let loops = Arc::new(
+        miners::Loops::start(&ctx, ctx.opts.miner_threads).context("starting the miner loops")?,
+    );
     tokio::spawn(pool_accept(ctx.clone(), listener));
 
     let mut report = Report {
@@ -1100,7 +996,7 @@ pub async fn run(mut opts: Options) -> anyhow::Result<Report> {
         shares: ShareReport::default(),
         problems: Vec::new(),
     };
-    if tokio::time::timeout(deadline, phases(&ctx, &probe, &mut report))
+    if tokio::time::timeout(deadline, phases(&ctx, &loops, &probe, &mut report))
         .await
         .is_err()
     {
@@ -1110,6 +1006,8 @@ pub async fn run(mut opts: Options) -> anyhow::Result<Report> {
         ));
     }
     ctx.stop.cancel();
+    let joined = loops.clone();
+    let _ = tokio::task::spawn_blocking(move || joined.join()).await;
     if let Some(pid) = ctx.opts.proxy_pid {
         report.setup.proxy_os_threads = proc_threads(pid);
         report.setup.proxy_nofile = proc_nofile(pid);
@@ -1117,7 +1015,7 @@ pub async fn run(mut opts: Options) -> anyhow::Result<Report> {
             report.problems.push(format!("proxy process {pid} is gone"));
         }
     }
-    // Let the miner tasks see the stop and close their sockets.
+    // Let the login tasks still under way see the stop and close their sockets.
     tokio::time::sleep(Duration::from_millis(200)).await;
     Ok(report)
 }
@@ -1134,6 +1032,7 @@ fn setup(opts: &Options) -> Setup {
         rig_ids: opts.rig_ids,
         cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
         generator_threads: opts.threads,
+        generator_miner_threads: opts.miner_threads,
         proxy_workers: opts.proxy_workers,
         proxy_os_threads: None,
         proxy_nofile: opts.proxy_pid.and_then(proc_nofile),
@@ -1154,14 +1053,14 @@ async fn wait_for_proxy(addr: SocketAddr) -> anyhow::Result<()> {
     }
 }
 
-async fn phases(ctx: &Arc<Ctx>, probe: &Probe, report: &mut Report) {
+async fn phases(ctx: &Arc<Ctx>, loops: &Arc<miners::Loops>, probe: &Probe, report: &mut Report) {
     let opts = &ctx.opts;
     tokio::time::sleep(opts.settle).await;
     let before = probe.read();
     report.memory.rss_before_kib = before.proxy.map(|s| s.rss_kib);
 
     // Phase 1: logins.
-    let active = login_phase(ctx, probe, report, before).await;
+    let active = login_phase(ctx, loops, probe, report, before).await;
     if active.is_empty() {
         report.problems.push("no miner logged in".into());
         return;
@@ -1229,6 +1128,7 @@ fn proc_gone(ctx: &Ctx, report: &mut Report) -> bool {
 /// Logs every miner in; returns the indexes of those logged in, in order.
 async fn login_phase(
     ctx: &Arc<Ctx>,
+    loops: &Arc<miners::Loops>,
     probe: &Probe,
     report: &mut Report,
     before: Both,
@@ -1238,7 +1138,13 @@ async fn login_phase(
     let (tx, mut rx) = mpsc::channel(1024);
     let start = Instant::now();
     for i in 0..n {
-        tokio::spawn(miner(ctx.clone(), i, permits.clone(), tx.clone()));
+        tokio::spawn(miner(
+            ctx.clone(),
+            loops.clone(),
+            i,
+            permits.clone(),
+            tx.clone(),
+        ));
     }
     drop(tx);
     let mut ok = vec![false; n];
@@ -1515,8 +1421,8 @@ impl Report {
             (
                 "threads: generator / proxy".into(),
                 format!(
-                    "{} tokio workers / {proxy_threads}, on {} cores",
-                    st.generator_threads, st.cores
+                    "{} tokio workers + {} miner event loops / {proxy_threads}, on {} cores",
+                    st.generator_threads, st.generator_miner_threads, st.cores
                 ),
             ),
             (
@@ -1655,6 +1561,7 @@ impl Report {
 mod tests {
     use super::*;
     use stratum_proto::cryptonote::JobLine;
+    use stratum_proto::job::encode_hex;
 
     #[test]
     fn quantiles_are_nearest_rank() {

@@ -1,0 +1,58 @@
+//! The load generator behind `cargo xtask bench` (test_support::loadgen), run small against
+//! an in-process proxy: every phase runs through its real paths (tokio logins handing the
+//! connections to the event-loop threads, job receipts, the share plan, the pool's checks),
+//! and a clean run accounts for every job and every share.
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use proxy_core::Proxy;
+use test_support::loadgen::{run_on, Options};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_load_run_is_clean_and_accounts_for_every_job_and_share() {
+    let pool = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = common::local_config(&[pool.local_addr().unwrap()]);
+    let proxy = Proxy::start(config).await.unwrap();
+    let opts = Options {
+        proxy: proxy.local_addrs()[0],
+        miners: 40,
+        // Two source addresses, and miners on both event loops.
+        miners_per_ip: 20,
+        first_ip: Ipv4Addr::new(127, 0, 0, 2),
+        miner_threads: 2,
+        jobs: 2,
+        job_interval: Duration::from_millis(300),
+        rate: 200,
+        seconds: 1,
+        settle: Duration::from_millis(100),
+        deadline: Duration::from_secs(60),
+        ..Options::default()
+    };
+    let report = run_on(opts, pool).await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!(report.setup.source_ips, 2);
+    assert_eq!((report.login.logged_in, report.login.failed), (40, 0));
+
+    let f = &report.fanout;
+    assert_eq!((f.receipts, f.missing, f.wrong_fixed_byte), (80, 0, 0));
+    assert!(
+        f.per_job.iter().all(|j| j.receipts == 40),
+        "{:?}",
+        f.per_job
+    );
+    assert!(f.p50_ms.is_some() && f.p99_ms <= f.max_ms);
+
+    let s = &report.shares;
+    assert_eq!((s.planned, s.sent, s.answered_ok), (200, 200, 200));
+    assert_eq!((s.answered_error, s.unanswered), (0, 0));
+    assert_eq!(
+        (s.at_pool_once, s.missing_at_pool, s.duplicated_at_pool),
+        (200, 0, 0)
+    );
+    assert_eq!((s.wrong_fixed_byte_at_pool, s.unknown_at_pool), (0, 0));
+    assert!(s.rtt_p50_ms.is_some() && s.rtt_p99_ms <= s.rtt_max_ms);
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
