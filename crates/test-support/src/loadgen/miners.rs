@@ -149,6 +149,11 @@ impl Shares {
         (k < self.plan.total).then_some((k, token))
     }
 
+    /// When the next share of this loop is due.
+    fn next_due(&self) -> Option<Instant> {
+        self.next().map(|(k, _)| self.plan.at(k))
+    }
+
     fn advance(&mut self) {
         self.at += 1;
         if self.at == self.own.len() {
@@ -181,12 +186,8 @@ impl EventLoop {
             let timeout = self
                 .shares
                 .as_ref()
-                .and_then(Shares::next)
-                .map_or(POLL_MAX, |(k, _)| {
-                    let due = self
-                        .shares
-                        .as_ref()
-                        .map_or(Instant::now(), |s| s.plan.at(k));
+                .and_then(Shares::next_due)
+                .map_or(POLL_MAX, |due| {
                     due.saturating_duration_since(Instant::now()).min(POLL_MAX)
                 });
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
@@ -317,7 +318,7 @@ impl EventLoop {
 
     /// Takes the share plan once there is one: this loop's logged-in miners, by rank.
     fn take_plan(&mut self) {
-        let Some(plan) = *self.ctx.plan.borrow() else {
+        let Some(&plan) = self.ctx.plan.get() else {
             return;
         };
         // Miners handed over but not registered yet belong in the plan too.

@@ -42,7 +42,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -56,9 +56,8 @@ use stratum_proto::cryptonote::{
 use stratum_proto::job::decode_hex_into;
 use stratum_proto::{parse_nonce, Job, LineCodec, NICEHASH_BYTE_OFFSET};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
@@ -508,7 +507,7 @@ const SHARE_SENT: u8 = 1;
 const SHARE_OK: u8 = 2;
 const SHARE_ERROR: u8 = 3;
 
-/// The share phase's plan, broadcast to every miner.
+/// The share phase's plan, set once for every event loop.
 #[derive(Debug, Clone, Copy)]
 struct Plan {
     start: Instant,
@@ -545,7 +544,7 @@ struct Ctx {
     receipts: Vec<AtomicU64>,
     received: Vec<AtomicUsize>,
     wrong_fixed_job: AtomicU64,
-    plan: watch::Sender<Option<Plan>>,
+    plan: OnceLock<Plan>,
     /// Per share index: `SHARE_*`.
     share_state: Vec<AtomicU8>,
     /// Per share index: send time, ns since `epoch` + 1 (0: not sent).
@@ -594,7 +593,7 @@ impl Ctx {
             receipts: atomics(opts.jobs * n),
             received: atomics(opts.jobs),
             wrong_fixed_job: AtomicU64::new(0),
-            plan: watch::Sender::new(None),
+            plan: OnceLock::new(),
             share_state: atomics(total),
             share_sent: atomics(total),
             sent: AtomicU64::new(0),
@@ -762,16 +761,6 @@ fn pool_line(
 
 // ----- the miners -----
 
-/// A logged-in miner's connection.
-struct MinerConn {
-    r: OwnedReadHalf,
-    w: OwnedWriteHalf,
-    buf: BytesMut,
-    session: String,
-    job_id: String,
-    slot: u8,
-}
-
 /// The fixed byte (blob byte 42) of a hex blob.
 fn blob_fixed_byte(blob_hex: &[u8]) -> Option<u8> {
     let at = NICEHASH_BYTE_OFFSET * 2;
@@ -783,18 +772,15 @@ fn blob_fixed_byte(blob_hex: &[u8]) -> Option<u8> {
 /// The value of string field `key` (given with its quotes, colon and opening quote, e.g.
 /// `"job_id":"`) in a compact JSON line.
 fn scan_str<'a>(line: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
-    let start = line.windows(key.len()).position(|w| w == key)? + key.len();
-    let len = line[start..].iter().position(|&b| b == b'"')?;
+    let start = memchr::memmem::find(line, key)? + key.len();
+    let len = memchr::memchr(b'"', &line[start..])?;
     Some(&line[start..start + len])
 }
 
 /// A `job` notification's id and fixed byte, read with a byte scan (see the module docs);
 /// `None` when the line is not a job notification in compact form.
 fn scan_job(line: &[u8]) -> Option<(&[u8], Option<u8>)> {
-    const METHOD: &[u8] = b"\"method\":\"job\"";
-    if !line.windows(METHOD.len()).any(|w| w == METHOD) {
-        return None;
-    }
+    memchr::memmem::find(line, b"\"method\":\"job\"")?;
     let job_id = scan_str(line, b"\"job_id\":\"")?;
     let fixed = scan_str(line, b"\"blob\":\"").and_then(blob_fixed_byte);
     Some((job_id, fixed))
@@ -818,7 +804,7 @@ fn login_line(opts: &Options, i: usize) -> Vec<u8> {
     encode_pool_login(LOGIN_ID, WALLET, "x", AGENT, rigid.as_deref(), &algos)
 }
 
-async fn read_some(r: &mut OwnedReadHalf, buf: &mut BytesMut) -> Result<usize, String> {
+async fn read_some(r: &mut TcpStream, buf: &mut BytesMut) -> Result<usize, String> {
     if buf.capacity() - buf.len() < 512 {
         buf.reserve(2048);
     }
@@ -829,25 +815,26 @@ async fn read_some(r: &mut OwnedReadHalf, buf: &mut BytesMut) -> Result<usize, S
     }
 }
 
-/// Connects miner `i` and logs it in; the connection once it has a login result with a job.
-async fn login(ctx: &Ctx, i: usize) -> Result<MinerConn, String> {
+/// Connects miner `i` and logs it in; once it has a login result with a job, the connection
+/// (out of tokio's reactor) for the event loops.
+async fn login(ctx: &Ctx, i: usize) -> Result<miners::Handoff, String> {
     let ip = ctx.opts.source_ip(i);
     let sock = TcpSocket::new_v4().map_err(|e| format!("socket: {}", e.kind()))?;
     sock.bind(SocketAddr::new(IpAddr::V4(ip), 0))
         .map_err(|e| format!("bind {ip}: {}", e.kind()))?;
-    let stream = sock
+    let mut stream = sock
         .connect(ctx.opts.proxy)
         .await
         .map_err(|e| format!("connect: {}", e.kind()))?;
     let _ = stream.set_nodelay(true);
-    let (mut r, mut w) = stream.into_split();
-    w.write_all(&login_line(&ctx.opts, i))
+    stream
+        .write_all(&login_line(&ctx.opts, i))
         .await
         .map_err(|e| format!("write: {}", e.kind()))?;
     let mut buf = BytesMut::with_capacity(2048);
     let mut codec = LineCodec::default();
     loop {
-        read_some(&mut r, &mut buf).await?;
+        read_some(&mut stream, &mut buf).await?;
         while let Some(line) = codec.decode(&mut buf).map_err(|e| e.to_string())? {
             match parse_pool_message(&line) {
                 Ok(PoolMessage::Response {
@@ -858,10 +845,13 @@ async fn login(ctx: &Ctx, i: usize) -> Result<MinerConn, String> {
                     let result = PoolLoginResult::from_value(v).ok_or("login result without id")?;
                     let job = result.job.ok_or("login result without job")?;
                     let slot = blob_fixed_byte(job.blob.as_bytes()).ok_or("job blob too short")?;
-                    return Ok(MinerConn {
-                        r,
-                        w,
-                        buf,
+                    let stream = stream
+                        .into_std()
+                        .map_err(|e| format!("leaving the runtime: {}", e.kind()))?;
+                    return Ok(miners::Handoff {
+                        i,
+                        stream,
+                        leftover: buf.to_vec(),
                         session: result.id,
                         job_id: job.job_id,
                         slot,
@@ -894,43 +884,13 @@ async fn miner(
         }
     };
     drop(permit);
-    match logged {
-        Ok(conn) => {
-            let slot = conn.slot;
-            ctx.slots[i].store(u32::from(slot) + 1, Ordering::Relaxed);
-            match conn.handoff(i) {
-                Ok(h) => loops.hand(h),
-                Err(e) => {
-                    let _ = outcome.send((i, Err(e))).await;
-                    return;
-                }
-            }
-            let _ = outcome.send((i, Ok(slot))).await;
-        }
-        Err(e) => {
-            let _ = outcome.send((i, Err(e))).await;
-        }
-    }
-}
-
-impl MinerConn {
-    /// The connection as a [`miners::Handoff`] for the event loops (out of tokio's reactor).
-    fn handoff(self, i: usize) -> Result<miners::Handoff, String> {
-        let stream = self
-            .r
-            .reunite(self.w)
-            .map_err(|_| "halves of two connections".to_string())?
-            .into_std()
-            .map_err(|e| format!("leaving the runtime: {}", e.kind()))?;
-        Ok(miners::Handoff {
-            i,
-            stream,
-            leftover: self.buf.to_vec(),
-            session: self.session,
-            job_id: self.job_id,
-            slot: self.slot,
-        })
-    }
+    let result = logged.map(|h| {
+        let slot = h.slot;
+        ctx.slots[i].store(u32::from(slot) + 1, Ordering::Relaxed);
+        loops.hand(h);
+        slot
+    });
+    let _ = outcome.send((i, result)).await;
 }
 
 // ----- statistics -----
@@ -1269,7 +1229,7 @@ async fn share_phase(ctx: &Arc<Ctx>, probe: &Probe, report: &mut Report, active:
         total,
         active: active.len() as u64,
     };
-    ctx.plan.send_replace(Some(plan));
+    let _ = ctx.plan.set(plan);
     // Until every share is sent and answered, or 10 s after the last one was due.
     let wait_until = plan.at(total) + Duration::from_secs(10);
     loop {
