@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use proxy_core::config::{BindAddr, PoolConfig};
 use proxy_core::Config;
@@ -29,4 +30,17 @@ pub fn local_config(pools: &[SocketAddr]) -> Config {
         retry_pause: 1,
         ..Config::default()
     }
+}
+
+/// Asserts that the proxy closes `m` at its login timeout ([`proxy_core::LOGIN_TIMEOUT`],
+/// counted from now): not before, and within 2 s after.
+pub async fn assert_closed_at_login_timeout(m: &mut test_support::miner::TestMiner) {
+    let timeout = proxy_core::LOGIN_TIMEOUT;
+    let t0 = tokio::time::Instant::now();
+    assert!(
+        m.closed_within(timeout + Duration::from_secs(2)).await,
+        "still open {:?} after the login timeout",
+        Duration::from_secs(2)
+    );
+    assert!(t0.elapsed() >= timeout, "closed after {:?}", t0.elapsed());
 }
