@@ -54,7 +54,8 @@
 //! Note: the go-proxy RFC text says the fixed byte is blob byte 39. That is
 //! the *least* significant nonce byte, which real miners roll first; using it
 //! makes miners overlap and submit duplicate shares. xmrig-proxy patches byte
-//! 42, and so does this crate ([`FIXED_BYTE_OFFSET`]).
+//! 42, and so does the proxy (`stratum_proto::NICEHASH_BYTE_OFFSET`, where the
+//! blob layout lives).
 //!
 //! # Slot life cycle
 //!
@@ -96,14 +97,6 @@ pub type MinerId = u64;
 /// Number of slots (fixed-byte values) in a [`NonceStorage`]: 256, one per
 /// possible value of the fixed byte.
 pub const SLOT_COUNT: usize = 256;
-
-/// Byte offset of the 4-byte little-endian nonce inside a CryptoNote hashing
-/// blob (bytes `39..43`).
-pub const NONCE_OFFSET: usize = 39;
-
-/// Byte offset of the fixed byte inside a hashing blob: 42, the most
-/// significant byte of the little-endian nonce (`NONCE_OFFSET + 3`).
-pub const FIXED_BYTE_OFFSET: usize = NONCE_OFFSET + 3;
 
 /// State of one of the 256 slots of a [`NonceStorage`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -389,12 +382,6 @@ mod tests {
         assert_eq!(storage.current_job_id(), None);
         assert_eq!(storage.active().count(), 0);
         assert_eq!(NonceStorage::default().slot_count(), storage.slot_count());
-    }
-
-    #[test]
-    fn layout_constants() {
-        assert_eq!(NONCE_OFFSET, 39);
-        assert_eq!(FIXED_BYTE_OFFSET, 42);
     }
 
     #[test]

@@ -99,15 +99,16 @@ impl Ledger {
     }
 
     /// Removes the submits sent `timeout` or longer before `now`; their sequence numbers.
+    /// Ids are taken in send order (under the wire's lock, with the send time), so the late
+    /// ones are the first entries: the scan stops at the first one still in time.
     pub(crate) fn expire(&mut self, now: Instant, timeout: Duration) -> Vec<u64> {
         let mut expired = Vec::new();
-        self.pending.retain(|_, p| {
-            let late = now.duration_since(p.sent) >= timeout;
-            if late {
-                expired.push(p.seq);
+        while let Some(first) = self.pending.first_entry() {
+            if now.duration_since(first.get().sent) < timeout {
+                break;
             }
-            !late
-        });
+            expired.push(first.remove().seq);
+        }
         expired
     }
 

@@ -34,7 +34,9 @@ pub mod tls;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", default)]
 pub struct PoolConfig {
-    /// `host:port` of the pool (a `stratum+tcp://` or `http://` prefix is accepted).
+    /// `host:port` of the pool (a `stratum+tcp://` or `http://` prefix is accepted;
+    /// `stratum+ssl://`, `stratum+tls://`, `ssl://` and `tls://` also turn TLS on, see
+    /// [`tls::wants_tls`]).
     pub url: String,
     /// Login sent to the pool (wallet address); for a daemon, the wallet of the block template.
     pub user: String,

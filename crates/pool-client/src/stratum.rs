@@ -56,8 +56,8 @@ pub(crate) async fn run_session(ctx: &mut SessionCtx<'_>) -> SessionEnd {
     );
     match crate::tls::open(ctx, &addr).await {
         Err(end) => end,
-        Ok(Opened::Tcp(rd, wr)) => {
-            if let Err(e) = write_all(&wr, &login).await {
+        Ok(Opened::Tcp(rd, mut wr)) => {
+            if let Err(e) = wr.write_all(&login).await {
                 return SessionEnd::NeverConnected(format!("{addr}: {e}"));
             }
             let mut lines = FramedRead::new(Box::new(rd) as PoolReader, LineCodec::default());
@@ -322,17 +322,4 @@ async fn write_line<W: tokio::io::AsyncWrite + Unpin>(
 ) -> io::Result<()> {
     wr.write_all(line).await?;
     wr.flush().await
-}
-
-/// Writes all of `bytes` to a plain-TCP socket (the login, before any submit can race it).
-async fn write_all(tcp: &OwnedWriteHalf, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        tcp.writable().await?;
-        match tcp.try_write(bytes) {
-            Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }

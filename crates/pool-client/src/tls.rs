@@ -81,7 +81,7 @@ pub(crate) async fn open(ctx: &SessionCtx<'_>, addr: &str) -> Result<Opened, Ses
 /// `tls-fingerprint` and of the fingerprint the proxy logs for its own certificate.
 pub fn fingerprint(cert: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, cert);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    stratum_proto::job::encode_hex(digest.as_ref())
 }
 
 /// Normalises a `tls-fingerprint` value: SHA-256 hex, any case, with or without `:` between
@@ -104,8 +104,8 @@ pub fn parse_fingerprint(pin: &str) -> Result<String, String> {
     Ok(hex)
 }
 
-/// True when the entry asks for TLS: `"tls": true`, or a `stratum+ssl://` or
-/// `stratum+tls://` url as xmrig writes them.
+/// True when the entry asks for TLS: `"tls": true`, or a url whose scheme is
+/// `stratum+ssl://`, `stratum+tls://` (as xmrig writes them), `ssl://` or `tls://` (any case).
 pub fn wants_tls(pool: &PoolConfig) -> bool {
     let scheme = pool
         .url
@@ -329,6 +329,8 @@ mod tests {
         assert!(wants_tls(&pool("p:1", true)));
         assert!(wants_tls(&pool("stratum+ssl://p:1", false)));
         assert!(wants_tls(&pool("stratum+tls://p:1", false)));
+        assert!(wants_tls(&pool("SSL://p:1", false)));
+        assert!(wants_tls(&pool("tls://p:1", false)));
         assert!(!wants_tls(&pool("stratum+tcp://p:1", false)));
         assert!(!wants_tls(&pool("p:1", false)));
     }
