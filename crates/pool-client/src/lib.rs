@@ -79,12 +79,17 @@ impl Default for PoolConfig {
 }
 
 impl PoolConfig {
-    /// `host:port` without any scheme prefix or trailing slash.
+    /// `host:port` of [`PoolConfig::url`]: see [`host_port`].
     pub fn host_port(&self) -> &str {
-        let u = self.url.as_str();
-        let u = u.split_once("://").map_or(u, |(_, rest)| rest);
-        u.trim_end_matches('/')
+        host_port(&self.url)
     }
+}
+
+/// `host:port` of a pool url, without any scheme prefix (`stratum+tcp://`, `stratum+ssl://`,
+/// …) or trailing slash: `"stratum+ssl://pool.example:443/"` → `"pool.example:443"`.
+pub fn host_port(url: &str) -> &str {
+    let u = url.split_once("://").map_or(url, |(_, rest)| rest);
+    u.trim_end_matches('/')
 }
 
 /// Timing and identity of an upstream (RFC §4 `retries`, `retry-pause`).

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use proxy_core::config::PoolConfig;
+use proxy_core::config::host_port;
 use proxy_core::{Config, ConfigError};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
@@ -74,15 +74,8 @@ fn restore_secrets(v: &mut Value, running: &Config) -> Result<bool, String> {
                 continue;
             }
             let url = p.get("url").and_then(Value::as_str).unwrap_or_default();
-            let wanted = PoolConfig {
-                url: url.to_string(),
-                ..PoolConfig::default()
-            };
-            let Some(old) = running
-                .pools
-                .iter()
-                .find(|o| o.host_port() == wanted.host_port())
-            else {
+            let wanted = host_port(url);
+            let Some(old) = running.pools.iter().find(|o| o.host_port() == wanted) else {
                 return Err(format!(
                     "pools[{i}].pass is the mask {SECRET_MASK:?} but no running pool has url \
                      {url:?}: send the real password"

@@ -108,12 +108,14 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// The `/1/summary` body as of now.
+/// The `/1/summary` body (RFC §16) as of now; see [`summary_at`].
 pub fn summary(m: &Monitor) -> Summary {
     summary_at(m, Instant::now())
 }
 
-/// The `/1/summary` body as of `at`.
+/// The `/1/summary` body (RFC §16) as of `at`, an instant of the monotonic clock no earlier
+/// than [`Monitor::started`]: uptime and the average share time in seconds since the start,
+/// hashrates in H/s over xmrig-proxy's windows (60 s, 10 min, 1 h, 12 h, 24 h, all time).
 pub fn summary_at(m: &Monitor, at: Instant) -> Summary {
     let config = m.config();
     let s = m.stats();
@@ -231,7 +233,8 @@ pub struct WorkersBody {
     pub workers: Vec<WorkerRow>,
 }
 
-/// The `/1/workers` body as of `at`.
+/// The `/1/workers` body (RFC §16, records per RFC §13) as of `at` (see [`summary_at`]): one
+/// row per worker in first-seen order, xmrig-proxy's array shape, hashrates in H/s.
 pub fn workers_at(m: &Monitor, at: Instant) -> WorkersBody {
     let snapshot = m.workers_at(at);
     WorkersBody {
@@ -312,7 +315,7 @@ pub struct MinersBody {
     pub miners: Vec<MinerRow>,
 }
 
-/// The `/1/miners` body now.
+/// The `/1/miners` body (RFC §16) now: one row per connected miner.
 pub fn miners(m: &Monitor) -> MinersBody {
     MinersBody {
         format: MINERS_FORMAT,

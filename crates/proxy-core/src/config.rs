@@ -10,7 +10,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 
-pub use pool_client::PoolConfig;
+pub use pool_client::{host_port, PoolConfig};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Errors of loading or validating a config. Each names the key and the bad value.

@@ -175,24 +175,14 @@ pub(crate) fn accept(
     let deadline = Instant::now() + LOGIN_TIMEOUT;
     match tls {
         TlsMode::Off => start(shared, Io::Tcp(tcp), peer, deadline),
-        TlsMode::Strict(a) => {
+        TlsMode::Strict(a) | TlsMode::Detect(a) => {
+            let detect = matches!(tls, TlsMode::Detect(_));
             tracker.spawn(handshake(
                 shared.clone(),
                 tcp,
                 peer,
                 a.clone(),
-                false,
-                deadline,
-                stop.clone(),
-            ));
-        }
-        TlsMode::Detect(a) => {
-            tracker.spawn(handshake(
-                shared.clone(),
-                tcp,
-                peer,
-                a.clone(),
-                true,
+                detect,
                 deadline,
                 stop.clone(),
             ));

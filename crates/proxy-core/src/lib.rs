@@ -201,7 +201,6 @@ impl Proxy {
         Ok(ProxyHandle {
             monitor: Monitor {
                 shared: shared.clone(),
-                started: std::time::Instant::now(),
             },
             shared,
             addrs,
@@ -292,8 +291,7 @@ async fn accept_loop(
                 }
                 let limit = shared.max_miners.load(Relaxed);
                 if shared.stats().miners.load(Relaxed) >= limit {
-                    let cause = format!("{limit} miners connected, all it leaves room for");
-                    full.refuse_accepted(stream, peer, &cause);
+                    full.refuse_accepted(stream, peer, limit);
                     continue;
                 }
                 conn::accept(&shared, stream, peer, listener.tls(), &conn_stop, &tracker);
@@ -346,35 +344,39 @@ impl FdReserve {
         self.spare = None;
         let accepted = tokio::time::timeout(Duration::from_millis(50), listener.accept()).await;
         if let Ok(Ok((stream, peer))) = accepted {
-            let _ = stream.try_write(&self.full);
-            drop(stream);
-            self.refused += 1;
-            tracing::debug!(%peer, "refused: out of file descriptors");
+            self.answer_full(stream, peer, "out of file descriptors");
         } else {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         self.spare = std::fs::File::open("/dev/null").ok();
-        self.log(&cause.to_string());
+        self.log(|| cause.to_string());
     }
 
-    /// Refuses an accepted connection: the miner limit is reached.
-    fn refuse_accepted(&mut self, stream: tokio::net::TcpStream, peer: SocketAddr, cause: &str) {
+    /// Refuses an accepted connection: `limit` miners are connected, the miner cap.
+    fn refuse_accepted(&mut self, stream: tokio::net::TcpStream, peer: SocketAddr, limit: u64) {
+        self.answer_full(stream, peer, "proxy full");
+        self.log(|| format!("{limit} miners connected, all it leaves room for"));
+    }
+
+    /// Sends `Proxy is full` (as far as the socket takes it at once), closes, counts.
+    fn answer_full(&mut self, stream: tokio::net::TcpStream, peer: SocketAddr, why: &str) {
         let _ = stream.try_write(&self.full);
         drop(stream);
         self.refused += 1;
-        tracing::debug!(%peer, "refused: proxy full");
-        self.log(cause);
+        tracing::debug!(%peer, "refused: {why}");
     }
 
-    /// One WARN per 10 s at most, with the count refused since the last.
-    fn log(&mut self, cause: &str) {
+    /// One WARN per 10 s at most, with the count refused since the last; `cause` is only
+    /// formatted when the line is written.
+    fn log(&mut self, cause: impl FnOnce() -> String) {
         let now = std::time::Instant::now();
         if self
             .last_log
             .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10))
         {
             tracing::warn!(
-                "open-file limit reached ({cause}): {} new connections refused with \"Proxy is full\"; raise `ulimit -n`",
+                "open-file limit reached ({}): {} new connections refused with \"Proxy is full\"; raise `ulimit -n`",
+                cause(),
                 self.refused
             );
             self.last_log = Some(now);
@@ -406,7 +408,6 @@ async fn tick_loop(shared: Arc<Shared>, stop: CancellationToken) {
 #[derive(Clone)]
 pub struct Monitor {
     shared: Arc<Shared>,
-    started: std::time::Instant,
 }
 
 impl Monitor {
@@ -428,11 +429,6 @@ impl Monitor {
     /// Upstream connections by state.
     pub fn upstreams(&self) -> UpstreamCounts {
         self.shared.splitter.upstream_counts()
-    }
-
-    /// Seconds since the proxy started.
-    pub fn uptime(&self) -> Duration {
-        self.started.elapsed()
     }
 }
 

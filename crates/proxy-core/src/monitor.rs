@@ -56,9 +56,10 @@ pub struct MinerSnapshot {
 }
 
 impl Monitor {
-    /// When the proxy started.
+    /// When the proxy started: the epoch of its statistics too (uptime, average share time
+    /// and all-time hashrate count from it).
     pub fn started(&self) -> Instant {
-        self.started
+        self.shared.events.epoch
     }
 
     /// Share results, best shares, latency and hashrates (RFC §12 `Summary()`) as of `at`
@@ -68,7 +69,8 @@ impl Monitor {
         events.stats.summary(events.secs_at(at))
     }
 
-    /// Every worker record, in first-seen order, with hashrates as of `at`.
+    /// Every worker record (RFC §13), in first-seen order, with hashrates in H/s as of `at`
+    /// (an instant no earlier than [`Monitor::started`]).
     pub fn workers_at(&self, at: Instant) -> WorkersSnapshot {
         let events = &self.shared.events;
         events

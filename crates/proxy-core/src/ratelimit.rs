@@ -89,14 +89,16 @@ impl<C: Clock + Clone> fmt::Debug for RateLimiter<C> {
 }
 
 impl RateLimiter<MonotonicClock> {
-    /// A limiter with the given settings on the system's monotonic clock.
+    /// A limiter with the given settings (RFC §17: new connections a minute per IP, ban
+    /// length in seconds) on the system's monotonic clock.
     pub fn new(settings: &RateLimit) -> Self {
         Self::with_clock(settings, MonotonicClock)
     }
 }
 
 impl<C: Clock + Clone> RateLimiter<C> {
-    /// A limiter with the given settings, reading time from `clock`.
+    /// A limiter with the given settings (RFC §17), reading time from `clock` (a test clock
+    /// in tests).
     pub fn with_clock(settings: &RateLimit, clock: C) -> Self {
         let inner = Self::build(settings, &clock);
         Self {

@@ -589,7 +589,7 @@ impl Stats {
     /// job difficulty the miner worked at), `share_difficulty` the difficulty its hash
     /// actually met (for the best shares), `latency` the pool's reply time. The last two are
     /// `None` for a share the proxy accepted itself.
-    pub fn on_accept(
+    pub(crate) fn on_accept(
         &self,
         now: u64,
         difficulty: u64,
