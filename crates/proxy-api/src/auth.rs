@@ -1,5 +1,6 @@
 //! Access rules: `http.access-token` and `http.restricted`, read from the running config on
-//! every request.
+//! every request. Writes (any method but `GET`, `HEAD` and `OPTIONS`) need a token: an
+//! unrestricted API without one serves reads only ([`proxy_core::config::HttpConfig::writable`]).
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -8,11 +9,17 @@ use axum::response::Response;
 
 use crate::{error, Api};
 
-/// Checks the token, then the restricted mode, then passes the request on.
+/// The 403 message of a write to an API without a token.
+pub(crate) const NO_TOKEN_NO_WRITES: &str = "writes need a token: set `http.access-token` \
+     (and send `Authorization: Bearer <token>`); without one the API serves reads only";
+
+/// Checks the token, then the restricted mode, then that a write has a token behind it,
+/// then passes the request on.
 pub(crate) async fn guard(State(api): State<Api>, req: Request, next: Next) -> Response {
     let config = api.monitor.config();
     let http = &config.http;
-    if let Some(token) = http.access_token.as_deref().filter(|t| !t.is_empty()) {
+    let token = http.access_token();
+    if let Some(token) = token {
         match req.headers().get(header::AUTHORIZATION) {
             None => {
                 let mut r = error(StatusCode::UNAUTHORIZED, None);
@@ -31,6 +38,10 @@ pub(crate) async fn guard(State(api): State<Api>, req: Request, next: Next) -> R
         if !read || req.uri().path().starts_with("/1/config") {
             return error(StatusCode::FORBIDDEN, None);
         }
+    }
+    let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if write && token.is_none() {
+        return error(StatusCode::FORBIDDEN, Some(NO_TOKEN_NO_WRITES.into()));
     }
     drop(config);
     next.run(req).await

@@ -15,10 +15,15 @@
 //!   without the header, 403 with another token.
 //! - `http.restricted` true: only `GET`/`HEAD` are served, and not `/1/config` (it holds the
 //!   config); anything else is 403.
+//! - no `http.access-token`: writes (`PUT /1/config`, any method but `GET`/`HEAD`/`OPTIONS`)
+//!   are 403 with a message saying so, whatever `restricted` says; a warning is logged at
+//!   start ([`serve`]) and on a reload that leaves the API so.
 //!
 //! Errors are JSON, `{"status": 403, "error": "FORBIDDEN"}`, plus a `message` where there is
-//! more to say. Every answer carries xmrig-proxy's CORS headers, and CORS preflight
-//! (`OPTIONS`) is answered without a token, as browsers send none.
+//! more to say. CORS (tower-http's [`CorsLayer`]): any origin may read (`GET`, `HEAD`, with an
+//! `Authorization` header), but no web page may write: a preflight lists only `GET, HEAD`, so
+//! a browser never sends a cross-origin `PUT`. Preflights (`OPTIONS`) are answered without a
+//! token, as browsers send none.
 //!
 //! Figures that depend on time are computed for the moment given by the router's [`Clock`]
 //! ([`router`] uses the system clock; tests pass their own to [`router_with_clock`]).
@@ -129,10 +134,12 @@ pub fn router_with_clock(monitor: Monitor, clock: Clock) -> Router {
         clock,
         registry,
     };
+    // Reads from any origin (dashboards); writes from none: a preflight for `PUT` gets no
+    // `PUT` in `Access-Control-Allow-Methods`, so the browser does not send it.
     let cors = CorsLayer::new()
         .allow_origin(Any)
-        .allow_methods([Method::GET, Method::PUT, Method::POST, Method::DELETE])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]);
+        .allow_methods([Method::GET, Method::HEAD])
+        .allow_headers([header::AUTHORIZATION]);
     Router::new()
         .route("/1/summary", get(get_summary))
         .route("/1/workers", get(get_workers))
@@ -149,7 +156,8 @@ pub fn router_with_clock(monitor: Monitor, clock: Clock) -> Router {
 }
 
 /// Serves the API on `addr` until `stop` resolves. Returns the bound address through
-/// `on_bound` before serving.
+/// `on_bound` before serving, and logs [`proxy_core::config::HttpConfig::read_only_warning`]
+/// when it applies.
 ///
 /// # Errors
 /// When the address cannot be bound or the server fails.
@@ -161,6 +169,9 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     on_bound(listener.local_addr()?);
+    if let Some(warning) = monitor.config().http.read_only_warning() {
+        tracing::warn!("{warning}");
+    }
     axum::serve(listener, router(monitor))
         .with_graceful_shutdown(stop)
         .await

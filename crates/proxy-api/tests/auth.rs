@@ -169,14 +169,142 @@ async fn unknown_paths_wrong_methods_and_cors() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(h["access-control-allow-origin"], "*");
     let methods = h["access-control-allow-methods"].to_str().unwrap();
-    assert!(
-        methods.contains("GET") && methods.contains("PUT"),
-        "{methods}"
-    );
+    assert!(methods.contains("GET"), "{methods}");
     let headers = h["access-control-allow-headers"]
         .to_str()
         .unwrap()
         .to_lowercase();
-    assert!(headers.contains("authorization") && headers.contains("content-type"));
+    assert!(headers.contains("authorization"), "{headers}");
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+/// What a browser checks before it sends a cross-origin request: the preflight's answer
+/// must list the method (and a non-simple request's headers).
+async fn preflight_allows(app: &axum::Router, method: &str, path: &str) -> bool {
+    let (s, h, _) = send(
+        app,
+        Method::OPTIONS,
+        path,
+        &[
+            ("origin", "http://evil.example"),
+            ("access-control-request-method", method),
+            ("access-control-request-headers", "content-type"),
+        ],
+        "",
+    )
+    .await;
+    let listed = |name: &str, wanted: &str| {
+        h.get_all(name).iter().any(|v| {
+            let v = v.to_str().unwrap_or_default();
+            v == "*" || v.split(',').any(|m| m.trim().eq_ignore_ascii_case(wanted))
+        })
+    };
+    s.is_success()
+        && h.contains_key("access-control-allow-origin")
+        && listed("access-control-allow-methods", method)
+        && listed("access-control-allow-headers", "content-type")
+}
+
+#[tokio::test]
+async fn no_web_page_may_write_whatever_the_token() {
+    for token in [None, Some("tok")] {
+        let (_pool, proxy) = start(|c| c.http.access_token = token.map(String::from)).await;
+        let app = proxy_api::router(proxy.monitor());
+        for m in ["PUT", "POST", "DELETE", "PATCH"] {
+            assert!(
+                !preflight_allows(&app, m, "/1/config").await,
+                "{m} allowed cross-origin (token {token:?})"
+            );
+        }
+        // Reads stay open to dashboards, with the token in a header when there is one.
+        let (s, h, _) = send(
+            &app,
+            Method::OPTIONS,
+            "/1/summary",
+            &[
+                ("origin", "http://dash"),
+                ("access-control-request-method", "GET"),
+            ],
+            "",
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(h["access-control-allow-origin"], "*");
+        let methods = h["access-control-allow-methods"].to_str().unwrap();
+        assert!(
+            methods.contains("GET") && !methods.contains("PUT"),
+            "{methods}"
+        );
+        proxy.shutdown(Duration::from_secs(1)).await;
+    }
+}
+
+#[tokio::test]
+async fn without_a_token_an_unrestricted_api_refuses_writes() {
+    // The common config: `restricted: false`, no `access-token`.
+    let (_pool, proxy) = start(|_| {}).await;
+    let monitor = proxy.monitor();
+    assert!(!monitor.config().http.writable());
+    let app = proxy_api::router(monitor.clone());
+    let before = monitor.config();
+    // Reads are served, the config too (masked).
+    for path in ROUTES {
+        let (s, _, _) = send(&app, Method::GET, path, &[], "").await;
+        assert_eq!(s, StatusCode::OK, "{path}");
+    }
+    // An anonymous PUT of a valid config that changes the pools: refused, nothing changes.
+    let mut body = serde_json::to_value(&*before).unwrap();
+    body["pools"][0]["url"] = "attacker.example:3333".into();
+    body["custom-diff"] = 1.into();
+    let json_ct = [("content-type", "application/json")];
+    let (s, _, b) = send(&app, Method::PUT, "/1/config", &json_ct, &body.to_string()).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    let v: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(
+        (v["status"].clone(), v["error"].clone()),
+        (json!(403), json!("FORBIDDEN"))
+    );
+    let msg = v["message"].as_str().unwrap();
+    assert!(msg.contains("http.access-token"), "{msg}");
+    // Any other write too, on any path; and a bearer header without a configured token
+    // changes nothing.
+    for (m, path) in [
+        (Method::POST, "/1/config"),
+        (Method::DELETE, "/1/config"),
+        (Method::PATCH, "/1/summary"),
+    ] {
+        let (s, _, _) = send(&app, m.clone(), path, &json_ct, "{}").await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{m} {path}");
+    }
+    let (s, _, _) = send(
+        &app,
+        Method::PUT,
+        "/1/config",
+        &[json_ct[0], ("authorization", "Bearer guess")],
+        &body.to_string(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(*monitor.config(), *before);
+
+    // A reload that sets a token opens writes, to its holder only.
+    let mut c = (*before).clone();
+    c.http.access_token = Some("tok".into());
+    monitor.apply_config(c).unwrap();
+    let (s, _, _) = send(&app, Method::PUT, "/1/config", &json_ct, &body.to_string()).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(monitor.config().custom_diff, 0);
+    body["pools"][0]["url"] = before.pools[0].url.clone().into();
+    body["http"]["access-token"] = "tok".into();
+    let (s, _, b) = send(
+        &app,
+        Method::PUT,
+        "/1/config",
+        &[json_ct[0], ("authorization", "Bearer tok")],
+        &body.to_string(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(monitor.config().custom_diff, 1);
     proxy.shutdown(Duration::from_secs(1)).await;
 }

@@ -12,7 +12,11 @@ use proxy_core::{Config, Proxy};
 use serde_json::{json, Value};
 use test_support::mock_pool::{make_job, MockPool};
 
-const JSON: [(&str, &str); 1] = [("content-type", "application/json")];
+/// A PUT's headers: JSON, with the token every test proxy here has (writes need one).
+const JSON: [(&str, &str); 2] = [
+    ("content-type", "application/json"),
+    ("authorization", "Bearer tok"),
+];
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("proxy-api-{name}-{}", std::process::id()));
@@ -52,7 +56,7 @@ async fn the_config_is_shown_with_its_secrets_masked() {
 
 #[tokio::test]
 async fn bad_bodies_are_refused_and_change_nothing() {
-    let (_pool, proxy) = start(|_| {}).await;
+    let (_pool, proxy) = start(|c| c.http.access_token = Some("tok".into())).await;
     let monitor = proxy.monitor();
     let app = proxy_api::router(monitor.clone());
     let before = monitor.config();
@@ -62,7 +66,7 @@ async fn bad_bodies_are_refused_and_change_nothing() {
         &app,
         Method::PUT,
         "/1/config",
-        &[("content-type", "text/plain")],
+        &[("content-type", "text/plain"), JSON[1]],
         &good,
     )
     .await;
@@ -106,7 +110,7 @@ async fn a_put_config_is_applied_and_written_to_the_file_as_given() {
     let original = json!({
         "bind": ["127.0.0.1:0"],
         "pools": [{"url": pool.addr().to_string(), "user": "W", "pass": "pool-secret"}],
-        "http": {"enabled": false, "restricted": false},
+        "http": {"enabled": false, "restricted": false, "access-token": "tok"},
         "api": {"id": "kept"}
     });
     std::fs::write(&path, format!("{original:#}")).unwrap();
@@ -133,7 +137,8 @@ async fn a_put_config_is_applied_and_written_to_the_file_as_given() {
 
     // The masked config from GET, edited and sent back: the running secrets are kept, in the
     // running config and in the file. A changed bind waits for a restart.
-    let (_, mut edited) = get_json(&app, "/1/config").await;
+    let (_, _, b) = send(&app, Method::GET, "/1/config", &JSON[1..], "").await;
+    let mut edited: Value = serde_json::from_str(&b).unwrap();
     assert_eq!(edited["access-password"], "********");
     edited["custom-diff"] = 5000.into();
     edited["bind"] = json!(["127.0.0.1:1"]);
@@ -164,7 +169,7 @@ async fn a_put_config_is_applied_and_written_to_the_file_as_given() {
 
 #[tokio::test]
 async fn without_a_file_a_put_config_is_applied_only() {
-    let (_pool, proxy) = start(|_| {}).await;
+    let (_pool, proxy) = start(|c| c.http.access_token = Some("tok".into())).await;
     let monitor = proxy.monitor();
     let app = proxy_api::router(monitor.clone());
     let mut c = serde_json::to_value(&*monitor.config()).unwrap();

@@ -158,10 +158,36 @@ pub struct HttpConfig {
     pub host: String,
     /// Port; 0 picks a free one.
     pub port: u16,
-    /// Bearer token required when set.
+    /// Bearer token every request needs when set (empty = none). Without one the API takes
+    /// no writes, whatever `restricted` says (see [`HttpConfig::writable`]).
     pub access_token: Option<String>,
-    /// Read-only (GET only) when true.
+    /// Read-only (GET only, and not `/1/config`) when true.
     pub restricted: bool,
+}
+
+impl HttpConfig {
+    /// The access token, when one is set and non-empty.
+    pub fn access_token(&self) -> Option<&str> {
+        self.access_token.as_deref().filter(|t| !t.is_empty())
+    }
+
+    /// Whether the API takes writes (`PUT /1/config`): only when not `restricted` and an
+    /// `access-token` is set. An unrestricted API without a token serves reads only, as
+    /// xmrig-proxy does: anyone who reaches the port (or any web page the operator opens)
+    /// could otherwise replace the config.
+    pub fn writable(&self) -> bool {
+        !self.restricted && self.access_token().is_some()
+    }
+
+    /// The warning for an enabled API that is unrestricted but has no token (so serves reads
+    /// only, see [`HttpConfig::writable`]); `None` for every other setting.
+    pub fn read_only_warning(&self) -> Option<&'static str> {
+        (self.enabled && !self.restricted && self.access_token().is_none()).then_some(
+            "http: `restricted` is false but no `access-token` is set: the API serves reads \
+             only and refuses `PUT /1/config` (403); set `http.access-token` to allow writes, \
+             or `http.restricted: true` to silence this",
+        )
+    }
 }
 
 impl Default for HttpConfig {
@@ -479,6 +505,37 @@ mod tests {
         c.validate().unwrap();
         assert!(c.pools[0].daemon);
         assert_eq!(c.pools[0].daemon_poll_interval, 250);
+    }
+
+    #[test]
+    fn the_api_takes_writes_only_unrestricted_with_a_token() {
+        let mut h = HttpConfig {
+            enabled: true,
+            restricted: false,
+            ..HttpConfig::default()
+        };
+        for token in [None, Some("")] {
+            h.access_token = token.map(String::from);
+            assert!(!h.writable(), "{token:?}");
+            let w = h.read_only_warning().unwrap();
+            assert!(
+                w.contains("access-token") && w.contains("restricted"),
+                "{w}"
+            );
+        }
+        h.access_token = Some("tok".into());
+        assert!(h.writable());
+        assert_eq!(h.read_only_warning(), None);
+        h.restricted = true;
+        assert!(!h.writable());
+        assert_eq!(h.read_only_warning(), None);
+        // A disabled API or the default (restricted) one: nothing to warn about.
+        h.access_token = None;
+        assert_eq!(h.read_only_warning(), None);
+        h.restricted = false;
+        h.enabled = false;
+        assert_eq!(h.read_only_warning(), None);
+        assert_eq!(HttpConfig::default().read_only_warning(), None);
     }
 
     #[test]

@@ -86,6 +86,11 @@ impl Shared {
             self.splitter.reconfigure_upstreams(&new);
         }
         tracing::info!("config reloaded");
+        if new.http != old.http {
+            if let Some(warning) = new.http.read_only_warning() {
+                tracing::warn!("{warning}");
+            }
+        }
         Ok(ReloadOutcome {
             changed: true,
             needs_restart,
