@@ -497,7 +497,7 @@ async fn submit(
     let (block, height, prev_hash) = match checked {
         Ok(ok) => ok,
         Err(why) => {
-            tracing::warn!(pool = %url, job_id = %share.job_id, "share refused: {why}");
+            tracing::warn!(pool = %url, job_id = ?share.job_id, "share refused: {why}");
             ctx.listener
                 .on_result(seq, Err(ShareError::Rejected(why.into())));
             return Ok(());

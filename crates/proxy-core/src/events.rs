@@ -56,6 +56,18 @@ impl Events {
             .store(config.custom_diff_stats, Relaxed);
     }
 
+    /// Shutdown: the access and share logs write what is queued and close (up to `limit`
+    /// for each).
+    pub(crate) async fn close_logs(&self, limit: Duration) {
+        self.access_log.close(limit).await;
+        self.share_log.close(limit).await;
+    }
+
+    /// Lines the access and share logs dropped (queue full).
+    pub(crate) fn log_lines_dropped(&self) -> u64 {
+        self.access_log.dropped() + self.share_log.dropped()
+    }
+
     /// Whole seconds since the stats epoch.
     pub(crate) fn now(&self) -> u64 {
         self.epoch.elapsed().as_secs()

@@ -430,6 +430,13 @@ impl Monitor {
     pub fn upstreams(&self) -> UpstreamCounts {
         self.shared.splitter.upstream_counts()
     }
+
+    /// Access- and share-log lines dropped since the start because their writer thread could
+    /// not keep up (each queues at most 8192 lines; past that a line is dropped, not waited
+    /// for).
+    pub fn log_lines_dropped(&self) -> u64 {
+        self.shared.events.log_lines_dropped()
+    }
 }
 
 /// A running proxy.
@@ -495,8 +502,8 @@ impl ProxyHandle {
     }
 
     /// Stops the proxy: stops accepting, waits up to `grace` for the shares in flight to be
-    /// answered by their pools (and sent to their miners), then closes every connection and
-    /// waits for all tasks to end.
+    /// answered by their pools (and sent to their miners), then closes every connection,
+    /// flushes the access and share logs (up to 1 s each) and waits for all tasks to end.
     pub async fn shutdown(self, grace: Duration) {
         self.accept_stop.cancel();
         self.drain_in_flight(grace).await;
@@ -508,6 +515,8 @@ impl ProxyHandle {
             tracing::warn!("{left} shares still unanswered at shutdown");
         }
         conn::close_all(&self.shared).await;
+        // The CLOSE lines of the miners just closed reach the file before the process ends.
+        self.shared.events.close_logs(Duration::from_secs(1)).await;
         self.shared.splitter.fanout.stop();
         self.conn_stop.cancel();
         self.tracker.close();

@@ -433,7 +433,7 @@ impl UpstreamListener for Mapper {
             }
             Err(e) => {
                 let reason = e.to_string();
-                tracing::debug!(miner = p.miner.id, "share rejected: {reason}");
+                tracing::debug!(miner = p.miner.id, ?reason, "share rejected");
                 p.miner.reply(&p.id, Err(&reason));
                 self.events.reject(&p.miner, &reason);
             }
