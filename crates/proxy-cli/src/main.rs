@@ -4,7 +4,9 @@
 //! proxy-cli run --config config.json
 //! ```
 //!
-//! Logs go to stderr through `tracing` (`RUST_LOG=debug` for more). SIGINT or SIGTERM stops
+//! Logs go to stderr (and `log-file`) through `tracing` (`RUST_LOG=debug` for more), through
+//! non-blocking writers, one event per line with control characters escaped ([`logging`]).
+//! SIGINT or SIGTERM stops
 //! the proxy cleanly: no new miners, shares in flight answered for up to 5 seconds, then every
 //! connection closed.
 
@@ -16,6 +18,7 @@ use clap::{Parser, Subcommand};
 use proxy_core::{Config, Proxy};
 use tokio_util::sync::CancellationToken;
 
+mod logging;
 mod signal;
 
 /// How long in-flight shares may take to be answered at shutdown (RFC §5 `Stop`).
@@ -61,7 +64,8 @@ fn main() -> anyhow::Result<()> {
     let (colors, log_file) = Config::load(path)
         .map(|c| (c.colors, c.log_file.filter(|f| !f.is_empty())))
         .unwrap_or((true, None));
-    init_logging(colors, log_file.as_deref())?;
+    // Held to the end of `main`: dropping it flushes the log writers.
+    let logging = logging::init(colors, log_file.as_deref())?;
     match cli.command {
         Command::Check { config } => {
             let cfg = Config::load(&config)?;
@@ -79,7 +83,7 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()
             .context("starting the runtime")?
-            .block_on(run(config)),
+            .block_on(run(config, &logging)),
     }
 }
 
@@ -95,44 +99,7 @@ fn worker_threads() -> usize {
         .unwrap_or(1)
 }
 
-/// Logs to stderr (with colour when `colors`), and to `log_file` too when set. `RUST_LOG`
-/// sets the level (default `info`).
-fn init_logging(colors: bool, log_file: Option<&str>) -> anyhow::Result<()> {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    use tracing_subscriber::Layer;
-    let filter = || {
-        tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
-    };
-    let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(colors)
-        .with_filter(filter());
-    let file = match log_file {
-        Some(path) => {
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("log-file {path:?}"))?;
-            Some(
-                tracing_subscriber::fmt::layer()
-                    .with_writer(std::sync::Mutex::new(f))
-                    .with_ansi(false)
-                    .with_filter(filter()),
-            )
-        }
-        None => None,
-    };
-    tracing_subscriber::registry()
-        .with(stderr)
-        .with(file)
-        .init();
-    Ok(())
-}
-
-async fn run(path: PathBuf) -> anyhow::Result<()> {
+async fn run(path: PathBuf, logging: &logging::Logging) -> anyhow::Result<()> {
     // Each miner is one open file: take the whole hard limit (past it, new miners are
     // refused with "Proxy is full").
     match rlimit::increase_nofile_limit(u64::MAX) {
@@ -165,6 +132,7 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     };
 
     let monitor = proxy.monitor();
+    let log_drops = logging.dropped();
     let status = tokio::spawn(async move {
         let mut tick = tokio::time::interval(STATUS_EVERY);
         tick.tick().await;
@@ -176,6 +144,13 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
                 "miners {} (max {}), upstreams {} active / {} total, shares {} accepted / {} rejected / {} invalid, blocks {}",
                 s.miners, s.max_miners, u.active, u.total, s.accepted, s.rejected, s.invalid, monitor.blocks()
             );
+            let (log, lines) = (log_drops.get(), monitor.log_lines_dropped());
+            if log + lines > 0 {
+                tracing::warn!(
+                    "log lines dropped so far (writers could not keep up): {log} of the proxy log, \
+                     {lines} of the access and share logs"
+                );
+            }
         }
     });
 

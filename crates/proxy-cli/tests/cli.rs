@@ -104,6 +104,11 @@ async fn runs_from_a_config_file_and_stops_cleanly_on_sigterm() {
         "{log}"
     );
     assert!(!log.contains('\u{1b}'), "no colour codes in the log file");
+    // The last line, logged just before exit, was flushed by the non-blocking writer's guard.
+    assert!(
+        log.lines().last().is_some_and(|l| l.ends_with(" stopped")),
+        "{log}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
