@@ -179,6 +179,36 @@ impl HttpConfig {
         !self.restricted && self.access_token().is_some()
     }
 
+    /// Checks the keys of an enabled API: `host` is an IP address, and `access-token` holds
+    /// no control character (it could not be sent in an `Authorization` header, so nobody
+    /// could use the API). Unrestricted without a token is valid: reads only, with
+    /// [`HttpConfig::read_only_warning`].
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming `http.host` or `http.access-token`.
+    fn check(&self) -> Result<(), ConfigError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        if self.host.parse::<std::net::IpAddr>().is_err() {
+            return Err(invalid(
+                "http.host",
+                format!("{:?} is not an IP address", self.host),
+            ));
+        }
+        if self
+            .access_token()
+            .is_some_and(|t| t.chars().any(char::is_control))
+        {
+            return Err(invalid(
+                "http.access-token",
+                "holds a control character, which no HTTP client can send in an \
+                 `Authorization` header",
+            ));
+        }
+        Ok(())
+    }
+
     /// The warning for an enabled API that is unrestricted but has no token (so serves reads
     /// only, see [`HttpConfig::writable`]); `None` for every other setting.
     pub fn read_only_warning(&self) -> Option<&'static str> {
@@ -376,8 +406,9 @@ impl Config {
 
     /// Checks the config (RFC §4 `Validate`): at least one bind and one enabled pool, every
     /// enabled pool has a `host:port` url, every bind host is an IP address, pool
-    /// `tls-fingerprint`s are SHA-256 hex on TLS pools, and the `tls` section is usable
-    /// ([`crate::tls::check`]; certificate files are loaded only at start).
+    /// `tls-fingerprint`s are SHA-256 hex on TLS pools, the `tls` section is usable
+    /// ([`crate::tls::check`]; certificate files are loaded only at start), and an enabled
+    /// API has an IP `http.host` and a sendable `http.access-token`.
     ///
     /// # Errors
     /// [`ConfigError::Invalid`] naming the first bad key and its value.
@@ -436,6 +467,7 @@ impl Config {
             }
         }
         crate::tls::check(&self.tls)?;
+        self.http.check()?;
         if self.pool_reply_timeout == 0 {
             return Err(invalid("pool-reply-timeout", "must be at least 1 second"));
         }
@@ -566,6 +598,39 @@ mod tests {
             err.contains("bind[0].host") && err.contains("localhost"),
             "{err}"
         );
+        let err = Config::from_json(
+            r#"{"bind":["127.0.0.1:0"],"pools":[{"url":"a:1"}],"http":{"enabled":true,"host":"localhost"}}"#,
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("http.host") && err.contains("localhost"),
+            "{err}"
+        );
+        let err = Config::from_json(
+            r#"{"bind":["127.0.0.1:0"],"pools":[{"url":"a:1"}],"http":{"enabled":true,"access-token":"a\nb"}}"#,
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("http.access-token"), "{err}");
+        // Unrestricted without a token is valid (reads only, with a warning); a disabled
+        // API's keys are not checked.
+        Config::from_json(
+            r#"{"bind":["127.0.0.1:0"],"pools":[{"url":"a:1"}],"http":{"enabled":true,"host":"::","restricted":false}}"#,
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        Config::from_json(
+            r#"{"bind":["127.0.0.1:0"],"pools":[{"url":"a:1"}],"http":{"enabled":false,"host":"localhost"}}"#,
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
         let err = Config::from_json(r#"{"workers":"bogus"}"#)
             .unwrap_err()
             .to_string();
