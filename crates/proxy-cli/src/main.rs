@@ -69,6 +69,9 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Check { config } => {
             let cfg = Config::load(&config)?;
+            if let Some(warning) = cfg.http.read_only_warning() {
+                tracing::warn!("{warning}");
+            }
             println!(
                 "{}: ok ({} bind, {} pools, mode {})",
                 config.display(),

@@ -113,6 +113,31 @@ async fn runs_from_a_config_file_and_stops_cleanly_on_sigterm() {
 }
 
 #[test]
+fn check_warns_that_an_api_without_a_token_serves_reads_only() {
+    let dir = std::env::temp_dir().join(format!("proxy-cli-ro-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("open.json");
+    std::fs::write(
+        &path,
+        r#"{"bind":["127.0.0.1:3333"],"pools":[{"url":"p:1"}],"colors":false,
+            "http":{"enabled":true,"host":"127.0.0.1","port":8080,"restricted":false}}"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_proxy-cli"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "valid: it serves reads");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("WARN") && err.contains("`access-token`") && err.contains("reads only"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn check_reports_a_bad_config_by_key() {
     let dir = std::env::temp_dir().join(format!("proxy-cli-check-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
