@@ -6,7 +6,7 @@
 //! | `GET /1/workers` | one row per worker ([`WorkersBody`]) |
 //! | `GET /1/miners` | one row per miner connection ([`MinersBody`]) |
 //! | `GET /1/config` | the running config, secrets masked |
-//! | `PUT /1/config` | replace the running config (and its file) |
+//! | `PUT /1/config` | replace the running config (and its file); needs a token, not restricted |
 //! | `GET /metrics` | Prometheus metrics in the OpenMetrics text format |
 //!
 //! Access rules, read from the running config on every request (so a reload changes them at
