@@ -36,7 +36,7 @@ use tokio::sync::oneshot;
 use crate::lock;
 
 /// Lines that may wait for the writer thread before new ones are dropped.
-pub(crate) const QUEUE: usize = 8192;
+const QUEUE: usize = 8192;
 /// How often buffered lines are flushed to the file.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
@@ -86,7 +86,8 @@ impl LineLog {
         };
         match sent {
             None => {
-                if self.dropping.swap(false, Relaxed) {
+                // A load first: the common case (no streak) writes nothing shared.
+                if self.dropping.load(Relaxed) && self.dropping.swap(false, Relaxed) {
                     tracing::info!(
                         dropped = self.dropped.load(Relaxed),
                         "log queue has room again"
