@@ -6,9 +6,8 @@
 //!
 //! Logs go to stderr (and `log-file`) through `tracing` (`RUST_LOG=debug` for more), through
 //! non-blocking writers, one event per line with control characters escaped ([`logging`]).
-//! SIGINT or SIGTERM stops
-//! the proxy cleanly: no new miners, shares in flight answered for up to 5 seconds, then every
-//! connection closed.
+//! SIGINT or SIGTERM stops the proxy cleanly: no new miners, shares in flight answered for up
+//! to 5 seconds, then every connection closed.
 
 use std::path::PathBuf;
 use std::time::Duration;
