@@ -92,7 +92,7 @@ impl SessionEnd {
     /// The reason, for the log.
     fn reason(&self) -> String {
         match self {
-            Self::NeverConnected(why) | Self::Ended(why) => why.clone(),
+            Self::NeverConnected(why) | Self::Ended(why) | Self::Dropped(why) => why.clone(),
             Self::Handover(_) => "handed over".into(),
             Self::Replaced => "replaced by the new pool list".into(),
             Self::Cancelled => "cancelled".into(),
@@ -280,6 +280,12 @@ impl Failover {
                         SessionEnd::NeverConnected(why) => {
                             let url = &set.pools[index].url;
                             tracing::warn!(pool = %url, attempt = attempt + 1, "connect failed: {why}");
+                        }
+                        SessionEnd::Dropped(why) => {
+                            // A failed attempt: on to the next one (or the next pool).
+                            let url = &set.pools[index].url;
+                            tracing::warn!(pool = %url, attempt = attempt + 1, "pool dropped: {why}");
+                            self.set_state(UpstreamState::Connecting);
                         }
                         end => {
                             let url = &set.pools[index].url;

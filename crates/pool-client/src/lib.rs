@@ -355,6 +355,9 @@ pub(crate) enum SessionEnd {
     NeverConnected(String),
     /// Was connected and logged in, then the connection ended; the reason for the log.
     Ended(String),
+    /// Was logged in, then dropped for misbehaving (silent): counts as a failed attempt at
+    /// that pool, so the loop goes on with the next attempt or pool; the reason for the log.
+    Dropped(String),
     /// Told to hand over (a reload): the connection, to drain.
     Handover(stratum::Draining),
     /// Replaced by a session of the new pool list, logged in before this one closed.

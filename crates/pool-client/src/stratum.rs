@@ -10,7 +10,9 @@
 //! - the pool is silent: a request (submit or `keepalived`) waited the reply timeout with no
 //!   valid line at all from the pool (a garbage line does not count). A pool that sent
 //!   nothing for the reply timeout and is asked nothing gets a `keepalived` probe, so a
-//!   silent pool is found within twice the reply timeout even when no share flows;
+//!   silent pool is found within twice the reply timeout even when no share flows. This
+//!   counts as a failed attempt at the pool: the loop goes on to the next attempt (after
+//!   `retry-pause`) or the next pool, not back to the primary;
 //! - the pool answers an error that ends the session ([`crate::is_session_ending`]:
 //!   `Unauthenticated`, a ban); the share that got it is answered with it;
 //! - the connection closes or fails, or the login is not answered within the connect timeout.
@@ -301,7 +303,7 @@ fn share_result(outcome: Result<serde_json::Value, RpcError>) -> Result<(), Shar
 
 /// The reason a silent pool's session ends with.
 fn silent(timeout: Duration) -> SessionEnd {
-    SessionEnd::Ended(format!("pool sent nothing for {timeout:?} while asked"))
+    SessionEnd::Dropped(format!("pool sent nothing for {timeout:?} while asked"))
 }
 
 /// A logged-in session over plain TCP, with the direct submit path attached.
