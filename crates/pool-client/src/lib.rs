@@ -297,10 +297,14 @@ impl Upstream {
     }
 
     /// Replaces the pool list and timing (config reload). When the change touches the pool
-    /// in use or any pool before it in the list, the current connection is closed (its
-    /// waiting shares answered `Connection to pool lost`) and the list is walked again from
-    /// the primary; otherwise the connection stays and the new list is used from the next
-    /// reconnect on.
+    /// in use or any pool before it in the list, the switch is make-before-break: the new
+    /// list's enabled entries are tried in order (one attempt each) while the current stratum
+    /// session serves on; once one is logged in, the old session takes no more submits, its
+    /// pending ones get the old pool's answers (or [`ShareError::Timeout`] after the reply
+    /// timeout) and it closes. When none of the new list logs in, the old session is drained
+    /// and closed the same way and the new list is walked with its retries and pauses. A
+    /// daemon session is closed at once. A change that does not touch the pool in use keeps
+    /// the connection; the new list is used from the next reconnect on.
     pub fn set_pools(&self, pools: Vec<PoolConfig>, options: FailoverOptions) {
         let new = PoolSet { pools, options };
         self.pools.send_if_modified(|cur| {
@@ -359,7 +363,7 @@ pub(crate) enum SessionEnd {
     /// that pool, so the loop goes on with the next attempt or pool; the reason for the log.
     Dropped(String),
     /// Told to hand over (a reload): the connection, to drain.
-    Handover(stratum::Draining),
+    Handover(Box<stratum::Draining>),
     /// Replaced by a session of the new pool list, logged in before this one closed.
     Replaced,
     /// The proxy is stopping.

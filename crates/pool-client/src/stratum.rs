@@ -333,11 +333,11 @@ async fn run_tcp(
             () = ctx.cancel.cancelled() => break SessionEnd::Cancelled,
             () = ctx.handover.cancelled() => {
                 return match wire.detach() {
-                    Some(wire) => SessionEnd::Handover(Draining {
+                    Some(wire) => SessionEnd::Handover(Box::new(Draining {
                         addr: addr.to_string(),
                         lines,
                         link: DrainLink::Tcp(wire),
-                    }),
+                    })),
                     None => SessionEnd::Ended("detached".into()),
                 };
             }
@@ -419,11 +419,11 @@ async fn run_buffered(
         tokio::select! {
             () = ctx.cancel.cancelled() => break SessionEnd::Cancelled,
             () = ctx.handover.cancelled() => {
-                return SessionEnd::Handover(Draining {
+                return SessionEnd::Handover(Box::new(Draining {
                     addr: addr.to_string(),
                     lines,
                     link: DrainLink::Tls(ledger, wr),
-                });
+                }));
             }
             next = lines.next() => match next {
                 Some(Ok(line)) => match on_line(ctx, addr, session, &line, |id| ledger.answer(id)) {
@@ -509,7 +509,7 @@ impl std::fmt::Debug for Draining {
 /// answered [`ShareError::Timeout`]; what is pending when the pool closes or `cancel` fires,
 /// [`ShareError::Disconnected`]. Jobs from the pool are no longer reported.
 pub(crate) async fn drain(
-    d: Draining,
+    d: Box<Draining>,
     listener: Arc<dyn UpstreamListener>,
     reply_timeout: Duration,
     cancel: CancellationToken,
@@ -518,7 +518,7 @@ pub(crate) async fn drain(
         addr,
         mut lines,
         mut link,
-    } = d;
+    } = *d;
     let deadline = Instant::now() + reply_timeout;
     let (mut flushing, tcp) = match &mut link {
         DrainLink::Tcp(wire) => (wire.flush_state() == Flushed::More, Some(wire.stream_arc())),
@@ -572,6 +572,14 @@ pub(crate) async fn drain(
     tracing::info!(pool = %addr, "old pool connection drained and closed");
 }
 
+async fn write_line<W: tokio::io::AsyncWrite + Unpin>(
+    wr: &mut BufWriter<W>,
+    line: &[u8],
+) -> io::Result<()> {
+    wr.write_all(line).await?;
+    wr.flush().await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -606,12 +614,4 @@ mod tests {
         longest.job_id = "a".repeat(MAX_JOB_ID);
         assert_eq!(check_job(&longest), Ok(()));
     }
-}
-
-async fn write_line<W: tokio::io::AsyncWrite + Unpin>(
-    wr: &mut BufWriter<W>,
-    line: &[u8],
-) -> io::Result<()> {
-    wr.write_all(line).await?;
-    wr.flush().await
 }

@@ -39,7 +39,7 @@ fn ok_result() -> String {
     result_for_difficulty(500)
 }
 
-/// Waits until the upstream is logged in to pool `index` (after `after` state reports).
+/// Waits until the upstream is logged in to pool `index`.
 async fn active_on(h: &Harness, index: usize) {
     h.recorder
         .wait_for(&format!("Active on pool {index}"), |s| {
@@ -65,7 +65,7 @@ async fn a_pool_that_stops_talking_is_dropped_with_no_share_flowing() {
         active_on(&h, 1).await;
         let took = t0.elapsed();
         assert!(
-            a.received("keepalived").len() >= 1,
+            !a.received("keepalived").is_empty(),
             "the quiet pool was probed"
         );
         assert!(took >= REPLY_TIMEOUT * 2, "dropped after {took:?}");
@@ -107,7 +107,11 @@ async fn a_login_that_is_never_answered_times_out_and_the_next_pool_is_tried() {
         active_on(&h, 1).await;
         assert!(t0.elapsed() >= options().connect_timeout);
         assert_eq!(a.received("login").len(), 1);
-        assert_eq!(a.connections_open(), 0, "the unanswered connection was closed");
+        assert_eq!(
+            a.connections_open(),
+            0,
+            "the unanswered connection was closed"
+        );
         h.stop().await;
     })
     .await;
@@ -199,7 +203,9 @@ async fn a_share_of_the_previous_session_is_refused_and_never_reaches_the_new_on
         assert_eq!((old, new), (1, 2));
         let refused = h.submit_in(old, &job.job_id, "000000aa", &ok_result());
         assert_eq!(refused, Err(ShareError::SessionEnded));
-        let seq = h.submit_in(new, &job.job_id, "000000bb", &ok_result()).unwrap();
+        let seq = h
+            .submit_in(new, &job.job_id, "000000bb", &ok_result())
+            .unwrap();
         assert_eq!(h.recorder.result(seq).await, Ok(()));
         let submits = a.received("submit");
         assert_eq!(submits.len(), 1, "only the new session's share was sent");
@@ -220,15 +226,28 @@ async fn a_reload_logs_in_to_the_new_pool_before_the_old_one_answers_its_shares(
         let in_flight: Vec<u64> = (0..5)
             .map(|n| h.submit("job000001", &format!("{n:08x}"), &ok_result()))
             .collect();
-        assert!(a.wait_for(Duration::from_secs(5), |p| p.received("submit").len() == 5).await);
+        assert!(
+            a.wait_for(Duration::from_secs(5), |p| p.received("submit").len() == 5)
+                .await
+        );
         h.upstream.set_pools(vec![entry(&b)], options());
         for seq in &in_flight {
-            assert_eq!(h.recorder.result(*seq).await, Ok(()), "the old pool's answer");
+            assert_eq!(
+                h.recorder.result(*seq).await,
+                Ok(()),
+                "the old pool's answer"
+            );
         }
         let (job, session) = h.recorder.job(1).await;
         assert_eq!((job.job_id.as_str(), session), ("job000002", 2));
-        assert!(b.received("submit").is_empty(), "nothing replayed to the new pool");
-        assert!(a.wait_for(Duration::from_secs(5), |p| p.connections_open() == 0).await);
+        assert!(
+            b.received("submit").is_empty(),
+            "nothing replayed to the new pool"
+        );
+        assert!(
+            a.wait_for(Duration::from_secs(5), |p| p.connections_open() == 0)
+                .await
+        );
         // Once logged in, never a state but Active: the miners saw no gap.
         let states: Vec<_> = h.recorder.seen().states.clone();
         let after: Vec<_> = states
@@ -237,7 +256,10 @@ async fn a_reload_logs_in_to_the_new_pool_before_the_old_one_answers_its_shares(
             .collect();
         assert_eq!(
             after,
-            [&(UpstreamState::Active, Some(0)), &(UpstreamState::Active, Some(0))],
+            [
+                &(UpstreamState::Active, Some(0)),
+                &(UpstreamState::Active, Some(0))
+            ],
             "{states:?}"
         );
         let seq = h.submit("job000002", "000000cc", &ok_result());
@@ -262,11 +284,21 @@ async fn a_reload_to_pools_that_cannot_be_reached_drains_the_old_one_then_fails_
         h.recorder.job(0).await;
         a.set_reply(Reply::OkAfter(REPLY_TIMEOUT / 2));
         let seq = h.submit("job000001", "000000aa", &ok_result());
-        assert!(a.wait_for(Duration::from_secs(5), |p| p.received("submit").len() == 1).await);
+        assert!(
+            a.wait_for(Duration::from_secs(5), |p| p.received("submit").len() == 1)
+                .await
+        );
         h.upstream.set_pools(vec![dead], options());
-        assert_eq!(h.recorder.result(seq).await, Ok(()), "the old pool's answer");
+        assert_eq!(
+            h.recorder.result(seq).await,
+            Ok(()),
+            "the old pool's answer"
+        );
         h.recorder.state(UpstreamState::Error).await;
-        assert!(a.wait_for(Duration::from_secs(5), |p| p.connections_open() == 0).await);
+        assert!(
+            a.wait_for(Duration::from_secs(5), |p| p.connections_open() == 0)
+                .await
+        );
         h.stop().await;
     })
     .await;

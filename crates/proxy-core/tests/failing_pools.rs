@@ -74,7 +74,11 @@ impl Miner {
             .await
             .unwrap();
         self.sent += 1;
-        let reply = self.m.reply(id, WAIT).await.expect("every submit is answered");
+        let reply = self
+            .m
+            .reply(id, WAIT)
+            .await
+            .expect("every submit is answered");
         self.answered += 1;
         reply
     }
@@ -228,8 +232,15 @@ async fn unauthenticated_makes_the_proxy_log_in_again_and_the_miner_stays() {
         m.m.next_job(WAIT).await.unwrap();
         assert!(ok(&m.submit().await));
         let submits = a.received("submit");
-        assert_eq!(submits[1].params["id"], "pool-session-1", "the new pool session");
-        assert_eq!(proxy.stats().connections, 1, "the miner kept its connection");
+        assert_eq!(
+            submits[1].params["id"], "pool-session-1",
+            "the new pool session"
+        );
+        assert_eq!(
+            proxy.stats().connections,
+            1,
+            "the miner kept its connection"
+        );
         m.all_answered_once().await;
         proxy.shutdown(Duration::from_secs(1)).await;
     })
@@ -251,7 +262,11 @@ async fn after_a_reconnect_a_share_for_the_old_sessions_job_is_refused_and_never
         assert_eq!(error_message(&r), Some("Invalid job id"));
         assert!(ok(&m.submit().await));
         let submits = a.received("submit");
-        assert_eq!(submits.len(), 1, "the old job's share never reached the pool");
+        assert_eq!(
+            submits.len(),
+            1,
+            "the old job's share never reached the pool"
+        );
         assert_eq!(submits[0].params["job_id"], "job000007");
         m.all_answered_once().await;
         proxy.shutdown(Duration::from_secs(1)).await;

@@ -175,9 +175,16 @@ async fn shares_in_flight_on_the_old_pool_at_a_reload_get_the_old_pools_answer()
     }
     let job = m.job.clone().unwrap();
     assert!(a.wait_for(WAIT, |p| p.connections_open() == 0).await);
-    assert!(b.received("submit").is_empty(), "nothing replayed to the new pool");
+    assert!(
+        b.received("submit").is_empty(),
+        "nothing replayed to the new pool"
+    );
     let r = m
-        .submit(&job.job_id, &nicehash_nonce(&job.blob, 9), &result_for_difficulty(1000))
+        .submit(
+            &job.job_id,
+            &nicehash_nonce(&job.blob, 9),
+            &result_for_difficulty(1000),
+        )
         .await
         .unwrap();
     assert_eq!(r["result"]["status"], "OK");
