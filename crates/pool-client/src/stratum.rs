@@ -27,7 +27,7 @@
 //! upstream's queue and this task writes it.
 //!
 //! Hand-over (config reload, see `failover`): a session told to hand over stops taking
-//! submits and returns its connection as a [`Draining`]; [`drain`] then waits for the
+//! submits and returns its connection as a `Draining`; `drain` then waits for the
 //! answers to the submits still pending (up to the reply timeout) and closes it.
 
 use std::io;
