@@ -53,12 +53,13 @@ struct Pending {
 /// Request ids and the submits waiting for their answers, of one logged-in session, and
 /// whether the pool still talks.
 ///
-/// Liveness: the ledger remembers when the pool last sent a line ([`Ledger::heard`]) and
-/// when the oldest request sent since then went out. A pool that leaves a request without
-/// any line back (no answer, no job, nothing) for the reply timeout is
-/// [`Ledger::silent`]; one that sent nothing for a while and is asked nothing is
-/// [`Ledger::idle`], and the session probes it with `keepalived`. So a pool that stopped
-/// talking is found within the idle time plus the reply timeout even with no shares flowing.
+/// Liveness, for a reply timeout `T`: the ledger remembers when the pool last sent a valid
+/// line ([`Ledger::heard`]) and when the oldest request sent since then went out. A pool
+/// quiet for `T/2` and asked nothing is [`Ledger::idle`]: the session probes it with
+/// `keepalived`. A pool that sent nothing for `T` while a request has waited at least `T/2`
+/// is [`Ledger::silent`] and the session ends. So a pool that stopped talking is found
+/// within `T` of its last line even with no shares flowing, and a submit always has at
+/// least `T/2` for its answer before its session can end under it.
 #[derive(Debug)]
 pub(crate) struct Ledger {
     session_id: String,
@@ -131,16 +132,18 @@ impl Ledger {
         self.unheard_since = None;
     }
 
-    /// True when a request has waited `timeout` or longer without any line from the pool.
+    /// True when the pool sent nothing for `timeout` while a request has waited at least
+    /// half of it.
     pub(crate) fn silent(&self, now: Instant, timeout: Duration) -> bool {
-        self.unheard_since
-            .is_some_and(|t| now.duration_since(t) >= timeout)
+        self.unheard_since.is_some_and(|t| {
+            now.duration_since(self.last_heard) >= timeout && now.duration_since(t) >= timeout / 2
+        })
     }
 
-    /// True when the pool sent nothing for `after` and nothing is waiting for it: time to
-    /// ask it something (`keepalived`).
-    pub(crate) fn idle(&self, now: Instant, after: Duration) -> bool {
-        self.unheard_since.is_none() && now.duration_since(self.last_heard) >= after
+    /// True when the pool sent nothing for half of `timeout` and nothing is waiting for it:
+    /// time to ask it something (`keepalived`).
+    pub(crate) fn idle(&self, now: Instant, timeout: Duration) -> bool {
+        self.unheard_since.is_none() && now.duration_since(self.last_heard) >= timeout / 2
     }
 
     /// The sequence number of the submit sent under request `id`, which is answered now.
@@ -487,27 +490,29 @@ mod tests {
     }
 
     #[test]
-    fn a_request_with_no_line_back_for_the_reply_timeout_means_a_silent_pool() {
+    fn a_pool_quiet_for_the_reply_timeout_while_asked_is_silent() {
         let t0 = Instant::now();
-        let timeout = Duration::from_secs(30);
+        let t = Duration::from_secs(30);
         let mut ledger = Ledger::new("s".into(), 1, 2, t0);
-        // Nothing asked: never silent, however long; idle once the timeout passed.
-        assert!(!ledger.silent(t0 + timeout * 10, timeout));
-        assert!(!ledger.idle(t0 + timeout / 2, timeout));
-        assert!(ledger.idle(t0 + timeout, timeout));
-        // A probe sent: not idle any more; silent a reply timeout later unless a line comes.
-        let sent = t0 + timeout;
-        ledger.keepalived(sent);
-        assert!(!ledger.idle(sent + timeout, timeout));
-        assert!(!ledger.silent(sent + timeout / 2, timeout));
-        assert!(ledger.silent(sent + timeout, timeout));
-        // Any line resets it; the oldest request since the last line counts, not the newest.
-        ledger.heard(sent + timeout / 2);
-        assert!(!ledger.silent(sent + timeout, timeout));
-        let a = sent + timeout;
-        ledger.submit(1, &share(1), a).unwrap();
-        ledger.submit(2, &share(2), a + timeout / 2).unwrap();
-        assert!(ledger.silent(a + timeout, timeout));
+        // Nothing asked: never silent, however long; idle (probe time) after half the timeout.
+        assert!(!ledger.silent(t0 + t * 10, t));
+        assert!(!ledger.idle(t0 + t / 4, t));
+        assert!(ledger.idle(t0 + t / 2, t));
+        // The probe goes out: not idle any more; silent a whole timeout after the last line.
+        let probe = t0 + t / 2;
+        ledger.keepalived(probe);
+        assert!(!ledger.idle(probe + t, t));
+        assert!(!ledger.silent(t0 + t - Duration::from_millis(1), t));
+        assert!(ledger.silent(t0 + t, t));
+        // Any line resets it.
+        let heard = t0 + t * 3 / 4;
+        ledger.heard(heard);
+        assert!(!ledger.silent(t0 + t, t));
+        // A submit long after the last line still gets half the timeout for its answer.
+        let late = heard + t * 2;
+        ledger.submit(1, &share(1), late).unwrap();
+        assert!(!ledger.silent(late + t / 4, t));
+        assert!(ledger.silent(late + t / 2, t));
     }
 
     #[tokio::test]

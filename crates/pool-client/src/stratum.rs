@@ -7,10 +7,10 @@
 //! the keepalive extension (or the entry asks for it).
 //!
 //! A session ends, and the failover loop logs in again from the primary, when:
-//! - the pool is silent: a request (submit or `keepalived`) waited the reply timeout with no
-//!   valid line at all from the pool (a garbage line does not count). A pool that sent
-//!   nothing for the reply timeout and is asked nothing gets a `keepalived` probe, so a
-//!   silent pool is found within twice the reply timeout even when no share flows. This
+//! - the pool is silent: no valid line at all for the reply timeout (a garbage line does not
+//!   count) while a request (submit or `keepalived`) has waited at least half of it. A pool
+//!   quiet for half the reply timeout and asked nothing gets a `keepalived` probe, so a
+//!   silent pool is found within the reply timeout even when no share flows. This
 //!   counts as a failed attempt at the pool: the loop goes on to the next attempt (after
 //!   `retry-pause`) or the next pool, not back to the primary;
 //! - the pool answers an error that ends the session ([`crate::is_session_ending`]:
