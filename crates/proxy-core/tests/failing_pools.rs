@@ -352,3 +352,65 @@ async fn a_pool_that_stops_talking_is_left_for_the_backup_with_no_share_flowing(
     })
     .await;
 }
+
+/// Miners and shares per miner of the churn test.
+const CHURN_MINERS: usize = 4;
+const CHURN_SHARES: usize = 100;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn miners_submitting_through_a_pool_that_goes_down_get_every_share_answered_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    bounded(async {
+        let (a, b) = pools().await;
+        let proxy = Proxy::start(config(&[a.addr(), b.addr()])).await.unwrap();
+        let answered = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..CHURN_MINERS {
+            let mut m = Miner::login(&proxy).await;
+            let answered = answered.clone();
+            tasks.push(tokio::spawn(async move {
+                let (mut ok_n, mut refused) = (0, 0);
+                for _ in 0..CHURN_SHARES {
+                    let job = m.job_id();
+                    let r = m.submit().await;
+                    answered.fetch_add(1, Ordering::Relaxed);
+                    if ok(&r) {
+                        ok_n += 1;
+                    } else {
+                        refused += 1;
+                        if error_message(&r) == Some("Invalid job id") && m.job_id() == job {
+                            // The job ended with its session: mine the next one.
+                            m.m.next_job(WAIT).await.expect("a new job");
+                        }
+                    }
+                }
+                m.all_answered_once().await;
+                (m.sent, m.answered, ok_n, refused)
+            }));
+        }
+        // A quarter of the way in, the primary goes down for good.
+        while answered.load(Ordering::Relaxed) < CHURN_MINERS * CHURN_SHARES / 4 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        a.shut_down();
+        let (mut sent, mut got, mut oks, mut refused) = (0, 0, 0, 0);
+        for t in tasks {
+            let (s, g, o, r) = t.await.unwrap();
+            sent += s;
+            got += g;
+            oks += o;
+            refused += r;
+        }
+        eprintln!("churn: submits sent {sent} answered {got} (OK {oks}, refused {refused})");
+        assert_eq!(sent, CHURN_MINERS * CHURN_SHARES);
+        assert_eq!(sent, got);
+        // The pools saw each accepted share once, and no more than were accepted.
+        let forwarded = a.received("submit").len() + b.received("submit").len();
+        assert!(oks <= forwarded, "{oks} OK but {forwarded} forwarded");
+        assert!(!b.received("submit").is_empty(), "the backup took over");
+        proxy.shutdown(Duration::from_secs(1)).await;
+    })
+    .await;
+}
