@@ -304,3 +304,44 @@ async fn a_reload_to_pools_that_cannot_be_reached_drains_the_old_one_then_fails_
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_reload_drains_a_tls_session_too_and_a_silent_tls_pool_is_dropped() {
+    bounded(async {
+        let tls_entry = |pool: &MockPool| PoolConfig {
+            tls: true,
+            tls_fingerprint: pool.fingerprint(),
+            ..entry(pool)
+        };
+        let a = MockPool::start_tls(make_job(1, 500)).await.unwrap();
+        let b = MockPool::start_tls(make_job(2, 500)).await.unwrap();
+        let c = MockPool::start(make_job(3, 500)).await.unwrap();
+        let mut h = Harness::spawn(vec![tls_entry(&a)], options());
+        h.recorder.job(0).await;
+        a.set_reply(Reply::OkAfter(REPLY_TIMEOUT / 2));
+        let seq = h.submit("job000001", "000000aa", &ok_result());
+        assert!(
+            a.wait_for(Duration::from_secs(5), |p| p.received("submit").len() == 1)
+                .await
+        );
+        h.upstream
+            .set_pools(vec![tls_entry(&b), entry(&c)], options());
+        assert_eq!(
+            h.recorder.result(seq).await,
+            Ok(()),
+            "the old pool's answer"
+        );
+        let (job, session) = h.recorder.job(1).await;
+        assert_eq!((job.job_id.as_str(), session), ("job000002", 2));
+        assert!(
+            a.wait_for(Duration::from_secs(5), |p| p.connections_open() == 0)
+                .await
+        );
+        // The new TLS pool stops talking: dropped for the next entry.
+        b.set_mute(true);
+        active_on(&h, 1).await;
+        assert_eq!(h.recorder.job(2).await.0.job_id, "job000003");
+        h.stop().await;
+    })
+    .await;
+}
