@@ -126,10 +126,13 @@ impl Ledger {
         encode_pool_keepalived(id, &self.session_id)
     }
 
-    /// The pool sent a line at `now`: it is alive.
-    pub(crate) fn heard(&mut self, now: Instant) {
-        self.last_heard = now;
-        self.unheard_since = None;
+    /// The pool sent a line, read at `at`: it is alive. A request sent after `at` (by a
+    /// submitting thread while the line was handled) still waits for a line of its own.
+    pub(crate) fn heard(&mut self, at: Instant) {
+        self.last_heard = self.last_heard.max(at);
+        if self.unheard_since.is_some_and(|t| t <= at) {
+            self.unheard_since = None;
+        }
     }
 
     /// True when the pool sent nothing for `timeout` while a request has waited at least
@@ -508,6 +511,11 @@ mod tests {
         let heard = t0 + t * 3 / 4;
         ledger.heard(heard);
         assert!(!ledger.silent(t0 + t, t));
+        // But not for a request sent after the line was read.
+        let mut racing = Ledger::new("s".into(), 1, 2, t0);
+        racing.submit(1, &share(1), t0 + t / 2).unwrap();
+        racing.heard(t0 + t / 4);
+        assert!(racing.silent(t0 + t / 4 + t, t));
         // A submit long after the last line still gets half the timeout for its answer.
         let late = heard + t * 2;
         ledger.submit(1, &share(1), late).unwrap();

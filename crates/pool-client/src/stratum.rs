@@ -343,13 +343,16 @@ async fn run_tcp(
             }
             next = lines.next() => {
                 match next {
-                    Some(Ok(line)) => match on_line(ctx, addr, session, &line, |id| wire.answer(id)) {
-                        Heard::Alive => {
-                            wire.ledger(|l| l.heard(Instant::now()));
+                    Some(Ok(line)) => {
+                        let read_at = Instant::now();
+                        match on_line(ctx, addr, session, &line, |id| wire.answer(id)) {
+                            Heard::Alive => {
+                                wire.ledger(|l| l.heard(read_at));
+                            }
+                            Heard::Garbage => {}
+                            Heard::End(why) => break SessionEnd::Ended(why),
                         }
-                        Heard::Garbage => {}
-                        Heard::End(why) => break SessionEnd::Ended(why),
-                    },
+                    }
                     Some(Err(e)) => break SessionEnd::Ended(e.to_string()),
                     None => break SessionEnd::Ended("pool closed the connection".into()),
                 }
