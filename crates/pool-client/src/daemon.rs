@@ -433,6 +433,10 @@ pub(crate) async fn run_session(ctx: &mut SessionCtx<'_>) -> SessionEnd {
         let step = tokio::select! {
             () = ctx.cancel.cancelled() => return SessionEnd::Cancelled,
             cmd = ctx.cmds.recv() => match cmd {
+                Some(Command::Submit { seq, share }) if share.session != work.session => {
+                    ctx.listener.on_result(seq, Err(ShareError::SessionEnded));
+                    Ok(())
+                }
                 Some(Command::Submit { seq, share }) => submit(ctx, &rpc, &mut work, seq, share).await,
                 None => return SessionEnd::Cancelled,
             },
@@ -580,6 +584,7 @@ mod tests {
 
     fn share(job_id: &str, nonce: &str, result: &str) -> Share {
         Share {
+            session: 1,
             job_id: job_id.into(),
             nonce: nonce.into(),
             result: result.into(),

@@ -24,6 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -49,48 +50,103 @@ struct Pending {
     sent: Instant,
 }
 
-/// Request ids and the submits waiting for their answers, of one logged-in session.
+/// Request ids and the submits waiting for their answers, of one logged-in session, and
+/// whether the pool still talks.
+///
+/// Liveness, for a reply timeout `T`: the ledger remembers when the pool last sent a valid
+/// line ([`Ledger::heard`]) and when the oldest request sent since then went out. A pool
+/// quiet for `T/2` and asked nothing is [`Ledger::idle`]: the session probes it with
+/// `keepalived`. A pool that sent nothing for `T` while a request has waited at least `T/2`
+/// is [`Ledger::silent`] and the session ends. So a pool that stopped talking is found
+/// within `T` of its last line even with no shares flowing, and a submit always has at
+/// least `T/2` for its answer before its session can end under it.
 #[derive(Debug)]
 pub(crate) struct Ledger {
     session_id: String,
+    /// The upstream session number of this login (see `UpstreamListener::on_job`).
+    session: u64,
     next_id: u64,
     pending: BTreeMap<u64, Pending>,
+    /// When the pool last sent a line (or the session started).
+    last_heard: Instant,
+    /// When the oldest request sent since `last_heard` went out.
+    unheard_since: Option<Instant>,
 }
 
 impl Ledger {
-    /// A ledger for the pool session `session_id`, numbering requests from `first_id`.
-    pub(crate) fn new(session_id: String, first_id: u64) -> Self {
+    /// A ledger for the pool session `session_id` (upstream session number `session`),
+    /// numbering requests from `first_id`; `now` counts as the last line heard.
+    pub(crate) fn new(session_id: String, session: u64, first_id: u64, now: Instant) -> Self {
         Self {
             session_id,
+            session,
             next_id: first_id,
             pending: BTreeMap::new(),
+            last_heard: now,
+            unheard_since: None,
         }
     }
 
-    fn take_id(&mut self) -> u64 {
+    fn take_id(&mut self, now: Instant) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
+        self.unheard_since.get_or_insert(now);
         id
     }
 
     /// Records `seq` as sent now under a fresh request id; its submit line.
-    pub(crate) fn submit(&mut self, seq: u64, share: &Share, now: Instant) -> Vec<u8> {
-        let id = self.take_id();
+    ///
+    /// # Errors
+    /// [`ShareError::SessionEnded`] when the share belongs to another session (nothing is
+    /// recorded then).
+    pub(crate) fn submit(
+        &mut self,
+        seq: u64,
+        share: &Share,
+        now: Instant,
+    ) -> Result<Vec<u8>, ShareError> {
+        if share.session != self.session {
+            return Err(ShareError::SessionEnded);
+        }
+        let id = self.take_id(now);
         self.pending.insert(id, Pending { seq, sent: now });
-        encode_pool_submit(
+        Ok(encode_pool_submit(
             id,
             &self.session_id,
             &share.job_id,
             &share.nonce,
             &share.result,
             share.algo.as_deref(),
-        )
+        ))
     }
 
-    /// A `keepalived` line under a fresh request id.
-    pub(crate) fn keepalived(&mut self) -> Vec<u8> {
-        let id = self.take_id();
+    /// A `keepalived` line under a fresh request id, sent `now`.
+    pub(crate) fn keepalived(&mut self, now: Instant) -> Vec<u8> {
+        let id = self.take_id(now);
         encode_pool_keepalived(id, &self.session_id)
+    }
+
+    /// The pool sent a line, read at `at`: it is alive. A request sent after `at` (by a
+    /// submitting thread while the line was handled) still waits for a line of its own.
+    pub(crate) fn heard(&mut self, at: Instant) {
+        self.last_heard = self.last_heard.max(at);
+        if self.unheard_since.is_some_and(|t| t <= at) {
+            self.unheard_since = None;
+        }
+    }
+
+    /// True when the pool sent nothing for `timeout` while a request has waited at least
+    /// half of it.
+    pub(crate) fn silent(&self, now: Instant, timeout: Duration) -> bool {
+        self.unheard_since.is_some_and(|t| {
+            now.duration_since(self.last_heard) >= timeout && now.duration_since(t) >= timeout / 2
+        })
+    }
+
+    /// True when the pool sent nothing for half of `timeout` and nothing is waiting for it:
+    /// time to ask it something (`keepalived`).
+    pub(crate) fn idle(&self, now: Instant, timeout: Duration) -> bool {
+        self.unheard_since.is_none() && now.duration_since(self.last_heard) >= timeout / 2
     }
 
     /// The sequence number of the submit sent under request `id`, which is answered now.
@@ -110,6 +166,11 @@ impl Ledger {
             expired.push(first.remove().seq);
         }
         expired
+    }
+
+    /// Whether no submit waits for an answer.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pending.is_empty()
     }
 
     /// Removes every pending submit; their sequence numbers, in request order.
@@ -181,14 +242,37 @@ impl Wire {
         if self.out.len() >= MAX_UNSENT {
             return Err(ShareError::Busy);
         }
-        let line = self.ledger.submit(seq, share, Instant::now());
+        let line = self.ledger.submit(seq, share, Instant::now())?;
         Ok(self.push(&line))
+    }
+
+    /// The ledger, for a session that drains this wire after a hand-over.
+    pub(crate) fn ledger(&mut self) -> &mut Ledger {
+        &mut self.ledger
+    }
+
+    /// The socket's writing half.
+    pub(crate) fn stream_arc(&self) -> Arc<OwnedWriteHalf> {
+        self.stream.clone()
+    }
+
+    /// Writes what is waiting, as far as the socket takes it (see [`Attached::flush`]).
+    pub(crate) fn flush_state(&mut self) -> Flushed {
+        self.flush();
+        match (&self.lost, self.out.is_empty()) {
+            (Some(why), _) => Flushed::Lost(why.clone()),
+            (None, true) => Flushed::Done,
+            (None, false) => Flushed::More,
+        }
     }
 }
 
-/// The direct path of one upstream: the slot of the current plain-TCP session's wire.
+/// The direct path of one upstream: the slot of the current plain-TCP session's wire, and
+/// the number of the live session (any transport).
 #[derive(Debug, Default)]
 pub(crate) struct Direct {
+    /// The live (logged-in) upstream session number; 0 while none is.
+    live: AtomicU64,
     wire: Mutex<Option<Wire>>,
     /// Wakes the session task to flush the out-buffer or to notice a lost socket.
     wake: Notify,
@@ -208,6 +292,16 @@ pub(crate) enum Flushed {
 impl Direct {
     fn lock(&self) -> MutexGuard<'_, Option<Wire>> {
         self.wire.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sets the live session number (0: none).
+    pub(crate) fn set_live(&self, session: u64) {
+        self.live.store(session, Ordering::Release);
+    }
+
+    /// The live session number; 0 while none is logged in.
+    pub(crate) fn live(&self) -> u64 {
+        self.live.load(Ordering::Acquire)
     }
 
     /// The direct submit: `None` when no plain-TCP session is logged in (or its socket has
@@ -279,10 +373,24 @@ impl Attached<'_> {
     /// Sends `keepalived`.
     pub(crate) fn keepalived(&self) {
         let wake = self.with(|w| {
-            let line = w.ledger.keepalived();
+            let line = w.ledger.keepalived(Instant::now());
             w.push(&line)
         });
         self.wake_if(wake == Some(true));
+    }
+
+    /// Runs `f` on the ledger (liveness bookkeeping); `None` once detached.
+    pub(crate) fn ledger<R>(&self, f: impl FnOnce(&mut Ledger) -> R) -> Option<R> {
+        self.with(|w| f(&mut w.ledger))
+    }
+
+    /// Takes the wire out of the slot without failing its pending submits: later submits
+    /// take the queue, and the caller answers the pending ones (a hand-over drains them).
+    pub(crate) fn detach(self) -> Option<Wire> {
+        let wire = self.direct.lock().take();
+        // The drop finds the slot empty and answers nothing.
+        drop(self);
+        wire
     }
 
     /// Leaves a wake-up for [`Attached::woken`]: the session task's own writes left bytes
@@ -295,15 +403,8 @@ impl Attached<'_> {
 
     /// Writes what is waiting, as far as the socket takes it.
     pub(crate) fn flush(&self) -> Flushed {
-        self.with(|w| {
-            w.flush();
-            match (&w.lost, w.out.is_empty()) {
-                (Some(why), _) => Flushed::Lost(why.clone()),
-                (None, true) => Flushed::Done,
-                (None, false) => Flushed::More,
-            }
-        })
-        .unwrap_or_else(|| Flushed::Lost("detached".into()))
+        self.with(Wire::flush_state)
+            .unwrap_or_else(|| Flushed::Lost("detached".into()))
     }
 
     /// See [`Ledger::answer`].
@@ -363,6 +464,7 @@ mod tests {
 
     fn share(n: u64) -> Share {
         Share {
+            session: 1,
             job_id: "job1".into(),
             nonce: format!("{n:08x}"),
             result: "ab".repeat(32),
@@ -374,6 +476,53 @@ mod tests {
         direct.lock().as_ref().map_or(0, |w| w.out.len())
     }
 
+    #[test]
+    fn a_share_of_another_session_is_refused_and_never_recorded() {
+        let t0 = Instant::now();
+        let mut ledger = Ledger::new("s".into(), 2, 2, t0);
+        let mut old = share(1);
+        old.session = 1;
+        assert_eq!(ledger.submit(7, &old, t0), Err(ShareError::SessionEnded));
+        assert!(ledger.is_empty());
+        let mut live = share(2);
+        live.session = 2;
+        let line = ledger.submit(8, &live, t0).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(v["id"], 2, "the refused share took no request id");
+        assert_eq!(ledger.answer(2), Some(8));
+    }
+
+    #[test]
+    fn a_pool_quiet_for_the_reply_timeout_while_asked_is_silent() {
+        let t0 = Instant::now();
+        let t = Duration::from_secs(30);
+        let mut ledger = Ledger::new("s".into(), 1, 2, t0);
+        // Nothing asked: never silent, however long; idle (probe time) after half the timeout.
+        assert!(!ledger.silent(t0 + t * 10, t));
+        assert!(!ledger.idle(t0 + t / 4, t));
+        assert!(ledger.idle(t0 + t / 2, t));
+        // The probe goes out: not idle any more; silent a whole timeout after the last line.
+        let probe = t0 + t / 2;
+        ledger.keepalived(probe);
+        assert!(!ledger.idle(probe + t, t));
+        assert!(!ledger.silent(t0 + t - Duration::from_millis(1), t));
+        assert!(ledger.silent(t0 + t, t));
+        // Any line resets it.
+        let heard = t0 + t * 3 / 4;
+        ledger.heard(heard);
+        assert!(!ledger.silent(t0 + t, t));
+        // But not for a request sent after the line was read.
+        let mut racing = Ledger::new("s".into(), 1, 2, t0);
+        racing.submit(1, &share(1), t0 + t / 2).unwrap();
+        racing.heard(t0 + t / 4);
+        assert!(racing.silent(t0 + t / 4 + t, t));
+        // A submit long after the last line still gets half the timeout for its answer.
+        let late = heard + t * 2;
+        ledger.submit(1, &share(1), late).unwrap();
+        assert!(!ledger.silent(late + t / 4, t));
+        assert!(ledger.silent(late + t / 2, t));
+    }
+
     #[tokio::test]
     async fn a_full_socket_queues_whole_lines_in_order_up_to_the_cap() {
         let (ours, mut theirs) = pair().await;
@@ -381,7 +530,11 @@ mod tests {
         let ours = Arc::new(ours);
         let listener = Count::default();
         let direct = Direct::default();
-        let wire = direct.attach(ours.clone(), Ledger::new("s".into(), 2), &listener);
+        let wire = direct.attach(
+            ours.clone(),
+            Ledger::new("s".into(), 1, 2, Instant::now()),
+            &listener,
+        );
         // The pool reads nothing: the socket fills, then the out-buffer, then `Busy`.
         let mut sent = 0u64;
         loop {

@@ -1,5 +1,7 @@
-//! The failover loop of RFC §10.2.
+//! The failover loop of RFC §10.2, and the make-before-break switch of a config reload.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +22,8 @@ pub(crate) struct Failover {
     pub(crate) direct: Arc<crate::direct::Direct>,
     pub(crate) state: Arc<AtomicU8>,
     pub(crate) session: u64,
+    /// A new pool list's session, logged in before the old one closed.
+    pub(crate) ready: Option<Ready>,
 }
 
 /// Indexes of the enabled entries, in list order.
@@ -51,6 +55,51 @@ fn touches(old: &PoolSet, new: &PoolSet, index: usize) -> bool {
     before != after
 }
 
+/// A session of a new pool list, logged in while the old one still served (a reload).
+pub(crate) struct Ready {
+    set: Arc<PoolSet>,
+    index: usize,
+    connected: stratum::Connected,
+}
+
+/// Logs in to the first enabled pool of `set` that answers, one attempt each in list order,
+/// while the old session keeps serving. `None` when none did, or when the walk reaches a
+/// daemon entry (daemons are not logged in ahead: the failover loop takes over).
+async fn preconnect(set: Arc<PoolSet>, cancel: CancellationToken) -> Option<Ready> {
+    for index in enabled(&set) {
+        let pool = &set.pools[index];
+        if pool.daemon {
+            return None;
+        }
+        match stratum::connect(pool, &set.options, &cancel).await {
+            Ok(connected) => {
+                return Some(Ready {
+                    set: set.clone(),
+                    index,
+                    connected,
+                })
+            }
+            Err(SessionEnd::Cancelled) => return None,
+            Err(end) => {
+                tracing::warn!(pool = %pool.url, "new pool list: {}", end.reason());
+            }
+        }
+    }
+    None
+}
+
+impl SessionEnd {
+    /// The reason, for the log.
+    fn reason(&self) -> String {
+        match self {
+            Self::NeverConnected(why) | Self::Ended(why) | Self::Dropped(why) => why.clone(),
+            Self::Handover(_) => "handed over".into(),
+            Self::Replaced => "replaced by the new pool list".into(),
+            Self::Cancelled => "cancelled".into(),
+        }
+    }
+}
+
 impl Failover {
     fn set_state(&self, state: UpstreamState) {
         self.state.store(state as u8, Ordering::Relaxed);
@@ -76,58 +125,146 @@ impl Failover {
         }
     }
 
-    /// One connection attempt at `set.pools[index]`, run until it ends. A pool-list change
-    /// that [`touches`] this pool ends it early (`Ended`), after its shares were answered.
-    async fn attempt(&mut self, set: &PoolSet, index: usize) -> SessionEnd {
+    /// One connection attempt at `set.pools[index]` (or a session already logged in there,
+    /// `connected`), run until it ends.
+    ///
+    /// A pool-list change that [`touches`] this pool is made before it breaks: the new list
+    /// is logged in to ([`preconnect`]) while this session serves on; then this session
+    /// hands over, its connection is drained by a task of its own ([`stratum::drain`]: the
+    /// shares in flight get this pool's answers) and the attempt returns `Replaced` with the
+    /// new session in `self.ready`. When no pool of the new list can be logged in to, this
+    /// session is drained and closed all the same and the attempt returns `Ended`: the loop
+    /// walks the new list with its retries and pauses. A daemon session is not drained: it
+    /// is closed at once (a submit in its hands is answered `Connection to pool lost`).
+    async fn attempt(
+        &mut self,
+        set: &PoolSet,
+        index: usize,
+        connected: Option<stratum::Connected>,
+    ) -> SessionEnd {
         let pool = &set.pools[index];
         let session_cancel = self.cancel.child_token();
-        let mut ctx = SessionCtx {
-            pool,
-            index,
-            options: &set.options,
-            cmds: &mut self.cmds,
-            direct: &self.direct,
-            listener: self.listener.as_ref(),
-            cancel: &session_cancel,
-            session: &mut self.session,
-            state: &self.state,
-        };
+        let handover = CancellationToken::new();
         let daemon = pool.daemon;
-        let run = async move {
-            if daemon {
-                daemon::run_session(&mut ctx).await
-            } else {
-                stratum::run_session(&mut ctx).await
-            }
-        };
-        tokio::pin!(run);
-        let pools = &mut self.pools;
-        let mut watching = true;
-        let mut replaced = false;
-        let end = loop {
-            tokio::select! {
-                end = &mut run => break end,
-                changed = pools.changed(), if watching && !replaced => {
-                    if changed.is_err() {
-                        watching = false;
-                    } else if touches(set, &pools.borrow_and_update(), index) {
-                        tracing::info!(pool = %pool.url, "pool list changed; reconnecting");
+        let (end, ready, replaced) = {
+            let mut ctx = SessionCtx {
+                pool,
+                index,
+                options: &set.options,
+                cmds: &mut self.cmds,
+                direct: &self.direct,
+                listener: self.listener.as_ref(),
+                cancel: &session_cancel,
+                handover: &handover,
+                session: &mut self.session,
+                state: &self.state,
+            };
+            let run = async move {
+                match connected {
+                    Some(c) => stratum::run_connected(&mut ctx, c).await,
+                    None if daemon => daemon::run_session(&mut ctx).await,
+                    None => stratum::run_session(&mut ctx).await,
+                }
+            };
+            tokio::pin!(run);
+            let pools = &mut self.pools;
+            let mut watching = true;
+            let mut replaced = false;
+            let mut preconnecting: Option<Pin<Box<dyn Future<Output = Option<Ready>> + Send>>> =
+                None;
+            let mut ready = None;
+            let end = loop {
+                tokio::select! {
+                    end = &mut run => break end,
+                    changed = pools.changed(), if watching && !replaced => {
+                        if changed.is_err() {
+                            watching = false;
+                            continue;
+                        }
+                        let new = pools.borrow_and_update().clone();
+                        if !touches(set, &new, index) {
+                            // Changed back, or elsewhere: this connection stays.
+                            preconnecting = None;
+                        } else if daemon {
+                            tracing::info!(pool = %pool.url, "pool list changed; reconnecting");
+                            replaced = true;
+                            session_cancel.cancel();
+                        } else {
+                            tracing::info!(pool = %pool.url, "pool list changed; logging in to the new list before closing this connection");
+                            preconnecting = Some(Box::pin(preconnect(new, self.cancel.child_token())));
+                        }
+                    }
+                    got = async { preconnecting.as_mut().expect("guarded").await }, if preconnecting.is_some() => {
+                        preconnecting = None;
+                        if got.is_none() {
+                            tracing::warn!(pool = %pool.url, "no pool of the new list could be logged in to; closing this connection once drained");
+                        }
+                        ready = got;
                         replaced = true;
-                        session_cancel.cancel();
+                        handover.cancel();
                     }
                 }
-            }
+            };
+            (end, ready, replaced)
         };
-        match end {
+        // No session is live until the next login: a share of this one is refused at once.
+        self.direct.set_live(0);
+        let end = match end {
+            SessionEnd::Handover(draining) => {
+                tokio::spawn(stratum::drain(
+                    draining,
+                    self.listener.clone(),
+                    set.options.reply_timeout,
+                    self.cancel.child_token(),
+                ));
+                SessionEnd::Ended("pool list changed".into())
+            }
             SessionEnd::Cancelled if replaced && !self.cancel.is_cancelled() => {
                 SessionEnd::Ended("pool list changed".into())
             }
             other => other,
+        };
+        // Shares queued for the session that ended are answered now, never replayed into
+        // the next one.
+        let why = if self.cancel.is_cancelled() {
+            ShareError::Disconnected
+        } else {
+            ShareError::SessionEnded
+        };
+        while let Ok(Command::Submit { seq, .. }) = self.cmds.try_recv() {
+            self.listener.on_result(seq, Err(why.clone()));
+        }
+        match ready {
+            Some(r) if !self.cancel.is_cancelled() => {
+                self.ready = Some(r);
+                SessionEnd::Replaced
+            }
+            _ => end,
         }
     }
 
     pub(crate) async fn run(mut self) {
         'list: while !self.cancel.is_cancelled() {
+            if let Some(Ready {
+                set,
+                index,
+                connected,
+            }) = self.ready.take()
+            {
+                // The new list's session, logged in before the old one closed.
+                match self.attempt(&set, index, Some(connected)).await {
+                    SessionEnd::Cancelled => break 'list,
+                    SessionEnd::Replaced => continue 'list,
+                    end => {
+                        tracing::warn!(pool = %set.pools[index].url, "pool connection ended: {}", end.reason());
+                        self.set_state(UpstreamState::Connecting);
+                        if !self.pause(Duration::from_millis(100)).await {
+                            break 'list;
+                        }
+                        continue 'list;
+                    }
+                }
+            }
             let set = self.pools.borrow_and_update().clone();
             let attempts = set.options.retries.max(1);
             let order = enabled(&set);
@@ -137,15 +274,22 @@ impl Failover {
                     if attempt > 0 && !self.pause(set.options.retry_pause).await {
                         break 'list;
                     }
-                    match self.attempt(&set, index).await {
+                    match self.attempt(&set, index, None).await {
                         SessionEnd::Cancelled => break 'list,
+                        SessionEnd::Replaced => continue 'list,
                         SessionEnd::NeverConnected(why) => {
                             let url = &set.pools[index].url;
                             tracing::warn!(pool = %url, attempt = attempt + 1, "connect failed: {why}");
                         }
-                        SessionEnd::Ended(why) => {
+                        SessionEnd::Dropped(why) => {
+                            // A failed attempt: on to the next one (or the next pool).
                             let url = &set.pools[index].url;
-                            tracing::warn!(pool = %url, "pool connection ended: {why}");
+                            tracing::warn!(pool = %url, attempt = attempt + 1, "pool dropped: {why}");
+                            self.set_state(UpstreamState::Connecting);
+                        }
+                        end => {
+                            let url = &set.pools[index].url;
+                            tracing::warn!(pool = %url, "pool connection ended: {}", end.reason());
                             // Start again from the primary, after a short breath so a pool
                             // that drops every login does not make us spin.
                             self.set_state(UpstreamState::Connecting);

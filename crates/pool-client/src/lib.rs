@@ -13,6 +13,16 @@
 //! What the upstream learns is reported to an [`UpstreamListener`]. Every share given to
 //! [`Upstream::submit`] gets exactly one [`UpstreamListener::on_result`] call: the pool's
 //! answer, a timeout, or an error when the connection is lost or was never there.
+//!
+//! Session boundaries: every login opens a new session (a number passed to
+//! [`UpstreamListener::on_job`]); a [`Share`] carries the session of its job, and a share of
+//! any other session than the live one is answered [`ShareError::SessionEnded`] without being
+//! written (a pool bans for shares of a session it has closed). When a session ends, the
+//! shares queued for it are answered at once, never replayed into the next session.
+//!
+//! A session ends (and the loop logs in again, primary first) when the pool closes it, when
+//! it is silent (see [`stratum`]), or when it answers an error the pool means as the end of
+//! the session ([`is_session_ending`]).
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -125,6 +135,10 @@ impl Default for FailoverOptions {
 /// A share to forward: the fields of the miner's submit the pool needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Share {
+    /// The upstream session of the job (the `session` of [`UpstreamListener::on_job`]): a
+    /// share of another session than the live one is answered [`ShareError::SessionEnded`]
+    /// and never sent.
+    pub session: u64,
     /// The pool's job id.
     pub job_id: String,
     /// 8 hex chars, blob bytes 39..43.
@@ -153,6 +167,26 @@ pub enum ShareError {
     /// The upstream's queue is full: the pool is not keeping up.
     #[error("Pool is busy")]
     Busy,
+    /// The share's job belongs to a pool session that has ended; it was not sent.
+    #[error("Job of an ended pool session")]
+    SessionEnded,
+}
+
+/// Whether a pool's error message ends the session: the pool has forgotten the login
+/// (`Unauthenticated`) or refuses the address (`your IP is banned`, `IP Address currently
+/// banned`): the messages xmrig and xmrig-proxy close the connection on. Compared ASCII
+/// case-insensitively as prefixes of the message. `Invalid job id`, `Low difficulty share`
+/// and the like refuse one share and do not end anything.
+pub fn is_session_ending(message: &str) -> bool {
+    const ENDING: [&str; 3] = [
+        "unauthenticated",
+        "your ip is banned",
+        "ip address currently banned",
+    ];
+    let m = message.trim_start().as_bytes();
+    ENDING
+        .iter()
+        .any(|e| m.len() >= e.len() && m[..e.len()].eq_ignore_ascii_case(e.as_bytes()))
 }
 
 /// Connection state of an upstream, for monitoring (RFC §5 `UpstreamStats`).
@@ -251,6 +285,7 @@ impl Upstream {
             direct: direct.clone(),
             state: state.clone(),
             session: 0,
+            ready: None,
         };
         tokio::spawn(task.run());
         Self {
@@ -262,10 +297,14 @@ impl Upstream {
     }
 
     /// Replaces the pool list and timing (config reload). When the change touches the pool
-    /// in use or any pool before it in the list, the current connection is closed (its
-    /// waiting shares answered `Connection to pool lost`) and the list is walked again from
-    /// the primary; otherwise the connection stays and the new list is used from the next
-    /// reconnect on.
+    /// in use or any pool before it in the list, the switch is make-before-break: the new
+    /// list's enabled entries are tried in order (one attempt each) while the current stratum
+    /// session serves on; once one is logged in, the old session takes no more submits, its
+    /// pending ones get the old pool's answers (or [`ShareError::Timeout`] after the reply
+    /// timeout) and it closes. When none of the new list logs in, the old session is drained
+    /// and closed the same way and the new list is walked with its retries and pauses. A
+    /// daemon session is closed at once. A change that does not touch the pool in use keeps
+    /// the connection; the new list is used from the next reconnect on.
     pub fn set_pools(&self, pools: Vec<PoolConfig>, options: FailoverOptions) {
         let new = PoolSet { pools, options };
         self.pools.send_if_modified(|cur| {
@@ -287,9 +326,15 @@ impl Upstream {
     /// share is queued for the upstream's task. Never blocks.
     ///
     /// # Errors
-    /// [`ShareError::Busy`] when the queue is full or too many bytes wait for the pool
-    /// socket, [`ShareError::NotConnected`] when the upstream has stopped.
+    /// [`ShareError::SessionEnded`] when `share.session` is not the live session (it has
+    /// ended, or no session is logged in), [`ShareError::Busy`] when the queue is full or
+    /// too many bytes wait for the pool socket, [`ShareError::NotConnected`] when the
+    /// upstream has stopped.
     pub fn submit(&self, seq: u64, share: Share) -> Result<(), ShareError> {
+        if share.session != self.direct.live() {
+            // Its session has ended (or none is up): never sent, answered now.
+            return Err(ShareError::SessionEnded);
+        }
         if let Some(sent) = self.direct.submit(seq, &share) {
             return sent;
         }
@@ -314,6 +359,13 @@ pub(crate) enum SessionEnd {
     NeverConnected(String),
     /// Was connected and logged in, then the connection ended; the reason for the log.
     Ended(String),
+    /// Was logged in, then dropped for misbehaving (silent): counts as a failed attempt at
+    /// that pool, so the loop goes on with the next attempt or pool; the reason for the log.
+    Dropped(String),
+    /// Told to hand over (a reload): the connection, to drain.
+    Handover(Box<stratum::Draining>),
+    /// Replaced by a session of the new pool list, logged in before this one closed.
+    Replaced,
     /// The proxy is stopping.
     Cancelled,
 }
@@ -334,6 +386,9 @@ pub(crate) struct SessionCtx<'a> {
     pub(crate) listener: &'a dyn UpstreamListener,
     /// Stop signal.
     pub(crate) cancel: &'a CancellationToken,
+    /// Hand-over signal: stop taking submits and return the connection as
+    /// [`SessionEnd::Handover`] (stratum sessions; a daemon session ignores it).
+    pub(crate) handover: &'a CancellationToken,
     /// Session counter of the upstream: call [`SessionCtx::logged_in`] once logged in.
     pub(crate) session: &'a mut u64,
     /// Shared state cell.
@@ -345,10 +400,38 @@ impl SessionCtx<'_> {
     /// `Active` and returns the new session number to pass to `on_job`.
     pub(crate) fn logged_in(&mut self) -> u64 {
         *self.session += 1;
+        self.direct.set_live(*self.session);
         self.state
             .store(UpstreamState::Active as u8, Ordering::Relaxed);
         self.listener
             .on_state(UpstreamState::Active, Some(self.index));
         *self.session
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unauthenticated_and_bans_end_the_session_other_errors_do_not() {
+        for m in [
+            "Unauthenticated",
+            "unauthenticated: login again",
+            "Your IP is banned",
+            "IP Address currently banned for 600 seconds",
+        ] {
+            assert!(is_session_ending(m), "{m}");
+        }
+        for m in [
+            "Invalid job id",
+            "Low difficulty share",
+            "Duplicate share",
+            "Block expired",
+            "",
+            "Unauth",
+        ] {
+            assert!(!is_session_ending(m), "{m}");
+        }
     }
 }

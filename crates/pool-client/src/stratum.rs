@@ -6,11 +6,29 @@
 //! pool leaves unanswered past the reply timeout, and send `keepalived` when the pool lists
 //! the keepalive extension (or the entry asks for it).
 //!
+//! A session ends, and the failover loop logs in again from the primary, when:
+//! - the pool is silent: no valid line at all for the reply timeout (a garbage line does not
+//!   count) while a request (submit or `keepalived`) has waited at least half of it. A pool
+//!   quiet for half the reply timeout and asked nothing gets a `keepalived` probe, so a
+//!   silent pool is found within the reply timeout even when no share flows. This
+//!   counts as a failed attempt at the pool: the loop goes on to the next attempt (after
+//!   `retry-pause`) or the next pool, not back to the primary;
+//! - the pool answers an error that ends the session ([`crate::is_session_ending`]:
+//!   `Unauthenticated`, a ban); the share that got it is answered with it;
+//! - the connection closes or fails, or the login is not answered within the connect timeout.
+//!
+//! A job whose blob, target or id is bad (see [`check_job`]) is refused with a WARN line and
+//! never reported.
+//!
 //! Over plain TCP the logged-in session attaches the direct submit path (module `direct`):
 //! submits are written to the socket by the submitting thread and this task reads, flushes
 //! what the socket did not take, and answers. Lines are read through `FramedRead` either way
 //! (tokio already skips the extra `EAGAIN` read after a short read). Over TLS every submit goes through the
 //! upstream's queue and this task writes it.
+//!
+//! Hand-over (config reload, see `failover`): a session told to hand over stops taking
+//! submits and returns its connection as a `Draining`; `drain` then waits for the
+//! answers to the submits still pending (up to the reply timeout) and closes it.
 
 use std::io;
 use std::sync::Arc;
@@ -25,71 +43,135 @@ use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::time::{Instant, Interval};
 use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
 
-use crate::direct::{Flushed, Ledger};
+use crate::direct::{Flushed, Ledger, Wire};
 use crate::tls::{Opened, PoolReader, PoolWriter};
-use crate::{Command, SessionCtx, SessionEnd, ShareError};
+use crate::{
+    is_session_ending, Command, FailoverOptions, PoolConfig, SessionCtx, SessionEnd, ShareError,
+    UpstreamListener,
+};
 
 const LOGIN_ID: u64 = 1;
 
+/// Longest job id taken from a pool, in bytes.
+pub const MAX_JOB_ID: usize = 128;
+
+/// Checks a pool's job before any miner sees it: [`Job::validate`] (id not empty, blob hex
+/// of at least 43 bytes so that it holds the nonce at bytes 39..43 and the NiceHash fixed
+/// byte at 42, target a non-zero difficulty), plus an id of at most [`MAX_JOB_ID`] bytes of
+/// printable ASCII (it is echoed to miners and written to logs).
+///
+/// # Errors
+/// What is wrong with the job, for the log line.
+pub fn check_job(job: &Job) -> Result<(), String> {
+    job.validate().map_err(|e| e.to_string())?;
+    if job.job_id.len() > MAX_JOB_ID {
+        return Err(format!(
+            "job id of {} bytes (at most {MAX_JOB_ID})",
+            job.job_id.len()
+        ));
+    }
+    if !job.job_id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("job id with a character that is not printable ASCII".into());
+    }
+    Ok(())
+}
+
 fn report_job(ctx: &SessionCtx<'_>, job: Job, session: u64) {
-    match job.validate() {
+    match check_job(&job) {
         Ok(()) => ctx.listener.on_job(job, session),
-        Err(e) => tracing::warn!(pool = %ctx.pool.url, "dropping invalid job: {e}"),
+        Err(e) => tracing::warn!(pool = %ctx.pool.url, "refusing invalid job: {e}"),
     }
 }
 
 /// The pool's lines.
 type Lines = FramedRead<PoolReader, LineCodec>;
 
-/// Runs one connection to a stratum pool until it ends.
-pub(crate) async fn run_session(ctx: &mut SessionCtx<'_>) -> SessionEnd {
-    let addr = ctx.pool.host_port().to_string();
-    let algo: Vec<String> = ctx.pool.algo.iter().cloned().collect();
+/// A pool connection that is logged in, not yet announced (see [`run_connected`]).
+pub(crate) struct Connected {
+    addr: String,
+    login: PoolLoginResult,
+    link: Link,
+}
+
+enum Link {
+    Tcp(Lines, OwnedWriteHalf),
+    Tls(Lines, BufWriter<PoolWriter>),
+}
+
+/// Connects to `pool` and logs in, within the connect timeout for each of the two steps.
+pub(crate) async fn connect(
+    pool: &PoolConfig,
+    options: &FailoverOptions,
+    cancel: &CancellationToken,
+) -> Result<Connected, SessionEnd> {
+    let addr = pool.host_port().to_string();
+    let algo: Vec<String> = pool.algo.iter().cloned().collect();
     let login = encode_pool_login(
         LOGIN_ID,
-        &ctx.pool.user,
-        &ctx.pool.pass,
-        &ctx.options.agent,
-        ctx.pool.rig_id.as_deref(),
+        &pool.user,
+        &pool.pass,
+        &options.agent,
+        pool.rig_id.as_deref(),
         &algo,
     );
-    match crate::tls::open(ctx, &addr).await {
-        Err(end) => end,
-        Ok(Opened::Tcp(rd, mut wr)) => {
+    match crate::tls::open(pool, options, cancel, &addr).await? {
+        Opened::Tcp(rd, mut wr) => {
             if let Err(e) = wr.write_all(&login).await {
-                return SessionEnd::NeverConnected(format!("{addr}: {e}"));
+                return Err(SessionEnd::NeverConnected(format!("{addr}: {e}")));
             }
             let mut lines = FramedRead::new(Box::new(rd) as PoolReader, LineCodec::default());
-            match wait_login(ctx, &addr, &mut lines).await {
-                Ok(login) => run_tcp(ctx, &addr, login, lines, Arc::new(wr)).await,
-                Err(end) => end,
-            }
+            let login = wait_login(options, cancel, &addr, &mut lines).await?;
+            Ok(Connected {
+                addr,
+                login,
+                link: Link::Tcp(lines, wr),
+            })
         }
-        Ok(Opened::Tls(rd, wr)) => {
+        Opened::Tls(rd, wr) => {
             let mut wr = BufWriter::new(wr);
             if let Err(e) = write_line(&mut wr, &login).await {
-                return SessionEnd::NeverConnected(format!("{addr}: {e}"));
+                return Err(SessionEnd::NeverConnected(format!("{addr}: {e}")));
             }
             let mut lines = FramedRead::new(rd, LineCodec::default());
-            match wait_login(ctx, &addr, &mut lines).await {
-                Ok(login) => run_buffered(ctx, &addr, login, lines, wr).await,
-                Err(end) => end,
-            }
+            let login = wait_login(options, cancel, &addr, &mut lines).await?;
+            Ok(Connected {
+                addr,
+                login,
+                link: Link::Tls(lines, wr),
+            })
         }
+    }
+}
+
+/// Runs one connection to a stratum pool until it ends.
+pub(crate) async fn run_session(ctx: &mut SessionCtx<'_>) -> SessionEnd {
+    match connect(ctx.pool, ctx.options, ctx.cancel).await {
+        Ok(connected) => run_connected(ctx, connected).await,
+        Err(end) => end,
+    }
+}
+
+/// Runs a logged-in connection (from [`connect`]) until it ends or hands over.
+pub(crate) async fn run_connected(ctx: &mut SessionCtx<'_>, c: Connected) -> SessionEnd {
+    match c.link {
+        Link::Tcp(lines, wr) => run_tcp(ctx, &c.addr, c.login, lines, Arc::new(wr)).await,
+        Link::Tls(lines, wr) => run_buffered(ctx, &c.addr, c.login, lines, wr).await,
     }
 }
 
 /// Waits for the answer to the login request.
 async fn wait_login(
-    ctx: &SessionCtx<'_>,
+    options: &FailoverOptions,
+    cancel: &CancellationToken,
     addr: &str,
     lines: &mut Lines,
 ) -> Result<PoolLoginResult, SessionEnd> {
-    let deadline = Instant::now() + ctx.options.connect_timeout;
+    let deadline = Instant::now() + options.connect_timeout;
     loop {
         let next = tokio::select! {
-            () = ctx.cancel.cancelled() => return Err(SessionEnd::Cancelled),
+            () = cancel.cancelled() => return Err(SessionEnd::Cancelled),
             () = tokio::time::sleep_until(deadline) => {
                 return Err(SessionEnd::NeverConnected(format!("{addr}: no login reply")));
             }
@@ -130,40 +212,50 @@ async fn wait_login(
 /// What a logged-in session runs with, whatever the transport.
 struct LoggedIn {
     keepalive: bool,
+    /// The upstream session number.
+    session: u64,
     ledger: Ledger,
-    /// The login result's job, reported by [`announce`].
-    job: Option<Job>,
     keepalive_timer: Interval,
     timeout_timer: Interval,
 }
 
-impl LoggedIn {
-    fn new(ctx: &SessionCtx<'_>, login: PoolLoginResult) -> Self {
-        let keepalive = ctx.pool.keepalive || login.extensions.iter().any(|e| e == "keepalive");
-        let check_every = (ctx.options.reply_timeout / 4)
-            .clamp(Duration::from_millis(50), Duration::from_secs(1));
-        Self {
-            keepalive,
-            ledger: Ledger::new(login.id, LOGIN_ID + 1),
-            job: login.job,
-            keepalive_timer: tokio::time::interval_at(
-                Instant::now() + ctx.options.keepalive_interval,
-                ctx.options.keepalive_interval,
-            ),
-            timeout_timer: tokio::time::interval(check_every),
-        }
+/// Marks the session logged in (a new session number, `Active`) and sets up its ledger and
+/// timers. The login's job is reported by [`announce`] once submits can be sent, so that a
+/// share for that job finds the session ready.
+fn logged_in(ctx: &mut SessionCtx<'_>, addr: &str, login: &PoolLoginResult) -> LoggedIn {
+    let keepalive = ctx.pool.keepalive || login.extensions.iter().any(|e| e == "keepalive");
+    let check_every =
+        (ctx.options.reply_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let session = ctx.logged_in();
+    tracing::info!(pool = %addr, "logged in to pool");
+    LoggedIn {
+        keepalive,
+        session,
+        ledger: Ledger::new(login.id.clone(), session, LOGIN_ID + 1, Instant::now()),
+        keepalive_timer: tokio::time::interval_at(
+            Instant::now() + ctx.options.keepalive_interval,
+            ctx.options.keepalive_interval,
+        ),
+        timeout_timer: tokio::time::interval(check_every),
     }
 }
 
-/// Reports the login: a new session number (returned), `Active`, and the login's job. Done
-/// once submits can be sent, so that a share for that job finds the session ready.
-fn announce(ctx: &mut SessionCtx<'_>, addr: &str, job: Option<Job>) -> u64 {
-    let session = ctx.logged_in();
-    tracing::info!(pool = %addr, "logged in to pool");
+/// Reports the login's job.
+fn announce(ctx: &SessionCtx<'_>, job: Option<Job>, session: u64) {
     if let Some(job) = job {
         report_job(ctx, job, session);
     }
-    session
+}
+
+/// What a line from the pool means for the session.
+#[derive(Debug, PartialEq, Eq)]
+enum Heard {
+    /// A valid message: the pool is alive.
+    Alive,
+    /// Not a message (garbage): does not count as a sign of life.
+    Garbage,
+    /// An error that ends the session; the reason.
+    End(String),
 }
 
 /// Handles one line read after login; `answer` finds the submit a response is for.
@@ -173,19 +265,32 @@ fn on_line(
     session: u64,
     line: &[u8],
     answer: impl FnOnce(u64) -> Option<u64>,
-) {
+) -> Heard {
     match parse_pool_message(line) {
         Ok(PoolMessage::Job(job)) => report_job(ctx, job, session),
         Ok(PoolMessage::Response { id, outcome }) => {
-            if let Some(seq) = answer(id) {
+            let seq = answer(id);
+            let ending = match &outcome {
+                Err(e) if is_session_ending(&e.message) => Some(e.message.clone()),
+                _ => None,
+            };
+            if let Some(seq) = seq {
                 ctx.listener.on_result(seq, share_result(outcome));
+            }
+            if let Some(message) = ending {
+                tracing::warn!(pool = %addr, "pool ended the session: {message:?}; logging in again");
+                return Heard::End(format!("pool said {message:?}"));
             }
         }
         Ok(PoolMessage::Other(method)) => {
             tracing::debug!(pool = %addr, "ignoring notification {method}");
         }
-        Err(e) => tracing::warn!(pool = %addr, "{e}"),
+        Err(e) => {
+            tracing::warn!(pool = %addr, "{e}");
+            return Heard::Garbage;
+        }
     }
+    Heard::Alive
 }
 
 fn share_result(outcome: Result<serde_json::Value, RpcError>) -> Result<(), ShareError> {
@@ -194,6 +299,11 @@ fn share_result(outcome: Result<serde_json::Value, RpcError>) -> Result<(), Shar
         Ok(v) => Err(ShareError::Rejected(v.to_string())),
         Err(e) => Err(ShareError::Rejected(e.message)),
     }
+}
+
+/// The reason a silent pool's session ends with.
+fn silent(timeout: Duration) -> SessionEnd {
+    SessionEnd::Dropped(format!("pool sent nothing for {timeout:?} while asked"))
 }
 
 /// A logged-in session over plain TCP, with the direct submit path attached.
@@ -206,23 +316,43 @@ async fn run_tcp(
 ) -> SessionEnd {
     let LoggedIn {
         keepalive,
+        session,
         ledger,
-        job,
         mut keepalive_timer,
         mut timeout_timer,
-    } = LoggedIn::new(ctx, login);
+    } = logged_in(ctx, addr, &login);
     let (direct, listener) = (ctx.direct, ctx.listener);
+    let reply_timeout = ctx.options.reply_timeout;
     // From here until `wire` is dropped, submits go straight to the socket.
     let wire = direct.attach(tcp.clone(), ledger, listener);
-    let session = announce(ctx, addr, job);
+    announce(ctx, login.job, session);
     // The out-buffer holds bytes and the socket took no more: wait until it is writable.
     let mut flushing = false;
     let end = loop {
         let flushed = tokio::select! {
             () = ctx.cancel.cancelled() => break SessionEnd::Cancelled,
+            () = ctx.handover.cancelled() => {
+                return match wire.detach() {
+                    Some(wire) => SessionEnd::Handover(Box::new(Draining {
+                        addr: addr.to_string(),
+                        lines,
+                        link: DrainLink::Tcp(wire),
+                    })),
+                    None => SessionEnd::Ended("detached".into()),
+                };
+            }
             next = lines.next() => {
                 match next {
-                    Some(Ok(line)) => on_line(ctx, addr, session, &line, |id| wire.answer(id)),
+                    Some(Ok(line)) => {
+                        let read_at = Instant::now();
+                        match on_line(ctx, addr, session, &line, |id| wire.answer(id)) {
+                            Heard::Alive => {
+                                wire.ledger(|l| l.heard(read_at));
+                            }
+                            Heard::Garbage => {}
+                            Heard::End(why) => break SessionEnd::Ended(why),
+                        }
+                    }
                     Some(Err(e)) => break SessionEnd::Ended(e.to_string()),
                     None => break SessionEnd::Ended("pool closed the connection".into()),
                 }
@@ -247,8 +377,15 @@ async fn run_tcp(
                 continue;
             }
             _ = timeout_timer.tick() => {
-                for seq in wire.expire(Instant::now(), ctx.options.reply_timeout) {
+                let now = Instant::now();
+                for seq in wire.expire(now, reply_timeout) {
                     listener.on_result(seq, Err(ShareError::Timeout));
+                }
+                let quiet = wire.ledger(|l| (l.silent(now, reply_timeout), l.idle(now, reply_timeout)));
+                match quiet {
+                    Some((true, _)) => break silent(reply_timeout),
+                    Some((false, true)) => wire.keepalived(),
+                    _ => {}
                 }
                 continue;
             }
@@ -274,17 +411,29 @@ async fn run_buffered(
 ) -> SessionEnd {
     let LoggedIn {
         keepalive,
+        session,
         mut ledger,
-        job,
         mut keepalive_timer,
         mut timeout_timer,
-    } = LoggedIn::new(ctx, login);
-    let session = announce(ctx, addr, job);
+    } = logged_in(ctx, addr, &login);
+    let reply_timeout = ctx.options.reply_timeout;
+    announce(ctx, login.job, session);
     let end = loop {
         tokio::select! {
             () = ctx.cancel.cancelled() => break SessionEnd::Cancelled,
+            () = ctx.handover.cancelled() => {
+                return SessionEnd::Handover(Box::new(Draining {
+                    addr: addr.to_string(),
+                    lines,
+                    link: DrainLink::Tls(ledger, wr),
+                }));
+            }
             next = lines.next() => match next {
-                Some(Ok(line)) => on_line(ctx, addr, session, &line, |id| ledger.answer(id)),
+                Some(Ok(line)) => match on_line(ctx, addr, session, &line, |id| ledger.answer(id)) {
+                    Heard::Alive => ledger.heard(Instant::now()),
+                    Heard::Garbage => {}
+                    Heard::End(why) => break SessionEnd::Ended(why),
+                },
                 Some(Err(e)) => break SessionEnd::Ended(e.to_string()),
                 None => break SessionEnd::Ended("pool closed the connection".into()),
             },
@@ -292,19 +441,32 @@ async fn run_buffered(
                 let Some(Command::Submit { seq, share }) = cmd else {
                     break SessionEnd::Cancelled;
                 };
-                let line = ledger.submit(seq, &share, Instant::now());
-                if let Err(e) = write_line(&mut wr, &line).await {
-                    break SessionEnd::Ended(e.to_string());
+                match ledger.submit(seq, &share, Instant::now()) {
+                    Ok(line) => {
+                        if let Err(e) = write_line(&mut wr, &line).await {
+                            break SessionEnd::Ended(e.to_string());
+                        }
+                    }
+                    Err(e) => ctx.listener.on_result(seq, Err(e)),
                 }
             }
             _ = keepalive_timer.tick(), if keepalive => {
-                if let Err(e) = write_line(&mut wr, &ledger.keepalived()).await {
+                if let Err(e) = write_line(&mut wr, &ledger.keepalived(Instant::now())).await {
                     break SessionEnd::Ended(e.to_string());
                 }
             }
             _ = timeout_timer.tick() => {
-                for seq in ledger.expire(Instant::now(), ctx.options.reply_timeout) {
+                let now = Instant::now();
+                for seq in ledger.expire(now, reply_timeout) {
                     ctx.listener.on_result(seq, Err(ShareError::Timeout));
+                }
+                if ledger.silent(now, reply_timeout) {
+                    break silent(reply_timeout);
+                }
+                if ledger.idle(now, reply_timeout) {
+                    if let Err(e) = write_line(&mut wr, &ledger.keepalived(now)).await {
+                        break SessionEnd::Ended(e.to_string());
+                    }
                 }
             }
         }
@@ -316,10 +478,143 @@ async fn run_buffered(
     end
 }
 
+/// A session's connection after a hand-over: no new submits, only answers awaited.
+pub(crate) struct Draining {
+    addr: String,
+    lines: Lines,
+    link: DrainLink,
+}
+
+enum DrainLink {
+    /// The detached wire of a plain-TCP session (its out-buffer may still hold lines).
+    Tcp(Wire),
+    /// The ledger and writer of a TLS session.
+    Tls(Ledger, BufWriter<PoolWriter>),
+}
+
+fn ledger(link: &mut DrainLink) -> &mut Ledger {
+    match link {
+        DrainLink::Tcp(wire) => wire.ledger(),
+        DrainLink::Tls(ledger, _) => ledger,
+    }
+}
+
+impl std::fmt::Debug for Draining {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Draining")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Drains a handed-over connection: matches the pool's answers to the submits still pending
+/// until none is left, then closes it. What is not answered within `reply_timeout` is
+/// answered [`ShareError::Timeout`]; what is pending when the pool closes or `cancel` fires,
+/// [`ShareError::Disconnected`]. Jobs from the pool are no longer reported.
+pub(crate) async fn drain(
+    d: Box<Draining>,
+    listener: Arc<dyn UpstreamListener>,
+    reply_timeout: Duration,
+    cancel: CancellationToken,
+) {
+    let Draining {
+        addr,
+        mut lines,
+        mut link,
+    } = *d;
+    let deadline = Instant::now() + reply_timeout;
+    let (mut flushing, tcp) = match &mut link {
+        DrainLink::Tcp(wire) => (wire.flush_state() == Flushed::More, Some(wire.stream_arc())),
+        DrainLink::Tls(_, wr) => {
+            let _ = wr.flush().await;
+            (false, None)
+        }
+    };
+    let mut timed_out = false;
+    while !ledger(&mut link).is_empty() {
+        let writable = async {
+            match &tcp {
+                Some(tcp) => tcp.writable().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            () = tokio::time::sleep_until(deadline) => {
+                timed_out = true;
+                break;
+            }
+            w = writable, if flushing => {
+                flushing = match (&mut link, w) {
+                    (DrainLink::Tcp(wire), Ok(())) => wire.flush_state() == Flushed::More,
+                    _ => false,
+                };
+            }
+            next = lines.next() => {
+                let Some(Ok(line)) = next else { break };
+                if let Ok(PoolMessage::Response { id, outcome }) = parse_pool_message(&line) {
+                    if let Some(seq) = ledger(&mut link).answer(id) {
+                        listener.on_result(seq, share_result(outcome));
+                    }
+                }
+            }
+        }
+    }
+    let left = ledger(&mut link).drain();
+    let why = if timed_out {
+        ShareError::Timeout
+    } else {
+        ShareError::Disconnected
+    };
+    for seq in left {
+        listener.on_result(seq, Err(why.clone()));
+    }
+    if let DrainLink::Tls(_, mut wr) = link {
+        let _ = wr.shutdown().await;
+    }
+    tracing::info!(pool = %addr, "old pool connection drained and closed");
+}
+
 async fn write_line<W: tokio::io::AsyncWrite + Unpin>(
     wr: &mut BufWriter<W>,
     line: &[u8],
 ) -> io::Result<()> {
     wr.write_all(line).await?;
     wr.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> Job {
+        Job {
+            blob: "00".repeat(76),
+            job_id: "j1".into(),
+            target: "b88d0600".into(),
+            algo: None,
+            height: None,
+            seed_hash: None,
+        }
+    }
+
+    #[test]
+    fn bad_blobs_targets_and_ids_are_refused() {
+        assert_eq!(check_job(&job()), Ok(()));
+        let bad = |f: fn(&mut Job)| {
+            let mut j = job();
+            f(&mut j);
+            check_job(&j).unwrap_err()
+        };
+        bad(|j| j.blob = "zz".repeat(76));
+        bad(|j| j.blob = "00".repeat(42)); // no room for the nonce at 39..43
+        bad(|j| j.target = "00000000".into());
+        bad(|j| j.target = "xyz".into());
+        bad(|j| j.job_id.clear());
+        bad(|j| j.job_id = "a".repeat(MAX_JOB_ID + 1));
+        bad(|j| j.job_id = "j\n1".into());
+        let mut longest = job();
+        longest.job_id = "a".repeat(MAX_JOB_ID);
+        assert_eq!(check_job(&longest), Ok(()));
+    }
 }

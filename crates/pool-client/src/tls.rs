@@ -9,6 +9,7 @@
 //! still verified against that certificate's key, so a pinned pool must hold the private key.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -20,7 +21,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use crate::{PoolConfig, SessionCtx, SessionEnd};
+use tokio_util::sync::CancellationToken;
+
+use crate::{FailoverOptions, PoolConfig, SessionEnd};
 
 /// The reading side of a pool connection, plain TCP or TLS.
 pub(crate) type PoolReader = Box<dyn AsyncRead + Send + Unpin>;
@@ -36,18 +39,36 @@ pub(crate) enum Opened {
     Tls(PoolReader, PoolWriter),
 }
 
-/// Opens the session's connection to the pool at `addr` (`host:port`): TCP, then the TLS
-/// handshake when the entry asks for TLS, all within the connect timeout. A pinned pool that
-/// presents another certificate is logged at ERROR and ends as `NeverConnected` naming both
-/// fingerprints, so the failover loop moves on to the next pool.
-pub(crate) async fn open(ctx: &SessionCtx<'_>, addr: &str) -> Result<Opened, SessionEnd> {
-    let tls = wants_tls(ctx.pool);
-    let pin = ctx.pool.tls_fingerprint.as_deref();
+/// TCP keepalive on pool sockets: first probe after this much quiet on the socket.
+pub(crate) const TCP_KEEPALIVE_TIME: Duration = Duration::from_secs(60);
+/// TCP keepalive on pool sockets: time between unanswered probes.
+pub(crate) const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Opens the session's connection to the pool at `addr` (`host:port`): TCP (no delay, TCP
+/// keepalive after [`TCP_KEEPALIVE_TIME`] of quiet, probes every
+/// [`TCP_KEEPALIVE_INTERVAL`]), then the TLS handshake when the entry asks for TLS, all
+/// within the connect timeout. A pinned pool that presents another certificate is logged at
+/// ERROR and ends as `NeverConnected` naming both fingerprints, so the failover loop moves
+/// on to the next pool.
+pub(crate) async fn open(
+    pool: &PoolConfig,
+    options: &FailoverOptions,
+    cancel: &CancellationToken,
+    addr: &str,
+) -> Result<Opened, SessionEnd> {
+    let tls = wants_tls(pool);
+    let pin = pool.tls_fingerprint.as_deref();
     let work = async {
         let tcp = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("{addr}: {e}"))?;
         let _ = tcp.set_nodelay(true);
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(TCP_KEEPALIVE_TIME)
+            .with_interval(TCP_KEEPALIVE_INTERVAL);
+        if let Err(e) = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive) {
+            tracing::debug!(pool = %addr, "TCP keepalive not set: {e}");
+        }
         if !tls {
             let (rd, wr) = tcp.into_split();
             return Ok(Opened::Tcp(rd, wr));
@@ -66,9 +87,9 @@ pub(crate) async fn open(ctx: &SessionCtx<'_>, addr: &str) -> Result<Opened, Ses
             }
         }
     };
-    let timed = tokio::time::timeout(ctx.options.connect_timeout, work);
+    let timed = tokio::time::timeout(options.connect_timeout, work);
     tokio::select! {
-        () = ctx.cancel.cancelled() => Err(SessionEnd::Cancelled),
+        () = cancel.cancelled() => Err(SessionEnd::Cancelled),
         r = timed => match r {
             Ok(Ok(opened)) => Ok(opened),
             Ok(Err(why)) => Err(SessionEnd::NeverConnected(why)),

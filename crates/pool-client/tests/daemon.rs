@@ -186,20 +186,14 @@ async fn losing_the_node_ends_the_session() {
     bounded(async {
         let node = start_node(100).await;
         let mut h = harness(&node);
-        let (job, _) = h.recorder.job(0).await;
+        let (job, session) = h.recorder.job(0).await;
         drop(node);
         // The next poll fails: the session ends, the retry finds nobody, the list has failed.
         h.recorder.state(UpstreamState::Error).await;
         assert_ne!(h.upstream.state(), UpstreamState::Active);
-        let seq = h.submit(&job.job_id, "00000000", &"0".repeat(64));
-        let result = h.recorder.result(seq).await;
-        assert!(
-            matches!(
-                result,
-                Err(ShareError::NotConnected | ShareError::Disconnected)
-            ),
-            "{result:?}"
-        );
+        // A share of the ended session is refused at once, never queued.
+        let refused = h.submit_in(session, &job.job_id, "00000000", &"0".repeat(64));
+        assert_eq!(refused, Err(ShareError::SessionEnded));
         let jobs = h.recorder.seen().jobs.len();
         assert_eq!(jobs, 1, "no job without a node");
         h.stop().await;
@@ -238,6 +232,7 @@ async fn a_node_that_is_not_there_never_connects() {
             .iter()
             .any(|(s, _)| *s == UpstreamState::Active));
         let share = Share {
+            session: 0,
             job_id: "x".into(),
             nonce: "00000000".into(),
             result: "0".repeat(64),

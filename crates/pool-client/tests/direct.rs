@@ -200,6 +200,7 @@ fn options() -> FailoverOptions {
 /// A share whose nonce is `seq` in hex, so the pool side can tell shares apart.
 fn share(seq: u64) -> Share {
     Share {
+        session: 1,
         job_id: "job000001".into(),
         nonce: format!("{seq:08x}"),
         result: result_for_difficulty(500),
@@ -366,7 +367,10 @@ async fn submits_racing_a_disconnect_are_each_answered_once() {
             assert!(
                 matches!(
                     r,
-                    Ok(()) | Err(ShareError::Disconnected | ShareError::NotConnected)
+                    Ok(())
+                        | Err(ShareError::Disconnected
+                            | ShareError::NotConnected
+                            | ShareError::SessionEnded)
                 ),
                 "share {seq}: {r:?}"
             );

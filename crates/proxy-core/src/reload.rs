@@ -1,7 +1,9 @@
 //! Config reload (go-proxy RFC §18): a changed file, or a config given through the API, is
 //! validated and swapped in live.
 //!
-//! What takes effect at once: pools (upstreams whose pool changed reconnect; miners stay),
+//! What takes effect at once: pools (upstreams whose pool changed log in to the new pool
+//! before the old connection is drained and closed, see `pool_client::Upstream::set_pools`;
+//! miners stay),
 //! `retries`/`retry-pause`/`pool-reply-timeout`, `access-password`, `custom-diff`,
 //! `algo-ext`, `workers`, `rate-limit`, the log files, `http.access-token` and
 //! `http.restricted`. What needs a restart, and is logged as such while the running value is

@@ -288,6 +288,7 @@ impl Mapper {
             pool_difficulty
         };
         let share = Share {
+            session: st.session,
             job_id: p.job_id,
             nonce: p.nonce,
             result: p.result,
@@ -443,6 +444,13 @@ impl UpstreamListener for Mapper {
     fn on_state(&self, state: UpstreamState, pool: Option<usize>) {
         let mut st = self.st();
         st.upstream_state = state;
+        if state != UpstreamState::Active {
+            // The session ended and its jobs with it: a share for one of them is refused
+            // here at once (`Invalid job id`), never sent to the next session.
+            st.storage.clear_jobs();
+            st.job = None;
+            st.prev = None;
+        }
         if let Some(i) = pool {
             let config = self.config.load();
             st.daemon = config.pools.get(i).is_some_and(|p| p.daemon);
@@ -454,13 +462,17 @@ impl UpstreamListener for Mapper {
     }
 }
 
-/// The upstream timing of a config (RFC §4 `retries`, `retry-pause`).
+/// The upstream timing of a config (RFC §4 `retries`, `retry-pause`). The connect and login
+/// timeout is the default 10 s, or `pool-reply-timeout` when that is shorter.
 fn failover_options(config: &Config) -> FailoverOptions {
+    let defaults = FailoverOptions::default();
+    let reply_timeout = Duration::from_secs(config.pool_reply_timeout);
     let mut o = FailoverOptions {
         retries: config.retries,
         retry_pause: Duration::from_secs(config.retry_pause),
-        reply_timeout: Duration::from_secs(config.pool_reply_timeout),
-        ..FailoverOptions::default()
+        reply_timeout,
+        connect_timeout: defaults.connect_timeout.min(reply_timeout),
+        ..defaults
     };
     if let Some(agent) = config.user_agent.as_ref().filter(|a| !a.is_empty()) {
         o.agent.clone_from(agent);

@@ -2,13 +2,15 @@
 //! miners without disconnecting them, an invalid edit changes nothing, and keys that need a
 //! restart keep their running values.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use proxy_core::{Proxy, ProxyHandle, WATCH_INTERVAL};
 use serde_json::{json, Value};
 use test_support::miner::{error_message, nicehash_nonce, result_for_difficulty, TestMiner, WAIT};
-use test_support::mock_pool::{make_job, MockPool};
+use test_support::mock_pool::{make_job, MockPool, Reply};
 
 struct TempDir(PathBuf);
 
@@ -138,5 +140,54 @@ async fn password_changes_live_and_bind_changes_wait_for_a_restart() {
         error_message(&late.reply(id, WAIT).await.unwrap()),
         Some("Invalid password")
     );
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn shares_in_flight_on_the_old_pool_at_a_reload_get_the_old_pools_answer() {
+    let a = MockPool::start(make_job(1, 1000)).await.unwrap();
+    let b = MockPool::start(make_job(500, 1000)).await.unwrap();
+    let config = common::local_config(&[a.addr()]);
+    let proxy = Proxy::start(config.clone()).await.unwrap();
+    let mut m = TestMiner::connect(proxy.local_addrs()[0]).await.unwrap();
+    m.login("WALLET").await.unwrap();
+    let job = m.job.clone().unwrap();
+    let session = m.session.clone().unwrap();
+    // The old pool answers after a while: the shares are in flight during the reload.
+    a.set_reply(Reply::OkAfter(Duration::from_millis(700)));
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let params = json!({"id": session, "job_id": job.job_id,
+            "nonce": nicehash_nonce(&job.blob, n), "result": result_for_difficulty(1000)});
+        ids.push(m.request("submit", params).await.unwrap());
+    }
+    assert!(a.wait_for(WAIT, |p| p.received("submit").len() == 3).await);
+    let mut new = config.clone();
+    new.pools = common::local_config(&[b.addr()]).pools;
+    assert!(proxy.reload(new).unwrap().changed);
+    for id in ids {
+        let r = m.reply(id, WAIT).await.unwrap();
+        assert_eq!(r["result"]["status"], "OK", "the old pool's answer: {r}");
+    }
+    // The new pool's job (it may have come while the old pool's answers were awaited).
+    while m.job.as_ref().unwrap().job_id != "job000500" {
+        m.next_job(WAIT).await.unwrap();
+    }
+    let job = m.job.clone().unwrap();
+    assert!(a.wait_for(WAIT, |p| p.connections_open() == 0).await);
+    assert!(
+        b.received("submit").is_empty(),
+        "nothing replayed to the new pool"
+    );
+    let r = m
+        .submit(
+            &job.job_id,
+            &nicehash_nonce(&job.blob, 9),
+            &result_for_difficulty(1000),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r["result"]["status"], "OK");
+    assert_eq!(b.received("submit").len(), 1);
     proxy.shutdown(Duration::from_secs(1)).await;
 }

@@ -32,6 +32,10 @@ pub enum Reply {
     Silent,
     /// `{"status":"OK"}`, sent after this delay.
     OkAfter(Duration),
+    /// A line that is not JSON.
+    Garbage,
+    /// No answer: the pool closes the connection.
+    Close,
 }
 
 /// One request the pool received.
@@ -56,6 +60,10 @@ struct State {
     extensions: Vec<String>,
     received: Vec<Received>,
     conns: Vec<Option<Conn>>,
+    /// Logins are not answered.
+    login_silent: bool,
+    /// Nothing at all is answered (a pool that stopped talking, TCP still open).
+    mute: bool,
 }
 
 /// A running mock pool; stops when dropped.
@@ -150,6 +158,8 @@ impl MockPool {
             extensions: vec!["algo".into(), "nicehash".into(), "keepalive".into()],
             received: Vec::new(),
             conns: Vec::new(),
+            login_silent: false,
+            mute: false,
         }));
         let changed = Arc::new(Notify::new());
         let all_stop = CancellationToken::new();
@@ -193,6 +203,26 @@ impl MockPool {
     /// Sets how submits are answered from now on.
     pub fn set_reply(&self, reply: Reply) {
         lock(&self.state).reply = reply;
+    }
+
+    /// From now on, logins are left unanswered (`true`) or answered (`false`).
+    pub fn set_login_silent(&self, silent: bool) {
+        lock(&self.state).login_silent = silent;
+    }
+
+    /// From now on, nothing at all is answered (`true`): requests are recorded, the TCP
+    /// connections stay open, not a byte comes back. `false` talks again.
+    pub fn set_mute(&self, mute: bool) {
+        lock(&self.state).mute = mute;
+    }
+
+    /// Sends `line` (a newline is added) as it is to every open connection: for bad jobs
+    /// and garbage.
+    pub fn push_raw(&self, line: &str) {
+        let bytes = format!("{line}\n").into_bytes();
+        for c in lock(&self.state).conns.iter().flatten() {
+            let _ = c.tx.try_send(bytes.clone());
+        }
     }
 
     /// Makes `job` current and sends it to every open connection.
@@ -323,13 +353,20 @@ async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(
                 let reply = {
                     let mut st = lock(&state);
                     st.received.push(Received { conn, method: method.clone(), params: v["params"].clone() });
+                    if st.mute || (method == "login" && st.login_silent) {
+                        None
+                    } else if method == "submit" && st.reply == Reply::Close {
+                        drop(st);
+                        break;
+                    } else {
                     match method.as_str() {
                         "login" => Some(json!({"id": v["id"], "jsonrpc": "2.0", "error": null, "result": {
                             "id": session, "job": st.job, "extensions": st.extensions, "status": "OK"}})),
                         "submit" => match &st.reply {
                             Reply::Ok => Some(json!({"id": v["id"], "jsonrpc": "2.0", "error": null, "result": {"status": "OK"}})),
                             Reply::Error(m) => Some(json!({"id": v["id"], "jsonrpc": "2.0", "error": {"code": -1, "message": m}})),
-                            Reply::Silent => None,
+                            Reply::Silent | Reply::Close => None,
+                            Reply::Garbage => Some(Value::String("}garbage{".into())),
                             Reply::OkAfter(delay) => {
                                 let late = json!({"id": v["id"], "jsonrpc": "2.0", "error": null, "result": {"status": "OK"}});
                                 let (tx, delay) = (tx.clone(), *delay);
@@ -343,10 +380,14 @@ async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(
                         "keepalived" => Some(json!({"id": v["id"], "jsonrpc": "2.0", "error": null, "result": {"status": "KEEPALIVED"}})),
                         _ => Some(json!({"id": v["id"], "jsonrpc": "2.0", "error": {"code": -1, "message": "Invalid method"}})),
                     }
+                    }
                 };
                 changed.notify_waiters();
                 if let Some(r) = reply {
-                    let mut bytes = r.to_string().into_bytes();
+                    let mut bytes = match r {
+                        Value::String(raw) => raw.into_bytes(),
+                        r => r.to_string().into_bytes(),
+                    };
                     bytes.push(b'\n');
                     if tx.try_send(bytes).is_err() { break }
                 }

@@ -145,19 +145,36 @@ impl Harness {
         }
     }
 
-    /// Submits a share; its sequence number.
+    /// The session of the latest job reported (0 before any).
+    pub fn session(&self) -> u64 {
+        self.recorder.seen().jobs.last().map_or(0, |(_, s)| *s)
+    }
+
+    /// Submits a share for the latest session; its sequence number.
     pub fn submit(&mut self, job_id: &str, nonce: &str, result: &str) -> u64 {
+        let session = self.session();
+        self.submit_in(session, job_id, nonce, result)
+            .expect("upstream takes the share")
+    }
+
+    /// Submits a share for `session`; its sequence number, or why it was refused at once.
+    pub fn submit_in(
+        &mut self,
+        session: u64,
+        job_id: &str,
+        nonce: &str,
+        result: &str,
+    ) -> Result<u64, ShareError> {
         self.next_seq += 1;
         let share = Share {
+            session,
             job_id: job_id.into(),
             nonce: nonce.into(),
             result: result.into(),
             algo: None,
         };
-        self.upstream
-            .submit(self.next_seq, share)
-            .expect("upstream takes the share");
-        self.next_seq
+        self.upstream.submit(self.next_seq, share)?;
+        Ok(self.next_seq)
     }
 
     /// Cancels the upstream and waits until it reports `Stopped`.
