@@ -28,7 +28,7 @@ use std::collections::BTreeSet;
 /// assert!(!seen.insert([1, 0, 0, 7]), "a repeat");
 /// assert!(seen.contains([1, 0, 0, 7]));
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SeenNonces {
     young: BTreeSet<u32>,
     old: BTreeSet<u32>,
