@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
-use crate::logs::{accept_line, close_line, connect_line, reject_line, LineLog};
 use crate::config::RateLimit;
+use crate::logs::{accept_line, close_line, connect_line, reject_line, LineLog};
 use crate::miner::Miner;
 use crate::ratelimit::{invalid_share_limit_reached, RateLimiter};
 use crate::stats::Stats;

@@ -434,11 +434,10 @@ mod tests {
             ..s
         };
         assert!(!invalid_share_limit_reached(&never, 0, 1_000_000));
-        assert!(invalid_share_limit_reached(
-            &RateLimit::default(),
-            u64::MAX / 2,
-            u64::MAX / 2
-        ), "no overflow");
+        assert!(
+            invalid_share_limit_reached(&RateLimit::default(), u64::MAX / 2, u64::MAX / 2),
+            "no overflow"
+        );
     }
 
     #[test]

@@ -54,7 +54,10 @@ mod tests {
         assert!(!s.remember(A, false), "the same again");
         assert!(!s.remember(A, true), "the same nonce at a local difficulty");
         assert!(s.remember(B, true), "another miner's byte is another share");
-        assert!(!s.remember(B, false), "a local share again, now claimed high");
+        assert!(
+            !s.remember(B, false),
+            "a local share again, now claimed high"
+        );
         assert!(!s.remember(B, true));
     }
 

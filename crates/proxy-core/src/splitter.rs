@@ -100,10 +100,8 @@ impl JobInfo {
     /// resends a job id, e.g. with a new target): the work is the same, so are duplicates.
     fn inherit_seen(&self, old: &JobInfo) {
         if old.job.job_id == self.job.job_id && old.job.blob == self.job.blob {
-            let taken = std::mem::replace(
-                &mut *lock(&old.seen),
-                SeenShares::new(SEEN_NONCES_PER_JOB),
-            );
+            let taken =
+                std::mem::replace(&mut *lock(&old.seen), SeenShares::new(SEEN_NONCES_PER_JOB));
             *lock(&self.seen) = taken;
         }
     }

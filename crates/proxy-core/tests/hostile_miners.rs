@@ -63,7 +63,11 @@ impl Honest {
             miners,
             sent: 0,
             next_nonce: 1,
-            wait: if paused() { Duration::from_secs(20) } else { WAIT },
+            wait: if paused() {
+                Duration::from_secs(20)
+            } else {
+                WAIT
+            },
         }
     }
 
@@ -85,7 +89,10 @@ impl Honest {
             self.sent += 1;
             answers.insert(id, 0);
             loop {
-                let v = m.recv(self.wait).await.expect("an honest miner is answered");
+                let v = m
+                    .recv(self.wait)
+                    .await
+                    .expect("an honest miner is answered");
                 if v.get("method").is_some() {
                     continue;
                 }
@@ -167,7 +174,11 @@ async fn slowloris_before_login_is_closed_at_the_login_timeout() {
     });
     honest.round().await;
     assert!(closed(&mut r, LOGIN_TIMEOUT + Duration::from_secs(3)).await);
-    assert!(t0.elapsed() >= LOGIN_TIMEOUT, "closed after {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= LOGIN_TIMEOUT,
+        "closed after {:?}",
+        t0.elapsed()
+    );
     dribble.abort();
     honest.round().await;
     let (sent, answered) = honest.finish().await;
@@ -185,11 +196,11 @@ async fn slowloris_after_login_is_closed_at_the_inactivity_timeout() {
     let t0 = Instant::now();
     // Part of a line, a byte every 10 s: bytes without a complete request are not activity.
     let session = slow.session.clone().unwrap();
-    let partial = format!(r#"{{"id":2,"jsonrpc":"2.0","method":"keepalived","params":{{"id":"{session}"#);
+    let partial =
+        format!(r#"{{"id":2,"jsonrpc":"2.0","method":"keepalived","params":{{"id":"{session}"#);
     let mut closed_at = None;
     for b in partial.bytes().cycle().take(100) {
-        if slow.send_raw(&[b]).await.is_err() || slow.closed_within(Duration::from_secs(10)).await
-        {
+        if slow.send_raw(&[b]).await.is_err() || slow.closed_within(Duration::from_secs(10)).await {
             closed_at = Some(t0.elapsed());
             break;
         }
@@ -201,12 +212,16 @@ async fn slowloris_after_login_is_closed_at_the_inactivity_timeout() {
     }
     let closed_at = closed_at.expect("closed");
     assert!(
-        closed_at >= INACTIVITY_TIMEOUT && closed_at <= INACTIVITY_TIMEOUT + Duration::from_secs(15),
+        closed_at >= INACTIVITY_TIMEOUT
+            && closed_at <= INACTIVITY_TIMEOUT + Duration::from_secs(15),
         "closed after {closed_at:?}"
     );
     honest.round().await;
     let (sent, answered) = honest.finish().await;
-    assert!(sent >= 10 && sent == answered, "{sent} sent, {answered} answered");
+    assert!(
+        sent >= 10 && sent == answered,
+        "{sent} sent, {answered} answered"
+    );
     proxy.shutdown(Duration::from_secs(1)).await;
 }
 
@@ -221,12 +236,16 @@ async fn a_one_mebibyte_line_closes_that_connection_only() {
         if logged_in {
             big.login("big").await.unwrap();
         }
-        let mut line = br#"{"id":1,"jsonrpc":"2.0","method":"submit","params":{"result":""#.to_vec();
+        let mut line =
+            br#"{"id":1,"jsonrpc":"2.0","method":"submit","params":{"result":""#.to_vec();
         line.resize(1 << 20, b'a');
         line.push(b'\n');
         // The proxy may close while the line is still being written.
         let _ = big.send_raw(&line).await;
-        assert!(big.closed_within(WAIT).await, "closed (logged in: {logged_in})");
+        assert!(
+            big.closed_within(WAIT).await,
+            "closed (logged in: {logged_in})"
+        );
         honest.round().await;
     }
     let (sent, answered) = honest.finish().await;
@@ -312,7 +331,10 @@ async fn a_thousand_connections_that_never_log_in_do_not_stop_others_and_are_clo
     // Past the login timeout of the last one, every idle connection is closed.
     tokio::time::sleep_until(t0 + LOGIN_TIMEOUT + Duration::from_secs(2)).await;
     for (i, s) in idle.iter_mut().enumerate() {
-        assert!(closed(s, Duration::from_secs(3)).await, "idle connection {i}");
+        assert!(
+            closed(s, Duration::from_secs(3)).await,
+            "idle connection {i}"
+        );
     }
     honest.round().await;
     assert_eq!(proxy.stats().miners, 2, "only the honest miners are left");
@@ -332,34 +354,56 @@ async fn every_submit_field_wrong_gets_its_error_and_the_connection_lives() {
     let nonce = m.nonce(5);
     let good = result_for_difficulty(DIFF);
     let foreign = format!("000000{:02x}", fixed_byte(&job.blob).wrapping_add(1));
-    let p = |id: &str, job_id: &str, nonce: &str, result: &str| {
-        json!({"id": id, "job_id": job_id, "nonce": nonce, "result": result})
-    };
+    let p = |id: &str, job_id: &str, nonce: &str, result: &str| json!({"id": id, "job_id": job_id, "nonce": nonce, "result": result});
     let cases: Vec<(Value, &str)> = vec![
         (p("", &job.job_id, &nonce, &good), "Unauthenticated"),
-        (p("not-a-uuid", &job.job_id, &nonce, &good), "Unauthenticated"),
-        (json!({"job_id": job.job_id, "nonce": nonce, "result": good}), "Unauthenticated"),
+        (
+            p("not-a-uuid", &job.job_id, &nonce, &good),
+            "Unauthenticated",
+        ),
+        (
+            json!({"job_id": job.job_id, "nonce": nonce, "result": good}),
+            "Unauthenticated",
+        ),
         (p(&session, "", &nonce, &good), "Missing job id"),
         (p(&session, "no-such-job", &nonce, &good), "Invalid job id"),
         (p(&session, &job.job_id, "", &good), "Invalid nonce"),
         (p(&session, &job.job_id, "12345", &good), "Invalid nonce"),
         (p(&session, &job.job_id, "zzzzzzzz", &good), "Invalid nonce"),
-        (p(&session, &job.job_id, &format!("0A{}", &nonce[2..]), &good), "Invalid nonce"),
-        (p(&session, &job.job_id, "0011223344", &good), "Invalid nonce"),
+        (
+            p(&session, &job.job_id, &format!("0A{}", &nonce[2..]), &good),
+            "Invalid nonce",
+        ),
+        (
+            p(&session, &job.job_id, "0011223344", &good),
+            "Invalid nonce",
+        ),
         (
             p(&session, &job.job_id, &foreign, &good),
             "Invalid nonce; is miner not compatible with NiceHash?",
         ),
         (p(&session, &job.job_id, &nonce, ""), "Invalid result"),
         (p(&session, &job.job_id, &nonce, "xyz"), "Invalid result"),
-        (p(&session, &job.job_id, &nonce, &"g".repeat(64)), "Invalid result"),
-        (p(&session, &job.job_id, &nonce, &"f".repeat(64)), "Low difficulty share"),
+        (
+            p(&session, &job.job_id, &nonce, &"g".repeat(64)),
+            "Invalid result",
+        ),
+        (
+            p(&session, &job.job_id, &nonce, &"f".repeat(64)),
+            "Low difficulty share",
+        ),
         (
             json!({"id": session, "job_id": job.job_id, "nonce": nonce, "result": good, "algo": "cn/0"}),
             "Incorrect algorithm",
         ),
-        (json!({"id": session, "job_id": 5, "nonce": nonce, "result": good}), "Invalid params"),
-        (json!({"id": session, "job_id": job.job_id, "nonce": 7, "result": good}), "Invalid params"),
+        (
+            json!({"id": session, "job_id": 5, "nonce": nonce, "result": good}),
+            "Invalid params",
+        ),
+        (
+            json!({"id": session, "job_id": job.job_id, "nonce": 7, "result": good}),
+            "Invalid params",
+        ),
         // Positional params fill the fields in order: this one has no nonce.
         (json!([session, job.job_id]), "Invalid nonce"),
         (json!("submit"), "Invalid params"),
@@ -370,7 +414,10 @@ async fn every_submit_field_wrong_gets_its_error_and_the_connection_lives() {
         assert_eq!(error_message(&r), Some(*expected), "{params}");
     }
     honest.round().await;
-    assert!(pool.received("submit").len() == 1, "only the honest share was forwarded");
+    assert!(
+        pool.received("submit").len() == 1,
+        "only the honest share was forwarded"
+    );
     // Still connected and served: the right share is accepted.
     let r = m.submit(&job.job_id, &nonce, &good).await.unwrap();
     assert_eq!(r["result"]["status"], "OK", "{r}");
@@ -391,7 +438,10 @@ async fn another_miners_session_is_unauthenticated_and_changes_nothing() {
     let share = victim.nonce(3);
     let good = result_for_difficulty(DIFF);
     let mut requests = vec![
-        ("submit", json!({"id": stolen, "job_id": job.job_id, "nonce": share, "result": good})),
+        (
+            "submit",
+            json!({"id": stolen, "job_id": job.job_id, "nonce": share, "result": good}),
+        ),
         ("keepalived", json!({"id": stolen})),
         ("getjob", json!({"id": stolen})),
     ];
@@ -409,7 +459,11 @@ async fn another_miners_session_is_unauthenticated_and_changes_nothing() {
     let r = victim.submit(&job.job_id, &share, &good).await.unwrap();
     assert_eq!(r["result"]["status"], "OK");
     assert_eq!(pool.received("submit").len(), 1);
-    assert_eq!(proxy.stats().invalid, 0, "session errors are not share verdicts");
+    assert_eq!(
+        proxy.stats().invalid,
+        0,
+        "session errors are not share verdicts"
+    );
     proxy.shutdown(Duration::from_secs(1)).await;
 }
 
@@ -513,8 +567,15 @@ async fn a_miner_that_never_reads_is_closed_and_the_others_keep_getting_jobs() {
         n += 1;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert_eq!(monitor.miners().len(), 2, "closed after {asked} unread job requests");
-    assert!(asked * 15_000 > 256 * 1024, "not before its outbox cap: {asked}");
+    assert_eq!(
+        monitor.miners().len(),
+        2,
+        "closed after {asked} unread job requests"
+    );
+    assert!(
+        asked * 15_000 > 256 * 1024,
+        "not before its outbox cap: {asked}"
+    );
     honest.round().await;
     let (sent, answered) = honest.finish().await;
     assert_eq!(sent, answered);

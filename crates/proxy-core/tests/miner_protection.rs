@@ -50,7 +50,11 @@ async fn the_same_share_twice_reaches_the_pool_once_and_the_repeat_is_refused() 
     // Another miner's share with the same low bits carries its own fixed byte: a new share.
     let r = b.submit(&job, &b.nonce(7), &result).await.unwrap();
     assert_eq!(status(&r), "OK");
-    assert_eq!(pool.received("submit").len(), 2, "the repeat was not forwarded");
+    assert_eq!(
+        pool.received("submit").len(),
+        2,
+        "the repeat was not forwarded"
+    );
     let s = proxy.stats();
     assert_eq!((s.accepted, s.invalid), (2, 1));
     proxy.shutdown(Duration::from_secs(1)).await;
@@ -179,10 +183,16 @@ async fn a_miner_with_too_many_invalid_shares_is_cut_off_and_its_ip_banned() {
     let result = result_for_difficulty(POOL_DIFF);
     // Every share answered, the fifth too, then the connection closes.
     for i in 0..5 {
-        let r = bad.submit("no-such-job", &bad.nonce(i), &result).await.unwrap();
+        let r = bad
+            .submit("no-such-job", &bad.nonce(i), &result)
+            .await
+            .unwrap();
         assert_eq!(status(&r), "Invalid job id", "share {i}");
     }
-    assert!(bad.closed_within(WAIT).await, "cut off after 5 invalid shares");
+    assert!(
+        bad.closed_within(WAIT).await,
+        "cut off after 5 invalid shares"
+    );
     // Its IP is banned: a new connection is closed unserved.
     let mut again = connect_from(addr, "127.0.0.7").await;
     assert_refused(&mut again).await;
