@@ -63,12 +63,14 @@ impl Honest {
             miners,
             sent: 0,
             next_nonce: 1,
-            wait: if paused() {
-                Duration::from_secs(20)
-            } else {
-                WAIT
-            },
+            wait: WAIT,
         }
+    }
+
+    /// On tokio's paused clock: allow 20 s (virtual) per answer, see [`Honest::wait`].
+    fn paused(mut self) -> Self {
+        self.wait = Duration::from_secs(20);
+        self
     }
 
     /// Each miner submits one new share on its current job and reads until its answer
@@ -130,17 +132,6 @@ impl Honest {
     }
 }
 
-/// True on tokio's paused clock (`start_paused`): a zero sleep there completes without real
-/// time passing, and auto-advance shows as a jump.
-fn paused() -> bool {
-    let t = std::time::Instant::now();
-    let v = tokio::time::Instant::now();
-    // Paused: tokio's clock only moves when told or when idle; compare to the real clock
-    // across a tiny real sleep.
-    std::thread::sleep(Duration::from_millis(2));
-    tokio::time::Instant::now() - v < t.elapsed() / 2
-}
-
 /// A raw connection's read side: true once the proxy closed it (EOF or reset) within `wait`;
 /// what it sent first is read and dropped.
 async fn closed(stream: &mut (impl AsyncReadExt + Unpin), wait: Duration) -> bool {
@@ -159,7 +150,7 @@ async fn closed(stream: &mut (impl AsyncReadExt + Unpin), wait: Duration) -> boo
 async fn slowloris_before_login_is_closed_at_the_login_timeout() {
     let pool = MockPool::start(make_job(1, DIFF)).await.unwrap();
     let (proxy, addr) = start(&pool).await;
-    let mut honest = Honest::new(addr, 2).await;
+    let mut honest = Honest::new(addr, 2).await.paused();
     let t0 = Instant::now();
     let (mut r, mut w) = TcpStream::connect(addr).await.unwrap().into_split();
     // One byte a second of a login line that never ends.
@@ -190,7 +181,7 @@ async fn slowloris_before_login_is_closed_at_the_login_timeout() {
 async fn slowloris_after_login_is_closed_at_the_inactivity_timeout() {
     let pool = MockPool::start(make_job(1, DIFF)).await.unwrap();
     let (proxy, addr) = start(&pool).await;
-    let mut honest = Honest::new(addr, 1).await;
+    let mut honest = Honest::new(addr, 1).await.paused();
     let mut slow = TestMiner::connect(addr).await.unwrap();
     slow.login("slow").await.unwrap();
     let t0 = Instant::now();
@@ -325,7 +316,7 @@ async fn a_thousand_connections_that_never_log_in_do_not_stop_others_and_are_clo
         idle.push(TcpStream::connect(addr).await.unwrap());
     }
     // Served while they hang there.
-    let mut honest = Honest::new(addr, 2).await;
+    let mut honest = Honest::new(addr, 2).await.paused();
     honest.round().await;
     assert!(proxy.stats().miners >= 2);
     // Past the login timeout of the last one, every idle connection is closed.

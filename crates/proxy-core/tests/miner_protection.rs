@@ -241,3 +241,62 @@ async fn pool_rejections_count_and_an_honest_ratio_is_left_alone() {
     back.login("w").await.unwrap();
     proxy.shutdown(Duration::from_secs(1)).await;
 }
+
+/// Log lines written by the proxy while the guard is held (this thread: the test runtime's
+/// tasks run on it).
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_cut_off_is_logged_once_with_the_login_escaped() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let pool = MockPool::start(make_job(1, POOL_DIFF)).await.unwrap();
+    let (proxy, addr) = start(protected(&pool, 30)).await;
+    let mut m = connect_from(addr, "127.0.0.11").await;
+    m.login("evil\n2001-01-01T00:00:00Z CONNECT 6.6.6.6 \"FORGED\"")
+        .await
+        .unwrap();
+    let result = result_for_difficulty(POOL_DIFF);
+    for i in 0..8 {
+        // The 6th and later find the connection closed.
+        if m.submit("nope", &m.nonce(i), &result).await.is_err() {
+            break;
+        }
+    }
+    assert!(m.closed_within(WAIT).await);
+    proxy.shutdown(Duration::from_secs(1)).await;
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("too many invalid shares"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let line = lines[0];
+    assert!(line.contains("ip=127.0.0.11"), "{line}");
+    assert!(line.contains("IP banned for 30 s"), "{line}");
+    assert!(
+        line.contains(r#"user="evil\n2001-01-01T00:00:00Z CONNECT 6.6.6.6 \"FORGED\"""#),
+        "the login is escaped: {line}"
+    );
+    assert!(
+        !text.lines().any(|l| l.starts_with("2001-01-01")),
+        "no forged line: {text}"
+    );
+}
