@@ -173,7 +173,9 @@ async fn slowloris_before_login_is_closed_at_the_login_timeout() {
     );
     dribble.abort();
     honest.round().await;
-    let (sent, answered) = honest.finish("slowloris_before_login_is_closed_at_the_login_timeout").await;
+    let (sent, answered) = honest
+        .finish("slowloris_before_login_is_closed_at_the_login_timeout")
+        .await;
     assert_eq!((sent, answered), (4, 4));
     proxy.shutdown(Duration::from_secs(1)).await;
 }
@@ -209,7 +211,9 @@ async fn slowloris_after_login_is_closed_at_the_inactivity_timeout() {
         "closed after {closed_at:?}"
     );
     honest.round().await;
-    let (sent, answered) = honest.finish("slowloris_after_login_is_closed_at_the_inactivity_timeout").await;
+    let (sent, answered) = honest
+        .finish("slowloris_after_login_is_closed_at_the_inactivity_timeout")
+        .await;
     assert!(
         sent >= 10 && sent == answered,
         "{sent} sent, {answered} answered"
@@ -240,7 +244,9 @@ async fn a_one_mebibyte_line_closes_that_connection_only() {
         );
         honest.round().await;
     }
-    let (sent, answered) = honest.finish("a_one_mebibyte_line_closes_that_connection_only").await;
+    let (sent, answered) = honest
+        .finish("a_one_mebibyte_line_closes_that_connection_only")
+        .await;
     assert_eq!((sent, answered), (9, 9));
     assert_eq!(proxy.stats().miners, 3, "only the honest miners are left");
     proxy.shutdown(Duration::from_secs(1)).await;
@@ -279,7 +285,9 @@ async fn a_login_flood_on_one_connection_gets_one_answer_per_login() {
         "nothing more"
     );
     honest.round().await;
-    honest.finish("a_login_flood_on_one_connection_gets_one_answer_per_login").await;
+    honest
+        .finish("a_login_flood_on_one_connection_gets_one_answer_per_login")
+        .await;
     proxy.shutdown(Duration::from_secs(1)).await;
 }
 
@@ -303,7 +311,12 @@ async fn a_flood_of_300_logins_at_once_is_served_beside_working_miners() {
     assert_eq!(proxy.mapper_loads().iter().sum::<usize>(), 302);
     drop(flood);
     honest.round().await;
-    assert_eq!(honest.finish("a_flood_of_300_logins_at_once_is_served_beside_working_miners").await, (12, 12));
+    assert_eq!(
+        honest
+            .finish("a_flood_of_300_logins_at_once_is_served_beside_working_miners")
+            .await,
+        (12, 12)
+    );
     proxy.shutdown(Duration::from_secs(1)).await;
 }
 
@@ -330,7 +343,12 @@ async fn a_thousand_connections_that_never_log_in_do_not_stop_others_and_are_clo
     }
     honest.round().await;
     assert_eq!(proxy.stats().miners, 2, "only the honest miners are left");
-    assert_eq!(honest.finish("a_thousand_connections_that_never_log_in_do_not_stop_others_and_are_closed").await, (4, 4));
+    assert_eq!(
+        honest
+            .finish("a_thousand_connections_that_never_log_in_do_not_stop_others_and_are_closed")
+            .await,
+        (4, 4)
+    );
     proxy.shutdown(Duration::from_secs(1)).await;
 }
 
@@ -413,7 +431,12 @@ async fn every_submit_field_wrong_gets_its_error_and_the_connection_lives() {
     // Still connected and served: the right share is accepted.
     let r = m.submit(&job.job_id, &nonce, &good).await.unwrap();
     assert_eq!(r["result"]["status"], "OK", "{r}");
-    assert_eq!(honest.finish("every_submit_field_wrong_gets_its_error_and_the_connection_lives").await, (1, 1));
+    assert_eq!(
+        honest
+            .finish("every_submit_field_wrong_gets_its_error_and_the_connection_lives")
+            .await,
+        (1, 1)
+    );
     proxy.shutdown(Duration::from_secs(1)).await;
 }
 
@@ -495,7 +518,9 @@ async fn a_miner_repeating_one_share_reaches_the_pool_once_and_is_cut_off() {
         "the pool saw the repeated share once"
     );
     honest.round().await;
-    honest.finish("a_miner_repeating_one_share_reaches_the_pool_once_and_is_cut_off").await;
+    honest
+        .finish("a_miner_repeating_one_share_reaches_the_pool_once_and_is_cut_off")
+        .await;
     proxy.shutdown(Duration::from_secs(1)).await;
 }
 
@@ -569,7 +594,9 @@ async fn a_miner_that_never_reads_is_closed_and_the_others_keep_getting_jobs() {
         "not before its outbox cap: {asked}"
     );
     honest.round().await;
-    let (sent, answered) = honest.finish("a_miner_that_never_reads_is_closed_and_the_others_keep_getting_jobs").await;
+    let (sent, answered) = honest
+        .finish("a_miner_that_never_reads_is_closed_and_the_others_keep_getting_jobs")
+        .await;
     assert_eq!(sent, answered);
     proxy.shutdown(Duration::from_secs(1)).await;
 }
