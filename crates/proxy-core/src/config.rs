@@ -194,8 +194,8 @@ pub struct RateLimit {
     /// (RFC §6.2 checks, duplicates) or by the pool. 0 = off. Default 50.
     pub invalid_shares: u32,
     /// The share of invalid shares, in percent of the miner's answered shares (accepted,
-    /// locally accepted, invalid), at or above which [`RateLimit::invalid_shares`] applies.
-    /// Default 50; above 100 never applies.
+    /// locally accepted, invalid), at or above which [`RateLimit::invalid_shares`] applies:
+    /// 0 to 100 (more is a config error); 0 = the count alone. Default 50.
     pub invalid_percent: u32,
 }
 
@@ -442,6 +442,15 @@ impl Config {
         if self.pool_reply_timeout == 0 {
             return Err(invalid("pool-reply-timeout", "must be at least 1 second"));
         }
+        if self.rate_limit.invalid_percent > 100 {
+            return Err(invalid(
+                "rate-limit.invalid-percent",
+                format!(
+                    "{} is not a percentage (0 to 100)",
+                    self.rate_limit.invalid_percent
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -523,6 +532,17 @@ mod tests {
             (5, 80)
         );
         assert_eq!(c.rate_limit.max_connections_per_minute, 0);
+        let err = Config::from_json(
+            r#"{"bind":["127.0.0.1:0"],"pools":[{"url":"a:1"}],"rate-limit":{"invalid-percent":150}}"#,
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("rate-limit.invalid-percent") && err.contains("150"),
+            "{err}"
+        );
     }
 
     #[test]
