@@ -191,7 +191,8 @@ pub struct RateLimit {
     /// Per-miner protection (issue 10 item 5): a miner is disconnected (and its IP banned for
     /// `ban-duration`) once its invalid shares on one connection reach this count and make at
     /// least [`RateLimit::invalid_percent`] % of its shares. Invalid: refused by the proxy
-    /// (RFC §6.2 checks, duplicates) or by the pool. 0 = off. Default 50.
+    /// (RFC §6.2 checks, duplicates; not `Invalid job id`, stale work) or by the pool. 0 =
+    /// off. Default 50.
     pub invalid_shares: u32,
     /// The share of invalid shares, in percent of the miner's answered shares (accepted,
     /// locally accepted, invalid), at or above which [`RateLimit::invalid_shares`] applies:

@@ -19,6 +19,9 @@ use crate::ratelimit::{invalid_share_limit_reached, RateLimiter};
 use crate::stats::Stats;
 use crate::workers::Workers;
 
+/// The refusal of a share for a job the upstream does not have (RFC §8.2).
+pub(crate) const STALE_JOB: &str = "Invalid job id";
+
 /// The consumers of proxy events.
 pub(crate) struct Events {
     pub(crate) stats: Stats,
@@ -212,8 +215,10 @@ impl Events {
     }
 
     /// The proxy refused a share before the pool saw it (RFC §6.2 checks, duplicates).
-    /// Counted against the miner: call it after answering the share, as it may cut the
-    /// miner off.
+    /// Counted against the miner (call it after answering the share, as it may cut the miner
+    /// off), except `Invalid job id`: work on a job the upstream no longer has is stale, what
+    /// honest miners send after a job change or while a pool is away, and never reaches a
+    /// pool.
     pub(crate) fn invalid(&self, miner: &Arc<Miner>, reason: &str) {
         self.stats.invalid.fetch_add(1, Relaxed);
         self.workers.invalid(miner);
@@ -221,7 +226,9 @@ impl Events {
             self.share_log
                 .write(reject_line(&Self::user(miner), reason));
         }
-        self.tally(miner, false);
+        if reason != STALE_JOB {
+            self.tally(miner, false);
+        }
     }
 }
 

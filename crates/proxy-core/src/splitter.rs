@@ -272,7 +272,7 @@ impl Mapper {
         };
         let Some(info) = info else {
             drop(st);
-            return refuse("Invalid job id");
+            return refuse(crate::events::STALE_JOB);
         };
         if let Some(fb) = fixed_byte {
             if nonce_split::nonce_fixed_byte(nonce) != fb {

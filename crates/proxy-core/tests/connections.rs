@@ -60,11 +60,7 @@ async fn a_login_sent_one_byte_at_a_time_is_answered() {
 #[tokio::test]
 async fn hundreds_of_lines_in_one_write_are_all_answered_in_order() {
     let pool = MockPool::start(make_job(1, 100)).await.unwrap();
-    // 300 invalid shares: without the invalid-share rule (`rate-limit.invalid-shares`),
-    // which would cut this miner off after 50.
-    let mut config = config(&pool);
-    config.rate_limit.invalid_shares = 0;
-    let proxy = Proxy::start(config).await.unwrap();
+    let proxy = Proxy::start(config(&pool)).await.unwrap();
     let mut m = TestMiner::connect(proxy.local_addrs()[0]).await.unwrap();
     m.login("wallet").await.unwrap();
     let session = m.session.clone().unwrap();
