@@ -36,9 +36,9 @@ pub const EMPTY_MAPPER_TTL: Duration = Duration::from_secs(60);
 
 /// Nonces remembered per upstream job and kind (forwarded, answered locally) to refuse
 /// duplicate shares: the latest 2048 of each kind always, at most 4096 (48 KB of heap at
-/// most, measured after a million distinct nonces), see [`SeenShares`]. An upstream keeps two
-/// jobs (current and previous), so at most 4 × 4096 nonces (under 200 KB), whatever its
-/// miners send.
+/// most, measured after a million distinct nonces), see [`nonce_split::SeenNonces`]. An
+/// upstream keeps two jobs (current and previous), so at most 4 × 4096 nonces (under
+/// 200 KB), whatever its miners send.
 pub const SEEN_NONCES_PER_JOB: usize = 4096;
 
 /// The error a repeated share (same job, same nonce) is answered with; it is not forwarded.
