@@ -11,6 +11,8 @@
 //!   connection (go-proxy RFC §8.3): which miner owns which fixed byte, which
 //!   slots were released and may not be handed out again yet, and the current
 //!   and previous upstream job ids used to classify submitted shares;
+//! * [`SeenNonces`], a bounded memory of the nonces submitted for one job,
+//!   to refuse duplicate shares;
 //! * [`nonce_fixed_byte`], which reads the fixed byte out of a submitted
 //!   nonce. (Writing it into a job's blob, and parsing hex, is wire work:
 //!   `stratum_proto::job::patch_fixed_byte` and `stratum_proto::parse_nonce`.)
@@ -87,6 +89,10 @@
 //! assert_eq!(storage.slot(a), Slot::Free);
 //! assert_eq!(storage.job_match("job-1"), JobMatch::Previous);
 //! ```
+
+mod seen;
+
+pub use seen::SeenNonces;
 
 /// Identifier of a miner connection, unique per process, never 0.
 ///

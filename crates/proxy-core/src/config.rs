@@ -234,15 +234,37 @@ impl Default for HttpConfig {
 
 /// Per-IP connection rate limit (RFC §4 `RateLimit`, §17); enforced by
 /// [`crate::ratelimit::RateLimiter`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", default)]
 pub struct RateLimit {
     /// New connections per minute per IP: a token bucket of this size refilled at this rate
     /// per minute; 0 = no limit.
     pub max_connections_per_minute: u32,
     /// Seconds an IP is banned (every connection refused) after a connection found its bucket
-    /// empty; 0 = no ban, connections are refused only while the bucket is empty.
+    /// empty, or after one of its miners was cut off for invalid shares; 0 = no ban,
+    /// connections are refused only while the bucket is empty.
     pub ban_duration: u64,
+    /// Per-miner protection (issue 10 item 5): a miner is disconnected (and its IP banned for
+    /// `ban-duration`) once its invalid shares on one connection reach this count and make at
+    /// least [`RateLimit::invalid_percent`] % of its shares. Invalid: refused by the proxy
+    /// (RFC §6.2 checks, duplicates; not `Invalid job id`, stale work) or by the pool. 0 =
+    /// off. Default 50.
+    pub invalid_shares: u32,
+    /// The share of invalid shares, in percent of the miner's answered shares (accepted,
+    /// locally accepted, invalid), at or above which [`RateLimit::invalid_shares`] applies:
+    /// 0 to 100 (more is a config error); 0 = the count alone. Default 50.
+    pub invalid_percent: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self {
+            max_connections_per_minute: 0,
+            ban_duration: 0,
+            invalid_shares: 50,
+            invalid_percent: 50,
+        }
+    }
 }
 
 /// Which login field names a worker (RFC §13). xmrig-proxy's `true`/`false` are accepted as
@@ -311,6 +333,10 @@ pub struct Config {
     pub access_password: Option<String>,
     /// Difficulty for every miner without a `+N` login suffix; 0 = the pool's.
     pub custom_diff: u64,
+    /// The lowest custom difficulty served (issue 10 item 4): a `+N` login suffix or a
+    /// `custom-diff` below it is raised to it. Default 100, xmrig-proxy's fixed floor; 0 or 1
+    /// = no floor.
+    pub custom_diff_min: u64,
     /// Report stats per custom difficulty.
     pub custom_diff_stats: bool,
     /// Algorithm extension: jobs carry `algo`, submits are checked against it.
@@ -355,6 +381,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             access_password: None,
             custom_diff: 0,
+            custom_diff_min: DEFAULT_CUSTOM_DIFF_MIN,
             custom_diff_stats: false,
             algo_ext: true,
             workers: WorkersMode::RigId,
@@ -373,6 +400,9 @@ impl Default for Config {
         }
     }
 }
+
+/// Default of `custom-diff-min`: xmrig-proxy's floor for custom difficulty.
+pub const DEFAULT_CUSTOM_DIFF_MIN: u64 = 100;
 
 /// xmrig-proxy keys that are accepted silently because they have no meaning here or are
 /// covered by other settings.
@@ -471,7 +501,26 @@ impl Config {
         if self.pool_reply_timeout == 0 {
             return Err(invalid("pool-reply-timeout", "must be at least 1 second"));
         }
+        if self.rate_limit.invalid_percent > 100 {
+            return Err(invalid(
+                "rate-limit.invalid-percent",
+                format!(
+                    "{} is not a percentage (0 to 100)",
+                    self.rate_limit.invalid_percent
+                ),
+            ));
+        }
         Ok(())
+    }
+
+    /// The difficulty a miner is served at for a custom difficulty `requested` (login suffix
+    /// or `custom-diff`; 0 = none): raised to `custom-diff-min`, 0 stays 0 (the pool's).
+    pub fn custom_diff_for(&self, requested: u64) -> u64 {
+        if requested == 0 {
+            0
+        } else {
+            requested.max(self.custom_diff_min)
+        }
     }
 
     /// The access password, when one is set and non-empty.
@@ -510,6 +559,49 @@ mod tests {
         assert_eq!(c.rate_limit.max_connections_per_minute, 30);
         assert_eq!(c.access_password(), None);
         assert!(c.unknown_keys.is_empty());
+    }
+
+    #[test]
+    fn custom_difficulty_has_a_floor_of_100_by_default() {
+        let c = Config::default();
+        assert_eq!(c.custom_diff_min, 100);
+        assert_eq!(c.custom_diff_for(1), 100, "WALLET+1 is served at the floor");
+        assert_eq!(c.custom_diff_for(99), 100);
+        assert_eq!(c.custom_diff_for(250), 250);
+        assert_eq!(c.custom_diff_for(0), 0, "no custom difficulty stays none");
+        let c = Config::from_json(r#"{"custom-diff-min": 5000}"#).unwrap();
+        assert_eq!(c.custom_diff_for(300), 5000);
+        let c = Config::from_json(r#"{"custom-diff-min": 0}"#).unwrap();
+        assert_eq!(c.custom_diff_for(1), 1, "0 = no floor");
+    }
+
+    #[test]
+    fn invalid_share_protection_defaults_and_keys() {
+        let c = Config::default();
+        assert_eq!(
+            (c.rate_limit.invalid_shares, c.rate_limit.invalid_percent),
+            (50, 50)
+        );
+        let c = Config::from_json(
+            r#"{"rate-limit": {"ban-duration": 60, "invalid-shares": 5, "invalid-percent": 80}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.rate_limit.invalid_shares, c.rate_limit.invalid_percent),
+            (5, 80)
+        );
+        assert_eq!(c.rate_limit.max_connections_per_minute, 0);
+        let err = Config::from_json(
+            r#"{"bind":["127.0.0.1:0"],"pools":[{"url":"a:1"}],"rate-limit":{"invalid-percent":150}}"#,
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("rate-limit.invalid-percent") && err.contains("150"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -749,6 +749,21 @@ impl Miner {
         }
     }
 
+    /// Closes the miner from outside its dispatcher, as a write failure does: marks the
+    /// connection failed with `why` and wakes the miner, whose dispatcher closes it (what was
+    /// written already has gone out; what waits in the outbox is dropped). False when it is
+    /// closed or failed already, so a caller acts once.
+    pub(crate) fn fail(self: &Arc<Self>, why: &'static str) -> bool {
+        let mut c = self.conn();
+        if c.is_closed() || c.failed.is_some() {
+            return false;
+        }
+        c.failed = Some(why);
+        drop(c);
+        self.wake_by_ref();
+        true
+    }
+
     /// Queues one line (see [`Miner::send`]).
     pub(crate) fn send_line(self: &Arc<Self>, line: Vec<u8>) -> bool {
         self.send(&[Bytes::from(line)])

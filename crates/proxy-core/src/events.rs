@@ -7,14 +7,20 @@
 //! The stats clock starts here: [`Events::now`] is the whole seconds since the events were
 //! created (the proxy's start), the time base of every hashrate window.
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
+use crate::config::RateLimit;
 use crate::logs::{accept_line, close_line, connect_line, reject_line, LineLog};
 use crate::miner::Miner;
+use crate::ratelimit::{invalid_share_limit_reached, RateLimiter};
 use crate::stats::Stats;
 use crate::workers::Workers;
+
+/// The refusal of a share for a job the upstream does not have (RFC §8.2).
+pub(crate) const STALE_JOB: &str = "Invalid job id";
 
 /// The consumers of proxy events.
 pub(crate) struct Events {
@@ -28,6 +34,12 @@ pub(crate) struct Events {
     custom_diff_stats: AtomicBool,
     access_log: LineLog,
     share_log: LineLog,
+    /// Connection limit and bans (`rate-limit`); bans the IP of a miner cut off for invalid
+    /// shares. Shared with the accept loops.
+    pub(crate) rate_limiter: Arc<RateLimiter>,
+    /// `rate-limit.invalid-shares` and `invalid-percent` of the running config.
+    invalid_shares: AtomicU32,
+    invalid_percent: AtomicU32,
 }
 
 impl Events {
@@ -42,6 +54,9 @@ impl Events {
             custom_diff_stats: AtomicBool::new(false),
             access_log: LineLog::default(),
             share_log: LineLog::default(),
+            rate_limiter: Arc::new(RateLimiter::new(&config.rate_limit)),
+            invalid_shares: AtomicU32::new(0),
+            invalid_percent: AtomicU32::new(0),
         };
         e.apply_config(config);
         e
@@ -54,6 +69,46 @@ impl Events {
         self.workers.set_mode(config.workers);
         self.custom_diff_stats
             .store(config.custom_diff_stats, Relaxed);
+        self.invalid_shares
+            .store(config.rate_limit.invalid_shares, Relaxed);
+        self.invalid_percent
+            .store(config.rate_limit.invalid_percent, Relaxed);
+    }
+
+    /// Counts an answered share of `miner`; an invalid one may cut the miner off: once its
+    /// invalid shares pass `rate-limit.invalid-shares` and `invalid-percent`
+    /// ([`invalid_share_limit_reached`]) it is disconnected, its IP banned for `ban-duration`
+    /// (when not 0), and one WARN line says so (its login escaped, as `Debug` writes it).
+    fn tally(&self, miner: &Arc<Miner>, valid: bool) {
+        let t = {
+            let mut st = miner.state();
+            st.tally.count(valid);
+            st.tally
+        };
+        let rule = RateLimit {
+            invalid_shares: self.invalid_shares.load(Relaxed),
+            invalid_percent: self.invalid_percent.load(Relaxed),
+            ..RateLimit::default()
+        };
+        if valid
+            || !invalid_share_limit_reached(&rule, u64::from(t.valid), u64::from(t.invalid))
+            || !miner.fail("too many invalid shares")
+        {
+            return;
+        }
+        let ban = self.rate_limiter.ban(miner.peer.ip());
+        tracing::warn!(
+            miner = miner.id,
+            ip = %miner.peer.ip(),
+            user = ?Self::user(miner),
+            invalid = t.invalid,
+            valid = t.valid,
+            "too many invalid shares: miner disconnected, {}",
+            ban.map_or_else(
+                || "IP not banned (rate-limit.ban-duration is 0)".to_string(),
+                |d| format!("IP banned for {} s", d.as_secs())
+            )
+        );
     }
 
     /// Shutdown: the access and share logs write what is queued and close (up to `limit`
@@ -123,7 +178,7 @@ impl Events {
     /// the pool's reply time.
     pub(crate) fn accept(
         &self,
-        miner: &Miner,
+        miner: &Arc<Miner>,
         difficulty: u64,
         share_difficulty: u64,
         latency: Duration,
@@ -136,14 +191,16 @@ impl Events {
             self.share_log
                 .write(accept_line(&Self::user(miner), difficulty, latency));
         }
+        self.tally(miner, true);
     }
 
     /// The proxy accepted a share itself (custom difficulty, RFC §14): it met the miner's
     /// lowered target of `difficulty` but not the pool's, was answered OK and not forwarded.
     /// Counted in [`Stats::custom_accepted`]; with `custom-diff-stats` also as an accepted
     /// share of `difficulty` (hashes, hashrate windows, the miner's worker).
-    pub(crate) fn accept_local(&self, miner: &Miner, difficulty: u64) {
+    pub(crate) fn accept_local(&self, miner: &Arc<Miner>, difficulty: u64) {
         self.stats.custom_accepted.fetch_add(1, Relaxed);
+        self.tally(miner, true);
         if self.custom_diff_stats.load(Relaxed) {
             let now = self.now();
             self.stats.on_accept(now, difficulty, None, None);
@@ -161,13 +218,28 @@ impl Events {
         }
     }
 
-    /// The proxy refused a share before the pool saw it (RFC §6.2 checks).
-    pub(crate) fn invalid(&self, miner: &Miner, reason: &str) {
+    /// The pool refused a share: its verdict on the miner's work (not a lost connection or a
+    /// timeout, which are [`Events::reject`] alone). Counted against the miner like an
+    /// invalid share.
+    pub(crate) fn pool_rejected(&self, miner: &Arc<Miner>, reason: &str) {
+        self.reject(miner, reason);
+        self.tally(miner, false);
+    }
+
+    /// The proxy refused a share before the pool saw it (RFC §6.2 checks, duplicates).
+    /// Counted against the miner (call it after answering the share, as it may cut the miner
+    /// off), except `Invalid job id`: work on a job the upstream no longer has is stale, what
+    /// honest miners send after a job change or while a pool is away, and never reaches a
+    /// pool.
+    pub(crate) fn invalid(&self, miner: &Arc<Miner>, reason: &str) {
         self.stats.invalid.fetch_add(1, Relaxed);
         self.workers.invalid(miner);
         if self.share_log.is_on() {
             self.share_log
                 .write(reject_line(&Self::user(miner), reason));
+        }
+        if reason != STALE_JOB {
+            self.tally(miner, false);
         }
     }
 }
@@ -177,8 +249,8 @@ mod tests {
     use super::*;
     use crate::miner::{LoginInfo, MinerPhase};
 
-    fn logged_in_miner() -> Miner {
-        let m = Miner::detached(1, ([127, 0, 0, 1], 5000).into());
+    fn logged_in_miner() -> Arc<Miner> {
+        let m = Arc::new(Miner::detached(1, ([127, 0, 0, 1], 5000).into()));
         {
             let mut st = m.state();
             st.login = Some(Box::new(LoginInfo {

@@ -35,6 +35,7 @@ pub mod miner;
 mod monitor;
 pub mod ratelimit;
 mod reload;
+mod seen;
 mod splitter;
 pub mod stats;
 pub mod tls;
@@ -46,7 +47,9 @@ pub use miner::{LoginInfo, Miner, MinerId, MinerPhase};
 pub use monitor::{MinerSnapshot, UpstreamInfo};
 pub use pool_client::UpstreamState;
 pub use reload::{ReloadOutcome, WATCH_INTERVAL};
-pub use splitter::{UpstreamCounts, EMPTY_MAPPER_TTL, NICEHASH_SLOTS};
+pub use splitter::{
+    UpstreamCounts, DUPLICATE_SHARE, EMPTY_MAPPER_TTL, NICEHASH_SLOTS, SEEN_NONCES_PER_JOB,
+};
 pub use stats::{LatencyHistogram, Stats, StatsSnapshot, StatsSummary};
 pub use workers::{WorkerSummary, WorkersSnapshot};
 
@@ -85,7 +88,7 @@ pub(crate) struct Shared {
     pub(crate) config_path: std::sync::OnceLock<std::path::PathBuf>,
     /// Per-IP connection limit (`rate-limit`), checked by every accept loop; apply a new
     /// config with [`ratelimit::RateLimiter::reconfigure`].
-    pub(crate) rate_limiter: ratelimit::RateLimiter,
+    pub(crate) rate_limiter: Arc<ratelimit::RateLimiter>,
     miners: Mutex<HashMap<MinerId, Arc<MinerT>>>,
     pub(crate) next_miner_id: AtomicU64,
     /// The ready queues of the tasks that serve miner sockets.
@@ -151,8 +154,8 @@ impl Proxy {
                 acceptor.clone(),
             ));
         }
-        let rate_limiter = ratelimit::RateLimiter::new(&config.rate_limit);
         let events = Arc::new(Events::new(&config));
+        let rate_limiter = events.rate_limiter.clone();
         let limit = miner_limit(config.mode);
         tracing::info!("room for {limit} miners (open-file limit)");
         let config = Arc::new(ArcSwap::from_pointee(config));

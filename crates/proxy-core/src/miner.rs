@@ -67,6 +67,32 @@ pub(crate) struct MinerState {
     pub(crate) diff: u64,
     /// Custom difficulty from the login suffix or `custom-diff`; 0 = the pool's (RFC §14).
     pub(crate) custom_diff: u64,
+    /// Shares answered on this connection, for the invalid-share rule (`Events`).
+    pub(crate) tally: ShareTally,
+}
+
+/// A connection's answered shares: accepted (by the pool or locally) and invalid (refused
+/// by the proxy or the pool). When a count reaches `u16::MAX` both are halved, which keeps
+/// their ratio (and 4 bytes per miner).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ShareTally {
+    pub(crate) valid: u16,
+    pub(crate) invalid: u16,
+}
+
+impl ShareTally {
+    /// Counts one share.
+    pub(crate) fn count(&mut self, valid: bool) {
+        if self.valid == u16::MAX || self.invalid == u16::MAX {
+            self.valid /= 2;
+            self.invalid /= 2;
+        }
+        if valid {
+            self.valid += 1;
+        } else {
+            self.invalid += 1;
+        }
+    }
 }
 
 /// One miner connection: its protocol state and its socket, shared between the dispatcher
@@ -117,6 +143,7 @@ impl Miner {
                 login_id: None,
                 diff: 0,
                 custom_diff: 0,
+                tally: ShareTally::default(),
             }),
             conn: Mutex::new(conn),
             queued: AtomicBool::new(false),
@@ -211,11 +238,12 @@ impl Miner {
             }
         }
         let (user, custom_diff) = split_custom_diff(&p.login);
-        let custom_diff = if custom_diff > 0 {
+        // A custom difficulty below `custom-diff-min` is served at the floor (issue 10 item 4).
+        let custom_diff = config.custom_diff_for(if custom_diff > 0 {
             custom_diff
         } else {
             config.custom_diff
-        };
+        });
         let strings = &shared.strings;
         {
             let mut st = self.state();
@@ -265,9 +293,10 @@ impl Miner {
             self.reply_error(&id, "Unauthenticated");
             return;
         };
+        // Answered first: the count may cut the miner off (see `Events::invalid`).
         let refuse = |message: &str| {
-            shared.events.invalid(self, message);
             self.reply_error(&id, message);
+            shared.events.invalid(self, message);
         };
         if p.job_id.is_empty() {
             return refuse("Missing job id");
@@ -330,7 +359,18 @@ fn session_matches(session: Option<Uuid>, given: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::split_custom_diff;
+    use super::{split_custom_diff, ShareTally};
+
+    #[test]
+    fn the_share_tally_halves_at_its_limit_and_keeps_the_ratio() {
+        let mut t = ShareTally::default();
+        for i in 0..200_000u32 {
+            t.count(i % 4 != 0);
+        }
+        assert!(t.valid >= u16::MAX / 2, "{t:?}");
+        let ratio = f64::from(t.invalid) / (f64::from(t.valid) + f64::from(t.invalid));
+        assert!((ratio - 0.25).abs() < 0.01, "{t:?}");
+    }
 
     #[test]
     fn custom_diff_suffix() {

@@ -7,6 +7,12 @@
 //! many seconds, whatever its bucket holds. `max-connections-per-minute: 0` turns the limiter
 //! off.
 //!
+//! The same ban table serves the per-miner protection (issue 10 item 5): a miner whose
+//! invalid shares pass `rate-limit.invalid-shares` and `invalid-percent`
+//! ([`invalid_share_limit_reached`]) is disconnected and its IP banned with
+//! [`RateLimiter::ban`] for `ban-duration`, so that one miner cannot get the proxy's shared
+//! pool login banned. Bans work whether or not connections are limited.
+//!
 //! The accept loop asks [`RateLimiter::check`] right after `accept`, before any byte is read,
 //! and drops refused sockets at once. [`RateLimiter::reconfigure`] changes the limits of a
 //! running proxy; [`RateLimiter::housekeep`], called periodically, forgets IPs whose bucket is
@@ -66,7 +72,8 @@ type Buckets<C> = governor::RateLimiter<
 /// The limiter for one setting of `rate-limit`.
 struct Inner<C: Clock> {
     settings: RateLimit,
-    buckets: Buckets<C>,
+    /// `None` when connections are not limited (only bans apply).
+    buckets: Option<Buckets<C>>,
     ban: Duration,
     /// Banned IPs and the end of their ban.
     bans: Mutex<HashMap<IpAddr, C::Instant>>,
@@ -76,7 +83,7 @@ struct Inner<C: Clock> {
 /// synchronised). Generic over the clock so tests can move time.
 pub struct RateLimiter<C: Clock + Clone = MonotonicClock> {
     clock: C,
-    /// `None` while limiting is off.
+    /// `None` while there is neither a limit nor a ban.
     inner: ArcSwapOption<Inner<C>>,
 }
 
@@ -108,16 +115,30 @@ impl<C: Clock + Clone> RateLimiter<C> {
     }
 
     fn build(settings: &RateLimit, clock: &C) -> Option<Arc<Inner<C>>> {
-        let per_minute = NonZeroU32::new(settings.max_connections_per_minute)?;
+        let per_minute = NonZeroU32::new(settings.max_connections_per_minute);
+        let ban = Duration::from_secs(settings.ban_duration).min(MAX_BAN);
+        if per_minute.is_none() && ban.is_zero() {
+            return None;
+        }
         Some(Arc::new(Inner {
             settings: settings.clone(),
-            buckets: governor::RateLimiter::dashmap_with_clock(
-                Quota::per_minute(per_minute),
-                clock.clone(),
-            ),
-            ban: Duration::from_secs(settings.ban_duration).min(MAX_BAN),
+            buckets: per_minute.map(|n| {
+                governor::RateLimiter::dashmap_with_clock(Quota::per_minute(n), clock.clone())
+            }),
+            ban,
             bans: Mutex::new(HashMap::new()),
         }))
+    }
+
+    /// Bans `ip` for `ban-duration` from now (a miner of it was cut off for invalid shares):
+    /// its new connections are refused until then; connections already open stay. Returns
+    /// the ban's length, `None` when `ban-duration` is 0 (nothing is banned).
+    pub fn ban(&self, ip: IpAddr) -> Option<Duration> {
+        let guard = self.inner.load();
+        let inner = guard.as_ref().filter(|i| !i.ban.is_zero())?;
+        let until = self.clock.now() + Nanos::from(inner.ban);
+        lock(&inner.bans).insert(ip.to_canonical(), until);
+        Some(inner.ban)
     }
 
     /// The settings in force.
@@ -148,7 +169,10 @@ impl<C: Clock + Clone> RateLimiter<C> {
                 None => {}
             }
         }
-        if inner.buckets.check_key(&ip).is_ok() {
+        let Some(buckets) = inner.buckets.as_ref() else {
+            return Decision::Allow;
+        };
+        if buckets.check_key(&ip).is_ok() {
             return Decision::Allow;
         }
         if inner.ban.is_zero() {
@@ -173,11 +197,16 @@ impl<C: Clock + Clone> RateLimiter<C> {
     /// Applies new settings to the running limiter (config reload). Same settings: nothing
     /// changes. Otherwise every bucket starts full again under the new rate; bans in force
     /// stay, shortened to the new `ban-duration` from now when that is shorter, and are lifted
-    /// when the new settings have no ban or no limit.
+    /// when the new settings have no ban. (The invalid-share keys are not the limiter's: a
+    /// change of only those changes nothing here.)
     pub fn reconfigure(&self, settings: &RateLimit) {
         let old = self.inner.load_full();
-        if old.as_ref().map(|i| &i.settings) == Some(settings)
-            || (old.is_none() && settings.max_connections_per_minute == 0)
+        let same = |a: &RateLimit| {
+            a.max_connections_per_minute == settings.max_connections_per_minute
+                && a.ban_duration == settings.ban_duration
+        };
+        if old.as_ref().is_some_and(|i| same(&i.settings))
+            || (old.is_none() && same(&RateLimit::default()))
         {
             return;
         }
@@ -209,8 +238,10 @@ impl<C: Clock + Clone> RateLimiter<C> {
         let Some(inner) = guard.as_ref() else {
             return;
         };
-        inner.buckets.retain_recent();
-        inner.buckets.shrink_to_fit();
+        if let Some(buckets) = inner.buckets.as_ref() {
+            buckets.retain_recent();
+            buckets.shrink_to_fit();
+        }
         let now = self.clock.now();
         let mut bans = lock(&inner.bans);
         bans.retain(|_, until| now < *until);
@@ -225,8 +256,20 @@ impl<C: Clock + Clone> RateLimiter<C> {
             return 0;
         };
         let bans = lock(&inner.bans);
-        inner.buckets.len() + bans.len()
+        inner.buckets.as_ref().map_or(0, |b| b.len()) + bans.len()
     }
+}
+
+/// The per-miner protection's rule (issue 10 item 5, config `rate-limit.invalid-shares` and
+/// `invalid-percent`): true when a miner with `valid` and `invalid` answered shares on its
+/// connection is to be cut off: `invalid-shares` is not 0, `invalid >= invalid-shares`, and
+/// `invalid` is at least `invalid-percent` % of `valid + invalid`. Pure; called on each
+/// invalid share.
+pub fn invalid_share_limit_reached(settings: &RateLimit, valid: u64, invalid: u64) -> bool {
+    settings.invalid_shares > 0
+        && invalid >= u64::from(settings.invalid_shares)
+        && u128::from(invalid) * 100
+            >= u128::from(settings.invalid_percent) * (u128::from(valid) + u128::from(invalid))
 }
 
 #[cfg(test)]
@@ -237,6 +280,7 @@ mod tests {
         RateLimit {
             max_connections_per_minute: per_minute,
             ban_duration: ban,
+            ..RateLimit::default()
         }
     }
 
@@ -335,11 +379,65 @@ mod tests {
             assert!(rl.check(a).is_allowed());
         }
         assert_eq!(rl.check(a), Decision::Ban(Duration::from_secs(30)));
-        // Off again: everything is allowed and forgotten.
+        // No limit but a ban: the ban in force stays.
         rl.reconfigure(&limits(0, 30));
+        assert!(rl.is_banned(a));
+        assert_eq!(rl.check(a), Decision::Refuse);
+        // Off again: everything is allowed and forgotten.
+        rl.reconfigure(&limits(0, 0));
         assert!(rl.check(a).is_allowed());
         assert!(!rl.is_banned(a));
         assert_eq!(rl.tracked_ips(), 0);
+    }
+
+    #[test]
+    fn a_ban_for_invalid_shares_works_without_a_connection_limit_and_ends_on_time() {
+        let clock = FakeRelativeClock::default();
+        let rl = RateLimiter::with_clock(&limits(0, 120), clock.clone());
+        let a = ip("::ffff:10.0.0.9");
+        assert!(rl.check(a).is_allowed(), "no connection limit");
+        assert_eq!(rl.ban(a), Some(Duration::from_secs(120)));
+        assert_eq!(rl.check(ip("10.0.0.9")), Decision::Refuse, "mapped = IPv4");
+        assert!(rl.check(ip("10.0.0.8")).is_allowed(), "only that IP");
+        clock.advance(Duration::from_secs(119));
+        assert_eq!(rl.check(a), Decision::Refuse);
+        clock.advance(Duration::from_secs(1));
+        assert!(rl.check(a).is_allowed(), "the ban ends after ban-duration");
+        // Without a ban-duration nothing is banned.
+        let rl = RateLimiter::with_clock(&limits(0, 0), clock.clone());
+        assert_eq!(rl.ban(a), None);
+        assert!(rl.check(a).is_allowed());
+    }
+
+    #[test]
+    fn the_invalid_share_rule_needs_both_the_count_and_the_ratio() {
+        let s = RateLimit {
+            invalid_shares: 10,
+            invalid_percent: 50,
+            ..RateLimit::default()
+        };
+        assert!(!invalid_share_limit_reached(&s, 0, 9), "count not reached");
+        assert!(invalid_share_limit_reached(&s, 0, 10));
+        assert!(invalid_share_limit_reached(&s, 10, 10), "exactly 50 %");
+        assert!(!invalid_share_limit_reached(&s, 11, 10), "below 50 %");
+        assert!(
+            !invalid_share_limit_reached(&s, 1000, 100),
+            "an honest miner with 9 % stale shares"
+        );
+        let off = RateLimit {
+            invalid_shares: 0,
+            ..s.clone()
+        };
+        assert!(!invalid_share_limit_reached(&off, 0, 1_000_000), "0 = off");
+        let never = RateLimit {
+            invalid_percent: 101,
+            ..s
+        };
+        assert!(!invalid_share_limit_reached(&never, 0, 1_000_000));
+        assert!(
+            invalid_share_limit_reached(&RateLimit::default(), u64::MAX / 2, u64::MAX / 2),
+            "no overflow"
+        );
     }
 
     #[test]

@@ -26,12 +26,23 @@ use crate::events::Events;
 use crate::fanout::{way_of, Fanout};
 use crate::lock;
 use crate::miner::{Miner, MinerPhase, SubmittedShare};
+use crate::seen::SeenShares;
 
 /// NiceHash: miners per upstream connection (one per value of the fixed byte).
 pub const NICEHASH_SLOTS: usize = 256;
 
 /// How long an empty NiceHash mapper is kept before its pool connection is closed.
 pub const EMPTY_MAPPER_TTL: Duration = Duration::from_secs(60);
+
+/// Nonces remembered per upstream job and kind (forwarded, answered locally) to refuse
+/// duplicate shares: the latest 2048 of each kind always, at most 4096 (48 KB of heap at
+/// most, measured after a million distinct nonces), see [`nonce_split::SeenNonces`]. An
+/// upstream keeps two jobs (current and previous), so at most 4 × 4096 nonces (under
+/// 200 KB), whatever its miners send.
+pub const SEEN_NONCES_PER_JOB: usize = 4096;
+
+/// The error a repeated share (same job, same nonce) is answered with; it is not forwarded.
+pub const DUPLICATE_SHARE: &str = "Duplicate share";
 
 /// Where a logged-in miner's shares go.
 #[derive(Clone)]
@@ -65,6 +76,9 @@ struct JobInfo {
     /// The `job` notification at each custom difficulty in use (RFC §14), encoded on first
     /// use.
     custom_lines: Mutex<HashMap<u64, JobLine>>,
+    /// The nonces submitted for this job; ends with the job (when it leaves current and
+    /// previous).
+    seen: Mutex<SeenShares>,
 }
 
 impl JobInfo {
@@ -74,6 +88,22 @@ impl JobInfo {
             line: JobLine::new(&job),
             job,
             custom_lines: Mutex::new(HashMap::new()),
+            seen: Mutex::new(SeenShares::new(SEEN_NONCES_PER_JOB)),
+        }
+    }
+
+    /// Remembers a share's nonce for this job; false for a duplicate (see [`SeenShares`]).
+    fn remember(&self, nonce: [u8; 4], local: bool) -> bool {
+        lock(&self.seen).remember(nonce, local)
+    }
+
+    /// Takes over the nonces seen for `old` when it is the same job again (a pool that
+    /// resends a job id, e.g. with a new target): the work is the same, so are duplicates.
+    fn inherit_seen(&self, old: &JobInfo) {
+        if old.job.job_id == self.job.job_id && old.job.blob == self.job.blob {
+            let taken =
+                std::mem::replace(&mut *lock(&old.seen), SeenShares::new(SEEN_NONCES_PER_JOB));
+            *lock(&self.seen) = taken;
         }
     }
 
@@ -229,9 +259,10 @@ impl Mapper {
             share_diff,
             custom_diff,
         } = share;
+        // Answered first: the count may cut the miner off (see `Events::invalid`).
         let refuse = |message: &str| {
-            self.events.invalid(miner, message);
             miner.reply(&id, Err(message));
+            self.events.invalid(miner, message);
         };
         let mut st = self.st();
         let (info, expired) = match st.storage.job_match(&p.job_id) {
@@ -241,7 +272,7 @@ impl Mapper {
         };
         let Some(info) = info else {
             drop(st);
-            return refuse("Invalid job id");
+            return refuse(crate::events::STALE_JOB);
         };
         if let Some(fb) = fixed_byte {
             if nonce_split::nonce_fixed_byte(nonce) != fb {
@@ -260,6 +291,12 @@ impl Mapper {
         if share_diff < difficulty {
             drop(st);
             return refuse("Low difficulty share");
+        }
+        // A repeat of a share already answered (same job, same nonce) is refused and never
+        // forwarded, local or not (issue 10 item 3).
+        if !info.remember(nonce, share_diff < pool_difficulty) {
+            drop(st);
+            return refuse(DUPLICATE_SHARE);
         }
         if share_diff < pool_difficulty {
             // Met the miner's lowered target but not the pool's: answered here, never
@@ -387,6 +424,9 @@ impl UpstreamListener for Mapper {
             st.session = session;
             st.storage.set_job(&info.job.job_id, same_pool);
             let old = st.job.replace(info.clone());
+            if let Some(old) = old.as_deref().filter(|_| same_pool) {
+                info.inherit_seen(old);
+            }
             st.prev = if same_pool { old } else { None };
             for (slot, m) in st.miners.iter().enumerate() {
                 if let Some(m) = m {
@@ -436,7 +476,12 @@ impl UpstreamListener for Mapper {
                 let reason = e.to_string();
                 tracing::debug!(miner = p.miner.id, ?reason, "share rejected");
                 p.miner.reply(&p.id, Err(&reason));
-                self.events.reject(&p.miner, &reason);
+                if matches!(e, ShareError::Rejected(_)) {
+                    // The pool's verdict on the miner's work counts against the miner.
+                    self.events.pool_rejected(&p.miner, &reason);
+                } else {
+                    self.events.reject(&p.miner, &reason);
+                }
             }
         }
     }

@@ -19,6 +19,7 @@ fn config(pool: &MockPool, per_minute: u32, ban: u64) -> Config {
         rate_limit: RateLimit {
             max_connections_per_minute: per_minute,
             ban_duration: ban,
+            ..RateLimit::default()
         },
         ..common::local_config(&[pool.addr()])
     }

@@ -1,0 +1,107 @@
+//! A bounded memory of the nonces submitted for one job, to refuse duplicate shares.
+
+use std::collections::BTreeSet;
+
+/// The nonces submitted for one job, remembered within a fixed bound.
+///
+/// A share is identified by its job and its 4-byte nonce: in NiceHash mode the nonce
+/// carries the miner's fixed byte (blob byte 42), so two miners on one upstream never
+/// share a nonce, and in simple mode an upstream serves one miner. One `SeenNonces` per
+/// upstream job therefore tells a repeated share from a new one.
+///
+/// # Bound
+///
+/// At most `capacity` nonces are held (4 bytes each in a B-tree: 9 to 12 bytes of heap per
+/// held nonce with the tree's nodes; 47 KB at most for a capacity of 4096, measured with
+/// dhat over a million distinct nonces). Nonces are kept in two generations of `capacity / 2`: when the
+/// young generation is full, the old one is dropped and the young one becomes old. So the
+/// latest `capacity / 2` nonces are always remembered, at most `capacity` are, and a
+/// nonce older than that may be forgotten (a repeat of it is then seen as new). Memory
+/// never grows past the bound, whatever a miner sends.
+///
+/// Pure: no clock, no I/O, no hashing seed (a `BTreeSet`, deterministic).
+///
+/// ```
+/// use nonce_split::SeenNonces;
+///
+/// let mut seen = SeenNonces::new(4);
+/// assert!(seen.insert([1, 0, 0, 7]), "new");
+/// assert!(!seen.insert([1, 0, 0, 7]), "a repeat");
+/// assert!(seen.contains([1, 0, 0, 7]));
+/// ```
+#[derive(Debug, Clone)]
+pub struct SeenNonces {
+    young: BTreeSet<u32>,
+    old: BTreeSet<u32>,
+    /// Nonces per generation: `capacity / 2`, at least 1.
+    generation: usize,
+}
+
+impl SeenNonces {
+    /// An empty memory holding at most `capacity` nonces (at least 2: one per generation).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            young: BTreeSet::new(),
+            old: BTreeSet::new(),
+            generation: (capacity / 2).max(1),
+        }
+    }
+
+    /// True when `nonce_le` (the submit's 4 nonce bytes, blob order) is remembered.
+    pub fn contains(&self, nonce_le: [u8; 4]) -> bool {
+        let n = u32::from_le_bytes(nonce_le);
+        self.young.contains(&n) || self.old.contains(&n)
+    }
+
+    /// Remembers `nonce_le`; false when it was remembered already (a duplicate), which
+    /// changes nothing.
+    pub fn insert(&mut self, nonce_le: [u8; 4]) -> bool {
+        if self.contains(nonce_le) {
+            return false;
+        }
+        if self.young.len() >= self.generation {
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.young.insert(u32::from_le_bytes(nonce_le));
+        true
+    }
+
+    /// How many nonces are remembered now (at most the capacity).
+    pub fn len(&self) -> usize {
+        self.young.len() + self.old.len()
+    }
+
+    /// True when nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.young.is_empty() && self.old.is_empty()
+    }
+
+    /// The most nonces held at once (the capacity given to [`SeenNonces::new`], rounded down
+    /// to an even number).
+    pub fn capacity(&self) -> usize {
+        self.generation * 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(i: u32) -> [u8; 4] {
+        i.to_le_bytes()
+    }
+
+    #[test]
+    fn a_repeat_is_refused_and_the_latest_half_is_always_remembered() {
+        let mut s = SeenNonces::new(8);
+        for i in 0..100 {
+            assert!(s.insert(n(i)), "nonce {i} is new");
+            assert!(!s.insert(n(i)), "nonce {i} again is a duplicate");
+            assert!(s.len() <= 8);
+            for back in 0..4.min(i + 1) {
+                assert!(s.contains(n(i - back)), "{back} back from {i}");
+            }
+        }
+        assert!(!s.contains(n(0)), "the oldest are forgotten");
+    }
+}
