@@ -247,8 +247,10 @@ pub struct RateLimit {
     /// Per-miner protection (issue 10 item 5): a miner is disconnected (and its IP banned for
     /// `ban-duration`) once its invalid shares on one connection reach this count and make at
     /// least [`RateLimit::invalid_percent`] % of its shares. Invalid: refused by the proxy
-    /// (RFC §6.2 checks, duplicates; not `Invalid job id`, stale work) or by the pool. 0 =
-    /// off. Default 50.
+    /// (RFC §6.2 checks, duplicates; not `Invalid job id`, stale work) or by the pool (not a
+    /// session-ending refusal such as `Unauthenticated`, which says nothing of the miner's
+    /// work). 0 = off. Default 1000: far above what an honest miner sends, and above a
+    /// pipelined burst of a few hundred bad requests, which is still answered line by line.
     pub invalid_shares: u32,
     /// The share of invalid shares, in percent of the miner's answered shares (accepted,
     /// locally accepted, invalid), at or above which [`RateLimit::invalid_shares`] applies:
@@ -256,12 +258,16 @@ pub struct RateLimit {
     pub invalid_percent: u32,
 }
 
+/// Default of `rate-limit.invalid-shares`: invalid shares on one connection before the
+/// per-miner protection cuts the miner off (with at least 50 % of its shares invalid).
+pub const DEFAULT_INVALID_SHARES: u32 = 1000;
+
 impl Default for RateLimit {
     fn default() -> Self {
         Self {
             max_connections_per_minute: 0,
             ban_duration: 0,
-            invalid_shares: 50,
+            invalid_shares: DEFAULT_INVALID_SHARES,
             invalid_percent: 50,
         }
     }
@@ -580,7 +586,7 @@ mod tests {
         let c = Config::default();
         assert_eq!(
             (c.rate_limit.invalid_shares, c.rate_limit.invalid_percent),
-            (50, 50)
+            (DEFAULT_INVALID_SHARES, 50)
         );
         let c = Config::from_json(
             r#"{"rate-limit": {"ban-duration": 60, "invalid-shares": 5, "invalid-percent": 80}}"#,

@@ -476,8 +476,11 @@ impl UpstreamListener for Mapper {
                 let reason = e.to_string();
                 tracing::debug!(miner = p.miner.id, ?reason, "share rejected");
                 p.miner.reply(&p.id, Err(&reason));
-                if matches!(e, ShareError::Rejected(_)) {
-                    // The pool's verdict on the miner's work counts against the miner.
+                let verdict =
+                    matches!(&e, ShareError::Rejected(m) if !pool_client::is_session_ending(m));
+                if verdict {
+                    // The pool's verdict on the miner's work counts against the miner; a
+                    // session-ending refusal (`Unauthenticated`, a ban) is the pool's, not its.
                     self.events.pool_rejected(&p.miner, &reason);
                 } else {
                     self.events.reject(&p.miner, &reason);

@@ -485,7 +485,10 @@ async fn another_miners_session_is_unauthenticated_and_changes_nothing() {
 #[tokio::test]
 async fn a_miner_repeating_one_share_reaches_the_pool_once_and_is_cut_off() {
     let pool = MockPool::start(make_job(1, DIFF)).await.unwrap();
-    let (proxy, addr) = start(&pool).await;
+    let mut config = common::local_config(&[pool.addr()]);
+    config.rate_limit.invalid_shares = 50;
+    config.rate_limit.invalid_percent = 50;
+    let (proxy, addr) = start_with(config).await;
     let mut honest = Honest::new(addr, 2).await;
     let mut rep = TestMiner::connect(addr).await.unwrap();
     rep.login("repeater").await.unwrap();
@@ -509,7 +512,7 @@ async fn a_miner_repeating_one_share_reaches_the_pool_once_and_is_cut_off() {
             honest.round().await;
         }
     }
-    // The default rule (`rate-limit.invalid-shares` 50 at 50 %) cut it off.
+    // The rule (`rate-limit.invalid-shares` 50 at 50 %) cut it off.
     assert_eq!((ok, duplicates), (1, 50));
     assert!(rep.closed_within(WAIT).await);
     assert_eq!(
