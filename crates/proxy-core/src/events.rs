@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::logs::{accept_line, close_line, connect_line, reject_line, LineLog};
 use crate::miner::Miner;
 use crate::stats::Stats;
-use crate::workers::Workers;
+use crate::workers::{WorkerLimits, Workers};
 
 /// The consumers of proxy events.
 pub(crate) struct Events {
@@ -34,7 +34,7 @@ impl Events {
     pub(crate) fn new(config: &Config) -> Self {
         let e = Self {
             stats: Stats::default(),
-            workers: Workers::new(config.workers),
+            workers: Workers::new(config.workers, WorkerLimits::of(config)),
             epoch: Instant::now(),
             epoch_unix: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -52,6 +52,7 @@ impl Events {
         self.access_log.set_path(config.access_log_file.as_deref());
         self.share_log.set_path(config.share_log_file.as_deref());
         self.workers.set_mode(config.workers);
+        self.workers.set_limits(WorkerLimits::of(config));
         self.custom_diff_stats
             .store(config.custom_diff_stats, Relaxed);
     }
@@ -76,7 +77,7 @@ impl Events {
 
     /// A miner logged in successfully.
     pub(crate) fn login(&self, miner: &Miner) {
-        self.workers.login(miner);
+        self.workers.login(miner, self.now());
         if self.access_log.is_on() {
             let (user, agent) = {
                 let st = miner.state();
@@ -94,7 +95,7 @@ impl Events {
 
     /// A miner's connection closed (logged in or not).
     pub(crate) fn close(&self, miner: &Miner) {
-        self.workers.close(miner);
+        self.workers.close(miner, self.now());
         let logged_in = miner.state().login.is_some();
         if logged_in && self.access_log.is_on() {
             self.access_log.write(close_line(
@@ -142,7 +143,7 @@ impl Events {
     /// The pool refused a share, or it could not be delivered (timeout, lost connection).
     pub(crate) fn reject(&self, miner: &Miner, reason: &str) {
         self.stats.rejected.fetch_add(1, Relaxed);
-        self.workers.reject(miner);
+        self.workers.reject(miner, self.now());
         if self.share_log.is_on() {
             self.share_log
                 .write(reject_line(&Self::user(miner), reason));
@@ -152,7 +153,7 @@ impl Events {
     /// The proxy refused a share before the pool saw it (RFC §6.2 checks).
     pub(crate) fn invalid(&self, miner: &Miner, reason: &str) {
         self.stats.invalid.fetch_add(1, Relaxed);
-        self.workers.invalid(miner);
+        self.workers.invalid(miner, self.now());
         if self.share_log.is_on() {
             self.share_log
                 .write(reject_line(&Self::user(miner), reason));
