@@ -42,6 +42,7 @@ use stratum_proto::LineCodec;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::codec::Decoder;
+use tokio_util::sync::CancellationToken;
 
 use super::{
     blob_fixed_byte, clock_ticks, make_job, pool_accept, proc_sample, push_job, read_some,
@@ -173,6 +174,8 @@ pub struct SoakReport {
     pub shares_ok: u64,
     /// Answered with an error.
     pub shares_error: u64,
+    /// Errors by message.
+    pub errors: std::collections::BTreeMap<String, u64>,
     /// Sent and never answered (a miner that left waited [`ANSWER_WAIT`] for them).
     pub shares_unanswered: u64,
     /// What went wrong; empty on a clean run.
@@ -216,6 +219,9 @@ impl SoakReport {
             self.shares_error,
             self.shares_unanswered,
         );
+        for (message, count) in &self.errors {
+            s.push_str(&format!("share errors: {count} × {message}\n"));
+        }
         for (reason, count) in &self.failures {
             s.push_str(&format!("failed attempts: {count} × {reason}\n"));
         }
@@ -236,12 +242,16 @@ struct Counters {
     ok: AtomicU64,
     error: AtomicU64,
     unanswered: AtomicU64,
+    errors: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     failures: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 struct Soak {
     opts: SoakOptions,
     pool: Arc<Ctx>,
+    /// Stops the miners and the job changes; the pool stops after the miners are gone, so
+    /// that every share in flight gets the pool's answer.
+    stop: CancellationToken,
     /// While set, no miner leaves (memory readings).
     hold: AtomicBool,
     c: Counters,
@@ -292,6 +302,7 @@ pub async fn soak_on(opts: SoakOptions, listener: TcpListener) -> anyhow::Result
     let s = Arc::new(Soak {
         opts,
         pool,
+        stop: CancellationToken::new(),
         hold: AtomicBool::new(false),
         c: Counters::default(),
     });
@@ -317,13 +328,15 @@ pub async fn soak_on(opts: SoakOptions, listener: TcpListener) -> anyhow::Result
             .problems
             .push(format!("deadline of {} s reached", deadline.as_secs()));
     }
-    s.pool.stop.cancel();
-    // The miners see the stop, wait for their answers (at most `ANSWER_WAIT`) and close.
+    s.stop.cancel();
+    // The miners see the stop, wait for their answers (at most `ANSWER_WAIT`) and close;
+    // then the pool stops.
     let _ = tokio::time::timeout(ANSWER_WAIT + Duration::from_secs(5), async {
         while tasks.join_next().await.is_some() {}
     })
     .await;
     tasks.abort_all();
+    s.pool.stop.cancel();
     report.jobs = jobs.await.unwrap_or(0);
     let c = &s.c;
     report.logins = c.logins.load(Relaxed);
@@ -333,6 +346,7 @@ pub async fn soak_on(opts: SoakOptions, listener: TcpListener) -> anyhow::Result
     report.shares_error = c.error.load(Relaxed);
     report.shares_unanswered = c.unanswered.load(Relaxed);
     report.failures = c.failures.lock().map(|f| f.clone()).unwrap_or_default();
+    report.errors = c.errors.lock().map(|f| f.clone()).unwrap_or_default();
     if let (Some(a), Some(b)) = (report.warmup.rss_kib, report.end.rss_kib) {
         let growth = (b as f64 - a as f64) / a.max(1) as f64;
         report.rss_growth_percent = Some(growth * 100.0);
@@ -422,7 +436,7 @@ async fn jobs(s: Arc<Soak>) -> u64 {
     tick.tick().await;
     loop {
         tokio::select! {
-            () = s.pool.stop.cancelled() => return n,
+            () = s.stop.cancelled() => return n,
             _ = tick.tick() => {
                 n += 1;
                 push_job(&s.pool, make_job(n, s.opts.difficulty));
@@ -435,13 +449,13 @@ async fn jobs(s: Arc<Soak>) -> u64 {
 async fn churn(s: Arc<Soak>, i: usize) {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
     let mut connection = 0u64;
-    while !s.pool.stop.is_cancelled() {
+    while !s.stop.is_cancelled() {
         if let Err(e) = session(&s, i, connection, &mut rng).await {
             if let Ok(mut f) = s.c.failures.lock() {
                 *f.entry(e).or_default() += 1;
             }
             tokio::select! {
-                () = s.pool.stop.cancelled() => return,
+                () = s.stop.cancelled() => return,
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
@@ -556,7 +570,7 @@ async fn serve(s: &Soak, conn: &mut Conn, rng: &mut Rng) -> Result<(), String> {
                     leaving = Some(tokio::time::Instant::now() + ANSWER_WAIT);
                 }
             }
-            () = s.pool.stop.cancelled(), if leaving.is_none() => {
+            () = s.stop.cancelled(), if leaving.is_none() => {
                 leaving = Some(tokio::time::Instant::now() + ANSWER_WAIT);
             }
             () = tokio::time::sleep_until(leaving.unwrap_or(start)), if leaving.is_some() => {}
@@ -571,9 +585,19 @@ async fn serve(s: &Soak, conn: &mut Conn, rng: &mut Rng) -> Result<(), String> {
                         Ok(PoolMessage::Response { id, outcome }) => {
                             if let Some(at) = outstanding.iter().position(|&o| o == id) {
                                 outstanding.swap_remove(at);
-                                match outcome {
-                                    Ok(v) if is_status_ok(&v) => s.c.ok.fetch_add(1, Relaxed),
-                                    _ => s.c.error.fetch_add(1, Relaxed),
+                                let error = match outcome {
+                                    Ok(v) if is_status_ok(&v) => None,
+                                    Ok(v) => Some(v.to_string()),
+                                    Err(e) => Some(e.message),
+                                };
+                                match error {
+                                    None => s.c.ok.fetch_add(1, Relaxed),
+                                    Some(message) => {
+                                        if let Ok(mut m) = s.c.errors.lock() {
+                                            *m.entry(message).or_default() += 1;
+                                        }
+                                        s.c.error.fetch_add(1, Relaxed)
+                                    }
                                 };
                             }
                         }
