@@ -11,14 +11,15 @@
 //! need more than one worker (a share's path is cheapest when it never changes thread), the
 //! fan-out does.
 //!
-//! Each helper's queue is bounded: it holds at most one piece of work per key (an upstream:
-//! the same miners) and at most [`QUEUE_CAP`] keys. Work for a key already queued replaces
-//! the queued work (a newer job supersedes an older one not yet written: its miners get only
-//! the newest). Work for a new key while the queue is full runs on the caller, once the
-//! helper is not running that key's older work: a miner's jobs are never written out of
-//! order, and the wait is at most one piece of work, which never waits on I/O (writes go to
-//! non-blocking sockets and capped outboxes). The work for one key is handed over by one
-//! caller at a time, in order (an upstream's task).
+//! Each helper's queue is bounded: it holds at most [`QUEUE_CAP`] pieces of work, each for a
+//! key (an upstream: the same miners). Below the cap every job is queued and written. At the
+//! cap, work for a key that has work queued replaces the newest of it (a newer job supersedes
+//! an older one not yet written: its miners skip that one and get the newest); work for a key
+//! with nothing queued runs on the caller, once the helper is not running that key's older
+//! work. Either way a miner's jobs are never written out of order and its last job is the
+//! newest, and the caller waits at most for one piece of work, which never waits on I/O
+//! (writes go to non-blocking sockets and capped outboxes). The work for one key is handed
+//! over by one caller at a time, in order (an upstream's task).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -29,7 +30,7 @@ use crate::lock;
 /// Work for a helper: a closure that writes one job to some miners.
 type Work = Box<dyn FnOnce() + Send>;
 
-/// Most pieces of work (distinct keys) a helper's queue holds.
+/// Most pieces of work a helper's queue holds.
 pub(crate) const QUEUE_CAP: usize = 256;
 
 /// One helper's queue.
@@ -127,24 +128,24 @@ impl Fanout {
     }
 
     /// Runs `work`, the newest job for the miners of `key`, on helper `way` (1..ways()):
-    /// queued, or in place of the older work of `key` still queued there; on the caller
-    /// when that helper's queue is full or the proxy is stopping (see the module docs).
+    /// queued; at the cap (or once the proxy is stopping) in place of the newest work of
+    /// `key` still queued there, else on the caller (see the module docs).
     pub(crate) fn run_on(&self, way: usize, key: u64, work: Work) {
         let Some(helper) = self.helpers.get(way.wrapping_sub(1)) else {
             return work();
         };
         let mut q = lock(&helper.queue);
-        if let Some(queued) = q.items.iter_mut().find(|(k, _)| *k == key) {
+        if q.open && q.items.len() < self.cap {
+            q.items.push_back((key, work));
+            helper.changed.notify_all();
+            return;
+        }
+        if let Some(queued) = q.items.iter_mut().rev().find(|(k, _)| *k == key) {
             let older = std::mem::replace(&mut queued.1, work);
             drop(q);
             // Dropped out of the lock: it may hold the last reference to a miner.
             drop(older);
             self.superseded.fetch_add(1, Relaxed);
-            return;
-        }
-        if q.open && q.items.len() < self.cap {
-            q.items.push_back((key, work));
-            helper.changed.notify_all();
             return;
         }
         while q.running == Some(key) {
@@ -208,8 +209,8 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         for k in 0..100 {
             let s = seen.clone();
-            // One key each: nothing supersedes anything.
-            f.run_on(1, k, Box::new(move || lock(&s).push(k)));
+            // One key: below the cap every job is written, in order.
+            f.run_on(1, 3, Box::new(move || lock(&s).push(k)));
         }
         let done = Arc::new(AtomicUsize::new(0));
         let d = done.clone();
@@ -291,6 +292,31 @@ mod tests {
             assert_eq!(jobs.last(), Some(&(JOBS - 1)), "key {key}: {jobs:?}");
             assert!(jobs.windows(2).all(|p| p[0] < p[1]), "key {key}: {jobs:?}");
         }
+    }
+
+    #[test]
+    fn below_the_cap_a_busy_helper_gets_every_job_queued() {
+        let f = Fanout::with_cap(1, 8);
+        let (release, gate) = channel::<()>();
+        let (started, running) = channel();
+        f.run_on(
+            1,
+            9,
+            Box::new(move || {
+                started.send(()).unwrap();
+                gate.recv().ok();
+            }),
+        );
+        running.recv().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        for job in 0..8 {
+            let s = seen.clone();
+            f.run_on(1, 1, Box::new(move || lock(&s).push(job)));
+        }
+        assert_eq!(f.counts(), (0, 0), "all queued, none superseded");
+        release.send(()).unwrap();
+        drain(&f, 1);
+        assert_eq!(*lock(&seen), (0..8).collect::<Vec<_>>());
     }
 
     #[test]
