@@ -248,7 +248,8 @@ pub struct WorkerSummary {
     pub hashrate: [f64; HASHRATE_WINDOWS.len()],
 }
 
-/// Every worker at one moment, in slot order (see [`Workers`]).
+/// Every worker at one moment, in first-seen order, except that a new record may take the
+/// place of a removed one (see [`WorkerLimits`]).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct WorkersSnapshot {
     /// The naming mode in force.
@@ -262,9 +263,9 @@ pub struct WorkersSnapshot {
 /// names come. A miner stays counted in it until it reconnects.
 pub const OVERFLOW_WORKER: &str = "(overflow)";
 
-/// Most idle records removed by one [`Workers::expire`] call (one per second from the
-/// proxy's tick): a mass expiry is spread over several ticks instead of holding the workers
-/// lock for all of it at once.
+/// Most idle records removed by one expiry pass (one a second, from the proxy's tick): a
+/// mass expiry is spread over several ticks instead of holding the workers lock for all of it
+/// at once.
 pub const EXPIRE_BATCH: usize = 1024;
 
 /// The bounds on the worker records (config `workers-idle-timeout`, `workers-max`).

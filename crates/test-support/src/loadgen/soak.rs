@@ -3,7 +3,7 @@
 //! miner count. `cargo xtask soak --minutes N` runs it (binary `soak`) against the release
 //! proxy; [`soak_on`] is the whole run, [`SoakReport`] what it measured.
 //!
-//! The pool side is the load generator's ([`super::pool_accept`]: every submit answered
+//! The pool side is the load generator's (`pool_accept`: every submit answered
 //! `OK`), with a new job every [`SoakOptions::job_interval`]. Each of the
 //! [`SoakOptions::miners`] miners is a tokio task that connects (from 127.0.0.2, … as the
 //! load generator does), logs in with a rig id of its own that is new at every connection
