@@ -7,6 +7,9 @@
 //! - `bench [--proxy-threads N] [--proxy-nofile N] [loadgen flags]`: the real proxy in NiceHash
 //!   mode under the load generator of `test-support` (a pool and N miners in one process);
 //!   `bench --micro [filter]`: the criterion benchmarks. See `docs/BENCHMARKS.md`.
+//! - `soak [--minutes N] [soak flags]`: the release proxy under miners churning in and out
+//!   (new worker names, shares, job changes); fails when its RSS after the soak is more than
+//!   10 % above its RSS after the warm-up. See `docs/BENCHMARKS.md`.
 //!
 //! Deliberately dependency-light: it shells out to cargo and apt-get.
 
@@ -25,10 +28,12 @@ fn main() -> anyhow::Result<()> {
         "ci" => ci(),
         "demo" => demo(&rest),
         "bench" => bench(&rest),
+        "soak" => soak(&rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <ci | demo [--seconds N] [--miners N] [--difficulty N] \
-                 | bench [--micro] [--proxy-threads N] [--miners N] [--jobs N] [--rate N] [--seconds N] ...>"
+                 | bench [--micro] [--proxy-threads N] [--miners N] [--jobs N] [--rate N] [--seconds N] ... \
+                 | soak [--minutes N] [--miners N] [soak flags]>"
             );
             bail!("unknown task {task:?}")
         }
@@ -311,6 +316,105 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
     if let Some(status) = proxy.exited() {
         eprintln!(
             "xtask bench: the proxy ended during the run ({status}); see {}",
+            log_path.display()
+        );
+    }
+    drop(proxy);
+    result
+}
+
+/// Seconds a worker record stays once idle in the soak's proxy config: short, so that the
+/// soak's stream of new worker names is expired many times over.
+const SOAK_WORKERS_IDLE_TIMEOUT: u64 = 20;
+
+/// `cargo xtask soak`: builds `proxy-cli` and the `soak` generator in release, starts the
+/// proxy in NiceHash mode with the generator's pool as its only pool, its API on (for the
+/// worker record count) and `workers-idle-timeout` of [`SOAK_WORKERS_IDLE_TIMEOUT`] s, runs
+/// the generator (`--minutes N` of churn after a warm-up; every flag goes to `soak`) and stops
+/// the proxy. Fails when the generator does: RSS growth past 10 %, unanswered shares, a dead
+/// proxy.
+fn soak(args: &[String]) -> anyhow::Result<()> {
+    let built = build_release(&["proxy-cli", "soak"])?;
+    let dir = target_dir().join("soak");
+    // The binaries run are copies taken right after the build: a shared target directory
+    // may get another checkout's build of the same names during a run of minutes.
+    let release = dir.join("bin");
+    std::fs::create_dir_all(&release).with_context(|| format!("creating {}", release.display()))?;
+    for bin in ["proxy-cli", "soak"] {
+        std::fs::copy(built.join(bin), release.join(bin))
+            .with_context(|| format!("copying {bin} to {}", release.display()))?;
+    }
+    // Three free loopback ports, held together so they differ, released just before use.
+    let (pool, miners, api) = (free_port()?, free_port()?, free_port()?);
+    let pool_addr = pool.local_addr()?;
+    let proxy_port = miners.local_addr()?.port();
+    let api_port = api.local_addr()?.port();
+    drop((pool, miners, api));
+    let token = "soak-token";
+    let config = dir.join("proxy-config.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{
+  "mode": "nicehash",
+  "bind": [{{"host": "127.0.0.1", "port": {proxy_port}, "tls": false}}],
+  "pools": [{{"url": "{pool_addr}", "user": "soak-wallet", "pass": "x"}}],
+  "http": {{"enabled": true, "host": "127.0.0.1", "port": {api_port}, "access-token": "{token}", "restricted": true}},
+  "workers": "rig-id",
+  "workers-idle-timeout": {SOAK_WORKERS_IDLE_TIMEOUT},
+  "retries": 3,
+  "retry-pause": 1
+}}
+"#
+        ),
+    )?;
+    let log_path = dir.join("proxy.log");
+    let log = std::fs::File::create(&log_path)?;
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        r#"ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@""#,
+    ])
+    .arg(release.join("proxy-cli"))
+    .arg("run")
+    .arg("--config")
+    .arg(&config)
+    .stdin(std::process::Stdio::null())
+    .stdout(log.try_clone()?)
+    .stderr(log)
+    .env_remove("TOKIO_WORKER_THREADS");
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "warn");
+    }
+    eprintln!("$ {cmd:?}");
+    let mut proxy = ProxyProcess(cmd.spawn().context("starting proxy-cli")?);
+    eprintln!(
+        "xtask soak: proxy pid {} on 127.0.0.1:{proxy_port}, API 127.0.0.1:{api_port}, pool at {pool_addr}, log {}",
+        proxy.pid(),
+        log_path.display()
+    );
+    let mut gen = Command::new(release.join("soak"));
+    gen.arg("--proxy")
+        .arg(format!("127.0.0.1:{proxy_port}"))
+        .arg("--pool-bind")
+        .arg(pool_addr.to_string())
+        .arg("--proxy-pid")
+        .arg(proxy.pid().to_string())
+        .arg("--api")
+        .arg(format!("127.0.0.1:{api_port}"))
+        .arg("--api-token")
+        .arg(token);
+    if !args
+        .iter()
+        .any(|a| a == "--json" || a.starts_with("--json="))
+    {
+        gen.arg("--json").arg(dir.join("soak.json"));
+    }
+    gen.args(args);
+    let result = run(&mut gen);
+    if let Some(status) = proxy.exited() {
+        eprintln!(
+            "xtask soak: the proxy ended during the run ({status}); see {}",
             log_path.display()
         );
     }

@@ -190,3 +190,24 @@ async fn worker_names_are_escaped_in_labels() {
     );
     proxy.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn a_workers_series_go_when_its_idle_record_expires() {
+    let (_pool, proxy) = start(|c| c.workers_idle_timeout = 1).await;
+    let monitor = proxy.monitor();
+    let text = |monitor| {
+        proxy_api::metrics_text(monitor, std::sync::Arc::new(std::time::Instant::now)).unwrap()
+    };
+    let mut m = miner(&proxy, "W", Some("rig-gone")).await;
+    accepted(&mut m, 0, 1000).await;
+    until(&monitor, |m| m.stats().accepted == 1).await;
+    assert!(text(monitor.clone())
+        .contains(r#"stratum_proxy_worker_hashes_total{worker="rig-gone"} 1000"#));
+    drop(m);
+    // Idle for the 1 s timeout, then removed by the proxy's 1 s tick.
+    until(&monitor, |m| m.worker_count() == 0).await;
+    let after = text(monitor);
+    assert!(!after.contains("rig-gone"), "{after}");
+    assert!(after.contains("stratum_proxy_workers 0"), "{after}");
+    proxy.shutdown(Duration::from_secs(1)).await;
+}

@@ -349,6 +349,12 @@ pub struct Config {
     pub algo_ext: bool,
     /// Worker naming mode.
     pub workers: WorkersMode,
+    /// Seconds a worker record with no open connection and no share is kept (default 86400,
+    /// one day); 0 = idle records are removed only to make room under `workers-max`.
+    pub workers_idle_timeout: u64,
+    /// Most worker records kept (default 100000); a new worker past it takes the place of
+    /// the oldest idle record, or is counted in the `(overflow)` record when all are live.
+    pub workers_max: u32,
     /// Access log path; empty = off.
     pub access_log_file: Option<String>,
     /// Share log path; empty = off.
@@ -391,6 +397,8 @@ impl Default for Config {
             custom_diff_stats: false,
             algo_ext: true,
             workers: WorkersMode::RigId,
+            workers_idle_timeout: 86_400,
+            workers_max: 100_000,
             access_log_file: None,
             share_log_file: None,
             reuse_timeout: 0,
@@ -514,6 +522,12 @@ impl Config {
                     "{} is not a percentage (0 to 100)",
                     self.rate_limit.invalid_percent
                 ),
+            ));
+        }
+        if self.workers_max == 0 {
+            return Err(invalid(
+                "workers-max",
+                "must be at least 1 (use `\"workers\": false` to keep no records)",
             ));
         }
         Ok(())
@@ -741,5 +755,18 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("enabled pool"), "{err}");
+    }
+
+    #[test]
+    fn worker_bounds_default_to_a_day_and_100000_and_the_cap_is_at_least_one() {
+        let c = Config::default();
+        assert_eq!((c.workers_idle_timeout, c.workers_max), (86_400, 100_000));
+        let c = Config::from_json(
+            r#"{"bind":["127.0.0.1:0"],"pools":[{"url":"a:1"}],"workers-idle-timeout":60,"workers-max":0}"#,
+        )
+        .unwrap();
+        assert_eq!(c.workers_idle_timeout, 60);
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("workers-max"), "{err}");
     }
 }

@@ -17,7 +17,7 @@ use crate::logs::{accept_line, close_line, connect_line, reject_line, LineLog};
 use crate::miner::Miner;
 use crate::ratelimit::{invalid_share_limit_reached, RateLimiter};
 use crate::stats::Stats;
-use crate::workers::Workers;
+use crate::workers::{WorkerLimits, Workers};
 
 /// The refusal of a share for a job the upstream does not have (RFC §8.2).
 pub(crate) const STALE_JOB: &str = "Invalid job id";
@@ -46,7 +46,7 @@ impl Events {
     pub(crate) fn new(config: &Config) -> Self {
         let e = Self {
             stats: Stats::default(),
-            workers: Workers::new(config.workers),
+            workers: Workers::new(config.workers, WorkerLimits::of(config)),
             epoch: Instant::now(),
             epoch_unix: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -67,6 +67,7 @@ impl Events {
         self.access_log.set_path(config.access_log_file.as_deref());
         self.share_log.set_path(config.share_log_file.as_deref());
         self.workers.set_mode(config.workers);
+        self.workers.set_limits(WorkerLimits::of(config));
         self.custom_diff_stats
             .store(config.custom_diff_stats, Relaxed);
         self.invalid_shares
@@ -143,7 +144,7 @@ impl Events {
 
     /// A miner logged in successfully.
     pub(crate) fn login(&self, miner: &Miner) {
-        self.workers.login(miner);
+        self.workers.login(miner, self.now());
         if self.access_log.is_on() {
             let (user, agent) = {
                 let st = miner.state();
@@ -161,7 +162,7 @@ impl Events {
 
     /// A miner's connection closed (logged in or not).
     pub(crate) fn close(&self, miner: &Miner) {
-        self.workers.close(miner);
+        self.workers.close(miner, self.now());
         let logged_in = miner.state().login.is_some();
         if logged_in && self.access_log.is_on() {
             self.access_log.write(close_line(
@@ -211,7 +212,7 @@ impl Events {
     /// The pool refused a share, or it could not be delivered (timeout, lost connection).
     pub(crate) fn reject(&self, miner: &Miner, reason: &str) {
         self.stats.rejected.fetch_add(1, Relaxed);
-        self.workers.reject(miner);
+        self.workers.reject(miner, self.now());
         if self.share_log.is_on() {
             self.share_log
                 .write(reject_line(&Self::user(miner), reason));
@@ -233,7 +234,7 @@ impl Events {
     /// pool.
     pub(crate) fn invalid(&self, miner: &Arc<Miner>, reason: &str) {
         self.stats.invalid.fetch_add(1, Relaxed);
-        self.workers.invalid(miner);
+        self.workers.invalid(miner, self.now());
         if self.share_log.is_on() {
             self.share_log
                 .write(reject_line(&Self::user(miner), reason));

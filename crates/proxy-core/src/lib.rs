@@ -401,6 +401,7 @@ async fn tick_loop(shared: Arc<Shared>, stop: CancellationToken) {
                 }
                 shared.splitter.gc(std::time::Instant::now());
                 shared.resync_workers();
+                shared.events.workers.expire(shared.events.now());
                 conn::sweep_timeouts(&shared);
             }
         }

@@ -69,8 +69,9 @@ impl Monitor {
         events.stats.summary(events.secs_at(at))
     }
 
-    /// Every worker record (RFC §13), in first-seen order, with hashrates in H/s as of `at`
-    /// (an instant no earlier than [`Monitor::started`]).
+    /// Every worker record (RFC §13), in first-seen order (a new record may take the place
+    /// of a removed one), with hashrates in H/s as of `at` (an instant no earlier than
+    /// [`Monitor::started`]).
     pub fn workers_at(&self, at: Instant) -> WorkersSnapshot {
         let events = &self.shared.events;
         events
@@ -143,7 +144,7 @@ impl Shared {
     pub(crate) fn resync_workers(&self) {
         let workers = &self.events.workers;
         if workers.needs_resync() {
-            workers.resync(&self.live_miners());
+            workers.resync(&self.live_miners(), self.events.now());
         }
     }
 }

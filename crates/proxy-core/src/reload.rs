@@ -5,11 +5,11 @@
 //! before the old connection is drained and closed, see `pool_client::Upstream::set_pools`;
 //! miners stay),
 //! `retries`/`retry-pause`/`pool-reply-timeout`, `access-password`, `custom-diff`,
-//! `algo-ext`, `workers`, `rate-limit`, the log files, `http.access-token` and
-//! `http.restricted`. What needs a restart, and is logged as such while the running value is
-//! kept: `bind`, `mode`, `tls`, and `http.enabled`/`host`/`port`. An invalid new config is
-//! refused with its error and the running one keeps serving. Reloading never drops a miner
-//! or a share.
+//! `algo-ext`, `workers`, `workers-idle-timeout`, `workers-max`, `rate-limit`, the log
+//! files, `http.access-token` and `http.restricted`. What needs a restart, and is logged as
+//! such while the running value is kept: `bind`, `mode`, `tls`, and
+//! `http.enabled`/`host`/`port`. An invalid new config is refused with its error and the
+//! running one keeps serving. Reloading never drops a miner or a share.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

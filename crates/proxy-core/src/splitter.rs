@@ -443,6 +443,7 @@ impl UpstreamListener for Mapper {
             let (info, exts) = (info.clone(), exts.clone());
             self.fanout.run_on(
                 way,
+                self.id,
                 Box::new(move || {
                     for (m, fixed) in &batch {
                         deliver(&info, m, *fixed, &exts);

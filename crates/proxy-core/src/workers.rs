@@ -3,9 +3,13 @@
 //! A worker is the set of miner connections that share a name; which login field names a
 //! worker is the config's `workers` mode ([`WorkersMode`]): `rig-id` (the rig id, or the user
 //! when the miner sent none), `user`, `password`, `agent` or `ip`; `false` keeps no records.
-//! Records are kept in first-seen order, for as long as the proxy runs. A mode change (config
-//! reload) drops every record and starts a new set: miners connected at that moment are
-//! counted again under their new names (at their next share, or within a second by the
+//! Records are bounded in number and expire when idle ([`WorkerLimits`], config
+//! `workers-idle-timeout` and `workers-max`): a record with no open connection and no share
+//! for the idle timeout is removed; at the cap a new name takes the place of the oldest idle
+//! record, or, when every record is live, is counted in one [`OVERFLOW_WORKER`] record.
+//! Their Prometheus series, read from the records at each scrape, go with them. A mode change
+//! (config reload) drops every record and starts a new set: miners connected at that moment
+//! are counted again under their new names (at their next share, or within a second by the
 //! proxy's tick).
 //!
 //! As in xmrig-proxy, `connections` is the number of the worker's connections open *now*.
@@ -18,7 +22,7 @@
 //!
 //! Lock order: the workers lock, then a miner's state (read briefly to name the miner).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::Ordering::Relaxed;
@@ -77,6 +81,9 @@ pub struct WorkerRecord {
     last_hash: Option<NonZeroU32>,
     /// From the first accepted share on.
     windows: Option<Box<WorkerWindows>>,
+    /// Second of the record's last event (connection closed, share) while it is idle; what
+    /// its expiry counts from (kept by [`Workers`]).
+    last_seen: u32,
     last_ip: IpAddr,
 }
 
@@ -98,6 +105,7 @@ impl WorkerRecord {
             connections: 0,
             last_hash: None,
             windows: None,
+            last_seen: 0,
             last_ip: ip,
         }
     }
@@ -240,7 +248,8 @@ pub struct WorkerSummary {
     pub hashrate: [f64; HASHRATE_WINDOWS.len()],
 }
 
-/// Every worker at one moment, in first-seen order.
+/// Every worker at one moment, in first-seen order, except that a new record may take the
+/// place of a removed one (see [`WorkerLimits`]).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct WorkersSnapshot {
     /// The naming mode in force.
@@ -249,10 +258,45 @@ pub struct WorkersSnapshot {
     pub workers: Vec<WorkerSummary>,
 }
 
+/// Name of the record that counts the miners of new workers while all `workers-max`
+/// records are live (no idle record to make room): one record more than the cap, whatever
+/// names come. A miner stays counted in it until it reconnects.
+pub const OVERFLOW_WORKER: &str = "(overflow)";
+
+/// Most idle records removed by one expiry pass (one a second, from the proxy's tick): a
+/// mass expiry is spread over several ticks instead of holding the workers lock for all of it
+/// at once.
+pub const EXPIRE_BATCH: usize = 1024;
+
+/// The bounds on the worker records (config `workers-idle-timeout`, `workers-max`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerLimits {
+    /// Seconds a record with no open connection and no share is kept; 0 = no expiry by time.
+    pub idle_timeout: u64,
+    /// Most records kept, besides the [`OVERFLOW_WORKER`] record.
+    pub max: usize,
+}
+
+impl WorkerLimits {
+    /// The limits of a config.
+    pub fn of(config: &crate::config::Config) -> Self {
+        Self {
+            idle_timeout: config.workers_idle_timeout,
+            max: usize::try_from(config.workers_max).unwrap_or(usize::MAX),
+        }
+    }
+}
+
 struct Inner {
     mode: WorkersMode,
-    records: Vec<WorkerRecord>,
-    by_name: HashMap<Arc<str>, usize>,
+    limits: WorkerLimits,
+    /// The records by slot; a removed record leaves `None`, whose slot is in `free`.
+    slots: Vec<Option<WorkerRecord>>,
+    free: Vec<u32>,
+    by_name: HashMap<Arc<str>, u32>,
+    /// The idle records (no open connection), oldest first: (second of the record's last
+    /// event, slot). A record is here exactly while its `connections` is 0.
+    idle: BTreeSet<(u32, u32)>,
     /// Bumped when the records are dropped (mode change): a miner's cached record index
     /// ([`Miner::worker`]) counts only when it carries the current generation.
     generation: u32,
@@ -260,11 +304,35 @@ struct Inner {
     resync: bool,
 }
 
+/// Whole seconds as kept in a record (saturating at `u32::MAX`, 136 years).
+fn second(now: u64) -> u32 {
+    u32::try_from(now).unwrap_or(u32::MAX)
+}
+
 impl Inner {
+    fn new(mode: WorkersMode, limits: WorkerLimits) -> Self {
+        Self {
+            mode,
+            limits,
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_name: HashMap::new(),
+            idle: BTreeSet::new(),
+            generation: 0,
+            resync: false,
+        }
+    }
+
+    fn record(&mut self, slot: u32) -> &mut WorkerRecord {
+        self.slots[slot as usize]
+            .as_mut()
+            .expect("an indexed slot holds a record")
+    }
+
     /// The record of `miner` under the current mode, counting its connection when it is
     /// still open. `None` when it has no name (not logged in, mode `false`) or when it is
     /// closing and its worker has no record.
-    fn record_of(&mut self, miner: &Miner) -> Option<usize> {
+    fn record_of(&mut self, miner: &Miner, now: u64) -> Option<u32> {
         if let Some(i) = self.cached(miner) {
             return Some(i);
         }
@@ -280,29 +348,83 @@ impl Inner {
         if !live {
             return found;
         }
-        let i = found.unwrap_or_else(|| {
-            let r = WorkerRecord::named(name, miner.peer.ip());
-            self.by_name.insert(r.name.clone(), self.records.len());
-            self.records.push(r);
-            self.records.len() - 1
-        });
-        self.records[i].connect(miner.peer.ip());
-        let index = u32::try_from(i).unwrap_or(u32::MAX);
-        miner.worker.store(
-            (u64::from(self.generation) << 32) | u64::from(index),
-            Relaxed,
-        );
+        let i = match found {
+            Some(i) => i,
+            None => self.insert(name, miner.peer.ip(), now),
+        };
+        let r = self.record(i);
+        if r.connections == 0 {
+            let key = (r.last_seen, i);
+            self.idle.remove(&key);
+        }
+        self.record(i).connect(miner.peer.ip());
+        miner
+            .worker
+            .store((u64::from(self.generation) << 32) | u64::from(i), Relaxed);
         Some(i)
     }
 
+    /// A new record for `name` (not in the index), idle until its caller connects it. At
+    /// the cap the oldest idle record makes room; when every record is live, the miner is
+    /// counted in the [`OVERFLOW_WORKER`] record instead.
+    fn insert(&mut self, name: Arc<str>, ip: IpAddr, now: u64) -> u32 {
+        let name = if self.by_name.len() < self.limits.max {
+            name
+        } else if let Some(&(_, oldest)) = self.idle.first() {
+            self.remove(oldest);
+            name
+        } else {
+            let overflow: Arc<str> = Arc::from(OVERFLOW_WORKER);
+            if let Some(&i) = self.by_name.get(&overflow) {
+                return i;
+            }
+            overflow
+        };
+        let mut r = WorkerRecord::named(name, ip);
+        r.last_seen = second(now);
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(None);
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 records")
+            }
+        };
+        self.by_name.insert(r.name.clone(), slot);
+        self.idle.insert((r.last_seen, slot));
+        self.slots[slot as usize] = Some(r);
+        slot
+    }
+
+    /// Drops the idle record in `slot`.
+    fn remove(&mut self, slot: u32) {
+        if let Some(r) = self.slots[slot as usize].take() {
+            self.idle.remove(&(r.last_seen, slot));
+            self.by_name.remove(&r.name);
+            self.free.push(slot);
+        }
+    }
+
+    /// Something happened to the record in `slot` at `now`: an idle record's expiry starts
+    /// again from `now`.
+    fn touch(&mut self, slot: u32, now: u64) {
+        let now = second(now);
+        let r = self.record(slot);
+        let (old, idle) = (r.last_seen, r.connections == 0);
+        r.last_seen = now;
+        if idle && old != now {
+            self.idle.remove(&(old, slot));
+            self.idle.insert((now, slot));
+        }
+    }
+
     /// The record index `miner` was counted under in this generation, if any.
-    fn cached(&self, miner: &Miner) -> Option<usize> {
+    fn cached(&self, miner: &Miner) -> Option<u32> {
         let v = miner.worker.load(Relaxed);
         let generation = u32::try_from(v >> 32).ok()?;
         (v != NO_WORKER && generation == self.generation)
-            .then(|| usize::try_from(v & u64::from(u32::MAX)).ok())
+            .then(|| u32::try_from(v & u64::from(u32::MAX)).ok())
             .flatten()
-            .filter(|&i| i < self.records.len())
+            .filter(|&i| self.slots.get(i as usize).is_some_and(Option::is_some))
     }
 }
 
@@ -310,20 +432,24 @@ impl Inner {
 pub(crate) const NO_WORKER: u64 = u64::MAX;
 
 /// Every worker record of a proxy (the RFC's `Workers`), behind one short lock.
+///
+/// Bounded whatever names miners send ([`WorkerLimits`]): a record with no open connection
+/// is *idle*; an idle record with no event (connection, share) for `idle_timeout` seconds is
+/// removed by [`Workers::expire`], at most [`EXPIRE_BATCH`] per call, found in an index of
+/// idle records by age (no walk over the records). At most `max` records are kept: a new name
+/// at the cap takes the place of the oldest idle record; when every record is live, its
+/// miner is counted in one more record, [`OVERFLOW_WORKER`]. A record with an open connection
+/// is never removed, so a miner's cached slot stays valid. A removed record's slot is reused
+/// by the next new name: the records are listed in slot order, which is first-seen order
+/// until a record has been removed.
 pub(crate) struct Workers {
     inner: Mutex<Inner>,
 }
 
 impl Workers {
-    pub(crate) fn new(mode: WorkersMode) -> Self {
+    pub(crate) fn new(mode: WorkersMode, limits: WorkerLimits) -> Self {
         Self {
-            inner: Mutex::new(Inner {
-                mode,
-                records: Vec::new(),
-                by_name: HashMap::new(),
-                generation: 0,
-                resync: false,
-            }),
+            inner: Mutex::new(Inner::new(mode, limits)),
         }
     }
 
@@ -334,21 +460,48 @@ impl Workers {
         if g.mode == mode {
             return;
         }
-        g.mode = mode;
-        g.records = Vec::new();
-        g.by_name = HashMap::new();
-        g.generation = g.generation.wrapping_add(1);
-        g.resync = mode != WorkersMode::Disabled;
+        let generation = g.generation.wrapping_add(1);
+        *g = Inner {
+            generation,
+            resync: mode != WorkersMode::Disabled,
+            ..Inner::new(mode, g.limits)
+        };
+    }
+
+    /// New bounds (config reload). A lower `max` is reached by the next [`Workers::expire`]
+    /// calls, removing the oldest idle records (live ones stay).
+    pub(crate) fn set_limits(&self, limits: WorkerLimits) {
+        lock(&self.inner).limits = limits;
+    }
+
+    /// Removes the records idle for `idle_timeout` seconds as of second `now`, and the oldest
+    /// idle records past `max`: at most [`EXPIRE_BATCH`] of them. Returns how many went.
+    pub(crate) fn expire(&self, now: u64) -> usize {
+        let mut g = lock(&self.inner);
+        let timeout = g.limits.idle_timeout;
+        let mut removed = 0;
+        while removed < EXPIRE_BATCH {
+            let Some(&(seen, slot)) = g.idle.first() else {
+                break;
+            };
+            let expired = timeout > 0 && u64::from(seen) + timeout <= now;
+            if !expired && g.by_name.len() <= g.limits.max {
+                break;
+            }
+            g.remove(slot);
+            removed += 1;
+        }
+        removed
     }
 
     /// After a mode change, counts every live miner of `miners` that is not counted yet.
-    pub(crate) fn resync(&self, miners: &[Arc<Miner>]) {
+    pub(crate) fn resync(&self, miners: &[Arc<Miner>], now: u64) {
         let mut g = lock(&self.inner);
         if !std::mem::take(&mut g.resync) {
             return;
         }
         for m in miners {
-            g.record_of(m);
+            g.record_of(m, now);
         }
     }
 
@@ -357,45 +510,53 @@ impl Workers {
         lock(&self.inner).resync
     }
 
-    /// A miner logged in.
-    pub(crate) fn login(&self, miner: &Miner) {
-        lock(&self.inner).record_of(miner);
+    /// A miner logged in at second `now`.
+    pub(crate) fn login(&self, miner: &Miner, now: u64) {
+        lock(&self.inner).record_of(miner, now);
     }
 
-    /// A miner's connection closed.
-    pub(crate) fn close(&self, miner: &Miner) {
+    /// A miner's connection closed at second `now`.
+    pub(crate) fn close(&self, miner: &Miner, now: u64) {
         let mut g = lock(&self.inner);
         if let Some(i) = g.cached(miner) {
-            g.records[i].disconnect();
+            g.record(i).disconnect();
+            if g.record(i).connections == 0 {
+                // Idle from now on: enters the index at its last event's second.
+                let r = g.record(i);
+                r.last_seen = second(now);
+                let key = (r.last_seen, i);
+                g.idle.insert(key);
+            }
         }
         miner.worker.store(NO_WORKER, Relaxed);
     }
 
-    fn update(&self, miner: &Miner, f: impl FnOnce(&mut WorkerRecord)) {
+    fn update(&self, miner: &Miner, now: u64, f: impl FnOnce(&mut WorkerRecord)) {
         let mut g = lock(&self.inner);
-        if let Some(i) = g.record_of(miner) {
-            f(&mut g.records[i]);
+        if let Some(i) = g.record_of(miner, now) {
+            f(g.record(i));
+            g.touch(i, now);
         }
     }
 
     /// An accepted share of `difficulty` at second `now`.
     pub(crate) fn accept(&self, miner: &Miner, difficulty: u64, now: u64) {
-        self.update(miner, |r| r.on_accept(difficulty, now));
+        self.update(miner, now, |r| r.on_accept(difficulty, now));
     }
 
-    /// A share the pool rejected.
-    pub(crate) fn reject(&self, miner: &Miner) {
-        self.update(miner, WorkerRecord::on_reject);
+    /// A share the pool rejected, at second `now`.
+    pub(crate) fn reject(&self, miner: &Miner, now: u64) {
+        self.update(miner, now, WorkerRecord::on_reject);
     }
 
-    /// A share the proxy refused.
-    pub(crate) fn invalid(&self, miner: &Miner) {
-        self.update(miner, WorkerRecord::on_invalid);
+    /// A share the proxy refused, at second `now`.
+    pub(crate) fn invalid(&self, miner: &Miner, now: u64) {
+        self.update(miner, now, WorkerRecord::on_invalid);
     }
 
     /// Number of records.
     pub(crate) fn len(&self) -> usize {
-        lock(&self.inner).records.len()
+        lock(&self.inner).by_name.len()
     }
 
     /// Every record as of second `now`; `epoch_unix` is the Unix time of second 0.
@@ -404,8 +565,9 @@ impl Workers {
         WorkersSnapshot {
             mode: g.mode,
             workers: g
-                .records
+                .slots
                 .iter()
+                .flatten()
                 .map(|r| r.summary(now, epoch_unix))
                 .collect(),
         }
@@ -416,6 +578,11 @@ impl Workers {
 mod tests {
     use super::*;
     use crate::miner::MinerId;
+
+    const LIMITS: WorkerLimits = WorkerLimits {
+        idle_timeout: 0,
+        max: 1000,
+    };
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::from([10, 0, 0, last])
@@ -459,14 +626,17 @@ mod tests {
 
     #[test]
     fn a_record_shares_the_name_string_of_the_login_it_comes_from() {
-        let w = Workers::new(WorkersMode::RigId);
+        let w = Workers::new(WorkersMode::RigId, LIMITS);
         let m = miner(1, 1, login("WALLET", Some("rig-a")));
-        w.login(&m);
+        w.login(&m, 0);
         let st = m.state();
         let rig = st.login.as_ref().and_then(|l| l.rig_id.clone()).unwrap();
         drop(st);
         let g = lock(&w.inner);
-        assert!(Arc::ptr_eq(&g.records[0].name, &rig), "no copy per miner");
+        assert!(
+            Arc::ptr_eq(&g.slots[0].as_ref().unwrap().name, &rig),
+            "no copy per miner"
+        );
     }
 
     #[test]
@@ -480,18 +650,18 @@ mod tests {
 
     #[test]
     fn connections_and_shares_are_counted_per_worker_in_first_seen_order() {
-        let w = Workers::new(WorkersMode::RigId);
+        let w = Workers::new(WorkersMode::RigId, LIMITS);
         let a1 = miner(1, 1, login("W1", Some("rig-b")));
         let a2 = miner(2, 2, login("W2", Some("rig-b")));
         let c = miner(3, 3, login("W3", None));
         for m in [&a1, &a2, &c] {
-            w.login(m);
+            w.login(m, 0);
         }
         w.accept(&a1, 1000, 5);
         w.accept(&a2, 1000, 6);
-        w.reject(&a2);
-        w.invalid(&c);
-        w.close(&a1);
+        w.reject(&a2, 0);
+        w.invalid(&c, 0);
+        w.close(&a1, 0);
         let s = w.snapshot(10, 1_700_000_000);
         assert_eq!(s.mode, WorkersMode::RigId);
         let names: Vec<&str> = s.workers.iter().map(|r| r.name.as_str()).collect();
@@ -507,17 +677,17 @@ mod tests {
         assert_eq!(s.workers[1].invalid, 1);
         assert_eq!(s.workers[1].last_hash_unix, 0);
         // A second close of the same miner changes nothing.
-        w.close(&a1);
+        w.close(&a1, 0);
         assert_eq!(w.snapshot(10, 0).workers[0].connections, 1);
     }
 
     #[test]
     fn a_share_answered_after_the_miner_left_still_counts_for_its_worker() {
-        let w = Workers::new(WorkersMode::User);
+        let w = Workers::new(WorkersMode::User, LIMITS);
         let m = miner(1, 1, login("W1", None));
-        w.login(&m);
+        w.login(&m, 0);
         m.state().phase = MinerPhase::Closing;
-        w.close(&m);
+        w.close(&m, 0);
         w.accept(&m, 500, 3);
         let s = w.snapshot(3, 0);
         assert_eq!((s.workers[0].connections, s.workers[0].accepted), (0, 1));
@@ -530,12 +700,12 @@ mod tests {
 
     #[test]
     fn a_mode_change_starts_new_records_and_recounts_live_miners() {
-        let w = Workers::new(WorkersMode::RigId);
+        let w = Workers::new(WorkersMode::RigId, LIMITS);
         let a = miner(1, 1, login("W1", Some("rig-a")));
         let b = miner(2, 2, login("W2", Some("rig-b")));
         let gone = miner(3, 3, login("W3", Some("rig-c")));
         for m in [&a, &b, &gone] {
-            w.login(m);
+            w.login(m, 0);
         }
         w.accept(&a, 100, 1);
         gone.state().phase = MinerPhase::Closing;
@@ -544,7 +714,7 @@ mod tests {
         assert_eq!(w.len(), 0);
         // `a` shares before the resync: counted at once, under its new name.
         w.accept(&a, 100, 2);
-        w.resync(&[a.clone(), b.clone(), gone.clone()]);
+        w.resync(&[a.clone(), b.clone(), gone.clone()], 2);
         assert!(!w.needs_resync());
         let s = w.snapshot(2, 0);
         assert_eq!(s.mode, WorkersMode::User);
@@ -557,7 +727,7 @@ mod tests {
         // Disabled: nothing is recorded.
         w.set_mode(WorkersMode::Disabled);
         assert!(!w.needs_resync());
-        w.login(&b);
+        w.login(&b, 0);
         w.accept(&b, 100, 3);
         assert_eq!(w.len(), 0);
         assert_eq!(w.snapshot(3, 0).mode, WorkersMode::Disabled);
@@ -594,5 +764,158 @@ mod tests {
             r.summary(5, 1_000).last_hash_unix,
             1_000 + u64::from(u32::MAX) - 1
         );
+    }
+
+    fn limits(idle_timeout: u64, max: usize) -> WorkerLimits {
+        WorkerLimits { idle_timeout, max }
+    }
+
+    /// A miner that connects, logs in as `name` at `t` and leaves at once.
+    fn visit(w: &Workers, id: MinerId, name: &str, t: u64) {
+        let m = miner(id, 1, login(name, None));
+        w.login(&m, t);
+        m.state().phase = MinerPhase::Closing;
+        w.close(&m, t);
+    }
+
+    fn names(w: &Workers) -> Vec<String> {
+        w.snapshot(0, 0)
+            .workers
+            .into_iter()
+            .map(|r| r.name)
+            .collect()
+    }
+
+    fn row(w: &Workers, name: &str) -> Option<WorkerSummary> {
+        w.snapshot(0, 0)
+            .workers
+            .into_iter()
+            .find(|r| r.name == name)
+    }
+
+    #[test]
+    fn random_login_names_grow_the_records_only_up_to_the_cap() {
+        let w = Workers::new(WorkersMode::User, limits(0, 100));
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut last = Vec::new();
+        for id in 0..10_000u64 {
+            // xorshift: a script's random names, every one new.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let name = format!("rnd-{x:016x}-{id}");
+            visit(&w, id, &name, id);
+            assert!(w.len() <= 100, "{} records after {id} logins", w.len());
+            last.push(name);
+        }
+        assert_eq!(w.len(), 100);
+        let g = lock(&w.inner);
+        assert!(g.slots.len() <= 100, "the slot table is capped too");
+        assert_eq!(g.idle.len(), 100);
+        drop(g);
+        // The oldest idle went first: the last 100 names are what is left.
+        let mut kept = names(&w);
+        kept.sort();
+        let mut want = last[last.len() - 100..].to_vec();
+        want.sort();
+        assert_eq!(kept, want);
+    }
+
+    #[test]
+    fn when_every_record_is_live_new_names_are_counted_in_the_overflow_record() {
+        let w = Workers::new(WorkersMode::User, limits(0, 3));
+        let live: Vec<_> = (0..5u64)
+            .map(|i| miner(i, 1, login(&format!("W{i}"), None)))
+            .collect();
+        for m in &live {
+            w.login(m, 1);
+        }
+        w.accept(&live[4], 100, 2);
+        assert_eq!(names(&w), ["W0", "W1", "W2", OVERFLOW_WORKER]);
+        let o = row(&w, OVERFLOW_WORKER).unwrap();
+        assert_eq!((o.connections, o.accepted), (2, 1));
+        // A named record frees up: the next new name takes its place; the overflow's miners
+        // stay where they are until they reconnect.
+        live[0].state().phase = MinerPhase::Closing;
+        w.close(&live[0], 3);
+        visit(&w, 9, "W9", 4);
+        assert_eq!(names(&w), ["W9", "W1", "W2", OVERFLOW_WORKER]);
+        assert_eq!(row(&w, OVERFLOW_WORKER).unwrap().connections, 2);
+        for m in &live[3..] {
+            m.state().phase = MinerPhase::Closing;
+            w.close(m, 5);
+        }
+        assert_eq!(row(&w, OVERFLOW_WORKER).unwrap().connections, 0);
+    }
+
+    #[test]
+    fn idle_records_expire_after_the_timeout_counted_from_their_last_event() {
+        let w = Workers::new(WorkersMode::User, limits(100, 1000));
+        let a = miner(1, 1, login("A", None));
+        let b = miner(2, 2, login("B", None));
+        w.login(&a, 0);
+        w.login(&b, 0);
+        a.state().phase = MinerPhase::Closing;
+        w.close(&a, 10);
+        assert_eq!(w.expire(109), 0, "idle for 99 s");
+        // A share answered after the miner left counts, and restarts the idle time.
+        w.accept(&a, 500, 50);
+        assert_eq!(w.expire(149), 0);
+        assert_eq!(w.expire(150), 1);
+        assert_eq!(names(&w), ["B"]);
+        // A live record never expires.
+        assert_eq!(w.expire(1_000_000), 0);
+        // The same name later starts a new record.
+        let a2 = miner(3, 1, login("A", None));
+        w.login(&a2, 2000);
+        let r = row(&w, "A").unwrap();
+        assert_eq!((r.connections, r.accepted), (1, 0));
+    }
+
+    #[test]
+    fn one_expiry_call_removes_a_bounded_batch() {
+        let w = Workers::new(WorkersMode::User, limits(1, 10_000));
+        for id in 0..3000 {
+            visit(&w, id, &format!("W{id}"), 0);
+        }
+        assert_eq!(w.expire(5), EXPIRE_BATCH);
+        assert_eq!(w.expire(5), EXPIRE_BATCH);
+        assert_eq!(w.expire(5), 3000 - 2 * EXPIRE_BATCH);
+        assert_eq!(w.len(), 0);
+    }
+
+    #[test]
+    fn a_reused_slot_does_not_mix_up_the_miners_counted_in_the_old_ones() {
+        let w = Workers::new(WorkersMode::User, limits(10, 1000));
+        visit(&w, 1, "gone", 0);
+        let x = miner(2, 2, login("X", None));
+        w.login(&x, 0);
+        assert_eq!(w.expire(10), 1);
+        // "Y" takes the slot "gone" had; X's events still land on X.
+        let y = miner(3, 3, login("Y", None));
+        w.login(&y, 11);
+        assert_eq!(names(&w), ["Y", "X"]);
+        w.accept(&x, 7, 12);
+        x.state().phase = MinerPhase::Closing;
+        w.close(&x, 12);
+        let (rx, ry) = (row(&w, "X").unwrap(), row(&w, "Y").unwrap());
+        assert_eq!((rx.connections, rx.accepted), (0, 1));
+        assert_eq!((ry.connections, ry.accepted), (1, 0));
+    }
+
+    #[test]
+    fn a_lower_cap_on_reload_removes_the_oldest_idle_records() {
+        let w = Workers::new(WorkersMode::User, limits(0, 100));
+        for id in 0..10 {
+            visit(&w, id, &format!("W{id}"), id);
+        }
+        let live = miner(99, 1, login("live", None));
+        w.login(&live, 20);
+        w.set_limits(limits(0, 4));
+        assert_eq!(w.expire(21), 7);
+        assert_eq!(names(&w).len(), 4);
+        let mut kept = names(&w);
+        kept.sort();
+        assert_eq!(kept, ["W7", "W8", "W9", "live"]);
     }
 }

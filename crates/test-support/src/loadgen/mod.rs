@@ -64,6 +64,7 @@ use tokio_util::sync::CancellationToken;
 use crate::miner::result_for_difficulty;
 
 mod miners;
+pub mod soak;
 use crate::mock_pool::make_job;
 
 /// The wallet every simulated miner logs in with (a mainnet address, 95 chars, as real

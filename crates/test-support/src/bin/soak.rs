@@ -1,0 +1,147 @@
+//! `soak`: the churn generator behind `cargo xtask soak`. It plays the pool and N miners that
+//! keep leaving and coming back under new worker names against a running proxy (see
+//! `test_support::loadgen::soak`), prints the proxy's RSS after the warm-up and after the
+//! soak, and writes the figures as JSON.
+//!
+//! ```text
+//! soak --proxy 127.0.0.1:3333 --pool-bind 127.0.0.1:4444 --proxy-pid 1234 --minutes 3
+//! ```
+//!
+//! The proxy must have the `--pool-bind` address as its only pool. Exit status: 0 for a clean
+//! run, 1 when the RSS grew past the limit or the report lists other problems, 2 when the run
+//! could not start, 3 when the watchdog had to end it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use test_support::loadgen::soak::{soak, SoakOptions, SoakReport};
+
+#[derive(Parser)]
+#[command(about = "Stratum proxy soak: miners churning in and out, RSS before and after")]
+struct Args {
+    /// The proxy's miner address.
+    #[arg(long)]
+    proxy: std::net::SocketAddr,
+    /// Where to listen as the proxy's pool.
+    #[arg(long)]
+    pool_bind: std::net::SocketAddr,
+    /// The proxy's pid, for its RSS from /proc.
+    #[arg(long)]
+    proxy_pid: Option<u32>,
+    /// The proxy's HTTP API address, for its worker record count.
+    #[arg(long)]
+    api: Option<std::net::SocketAddr>,
+    /// Bearer token for the API.
+    #[arg(long)]
+    api_token: Option<String>,
+    /// Minutes of soak after the warm-up.
+    #[arg(long, default_value_t = 3)]
+    minutes: u64,
+    /// Seconds of warm-up.
+    #[arg(long, default_value_t = SoakOptions::default().warmup.as_secs())]
+    warmup_secs: u64,
+    /// Miners connected at once.
+    #[arg(long, default_value_t = SoakOptions::default().miners)]
+    miners: usize,
+    /// Miners per loopback source address (127.0.0.2, 127.0.0.3, ...).
+    #[arg(long, default_value_t = SoakOptions::default().miners_per_ip)]
+    miners_per_ip: usize,
+    /// Shortest connection, seconds.
+    #[arg(long, default_value_t = SoakOptions::default().min_lifetime.as_secs())]
+    min_lifetime_secs: u64,
+    /// Longest connection, seconds.
+    #[arg(long, default_value_t = SoakOptions::default().max_lifetime.as_secs())]
+    max_lifetime_secs: u64,
+    /// Seconds between two shares of one miner.
+    #[arg(long, default_value_t = SoakOptions::default().share_interval.as_secs())]
+    share_interval_secs: u64,
+    /// Seconds between two jobs.
+    #[arg(long, default_value_t = SoakOptions::default().job_interval.as_secs())]
+    job_interval_secs: u64,
+    /// Largest RSS growth allowed, percent of the warm-up reading.
+    #[arg(long, default_value_t = 10.0)]
+    max_growth_percent: f64,
+    /// Write the JSON report here (`-` for stdout).
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+impl Args {
+    fn options(&self) -> SoakOptions {
+        let secs = Duration::from_secs;
+        SoakOptions {
+            proxy: self.proxy,
+            proxy_pid: self.proxy_pid,
+            api: self.api,
+            api_token: self.api_token.clone(),
+            miners: self.miners,
+            miners_per_ip: self.miners_per_ip.max(1),
+            min_lifetime: secs(self.min_lifetime_secs.max(1)),
+            max_lifetime: secs(self.max_lifetime_secs.max(self.min_lifetime_secs).max(1)),
+            share_interval: secs(self.share_interval_secs.max(1)),
+            job_interval: secs(self.job_interval_secs.max(1)),
+            warmup: secs(self.warmup_secs),
+            soak: secs(self.minutes.saturating_mul(60)),
+            max_growth: self.max_growth_percent / 100.0,
+            ..SoakOptions::default()
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let args = Args::parse();
+    match start(&args) {
+        Ok(report) if report.is_clean() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("soak: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn start(args: &Args) -> anyhow::Result<SoakReport> {
+    let opts = args.options();
+    let files = (opts.miners + opts.miners / 256 + 64) as u64;
+    let limit = rlimit::increase_nofile_limit(u64::MAX).context("raising RLIMIT_NOFILE")?;
+    anyhow::ensure!(
+        limit >= files,
+        "{} miners need about {files} open files; the limit is {limit}",
+        opts.miners
+    );
+    let watchdog = opts.deadline() + Duration::from_secs(30);
+    std::thread::spawn(move || {
+        std::thread::sleep(watchdog);
+        eprintln!("soak: watchdog: still running {watchdog:?} after start; exiting");
+        std::process::exit(3);
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let report = runtime.block_on(soak(opts, args.pool_bind));
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    let report = report?;
+    println!("{}", report.table());
+    let json = serde_json::to_string_pretty(&report)?;
+    match args.json.as_deref() {
+        Some(p) if p.as_os_str() == "-" => println!("{json}"),
+        Some(p) => {
+            std::fs::write(p, json + "\n").with_context(|| format!("writing {}", p.display()))?;
+            println!("JSON report: {}", p.display());
+        }
+        None => {}
+    }
+    Ok(report)
+}
