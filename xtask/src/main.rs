@@ -7,6 +7,8 @@
 //! - `bench [--proxy-threads N] [--proxy-nofile N] [loadgen flags]`: the real proxy in NiceHash
 //!   mode under the load generator of `test-support` (a pool and N miners in one process);
 //!   `bench --micro [filter]`: the criterion benchmarks. See `docs/BENCHMARKS.md`.
+//! - `fuzz [--secs N] [--runs N] [--target-dir DIR] [TARGET ...]`: each cargo-fuzz target
+//!   in turn on the stable toolchain; fails on any crash (see `fuzz.rs`).
 //!
 //! Deliberately dependency-light: it shells out to cargo and apt-get.
 
@@ -14,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context};
+
+mod fuzz;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -25,10 +29,12 @@ fn main() -> anyhow::Result<()> {
         "ci" => ci(),
         "demo" => demo(&rest),
         "bench" => bench(&rest),
+        "fuzz" => fuzz::fuzz(&rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <ci | demo [--seconds N] [--miners N] [--difficulty N] \
-                 | bench [--micro] [--proxy-threads N] [--miners N] [--jobs N] [--rate N] [--seconds N] ...>"
+                 | bench [--micro] [--proxy-threads N] [--miners N] [--jobs N] [--rate N] [--seconds N] ... \
+                 | fuzz [--secs N] [--runs N] [--target-dir DIR] [TARGET ...]>"
             );
             bail!("unknown task {task:?}")
         }
@@ -108,6 +114,19 @@ fn ci() -> anyhow::Result<()> {
     run(cargo()
         .args(["doc", "--workspace", "--no-deps"])
         .env("RUSTDOCFLAGS", "-D warnings"))?;
+    // The fuzz crate is a workspace of its own: formatted, and its targets type-checked and
+    // linted with plain stable cargo (no cargo-fuzz, no sanitizer; `cargo xtask fuzz` runs them).
+    let fuzz_manifest = "crates/stratum-proto/fuzz/Cargo.toml";
+    run(cargo().args(["fmt", "--manifest-path", fuzz_manifest, "--", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--manifest-path",
+        fuzz_manifest,
+        "--bins",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     eprintln!("xtask ci: all checks passed");
     Ok(())
 }
