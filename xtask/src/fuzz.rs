@@ -182,10 +182,12 @@ fn run_target(target: &str, dir: &Path, secs: u64, runs: Option<u64>) -> anyhow:
         if let Some(n) = done_seconds(&line) {
             secs_done = Some(n);
         }
-        // Progress lines for new coverage are many; the pulses and the rest are kept.
+        // Progress lines for new coverage and the closing dictionary are many; the pulses
+        // and the rest are kept.
         let progress =
             line.starts_with('#') && (line.contains(" NEW ") || line.contains(" REDUCE "));
-        if !progress {
+        let dictionary = line.starts_with('"') && line.contains("# Uses:");
+        if !progress && !dictionary {
             eprintln!("{line}");
         }
     }
