@@ -686,6 +686,27 @@ mod tests {
         }
     }
 
+    /// Found by the `miner_request` fuzz target: serde_json's default float parser read this
+    /// id one ulp off, so the answer carried another id (`float_roundtrip` fixes it).
+    #[test]
+    fn float_ids_are_echoed_exactly() {
+        for line in [
+            &br#"{"id":999155325592659262902}"#[..],
+            br#"{"id":9.991553255926593e+20,"method":"getjob","params":{"id":"x"}}"#,
+            br#"{"id":0.30000000000000004,"method":"keepalived"}"#,
+        ] {
+            let text: Value = serde_json::from_slice(line).unwrap();
+            let (id, answer) = match parse_miner_request(line) {
+                Ok((id, _)) => (id.clone(), encode_status(&id, "OK")),
+                Err(e) => (e.id().clone(), encode_error(e.id(), e.message())),
+            };
+            assert_eq!(id, text["id"]);
+            let echoed: Value = serde_json::from_slice(&answer).unwrap();
+            assert_eq!(echoed["id"], text["id"]);
+            assert_eq!(echoed["id"].to_string(), text["id"].to_string());
+        }
+    }
+
     #[test]
     fn pool_side_round_trip() {
         let l = encode_pool_submit(2, "S", "j", "000000b9", &"0".repeat(64), None);
