@@ -6,12 +6,13 @@
 //! `RUSTC_BOOTSTRAP=1`; this task sets it. cargo-fuzz is installed with
 //! `cargo install cargo-fuzz --locked` when `cargo fuzz` is missing.
 //!
-//! Each target starts from the seeds in the repository (`fuzz/seeds/<target>`, read only) and
-//! keeps what it learns in `<target-dir>/corpus/<target>`; crash inputs go to
-//! `<target-dir>/artifacts/<target>/`. The target dir is `--target-dir`, else `fuzz` inside
-//! the workspace's target dir. A run ends after `--secs` seconds (default 30) or `--runs`
-//! executions, whichever comes first; an input that runs for more than 10 s counts as a
-//! crash (a hang). The summary gives the executions per target.
+//! Each target starts from the seeds in the repository
+//! (`crates/stratum-proto/fuzz/seeds/<target>`, read only) and keeps what it learns in
+//! `<target-dir>/corpus/<target>`; crash inputs go to `<target-dir>/artifacts/<target>/`. The
+//! target dir is `--target-dir`, else `fuzz` inside the workspace's target dir. A run ends
+//! after `--secs` seconds or `--runs` executions, whichever comes first (30 s when neither is
+//! given); an input that runs for more than 10 s counts as a crash (a hang). The summary gives
+//! the executions per target.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -31,7 +32,7 @@ const TARGETS: &[&str] = &[
     "daemon_reply",
     "config",
 ];
-/// Seconds per target when `--secs` is not given.
+/// Seconds per target when neither `--secs` nor `--runs` is given.
 const DEFAULT_SECS: u64 = 30;
 /// libFuzzer's limit for one input, in seconds: above it the input is a hang, reported as a crash.
 const INPUT_TIMEOUT_SECS: u64 = 10;
@@ -46,14 +47,14 @@ struct Outcome {
 
 /// `cargo xtask fuzz`.
 pub(crate) fn fuzz(args: &[String]) -> anyhow::Result<()> {
-    let mut secs = DEFAULT_SECS;
+    let mut secs: Option<u64> = None;
     let mut runs: Option<u64> = None;
     let mut dir: Option<PathBuf> = None;
     let mut targets: Vec<String> = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--secs" => secs = number(it.next(), "--secs")?,
+            "--secs" => secs = Some(number(it.next(), "--secs")?),
             "--runs" => runs = Some(number(it.next(), "--runs")?),
             "--target-dir" => {
                 dir = Some(it.next().context("--target-dir needs a path")?.into());
@@ -65,9 +66,11 @@ pub(crate) fn fuzz(args: &[String]) -> anyhow::Result<()> {
             ),
         }
     }
-    if secs == 0 {
-        bail!("--secs must be at least 1");
+    if secs == Some(0) || runs == Some(0) {
+        bail!("--secs and --runs must be at least 1");
     }
+    // libFuzzer's -max_total_time=0 is no time limit: `--runs` alone runs them all.
+    let secs = secs.unwrap_or(if runs.is_some() { 0 } else { DEFAULT_SECS });
     if targets.is_empty() {
         targets = TARGETS.iter().map(|t| t.to_string()).collect();
     }
