@@ -7,7 +7,7 @@
 //!
 //! | step | call | what happens |
 //! |---|---|---|
-//! | connect | `get_block_template` (`wallet_address` = the entry's `user`, `extra_nonce` = [`next_extra_nonce`]) | the first usable answer logs in; the template becomes a job |
+//! | connect | `get_block_template` (`wallet_address` = the entry's `user`, `extra_nonce`: 8 bytes, this process's random 4-byte tag then a counter of its `get_block_template` calls) | the first usable answer logs in; the template becomes a job |
 //! | every `daemon-poll-interval` ms (at least 50) | `get_info` | a `top_block_hash` other than the template's `prev_hash` fetches a new template and job; so does a changed `tx_pool_size` once the template is 30 s old |
 //! | submit | `submit_block` with `["<template blob with the share's nonce at byte 39, hex>"]` | only for shares whose result meets the block difficulty |
 //!
@@ -74,7 +74,7 @@ use crate::{Command, FailoverOptions, PoolConfig, SessionCtx, SessionEnd, Share,
 /// Bytes of the `extra_nonce` put into each template's coinbase extra field: 4 bytes drawn at
 /// random once per process, then a 4-byte big-endian counter of the templates this process has
 /// asked for (all upstreams together). See [`next_extra_nonce`].
-pub const EXTRA_NONCE_SIZE: usize = 8;
+const EXTRA_NONCE_SIZE: usize = 8;
 /// The shortest chain-tip poll interval.
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// How old a template must be before a changed mempool alone fetches a new one.
@@ -94,7 +94,7 @@ static PROCESS_TAG: OnceLock<[u8; 4]> = OnceLock::new();
 /// from that block, so two calls never get the same template, whatever upstream (of this
 /// process) makes them, even in the same second with the same wallet; the random tag keeps two
 /// proxy processes on one node apart too (they meet with probability 2⁻³²).
-pub fn next_extra_nonce() -> [u8; EXTRA_NONCE_SIZE] {
+fn next_extra_nonce() -> [u8; EXTRA_NONCE_SIZE] {
     let tag = PROCESS_TAG.get_or_init(|| {
         let mut tag = [0; 4];
         if SystemRandom::new().fill(&mut tag).is_err() {
