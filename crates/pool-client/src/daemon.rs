@@ -60,7 +60,6 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use ring::rand::{SecureRandom, SystemRandom};
-
 use serde::Deserialize;
 use serde_json::{json, Value};
 use stratum_proto::cryptonote::is_status_ok;
