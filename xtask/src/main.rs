@@ -10,6 +10,8 @@
 //! - `soak [--minutes N] [soak flags]`: the release proxy under miners churning in and out
 //!   (new worker names, shares, job changes); fails when its RSS after the soak is more than
 //!   10 % above its RSS after the warm-up. See `docs/BENCHMARKS.md`.
+//! - `fuzz [--secs N] [--runs N] [--target-dir DIR] [TARGET ...]`: each cargo-fuzz target
+//!   in turn on the stable toolchain; fails on any crash (see `fuzz.rs`).
 //!
 //! Deliberately dependency-light: it shells out to cargo and apt-get.
 
@@ -17,6 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context};
+
+mod fuzz;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -29,11 +33,13 @@ fn main() -> anyhow::Result<()> {
         "demo" => demo(&rest),
         "bench" => bench(&rest),
         "soak" => soak(&rest),
+        "fuzz" => fuzz::fuzz(&rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <ci | demo [--seconds N] [--miners N] [--difficulty N] \
                  | bench [--micro] [--proxy-threads N] [--miners N] [--jobs N] [--rate N] [--seconds N] ... \
-                 | soak [--minutes N] [--miners N] [soak flags]>"
+                 | soak [--minutes N] [--miners N] [soak flags] \
+                 | fuzz [--secs N] [--runs N] [--target-dir DIR] [TARGET ...]>"
             );
             bail!("unknown task {task:?}")
         }
@@ -113,6 +119,19 @@ fn ci() -> anyhow::Result<()> {
     run(cargo()
         .args(["doc", "--workspace", "--no-deps"])
         .env("RUSTDOCFLAGS", "-D warnings"))?;
+    // The fuzz crate is a workspace of its own: formatted, and its targets type-checked and
+    // linted with plain stable cargo (no cargo-fuzz, no sanitizer; `cargo xtask fuzz` runs them).
+    let fuzz_manifest = "crates/stratum-proto/fuzz/Cargo.toml";
+    run(cargo().args(["fmt", "--manifest-path", fuzz_manifest, "--", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--manifest-path",
+        fuzz_manifest,
+        "--bins",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     eprintln!("xtask ci: all checks passed");
     Ok(())
 }

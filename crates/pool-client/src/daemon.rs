@@ -7,7 +7,7 @@
 //!
 //! | step | call | what happens |
 //! |---|---|---|
-//! | connect | `get_block_template` (`wallet_address` = the entry's `user`) | the first usable answer logs in; the template becomes a job |
+//! | connect | `get_block_template` (`wallet_address` = the entry's `user`, `extra_nonce`: 8 bytes, this process's random 4-byte tag then a counter of its `get_block_template` calls) | the first usable answer logs in; the template becomes a job |
 //! | every `daemon-poll-interval` ms (at least 50) | `get_info` | a `top_block_hash` other than the template's `prev_hash` fetches a new template and job; so does a changed `tx_pool_size` once the template is 30 s old |
 //! | submit | `submit_block` with `["<template blob with the share's nonce at byte 39, hex>"]` | only for shares whose result meets the block difficulty |
 //!
@@ -20,6 +20,19 @@
 //! | `target` | [`difficulty_to_target`]`(difficulty)`: miners work at the block difficulty |
 //! | `algo` | the entry's `algo`, else `rx/0` |
 //! | `height`, `seed_hash` | the template's `height` and `seed_hash` |
+//!
+//! Every `get_block_template` call (of any upstream of the process) carries an `extra_nonce`
+//! of its own, which monerod (0.18 and later) writes into the coinbase transaction's extra
+//! field before it computes the hashing blob: two upstreams to one node, with one wallet, in
+//! the same second, get different templates, so miners given the same fixed nonce byte on
+//! both never hash the same work. (With `reserve_size` instead, monerod returns
+//! byte-identical templates.) A node that ignores the parameter is named in one warning per
+//! session. The submitted block is the template blob of the share's job, `extra_nonce`
+//! included, with the nonce written in.
+//!
+//! The reply bodies are parsed by pure functions ([`parse_template_reply`],
+//! [`parse_info_reply`], [`parse_submit_reply`], [`parse_header_reply`]), which the fuzz
+//! target `daemon_reply` runs on arbitrary bytes.
 //!
 //! A template whose difficulty does not fit in 64 bits (`difficulty_top64` ≠ 0), whose blobs
 //! are not hex, or whose two blobs differ before the nonce's end is an error: before login
@@ -42,8 +55,11 @@
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
+use ring::rand::{SecureRandom, SystemRandom};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use stratum_proto::cryptonote::is_status_ok;
@@ -54,9 +70,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Command, FailoverOptions, PoolConfig, SessionCtx, SessionEnd, Share, ShareError};
 
-/// `reserve_size` asked of `get_block_template`: bytes the node leaves free in the coinbase's
-/// extra field. The proxy does not use them (miners split the nonce instead).
-const RESERVE_SIZE: u32 = 8;
+/// Bytes of the `extra_nonce` put into each template's coinbase extra field: 4 bytes drawn at
+/// random once per process, then a 4-byte big-endian counter of the templates this process has
+/// asked for (all upstreams together). See [`next_extra_nonce`].
+const EXTRA_NONCE_SIZE: usize = 8;
 /// The shortest chain-tip poll interval.
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// How old a template must be before a changed mempool alone fetches a new one.
@@ -64,9 +81,38 @@ const MEMPOOL_REFRESH: Duration = Duration::from_secs(30);
 /// The algorithm named in jobs when the pool entry names none.
 const DEFAULT_ALGO: &str = "rx/0";
 
-/// Why a call to the node failed.
+/// Templates asked for by this process so far (the low half of [`next_extra_nonce`]).
+static TEMPLATES_ASKED: AtomicU32 = AtomicU32::new(0);
+/// This process's random tag (the high half of [`next_extra_nonce`]).
+static PROCESS_TAG: OnceLock<[u8; 4]> = OnceLock::new();
+
+/// The `extra_nonce` for the next `get_block_template` call: this process's random 4-byte tag,
+/// then the big-endian count of templates asked for before (wrapping after 2³² calls).
+///
+/// monerod writes it into the coinbase transaction's extra field and computes the hashing blob
+/// from that block, so two calls never get the same template, whatever upstream (of this
+/// process) makes them, even in the same second with the same wallet; the random tag keeps two
+/// proxy processes on one node apart too (they meet with probability 2⁻³²).
+fn next_extra_nonce() -> [u8; EXTRA_NONCE_SIZE] {
+    let tag = PROCESS_TAG.get_or_init(|| {
+        let mut tag = [0; 4];
+        if SystemRandom::new().fill(&mut tag).is_err() {
+            // No system randomness: the process id still separates processes.
+            tag = std::process::id().to_be_bytes();
+        }
+        tag
+    });
+    let count = TEMPLATES_ASKED.fetch_add(1, Ordering::Relaxed);
+    let mut nonce = [0; EXTRA_NONCE_SIZE];
+    nonce[..4].copy_from_slice(tag);
+    nonce[4..].copy_from_slice(&count.to_be_bytes());
+    nonce
+}
+
+/// Why a call to the node failed, or why its answer is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-enum DaemonError {
+#[non_exhaustive]
+pub enum DaemonError {
     /// The HTTP exchange failed (connect, timeout, reset): the node is unreachable.
     #[error("daemon unreachable: {0}")]
     Transport(String),
@@ -84,7 +130,8 @@ enum DaemonError {
     /// The result's `status` was not `OK` (e.g. `BUSY`).
     #[error("daemon status {0}")]
     NotOk(String),
-    /// The answer is not JSON-RPC, or lacks or mistypes fields we need.
+    /// The answer is not JSON-RPC, or lacks or mistypes fields we need, or the template it
+    /// holds cannot be mined (see [`parse_template_reply`]).
     #[error("daemon sent an unusable answer: {0}")]
     BadReply(String),
 }
@@ -135,32 +182,42 @@ struct TemplateReply {
     prev_hash: String,
     #[serde(default)]
     seed_hash: String,
+    /// Where in `blocktemplate_blob` the reserved bytes (or the `extra_nonce`) start.
+    #[serde(default)]
+    reserved_offset: u64,
 }
 
-/// The fields of a `get_info` result that the poll uses.
-#[derive(Debug, Clone, Deserialize)]
-struct InfoReply {
-    top_block_hash: String,
+/// The chain tip as `get_info` tells it: what the poll compares with the template's.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ChainInfo {
+    /// Hash of the newest block of the main chain (hex).
+    pub top_block_hash: String,
+    /// Transactions in the node's mempool (0 when the node does not say).
     #[serde(default)]
-    tx_pool_size: u64,
+    pub tx_pool_size: u64,
 }
 
 /// The fields of a block header (`get_block_header_by_height`) that tell whose block it is.
-#[derive(Debug, Clone, Deserialize)]
-struct HeaderReply {
-    nonce: u32,
-    prev_hash: String,
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct BlockHeader {
+    /// The block's nonce (blob bytes 39..43 read little-endian).
+    pub nonce: u32,
+    /// Hash of the block it builds on (hex).
+    pub prev_hash: String,
 }
 
 /// A block template turned into work: what a job is built from and a share is checked against.
+/// Made by [`parse_template_reply`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Template {
+pub struct Template {
     /// The job id given to the template's job (empty until [`Work::push`]).
     job_id: String,
     /// Hex of the hashing blob.
     hashing_blob: String,
     /// The block template blob, decoded: the block to submit once a nonce is written in.
     block: Vec<u8>,
+    /// Where the reserved bytes (our `extra_nonce`) start in `block`, as the node says.
+    reserved_offset: usize,
     /// Block difficulty.
     difficulty: u64,
     /// Height of the block being mined.
@@ -178,6 +235,83 @@ fn wide_fits_u64(wide: &str) -> bool {
     let digits = wide.trim_start_matches("0x").trim_start_matches("0X");
     let significant = digits.trim_start_matches('0');
     significant.len() <= 16
+}
+
+/// The `result` of a JSON-RPC reply body of `method`, whose `status` (when it has one) is `OK`.
+///
+/// # Errors
+/// [`DaemonError::BadReply`] when the body is not a JSON-RPC reply or has no `result`;
+/// [`DaemonError::Rpc`] for an `error` object; [`DaemonError::NotOk`] for another `status`.
+fn parse_result(method: &str, body: &[u8]) -> Result<Value, DaemonError> {
+    let reply: RpcReply = serde_json::from_slice(body)
+        .map_err(|e| DaemonError::BadReply(format!("{method}: {e}")))?;
+    if let Some(error) = reply.error {
+        return Err(DaemonError::Rpc {
+            code: error.code,
+            message: error.message,
+        });
+    }
+    let result = reply
+        .result
+        .ok_or_else(|| DaemonError::BadReply(format!("{method}: no result")))?;
+    match result.get("status") {
+        None => Ok(result),
+        Some(_) if is_status_ok(&result) => Ok(result),
+        Some(status) => Err(DaemonError::NotOk(
+            status
+                .as_str()
+                .map_or_else(|| status.to_string(), str::to_string),
+        )),
+    }
+}
+
+/// Parses the HTTP body of a `get_block_template` reply into a [`Template`] whose jobs name
+/// `algo`.
+///
+/// # Errors
+/// Those of a JSON-RPC reply (a [`DaemonError::Rpc`] error object, a [`DaemonError::NotOk`]
+/// status, a body that is not JSON-RPC), and [`DaemonError::BadReply`] for a result without
+/// the fields used, a difficulty of 0 or above 64 bits, blobs that are not hex or differ
+/// before the nonce's end (byte 43), or a job that fails [`Job::validate`].
+pub fn parse_template_reply(body: &[u8], algo: &str) -> Result<Template, DaemonError> {
+    let result = parse_result("get_block_template", body)?;
+    let reply: TemplateReply = serde_json::from_value(result)
+        .map_err(|e| DaemonError::BadReply(format!("get_block_template: {e}")))?;
+    Template::from_reply(reply, algo)
+}
+
+/// Parses the HTTP body of a `get_info` reply.
+///
+/// # Errors
+/// Those of a JSON-RPC reply (see [`parse_template_reply`]), and [`DaemonError::BadReply`]
+/// when `top_block_hash` is missing or a field has the wrong type.
+pub fn parse_info_reply(body: &[u8]) -> Result<ChainInfo, DaemonError> {
+    let result = parse_result("get_info", body)?;
+    serde_json::from_value(result).map_err(|e| DaemonError::BadReply(format!("get_info: {e}")))
+}
+
+/// Parses the HTTP body of a `submit_block` reply: `Ok` when the node took the block.
+///
+/// # Errors
+/// Those of a JSON-RPC reply (see [`parse_template_reply`]): monerod refuses a block with an
+/// error object (`-7` "Block not accepted", `-6` "Wrong block blob").
+pub fn parse_submit_reply(body: &[u8]) -> Result<(), DaemonError> {
+    parse_result("submit_block", body).map(drop)
+}
+
+/// Parses the HTTP body of a `get_block_header_by_height` reply (its `block_header` object).
+///
+/// # Errors
+/// Those of a JSON-RPC reply (see [`parse_template_reply`]), and [`DaemonError::BadReply`]
+/// when `block_header` lacks `nonce` (a `u32`) or `prev_hash`.
+pub fn parse_header_reply(body: &[u8]) -> Result<BlockHeader, DaemonError> {
+    let mut result = parse_result("get_block_header_by_height", body)?;
+    let header = result
+        .get_mut("block_header")
+        .map(Value::take)
+        .unwrap_or(Value::Null);
+    serde_json::from_value(header)
+        .map_err(|e| DaemonError::BadReply(format!("get_block_header_by_height: {e}")))
 }
 
 impl Template {
@@ -211,6 +345,7 @@ impl Template {
             job_id: String::new(),
             hashing_blob: reply.blockhashing_blob.to_ascii_lowercase(),
             block,
+            reserved_offset: usize::try_from(reply.reserved_offset).unwrap_or(usize::MAX),
             difficulty: reply.difficulty,
             height: reply.height,
             prev_hash: reply.prev_hash,
@@ -226,8 +361,9 @@ impl Template {
         Ok(template)
     }
 
-    /// The job for miners.
-    fn job(&self, algo: &str) -> Job {
+    /// The job for miners: the hashing blob, the block difficulty's target, `algo`, height and
+    /// seed hash; the job id is empty until the session gives it one.
+    pub fn job(&self, algo: &str) -> Job {
         Job {
             blob: self.hashing_blob.clone(),
             job_id: self.job_id.clone(),
@@ -236,6 +372,14 @@ impl Template {
             height: Some(self.height),
             seed_hash: (!self.seed_hash.is_empty()).then(|| self.seed_hash.clone()),
         }
+    }
+
+    /// Whether the block holds `extra_nonce` at the node's `reserved_offset`: false when the
+    /// node ignored the parameter (monerod before 0.18 knows only `reserve_size`).
+    pub fn holds_extra_nonce(&self, extra_nonce: &[u8]) -> bool {
+        self.block
+            .get(self.reserved_offset..)
+            .is_some_and(|rest| rest.starts_with(extra_nonce))
     }
 
     /// The block to submit for `share` (hex of the template blob with the share's nonce at
@@ -267,6 +411,8 @@ impl Template {
 struct Rpc {
     client: reqwest::Client,
     url: String,
+    /// Whether the node was seen ignoring `extra_nonce` (warned once per session).
+    ignores_extra_nonce: AtomicBool,
 }
 
 impl Rpc {
@@ -280,11 +426,12 @@ impl Rpc {
         Ok(Self {
             client,
             url: format!("http://{}/json_rpc", pool.host_port()),
+            ignores_extra_nonce: AtomicBool::new(false),
         })
     }
 
-    /// One JSON-RPC call; the `result` value, whose `status` (when it has one) is `OK`.
-    async fn call(&self, method: &str, params: Value) -> Result<Value, DaemonError> {
+    /// One JSON-RPC call: the body of a 2xx answer, for the `parse_*_reply` functions.
+    async fn call(&self, method: &str, params: Value) -> Result<bytes::Bytes, DaemonError> {
         let body = json!({"jsonrpc": "2.0", "id": "0", "method": method, "params": params});
         let response = self
             .client
@@ -297,51 +444,41 @@ impl Rpc {
         if !status.is_success() {
             return Err(DaemonError::HttpStatus(status.as_u16()));
         }
-        let bytes = response.bytes().await.map_err(|e| transport(&e))?;
-        let reply: RpcReply = serde_json::from_slice(&bytes)
-            .map_err(|e| DaemonError::BadReply(format!("{method}: {e}")))?;
-        if let Some(error) = reply.error {
-            return Err(DaemonError::Rpc {
-                code: error.code,
-                message: error.message,
-            });
-        }
-        let result = reply
-            .result
-            .ok_or_else(|| DaemonError::BadReply(format!("{method}: no result")))?;
-        match result.get("status").and_then(Value::as_str) {
-            Some(_) if !is_status_ok(&result) => Err(DaemonError::NotOk(
-                result["status"].as_str().unwrap_or_default().to_string(),
-            )),
-            _ => Ok(result),
-        }
+        response.bytes().await.map_err(|e| transport(&e))
     }
 
-    async fn block_template(&self, wallet: &str) -> Result<TemplateReply, DaemonError> {
-        let params = json!({"wallet_address": wallet, "reserve_size": RESERVE_SIZE});
-        let result = self.call("get_block_template", params).await?;
-        serde_json::from_value(result)
-            .map_err(|e| DaemonError::BadReply(format!("get_block_template: {e}")))
+    /// A template for `wallet` with a fresh [`next_extra_nonce`] in its coinbase.
+    async fn block_template(&self, wallet: &str, algo: &str) -> Result<Template, DaemonError> {
+        let extra_nonce = next_extra_nonce();
+        let params = json!({"wallet_address": wallet, "extra_nonce": encode_hex(&extra_nonce)});
+        let body = self.call("get_block_template", params).await?;
+        let template = parse_template_reply(&body, algo)?;
+        if !template.holds_extra_nonce(&extra_nonce)
+            && !self.ignores_extra_nonce.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                url = %self.url,
+                "the node ignores get_block_template's extra_nonce (monerod before 0.18?): \
+                 upstreams to this node may be given the same template"
+            );
+        }
+        Ok(template)
     }
 
-    async fn info(&self) -> Result<InfoReply, DaemonError> {
-        let result = self.call("get_info", json!({})).await?;
-        serde_json::from_value(result).map_err(|e| DaemonError::BadReply(format!("get_info: {e}")))
+    async fn info(&self) -> Result<ChainInfo, DaemonError> {
+        parse_info_reply(&self.call("get_info", json!({})).await?)
     }
 
     async fn submit_block(&self, block_hex: &str) -> Result<(), DaemonError> {
-        self.call("submit_block", json!([block_hex]))
-            .await
-            .map(drop)
+        parse_submit_reply(&self.call("submit_block", json!([block_hex])).await?)
     }
 
     /// The nonce and previous-block hash of the main chain's block at `height`.
-    async fn header_at(&self, height: u64) -> Result<HeaderReply, DaemonError> {
-        let result = self
+    async fn header_at(&self, height: u64) -> Result<BlockHeader, DaemonError> {
+        let body = self
             .call("get_block_header_by_height", json!({ "height": height }))
             .await?;
-        serde_json::from_value(result["block_header"].clone())
-            .map_err(|e| DaemonError::BadReply(format!("get_block_header_by_height: {e}")))
+        parse_header_reply(&body)
     }
 }
 
@@ -413,10 +550,10 @@ pub(crate) async fn run_session(ctx: &mut SessionCtx<'_>) -> SessionEnd {
         Ok(rpc) => rpc,
         Err(e) => return SessionEnd::NeverConnected(e.to_string()),
     };
-    let Some(first) = or_cancel(ctx.cancel, rpc.block_template(&ctx.pool.user)).await else {
+    let Some(first) = or_cancel(ctx.cancel, rpc.block_template(&ctx.pool.user, &algo)).await else {
         return SessionEnd::Cancelled;
     };
-    let first = match first.and_then(|reply| Template::from_reply(reply, &algo)) {
+    let first = match first {
         Ok(t) => t,
         Err(e) => return SessionEnd::NeverConnected(format!("{}: {e}", rpc.url)),
     };
@@ -450,11 +587,9 @@ pub(crate) async fn run_session(ctx: &mut SessionCtx<'_>) -> SessionEnd {
 
 /// Fetches a new template and sends its job.
 async fn refresh(ctx: &SessionCtx<'_>, rpc: &Rpc, work: &mut Work) -> Result<(), SessionEnd> {
-    let reply = or_cancel(ctx.cancel, rpc.block_template(&ctx.pool.user))
+    let template = or_cancel(ctx.cancel, rpc.block_template(&ctx.pool.user, &work.algo))
         .await
-        .ok_or(SessionEnd::Cancelled)?;
-    let template = reply
-        .and_then(|reply| Template::from_reply(reply, &work.algo))
+        .ok_or(SessionEnd::Cancelled)?
         .map_err(|e| SessionEnd::Ended(e.to_string()))?;
     tracing::debug!(pool = %ctx.pool.url, height = template.height, "new block template");
     let job = work.push(template);
@@ -540,7 +675,7 @@ async fn log_block_fate(
     prev_hash: &str,
 ) {
     let url = &ctx.pool.url;
-    let ours = |h: &HeaderReply| {
+    let ours = |h: &BlockHeader| {
         let nonce = parse_nonce(&share.nonce).map(u32::from_le_bytes);
         nonce == Some(h.nonce) && h.prev_hash.eq_ignore_ascii_case(prev_hash)
     };
@@ -748,18 +883,127 @@ mod tests {
         assert!(wide_fits_u64("0x00000000000000000001"));
     }
 
+    /// A template asked for with `extra_nonce` `0102030405060708` from the regtest node of
+    /// the test suite (monerod 0.18): the bytes sit at `reserved_offset`.
+    const TEMPLATE_WITH_EXTRA_NONCE: &str = r#"{"id":"0","jsonrpc":"2.0","result":{
+ "blockhashing_blob":"1010e4b1b5d806418015bb9ae982a1975da7d79277c2705727a56894ba0fb246adaabb1f4632e300000000666f20d7d11d008ac7c535f1b50e8b44e3901e03485625492d3cdc71d66df30401",
+ "blocktemplate_blob":"1010e4b1b5d806418015bb9ae982a1975da7d79277c2705727a56894ba0fb246adaabb1f4632e300000000023d01ff0101808080f0ffff07039e80ddc2360e9c7698616171d0eaa4d533da3d48e4e2b135a9ef3679359fe192d72b01eb30a556a0efd26254ee1eb5fa7beae6e8715d1e61502af5ce591e7efa9fdc70020801020304050607080000",
+ "difficulty":100,"difficulty_top64":0,"expected_reward":35184338534400,"height":1,
+ "next_seed_hash":"","prev_hash":"418015bb9ae982a1975da7d79277c2705727a56894ba0fb246adaabb1f4632e3",
+ "reserved_offset":126,"seed_hash":"418015bb9ae982a1975da7d79277c2705727a56894ba0fb246adaabb1f4632e3",
+ "seed_height":0,"status":"OK","untrusted":false,"wide_difficulty":"0x64"}}"#;
+
+    #[test]
+    fn a_template_reply_body_parses_to_its_job() {
+        let t = parse_template_reply(REGTEST_TEMPLATE.as_bytes(), "rx/0").unwrap();
+        assert_eq!(t, template());
+        assert_eq!(t.job("rx/0").blob, reply().blockhashing_blob);
+    }
+
+    #[test]
+    fn the_extra_nonce_is_found_at_the_reserved_offset() {
+        let t = parse_template_reply(TEMPLATE_WITH_EXTRA_NONCE.as_bytes(), "rx/0").unwrap();
+        assert!(t.holds_extra_nonce(&[1, 2, 3, 4, 5, 6, 7, 8]));
+        assert!(!t.holds_extra_nonce(&[1, 2, 3, 4, 5, 6, 7, 9]));
+        // The reserve_size template holds zeros there: a node that ignored extra_nonce.
+        assert!(!template().holds_extra_nonce(&[1, 2, 3, 4, 5, 6, 7, 8]));
+        // An offset past the blob's end is "not there", not a panic.
+        let mut r = reply();
+        r.reserved_offset = u64::MAX;
+        let t = Template::from_reply(r, "rx/0").unwrap();
+        assert!(!t.holds_extra_nonce(&[0]));
+    }
+
+    #[test]
+    fn every_extra_nonce_of_a_process_differs_and_shares_its_tag() {
+        let a = next_extra_nonce();
+        let b = next_extra_nonce();
+        assert_ne!(a, b);
+        assert_eq!(a[..4], b[..4], "one random tag per process");
+        let seen: HashSet<_> = (0..1000).map(|_| next_extra_nonce()).collect();
+        assert_eq!(seen.len(), 1000);
+        assert_eq!(encode_hex(&a).len(), 2 * EXTRA_NONCE_SIZE);
+    }
+
     #[test]
     fn rpc_errors_and_statuses_are_told_apart() {
-        let reply: RpcReply = serde_json::from_str(
-            r#"{"error":{"code":-7,"message":"Block not accepted"},"id":"0","jsonrpc":"2.0"}"#,
+        let refused =
+            br#"{"error":{"code":-7,"message":"Block not accepted"},"id":"0","jsonrpc":"2.0"}"#;
+        assert_eq!(
+            parse_submit_reply(refused),
+            Err(DaemonError::Rpc {
+                code: -7,
+                message: "Block not accepted".into()
+            })
+        );
+        assert_eq!(
+            parse_submit_reply(br#"{"id":"0","jsonrpc":"2.0","result":{"status":"OK"}}"#),
+            Ok(())
+        );
+        assert_eq!(
+            parse_submit_reply(br#"{"result":{"status":"BUSY"}}"#),
+            Err(DaemonError::NotOk("BUSY".into()))
+        );
+        assert_eq!(
+            parse_submit_reply(br#"{"result":{"status":7}}"#),
+            Err(DaemonError::NotOk("7".into())),
+            "a status that is not a string is not OK"
+        );
+        let info = parse_info_reply(
+            br#"{"result":{"top_block_hash":"41","tx_pool_size":3,"height":1,"status":"OK"}}"#,
         )
         .unwrap();
-        let e = reply.error.unwrap();
-        assert_eq!((e.code, e.message.as_str()), (-7, "Block not accepted"));
-        let info: InfoReply = serde_json::from_value(json!({
-            "top_block_hash": "41", "tx_pool_size": 3, "height": 1, "status": "OK"
-        }))
-        .unwrap();
+        assert_eq!(info.top_block_hash, "41");
         assert_eq!(info.tx_pool_size, 3);
+    }
+
+    #[test]
+    fn unusable_reply_bodies_are_bad_replies() {
+        let bad = |r: Result<(), DaemonError>| matches!(r, Err(DaemonError::BadReply(_)));
+        for body in [
+            &b""[..],
+            b"<html>",
+            b"[]",
+            br#"{"id":"0"}"#,
+            br#"{"result":null}"#,
+        ] {
+            assert!(bad(parse_submit_reply(body)), "{body:?}");
+            assert!(bad(parse_info_reply(body).map(drop)), "{body:?}");
+            assert!(
+                bad(parse_template_reply(body, "rx/0").map(drop)),
+                "{body:?}"
+            );
+            assert!(bad(parse_header_reply(body).map(drop)), "{body:?}");
+        }
+        assert!(bad(
+            parse_info_reply(br#"{"result":{"tx_pool_size":1}}"#).map(drop)
+        ));
+        assert!(bad(parse_template_reply(
+            br#"{"result":{"status":"OK"}}"#,
+            "rx/0"
+        )
+        .map(drop)));
+        assert!(bad(
+            parse_header_reply(br#"{"result":{"status":"OK"}}"#).map(drop)
+        ));
+        assert!(bad(parse_header_reply(
+            br#"{"result":{"block_header":{"nonce":4294967296,"prev_hash":"41"}}}"#
+        )
+        .map(drop)));
+    }
+
+    #[test]
+    fn a_header_reply_names_nonce_and_parent() {
+        let h = parse_header_reply(
+            br#"{"result":{"status":"OK","block_header":{"nonce":3735928559,"prev_hash":"41","height":2}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            h,
+            BlockHeader {
+                nonce: 0xdead_beef,
+                prev_hash: "41".into()
+            }
+        );
     }
 }

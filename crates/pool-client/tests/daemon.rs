@@ -181,6 +181,50 @@ async fn a_block_from_elsewhere_brings_a_new_job_and_old_shares_still_count() {
     .await;
 }
 
+/// Two upstreams to one node with one wallet (what NiceHash mode opens past 256 miners, and
+/// simple mode per miner): every template carries its own `extra_nonce`, so no blob is handed
+/// out twice, not even for templates fetched in the same poll. Without it, monerod answers
+/// two `get_block_template` calls in the same second with byte-identical templates.
+#[tokio::test]
+async fn two_upstreams_to_one_node_never_hand_out_the_same_blob() {
+    bounded(async {
+        let node = start_node(100).await;
+        let a = harness(&node);
+        let b = harness(&node);
+        let (first_a, _) = a.recorder.job(0).await;
+        let (first_b, _) = b.recorder.job(0).await;
+        assert_eq!(first_a.height, first_b.height);
+        // Same parent; the coinbase differs, hence the Merkle root (hashing blob bytes 43..75).
+        assert_eq!(first_a.blob[14..78], first_b.blob[14..78]);
+        assert_ne!(first_a.blob[86..150], first_b.blob[86..150]);
+
+        // New tips: both upstreams fetch a template for each height within one poll.
+        for _ in 0..3 {
+            let height = node.generate_blocks(1).await.unwrap();
+            let (ja, _) = a.recorder.job_at_height(height).await;
+            let (jb, _) = b.recorder.job_at_height(height).await;
+            assert_ne!(ja.blob, jb.blob, "height {height}");
+        }
+        let blobs: Vec<String> = [&a, &b]
+            .iter()
+            .flat_map(|h| {
+                h.recorder
+                    .seen()
+                    .jobs
+                    .iter()
+                    .map(|(j, _)| j.blob.clone())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let distinct: std::collections::HashSet<&String> = blobs.iter().collect();
+        assert!(blobs.len() >= 8, "{} jobs", blobs.len());
+        assert_eq!(distinct.len(), blobs.len(), "a blob was handed out twice");
+        a.stop().await;
+        b.stop().await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn losing_the_node_ends_the_session() {
     bounded(async {

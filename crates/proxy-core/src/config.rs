@@ -434,7 +434,19 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Reads, parses and validates a config file.
+    /// Parses and validates a config file's text: [`Config::from_json`], then
+    /// [`Config::validate`]. Pure (no file is opened), so the fuzz target `config` runs it on
+    /// arbitrary text.
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] or [`ConfigError::Invalid`].
+    pub fn from_text(text: &str) -> Result<Self, ConfigError> {
+        let cfg = Self::from_json(text)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads, parses and validates a config file ([`Config::from_text`]).
     ///
     /// # Errors
     /// [`ConfigError`] for I/O, parse and validation failures.
@@ -443,9 +455,7 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        let cfg = Self::from_json(&text)?;
-        cfg.validate()?;
-        Ok(cfg)
+        Self::from_text(&text)
     }
 
     /// Checks the config (RFC §4 `Validate`): at least one bind and one enabled pool, every
@@ -622,6 +632,20 @@ mod tests {
             err.contains("rate-limit.invalid-percent") && err.contains("150"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn from_text_parses_and_validates() {
+        let c = Config::from_text(RFC_EXAMPLE).unwrap();
+        assert_eq!(c, Config::from_json(RFC_EXAMPLE).unwrap());
+        // Parses, but does not validate: no bind.
+        let text = r#"{"bind":[],"pools":[{"url":"p:1"}]}"#;
+        assert!(Config::from_json(text).is_ok());
+        assert!(matches!(
+            Config::from_text(text),
+            Err(ConfigError::Invalid { key, .. }) if key == "bind"
+        ));
+        assert!(matches!(Config::from_text("{"), Err(ConfigError::Parse(_))));
     }
 
     #[test]

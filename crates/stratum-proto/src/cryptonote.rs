@@ -292,6 +292,9 @@ static HEX_PAIRS: [u8; 512] = {
 ///
 /// [`JobLine::parts`] gives the line as three shared slices (prefix, the two hex chars,
 /// suffix) without copying, ready for a vectored write.
+///
+/// Only a hex blob (as every job that passes [`Job::validate`] has) is patched: another one
+/// may be escaped in the line, or hold a multi-byte character at byte 42, and is sent whole.
 #[derive(Debug, Clone)]
 pub struct JobLine {
     line: Bytes,
@@ -303,7 +306,11 @@ impl JobLine {
     /// Encodes the notification for `job`.
     pub fn new(job: &Job) -> Self {
         let line = encode_job_notification(job);
+        // Anything but hex may not be where its raw offsets say (JSON escapes), or may be
+        // split mid-character: never patched.
+        let hex = job.blob.bytes().all(|b| b.is_ascii_hexdigit());
         let patch_at = find_blob(&line)
+            .filter(|(start, end)| hex && &line[*start..*end] == job.blob.as_bytes())
             .map(|(start, end)| (start + NICEHASH_BYTE_OFFSET * 2, end))
             .filter(|(at, end)| at + 2 <= *end)
             .map(|(at, _)| at);
@@ -658,6 +665,46 @@ mod tests {
         let jl = JobLine::new(&short);
         assert_eq!(jl.parts(7)[0], jl.whole());
         assert!(jl.parts(7)[1].is_empty());
+    }
+
+    /// Found by the `pool_message` fuzz target: with an escaped character in the blob, the
+    /// fixed byte was written one character off, inside the blob's other bytes; a multi-byte
+    /// character at byte 42 would have been cut in two (a line that is not UTF-8).
+    #[test]
+    fn job_line_patches_only_hex_blobs() {
+        for blob in [
+            format!("\\n{}", "ab".repeat(50)),
+            format!("{}é{}", "a".repeat(83), "b".repeat(20)),
+        ] {
+            let mut odd = job();
+            odd.blob = blob;
+            let jl = JobLine::new(&odd);
+            assert_eq!(jl.to_vec(0xff), jl.whole().to_vec());
+            assert_eq!(jl.parts(0xff)[0], jl.whole());
+            let v: Value = serde_json::from_slice(&jl.to_vec(0xff)).unwrap();
+            assert_eq!(v["params"]["blob"].as_str(), Some(odd.blob.as_str()));
+        }
+    }
+
+    /// Found by the `miner_request` fuzz target: serde_json's default float parser read this
+    /// id one ulp off, so the answer carried another id (`float_roundtrip` fixes it).
+    #[test]
+    fn float_ids_are_echoed_exactly() {
+        for line in [
+            &br#"{"id":999155325592659262902}"#[..],
+            br#"{"id":9.991553255926593e+20,"method":"getjob","params":{"id":"x"}}"#,
+            br#"{"id":0.30000000000000004,"method":"keepalived"}"#,
+        ] {
+            let text: Value = serde_json::from_slice(line).unwrap();
+            let (id, answer) = match parse_miner_request(line) {
+                Ok((id, _)) => (id.clone(), encode_status(&id, "OK")),
+                Err(e) => (e.id().clone(), encode_error(e.id(), e.message())),
+            };
+            assert_eq!(id, text["id"]);
+            let echoed: Value = serde_json::from_slice(&answer).unwrap();
+            assert_eq!(echoed["id"], text["id"]);
+            assert_eq!(echoed["id"].to_string(), text["id"].to_string());
+        }
     }
 
     #[test]
