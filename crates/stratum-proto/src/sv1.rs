@@ -1016,7 +1016,19 @@ impl ClientRequest {
 }
 
 impl Notify {
-    fn params(&self) -> (String, String, String, String, Vec<String>, String, String, String, bool) {
+    fn params(
+        &self,
+    ) -> (
+        String,
+        String,
+        String,
+        String,
+        Vec<String>,
+        String,
+        String,
+        String,
+        bool,
+    ) {
         (
             self.job_id.clone(),
             self.prevhash.to_hex(),

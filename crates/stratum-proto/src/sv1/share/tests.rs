@@ -53,7 +53,11 @@ fn the_genesis_block_checks_out_whatever_the_coinbase_split() {
         );
         assert_eq!(check.header, genesis.header);
         assert!(check.meets_network && check.meets_share);
-        assert!((check.difficulty - 2536.426).abs() < 0.001, "{}", check.difficulty);
+        assert!(
+            (check.difficulty - 2536.426).abs() < 0.001,
+            "{}",
+            check.difficulty
+        );
     }
 }
 
@@ -280,14 +284,20 @@ fn version_bits_outside_the_mask_are_refused() {
     );
     // The full version (outside the mask's bits) is refused too.
     assert!(rolled_version(0x2000_0000, 0x1fff_e000, Some(0x2453_4000)).is_err());
-    assert_eq!(rolled_version(0x2000_0000, 0x1fff_e000, None), Ok(0x2000_0000));
+    assert_eq!(
+        rolled_version(0x2000_0000, 0x1fff_e000, None),
+        Ok(0x2000_0000)
+    );
 }
 
 #[test]
 fn difficulty_of_the_diff1_target_is_one_and_of_zero_is_infinite() {
     let diff1 = BlockHash::from_byte_array(Target::MAX.to_le_bytes());
     assert_eq!(hash_difficulty(diff1), 1.0);
-    assert_eq!(hash_difficulty(BlockHash::from_byte_array([0; 32])), f64::INFINITY);
+    assert_eq!(
+        hash_difficulty(BlockHash::from_byte_array([0; 32])),
+        f64::INFINITY
+    );
     assert_eq!(
         network_target(0x1d00_ffff),
         Target::MAX,
