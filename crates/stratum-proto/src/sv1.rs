@@ -496,7 +496,8 @@ impl SubscribeResult {
         let extranonce1 = a[1]
             .as_str()
             .and_then(hex_bytes)
-            .ok_or(bad("extranonce1 is not hex"))?;
+            .filter(|e| e.len() <= MAX_EXTRANONCE_SIZE)
+            .ok_or(bad("extranonce1 is not hex of at most 32 bytes"))?;
         let extranonce2_size = a[2]
             .as_u64()
             .and_then(|n| usize::try_from(n).ok())
@@ -593,6 +594,17 @@ pub fn hex_u32(s: &str) -> Option<u32> {
 
 fn hex_bytes(s: &str) -> Option<Vec<u8>> {
     Vec::<u8>::from_hex(s).ok()
+}
+
+/// A difficulty as a JSON number: an integer when it is one (`2`, as pools write it, not
+/// `2.0`), else the shortest decimal that reads back to the same `f64`.
+fn difficulty_value(d: f64) -> Value {
+    if d.fract() == 0.0 && (0.0..9.0e15).contains(&d) {
+        // Exact: an integral f64 below 2^53.
+        Value::from(d as u64)
+    } else {
+        Value::from(d)
+    }
 }
 
 fn positive_finite(v: &Value) -> Option<f64> {
@@ -983,7 +995,7 @@ impl ClientRequest {
                 }
                 if let Some(d) = c.minimum_difficulty {
                     names.push(Value::from("minimum-difficulty"));
-                    args.insert("minimum-difficulty.value".into(), d.into());
+                    args.insert("minimum-difficulty.value".into(), difficulty_value(d));
                 }
                 if c.subscribe_extranonce {
                     names.push(Value::from("subscribe-extranonce"));
@@ -992,7 +1004,7 @@ impl ClientRequest {
                 vec![Value::Array(names), Value::Object(args)]
             }
             Self::ExtranonceSubscribe => Vec::new(),
-            Self::SuggestDifficulty(d) => vec![(*d).into()],
+            Self::SuggestDifficulty(d) => vec![difficulty_value(*d)],
             Self::Submit(s) => {
                 let mut p = vec![
                     Value::from(s.worker.as_str()),
@@ -1015,22 +1027,24 @@ impl ClientRequest {
     }
 }
 
+/// `mining.notify`'s 9 params in wire order (a tuple struct serializes as an array).
+#[derive(Serialize)]
+struct NotifyParams<'a>(
+    &'a str,
+    String,
+    String,
+    String,
+    Vec<String>,
+    String,
+    String,
+    String,
+    bool,
+);
+
 impl Notify {
-    fn params(
-        &self,
-    ) -> (
-        String,
-        String,
-        String,
-        String,
-        Vec<String>,
-        String,
-        String,
-        String,
-        bool,
-    ) {
-        (
-            self.job_id.clone(),
+    fn params(&self) -> NotifyParams<'_> {
+        NotifyParams(
+            &self.job_id,
             self.prevhash.to_hex(),
             self.coinb1.to_lower_hex_string(),
             self.coinb2.to_lower_hex_string(),
@@ -1066,7 +1080,10 @@ impl ServerMessage {
                 method: "mining.notify",
                 params: n.params(),
             }),
-            Self::SetDifficulty(d) => note("mining.set_difficulty", Value::from(vec![*d])),
+            Self::SetDifficulty(d) => note(
+                "mining.set_difficulty",
+                Value::from(vec![difficulty_value(*d)]),
+            ),
             Self::SetExtranonce {
                 extranonce1,
                 extranonce2_size,

@@ -126,6 +126,23 @@ fn the_pool_side_of_paras_session_encodes_as_the_transcript_shows() {
 }
 
 #[test]
+fn integral_difficulties_are_written_as_integers() {
+    assert_eq!(
+        ServerMessage::SetDifficulty(2.0).encode(),
+        b"{\"id\":null,\"method\":\"mining.set_difficulty\",\"params\":[2]}\n"
+    );
+    let line = ClientRequest::SuggestDifficulty(65536.0).encode(&json!(1));
+    assert_eq!(as_json(&line)["params"], json!([65536]));
+    let line = ClientRequest::SuggestDifficulty(0.5).encode(&json!(1));
+    assert_eq!(as_json(&line)["params"], json!([0.5]));
+    let line = ServerMessage::SetDifficulty(1e300).encode();
+    assert_eq!(
+        parse_server_line(&line),
+        Ok(ServerMessage::SetDifficulty(1e300))
+    );
+}
+
+#[test]
 fn the_subscribe_answer_lists_subscriptions_even_when_there_are_none() {
     let line = encode_subscribe_result(&json!(1), &SubscribeResult::default());
     assert_eq!(as_json(&line)["result"], json!([[], "", 0]));
@@ -159,6 +176,7 @@ fn subscribe_answers_are_read_in_every_shape_pools_send() {
         json!([[[1, 2]], "08000002", 4]),
         json!([[], "0800000", 4]),
         json!([[], "zz", 4]),
+        json!([[], "00".repeat(33), 4]),
         json!([[], "08000002", -1]),
         json!([[], "08000002", 33]),
     ] {
@@ -779,9 +797,12 @@ fn text() -> impl Strategy<Value = String> {
     "[a-zA-Z0-9._/:\"\\\\ -]{0,24}"
 }
 
-/// Difficulties whose decimal form reads back exactly (n / 1024).
+/// Difficulties whose decimal form reads back exactly (n / 1024, integers among them).
 fn difficulty() -> impl Strategy<Value = f64> {
-    (1u32..100_000_000).prop_map(|n| f64::from(n) / 1024.0)
+    prop_oneof![
+        (1u32..100_000_000).prop_map(|n| f64::from(n) / 1024.0),
+        (1u64..1 << 53).prop_map(|n| n as f64),
+    ]
 }
 
 fn client_request() -> impl Strategy<Value = ClientRequest> {
