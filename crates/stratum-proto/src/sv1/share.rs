@@ -63,6 +63,13 @@ pub struct ShareCheck {
     pub meets_network: bool,
 }
 
+/// The coinbase transaction's bytes, `coinb1 ‖ extranonce1 ‖ extranonce2 ‖ coinb2`: its
+/// non-witness serialization, as a block found by the share needs it (a segwit block adds
+/// the coinbase's witness, which the txid does not cover).
+pub fn coinbase_bytes(job: &Notify, extranonce1: &[u8], extranonce2: &[u8]) -> Vec<u8> {
+    [&job.coinb1[..], extranonce1, extranonce2, &job.coinb2[..]].concat()
+}
+
 /// The txid of the coinbase `coinb1 ‖ extranonce1 ‖ extranonce2 ‖ coinb2`: sha256d of those
 /// bytes.
 pub fn coinbase_txid(coinb1: &[u8], extranonce1: &[u8], extranonce2: &[u8], coinb2: &[u8]) -> Txid {

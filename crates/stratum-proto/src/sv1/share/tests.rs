@@ -45,6 +45,10 @@ fn the_genesis_block_checks_out_whatever_the_coinbase_split() {
             ntime: 1_231_006_505,
             clean_jobs: true,
         };
+        assert_eq!(
+            coinbase_bytes(&job, &coinbase[a..b], &coinbase[b..c]),
+            coinbase
+        );
         let s = submit(&coinbase[b..c], 1_231_006_505, 2_083_236_893, None);
         let check = check_share(&job, &coinbase[a..b], &s, 0, 1.0).unwrap();
         assert_eq!(
