@@ -29,6 +29,7 @@ const TARGETS: &[&str] = &[
     "line_decoder",
     "miner_request",
     "pool_message",
+    "sv1",
     "daemon_reply",
     "config",
 ];

@@ -7,6 +7,9 @@
 //!   `new` the encoding done once per upstream job; `parts_x256` one upstream's whole fan-out.
 //! - `submit_path/*`: the rest of a share's trip through the codec: the pool-bound `submit`
 //!   line, the pool's `OK` parsed, the miner's `OK` encoded, the nonce and result decoded.
+//! - `sv1/*`: Stratum V1: a `mining.submit` line parsed (every share), the sha256d share
+//!   check of para's real share (every share: coinbase, merkle branch of 2, header), and a
+//!   `mining.notify` encoded (once per upstream job).
 //!
 //! Run with `cargo bench -p stratum-proto` (or `cargo xtask bench`, which runs the load
 //! generator instead); `cargo test --benches` runs each once as a test.
@@ -17,6 +20,10 @@ use criterion::{criterion_main, Criterion, Throughput};
 use stratum_proto::cryptonote::{
     encode_pool_submit, encode_status, is_status_ok, parse_miner_request, parse_pool_message,
     JobLine, MinerRequest, PoolMessage,
+};
+use stratum_proto::sv1::share::check_share;
+use stratum_proto::sv1::{
+    parse_client_line, parse_server_line, ClientMessage, ClientRequest, ServerMessage,
 };
 use stratum_proto::{parse_nonce, result_difficulty, Job};
 
@@ -114,12 +121,52 @@ fn submit_path(c: &mut Criterion) {
     g.finish();
 }
 
+/// para 0.6.0's job and first share (`shared/docs/reference/sv1-para-miner-transcript.md`).
+const SV1_NOTIFY: &[u8] = br#"{"id":null,"method":"mining.notify","params":["a000001","c488987d58337b55b94478e8455ca3399eefbc00487f85961c7c5da756853076","01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff10c488987d","ffffffff0100f2052a010000001976a91458337b55b94478e8455ca3399eefbc00487f859688ac00000000",["07961f775b3f9d73bcbb87538e23b6e2ed57d590e21a32d4a92ee6f4523fa8cf","0fe437305229ed54f1e20edcd7370dd28de61cb49bd8155bc3515d2b5cf3e3b5"],"20000000","207fffff","6b0d54b4",true]}"#;
+const SV1_SUBMIT: &[u8] = br#"{"id":3,"method":"mining.submit","params":["bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq.rig1","a000001","0000000000000000","6b0d54b4","00000b07","04534000"]}"#;
+
+fn sv1(c: &mut Criterion) {
+    let Ok(notify @ ServerMessage::Notify(_)) = parse_server_line(SV1_NOTIFY) else {
+        panic!("the notify line parses")
+    };
+    let ServerMessage::Notify(job) = &notify else {
+        unreachable!()
+    };
+    let Ok(ClientMessage::Request {
+        request: ClientRequest::Submit(submit),
+        ..
+    }) = parse_client_line(SV1_SUBMIT)
+    else {
+        panic!("the submit line parses")
+    };
+    let mut g = c.benchmark_group("sv1");
+    g.bench_function("parse_submit", |b| {
+        b.iter(|| parse_client_line(black_box(SV1_SUBMIT)))
+    });
+    g.bench_function("check_share", |b| {
+        b.iter(|| {
+            let r = check_share(
+                job,
+                &[0xa1, 0, 0, 1],
+                black_box(&submit),
+                0x1fff_e000,
+                1.5e-5,
+            );
+            debug_assert!(r.is_ok_and(|c| c.meets_share));
+            r
+        })
+    });
+    g.bench_function("encode_notify", |b| b.iter(|| black_box(&notify).encode()));
+    g.finish();
+}
+
 /// Every benchmark of this file (what `criterion_group!` would write, documented).
 fn benches() {
     let mut c = Criterion::default().configure_from_args();
     miner_request(&mut c);
     job_line(&mut c);
     submit_path(&mut c);
+    sv1(&mut c);
 }
 
 criterion_main!(benches);

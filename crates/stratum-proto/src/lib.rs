@@ -9,6 +9,9 @@
 //! - [`cryptonote`]: the xmrig-style CryptoNote stratum (go-proxy RFC §19): `login`, `submit`,
 //!   `keepalived`, `getjob` requests from miners, `job` notifications, and the same messages
 //!   seen from the proxy's own upstream side.
+//! - [`sv1`]: Bitcoin Stratum V1 (slush, BIP 310 `mining.configure`): miner and pool
+//!   messages with their codecs and error codes, and [`sv1::share`], the sha256d share check
+//!   (coinbase → merkle root → header → difficulty) on rust-bitcoin.
 //!
 //! Shared pieces:
 //! - [`codec`]: newline-delimited framing with a maximum line length (16384 bytes, RFC §19).
@@ -17,6 +20,7 @@
 pub mod codec;
 pub mod cryptonote;
 pub mod job;
+pub mod sv1;
 
 pub use codec::{CodecError, LineCodec, MAX_LINE_LENGTH};
 pub use job::{

@@ -17,6 +17,8 @@ proptest! {
     fn miner_requests_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
         let _ = parse_miner_request(&bytes);
         let _ = parse_pool_message(&bytes);
+        let _ = stratum_proto::sv1::parse_client_line(&bytes);
+        let _ = stratum_proto::sv1::parse_server_line(&bytes);
     }
 
     #[test]
@@ -27,6 +29,12 @@ proptest! {
             Err(e) => prop_assert!(!e.message().is_empty()),
         }
         let _ = parse_pool_message(text.as_bytes());
+        match stratum_proto::sv1::parse_client_line(text.as_bytes()) {
+            Err(e @ stratum_proto::sv1::RequestError::Parse) => prop_assert!(e.id().is_null()),
+            Err(e) => prop_assert!(e.reply().ends_with(b"\n")),
+            Ok(_) => {}
+        }
+        let _ = stratum_proto::sv1::parse_server_line(text.as_bytes());
         let _ = target_to_difficulty(&text);
         let _ = result_difficulty(&text);
     }
