@@ -1,99 +1,5 @@
-//! Stratum V1 extranonce splitting: many miners on one upstream subscription.
-//!
-//! # What it does
-//!
-//! A Stratum V1 pool gives each subscription an `extranonce1` (hex bytes, fixed by
-//! the pool) and an `extranonce2_size` (bytes the client fills in itself); the coinbase
-//! is `coinb1 ‖ extranonce1 ‖ extranonce2 ‖ coinb2` (slush's spec,
-//! `shared/spec/stratum-v1-slush.md`). To let many miners share one subscription, the
-//! proxy keeps the first `tail` bytes of the upstream's extranonce2 for itself and gives
-//! each miner a different value of them: the miner is told
-//!
-//! * `extranonce1` = upstream extranonce1 ‖ its tail, and
-//! * `extranonce2_size` = upstream extranonce2_size − tail size,
-//!
-//! so two miners of one upstream never build the same coinbase, hence never hash the
-//! same header. When a miner submits, its share goes upstream with extranonce2 =
-//! its tail ‖ the miner's extranonce2 ([`ExtranonceLayout::upstream_extranonce2`]).
-//!
-//! # Byte layout
-//!
-//! The upstream's extranonce2 field, as the proxy divides it:
-//!
-//! | bytes of upstream extranonce2 | meaning                                  | who sets it      |
-//! |-------------------------------|------------------------------------------|------------------|
-//! | `0..pad`                      | zero padding (only when the upstream gives more than `index + 8` bytes) | proxy (zeros) |
-//! | `pad..tail`                   | slot index, big-endian, `index` bytes (0, 1 or 2) | proxy (per miner) |
-//! | `tail..size`                  | the miner's extranonce2                  | miner (rolled)   |
-//!
-//! with `tail = pad + index`. Everything up to `tail` is part of the miner's
-//! extranonce1.
-//!
-//! # Sizing rule
-//!
-//! With `size` the upstream's extranonce2_size and `min` the configured
-//! `min-extranonce2-size` (1..=8, default 4):
-//!
-//! * `size < min`: refused ([`SplitError::UpstreamTooSmall`]); a miner would get less
-//!   than `min` bytes.
-//! * `index = min(size − min, 2)` bytes of slot index: capacity `256^index` miners
-//!   (1, 256 or 65,536). Capped at 2 bytes: a slot table of 65,536 entries is 1 MiB at
-//!   most per upstream, and a larger one serves no real farm better than a second upstream.
-//! * the miner gets `min(size − index, 8)` bytes: never fewer than `min`, never more than
-//!   8 (cgminer-based firmware breaks above 8 bytes, stratum-mining/stratum #1861; NiceHash
-//!   needs at least 4, Stratehm/stratum-proxy #98). Bytes the miner does not get are
-//!   zero padding in the tail.
-//!
-//! | upstream size (`min` = 4) | tail (pad + index) | miners per upstream | miner's size | ckpool's tail |
-//! |--------------------------:|-------------------:|--------------------:|-------------:|--------------:|
-//! | 0..=3                     | refused            | –                   | –            | 0             |
-//! | 4                         | 0                  | 1                   | 4            | 1             |
-//! | 5                         | 1 (0 + 1)          | 256                 | 4            | 1             |
-//! | 6                         | 2 (0 + 2)          | 65,536              | 4            | 2             |
-//! | 7                         | 2 (0 + 2)          | 65,536              | 5            | 2             |
-//! | 8 (common)                | 2 (0 + 2)          | 65,536              | 6            | 4             |
-//! | 10                        | 2 (0 + 2)          | 65,536              | 8            | 4             |
-//! | 16                        | 8 (6 + 2)          | 65,536              | 8            | 4             |
-//!
-//! ckpool (proxy mode) picks its tail from the size alone (> 7 → 4 bytes, > 5 → 2,
-//! > 3 → 1, else 0) and may leave a miner 3 bytes (size 4) or more than 8 (size 13 and
-//! up); the rule here takes the configured minimum and cgminer's maximum into account.
-//!
-//! # Slots
-//!
-//! [`ExtranonceSplit`] pairs a layout with a slot table of `capacity` slots, each
-//! [`Slot::Free`], [`Slot::Active`] or [`Slot::Dead`] as in the NiceHash table
-//! ([`crate::NonceStorage`]): a miner that leaves makes its slot dead, and a dead slot
-//! is not handed out again before the upstream's next job
-//! ([`ExtranonceSplit::on_new_job`]). Until then the departed miner's work on the
-//! current job (and shares it had in flight) used that tail; a new miner given the
-//! same tail and the same job would search the same coinbases. After the next job
-//! a newcomer only ever gets jobs the old miner never saw. Slots are handed out fresh
-//! ones first, then freed ones oldest first, so a tail is reused as late as possible.
-//! When no slot is free, [`ExtranonceSplit::add`] says so ([`SlotsFull`]): the caller
-//! opens another upstream subscription.
-//!
-//! When the upstream's extranonce1 or extranonce2_size changes (`mining.set_extranonce`,
-//! a reconnect), the whole split is void: build a new one and move the miners
-//! (reconnect them), since a connected miner's extranonce1 cannot be changed in place
-//! (stratum-mining/sv2-apps #139).
-//!
-//! ```
-//! use nonce_split::{ExtranonceSplit, DEFAULT_MIN_EXTRANONCE2_SIZE};
-//!
-//! // The pool gave extranonce1 08000002 and extranonce2_size 8.
-//! let mut split = ExtranonceSplit::new(&[0x08, 0, 0, 0x02], 8, DEFAULT_MIN_EXTRANONCE2_SIZE)?;
-//! assert_eq!(split.layout().tail_size(), 2);
-//! assert_eq!(split.layout().miner_extranonce2_size(), 6);
-//! assert_eq!(split.capacity(), 65_536);
-//!
-//! let slot = split.add(7)?; // miner 7 subscribes
-//! assert_eq!(split.layout().miner_extranonce1(slot), [0x08, 0, 0, 0x02, 0, 0]);
-//! // Its share's extranonce2 goes upstream behind its tail.
-//! let upstream = split.layout().upstream_extranonce2(slot, &[1, 2, 3, 4, 5, 6])?;
-//! assert_eq!(upstream, [0, 0, 1, 2, 3, 4, 5, 6]);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! Stratum V1 extranonce splitting: many miners on one upstream subscription (docs on
+//! [`ExtranonceSplit`], where rustdoc shows them).
 
 use std::collections::VecDeque;
 
@@ -182,7 +88,7 @@ pub struct SlotsFull {
 }
 
 /// How one upstream's extranonce2 is divided between the proxy (the tail) and the
-/// miners; see the module docs for the byte layout and the sizing rule.
+/// miners; see [`ExtranonceSplit`] for the byte layout and the sizing rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtranonceLayout {
     upstream_extranonce1: Vec<u8>,
@@ -362,12 +268,108 @@ impl ExtranonceLayout {
 /// One upstream subscription's extranonce split: its [`ExtranonceLayout`] and the
 /// table of its `capacity` slots (free / active / dead), one per miner.
 ///
+/// # What it does
+///
+/// A Stratum V1 pool gives each subscription an `extranonce1` (hex bytes, fixed by
+/// the pool) and an `extranonce2_size` (bytes the client fills in itself); the coinbase
+/// is `coinb1 ‖ extranonce1 ‖ extranonce2 ‖ coinb2` (slush's spec,
+/// `shared/spec/stratum-v1-slush.md`). To let many miners share one subscription, the
+/// proxy keeps the first `tail` bytes of the upstream's extranonce2 for itself and gives
+/// each miner a different value of them: the miner is told
+///
+/// * `extranonce1` = upstream extranonce1 ‖ its tail, and
+/// * `extranonce2_size` = upstream extranonce2_size − tail size,
+///
+/// so two miners of one upstream never build the same coinbase, hence never hash the
+/// same header. When a miner submits, its share goes upstream with extranonce2 =
+/// its tail ‖ the miner's extranonce2 ([`ExtranonceLayout::upstream_extranonce2`]).
+///
+/// # Byte layout
+///
+/// The upstream's extranonce2 field, as the proxy divides it:
+///
+/// | bytes of upstream extranonce2 | meaning                                  | who sets it      |
+/// |-------------------------------|------------------------------------------|------------------|
+/// | `0..pad`                      | zero padding (only when the upstream gives more than `index + 8` bytes) | proxy (zeros) |
+/// | `pad..tail`                   | slot index, big-endian, `index` bytes (0, 1 or 2) | proxy (per miner) |
+/// | `tail..size`                  | the miner's extranonce2                  | miner (rolled)   |
+///
+/// with `tail = pad + index`. Everything up to `tail` is part of the miner's
+/// extranonce1.
+///
+/// # Sizing rule
+///
+/// With `size` the upstream's extranonce2_size and `min` the configured
+/// `min-extranonce2-size` (1..=8, default 4):
+///
+/// * `size < min`: refused ([`SplitError::UpstreamTooSmall`]); a miner would get less
+///   than `min` bytes.
+/// * `index = min(size − min, 2)` bytes of slot index: capacity `256^index` miners
+///   (1, 256 or 65,536). Capped at 2 bytes: a slot table of 65,536 entries is 1 MiB at
+///   most per upstream, and a larger one serves no real farm better than a second upstream.
+/// * the miner gets `min(size − index, 8)` bytes: never fewer than `min`, never more than
+///   8 (cgminer-based firmware breaks above 8 bytes, stratum-mining/stratum #1861; NiceHash
+///   needs at least 4, Stratehm/stratum-proxy #98). Bytes the miner does not get are
+///   zero padding in the tail.
+///
+/// | upstream size (`min` = 4) | tail (pad + index) | miners per upstream | miner's size | ckpool's tail |
+/// |--------------------------:|-------------------:|--------------------:|-------------:|--------------:|
+/// | 0..=3                     | refused            | –                   | –            | 0             |
+/// | 4                         | 0                  | 1                   | 4            | 1             |
+/// | 5                         | 1 (0 + 1)          | 256                 | 4            | 1             |
+/// | 6                         | 2 (0 + 2)          | 65,536              | 4            | 2             |
+/// | 7                         | 2 (0 + 2)          | 65,536              | 5            | 2             |
+/// | 8 (common)                | 2 (0 + 2)          | 65,536              | 6            | 4             |
+/// | 10                        | 2 (0 + 2)          | 65,536              | 8            | 4             |
+/// | 16                        | 8 (6 + 2)          | 65,536              | 8            | 4             |
+///
+/// ckpool (proxy mode) picks its tail from the size alone (more than 7 bytes: 4, more
+/// than 5: 2, more than 3: 1, else 0) and may leave a miner 3 bytes (size 4) or more
+/// than 8 (size 13 and up); the rule here takes the configured minimum and cgminer's
+/// maximum into account.
+///
+/// # Slots
+///
+/// [`ExtranonceSplit`] pairs a layout with a slot table of `capacity` slots, each
+/// [`Slot::Free`], [`Slot::Active`] or [`Slot::Dead`] as in the NiceHash table
+/// ([`crate::NonceStorage`]): a miner that leaves makes its slot dead, and a dead slot
+/// is not handed out again before the upstream's next job
+/// ([`ExtranonceSplit::on_new_job`]). Until then the departed miner's work on the
+/// current job (and shares it had in flight) used that tail; a new miner given the
+/// same tail and the same job would search the same coinbases. After the next job
+/// a newcomer only ever gets jobs the old miner never saw. Slots are handed out fresh
+/// ones first, then freed ones oldest first, so a tail is reused as late as possible.
+/// When no slot is free, [`ExtranonceSplit::add`] says so ([`SlotsFull`]): the caller
+/// opens another upstream subscription.
+///
+/// When the upstream's extranonce1 or extranonce2_size changes (`mining.set_extranonce`,
+/// a reconnect), the whole split is void: build a new one and move the miners
+/// (reconnect them), since a connected miner's extranonce1 cannot be changed in place
+/// (stratum-mining/sv2-apps #139).
+///
 /// # Cost
 ///
 /// `add`, `remove` and the lookups are O(1); [`on_new_job`](Self::on_new_job) is
 /// O(dead slots). Memory grows with the most miners the upstream ever had at once:
-/// 16 bytes per slot used so far plus 2 per freed slot queued, 1.1 MiB at the 65,536
-/// cap. Not thread-safe by itself (a plain value; the caller locks).
+/// 16 bytes per slot used so far plus 2 per freed or dead slot queued, at most 1.25 MiB
+/// at the 65,536 cap. Not thread-safe by itself (a plain value; the caller locks).
+///
+/// ```
+/// use nonce_split::{ExtranonceSplit, DEFAULT_MIN_EXTRANONCE2_SIZE};
+///
+/// // The pool gave extranonce1 08000002 and extranonce2_size 8.
+/// let mut split = ExtranonceSplit::new(&[0x08, 0, 0, 0x02], 8, DEFAULT_MIN_EXTRANONCE2_SIZE)?;
+/// assert_eq!(split.layout().tail_size(), 2);
+/// assert_eq!(split.layout().miner_extranonce2_size(), 6);
+/// assert_eq!(split.capacity(), 65_536);
+///
+/// let slot = split.add(7)?; // miner 7 subscribes
+/// assert_eq!(split.layout().miner_extranonce1(slot), [0x08, 0, 0, 0x02, 0, 0]);
+/// // Its share's extranonce2 goes upstream behind its tail.
+/// let upstream = split.layout().upstream_extranonce2(slot, &[1, 2, 3, 4, 5, 6])?;
+/// assert_eq!(upstream, [0, 0, 1, 2, 3, 4, 5, 6]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct ExtranonceSplit {
     layout: ExtranonceLayout,
@@ -514,6 +516,11 @@ impl ExtranonceSplit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slot_is_16_bytes_as_documented() {
+        assert_eq!(std::mem::size_of::<Slot>(), 16);
+    }
 
     #[test]
     fn sizes_follow_the_documented_table() {

@@ -1,9 +1,9 @@
 //! Nonce-space splitting for a stratum proxy: NiceHash (CryptoNote) and Stratum V1.
 //!
 //! Besides the NiceHash table described below, the crate holds the Stratum V1
-//! counterparts: [`ExtranonceSplit`] (a tail of extranonce1 per miner, with its
-//! byte-layout table and slot life cycle in the `extranonce` module's docs, repeated on
-//! [`ExtranonceLayout`]) and [`Vardiff`] (per-miner difficulty aiming at a share rate,
+//! counterparts: [`ExtranonceSplit`] (a tail of extranonce1 per miner; its docs hold the
+//! byte-layout table, the sizing rule and the slot life cycle; [`ExtranonceLayout`] maps
+//! shares) and [`Vardiff`] (per-miner difficulty aiming at a share rate,
 //! time passed in as milliseconds) with [`hashrate`]. Same rules: pure, no clock, no I/O.
 //!
 //! # What this crate is

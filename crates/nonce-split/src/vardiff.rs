@@ -1,55 +1,5 @@
-//! Per-miner variable difficulty for Stratum V1, as a pure state machine.
-//!
-//! # What it does
-//!
-//! [`Vardiff`] picks one miner's share difficulty so that it submits about one share
-//! every [`VardiffConfig::target_interval_ms`] (default 10 s), between a floor and the
-//! upstream's difficulty. A miner working above the upstream difficulty would send fewer
-//! shares than the upstream credits (it credits each share at its own difficulty), so
-//! the upstream bound wins: the difficulty is always in
-//! `[min(floor, upstream), upstream]`, where `floor` is the configured floor raised by
-//! the miner's `mining.suggest_difficulty` ([`Vardiff::handle_suggest_difficulty`]).
-//!
-//! Time is passed in as **milliseconds** (`now_ms: u64`) of any monotonic clock the
-//! caller picks (integers: deterministic, no NaN); a clock that steps back counts as no
-//! time passing. Difficulties are `f64` in Bitcoin difficulty-1 units (SV1 allows
-//! fractions). Nothing here reads a clock, sleeps or does I/O: the caller feeds events
-//! (`handle_*`) and calls [`Vardiff::poll`] at [`Vardiff::next_poll_ms`]; each returns
-//! the new difficulty to send (`mining.set_difficulty`) when it changes.
-//!
-//! # Retarget rules
-//!
-//! Accepted shares are summed, each weighted by the difficulty it was checked at, over a
-//! *window* that starts at the last retarget. A retarget is considered when
-//!
-//! 1. at least [`min_retarget_interval_ms`](VardiffConfig::min_retarget_interval_ms)
-//!    (default 2 s) passed since the last one, **and**
-//! 2. the window holds [`retarget_shares`](VardiffConfig::retarget_shares) shares
-//!    (default 12: the miner is fast) **or** lasted
-//!    [`window_ms`](VardiffConfig::window_ms) (default 60 s: six target intervals).
-//!
-//! Then the ideal difficulty is `sum of share difficulties / elapsed × target
-//! interval`; the change is limited to ×[`max_factor`](VardiffConfig::max_factor) or
-//! ÷`max_factor` (default 4) per retarget, then clamped to the bounds; a change of less
-//! than ×/÷[`tolerance`](VardiffConfig::tolerance) (default 1.5) is not made (share
-//! counts are noisy: six Poisson arrivals are ±40 %). Either way a new window starts. A
-//! window without shares thus divides the difficulty by 4 every minute, and a flooding
-//! miner gets ×4 every 2 s. A lower upstream difficulty takes effect at once
-//! ([`Vardiff::handle_upstream_difficulty`]).
-//!
-//! ```
-//! use nonce_split::{Vardiff, VardiffConfig};
-//!
-//! let config = VardiffConfig { start: 1.0, ..VardiffConfig::default() };
-//! let mut vardiff = Vardiff::new(config, 1024.0, 0)?;
-//! // Twelve shares in three seconds: far too fast for one per 10 s.
-//! let mut changed = None;
-//! for i in 1..=12 {
-//!     changed = changed.or(vardiff.handle_share(i * 250, 1.0));
-//! }
-//! assert_eq!(changed, Some(4.0)); // ×4 at most per retarget
-//! # Ok::<(), nonce_split::VardiffError>(())
-//! ```
+//! Per-miner variable difficulty for Stratum V1, as a pure state machine (docs on
+//! [`Vardiff`], where rustdoc shows them).
 
 /// Hashes per share of difficulty 1: 2^32 (Bitcoin's difficulty-1 target is
 /// `0xffff · 2^208`, about 2^224, so a hash meets it once in about 2^32 tries).
@@ -67,7 +17,7 @@ pub const HASHES_PER_DIFFICULTY: f64 = 4_294_967_296.0;
 /// assert_eq!(nonce_split::hashrate(10.0, 10.0), 4_294_967_296.0);
 /// ```
 pub fn hashrate(difficulty_sum: f64, seconds: f64) -> f64 {
-    if !(seconds > 0.0) || !difficulty_sum.is_finite() || !seconds.is_finite() {
+    if seconds <= 0.0 || !difficulty_sum.is_finite() || !seconds.is_finite() {
         return 0.0;
     }
     let rate = HASHES_PER_DIFFICULTY * difficulty_sum.max(0.0) / seconds;
@@ -78,7 +28,7 @@ pub fn hashrate(difficulty_sum: f64, seconds: f64) -> f64 {
     }
 }
 
-/// Settings of [`Vardiff`]; see the module docs for how they act. Times in
+/// Settings of [`Vardiff`]; see its docs for how they act. Times in
 /// milliseconds, difficulties in difficulty-1 units.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct VardiffConfig {
@@ -185,10 +135,64 @@ fn is_difficulty(value: f64) -> bool {
     value.is_finite() && value > 0.0
 }
 
-/// One miner's variable difficulty; see the module docs for the rules.
+/// One miner's variable difficulty (Stratum V1): a pure state machine fed with events,
+/// time passed in.
+///
+/// # What it does
+///
+/// [`Vardiff`] picks one miner's share difficulty so that it submits about one share
+/// every [`VardiffConfig::target_interval_ms`] (default 10 s), between a floor and the
+/// upstream's difficulty. A miner working above the upstream difficulty would send fewer
+/// shares than the upstream credits (it credits each share at its own difficulty), so
+/// the upstream bound wins: the difficulty is always in
+/// `[min(floor, upstream), upstream]`, where `floor` is the configured floor raised by
+/// the miner's `mining.suggest_difficulty` ([`Vardiff::handle_suggest_difficulty`]).
+///
+/// Time is passed in as **milliseconds** (`now_ms: u64`) of any monotonic clock the
+/// caller picks (integers: deterministic, no NaN); a clock that steps back counts as no
+/// time passing. Difficulties are `f64` in Bitcoin difficulty-1 units (SV1 allows
+/// fractions). Nothing here reads a clock, sleeps or does I/O: the caller feeds events
+/// (`handle_*`) and calls [`Vardiff::poll`] at [`Vardiff::next_poll_ms`]; each returns
+/// the new difficulty to send (`mining.set_difficulty`) when it changes.
+///
+/// # Retarget rules
+///
+/// Accepted shares are summed, each weighted by the difficulty it was checked at, over a
+/// *window* that starts at the last retarget. A retarget is considered when
+///
+/// 1. at least [`min_retarget_interval_ms`](VardiffConfig::min_retarget_interval_ms)
+///    (default 2 s) passed since the last one, **and**
+/// 2. the window holds [`retarget_shares`](VardiffConfig::retarget_shares) shares
+///    (default 12: the miner is fast) **or** lasted
+///    [`window_ms`](VardiffConfig::window_ms) (default 60 s: six target intervals).
+///
+/// Then the ideal difficulty is `sum of share difficulties / elapsed × target
+/// interval`; the change is limited to ×[`max_factor`](VardiffConfig::max_factor) or
+/// ÷`max_factor` (default 4) per retarget, then clamped to the bounds; a change of less
+/// than ×/÷[`tolerance`](VardiffConfig::tolerance) (default 1.5) is not made (share
+/// counts are noisy: six Poisson arrivals are ±40 %). Either way a new window starts. A
+/// window without shares thus divides the difficulty by 4 every minute, and a flooding
+/// miner gets ×4 every 2 s. A lower upstream difficulty takes effect at once
+/// ([`Vardiff::handle_upstream_difficulty`]).
+///
+/// # Cost
 ///
 /// A plain value of 120 bytes on 64-bit targets (64 of them its copy of the config),
 /// no heap.
+///
+/// ```
+/// use nonce_split::{Vardiff, VardiffConfig};
+///
+/// let config = VardiffConfig { start: 1.0, ..VardiffConfig::default() };
+/// let mut vardiff = Vardiff::new(config, 1024.0, 0)?;
+/// // Twelve shares in three seconds: far too fast for one per 10 s.
+/// let mut changed = None;
+/// for i in 1..=12 {
+///     changed = changed.or(vardiff.handle_share(i * 250, 1.0));
+/// }
+/// assert_eq!(changed, Some(4.0)); // ×4 at most per retarget
+/// # Ok::<(), nonce_split::VardiffError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Vardiff {
     config: VardiffConfig,
@@ -284,7 +288,7 @@ impl Vardiff {
         self.poll(now_ms)
     }
 
-    /// Retargets if one is due at `now_ms` (see the module docs); the new difficulty if
+    /// Retargets if one is due at `now_ms` (see the retarget rules on [`Vardiff`]); the new difficulty if
     /// it changed. Call it at [`next_poll_ms`](Self::next_poll_ms) so that a miner who
     /// stopped finding shares gets an easier difficulty.
     pub fn poll(&mut self, now_ms: u64) -> Option<f64> {
