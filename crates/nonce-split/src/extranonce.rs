@@ -198,27 +198,19 @@ impl ExtranonceLayout {
         Ok(())
     }
 
-    /// Appends the tail of an in-range `slot` (see [`extend_tail`](Self::extend_tail)).
-    fn tail_unchecked(&self, slot: u16, out: &mut Vec<u8>) {
-        out.extend(std::iter::repeat_n(0, self.pad_size));
-        out.extend_from_slice(&slot.to_be_bytes()[MAX_INDEX_SIZE - self.index_size..]);
-    }
-
     /// The extranonce1 a miner in `slot` is told: upstream extranonce1 ‖ tail
     /// (`upstream_extranonce1().len() + tail_size()` bytes; hex-encode it for the
-    /// subscribe reply). Slots come from [`ExtranonceSplit::add`], so are in range;
-    /// an out-of-range slot is reduced modulo the capacity.
-    pub fn miner_extranonce1(&self, slot: u16) -> Vec<u8> {
-        let slot = self.wrap(slot);
+    /// subscribe reply).
+    ///
+    /// # Errors
+    ///
+    /// [`SplitError::SlotOutOfRange`] for a slot past the capacity (a caller bug: slots
+    /// come from [`ExtranonceSplit::add`]).
+    pub fn miner_extranonce1(&self, slot: u16) -> Result<Vec<u8>, SplitError> {
         let mut out = Vec::with_capacity(self.upstream_extranonce1.len() + self.tail_size());
         out.extend_from_slice(&self.upstream_extranonce1);
-        self.tail_unchecked(slot, &mut out);
-        out
-    }
-
-    fn wrap(&self, slot: u16) -> u16 {
-        // capacity is 1, 256 or 65,536: a mask.
-        (usize::from(slot) & (self.capacity() - 1)) as u16
+        self.extend_tail(slot, &mut out)?;
+        Ok(out)
     }
 
     /// The reverse mapping used when forwarding a share: the extranonce2 to send
@@ -364,7 +356,7 @@ impl ExtranonceLayout {
 /// assert_eq!(split.capacity(), 65_536);
 ///
 /// let slot = split.add(7)?; // miner 7 subscribes
-/// assert_eq!(split.layout().miner_extranonce1(slot), [0x08, 0, 0, 0x02, 0, 0]);
+/// assert_eq!(split.layout().miner_extranonce1(slot)?, [0x08, 0, 0, 0x02, 0, 0]);
 /// // Its share's extranonce2 goes upstream behind its tail.
 /// let upstream = split.layout().upstream_extranonce2(slot, &[1, 2, 3, 4, 5, 6])?;
 /// assert_eq!(upstream, [0, 0, 1, 2, 3, 4, 5, 6]);
@@ -578,7 +570,7 @@ mod tests {
     fn padded_tail_maps_both_ways() {
         let layout = ExtranonceLayout::new(&[0xaa], 12, 4).unwrap();
         assert_eq!(layout.tail_size(), 4);
-        assert_eq!(layout.miner_extranonce1(0x0102), [0xaa, 0, 0, 1, 2]);
+        assert_eq!(layout.miner_extranonce1(0x0102), Ok(vec![0xaa, 0, 0, 1, 2]));
         let up = layout.upstream_extranonce2(0x0102, &[9; 8]).unwrap();
         assert_eq!(up, [0, 0, 1, 2, 9, 9, 9, 9, 9, 9, 9, 9]);
         assert_eq!(
@@ -615,6 +607,8 @@ mod tests {
                 capacity: 256
             })
         );
+        assert!(layout.miner_extranonce1(256).is_err());
+        assert_eq!(layout.miner_extranonce1(255), Ok(vec![255]));
         let mut out = Vec::new();
         assert!(layout.extend_tail(300, &mut out).is_err());
         assert!(out.is_empty());
@@ -626,7 +620,7 @@ mod tests {
         assert_eq!(split.capacity(), 1);
         let slot = split.add(1).unwrap();
         assert_eq!(slot, 0);
-        assert_eq!(split.layout().miner_extranonce1(slot), [5, 6]);
+        assert_eq!(split.layout().miner_extranonce1(slot), Ok(vec![5, 6]));
         assert_eq!(
             split.layout().upstream_extranonce2(slot, &[1, 2, 3, 4]),
             Ok(vec![1, 2, 3, 4])

@@ -177,7 +177,7 @@ fn is_difficulty(value: f64) -> bool {
 ///
 /// # Cost
 ///
-/// A plain value of 120 bytes on 64-bit targets (64 of them its copy of the config),
+/// A plain value of 136 bytes on 64-bit targets (64 of them its copy of the config),
 /// no heap.
 ///
 /// ```
@@ -199,6 +199,8 @@ pub struct Vardiff {
     upstream: f64,
     /// The configured floor raised by the miner's suggestion.
     floor: f64,
+    /// The miner's last valid suggestion.
+    suggested: Option<f64>,
     difficulty: f64,
     window_start_ms: u64,
     window_shares: u32,
@@ -228,6 +230,7 @@ impl Vardiff {
             config,
             upstream: upstream_difficulty,
             floor: config.floor,
+            suggested: None,
             difficulty: config.start,
             window_start_ms: now_ms,
             window_shares: 0,
@@ -236,6 +239,29 @@ impl Vardiff {
         };
         vardiff.difficulty = vardiff.clamp(config.start);
         Ok(vardiff)
+    }
+
+    /// Applies new settings (a configuration reload) from now on: the floor becomes
+    /// `config.floor` raised by the miner's last suggestion, the difficulty is clamped to
+    /// the new bounds (`config.start` is only for new miners), the window goes on.
+    /// Returns the new difficulty if the clamp changed it.
+    ///
+    /// # Errors
+    ///
+    /// [`VardiffError::InvalidConfig`] ([`VardiffConfig::validate`]); nothing changes.
+    pub fn set_config(&mut self, config: VardiffConfig) -> Result<Option<f64>, VardiffError> {
+        config.validate()?;
+        self.floor = match self.suggested {
+            Some(suggested) => config.floor.max(suggested),
+            None => config.floor,
+        };
+        self.config = config;
+        Ok(self.set(self.difficulty))
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &VardiffConfig {
+        &self.config
     }
 
     /// The miner's current difficulty.
@@ -350,6 +376,7 @@ impl Vardiff {
         if !is_difficulty(difficulty) {
             return Err(VardiffError::SuggestedDifficulty(difficulty));
         }
+        self.suggested = Some(difficulty);
         self.floor = self.config.floor.max(difficulty);
         Ok(self.set(difficulty))
     }
@@ -599,6 +626,49 @@ mod tests {
     }
 
     #[test]
+    fn reload_clamps_to_the_new_floor_and_keeps_the_suggestion() {
+        let mut v = Vardiff::new(
+            VardiffConfig {
+                start: 8.0,
+                ..config()
+            },
+            1000.0,
+            0,
+        )
+        .unwrap();
+        assert_eq!(
+            v.set_config(VardiffConfig {
+                floor: 32.0,
+                ..config()
+            }),
+            Ok(Some(32.0))
+        );
+        assert_eq!(v.bounds(), (32.0, 1000.0));
+        assert_eq!(v.handle_suggest_difficulty(100.0), Ok(Some(100.0)));
+        assert_eq!(v.set_config(config()), Ok(None));
+        assert_eq!(v.bounds(), (100.0, 1000.0), "the suggestion still holds");
+        let bad = VardiffConfig {
+            max_factor: 0.5,
+            ..config()
+        };
+        assert!(v.set_config(bad).is_err());
+        assert_eq!(v.config(), &config());
+        // The new target rate is used from the next retarget on: 6 shares of 100 in
+        // 60 s at one per 20 s is an ideal of 200.
+        v.set_config(VardiffConfig {
+            target_interval_ms: 20_000,
+            ..config()
+        })
+        .unwrap();
+        for i in 1..=6 {
+            assert_eq!(
+                v.handle_share(i * 10_000, 100.0),
+                if i == 6 { Some(200.0) } else { None }
+            );
+        }
+    }
+
+    #[test]
     fn clock_stepping_back_is_no_time_and_no_panic() {
         let mut v = Vardiff::new(config(), 1e6, 10_000).unwrap();
         assert_eq!(v.handle_share(5_000, 1.0), None);
@@ -625,11 +695,7 @@ mod tests {
     }
 
     #[test]
-    fn vardiff_is_small() {
-        assert!(
-            std::mem::size_of::<Vardiff>() <= 120,
-            "{}",
-            std::mem::size_of::<Vardiff>()
-        );
+    fn vardiff_is_136_bytes_as_documented() {
+        assert_eq!(std::mem::size_of::<Vardiff>(), 136);
     }
 }

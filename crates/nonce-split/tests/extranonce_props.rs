@@ -59,7 +59,7 @@ proptest! {
             .map(|i| (seed >> (8 * (i % 8))) as u8)
             .collect();
 
-        let e1_a = layout.miner_extranonce1(a);
+        let e1_a = layout.miner_extranonce1(a).unwrap();
         prop_assert_eq!(e1_a.len(), extranonce1.len() + layout.tail_size());
         prop_assert_eq!(&e1_a[..extranonce1.len()], &extranonce1[..]);
 
@@ -71,7 +71,7 @@ proptest! {
         prop_assert_eq!(&miner_view, &upstream_view);
         prop_assert_eq!(layout.split_upstream_extranonce2(&up), Some((a, &miner_e2[..])));
 
-        let e1_b = layout.miner_extranonce1(b);
+        let e1_b = layout.miner_extranonce1(b).unwrap();
         prop_assert_eq!(a == b, e1_a == e1_b);
 
         // A wrong-length extranonce2 from a miner is an error, not a panic.
@@ -132,7 +132,7 @@ proptest! {
                     } else {
                         let slot = split.add(miner).unwrap();
                         prop_assert!(usize::from(slot) < capacity);
-                        let e1 = split.layout().miner_extranonce1(slot);
+                        let e1 = split.layout().miner_extranonce1(slot).unwrap();
                         prop_assert_eq!(e1.len(), extranonce1.len() + split.layout().tail_size());
                         prop_assert!(taken.insert(e1), "extranonce1 of slot {} handed out twice", slot);
                         prop_assert!(!dead.contains(&slot));
@@ -156,7 +156,7 @@ proptest! {
                     split.on_new_job();
                     for slot in dead.drain() {
                         prop_assert_eq!(split.slot(slot), Slot::Free);
-                        taken.remove(&split.layout().miner_extranonce1(slot));
+                        taken.remove(&split.layout().miner_extranonce1(slot).unwrap());
                     }
                 }
             }

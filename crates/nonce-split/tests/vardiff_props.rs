@@ -32,6 +32,8 @@ enum Event {
     StepBack(u64),
     Upstream(f64),
     Suggest(f64),
+    /// A configuration reload with a new floor.
+    Reload(f64),
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -41,6 +43,7 @@ fn event() -> impl Strategy<Value = Event> {
         1 => (0u64..10_000).prop_map(Event::StepBack),
         2 => wire_difficulty().prop_map(Event::Upstream),
         2 => wire_difficulty().prop_map(Event::Suggest),
+        1 => difficulty().prop_map(Event::Reload),
     ]
 }
 
@@ -56,6 +59,7 @@ proptest! {
         let mut vardiff = Vardiff::new(config, upstream, 1_000_000).unwrap();
         let mut now: u64 = 1_000_000;
         let mut upstream = upstream;
+        let mut floor = floor;
         let mut suggested: Option<f64> = None;
         for event in events {
             let before = vardiff.difficulty();
@@ -86,6 +90,10 @@ proptest! {
                         None
                     }
                 },
+                Event::Reload(new_floor) => {
+                    floor = new_floor;
+                    vardiff.set_config(VardiffConfig { floor, ..config }).unwrap()
+                }
                 Event::Suggest(d) => match vardiff.handle_suggest_difficulty(d) {
                     Ok(changed) => {
                         suggested = Some(d);
