@@ -142,9 +142,9 @@ fn is_difficulty(value: f64) -> bool {
 ///
 /// [`Vardiff`] picks one miner's share difficulty so that it submits about one share
 /// every [`VardiffConfig::target_interval_ms`] (default 10 s), between a floor and the
-/// upstream's difficulty. A miner working above the upstream difficulty would send fewer
-/// shares than the upstream credits (it credits each share at its own difficulty), so
-/// the upstream bound wins: the difficulty is always in
+/// upstream's difficulty. A miner working above the upstream difficulty would lose pay:
+/// the upstream credits each forwarded share at its own, lower difficulty, and the miner
+/// would send fewer of them. So the upstream bound wins: the difficulty is always in
 /// `[min(floor, upstream), upstream]`, where `floor` is the configured floor raised by
 /// the miner's `mining.suggest_difficulty` ([`Vardiff::handle_suggest_difficulty`]).
 ///
