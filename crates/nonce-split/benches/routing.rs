@@ -7,13 +7,19 @@
 //!   of the proxy's submit routing; the rest (locks, the pending map, the upstream queue) is
 //!   in `proxy-core`'s `submit` bench, end to end.
 //! - `slots/*`: a login and a close on a nearly full table, and a new job freeing dead slots.
+//! - `sv1/*`: the Stratum V1 counterparts: a share's extranonce2 mapped to the upstream's
+//!   ([`ExtranonceLayout::upstream_extranonce2`]) and counted by the miner's [`Vardiff`];
+//!   a subscribe and a close with 10,000 miners on one [`ExtranonceSplit`].
 //!
 //! Run with `cargo bench -p nonce-split`; `cargo test --benches` runs each once as a test.
 
 use std::hint::black_box;
 
 use criterion::{criterion_main, Criterion};
-use nonce_split::{nonce_fixed_byte, JobMatch, NonceStorage};
+use nonce_split::{
+    nonce_fixed_byte, ExtranonceLayout, ExtranonceSplit, JobMatch, NonceStorage, Vardiff,
+    VardiffConfig,
+};
 
 /// A table with miners 1..=256 in slots 0..=255, current job `job-2`, previous `job-1`.
 fn full() -> NonceStorage {
@@ -104,11 +110,40 @@ fn slots(c: &mut Criterion) {
     g.finish();
 }
 
+fn sv1(c: &mut Criterion) {
+    let mut g = c.benchmark_group("sv1");
+    let layout = ExtranonceLayout::new(&[0x08, 0, 0, 0x02], 8, 4).expect("a valid layout");
+    g.bench_function("share_extranonce2_and_vardiff", |b| {
+        let mut vardiff = Vardiff::new(VardiffConfig::default(), 65_536.0, 0).expect("valid");
+        let mut now = 0u64;
+        b.iter(|| {
+            now += 10_000;
+            let up = layout.upstream_extranonce2(black_box(0x1234), black_box(&[1, 2, 3, 4, 5, 6]));
+            (up, vardiff.handle_share(now, vardiff.difficulty()))
+        })
+    });
+    g.bench_function("add_remove_10000_active", |b| {
+        let mut split = ExtranonceSplit::with_layout(layout.clone());
+        for miner in 1..=10_000 {
+            split.add(miner).expect("a free slot");
+        }
+        let mut next = 100_000u64;
+        b.iter(|| {
+            let slot = split.add(black_box(next)).expect("a free slot");
+            split.remove(next, slot);
+            split.on_new_job();
+            next += 1;
+        })
+    });
+    g.finish();
+}
+
 /// Every benchmark of this file (what `criterion_group!` would write, documented).
 fn benches() {
     let mut c = Criterion::default().configure_from_args();
     submit_checks(&mut c);
     slots(&mut c);
+    sv1(&mut c);
 }
 
 criterion_main!(benches);

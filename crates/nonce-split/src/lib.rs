@@ -1,4 +1,10 @@
-//! NiceHash nonce-space splitting for a CryptoNote stratum proxy.
+//! Nonce-space splitting for a stratum proxy: NiceHash (CryptoNote) and Stratum V1.
+//!
+//! Besides the NiceHash table described below, the crate holds the Stratum V1
+//! counterparts: [`ExtranonceSplit`] (a tail of extranonce1 per miner; its docs hold the
+//! byte-layout table, the sizing rule and the slot life cycle; [`ExtranonceLayout`] maps
+//! shares) and [`Vardiff`] (per-miner difficulty aiming at a share rate,
+//! time passed in as milliseconds) with [`hashrate`]. Same rules: pure, no clock, no I/O.
 //!
 //! # What this crate is
 //!
@@ -19,7 +25,7 @@
 //!
 //! # What this crate is not
 //!
-//! It does no I/O, reads no clock, spawns nothing and has no dependencies. It
+//! It does no I/O, reads no clock, spawns nothing and depends only on `thiserror`. It
 //! does not parse stratum JSON, talk to pools, validate shares or hashes,
 //! track difficulty or time out miners. Callers (the proxy core) own the
 //! connections and call into this table: [`NonceStorage::add`] on login,
@@ -90,9 +96,17 @@
 //! assert_eq!(storage.job_match("job-1"), JobMatch::Previous);
 //! ```
 
+mod extranonce;
 mod seen;
+mod vardiff;
 
+pub use extranonce::{
+    ExtranonceLayout, ExtranonceSplit, SlotsFull, SplitError, DEFAULT_MIN_EXTRANONCE2_SIZE,
+    MAX_EXTRANONCE_SLOTS, MAX_INDEX_SIZE, MAX_MINER_EXTRANONCE2_SIZE,
+    MAX_UPSTREAM_EXTRANONCE_BYTES,
+};
 pub use seen::SeenNonces;
+pub use vardiff::{hashrate, Vardiff, VardiffConfig, VardiffError, HASHES_PER_DIFFICULTY};
 
 /// Identifier of a miner connection, unique per process, never 0.
 ///
@@ -104,7 +118,7 @@ pub type MinerId = u64;
 /// possible value of the fixed byte.
 pub const SLOT_COUNT: usize = 256;
 
-/// State of one of the 256 slots of a [`NonceStorage`].
+/// State of one slot of a [`NonceStorage`] (256 slots) or an [`ExtranonceSplit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Slot {
     /// Not owned by anyone; [`NonceStorage::add`] may hand it out.
@@ -113,14 +127,15 @@ pub enum Slot {
     /// byte.
     Active(MinerId),
     /// This miner owned the slot and disconnected since the last job. Not
-    /// handed out again until the next [`NonceStorage::set_job`], which makes
-    /// it [`Slot::Free`].
+    /// handed out again until the next [`NonceStorage::set_job`] (or
+    /// [`ExtranonceSplit::on_new_job`]), which makes it [`Slot::Free`].
     Dead(MinerId),
 }
 
 /// Counts of slots per state, for monitoring.
 ///
-/// Always `free + dead + active == 256` ([`SLOT_COUNT`]).
+/// Always `free + dead + active ==` the table's capacity: 256 ([`SLOT_COUNT`]) for a
+/// [`NonceStorage`], [`ExtranonceSplit::capacity`] for an extranonce split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SlotCount {
     /// Number of [`Slot::Free`] slots.
