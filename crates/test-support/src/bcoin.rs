@@ -224,14 +224,19 @@ impl Bcoin {
     /// (its code and message are in the error).
     pub async fn call(&self, method: &str, params: Value) -> anyhow::Result<Value> {
         let body = json!({"jsonrpc": "1.0", "id": 1, "method": method, "params": params});
-        let reply: Value = self
+        let response = self
             .client
             .post(self.rpc_url())
             .basic_auth("test", Some(&self.api_key))
             .json(&body)
             .send()
             .await
-            .with_context(|| format!("{method}: bcoin unreachable"))?
+            .with_context(|| format!("{method}: bcoin unreachable"))?;
+        if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+            bail!("{method}: bcoin refused the API key (HTTP 401)");
+        }
+        // JSON-RPC errors come with an error status and a JSON body: read the body.
+        let reply: Value = response
             .json()
             .await
             .with_context(|| format!("{method}: answer is not JSON"))?;
@@ -505,6 +510,22 @@ mod tests {
         assert!(err.to_string().contains("Invalid address"), "{err:#}");
         let err = node.submit_block("00").await.unwrap_err();
         assert!(err.to_string().contains("-22"), "{err:#}");
+        let status = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .post(node.rpc_url())
+            .basic_auth("test", Some("wrong key"))
+            .json(&json!({"method": "getblockcount", "params": []}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(
+            status,
+            reqwest::StatusCode::UNAUTHORIZED,
+            "the API key is required"
+        );
         let err = node.call("no_such_method", json!([])).await.unwrap_err();
         assert!(err.to_string().contains("no_such_method"), "{err:#}");
 
