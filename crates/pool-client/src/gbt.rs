@@ -345,17 +345,15 @@ pub struct Solution<'a> {
 }
 
 /// A Stratum V1 job built from a block template: the coinbase split around the extranonce,
-/// the merkle branch, and what it takes to rebuild the block from a solution.
+/// the merkle branch, and what it takes to rebuild the block from a solution. Immutable once
+/// built (its parts are read through accessors), so coinb1 ‖ extranonce ‖ coinb2 is always
+/// the coinbase it serialized.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SoloJob {
-    /// The template it was built from.
-    pub template: BlockTemplate,
-    /// Coinbase bytes before the extranonce (see the module doc's table).
-    pub coinb1: Vec<u8>,
-    /// Coinbase bytes after the extranonce.
-    pub coinb2: Vec<u8>,
-    /// Merkle branch of the coinbase (position 0): the sibling hashes from the leaves up.
-    pub merkle_branch: Vec<TxMerkleNode>,
+    template: BlockTemplate,
+    coinb1: Vec<u8>,
+    coinb2: Vec<u8>,
+    merkle_branch: Vec<TxMerkleNode>,
     extranonce1_size: usize,
     extranonce2_size: usize,
 }
@@ -441,9 +439,47 @@ impl SoloJob {
         })
     }
 
+    /// The template it was built from.
+    pub fn template(&self) -> &BlockTemplate {
+        &self.template
+    }
+
+    /// Coinbase bytes before the extranonce (see the module doc's table): `mining.notify`'s
+    /// coinb1, once hex-encoded.
+    pub fn coinb1(&self) -> &[u8] {
+        &self.coinb1
+    }
+
+    /// Coinbase bytes after the extranonce: `mining.notify`'s coinb2, once hex-encoded.
+    pub fn coinb2(&self) -> &[u8] {
+        &self.coinb2
+    }
+
+    /// Merkle branch of the coinbase (position 0): the sibling hashes from the leaves up.
+    pub fn merkle_branch(&self) -> &[TxMerkleNode] {
+        &self.merkle_branch
+    }
+
+    /// The extranonce1 size in bytes, as given in [`CoinbaseParams`].
+    pub fn extranonce1_size(&self) -> usize {
+        self.extranonce1_size
+    }
+
+    /// The extranonce2 size in bytes, as given in [`CoinbaseParams`].
+    pub fn extranonce2_size(&self) -> usize {
+        self.extranonce2_size
+    }
+
     /// The block's height.
     pub fn height(&self) -> u64 {
         self.template.height
+    }
+
+    /// Whether miners must drop their work for this job (`mining.notify`'s `clean_jobs`):
+    /// there was no job before, or it built on another previous block. A new template on the
+    /// same tip (new transactions, a new time) keeps older jobs' shares good.
+    pub fn clean_jobs(&self, previous: Option<&SoloJob>) -> bool {
+        previous.is_none_or(|p| p.template.prev_hash != self.template.prev_hash)
     }
 
     /// The network target the block hash must meet (from `bits`).
@@ -695,9 +731,9 @@ mod tests {
         Solution {
             extranonce1: en1,
             extranonce2: en2,
-            ntime: job.template.cur_time,
+            ntime: job.template().cur_time,
             nonce,
-            version: job.template.version,
+            version: job.template().version,
         }
     }
 
@@ -797,16 +833,16 @@ mod tests {
         assert_eq!(cb.output.len(), 2);
         assert_eq!(cb.output[0].value, Amount::from_sat(5_000_000_000));
         assert_eq!(cb.output[1].value, Amount::ZERO);
-        let mut joined = job.coinb1.clone();
+        let mut joined = job.coinb1().to_vec();
         joined.extend_from_slice(&en1);
         joined.extend_from_slice(&en2);
-        joined.extend_from_slice(&job.coinb2);
+        joined.extend_from_slice(job.coinb2());
         assert_eq!(
             joined,
             encode::serialize(&cb),
             "coinb1 ‖ en1 ‖ en2 ‖ coinb2"
         );
-        assert!(job.merkle_branch.is_empty());
+        assert!(job.merkle_branch().is_empty());
         assert_eq!(job.notify_bits(), "207fffff");
         assert_eq!(job.notify_version(), "20000000");
         assert_eq!(job.notify_time(), format!("{:08x}", 1_796_035_791u32));
@@ -856,7 +892,7 @@ mod tests {
             } else {
                 (usize::BITS - (n as usize).leading_zeros()) as usize
             };
-            assert_eq!(job.merkle_branch.len(), expected_len, "{n} transactions");
+            assert_eq!(job.merkle_branch().len(), expected_len, "{n} transactions");
             assert_eq!(job.notify_merkle_branch().len(), expected_len);
             let sol = solution(&job, &[1, 2, 3, 4], &[5, 6, 7, 8], 42);
             let block = job.block(&sol).unwrap();
@@ -888,6 +924,73 @@ mod tests {
         let job = SoloJob::new(t, &params(b"")).unwrap();
         let block = job.block(&sol).unwrap();
         assert_eq!(block.bip34_block_height(), Ok(433));
+    }
+
+    /// Reverses the bytes of each 4-byte word (cgminer's `flip32`/`flip80`).
+    fn flip_words(bytes: &[u8]) -> Vec<u8> {
+        bytes
+            .chunks_exact(4)
+            .flat_map(|w| w.iter().rev().copied())
+            .collect()
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        <Vec<u8> as bitcoin::hex::FromHex>::from_hex(s).unwrap()
+    }
+
+    #[test]
+    fn a_miner_rebuilds_the_same_header_from_the_notify_fields() {
+        // As cgminer does: the header as notify's hex fields in a row (merkle root as its
+        // raw bytes word-flipped), then every 4-byte word flipped.
+        let txs = some_transactions(5);
+        let t = BlockTemplate::from_json(&template_with(&txs, true)).unwrap();
+        let job = SoloJob::new(t, &params(b"/x/")).unwrap();
+        let (en1, en2, nonce) = ([9, 8, 7, 6], [1, 2, 3, 4], 0x1234_5678u32);
+        let mut coinbase = job.coinb1().to_vec();
+        coinbase.extend_from_slice(&en1);
+        coinbase.extend_from_slice(&en2);
+        coinbase.extend_from_slice(job.coinb2());
+        let mut root = bitcoin::hashes::sha256d::Hash::hash(&coinbase).to_byte_array();
+        for sibling in job.notify_merkle_branch() {
+            let mut pair = root.to_vec();
+            pair.extend_from_slice(&unhex(&sibling));
+            root = bitcoin::hashes::sha256d::Hash::hash(&pair).to_byte_array();
+        }
+        let mut wire = unhex(&job.notify_version());
+        wire.extend(unhex(&job.notify_prev_hash()));
+        wire.extend(flip_words(&root));
+        wire.extend(unhex(&job.notify_time()));
+        wire.extend(unhex(&job.notify_bits()));
+        wire.extend(nonce.to_be_bytes());
+        let miners = flip_words(&wire);
+        let ours = job
+            .header(&Solution {
+                nonce,
+                ..solution(&job, &en1, &en2, 0)
+            })
+            .unwrap();
+        assert_eq!(miners, encode::serialize(&ours));
+    }
+
+    #[test]
+    fn jobs_are_clean_on_a_new_previous_block_only() {
+        let first = SoloJob::new(
+            BlockTemplate::from_json(&bcoin_template()).unwrap(),
+            &params(b""),
+        )
+        .unwrap();
+        assert!(first.clean_jobs(None), "the first job");
+        let same_tip = SoloJob::new(
+            BlockTemplate::from_json(&template_with(&some_transactions(2), false)).unwrap(),
+            &params(b""),
+        )
+        .unwrap();
+        assert!(!same_tip.clean_jobs(Some(&first)), "new transactions only");
+        let mut t = BlockTemplate::from_json(&bcoin_template()).unwrap();
+        t.prev_hash = BlockHash::from_byte_array([7; 32]);
+        t.height = 2;
+        let next = SoloJob::new(t, &params(b"")).unwrap();
+        assert!(next.clean_jobs(Some(&same_tip)), "a new tip");
     }
 
     #[test]

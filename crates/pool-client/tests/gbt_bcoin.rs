@@ -38,9 +38,9 @@ fn grind(job: &SoloJob, en1: &[u8], en2: &[u8], meets: bool) -> (u32, Header) {
         let solution = Solution {
             extranonce1: en1,
             extranonce2: en2,
-            ntime: job.template.cur_time,
+            ntime: job.template().cur_time,
             nonce,
-            version: job.template.version,
+            version: job.template().version,
         };
         let header = job.header(&solution).expect("sizes match the job");
         if header.validate_pow(job.network_target()).is_ok() == meets {
@@ -69,9 +69,9 @@ async fn mine_one(node: &Bcoin, miner: u8) -> usize {
         .block_hex(&Solution {
             extranonce1: &en1,
             extranonce2: &en2,
-            ntime: job.template.cur_time,
+            ntime: job.template().cur_time,
             nonce,
-            version: job.template.version,
+            version: job.template().version,
         })
         .unwrap();
     let answer = node.submit_block(&bad).await.unwrap();
@@ -82,9 +82,9 @@ async fn mine_one(node: &Bcoin, miner: u8) -> usize {
         .block_hex(&Solution {
             extranonce1: &en1,
             extranonce2: &en2,
-            ntime: job.template.cur_time,
+            ntime: job.template().cur_time,
             nonce,
-            version: job.template.version,
+            version: job.template().version,
         })
         .unwrap();
     let answer = node.submit_block(&block).await.unwrap();
@@ -97,7 +97,7 @@ async fn mine_one(node: &Bcoin, miner: u8) -> usize {
     );
     let again = node.submit_block(&block).await.unwrap();
     assert_eq!(again.as_deref(), Some("rejected: duplicate"));
-    job.template.transactions.len()
+    job.template().transactions.len()
 }
 
 /// bcoin's regtest bech32 form of a P2WSH address.
