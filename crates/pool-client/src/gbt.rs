@@ -28,7 +28,7 @@
 //! | 4 | sequence `ffffffff` | coinb2 |
 //! | 1 | output count | coinb2 |
 //! | … | payout: `coinbasevalue` satoshis to the payout script | coinb2 |
-//! | … | witness commitment (0 satoshis; the template's `default_witness_commitment`), when the template has one | coinb2 |
+//! | … | witness commitment (0 satoshis; `BlockTemplate::witness_commitment`: the template's `default_witness_commitment`, else computed when segwit is active) | coinb2 |
 //! | 4 | lock time 0 | coinb2 |
 //!
 //! In the submitted block the coinbase also carries the witness reserved value (one 32-byte
