@@ -1,7 +1,8 @@
 //! Project automation, run as `cargo xtask <command>` (alias in `.cargo/config.toml`).
 //!
 //! - `ci`: everything CI checks: rustfmt, clippy with `-D warnings`, every test, rustdoc with
-//!   warnings denied. Needs `monerod` (Debian package `monero`) for the end-to-end tests.
+//!   warnings denied. Needs `monerod` (Debian package `monero`) and Node.js (`nodejs`, `npm`:
+//!   bcoin) for the end-to-end tests.
 //! - `demo [--seconds N] [--miners N] [--difficulty N]`: a real Monero node in regtest, the
 //!   proxy in front of it in daemon mode, and RandomX miners hashing through the proxy.
 //! - `bench [--proxy-threads N] [--proxy-nofile N] [loadgen flags]`: the real proxy in NiceHash
@@ -105,6 +106,8 @@ const PACKAGES: &[(&str, &str)] = &[("monerod", "monero"), ("cmake", "cmake"), (
 
 fn ci() -> anyhow::Result<()> {
     ensure_packages(PACKAGES)?;
+    // The bcoin regtest tests (test-support installs bcoin itself with npm).
+    ensure_packages(&[("node", "nodejs"), ("npm", "npm")])?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args([
         "clippy",

@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 pub mod daemon;
 mod direct;
 mod failover;
+pub mod gbt;
 pub mod stratum;
 pub mod tls;
 

@@ -1,8 +1,10 @@
 //! Test support for the proxy: an in-process mock pool, scripted stratum miners, a RandomX
-//! light-mode miner that hashes for real, and a harness that runs a real `monerod` in regtest.
+//! light-mode miner that hashes for real, and harnesses that run a real `monerod` and a real
+//! bcoin node (Bitcoin, Node.js) in regtest.
 //!
 //! Everything binds loopback addresses only and stops by itself (on drop or on a deadline).
 
+pub mod bcoin;
 pub mod loadgen;
 pub mod miner;
 pub mod mock_pool;

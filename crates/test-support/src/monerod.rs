@@ -284,7 +284,7 @@ fn find_monerod() -> anyhow::Result<PathBuf> {
 }
 
 /// Two distinct free loopback ports: bound together, then released for the node to take.
-fn free_ports() -> anyhow::Result<(u16, u16)> {
+pub(crate) fn free_ports() -> anyhow::Result<(u16, u16)> {
     let a = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     let b = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok((a.local_addr()?.port(), b.local_addr()?.port()))
@@ -292,16 +292,20 @@ fn free_ports() -> anyhow::Result<(u16, u16)> {
 
 /// A new, empty directory under the system temp dir, unique to this process and call.
 fn make_data_dir() -> anyhow::Result<PathBuf> {
+    make_temp_dir("monerod-regtest")
+}
+
+/// A new, empty directory `PREFIX-PID-N-NANOS` under the system temp dir, unique to this
+/// process and call.
+pub(crate) fn make_temp_dir(prefix: &str) -> anyhow::Result<PathBuf> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     loop {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "monerod-regtest-{}-{n}-{nanos:08x}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("{prefix}-{}-{n}-{nanos:08x}", std::process::id()));
         match std::fs::create_dir(&dir) {
             Ok(()) => return Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
