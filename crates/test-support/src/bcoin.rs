@@ -22,16 +22,17 @@
 //! Dropping the [`Bcoin`] kills the child process it started (by its own handle, nothing
 //! else) and removes the prefix directory.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use serde_json::{json, Value};
 
-use crate::monerod::{free_ports, make_temp_dir};
+use crate::node::{
+    find_program, free_ports, rpc_client, start_with_retries, wait_ready, Node, NodeProcess,
+    StartError,
+};
 
 /// The `package.json` of the bcoin install (its hash names the cache directory).
 pub const PACKAGE_JSON: &str = r#"{
@@ -52,14 +53,10 @@ pub const REGTEST_P2PKH: &str = "RAqS1bAuWqW2f6ufsU5H4XpKfy5Pqj2oHz";
 /// height `SEGWIT_HEIGHT + 1` lists `!segwit` in its `rules`.
 pub const SEGWIT_HEIGHT: u64 = 432;
 
-/// How long [`Bcoin::start`] waits for the RPC server to answer.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often [`Bcoin::start`] asks whether the RPC server is up.
 const START_POLL: Duration = Duration::from_millis(100);
-/// How many times [`Bcoin::start`] tries a fresh port when the node exits while starting.
-const START_ATTEMPTS: usize = 3;
-/// The file in the prefix directory that gets the node's stdout and stderr.
-const CONSOLE_LOG: &str = "console.log";
+/// What a missing `node` or `npm` error says to do.
+const NODE_INSTALL: &str = "install Node.js (`apt-get install -y nodejs npm`)";
 /// The node's entry point inside an install directory.
 const NODE_SCRIPT: &str = "node_modules/bcoin/bin/node";
 
@@ -70,10 +67,9 @@ static INSTALL: tokio::sync::OnceCell<PathBuf> = tokio::sync::OnceCell::const_ne
 /// on drop.
 #[derive(Debug)]
 pub struct Bcoin {
-    child: Child,
+    process: NodeProcess,
     rpc_port: u16,
     api_key: String,
-    prefix: PathBuf,
     client: reqwest::Client,
 }
 
@@ -94,100 +90,34 @@ impl Bcoin {
                     .context("the bcoin install task panicked")?
             })
             .await?;
-        let node = find_program("NODE", "node")?;
-        let mut last_error = None;
-        for _ in 0..START_ATTEMPTS {
-            match Self::start_once(&node, install).await {
-                Ok(node) => return Ok(node),
-                Err(StartError::Exited(e)) => last_error = Some(e),
-                Err(StartError::Fatal(e)) => return Err(e),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| anyhow!("bcoin did not start")))
+        let node = find_program("NODE", "node", NODE_INSTALL)?;
+        start_with_retries("bcoin", || Self::start_once(&node, install)).await
     }
 
     async fn start_once(node: &Path, install: &Path) -> Result<Bcoin, StartError> {
         let (rpc_port, _) = free_ports().map_err(StartError::Fatal)?;
-        let prefix = make_temp_dir("bcoin-regtest").map_err(StartError::Fatal)?;
-        let console = File::create(prefix.join(CONSOLE_LOG))
-            .and_then(|f| Ok((f.try_clone()?, f)))
-            .with_context(|| format!("creating the console log in {}", prefix.display()));
-        let (stdout, stderr) = match console {
-            Ok(files) => files,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&prefix);
-                return Err(StartError::Fatal(e));
-            }
-        };
+        let client = rpc_client()?;
         let api_key = format!("key{:016x}", rand::random::<u64>());
-        let child = Command::new(node)
-            .arg(install.join(NODE_SCRIPT))
-            .args(["--network=regtest", "--memory=true", "--no-wallet"])
-            .args(["--listen=false", "--max-outbound=1", "--workers=false"])
-            .arg("--http-host=127.0.0.1")
-            .arg(format!("--http-port={rpc_port}"))
-            .arg(format!("--api-key={api_key}"))
-            .arg(format!("--prefix={}", prefix.display()))
-            .current_dir(install)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn();
-        let child = match child {
-            Ok(child) => child,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&prefix);
-                return Err(StartError::Fatal(
-                    anyhow!(e).context(format!("running {}", node.display())),
-                ));
-            }
-        };
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .no_proxy()
-            .build()
-            .map_err(|e| StartError::Fatal(e.into()));
+        let process = NodeProcess::spawn("bcoin", "bcoin-regtest", node, |cmd, prefix| {
+            cmd.arg(install.join(NODE_SCRIPT))
+                .args(["--network=regtest", "--memory=true", "--no-wallet"])
+                .args(["--listen=false", "--max-outbound=1", "--workers=false"])
+                .arg("--http-host=127.0.0.1")
+                .arg(format!("--http-port={rpc_port}"))
+                .arg(format!("--api-key={api_key}"))
+                .arg(format!("--prefix={}", prefix.display()))
+                .current_dir(install);
+        })?;
         // From here on, dropping `bcoin` kills the child and removes the directory.
         let mut bcoin = Bcoin {
-            child,
+            process,
             rpc_port,
             api_key,
-            prefix,
-            client: client?,
+            client,
         };
-        bcoin.wait_ready().await?;
+        wait_ready(&mut bcoin, START_POLL).await?;
         tracing::debug!(rpc_port, "bcoin regtest node is up");
         Ok(bcoin)
-    }
-
-    async fn wait_ready(&mut self) -> Result<(), StartError> {
-        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => {
-                    return Err(StartError::Exited(anyhow!(
-                        "bcoin exited while starting ({status}); its output ends with:\n{}",
-                        self.log_tail(4096)
-                    )))
-                }
-                Ok(None) => {}
-                Err(e) => return Err(StartError::Fatal(e.into())),
-            }
-            let probe = tokio::time::timeout(
-                Duration::from_secs(2),
-                self.call("getblockcount", json!([])),
-            );
-            if let Ok(Ok(_)) = probe.await {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(StartError::Fatal(anyhow!(
-                    "bcoin did not answer getblockcount within {START_TIMEOUT:?}; its output ends with:\n{}",
-                    self.log_tail(4096)
-                )));
-            }
-            tokio::time::sleep(START_POLL).await;
-        }
     }
 
     /// The RPC address, `http://127.0.0.1:PORT/` (JSON-RPC is posted to `/`, with HTTP basic
@@ -208,13 +138,13 @@ impl Bcoin {
 
     /// The process id of the node (the child this value owns).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// The node's prefix directory (removed on drop). Its `console.log` holds the node's
     /// output.
     pub fn prefix(&self) -> &Path {
-        &self.prefix
+        self.process.dir()
     }
 
     /// One JSON-RPC call to the node: the `result` of `method` with `params` (a JSON array).
@@ -338,38 +268,19 @@ impl Bcoin {
 
     /// The last `max_bytes` bytes (at most) of the node's console output, for error messages.
     pub fn log_tail(&self, max_bytes: u64) -> String {
-        let read = || -> std::io::Result<String> {
-            let mut file = File::open(self.prefix.join(CONSOLE_LOG))?;
-            let len = file.metadata()?.len();
-            file.seek(SeekFrom::Start(len.saturating_sub(max_bytes)))?;
-            let mut bytes = Vec::new();
-            file.read_to_end(&mut bytes)?;
-            Ok(String::from_utf8_lossy(&bytes).into_owned())
-        };
-        read().unwrap_or_else(|e| format!("(no console log: {e})"))
+        self.process.log_tail(max_bytes)
     }
 }
 
-impl Drop for Bcoin {
-    fn drop(&mut self) {
-        // Our own child only, by its handle; `kill` fails harmlessly if it already exited.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.prefix);
+impl Node for Bcoin {
+    const PROBE_METHOD: &'static str = "getblockcount";
+
+    fn process(&mut self) -> &mut NodeProcess {
+        &mut self.process
     }
-}
 
-/// How one start attempt failed: `Exited` may be a lost race for a port and is retried.
-enum StartError {
-    Exited(anyhow::Error),
-    Fatal(anyhow::Error),
-}
-
-impl From<StartError> for anyhow::Error {
-    fn from(e: StartError) -> Self {
-        match e {
-            StartError::Exited(e) | StartError::Fatal(e) => e,
-        }
+    async fn probe(&self) -> anyhow::Result<()> {
+        self.call("getblockcount", json!([])).await.map(drop)
     }
 }
 
@@ -407,7 +318,7 @@ fn install_bcoin() -> anyhow::Result<PathBuf> {
     if target.join(NODE_SCRIPT).is_file() {
         return Ok(target);
     }
-    let npm = find_program("NPM", "npm")?;
+    let npm = find_program("NPM", "npm", NODE_INSTALL)?;
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     let work = root.join(format!(
         ".{}-tmp-{}-{:x}",
@@ -456,24 +367,6 @@ fn install_bcoin() -> anyhow::Result<PathBuf> {
         }
     }
     Ok(target)
-}
-
-/// `$VAR` when set, else the first `name` on `PATH`.
-fn find_program(var: &str, name: &str) -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os(var).filter(|p| !p.is_empty()) {
-        let path = PathBuf::from(path);
-        if path.is_file() {
-            return Ok(path);
-        }
-        bail!("{var}={} is not a file", path.display());
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-        .ok_or_else(|| {
-            anyhow!("{name} is not on PATH: install Node.js (`apt-get install -y nodejs npm`) or set {var}")
-        })
 }
 
 #[cfg(test)]

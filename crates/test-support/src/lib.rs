@@ -9,6 +9,7 @@ pub mod loadgen;
 pub mod miner;
 pub mod mock_pool;
 pub mod monerod;
+mod node;
 pub mod rx_miner;
 
 /// Sends `tracing` output of the code under test to the test's captured output; honours
