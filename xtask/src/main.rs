@@ -278,40 +278,18 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
 "#
         ),
     )?;
-    let log_path = dir.join("proxy.log");
-    let log = std::fs::File::create(&log_path)?;
-    // Through sh, to set the proxy's open-file limit (`exec` keeps the pid): the hard limit
-    // by default, or `--proxy-nofile N` to see what happens past it. `ulimit -n` sets the soft
-    // and the hard limit, so the proxy cannot raise it back.
+    // `--proxy-nofile N` to see what happens past the hard limit.
     let nofile = proxy_nofile.map_or_else(|| r#""$(ulimit -Hn)""#.to_string(), |n| n.to_string());
-    let mut cmd = Command::new("sh");
-    cmd.args([
-        "-c",
-        &format!(r#"ulimit -n {nofile} 2>/dev/null; exec "$0" "$@""#),
-    ])
-    .arg(release.join("proxy-cli"))
-    .arg("run")
-    .arg("--config")
-    .arg(&config)
-    .stdin(std::process::Stdio::null())
-    .stdout(log.try_clone()?)
-    .stderr(log);
-    if std::env::var_os("RUST_LOG").is_none() {
-        cmd.env("RUST_LOG", "info");
-    }
-    let workers = match proxy_threads {
-        Some(n) => {
-            cmd.env("TOKIO_WORKER_THREADS", n.to_string());
-            n
-        }
-        None => {
-            // proxy-cli's default: one worker (its fan-out threads are not workers).
-            cmd.env_remove("TOKIO_WORKER_THREADS");
-            1
-        }
-    };
-    eprintln!("$ {cmd:?}");
-    let mut proxy = ProxyProcess(cmd.spawn().context("starting proxy-cli")?);
+    let (proxy, log_path) = start_proxy(
+        &release.join("proxy-cli"),
+        &config,
+        &dir,
+        &nofile,
+        proxy_threads,
+        "info",
+    )?;
+    // proxy-cli's default: one worker (its fan-out threads are not workers).
+    let workers = proxy_threads.unwrap_or(1);
     eprintln!(
         "xtask bench: proxy pid {} on 127.0.0.1:{proxy_port} ({workers} tokio workers), pool at {pool_addr}, log {}",
         proxy.pid(),
@@ -327,22 +305,14 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
         .arg(proxy.pid().to_string())
         .arg("--proxy-workers")
         .arg(workers.to_string());
-    if !loadgen_args
-        .iter()
-        .any(|a| a == "--json" || a.starts_with("--json="))
-    {
-        lg.arg("--json").arg(dir.join("loadgen.json"));
-    }
-    lg.args(&loadgen_args);
-    let result = run(&mut lg);
-    if let Some(status) = proxy.exited() {
-        eprintln!(
-            "xtask bench: the proxy ended during the run ({status}); see {}",
-            log_path.display()
-        );
-    }
-    drop(proxy);
-    result
+    run_generator(
+        "bench",
+        lg,
+        &loadgen_args,
+        &dir.join("loadgen.json"),
+        proxy,
+        &log_path,
+    )
 }
 
 /// Seconds a worker record stays once idle in the soak's proxy config: short, so that the
@@ -390,26 +360,14 @@ fn soak(args: &[String]) -> anyhow::Result<()> {
 "#
         ),
     )?;
-    let log_path = dir.join("proxy.log");
-    let log = std::fs::File::create(&log_path)?;
-    let mut cmd = Command::new("sh");
-    cmd.args([
-        "-c",
-        r#"ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@""#,
-    ])
-    .arg(release.join("proxy-cli"))
-    .arg("run")
-    .arg("--config")
-    .arg(&config)
-    .stdin(std::process::Stdio::null())
-    .stdout(log.try_clone()?)
-    .stderr(log)
-    .env_remove("TOKIO_WORKER_THREADS");
-    if std::env::var_os("RUST_LOG").is_none() {
-        cmd.env("RUST_LOG", "warn");
-    }
-    eprintln!("$ {cmd:?}");
-    let mut proxy = ProxyProcess(cmd.spawn().context("starting proxy-cli")?);
+    let (proxy, log_path) = start_proxy(
+        &release.join("proxy-cli"),
+        &config,
+        &dir,
+        r#""$(ulimit -Hn)""#,
+        None,
+        "warn",
+    )?;
     eprintln!(
         "xtask soak: proxy pid {} on 127.0.0.1:{proxy_port}, API 127.0.0.1:{api_port}, pool at {pool_addr}, log {}",
         proxy.pid(),
@@ -426,20 +384,173 @@ fn soak(args: &[String]) -> anyhow::Result<()> {
         .arg(format!("127.0.0.1:{api_port}"))
         .arg("--api-token")
         .arg(token);
+    run_generator("soak", gen, args, &dir.join("soak.json"), proxy, &log_path)
+}
+
+/// Starts `proxy_cli run --config CONFIG` with its output in `DIR/proxy.log` (returned with
+/// the process), through `sh` to set its open-file limit to `nofile` first (a number, or
+/// `"$(ulimit -Hn)"` for the hard limit; `ulimit -n` sets the soft and the hard limit, so
+/// the proxy cannot raise it back; `exec` keeps the pid). `worker_threads` sets
+/// `TOKIO_WORKER_THREADS` (`None`: proxy-cli's default); `rust_log` is its `RUST_LOG` unless
+/// one is set.
+fn start_proxy(
+    proxy_cli: &Path,
+    config: &Path,
+    dir: &Path,
+    nofile: &str,
+    worker_threads: Option<usize>,
+    rust_log: &str,
+) -> anyhow::Result<(ProxyProcess, PathBuf)> {
+    let log_path = dir.join("proxy.log");
+    let log = std::fs::File::create(&log_path)?;
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        &format!(r#"ulimit -n {nofile} 2>/dev/null; exec "$0" "$@""#),
+    ])
+    .arg(proxy_cli)
+    .arg("run")
+    .arg("--config")
+    .arg(config)
+    .stdin(std::process::Stdio::null())
+    .stdout(log.try_clone()?)
+    .stderr(log);
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", rust_log);
+    }
+    match worker_threads {
+        Some(n) => cmd.env("TOKIO_WORKER_THREADS", n.to_string()),
+        None => cmd.env_remove("TOKIO_WORKER_THREADS"),
+    };
+    eprintln!("$ {cmd:?}");
+    let proxy = ProxyProcess(cmd.spawn().context("starting proxy-cli")?);
+    Ok((proxy, log_path))
+}
+
+/// Runs the generator `gen` with `args` (and `--json JSON` unless `args` has a `--json`),
+/// says so when the proxy ended during the run, and stops the proxy. `task` names the xtask
+/// in messages.
+fn run_generator(
+    task: &str,
+    mut gen: Command,
+    args: &[String],
+    json: &Path,
+    mut proxy: ProxyProcess,
+    log_path: &Path,
+) -> anyhow::Result<()> {
     if !args
         .iter()
         .any(|a| a == "--json" || a.starts_with("--json="))
     {
-        gen.arg("--json").arg(dir.join("soak.json"));
+        gen.arg("--json").arg(json);
     }
     gen.args(args);
     let result = run(&mut gen);
     if let Some(status) = proxy.exited() {
         eprintln!(
-            "xtask soak: the proxy ended during the run ({status}); see {}",
+            "xtask {task}: the proxy ended during the run ({status}); see {}",
             log_path.display()
         );
     }
     drop(proxy);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// A fresh directory under the system temp dir for one test.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xtask-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Waits (at most 10 s) for `path` to hold a line that ends with a newline.
+    fn read_line(path: &Path) -> String {
+        for _ in 0..200 {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if text.ends_with('\n') {
+                return text;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("{} stayed without a line", path.display());
+    }
+
+    #[test]
+    fn the_proxy_starts_with_its_file_limit_workers_and_log_level() {
+        let dir = scratch("start-proxy");
+        let fake = dir.join("proxy-cli");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\necho \"$* nofile=$(ulimit -n) workers=$TOKIO_WORKER_THREADS\"\nexec sleep 60\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let config = dir.join("proxy-config.json");
+
+        let (proxy, log) = start_proxy(&fake, &config, &dir, "64", Some(3), "info").unwrap();
+        assert_eq!(log, dir.join("proxy.log"));
+        assert_eq!(
+            read_line(&log),
+            format!("run --config {} nofile=64 workers=3\n", config.display())
+        );
+        drop(proxy);
+
+        let (proxy, log) =
+            start_proxy(&fake, &config, &dir, r#""$(ulimit -Hn)""#, None, "warn").unwrap();
+        let hard = Command::new("sh")
+            .args(["-c", "ulimit -Hn"])
+            .output()
+            .unwrap();
+        let hard = String::from_utf8_lossy(&hard.stdout).trim().to_string();
+        assert_eq!(
+            read_line(&log),
+            format!("run --config {} nofile={hard} workers=\n", config.display())
+        );
+        drop(proxy);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_generator_gets_a_json_path_unless_it_has_one_and_the_proxy_is_stopped() {
+        let dir = scratch("run-generator");
+        let out = dir.join("args");
+        let generator = |args: &[&str]| -> Vec<String> {
+            let mut gen = Command::new("sh");
+            gen.args(["-c", r#"printf '%s\n' "$@" > "$0""#]).arg(&out);
+            let child = Command::new("sleep").arg("60").spawn().unwrap();
+            let pid = child.id();
+            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            run_generator(
+                "test",
+                gen,
+                &args,
+                &dir.join("gen.json"),
+                ProxyProcess(child),
+                &dir.join("proxy.log"),
+            )
+            .unwrap();
+            if cfg!(target_os = "linux") {
+                let gone = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .map_or(true, |s| s.contains(") Z "));
+                assert!(gone, "the proxy is stopped");
+            }
+            let text = std::fs::read_to_string(&out).unwrap();
+            text.lines().map(str::to_owned).collect()
+        };
+        let json = dir.join("gen.json").display().to_string();
+        assert_eq!(
+            generator(&["--miners", "5"]),
+            ["--json", &json, "--miners", "5"]
+        );
+        assert_eq!(generator(&["--json=x.json"]), ["--json=x.json"]);
+        assert_eq!(generator(&["--json", "-"]), ["--json", "-"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
