@@ -14,9 +14,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Parser;
-use test_support::loadgen::{run, Options, Report, RigIds};
+use test_support::loadgen::cli::{self, CliRun};
+use test_support::loadgen::{run as run_generator, Options, RigIds};
 
 /// `500ms`, `2s`, or a bare number of milliseconds.
 fn duration(s: &str) -> Result<Duration, String> {
@@ -122,64 +122,15 @@ impl Args {
 }
 
 fn main() -> ExitCode {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
     let args = Args::parse();
-    match start(&args) {
-        Ok(report) => {
-            if report.is_clean() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
-        }
-        Err(e) => {
-            eprintln!("loadgen: {e:#}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-fn start(args: &Args) -> anyhow::Result<Report> {
     let opts = args.options();
-    // One socket per miner, one per pool connection: the soft limit must hold them all.
-    let limit = rlimit::increase_nofile_limit(u64::MAX).context("raising RLIMIT_NOFILE")?;
-    if limit < opts.files_needed() {
-        anyhow::bail!(
-            "{} miners need about {} open files; the limit is {limit} (hard limit reached)",
-            opts.miners,
-            opts.files_needed()
-        );
-    }
-    // Should the runtime itself hang, end the process anyway.
-    let watchdog = opts.deadline + Duration::from_secs(30);
-    std::thread::spawn(move || {
-        std::thread::sleep(watchdog);
-        eprintln!("loadgen: watchdog: still running {watchdog:?} after start; exiting");
-        std::process::exit(3);
-    });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(opts.threads)
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
-    let report = runtime.block_on(run(opts));
-    runtime.shutdown_timeout(Duration::from_secs(2));
-    let report = report?;
-    println!("{}", report.table());
-    let json = serde_json::to_string_pretty(&report)?;
-    match args.json.as_deref() {
-        Some(p) if p.as_os_str() == "-" => println!("{json}"),
-        Some(p) => {
-            std::fs::write(p, json + "\n").with_context(|| format!("writing {}", p.display()))?;
-            println!("JSON report: {}", p.display());
-        }
-        None => {}
-    }
-    Ok(report)
+    let run = CliRun {
+        name: "loadgen",
+        miners: opts.miners,
+        files_needed: opts.files_needed(),
+        deadline: opts.deadline,
+        worker_threads: opts.threads,
+        json: args.json.as_deref(),
+    };
+    cli::main(run, run_generator(opts))
 }

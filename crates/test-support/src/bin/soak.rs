@@ -15,9 +15,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Parser;
-use test_support::loadgen::soak::{soak, SoakOptions, SoakReport};
+use test_support::loadgen::cli::{self, CliRun};
+use test_support::loadgen::soak::{soak, SoakOptions};
 
 #[derive(Parser)]
 #[command(about = "Stratum proxy soak: miners churning in and out, RSS before and after")]
@@ -92,56 +92,15 @@ impl Args {
 }
 
 fn main() -> ExitCode {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
     let args = Args::parse();
-    match start(&args) {
-        Ok(report) if report.is_clean() => ExitCode::SUCCESS,
-        Ok(_) => ExitCode::from(1),
-        Err(e) => {
-            eprintln!("soak: {e:#}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-fn start(args: &Args) -> anyhow::Result<SoakReport> {
     let opts = args.options();
-    let files = (opts.miners + opts.miners / 256 + 64) as u64;
-    let limit = rlimit::increase_nofile_limit(u64::MAX).context("raising RLIMIT_NOFILE")?;
-    anyhow::ensure!(
-        limit >= files,
-        "{} miners need about {files} open files; the limit is {limit}",
-        opts.miners
-    );
-    let watchdog = opts.deadline() + Duration::from_secs(30);
-    std::thread::spawn(move || {
-        std::thread::sleep(watchdog);
-        eprintln!("soak: watchdog: still running {watchdog:?} after start; exiting");
-        std::process::exit(3);
-    });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
-    let report = runtime.block_on(soak(opts, args.pool_bind));
-    runtime.shutdown_timeout(Duration::from_secs(2));
-    let report = report?;
-    println!("{}", report.table());
-    let json = serde_json::to_string_pretty(&report)?;
-    match args.json.as_deref() {
-        Some(p) if p.as_os_str() == "-" => println!("{json}"),
-        Some(p) => {
-            std::fs::write(p, json + "\n").with_context(|| format!("writing {}", p.display()))?;
-            println!("JSON report: {}", p.display());
-        }
-        None => {}
-    }
-    Ok(report)
+    let run = CliRun {
+        name: "soak",
+        miners: opts.miners,
+        files_needed: (opts.miners + opts.miners / 256 + 64) as u64,
+        deadline: opts.deadline(),
+        worker_threads: 1,
+        json: args.json.as_deref(),
+    };
+    cli::main(run, soak(opts, args.pool_bind))
 }

@@ -63,6 +63,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::miner::result_for_difficulty;
 
+pub mod cli;
 mod miners;
 pub mod soak;
 use crate::mock_pool::make_job;
