@@ -494,27 +494,14 @@ pub enum PoolMessageError {
     UnknownId(String),
 }
 
-#[derive(Deserialize)]
-struct PoolEnvelope {
-    #[serde(default)]
-    id: Value,
-    #[serde(default)]
-    method: Option<String>,
-    #[serde(default)]
-    params: Option<Value>,
-    #[serde(default)]
-    result: Option<Value>,
-    #[serde(default)]
-    error: Option<RpcError>,
-}
-
 /// Parses one line from a pool.
 ///
 /// # Errors
 /// [`PoolMessageError`] when the line is not JSON, a job is malformed, or a response id is
 /// not a number.
 pub fn parse_pool_message(line: &[u8]) -> Result<PoolMessage, PoolMessageError> {
-    let env: PoolEnvelope = serde_json::from_slice(line).map_err(|_| PoolMessageError::Parse)?;
+    let env: crate::rpc::Envelope<RpcError> =
+        serde_json::from_slice(line).map_err(|_| PoolMessageError::Parse)?;
     if let Some(method) = env.method {
         if method == "job" {
             let job = env
@@ -525,14 +512,10 @@ pub fn parse_pool_message(line: &[u8]) -> Result<PoolMessage, PoolMessageError> 
         }
         return Ok(PoolMessage::Other(method));
     }
-    let id = env
-        .id
+    let (id, outcome) = env.outcome();
+    let id = id
         .as_u64()
-        .ok_or_else(|| PoolMessageError::UnknownId(env.id.to_string()))?;
-    let outcome = match env.error {
-        Some(e) => Err(e),
-        None => Ok(env.result.unwrap_or(Value::Null)),
-    };
+        .ok_or_else(|| PoolMessageError::UnknownId(id.to_string()))?;
     Ok(PoolMessage::Response { id, outcome })
 }
 

@@ -16,10 +16,13 @@
 //! Shared pieces:
 //! - [`codec`]: newline-delimited framing with a maximum line length (16384 bytes, RFC §19).
 //! - [`job`]: the [`Job`] value, target ⇄ difficulty conversions and the NiceHash blob patch.
+//! - `rpc` (private): the JSON-RPC envelope (`id`, `method`, `params`, `result` or `error`)
+//!   that both dialects read from a peer, and its outcome (the error if any, else the result).
 
 pub mod codec;
 pub mod cryptonote;
 pub mod job;
+mod rpc;
 pub mod sv1;
 
 pub use codec::{CodecError, LineCodec, MAX_LINE_LENGTH};

@@ -445,6 +445,13 @@ pub enum ServerMessageError {
     },
 }
 
+impl ServerMessageError {
+    /// `InvalidParams` of `method`, given the reason: for readers that check many params.
+    fn invalid_params(method: &'static str) -> impl Fn(&'static str) -> Self {
+        move |reason| Self::InvalidParams { method, reason }
+    }
+}
+
 /// The `result` of `mining.subscribe`: `[[[method, subscription_id], ...], extranonce1,
 /// extranonce2_size]`.
 ///
@@ -466,10 +473,7 @@ impl SubscribeResult {
     /// # Errors
     /// [`ServerMessageError::InvalidParams`] when it is not the shape above.
     pub fn from_value(v: &Value) -> Result<Self, ServerMessageError> {
-        let bad = |reason| ServerMessageError::InvalidParams {
-            method: "mining.subscribe",
-            reason,
-        };
+        let bad = ServerMessageError::invalid_params("mining.subscribe");
         let a = v.as_array().ok_or(bad("result is not an array"))?;
         if a.len() < 3 {
             return Err(bad("result has fewer than 3 elements"));
@@ -545,10 +549,7 @@ impl ConfigureResult {
     /// [`ServerMessageError::InvalidParams`] when it is not an object, or version rolling is
     /// `true` without an 8-hex-char mask.
     pub fn from_value(v: &Value) -> Result<Self, ServerMessageError> {
-        let bad = |reason| ServerMessageError::InvalidParams {
-            method: "mining.configure",
-            reason,
-        };
+        let bad = ServerMessageError::invalid_params("mining.configure");
         let o = v.as_object().ok_or(bad("result is not an object"))?;
         let version_rolling = match o.get("version-rolling") {
             None | Some(Value::Null) => None,
@@ -611,18 +612,22 @@ fn positive_finite(v: &Value) -> Option<f64> {
     v.as_f64().filter(|d| d.is_finite() && *d > 0.0)
 }
 
-#[derive(serde::Deserialize)]
-struct Envelope {
-    #[serde(default)]
-    id: Id,
-    #[serde(default)]
-    method: Option<String>,
-    #[serde(default)]
-    params: Option<Value>,
-    #[serde(default)]
-    result: Option<Value>,
-    #[serde(default)]
-    error: Option<Value>,
+/// A line as this dialect reads it: any `error` value, read by [`RpcError::from_value`].
+type Envelope = crate::rpc::Envelope<WireError>;
+
+/// An `error` value that is not `null` (serde reads `null` as no error).
+struct WireError(RpcError);
+
+impl<'de> serde::Deserialize<'de> for WireError {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(d)?;
+        Ok(WireError(RpcError::from_value(&value).unwrap_or(
+            RpcError {
+                code: 20,
+                message: String::new(),
+            },
+        )))
+    }
 }
 
 /// The line as a JSON object (serde would also read a struct from a JSON array: refused).
@@ -643,11 +648,8 @@ fn params_array(params: Option<Value>) -> Option<Vec<Value>> {
 }
 
 fn response(env: Envelope) -> (Id, Result<Value, RpcError>) {
-    let outcome = match env.error.as_ref().and_then(RpcError::from_value) {
-        Some(e) => Err(e),
-        None => Ok(env.result.unwrap_or(Value::Null)),
-    };
-    (env.id, outcome)
+    let (id, outcome) = env.outcome();
+    (id, outcome.map_err(|WireError(e)| e))
 }
 
 /// Parses one line from a miner.
