@@ -202,9 +202,7 @@ impl Options {
 
     /// The source address of miner `i`.
     pub fn source_ip(&self, i: usize) -> Ipv4Addr {
-        let per = self.miners_per_ip.max(1);
-        let n = u32::from(self.first_ip) + u32::try_from(i / per).unwrap_or(u32::MAX);
-        Ipv4Addr::from(n)
+        source_ip(self.first_ip, self.miners_per_ip, i)
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -223,6 +221,13 @@ impl Options {
         }
         Ok(())
     }
+}
+
+/// The source address of miner `i` when `per` miners share each address from `first` on
+/// (`per` 0 counts as 1).
+fn source_ip(first: Ipv4Addr, per: usize, i: usize) -> Ipv4Addr {
+    let n = u32::from(first) + u32::try_from(i / per.max(1)).unwrap_or(u32::MAX);
+    Ipv4Addr::from(n)
 }
 
 // ----- the report -----
@@ -817,20 +822,37 @@ async fn read_some(r: &mut TcpStream, buf: &mut BytesMut) -> Result<usize, Strin
     }
 }
 
-/// Connects miner `i` and logs it in; once it has a login result with a job, the connection
-/// (out of tokio's reactor) for the event loops.
-async fn login(ctx: &Ctx, i: usize) -> Result<miners::Handoff, String> {
-    let ip = ctx.opts.source_ip(i);
+/// A miner connection logged in to the proxy, with what it read past the login result.
+struct LoggedIn {
+    stream: TcpStream,
+    /// Bytes read after the login result's line (not yet decoded).
+    buf: BytesMut,
+    codec: LineCodec,
+    /// The session id of the login result.
+    session: String,
+    /// The job id of the login result's job.
+    job_id: String,
+    /// The job's fixed NiceHash byte: this miner's slot.
+    slot: u8,
+}
+
+/// Connects from `ip` to `proxy`, sends `login` (a login request with id [`LOGIN_ID`]) and
+/// reads until its answer.
+///
+/// # Errors
+/// The reason, for the report: the socket fails, the proxy closes, sends a line that is
+/// not stratum, refuses the login, or answers without a session id, a job or a fixed byte.
+async fn connect_login(ip: Ipv4Addr, proxy: SocketAddr, login: &[u8]) -> Result<LoggedIn, String> {
     let sock = TcpSocket::new_v4().map_err(|e| format!("socket: {}", e.kind()))?;
     sock.bind(SocketAddr::new(IpAddr::V4(ip), 0))
         .map_err(|e| format!("bind {ip}: {}", e.kind()))?;
     let mut stream = sock
-        .connect(ctx.opts.proxy)
+        .connect(proxy)
         .await
         .map_err(|e| format!("connect: {}", e.kind()))?;
     let _ = stream.set_nodelay(true);
     stream
-        .write_all(&login_line(&ctx.opts, i))
+        .write_all(login)
         .await
         .map_err(|e| format!("write: {}", e.kind()))?;
     let mut buf = BytesMut::with_capacity(2048);
@@ -847,13 +869,10 @@ async fn login(ctx: &Ctx, i: usize) -> Result<miners::Handoff, String> {
                     let result = PoolLoginResult::from_value(v).ok_or("login result without id")?;
                     let job = result.job.ok_or("login result without job")?;
                     let slot = blob_fixed_byte(job.blob.as_bytes()).ok_or("job blob too short")?;
-                    let stream = stream
-                        .into_std()
-                        .map_err(|e| format!("leaving the runtime: {}", e.kind()))?;
-                    return Ok(miners::Handoff {
-                        i,
+                    return Ok(LoggedIn {
                         stream,
-                        leftover: buf.to_vec(),
+                        buf,
+                        codec,
                         session: result.id,
                         job_id: job.job_id,
                         slot,
@@ -864,6 +883,29 @@ async fn login(ctx: &Ctx, i: usize) -> Result<miners::Handoff, String> {
             }
         }
     }
+}
+
+/// Connects miner `i` and logs it in; once it has a login result with a job, the connection
+/// (out of tokio's reactor) for the event loops.
+async fn login(ctx: &Ctx, i: usize) -> Result<miners::Handoff, String> {
+    let conn = connect_login(
+        ctx.opts.source_ip(i),
+        ctx.opts.proxy,
+        &login_line(&ctx.opts, i),
+    )
+    .await?;
+    let stream = conn
+        .stream
+        .into_std()
+        .map_err(|e| format!("leaving the runtime: {}", e.kind()))?;
+    Ok(miners::Handoff {
+        i,
+        stream,
+        leftover: conn.buf.to_vec(),
+        session: conn.session,
+        job_id: conn.job_id,
+        slot: conn.slot,
+    })
 }
 
 /// One miner: logs in (holding a login permit), hands its connection to its event loop

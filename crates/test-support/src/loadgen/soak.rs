@@ -25,28 +25,25 @@
 //! Bounded: the miners are a fixed number of tasks, each with at most
 //! [`MAX_OUTSTANDING`] shares in flight, and the whole run stops at its deadline.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use bytes::BytesMut;
 use serde::Serialize;
 use stratum_proto::cryptonote::{
-    encode_pool_login, encode_pool_submit, is_status_ok, parse_pool_message, PoolLoginResult,
-    PoolMessage,
+    encode_pool_login, encode_pool_submit, is_status_ok, parse_pool_message, PoolMessage,
 };
 use stratum_proto::job::encode_hex;
-use stratum_proto::LineCodec;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    blob_fixed_byte, clock_ticks, make_job, pool_accept, proc_sample, push_job, read_some,
-    wait_for_proxy, Ctx, Options, AGENT, ALGO, WALLET,
+    clock_ticks, connect_login, make_job, pool_accept, proc_sample, push_job, read_some,
+    wait_for_proxy, Ctx, LoggedIn, Options, AGENT, ALGO, LOGIN_ID, WALLET,
 };
 
 /// Longest a leaving miner waits for the answers to its shares before it closes anyway (they
@@ -124,9 +121,7 @@ impl SoakOptions {
     }
 
     fn source_ip(&self, i: usize) -> Ipv4Addr {
-        let n = u32::from(Ipv4Addr::new(127, 0, 0, 2))
-            + u32::try_from(i / self.miners_per_ip.max(1)).unwrap_or(u32::MAX);
-        Ipv4Addr::from(n)
+        super::source_ip(Ipv4Addr::new(127, 0, 0, 2), self.miners_per_ip, i)
     }
 }
 
@@ -463,53 +458,17 @@ async fn churn(s: Arc<Soak>, i: usize) {
     }
 }
 
-/// A logged-in miner's connection.
-struct Conn {
-    stream: TcpStream,
-    buf: BytesMut,
-    codec: LineCodec,
-    session: String,
-    job_id: String,
-    slot: u8,
-}
-
-async fn connect(s: &Soak, i: usize, connection: u64) -> Result<Conn, String> {
-    let ip = s.opts.source_ip(i);
-    let sock = TcpSocket::new_v4().map_err(|e| format!("socket: {}", e.kind()))?;
-    sock.bind(SocketAddr::new(IpAddr::V4(ip), 0))
-        .map_err(|e| format!("bind {ip}: {}", e.kind()))?;
-    let mut stream = sock
-        .connect(s.opts.proxy)
-        .await
-        .map_err(|e| format!("connect: {}", e.kind()))?;
-    let _ = stream.set_nodelay(true);
+async fn connect(s: &Soak, i: usize, connection: u64) -> Result<LoggedIn, String> {
     let rigid = format!("soak-{i}-{connection}");
-    let login = encode_pool_login(1, WALLET, "x", AGENT, Some(&rigid), &[ALGO.to_string()]);
-    stream
-        .write_all(&login)
-        .await
-        .map_err(|e| format!("write: {}", e.kind()))?;
-    let mut buf = BytesMut::with_capacity(2048);
-    let mut codec = LineCodec::default();
-    loop {
-        read_some(&mut stream, &mut buf).await?;
-        while let Some(line) = codec.decode(&mut buf).map_err(|e| e.to_string())? {
-            if let Ok(PoolMessage::Response { id: 1, outcome }) = parse_pool_message(&line) {
-                let v = outcome.map_err(|e| format!("login refused: {}", e.message))?;
-                let result = PoolLoginResult::from_value(v).ok_or("login result without id")?;
-                let job = result.job.ok_or("login result without job")?;
-                let slot = blob_fixed_byte(job.blob.as_bytes()).ok_or("job blob too short")?;
-                return Ok(Conn {
-                    stream,
-                    buf,
-                    codec,
-                    session: result.id,
-                    job_id: job.job_id,
-                    slot,
-                });
-            }
-        }
-    }
+    let login = encode_pool_login(
+        LOGIN_ID,
+        WALLET,
+        "x",
+        AGENT,
+        Some(&rigid),
+        &[ALGO.to_string()],
+    );
+    connect_login(s.opts.source_ip(i), s.opts.proxy, &login).await
 }
 
 /// One connection of miner `i`: login, shares and jobs for its lifetime, answers, close.
@@ -524,7 +483,7 @@ async fn session(s: &Soak, i: usize, connection: u64, rng: &mut Rng) -> Result<(
     outcome
 }
 
-async fn serve(s: &Soak, conn: &mut Conn, rng: &mut Rng) -> Result<(), String> {
+async fn serve(s: &Soak, conn: &mut LoggedIn, rng: &mut Rng) -> Result<(), String> {
     let start = tokio::time::Instant::now();
     let mut leave_at = start + rng.between(s.opts.min_lifetime, s.opts.max_lifetime);
     let interval = s.opts.share_interval.max(Duration::from_millis(10));
