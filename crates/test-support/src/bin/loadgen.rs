@@ -10,12 +10,11 @@
 //! status: 0 for a clean run, 1 when the report lists problems, 2 when the run could not
 //! start, 3 when the watchdog had to end it.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use test_support::loadgen::cli::{self, CliRun};
+use test_support::loadgen::cli::{self, CliRun, TargetArgs};
 use test_support::loadgen::{run as run_generator, Options, RigIds};
 
 /// `500ms`, `2s`, or a bare number of milliseconds.
@@ -35,15 +34,11 @@ fn duration(s: &str) -> Result<Duration, String> {
 #[derive(Parser)]
 #[command(about = "Stratum proxy load generator: a pool and N miners in one process")]
 struct Args {
-    /// The proxy's miner address.
-    #[arg(long)]
-    proxy: std::net::SocketAddr,
+    #[command(flatten)]
+    target: TargetArgs,
     /// Where to listen as the proxy's pool.
     #[arg(long, default_value = "127.0.0.1:0")]
     pool_bind: std::net::SocketAddr,
-    /// The proxy's pid, for RSS and CPU time from /proc.
-    #[arg(long)]
-    proxy_pid: Option<u32>,
     /// The proxy's tokio worker threads (reported only).
     #[arg(long)]
     proxy_workers: Option<usize>,
@@ -89,17 +84,14 @@ struct Args {
     /// Stop the run by then, e.g. 300s (default: from the phases asked for).
     #[arg(long, value_parser = duration)]
     deadline: Option<Duration>,
-    /// Write the JSON report here (`-` for stdout).
-    #[arg(long)]
-    json: Option<PathBuf>,
 }
 
 impl Args {
     fn options(&self) -> Options {
         let mut o = Options {
-            proxy: self.proxy,
+            proxy: self.target.proxy,
             pool_bind: self.pool_bind,
-            proxy_pid: self.proxy_pid,
+            proxy_pid: self.target.proxy_pid,
             proxy_workers: self.proxy_workers,
             threads: self.threads.max(1),
             miner_threads: self.miner_threads.max(1),
@@ -130,7 +122,7 @@ fn main() -> ExitCode {
         files_needed: opts.files_needed(),
         deadline: opts.deadline,
         worker_threads: opts.threads,
-        json: args.json.as_deref(),
+        json: args.target.json.as_deref(),
     };
     cli::main(run, run_generator(opts))
 }

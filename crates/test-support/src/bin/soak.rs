@@ -11,26 +11,21 @@
 //! run, 1 when the RSS grew past the limit or the report lists other problems, 2 when the run
 //! could not start, 3 when the watchdog had to end it.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use test_support::loadgen::cli::{self, CliRun};
+use test_support::loadgen::cli::{self, CliRun, TargetArgs};
 use test_support::loadgen::soak::{soak, SoakOptions};
 
 #[derive(Parser)]
 #[command(about = "Stratum proxy soak: miners churning in and out, RSS before and after")]
 struct Args {
-    /// The proxy's miner address.
-    #[arg(long)]
-    proxy: std::net::SocketAddr,
+    #[command(flatten)]
+    target: TargetArgs,
     /// Where to listen as the proxy's pool.
     #[arg(long)]
     pool_bind: std::net::SocketAddr,
-    /// The proxy's pid, for its RSS from /proc.
-    #[arg(long)]
-    proxy_pid: Option<u32>,
     /// The proxy's HTTP API address, for its worker record count.
     #[arg(long)]
     api: Option<std::net::SocketAddr>,
@@ -64,17 +59,14 @@ struct Args {
     /// Largest RSS growth allowed, percent of the warm-up reading.
     #[arg(long, default_value_t = 10.0)]
     max_growth_percent: f64,
-    /// Write the JSON report here (`-` for stdout).
-    #[arg(long)]
-    json: Option<PathBuf>,
 }
 
 impl Args {
     fn options(&self) -> SoakOptions {
         let secs = Duration::from_secs;
         SoakOptions {
-            proxy: self.proxy,
-            proxy_pid: self.proxy_pid,
+            proxy: self.target.proxy,
+            proxy_pid: self.target.proxy_pid,
             api: self.api,
             api_token: self.api_token.clone(),
             miners: self.miners,
@@ -100,7 +92,7 @@ fn main() -> ExitCode {
         files_needed: (opts.miners + opts.miners / 256 + 64) as u64,
         deadline: opts.deadline(),
         worker_threads: 1,
-        json: args.json.as_deref(),
+        json: args.target.json.as_deref(),
     };
     cli::main(run, soak(opts, args.pool_bind))
 }

@@ -9,6 +9,21 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Serialize;
 
+/// The arguments both binaries take: which proxy, its pid, where the JSON report goes
+/// (`#[command(flatten)]` into each binary's own arguments).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TargetArgs {
+    /// The proxy's miner address.
+    #[arg(long)]
+    pub proxy: std::net::SocketAddr,
+    /// The proxy's pid, for its RSS (and CPU time) from /proc.
+    #[arg(long)]
+    pub proxy_pid: Option<u32>,
+    /// Write the JSON report here (`-` for stdout).
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+}
+
 /// A generator's report as the binaries print it.
 pub trait CliReport: Serialize {
     /// A short human-readable summary, printed to stdout.
@@ -186,5 +201,44 @@ mod tests {
             .run(async { Err::<Fake, _>(anyhow::anyhow!("no proxy")) })
             .unwrap_err();
         assert_eq!(err.to_string(), "no proxy");
+    }
+}
+
+#[cfg(test)]
+mod target_args_tests {
+    use clap::Parser;
+
+    use super::TargetArgs;
+
+    #[derive(Parser)]
+    struct Bin {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, default_value_t = 1)]
+        miners: usize,
+    }
+
+    #[test]
+    fn the_shared_flags_parse_beside_a_binary_s_own() {
+        let bin = Bin::try_parse_from([
+            "bin",
+            "--proxy",
+            "127.0.0.1:3333",
+            "--proxy-pid",
+            "42",
+            "--json",
+            "-",
+            "--miners",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(bin.target.proxy, "127.0.0.1:3333".parse().unwrap());
+        assert_eq!(bin.target.proxy_pid, Some(42));
+        assert_eq!(bin.target.json.as_deref(), Some(std::path::Path::new("-")));
+        assert_eq!(bin.miners, 5);
+        assert!(
+            Bin::try_parse_from(["bin", "--miners", "5"]).is_err(),
+            "--proxy is required"
+        );
     }
 }
