@@ -296,15 +296,8 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
         log_path.display()
     );
 
-    let mut lg = Command::new(release.join("loadgen"));
-    lg.arg("--proxy")
-        .arg(format!("127.0.0.1:{proxy_port}"))
-        .arg("--pool-bind")
-        .arg(pool_addr.to_string())
-        .arg("--proxy-pid")
-        .arg(proxy.pid().to_string())
-        .arg("--proxy-workers")
-        .arg(workers.to_string());
+    let mut lg = generator_command(&release.join("loadgen"), proxy_port, pool_addr, &proxy);
+    lg.arg("--proxy-workers").arg(workers.to_string());
     run_generator(
         "bench",
         lg,
@@ -373,14 +366,8 @@ fn soak(args: &[String]) -> anyhow::Result<()> {
         proxy.pid(),
         log_path.display()
     );
-    let mut gen = Command::new(release.join("soak"));
-    gen.arg("--proxy")
-        .arg(format!("127.0.0.1:{proxy_port}"))
-        .arg("--pool-bind")
-        .arg(pool_addr.to_string())
-        .arg("--proxy-pid")
-        .arg(proxy.pid().to_string())
-        .arg("--api")
+    let mut gen = generator_command(&release.join("soak"), proxy_port, pool_addr, &proxy);
+    gen.arg("--api")
         .arg(format!("127.0.0.1:{api_port}"))
         .arg("--api-token")
         .arg(token);
@@ -425,6 +412,24 @@ fn start_proxy(
     eprintln!("$ {cmd:?}");
     let proxy = ProxyProcess(cmd.spawn().context("starting proxy-cli")?);
     Ok((proxy, log_path))
+}
+
+/// The generator `program` (`loadgen`, `soak`) pointed at the proxy: `--proxy
+/// 127.0.0.1:PROXY_PORT --pool-bind POOL_ADDR --proxy-pid PID`.
+fn generator_command(
+    program: &Path,
+    proxy_port: u16,
+    pool_addr: std::net::SocketAddr,
+    proxy: &ProxyProcess,
+) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.arg("--proxy")
+        .arg(format!("127.0.0.1:{proxy_port}"))
+        .arg("--pool-bind")
+        .arg(pool_addr.to_string())
+        .arg("--proxy-pid")
+        .arg(proxy.pid().to_string());
+    cmd
 }
 
 /// Runs the generator `gen` with `args` (and `--json JSON` unless `args` has a `--json`),
@@ -515,6 +520,32 @@ mod tests {
         );
         drop(proxy);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_generator_is_pointed_at_the_proxy_its_pool_and_its_pid() {
+        let child = Command::new("sleep").arg("60").spawn().unwrap();
+        let proxy = ProxyProcess(child);
+        let cmd = generator_command(
+            Path::new("loadgen"),
+            3333,
+            "127.0.0.1:4444".parse().unwrap(),
+            &proxy,
+        );
+        let pid = proxy.pid().to_string();
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(
+            args,
+            [
+                "--proxy",
+                "127.0.0.1:3333",
+                "--pool-bind",
+                "127.0.0.1:4444",
+                "--proxy-pid",
+                &pid
+            ]
+        );
+        assert_eq!(cmd.get_program(), "loadgen");
     }
 
     #[test]
