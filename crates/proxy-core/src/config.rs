@@ -546,11 +546,7 @@ impl Config {
     /// The difficulty a miner is served at for a custom difficulty `requested` (login suffix
     /// or `custom-diff`; 0 = none): raised to `custom-diff-min`, 0 stays 0 (the pool's).
     pub fn custom_diff_for(&self, requested: u64) -> u64 {
-        if requested == 0 {
-            0
-        } else {
-            requested.max(self.custom_diff_min)
-        }
+        stratum_session::floor_custom_diff(requested, self.custom_diff_min)
     }
 
     /// The access password, when one is set and non-empty.

@@ -20,7 +20,7 @@ use crate::stats::Stats;
 use crate::workers::{WorkerLimits, Workers};
 
 /// The refusal of a share for a job the upstream does not have (RFC §8.2).
-pub(crate) const STALE_JOB: &str = "Invalid job id";
+pub(crate) const STALE_JOB: &str = stratum_session::Refusal::StaleJob.message();
 
 /// The consumers of proxy events.
 pub(crate) struct Events {

@@ -35,7 +35,6 @@ pub mod miner;
 mod monitor;
 pub mod ratelimit;
 mod reload;
-mod seen;
 mod splitter;
 pub mod stats;
 pub mod tls;
@@ -336,7 +335,7 @@ impl FdReserve {
             spare: std::fs::File::open("/dev/null").ok(),
             full: stratum_proto::cryptonote::encode_error(
                 &serde_json::Value::Null,
-                "Proxy is full, try again later",
+                stratum_session::Refusal::ProxyFull.message(),
             ),
             refused: 0,
             last_log: None,
@@ -399,7 +398,7 @@ async fn tick_loop(shared: Arc<Shared>, stop: CancellationToken) {
                 if seconds % 60 == 0 {
                     shared.strings.purge();
                 }
-                shared.splitter.gc(std::time::Instant::now());
+                shared.splitter.gc(splitter::now());
                 shared.resync_workers();
                 shared.events.workers.expire(shared.events.now());
                 conn::sweep_timeouts(&shared);

@@ -18,7 +18,8 @@ use stratum_proto::cryptonote::{
     encode_error, encode_getjob_ok, encode_status, parse_miner_request, LoginParams, MinerRequest,
     SessionParams, SubmitParams,
 };
-use stratum_proto::{parse_nonce, result_difficulty, Id};
+use stratum_proto::Id;
+use stratum_session::{check_login, check_submit, LoginRules, Refusal, ShareTally};
 use uuid::Uuid;
 
 use crate::conn::{Conn, ReadyQueue};
@@ -69,30 +70,6 @@ pub(crate) struct MinerState {
     pub(crate) custom_diff: u64,
     /// Shares answered on this connection, for the invalid-share rule (`Events`).
     pub(crate) tally: ShareTally,
-}
-
-/// A connection's answered shares: accepted (by the pool or locally) and invalid (refused
-/// by the proxy or the pool). When a count reaches `u16::MAX` both are halved, which keeps
-/// their ratio (and 4 bytes per miner).
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct ShareTally {
-    pub(crate) valid: u16,
-    pub(crate) invalid: u16,
-}
-
-impl ShareTally {
-    /// Counts one share.
-    pub(crate) fn count(&mut self, valid: bool) {
-        if self.valid == u16::MAX || self.invalid == u16::MAX {
-            self.valid /= 2;
-            self.invalid /= 2;
-        }
-        if valid {
-            self.valid += 1;
-        } else {
-            self.invalid += 1;
-        }
-    }
 }
 
 /// One miner connection: its protocol state and its socket, shared between the dispatcher
@@ -170,8 +147,8 @@ impl Miner {
         self.state().phase
     }
 
-    fn reply_error(self: &Arc<Self>, id: &Id, message: &str) {
-        self.send_line(encode_error(id, message));
+    fn reply_error(self: &Arc<Self>, id: &Id, refusal: Refusal) {
+        self.send_line(encode_error(id, refusal.message()));
     }
 
     /// Handles one line from the miner (RFC §6.1–6.3).
@@ -179,7 +156,7 @@ impl Miner {
         match parse_miner_request(line) {
             Err(e) => {
                 tracing::debug!(miner = self.id, "bad request: {e}");
-                self.reply_error(e.id(), e.message());
+                self.send_line(encode_error(e.id(), e.message()));
                 Flow::Continue
             }
             Ok((id, MinerRequest::Login(p))) => {
@@ -194,7 +171,7 @@ impl Miner {
                 if self.check_session(&p).is_some() {
                     self.send_line(encode_status(&id, "KEEPALIVED"));
                 } else {
-                    self.reply_error(&id, "Unauthenticated");
+                    self.reply_error(&id, Refusal::Unauthenticated);
                 }
                 Flow::Active
             }
@@ -204,9 +181,9 @@ impl Miner {
                         Some(job) => {
                             self.send_line(encode_getjob_ok(&id, &job));
                         }
-                        None => self.reply_error(&id, "No job available yet"),
+                        None => self.reply_error(&id, Refusal::NoJobYet),
                     },
-                    None => self.reply_error(&id, "Unauthenticated"),
+                    None => self.reply_error(&id, Refusal::Unauthenticated),
                 }
                 Flow::Continue
             }
@@ -223,27 +200,19 @@ impl Miner {
 
     fn handle_login(self: &Arc<Self>, shared: &Shared, id: Id, p: LoginParams) {
         if self.state().phase != MinerPhase::WaitLogin {
-            self.reply_error(&id, "Already logged in");
-            return;
-        }
-        if p.login.is_empty() {
-            self.reply_error(&id, "Invalid payment address provided");
+            self.reply_error(&id, Refusal::AlreadyLoggedIn);
             return;
         }
         let config = shared.config.load();
-        if let Some(pw) = config.access_password() {
-            if p.pass != pw {
-                self.reply_error(&id, "Invalid password");
-                return;
-            }
-        }
-        let (user, custom_diff) = split_custom_diff(&p.login);
-        // A custom difficulty below `custom-diff-min` is served at the floor (issue 10 item 4).
-        let custom_diff = config.custom_diff_for(if custom_diff > 0 {
-            custom_diff
-        } else {
-            config.custom_diff
-        });
+        let rules = LoginRules {
+            access_password: config.access_password(),
+            custom_diff: config.custom_diff,
+            custom_diff_min: config.custom_diff_min,
+        };
+        let (user, custom_diff) = match check_login(&p.login, &p.pass, &rules) {
+            Ok(l) => (l.user, l.custom_diff),
+            Err(r) => return self.reply_error(&id, r),
+        };
         let strings = &shared.strings;
         {
             let mut st = self.state();
@@ -276,7 +245,7 @@ impl Miner {
             st.login = None;
             st.login_id = None;
             drop(st);
-            self.reply_error(&id, message);
+            self.send_line(encode_error(&id, message));
         }
     }
 
@@ -290,22 +259,17 @@ impl Miner {
             }
         };
         let Some((route, custom_diff)) = routed else {
-            self.reply_error(&id, "Unauthenticated");
+            self.reply_error(&id, Refusal::Unauthenticated);
             return;
         };
         // Answered first: the count may cut the miner off (see `Events::invalid`).
-        let refuse = |message: &str| {
-            self.reply_error(&id, message);
-            shared.events.invalid(self, message);
-        };
-        if p.job_id.is_empty() {
-            return refuse("Missing job id");
-        }
-        let Some(nonce) = parse_nonce(&p.nonce) else {
-            return refuse("Invalid nonce");
-        };
-        let Some(share_diff) = result_difficulty(&p.result) else {
-            return refuse("Invalid result");
+        let (nonce, share_diff) = match check_submit(&p.job_id, &p.nonce, &p.result) {
+            Ok(f) => (f.nonce, f.share_diff),
+            Err(r) => {
+                self.reply_error(&id, r);
+                shared.events.invalid(self, r.message());
+                return;
+            }
         };
         let share = SubmittedShare {
             id,
@@ -340,51 +304,6 @@ pub(crate) struct SubmittedShare {
     pub(crate) custom_diff: u64,
 }
 
-/// Splits a `WALLET+DIFF` login into the wallet and the custom difficulty (RFC §14):
-/// `"W+50000"` → `("W", 50000)`; anything else → the login unchanged and 0.
-pub(crate) fn split_custom_diff(login: &str) -> (&str, u64) {
-    match login.rsplit_once('+') {
-        Some((user, diff))
-            if !user.is_empty() && !diff.is_empty() && diff.bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            (user, diff.parse().unwrap_or(0))
-        }
-        _ => (login, 0),
-    }
-}
-
 fn session_matches(session: Option<Uuid>, given: &str) -> bool {
     session.is_some_and(|s| Uuid::parse_str(given).is_ok_and(|g| g == s))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{split_custom_diff, ShareTally};
-
-    #[test]
-    fn the_share_tally_halves_at_its_limit_and_keeps_the_ratio() {
-        let mut t = ShareTally::default();
-        for i in 0..200_000u32 {
-            t.count(i % 4 != 0);
-        }
-        assert!(t.valid >= u16::MAX / 2, "{t:?}");
-        let ratio = f64::from(t.invalid) / (f64::from(t.valid) + f64::from(t.invalid));
-        assert!((ratio - 0.25).abs() < 0.01, "{t:?}");
-    }
-
-    #[test]
-    fn custom_diff_suffix() {
-        // RFC §22 customdiff cases.
-        assert_eq!(split_custom_diff("WALLET+50000"), ("WALLET", 50000));
-        assert_eq!(split_custom_diff("WALLET+abc"), ("WALLET+abc", 0));
-        assert_eq!(split_custom_diff("WALLET"), ("WALLET", 0));
-        assert_eq!(split_custom_diff("WALLET+"), ("WALLET+", 0));
-        assert_eq!(split_custom_diff("+500"), ("+500", 0));
-        assert_eq!(split_custom_diff("a+b+700"), ("a+b", 700));
-        assert_eq!(
-            split_custom_diff("W+99999999999999999999999"),
-            ("W", 0),
-            "overflow is no difficulty"
-        );
-    }
 }

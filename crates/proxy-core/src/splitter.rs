@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use nonce_split::{JobMatch, NonceStorage};
 use pool_client::{FailoverOptions, Share, ShareError, Upstream, UpstreamListener, UpstreamState};
 use stratum_proto::cryptonote::{encode_login_ok, JobLine};
 use stratum_proto::{difficulty_to_target, Id, Job};
@@ -26,23 +25,21 @@ use crate::events::Events;
 use crate::fanout::{way_of, Fanout};
 use crate::lock;
 use crate::miner::{Miner, MinerPhase, SubmittedShare};
-use crate::seen::SeenShares;
+use stratum_session::{effective_difficulty, Channel, ChannelJob, Checked, Refusal, ShareIn};
 
-/// NiceHash: miners per upstream connection (one per value of the fixed byte).
-pub const NICEHASH_SLOTS: usize = 256;
+pub use stratum_session::{NICEHASH_SLOTS, SEEN_NONCES_PER_JOB};
 
 /// How long an empty NiceHash mapper is kept before its pool connection is closed.
 pub const EMPTY_MAPPER_TTL: Duration = Duration::from_secs(60);
 
-/// Nonces remembered per upstream job and kind (forwarded, answered locally) to refuse
-/// duplicate shares: the latest 2048 of each kind always, at most 4096 (48 KB of heap at
-/// most, measured after a million distinct nonces), see [`nonce_split::SeenNonces`]. An
-/// upstream keeps two jobs (current and previous), so at most 4 × 4096 nonces (under
-/// 200 KB), whatever its miners send.
-pub const SEEN_NONCES_PER_JOB: usize = 4096;
-
 /// The error a repeated share (same job, same nonce) is answered with; it is not forwarded.
-pub const DUPLICATE_SHARE: &str = "Duplicate share";
+pub const DUPLICATE_SHARE: &str = Refusal::Duplicate.message();
+
+/// The proxy's clock as a `std` instant, for the sans-IO channel: tokio's clock, so that a
+/// paused test clock drives mapper idle times and share latencies too.
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
 
 /// Where a logged-in miner's shares go.
 #[derive(Clone)]
@@ -76,9 +73,15 @@ struct JobInfo {
     /// The `job` notification at each custom difficulty in use (RFC §14), encoded on first
     /// use.
     custom_lines: Mutex<HashMap<u64, JobLine>>,
-    /// The nonces submitted for this job; ends with the job (when it leaves current and
-    /// previous).
-    seen: Mutex<SeenShares>,
+}
+
+impl ChannelJob for JobInfo {
+    fn job(&self) -> &Job {
+        &self.job
+    }
+    fn difficulty(&self) -> u64 {
+        self.difficulty
+    }
 }
 
 impl JobInfo {
@@ -88,22 +91,6 @@ impl JobInfo {
             line: JobLine::new(&job),
             job,
             custom_lines: Mutex::new(HashMap::new()),
-            seen: Mutex::new(SeenShares::new(SEEN_NONCES_PER_JOB)),
-        }
-    }
-
-    /// Remembers a share's nonce for this job; false for a duplicate (see [`SeenShares`]).
-    fn remember(&self, nonce: [u8; 4], local: bool) -> bool {
-        lock(&self.seen).remember(nonce, local)
-    }
-
-    /// Takes over the nonces seen for `old` when it is the same job again (a pool that
-    /// resends a job id, e.g. with a new target): the work is the same, so are duplicates.
-    fn inherit_seen(&self, old: &JobInfo) {
-        if old.job.job_id == self.job.job_id && old.job.blob == self.job.blob {
-            let taken =
-                std::mem::replace(&mut *lock(&old.seen), SeenShares::new(SEEN_NONCES_PER_JOB));
-            *lock(&self.seen) = taken;
         }
     }
 
@@ -139,46 +126,27 @@ impl JobInfo {
     }
 }
 
-/// The difficulty a miner works at: its custom difficulty when set and below the pool's,
-/// else the pool's (RFC §14: a custom difficulty above the pool's is ignored).
-pub(crate) fn effective_difficulty(custom: u64, pool: u64) -> u64 {
-    if custom > 0 && custom < pool {
-        custom
-    } else {
-        pool
-    }
-}
-
+/// What the driver keeps per share in flight: who to answer, and what to credit.
 struct Pending {
     miner: Arc<Miner>,
     id: Id,
     difficulty: u64,
     /// The difficulty the share's hash met (for the best-shares list).
     share_diff: u64,
-    sent: Instant,
 }
 
 struct MapperState {
-    storage: NonceStorage,
-    /// Miner per slot; 256 entries in NiceHash mode, 1 in simple mode.
-    miners: Vec<Option<Arc<Miner>>>,
-    active_miners: usize,
-    job: Option<Arc<JobInfo>>,
-    prev: Option<Arc<JobInfo>>,
-    session: u64,
-    pending: std::collections::HashMap<u64, Pending>,
-    next_seq: u64,
+    /// The protocol state: slots, jobs, duplicates, shares in flight.
+    channel: Channel<Arc<Miner>, JobInfo, Pending>,
     upstream_state: UpstreamState,
     daemon: bool,
     /// `host:port` of the pool of the latest login (monitoring).
     pool: Option<String>,
-    empty_since: Option<Instant>,
 }
 
 /// One upstream connection and the miners on it (RFC §8.2 `NonceMapper`, §9 `SimpleMapper`).
 pub(crate) struct Mapper {
     pub(crate) id: u64,
-    nicehash: bool,
     upstream: OnceLock<Upstream>,
     cancel: CancellationToken,
     config: Arc<ArcSwap<Config>>,
@@ -195,26 +163,14 @@ impl Mapper {
     /// Puts `miner` in a free slot; false when the mapper is full.
     fn try_add(self: &Arc<Self>, miner: &Arc<Miner>) -> bool {
         let mut st = self.st();
-        let fixed_byte = if self.nicehash {
-            match st.storage.add(miner.id) {
-                Some(b) => Some(b),
-                None => return false,
-            }
-        } else {
-            if st.active_miners > 0 {
-                return false;
-            }
-            None
+        let Some(fixed_byte) = st.channel.add(miner.id, miner.clone()) else {
+            return false;
         };
-        let index = usize::from(fixed_byte.unwrap_or(0));
-        st.miners[index] = Some(miner.clone());
-        st.active_miners += 1;
-        st.empty_since = None;
         miner.state().route = Some(Route {
             mapper: self.clone(),
             fixed_byte,
         });
-        if let Some(info) = st.job.as_deref() {
+        if let Some(info) = st.channel.job() {
             let config = self.config.load();
             deliver(info, miner, fixed_byte, &extensions(&config));
         }
@@ -222,20 +178,7 @@ impl Mapper {
     }
 
     fn remove(&self, miner: &Miner, fixed_byte: Option<u8>) {
-        let mut st = self.st();
-        let index = usize::from(fixed_byte.unwrap_or(0));
-        let owns = st.miners[index].as_ref().is_some_and(|m| m.id == miner.id);
-        if !owns {
-            return;
-        }
-        st.miners[index] = None;
-        if let Some(b) = fixed_byte {
-            st.storage.remove(miner.id, b);
-        }
-        st.active_miners -= 1;
-        if st.active_miners == 0 {
-            st.empty_since = Some(Instant::now());
-        }
+        self.st().channel.remove(miner.id, fixed_byte, now());
     }
 
     /// The job as this miner should see it (blob patched), for `getjob`.
@@ -245,8 +188,8 @@ impl Mapper {
             (st.route.as_ref().and_then(|r| r.fixed_byte), st.custom_diff)
         };
         let st = self.st();
-        st.job
-            .as_ref()
+        st.channel
+            .job()
             .map(|info| info.job_for(effective_difficulty(custom, info.difficulty), fixed))
     }
 
@@ -260,60 +203,46 @@ impl Mapper {
             custom_diff,
         } = share;
         // Answered first: the count may cut the miner off (see `Events::invalid`).
-        let refuse = |message: &str| {
-            miner.reply(&id, Err(message));
-            self.events.invalid(miner, message);
+        let refuse = |r: Refusal| {
+            miner.reply(&id, Err(r.message()));
+            self.events.invalid(miner, r.message());
         };
         let mut st = self.st();
-        let (info, expired) = match st.storage.job_match(&p.job_id) {
-            JobMatch::Current => (st.job.as_ref(), false),
-            JobMatch::Previous => (st.prev.as_ref(), true),
-            JobMatch::Unknown => (None, false),
-        };
-        let Some(info) = info else {
-            drop(st);
-            return refuse(crate::events::STALE_JOB);
-        };
-        if let Some(fb) = fixed_byte {
-            if nonce_split::nonce_fixed_byte(nonce) != fb {
+        let checked = st.channel.check_share(
+            fixed_byte,
+            &ShareIn {
+                job_id: &p.job_id,
+                nonce,
+                share_diff,
+                algo: p.algo.as_deref(),
+                custom_diff,
+            },
+        );
+        let (seq, session, expired, difficulty, pool_difficulty) = match checked {
+            Err(r) => {
                 drop(st);
-                return refuse("Invalid nonce; is miner not compatible with NiceHash?");
+                return refuse(r);
             }
-        }
-        if let (Some(share_algo), Some(job_algo)) = (p.algo.as_deref(), info.job.algo.as_deref()) {
-            if share_algo != job_algo {
+            Ok(Checked::Local { difficulty }) => {
                 drop(st);
-                return refuse("Incorrect algorithm");
+                miner.reply(&id, Ok(()));
+                self.events.accept_local(miner, difficulty);
+                return;
             }
-        }
-        let pool_difficulty = info.difficulty;
-        let difficulty = effective_difficulty(custom_diff, pool_difficulty);
-        if share_diff < difficulty {
-            drop(st);
-            return refuse("Low difficulty share");
-        }
-        // A repeat of a share already answered (same job, same nonce) is refused and never
-        // forwarded, local or not (issue 10 item 3).
-        if !info.remember(nonce, share_diff < pool_difficulty) {
-            drop(st);
-            return refuse(DUPLICATE_SHARE);
-        }
-        if share_diff < pool_difficulty {
-            // Met the miner's lowered target but not the pool's: answered here, never
-            // forwarded (RFC §14).
-            drop(st);
-            miner.reply(&id, Ok(()));
-            self.events.accept_local(miner, difficulty);
-            return;
-        }
+            Ok(Checked::Forward {
+                seq,
+                session,
+                expired,
+                difficulty,
+                pool_difficulty,
+            }) => (seq, session, expired, difficulty, pool_difficulty),
+        };
         let Some(upstream) = self.upstream.get() else {
             drop(st);
             let reason = ShareError::NotConnected.to_string();
             self.events.reject(miner, &reason);
             return miner.reply(&id, Err(&reason));
         };
-        let seq = st.next_seq;
-        st.next_seq += 1;
         let config = self.config.load();
         let algo = if config.algo_ext { p.algo } else { None };
         // With custom-diff-stats every share counts at the miner's difficulty, local or
@@ -325,21 +254,21 @@ impl Mapper {
             pool_difficulty
         };
         let share = Share {
-            session: st.session,
+            session,
             job_id: p.job_id,
             nonce: p.nonce,
             result: p.result,
             algo,
         };
-        st.pending.insert(
+        st.channel.add_pending(
             seq,
             Pending {
                 miner: miner.clone(),
                 id,
                 difficulty: credited,
                 share_diff,
-                sent: Instant::now(),
             },
+            now(),
         );
         // Sent without the mapper's lock (the pool write may happen right here); the pending
         // entry is in place and counted in flight first, so the pool's answer always finds it.
@@ -353,8 +282,8 @@ impl Mapper {
             }
             Err(e) => {
                 self.events.stats.in_flight.fetch_sub(1, Relaxed);
-                let p = self.st().pending.remove(&seq);
-                if let Some(p) = p {
+                let p = self.st().channel.on_result(seq, now());
+                if let Some((p, _)) = p {
                     let reason = e.to_string();
                     self.events.reject(&p.miner, &reason);
                     p.miner.reply(&p.id, Err(&reason));
@@ -420,19 +349,10 @@ impl UpstreamListener for Mapper {
         let mut batches: Vec<Vec<(Arc<Miner>, Option<u8>)>> = vec![Vec::new(); ways];
         {
             let mut st = self.st();
-            let same_pool = session == st.session;
-            st.session = session;
-            st.storage.set_job(&info.job.job_id, same_pool);
-            let old = st.job.replace(info.clone());
-            if let Some(old) = old.as_deref().filter(|_| same_pool) {
-                info.inherit_seen(old);
-            }
-            st.prev = if same_pool { old } else { None };
-            for (slot, m) in st.miners.iter().enumerate() {
-                if let Some(m) = m {
-                    let fixed = self.nicehash.then(|| u8::try_from(slot).unwrap_or(0));
-                    batches[way_of(slot, ways)].push((m.clone(), fixed));
-                }
+            st.channel.on_job(info.clone(), session);
+            for (fixed, m) in st.channel.miners() {
+                let slot = usize::from(fixed.unwrap_or(0));
+                batches[way_of(slot, ways)].push((m.clone(), fixed));
             }
         }
         let mine = std::mem::take(&mut batches[0]);
@@ -459,9 +379,9 @@ impl UpstreamListener for Mapper {
     fn on_result(&self, seq: u64, result: Result<(), ShareError>) {
         let (p, daemon) = {
             let mut st = self.st();
-            (st.pending.remove(&seq), st.daemon)
+            (st.channel.on_result(seq, now()), st.daemon)
         };
-        let Some(p) = p else { return };
+        let Some((p, latency)) = p else { return };
         let stats = &self.events.stats;
         stats.in_flight.fetch_sub(1, Relaxed);
         match result {
@@ -471,7 +391,7 @@ impl UpstreamListener for Mapper {
                 }
                 p.miner.reply(&p.id, Ok(()));
                 self.events
-                    .accept(&p.miner, p.difficulty, p.share_diff, p.sent.elapsed());
+                    .accept(&p.miner, p.difficulty, p.share_diff, latency);
             }
             Err(e) => {
                 let reason = e.to_string();
@@ -496,9 +416,7 @@ impl UpstreamListener for Mapper {
         if state != UpstreamState::Active {
             // The session ended and its jobs with it: a share for one of them is refused
             // here at once (`Invalid job id`), never sent to the next session.
-            st.storage.clear_jobs();
-            st.job = None;
-            st.prev = None;
+            st.channel.on_session_end();
         }
         if let Some(i) = pool {
             let config = self.config.load();
@@ -563,28 +481,18 @@ impl Splitter {
         let config = self.config.load();
         let id = self.next_mapper_id.fetch_add(1, Relaxed);
         let nicehash = self.mode == Mode::Nicehash;
-        let slots = if nicehash { NICEHASH_SLOTS } else { 1 };
         let mapper = Arc::new(Mapper {
             id,
-            nicehash,
             upstream: OnceLock::new(),
             cancel: self.cancel.child_token(),
             config: self.config.clone(),
             events: self.events.clone(),
             fanout: self.fanout.clone(),
             state: Mutex::new(MapperState {
-                storage: NonceStorage::new(),
-                miners: vec![None; slots],
-                active_miners: 0,
-                job: None,
-                prev: None,
-                session: 0,
-                pending: Default::default(),
-                next_seq: 1,
+                channel: Channel::new(nicehash),
                 upstream_state: UpstreamState::Connecting,
                 daemon: false,
                 pool: None,
-                empty_since: None,
             }),
         });
         let upstream = Upstream::spawn(
@@ -627,7 +535,7 @@ impl Splitter {
         if added {
             Ok(())
         } else {
-            Err("Proxy is full, try again later")
+            Err(Refusal::ProxyFull.message())
         }
     }
 
@@ -639,7 +547,7 @@ impl Splitter {
         r.mapper.remove(miner, r.fixed_byte);
         if self.mode == Mode::Simple && self.config.load().reuse_timeout == 0 {
             lock(&self.mappers).retain(|m| {
-                let done = Arc::ptr_eq(m, &r.mapper) && m.st().active_miners == 0;
+                let done = Arc::ptr_eq(m, &r.mapper) && m.st().channel.miner_count() == 0;
                 if done {
                     m.cancel.cancel();
                 }
@@ -656,10 +564,8 @@ impl Splitter {
         };
         lock(&self.mappers).retain(|m| {
             let st = m.st();
-            let expired = st
-                .empty_since
-                .is_some_and(|t| now.duration_since(t) >= keep)
-                || (st.active_miners == 0 && st.upstream_state == UpstreamState::Stopped);
+            let expired = st.channel.idle_for(keep, now)
+                || (st.channel.miner_count() == 0 && st.upstream_state == UpstreamState::Stopped);
             drop(st);
             if expired {
                 tracing::info!(mapper = m.id, "closing idle upstream connection");
@@ -686,7 +592,7 @@ impl Splitter {
         for m in lock(&self.mappers).iter() {
             let st = m.st();
             match st.upstream_state {
-                UpstreamState::Active if st.active_miners == 0 => c.sleep += 1,
+                UpstreamState::Active if st.channel.miner_count() == 0 => c.sleep += 1,
                 UpstreamState::Active => c.active += 1,
                 _ => c.error += 1,
             }
@@ -705,7 +611,7 @@ impl Splitter {
                     id: m.id,
                     state: st.upstream_state,
                     pool: st.pool.clone(),
-                    miners: st.active_miners,
+                    miners: st.channel.miner_count(),
                     daemon: st.daemon,
                 }
             })
@@ -716,7 +622,7 @@ impl Splitter {
     pub(crate) fn mapper_loads(&self) -> Vec<usize> {
         lock(&self.mappers)
             .iter()
-            .map(|m| m.st().active_miners)
+            .map(|m| m.st().channel.miner_count())
             .collect()
     }
 }
