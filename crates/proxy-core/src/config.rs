@@ -13,6 +13,8 @@ use std::path::Path;
 pub use pool_client::{host_port, PoolConfig};
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub(crate) mod tls_settings;
+
 /// Errors of loading or validating a config. Each names the key and the bad value.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -461,7 +463,7 @@ impl Config {
     /// Checks the config (RFC §4 `Validate`): at least one bind and one enabled pool, every
     /// enabled pool has a `host:port` url, every bind host is an IP address, pool
     /// `tls-fingerprint`s are SHA-256 hex on TLS pools, the `tls` section is usable
-    /// ([`crate::tls::check`]; certificate files are loaded only at start), and an enabled
+    /// ([`tls_settings::check`]; certificate files are loaded only at start), and an enabled
     /// API has an IP `http.host` and a sendable `http.access-token`.
     ///
     /// # Errors
@@ -520,7 +522,7 @@ impl Config {
                     .map_err(|m| invalid(format!("pools[{i}].tls-fingerprint"), m))?;
             }
         }
-        crate::tls::check(&self.tls)?;
+        tls_settings::check(&self.tls)?;
         self.http.check()?;
         if self.pool_reply_timeout == 0 {
             return Err(invalid("pool-reply-timeout", "must be at least 1 second"));
