@@ -45,7 +45,7 @@ const ALLOWED: &[(&str, &str)] = &[("stratum-proto", "tokio-util")];
 /// listed, so that this list stays true.
 const KNOWN_CIRCLES: &[(&str, &[&str])] = &[(
     "proxy-core",
-    &["conn", "events", "miner", "monitor", "splitter", "workers"],
+    &["conn", "events", "miner", "splitter", "workers"],
 )];
 
 /// Runs every check; fails with the list of what is wrong.

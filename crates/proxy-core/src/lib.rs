@@ -43,11 +43,12 @@ pub mod workers;
 pub use config::{Config, ConfigError};
 pub use conn::{INACTIVITY_TIMEOUT, LOGIN_TIMEOUT};
 pub use miner::{LoginInfo, Miner, MinerId, MinerPhase};
-pub use monitor::{MinerSnapshot, UpstreamInfo};
+pub use monitor::MinerSnapshot;
 pub use pool_client::UpstreamState;
 pub use reload::{ReloadOutcome, WATCH_INTERVAL};
 pub use splitter::{
-    UpstreamCounts, DUPLICATE_SHARE, EMPTY_MAPPER_TTL, NICEHASH_SLOTS, SEEN_NONCES_PER_JOB,
+    UpstreamCounts, UpstreamInfo, DUPLICATE_SHARE, EMPTY_MAPPER_TTL, NICEHASH_SLOTS,
+    SEEN_NONCES_PER_JOB,
 };
 pub use stats::{LatencyHistogram, Stats, StatsSnapshot, StatsSummary};
 pub use workers::{WorkerSummary, WorkersSnapshot};

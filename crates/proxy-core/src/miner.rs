@@ -26,6 +26,9 @@ use crate::conn::{Conn, ReadyQueue};
 use crate::splitter::Route;
 use crate::{lock, Shared};
 
+/// The value of [`Miner::worker`] while the miner is counted in no worker record.
+pub(crate) const NO_WORKER: u64 = u64::MAX;
+
 /// Identifier of a miner connection, unique in the process, never 0.
 pub type MinerId = u64;
 
@@ -126,7 +129,7 @@ impl Miner {
             queued: AtomicBool::new(false),
             deadline: AtomicU64::new(u64::MAX),
             ready,
-            worker: AtomicU64::new(crate::workers::NO_WORKER),
+            worker: AtomicU64::new(NO_WORKER),
             rx: AtomicU64::new(0),
             tx: AtomicU64::new(0),
         }

@@ -62,6 +62,21 @@ pub struct UpstreamCounts {
     pub total: u64,
 }
 
+/// One upstream pool connection, for monitoring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamInfo {
+    /// Process-unique id of the connection (the mapper), from 1, in opening order.
+    pub id: u64,
+    /// Connection state.
+    pub state: UpstreamState,
+    /// `host:port` of the pool it last logged in to; `None` before the first login.
+    pub pool: Option<String>,
+    /// Miners on it now.
+    pub miners: usize,
+    /// The pool is a Monero daemon (`"daemon": true`).
+    pub daemon: bool,
+}
+
 /// A job as sent to this mapper's miners, encoded once. Shared, so that the fan-out runs
 /// without the mapper's lock.
 struct JobInfo {
@@ -602,12 +617,12 @@ impl Splitter {
     }
 
     /// Every upstream connection's state, pool and load, in mapper order (monitoring).
-    pub(crate) fn upstream_details(&self) -> Vec<crate::monitor::UpstreamInfo> {
+    pub(crate) fn upstream_details(&self) -> Vec<UpstreamInfo> {
         lock(&self.mappers)
             .iter()
             .map(|m| {
                 let st = m.st();
-                crate::monitor::UpstreamInfo {
+                UpstreamInfo {
                     id: m.id,
                     state: st.upstream_state,
                     pool: st.pool.clone(),

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::config::WorkersMode;
 use crate::lock;
-use crate::miner::{LoginInfo, Miner, MinerPhase};
+use crate::miner::{LoginInfo, Miner, MinerPhase, NO_WORKER};
 use crate::stats::{WorkerWindows, HASHRATE_WINDOWS};
 
 /// Longest worker name kept, in bytes; longer names are cut (at a character boundary).
@@ -427,9 +427,6 @@ impl Inner {
             .filter(|&i| self.slots.get(i as usize).is_some_and(Option::is_some))
     }
 }
-
-/// [`Miner::worker`] of a miner counted in no record.
-pub(crate) const NO_WORKER: u64 = u64::MAX;
 
 /// Every worker record of a proxy (the RFC's `Workers`), behind one short lock.
 ///
