@@ -794,7 +794,7 @@ impl Miner {
             return;
         }
         tracing::debug!(miner = self.id, peer = %self.peer, "closing: {why}");
-        self.state().phase = MinerPhase::Closing;
+        self.state().session.close();
         shared.splitter.on_close(self);
         shared.events.close(self);
         shared.unregister(self);

@@ -81,11 +81,7 @@ impl Events {
     /// ([`invalid_share_limit_reached`]) it is disconnected, its IP banned for `ban-duration`
     /// (when not 0), and one WARN line says so (its login escaped, as `Debug` writes it).
     fn tally(&self, miner: &Arc<Miner>, valid: bool) {
-        let t = {
-            let mut st = miner.state();
-            st.tally.count(valid);
-            st.tally
-        };
+        let t = { miner.state().session.count_share(valid) };
         let rule = RateLimit {
             invalid_shares: self.invalid_shares.load(Relaxed),
             invalid_percent: self.invalid_percent.load(Relaxed),
@@ -248,20 +244,18 @@ impl Events {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::miner::{LoginInfo, MinerPhase};
+    use crate::miner::LoginInfo;
 
     fn logged_in_miner() -> Arc<Miner> {
-        let m = Arc::new(Miner::detached(1, ([127, 0, 0, 1], 5000).into()));
-        {
-            let mut st = m.state();
-            st.login = Some(Box::new(LoginInfo {
+        Arc::new(Miner::detached_ready(
+            1,
+            ([127, 0, 0, 1], 5000).into(),
+            LoginInfo {
                 user: "W".into(),
                 rig_id: Some("rig".into()),
                 ..LoginInfo::default()
-            }));
-            st.phase = MinerPhase::Ready;
-        }
-        m
+            },
+        ))
     }
 
     #[test]

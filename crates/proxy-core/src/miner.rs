@@ -1,9 +1,10 @@
-//! One miner connection's state and protocol logic (go-proxy RFC §6).
+//! One miner connection: the driver of its sans-IO [`Session`] (go-proxy RFC §6).
 //!
-//! The logic here does no I/O: `Miner::handle_line` takes one line the miner sent and
-//! queues the answers in the miner's outbox; the connection task (`conn.rs`) moves bytes
-//! between the socket and the outbox. Jobs and pool answers reach the miner the same way, from
-//! the splitter.
+//! `Miner::handle_line` takes one line the miner sent, asks the session (phase, session id,
+//! login rules, submit fields: `stratum-session`) what it means, and writes the answer to the
+//! miner's socket (`conn.rs`, straight to the socket or its bounded outbox). A login is routed
+//! through the splitter and a checked share handed to the miner's mapper, on this same
+//! thread. The phase below is advanced only by the [`Session`].
 //!
 //! ```text
 //! WaitLogin --login ok--> WaitReady --first job--> Ready --close--> Closing
@@ -19,7 +20,7 @@ use stratum_proto::cryptonote::{
     SessionParams, SubmitParams,
 };
 use stratum_proto::Id;
-use stratum_session::{check_login, check_submit, LoginRules, Refusal, ShareTally};
+use stratum_session::{check_submit, LoginRules, Refusal, Session};
 use uuid::Uuid;
 
 use crate::conn::{Conn, ReadyQueue};
@@ -32,19 +33,9 @@ pub(crate) const NO_WORKER: u64 = u64::MAX;
 /// Identifier of a miner connection, unique in the process, never 0.
 pub type MinerId = u64;
 
-/// Lifecycle state (RFC §6); the numbers are the API's `state` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum MinerPhase {
-    /// Connected, no login yet (10 s limit).
-    WaitLogin = 0,
-    /// Logged in, waiting for the first job from the upstream.
-    WaitReady = 1,
-    /// Receiving jobs and submitting shares.
-    Ready = 2,
-    /// Being closed.
-    Closing = 3,
-}
+/// Lifecycle state (RFC §6); the numbers are the API's `state` values. Advanced only by
+/// the miner's [`Session`].
+pub use stratum_session::Phase as MinerPhase;
 
 /// What a miner sent at login. The strings many miners share (wallet, password, agent) are
 /// shared copies; the custom-difficulty suffix of the login is cut off.
@@ -61,18 +52,9 @@ pub struct LoginInfo {
 }
 
 pub(crate) struct MinerState {
-    pub(crate) phase: MinerPhase,
-    pub(crate) session: Option<Uuid>,
+    /// The protocol state (phase, session id, route, difficulties, share tally).
+    pub(crate) session: Session<Route>,
     pub(crate) login: Option<Box<LoginInfo>>,
-    pub(crate) route: Option<Route>,
-    /// The login request's id while its reply waits for the first job.
-    pub(crate) login_id: Option<Box<Id>>,
-    /// Difficulty of the last job sent (the custom one when it applies).
-    pub(crate) diff: u64,
-    /// Custom difficulty from the login suffix or `custom-diff`; 0 = the pool's (RFC §14).
-    pub(crate) custom_diff: u64,
-    /// Shares answered on this connection, for the invalid-share rule (`Events`).
-    pub(crate) tally: ShareTally,
 }
 
 /// One miner connection: its protocol state and its socket, shared between the dispatcher
@@ -116,14 +98,8 @@ impl Miner {
             id,
             peer,
             state: Mutex::new(MinerState {
-                phase: MinerPhase::WaitLogin,
-                session: None,
+                session: Session::new(),
                 login: None,
-                route: None,
-                login_id: None,
-                diff: 0,
-                custom_diff: 0,
-                tally: ShareTally::default(),
             }),
             conn: Mutex::new(conn),
             queued: AtomicBool::new(false),
@@ -141,13 +117,29 @@ impl Miner {
         Self::new(id, peer, Conn::detached(), ReadyQueue::detached())
     }
 
+    /// A detached miner logged in with `info` and past its first job (tests).
+    #[cfg(test)]
+    pub(crate) fn detached_ready(id: MinerId, peer: SocketAddr, info: LoginInfo) -> Self {
+        let m = Self::detached(id, peer);
+        {
+            let mut st = m.state();
+            let rules = LoginRules::default();
+            let _ = st
+                .session
+                .login(Uuid::new_v4(), Id::Null, &info.user, "", &rules);
+            st.session.on_job(1);
+            st.login = Some(Box::new(info));
+        }
+        m
+    }
+
     pub(crate) fn state(&self) -> MutexGuard<'_, MinerState> {
         lock(&self.state)
     }
 
     /// The current phase.
     pub fn phase(&self) -> MinerPhase {
-        self.state().phase
+        self.state().session.phase()
     }
 
     fn reply_error(self: &Arc<Self>, id: &Id, refusal: Refusal) {
@@ -195,40 +187,35 @@ impl Miner {
 
     /// The miner's route when `params.id` is its session id.
     fn check_session(&self, p: &SessionParams) -> Option<Route> {
-        let st = self.state();
-        session_matches(st.session, &p.id)
-            .then(|| st.route.clone())
-            .flatten()
+        self.state().session.route_for(&p.id).cloned()
     }
 
     fn handle_login(self: &Arc<Self>, shared: &Shared, id: Id, p: LoginParams) {
-        if self.state().phase != MinerPhase::WaitLogin {
-            self.reply_error(&id, Refusal::AlreadyLoggedIn);
-            return;
-        }
         let config = shared.config.load();
         let rules = LoginRules {
             access_password: config.access_password(),
             custom_diff: config.custom_diff,
             custom_diff_min: config.custom_diff_min,
         };
-        let (user, custom_diff) = match check_login(&p.login, &p.pass, &rules) {
-            Ok(l) => (l.user, l.custom_diff),
-            Err(r) => return self.reply_error(&id, r),
-        };
         let strings = &shared.strings;
         {
             let mut st = self.state();
-            st.session = Some(Uuid::new_v4());
-            st.custom_diff = custom_diff;
+            let user = match st
+                .session
+                .login(Uuid::new_v4(), id.clone(), &p.login, &p.pass, &rules)
+            {
+                Ok(l) => l.user,
+                Err(r) => {
+                    drop(st);
+                    return self.reply_error(&id, r);
+                }
+            };
             st.login = Some(Box::new(LoginInfo {
                 user: strings.get(user),
                 pass: strings.get(&p.pass),
                 agent: strings.get(&p.agent),
                 rig_id: p.rigid.filter(|r| !r.is_empty()).map(Arc::from),
             }));
-            st.phase = MinerPhase::WaitReady;
-            st.login_id = Some(Box::new(id.clone()));
         }
         let routed = shared.splitter.on_login(self);
         if routed.is_ok() {
@@ -241,29 +228,24 @@ impl Miner {
             }
             shared.events.login(self);
         }
-        if let Err(message) = routed {
+        if let Err(refusal) = routed {
             let mut st = self.state();
-            st.phase = MinerPhase::WaitLogin;
-            st.session = None;
+            st.session.login_refused();
             st.login = None;
-            st.login_id = None;
             drop(st);
-            self.send_line(encode_error(&id, message));
+            self.reply_error(&id, refusal);
         }
     }
 
     fn handle_submit(self: &Arc<Self>, shared: &Shared, id: Id, p: SubmitParams) {
-        let routed = {
-            let st = self.state();
-            if st.phase != MinerPhase::Ready || !session_matches(st.session, &p.id) {
-                None
-            } else {
-                st.route.clone().map(|r| (r, st.custom_diff))
-            }
-        };
-        let Some((route, custom_diff)) = routed else {
-            self.reply_error(&id, Refusal::Unauthenticated);
-            return;
+        let routed = self
+            .state()
+            .session
+            .submit_route(&p.id)
+            .map(|(r, custom_diff)| (r.clone(), custom_diff));
+        let (route, custom_diff) = match routed {
+            Ok(r) => r,
+            Err(r) => return self.reply_error(&id, r),
         };
         // Answered first: the count may cut the miner off (see `Events::invalid`).
         let (nonce, share_diff) = match check_submit(&p.job_id, &p.nonce, &p.result) {
@@ -305,8 +287,4 @@ pub(crate) struct SubmittedShare {
     pub(crate) share_diff: u64,
     /// The miner's custom difficulty; 0 = none (RFC §14).
     pub(crate) custom_diff: u64,
-}
-
-fn session_matches(session: Option<Uuid>, given: &str) -> bool {
-    session.is_some_and(|s| Uuid::parse_str(given).is_ok_and(|g| g == s))
 }

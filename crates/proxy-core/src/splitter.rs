@@ -24,8 +24,10 @@ use crate::config::{Config, Mode};
 use crate::events::Events;
 use crate::fanout::{way_of, Fanout};
 use crate::lock;
-use crate::miner::{Miner, MinerPhase, SubmittedShare};
-use stratum_session::{effective_difficulty, Channel, ChannelJob, Checked, Refusal, ShareIn};
+use crate::miner::{Miner, SubmittedShare};
+use stratum_session::{
+    effective_difficulty, Channel, ChannelJob, Checked, JobFor, Refusal, ShareIn,
+};
 
 pub use stratum_session::{NICEHASH_SLOTS, SEEN_NONCES_PER_JOB};
 
@@ -181,7 +183,7 @@ impl Mapper {
         let Some(fixed_byte) = st.channel.add(miner.id, miner.clone()) else {
             return false;
         };
-        miner.state().route = Some(Route {
+        miner.state().session.set_route(Route {
             mapper: self.clone(),
             fixed_byte,
         });
@@ -200,7 +202,8 @@ impl Mapper {
     pub(crate) fn job_for(&self, miner: &Miner) -> Option<Job> {
         let (fixed, custom) = {
             let st = miner.state();
-            (st.route.as_ref().and_then(|r| r.fixed_byte), st.custom_diff)
+            let route = st.session.route();
+            (route.and_then(|r| r.fixed_byte), st.session.custom_diff())
         };
         let st = self.st();
         st.channel
@@ -325,26 +328,26 @@ fn extensions(config: &Config) -> Vec<&'static str> {
 /// Sends a job to one miner: the deferred login reply if it is still waiting for its first
 /// job, else a `job` notification.
 fn deliver(info: &JobInfo, miner: &Arc<Miner>, fixed_byte: Option<u8>, extensions: &[&str]) {
-    let mut st = miner.state();
-    let difficulty = effective_difficulty(st.custom_diff, info.difficulty);
-    match st.phase {
-        MinerPhase::WaitReady => {
-            let (Some(id), Some(session)) = (st.login_id.take(), st.session) else {
-                return;
-            };
-            st.phase = MinerPhase::Ready;
-            st.diff = difficulty;
-            drop(st);
+    let what = miner.state().session.on_job(info.difficulty);
+    match what {
+        JobFor::LoginReply {
+            request_id,
+            session,
+            difficulty,
+        } => {
             let job = info.job_for(difficulty, fixed_byte);
             let session = session.to_string();
-            miner.send_line(encode_login_ok(&id, &session, Some(&job), extensions));
+            miner.send_line(encode_login_ok(
+                &request_id,
+                &session,
+                Some(&job),
+                extensions,
+            ));
         }
-        MinerPhase::Ready => {
-            st.diff = difficulty;
-            drop(st);
+        JobFor::Job { difficulty } => {
             miner.send(&info.parts_for(difficulty, fixed_byte));
         }
-        MinerPhase::WaitLogin | MinerPhase::Closing => {}
+        JobFor::Nothing => {}
     }
 }
 
@@ -525,8 +528,8 @@ impl Splitter {
     /// upstream connection when all are full (RFC §8.1 `OnLogin`).
     ///
     /// # Errors
-    /// The RFC's `"Proxy is full, try again later"` when no mapper can take the miner.
-    pub(crate) fn on_login(&self, miner: &Arc<Miner>) -> Result<(), &'static str> {
+    /// [`Refusal::ProxyFull`] when no mapper can take the miner.
+    pub(crate) fn on_login(&self, miner: &Arc<Miner>) -> Result<(), Refusal> {
         let mut mappers = lock(&self.mappers);
         let reuse = match self.mode {
             Mode::Nicehash => true,
@@ -550,14 +553,14 @@ impl Splitter {
         if added {
             Ok(())
         } else {
-            Err(Refusal::ProxyFull.message())
+            Err(Refusal::ProxyFull)
         }
     }
 
     /// Releases the miner's slot (RFC §8.1 `OnClose`). In simple mode without
     /// `reuse-timeout` the miner's upstream closes at once (RFC §9).
     pub(crate) fn on_close(&self, miner: &Miner) {
-        let route = miner.state().route.take();
+        let route = miner.state().session.take_route();
         let Some(r) = route else { return };
         r.mapper.remove(miner, r.fixed_byte);
         if self.mode == Mode::Simple && self.config.load().reuse_timeout == 0 {

@@ -341,7 +341,10 @@ impl Inner {
             let name = worker_name(self.mode, st.login.as_deref()?, miner.peer.ip())?;
             (
                 name,
-                matches!(st.phase, MinerPhase::WaitReady | MinerPhase::Ready),
+                matches!(
+                    st.session.phase(),
+                    MinerPhase::WaitReady | MinerPhase::Ready
+                ),
             )
         };
         let found = self.by_name.get(&*name).copied();
@@ -595,12 +598,11 @@ mod tests {
     }
 
     fn miner(id: MinerId, last: u8, info: LoginInfo) -> Arc<Miner> {
-        let m = Arc::new(Miner::detached(id, (ip(last), 40000 + id as u16).into()));
-        let mut st = m.state();
-        st.login = Some(Box::new(info));
-        st.phase = MinerPhase::Ready;
-        drop(st);
-        m
+        Arc::new(Miner::detached_ready(
+            id,
+            (ip(last), 40000 + id as u16).into(),
+            info,
+        ))
     }
 
     #[test]
@@ -683,14 +685,14 @@ mod tests {
         let w = Workers::new(WorkersMode::User, LIMITS);
         let m = miner(1, 1, login("W1", None));
         w.login(&m, 0);
-        m.state().phase = MinerPhase::Closing;
+        m.state().session.close();
         w.close(&m, 0);
         w.accept(&m, 500, 3);
         let s = w.snapshot(3, 0);
         assert_eq!((s.workers[0].connections, s.workers[0].accepted), (0, 1));
         // A closing miner whose worker has no record creates none.
         let other = miner(2, 2, login("W2", None));
-        other.state().phase = MinerPhase::Closing;
+        other.state().session.close();
         w.accept(&other, 500, 3);
         assert_eq!(w.len(), 1);
     }
@@ -705,7 +707,7 @@ mod tests {
             w.login(m, 0);
         }
         w.accept(&a, 100, 1);
-        gone.state().phase = MinerPhase::Closing;
+        gone.state().session.close();
         w.set_mode(WorkersMode::User);
         assert!(w.needs_resync());
         assert_eq!(w.len(), 0);
@@ -771,7 +773,7 @@ mod tests {
     fn visit(w: &Workers, id: MinerId, name: &str, t: u64) {
         let m = miner(id, 1, login(name, None));
         w.login(&m, t);
-        m.state().phase = MinerPhase::Closing;
+        m.state().session.close();
         w.close(&m, t);
     }
 
@@ -833,13 +835,13 @@ mod tests {
         assert_eq!((o.connections, o.accepted), (2, 1));
         // A named record frees up: the next new name takes its place; the overflow's miners
         // stay where they are until they reconnect.
-        live[0].state().phase = MinerPhase::Closing;
+        live[0].state().session.close();
         w.close(&live[0], 3);
         visit(&w, 9, "W9", 4);
         assert_eq!(names(&w), ["W9", "W1", "W2", OVERFLOW_WORKER]);
         assert_eq!(row(&w, OVERFLOW_WORKER).unwrap().connections, 2);
         for m in &live[3..] {
-            m.state().phase = MinerPhase::Closing;
+            m.state().session.close();
             w.close(m, 5);
         }
         assert_eq!(row(&w, OVERFLOW_WORKER).unwrap().connections, 0);
@@ -852,7 +854,7 @@ mod tests {
         let b = miner(2, 2, login("B", None));
         w.login(&a, 0);
         w.login(&b, 0);
-        a.state().phase = MinerPhase::Closing;
+        a.state().session.close();
         w.close(&a, 10);
         assert_eq!(w.expire(109), 0, "idle for 99 s");
         // A share answered after the miner left counts, and restarts the idle time.
@@ -893,7 +895,7 @@ mod tests {
         w.login(&y, 11);
         assert_eq!(names(&w), ["Y", "X"]);
         w.accept(&x, 7, 12);
-        x.state().phase = MinerPhase::Closing;
+        x.state().session.close();
         w.close(&x, 12);
         let (rx, ry) = (row(&w, "X").unwrap(), row(&w, "Y").unwrap());
         assert_eq!((rx.connections, rx.accepted), (0, 1));

@@ -6,9 +6,10 @@
 //! (every `now` is passed in), takes no lock and depends on no async runtime; `cargo xtask
 //! tidy` checks the last.
 //!
-//! - [`session`]: a miner's own checks: the login rules ([`check_login`]), the submit
-//!   fields of RFC §6.2 steps 2–3 ([`check_submit`]), the `+DIFF` suffix and the
-//!   invalid-share tally.
+//! - [`session`]: a miner's [`Session`] (its [`Phase`], advanced only there; session id,
+//!   route, custom difficulty, invalid-share tally) and its own checks: the login rules
+//!   ([`check_login`]), the submit fields of RFC §6.2 steps 2–3 ([`check_submit`]), the
+//!   `+DIFF` suffix.
 //! - [`channel`]: one upstream's state ([`Channel`]): slots, current and previous job,
 //!   duplicate memory, the share checks against the jobs and the shares in flight.
 //! - [`Refusal`]: every error message the proxy answers a miner with, once.
@@ -30,8 +31,8 @@ pub use channel::{
 };
 pub use refusal::Refusal;
 pub use session::{
-    check_login, check_submit, floor_custom_diff, split_custom_diff, LoginOk, LoginRules,
-    ShareTally, SubmitFields,
+    check_login, check_submit, floor_custom_diff, split_custom_diff, JobFor, LoginOk, LoginRules,
+    Phase, Session, ShareTally, SubmitFields,
 };
 
 #[cfg(test)]

@@ -1,15 +1,221 @@
-//! A miner's own checks, before any upstream is involved (go-proxy RFC §6.1–6.3, §14): the
-//! login rules, the submit checks of RFC §6.2 steps 2–3, the custom-difficulty suffix and the
-//! share tally of the invalid-share rule.
+//! A miner's session (go-proxy RFC §6.1–6.3, §14): its [`Phase`], advanced only here by
+//! [`Session`]; the login rules, the submit checks of RFC §6.2 steps 1–3, the
+//! custom-difficulty suffix and the share tally of the invalid-share rule.
+//!
+//! ```text
+//! WaitLogin --login--> WaitReady --first job--> Ready --close--> Closing
+//!     ^                    |
+//!     +--- login_refused --+   (no upstream could take the miner)
+//! ```
 //!
 //! The checks of a share against the upstream's jobs (steps 4 on) are the [`Channel`]'s
 //! (`crate::Channel`); together they are every refusal of RFC §6.2, each in one place.
 //!
 //! [`Channel`]: crate::Channel
 
-use stratum_proto::{parse_nonce, result_difficulty};
+use stratum_proto::{parse_nonce, result_difficulty, Id};
+use uuid::Uuid;
 
 use crate::Refusal;
+
+/// Lifecycle phase of a miner session (RFC §6); the numbers are the API's `state` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    /// Connected, no login yet (10 s limit).
+    WaitLogin = 0,
+    /// Logged in, waiting for the first job from the upstream.
+    WaitReady = 1,
+    /// Receiving jobs and submitting shares.
+    Ready = 2,
+    /// Being closed.
+    Closing = 3,
+}
+
+/// What a job from the miner's upstream means for its session ([`Session::on_job`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobFor {
+    /// The first job: answer the login request `request_id` with the session id and the job
+    /// at `difficulty` (the login reply waited for it).
+    LoginReply {
+        /// The login request's JSON-RPC id.
+        request_id: Id,
+        /// The session id to give the miner.
+        session: Uuid,
+        /// The difficulty the miner works at.
+        difficulty: u64,
+    },
+    /// A `job` notification at `difficulty`.
+    Job {
+        /// The difficulty the miner works at.
+        difficulty: u64,
+    },
+    /// Nothing to send (not logged in, or closing).
+    Nothing,
+}
+
+/// One miner's session state; `R` is the driver's route to the miner's upstream.
+#[derive(Debug)]
+pub struct Session<R> {
+    phase: Phase,
+    id: Option<Uuid>,
+    route: Option<R>,
+    /// The login request's id while its reply waits for the first job.
+    login_id: Option<Box<Id>>,
+    /// Difficulty of the last job sent (the custom one when it applies).
+    diff: u64,
+    /// Custom difficulty from the login suffix or `custom-diff`; 0 = the pool's (RFC §14).
+    custom_diff: u64,
+    tally: ShareTally,
+}
+
+impl<R> Default for Session<R> {
+    fn default() -> Self {
+        Self {
+            phase: Phase::WaitLogin,
+            id: None,
+            route: None,
+            login_id: None,
+            diff: 0,
+            custom_diff: 0,
+            tally: ShareTally::default(),
+        }
+    }
+}
+
+impl<R> Session<R> {
+    /// A session waiting for its login.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The session id, from login on.
+    pub fn id(&self) -> Option<Uuid> {
+        self.id
+    }
+
+    /// Difficulty of the last job sent; 0 before the first.
+    pub fn diff(&self) -> u64 {
+        self.diff
+    }
+
+    /// The miner's custom difficulty; 0 = the pool's.
+    pub fn custom_diff(&self) -> u64 {
+        self.custom_diff
+    }
+
+    /// The route to the miner's upstream, once routed.
+    pub fn route(&self) -> Option<&R> {
+        self.route.as_ref()
+    }
+
+    /// Routes the miner (its upstream took it).
+    pub fn set_route(&mut self, route: R) {
+        self.route = Some(route);
+    }
+
+    /// Takes the route away (the miner leaves its upstream); `None` the second time, so
+    /// that a slot is given back once.
+    pub fn take_route(&mut self) -> Option<R> {
+        self.route.take()
+    }
+
+    /// A `login` request `request_id` (RFC §6.1): checks the phase and the rules, and on
+    /// success waits for the first job under session id `session`.
+    ///
+    /// # Errors
+    /// [`Refusal::AlreadyLoggedIn`] after a login, else those of [`check_login`].
+    pub fn login<'a>(
+        &mut self,
+        session: Uuid,
+        request_id: Id,
+        login: &'a str,
+        pass: &str,
+        rules: &LoginRules<'_>,
+    ) -> Result<LoginOk<'a>, Refusal> {
+        if self.phase != Phase::WaitLogin {
+            return Err(Refusal::AlreadyLoggedIn);
+        }
+        let ok = check_login(login, pass, rules)?;
+        self.id = Some(session);
+        self.custom_diff = ok.custom_diff;
+        self.login_id = Some(Box::new(request_id));
+        self.phase = Phase::WaitReady;
+        Ok(ok)
+    }
+
+    /// No upstream could take the miner: back to waiting for a login.
+    pub fn login_refused(&mut self) {
+        self.phase = Phase::WaitLogin;
+        self.id = None;
+        self.login_id = None;
+    }
+
+    /// A job at the pool's difficulty `pool_difficulty` for this miner: the login reply when
+    /// it is the first (the session becomes [`Phase::Ready`]), else a notification.
+    pub fn on_job(&mut self, pool_difficulty: u64) -> JobFor {
+        let difficulty = crate::effective_difficulty(self.custom_diff, pool_difficulty);
+        match self.phase {
+            Phase::WaitReady => {
+                let (Some(request_id), Some(session)) = (self.login_id.take(), self.id) else {
+                    return JobFor::Nothing;
+                };
+                self.phase = Phase::Ready;
+                self.diff = difficulty;
+                JobFor::LoginReply {
+                    request_id: *request_id,
+                    session,
+                    difficulty,
+                }
+            }
+            Phase::Ready => {
+                self.diff = difficulty;
+                JobFor::Job { difficulty }
+            }
+            Phase::WaitLogin | Phase::Closing => JobFor::Nothing,
+        }
+    }
+
+    /// The route, when `given` (a request's `params.id`) is this session's id (`keepalived`,
+    /// `getjob`).
+    pub fn route_for(&self, given: &str) -> Option<&R> {
+        self.matches(given).then_some(self.route.as_ref()).flatten()
+    }
+
+    /// A `submit`'s session check (RFC §6.2 step 1): the route and the custom difficulty.
+    ///
+    /// # Errors
+    /// [`Refusal::Unauthenticated`] before the first job, with another session's id, or
+    /// without a route.
+    pub fn submit_route(&self, given: &str) -> Result<(&R, u64), Refusal> {
+        if self.phase != Phase::Ready || !self.matches(given) {
+            return Err(Refusal::Unauthenticated);
+        }
+        let route = self.route.as_ref().ok_or(Refusal::Unauthenticated)?;
+        Ok((route, self.custom_diff))
+    }
+
+    /// The connection is closing.
+    pub fn close(&mut self) {
+        self.phase = Phase::Closing;
+    }
+
+    /// Counts one answered share for the invalid-share rule; the tally after it.
+    pub fn count_share(&mut self, valid: bool) -> ShareTally {
+        self.tally.count(valid);
+        self.tally
+    }
+
+    fn matches(&self, given: &str) -> bool {
+        self.id
+            .is_some_and(|s| Uuid::parse_str(given).is_ok_and(|g| g == s))
+    }
+}
 
 /// The login rules of the running config (RFC §6.1, §14).
 #[derive(Debug, Clone, Copy, Default)]
@@ -206,6 +412,91 @@ mod tests {
             Ok(0),
             "no custom difficulty at all: the pool's"
         );
+    }
+
+    const SID: Uuid = Uuid::from_u128(0x1234_5678_9abc_def0_1234_5678_9abc_def0);
+
+    fn logged_in(login: &str) -> Session<&'static str> {
+        let mut s = Session::new();
+        s.login(SID, Id::from(1), login, "", &LoginRules::default())
+            .unwrap();
+        s.set_route("upstream-1");
+        s
+    }
+
+    #[test]
+    fn login_waits_for_the_first_job_which_carries_the_reply() {
+        let mut s = logged_in("W+500");
+        assert_eq!(s.phase(), Phase::WaitReady);
+        assert_eq!(
+            s.submit_route(&SID.to_string()),
+            Err(Refusal::Unauthenticated),
+            "no share before the first job"
+        );
+        assert_eq!(
+            s.on_job(1000),
+            JobFor::LoginReply {
+                request_id: Id::from(1),
+                session: SID,
+                difficulty: 500
+            }
+        );
+        assert_eq!(s.phase(), Phase::Ready);
+        assert_eq!(
+            s.on_job(300),
+            JobFor::Job { difficulty: 300 },
+            "custom above the pool's"
+        );
+        assert_eq!(s.diff(), 300);
+        assert_eq!(s.submit_route(&SID.to_string()), Ok((&"upstream-1", 500)));
+    }
+
+    #[test]
+    fn a_second_login_and_a_foreign_session_id_are_refused() {
+        let mut s = logged_in("W");
+        assert_eq!(
+            s.login(SID, Id::from(2), "W", "", &LoginRules::default()),
+            Err(Refusal::AlreadyLoggedIn)
+        );
+        s.on_job(1000);
+        assert_eq!(
+            s.submit_route("00000000-0000-0000-0000-000000000000"),
+            Err(Refusal::Unauthenticated)
+        );
+        assert_eq!(s.submit_route("not a uuid"), Err(Refusal::Unauthenticated));
+        assert_eq!(s.route_for(&SID.to_string()), Some(&"upstream-1"));
+        assert_eq!(s.route_for("nope"), None);
+    }
+
+    #[test]
+    fn a_refused_login_can_be_tried_again_and_a_closed_session_gets_no_job() {
+        let mut s: Session<&str> = Session::new();
+        assert_eq!(
+            s.login(SID, Id::from(1), "", "", &LoginRules::default()),
+            Err(Refusal::InvalidAddress)
+        );
+        assert_eq!(
+            s.phase(),
+            Phase::WaitLogin,
+            "a refused login changes nothing"
+        );
+        s.login(SID, Id::from(1), "W", "", &LoginRules::default())
+            .unwrap();
+        s.login_refused();
+        assert_eq!((s.phase(), s.id()), (Phase::WaitLogin, None));
+        assert_eq!(s.on_job(1000), JobFor::Nothing);
+        s.login(SID, Id::from(3), "W", "", &LoginRules::default())
+            .unwrap();
+        s.close();
+        assert_eq!(s.on_job(1000), JobFor::Nothing);
+        assert_eq!(s.phase(), Phase::Closing);
+    }
+
+    #[test]
+    fn the_route_is_taken_once() {
+        let mut s = logged_in("W");
+        assert_eq!(s.take_route(), Some("upstream-1"));
+        assert_eq!(s.take_route(), None);
     }
 
     #[test]
