@@ -128,7 +128,7 @@ impl BindAddr {
     }
 }
 
-/// Inbound TLS settings (RFC §4 `TLSConfig`); served as described in [`crate::tls`]. A bind
+/// Inbound TLS settings (RFC §4 `TLSConfig`); served as described in `tls.rs`. A bind
 /// with `tls: true` serves TLS only, whatever `enabled` says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default)]
@@ -143,7 +143,7 @@ pub struct TlsConfig {
     pub cert_key: Option<String>,
     /// OpenSSL cipher list (`:`-separated) of suites rustls has, e.g.
     /// `"ECDHE-RSA-AES128-GCM-SHA256:TLS_AES_256_GCM_SHA384"`; empty = all of them. See
-    /// [`crate::tls::cipher_suites`].
+    /// `tls_settings::cipher_suites`.
     pub ciphers: Option<String>,
     /// TLS versions, `"TLSv1.2 TLSv1.3"` or one of them; empty = both. Older versions are a
     /// config error.
@@ -235,7 +235,7 @@ impl Default for HttpConfig {
 }
 
 /// Per-IP connection rate limit (RFC §4 `RateLimit`, §17); enforced by
-/// [`crate::ratelimit::RateLimiter`].
+/// `ratelimit::RateLimiter`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", default)]
 pub struct RateLimit {
@@ -463,7 +463,7 @@ impl Config {
     /// Checks the config (RFC §4 `Validate`): at least one bind and one enabled pool, every
     /// enabled pool has a `host:port` url, every bind host is an IP address, pool
     /// `tls-fingerprint`s are SHA-256 hex on TLS pools, the `tls` section is usable
-    /// ([`tls_settings::check`]; certificate files are loaded only at start), and an enabled
+    /// (`tls_settings::check`; certificate files are loaded only at start), and an enabled
     /// API has an IP `http.host` and a sendable `http.access-token`.
     ///
     /// # Errors

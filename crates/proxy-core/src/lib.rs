@@ -31,14 +31,14 @@ mod events;
 mod fanout;
 mod intern;
 mod logs;
-pub mod miner;
+mod miner;
 mod monitor;
-pub mod ratelimit;
+mod ratelimit;
 mod reload;
 mod splitter;
-pub mod stats;
-pub mod tls;
-pub mod workers;
+mod stats;
+mod tls;
+mod workers;
 
 pub use config::{Config, ConfigError};
 pub use conn::{INACTIVITY_TIMEOUT, LOGIN_TIMEOUT};
@@ -50,8 +50,10 @@ pub use splitter::{
     UpstreamCounts, UpstreamInfo, DUPLICATE_SHARE, EMPTY_MAPPER_TTL, NICEHASH_SLOTS,
     SEEN_NONCES_PER_JOB,
 };
-pub use stats::{LatencyHistogram, Stats, StatsSnapshot, StatsSummary};
-pub use workers::{WorkerSummary, WorkersSnapshot};
+pub use stats::{
+    LatencyHistogram, Stats, StatsSnapshot, StatsSummary, WorkerWindows, HASHRATE_WINDOWS,
+};
+pub use workers::{WorkerRecord, WorkerSummary, WorkersSnapshot};
 
 use events::Events;
 use miner::Miner as MinerT;

@@ -32,10 +32,10 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::ServerConfig;
 
-pub use tokio_rustls::TlsAcceptor;
+pub(crate) use tokio_rustls::TlsAcceptor;
 
 use crate::config::tls_settings::non_empty;
-pub use crate::config::tls_settings::{check, cipher_suites, protocol_versions};
+pub(crate) use crate::config::tls_settings::{check, cipher_suites, protocol_versions};
 use crate::config::{BindAddr, Config, ConfigError};
 
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
@@ -47,13 +47,13 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
 
 /// True when some listener serves TLS: a bind with `tls: true`, or `tls.enabled` (every plain
 /// bind then detects TLS).
-pub fn tls_wanted(config: &Config) -> bool {
+pub(crate) fn tls_wanted(config: &Config) -> bool {
     config.tls.enabled || config.bind.iter().any(|b| b.tls)
 }
 
 /// A freshly generated self-signed certificate and its key.
 #[derive(Debug)]
-pub struct SelfSigned {
+pub(crate) struct SelfSigned {
     /// The certificate, DER.
     pub cert: CertificateDer<'static>,
     /// Its PKCS#8 private key, DER.
@@ -69,7 +69,7 @@ pub struct SelfSigned {
 /// # Errors
 /// [`ConfigError::Invalid`] for `tls.cert` when generation fails (a host that is no valid DNS
 /// name).
-pub fn self_signed(binds: &[BindAddr]) -> Result<SelfSigned, ConfigError> {
+pub(crate) fn self_signed(binds: &[BindAddr]) -> Result<SelfSigned, ConfigError> {
     let mut names: BTreeSet<String> = BTreeSet::new();
     names.insert("localhost".into());
     for b in binds {
@@ -113,7 +113,7 @@ fn load_failed(key: &str, path: &str, cause: impl std::fmt::Display) -> ConfigEr
 /// # Errors
 /// [`ConfigError::Invalid`] for `tls.cert` or `tls.cert_key` saying "load certificate
 /// failed", the file, and why (missing file, no PEM section of the right kind, bad PEM).
-pub fn load_pem(
+pub(crate) fn load_pem(
     cert: &str,
     key: &str,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ConfigError> {
@@ -142,7 +142,7 @@ pub fn load_pem(
 /// [`ConfigError::Invalid`] for a bad `tls` section (see [`check`]), a certificate or key
 /// that cannot be loaded, a key that does not match the certificate, or suites that cannot
 /// be used with the key's type (`tls.ciphers`).
-pub fn server_config(config: &Config) -> Result<Arc<ServerConfig>, ConfigError> {
+pub(crate) fn server_config(config: &Config) -> Result<Arc<ServerConfig>, ConfigError> {
     let tls = &config.tls;
     check(tls)?;
     let versions = protocol_versions(tls.protocols.as_deref())?;

@@ -34,12 +34,12 @@ use crate::miner::{LoginInfo, Miner, MinerPhase, NO_WORKER};
 use crate::stats::{WorkerWindows, HASHRATE_WINDOWS};
 
 /// Longest worker name kept, in bytes; longer names are cut (at a character boundary).
-pub const MAX_WORKER_NAME: usize = 256;
+pub(crate) const MAX_WORKER_NAME: usize = 256;
 
 /// The worker name of a miner that logged in with `login` from `ip`, under `mode`; `None`
 /// when workers are disabled. The name is cut to [`MAX_WORKER_NAME`] bytes. A name that
 /// needs no cutting is the login's own shared string (no copy per miner).
-pub fn worker_name(mode: WorkersMode, login: &LoginInfo, ip: IpAddr) -> Option<Arc<str>> {
+pub(crate) fn worker_name(mode: WorkersMode, login: &LoginInfo, ip: IpAddr) -> Option<Arc<str>> {
     let name = match mode {
         WorkersMode::RigId => login.rig_id.as_ref().unwrap_or(&login.user),
         WorkersMode::User => &login.user,
@@ -88,7 +88,7 @@ pub struct WorkerRecord {
 }
 
 impl WorkerRecord {
-    /// A record with no connection and no share yet. `name` is cut to [`MAX_WORKER_NAME`]
+    /// A record with no connection and no share yet. `name` is cut to `MAX_WORKER_NAME`
     /// bytes.
     pub fn new(name: &str, ip: IpAddr) -> Self {
         Self::named(cut_name(&Arc::from(name)), ip)
@@ -249,7 +249,7 @@ pub struct WorkerSummary {
 }
 
 /// Every worker at one moment, in first-seen order, except that a new record may take the
-/// place of a removed one (see [`WorkerLimits`]).
+/// place of a removed one (see `WorkerLimits`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct WorkersSnapshot {
     /// The naming mode in force.
@@ -261,16 +261,16 @@ pub struct WorkersSnapshot {
 /// Name of the record that counts the miners of new workers while all `workers-max`
 /// records are live (no idle record to make room): one record more than the cap, whatever
 /// names come. A miner stays counted in it until it reconnects.
-pub const OVERFLOW_WORKER: &str = "(overflow)";
+pub(crate) const OVERFLOW_WORKER: &str = "(overflow)";
 
 /// Most idle records removed by one expiry pass (one a second, from the proxy's tick): a
 /// mass expiry is spread over several ticks instead of holding the workers lock for all of it
 /// at once.
-pub const EXPIRE_BATCH: usize = 1024;
+pub(crate) const EXPIRE_BATCH: usize = 1024;
 
 /// The bounds on the worker records (config `workers-idle-timeout`, `workers-max`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WorkerLimits {
+pub(crate) struct WorkerLimits {
     /// Seconds a record with no open connection and no share is kept; 0 = no expiry by time.
     pub idle_timeout: u64,
     /// Most records kept, besides the [`OVERFLOW_WORKER`] record.
@@ -279,7 +279,7 @@ pub struct WorkerLimits {
 
 impl WorkerLimits {
     /// The limits of a config.
-    pub fn of(config: &crate::config::Config) -> Self {
+    pub(crate) fn of(config: &crate::config::Config) -> Self {
         Self {
             idle_timeout: config.workers_idle_timeout,
             max: usize::try_from(config.workers_max).unwrap_or(usize::MAX),

@@ -19,7 +19,7 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
 /// # Errors
 /// [`ConfigError::Invalid`] for `tls.protocols` naming the version rustls cannot speak
 /// (`TLSv1`, `TLSv1.1`, `SSLv3`, …) or a name that is no TLS version.
-pub fn protocol_versions(
+pub(crate) fn protocol_versions(
     protocols: Option<&str>,
 ) -> Result<Vec<&'static SupportedProtocolVersion>, ConfigError> {
     let mut out = Vec::new();
@@ -86,7 +86,9 @@ fn openssl_name(suite: CipherSuite) -> Option<&'static str> {
 /// [`ConfigError::Invalid`] for `tls.ciphers` naming the first entry that is not a suite
 /// rustls supports (OpenSSL keywords such as `HIGH` or `!aNULL`, CBC or RSA-key-exchange
 /// suites).
-pub fn cipher_suites(ciphers: Option<&str>) -> Result<Vec<SupportedCipherSuite>, ConfigError> {
+pub(crate) fn cipher_suites(
+    ciphers: Option<&str>,
+) -> Result<Vec<SupportedCipherSuite>, ConfigError> {
     let all = rustls::crypto::ring::ALL_CIPHER_SUITES;
     let mut chosen: Vec<SupportedCipherSuite> = Vec::new();
     for entry in ciphers
@@ -135,7 +137,7 @@ pub fn cipher_suites(ciphers: Option<&str>) -> Result<Vec<SupportedCipherSuite>,
 /// # Errors
 /// [`ConfigError::Invalid`] naming the key (`tls.protocols`, `tls.ciphers`, `tls.cert`,
 /// `tls.cert_key`) and the bad value.
-pub fn check(tls: &TlsConfig) -> Result<(), ConfigError> {
+pub(crate) fn check(tls: &TlsConfig) -> Result<(), ConfigError> {
     protocol_versions(tls.protocols.as_deref())?;
     cipher_suites(tls.ciphers.as_deref())?;
     match (non_empty(&tls.cert), non_empty(&tls.cert_key)) {
