@@ -942,6 +942,6 @@ mod size_budget {
     fn a_miner_stays_small() {
         assert!(std::mem::size_of::<crate::miner::Miner>() <= 240);
         assert!(std::mem::size_of::<super::Conn>() <= 64);
-        assert!(std::mem::size_of::<crate::miner::LoginInfo>() <= 64);
+        assert!(std::mem::size_of::<crate::login::LoginInfo>() <= 64);
     }
 }

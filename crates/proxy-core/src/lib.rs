@@ -30,6 +30,7 @@ mod conn;
 mod events;
 mod fanout;
 mod intern;
+mod login;
 mod logs;
 mod miner;
 mod monitor;
@@ -42,7 +43,8 @@ mod workers;
 
 pub use config::{Config, ConfigError};
 pub use conn::{INACTIVITY_TIMEOUT, LOGIN_TIMEOUT};
-pub use miner::{LoginInfo, Miner, MinerId, MinerPhase};
+pub use login::LoginInfo;
+pub use miner::{Miner, MinerId, MinerPhase};
 pub use monitor::MinerSnapshot;
 pub use pool_client::UpstreamState;
 pub use reload::{ReloadOutcome, WATCH_INTERVAL};

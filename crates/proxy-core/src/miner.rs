@@ -23,12 +23,15 @@ use stratum_proto::Id;
 use stratum_session::{check_submit, LoginRules, Refusal, Session};
 use uuid::Uuid;
 
+use crate::config::WorkersMode;
 use crate::conn::{Conn, ReadyQueue};
+use crate::events::Subject;
+use crate::login::LoginInfo;
 use crate::splitter::Route;
+use crate::workers::{worker_name, WorkerSource, NO_WORKER};
 use crate::{lock, Shared};
-
-/// The value of [`Miner::worker`] while the miner is counted in no worker record.
-pub(crate) const NO_WORKER: u64 = u64::MAX;
+use std::net::IpAddr;
+use stratum_session::ShareTally;
 
 /// Identifier of a miner connection, unique in the process, never 0.
 pub type MinerId = u64;
@@ -36,20 +39,6 @@ pub type MinerId = u64;
 /// Lifecycle state (RFC §6); the numbers are the API's `state` values. Advanced only by
 /// the miner's [`Session`].
 pub use stratum_session::Phase as MinerPhase;
-
-/// What a miner sent at login. The strings many miners share (wallet, password, agent) are
-/// shared copies; the custom-difficulty suffix of the login is cut off.
-#[derive(Debug, Clone, Default)]
-pub struct LoginInfo {
-    /// `params.login`, without a `+DIFF` suffix (RFC §14).
-    pub user: Arc<str>,
-    /// `params.pass`.
-    pub pass: Arc<str>,
-    /// `params.agent`.
-    pub agent: Arc<str>,
-    /// `params.rigid`, when not empty (shared with the worker record it names).
-    pub rig_id: Option<Arc<str>>,
-}
 
 pub(crate) struct MinerState {
     /// The protocol state (phase, session id, route, difficulties, share tally).
@@ -287,4 +276,52 @@ pub(crate) struct SubmittedShare {
     pub(crate) share_diff: u64,
     /// The miner's custom difficulty; 0 = none (RFC §14).
     pub(crate) custom_diff: u64,
+}
+
+impl WorkerSource for Arc<Miner> {
+    fn ip(&self) -> IpAddr {
+        self.peer.ip()
+    }
+
+    fn worker_slot(&self) -> &AtomicU64 {
+        &self.worker
+    }
+
+    fn worker_name(&self, mode: WorkersMode) -> Option<(Arc<str>, bool)> {
+        let st = self.state();
+        let name = worker_name(mode, st.login.as_deref()?, self.peer.ip())?;
+        let live = matches!(
+            st.session.phase(),
+            MinerPhase::WaitReady | MinerPhase::Ready
+        );
+        Some((name, live))
+    }
+}
+
+impl Subject for Arc<Miner> {
+    fn id(&self) -> MinerId {
+        self.id
+    }
+
+    fn user_agent(&self) -> Option<(Arc<str>, Arc<str>)> {
+        let st = self.state();
+        st.login
+            .as_deref()
+            .map(|l| (l.user.clone(), l.agent.clone()))
+    }
+
+    fn traffic(&self) -> (u64, u64) {
+        (
+            self.rx.load(std::sync::atomic::Ordering::Relaxed),
+            self.tx.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    fn count_share(&self, valid: bool) -> ShareTally {
+        self.state().session.count_share(valid)
+    }
+
+    fn fail(&self, why: &'static str) -> bool {
+        Miner::fail(self, why)
+    }
 }

@@ -25,16 +25,32 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use crate::config::WorkersMode;
 use crate::lock;
-use crate::miner::{LoginInfo, Miner, MinerPhase, NO_WORKER};
+use crate::login::LoginInfo;
 use crate::stats::{WorkerWindows, HASHRATE_WINDOWS};
 
 /// Longest worker name kept, in bytes; longer names are cut (at a character boundary).
 pub(crate) const MAX_WORKER_NAME: usize = 256;
+
+/// [`WorkerSource::worker_slot`] of a miner counted in no record.
+pub(crate) const NO_WORKER: u64 = u64::MAX;
+
+/// What the worker records read of a miner connection (implemented by the driver's miner):
+/// plain data, read under the miner's own lock, never the connection itself.
+pub(crate) trait WorkerSource {
+    /// The miner's IP address.
+    fn ip(&self) -> IpAddr;
+    /// The record the miner is counted in: generation << 32 | index, or [`NO_WORKER`]
+    /// (kept by [`Workers`]).
+    fn worker_slot(&self) -> &AtomicU64;
+    /// The miner's worker name under `mode` (see [`worker_name`]) and whether its
+    /// connection is live (logged in, not closing); `None` without a name.
+    fn worker_name(&self, mode: WorkersMode) -> Option<(Arc<str>, bool)>;
+}
 
 /// The worker name of a miner that logged in with `login` from `ip`, under `mode`; `None`
 /// when workers are disabled. The name is cut to [`MAX_WORKER_NAME`] bytes. A name that
@@ -332,37 +348,27 @@ impl Inner {
     /// The record of `miner` under the current mode, counting its connection when it is
     /// still open. `None` when it has no name (not logged in, mode `false`) or when it is
     /// closing and its worker has no record.
-    fn record_of(&mut self, miner: &Miner, now: u64) -> Option<u32> {
+    fn record_of(&mut self, miner: &impl WorkerSource, now: u64) -> Option<u32> {
         if let Some(i) = self.cached(miner) {
             return Some(i);
         }
-        let (name, live) = {
-            let st = miner.state();
-            let name = worker_name(self.mode, st.login.as_deref()?, miner.peer.ip())?;
-            (
-                name,
-                matches!(
-                    st.session.phase(),
-                    MinerPhase::WaitReady | MinerPhase::Ready
-                ),
-            )
-        };
+        let (name, live) = miner.worker_name(self.mode)?;
         let found = self.by_name.get(&*name).copied();
         if !live {
             return found;
         }
         let i = match found {
             Some(i) => i,
-            None => self.insert(name, miner.peer.ip(), now),
+            None => self.insert(name, miner.ip(), now),
         };
         let r = self.record(i);
         if r.connections == 0 {
             let key = (r.last_seen, i);
             self.idle.remove(&key);
         }
-        self.record(i).connect(miner.peer.ip());
+        self.record(i).connect(miner.ip());
         miner
-            .worker
+            .worker_slot()
             .store((u64::from(self.generation) << 32) | u64::from(i), Relaxed);
         Some(i)
     }
@@ -421,8 +427,8 @@ impl Inner {
     }
 
     /// The record index `miner` was counted under in this generation, if any.
-    fn cached(&self, miner: &Miner) -> Option<u32> {
-        let v = miner.worker.load(Relaxed);
+    fn cached(&self, miner: &impl WorkerSource) -> Option<u32> {
+        let v = miner.worker_slot().load(Relaxed);
         let generation = u32::try_from(v >> 32).ok()?;
         (v != NO_WORKER && generation == self.generation)
             .then(|| u32::try_from(v & u64::from(u32::MAX)).ok())
@@ -495,7 +501,7 @@ impl Workers {
     }
 
     /// After a mode change, counts every live miner of `miners` that is not counted yet.
-    pub(crate) fn resync(&self, miners: &[Arc<Miner>], now: u64) {
+    pub(crate) fn resync(&self, miners: &[impl WorkerSource], now: u64) {
         let mut g = lock(&self.inner);
         if !std::mem::take(&mut g.resync) {
             return;
@@ -511,12 +517,12 @@ impl Workers {
     }
 
     /// A miner logged in at second `now`.
-    pub(crate) fn login(&self, miner: &Miner, now: u64) {
+    pub(crate) fn login(&self, miner: &impl WorkerSource, now: u64) {
         lock(&self.inner).record_of(miner, now);
     }
 
     /// A miner's connection closed at second `now`.
-    pub(crate) fn close(&self, miner: &Miner, now: u64) {
+    pub(crate) fn close(&self, miner: &impl WorkerSource, now: u64) {
         let mut g = lock(&self.inner);
         if let Some(i) = g.cached(miner) {
             g.record(i).disconnect();
@@ -528,10 +534,10 @@ impl Workers {
                 g.idle.insert(key);
             }
         }
-        miner.worker.store(NO_WORKER, Relaxed);
+        miner.worker_slot().store(NO_WORKER, Relaxed);
     }
 
-    fn update(&self, miner: &Miner, now: u64, f: impl FnOnce(&mut WorkerRecord)) {
+    fn update(&self, miner: &impl WorkerSource, now: u64, f: impl FnOnce(&mut WorkerRecord)) {
         let mut g = lock(&self.inner);
         if let Some(i) = g.record_of(miner, now) {
             f(g.record(i));
@@ -540,17 +546,17 @@ impl Workers {
     }
 
     /// An accepted share of `difficulty` at second `now`.
-    pub(crate) fn accept(&self, miner: &Miner, difficulty: u64, now: u64) {
+    pub(crate) fn accept(&self, miner: &impl WorkerSource, difficulty: u64, now: u64) {
         self.update(miner, now, |r| r.on_accept(difficulty, now));
     }
 
     /// A share the pool rejected, at second `now`.
-    pub(crate) fn reject(&self, miner: &Miner, now: u64) {
+    pub(crate) fn reject(&self, miner: &impl WorkerSource, now: u64) {
         self.update(miner, now, WorkerRecord::on_reject);
     }
 
     /// A share the proxy refused, at second `now`.
-    pub(crate) fn invalid(&self, miner: &Miner, now: u64) {
+    pub(crate) fn invalid(&self, miner: &impl WorkerSource, now: u64) {
         self.update(miner, now, WorkerRecord::on_invalid);
     }
 
@@ -577,7 +583,7 @@ impl Workers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::miner::MinerId;
+    use crate::miner::{Miner, MinerId};
 
     const LIMITS: WorkerLimits = WorkerLimits {
         idle_timeout: 0,
