@@ -331,7 +331,7 @@ struct FdReserve {
     /// The error line sent to a refused miner.
     full: Vec<u8>,
     refused: u64,
-    last_log: Option<std::time::Instant>,
+    last_log: Option<tokio::time::Instant>,
 }
 
 impl FdReserve {
@@ -376,7 +376,7 @@ impl FdReserve {
     /// One WARN per 10 s at most, with the count refused since the last; `cause` is only
     /// formatted when the line is written.
     fn log(&mut self, cause: impl FnOnce() -> String) {
-        let now = std::time::Instant::now();
+        let now = tokio::time::Instant::now();
         if self
             .last_log
             .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10))
