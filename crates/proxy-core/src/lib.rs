@@ -87,7 +87,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub(crate) struct Shared {
     pub(crate) config: Arc<ArcSwap<Config>>,
     pub(crate) events: Arc<Events>,
-    pub(crate) splitter: Splitter,
+    pub(crate) splitter: Splitter<Arc<MinerT>>,
     /// The file the config came from, when started with [`Proxy::start_from_file`].
     pub(crate) config_path: std::sync::OnceLock<std::path::PathBuf>,
     /// Per-IP connection limit (`rate-limit`), checked by every accept loop; apply a new

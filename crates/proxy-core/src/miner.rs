@@ -15,19 +15,23 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
 use stratum_proto::cryptonote::{
     encode_error, encode_getjob_ok, encode_status, parse_miner_request, LoginParams, MinerRequest,
     SessionParams, SubmitParams,
 };
 use stratum_proto::Id;
-use stratum_session::{check_submit, LoginRules, Refusal, Session};
+use stratum_session::{check_submit, JobFor, LoginRules, Refusal, Session};
 use uuid::Uuid;
 
 use crate::config::WorkersMode;
 use crate::conn::{Conn, ReadyQueue};
 use crate::events::Subject;
 use crate::login::LoginInfo;
-use crate::splitter::Route;
+use crate::splitter::{Downstream, SubmittedShare};
+
+/// Where a logged-in miner's shares go.
+pub(crate) type Route = crate::splitter::Route<Arc<Miner>>;
 use crate::workers::{worker_name, WorkerSource, NO_WORKER};
 use crate::{lock, Shared};
 use std::net::IpAddr;
@@ -264,20 +268,6 @@ impl Miner {
     }
 }
 
-/// A submit that passed the session's own checks (RFC §6.2 steps 1–3), for the splitter.
-pub(crate) struct SubmittedShare {
-    /// The request id to answer under.
-    pub(crate) id: Id,
-    /// The submit's params as sent.
-    pub(crate) params: SubmitParams,
-    /// The 4 nonce bytes, blob order (little-endian).
-    pub(crate) nonce: [u8; 4],
-    /// The difficulty the share's `result` hash meets.
-    pub(crate) share_diff: u64,
-    /// The miner's custom difficulty; 0 = none (RFC §14).
-    pub(crate) custom_diff: u64,
-}
-
 impl WorkerSource for Arc<Miner> {
     fn ip(&self) -> IpAddr {
         self.peer.ip()
@@ -323,5 +313,37 @@ impl Subject for Arc<Miner> {
 
     fn fail(&self, why: &'static str) -> bool {
         Miner::fail(self, why)
+    }
+}
+
+impl Downstream for Arc<Miner> {
+    fn set_route(&self, route: Route) {
+        self.state().session.set_route(route);
+    }
+
+    fn take_route(&self) -> Option<Route> {
+        self.state().session.take_route()
+    }
+
+    fn job_params(&self) -> (Option<u8>, u64) {
+        let st = self.state();
+        let fixed = st.session.route().and_then(|r| r.fixed_byte);
+        (fixed, st.session.custom_diff())
+    }
+
+    fn on_job(&self, pool_difficulty: u64) -> JobFor {
+        self.state().session.on_job(pool_difficulty)
+    }
+
+    fn send_line(&self, line: Vec<u8>) {
+        Miner::send_line(self, line);
+    }
+
+    fn send(&self, chunks: &[Bytes]) {
+        Miner::send(self, chunks);
+    }
+
+    fn reply(&self, id: &Id, result: Result<(), &str>) {
+        Miner::reply(self, id, result);
     }
 }

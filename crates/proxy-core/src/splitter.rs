@@ -22,9 +22,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Mode};
 use crate::events::Events;
+use crate::events::Subject;
 use crate::fanout::{way_of, Fanout};
 use crate::lock;
-use crate::miner::{Miner, SubmittedShare};
+use stratum_proto::cryptonote::SubmitParams;
 use stratum_session::{
     effective_difficulty, Channel, ChannelJob, Checked, JobFor, Refusal, ShareIn,
 };
@@ -44,11 +45,55 @@ pub(crate) fn now() -> Instant {
 }
 
 /// Where a logged-in miner's shares go.
-#[derive(Clone)]
-pub(crate) struct Route {
-    pub(crate) mapper: Arc<Mapper>,
+pub(crate) struct Route<M: Downstream> {
+    pub(crate) mapper: Arc<Mapper<M>>,
     /// The NiceHash fixed byte; `None` in simple mode.
     pub(crate) fixed_byte: Option<u8>,
+}
+
+impl<M: Downstream> Clone for Route<M> {
+    fn clone(&self) -> Self {
+        Self {
+            mapper: self.mapper.clone(),
+            fixed_byte: self.fixed_byte,
+        }
+    }
+}
+
+/// What the splitter needs of a miner connection (implemented by the driver's miner): the
+/// job and route steps of its sans-IO session, and the writes of answers and jobs, each
+/// straight to the miner's socket or its bounded outbox. The splitter never names the
+/// miner type, so that the miner (its socket, its session) depends on the splitter and not
+/// the other way round.
+pub(crate) trait Downstream: Subject + Clone + Send + Sync + Sized + 'static {
+    /// Routes the miner to `route` (its upstream took it).
+    fn set_route(&self, route: Route<Self>);
+    /// Takes the miner's route away; `None` the second time.
+    fn take_route(&self) -> Option<Route<Self>>;
+    /// The fixed byte of its route and its custom difficulty (0 = none).
+    fn job_params(&self) -> (Option<u8>, u64);
+    /// A job at the pool's difficulty for the miner's session (`Session::on_job`).
+    fn on_job(&self, pool_difficulty: u64) -> JobFor;
+    /// Writes one encoded line.
+    fn send_line(&self, line: Vec<u8>);
+    /// Writes one line given as chunks (a patched `JobLine`).
+    fn send(&self, chunks: &[Bytes]);
+    /// Answers request `id`: `{"status":"OK"}` or an error with the message.
+    fn reply(&self, id: &Id, result: Result<(), &str>);
+}
+
+/// A submit that passed the session's own checks (RFC §6.2 steps 1–3), for the splitter.
+pub(crate) struct SubmittedShare {
+    /// The request id to answer under.
+    pub(crate) id: Id,
+    /// The submit's params as sent.
+    pub(crate) params: SubmitParams,
+    /// The 4 nonce bytes, blob order (little-endian).
+    pub(crate) nonce: [u8; 4],
+    /// The difficulty the share's `result` hash meets.
+    pub(crate) share_diff: u64,
+    /// The miner's custom difficulty; 0 = none (RFC §14).
+    pub(crate) custom_diff: u64,
 }
 
 /// Counts of upstream connections by state (RFC §5 `UpstreamStats`).
@@ -144,17 +189,17 @@ impl JobInfo {
 }
 
 /// What the driver keeps per share in flight: who to answer, and what to credit.
-struct Pending {
-    miner: Arc<Miner>,
+struct Pending<M> {
+    miner: M,
     id: Id,
     difficulty: u64,
     /// The difficulty the share's hash met (for the best-shares list).
     share_diff: u64,
 }
 
-struct MapperState {
+struct MapperState<M> {
     /// The protocol state: slots, jobs, duplicates, shares in flight.
-    channel: Channel<Arc<Miner>, JobInfo, Pending>,
+    channel: Channel<M, JobInfo, Pending<M>>,
     upstream_state: UpstreamState,
     daemon: bool,
     /// `host:port` of the pool of the latest login (monitoring).
@@ -162,28 +207,28 @@ struct MapperState {
 }
 
 /// One upstream connection and the miners on it (RFC §8.2 `NonceMapper`, §9 `SimpleMapper`).
-pub(crate) struct Mapper {
+pub(crate) struct Mapper<M: Downstream> {
     pub(crate) id: u64,
     upstream: OnceLock<Upstream>,
     cancel: CancellationToken,
     config: Arc<ArcSwap<Config>>,
     events: Arc<Events>,
     fanout: Arc<Fanout>,
-    state: Mutex<MapperState>,
+    state: Mutex<MapperState<M>>,
 }
 
-impl Mapper {
-    fn st(&self) -> MutexGuard<'_, MapperState> {
+impl<M: Downstream> Mapper<M> {
+    fn st(&self) -> MutexGuard<'_, MapperState<M>> {
         lock(&self.state)
     }
 
     /// Puts `miner` in a free slot; false when the mapper is full.
-    fn try_add(self: &Arc<Self>, miner: &Arc<Miner>) -> bool {
+    fn try_add(self: &Arc<Self>, miner: &M) -> bool {
         let mut st = self.st();
-        let Some(fixed_byte) = st.channel.add(miner.id, miner.clone()) else {
+        let Some(fixed_byte) = st.channel.add(miner.id(), miner.clone()) else {
             return false;
         };
-        miner.state().session.set_route(Route {
+        miner.set_route(Route {
             mapper: self.clone(),
             fixed_byte,
         });
@@ -194,17 +239,13 @@ impl Mapper {
         true
     }
 
-    fn remove(&self, miner: &Miner, fixed_byte: Option<u8>) {
-        self.st().channel.remove(miner.id, fixed_byte, now());
+    fn remove(&self, miner: &M, fixed_byte: Option<u8>) {
+        self.st().channel.remove(miner.id(), fixed_byte, now());
     }
 
     /// The job as this miner should see it (blob patched), for `getjob`.
-    pub(crate) fn job_for(&self, miner: &Miner) -> Option<Job> {
-        let (fixed, custom) = {
-            let st = miner.state();
-            let route = st.session.route();
-            (route.and_then(|r| r.fixed_byte), st.session.custom_diff())
-        };
+    pub(crate) fn job_for(&self, miner: &M) -> Option<Job> {
+        let (fixed, custom) = miner.job_params();
         let st = self.st();
         st.channel
             .job()
@@ -212,7 +253,7 @@ impl Mapper {
     }
 
     /// Checks a share against the mapper's jobs and forwards it (RFC §6.2 step 4, §8.2).
-    pub(crate) fn submit(&self, miner: &Arc<Miner>, fixed_byte: Option<u8>, share: SubmittedShare) {
+    pub(crate) fn submit(&self, miner: &M, fixed_byte: Option<u8>, share: SubmittedShare) {
         let SubmittedShare {
             id,
             params: p,
@@ -327,8 +368,8 @@ fn extensions(config: &Config) -> Vec<&'static str> {
 
 /// Sends a job to one miner: the deferred login reply if it is still waiting for its first
 /// job, else a `job` notification.
-fn deliver(info: &JobInfo, miner: &Arc<Miner>, fixed_byte: Option<u8>, extensions: &[&str]) {
-    let what = miner.state().session.on_job(info.difficulty);
+fn deliver<M: Downstream>(info: &JobInfo, miner: &M, fixed_byte: Option<u8>, extensions: &[&str]) {
+    let what = miner.on_job(info.difficulty);
     match what {
         JobFor::LoginReply {
             request_id,
@@ -351,7 +392,7 @@ fn deliver(info: &JobInfo, miner: &Arc<Miner>, fixed_byte: Option<u8>, extension
     }
 }
 
-impl UpstreamListener for Mapper {
+impl<M: Downstream> UpstreamListener for Mapper<M> {
     fn on_job(&self, job: Job, session: u64) {
         let config = self.config.load();
         let mut job = job;
@@ -364,7 +405,7 @@ impl UpstreamListener for Mapper {
         // it, so logins and shares on this upstream go on meanwhile. A miner added after the
         // list was taken got this job when it was added.
         let ways = self.fanout.ways();
-        let mut batches: Vec<Vec<(Arc<Miner>, Option<u8>)>> = vec![Vec::new(); ways];
+        let mut batches: Vec<Vec<(M, Option<u8>)>> = vec![Vec::new(); ways];
         {
             let mut st = self.st();
             st.channel.on_job(info.clone(), session);
@@ -413,7 +454,7 @@ impl UpstreamListener for Mapper {
             }
             Err(e) => {
                 let reason = e.to_string();
-                tracing::debug!(miner = p.miner.id, ?reason, "share rejected");
+                tracing::debug!(miner = p.miner.id(), ?reason, "share rejected");
                 p.miner.reply(&p.id, Err(&reason));
                 let verdict =
                     matches!(&e, ShareError::Rejected(m) if !pool_client::is_session_ending(m));
@@ -466,9 +507,9 @@ fn failover_options(config: &Config) -> FailoverOptions {
 }
 
 /// Spreads miners over mappers (RFC §8.1 `NonceSplitter`, §9 `SimpleSplitter`).
-pub(crate) struct Splitter {
+pub(crate) struct Splitter<M: Downstream> {
     mode: Mode,
-    mappers: Mutex<Vec<Arc<Mapper>>>,
+    mappers: Mutex<Vec<Arc<Mapper<M>>>>,
     next_mapper_id: AtomicU64,
     cancel: CancellationToken,
     config: Arc<ArcSwap<Config>>,
@@ -476,7 +517,7 @@ pub(crate) struct Splitter {
     pub(crate) fanout: Arc<Fanout>,
 }
 
-impl Splitter {
+impl<M: Downstream> Splitter<M> {
     /// `fanout_helpers`: threads that write jobs to miners beside the upstream tasks.
     pub(crate) fn new(
         config: Arc<ArcSwap<Config>>,
@@ -495,7 +536,7 @@ impl Splitter {
         }
     }
 
-    fn new_mapper(&self) -> Arc<Mapper> {
+    fn new_mapper(&self) -> Arc<Mapper<M>> {
         let config = self.config.load();
         let id = self.next_mapper_id.fetch_add(1, Relaxed);
         let nicehash = self.mode == Mode::Nicehash;
@@ -529,7 +570,7 @@ impl Splitter {
     ///
     /// # Errors
     /// [`Refusal::ProxyFull`] when no mapper can take the miner.
-    pub(crate) fn on_login(&self, miner: &Arc<Miner>) -> Result<(), Refusal> {
+    pub(crate) fn on_login(&self, miner: &M) -> Result<(), Refusal> {
         let mut mappers = lock(&self.mappers);
         let reuse = match self.mode {
             Mode::Nicehash => true,
@@ -559,8 +600,8 @@ impl Splitter {
 
     /// Releases the miner's slot (RFC §8.1 `OnClose`). In simple mode without
     /// `reuse-timeout` the miner's upstream closes at once (RFC §9).
-    pub(crate) fn on_close(&self, miner: &Miner) {
-        let route = miner.state().session.take_route();
+    pub(crate) fn on_close(&self, miner: &M) {
+        let route = miner.take_route();
         let Some(r) = route else { return };
         r.mapper.remove(miner, r.fixed_byte);
         if self.mode == Mode::Simple && self.config.load().reuse_timeout == 0 {
