@@ -2,13 +2,17 @@
 //! config (go-proxy RFC §3, §5).
 //!
 //! ```text
-//! miners ──TCP──▶ listener ──▶ Miner (protocol, socket, outbox) ◀── dispatcher tasks
+//! miners ──TCP──▶ listener ──▶ Miner (socket, outbox, Session) ◀── dispatcher tasks
 //!                                             │ login / submit
 //!                                             ▼
-//!                                   Splitter ──▶ Mapper ──▶ pool_client::Upstream ──▶ pool
+//!                                   Splitter ──▶ Mapper (Channel) ──▶ pool_client::Upstream ──▶ pool
 //!                                             ▲   jobs, share results   │
 //!                                             └──────────────────────────┘
 //! ```
+//!
+//! The protocol decisions (a miner's `Session`, an upstream's `Channel`, every refusal) are
+//! the sans-IO crate `stratum-session`'s; this crate is their driver: it moves bytes, reads
+//! tokio's clock and counts.
 //!
 //! [`Proxy::start`] binds every listener of the config and returns a [`ProxyHandle`]; the
 //! handle reports stats and stops the proxy with [`ProxyHandle::shutdown`], which answers the
