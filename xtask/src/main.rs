@@ -1,6 +1,7 @@
 //! Project automation, run as `cargo xtask <command>` (alias in `.cargo/config.toml`).
 //!
-//! - `ci`: everything CI checks: rustfmt, clippy with `-D warnings`, every test, rustdoc with
+//! - `ci`: everything CI checks: `tidy` (see `tidy.rs`: sans-IO crates without an async
+//!   runtime, no module import circle, workspace lints on every library), rustfmt, clippy with `-D warnings`, every test, rustdoc with
 //!   warnings denied. Needs `monerod` (Debian package `monero`) and Node.js (`nodejs`, `npm`:
 //!   bcoin) for the end-to-end tests.
 //! - `demo [--seconds N] [--miners N] [--difficulty N]`: a real Monero node in regtest, the
@@ -22,6 +23,7 @@ use std::process::Command;
 use anyhow::{bail, Context};
 
 mod fuzz;
+mod tidy;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -31,6 +33,7 @@ fn main() -> anyhow::Result<()> {
     std::env::set_current_dir(&root)?;
     match task.as_str() {
         "ci" => ci(),
+        "tidy" => tidy::tidy(&root),
         "demo" => demo(&rest),
         "bench" => bench(&rest),
         "soak" => soak(&rest),
@@ -40,7 +43,7 @@ fn main() -> anyhow::Result<()> {
                 "usage: cargo xtask <ci | demo [--seconds N] [--miners N] [--difficulty N] \
                  | bench [--micro] [--proxy-threads N] [--miners N] [--jobs N] [--rate N] [--seconds N] ... \
                  | soak [--minutes N] [--miners N] [soak flags] \
-                 | fuzz [--secs N] [--runs N] [--target-dir DIR] [TARGET ...]>"
+                 | fuzz [--secs N] [--runs N] [--target-dir DIR] [TARGET ...] | tidy>"
             );
             bail!("unknown task {task:?}")
         }
@@ -105,6 +108,7 @@ fn ensure_packages(wanted: &[(&str, &str)]) -> anyhow::Result<()> {
 const PACKAGES: &[(&str, &str)] = &[("monerod", "monero"), ("cmake", "cmake"), ("g++", "g++")];
 
 fn ci() -> anyhow::Result<()> {
+    tidy::tidy(&root())?;
     ensure_packages(PACKAGES)?;
     // The bcoin regtest tests (test-support installs bcoin itself with npm).
     ensure_packages(&[("node", "nodejs"), ("npm", "npm")])?;

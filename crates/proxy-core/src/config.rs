@@ -13,6 +13,8 @@ use std::path::Path;
 pub use pool_client::{host_port, PoolConfig};
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub(crate) mod tls_settings;
+
 /// Errors of loading or validating a config. Each names the key and the bad value.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -126,7 +128,7 @@ impl BindAddr {
     }
 }
 
-/// Inbound TLS settings (RFC §4 `TLSConfig`); served as described in [`crate::tls`]. A bind
+/// Inbound TLS settings (RFC §4 `TLSConfig`); served as described in `tls.rs`. A bind
 /// with `tls: true` serves TLS only, whatever `enabled` says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default)]
@@ -141,7 +143,7 @@ pub struct TlsConfig {
     pub cert_key: Option<String>,
     /// OpenSSL cipher list (`:`-separated) of suites rustls has, e.g.
     /// `"ECDHE-RSA-AES128-GCM-SHA256:TLS_AES_256_GCM_SHA384"`; empty = all of them. See
-    /// [`crate::tls::cipher_suites`].
+    /// `tls_settings::cipher_suites`.
     pub ciphers: Option<String>,
     /// TLS versions, `"TLSv1.2 TLSv1.3"` or one of them; empty = both. Older versions are a
     /// config error.
@@ -233,7 +235,7 @@ impl Default for HttpConfig {
 }
 
 /// Per-IP connection rate limit (RFC §4 `RateLimit`, §17); enforced by
-/// [`crate::ratelimit::RateLimiter`].
+/// `ratelimit::RateLimiter`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", default)]
 pub struct RateLimit {
@@ -461,7 +463,7 @@ impl Config {
     /// Checks the config (RFC §4 `Validate`): at least one bind and one enabled pool, every
     /// enabled pool has a `host:port` url, every bind host is an IP address, pool
     /// `tls-fingerprint`s are SHA-256 hex on TLS pools, the `tls` section is usable
-    /// ([`crate::tls::check`]; certificate files are loaded only at start), and an enabled
+    /// (`tls_settings::check`; certificate files are loaded only at start), and an enabled
     /// API has an IP `http.host` and a sendable `http.access-token`.
     ///
     /// # Errors
@@ -520,7 +522,7 @@ impl Config {
                     .map_err(|m| invalid(format!("pools[{i}].tls-fingerprint"), m))?;
             }
         }
-        crate::tls::check(&self.tls)?;
+        tls_settings::check(&self.tls)?;
         self.http.check()?;
         if self.pool_reply_timeout == 0 {
             return Err(invalid("pool-reply-timeout", "must be at least 1 second"));
@@ -546,11 +548,7 @@ impl Config {
     /// The difficulty a miner is served at for a custom difficulty `requested` (login suffix
     /// or `custom-diff`; 0 = none): raised to `custom-diff-min`, 0 stays 0 (the pool's).
     pub fn custom_diff_for(&self, requested: u64) -> u64 {
-        if requested == 0 {
-            0
-        } else {
-            requested.max(self.custom_diff_min)
-        }
+        stratum_session::floor_custom_diff(requested, self.custom_diff_min)
     }
 
     /// The access password, when one is set and non-empty.

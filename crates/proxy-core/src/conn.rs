@@ -794,7 +794,7 @@ impl Miner {
             return;
         }
         tracing::debug!(miner = self.id, peer = %self.peer, "closing: {why}");
-        self.state().phase = MinerPhase::Closing;
+        self.state().session.close();
         shared.splitter.on_close(self);
         shared.events.close(self);
         shared.unregister(self);
@@ -942,6 +942,6 @@ mod size_budget {
     fn a_miner_stays_small() {
         assert!(std::mem::size_of::<crate::miner::Miner>() <= 240);
         assert!(std::mem::size_of::<super::Conn>() <= 64);
-        assert!(std::mem::size_of::<crate::miner::LoginInfo>() <= 64);
+        assert!(std::mem::size_of::<crate::login::LoginInfo>() <= 64);
     }
 }

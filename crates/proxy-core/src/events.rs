@@ -14,13 +14,29 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::config::Config;
 use crate::config::RateLimit;
 use crate::logs::{accept_line, close_line, connect_line, reject_line, LineLog};
-use crate::miner::Miner;
 use crate::ratelimit::{invalid_share_limit_reached, RateLimiter};
 use crate::stats::Stats;
-use crate::workers::{WorkerLimits, Workers};
+use crate::workers::{WorkerLimits, WorkerSource, Workers};
+use stratum_session::ShareTally;
 
 /// The refusal of a share for a job the upstream does not have (RFC §8.2).
-pub(crate) const STALE_JOB: &str = "Invalid job id";
+pub(crate) const STALE_JOB: &str = stratum_session::Refusal::StaleJob.message();
+
+/// What an event says of its miner (implemented by the driver's miner): plain data read
+/// under the miner's own lock, and the one action the invalid-share rule takes.
+pub(crate) trait Subject: WorkerSource {
+    /// The connection's process-unique id.
+    fn id(&self) -> u64;
+    /// Its login and agent, once logged in.
+    fn user_agent(&self) -> Option<(Arc<str>, Arc<str>)>;
+    /// Bytes received from and sent to the miner.
+    fn traffic(&self) -> (u64, u64);
+    /// Counts an answered share on the connection; the tally after it.
+    fn count_share(&self, valid: bool) -> ShareTally;
+    /// Cuts the connection off after what is queued is written; false when it is already
+    /// closing.
+    fn fail(&self, why: &'static str) -> bool;
+}
 
 /// The consumers of proxy events.
 pub(crate) struct Events {
@@ -80,12 +96,8 @@ impl Events {
     /// invalid shares pass `rate-limit.invalid-shares` and `invalid-percent`
     /// ([`invalid_share_limit_reached`]) it is disconnected, its IP banned for `ban-duration`
     /// (when not 0), and one WARN line says so (its login escaped, as `Debug` writes it).
-    fn tally(&self, miner: &Arc<Miner>, valid: bool) {
-        let t = {
-            let mut st = miner.state();
-            st.tally.count(valid);
-            st.tally
-        };
+    fn tally(&self, miner: &impl Subject, valid: bool) {
+        let t = miner.count_share(valid);
         let rule = RateLimit {
             invalid_shares: self.invalid_shares.load(Relaxed),
             invalid_percent: self.invalid_percent.load(Relaxed),
@@ -97,10 +109,10 @@ impl Events {
         {
             return;
         }
-        let ban = self.rate_limiter.ban(miner.peer.ip());
+        let ban = self.rate_limiter.ban(miner.ip());
         tracing::warn!(
-            miner = miner.id,
-            ip = %miner.peer.ip(),
+            miner = miner.id(),
+            ip = %miner.ip(),
             user = ?Self::user(miner),
             invalid = t.invalid,
             valid = t.valid,
@@ -134,43 +146,34 @@ impl Events {
         at.saturating_duration_since(self.epoch).as_secs()
     }
 
-    fn user(miner: &Miner) -> String {
+    fn user(miner: &impl Subject) -> String {
         miner
-            .state()
-            .login
-            .as_ref()
-            .map_or_else(|| "-".to_string(), |l| l.user.to_string())
+            .user_agent()
+            .map_or_else(|| "-".to_string(), |(user, _)| user.to_string())
     }
 
     /// A miner logged in successfully.
-    pub(crate) fn login(&self, miner: &Miner) {
+    pub(crate) fn login(&self, miner: &impl Subject) {
         self.workers.login(miner, self.now());
         if self.access_log.is_on() {
-            let (user, agent) = {
-                let st = miner.state();
-                let l = st.login.as_deref();
-                (
-                    l.map_or("-", |l| &*l.user).to_string(),
-                    l.map_or("-", |l| &*l.agent).to_string(),
-                )
-            };
+            let (user, agent) = miner.user_agent().map_or_else(
+                || ("-".to_string(), "-".to_string()),
+                |(u, a)| (u.to_string(), a.to_string()),
+            );
             let agent = if agent.is_empty() { "-".into() } else { agent };
             self.access_log
-                .write(connect_line(&miner.peer.ip().to_string(), &user, &agent));
+                .write(connect_line(&miner.ip().to_string(), &user, &agent));
         }
     }
 
     /// A miner's connection closed (logged in or not).
-    pub(crate) fn close(&self, miner: &Miner) {
+    pub(crate) fn close(&self, miner: &impl Subject) {
         self.workers.close(miner, self.now());
-        let logged_in = miner.state().login.is_some();
-        if logged_in && self.access_log.is_on() {
-            self.access_log.write(close_line(
-                &miner.peer.ip().to_string(),
-                &Self::user(miner),
-                miner.rx.load(Relaxed),
-                miner.tx.load(Relaxed),
-            ));
+        let user = miner.user_agent();
+        if let Some((user, _)) = user.filter(|_| self.access_log.is_on()) {
+            let (rx, tx) = miner.traffic();
+            self.access_log
+                .write(close_line(&miner.ip().to_string(), &user, rx, tx));
         }
     }
 
@@ -179,7 +182,7 @@ impl Events {
     /// the pool's reply time.
     pub(crate) fn accept(
         &self,
-        miner: &Arc<Miner>,
+        miner: &impl Subject,
         difficulty: u64,
         share_difficulty: u64,
         latency: Duration,
@@ -199,7 +202,7 @@ impl Events {
     /// lowered target of `difficulty` but not the pool's, was answered OK and not forwarded.
     /// Counted in [`Stats::custom_accepted`]; with `custom-diff-stats` also as an accepted
     /// share of `difficulty` (hashes, hashrate windows, the miner's worker).
-    pub(crate) fn accept_local(&self, miner: &Arc<Miner>, difficulty: u64) {
+    pub(crate) fn accept_local(&self, miner: &impl Subject, difficulty: u64) {
         self.stats.custom_accepted.fetch_add(1, Relaxed);
         self.tally(miner, true);
         if self.custom_diff_stats.load(Relaxed) {
@@ -210,7 +213,7 @@ impl Events {
     }
 
     /// The pool refused a share, or it could not be delivered (timeout, lost connection).
-    pub(crate) fn reject(&self, miner: &Miner, reason: &str) {
+    pub(crate) fn reject(&self, miner: &impl Subject, reason: &str) {
         self.stats.rejected.fetch_add(1, Relaxed);
         self.workers.reject(miner, self.now());
         if self.share_log.is_on() {
@@ -222,7 +225,7 @@ impl Events {
     /// The pool refused a share: its verdict on the miner's work (not a lost connection or a
     /// timeout, which are [`Events::reject`] alone). Counted against the miner like an
     /// invalid share.
-    pub(crate) fn pool_rejected(&self, miner: &Arc<Miner>, reason: &str) {
+    pub(crate) fn pool_rejected(&self, miner: &impl Subject, reason: &str) {
         self.reject(miner, reason);
         self.tally(miner, false);
     }
@@ -232,7 +235,7 @@ impl Events {
     /// off), except `Invalid job id`: work on a job the upstream no longer has is stale, what
     /// honest miners send after a job change or while a pool is away, and never reaches a
     /// pool.
-    pub(crate) fn invalid(&self, miner: &Arc<Miner>, reason: &str) {
+    pub(crate) fn invalid(&self, miner: &impl Subject, reason: &str) {
         self.stats.invalid.fetch_add(1, Relaxed);
         self.workers.invalid(miner, self.now());
         if self.share_log.is_on() {
@@ -248,20 +251,19 @@ impl Events {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::miner::{LoginInfo, MinerPhase};
+    use crate::login::LoginInfo;
+    use crate::miner::Miner;
 
     fn logged_in_miner() -> Arc<Miner> {
-        let m = Arc::new(Miner::detached(1, ([127, 0, 0, 1], 5000).into()));
-        {
-            let mut st = m.state();
-            st.login = Some(Box::new(LoginInfo {
+        Arc::new(Miner::detached_ready(
+            1,
+            ([127, 0, 0, 1], 5000).into(),
+            LoginInfo {
                 user: "W".into(),
                 rig_id: Some("rig".into()),
                 ..LoginInfo::default()
-            }));
-            st.phase = MinerPhase::Ready;
-        }
-        m
+            },
+        ))
     }
 
     #[test]

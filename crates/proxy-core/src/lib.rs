@@ -2,13 +2,17 @@
 //! config (go-proxy RFC §3, §5).
 //!
 //! ```text
-//! miners ──TCP──▶ listener ──▶ Miner (protocol, socket, outbox) ◀── dispatcher tasks
+//! miners ──TCP──▶ listener ──▶ Miner (socket, outbox, Session) ◀── dispatcher tasks
 //!                                             │ login / submit
 //!                                             ▼
-//!                                   Splitter ──▶ Mapper ──▶ pool_client::Upstream ──▶ pool
+//!                                   Splitter ──▶ Mapper (Channel) ──▶ pool_client::Upstream ──▶ pool
 //!                                             ▲   jobs, share results   │
 //!                                             └──────────────────────────┘
 //! ```
+//!
+//! The protocol decisions (a miner's `Session`, an upstream's `Channel`, every refusal) are
+//! the sans-IO crate `stratum-session`'s; this crate is their driver: it moves bytes, reads
+//! tokio's clock and counts.
 //!
 //! [`Proxy::start`] binds every listener of the config and returns a [`ProxyHandle`]; the
 //! handle reports stats and stops the proxy with [`ProxyHandle::shutdown`], which answers the
@@ -30,28 +34,32 @@ mod conn;
 mod events;
 mod fanout;
 mod intern;
+mod login;
 mod logs;
-pub mod miner;
+mod miner;
 mod monitor;
-pub mod ratelimit;
+mod ratelimit;
 mod reload;
-mod seen;
 mod splitter;
-pub mod stats;
-pub mod tls;
-pub mod workers;
+mod stats;
+mod tls;
+mod workers;
 
 pub use config::{Config, ConfigError};
 pub use conn::{INACTIVITY_TIMEOUT, LOGIN_TIMEOUT};
-pub use miner::{LoginInfo, Miner, MinerId, MinerPhase};
-pub use monitor::{MinerSnapshot, UpstreamInfo};
+pub use login::LoginInfo;
+pub use miner::{Miner, MinerId, MinerPhase};
+pub use monitor::MinerSnapshot;
 pub use pool_client::UpstreamState;
 pub use reload::{ReloadOutcome, WATCH_INTERVAL};
 pub use splitter::{
-    UpstreamCounts, DUPLICATE_SHARE, EMPTY_MAPPER_TTL, NICEHASH_SLOTS, SEEN_NONCES_PER_JOB,
+    UpstreamCounts, UpstreamInfo, DUPLICATE_SHARE, EMPTY_MAPPER_TTL, NICEHASH_SLOTS,
+    SEEN_NONCES_PER_JOB,
 };
-pub use stats::{LatencyHistogram, Stats, StatsSnapshot, StatsSummary};
-pub use workers::{WorkerSummary, WorkersSnapshot};
+pub use stats::{
+    LatencyHistogram, Stats, StatsSnapshot, StatsSummary, WorkerWindows, HASHRATE_WINDOWS,
+};
+pub use workers::{WorkerRecord, WorkerSummary, WorkersSnapshot};
 
 use events::Events;
 use miner::Miner as MinerT;
@@ -83,7 +91,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub(crate) struct Shared {
     pub(crate) config: Arc<ArcSwap<Config>>,
     pub(crate) events: Arc<Events>,
-    pub(crate) splitter: Splitter,
+    pub(crate) splitter: Splitter<Arc<MinerT>>,
     /// The file the config came from, when started with [`Proxy::start_from_file`].
     pub(crate) config_path: std::sync::OnceLock<std::path::PathBuf>,
     /// Per-IP connection limit (`rate-limit`), checked by every accept loop; apply a new
@@ -327,7 +335,7 @@ struct FdReserve {
     /// The error line sent to a refused miner.
     full: Vec<u8>,
     refused: u64,
-    last_log: Option<std::time::Instant>,
+    last_log: Option<tokio::time::Instant>,
 }
 
 impl FdReserve {
@@ -336,7 +344,7 @@ impl FdReserve {
             spare: std::fs::File::open("/dev/null").ok(),
             full: stratum_proto::cryptonote::encode_error(
                 &serde_json::Value::Null,
-                "Proxy is full, try again later",
+                stratum_session::Refusal::ProxyFull.message(),
             ),
             refused: 0,
             last_log: None,
@@ -372,7 +380,7 @@ impl FdReserve {
     /// One WARN per 10 s at most, with the count refused since the last; `cause` is only
     /// formatted when the line is written.
     fn log(&mut self, cause: impl FnOnce() -> String) {
-        let now = std::time::Instant::now();
+        let now = tokio::time::Instant::now();
         if self
             .last_log
             .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10))
@@ -399,7 +407,7 @@ async fn tick_loop(shared: Arc<Shared>, stop: CancellationToken) {
                 if seconds % 60 == 0 {
                     shared.strings.purge();
                 }
-                shared.splitter.gc(std::time::Instant::now());
+                shared.splitter.gc(splitter::now());
                 shared.resync_workers();
                 shared.events.workers.expire(shared.events.now());
                 conn::sweep_timeouts(&shared);

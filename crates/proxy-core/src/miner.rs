@@ -1,9 +1,10 @@
-//! One miner connection's state and protocol logic (go-proxy RFC §6).
+//! One miner connection: the driver of its sans-IO [`Session`] (go-proxy RFC §6).
 //!
-//! The logic here does no I/O: `Miner::handle_line` takes one line the miner sent and
-//! queues the answers in the miner's outbox; the connection task (`conn.rs`) moves bytes
-//! between the socket and the outbox. Jobs and pool answers reach the miner the same way, from
-//! the splitter.
+//! `Miner::handle_line` takes one line the miner sent, asks the session (phase, session id,
+//! login rules, submit fields: `stratum-session`) what it means, and writes the answer to the
+//! miner's socket (`conn.rs`, straight to the socket or its bounded outbox). A login is routed
+//! through the splitter and a checked share handed to the miner's mapper, on this same
+//! thread. The phase below is advanced only by the [`Session`].
 //!
 //! ```text
 //! WaitLogin --login ok--> WaitReady --first job--> Ready --close--> Closing
@@ -14,85 +15,39 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
 use stratum_proto::cryptonote::{
     encode_error, encode_getjob_ok, encode_status, parse_miner_request, LoginParams, MinerRequest,
     SessionParams, SubmitParams,
 };
-use stratum_proto::{parse_nonce, result_difficulty, Id};
+use stratum_proto::Id;
+use stratum_session::{check_submit, JobFor, LoginRules, Refusal, Session};
 use uuid::Uuid;
 
+use crate::config::WorkersMode;
 use crate::conn::{Conn, ReadyQueue};
-use crate::splitter::Route;
+use crate::events::Subject;
+use crate::login::LoginInfo;
+use crate::splitter::{Downstream, SubmittedShare};
+
+/// Where a logged-in miner's shares go.
+pub(crate) type Route = crate::splitter::Route<Arc<Miner>>;
+use crate::workers::{worker_name, WorkerSource, NO_WORKER};
 use crate::{lock, Shared};
+use std::net::IpAddr;
+use stratum_session::ShareTally;
 
 /// Identifier of a miner connection, unique in the process, never 0.
 pub type MinerId = u64;
 
-/// Lifecycle state (RFC §6); the numbers are the API's `state` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum MinerPhase {
-    /// Connected, no login yet (10 s limit).
-    WaitLogin = 0,
-    /// Logged in, waiting for the first job from the upstream.
-    WaitReady = 1,
-    /// Receiving jobs and submitting shares.
-    Ready = 2,
-    /// Being closed.
-    Closing = 3,
-}
-
-/// What a miner sent at login. The strings many miners share (wallet, password, agent) are
-/// shared copies; the custom-difficulty suffix of the login is cut off.
-#[derive(Debug, Clone, Default)]
-pub struct LoginInfo {
-    /// `params.login`, without a `+DIFF` suffix (RFC §14).
-    pub user: Arc<str>,
-    /// `params.pass`.
-    pub pass: Arc<str>,
-    /// `params.agent`.
-    pub agent: Arc<str>,
-    /// `params.rigid`, when not empty (shared with the worker record it names).
-    pub rig_id: Option<Arc<str>>,
-}
+/// Lifecycle state (RFC §6); the numbers are the API's `state` values. Advanced only by
+/// the miner's [`Session`].
+pub use stratum_session::Phase as MinerPhase;
 
 pub(crate) struct MinerState {
-    pub(crate) phase: MinerPhase,
-    pub(crate) session: Option<Uuid>,
+    /// The protocol state (phase, session id, route, difficulties, share tally).
+    pub(crate) session: Session<Route>,
     pub(crate) login: Option<Box<LoginInfo>>,
-    pub(crate) route: Option<Route>,
-    /// The login request's id while its reply waits for the first job.
-    pub(crate) login_id: Option<Box<Id>>,
-    /// Difficulty of the last job sent (the custom one when it applies).
-    pub(crate) diff: u64,
-    /// Custom difficulty from the login suffix or `custom-diff`; 0 = the pool's (RFC §14).
-    pub(crate) custom_diff: u64,
-    /// Shares answered on this connection, for the invalid-share rule (`Events`).
-    pub(crate) tally: ShareTally,
-}
-
-/// A connection's answered shares: accepted (by the pool or locally) and invalid (refused
-/// by the proxy or the pool). When a count reaches `u16::MAX` both are halved, which keeps
-/// their ratio (and 4 bytes per miner).
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct ShareTally {
-    pub(crate) valid: u16,
-    pub(crate) invalid: u16,
-}
-
-impl ShareTally {
-    /// Counts one share.
-    pub(crate) fn count(&mut self, valid: bool) {
-        if self.valid == u16::MAX || self.invalid == u16::MAX {
-            self.valid /= 2;
-            self.invalid /= 2;
-        }
-        if valid {
-            self.valid += 1;
-        } else {
-            self.invalid += 1;
-        }
-    }
 }
 
 /// One miner connection: its protocol state and its socket, shared between the dispatcher
@@ -136,20 +91,14 @@ impl Miner {
             id,
             peer,
             state: Mutex::new(MinerState {
-                phase: MinerPhase::WaitLogin,
-                session: None,
+                session: Session::new(),
                 login: None,
-                route: None,
-                login_id: None,
-                diff: 0,
-                custom_diff: 0,
-                tally: ShareTally::default(),
             }),
             conn: Mutex::new(conn),
             queued: AtomicBool::new(false),
             deadline: AtomicU64::new(u64::MAX),
             ready,
-            worker: AtomicU64::new(crate::workers::NO_WORKER),
+            worker: AtomicU64::new(NO_WORKER),
             rx: AtomicU64::new(0),
             tx: AtomicU64::new(0),
         }
@@ -161,17 +110,33 @@ impl Miner {
         Self::new(id, peer, Conn::detached(), ReadyQueue::detached())
     }
 
+    /// A detached miner logged in with `info` and past its first job (tests).
+    #[cfg(test)]
+    pub(crate) fn detached_ready(id: MinerId, peer: SocketAddr, info: LoginInfo) -> Self {
+        let m = Self::detached(id, peer);
+        {
+            let mut st = m.state();
+            let rules = LoginRules::default();
+            let _ = st
+                .session
+                .login(Uuid::new_v4(), Id::Null, &info.user, "", &rules);
+            st.session.on_job(1);
+            st.login = Some(Box::new(info));
+        }
+        m
+    }
+
     pub(crate) fn state(&self) -> MutexGuard<'_, MinerState> {
         lock(&self.state)
     }
 
     /// The current phase.
     pub fn phase(&self) -> MinerPhase {
-        self.state().phase
+        self.state().session.phase()
     }
 
-    fn reply_error(self: &Arc<Self>, id: &Id, message: &str) {
-        self.send_line(encode_error(id, message));
+    fn reply_error(self: &Arc<Self>, id: &Id, refusal: Refusal) {
+        self.send_line(encode_error(id, refusal.message()));
     }
 
     /// Handles one line from the miner (RFC §6.1–6.3).
@@ -179,7 +144,7 @@ impl Miner {
         match parse_miner_request(line) {
             Err(e) => {
                 tracing::debug!(miner = self.id, "bad request: {e}");
-                self.reply_error(e.id(), e.message());
+                self.send_line(encode_error(e.id(), e.message()));
                 Flow::Continue
             }
             Ok((id, MinerRequest::Login(p))) => {
@@ -194,7 +159,7 @@ impl Miner {
                 if self.check_session(&p).is_some() {
                     self.send_line(encode_status(&id, "KEEPALIVED"));
                 } else {
-                    self.reply_error(&id, "Unauthenticated");
+                    self.reply_error(&id, Refusal::Unauthenticated);
                 }
                 Flow::Active
             }
@@ -204,9 +169,9 @@ impl Miner {
                         Some(job) => {
                             self.send_line(encode_getjob_ok(&id, &job));
                         }
-                        None => self.reply_error(&id, "No job available yet"),
+                        None => self.reply_error(&id, Refusal::NoJobYet),
                     },
-                    None => self.reply_error(&id, "Unauthenticated"),
+                    None => self.reply_error(&id, Refusal::Unauthenticated),
                 }
                 Flow::Continue
             }
@@ -215,48 +180,35 @@ impl Miner {
 
     /// The miner's route when `params.id` is its session id.
     fn check_session(&self, p: &SessionParams) -> Option<Route> {
-        let st = self.state();
-        session_matches(st.session, &p.id)
-            .then(|| st.route.clone())
-            .flatten()
+        self.state().session.route_for(&p.id).cloned()
     }
 
     fn handle_login(self: &Arc<Self>, shared: &Shared, id: Id, p: LoginParams) {
-        if self.state().phase != MinerPhase::WaitLogin {
-            self.reply_error(&id, "Already logged in");
-            return;
-        }
-        if p.login.is_empty() {
-            self.reply_error(&id, "Invalid payment address provided");
-            return;
-        }
         let config = shared.config.load();
-        if let Some(pw) = config.access_password() {
-            if p.pass != pw {
-                self.reply_error(&id, "Invalid password");
-                return;
-            }
-        }
-        let (user, custom_diff) = split_custom_diff(&p.login);
-        // A custom difficulty below `custom-diff-min` is served at the floor (issue 10 item 4).
-        let custom_diff = config.custom_diff_for(if custom_diff > 0 {
-            custom_diff
-        } else {
-            config.custom_diff
-        });
+        let rules = LoginRules {
+            access_password: config.access_password(),
+            custom_diff: config.custom_diff,
+            custom_diff_min: config.custom_diff_min,
+        };
         let strings = &shared.strings;
         {
             let mut st = self.state();
-            st.session = Some(Uuid::new_v4());
-            st.custom_diff = custom_diff;
+            let user = match st
+                .session
+                .login(Uuid::new_v4(), id.clone(), &p.login, &p.pass, &rules)
+            {
+                Ok(l) => l.user,
+                Err(r) => {
+                    drop(st);
+                    return self.reply_error(&id, r);
+                }
+            };
             st.login = Some(Box::new(LoginInfo {
                 user: strings.get(user),
                 pass: strings.get(&p.pass),
                 agent: strings.get(&p.agent),
                 rig_id: p.rigid.filter(|r| !r.is_empty()).map(Arc::from),
             }));
-            st.phase = MinerPhase::WaitReady;
-            st.login_id = Some(Box::new(id.clone()));
         }
         let routed = shared.splitter.on_login(self);
         if routed.is_ok() {
@@ -269,43 +221,33 @@ impl Miner {
             }
             shared.events.login(self);
         }
-        if let Err(message) = routed {
+        if let Err(refusal) = routed {
             let mut st = self.state();
-            st.phase = MinerPhase::WaitLogin;
-            st.session = None;
+            st.session.login_refused();
             st.login = None;
-            st.login_id = None;
             drop(st);
-            self.reply_error(&id, message);
+            self.reply_error(&id, refusal);
         }
     }
 
     fn handle_submit(self: &Arc<Self>, shared: &Shared, id: Id, p: SubmitParams) {
-        let routed = {
-            let st = self.state();
-            if st.phase != MinerPhase::Ready || !session_matches(st.session, &p.id) {
-                None
-            } else {
-                st.route.clone().map(|r| (r, st.custom_diff))
-            }
-        };
-        let Some((route, custom_diff)) = routed else {
-            self.reply_error(&id, "Unauthenticated");
-            return;
+        let routed = self
+            .state()
+            .session
+            .submit_route(&p.id)
+            .map(|(r, custom_diff)| (r.clone(), custom_diff));
+        let (route, custom_diff) = match routed {
+            Ok(r) => r,
+            Err(r) => return self.reply_error(&id, r),
         };
         // Answered first: the count may cut the miner off (see `Events::invalid`).
-        let refuse = |message: &str| {
-            self.reply_error(&id, message);
-            shared.events.invalid(self, message);
-        };
-        if p.job_id.is_empty() {
-            return refuse("Missing job id");
-        }
-        let Some(nonce) = parse_nonce(&p.nonce) else {
-            return refuse("Invalid nonce");
-        };
-        let Some(share_diff) = result_difficulty(&p.result) else {
-            return refuse("Invalid result");
+        let (nonce, share_diff) = match check_submit(&p.job_id, &p.nonce, &p.result) {
+            Ok(f) => (f.nonce, f.share_diff),
+            Err(r) => {
+                self.reply_error(&id, r);
+                shared.events.invalid(self, r.message());
+                return;
+            }
         };
         let share = SubmittedShare {
             id,
@@ -326,65 +268,82 @@ impl Miner {
     }
 }
 
-/// A submit that passed the session's own checks (RFC §6.2 steps 1–3), for the splitter.
-pub(crate) struct SubmittedShare {
-    /// The request id to answer under.
-    pub(crate) id: Id,
-    /// The submit's params as sent.
-    pub(crate) params: SubmitParams,
-    /// The 4 nonce bytes, blob order (little-endian).
-    pub(crate) nonce: [u8; 4],
-    /// The difficulty the share's `result` hash meets.
-    pub(crate) share_diff: u64,
-    /// The miner's custom difficulty; 0 = none (RFC §14).
-    pub(crate) custom_diff: u64,
-}
-
-/// Splits a `WALLET+DIFF` login into the wallet and the custom difficulty (RFC §14):
-/// `"W+50000"` → `("W", 50000)`; anything else → the login unchanged and 0.
-pub(crate) fn split_custom_diff(login: &str) -> (&str, u64) {
-    match login.rsplit_once('+') {
-        Some((user, diff))
-            if !user.is_empty() && !diff.is_empty() && diff.bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            (user, diff.parse().unwrap_or(0))
-        }
-        _ => (login, 0),
-    }
-}
-
-fn session_matches(session: Option<Uuid>, given: &str) -> bool {
-    session.is_some_and(|s| Uuid::parse_str(given).is_ok_and(|g| g == s))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{split_custom_diff, ShareTally};
-
-    #[test]
-    fn the_share_tally_halves_at_its_limit_and_keeps_the_ratio() {
-        let mut t = ShareTally::default();
-        for i in 0..200_000u32 {
-            t.count(i % 4 != 0);
-        }
-        assert!(t.valid >= u16::MAX / 2, "{t:?}");
-        let ratio = f64::from(t.invalid) / (f64::from(t.valid) + f64::from(t.invalid));
-        assert!((ratio - 0.25).abs() < 0.01, "{t:?}");
+impl WorkerSource for Arc<Miner> {
+    fn ip(&self) -> IpAddr {
+        self.peer.ip()
     }
 
-    #[test]
-    fn custom_diff_suffix() {
-        // RFC §22 customdiff cases.
-        assert_eq!(split_custom_diff("WALLET+50000"), ("WALLET", 50000));
-        assert_eq!(split_custom_diff("WALLET+abc"), ("WALLET+abc", 0));
-        assert_eq!(split_custom_diff("WALLET"), ("WALLET", 0));
-        assert_eq!(split_custom_diff("WALLET+"), ("WALLET+", 0));
-        assert_eq!(split_custom_diff("+500"), ("+500", 0));
-        assert_eq!(split_custom_diff("a+b+700"), ("a+b", 700));
-        assert_eq!(
-            split_custom_diff("W+99999999999999999999999"),
-            ("W", 0),
-            "overflow is no difficulty"
+    fn worker_slot(&self) -> &AtomicU64 {
+        &self.worker
+    }
+
+    fn worker_name(&self, mode: WorkersMode) -> Option<(Arc<str>, bool)> {
+        let st = self.state();
+        let name = worker_name(mode, st.login.as_deref()?, self.peer.ip())?;
+        let live = matches!(
+            st.session.phase(),
+            MinerPhase::WaitReady | MinerPhase::Ready
         );
+        Some((name, live))
+    }
+}
+
+impl Subject for Arc<Miner> {
+    fn id(&self) -> MinerId {
+        self.id
+    }
+
+    fn user_agent(&self) -> Option<(Arc<str>, Arc<str>)> {
+        let st = self.state();
+        st.login
+            .as_deref()
+            .map(|l| (l.user.clone(), l.agent.clone()))
+    }
+
+    fn traffic(&self) -> (u64, u64) {
+        (
+            self.rx.load(std::sync::atomic::Ordering::Relaxed),
+            self.tx.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    fn count_share(&self, valid: bool) -> ShareTally {
+        self.state().session.count_share(valid)
+    }
+
+    fn fail(&self, why: &'static str) -> bool {
+        Miner::fail(self, why)
+    }
+}
+
+impl Downstream for Arc<Miner> {
+    fn set_route(&self, route: Route) {
+        self.state().session.set_route(route);
+    }
+
+    fn take_route(&self) -> Option<Route> {
+        self.state().session.take_route()
+    }
+
+    fn job_params(&self) -> (Option<u8>, u64) {
+        let st = self.state();
+        let fixed = st.session.route().and_then(|r| r.fixed_byte);
+        (fixed, st.session.custom_diff())
+    }
+
+    fn on_job(&self, pool_difficulty: u64) -> JobFor {
+        self.state().session.on_job(pool_difficulty)
+    }
+
+    fn send_line(&self, line: Vec<u8>) {
+        Miner::send_line(self, line);
+    }
+
+    fn send(&self, chunks: &[Bytes]) {
+        Miner::send(self, chunks);
+    }
+
+    fn reply(&self, id: &Id, result: Result<(), &str>) {
+        Miner::reply(self, id, result);
     }
 }

@@ -10,27 +10,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
-use pool_client::UpstreamState;
-
 use crate::miner::{Miner, MinerId, MinerPhase};
+use crate::splitter::UpstreamInfo;
 use crate::stats::{LatencyHistogram, StatsSummary};
 use crate::workers::WorkersSnapshot;
 use crate::{lock, Monitor, Shared};
-
-/// One upstream pool connection, for monitoring.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamInfo {
-    /// Process-unique id of the connection (the mapper), from 1, in opening order.
-    pub id: u64,
-    /// Connection state.
-    pub state: UpstreamState,
-    /// `host:port` of the pool it last logged in to; `None` before the first login.
-    pub pool: Option<String>,
-    /// Miners on it now.
-    pub miners: usize,
-    /// The pool is a Monero daemon (`"daemon": true`).
-    pub daemon: bool,
-}
 
 /// One miner connection at one moment (`GET /1/miners`). Its password is not included.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,8 +99,8 @@ fn snapshot(m: &Miner) -> MinerSnapshot {
         peer: m.peer,
         tx: m.tx.load(Relaxed),
         rx: m.rx.load(Relaxed),
-        state: st.phase,
-        diff: st.diff,
+        state: st.session.phase(),
+        diff: st.session.diff(),
         user: login.map(|l| l.user.to_string()),
         rig_id: login.and_then(|l| l.rig_id.as_deref().map(String::from)),
         agent: login.map(|l| l.agent.to_string()),

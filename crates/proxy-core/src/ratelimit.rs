@@ -35,17 +35,17 @@ use governor::nanos::Nanos;
 use governor::state::keyed::DashMapStateStore;
 use governor::Quota;
 
-pub use governor::clock::{Clock, FakeRelativeClock, MonotonicClock};
+pub(crate) use governor::clock::{Clock, MonotonicClock};
 
 use crate::config::RateLimit;
 use crate::lock;
 
 /// Longest ban honoured; a longer `ban-duration` is cut to this (10 years).
-pub const MAX_BAN: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+pub(crate) const MAX_BAN: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// What to do with a new connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Within the limit, or limiting is off: serve it.
     Allow,
     /// Refused: its IP is banned, or (with `ban-duration: 0`) its bucket is empty.
@@ -57,7 +57,8 @@ pub enum Decision {
 
 impl Decision {
     /// True for [`Decision::Allow`].
-    pub fn is_allowed(self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_allowed(self) -> bool {
         self == Decision::Allow
     }
 }
@@ -81,7 +82,7 @@ struct Inner<C: Clock> {
 
 /// Per-IP connection rate limiter with bans; cheap to share (`&self` everywhere, internally
 /// synchronised). Generic over the clock so tests can move time.
-pub struct RateLimiter<C: Clock + Clone = MonotonicClock> {
+pub(crate) struct RateLimiter<C: Clock + Clone = MonotonicClock> {
     clock: C,
     /// `None` while there is neither a limit nor a ban.
     inner: ArcSwapOption<Inner<C>>,
@@ -98,7 +99,7 @@ impl<C: Clock + Clone> fmt::Debug for RateLimiter<C> {
 impl RateLimiter<MonotonicClock> {
     /// A limiter with the given settings (RFC §17: new connections a minute per IP, ban
     /// length in seconds) on the system's monotonic clock.
-    pub fn new(settings: &RateLimit) -> Self {
+    pub(crate) fn new(settings: &RateLimit) -> Self {
         Self::with_clock(settings, MonotonicClock)
     }
 }
@@ -106,7 +107,7 @@ impl RateLimiter<MonotonicClock> {
 impl<C: Clock + Clone> RateLimiter<C> {
     /// A limiter with the given settings (RFC §17), reading time from `clock` (a test clock
     /// in tests).
-    pub fn with_clock(settings: &RateLimit, clock: C) -> Self {
+    pub(crate) fn with_clock(settings: &RateLimit, clock: C) -> Self {
         let inner = Self::build(settings, &clock);
         Self {
             clock,
@@ -133,7 +134,7 @@ impl<C: Clock + Clone> RateLimiter<C> {
     /// Bans `ip` for `ban-duration` from now (a miner of it was cut off for invalid shares):
     /// its new connections are refused until then; connections already open stay. Returns
     /// the ban's length, `None` when `ban-duration` is 0 (nothing is banned).
-    pub fn ban(&self, ip: IpAddr) -> Option<Duration> {
+    pub(crate) fn ban(&self, ip: IpAddr) -> Option<Duration> {
         let guard = self.inner.load();
         let inner = guard.as_ref().filter(|i| !i.ban.is_zero())?;
         let until = self.clock.now() + Nanos::from(inner.ban);
@@ -142,7 +143,7 @@ impl<C: Clock + Clone> RateLimiter<C> {
     }
 
     /// The settings in force.
-    pub fn settings(&self) -> RateLimit {
+    pub(crate) fn settings(&self) -> RateLimit {
         self.inner
             .load()
             .as_ref()
@@ -152,7 +153,7 @@ impl<C: Clock + Clone> RateLimiter<C> {
 
     /// Counts a new connection from `ip` and says whether to serve it. IPv4 addresses mapped
     /// into IPv6 (a dual-stack listener) count as the IPv4 address.
-    pub fn check(&self, ip: IpAddr) -> Decision {
+    pub(crate) fn check(&self, ip: IpAddr) -> Decision {
         let guard = self.inner.load();
         let Some(inner) = guard.as_ref() else {
             return Decision::Allow;
@@ -183,7 +184,8 @@ impl<C: Clock + Clone> RateLimiter<C> {
     }
 
     /// True while `ip` is banned.
-    pub fn is_banned(&self, ip: IpAddr) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_banned(&self, ip: IpAddr) -> bool {
         let guard = self.inner.load();
         let Some(inner) = guard.as_ref() else {
             return false;
@@ -199,7 +201,7 @@ impl<C: Clock + Clone> RateLimiter<C> {
     /// stay, shortened to the new `ban-duration` from now when that is shorter, and are lifted
     /// when the new settings have no ban. (The invalid-share keys are not the limiter's: a
     /// change of only those changes nothing here.)
-    pub fn reconfigure(&self, settings: &RateLimit) {
+    pub(crate) fn reconfigure(&self, settings: &RateLimit) {
         let old = self.inner.load_full();
         let same = |a: &RateLimit| {
             a.max_connections_per_minute == settings.max_connections_per_minute
@@ -233,7 +235,7 @@ impl<C: Clock + Clone> RateLimiter<C> {
 
     /// Forgets what no longer matters: IPs whose bucket has refilled completely (they are
     /// indistinguishable from new ones) and ended bans. Call it every few seconds to minutes.
-    pub fn housekeep(&self) {
+    pub(crate) fn housekeep(&self) {
         let guard = self.inner.load();
         let Some(inner) = guard.as_ref() else {
             return;
@@ -250,7 +252,8 @@ impl<C: Clock + Clone> RateLimiter<C> {
 
     /// How many IPs the limiter holds state for (buckets not yet full again, bans), for
     /// monitoring and tests. Approximate while connections are being checked.
-    pub fn tracked_ips(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn tracked_ips(&self) -> usize {
         let guard = self.inner.load();
         let Some(inner) = guard.as_ref() else {
             return 0;
@@ -265,7 +268,7 @@ impl<C: Clock + Clone> RateLimiter<C> {
 /// connection is to be cut off: `invalid-shares` is not 0, `invalid >= invalid-shares`, and
 /// `invalid` is at least `invalid-percent` % of `valid + invalid`. Pure; called on each
 /// invalid share.
-pub fn invalid_share_limit_reached(settings: &RateLimit, valid: u64, invalid: u64) -> bool {
+pub(crate) fn invalid_share_limit_reached(settings: &RateLimit, valid: u64, invalid: u64) -> bool {
     settings.invalid_shares > 0
         && invalid >= u64::from(settings.invalid_shares)
         && u128::from(invalid) * 100
@@ -275,6 +278,7 @@ pub fn invalid_share_limit_reached(settings: &RateLimit, valid: u64, invalid: u6
 #[cfg(test)]
 mod tests {
     use super::*;
+    use governor::clock::FakeRelativeClock;
 
     fn limits(per_minute: u32, ban: u64) -> RateLimit {
         RateLimit {

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use nonce_split::{JobMatch, NonceStorage};
 use pool_client::{FailoverOptions, Share, ShareError, Upstream, UpstreamListener, UpstreamState};
 use stratum_proto::cryptonote::{encode_login_ok, JobLine};
 use stratum_proto::{difficulty_to_target, Id, Job};
@@ -23,33 +22,78 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Mode};
 use crate::events::Events;
+use crate::events::Subject;
 use crate::fanout::{way_of, Fanout};
 use crate::lock;
-use crate::miner::{Miner, MinerPhase, SubmittedShare};
-use crate::seen::SeenShares;
+use stratum_proto::cryptonote::SubmitParams;
+use stratum_session::{
+    effective_difficulty, Channel, ChannelJob, Checked, JobFor, Refusal, ShareIn,
+};
 
-/// NiceHash: miners per upstream connection (one per value of the fixed byte).
-pub const NICEHASH_SLOTS: usize = 256;
+pub use stratum_session::{NICEHASH_SLOTS, SEEN_NONCES_PER_JOB};
 
 /// How long an empty NiceHash mapper is kept before its pool connection is closed.
 pub const EMPTY_MAPPER_TTL: Duration = Duration::from_secs(60);
 
-/// Nonces remembered per upstream job and kind (forwarded, answered locally) to refuse
-/// duplicate shares: the latest 2048 of each kind always, at most 4096 (48 KB of heap at
-/// most, measured after a million distinct nonces), see [`nonce_split::SeenNonces`]. An
-/// upstream keeps two jobs (current and previous), so at most 4 × 4096 nonces (under
-/// 200 KB), whatever its miners send.
-pub const SEEN_NONCES_PER_JOB: usize = 4096;
-
 /// The error a repeated share (same job, same nonce) is answered with; it is not forwarded.
-pub const DUPLICATE_SHARE: &str = "Duplicate share";
+pub const DUPLICATE_SHARE: &str = Refusal::Duplicate.message();
+
+/// The proxy's clock as a `std` instant, for the sans-IO channel: tokio's clock, so that a
+/// paused test clock drives mapper idle times and share latencies too.
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
 
 /// Where a logged-in miner's shares go.
-#[derive(Clone)]
-pub(crate) struct Route {
-    pub(crate) mapper: Arc<Mapper>,
+pub(crate) struct Route<M: Downstream> {
+    pub(crate) mapper: Arc<Mapper<M>>,
     /// The NiceHash fixed byte; `None` in simple mode.
     pub(crate) fixed_byte: Option<u8>,
+}
+
+impl<M: Downstream> Clone for Route<M> {
+    fn clone(&self) -> Self {
+        Self {
+            mapper: self.mapper.clone(),
+            fixed_byte: self.fixed_byte,
+        }
+    }
+}
+
+/// What the splitter needs of a miner connection (implemented by the driver's miner): the
+/// job and route steps of its sans-IO session, and the writes of answers and jobs, each
+/// straight to the miner's socket or its bounded outbox. The splitter never names the
+/// miner type, so that the miner (its socket, its session) depends on the splitter and not
+/// the other way round.
+pub(crate) trait Downstream: Subject + Clone + Send + Sync + Sized + 'static {
+    /// Routes the miner to `route` (its upstream took it).
+    fn set_route(&self, route: Route<Self>);
+    /// Takes the miner's route away; `None` the second time.
+    fn take_route(&self) -> Option<Route<Self>>;
+    /// The fixed byte of its route and its custom difficulty (0 = none).
+    fn job_params(&self) -> (Option<u8>, u64);
+    /// A job at the pool's difficulty for the miner's session (`Session::on_job`).
+    fn on_job(&self, pool_difficulty: u64) -> JobFor;
+    /// Writes one encoded line.
+    fn send_line(&self, line: Vec<u8>);
+    /// Writes one line given as chunks (a patched `JobLine`).
+    fn send(&self, chunks: &[Bytes]);
+    /// Answers request `id`: `{"status":"OK"}` or an error with the message.
+    fn reply(&self, id: &Id, result: Result<(), &str>);
+}
+
+/// A submit that passed the session's own checks (RFC §6.2 steps 1–3), for the splitter.
+pub(crate) struct SubmittedShare {
+    /// The request id to answer under.
+    pub(crate) id: Id,
+    /// The submit's params as sent.
+    pub(crate) params: SubmitParams,
+    /// The 4 nonce bytes, blob order (little-endian).
+    pub(crate) nonce: [u8; 4],
+    /// The difficulty the share's `result` hash meets.
+    pub(crate) share_diff: u64,
+    /// The miner's custom difficulty; 0 = none (RFC §14).
+    pub(crate) custom_diff: u64,
 }
 
 /// Counts of upstream connections by state (RFC §5 `UpstreamStats`).
@@ -65,6 +109,21 @@ pub struct UpstreamCounts {
     pub total: u64,
 }
 
+/// One upstream pool connection, for monitoring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamInfo {
+    /// Process-unique id of the connection (the mapper), from 1, in opening order.
+    pub id: u64,
+    /// Connection state.
+    pub state: UpstreamState,
+    /// `host:port` of the pool it last logged in to; `None` before the first login.
+    pub pool: Option<String>,
+    /// Miners on it now.
+    pub miners: usize,
+    /// The pool is a Monero daemon (`"daemon": true`).
+    pub daemon: bool,
+}
+
 /// A job as sent to this mapper's miners, encoded once. Shared, so that the fan-out runs
 /// without the mapper's lock.
 struct JobInfo {
@@ -76,9 +135,15 @@ struct JobInfo {
     /// The `job` notification at each custom difficulty in use (RFC §14), encoded on first
     /// use.
     custom_lines: Mutex<HashMap<u64, JobLine>>,
-    /// The nonces submitted for this job; ends with the job (when it leaves current and
-    /// previous).
-    seen: Mutex<SeenShares>,
+}
+
+impl ChannelJob for JobInfo {
+    fn job(&self) -> &Job {
+        &self.job
+    }
+    fn difficulty(&self) -> u64 {
+        self.difficulty
+    }
 }
 
 impl JobInfo {
@@ -88,22 +153,6 @@ impl JobInfo {
             line: JobLine::new(&job),
             job,
             custom_lines: Mutex::new(HashMap::new()),
-            seen: Mutex::new(SeenShares::new(SEEN_NONCES_PER_JOB)),
-        }
-    }
-
-    /// Remembers a share's nonce for this job; false for a duplicate (see [`SeenShares`]).
-    fn remember(&self, nonce: [u8; 4], local: bool) -> bool {
-        lock(&self.seen).remember(nonce, local)
-    }
-
-    /// Takes over the nonces seen for `old` when it is the same job again (a pool that
-    /// resends a job id, e.g. with a new target): the work is the same, so are duplicates.
-    fn inherit_seen(&self, old: &JobInfo) {
-        if old.job.job_id == self.job.job_id && old.job.blob == self.job.blob {
-            let taken =
-                std::mem::replace(&mut *lock(&old.seen), SeenShares::new(SEEN_NONCES_PER_JOB));
-            *lock(&self.seen) = taken;
         }
     }
 
@@ -139,119 +188,72 @@ impl JobInfo {
     }
 }
 
-/// The difficulty a miner works at: its custom difficulty when set and below the pool's,
-/// else the pool's (RFC §14: a custom difficulty above the pool's is ignored).
-pub(crate) fn effective_difficulty(custom: u64, pool: u64) -> u64 {
-    if custom > 0 && custom < pool {
-        custom
-    } else {
-        pool
-    }
-}
-
-struct Pending {
-    miner: Arc<Miner>,
+/// What the driver keeps per share in flight: who to answer, and what to credit.
+struct Pending<M> {
+    miner: M,
     id: Id,
     difficulty: u64,
     /// The difficulty the share's hash met (for the best-shares list).
     share_diff: u64,
-    sent: Instant,
 }
 
-struct MapperState {
-    storage: NonceStorage,
-    /// Miner per slot; 256 entries in NiceHash mode, 1 in simple mode.
-    miners: Vec<Option<Arc<Miner>>>,
-    active_miners: usize,
-    job: Option<Arc<JobInfo>>,
-    prev: Option<Arc<JobInfo>>,
-    session: u64,
-    pending: std::collections::HashMap<u64, Pending>,
-    next_seq: u64,
+struct MapperState<M> {
+    /// The protocol state: slots, jobs, duplicates, shares in flight.
+    channel: Channel<M, JobInfo, Pending<M>>,
     upstream_state: UpstreamState,
     daemon: bool,
     /// `host:port` of the pool of the latest login (monitoring).
     pool: Option<String>,
-    empty_since: Option<Instant>,
 }
 
 /// One upstream connection and the miners on it (RFC §8.2 `NonceMapper`, §9 `SimpleMapper`).
-pub(crate) struct Mapper {
+pub(crate) struct Mapper<M: Downstream> {
     pub(crate) id: u64,
-    nicehash: bool,
     upstream: OnceLock<Upstream>,
     cancel: CancellationToken,
     config: Arc<ArcSwap<Config>>,
     events: Arc<Events>,
     fanout: Arc<Fanout>,
-    state: Mutex<MapperState>,
+    state: Mutex<MapperState<M>>,
 }
 
-impl Mapper {
-    fn st(&self) -> MutexGuard<'_, MapperState> {
+impl<M: Downstream> Mapper<M> {
+    fn st(&self) -> MutexGuard<'_, MapperState<M>> {
         lock(&self.state)
     }
 
     /// Puts `miner` in a free slot; false when the mapper is full.
-    fn try_add(self: &Arc<Self>, miner: &Arc<Miner>) -> bool {
+    fn try_add(self: &Arc<Self>, miner: &M) -> bool {
         let mut st = self.st();
-        let fixed_byte = if self.nicehash {
-            match st.storage.add(miner.id) {
-                Some(b) => Some(b),
-                None => return false,
-            }
-        } else {
-            if st.active_miners > 0 {
-                return false;
-            }
-            None
+        let Some(fixed_byte) = st.channel.add(miner.id(), miner.clone()) else {
+            return false;
         };
-        let index = usize::from(fixed_byte.unwrap_or(0));
-        st.miners[index] = Some(miner.clone());
-        st.active_miners += 1;
-        st.empty_since = None;
-        miner.state().route = Some(Route {
+        miner.set_route(Route {
             mapper: self.clone(),
             fixed_byte,
         });
-        if let Some(info) = st.job.as_deref() {
+        if let Some(info) = st.channel.job() {
             let config = self.config.load();
             deliver(info, miner, fixed_byte, &extensions(&config));
         }
         true
     }
 
-    fn remove(&self, miner: &Miner, fixed_byte: Option<u8>) {
-        let mut st = self.st();
-        let index = usize::from(fixed_byte.unwrap_or(0));
-        let owns = st.miners[index].as_ref().is_some_and(|m| m.id == miner.id);
-        if !owns {
-            return;
-        }
-        st.miners[index] = None;
-        if let Some(b) = fixed_byte {
-            st.storage.remove(miner.id, b);
-        }
-        st.active_miners -= 1;
-        if st.active_miners == 0 {
-            st.empty_since = Some(Instant::now());
-        }
+    fn remove(&self, miner: &M, fixed_byte: Option<u8>) {
+        self.st().channel.remove(miner.id(), fixed_byte, now());
     }
 
     /// The job as this miner should see it (blob patched), for `getjob`.
-    pub(crate) fn job_for(&self, miner: &Miner) -> Option<Job> {
-        let (fixed, custom) = {
-            let st = miner.state();
-            (st.route.as_ref().and_then(|r| r.fixed_byte), st.custom_diff)
-        };
+    pub(crate) fn job_for(&self, miner: &M) -> Option<Job> {
+        let (fixed, custom) = miner.job_params();
         let st = self.st();
-        st.job
-            .as_ref()
+        st.channel
+            .job()
             .map(|info| info.job_for(effective_difficulty(custom, info.difficulty), fixed))
     }
 
     /// Checks a share against the mapper's jobs and forwards it (RFC §6.2 step 4, §8.2).
-    pub(crate) fn submit(&self, miner: &Arc<Miner>, fixed_byte: Option<u8>, share: SubmittedShare) {
+    pub(crate) fn submit(&self, miner: &M, fixed_byte: Option<u8>, share: SubmittedShare) {
         let SubmittedShare {
             id,
             params: p,
@@ -260,60 +262,46 @@ impl Mapper {
             custom_diff,
         } = share;
         // Answered first: the count may cut the miner off (see `Events::invalid`).
-        let refuse = |message: &str| {
-            miner.reply(&id, Err(message));
-            self.events.invalid(miner, message);
+        let refuse = |r: Refusal| {
+            miner.reply(&id, Err(r.message()));
+            self.events.invalid(miner, r.message());
         };
         let mut st = self.st();
-        let (info, expired) = match st.storage.job_match(&p.job_id) {
-            JobMatch::Current => (st.job.as_ref(), false),
-            JobMatch::Previous => (st.prev.as_ref(), true),
-            JobMatch::Unknown => (None, false),
-        };
-        let Some(info) = info else {
-            drop(st);
-            return refuse(crate::events::STALE_JOB);
-        };
-        if let Some(fb) = fixed_byte {
-            if nonce_split::nonce_fixed_byte(nonce) != fb {
+        let checked = st.channel.check_share(
+            fixed_byte,
+            &ShareIn {
+                job_id: &p.job_id,
+                nonce,
+                share_diff,
+                algo: p.algo.as_deref(),
+                custom_diff,
+            },
+        );
+        let (seq, session, expired, difficulty, pool_difficulty) = match checked {
+            Err(r) => {
                 drop(st);
-                return refuse("Invalid nonce; is miner not compatible with NiceHash?");
+                return refuse(r);
             }
-        }
-        if let (Some(share_algo), Some(job_algo)) = (p.algo.as_deref(), info.job.algo.as_deref()) {
-            if share_algo != job_algo {
+            Ok(Checked::Local { difficulty }) => {
                 drop(st);
-                return refuse("Incorrect algorithm");
+                miner.reply(&id, Ok(()));
+                self.events.accept_local(miner, difficulty);
+                return;
             }
-        }
-        let pool_difficulty = info.difficulty;
-        let difficulty = effective_difficulty(custom_diff, pool_difficulty);
-        if share_diff < difficulty {
-            drop(st);
-            return refuse("Low difficulty share");
-        }
-        // A repeat of a share already answered (same job, same nonce) is refused and never
-        // forwarded, local or not (issue 10 item 3).
-        if !info.remember(nonce, share_diff < pool_difficulty) {
-            drop(st);
-            return refuse(DUPLICATE_SHARE);
-        }
-        if share_diff < pool_difficulty {
-            // Met the miner's lowered target but not the pool's: answered here, never
-            // forwarded (RFC §14).
-            drop(st);
-            miner.reply(&id, Ok(()));
-            self.events.accept_local(miner, difficulty);
-            return;
-        }
+            Ok(Checked::Forward {
+                seq,
+                session,
+                expired,
+                difficulty,
+                pool_difficulty,
+            }) => (seq, session, expired, difficulty, pool_difficulty),
+        };
         let Some(upstream) = self.upstream.get() else {
             drop(st);
             let reason = ShareError::NotConnected.to_string();
             self.events.reject(miner, &reason);
             return miner.reply(&id, Err(&reason));
         };
-        let seq = st.next_seq;
-        st.next_seq += 1;
         let config = self.config.load();
         let algo = if config.algo_ext { p.algo } else { None };
         // With custom-diff-stats every share counts at the miner's difficulty, local or
@@ -325,21 +313,21 @@ impl Mapper {
             pool_difficulty
         };
         let share = Share {
-            session: st.session,
+            session,
             job_id: p.job_id,
             nonce: p.nonce,
             result: p.result,
             algo,
         };
-        st.pending.insert(
+        st.channel.add_pending(
             seq,
             Pending {
                 miner: miner.clone(),
                 id,
                 difficulty: credited,
                 share_diff,
-                sent: Instant::now(),
             },
+            now(),
         );
         // Sent without the mapper's lock (the pool write may happen right here); the pending
         // entry is in place and counted in flight first, so the pool's answer always finds it.
@@ -353,8 +341,8 @@ impl Mapper {
             }
             Err(e) => {
                 self.events.stats.in_flight.fetch_sub(1, Relaxed);
-                let p = self.st().pending.remove(&seq);
-                if let Some(p) = p {
+                let p = self.st().channel.on_result(seq, now());
+                if let Some((p, _)) = p {
                     let reason = e.to_string();
                     self.events.reject(&p.miner, &reason);
                     p.miner.reply(&p.id, Err(&reason));
@@ -380,31 +368,31 @@ fn extensions(config: &Config) -> Vec<&'static str> {
 
 /// Sends a job to one miner: the deferred login reply if it is still waiting for its first
 /// job, else a `job` notification.
-fn deliver(info: &JobInfo, miner: &Arc<Miner>, fixed_byte: Option<u8>, extensions: &[&str]) {
-    let mut st = miner.state();
-    let difficulty = effective_difficulty(st.custom_diff, info.difficulty);
-    match st.phase {
-        MinerPhase::WaitReady => {
-            let (Some(id), Some(session)) = (st.login_id.take(), st.session) else {
-                return;
-            };
-            st.phase = MinerPhase::Ready;
-            st.diff = difficulty;
-            drop(st);
+fn deliver<M: Downstream>(info: &JobInfo, miner: &M, fixed_byte: Option<u8>, extensions: &[&str]) {
+    let what = miner.on_job(info.difficulty);
+    match what {
+        JobFor::LoginReply {
+            request_id,
+            session,
+            difficulty,
+        } => {
             let job = info.job_for(difficulty, fixed_byte);
             let session = session.to_string();
-            miner.send_line(encode_login_ok(&id, &session, Some(&job), extensions));
+            miner.send_line(encode_login_ok(
+                &request_id,
+                &session,
+                Some(&job),
+                extensions,
+            ));
         }
-        MinerPhase::Ready => {
-            st.diff = difficulty;
-            drop(st);
+        JobFor::Job { difficulty } => {
             miner.send(&info.parts_for(difficulty, fixed_byte));
         }
-        MinerPhase::WaitLogin | MinerPhase::Closing => {}
+        JobFor::Nothing => {}
     }
 }
 
-impl UpstreamListener for Mapper {
+impl<M: Downstream> UpstreamListener for Mapper<M> {
     fn on_job(&self, job: Job, session: u64) {
         let config = self.config.load();
         let mut job = job;
@@ -417,22 +405,13 @@ impl UpstreamListener for Mapper {
         // it, so logins and shares on this upstream go on meanwhile. A miner added after the
         // list was taken got this job when it was added.
         let ways = self.fanout.ways();
-        let mut batches: Vec<Vec<(Arc<Miner>, Option<u8>)>> = vec![Vec::new(); ways];
+        let mut batches: Vec<Vec<(M, Option<u8>)>> = vec![Vec::new(); ways];
         {
             let mut st = self.st();
-            let same_pool = session == st.session;
-            st.session = session;
-            st.storage.set_job(&info.job.job_id, same_pool);
-            let old = st.job.replace(info.clone());
-            if let Some(old) = old.as_deref().filter(|_| same_pool) {
-                info.inherit_seen(old);
-            }
-            st.prev = if same_pool { old } else { None };
-            for (slot, m) in st.miners.iter().enumerate() {
-                if let Some(m) = m {
-                    let fixed = self.nicehash.then(|| u8::try_from(slot).unwrap_or(0));
-                    batches[way_of(slot, ways)].push((m.clone(), fixed));
-                }
+            st.channel.on_job(info.clone(), session);
+            for (fixed, m) in st.channel.miners() {
+                let slot = usize::from(fixed.unwrap_or(0));
+                batches[way_of(slot, ways)].push((m.clone(), fixed));
             }
         }
         let mine = std::mem::take(&mut batches[0]);
@@ -459,9 +438,9 @@ impl UpstreamListener for Mapper {
     fn on_result(&self, seq: u64, result: Result<(), ShareError>) {
         let (p, daemon) = {
             let mut st = self.st();
-            (st.pending.remove(&seq), st.daemon)
+            (st.channel.on_result(seq, now()), st.daemon)
         };
-        let Some(p) = p else { return };
+        let Some((p, latency)) = p else { return };
         let stats = &self.events.stats;
         stats.in_flight.fetch_sub(1, Relaxed);
         match result {
@@ -471,11 +450,11 @@ impl UpstreamListener for Mapper {
                 }
                 p.miner.reply(&p.id, Ok(()));
                 self.events
-                    .accept(&p.miner, p.difficulty, p.share_diff, p.sent.elapsed());
+                    .accept(&p.miner, p.difficulty, p.share_diff, latency);
             }
             Err(e) => {
                 let reason = e.to_string();
-                tracing::debug!(miner = p.miner.id, ?reason, "share rejected");
+                tracing::debug!(miner = p.miner.id(), ?reason, "share rejected");
                 p.miner.reply(&p.id, Err(&reason));
                 let verdict =
                     matches!(&e, ShareError::Rejected(m) if !pool_client::is_session_ending(m));
@@ -496,9 +475,7 @@ impl UpstreamListener for Mapper {
         if state != UpstreamState::Active {
             // The session ended and its jobs with it: a share for one of them is refused
             // here at once (`Invalid job id`), never sent to the next session.
-            st.storage.clear_jobs();
-            st.job = None;
-            st.prev = None;
+            st.channel.on_session_end();
         }
         if let Some(i) = pool {
             let config = self.config.load();
@@ -530,9 +507,9 @@ fn failover_options(config: &Config) -> FailoverOptions {
 }
 
 /// Spreads miners over mappers (RFC §8.1 `NonceSplitter`, §9 `SimpleSplitter`).
-pub(crate) struct Splitter {
+pub(crate) struct Splitter<M: Downstream> {
     mode: Mode,
-    mappers: Mutex<Vec<Arc<Mapper>>>,
+    mappers: Mutex<Vec<Arc<Mapper<M>>>>,
     next_mapper_id: AtomicU64,
     cancel: CancellationToken,
     config: Arc<ArcSwap<Config>>,
@@ -540,7 +517,7 @@ pub(crate) struct Splitter {
     pub(crate) fanout: Arc<Fanout>,
 }
 
-impl Splitter {
+impl<M: Downstream> Splitter<M> {
     /// `fanout_helpers`: threads that write jobs to miners beside the upstream tasks.
     pub(crate) fn new(
         config: Arc<ArcSwap<Config>>,
@@ -559,32 +536,22 @@ impl Splitter {
         }
     }
 
-    fn new_mapper(&self) -> Arc<Mapper> {
+    fn new_mapper(&self) -> Arc<Mapper<M>> {
         let config = self.config.load();
         let id = self.next_mapper_id.fetch_add(1, Relaxed);
         let nicehash = self.mode == Mode::Nicehash;
-        let slots = if nicehash { NICEHASH_SLOTS } else { 1 };
         let mapper = Arc::new(Mapper {
             id,
-            nicehash,
             upstream: OnceLock::new(),
             cancel: self.cancel.child_token(),
             config: self.config.clone(),
             events: self.events.clone(),
             fanout: self.fanout.clone(),
             state: Mutex::new(MapperState {
-                storage: NonceStorage::new(),
-                miners: vec![None; slots],
-                active_miners: 0,
-                job: None,
-                prev: None,
-                session: 0,
-                pending: Default::default(),
-                next_seq: 1,
+                channel: Channel::new(nicehash),
                 upstream_state: UpstreamState::Connecting,
                 daemon: false,
                 pool: None,
-                empty_since: None,
             }),
         });
         let upstream = Upstream::spawn(
@@ -602,8 +569,8 @@ impl Splitter {
     /// upstream connection when all are full (RFC §8.1 `OnLogin`).
     ///
     /// # Errors
-    /// The RFC's `"Proxy is full, try again later"` when no mapper can take the miner.
-    pub(crate) fn on_login(&self, miner: &Arc<Miner>) -> Result<(), &'static str> {
+    /// [`Refusal::ProxyFull`] when no mapper can take the miner.
+    pub(crate) fn on_login(&self, miner: &M) -> Result<(), Refusal> {
         let mut mappers = lock(&self.mappers);
         let reuse = match self.mode {
             Mode::Nicehash => true,
@@ -627,19 +594,19 @@ impl Splitter {
         if added {
             Ok(())
         } else {
-            Err("Proxy is full, try again later")
+            Err(Refusal::ProxyFull)
         }
     }
 
     /// Releases the miner's slot (RFC §8.1 `OnClose`). In simple mode without
     /// `reuse-timeout` the miner's upstream closes at once (RFC §9).
-    pub(crate) fn on_close(&self, miner: &Miner) {
-        let route = miner.state().route.take();
+    pub(crate) fn on_close(&self, miner: &M) {
+        let route = miner.take_route();
         let Some(r) = route else { return };
         r.mapper.remove(miner, r.fixed_byte);
         if self.mode == Mode::Simple && self.config.load().reuse_timeout == 0 {
             lock(&self.mappers).retain(|m| {
-                let done = Arc::ptr_eq(m, &r.mapper) && m.st().active_miners == 0;
+                let done = Arc::ptr_eq(m, &r.mapper) && m.st().channel.miner_count() == 0;
                 if done {
                     m.cancel.cancel();
                 }
@@ -656,10 +623,8 @@ impl Splitter {
         };
         lock(&self.mappers).retain(|m| {
             let st = m.st();
-            let expired = st
-                .empty_since
-                .is_some_and(|t| now.duration_since(t) >= keep)
-                || (st.active_miners == 0 && st.upstream_state == UpstreamState::Stopped);
+            let expired = st.channel.idle_for(keep, now)
+                || (st.channel.miner_count() == 0 && st.upstream_state == UpstreamState::Stopped);
             drop(st);
             if expired {
                 tracing::info!(mapper = m.id, "closing idle upstream connection");
@@ -686,7 +651,7 @@ impl Splitter {
         for m in lock(&self.mappers).iter() {
             let st = m.st();
             match st.upstream_state {
-                UpstreamState::Active if st.active_miners == 0 => c.sleep += 1,
+                UpstreamState::Active if st.channel.miner_count() == 0 => c.sleep += 1,
                 UpstreamState::Active => c.active += 1,
                 _ => c.error += 1,
             }
@@ -696,16 +661,16 @@ impl Splitter {
     }
 
     /// Every upstream connection's state, pool and load, in mapper order (monitoring).
-    pub(crate) fn upstream_details(&self) -> Vec<crate::monitor::UpstreamInfo> {
+    pub(crate) fn upstream_details(&self) -> Vec<UpstreamInfo> {
         lock(&self.mappers)
             .iter()
             .map(|m| {
                 let st = m.st();
-                crate::monitor::UpstreamInfo {
+                UpstreamInfo {
                     id: m.id,
                     state: st.upstream_state,
                     pool: st.pool.clone(),
-                    miners: st.active_miners,
+                    miners: st.channel.miner_count(),
                     daemon: st.daemon,
                 }
             })
@@ -716,7 +681,7 @@ impl Splitter {
     pub(crate) fn mapper_loads(&self) -> Vec<usize> {
         lock(&self.mappers)
             .iter()
-            .map(|m| m.st().active_miners)
+            .map(|m| m.st().channel.miner_count())
             .collect()
     }
 }

@@ -45,19 +45,19 @@ use crate::lock;
 pub const HASHRATE_WINDOWS: [u64; 5] = [60, 600, 3_600, 43_200, 86_400];
 
 /// Buckets per hashrate window (see the module docs).
-pub const WINDOW_BUCKETS: usize = 60;
+pub(crate) const WINDOW_BUCKETS: usize = 60;
 
 /// How many of the most recent pool reply latencies the `latency` median is taken over.
-pub const LATENCY_SAMPLES: usize = 1024;
+pub(crate) const LATENCY_SAMPLES: usize = 1024;
 
 /// Upper bounds, in seconds, of the pool latency histogram's buckets (a `+Inf` bucket
 /// follows).
-pub const LATENCY_BUCKETS: [f64; 12] = [
+pub(crate) const LATENCY_BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
 /// Number of best share difficulties kept.
-pub const BEST_SHARES: usize = 10;
+pub(crate) const BEST_SHARES: usize = 10;
 
 /// One window: the sums of [`WINDOW_BUCKETS`] consecutive buckets, `head` being the index
 /// (time / bucket length) of the newest one.
@@ -116,7 +116,7 @@ impl Ring {
 /// (5 × 60 exact buckets, about 2.4 KiB, no heap): the proxy's totals. Time is whole seconds
 /// since the stats epoch. Worker records use the smaller [`WorkerWindows`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HashrateWindows {
+pub(crate) struct HashrateWindows {
     rings: [Ring; HASHRATE_WINDOWS.len()],
 }
 
@@ -134,12 +134,12 @@ fn bucket_secs(window: usize) -> u64 {
 
 impl HashrateWindows {
     /// Empty windows.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Counts `difficulty` hashes done at second `now`.
-    pub fn add(&mut self, now: u64, difficulty: u64) {
+    pub(crate) fn add(&mut self, now: u64, difficulty: u64) {
         for (i, ring) in self.rings.iter_mut().enumerate() {
             ring.add(now / bucket_secs(i), difficulty);
         }
@@ -147,20 +147,22 @@ impl HashrateWindows {
 
     /// Hashes counted in the window of `window_secs` seconds (one of [`HASHRATE_WINDOWS`]) as
     /// of second `now`; `None` for another length.
-    pub fn hashes(&self, window_secs: u64, now: u64) -> Option<u64> {
+    #[cfg(test)]
+    pub(crate) fn hashes(&self, window_secs: u64, now: u64) -> Option<u64> {
         let i = HASHRATE_WINDOWS.iter().position(|&w| w == window_secs)?;
         Some(self.rings[i].sum(now / bucket_secs(i)))
     }
 
     /// The hashrate in H/s over the window of `window_secs` seconds (one of
     /// [`HASHRATE_WINDOWS`]) as of second `now`; `None` for another length.
-    pub fn hashrate(&self, window_secs: u64, now: u64) -> Option<f64> {
+    #[cfg(test)]
+    pub(crate) fn hashrate(&self, window_secs: u64, now: u64) -> Option<f64> {
         self.hashes(window_secs, now)
             .map(|h| h as f64 / window_secs as f64)
     }
 
     /// The hashrates in H/s of every window of [`HASHRATE_WINDOWS`], in that order.
-    pub fn hashrates(&self, now: u64) -> [f64; HASHRATE_WINDOWS.len()] {
+    pub(crate) fn hashrates(&self, now: u64) -> [f64; HASHRATE_WINDOWS.len()] {
         std::array::from_fn(|i| {
             self.rings[i].sum(now / bucket_secs(i)) as f64 / HASHRATE_WINDOWS[i] as f64
         })
@@ -239,7 +241,7 @@ const _: () = {
 /// whatever the uptime. Time is whole seconds since the stats epoch, up to `u32::MAX` (136
 /// years; later seconds count as that one).
 ///
-/// [`HashrateWindows`] keeps 300 exact buckets (2.4 KiB), which is nothing once per proxy but
+/// `HashrateWindows` keeps 300 exact buckets (2.4 KiB), which is nothing once per proxy but
 /// too much once per worker of a farm. This keeps 29 `f32` bucket sums in four rings, the
 /// 12 h and 24 h windows sharing one:
 ///
@@ -536,12 +538,12 @@ pub struct StatsSummary {
     pub custom_accepted: u64,
     /// Seconds per accepted share: uptime / accepted, 0 before the first.
     pub avg_time: u64,
-    /// Median pool reply latency in ms over the last [`LATENCY_SAMPLES`] accepted shares.
+    /// Median pool reply latency in ms over the last `LATENCY_SAMPLES` accepted shares.
     pub latency: u64,
     /// Hashrates in H/s: the windows of [`HASHRATE_WINDOWS`], then all-time (hashes /
     /// uptime).
     pub hashrate: [f64; 6],
-    /// The [`BEST_SHARES`] highest difficulties of accepted shares (the difficulty of their
+    /// The `BEST_SHARES` highest difficulties of accepted shares (the difficulty of their
     /// result hash, not the job's), highest first, 0 where there are fewer.
     pub best: [u64; BEST_SHARES],
 }
@@ -549,7 +551,7 @@ pub struct StatsSummary {
 /// The pool reply latency histogram, for Prometheus.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LatencyHistogram {
-    /// `(upper bound in seconds, cumulative count)` for each of [`LATENCY_BUCKETS`], then
+    /// `(upper bound in seconds, cumulative count)` for each of `LATENCY_BUCKETS`, then
     /// `(f64::INFINITY, count)`.
     pub buckets: Vec<(f64, u64)>,
     /// Sum of the observed latencies, in seconds.

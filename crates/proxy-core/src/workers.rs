@@ -25,21 +25,37 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use crate::config::WorkersMode;
 use crate::lock;
-use crate::miner::{LoginInfo, Miner, MinerPhase};
+use crate::login::LoginInfo;
 use crate::stats::{WorkerWindows, HASHRATE_WINDOWS};
 
 /// Longest worker name kept, in bytes; longer names are cut (at a character boundary).
-pub const MAX_WORKER_NAME: usize = 256;
+pub(crate) const MAX_WORKER_NAME: usize = 256;
+
+/// [`WorkerSource::worker_slot`] of a miner counted in no record.
+pub(crate) const NO_WORKER: u64 = u64::MAX;
+
+/// What the worker records read of a miner connection (implemented by the driver's miner):
+/// plain data, read under the miner's own lock, never the connection itself.
+pub(crate) trait WorkerSource {
+    /// The miner's IP address.
+    fn ip(&self) -> IpAddr;
+    /// The record the miner is counted in: generation << 32 | index, or [`NO_WORKER`]
+    /// (kept by [`Workers`]).
+    fn worker_slot(&self) -> &AtomicU64;
+    /// The miner's worker name under `mode` (see [`worker_name`]) and whether its
+    /// connection is live (logged in, not closing); `None` without a name.
+    fn worker_name(&self, mode: WorkersMode) -> Option<(Arc<str>, bool)>;
+}
 
 /// The worker name of a miner that logged in with `login` from `ip`, under `mode`; `None`
 /// when workers are disabled. The name is cut to [`MAX_WORKER_NAME`] bytes. A name that
 /// needs no cutting is the login's own shared string (no copy per miner).
-pub fn worker_name(mode: WorkersMode, login: &LoginInfo, ip: IpAddr) -> Option<Arc<str>> {
+pub(crate) fn worker_name(mode: WorkersMode, login: &LoginInfo, ip: IpAddr) -> Option<Arc<str>> {
     let name = match mode {
         WorkersMode::RigId => login.rig_id.as_ref().unwrap_or(&login.user),
         WorkersMode::User => &login.user,
@@ -88,7 +104,7 @@ pub struct WorkerRecord {
 }
 
 impl WorkerRecord {
-    /// A record with no connection and no share yet. `name` is cut to [`MAX_WORKER_NAME`]
+    /// A record with no connection and no share yet. `name` is cut to `MAX_WORKER_NAME`
     /// bytes.
     pub fn new(name: &str, ip: IpAddr) -> Self {
         Self::named(cut_name(&Arc::from(name)), ip)
@@ -249,7 +265,7 @@ pub struct WorkerSummary {
 }
 
 /// Every worker at one moment, in first-seen order, except that a new record may take the
-/// place of a removed one (see [`WorkerLimits`]).
+/// place of a removed one (see `WorkerLimits`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct WorkersSnapshot {
     /// The naming mode in force.
@@ -261,16 +277,16 @@ pub struct WorkersSnapshot {
 /// Name of the record that counts the miners of new workers while all `workers-max`
 /// records are live (no idle record to make room): one record more than the cap, whatever
 /// names come. A miner stays counted in it until it reconnects.
-pub const OVERFLOW_WORKER: &str = "(overflow)";
+pub(crate) const OVERFLOW_WORKER: &str = "(overflow)";
 
 /// Most idle records removed by one expiry pass (one a second, from the proxy's tick): a
 /// mass expiry is spread over several ticks instead of holding the workers lock for all of it
 /// at once.
-pub const EXPIRE_BATCH: usize = 1024;
+pub(crate) const EXPIRE_BATCH: usize = 1024;
 
 /// The bounds on the worker records (config `workers-idle-timeout`, `workers-max`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WorkerLimits {
+pub(crate) struct WorkerLimits {
     /// Seconds a record with no open connection and no share is kept; 0 = no expiry by time.
     pub idle_timeout: u64,
     /// Most records kept, besides the [`OVERFLOW_WORKER`] record.
@@ -279,7 +295,7 @@ pub struct WorkerLimits {
 
 impl WorkerLimits {
     /// The limits of a config.
-    pub fn of(config: &crate::config::Config) -> Self {
+    pub(crate) fn of(config: &crate::config::Config) -> Self {
         Self {
             idle_timeout: config.workers_idle_timeout,
             max: usize::try_from(config.workers_max).unwrap_or(usize::MAX),
@@ -332,34 +348,27 @@ impl Inner {
     /// The record of `miner` under the current mode, counting its connection when it is
     /// still open. `None` when it has no name (not logged in, mode `false`) or when it is
     /// closing and its worker has no record.
-    fn record_of(&mut self, miner: &Miner, now: u64) -> Option<u32> {
+    fn record_of(&mut self, miner: &impl WorkerSource, now: u64) -> Option<u32> {
         if let Some(i) = self.cached(miner) {
             return Some(i);
         }
-        let (name, live) = {
-            let st = miner.state();
-            let name = worker_name(self.mode, st.login.as_deref()?, miner.peer.ip())?;
-            (
-                name,
-                matches!(st.phase, MinerPhase::WaitReady | MinerPhase::Ready),
-            )
-        };
+        let (name, live) = miner.worker_name(self.mode)?;
         let found = self.by_name.get(&*name).copied();
         if !live {
             return found;
         }
         let i = match found {
             Some(i) => i,
-            None => self.insert(name, miner.peer.ip(), now),
+            None => self.insert(name, miner.ip(), now),
         };
         let r = self.record(i);
         if r.connections == 0 {
             let key = (r.last_seen, i);
             self.idle.remove(&key);
         }
-        self.record(i).connect(miner.peer.ip());
+        self.record(i).connect(miner.ip());
         miner
-            .worker
+            .worker_slot()
             .store((u64::from(self.generation) << 32) | u64::from(i), Relaxed);
         Some(i)
     }
@@ -418,8 +427,8 @@ impl Inner {
     }
 
     /// The record index `miner` was counted under in this generation, if any.
-    fn cached(&self, miner: &Miner) -> Option<u32> {
-        let v = miner.worker.load(Relaxed);
+    fn cached(&self, miner: &impl WorkerSource) -> Option<u32> {
+        let v = miner.worker_slot().load(Relaxed);
         let generation = u32::try_from(v >> 32).ok()?;
         (v != NO_WORKER && generation == self.generation)
             .then(|| u32::try_from(v & u64::from(u32::MAX)).ok())
@@ -427,9 +436,6 @@ impl Inner {
             .filter(|&i| self.slots.get(i as usize).is_some_and(Option::is_some))
     }
 }
-
-/// [`Miner::worker`] of a miner counted in no record.
-pub(crate) const NO_WORKER: u64 = u64::MAX;
 
 /// Every worker record of a proxy (the RFC's `Workers`), behind one short lock.
 ///
@@ -495,7 +501,7 @@ impl Workers {
     }
 
     /// After a mode change, counts every live miner of `miners` that is not counted yet.
-    pub(crate) fn resync(&self, miners: &[Arc<Miner>], now: u64) {
+    pub(crate) fn resync(&self, miners: &[impl WorkerSource], now: u64) {
         let mut g = lock(&self.inner);
         if !std::mem::take(&mut g.resync) {
             return;
@@ -511,12 +517,12 @@ impl Workers {
     }
 
     /// A miner logged in at second `now`.
-    pub(crate) fn login(&self, miner: &Miner, now: u64) {
+    pub(crate) fn login(&self, miner: &impl WorkerSource, now: u64) {
         lock(&self.inner).record_of(miner, now);
     }
 
     /// A miner's connection closed at second `now`.
-    pub(crate) fn close(&self, miner: &Miner, now: u64) {
+    pub(crate) fn close(&self, miner: &impl WorkerSource, now: u64) {
         let mut g = lock(&self.inner);
         if let Some(i) = g.cached(miner) {
             g.record(i).disconnect();
@@ -528,10 +534,10 @@ impl Workers {
                 g.idle.insert(key);
             }
         }
-        miner.worker.store(NO_WORKER, Relaxed);
+        miner.worker_slot().store(NO_WORKER, Relaxed);
     }
 
-    fn update(&self, miner: &Miner, now: u64, f: impl FnOnce(&mut WorkerRecord)) {
+    fn update(&self, miner: &impl WorkerSource, now: u64, f: impl FnOnce(&mut WorkerRecord)) {
         let mut g = lock(&self.inner);
         if let Some(i) = g.record_of(miner, now) {
             f(g.record(i));
@@ -540,17 +546,17 @@ impl Workers {
     }
 
     /// An accepted share of `difficulty` at second `now`.
-    pub(crate) fn accept(&self, miner: &Miner, difficulty: u64, now: u64) {
+    pub(crate) fn accept(&self, miner: &impl WorkerSource, difficulty: u64, now: u64) {
         self.update(miner, now, |r| r.on_accept(difficulty, now));
     }
 
     /// A share the pool rejected, at second `now`.
-    pub(crate) fn reject(&self, miner: &Miner, now: u64) {
+    pub(crate) fn reject(&self, miner: &impl WorkerSource, now: u64) {
         self.update(miner, now, WorkerRecord::on_reject);
     }
 
     /// A share the proxy refused, at second `now`.
-    pub(crate) fn invalid(&self, miner: &Miner, now: u64) {
+    pub(crate) fn invalid(&self, miner: &impl WorkerSource, now: u64) {
         self.update(miner, now, WorkerRecord::on_invalid);
     }
 
@@ -577,7 +583,7 @@ impl Workers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::miner::MinerId;
+    use crate::miner::{Miner, MinerId};
 
     const LIMITS: WorkerLimits = WorkerLimits {
         idle_timeout: 0,
@@ -598,12 +604,11 @@ mod tests {
     }
 
     fn miner(id: MinerId, last: u8, info: LoginInfo) -> Arc<Miner> {
-        let m = Arc::new(Miner::detached(id, (ip(last), 40000 + id as u16).into()));
-        let mut st = m.state();
-        st.login = Some(Box::new(info));
-        st.phase = MinerPhase::Ready;
-        drop(st);
-        m
+        Arc::new(Miner::detached_ready(
+            id,
+            (ip(last), 40000 + id as u16).into(),
+            info,
+        ))
     }
 
     #[test]
@@ -686,14 +691,14 @@ mod tests {
         let w = Workers::new(WorkersMode::User, LIMITS);
         let m = miner(1, 1, login("W1", None));
         w.login(&m, 0);
-        m.state().phase = MinerPhase::Closing;
+        m.state().session.close();
         w.close(&m, 0);
         w.accept(&m, 500, 3);
         let s = w.snapshot(3, 0);
         assert_eq!((s.workers[0].connections, s.workers[0].accepted), (0, 1));
         // A closing miner whose worker has no record creates none.
         let other = miner(2, 2, login("W2", None));
-        other.state().phase = MinerPhase::Closing;
+        other.state().session.close();
         w.accept(&other, 500, 3);
         assert_eq!(w.len(), 1);
     }
@@ -708,7 +713,7 @@ mod tests {
             w.login(m, 0);
         }
         w.accept(&a, 100, 1);
-        gone.state().phase = MinerPhase::Closing;
+        gone.state().session.close();
         w.set_mode(WorkersMode::User);
         assert!(w.needs_resync());
         assert_eq!(w.len(), 0);
@@ -774,7 +779,7 @@ mod tests {
     fn visit(w: &Workers, id: MinerId, name: &str, t: u64) {
         let m = miner(id, 1, login(name, None));
         w.login(&m, t);
-        m.state().phase = MinerPhase::Closing;
+        m.state().session.close();
         w.close(&m, t);
     }
 
@@ -836,13 +841,13 @@ mod tests {
         assert_eq!((o.connections, o.accepted), (2, 1));
         // A named record frees up: the next new name takes its place; the overflow's miners
         // stay where they are until they reconnect.
-        live[0].state().phase = MinerPhase::Closing;
+        live[0].state().session.close();
         w.close(&live[0], 3);
         visit(&w, 9, "W9", 4);
         assert_eq!(names(&w), ["W9", "W1", "W2", OVERFLOW_WORKER]);
         assert_eq!(row(&w, OVERFLOW_WORKER).unwrap().connections, 2);
         for m in &live[3..] {
-            m.state().phase = MinerPhase::Closing;
+            m.state().session.close();
             w.close(m, 5);
         }
         assert_eq!(row(&w, OVERFLOW_WORKER).unwrap().connections, 0);
@@ -855,7 +860,7 @@ mod tests {
         let b = miner(2, 2, login("B", None));
         w.login(&a, 0);
         w.login(&b, 0);
-        a.state().phase = MinerPhase::Closing;
+        a.state().session.close();
         w.close(&a, 10);
         assert_eq!(w.expire(109), 0, "idle for 99 s");
         // A share answered after the miner left counts, and restarts the idle time.
@@ -896,7 +901,7 @@ mod tests {
         w.login(&y, 11);
         assert_eq!(names(&w), ["Y", "X"]);
         w.accept(&x, 7, 12);
-        x.state().phase = MinerPhase::Closing;
+        x.state().session.close();
         w.close(&x, 12);
         let (rx, ry) = (row(&w, "X").unwrap(), row(&w, "Y").unwrap());
         assert_eq!((rx.connections, rx.accepted), (0, 1));

@@ -8,8 +8,7 @@
 
 use std::net::IpAddr;
 
-use proxy_core::stats::{WorkerWindows, HASHRATE_WINDOWS};
-use proxy_core::workers::WorkerRecord;
+use proxy_core::{WorkerRecord, WorkerWindows, HASHRATE_WINDOWS};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;

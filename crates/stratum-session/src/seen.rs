@@ -2,7 +2,7 @@
 //!
 //! In NiceHash mode a nonce carries its miner's fixed byte (blob byte 42), so (job, nonce)
 //! identifies a share on an upstream; in simple mode an upstream has one miner. The memory
-//! lives in the job ([`crate::splitter`]'s `JobInfo`) and ends with it, when the job leaves
+//! lives in the [`crate::Channel`] beside its job and ends with it, when the job leaves
 //! the upstream's current and previous jobs.
 
 use nonce_split::SeenNonces;

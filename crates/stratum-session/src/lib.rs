@@ -1,0 +1,39 @@
+//! Sans-IO miner sessions and upstream channels of the proxy (CryptoNote, go-proxy RFC §6,
+//! §8, §9, §14).
+//!
+//! This crate owns the protocol decisions of the share and login paths; `proxy-core` only
+//! moves bytes and time (as `quinn-proto` and `quinn`). It does no I/O, reads no clock
+//! (every `now` is passed in), takes no lock and depends on no async runtime; `cargo xtask
+//! tidy` checks the last.
+//!
+//! - [`session`]: a miner's [`Session`] (its [`Phase`], advanced only there; session id,
+//!   route, custom difficulty, invalid-share tally) and its own checks: the login rules
+//!   ([`check_login`]), the submit fields of RFC §6.2 steps 2–3 ([`check_submit`]), the
+//!   `+DIFF` suffix.
+//! - [`channel`]: one upstream's state ([`Channel`]): slots, current and previous job,
+//!   duplicate memory, the share checks against the jobs and the shares in flight.
+//! - [`Refusal`]: every error message the proxy answers a miner with, once.
+//!
+//! A share's path through it: [`check_submit`] → [`Channel::check_share`] →
+//! [`Checked::Local`] (answered `OK` by the driver) or [`Checked::Forward`] →
+//! [`Channel::add_pending`] → the driver writes to the pool → [`Channel::on_result`].
+//! Every share gets exactly one verdict: a refusal, a local `OK`, or the pool's answer taken
+//! out of `pending` once.
+
+pub mod channel;
+mod refusal;
+mod seen;
+pub mod session;
+
+pub use channel::{
+    effective_difficulty, Channel, ChannelJob, Checked, ShareIn, NICEHASH_SLOTS,
+    SEEN_NONCES_PER_JOB,
+};
+pub use refusal::Refusal;
+pub use session::{
+    check_login, check_submit, floor_custom_diff, split_custom_diff, JobFor, LoginOk, LoginRules,
+    Phase, Session, ShareTally, SubmitFields,
+};
+
+#[cfg(test)]
+mod tests;
