@@ -11,6 +11,8 @@ pub mod mock_pool;
 pub mod monerod;
 mod node;
 pub mod rx_miner;
+pub mod sv1_miner;
+pub mod sv1_pool;
 
 /// Sends `tracing` output of the code under test to the test's captured output; honours
 /// `RUST_LOG` (default `info`). Safe to call more than once.
