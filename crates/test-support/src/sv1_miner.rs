@@ -117,6 +117,9 @@ pub enum StopReason {
     Time,
     /// The pool closed the connection (or sent an over-long line).
     Closed,
+    /// Every (extranonce2, version bits, nonce) of the job was tried: the pool gave too
+    /// small an extranonce2 for the shares asked.
+    Exhausted,
 }
 
 /// Everything the miner saw and did.
@@ -219,12 +222,14 @@ pub struct MinerState {
     difficulty: Option<f64>,
     job: Option<Notify>,
     en2_counter: u64,
-    roll_index: u32,
+    roll_index: u64,
     work: Option<Work>,
+    /// The job's search space is used up (until a new job or extranonce).
+    exhausted: bool,
 }
 
 /// Deposits the low bits of `index` into the set bits of `mask`, lowest first.
-fn deposit(mut index: u32, mask: u32) -> u32 {
+fn deposit(mut index: u64, mask: u32) -> u32 {
     let mut out = 0;
     let mut m = mask;
     while m != 0 && index != 0 {
@@ -255,6 +260,7 @@ impl MinerState {
             en2_counter: 0,
             roll_index: 0,
             work: None,
+            exhausted: false,
         }
     }
 
@@ -306,7 +312,9 @@ impl MinerState {
 
     /// Whether mining is over: `max_shares` submitted or `max_hashes` done.
     pub fn done_mining(&self) -> Option<StopReason> {
-        if self.report.submits.len() >= self.config.max_shares {
+        if self.exhausted {
+            Some(StopReason::Exhausted)
+        } else if self.report.submits.len() >= self.config.max_shares {
             Some(StopReason::Shares)
         } else if self.report.hashes >= self.config.max_hashes {
             Some(StopReason::Hashes)
@@ -342,7 +350,7 @@ impl MinerState {
             ServerMessage::Notify(n) => {
                 self.report.jobs.push(n.job_id.clone());
                 self.job = Some(n);
-                self.reset_work();
+                self.new_space();
             }
             ServerMessage::SetDifficulty(d) => {
                 self.report.difficulties.push(d);
@@ -354,14 +362,16 @@ impl MinerState {
             } => {
                 self.extranonce1 = extranonce1;
                 self.extranonce2_size = extranonce2_size;
-                self.en2_counter = 0;
-                self.reset_work();
+                self.new_space();
             }
             ServerMessage::SetVersionMask(mask) => {
                 if self.rolling {
                     self.mask = mask & self.config.version_mask.unwrap_or(0);
                     self.report.version_mask = Some(self.mask);
-                    self.reset_work();
+                    // Same job and extranonce: go on from an unused extranonce2.
+                    self.work = None;
+                    self.roll_index = 0;
+                    self.advance_en2();
                 }
             }
             ServerMessage::GetVersion { id } => {
@@ -393,7 +403,7 @@ impl MinerState {
                         self.mask = mask & self.config.version_mask.unwrap_or(0);
                         self.rolling = true;
                         self.report.version_mask = Some(self.mask);
-                        self.reset_work();
+                        self.new_space();
                     }
                     self.report.configure = Some(r);
                 }
@@ -402,8 +412,7 @@ impl MinerState {
                 Ok(r) => {
                     self.extranonce1 = r.extranonce1.clone();
                     self.extranonce2_size = r.extranonce2_size;
-                    self.en2_counter = 0;
-                    self.reset_work();
+                    self.new_space();
                     self.report.subscribe = Some(r);
                 }
                 Err(e) => self.report.bad_lines.push(e.to_string()),
@@ -415,22 +424,55 @@ impl MinerState {
         }
     }
 
-    fn reset_work(&mut self) {
+    /// A new job, extranonce1 or mask: every unit is unused again.
+    fn new_space(&mut self) {
         self.roll_index = 0;
+        self.en2_counter = 0;
+        self.exhausted = false;
         self.work = None;
+    }
+
+    /// How many extranonce2 values the subscribed size holds (saturated at `u64::MAX`).
+    fn en2_capacity(&self) -> u64 {
+        u32::try_from(8 * self.extranonce2_size)
+            .ok()
+            .and_then(|bits| 1u64.checked_shl(bits))
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Version-bit combinations per extranonce2.
+    fn combos(&self) -> u64 {
+        if self.rolling {
+            1u64 << self.mask.count_ones()
+        } else {
+            1
+        }
+    }
+
+    /// Moves to the next extranonce2 (roll index 0), or marks the space used up.
+    fn advance_en2(&mut self) {
+        self.roll_index = 0;
+        if self.en2_counter.saturating_add(1) >= self.en2_capacity() {
+            self.exhausted = true;
+        } else {
+            self.en2_counter += 1;
+        }
+    }
+
+    /// Whether a unit after the current one is left.
+    fn units_left(&self) -> bool {
+        self.roll_index + 1 < self.combos()
+            || self.en2_counter.saturating_add(1) < self.en2_capacity()
     }
 
     /// The next work unit after the current one (or the first), for the current job.
     fn next_work(&mut self) -> Option<Work> {
         let job = self.job.clone()?;
-        let combos = if self.rolling {
-            1u64 << self.mask.count_ones()
-        } else {
-            1
-        };
-        if u64::from(self.roll_index) >= combos {
-            self.roll_index = 0;
-            self.en2_counter = self.en2_counter.wrapping_add(1);
+        if self.roll_index >= self.combos() {
+            self.advance_en2();
+        }
+        if self.exhausted {
+            return None;
         }
         let version_bits = self
             .rolling
@@ -479,7 +521,10 @@ impl MinerState {
         while done < budget {
             let mut work = match self.work.take() {
                 Some(w) => w,
-                None => self.next_work()?,
+                None => match self.next_work() {
+                    Some(w) => w,
+                    None => break,
+                },
             };
             let mut found = None;
             while done < budget {
@@ -501,7 +546,7 @@ impl MinerState {
                 }
             }
             if work.nonce.is_none() {
-                self.roll_index = self.roll_index.wrapping_add(1);
+                self.roll_index += 1;
             }
             if let Some((nonce, d)) = found {
                 self.report.hashes += done;
@@ -513,9 +558,15 @@ impl MinerState {
                     nonce,
                     version_bits: work.version_bits,
                 };
-                // The next share comes from the next work unit: other version bits.
-                self.roll_index = self.roll_index.wrapping_add(1);
-                self.work = None;
+                // The next share comes from the next work unit (other version bits or
+                // extranonce2); when none is left, from the next nonces of this one.
+                if self.units_left() {
+                    self.roll_index += 1;
+                } else if work.nonce.is_some() {
+                    self.work = Some(work);
+                } else {
+                    self.exhausted = true;
+                }
                 let req = ClientRequest::Submit(submit.clone());
                 let line = self.request(Asked::Submit, &req);
                 self.report.submits.push(SentShare {
@@ -612,13 +663,110 @@ pub async fn run_sv1_miner(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sv1_pool::{para_job, PARA_NOTIFY_LINE};
+    use stratum_proto::sv1::share::check_share;
+
+    /// A miner fed the para transcript's answers: mask `1fffe000` granted, extranonce1
+    /// `a1000001`, `en2_size`-byte extranonce2, difficulty `difficulty`, the para job.
+    fn fed(config: Sv1MinerConfig, en2_size: usize, difficulty: f64) -> MinerState {
+        let mut m = MinerState::new(config);
+        m.start();
+        for line in [
+            r#"{"id":0,"error":null,"result":{"version-rolling":true,"version-rolling.mask":"1fffe000"}}"#.to_string(),
+            format!(r#"{{"id":1,"error":null,"result":[[["mining.set_difficulty","s1"],["mining.notify","s1"]],"a1000001",{en2_size}]}}"#),
+            r#"{"id":2,"error":null,"result":true}"#.to_string(),
+            format!(r#"{{"id":null,"method":"mining.set_difficulty","params":[{difficulty}]}}"#),
+            PARA_NOTIFY_LINE.to_string(),
+        ] {
+            assert!(m.handle_line(line.as_bytes()).is_empty());
+        }
+        m
+    }
+
+    fn mine_shares(m: &mut MinerState, n: usize) {
+        for _ in 0..n {
+            let mut found = false;
+            for _ in 0..1000 {
+                if m.mine(4096).is_some() {
+                    found = true;
+                    break;
+                }
+            }
+            assert!(found || m.done_mining().is_some());
+        }
+    }
+
+    #[test]
+    fn shares_mined_on_the_para_job_pass_stratum_protos_check_at_their_difficulty() {
+        let d = 1.0 / 262_144.0;
+        let mut m = fed(Sv1MinerConfig::default(), 8, d);
+        assert!(m.report().bad_lines.is_empty());
+        assert_eq!(m.report().version_mask, Some(0x1fff_e000));
+        mine_shares(&mut m, 3);
+        let job = para_job();
+        let shares = &m.report().submits;
+        assert_eq!(shares.len(), 3);
+        for (i, s) in shares.iter().enumerate() {
+            // extranonce2 counts up from 0, 8 bytes big-endian, as para's does.
+            let bits = s.submit.version_bits.unwrap();
+            assert_eq!(bits & !0x1fff_e000, 0);
+            let check = check_share(&job, &[0xa1, 0, 0, 1], &s.submit, 0x1fff_e000, d).unwrap();
+            assert!(check.meets_share, "share {i}: {}", check.difficulty);
+            assert_eq!(check.difficulty, s.hash_difficulty);
+            assert_eq!(s.id, 3 + i as u64);
+        }
+        assert_eq!(shares[0].submit.extranonce2, [0u8; 8]);
+        assert_eq!(m.pending_submits(), 3);
+    }
+
+    #[test]
+    fn with_no_extranonce2_and_no_rolling_shares_come_from_later_nonces_never_twice() {
+        let config = Sv1MinerConfig {
+            version_mask: None,
+            max_shares: 5,
+            ..Sv1MinerConfig::default()
+        };
+        let mut m = MinerState::new(config);
+        m.start();
+        for line in [
+            r#"{"id":0,"error":null,"result":[[],"a1000001",0]}"#.to_string(),
+            r#"{"id":1,"error":null,"result":true}"#.to_string(),
+            r#"{"id":null,"method":"mining.set_difficulty","params":[0.000001]}"#.to_string(),
+            PARA_NOTIFY_LINE.to_string(),
+        ] {
+            m.handle_line(line.as_bytes());
+        }
+        mine_shares(&mut m, 5);
+        let nonces: std::collections::HashSet<u32> =
+            m.report().submits.iter().map(|s| s.submit.nonce).collect();
+        assert_eq!(nonces.len(), 5);
+        assert!(m
+            .report()
+            .submits
+            .iter()
+            .all(|s| s.submit.extranonce2.is_empty()));
+        assert_eq!(m.done_mining(), Some(StopReason::Shares));
+    }
+
+    #[test]
+    fn a_pool_line_that_cannot_be_read_is_recorded_and_the_miner_goes_on() {
+        let mut m = fed(Sv1MinerConfig::default(), 8, 0.5);
+        m.handle_line(br#"{"id":null,"method":"mining.set_difficulty","params":[-1]}"#);
+        m.handle_line(b"not json");
+        assert_eq!(m.report().bad_lines.len(), 2);
+        assert_eq!(m.report().difficulties, vec![0.5]);
+        assert!(m.can_mine());
+        let answer = m.handle_line(br#"{"id":7,"method":"client.get_version","params":[]}"#);
+        assert_eq!(answer.len(), 1);
+        assert!(String::from_utf8_lossy(&answer[0]).contains("test-support-sv1-miner/0.1"));
+    }
 
     #[test]
     fn deposit_puts_the_index_bits_into_the_mask_bits_only() {
         assert_eq!(deposit(0, 0x1fff_e000), 0);
         assert_eq!(deposit(1, 0x1fff_e000), 0x0000_2000);
         assert_eq!(deposit(0b101, 0x1fff_e000), 0x0000_a000);
-        assert_eq!(deposit(u32::MAX, 0x1fff_e000), 0x1fff_e000);
+        assert_eq!(deposit(u64::from(u32::MAX), 0x1fff_e000), 0x1fff_e000);
         assert_eq!(deposit(7, 0), 0);
     }
 
