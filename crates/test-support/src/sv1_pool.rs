@@ -353,6 +353,14 @@ impl Sv1Pool {
         broadcast(&st, &ServerMessage::SetDifficulty(difficulty).encode());
     }
 
+    /// Sends `line` (a newline is added) as it is to every open connection: for
+    /// `mining.set_extranonce`, `mining.set_version_mask`, `client.reconnect` or garbage.
+    /// The pool's own state does not change (shares are still checked with the
+    /// connection's subscribed extranonce1 and negotiated mask).
+    pub fn push_raw(&self, line: &str) {
+        broadcast(&lock(&self.shared), format!("{line}\n").as_bytes());
+    }
+
     /// Every request received, in order, with its verdict.
     pub fn received(&self) -> Vec<Sv1Received> {
         lock(&self.shared).received.clone()

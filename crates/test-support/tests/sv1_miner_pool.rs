@@ -187,3 +187,19 @@ async fn a_pool_that_never_sends_a_job_stops_the_miner_at_its_time_bound() {
     assert!(report.answers.is_empty());
     hold.abort();
 }
+
+#[tokio::test]
+async fn a_garbage_line_from_the_pool_is_recorded_and_mining_goes_on() {
+    let pool = Sv1Pool::start(pool_config(EASY)).await.unwrap();
+    let run = tokio::spawn(run_sv1_miner(pool.addr(), miner(20)));
+    assert!(
+        pool.wait_for(Duration::from_secs(30), |p| !p.submits().is_empty())
+            .await
+    );
+    pool.push_raw("}not json{");
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(report.bad_lines.len(), 1, "{:?}", report.bad_lines);
+    assert_eq!(report.stop, Some(StopReason::Shares));
+    assert_each_submit_answered_once(&report, &pool);
+    assert_eq!(report.accepted(), 20);
+}
