@@ -1,5 +1,6 @@
 //! Test support for the proxy: an in-process mock pool, scripted stratum miners, a RandomX
-//! light-mode miner that hashes for real, and harnesses that run a real `monerod` and a real
+//! light-mode miner that hashes for real, a Stratum V1 CPU miner (sha256d) with a scripted
+//! SV1 pool that checks its shares, and harnesses that run a real `monerod` and a real
 //! bcoin node (Bitcoin, Node.js) in regtest.
 //!
 //! Everything binds loopback addresses only and stops by itself (on drop or on a deadline).
@@ -11,6 +12,8 @@ pub mod mock_pool;
 pub mod monerod;
 mod node;
 pub mod rx_miner;
+pub mod sv1_miner;
+pub mod sv1_pool;
 
 /// Sends `tracing` output of the code under test to the test's captured output; honours
 /// `RUST_LOG` (default `info`). Safe to call more than once.
