@@ -31,6 +31,7 @@ use tokio_util::task::TaskTracker;
 
 pub mod config;
 mod conn;
+mod deadlines;
 mod events;
 mod fanout;
 mod intern;
@@ -109,6 +110,8 @@ pub(crate) struct Shared {
     pub(crate) max_miners: AtomicU64,
     /// Time zero of the miners' deadlines (tokio's clock, so tests may pause it).
     pub(crate) clock: tokio::time::Instant,
+    /// When the tick looks at each miner's deadline again (`deadlines.rs`).
+    pub(crate) deadlines: deadlines::Deadlines<MinerT>,
 }
 
 impl Shared {
@@ -189,6 +192,7 @@ impl Proxy {
             strings: intern::Interner::default(),
             max_miners: AtomicU64::new(limit),
             clock: tokio::time::Instant::now(),
+            deadlines: deadlines::Deadlines::new(),
         });
         let tracker = TaskTracker::new();
         serve::Dispatchers::spawn(&shared, &tracker, &conn_stop);

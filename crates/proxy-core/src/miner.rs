@@ -406,6 +406,11 @@ impl Miner {
             .store(u64::try_from(ms).unwrap_or(u64::MAX), Relaxed);
     }
 
+    /// The deadline, in milliseconds on the proxy clock (`u64::MAX`: none).
+    pub(crate) fn deadline_ms(&self) -> u64 {
+        self.deadline.load(Relaxed)
+    }
+
     /// Whether the deadline passed at `now_ms` (milliseconds on the proxy clock).
     pub(crate) fn expired(&self, now_ms: u64) -> bool {
         now_ms >= self.deadline.load(Relaxed)

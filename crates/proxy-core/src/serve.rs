@@ -13,7 +13,8 @@
 //!                  write what waits, register for the next readiness
 //! splitter (job, pool answer): Miner::send ─▶ written to the socket at once when nothing
 //!                  waits before it; the rest waits for writability
-//! tick (1 s): miners past their login or inactivity deadline are closed
+//! tick (1 s): the miners whose check came (deadlines.rs, at most TICK_BUDGET a tick):
+//!             closed when past their login or inactivity deadline, else checked again later
 //! ```
 //!
 //! There is one dispatcher task per runtime worker; miners are spread over them by id.
@@ -29,6 +30,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::conn::{Conn, Io, ReadyQueue, TlsMode};
+use crate::deadlines::TICK_BUDGET;
 use crate::miner::{Miner, MinerPhase, LOGIN_TIMEOUT};
 use crate::Shared;
 
@@ -112,6 +114,9 @@ fn start(shared: &Arc<Shared>, io: Io, peer: SocketAddr, deadline: Instant) {
     let ready = shared.dispatchers.pick(id);
     let miner = Arc::new(Miner::new(id, peer, Conn::new(io), ready));
     miner.set_deadline(shared, deadline);
+    shared
+        .deadlines
+        .schedule(miner.deadline_ms(), Arc::downgrade(&miner));
     shared.register(&miner);
     miner.drive(shared);
 }
@@ -168,20 +173,34 @@ async fn dispatch(shared: Arc<Shared>, queue: Arc<ReadyQueue<Miner>>, stop: Canc
     }
 }
 
-/// Closes every miner whose login or inactivity deadline has passed. Called every second.
+/// Closes the miners whose login or inactivity deadline has passed. Called every second; it
+/// touches only the miners whose scheduled check came (at most [`TICK_BUDGET`]), under no
+/// registry lock, and schedules the ones still in time again at their current deadline.
 pub(crate) fn sweep_timeouts(shared: &Shared) {
     let now = Instant::now();
     let now_ms =
         u64::try_from(now.saturating_duration_since(shared.clock).as_millis()).unwrap_or(u64::MAX);
-    let expired = shared.miners_where(|m| m.expired(now_ms));
-    for m in expired {
-        if m.phase() == MinerPhase::WaitLogin {
+    let mut due = Vec::new();
+    shared.deadlines.take_due(now_ms, TICK_BUDGET, &mut due);
+    if due.is_empty() {
+        return;
+    }
+    let mut again = Vec::new();
+    for entry in due {
+        let Some(m) = entry.upgrade() else { continue };
+        if m.conn().is_closed() {
+            continue;
+        }
+        if !m.expired(now_ms) {
+            again.push((m.deadline_ms(), entry));
+        } else if m.phase() == MinerPhase::WaitLogin {
             m.close(shared, "login timeout");
         } else {
             tracing::warn!(miner = m.id, peer = %m.peer, "closing inactive miner");
             m.close(shared, "inactivity timeout");
         }
     }
+    shared.deadlines.schedule_all(again);
 }
 
 /// Closes every miner when the proxy stops: gives the answers still queued up to
