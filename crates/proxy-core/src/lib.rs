@@ -402,15 +402,11 @@ impl FdReserve {
 
 async fn tick_loop(shared: Arc<Shared>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut seconds = 0u64;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             _ = tick.tick() => {
-                seconds += 1;
-                if seconds % 60 == 0 {
-                    shared.strings.purge();
-                }
+                shared.strings.purge_step();
                 shared.splitter.gc(splitter::now());
                 shared.resync_workers();
                 shared.events.workers.expire(shared.events.now());
