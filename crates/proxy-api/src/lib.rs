@@ -26,11 +26,11 @@
 //! token, as browsers send none.
 //!
 //! Figures that depend on time are computed for the moment given by the router's [`Clock`]
-//! ([`router`] uses the system clock; tests pass their own to [`router_with_clock`]).
+//! ([`router`] uses tokio's clock, the proxy's one clock, which a test can pause; tests may
+//! also pass their own to [`router_with_clock`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -39,6 +39,7 @@ use axum::routing::get;
 use axum::{middleware, Json, Router};
 use proxy_core::Monitor;
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 use tower_http::cors::{Any, CorsLayer};
 
 mod auth;
@@ -58,8 +59,8 @@ pub use views::{
 /// The proxy's version, reported by `/1/summary`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Where the API takes "now" from: the system clock in production, a hand-driven one in
-/// tests.
+/// Where the API takes "now" from: tokio's clock in production (the proxy's one clock, the
+/// time base of [`Monitor::started`]), a hand-driven one in some tests.
 pub type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
 
 /// What every handler gets.
@@ -121,7 +122,7 @@ async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, None)
 }
 
-/// The API's routes, with figures as of the system clock.
+/// The API's routes, with figures as of tokio's clock (the proxy's one clock).
 pub fn router(monitor: Monitor) -> Router {
     router_with_clock(monitor, Arc::new(Instant::now))
 }

@@ -1,7 +1,7 @@
 //! The JSON bodies of `/1/summary`, `/1/workers` and `/1/miners` (RFC §16 shapes, with
 //! xmrig-proxy's extra summary fields).
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 use proxy_core::config::WorkersMode;
 use proxy_core::Monitor;

@@ -183,7 +183,7 @@ async fn worker_names_are_escaped_in_labels() {
     accepted(&mut m, 0, 1000).await;
     until(&monitor, |m| m.stats().accepted == 1).await;
     let text =
-        proxy_api::metrics_text(monitor, std::sync::Arc::new(std::time::Instant::now)).unwrap();
+        proxy_api::metrics_text(monitor, std::sync::Arc::new(tokio::time::Instant::now)).unwrap();
     assert!(
         text.contains(r#"stratum_proxy_worker_hashes_total{worker="rig \"quoted\" \\ name"} 1000"#),
         "{text}"
@@ -196,7 +196,7 @@ async fn a_workers_series_go_when_its_idle_record_expires() {
     let (_pool, proxy) = start(|c| c.workers_idle_timeout = 1).await;
     let monitor = proxy.monitor();
     let text = |monitor| {
-        proxy_api::metrics_text(monitor, std::sync::Arc::new(std::time::Instant::now)).unwrap()
+        proxy_api::metrics_text(monitor, std::sync::Arc::new(tokio::time::Instant::now)).unwrap()
     };
     let mut m = miner(&proxy, "W", Some("rig-gone")).await;
     accepted(&mut m, 0, 1000).await;

@@ -1,32 +1,20 @@
-//! Listeners, and the socket side of a miner: reading lines, writing answers and jobs, over
-//! plain TCP or TLS, without a task per connection.
+//! The socket side of a miner: listeners, reading lines and writing answers and jobs over
+//! plain TCP or TLS, and the ready queues its readiness goes to. It knows nothing of the
+//! protocol: the owner of a [`Conn`] (the miner, `miner.rs`) is an [`Endpoint`], a waker
+//! with byte counters; what the lines mean, and when to close, is the owner's business
+//! (`miner.rs`), and who drives which connection is the driver's (`serve.rs`).
 //!
-//! ```text
-//! accept ─▶ rate limit (refused: dropped before any read)
-//!   plain TCP: ──────────────────────────────────────────▶ Miner ─▶ drive()
-//!   TLS:       task: [detect] handshake, within the login timeout ─▶ Miner ─▶ drive()
-//!
-//! socket readable/writable ─▶ the miner's waker ─▶ its dispatcher's ready queue
-//! dispatcher task: for each ready miner: drive() = read and handle every complete line,
-//!                  write what waits, register for the next readiness
-//! splitter (job, pool answer): Miner::send ─▶ written to the socket at once when nothing
-//!                  waits before it; the rest waits for writability
-//! tick (1 s): miners past their login or inactivity deadline are closed
-//! ```
-//!
-//! A connected miner costs no tokio task: its [`Miner`] is its own [`Waker`]. When the socket
-//! becomes ready, tokio wakes the miner, which puts itself (once) in the ready queue of one of
-//! the dispatcher tasks (one per runtime worker; miners are spread over them by id). The
-//! dispatcher drives the miner: non-blocking reads until the socket has nothing more, each
-//! complete line handled by [`Miner::handle_line`] outside the socket lock, then a
-//! non-blocking vectored write of the outbox, then the socket's readiness is polled with the
-//! miner's waker so the next event comes back the same way.
+//! A connection costs no tokio task: its owner is its own [`Waker`]. When the socket becomes
+//! ready, tokio wakes the owner, which puts itself (once) in a [`ReadyQueue`]; a dispatcher
+//! task takes it from there and drives it: [`Conn::next_line`] reads without blocking until
+//! the socket has nothing more, and registers the owner's waker for the next readiness.
 //!
 //! Output is written by whoever produces it (the dispatcher for answers, the upstream's task
 //! or a fan-out thread for jobs, the upstream's task for pool answers) straight to the socket
-//! when nothing is queued before it, so a job reaches 256 miners without waking 256 tasks; only what the socket does not take waits
-//! in the outbox, for writability. A miner that does not read keeps being served until its
-//! outbox passes [`MAX_OUTBOX_BYTES`], its timeout strikes or the proxy stops.
+//! when nothing is queued before it ([`Conn::push`]), so a job reaches 256 miners without
+//! waking 256 tasks; only what the socket does not take waits in the outbox, for
+//! writability. A miner that does not read keeps being served until its outbox passes
+//! [`MAX_OUTBOX_BYTES`], its timeout strikes or the proxy stops.
 //!
 //! No read buffer is kept while a miner is idle (it is dropped once every complete line is
 //! handled), and an empty outbox holds no allocation. A TLS connection still has rustls' own
@@ -39,42 +27,42 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::Ordering::{AcqRel, Relaxed, Release};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use stratum_proto::LineCodec;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
-use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::Decoder;
-use tokio_util::sync::CancellationToken;
 
-use crate::miner::{Flow, Miner, MinerPhase};
 use crate::ratelimit::Decision;
 use crate::{lock, Shared};
 
-/// A miner must log in within this time (RFC §6); a TLS handshake counts against it.
-pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// A logged-in miner that sends nothing (submit, keepalived) for this long is closed (RFC §6).
-pub const INACTIVITY_TIMEOUT: Duration = Duration::from_secs(600);
 /// Most bytes a miner's outbox may hold before the miner is disconnected as too slow.
 pub(crate) const MAX_OUTBOX_BYTES: usize = 256 * 1024;
 /// Bytes offered to each read call.
 const READ_CHUNK: usize = 1024;
-/// Lines handled per drive before other miners get a turn (a miner sending without pause).
-const LINES_PER_DRIVE: usize = 64;
 /// Chunks per vectored write.
 const WRITE_BATCH: usize = 64;
-/// How long the last answers may take to go out when the proxy stops.
-const STOP_FLUSH: Duration = Duration::from_secs(1);
-/// First byte of a TLS handshake record (a ClientHello).
-const TLS_HANDSHAKE: u8 = 0x16;
+
+/// The owner of a [`Conn`], as the socket side sees it: the waker its readiness wakes (which
+/// queues it for a dispatcher), its byte counters and a name for the log. Implemented by the
+/// miner; the calls are generic, so no indirection is paid on the share path.
+pub(crate) trait Endpoint: Wake + Send + Sync + 'static {
+    /// Bytes received, counted as they are read.
+    fn rx_bytes(&self) -> &AtomicU64;
+    /// Bytes sent, counted as the socket takes them.
+    fn tx_bytes(&self) -> &AtomicU64;
+    /// Process-unique id and remote address, for the log.
+    fn who(&self) -> (u64, SocketAddr);
+}
 
 /// How a listener treats TLS (see [`crate::tls`]).
 #[derive(Clone)]
@@ -156,87 +144,8 @@ pub(crate) fn admit(shared: &Shared, peer: SocketAddr) -> bool {
     }
 }
 
-/// Starts serving an accepted connection. Plain TCP is served at once, without a task; a
-/// listener that may see TLS gets a short task for the detection and the handshake (within
-/// the login timeout), which ends once the miner is served.
-pub(crate) fn accept(
-    shared: &Arc<Shared>,
-    tcp: TcpStream,
-    peer: SocketAddr,
-    tls: &TlsMode,
-    stop: &CancellationToken,
-    tracker: &tokio_util::task::TaskTracker,
-) {
-    // TCP_NODELAY comes from the listen socket (Linux copies it to accepted sockets); set
-    // it where that is not so.
-    if !cfg!(target_os = "linux") {
-        let _ = tcp.set_nodelay(true);
-    }
-    let deadline = Instant::now() + LOGIN_TIMEOUT;
-    match tls {
-        TlsMode::Off => start(shared, Io::Tcp(tcp), peer, deadline),
-        TlsMode::Strict(a) | TlsMode::Detect(a) => {
-            let detect = matches!(tls, TlsMode::Detect(_));
-            tracker.spawn(handshake(
-                shared.clone(),
-                tcp,
-                peer,
-                a.clone(),
-                detect,
-                deadline,
-                stop.clone(),
-            ));
-        }
-    }
-}
-
-/// The TLS part of [`accept`]: with `detect`, a connection whose first byte is not a TLS
-/// handshake is served as plain TCP; otherwise the handshake, then the miner.
-async fn handshake(
-    shared: Arc<Shared>,
-    tcp: TcpStream,
-    peer: SocketAddr,
-    acceptor: TlsAcceptor,
-    detect: bool,
-    deadline: Instant,
-    stop: CancellationToken,
-) {
-    if detect {
-        let mut first = [0u8; 1];
-        let peeked = tokio::select! {
-            () = stop.cancelled() => return,
-            r = tokio::time::timeout_at(deadline, tcp.peek(&mut first)) => r,
-        };
-        match peeked {
-            Ok(Ok(1..)) if first[0] == TLS_HANDSHAKE => {}
-            Ok(Ok(1..)) => return start(&shared, Io::Tcp(tcp), peer, deadline),
-            Ok(Ok(0) | Err(_)) | Err(_) => return,
-        }
-    }
-    let done = tokio::select! {
-        () = stop.cancelled() => return,
-        r = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => r,
-    };
-    match done {
-        Ok(Ok(stream)) => start(&shared, Io::Tls(Box::new(stream)), peer, deadline),
-        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
-        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-    }
-}
-
-/// Registers a connected miner and serves what it may already have sent (a TLS handshake
-/// can bring the miner's first lines with its last flight).
-fn start(shared: &Arc<Shared>, io: Io, peer: SocketAddr, deadline: Instant) {
-    let id = shared.next_miner_id.fetch_add(1, Relaxed);
-    let ready = shared.dispatchers.pick(id);
-    let miner = Arc::new(Miner::new(id, peer, Conn::new(io), ready));
-    miner.set_deadline(shared, deadline);
-    shared.register(&miner);
-    miner.drive(shared);
-}
-
 /// The stream to a miner.
-enum Io {
+pub(crate) enum Io {
     /// Plain TCP.
     Tcp(TcpStream),
     /// TLS; boxed: a rustls connection is kilobytes.
@@ -357,8 +266,8 @@ impl Io {
     }
 }
 
-/// The socket of one miner and what waits to be read from it or written to it. Lives in the
-/// [`Miner`], behind its own lock.
+/// The socket of one miner and what waits to be read from it or written to it. Lives in its
+/// [`Endpoint`] (the miner), behind its own lock.
 pub(crate) struct Conn {
     io: Io,
     /// The buffers, only while something is in them: an idle miner holds none.
@@ -386,7 +295,8 @@ impl Bufs {
 }
 
 impl Conn {
-    fn new(io: Io) -> Self {
+    /// A connection on `io`, with empty buffers.
+    pub(crate) fn new(io: Io) -> Self {
         Self {
             io,
             bufs: None,
@@ -411,13 +321,38 @@ impl Conn {
         }
     }
 
-    fn has_output(&self) -> bool {
+    /// True while output waits for the socket.
+    pub(crate) fn has_output(&self) -> bool {
         self.bufs.as_ref().is_some_and(|b| !b.outbox.is_empty())
+    }
+
+    /// False once the connection is closed or marked failed: nothing more is written.
+    pub(crate) fn is_usable(&self) -> bool {
+        !self.is_closed() && self.failed.is_none()
+    }
+
+    /// Marks the connection failed with `why`; the next [`Conn::next_line`] returns
+    /// [`Next::Close`] with it.
+    pub(crate) fn set_failed(&mut self, why: &'static str) {
+        self.failed = Some(why);
+    }
+
+    /// Closes the connection (TLS `close_notify` started), drops its buffers and hands back
+    /// the socket, for the caller to drop outside the lock (dropping it deregisters it and
+    /// releases the wakers it held). `None` when it was closed already.
+    pub(crate) fn shut(&mut self) -> Option<Io> {
+        if self.is_closed() {
+            return None;
+        }
+        self.bufs = None;
+        let mut io = std::mem::replace(&mut self.io, Io::Closed);
+        io.close();
+        Some(io)
     }
 }
 
 /// What [`Conn::next_line`] found.
-enum Next {
+pub(crate) enum Next {
     /// A complete line.
     Line(BytesMut),
     /// Nothing more now; the waker is registered for readability.
@@ -429,7 +364,7 @@ enum Next {
 impl Conn {
     /// The next complete line: from what was read already, else from the socket. Registers
     /// `cx` for readability once the socket has nothing more.
-    fn next_line(&mut self, miner: &Miner, cx: &mut Context<'_>) -> Next {
+    pub(crate) fn next_line<E: Endpoint>(&mut self, miner: &E, cx: &mut Context<'_>) -> Next {
         if let Some(why) = self.failed {
             return Next::Close(why);
         }
@@ -443,7 +378,8 @@ impl Conn {
                 Ok(Some(line)) => return Next::Line(line),
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(miner = miner.id, peer = %miner.peer, "{e}; closing");
+                    let (id, peer) = miner.who();
+                    tracing::warn!(miner = id, %peer, "{e}; closing");
                     return Next::Close("line too long");
                 }
             }
@@ -451,7 +387,7 @@ impl Conn {
             match io.read(&mut b.rbuf) {
                 Ok(0) => return Next::Close("closed by miner"),
                 Ok(n) => {
-                    miner.rx.fetch_add(n as u64, Relaxed);
+                    miner.rx_bytes().fetch_add(n as u64, Relaxed);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if b.rbuf.is_empty() {
@@ -475,7 +411,11 @@ impl Conn {
     /// Queues `chunks` and writes as much of the outbox as the socket takes now; registers
     /// `miner`'s waker for writability when some is left. `Err` names why the connection
     /// must close.
-    fn push(&mut self, chunks: &[Bytes], miner: &Arc<Miner>) -> Result<(), &'static str> {
+    pub(crate) fn push<E: Endpoint>(
+        &mut self,
+        chunks: &[Bytes],
+        miner: &Arc<E>,
+    ) -> Result<(), &'static str> {
         let mut written = 0;
         if !self.has_output() && !self.is_closed() {
             // Nothing waits: write straight from the caller's chunks, no queue.
@@ -487,7 +427,7 @@ impl Conn {
             }
             match self.io.write(&slices[..k]) {
                 Ok(n) => {
-                    miner.tx.fetch_add(n as u64, Relaxed);
+                    miner.tx_bytes().fetch_add(n as u64, Relaxed);
                     written = n;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -515,7 +455,8 @@ impl Conn {
             b.outbox.push_back(c);
         }
         if b.out_bytes > MAX_OUTBOX_BYTES {
-            tracing::warn!(miner = miner.id, peer = %miner.peer, "miner is not reading; send queue full");
+            let (id, peer) = miner.who();
+            tracing::warn!(miner = id, %peer, "miner is not reading; send queue full");
             b.outbox = VecDeque::new();
             b.out_bytes = 0;
             self.release_empty();
@@ -526,7 +467,7 @@ impl Conn {
 
     /// Writes the outbox as far as the socket takes it now; registers `miner`'s waker for
     /// writability when some is left.
-    fn flush(&mut self, miner: &Arc<Miner>) -> Result<(), &'static str> {
+    pub(crate) fn flush<E: Endpoint>(&mut self, miner: &Arc<E>) -> Result<(), &'static str> {
         if self.is_closed() {
             return Ok(());
         }
@@ -542,7 +483,7 @@ impl Conn {
                 match io.write(&slices[..k]) {
                     Ok(0) => return Err("write error"),
                     Ok(n) => {
-                        miner.tx.fetch_add(n as u64, Relaxed);
+                        miner.tx_bytes().fetch_add(n as u64, Relaxed);
                         b.out_bytes -= n;
                         advance(&mut b.outbox, n);
                     }
@@ -566,7 +507,7 @@ impl Conn {
         }
     }
 
-    fn wait_writable(&mut self, miner: &Arc<Miner>) -> Result<(), &'static str> {
+    fn wait_writable<E: Endpoint>(&mut self, miner: &Arc<E>) -> Result<(), &'static str> {
         let waker = Waker::from(miner.clone());
         match self.io.poll_writable(&mut Context::from_waker(&waker)) {
             Poll::Pending => Ok(()),
@@ -594,14 +535,17 @@ fn advance(out: &mut VecDeque<Bytes>, mut n: usize) {
     }
 }
 
-/// Miners whose sockets became ready, waiting for their dispatcher.
-pub(crate) struct ReadyQueue {
-    queue: Mutex<Vec<Arc<Miner>>>,
+/// Endpoints (miners) whose sockets became ready, waiting for their dispatcher. An endpoint
+/// is pushed once per wake-up (its waker keeps the "queued" flag), so the queue holds at
+/// most one entry per endpoint.
+pub(crate) struct ReadyQueue<T> {
+    queue: Mutex<Vec<Arc<T>>>,
     notify: Notify,
 }
 
-impl ReadyQueue {
-    fn new() -> Self {
+impl<T> ReadyQueue<T> {
+    /// An empty queue.
+    pub(crate) fn new() -> Self {
         Self {
             queue: Mutex::new(Vec::new()),
             notify: Notify::new(),
@@ -614,242 +558,28 @@ impl ReadyQueue {
         Arc::new(Self::new())
     }
 
-    fn push(&self, miner: Arc<Miner>) {
+    /// Queues `item` and wakes the dispatcher when the queue was empty.
+    pub(crate) fn push(&self, item: Arc<T>) {
         let was_empty = {
             let mut q = lock(&self.queue);
             let e = q.is_empty();
-            q.push(miner);
+            q.push(item);
             e
         };
         if was_empty {
             self.notify.notify_one();
         }
     }
-}
 
-/// The dispatcher tasks: one ready queue each.
-pub(crate) struct Dispatchers {
-    queues: Vec<Arc<ReadyQueue>>,
-}
-
-impl Dispatchers {
-    /// `n` queues (at least one), not served until [`Dispatchers::spawn`].
-    pub(crate) fn new(n: usize) -> Self {
-        Self {
-            queues: (0..n.max(1)).map(|_| Arc::new(ReadyQueue::new())).collect(),
-        }
+    /// Swaps what is queued into `batch` (empty on entry), keeping both allocations.
+    pub(crate) fn take(&self, batch: &mut Vec<Arc<T>>) {
+        std::mem::swap(&mut *lock(&self.queue), batch);
     }
 
-    /// The queue of miner `id`.
-    fn pick(&self, id: u64) -> Arc<ReadyQueue> {
-        let i = usize::try_from(id % self.queues.len() as u64).unwrap_or(0);
-        self.queues[i].clone()
-    }
-
-    /// Starts one dispatcher task per queue; they end when `stop` is cancelled.
-    pub(crate) fn spawn(
-        shared: &Arc<Shared>,
-        tracker: &tokio_util::task::TaskTracker,
-        stop: &CancellationToken,
-    ) {
-        for q in &shared.dispatchers.queues {
-            tracker.spawn(dispatch(shared.clone(), q.clone(), stop.clone()));
-        }
-    }
-}
-
-/// Drives every miner that its queue receives, until `stop`.
-async fn dispatch(shared: Arc<Shared>, queue: Arc<ReadyQueue>, stop: CancellationToken) {
-    let mut batch: Vec<Arc<Miner>> = Vec::new();
-    loop {
-        std::mem::swap(&mut *lock(&queue.queue), &mut batch);
-        if batch.is_empty() {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = queue.notify.notified() => continue,
-            }
-        }
-        for miner in batch.drain(..) {
-            miner.queued.store(false, Release);
-            miner.drive(&shared);
-        }
-        // Let the runtime's other tasks (upstreams, timers) in once this task used its
-        // scheduling budget.
-        tokio::task::consume_budget().await;
-    }
-}
-
-impl Wake for Miner {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    /// Queues the miner for its dispatcher, once until the dispatcher takes it.
-    fn wake_by_ref(self: &Arc<Self>) {
-        if !self.queued.swap(true, AcqRel) {
-            self.ready.push(self.clone());
-        }
-    }
-}
-
-impl Miner {
-    pub(crate) fn conn(&self) -> MutexGuard<'_, Conn> {
-        lock(&self.conn)
-    }
-
-    /// Serves the socket: handles every complete line that arrived, writes what waits, and
-    /// registers for the next readiness. Called by the dispatcher when the miner was woken.
-    pub(crate) fn drive(self: &Arc<Self>, shared: &Shared) {
-        let waker = Waker::from(self.clone());
-        let mut cx = Context::from_waker(&waker);
-        let mut more = true;
-        for _ in 0..LINES_PER_DRIVE {
-            let next = self.conn().next_line(self, &mut cx);
-            match next {
-                Next::Line(line) => {
-                    if self.handle_line(shared, &line) == Flow::Active
-                        && self.phase() != MinerPhase::WaitLogin
-                    {
-                        self.set_deadline(shared, Instant::now() + INACTIVITY_TIMEOUT);
-                    }
-                }
-                Next::Idle => {
-                    more = false;
-                    break;
-                }
-                Next::Close(why) => return self.close(shared, why),
-            }
-        }
-        if more {
-            // A miner sending without pause: come back to it after the others.
-            self.wake_by_ref();
-        }
-        let flushed = self.conn().flush(self);
-        if let Err(why) = flushed {
-            self.close(shared, why);
-        }
-    }
-
-    /// Queues bytes for the miner and writes them at once when nothing waits before them.
-    /// Returns false when the miner is closed or its outbox just overflowed (then it is
-    /// closed by its dispatcher).
-    pub(crate) fn send(self: &Arc<Self>, chunks: &[Bytes]) -> bool {
-        let mut c = self.conn();
-        if c.is_closed() || c.failed.is_some() {
-            return false;
-        }
-        match c.push(chunks, self) {
-            Ok(()) => true,
-            Err(why) => {
-                c.failed = Some(why);
-                drop(c);
-                self.wake_by_ref();
-                false
-            }
-        }
-    }
-
-    /// Closes the miner from outside its dispatcher, as a write failure does: marks the
-    /// connection failed with `why` and wakes the miner, whose dispatcher closes it (what was
-    /// written already has gone out; what waits in the outbox is dropped). False when it is
-    /// closed or failed already, so a caller acts once.
-    pub(crate) fn fail(self: &Arc<Self>, why: &'static str) -> bool {
-        let mut c = self.conn();
-        if c.is_closed() || c.failed.is_some() {
-            return false;
-        }
-        c.failed = Some(why);
-        drop(c);
-        self.wake_by_ref();
-        true
-    }
-
-    /// Queues one line (see [`Miner::send`]).
-    pub(crate) fn send_line(self: &Arc<Self>, line: Vec<u8>) -> bool {
-        self.send(&[Bytes::from(line)])
-    }
-
-    /// True while output waits for the socket.
-    pub(crate) fn has_output(&self) -> bool {
-        let c = self.conn();
-        c.has_output() && !c.is_closed()
-    }
-
-    /// Sets the moment after which the tick closes the miner (login or inactivity timeout).
-    pub(crate) fn set_deadline(&self, shared: &Shared, at: Instant) {
-        let ms = at.saturating_duration_since(shared.clock).as_millis();
-        self.deadline
-            .store(u64::try_from(ms).unwrap_or(u64::MAX), Relaxed);
-    }
-
-    /// Whether the deadline passed at `now_ms` (milliseconds on the proxy clock).
-    pub(crate) fn expired(&self, now_ms: u64) -> bool {
-        now_ms >= self.deadline.load(Relaxed)
-    }
-
-    /// Closes the connection once: the socket is shut, the miner leaves its upstream and the
-    /// registry, and the close is counted and logged. Later calls do nothing.
-    pub(crate) fn close(self: &Arc<Self>, shared: &Shared, why: &str) {
-        if !self.shut() {
-            return;
-        }
-        tracing::debug!(miner = self.id, peer = %self.peer, "closing: {why}");
-        self.state().session.close();
-        shared.splitter.on_close(self);
-        shared.events.close(self);
-        shared.unregister(self);
-    }
-}
-
-impl Miner {
-    /// Shuts the socket and drops what waits in the buffers; false when it was shut already.
-    /// Dropping the socket deregisters it, which also drops the wakers it held (each one a
-    /// reference to this miner).
-    fn shut(&self) -> bool {
-        let io = {
-            let mut c = self.conn();
-            if c.is_closed() {
-                return false;
-            }
-            c.bufs = None;
-            let mut io = std::mem::replace(&mut c.io, Io::Closed);
-            io.close();
-            io
-        };
-        drop(io);
-        true
-    }
-}
-
-/// Closes every miner whose login or inactivity deadline has passed. Called every second.
-pub(crate) fn sweep_timeouts(shared: &Shared) {
-    let now = Instant::now();
-    let now_ms =
-        u64::try_from(now.saturating_duration_since(shared.clock).as_millis()).unwrap_or(u64::MAX);
-    let expired = shared.miners_where(|m| m.expired(now_ms));
-    for m in expired {
-        if m.phase() == MinerPhase::WaitLogin {
-            m.close(shared, "login timeout");
-        } else {
-            tracing::warn!(miner = m.id, peer = %m.peer, "closing inactive miner");
-            m.close(shared, "inactivity timeout");
-        }
-    }
-}
-
-/// Closes every miner when the proxy stops: gives the answers still queued up to
-/// [`STOP_FLUSH`] to go out, then closes.
-pub(crate) async fn close_all(shared: &Shared) {
-    let deadline = Instant::now() + STOP_FLUSH;
-    loop {
-        let waiting = !shared.miners_where(Miner::has_output).is_empty();
-        if !waiting || Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    for m in shared.live_miners() {
-        m.close(shared, "proxy stopping");
+    /// Completes after the next [`ReadyQueue::push`] into an empty queue (or at once when one
+    /// happened since the last wait).
+    pub(crate) fn notified(&self) -> Notified<'_> {
+        self.notify.notified()
     }
 }
 
@@ -866,6 +596,9 @@ mod tests {
         (Arc::new(m), client)
     }
 
+    use crate::miner::Miner;
+    use std::time::Duration;
+
     fn queued(m: &Miner) -> usize {
         lock(&m.ready.queue).len()
     }
@@ -875,7 +608,7 @@ mod tests {
         let (m, client) = pair().await;
         let waker = Waker::from(m.clone());
         let mut cx = Context::from_waker(&waker);
-        assert!(matches!(m.conn().next_line(&m, &mut cx), Next::Idle));
+        assert!(matches!(m.conn().next_line(&*m, &mut cx), Next::Idle));
         assert_eq!(queued(&m), 0);
         client.try_write(b"{\"a\":1}\n{\"b\":").unwrap();
         for _ in 0..200 {
@@ -887,12 +620,12 @@ mod tests {
         assert_eq!(queued(&m), 1, "woken into its dispatcher's queue");
         m.wake_by_ref();
         assert_eq!(queued(&m), 1, "queued once until the dispatcher takes it");
-        match m.conn().next_line(&m, &mut cx) {
+        match m.conn().next_line(&*m, &mut cx) {
             Next::Line(l) => assert_eq!(&l[..], b"{\"a\":1}"),
             _ => panic!("the complete line comes out"),
         }
         assert!(
-            matches!(m.conn().next_line(&m, &mut cx), Next::Idle),
+            matches!(m.conn().next_line(&*m, &mut cx), Next::Idle),
             "half a line waits"
         );
         assert_eq!(m.rx.load(Relaxed), 13);
@@ -905,7 +638,7 @@ mod tests {
         let waker = Waker::from(m.clone());
         let mut cx = Context::from_waker(&waker);
         // Register the miner as the socket's reader and writer waker.
-        assert!(matches!(m.conn().next_line(&m, &mut cx), Next::Idle));
+        assert!(matches!(m.conn().next_line(&*m, &mut cx), Next::Idle));
         let _ = m.conn().io.poll_writable(&mut cx);
         drop(waker);
         assert!(Arc::strong_count(&m) > 1, "the socket holds the miner");

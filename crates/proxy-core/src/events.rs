@@ -5,11 +5,14 @@
 //! proxy lock held; each consumer takes only its own short locks.
 //!
 //! The stats clock starts here: [`Events::now`] is the whole seconds since the events were
-//! created (the proxy's start), the time base of every hashrate window.
+//! created (the proxy's start), the time base of every hashrate window. It reads tokio's
+//! clock, as the rest of the driver does, so a paused test clock moves it too.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::config::RateLimit;
@@ -289,6 +292,20 @@ mod tests {
         let sum = e.stats.summary(e.now());
         assert_eq!((sum.latency, sum.best[0]), (0, 0));
         assert_eq!(e.stats.latency_histogram().count, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_stats_clock_is_tokios_clock() {
+        let e = Events::new(&Config::default());
+        assert_eq!(e.now(), 0);
+        tokio::time::advance(Duration::from_secs(90)).await;
+        assert_eq!(
+            e.now(),
+            90,
+            "a paused clock moved by hand moves the stats clock"
+        );
+        assert_eq!(e.secs_at(Instant::now() + Duration::from_secs(10)), 100);
+        assert_eq!(e.secs_at(e.epoch), 0);
     }
 
     #[test]

@@ -3,23 +3,40 @@
 //! In a farm thousands of miners log in with the same wallet, password and agent string
 //! (an xmrig agent is about 60 bytes, a Monero wallet 95); each miner keeps a 16-byte
 //! reference to the shared copy instead of its own. Strings no miner holds any more are
-//! forgotten by [`Interner::purge`], which the proxy's tick calls once a minute.
+//! forgotten by [`Interner::purge_step`], which the proxy's tick calls every second: each
+//! call walks one of [`SHARDS`] shards, so no call holds a lock over every string (a login
+//! waits at most for one shard's purge), and every shard is purged every 16 s.
 
 use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use crate::lock;
 
+/// Number of independently locked parts of the set.
+pub(crate) const SHARDS: usize = 16;
+
 /// A set of shared strings.
 #[derive(Debug, Default)]
 pub(crate) struct Interner {
-    set: Mutex<HashSet<Arc<str>>>,
+    shards: [Mutex<HashSet<Arc<str>>>; SHARDS],
+    /// Picks a string's shard.
+    hasher: RandomState,
+    /// The shard the next [`Interner::purge_step`] walks.
+    cursor: AtomicUsize,
 }
 
 impl Interner {
+    fn shard(&self, s: &str) -> &Mutex<HashSet<Arc<str>>> {
+        // The remainder is below SHARDS: the cast cannot truncate.
+        let i = (self.hasher.hash_one(s) % SHARDS as u64) as usize;
+        &self.shards[i]
+    }
+
     /// The shared copy of `s` (made on first use).
     pub(crate) fn get(&self, s: &str) -> Arc<str> {
-        let mut set = lock(&self.set);
+        let mut set = lock(self.shard(s));
         if let Some(a) = set.get(s) {
             return a.clone();
         }
@@ -28,21 +45,28 @@ impl Interner {
         a
     }
 
-    /// Forgets the strings that only the set itself still holds.
-    pub(crate) fn purge(&self) {
-        lock(&self.set).retain(|a| Arc::strong_count(a) > 1);
+    /// Forgets the strings of the next shard that only the set itself still holds.
+    pub(crate) fn purge_step(&self) {
+        let i = self.cursor.fetch_add(1, Relaxed) % SHARDS;
+        lock(&self.shards[i]).retain(|a| Arc::strong_count(a) > 1);
     }
 
     /// Number of strings held.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        lock(&self.set).len()
+        self.shards.iter().map(|s| lock(s).len()).sum()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn purge_all(i: &Interner) {
+        for _ in 0..SHARDS {
+            i.purge_step();
+        }
+    }
 
     #[test]
     fn equal_strings_share_one_copy_until_unused() {
@@ -54,10 +78,26 @@ mod tests {
         assert_eq!(&*c, "other");
         assert_eq!(i.len(), 2);
         drop(c);
-        i.purge();
+        purge_all(&i);
         assert_eq!(i.len(), 1, "unused string forgotten");
         drop((a, b));
-        i.purge();
+        purge_all(&i);
         assert_eq!(i.len(), 0);
+    }
+
+    #[test]
+    fn a_purge_step_walks_one_shard() {
+        let i = Interner::default();
+        // Enough strings that several shards hold some.
+        let held: Vec<Arc<str>> = (0..200).map(|n| i.get(&format!("w{n}"))).collect();
+        let before: Vec<usize> = i.shards.iter().map(|s| lock(s).len()).collect();
+        assert!(before.iter().filter(|&&n| n > 0).count() > 1);
+        drop(held);
+        i.purge_step();
+        let after: Vec<usize> = i.shards.iter().map(|s| lock(s).len()).collect();
+        assert_eq!(after[0], 0, "the first step purges shard 0");
+        assert_eq!(after[1..], before[1..], "and touches no other shard");
+        purge_all(&i);
+        assert_eq!(i.len(), 0, "every shard is purged within {SHARDS} steps");
     }
 }

@@ -31,6 +31,7 @@ use tokio_util::task::TaskTracker;
 
 pub mod config;
 mod conn;
+mod deadlines;
 mod events;
 mod fanout;
 mod intern;
@@ -40,15 +41,15 @@ mod miner;
 mod monitor;
 mod ratelimit;
 mod reload;
+mod serve;
 mod splitter;
 mod stats;
 mod tls;
 mod workers;
 
 pub use config::{Config, ConfigError};
-pub use conn::{INACTIVITY_TIMEOUT, LOGIN_TIMEOUT};
 pub use login::LoginInfo;
-pub use miner::{Miner, MinerId, MinerPhase};
+pub use miner::{Miner, MinerId, MinerPhase, INACTIVITY_TIMEOUT, LOGIN_TIMEOUT};
 pub use monitor::MinerSnapshot;
 pub use pool_client::UpstreamState;
 pub use reload::{ReloadOutcome, WATCH_INTERVAL};
@@ -100,7 +101,7 @@ pub(crate) struct Shared {
     miners: Mutex<HashMap<MinerId, Arc<MinerT>>>,
     pub(crate) next_miner_id: AtomicU64,
     /// The ready queues of the tasks that serve miner sockets.
-    pub(crate) dispatchers: conn::Dispatchers,
+    pub(crate) dispatchers: serve::Dispatchers,
     /// Shared copies of login strings.
     pub(crate) strings: intern::Interner,
     /// Most miners served at once; past it a new connection is told "Proxy is full" and
@@ -109,6 +110,8 @@ pub(crate) struct Shared {
     pub(crate) max_miners: AtomicU64,
     /// Time zero of the miners' deadlines (tokio's clock, so tests may pause it).
     pub(crate) clock: tokio::time::Instant,
+    /// When the tick looks at each miner's deadline again (`deadlines.rs`).
+    pub(crate) deadlines: deadlines::Deadlines<MinerT>,
 }
 
 impl Shared {
@@ -183,15 +186,16 @@ impl Proxy {
             rate_limiter,
             miners: Mutex::new(HashMap::new()),
             next_miner_id: AtomicU64::new(1),
-            dispatchers: conn::Dispatchers::new(
+            dispatchers: serve::Dispatchers::new(
                 tokio::runtime::Handle::current().metrics().num_workers(),
             ),
             strings: intern::Interner::default(),
             max_miners: AtomicU64::new(limit),
             clock: tokio::time::Instant::now(),
+            deadlines: deadlines::Deadlines::new(),
         });
         let tracker = TaskTracker::new();
-        conn::Dispatchers::spawn(&shared, &tracker, &conn_stop);
+        serve::Dispatchers::spawn(&shared, &tracker, &conn_stop);
         let mut addrs = Vec::new();
         for l in listeners {
             let addr = l.local_addr().map_err(|source| ProxyError::Listen {
@@ -305,7 +309,7 @@ async fn accept_loop(
                     full.refuse_accepted(stream, peer, limit);
                     continue;
                 }
-                conn::accept(&shared, stream, peer, listener.tls(), &conn_stop, &tracker);
+                serve::accept(&shared, stream, peer, listener.tls(), &conn_stop, &tracker);
             }
             Err(e) if is_out_of_files(&e) => {
                 // Out of file descriptors: the connection waits in the backlog and its miner
@@ -398,19 +402,15 @@ impl FdReserve {
 
 async fn tick_loop(shared: Arc<Shared>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut seconds = 0u64;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             _ = tick.tick() => {
-                seconds += 1;
-                if seconds % 60 == 0 {
-                    shared.strings.purge();
-                }
+                shared.strings.purge_step();
                 shared.splitter.gc(splitter::now());
                 shared.resync_workers();
                 shared.events.workers.expire(shared.events.now());
-                conn::sweep_timeouts(&shared);
+                serve::sweep_timeouts(&shared);
             }
         }
     }
@@ -526,7 +526,7 @@ impl ProxyHandle {
         if left > 0 {
             tracing::warn!("{left} shares still unanswered at shutdown");
         }
-        conn::close_all(&self.shared).await;
+        serve::close_all(&self.shared).await;
         // The CLOSE lines of the miners just closed reach the file before the process ends.
         self.shared.events.close_logs(Duration::from_secs(1)).await;
         self.shared.splitter.fanout.stop();

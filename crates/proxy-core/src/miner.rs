@@ -2,9 +2,11 @@
 //!
 //! `Miner::handle_line` takes one line the miner sent, asks the session (phase, session id,
 //! login rules, submit fields: `stratum-session`) what it means, and writes the answer to the
-//! miner's socket (`conn.rs`, straight to the socket or its bounded outbox). A login is routed
-//! through the splitter and a checked share handed to the miner's mapper, on this same
-//! thread. The phase below is advanced only by the [`Session`].
+//! miner's socket (a [`Conn`] from `conn.rs`, which knows nothing of the protocol: straight to
+//! the socket or its bounded outbox). A login is routed through the splitter and a checked
+//! share handed to the miner's mapper, on this same thread. The phase below is advanced only
+//! by the [`Session`]. `Miner::drive` is what a dispatcher (`serve.rs`) runs when the socket
+//! woke the miner: lines out of the [`Conn`], each handled here, then the outbox flushed.
 //!
 //! ```text
 //! WaitLogin --login ok--> WaitReady --first job--> Ready --close--> Closing
@@ -12,8 +14,11 @@
 //! ```
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::{AcqRel, Relaxed};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Wake, Waker};
+use std::time::Duration;
 
 use bytes::Bytes;
 use stratum_proto::cryptonote::{
@@ -22,10 +27,11 @@ use stratum_proto::cryptonote::{
 };
 use stratum_proto::Id;
 use stratum_session::{check_submit, JobFor, LoginRules, Refusal, Session};
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::config::WorkersMode;
-use crate::conn::{Conn, ReadyQueue};
+use crate::conn::{Conn, Endpoint, Next, ReadyQueue};
 use crate::events::Subject;
 use crate::login::LoginInfo;
 use crate::splitter::{Downstream, SubmittedShare};
@@ -36,6 +42,13 @@ use crate::workers::{worker_name, WorkerSource, NO_WORKER};
 use crate::{lock, Shared};
 use std::net::IpAddr;
 use stratum_session::ShareTally;
+
+/// A miner must log in within this time (RFC §6); a TLS handshake counts against it.
+pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// A logged-in miner that sends nothing (submit, keepalived) for this long is closed (RFC §6).
+pub const INACTIVITY_TIMEOUT: Duration = Duration::from_secs(600);
+/// Lines handled per drive before other miners get a turn (a miner sending without pause).
+const LINES_PER_DRIVE: usize = 64;
 
 /// Identifier of a miner connection, unique in the process, never 0.
 pub type MinerId = u64;
@@ -65,7 +78,7 @@ pub struct Miner {
     /// Milliseconds on the proxy clock after which the miner is closed (login or inactivity
     /// timeout).
     pub(crate) deadline: AtomicU64,
-    pub(crate) ready: Arc<ReadyQueue>,
+    pub(crate) ready: Arc<ReadyQueue<Miner>>,
     /// The worker record this miner is counted in: generation << 32 | index, or
     /// `workers::NO_WORKER` (kept by `workers.rs`).
     pub(crate) worker: AtomicU64,
@@ -86,7 +99,12 @@ pub(crate) enum Flow {
 
 impl Miner {
     /// A miner on `conn`, woken through `ready`.
-    pub(crate) fn new(id: MinerId, peer: SocketAddr, conn: Conn, ready: Arc<ReadyQueue>) -> Self {
+    pub(crate) fn new(
+        id: MinerId,
+        peer: SocketAddr,
+        conn: Conn,
+        ready: Arc<ReadyQueue<Miner>>,
+    ) -> Self {
         Self {
             id,
             peer,
@@ -265,6 +283,161 @@ impl Miner {
             Ok(()) => self.send_line(encode_status(id, "OK")),
             Err(m) => self.send_line(encode_error(id, m)),
         };
+    }
+}
+
+impl Wake for Miner {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    /// Queues the miner for its dispatcher, once until the dispatcher takes it.
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.queued.swap(true, AcqRel) {
+            self.ready.push(self.clone());
+        }
+    }
+}
+
+impl Endpoint for Miner {
+    fn rx_bytes(&self) -> &AtomicU64 {
+        &self.rx
+    }
+
+    fn tx_bytes(&self) -> &AtomicU64 {
+        &self.tx
+    }
+
+    fn who(&self) -> (u64, SocketAddr) {
+        (self.id, self.peer)
+    }
+}
+
+/// The socket side of the miner: what `serve.rs` (dispatch, tick, stop) and the splitter
+/// call, executed on [`Conn`] under the socket lock, never under the protocol lock.
+impl Miner {
+    /// The socket, locked.
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Conn> {
+        lock(&self.conn)
+    }
+
+    /// Serves the socket: handles every complete line that arrived, writes what waits, and
+    /// registers for the next readiness. Called by the dispatcher when the miner was woken.
+    pub(crate) fn drive(self: &Arc<Self>, shared: &Shared) {
+        let waker = Waker::from(self.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut more = true;
+        for _ in 0..LINES_PER_DRIVE {
+            let next = self.conn().next_line(&**self, &mut cx);
+            match next {
+                Next::Line(line) => {
+                    if self.handle_line(shared, &line) == Flow::Active
+                        && self.phase() != MinerPhase::WaitLogin
+                    {
+                        self.set_deadline(shared, Instant::now() + INACTIVITY_TIMEOUT);
+                    }
+                }
+                Next::Idle => {
+                    more = false;
+                    break;
+                }
+                Next::Close(why) => return self.close(shared, why),
+            }
+        }
+        if more {
+            // A miner sending without pause: come back to it after the others.
+            self.wake_by_ref();
+        }
+        let flushed = self.conn().flush(self);
+        if let Err(why) = flushed {
+            self.close(shared, why);
+        }
+    }
+
+    /// Queues bytes for the miner and writes them at once when nothing waits before them.
+    /// Returns false when the miner is closed or its outbox just overflowed (then it is
+    /// closed by its dispatcher).
+    pub(crate) fn send(self: &Arc<Self>, chunks: &[Bytes]) -> bool {
+        let mut c = self.conn();
+        if !c.is_usable() {
+            return false;
+        }
+        match c.push(chunks, self) {
+            Ok(()) => true,
+            Err(why) => {
+                c.set_failed(why);
+                drop(c);
+                self.wake_by_ref();
+                false
+            }
+        }
+    }
+
+    /// Closes the miner from outside its dispatcher, as a write failure does: marks the
+    /// connection failed with `why` and wakes the miner, whose dispatcher closes it (what was
+    /// written already has gone out; what waits in the outbox is dropped). False when it is
+    /// closed or failed already, so a caller acts once.
+    pub(crate) fn fail(self: &Arc<Self>, why: &'static str) -> bool {
+        let mut c = self.conn();
+        if !c.is_usable() {
+            return false;
+        }
+        c.set_failed(why);
+        drop(c);
+        self.wake_by_ref();
+        true
+    }
+
+    /// Queues one line (see [`Miner::send`]).
+    pub(crate) fn send_line(self: &Arc<Self>, line: Vec<u8>) -> bool {
+        self.send(&[Bytes::from(line)])
+    }
+
+    /// True while output waits for the socket.
+    pub(crate) fn has_output(&self) -> bool {
+        let c = self.conn();
+        c.has_output() && !c.is_closed()
+    }
+
+    /// Sets the moment after which the tick closes the miner (login or inactivity timeout).
+    pub(crate) fn set_deadline(&self, shared: &Shared, at: Instant) {
+        let ms = at.saturating_duration_since(shared.clock).as_millis();
+        self.deadline
+            .store(u64::try_from(ms).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    /// The deadline, in milliseconds on the proxy clock (`u64::MAX`: none).
+    pub(crate) fn deadline_ms(&self) -> u64 {
+        self.deadline.load(Relaxed)
+    }
+
+    /// Whether the deadline passed at `now_ms` (milliseconds on the proxy clock).
+    pub(crate) fn expired(&self, now_ms: u64) -> bool {
+        now_ms >= self.deadline.load(Relaxed)
+    }
+
+    /// Closes the connection once: the socket is shut, the miner leaves its upstream and the
+    /// registry, and the close is counted and logged. Later calls do nothing.
+    pub(crate) fn close(self: &Arc<Self>, shared: &Shared, why: &str) {
+        if !self.shut() {
+            return;
+        }
+        tracing::debug!(miner = self.id, peer = %self.peer, "closing: {why}");
+        self.state().session.close();
+        shared.splitter.on_close(self);
+        shared.events.close(self);
+        shared.unregister(self);
+    }
+}
+
+impl Miner {
+    /// Shuts the socket and drops what waits in the buffers; false when it was shut already.
+    /// Dropping the socket deregisters it, which also drops the wakers it held (each one a
+    /// reference to this miner).
+    pub(crate) fn shut(&self) -> bool {
+        // Taken out under the socket lock, dropped after it.
+        let io = self.conn().shut();
+        io.is_some()
     }
 }
 

@@ -8,7 +8,8 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
+
+use tokio::time::Instant;
 
 use crate::miner::{Miner, MinerId, MinerPhase};
 use crate::splitter::UpstreamInfo;
@@ -40,14 +41,15 @@ pub struct MinerSnapshot {
 }
 
 impl Monitor {
-    /// When the proxy started: the epoch of its statistics too (uptime, average share time
-    /// and all-time hashrate count from it).
+    /// When the proxy started, on tokio's clock (the proxy's one clock: a paused test clock
+    /// moves it too): the epoch of its statistics (uptime, average share time and all-time
+    /// hashrate count from it).
     pub fn started(&self) -> Instant {
         self.shared.events.epoch
     }
 
     /// Share results, best shares, latency and hashrates (RFC §12 `Summary()`) as of `at`
-    /// (`Instant::now()` for the live figures).
+    /// (`tokio::time::Instant::now()` for the live figures).
     pub fn summary_at(&self, at: Instant) -> StatsSummary {
         let events = &self.shared.events;
         events.stats.summary(events.secs_at(at))

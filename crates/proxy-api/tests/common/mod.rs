@@ -4,7 +4,9 @@
 #![allow(dead_code)] // Each test file uses its own part of this.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
