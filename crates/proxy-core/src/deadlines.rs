@@ -8,14 +8,15 @@
 //! schedules the others again at their current deadline. A miner is thus scheduled at its
 //! start, again after its login deadline, then about once per inactivity timeout while it
 //! is active. This relies on a deadline never moving earlier than its scheduled check (the
-//! login deadline comes first, each later one is "now + inactivity timeout"). A closed
-//! miner's entry is a [`Weak`] reference that falls out when it comes
-//! due.
+//! login deadline comes first, each later one is "now + inactivity timeout"). An entry is
+//! the miner's id, 8 bytes: the tick looks due ids up in the registry, and a closed miner's
+//! id simply finds nothing (a weak reference would keep the closed miner's allocation alive
+//! until its check came, up to the inactivity timeout: +29 % RSS in the soak).
 //!
 //! Time is milliseconds on the proxy clock, passed in: no clock is read here.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, Weak};
+use std::sync::Mutex;
 
 use crate::lock;
 
@@ -25,7 +26,7 @@ pub(crate) const TICK_BUDGET: usize = 4096;
 
 /// Entries by the whole second (proxy clock) at which they are due.
 pub(crate) struct Deadlines<T> {
-    wheel: Mutex<BTreeMap<u64, Vec<Weak<T>>>>,
+    wheel: Mutex<BTreeMap<u64, Vec<T>>>,
 }
 
 impl<T> Deadlines<T> {
@@ -43,7 +44,7 @@ impl<T> Deadlines<T> {
 
     /// Schedules a check of `item` at `at_ms` (milliseconds on the proxy clock; `u64::MAX`:
     /// never, nothing is scheduled).
-    pub(crate) fn schedule(&self, at_ms: u64, item: Weak<T>) {
+    pub(crate) fn schedule(&self, at_ms: u64, item: T) {
         if at_ms == u64::MAX {
             return;
         }
@@ -54,7 +55,7 @@ impl<T> Deadlines<T> {
     }
 
     /// Schedules every `(at_ms, item)` of `items` under one lock (see [`Deadlines::schedule`]).
-    pub(crate) fn schedule_all(&self, items: impl IntoIterator<Item = (u64, Weak<T>)>) {
+    pub(crate) fn schedule_all(&self, items: impl IntoIterator<Item = (u64, T)>) {
         let mut wheel = lock(&self.wheel);
         for (at_ms, item) in items {
             if at_ms != u64::MAX {
@@ -65,7 +66,7 @@ impl<T> Deadlines<T> {
 
     /// Moves into `out` the entries due at `now_ms`, at most `budget` of them, earliest
     /// first; what is left stays due.
-    pub(crate) fn take_due(&self, now_ms: u64, budget: usize, out: &mut Vec<Weak<T>>) {
+    pub(crate) fn take_due(&self, now_ms: u64, budget: usize, out: &mut Vec<T>) {
         let mut wheel = lock(&self.wheel);
         while out.len() < budget {
             let Some(mut first) = wheel.first_entry() else {
@@ -95,10 +96,9 @@ impl<T> Deadlines<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
-    fn ids(v: &[Weak<u32>]) -> Vec<u32> {
-        let mut ids: Vec<u32> = v.iter().filter_map(|w| w.upgrade()).map(|a| *a).collect();
+    fn sorted(v: &[u32]) -> Vec<u32> {
+        let mut ids = v.to_vec();
         ids.sort_unstable();
         ids
     }
@@ -106,18 +106,17 @@ mod tests {
     #[test]
     fn only_what_is_due_comes_out() {
         let d = Deadlines::new();
-        let items: Vec<Arc<u32>> = (0..4).map(Arc::new).collect();
-        d.schedule(10_000, Arc::downgrade(&items[0]));
-        d.schedule(10_001, Arc::downgrade(&items[1]));
-        d.schedule(600_000, Arc::downgrade(&items[2]));
-        d.schedule(u64::MAX, Arc::downgrade(&items[3]));
+        d.schedule(10_000, 0u32);
+        d.schedule(10_001, 1);
+        d.schedule(600_000, 2);
+        d.schedule(u64::MAX, 3);
         assert_eq!(d.len(), 3, "no deadline: not scheduled");
 
         let mut out = Vec::new();
         d.take_due(9_999, TICK_BUDGET, &mut out);
         assert!(out.is_empty(), "nothing before its deadline");
         d.take_due(10_000, TICK_BUDGET, &mut out);
-        assert_eq!(ids(&out), [0], "due at its deadline");
+        assert_eq!(sorted(&out), [0], "due at its deadline");
         out.clear();
         d.take_due(10_999, TICK_BUDGET, &mut out);
         assert!(
@@ -125,22 +124,21 @@ mod tests {
             "10,001 ms is checked at the next whole second"
         );
         d.take_due(11_000, TICK_BUDGET, &mut out);
-        assert_eq!(ids(&out), [1]);
+        assert_eq!(sorted(&out), [1]);
         assert_eq!(d.len(), 1, "the later entry was not touched");
 
         out.clear();
-        d.schedule_all([(700_000, Arc::downgrade(&items[0]))]);
+        d.schedule_all([(700_000, 0)]);
         d.take_due(650_000, TICK_BUDGET, &mut out);
-        assert_eq!(ids(&out), [2]);
+        assert_eq!(sorted(&out), [2]);
         assert_eq!(d.len(), 1);
     }
 
     #[test]
     fn a_tick_takes_at_most_its_budget_and_leaves_the_rest_due() {
         let d = Deadlines::new();
-        let items: Vec<Arc<u32>> = (0..10).map(Arc::new).collect();
-        for (i, it) in items.iter().enumerate() {
-            d.schedule(1_000 * (1 + i as u64 % 2), Arc::downgrade(it));
+        for i in 0..10u32 {
+            d.schedule(1_000 * (1 + u64::from(i) % 2), i);
         }
         let mut out = Vec::new();
         d.take_due(5_000, 4, &mut out);
@@ -152,19 +150,6 @@ mod tests {
         out.clear();
         d.take_due(5_000, 4, &mut out);
         assert_eq!(out.len(), 2);
-        assert_eq!(d.len(), 0);
-    }
-
-    #[test]
-    fn a_dropped_item_falls_out_when_due() {
-        let d = Deadlines::new();
-        let gone = Arc::new(7u32);
-        d.schedule(1_000, Arc::downgrade(&gone));
-        drop(gone);
-        let mut out = Vec::new();
-        d.take_due(1_000, TICK_BUDGET, &mut out);
-        assert_eq!(out.len(), 1);
-        assert!(out[0].upgrade().is_none());
         assert_eq!(d.len(), 0);
     }
 }

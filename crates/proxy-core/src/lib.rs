@@ -111,7 +111,7 @@ pub(crate) struct Shared {
     /// Time zero of the miners' deadlines (tokio's clock, so tests may pause it).
     pub(crate) clock: tokio::time::Instant,
     /// When the tick looks at each miner's deadline again (`deadlines.rs`).
-    pub(crate) deadlines: deadlines::Deadlines<MinerT>,
+    pub(crate) deadlines: deadlines::Deadlines<MinerId>,
 }
 
 impl Shared {

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::conn::{Conn, Io, ReadyQueue, TlsMode};
 use crate::deadlines::TICK_BUDGET;
 use crate::miner::{Miner, MinerPhase, LOGIN_TIMEOUT};
-use crate::Shared;
+use crate::{lock, Shared};
 
 /// How long the last answers may take to go out when the proxy stops.
 const STOP_FLUSH: Duration = Duration::from_secs(1);
@@ -114,9 +114,7 @@ fn start(shared: &Arc<Shared>, io: Io, peer: SocketAddr, deadline: Instant) {
     let ready = shared.dispatchers.pick(id);
     let miner = Arc::new(Miner::new(id, peer, Conn::new(io), ready));
     miner.set_deadline(shared, deadline);
-    shared
-        .deadlines
-        .schedule(miner.deadline_ms(), Arc::downgrade(&miner));
+    shared.deadlines.schedule(miner.deadline_ms(), id);
     shared.register(&miner);
     miner.drive(shared);
 }
@@ -185,14 +183,20 @@ pub(crate) fn sweep_timeouts(shared: &Shared) {
     if due.is_empty() {
         return;
     }
+    // A closed miner's id finds nothing: it is gone from the registry.
+    let live: Vec<Arc<Miner>> = {
+        let miners = lock(&shared.miners);
+        due.iter()
+            .filter_map(|id| miners.get(id).cloned())
+            .collect()
+    };
     let mut again = Vec::new();
-    for entry in due {
-        let Some(m) = entry.upgrade() else { continue };
+    for m in live {
         if m.conn().is_closed() {
             continue;
         }
         if !m.expired(now_ms) {
-            again.push((m.deadline_ms(), entry));
+            again.push((m.deadline_ms(), m.id));
         } else if m.phase() == MinerPhase::WaitLogin {
             m.close(shared, "login timeout");
         } else {
