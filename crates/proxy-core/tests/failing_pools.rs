@@ -118,6 +118,19 @@ async fn bounded(body: impl std::future::Future<Output = ()>) {
         .expect("the test ran over its bound");
 }
 
+/// A proxy in front of `pools` (see [`config`]) and one miner logged in through it.
+async fn proxy_and_miner(pools: &[SocketAddr]) -> (ProxyHandle, Miner) {
+    let proxy = Proxy::start(config(pools)).await.unwrap();
+    let m = Miner::login(&proxy).await;
+    (proxy, m)
+}
+
+/// The end of every scenario: each submit answered exactly once, then the proxy stops.
+async fn finish(mut m: Miner, proxy: ProxyHandle) {
+    m.all_answered_once().await;
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
 async fn pools() -> (MockPool, MockPool) {
     (
         MockPool::start(make_job(1, DIFF)).await.unwrap(),
@@ -129,8 +142,7 @@ async fn pools() -> (MockPool, MockPool) {
 async fn a_pool_that_closes_mid_submit_is_logged_in_again() {
     bounded(async {
         let (a, b) = pools().await;
-        let proxy = Proxy::start(config(&[a.addr(), b.addr()])).await.unwrap();
-        let mut m = Miner::login(&proxy).await;
+        let (proxy, mut m) = proxy_and_miner(&[a.addr(), b.addr()]).await;
         a.set_reply(Reply::Close);
         let r = m.submit().await;
         assert_eq!(error_message(&r), Some("Connection to pool lost"));
@@ -141,8 +153,7 @@ async fn a_pool_that_closes_mid_submit_is_logged_in_again() {
         assert!(ok(&m.submit().await));
         assert_eq!(a.received("submit").len(), 2);
         assert!(b.received("submit").is_empty());
-        m.all_answered_once().await;
-        proxy.shutdown(Duration::from_secs(1)).await;
+        finish(m, proxy).await;
     })
     .await;
 }
@@ -151,16 +162,14 @@ async fn a_pool_that_closes_mid_submit_is_logged_in_again() {
 async fn a_pool_that_answers_garbage_is_dropped_for_the_backup() {
     bounded(async {
         let (a, b) = pools().await;
-        let proxy = Proxy::start(config(&[a.addr(), b.addr()])).await.unwrap();
-        let mut m = Miner::login(&proxy).await;
+        let (proxy, mut m) = proxy_and_miner(&[a.addr(), b.addr()]).await;
         a.set_reply(Reply::Garbage);
         let r = m.submit().await;
         assert_eq!(error_message(&r), Some("Pool did not answer in time"));
         m.job("job000002").await;
         assert!(ok(&m.submit().await));
         assert_eq!(b.received("submit").len(), 1);
-        m.all_answered_once().await;
-        proxy.shutdown(Duration::from_secs(1)).await;
+        finish(m, proxy).await;
     })
     .await;
 }
@@ -169,8 +178,7 @@ async fn a_pool_that_answers_garbage_is_dropped_for_the_backup() {
 async fn a_late_answer_is_taken_in_time_and_refused_after_the_timeout() {
     bounded(async {
         let (a, b) = pools().await;
-        let proxy = Proxy::start(config(&[a.addr(), b.addr()])).await.unwrap();
-        let mut m = Miner::login(&proxy).await;
+        let (proxy, mut m) = proxy_and_miner(&[a.addr(), b.addr()]).await;
         a.set_reply(Reply::OkAfter(Duration::from_millis(300)));
         assert!(ok(&m.submit().await), "late but within the reply timeout");
         a.set_reply(Reply::OkAfter(Duration::from_millis(1600)));
@@ -179,8 +187,7 @@ async fn a_late_answer_is_taken_in_time_and_refused_after_the_timeout() {
         // Silent for the reply timeout while asked: dropped for the backup.
         m.job("job000002").await;
         assert!(ok(&m.submit().await));
-        m.all_answered_once().await;
-        proxy.shutdown(Duration::from_secs(1)).await;
+        finish(m, proxy).await;
     })
     .await;
 }
@@ -189,8 +196,7 @@ async fn a_late_answer_is_taken_in_time_and_refused_after_the_timeout() {
 async fn bad_jobs_never_reach_a_miner() {
     bounded(async {
         let (a, _b) = pools().await;
-        let proxy = Proxy::start(config(&[a.addr()])).await.unwrap();
-        let mut m = Miner::login(&proxy).await;
+        let (proxy, mut m) = proxy_and_miner(&[a.addr()]).await;
         let good = make_job(3, DIFF);
         let bad = |f: fn(&mut stratum_proto::Job)| {
             let mut j = good.clone();
@@ -212,8 +218,7 @@ async fn bad_jobs_never_reach_a_miner() {
         m.job("job000003").await;
         assert!(ok(&m.submit().await));
         assert_eq!(a.received("login").len(), 1);
-        m.all_answered_once().await;
-        proxy.shutdown(Duration::from_secs(1)).await;
+        finish(m, proxy).await;
     })
     .await;
 }
@@ -222,8 +227,7 @@ async fn bad_jobs_never_reach_a_miner() {
 async fn unauthenticated_makes_the_proxy_log_in_again_and_the_miner_stays() {
     bounded(async {
         let (a, _b) = pools().await;
-        let proxy = Proxy::start(config(&[a.addr()])).await.unwrap();
-        let mut m = Miner::login(&proxy).await;
+        let (proxy, mut m) = proxy_and_miner(&[a.addr()]).await;
         a.set_reply(Reply::Error("Unauthenticated".into()));
         let r = m.submit().await;
         assert_eq!(error_message(&r), Some("Unauthenticated"));
@@ -241,8 +245,7 @@ async fn unauthenticated_makes_the_proxy_log_in_again_and_the_miner_stays() {
             1,
             "the miner kept its connection"
         );
-        m.all_answered_once().await;
-        proxy.shutdown(Duration::from_secs(1)).await;
+        finish(m, proxy).await;
     })
     .await;
 }
@@ -251,8 +254,7 @@ async fn unauthenticated_makes_the_proxy_log_in_again_and_the_miner_stays() {
 async fn after_a_reconnect_a_share_for_the_old_sessions_job_is_refused_and_never_sent() {
     bounded(async {
         let (a, _b) = pools().await;
-        let proxy = Proxy::start(config(&[a.addr()])).await.unwrap();
-        let mut m = Miner::login(&proxy).await;
+        let (proxy, mut m) = proxy_and_miner(&[a.addr()]).await;
         let old = m.job_id();
         a.drop_connections();
         // The pool's next session has another job; the miner gets it.
@@ -268,8 +270,7 @@ async fn after_a_reconnect_a_share_for_the_old_sessions_job_is_refused_and_never
             "the old job's share never reached the pool"
         );
         assert_eq!(submits[0].params["job_id"], "job000007");
-        m.all_answered_once().await;
-        proxy.shutdown(Duration::from_secs(1)).await;
+        finish(m, proxy).await;
     })
     .await;
 }
@@ -278,8 +279,7 @@ async fn after_a_reconnect_a_share_for_the_old_sessions_job_is_refused_and_never
 async fn shares_while_the_pool_is_away_are_answered_at_once() {
     bounded(async {
         let (a, _b) = pools().await;
-        let proxy = Proxy::start(config(&[a.addr()])).await.unwrap();
-        let mut m = Miner::login(&proxy).await;
+        let (proxy, mut m) = proxy_and_miner(&[a.addr()]).await;
         a.set_login_silent(true);
         a.drop_connections();
         // The proxy is logging in again (unanswered): the old job is gone.
@@ -290,8 +290,7 @@ async fn shares_while_the_pool_is_away_are_answered_at_once() {
         m.m.next_job(WAIT).await.unwrap();
         assert!(ok(&m.submit().await));
         assert_eq!(a.received("submit").len(), 1, "nothing replayed");
-        m.all_answered_once().await;
-        proxy.shutdown(Duration::from_secs(1)).await;
+        finish(m, proxy).await;
     })
     .await;
 }
@@ -301,13 +300,11 @@ async fn a_pool_that_never_answers_the_login_is_skipped() {
     bounded(async {
         let (a, b) = pools().await;
         a.set_login_silent(true);
-        let proxy = Proxy::start(config(&[a.addr(), b.addr()])).await.unwrap();
-        let mut m = Miner::login(&proxy).await;
+        let (proxy, mut m) = proxy_and_miner(&[a.addr(), b.addr()]).await;
         assert_eq!(m.job_id(), "job000002");
         assert!(ok(&m.submit().await));
         assert_eq!(b.received("submit").len(), 1);
-        m.all_answered_once().await;
-        proxy.shutdown(Duration::from_secs(1)).await;
+        finish(m, proxy).await;
     })
     .await;
 }
@@ -324,12 +321,10 @@ async fn a_pool_that_accepts_tcp_and_hangs_is_skipped() {
             }
         });
         let b = MockPool::start(make_job(2, DIFF)).await.unwrap();
-        let proxy = Proxy::start(config(&[hang_addr, b.addr()])).await.unwrap();
-        let mut m = Miner::login(&proxy).await;
+        let (proxy, mut m) = proxy_and_miner(&[hang_addr, b.addr()]).await;
         assert_eq!(m.job_id(), "job000002");
         assert!(ok(&m.submit().await));
-        m.all_answered_once().await;
-        proxy.shutdown(Duration::from_secs(1)).await;
+        finish(m, proxy).await;
         holder.abort();
     })
     .await;
@@ -339,16 +334,14 @@ async fn a_pool_that_accepts_tcp_and_hangs_is_skipped() {
 async fn a_pool_that_stops_talking_is_left_for_the_backup_with_no_share_flowing() {
     bounded(async {
         let (a, b) = pools().await;
-        let proxy = Proxy::start(config(&[a.addr(), b.addr()])).await.unwrap();
-        let mut m = Miner::login(&proxy).await;
+        let (proxy, mut m) = proxy_and_miner(&[a.addr(), b.addr()]).await;
         a.set_mute(true);
         let t0 = tokio::time::Instant::now();
         m.job("job000002").await;
         eprintln!("moved to the backup after {:?}", t0.elapsed());
         assert!(!a.received("keepalived").is_empty(), "probed first");
         assert!(ok(&m.submit().await));
-        m.all_answered_once().await;
-        proxy.shutdown(Duration::from_secs(1)).await;
+        finish(m, proxy).await;
     })
     .await;
 }
