@@ -197,15 +197,12 @@ fn is_difficulty(value: f64) -> bool {
 pub struct Vardiff {
     config: VardiffConfig,
     upstream: f64,
-    /// The configured floor raised by the miner's suggestion.
-    floor: f64,
-    /// The miner's last valid suggestion.
+    /// The miner's last valid suggestion (raises the configured floor).
     suggested: Option<f64>,
     difficulty: f64,
     window_start_ms: u64,
     window_shares: u32,
     window_difficulty: f64,
-    last_retarget_ms: u64,
 }
 
 impl Vardiff {
@@ -229,13 +226,11 @@ impl Vardiff {
         let mut vardiff = Vardiff {
             config,
             upstream: upstream_difficulty,
-            floor: config.floor,
             suggested: None,
             difficulty: config.start,
             window_start_ms: now_ms,
             window_shares: 0,
             window_difficulty: 0.0,
-            last_retarget_ms: now_ms,
         };
         vardiff.difficulty = vardiff.clamp(config.start);
         Ok(vardiff)
@@ -251,10 +246,6 @@ impl Vardiff {
     /// [`VardiffError::InvalidConfig`] ([`VardiffConfig::validate`]); nothing changes.
     pub fn set_config(&mut self, config: VardiffConfig) -> Result<Option<f64>, VardiffError> {
         config.validate()?;
-        self.floor = match self.suggested {
-            Some(suggested) => config.floor.max(suggested),
-            None => config.floor,
-        };
         self.config = config;
         Ok(self.set(self.difficulty))
     }
@@ -272,7 +263,10 @@ impl Vardiff {
     /// The current bounds `(low, high)`: `high` is the upstream difficulty, `low` the
     /// floor (raised by a suggestion) or `high` if that is lower.
     pub fn bounds(&self) -> (f64, f64) {
-        (self.floor.min(self.upstream), self.upstream)
+        let floor = self
+            .suggested
+            .map_or(self.config.floor, |s| self.config.floor.max(s));
+        (floor.min(self.upstream), self.upstream)
     }
 
     fn clamp(&self, difficulty: f64) -> f64 {
@@ -294,12 +288,12 @@ impl Vardiff {
     /// The time at or after which [`poll`](Self::poll) may retarget without a new
     /// share, ms: the end of the window (or the minimum interval, if later).
     pub fn next_poll_ms(&self) -> u64 {
-        self.window_start_ms
-            .saturating_add(self.config.window_ms)
-            .max(
-                self.last_retarget_ms
-                    .saturating_add(self.config.min_retarget_interval_ms),
-            )
+        // A retarget starts a new window: the last one was at `window_start_ms`.
+        self.window_start_ms.saturating_add(
+            self.config
+                .window_ms
+                .max(self.config.min_retarget_interval_ms),
+        )
     }
 
     /// An accepted share at `now_ms`, checked at `share_difficulty` (the difficulty the
@@ -318,21 +312,20 @@ impl Vardiff {
     /// it changed. Call it at [`next_poll_ms`](Self::next_poll_ms) so that a miner who
     /// stopped finding shares gets an easier difficulty.
     pub fn poll(&mut self, now_ms: u64) -> Option<f64> {
-        let since_retarget = now_ms.saturating_sub(self.last_retarget_ms);
+        // A window starts at each retarget, so its age is also the time since the last one.
         let elapsed = now_ms.saturating_sub(self.window_start_ms);
-        if since_retarget < self.config.min_retarget_interval_ms
+        if elapsed < self.config.min_retarget_interval_ms
             || (self.window_shares < self.config.retarget_shares && elapsed < self.config.window_ms)
         {
             return None;
         }
-        // elapsed ≥ since_retarget ≥ min_retarget_interval_ms ≥ 1: no division by 0.
+        // elapsed ≥ min_retarget_interval_ms ≥ 1: no division by 0.
         let ideal = self.window_difficulty * self.config.target_interval_ms as f64 / elapsed as f64;
         let max = self.config.max_factor;
         let ratio = (ideal / self.difficulty).clamp(1.0 / max, max);
         self.window_start_ms = now_ms;
         self.window_shares = 0;
         self.window_difficulty = 0.0;
-        self.last_retarget_ms = now_ms;
         let tolerance = self.config.tolerance;
         if ratio < tolerance && ratio > 1.0 / tolerance {
             return None;
@@ -377,7 +370,6 @@ impl Vardiff {
             return Err(VardiffError::SuggestedDifficulty(difficulty));
         }
         self.suggested = Some(difficulty);
-        self.floor = self.config.floor.max(difficulty);
         Ok(self.set(difficulty))
     }
 }
@@ -696,6 +688,6 @@ mod tests {
 
     #[test]
     fn vardiff_is_136_bytes_as_documented() {
-        assert_eq!(std::mem::size_of::<Vardiff>(), 136);
+        assert_eq!(std::mem::size_of::<Vardiff>(), 120);
     }
 }

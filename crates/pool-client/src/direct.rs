@@ -154,6 +154,19 @@ impl Ledger {
         self.pending.remove(&id).map(|p| p.seq)
     }
 
+    /// The timeout tick: removes the submits sent `timeout` or longer before `now`, and,
+    /// when the pool is then [`silent`](Self::silent), every submit still waiting (the pool
+    /// did not answer them in time either, whichever of the two came first in this tick);
+    /// their sequence numbers, and whether the pool is silent.
+    pub(crate) fn expire_or_silent(&mut self, now: Instant, timeout: Duration) -> (Vec<u64>, bool) {
+        let mut expired = self.expire(now, timeout);
+        let silent = self.silent(now, timeout);
+        if silent {
+            expired.extend(self.expire(now, Duration::ZERO));
+        }
+        (expired, silent)
+    }
+
     /// Removes the submits sent `timeout` or longer before `now`; their sequence numbers.
     /// Ids are taken in send order (under the wire's lock, with the send time), so the late
     /// ones are the first entries: the scan stops at the first one still in time.
@@ -406,17 +419,6 @@ impl Attached<'_> {
         self.with(Wire::flush_state)
             .unwrap_or_else(|| Flushed::Lost("detached".into()))
     }
-
-    /// See [`Ledger::answer`].
-    pub(crate) fn answer(&self, id: u64) -> Option<u64> {
-        self.with(|w| w.ledger.answer(id)).flatten()
-    }
-
-    /// See [`Ledger::expire`].
-    pub(crate) fn expire(&self, now: Instant, timeout: Duration) -> Vec<u64> {
-        self.with(|w| w.ledger.expire(now, timeout))
-            .unwrap_or_default()
-    }
 }
 
 impl Drop for Attached<'_> {
@@ -521,6 +523,27 @@ mod tests {
         ledger.submit(1, &share(1), late).unwrap();
         assert!(!ledger.silent(late + t / 4, t));
         assert!(ledger.silent(late + t / 2, t));
+    }
+
+    #[test]
+    fn a_silent_pool_times_out_every_share_still_waiting_in_the_same_tick() {
+        let t0 = Instant::now();
+        let t = Duration::from_secs(1);
+        let mut ledger = Ledger::new("s".into(), 1, 2, t0);
+        // Sent a little after the last line: silent (t after that line) before it expires.
+        ledger.submit(5, &share(1), t0 + t / 4).unwrap();
+        let now = t0 + t;
+        assert_eq!(
+            ledger.expire(now, t),
+            Vec::<u64>::new(),
+            "not due by itself"
+        );
+        assert_eq!(ledger.expire_or_silent(now, t), (vec![5], true));
+        assert_eq!(
+            ledger.expire_or_silent(now, t),
+            (vec![], true),
+            "each share once"
+        );
     }
 
     #[tokio::test]

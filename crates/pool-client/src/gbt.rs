@@ -44,8 +44,10 @@
 //! decoded with rust-bitcoin's `base58` and `bech32` modules and turned into the same
 //! scriptPubKeys.
 
+use stratum_proto::sv1::{share, PrevHash};
+
 use bitcoin::block::{Header, Version};
-use bitcoin::consensus::encode::{self, Encodable};
+use bitcoin::consensus::encode;
 use bitcoin::hashes::Hash;
 use bitcoin::hex::DisplayHex;
 use bitcoin::script::{Builder, PushBytesBuf};
@@ -424,16 +426,20 @@ impl SoloJob {
         let split = script_at + extranonce_at;
         let coinb1 = bytes[..split].to_vec();
         let coinb2 = bytes[split + extranonce..].to_vec();
-        let txids: Vec<TxMerkleNode> = template
+        let txids: Vec<_> = template
             .transactions
             .iter()
-            .map(|tx| TxMerkleNode::from_raw_hash(tx.compute_txid().to_raw_hash()))
+            .map(|tx| tx.compute_txid())
+            .collect();
+        let merkle_branch = share::merkle_branch(&txids)
+            .into_iter()
+            .map(TxMerkleNode::from_byte_array)
             .collect();
         Ok(Self {
             template,
             coinb1,
             coinb2,
-            merkle_branch: merkle_branch(txids),
+            merkle_branch,
             extranonce1_size: params.extranonce1_size,
             extranonce2_size: params.extranonce2_size,
         })
@@ -490,11 +496,7 @@ impl SoloJob {
     /// `mining.notify`'s prevhash: the previous block hash's internal bytes with each 4-byte
     /// word reversed, as 64 hex digits.
     pub fn notify_prev_hash(&self) -> String {
-        let mut bytes = self.template.prev_hash.to_byte_array();
-        for word in bytes.chunks_exact_mut(4) {
-            word.reverse();
-        }
-        bytes.to_lower_hex_string()
+        PrevHash::from_block_hash(self.template.prev_hash).to_hex()
     }
 
     /// `mining.notify`'s merkle branch: each hash's internal bytes as 64 hex digits.
@@ -571,10 +573,13 @@ impl SoloJob {
     }
 
     fn header_for(&self, coinbase: &Transaction, solution: &Solution<'_>) -> Header {
-        let merkle_root = self.merkle_branch.iter().fold(
-            TxMerkleNode::from_raw_hash(coinbase.compute_txid().to_raw_hash()),
-            |acc, sibling| merkle_parent(&acc, sibling),
-        );
+        // Built only for a solution (a block or its header), never per job or share.
+        let branch: Vec<[u8; 32]> = self
+            .merkle_branch
+            .iter()
+            .map(|n| n.to_byte_array())
+            .collect();
+        let merkle_root = share::merkle_root(coinbase.compute_txid(), &branch);
         Header {
             version: solution.version,
             prev_blockhash: self.template.prev_hash,
@@ -608,32 +613,6 @@ impl SoloJob {
     pub fn block_hex(&self, solution: &Solution<'_>) -> Result<String, GbtError> {
         Ok(encode::serialize_hex(&self.block(solution)?))
     }
-}
-
-/// sha256d of two nodes' bytes: their parent in the merkle tree.
-fn merkle_parent(left: &TxMerkleNode, right: &TxMerkleNode) -> TxMerkleNode {
-    let mut engine = TxMerkleNode::engine();
-    left.consensus_encode(&mut engine)
-        .expect("hash engines do not fail");
-    right
-        .consensus_encode(&mut engine)
-        .expect("hash engines do not fail");
-    TxMerkleNode::from_engine(engine)
-}
-
-/// The merkle branch of position 0 given the other leaves (`hashes`, the txids after the
-/// coinbase): at each level, the first remaining hash is the sibling of the coinbase's path,
-/// and the rest pair up (the last one with itself when odd) into the next level.
-fn merkle_branch(mut hashes: Vec<TxMerkleNode>) -> Vec<TxMerkleNode> {
-    let mut branch = Vec::new();
-    while let Some((&first, rest)) = hashes.split_first() {
-        branch.push(first);
-        hashes = rest
-            .chunks(2)
-            .map(|pair| merkle_parent(&pair[0], pair.get(1).unwrap_or(&pair[0])))
-            .collect();
-    }
-    branch
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@
 //!   `Unauthenticated`, a ban); the share that got it is answered with it;
 //! - the connection closes or fails, or the login is not answered within the connect timeout.
 //!
-//! A job whose blob, target or id is bad (see [`check_job`]) is refused with a WARN line and
+//! A job whose blob, target or id is bad ([`Job::validate`]) is refused with a WARN line and
 //! never reported.
 //!
 //! Over plain TCP the logged-in session attaches the direct submit path (module `direct`):
@@ -54,32 +54,8 @@ use crate::{
 
 const LOGIN_ID: u64 = 1;
 
-/// Longest job id taken from a pool, in bytes.
-pub const MAX_JOB_ID: usize = 128;
-
-/// Checks a pool's job before any miner sees it: [`Job::validate`] (id not empty, blob hex
-/// of at least 43 bytes so that it holds the nonce at bytes 39..43 and the NiceHash fixed
-/// byte at 42, target a non-zero difficulty), plus an id of at most [`MAX_JOB_ID`] bytes of
-/// printable ASCII (it is echoed to miners and written to logs).
-///
-/// # Errors
-/// What is wrong with the job, for the log line.
-pub fn check_job(job: &Job) -> Result<(), String> {
-    job.validate().map_err(|e| e.to_string())?;
-    if job.job_id.len() > MAX_JOB_ID {
-        return Err(format!(
-            "job id of {} bytes (at most {MAX_JOB_ID})",
-            job.job_id.len()
-        ));
-    }
-    if !job.job_id.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err("job id with a character that is not printable ASCII".into());
-    }
-    Ok(())
-}
-
 fn report_job(ctx: &SessionCtx<'_>, job: Job, session: u64) {
-    match check_job(&job) {
+    match job.validate() {
         Ok(()) => ctx.listener.on_job(job, session),
         Err(e) => tracing::warn!(pool = %ctx.pool.url, "refusing invalid job: {e}"),
     }
@@ -345,11 +321,22 @@ async fn run_tcp(
                 match next {
                     Some(Ok(line)) => {
                         let read_at = Instant::now();
-                        match on_line(ctx, addr, session, &line, |id| wire.answer(id)) {
-                            Heard::Alive => {
+                        // An answer marks the pool heard under the same lock; other lines
+                        // (jobs, notifications) take it once for that alone.
+                        let mut heard = false;
+                        let answer = |id| {
+                            heard = true;
+                            wire.ledger(|l| {
+                                l.heard(read_at);
+                                l.answer(id)
+                            })
+                            .flatten()
+                        };
+                        match on_line(ctx, addr, session, &line, answer) {
+                            Heard::Alive if !heard => {
                                 wire.ledger(|l| l.heard(read_at));
                             }
-                            Heard::Garbage => {}
+                            Heard::Alive | Heard::Garbage => {}
                             Heard::End(why) => break SessionEnd::Ended(why),
                         }
                     }
@@ -378,14 +365,20 @@ async fn run_tcp(
             }
             _ = timeout_timer.tick() => {
                 let now = Instant::now();
-                for seq in wire.expire(now, reply_timeout) {
+                // One lock: expiry, then silence and idleness as they stand after it.
+                let checked = wire.ledger(|l| {
+                    let (expired, silent) = l.expire_or_silent(now, reply_timeout);
+                    (expired, silent, l.idle(now, reply_timeout))
+                });
+                let (expired, silent_pool, idle) = checked.unwrap_or_default();
+                for seq in expired {
                     listener.on_result(seq, Err(ShareError::Timeout));
                 }
-                let quiet = wire.ledger(|l| (l.silent(now, reply_timeout), l.idle(now, reply_timeout)));
-                match quiet {
-                    Some((true, _)) => break silent(reply_timeout),
-                    Some((false, true)) => wire.keepalived(),
-                    _ => {}
+                if silent_pool {
+                    break silent(reply_timeout);
+                }
+                if idle {
+                    wire.keepalived();
                 }
                 continue;
             }
@@ -457,10 +450,11 @@ async fn run_buffered(
             }
             _ = timeout_timer.tick() => {
                 let now = Instant::now();
-                for seq in ledger.expire(now, reply_timeout) {
+                let (expired, silent_pool) = ledger.expire_or_silent(now, reply_timeout);
+                for seq in expired {
                     ctx.listener.on_result(seq, Err(ShareError::Timeout));
                 }
-                if ledger.silent(now, reply_timeout) {
+                if silent_pool {
                     break silent(reply_timeout);
                 }
                 if ledger.idle(now, reply_timeout) {
@@ -600,21 +594,21 @@ mod tests {
 
     #[test]
     fn bad_blobs_targets_and_ids_are_refused() {
-        assert_eq!(check_job(&job()), Ok(()));
+        assert_eq!(job().validate(), Ok(()));
         let bad = |f: fn(&mut Job)| {
             let mut j = job();
             f(&mut j);
-            check_job(&j).unwrap_err()
+            j.validate().unwrap_err()
         };
         bad(|j| j.blob = "zz".repeat(76));
         bad(|j| j.blob = "00".repeat(42)); // no room for the nonce at 39..43
         bad(|j| j.target = "00000000".into());
         bad(|j| j.target = "xyz".into());
         bad(|j| j.job_id.clear());
-        bad(|j| j.job_id = "a".repeat(MAX_JOB_ID + 1));
+        bad(|j| j.job_id = "a".repeat(stratum_proto::MAX_JOB_ID + 1));
         bad(|j| j.job_id = "j\n1".into());
         let mut longest = job();
-        longest.job_id = "a".repeat(MAX_JOB_ID);
-        assert_eq!(check_job(&longest), Ok(()));
+        longest.job_id = "a".repeat(stratum_proto::MAX_JOB_ID);
+        assert_eq!(longest.validate(), Ok(()));
     }
 }

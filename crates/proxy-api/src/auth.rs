@@ -40,7 +40,7 @@ pub(crate) async fn guard(State(api): State<Api>, req: Request, next: Next) -> R
         }
     }
     let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if write && token.is_none() {
+    if write && !http.writable() {
         return error(StatusCode::FORBIDDEN, Some(NO_TOKEN_NO_WRITES.into()));
     }
     drop(config);

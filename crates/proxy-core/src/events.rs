@@ -20,10 +20,7 @@ use crate::logs::{accept_line, close_line, connect_line, reject_line, LineLog};
 use crate::ratelimit::{invalid_share_limit_reached, RateLimiter};
 use crate::stats::Stats;
 use crate::workers::{WorkerLimits, WorkerSource, Workers};
-use stratum_session::ShareTally;
-
-/// The refusal of a share for a job the upstream does not have (RFC §8.2).
-pub(crate) const STALE_JOB: &str = stratum_session::Refusal::StaleJob.message();
+use stratum_session::{Refusal, ShareTally};
 
 /// What an event says of its miner (implemented by the driver's miner): plain data read
 /// under the miner's own lock, and the one action the invalid-share rule takes.
@@ -101,13 +98,16 @@ impl Events {
     /// (when not 0), and one WARN line says so (its login escaped, as `Debug` writes it).
     fn tally(&self, miner: &impl Subject, valid: bool) {
         let t = miner.count_share(valid);
+        if valid {
+            // The rule looks only at invalid shares.
+            return;
+        }
         let rule = RateLimit {
             invalid_shares: self.invalid_shares.load(Relaxed),
             invalid_percent: self.invalid_percent.load(Relaxed),
             ..RateLimit::default()
         };
-        if valid
-            || !invalid_share_limit_reached(&rule, u64::from(t.valid), u64::from(t.invalid))
+        if !invalid_share_limit_reached(&rule, u64::from(t.valid), u64::from(t.invalid))
             || !miner.fail("too many invalid shares")
         {
             return;
@@ -235,17 +235,18 @@ impl Events {
 
     /// The proxy refused a share before the pool saw it (RFC §6.2 checks, duplicates).
     /// Counted against the miner (call it after answering the share, as it may cut the miner
-    /// off), except `Invalid job id`: work on a job the upstream no longer has is stale, what
-    /// honest miners send after a job change or while a pool is away, and never reaches a
-    /// pool.
-    pub(crate) fn invalid(&self, miner: &impl Subject, reason: &str) {
+    /// off), except what [`Refusal::counts_as_invalid`] leaves out (`Invalid job id`: work on a
+    /// job the upstream no longer has is stale, what honest miners send after a job change or
+    /// while a pool is away, and never reaches a pool).
+    pub(crate) fn invalid(&self, miner: &impl Subject, refusal: Refusal) {
+        let reason = refusal.message();
         self.stats.invalid.fetch_add(1, Relaxed);
         self.workers.invalid(miner, self.now());
         if self.share_log.is_on() {
             self.share_log
                 .write(reject_line(&Self::user(miner), reason));
         }
-        if reason != STALE_JOB {
+        if refusal.counts_as_invalid() {
             self.tally(miner, false);
         }
     }
@@ -315,7 +316,7 @@ mod tests {
         e.login(&m);
         e.accept(&m, 1000, 4321, Duration::from_millis(40));
         e.reject(&m, "Low difficulty share");
-        e.invalid(&m, "Invalid nonce");
+        e.invalid(&m, Refusal::InvalidNonce);
         let s = e.stats.summary(e.now());
         assert_eq!(
             (s.accepted, s.rejected, s.invalid, s.hashes),

@@ -55,7 +55,6 @@ pub use pool_client::UpstreamState;
 pub use reload::{ReloadOutcome, WATCH_INTERVAL};
 pub use splitter::{
     UpstreamCounts, UpstreamInfo, DUPLICATE_SHARE, EMPTY_MAPPER_TTL, NICEHASH_SLOTS,
-    SEEN_NONCES_PER_JOB,
 };
 pub use stats::{
     LatencyHistogram, Stats, StatsSnapshot, StatsSummary, WorkerWindows, HASHRATE_WINDOWS,

@@ -263,7 +263,7 @@ impl Miner {
             Ok(f) => (f.nonce, f.share_diff),
             Err(r) => {
                 self.reply_error(&id, r);
-                shared.events.invalid(self, r.message());
+                shared.events.invalid(self, r);
                 return;
             }
         };

@@ -172,8 +172,9 @@ async fn dispatch(shared: Arc<Shared>, queue: Arc<ReadyQueue<Miner>>, stop: Canc
 }
 
 /// Closes the miners whose login or inactivity deadline has passed. Called every second; it
-/// touches only the miners whose scheduled check came (at most [`TICK_BUDGET`]), under no
-/// registry lock, and schedules the ones still in time again at their current deadline.
+/// touches only the miners whose scheduled check came (at most [`TICK_BUDGET`], looked up by
+/// id under one short registry lock, never acted on under it), and schedules the ones still
+/// in time again at their current deadline.
 pub(crate) fn sweep_timeouts(shared: &Shared) {
     let now = Instant::now();
     let now_ms =

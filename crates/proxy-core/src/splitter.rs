@@ -30,7 +30,7 @@ use stratum_session::{
     effective_difficulty, Channel, ChannelJob, Checked, JobFor, Refusal, ShareIn,
 };
 
-pub use stratum_session::{NICEHASH_SLOTS, SEEN_NONCES_PER_JOB};
+pub use stratum_session::NICEHASH_SLOTS;
 
 /// How long an empty NiceHash mapper is kept before its pool connection is closed.
 pub const EMPTY_MAPPER_TTL: Duration = Duration::from_secs(60);
@@ -264,7 +264,7 @@ impl<M: Downstream> Mapper<M> {
         // Answered first: the count may cut the miner off (see `Events::invalid`).
         let refuse = |r: Refusal| {
             miner.reply(&id, Err(r.message()));
-            self.events.invalid(miner, r.message());
+            self.events.invalid(miner, r);
         };
         let mut st = self.st();
         let checked = st.channel.check_share(

@@ -19,6 +19,8 @@ pub const NONCE_OFFSET: usize = 39;
 pub const NICEHASH_BYTE_OFFSET: usize = 42;
 /// Smallest blob, in bytes, that holds a whole nonce.
 pub const MIN_BLOB_BYTES: usize = NONCE_OFFSET + 4;
+/// Longest job id [`Job::validate`] takes, in bytes (ids are echoed to miners and logged).
+pub const MAX_JOB_ID: usize = 128;
 
 /// One unit of work from a pool (RFC §7).
 ///
@@ -49,6 +51,10 @@ pub enum JobError {
     /// `job_id` is empty.
     #[error("job has an empty job_id")]
     EmptyJobId,
+    /// `job_id` is longer than [`MAX_JOB_ID`] bytes or holds a byte that is not printable
+    /// ASCII.
+    #[error("job id of {0} bytes is not 1..={MAX_JOB_ID} bytes of printable ASCII")]
+    BadJobId(usize),
     /// `blob` is not hex, has an odd length, or is shorter than 43 bytes.
     #[error("job blob is not hex of at least {MIN_BLOB_BYTES} bytes")]
     BadBlob,
@@ -58,13 +64,18 @@ pub enum JobError {
 }
 
 impl Job {
-    /// Checks that the job can be split and sent to miners.
+    /// Checks that the job can be split and sent to miners: id of 1..=[`MAX_JOB_ID`] bytes
+    /// of printable ASCII, blob hex of at least [`MIN_BLOB_BYTES`] bytes (the nonce at
+    /// 39..43, the NiceHash fixed byte at 42), target a non-zero difficulty.
     ///
     /// # Errors
     /// [`JobError`] naming the first bad field.
     pub fn validate(&self) -> Result<(), JobError> {
         if self.job_id.is_empty() {
             return Err(JobError::EmptyJobId);
+        }
+        if self.job_id.len() > MAX_JOB_ID || !self.job_id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(JobError::BadJobId(self.job_id.len()));
         }
         if self.blob.len() % 2 != 0
             || self.blob.len() < MIN_BLOB_BYTES * 2

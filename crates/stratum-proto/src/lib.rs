@@ -28,7 +28,7 @@ pub mod sv1;
 pub use codec::{CodecError, LineCodec, MAX_LINE_LENGTH};
 pub use job::{
     difficulty_to_target, parse_nonce, result_difficulty, target_to_difficulty, Job, JobError,
-    NICEHASH_BYTE_OFFSET,
+    MAX_JOB_ID, NICEHASH_BYTE_OFFSET,
 };
 
 /// A JSON-RPC request id: any JSON value (number, string or null), echoed back unchanged.

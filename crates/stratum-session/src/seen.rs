@@ -29,13 +29,11 @@ impl SeenShares {
     /// Remembers a share's nonce (4 bytes, blob order) as forwarded, or as answered
     /// `local`ly; false when either kind has it already: a duplicate, to refuse.
     pub(crate) fn remember(&mut self, nonce: [u8; 4], local: bool) -> bool {
-        if self.forwarded.contains(nonce) || self.local.contains(nonce) {
-            return false;
-        }
+        // `insert` looks its own kind up: only the other kind needs a look first.
         if local {
-            self.local.insert(nonce)
+            !self.forwarded.contains(nonce) && self.local.insert(nonce)
         } else {
-            self.forwarded.insert(nonce)
+            !self.local.contains(nonce) && self.forwarded.insert(nonce)
         }
     }
 }
