@@ -24,6 +24,7 @@ pub mod channel;
 mod refusal;
 mod seen;
 pub mod session;
+pub mod sv1;
 
 pub use channel::{
     effective_difficulty, Channel, ChannelJob, Checked, ShareIn, NICEHASH_SLOTS,

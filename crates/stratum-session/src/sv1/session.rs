@@ -1,0 +1,629 @@
+//! A Stratum V1 miner's session: its [`Phase`] (advanced only here), the answers to its
+//! requests, its negotiated version-rolling mask and its difficulty (vardiff).
+//!
+//! ```text
+//! Connected --subscribe--> Subscribed --authorize--> Authorized --close--> Closing
+//!   configure, extranonce.subscribe, suggest_difficulty: any phase
+//!   an upstream extranonce change the miner cannot take in place: --> Closing (reconnect)
+//! ```
+//!
+//! Every handler returns [`Output`]s in the order to write them (or a [`Refusal`] where the
+//! driver has more to do on success); nothing here writes, reads a clock or locks.
+
+use std::time::{Duration, Instant};
+
+use nonce_split::{MinerId, Vardiff, VardiffConfig, VardiffError};
+use stratum_proto::sv1::{
+    encode_bool_result, encode_configure_result, encode_subscribe_result, Authorize, Configure,
+    ConfigureResult, Reconnect, RequestError, ServerMessage, Submit, Subscribe, SubscribeResult,
+    VersionRollingResult,
+};
+use stratum_proto::Id;
+
+use super::channel::{Assignment, JobSeq, NewExtranonce, ShareDifficulty, ShareIn};
+use super::Refusal;
+use crate::ShareTally;
+
+/// Longest worker name accepted in `mining.authorize`, bytes: 128 (a 62-character bech32m
+/// address, a dot and a worker name fit with room to spare).
+pub const MAX_WORKER_NAME_LEN: usize = 128;
+
+/// Most distinct workers one connection may authorize: 8 (slush's protocol lets a
+/// connection authorize several; a farm's rig uses one, a few proxies in cascade a few).
+pub const MAX_WORKERS_PER_CONNECTION: usize = 8;
+
+/// Longest user agent kept from `mining.subscribe`, bytes (longer ones are cut at a
+/// character boundary).
+pub const MAX_USER_AGENT_LEN: usize = 64;
+
+/// Lifecycle phase of a Stratum V1 miner session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Connected, not subscribed (`mining.configure` and the other extensions allowed).
+    Connected,
+    /// Subscribed: has a slot on an upstream channel and its extranonce1; no worker yet.
+    Subscribed,
+    /// A worker is authorized: receives jobs, may submit.
+    Authorized,
+    /// Being closed (or told to reconnect).
+    Closing,
+}
+
+/// The result part of a reply to a miner's request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// `mining.subscribe`'s result.
+    Subscribed(SubscribeResult),
+    /// `mining.configure`'s result.
+    Configured(ConfigureResult),
+    /// `true` (`authorize`, `extranonce.subscribe`, `suggest_difficulty`, `submit`).
+    True,
+    /// An error with its code.
+    Error(Refusal),
+}
+
+/// Something the driver writes to the miner, or does for it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// The answer to request `id`.
+    Reply {
+        /// The request's id, echoed.
+        id: Id,
+        /// The result or error.
+        reply: Reply,
+    },
+    /// `mining.set_difficulty`: the difficulty of the next job.
+    SetDifficulty(f64),
+    /// `mining.set_version_mask`: the version bits the miner may roll from now on.
+    SetVersionMask(u32),
+    /// `mining.set_extranonce` (the miner sent `mining.extranonce.subscribe`).
+    SetExtranonce(NewExtranonce),
+    /// `client.reconnect` to this proxy, then close: the miner must subscribe anew.
+    Reconnect,
+    /// Not a line: the miner just became ready; send it the channel's current job through
+    /// [`Session::on_job`].
+    SendCurrentJob,
+}
+
+impl Output {
+    /// The line to write (ending in `\n`); `None` for [`Output::SendCurrentJob`].
+    pub fn encode(&self) -> Option<Vec<u8>> {
+        Some(match self {
+            Self::Reply { id, reply } => match reply {
+                Reply::Subscribed(r) => encode_subscribe_result(id, r),
+                Reply::Configured(r) => encode_configure_result(id, r),
+                Reply::True => encode_bool_result(id, true),
+                Reply::Error(e) => e.reply(id),
+            },
+            Self::SetDifficulty(d) => ServerMessage::SetDifficulty(*d).encode(),
+            Self::SetVersionMask(m) => ServerMessage::SetVersionMask(*m).encode(),
+            Self::SetExtranonce(n) => ServerMessage::SetExtranonce {
+                extranonce1: n.extranonce1.clone(),
+                extranonce2_size: n.extranonce2_size,
+            }
+            .encode(),
+            Self::Reconnect => ServerMessage::Reconnect {
+                id: Id::Null,
+                params: Reconnect::default(),
+            }
+            .encode(),
+            Self::SendCurrentJob => return None,
+        })
+    }
+
+    fn reply(id: &Id, reply: Reply) -> Self {
+        Self::Reply {
+            id: id.clone(),
+            reply,
+        }
+    }
+
+    fn error(id: &Id, refusal: Refusal) -> Self {
+        Self::reply(id, Reply::Error(refusal))
+    }
+}
+
+/// What a job from the miner's upstream means for the session ([`Session::on_job`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum JobFor {
+    /// Not ready for jobs (not authorized, or closing): send nothing.
+    Skip,
+    /// Send the job's `mining.notify`, after a `mining.set_difficulty` when `difficulty` is
+    /// set (the first job, or the difficulty changed: it applies to this job on).
+    Send {
+        /// The difficulty to send first.
+        difficulty: Option<f64>,
+    },
+}
+
+/// The rules of `mining.authorize` from the running config.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuthorizeRules<'a> {
+    /// `access-password` when set and non-empty: a worker's password must be it.
+    pub access_password: Option<&'a str>,
+}
+
+/// Checks a worker name: not empty, at most [`MAX_WORKER_NAME_LEN`] bytes, no whitespace
+/// or control characters (an operator reads it in logs and the API as `address.worker`).
+///
+/// # Errors
+/// [`Refusal::InvalidWorkerName`] saying which rule.
+pub fn check_worker_name(name: &str) -> Result<(), Refusal> {
+    if name.is_empty() {
+        return Err(Refusal::InvalidWorkerName("empty name"));
+    }
+    if name.len() > MAX_WORKER_NAME_LEN {
+        return Err(Refusal::InvalidWorkerName("name longer than 128 bytes"));
+    }
+    if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(Refusal::InvalidWorkerName(
+            "name with spaces or control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Splits a worker name at its first dot: `"bc1q….rig1"` → `("bc1q…", Some("rig1"))`,
+/// `"alice"` → `("alice", None)` (pools' convention: account or address, then the rig).
+pub fn split_worker(name: &str) -> (&str, Option<&str>) {
+    match name.split_once('.') {
+        Some((user, rig)) => (user, Some(rig)),
+        None => (name, None),
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Told {
+    current: f64,
+    since_job: JobSeq,
+    before: f64,
+}
+
+/// One Stratum V1 miner's session state; `R` is the driver's route to its upstream
+/// channel. See the module doc.
+#[derive(Debug)]
+pub struct Session<R> {
+    phase: Phase,
+    epoch: Instant,
+    vardiff_config: VardiffConfig,
+    miner: MinerId,
+    route: Option<R>,
+    slot: u16,
+    extranonce1: Vec<u8>,
+    extranonce2_size: usize,
+    /// The mask the miner asked for in `mining.configure` (version rolling asked).
+    requested_mask: Option<u32>,
+    /// requested ∧ the upstream's; 0 without rolling.
+    version_mask: u32,
+    extranonce_subscribed: bool,
+    suggested: Option<f64>,
+    vardiff: Option<Vardiff>,
+    told: Option<Told>,
+    workers: Vec<Box<str>>,
+    agent: Option<Box<str>>,
+    tally: ShareTally,
+}
+
+impl<R> Session<R> {
+    /// A new connection at `now` whose difficulty will follow `vardiff` (the floor, the
+    /// share interval aimed at; clamped at the upstream's difficulty).
+    ///
+    /// # Errors
+    /// [`VardiffError::InvalidConfig`] for a config [`VardiffConfig::validate`] refuses.
+    pub fn new(vardiff: VardiffConfig, now: Instant) -> Result<Self, VardiffError> {
+        vardiff.validate()?;
+        Ok(Self {
+            phase: Phase::Connected,
+            epoch: now,
+            vardiff_config: vardiff,
+            miner: 0,
+            route: None,
+            slot: 0,
+            extranonce1: Vec::new(),
+            extranonce2_size: 0,
+            requested_mask: None,
+            version_mask: 0,
+            extranonce_subscribed: false,
+            suggested: None,
+            vardiff: None,
+            told: None,
+            workers: Vec::new(),
+            agent: None,
+            tally: ShareTally::default(),
+        })
+    }
+
+    fn ms(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The route to the miner's channel, once subscribed.
+    pub fn route(&self) -> Option<&R> {
+        self.route.as_ref()
+    }
+
+    /// Takes the route away (the miner leaves its channel); `None` the second time, so
+    /// that a slot is given back once.
+    pub fn take_route(&mut self) -> Option<R> {
+        self.route.take()
+    }
+
+    /// The miner's slot on its channel (meaningful once subscribed).
+    pub fn slot(&self) -> u16 {
+        self.slot
+    }
+
+    /// The extranonce1 the miner was given (empty before subscribing).
+    pub fn extranonce1(&self) -> &[u8] {
+        &self.extranonce1
+    }
+
+    /// The negotiated version-rolling mask: the miner's ∧ the upstream's; 0 without rolling.
+    pub fn version_mask(&self) -> u32 {
+        self.version_mask
+    }
+
+    /// Whether the miner sent `mining.extranonce.subscribe` (or `subscribe-extranonce`).
+    pub fn extranonce_subscribed(&self) -> bool {
+        self.extranonce_subscribed
+    }
+
+    /// The difficulty the miner was last told; `None` before its first job.
+    pub fn difficulty(&self) -> Option<f64> {
+        self.told.map(|t| t.current)
+    }
+
+    /// The workers it authorized, in order.
+    pub fn workers(&self) -> impl Iterator<Item = &str> + '_ {
+        self.workers.iter().map(|w| &**w)
+    }
+
+    /// The user agent from `mining.subscribe` (at most [`MAX_USER_AGENT_LEN`] bytes).
+    pub fn agent(&self) -> Option<&str> {
+        self.agent.as_deref()
+    }
+
+    /// The answered shares so far.
+    pub fn tally(&self) -> ShareTally {
+        self.tally
+    }
+
+    /// A line that is not a request the proxy serves: its error reply (code 20); the
+    /// connection lives on.
+    pub fn on_bad_request(&self, error: &RequestError) -> Output {
+        Output::error(error.id(), Refusal::BadRequest(error.clone()))
+    }
+
+    /// `mining.configure` (BIP 310), any phase: `version-rolling` is granted with the
+    /// miner's mask (all bits when it gave none) AND `upstream_mask` (the mask of the
+    /// upstream the miner is, or will be, on; refused as `false` when that leaves no bit);
+    /// `minimum-difficulty` is honoured as a `mining.suggest_difficulty`;
+    /// `subscribe-extranonce` as a `mining.extranonce.subscribe`; other extensions are
+    /// left out of the answer (not supported).
+    pub fn configure(&mut self, id: &Id, request: &Configure, upstream_mask: u32) -> Output {
+        let mut result = ConfigureResult::default();
+        if let Some(vr) = &request.version_rolling {
+            let asked = vr.mask.unwrap_or(u32::MAX);
+            self.requested_mask = Some(asked);
+            self.version_mask = asked & upstream_mask;
+            result.version_rolling = Some(if self.version_mask == 0 {
+                VersionRollingResult::Disabled
+            } else {
+                VersionRollingResult::Enabled {
+                    mask: self.version_mask,
+                }
+            });
+        }
+        if let Some(d) = request.minimum_difficulty {
+            result.minimum_difficulty = Some(self.suggest(d));
+        }
+        if request.subscribe_extranonce {
+            self.extranonce_subscribed = true;
+            result.subscribe_extranonce = Some(true);
+        }
+        Output::reply(id, Reply::Configured(result))
+    }
+
+    /// `mining.extranonce.subscribe`, any phase: `mining.set_extranonce` will be sent to
+    /// this miner when its upstream's extranonce changes.
+    pub fn extranonce_subscribe(&mut self, id: &Id) -> Output {
+        self.extranonce_subscribed = true;
+        Output::reply(id, Reply::True)
+    }
+
+    /// `mining.suggest_difficulty`, any phase: honoured within the floor and the
+    /// upstream's difficulty, and kept as this miner's floor (vardiff goes on above it);
+    /// it reaches the miner with its next job. Answered `true`; a value that is not a
+    /// finite number above 0 (the parser refuses those already) is ignored.
+    pub fn suggest_difficulty(&mut self, id: &Id, difficulty: f64) -> Output {
+        self.suggest(difficulty);
+        Output::reply(id, Reply::True)
+    }
+
+    fn suggest(&mut self, difficulty: f64) -> bool {
+        if !(difficulty.is_finite() && difficulty > 0.0) {
+            return false;
+        }
+        self.suggested = Some(difficulty);
+        if let Some(v) = &mut self.vardiff {
+            let _ = v.handle_suggest_difficulty(difficulty);
+        }
+        true
+    }
+
+    /// `mining.subscribe`: checks that it is the first and keeps the user agent. The
+    /// resume parameter (`session_id`) is ignored: the miner gets a fresh slot and
+    /// extranonce1 (a slot is never handed back before the upstream's next job, so the old
+    /// one may not be free; the spec lets a server not resume). On `Ok` the driver puts
+    /// the miner on a channel and calls [`Session::on_subscribed`] (or answers
+    /// [`Refusal::ProxyFull`] when no channel has room).
+    ///
+    /// # Errors
+    /// [`Refusal::AlreadySubscribed`] after a subscribe.
+    pub fn subscribe(&mut self, request: &Subscribe) -> Result<(), Refusal> {
+        if self.phase != Phase::Connected {
+            return Err(Refusal::AlreadySubscribed);
+        }
+        if let Some(agent) = &request.user_agent {
+            let mut end = agent.len().min(MAX_USER_AGENT_LEN);
+            while !agent.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.agent = Some(agent[..end].into());
+        }
+        Ok(())
+    }
+
+    /// The miner is on a channel as `miner`, reached by `route`, with `assignment`: the
+    /// subscribe answer (subscriptions named by the miner id in hex, its extranonce1 and
+    /// extranonce2_size), then `mining.set_version_mask` if the channel's mask narrows
+    /// what `mining.configure` granted. Vardiff starts at `now`.
+    pub fn on_subscribed(
+        &mut self,
+        id: &Id,
+        route: R,
+        miner: MinerId,
+        assignment: Assignment,
+        now: Instant,
+    ) -> Vec<Output> {
+        let mut out = Vec::with_capacity(2);
+        let vardiff = match Vardiff::new(
+            self.vardiff_config,
+            assignment.upstream_difficulty,
+            self.ms(now),
+        ) {
+            Ok(v) => v,
+            Err(_) => return vec![Output::error(id, Refusal::ProxyFull)],
+        };
+        self.vardiff = Some(vardiff);
+        if let Some(s) = self.suggested {
+            self.suggest(s);
+        }
+        self.phase = Phase::Subscribed;
+        self.route = Some(route);
+        self.miner = miner;
+        self.slot = assignment.slot;
+        self.extranonce1 = assignment.extranonce1;
+        self.extranonce2_size = assignment.extranonce2_size;
+        let sub = format!("{miner:x}");
+        out.push(Output::reply(
+            id,
+            Reply::Subscribed(SubscribeResult {
+                subscriptions: vec![
+                    ("mining.set_difficulty".into(), sub.clone()),
+                    ("mining.notify".into(), sub),
+                ],
+                extranonce1: self.extranonce1.clone(),
+                extranonce2_size: self.extranonce2_size,
+            }),
+        ));
+        if let Some(m) = self.on_upstream_mask(assignment.version_mask) {
+            out.push(m);
+        }
+        out
+    }
+
+    /// No channel could take the miner: the subscribe's error reply; the miner may try
+    /// again.
+    pub fn subscribe_refused(&self, id: &Id) -> Output {
+        Output::error(id, Refusal::ProxyFull)
+    }
+
+    /// `mining.authorize`: the worker name rules ([`check_worker_name`]), the password,
+    /// at most [`MAX_WORKERS_PER_CONNECTION`] workers. Answered `true`; the first worker
+    /// makes the session [`Phase::Authorized`] and asks for the current job
+    /// ([`Output::SendCurrentJob`]). Authorizing a worker again is answered `true`.
+    pub fn authorize(
+        &mut self,
+        id: &Id,
+        request: &Authorize,
+        rules: &AuthorizeRules<'_>,
+    ) -> Vec<Output> {
+        match self.check_authorize(request, rules) {
+            Err(e) => vec![Output::error(id, e)],
+            Ok(()) => {
+                let mut out = vec![Output::reply(id, Reply::True)];
+                if self.phase == Phase::Subscribed {
+                    self.phase = Phase::Authorized;
+                    out.push(Output::SendCurrentJob);
+                }
+                out
+            }
+        }
+    }
+
+    fn check_authorize(
+        &mut self,
+        request: &Authorize,
+        rules: &AuthorizeRules<'_>,
+    ) -> Result<(), Refusal> {
+        match self.phase {
+            Phase::Connected => return Err(Refusal::NotSubscribed),
+            Phase::Closing => return Err(Refusal::Unauthorized),
+            Phase::Subscribed | Phase::Authorized => {}
+        }
+        check_worker_name(&request.username)?;
+        if let Some(pw) = rules.access_password.filter(|p| !p.is_empty()) {
+            if request.password.as_deref() != Some(pw) {
+                return Err(Refusal::WrongPassword);
+            }
+        }
+        if self.workers.iter().any(|w| **w == *request.username) {
+            return Ok(());
+        }
+        if self.workers.len() >= MAX_WORKERS_PER_CONNECTION {
+            return Err(Refusal::TooManyWorkers);
+        }
+        self.workers.push(request.username.as_str().into());
+        Ok(())
+    }
+
+    /// The difficulties the miner's shares are checked at.
+    pub fn share_difficulty(&self) -> ShareDifficulty {
+        let current = self
+            .told
+            .map(|t| t.current)
+            .or_else(|| self.vardiff.as_ref().map(Vardiff::difficulty))
+            .unwrap_or(f64::MAX);
+        let t = self.told.unwrap_or(Told {
+            current,
+            since_job: 0,
+            before: current,
+        });
+        ShareDifficulty {
+            current: t.current,
+            since_job: t.since_job,
+            before: t.before,
+        }
+    }
+
+    /// A `mining.submit`'s session checks: the share as the channel checks it
+    /// ([`super::Channel::check_share`]).
+    ///
+    /// # Errors
+    /// [`Refusal::NotSubscribed`] before subscribing, [`Refusal::Unauthorized`] for a
+    /// worker this connection did not authorize (or a closing session).
+    pub fn submit<'a>(&self, submit: &'a Submit) -> Result<ShareIn<'a>, Refusal> {
+        match self.phase {
+            Phase::Connected => return Err(Refusal::NotSubscribed),
+            Phase::Subscribed | Phase::Closing => return Err(Refusal::Unauthorized),
+            Phase::Authorized => {}
+        }
+        if !self.workers.iter().any(|w| **w == *submit.worker) {
+            return Err(Refusal::Unauthorized);
+        }
+        Ok(ShareIn {
+            miner: self.miner,
+            slot: self.slot,
+            submit,
+            version_mask: self.version_mask,
+            difficulty: self.share_difficulty(),
+        })
+    }
+
+    /// A share of this miner passed the proxy's checks ([`super::Checked`], local or
+    /// forwarded) at `difficulty` (the miner's, [`super::Accepted::difficulty`]) at `now`:
+    /// fed to vardiff (a retarget reaches the miner with its next job).
+    pub fn on_valid_share(&mut self, difficulty: f64, now: Instant) {
+        let ms = self.ms(now);
+        if let Some(v) = &mut self.vardiff {
+            v.handle_share(ms, difficulty);
+        }
+    }
+
+    /// Counts the one verdict a share got (a local `true`, the upstream's answer, or a
+    /// refusal) for the invalid-share rule; a refusal that is no fault of the miner's
+    /// ([`Refusal::counts_as_invalid`]) is not counted. The tally after it.
+    pub fn count_verdict(&mut self, verdict: Result<(), &Refusal>) -> ShareTally {
+        match verdict {
+            Ok(()) => self.tally.count(true),
+            Err(r) if r.counts_as_invalid() => self.tally.count(false),
+            Err(_) => {}
+        }
+        self.tally
+    }
+
+    /// When [`Session::poll`] should run next (vardiff's window end), `None` before
+    /// subscribing.
+    pub fn next_poll(&self) -> Option<Instant> {
+        self.vardiff
+            .as_ref()
+            .map(|v| self.epoch + Duration::from_millis(v.next_poll_ms()))
+    }
+
+    /// Lets vardiff retarget at `now` without a new share (a miner finding none gets an
+    /// easier difficulty); the change reaches the miner with its next job. True when the
+    /// difficulty changed.
+    pub fn poll(&mut self, now: Instant) -> bool {
+        let ms = self.ms(now);
+        self.vardiff.as_mut().is_some_and(|v| v.poll(ms).is_some())
+    }
+
+    /// A job `seq` from the upstream at `upstream_difficulty` for this miner: skip it
+    /// unless authorized; else send it, after `mining.set_difficulty` when the miner's
+    /// difficulty (vardiff, clamped at `upstream_difficulty`) is not what it was last told.
+    pub fn on_job(&mut self, seq: JobSeq, upstream_difficulty: f64) -> JobFor {
+        if self.phase != Phase::Authorized {
+            return JobFor::Skip;
+        }
+        let Some(v) = &mut self.vardiff else {
+            return JobFor::Skip;
+        };
+        let _ = v.handle_upstream_difficulty(upstream_difficulty);
+        let d = v.difficulty();
+        match self.told {
+            Some(t) if t.current == d => JobFor::Send { difficulty: None },
+            told => {
+                self.told = Some(Told {
+                    current: d,
+                    since_job: seq,
+                    before: told.map_or(d, |t| t.current),
+                });
+                JobFor::Send {
+                    difficulty: Some(d),
+                }
+            }
+        }
+    }
+
+    /// The upstream's version mask is now `upstream_mask`: a `mining.set_version_mask`
+    /// when the miner negotiated rolling and its mask changes (the miner's asked mask AND
+    /// the upstream's).
+    pub fn on_upstream_mask(&mut self, upstream_mask: u32) -> Option<Output> {
+        let asked = self.requested_mask?;
+        let mask = asked & upstream_mask;
+        if mask == self.version_mask {
+            return None;
+        }
+        self.version_mask = mask;
+        Some(Output::SetVersionMask(mask))
+    }
+
+    /// The upstream's extranonce changed ([`super::Channel::on_set_extranonce`]): with a
+    /// `new` extranonce and a miner that subscribed to changes, `mining.set_extranonce`;
+    /// otherwise `client.reconnect` and the session closes (the driver takes the miner
+    /// off its channel when it goes).
+    pub fn on_extranonce_change(&mut self, new: Option<NewExtranonce>) -> Output {
+        match new {
+            Some(n) if self.extranonce_subscribed && self.phase != Phase::Closing => {
+                self.extranonce1.clone_from(&n.extranonce1);
+                self.extranonce2_size = n.extranonce2_size;
+                Output::SetExtranonce(n)
+            }
+            _ => {
+                self.phase = Phase::Closing;
+                Output::Reconnect
+            }
+        }
+    }
+
+    /// The connection is closing.
+    pub fn close(&mut self) {
+        self.phase = Phase::Closing;
+    }
+}

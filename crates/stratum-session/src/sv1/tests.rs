@@ -1,0 +1,943 @@
+//! The Stratum V1 session and channel as plain call sequences: no sockets, time passed in,
+//! shares found by grinding real nonces at tiny difficulties (deterministic: the grind
+//! starts at nonce 0 and is bounded).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nonce_split::{MinerId, VardiffConfig};
+use proptest::prelude::*;
+use stratum_proto::sv1::{
+    share, Authorize, Configure, ConfigureResult, ErrorCode, Notify, PrevHash, RequestError,
+    Submit, Subscribe, VersionRollingRequest, VersionRollingResult,
+};
+use stratum_proto::Id;
+
+use super::*;
+
+/// A hash meets it about once in 2^4 tries.
+const MINER_DIFF: f64 = 1.0 / (1u64 << 28) as f64;
+/// About once in 2^10 tries.
+const UPSTREAM_DIFF: f64 = 1.0 / (1u64 << 22) as f64;
+/// Mainnet's easiest target: no share found here is a block.
+const HARD_NBITS: u32 = 0x1d00_ffff;
+/// Regtest: about every other hash is a block.
+const REGTEST_NBITS: u32 = 0x207f_ffff;
+const POOL_MASK: u32 = 0x1fff_e000;
+const NTIME: u32 = 0x6b0d_54b4;
+const WORKER: &str = "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq.rig1";
+
+/// Handles are the miner ids; the pending payload is the submit's request id.
+type Ch = Channel<MinerId, Notify, u64>;
+
+fn notify(job_id: &str, clean: bool, nbits: u32) -> Arc<Notify> {
+    Arc::new(Notify {
+        job_id: job_id.into(),
+        prevhash: PrevHash([0x5a; 32]),
+        coinb1: b"\x01\x00\x00\x00coinbase part one".to_vec(),
+        coinb2: b"coinbase part two\xff\xff\xff\xff".to_vec(),
+        merkle_branch: vec![[0x11; 32], [0x22; 32]],
+        version: 0x2000_0000,
+        nbits,
+        ntime: NTIME,
+        clean_jobs: clean,
+    })
+}
+
+fn vardiff() -> VardiffConfig {
+    VardiffConfig {
+        floor: MINER_DIFF,
+        start: MINER_DIFF,
+        ..VardiffConfig::default()
+    }
+}
+
+/// A channel on an upstream with extranonce1 `a1000001` and 8 bytes of extranonce2 (para's
+/// transcript): tails of 2 bytes, 6 left to each miner.
+fn channel(now: Instant) -> Ch {
+    Ch::new(&[0xa1, 0, 0, 0x01], 8, 4, UPSTREAM_DIFF, POOL_MASK, now).unwrap()
+}
+
+fn id(n: u64) -> Id {
+    Id::from(n)
+}
+
+fn refusal(out: &Output) -> Option<&Refusal> {
+    match out {
+        Output::Reply {
+            reply: Reply::Error(e),
+            ..
+        } => Some(e),
+        _ => None,
+    }
+}
+
+/// A miner that configured version rolling (mask ffffffff, as para and bitaxe ask),
+/// subscribed and authorized `WORKER` on `ch`.
+fn ready_miner(ch: &mut Ch, miner: MinerId, now: Instant) -> Session<u32> {
+    let mut s = Session::new(vardiff(), now).unwrap();
+    let configure = Configure {
+        version_rolling: Some(VersionRollingRequest {
+            mask: Some(u32::MAX),
+            min_bit_count: None,
+        }),
+        ..Configure::default()
+    };
+    s.configure(&id(0), &configure, ch.version_mask());
+    s.subscribe(&Subscribe::default()).unwrap();
+    let a = ch.add(miner, miner).unwrap();
+    s.on_subscribed(&id(1), 7, miner, a, now);
+    let out = s.authorize(
+        &id(2),
+        &Authorize {
+            username: WORKER.into(),
+            password: Some("x".into()),
+        },
+        &AuthorizeRules::default(),
+    );
+    assert_eq!(out.last(), Some(&Output::SendCurrentJob));
+    s
+}
+
+fn submit(job_id: &str, extranonce2: Vec<u8>, ntime: u32, version_bits: Option<u32>) -> Submit {
+    Submit {
+        worker: WORKER.into(),
+        job_id: job_id.into(),
+        extranonce2,
+        ntime,
+        nonce: 0,
+        version_bits,
+    }
+}
+
+/// The first nonce from 0 whose share hashes to a difficulty `wanted` accepts (bounded:
+/// at most 2^22 tries; at these difficulties a few thousand suffice).
+fn grind_where(
+    job: &Notify,
+    extranonce1: &[u8],
+    mut s: Submit,
+    mask: u32,
+    wanted: impl Fn(f64) -> bool,
+) -> Submit {
+    let mut header = share::build_header(job, extranonce1, &s, mask).unwrap();
+    for nonce in 0..1u32 << 22 {
+        header.nonce = nonce;
+        if wanted(share::hash_difficulty(header.block_hash())) {
+            s.nonce = nonce;
+            return s;
+        }
+    }
+    panic!("no share in 2^22 nonces");
+}
+
+fn local(c: Result<Checked<Notify>, Refusal>) -> Accepted {
+    match c {
+        Ok(Checked::Local(a)) => a,
+        other => panic!("not local: {other:?}"),
+    }
+}
+
+fn forward(c: Result<Checked<Notify>, Refusal>) -> Box<Forward<Notify>> {
+    match c {
+        Ok(Checked::Forward(f)) => f,
+        other => panic!("not forwarded: {other:?}"),
+    }
+}
+
+fn send_job(ch: &mut Ch, s: &mut Session<u32>, job: Arc<Notify>) -> JobFor {
+    let seq = ch.on_notify(job);
+    let up = ch.current_job().unwrap().upstream_difficulty;
+    s.on_job(seq, up)
+}
+
+#[test]
+fn subscribe_authorize_first_job_then_a_local_share_and_a_forwarded_one() {
+    let t0 = Instant::now();
+    let mut ch = channel(t0);
+    let mut s: Session<u32> = Session::new(vardiff(), t0).unwrap();
+    assert_eq!(s.phase(), Phase::Connected);
+    s.subscribe(&Subscribe {
+        user_agent: Some("para/0.6.0".into()),
+        session_id: Some("deadbeef".into()),
+    })
+    .unwrap();
+    let a = ch.add(42, 42).unwrap();
+    assert_eq!(
+        a.extranonce1,
+        [0xa1, 0, 0, 0x01, 0, 0],
+        "upstream's ‖ tail of slot 0"
+    );
+    assert_eq!(a.extranonce2_size, 6, "8 minus the 2-byte tail");
+    let out = s.on_subscribed(&id(1), 7, 42, a, t0);
+    let line = String::from_utf8(out[0].encode().unwrap()).unwrap();
+    assert_eq!(
+        line,
+        "{\"id\":1,\"result\":[[[\"mining.set_difficulty\",\"2a\"],[\"mining.notify\",\"2a\"]],\
+         \"a10000010000\",6],\"error\":null}\n"
+    );
+    assert_eq!(out.len(), 1, "no version rolling asked: no mask sent");
+    assert_eq!(
+        (s.phase(), s.agent()),
+        (Phase::Subscribed, Some("para/0.6.0"))
+    );
+
+    // No job before authorize.
+    assert_eq!(
+        send_job(&mut ch, &mut s, notify("1", true, HARD_NBITS)),
+        JobFor::Skip
+    );
+    let out = s.authorize(
+        &id(2),
+        &Authorize {
+            username: WORKER.into(),
+            password: None,
+        },
+        &AuthorizeRules::default(),
+    );
+    assert_eq!(
+        out,
+        vec![
+            Output::Reply {
+                id: id(2),
+                reply: Reply::True
+            },
+            Output::SendCurrentJob
+        ]
+    );
+    let cur = ch.current_job().unwrap();
+    assert_eq!(
+        s.on_job(cur.seq, cur.upstream_difficulty),
+        JobFor::Send {
+            difficulty: Some(MINER_DIFF)
+        },
+        "the first job comes after its difficulty"
+    );
+    let job = Arc::clone(cur.job);
+
+    // A share meeting the miner's difficulty only: answered here.
+    let e1 = s.extranonce1().to_vec();
+    let low = grind_where(&job, &e1, submit("1", vec![0; 6], NTIME, None), 0, |d| {
+        (MINER_DIFF..UPSTREAM_DIFF).contains(&d)
+    });
+    let acc = local(ch.check_share(&s.submit(&low).unwrap()));
+    assert_eq!(acc.difficulty, MINER_DIFF);
+    assert!(acc.hash_difficulty >= MINER_DIFF && acc.hash_difficulty < UPSTREAM_DIFF);
+
+    // A share meeting the upstream's: forwarded as the upstream sees it.
+    let high = grind_where(
+        &job,
+        &e1,
+        submit("1", vec![1, 2, 3, 4, 5, 6], NTIME + 5, None),
+        0,
+        |d| d >= UPSTREAM_DIFF,
+    );
+    let f = forward(ch.check_share(&s.submit(&high).unwrap()));
+    assert_eq!(
+        f.extranonce2,
+        [0, 0, 1, 2, 3, 4, 5, 6],
+        "tail ‖ the miner's"
+    );
+    assert_eq!(f.extranonce1, [0xa1, 0, 0, 0x01]);
+    assert_eq!(
+        (f.ntime, f.nonce, f.version_bits),
+        (NTIME + 5, high.nonce, None)
+    );
+    assert_eq!(f.job.job_id, "1");
+    assert!(f.meets_upstream && !f.block_candidate);
+    // The upstream's view hashes to the same header.
+    let upstream_view = Submit {
+        extranonce2: f.extranonce2.clone(),
+        ..high.clone()
+    };
+    let check = share::check_share(&job, &f.extranonce1, &upstream_view, 0, UPSTREAM_DIFF).unwrap();
+    assert!(check.meets_share);
+    assert_eq!(check.header, f.header);
+    // One answer, once.
+    ch.add_pending(f.seq, 9, t0);
+    assert_eq!(ch.pending_count(), 1);
+    assert_eq!(
+        ch.on_result(f.seq, t0 + Duration::from_millis(30)),
+        Some((9, Duration::from_millis(30)))
+    );
+    assert_eq!(ch.on_result(f.seq, t0), None);
+    s.on_valid_share(acc.difficulty, t0);
+    assert_eq!(s.count_verdict(Ok(())).valid, 1);
+}
+
+#[test]
+fn every_refusal_has_its_code() {
+    let t0 = Instant::now();
+    let mut ch = channel(t0);
+    let mut s: Session<u32> = Session::new(vardiff(), t0).unwrap();
+    let auth = |name: &str, pw: Option<&str>| Authorize {
+        username: name.into(),
+        password: pw.map(Into::into),
+    };
+    let open = AuthorizeRules::default();
+    let sub = submit("1", vec![0; 6], NTIME, None);
+
+    // 25: authorize and submit before subscribe.
+    let out = s.authorize(&id(1), &auth(WORKER, None), &open);
+    assert_eq!(refusal(&out[0]).map(Refusal::code), Some(25));
+    assert_eq!(s.submit(&sub).err(), Some(Refusal::NotSubscribed));
+    assert_eq!(
+        Refusal::NotSubscribed.error_code(),
+        ErrorCode::NotSubscribed
+    );
+
+    s.subscribe(&Subscribe::default()).unwrap();
+    let a = ch.add(1, 1).unwrap();
+    s.on_subscribed(&id(2), 7, 1, a, t0);
+    // 20: a second subscribe.
+    assert_eq!(
+        s.subscribe(&Subscribe::default()),
+        Err(Refusal::AlreadySubscribed)
+    );
+    assert_eq!(Refusal::AlreadySubscribed.code(), 20);
+    // 24: submit before authorize, bad names, wrong password.
+    assert_eq!(s.submit(&sub).err(), Some(Refusal::Unauthorized));
+    for name in ["", "a b", "tab\there", &"x".repeat(MAX_WORKER_NAME_LEN + 1)] {
+        let out = s.authorize(&id(3), &auth(name, None), &open);
+        assert_eq!(refusal(&out[0]).map(Refusal::code), Some(24), "{name:?}");
+    }
+    let closed = AuthorizeRules {
+        access_password: Some("secret"),
+    };
+    let out = s.authorize(&id(4), &auth(WORKER, Some("nope")), &closed);
+    assert_eq!(refusal(&out[0]), Some(&Refusal::WrongPassword));
+    assert_eq!(s.phase(), Phase::Subscribed, "refusals change nothing");
+    let out = s.authorize(&id(5), &auth(WORKER, Some("secret")), &closed);
+    assert_eq!(out.len(), 2);
+    // 24: a worker never authorized.
+    let other = Submit {
+        worker: "someone.else".into(),
+        ..sub.clone()
+    };
+    assert_eq!(s.submit(&other).err(), Some(Refusal::Unauthorized));
+    // 20: too many workers on one connection.
+    for n in 1..MAX_WORKERS_PER_CONNECTION {
+        let out = s.authorize(&id(6), &auth(&format!("w.{n}"), None), &open);
+        assert_eq!(
+            out,
+            vec![Output::Reply {
+                id: id(6),
+                reply: Reply::True
+            }]
+        );
+    }
+    let out = s.authorize(&id(7), &auth("w.too-many", None), &open);
+    assert_eq!(refusal(&out[0]), Some(&Refusal::TooManyWorkers));
+    assert_eq!(Refusal::TooManyWorkers.code(), 20);
+    let again = s.authorize(&id(8), &auth(WORKER, None), &open);
+    assert_eq!(refusal(&again[0]), None, "re-authorizing a worker is fine");
+
+    // 21: no such job.
+    assert_eq!(
+        ch.check_share(&s.submit(&sub).unwrap()).err(),
+        Some(Refusal::JobNotFound)
+    );
+    assert_eq!(Refusal::JobNotFound.code(), 21);
+    send_job(&mut ch, &mut s, notify("1", true, HARD_NBITS));
+    let job = Arc::clone(ch.current_job().unwrap().job);
+    // 20: extranonce2 of the wrong size.
+    let short = submit("1", vec![0; 5], NTIME, None);
+    assert_eq!(
+        ch.check_share(&s.submit(&short).unwrap()).err(),
+        Some(Refusal::Extranonce2Size {
+            expected: 6,
+            got: 5
+        })
+    );
+    // 20: ntime out of the window.
+    let early = submit("1", vec![0; 6], NTIME - 1, None);
+    assert_eq!(
+        ch.check_share(&s.submit(&early).unwrap()).err(),
+        Some(Refusal::NtimeOutOfRange)
+    );
+    // 20: version bits without negotiated rolling.
+    let rolled = submit("1", vec![0; 6], NTIME, Some(0x0000_2000));
+    assert_eq!(
+        ch.check_share(&s.submit(&rolled).unwrap()).err(),
+        Some(Refusal::VersionBits)
+    );
+    // 23: low difficulty.
+    let e1 = s.extranonce1().to_vec();
+    let low = grind_where(&job, &e1, sub.clone(), 0, |d| d < MINER_DIFF);
+    let r = ch.check_share(&s.submit(&low).unwrap()).err().unwrap();
+    assert_eq!(
+        (r.code(), r.to_string()),
+        (23, "Low difficulty share".into())
+    );
+    // 22: duplicate.
+    let ok = grind_where(&job, &e1, sub, 0, |d| d >= MINER_DIFF);
+    ch.check_share(&s.submit(&ok).unwrap()).unwrap();
+    let r = ch.check_share(&s.submit(&ok).unwrap()).err().unwrap();
+    assert_eq!((r.code(), r.to_string()), (22, "Duplicate share".into()));
+    // 20: a bad line, answered under its id.
+    let bad = RequestError::UnknownMethod {
+        id: id(9),
+        method: "mining.frobnicate".into(),
+    };
+    let line = String::from_utf8(s.on_bad_request(&bad).encode().unwrap()).unwrap();
+    assert_eq!(
+        line,
+        "{\"id\":9,\"result\":null,\"error\":[20,\"Unknown method\",null]}\n"
+    );
+    // Stale work and the upstream's failures do not count against the miner.
+    assert!(!Refusal::JobNotFound.counts_as_invalid());
+    assert!(!Refusal::UpstreamLost.counts_as_invalid());
+    assert!(Refusal::Duplicate.counts_as_invalid());
+    assert_eq!(s.count_verdict(Err(&Refusal::JobNotFound)).invalid, 0);
+    assert_eq!(s.count_verdict(Err(&Refusal::LowDifficulty)).invalid, 1);
+}
+
+#[test]
+fn the_version_mask_is_the_miners_and_the_upstreams() {
+    let t0 = Instant::now();
+    let mut ch = channel(t0);
+    let mut s: Session<u32> = Session::new(vardiff(), t0).unwrap();
+    let ask = |mask| Configure {
+        version_rolling: Some(VersionRollingRequest {
+            mask: Some(mask),
+            min_bit_count: Some(2),
+        }),
+        subscribe_extranonce: true,
+        ..Configure::default()
+    };
+    // Before subscribe: bitaxe asks for every bit, the upstream allows BIP 320's.
+    let out = s.configure(&id(0), &ask(u32::MAX), POOL_MASK);
+    let line = String::from_utf8(out.encode().unwrap()).unwrap();
+    assert!(
+        line.contains("\"version-rolling.mask\":\"1fffe000\""),
+        "{line}"
+    );
+    assert!(line.contains("\"subscribe-extranonce\":true"), "{line}");
+    assert_eq!(s.version_mask(), POOL_MASK);
+    // A miner's own narrower mask wins where it is narrower.
+    let mut narrow: Session<u32> = Session::new(vardiff(), t0).unwrap();
+    narrow.configure(&id(0), &ask(0x0000_ff00), POOL_MASK);
+    assert_eq!(narrow.version_mask(), 0x0000_e000);
+    // An upstream without rolling: refused as false.
+    let mut none: Session<u32> = Session::new(vardiff(), t0).unwrap();
+    match none.configure(&id(0), &ask(u32::MAX), 0) {
+        Output::Reply {
+            reply:
+                Reply::Configured(ConfigureResult {
+                    version_rolling: Some(VersionRollingResult::Disabled),
+                    ..
+                }),
+            ..
+        } => {}
+        other => panic!("{other:?}"),
+    }
+
+    // The channel's upstream narrowed its mask: sent on subscribe.
+    ch.on_set_version_mask(0x1fff_0000);
+    s.subscribe(&Subscribe::default()).unwrap();
+    let a = ch.add(1, 1).unwrap();
+    let out = s.on_subscribed(&id(1), 7, 1, a, t0);
+    assert_eq!(out[1], Output::SetVersionMask(0x1fff_0000));
+    s.authorize(
+        &id(2),
+        &Authorize {
+            username: WORKER.into(),
+            password: None,
+        },
+        &AuthorizeRules::default(),
+    );
+    send_job(&mut ch, &mut s, notify("1", true, HARD_NBITS));
+    let job = Arc::clone(ch.current_job().unwrap().job);
+    let e1 = s.extranonce1().to_vec();
+    // Bits inside the mask roll; the forwarded share carries them as sent.
+    let inside = grind_where(
+        &job,
+        &e1,
+        submit("1", vec![0; 6], NTIME, Some(0x0453_0000)),
+        s.version_mask(),
+        |d| d >= UPSTREAM_DIFF,
+    );
+    let f = forward(ch.check_share(&s.submit(&inside).unwrap()));
+    assert_eq!(f.version_bits, Some(0x0453_0000));
+    assert_eq!(f.header.version.to_consensus() as u32, 0x2453_0000);
+    // Bits the upstream once allowed but no more (0x2000), or never (0x8000_0000): 20.
+    for bits in [0x0000_2000, 0x8000_0000] {
+        let outside = submit("1", vec![0; 6], NTIME, Some(bits));
+        assert_eq!(
+            ch.check_share(&s.submit(&outside).unwrap()).err(),
+            Some(Refusal::VersionBits),
+            "{bits:08x}"
+        );
+    }
+    // The upstream changes its mask: the miner is told, once.
+    ch.on_set_version_mask(POOL_MASK);
+    assert_eq!(
+        s.on_upstream_mask(POOL_MASK),
+        Some(Output::SetVersionMask(POOL_MASK))
+    );
+    assert_eq!(s.on_upstream_mask(POOL_MASK), None);
+    // A miner that never asked for rolling is never sent a mask.
+    assert_eq!(narrow.on_upstream_mask(0), Some(Output::SetVersionMask(0)));
+    let mut plain: Session<u32> = Session::new(vardiff(), t0).unwrap();
+    assert_eq!(plain.on_upstream_mask(0xffff_ffff), None);
+}
+
+#[test]
+fn vardiff_retargets_and_the_new_difficulty_goes_before_the_next_job() {
+    let t0 = Instant::now();
+    let mut ch = channel(t0);
+    let mut s = ready_miner(&mut ch, 1, t0);
+    assert_eq!(
+        send_job(&mut ch, &mut s, notify("1", true, HARD_NBITS)),
+        JobFor::Send {
+            difficulty: Some(MINER_DIFF)
+        }
+    );
+    let job1 = Arc::clone(ch.current_job().unwrap().job);
+    // Twelve shares in three seconds: far faster than one per 10 s.
+    for i in 1..=12u64 {
+        s.on_valid_share(MINER_DIFF, t0 + Duration::from_millis(250 * i));
+    }
+    assert_eq!(
+        s.difficulty(),
+        Some(MINER_DIFF),
+        "not sent before the next job"
+    );
+    let next = send_job(&mut ch, &mut s, notify("2", false, HARD_NBITS));
+    assert_eq!(
+        next,
+        JobFor::Send {
+            difficulty: Some(MINER_DIFF * 4.0)
+        },
+        "×4 at most per retarget"
+    );
+    assert_eq!(
+        send_job(&mut ch, &mut s, notify("3", false, HARD_NBITS)),
+        JobFor::Send { difficulty: None }
+    );
+    // Job 1 was sent at the old difficulty: its shares are judged at it.
+    let e1 = s.extranonce1().to_vec();
+    let between = grind_where(&job1, &e1, submit("1", vec![0; 6], NTIME, None), 0, |d| {
+        (MINER_DIFF..MINER_DIFF * 4.0).contains(&d)
+    });
+    let acc = local(ch.check_share(&s.submit(&between).unwrap()));
+    assert_eq!(acc.difficulty, MINER_DIFF);
+    // The same work on job 2 is below the new difficulty.
+    let job2 = notify("2", false, HARD_NBITS);
+    let low2 = grind_where(&job2, &e1, submit("2", vec![0; 6], NTIME, None), 0, |d| {
+        (MINER_DIFF..MINER_DIFF * 4.0).contains(&d)
+    });
+    assert_eq!(
+        ch.check_share(&s.submit(&low2).unwrap()).err(),
+        Some(Refusal::LowDifficulty)
+    );
+
+    // A silent miner gets an easier difficulty at the window's end, never below the floor.
+    let at = s.next_poll().unwrap();
+    assert!(s.poll(at + Duration::from_secs(1)));
+    assert_eq!(
+        send_job(&mut ch, &mut s, notify("4", false, HARD_NBITS)),
+        JobFor::Send {
+            difficulty: Some(MINER_DIFF)
+        }
+    );
+    // Clamped at the upstream's difficulty when it falls below the miner's.
+    s.suggest_difficulty(&id(5), 1.0);
+    ch.on_set_difficulty(UPSTREAM_DIFF / 2.0).unwrap();
+    assert_eq!(
+        send_job(&mut ch, &mut s, notify("5", false, HARD_NBITS)),
+        JobFor::Send {
+            difficulty: Some(UPSTREAM_DIFF / 2.0)
+        },
+        "a suggestion is honoured up to the upstream's difficulty"
+    );
+    assert!(ch.on_set_difficulty(f64::NAN).is_err());
+    assert_eq!(
+        ch.difficulty(),
+        UPSTREAM_DIFF / 2.0,
+        "a bad value is not taken"
+    );
+}
+
+#[test]
+fn a_suggested_difficulty_before_subscribe_is_the_miners_floor() {
+    let t0 = Instant::now();
+    let mut ch = channel(t0);
+    let mut s: Session<u32> = Session::new(vardiff(), t0).unwrap();
+    let suggest = MINER_DIFF * 16.0;
+    let out = s.suggest_difficulty(&id(0), suggest);
+    assert_eq!(
+        out,
+        Output::Reply {
+            id: id(0),
+            reply: Reply::True
+        }
+    );
+    s.subscribe(&Subscribe::default()).unwrap();
+    let a = ch.add(1, 1).unwrap();
+    s.on_subscribed(&id(1), 7, 1, a, t0);
+    s.authorize(
+        &id(2),
+        &Authorize {
+            username: WORKER.into(),
+            password: None,
+        },
+        &AuthorizeRules::default(),
+    );
+    assert_eq!(
+        send_job(&mut ch, &mut s, notify("1", true, HARD_NBITS)),
+        JobFor::Send {
+            difficulty: Some(suggest)
+        }
+    );
+    // A quiet minute does not take it below the suggestion.
+    assert!(!s.poll(t0 + Duration::from_secs(120)));
+}
+
+#[test]
+fn a_clean_job_makes_the_others_stale_and_old_jobs_drop_out() {
+    let t0 = Instant::now();
+    let mut ch = channel(t0);
+    let mut s = ready_miner(&mut ch, 1, t0);
+    let e1 = s.extranonce1().to_vec();
+    let job1 = notify("1", true, HARD_NBITS);
+    send_job(&mut ch, &mut s, Arc::clone(&job1));
+    send_job(&mut ch, &mut s, notify("2", false, HARD_NBITS));
+    // The previous job's shares are still good until a clean job.
+    let old = grind_where(&job1, &e1, submit("1", vec![0; 6], NTIME, None), 0, |d| {
+        d >= MINER_DIFF
+    });
+    assert!(ch.check_share(&s.submit(&old).unwrap()).is_ok());
+    send_job(&mut ch, &mut s, notify("3", true, HARD_NBITS));
+    let old2 = Submit {
+        nonce: old.nonce + 1,
+        ..old.clone()
+    };
+    assert_eq!(
+        ch.check_share(&s.submit(&old2).unwrap()).err(),
+        Some(Refusal::JobNotFound)
+    );
+    let two = submit("2", vec![0; 6], NTIME, None);
+    assert_eq!(
+        ch.check_share(&s.submit(&two).unwrap()).err(),
+        Some(Refusal::JobNotFound)
+    );
+    // Without clean jobs, at most MAX_JOBS are kept.
+    for n in 4..4 + MAX_JOBS {
+        send_job(&mut ch, &mut s, notify(&n.to_string(), false, HARD_NBITS));
+    }
+    let three = submit("3", vec![0; 6], NTIME, None);
+    assert_eq!(
+        ch.check_share(&s.submit(&three).unwrap()).err(),
+        Some(Refusal::JobNotFound)
+    );
+    let job4 = notify("4", false, HARD_NBITS);
+    let four = grind_where(&job4, &e1, submit("4", vec![0; 6], NTIME, None), 0, |d| {
+        d >= MINER_DIFF
+    });
+    assert!(
+        ch.check_share(&s.submit(&four).unwrap()).is_ok(),
+        "the oldest kept"
+    );
+}
+
+#[test]
+fn ntime_may_roll_forward_two_hours_and_not_back() {
+    let t0 = Instant::now();
+    let mut ch = channel(t0);
+    let mut s = ready_miner(&mut ch, 1, t0);
+    send_job(&mut ch, &mut s, notify("1", true, HARD_NBITS));
+    let job = Arc::clone(ch.current_job().unwrap().job);
+    let e1 = s.extranonce1().to_vec();
+    for (ntime, ok) in [
+        (NTIME - 1, false),
+        (NTIME, true),
+        (NTIME + NTIME_MAX_AHEAD_SECS, true),
+        (NTIME + NTIME_MAX_AHEAD_SECS + 1, false),
+    ] {
+        let share = grind_where(&job, &e1, submit("1", vec![7; 6], ntime, None), 0, |d| {
+            d >= MINER_DIFF
+        });
+        let got = ch.check_share(&s.submit(&share).unwrap());
+        assert_eq!(got.is_ok(), ok, "ntime {ntime}: {got:?}");
+        if !ok {
+            assert_eq!(got.err(), Some(Refusal::NtimeOutOfRange));
+        }
+    }
+}
+
+#[test]
+fn two_miners_never_share_a_header_and_a_duplicate_is_per_share() {
+    let t0 = Instant::now();
+    let mut ch = channel(t0);
+    let mut a = ready_miner(&mut ch, 1, t0);
+    let mut b = ready_miner(&mut ch, 2, t0);
+    assert_ne!(a.extranonce1(), b.extranonce1());
+    send_job(&mut ch, &mut a, notify("1", true, HARD_NBITS));
+    b.on_job(ch.current_job().unwrap().seq, UPSTREAM_DIFF);
+    let job = Arc::clone(ch.current_job().unwrap().job);
+    // The same extranonce2, ntime and nonce from both: two different shares.
+    let sub = submit("1", vec![0; 6], NTIME, None);
+    let sa = grind_where(&job, a.extranonce1(), sub.clone(), 0, |d| d >= MINER_DIFF);
+    let sb = grind_where(&job, b.extranonce1(), sub, 0, |d| d >= MINER_DIFF);
+    assert!(ch.check_share(&a.submit(&sa).unwrap()).is_ok());
+    assert!(ch.check_share(&b.submit(&sb).unwrap()).is_ok());
+    assert_eq!(
+        ch.check_share(&a.submit(&sa).unwrap()).err(),
+        Some(Refusal::Duplicate)
+    );
+    // A miner cannot submit in another's slot.
+    let mut stolen = b.submit(&sa).unwrap();
+    stolen.slot = a.slot();
+    assert_eq!(ch.check_share(&stolen).err(), Some(Refusal::NotSubscribed));
+}
+
+#[test]
+fn a_block_is_forwarded_as_a_candidate_even_below_the_upstreams_difficulty() {
+    let t0 = Instant::now();
+    let mut ch = Ch::new(&[], 8, 4, 1e9, 0, t0).unwrap();
+    let mut s = ready_miner(&mut ch, 1, t0);
+    send_job(&mut ch, &mut s, notify("1", true, REGTEST_NBITS));
+    let job = Arc::clone(ch.current_job().unwrap().job);
+    let target = share::network_target(REGTEST_NBITS);
+    // The first nonce whose hash meets regtest's target, whatever its difficulty.
+    let mut found = None;
+    for nonce in 0..1024 {
+        let sub = Submit {
+            nonce,
+            ..submit("1", vec![0; 6], NTIME, None)
+        };
+        let c = share::check_share(&job, s.extranonce1(), &sub, 0, MINER_DIFF).unwrap();
+        if target.is_met_by(c.hash) {
+            found = Some(sub);
+            break;
+        }
+    }
+    let f = forward(ch.check_share(&s.submit(&found.unwrap()).unwrap()));
+    assert!(f.block_candidate && !f.meets_upstream);
+    assert_eq!(
+        f.extranonce1,
+        Vec::<u8>::new(),
+        "solo: the proxy's own coinbase room"
+    );
+}
+
+#[test]
+fn every_forwarded_share_gets_one_verdict_including_on_session_end() {
+    let t0 = Instant::now();
+    let mut ch = channel(t0);
+    let mut s = ready_miner(&mut ch, 1, t0);
+    send_job(&mut ch, &mut s, notify("1", true, HARD_NBITS));
+    let job = Arc::clone(ch.current_job().unwrap().job);
+    let e1 = s.extranonce1().to_vec();
+    let mut seqs = Vec::new();
+    for e2 in 0..4u8 {
+        let sub = grind_where(&job, &e1, submit("1", vec![e2; 6], NTIME, None), 0, |d| {
+            d >= UPSTREAM_DIFF
+        });
+        let f = forward(ch.check_share(&s.submit(&sub).unwrap()));
+        ch.add_pending(f.seq, f.seq * 10, t0 + Duration::from_secs(u64::from(e2)));
+        seqs.push(f.seq);
+    }
+    let unique: std::collections::HashSet<_> = seqs.iter().collect();
+    assert_eq!(unique.len(), 4, "one sequence number each");
+    // Answered by the upstream once.
+    assert_eq!(
+        ch.on_result(seqs[0], t0).map(|(p, _)| p),
+        Some(seqs[0] * 10)
+    );
+    assert_eq!(ch.on_result(seqs[0], t0), None);
+    // One waited too long.
+    let expired = ch.expire(t0 + Duration::from_secs(31), Duration::from_secs(30));
+    assert_eq!(expired, vec![seqs[1] * 10]);
+    assert_eq!(
+        ch.on_result(seqs[1], t0),
+        None,
+        "a late answer finds nothing"
+    );
+    // The connection ends: the rest answered here, and nothing after.
+    let mut ended = ch.on_session_end();
+    ended.sort_unstable();
+    assert_eq!(ended, vec![seqs[2] * 10, seqs[3] * 10]);
+    assert_eq!(ch.on_result(seqs[2], t0), None);
+    assert_eq!(ch.pending_count(), 0);
+    // And its jobs are gone with it.
+    let sub = submit("1", vec![9; 6], NTIME, None);
+    assert_eq!(
+        ch.check_share(&s.submit(&sub).unwrap()).err(),
+        Some(Refusal::JobNotFound)
+    );
+}
+
+#[test]
+fn an_upstream_extranonce_change_moves_or_updates_the_miners() {
+    let t0 = Instant::now();
+    let mut ch = channel(t0);
+    let mut subscribed = ready_miner(&mut ch, 1, t0);
+    subscribed.extranonce_subscribe(&id(3));
+    let mut plain = ready_miner(&mut ch, 2, t0);
+    send_job(&mut ch, &mut plain, notify("1", true, HARD_NBITS));
+    // Same values again: nothing to do.
+    assert!(ch
+        .on_set_extranonce(&[0xa1, 0, 0, 0x01], 8)
+        .unwrap()
+        .miners
+        .is_empty());
+    // Same size: slots kept, the subscribed miner updated in place, the other moved.
+    let change = ch.on_set_extranonce(&[0xb2, 0, 0, 0x02], 8).unwrap();
+    assert_eq!(change.miners.len(), 2);
+    assert!(ch.current_job().is_none(), "the old coinbase is void");
+    for (miner, handle, new) in change.miners {
+        assert_eq!(miner, handle);
+        let out = if miner == 1 {
+            subscribed.on_extranonce_change(new)
+        } else {
+            plain.on_extranonce_change(new)
+        };
+        if miner == 1 {
+            assert_eq!(
+                out,
+                Output::SetExtranonce(NewExtranonce {
+                    extranonce1: vec![0xb2, 0, 0, 0x02, 0, 0],
+                    extranonce2_size: 6
+                })
+            );
+        } else {
+            assert_eq!(out, Output::Reconnect);
+        }
+    }
+    assert_eq!(subscribed.extranonce1(), [0xb2, 0, 0, 0x02, 0, 0]);
+    assert_eq!(plain.phase(), Phase::Closing);
+    assert!(ch.remove(2, plain.slot(), t0));
+    // Shares on the new job hash with the new extranonce1.
+    send_job(&mut ch, &mut subscribed, notify("2", true, HARD_NBITS));
+    let job = Arc::clone(ch.current_job().unwrap().job);
+    let sub = grind_where(
+        &job,
+        subscribed.extranonce1(),
+        submit("2", vec![0; 6], NTIME, None),
+        0,
+        |d| d >= UPSTREAM_DIFF,
+    );
+    let f = forward(ch.check_share(&subscribed.submit(&sub).unwrap()));
+    assert_eq!(f.extranonce1, [0xb2, 0, 0, 0x02]);
+    // Another size: the split is void, every miner must reconnect.
+    let change = ch.on_set_extranonce(&[0xc3], 10).unwrap();
+    assert_eq!(change.miners.len(), 1);
+    let (_, _, new) = change.miners.into_iter().next().unwrap();
+    assert_eq!(subscribed.on_extranonce_change(new), Output::Reconnect);
+    assert_eq!(ch.miner_count(), 0);
+    assert!(!ch.remove(1, subscribed.slot(), t0), "taken off already");
+    assert_eq!(
+        Output::Reconnect.encode().unwrap(),
+        b"{\"id\":null,\"method\":\"client.reconnect\",\"params\":[]}\n"
+    );
+    // An upstream that cannot be split is refused and changes nothing.
+    assert!(ch.on_set_extranonce(&[0xd4], 3).is_err());
+    assert_eq!(ch.miner_extranonce2_size(), 8);
+}
+
+#[test]
+fn a_full_channel_refuses_the_next_miner_and_a_freed_slot_waits_for_the_next_job() {
+    let t0 = Instant::now();
+    // 4 bytes of extranonce2 with a minimum of 4: one miner per upstream.
+    let mut ch = Ch::new(&[1, 2, 3, 4], 4, 4, UPSTREAM_DIFF, 0, t0).unwrap();
+    assert_eq!(ch.capacity(), 1);
+    let a = ch.add(1, 1).unwrap();
+    assert_eq!(
+        (a.extranonce1.as_slice(), a.extranonce2_size),
+        (&[1, 2, 3, 4][..], 4)
+    );
+    assert!(ch.add(2, 2).is_err());
+    let s: Session<u32> = Session::new(vardiff(), t0).unwrap();
+    assert_eq!(
+        refusal(&s.subscribe_refused(&id(1))),
+        Some(&Refusal::ProxyFull)
+    );
+    assert!(ch.remove(1, a.slot, t0));
+    assert!(ch.add(2, 2).is_err(), "dead until the next job");
+    assert!(ch.idle_for(Duration::ZERO, t0));
+    ch.on_notify(notify("1", true, HARD_NBITS));
+    assert!(ch.add(2, 2).is_ok());
+    assert!(!ch.idle_for(Duration::ZERO, t0));
+    // A split that would leave a miner less than the minimum is refused.
+    assert!(Ch::new(&[1], 3, 4, 1.0, 0, t0).is_err());
+    assert!(Ch::new(&[1], 8, 4, 0.0, 0, t0).is_err());
+}
+
+#[test]
+fn worker_names_split_at_the_first_dot() {
+    assert_eq!(split_worker("addr.rig.1"), ("addr", Some("rig.1")));
+    assert_eq!(split_worker("alice"), ("alice", None));
+    assert!(check_worker_name(WORKER).is_ok());
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Add,
+    Remove(usize),
+    Job,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => Just(Op::Add),
+        2 => any::<usize>().prop_map(Op::Remove),
+        1 => Just(Op::Job),
+    ]
+}
+
+proptest! {
+    /// Whatever miners come and go, no two miners of one channel build the same coinbase:
+    /// active miners' extranonce1s differ, have one length and start with the upstream's;
+    /// and a newcomer never gets the extranonce1 of a miner that left since the last job.
+    #[test]
+    fn no_two_miners_of_a_channel_build_the_same_coinbase(
+        upstream_e1 in proptest::collection::vec(any::<u8>(), 0..8),
+        size in 4usize..=12,
+        min in 1usize..=4,
+        ops in proptest::collection::vec(op(), 1..80),
+        e2 in any::<u64>(),
+    ) {
+        let t0 = Instant::now();
+        let mut ch = Ch::new(&upstream_e1, size, min, 1.0, 0, t0).unwrap();
+        let mut active: Vec<(MinerId, u16, Vec<u8>)> = Vec::new();
+        let mut left_this_job: Vec<Vec<u8>> = Vec::new();
+        let mut next_id = 0;
+        let job = notify("1", true, HARD_NBITS);
+        for op in ops {
+            match op {
+                Op::Add => {
+                    next_id += 1;
+                    if let Ok(a) = ch.add(next_id, next_id) {
+                        prop_assert!(a.extranonce2_size >= min && a.extranonce2_size <= 8);
+                        prop_assert!(a.extranonce1.starts_with(&upstream_e1));
+                        prop_assert!(!left_this_job.contains(&a.extranonce1), "a tail reused within a job");
+                        active.push((next_id, a.slot, a.extranonce1));
+                    } else {
+                        prop_assert_eq!(active.len() + left_this_job.len(), ch.capacity());
+                    }
+                }
+                Op::Remove(k) if !active.is_empty() => {
+                    let (m, slot, e1) = active.remove(k % active.len());
+                    prop_assert!(ch.remove(m, slot, t0));
+                    left_this_job.push(e1);
+                }
+                Op::Remove(_) => {}
+                Op::Job => {
+                    ch.on_notify(Arc::clone(&job));
+                    left_this_job.clear();
+                }
+            }
+            let e2 = e2.to_le_bytes()[..ch.miner_extranonce2_size()].to_vec();
+            for (i, (_, _, a)) in active.iter().enumerate() {
+                for (_, _, b) in &active[i + 1..] {
+                    prop_assert_eq!(a.len(), b.len());
+                    prop_assert_ne!(
+                        share::coinbase_bytes(&job, a, &e2),
+                        share::coinbase_bytes(&job, b, &e2)
+                    );
+                }
+            }
+        }
+    }
+}
