@@ -1,5 +1,5 @@
 //! Sans-IO miner sessions and upstream channels of the proxy (CryptoNote, go-proxy RFC §6,
-//! §8, §9, §14).
+//! §8, §9, §14; Bitcoin Stratum V1 in [`sv1`]).
 //!
 //! This crate owns the protocol decisions of the share and login paths; `proxy-core` only
 //! moves bytes and time (as `quinn-proto` and `quinn`). It does no I/O, reads no clock
@@ -13,6 +13,9 @@
 //! - [`channel`]: one upstream's state ([`Channel`]): slots, current and previous job,
 //!   duplicate memory, the share checks against the jobs and the shares in flight.
 //! - [`Refusal`]: every error message the proxy answers a miner with, once.
+//! - [`sv1`]: the same for Bitcoin Stratum V1 miners (issue 12): `sv1::Session` (subscribe,
+//!   authorize, configure, vardiff), `sv1::Channel` (extranonce split, jobs, sha256d share
+//!   checks, shares in flight), `sv1::Refusal` (codes 20..=25).
 //!
 //! A share's path through it: [`check_submit`] → [`Channel::check_share`] →
 //! [`Checked::Local`] (answered `OK` by the driver) or [`Checked::Forward`] →

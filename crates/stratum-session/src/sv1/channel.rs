@@ -243,6 +243,18 @@ pub struct Channel<M, J, P> {
     empty_since: Option<Instant>,
 }
 
+/// Whether two jobs hash alike: every field but `clean_jobs`.
+fn same_work(a: &Notify, b: &Notify) -> bool {
+    a.job_id == b.job_id
+        && a.prevhash == b.prevhash
+        && a.coinb1 == b.coinb1
+        && a.coinb2 == b.coinb2
+        && a.merkle_branch == b.merkle_branch
+        && a.version == b.version
+        && a.nbits == b.nbits
+        && a.ntime == b.ntime
+}
+
 fn valid_difficulty(d: f64) -> Result<f64, UpstreamError> {
     if d.is_finite() && d > 0.0 {
         Ok(d)
@@ -340,14 +352,20 @@ impl<M, J: Sv1Job, P> Channel<M, J, P> {
     /// A `mining.notify` from the upstream: the new current job, at the upstream's
     /// difficulty now. A clean job (`clean_jobs`) voids every other job; otherwise the
     /// older jobs stay until a clean one, [`MAX_JOBS`] at most. A job with the id of a kept
-    /// one replaces it. Dead slots become free. Returns the job's sequence number.
+    /// one replaces it (keeping its duplicate memory when its work is the same). Dead slots
+    /// become free. Returns the job's sequence number.
     pub fn on_notify(&mut self, job: Arc<J>) -> JobSeq {
         let n = job.notify();
+        // A job resent with the same id and the same work keeps its duplicate memory.
+        let resent = self
+            .jobs
+            .iter()
+            .position(|e| e.job.notify().job_id == n.job_id)
+            .and_then(|i| self.jobs.remove(i))
+            .filter(|e| same_work(e.job.notify(), n))
+            .map(|e| e.seen);
         if n.clean_jobs {
             self.jobs.clear();
-        } else {
-            let id = &n.job_id;
-            self.jobs.retain(|e| e.job.notify().job_id != *id);
         }
         while self.jobs.len() >= MAX_JOBS {
             self.jobs.pop_front();
@@ -357,7 +375,7 @@ impl<M, J: Sv1Job, P> Channel<M, J, P> {
             job,
             seq: self.last_job_seq,
             upstream_difficulty: self.difficulty,
-            seen: SeenHashes::new(SEEN_SHARES_PER_JOB),
+            seen: resent.unwrap_or_else(|| SeenHashes::new(SEEN_SHARES_PER_JOB)),
         });
         self.split.on_new_job();
         self.last_job_seq

@@ -185,7 +185,6 @@ struct Told {
 pub struct Session<R> {
     phase: Phase,
     epoch: Instant,
-    vardiff_config: VardiffConfig,
     miner: MinerId,
     route: Option<R>,
     slot: u16,
@@ -196,8 +195,8 @@ pub struct Session<R> {
     /// requested ∧ the upstream's; 0 without rolling.
     version_mask: u32,
     extranonce_subscribed: bool,
-    suggested: Option<f64>,
-    vardiff: Option<Vardiff>,
+    /// Until the miner is on a channel its upstream ceiling is `f64::MAX`.
+    vardiff: Vardiff,
     told: Option<Told>,
     workers: Vec<Box<str>>,
     agent: Option<Box<str>>,
@@ -211,11 +210,9 @@ impl<R> Session<R> {
     /// # Errors
     /// [`VardiffError::InvalidConfig`] for a config [`VardiffConfig::validate`] refuses.
     pub fn new(vardiff: VardiffConfig, now: Instant) -> Result<Self, VardiffError> {
-        vardiff.validate()?;
         Ok(Self {
             phase: Phase::Connected,
             epoch: now,
-            vardiff_config: vardiff,
             miner: 0,
             route: None,
             slot: 0,
@@ -224,8 +221,7 @@ impl<R> Session<R> {
             requested_mask: None,
             version_mask: 0,
             extranonce_subscribed: false,
-            suggested: None,
-            vardiff: None,
+            vardiff: Vardiff::new(vardiff, f64::MAX, 0)?,
             told: None,
             workers: Vec::new(),
             agent: None,
@@ -346,14 +342,7 @@ impl<R> Session<R> {
     }
 
     fn suggest(&mut self, difficulty: f64) -> bool {
-        if !(difficulty.is_finite() && difficulty > 0.0) {
-            return false;
-        }
-        self.suggested = Some(difficulty);
-        if let Some(v) = &mut self.vardiff {
-            let _ = v.handle_suggest_difficulty(difficulty);
-        }
-        true
+        self.vardiff.handle_suggest_difficulty(difficulty).is_ok()
     }
 
     /// `mining.subscribe`: checks that it is the first and keeps the user agent. The
@@ -382,28 +371,19 @@ impl<R> Session<R> {
     /// The miner is on a channel as `miner`, reached by `route`, with `assignment`: the
     /// subscribe answer (subscriptions named by the miner id in hex, its extranonce1 and
     /// extranonce2_size), then `mining.set_version_mask` if the channel's mask narrows
-    /// what `mining.configure` granted. Vardiff starts at `now`.
+    /// what `mining.configure` granted.
     pub fn on_subscribed(
         &mut self,
         id: &Id,
         route: R,
         miner: MinerId,
         assignment: Assignment,
-        now: Instant,
     ) -> Vec<Output> {
         let mut out = Vec::with_capacity(2);
-        let vardiff = match Vardiff::new(
-            self.vardiff_config,
-            assignment.upstream_difficulty,
-            self.ms(now),
-        ) {
-            Ok(v) => v,
-            Err(_) => return vec![Output::error(id, Refusal::ProxyFull)],
-        };
-        self.vardiff = Some(vardiff);
-        if let Some(s) = self.suggested {
-            self.suggest(s);
-        }
+        // The channel's difficulty is valid (checked there); a bad one keeps the ceiling.
+        let _ = self
+            .vardiff
+            .handle_upstream_difficulty(assignment.upstream_difficulty);
         self.phase = Phase::Subscribed;
         self.route = Some(route);
         self.miner = miner;
@@ -487,9 +467,7 @@ impl<R> Session<R> {
     pub fn share_difficulty(&self) -> ShareDifficulty {
         let current = self
             .told
-            .map(|t| t.current)
-            .or_else(|| self.vardiff.as_ref().map(Vardiff::difficulty))
-            .unwrap_or(f64::MAX);
+            .map_or_else(|| self.vardiff.difficulty(), |t| t.current);
         let t = self.told.unwrap_or(Told {
             current,
             since_job: 0,
@@ -531,9 +509,7 @@ impl<R> Session<R> {
     /// fed to vardiff (a retarget reaches the miner with its next job).
     pub fn on_valid_share(&mut self, difficulty: f64, now: Instant) {
         let ms = self.ms(now);
-        if let Some(v) = &mut self.vardiff {
-            v.handle_share(ms, difficulty);
-        }
+        self.vardiff.handle_share(ms, difficulty);
     }
 
     /// Counts the one verdict a share got (a local `true`, the upstream's answer, or a
@@ -548,12 +524,9 @@ impl<R> Session<R> {
         self.tally
     }
 
-    /// When [`Session::poll`] should run next (vardiff's window end), `None` before
-    /// subscribing.
-    pub fn next_poll(&self) -> Option<Instant> {
-        self.vardiff
-            .as_ref()
-            .map(|v| self.epoch + Duration::from_millis(v.next_poll_ms()))
+    /// When [`Session::poll`] should run next (vardiff's window end).
+    pub fn next_poll(&self) -> Instant {
+        self.epoch + Duration::from_millis(self.vardiff.next_poll_ms())
     }
 
     /// Lets vardiff retarget at `now` without a new share (a miner finding none gets an
@@ -561,7 +534,7 @@ impl<R> Session<R> {
     /// difficulty changed.
     pub fn poll(&mut self, now: Instant) -> bool {
         let ms = self.ms(now);
-        self.vardiff.as_mut().is_some_and(|v| v.poll(ms).is_some())
+        self.vardiff.poll(ms).is_some()
     }
 
     /// A job `seq` from the upstream at `upstream_difficulty` for this miner: skip it
@@ -571,11 +544,8 @@ impl<R> Session<R> {
         if self.phase != Phase::Authorized {
             return JobFor::Skip;
         }
-        let Some(v) = &mut self.vardiff else {
-            return JobFor::Skip;
-        };
-        let _ = v.handle_upstream_difficulty(upstream_difficulty);
-        let d = v.difficulty();
+        let _ = self.vardiff.handle_upstream_difficulty(upstream_difficulty);
+        let d = self.vardiff.difficulty();
         match self.told {
             Some(t) if t.current == d => JobFor::Send { difficulty: None },
             told => {
