@@ -451,7 +451,8 @@ impl<M, J: Sv1Job, P> Channel<M, J, P> {
 
     /// The upstream's connection ended: its jobs are void (a share for one is stale) and
     /// every share in flight is taken out, for the driver to answer
-    /// ([`Refusal::UpstreamLost`]): each gets its one verdict here.
+    /// ([`Refusal::UpstreamLost`]): each gets its one verdict here. The miners stay; the
+    /// upstream's next subscription comes in through [`Channel::on_set_extranonce`].
     pub fn on_session_end(&mut self) -> Vec<P> {
         self.jobs.clear();
         self.pending.drain().map(|(_, p)| p.payload).collect()

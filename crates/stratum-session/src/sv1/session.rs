@@ -172,11 +172,22 @@ pub fn split_worker(name: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// `s` cut to at most `max` bytes at a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Told {
     current: f64,
     since_job: JobSeq,
     before: f64,
+    /// The newest job sent.
+    last_job: JobSeq,
 }
 
 /// One Stratum V1 miner's session state; `R` is the driver's route to its upstream
@@ -359,11 +370,7 @@ impl<R> Session<R> {
             return Err(Refusal::AlreadySubscribed);
         }
         if let Some(agent) = &request.user_agent {
-            let mut end = agent.len().min(MAX_USER_AGENT_LEN);
-            while !agent.is_char_boundary(end) {
-                end -= 1;
-            }
-            self.agent = Some(agent[..end].into());
+            self.agent = Some(truncate(agent, MAX_USER_AGENT_LEN).into());
         }
         Ok(())
     }
@@ -472,6 +479,7 @@ impl<R> Session<R> {
             current,
             since_job: 0,
             before: current,
+            last_job: 0,
         });
         ShareDifficulty {
             current: t.current,
@@ -540,24 +548,54 @@ impl<R> Session<R> {
     /// A job `seq` from the upstream at `upstream_difficulty` for this miner: skip it
     /// unless authorized; else send it, after `mining.set_difficulty` when the miner's
     /// difficulty (vardiff, clamped at `upstream_difficulty`) is not what it was last told.
+    ///
+    /// The driver may also resend the current job (the same `seq`) to deliver a
+    /// [`Session::pending_difficulty`] sooner: shares of a job resent at a new difficulty
+    /// are judged at the lower of the two, since the miner may have found them before.
     pub fn on_job(&mut self, seq: JobSeq, upstream_difficulty: f64) -> JobFor {
         if self.phase != Phase::Authorized {
             return JobFor::Skip;
         }
         let _ = self.vardiff.handle_upstream_difficulty(upstream_difficulty);
         let d = self.vardiff.difficulty();
-        match self.told {
-            Some(t) if t.current == d => JobFor::Send { difficulty: None },
+        match &mut self.told {
+            Some(t) if t.current == d => {
+                t.last_job = t.last_job.max(seq);
+                JobFor::Send { difficulty: None }
+            }
             told => {
-                self.told = Some(Told {
+                let (before, last_job) = told.map_or((d, 0), |t| (t.current, t.last_job));
+                // A job the miner has had already keeps the old difficulty in play.
+                let since_job = if seq <= last_job { seq + 1 } else { seq };
+                *told = Some(Told {
                     current: d,
-                    since_job: seq,
-                    before: told.map_or(d, |t| t.current),
+                    since_job,
+                    before,
+                    last_job: last_job.max(seq),
                 });
                 JobFor::Send {
                     difficulty: Some(d),
                 }
             }
+        }
+    }
+
+    /// The difficulty vardiff (or a suggestion, or the upstream) set that the miner has
+    /// not been told yet: it goes with the next job ([`Session::on_job`]).
+    pub fn pending_difficulty(&self) -> Option<f64> {
+        let d = self.vardiff.difficulty();
+        match self.told {
+            Some(t) if t.current == d => None,
+            None if self.phase != Phase::Authorized => None,
+            _ => Some(d),
+        }
+    }
+
+    /// The miner's answer to a `client.get_version` the proxy sent: kept as its user agent
+    /// when `mining.subscribe` gave none (at most [`MAX_USER_AGENT_LEN`] bytes).
+    pub fn on_version_answer(&mut self, version: &str) {
+        if self.agent.is_none() {
+            self.agent = Some(truncate(version, MAX_USER_AGENT_LEN).into());
         }
     }
 

@@ -531,15 +531,41 @@ fn vardiff_retargets_and_the_new_difficulty_goes_before_the_next_job() {
         Some(Refusal::LowDifficulty)
     );
 
-    // A silent miner gets an easier difficulty at the window's end, never below the floor.
+    // Resending the current job delivers a pending difficulty at once; that job's shares
+    // are then judged at the lower of the two.
+    for i in 1..=12u64 {
+        s.on_valid_share(
+            MINER_DIFF * 4.0,
+            t0 + Duration::from_millis(6_000 + 250 * i),
+        );
+    }
+    assert_eq!(s.pending_difficulty(), Some(MINER_DIFF * 16.0));
+    let cur = ch.current_job().unwrap().seq;
+    assert_eq!(
+        s.on_job(cur, UPSTREAM_DIFF),
+        JobFor::Send {
+            difficulty: Some(MINER_DIFF * 16.0)
+        }
+    );
+    assert_eq!(s.pending_difficulty(), None);
+    assert_eq!(s.share_difficulty().for_job(cur), MINER_DIFF * 4.0);
+    assert_eq!(s.share_difficulty().for_job(cur + 1), MINER_DIFF * 16.0);
+    s.on_valid_share(MINER_DIFF * 16.0, t0 + Duration::from_millis(10_000));
+
+    // A silent miner gets an easier difficulty at each window's end (÷4), never below the
+    // floor.
     let at = s.next_poll();
     assert!(s.poll(at + Duration::from_secs(1)));
     assert_eq!(
         send_job(&mut ch, &mut s, notify("4", false, HARD_NBITS)),
         JobFor::Send {
-            difficulty: Some(MINER_DIFF)
+            difficulty: Some(MINER_DIFF * 4.0)
         }
     );
+    let at = s.next_poll();
+    assert!(s.poll(at));
+    assert!(!s.poll(s.next_poll()), "at the floor");
+    assert_eq!(s.pending_difficulty(), Some(MINER_DIFF));
     // Clamped at the upstream's difficulty when it falls below the miner's.
     s.suggest_difficulty(&id(5), 1.0);
     ch.on_set_difficulty(UPSTREAM_DIFF / 2.0).unwrap();
@@ -984,4 +1010,46 @@ fn a_session_is_small() {
     // bytes on 64-bit targets (136 of them vardiff), plus its extranonce1 and names.
     let size = std::mem::size_of::<Session<u32>>();
     assert!(size <= 288, "Session<u32> is {size} bytes");
+}
+
+#[test]
+fn notifications_encode_as_the_spec_writes_them_and_agents_are_bounded() {
+    let line = |o: Output| String::from_utf8(o.encode().unwrap()).unwrap();
+    assert_eq!(
+        line(Output::SetDifficulty(2.0)),
+        "{\"id\":null,\"method\":\"mining.set_difficulty\",\"params\":[2]}\n"
+    );
+    assert_eq!(
+        line(Output::SetVersionMask(POOL_MASK)),
+        "{\"id\":null,\"method\":\"mining.set_version_mask\",\"params\":[\"1fffe000\"]}\n"
+    );
+    assert_eq!(
+        line(Output::SetExtranonce(NewExtranonce {
+            extranonce1: vec![0xab, 1],
+            extranonce2_size: 6
+        })),
+        "{\"id\":null,\"method\":\"mining.set_extranonce\",\"params\":[\"ab01\",6]}\n"
+    );
+    assert_eq!(Output::SendCurrentJob.encode(), None);
+
+    let t0 = Instant::now();
+    let mut s: Session<u32> = Session::new(vardiff(), t0).unwrap();
+    s.on_version_answer(&"é".repeat(100));
+    assert_eq!(s.agent().map(str::len), Some(MAX_USER_AGENT_LEN));
+    let mut t: Session<u32> = Session::new(vardiff(), t0).unwrap();
+    t.subscribe(&Subscribe {
+        user_agent: Some("cgminer/4.10.0".into()),
+        session_id: None,
+    })
+    .unwrap();
+    t.on_version_answer("other/1.0");
+    assert_eq!(t.agent(), Some("cgminer/4.10.0"), "subscribe's agent first");
+    assert!(Session::<u32>::new(
+        VardiffConfig {
+            floor: 0.0,
+            ..vardiff()
+        },
+        t0
+    )
+    .is_err());
 }
