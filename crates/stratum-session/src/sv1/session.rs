@@ -391,7 +391,10 @@ impl<R> Session<R> {
         let _ = self
             .vardiff
             .handle_upstream_difficulty(assignment.upstream_difficulty);
-        self.phase = Phase::Subscribed;
+        // A connection closed while the driver routed it stays closing.
+        if self.phase == Phase::Connected {
+            self.phase = Phase::Subscribed;
+        }
         self.route = Some(route);
         self.miner = miner;
         self.slot = assignment.slot;

@@ -919,8 +919,19 @@ fn a_full_channel_refuses_the_next_miner_and_a_freed_slot_waits_for_the_next_job
     assert!(ch.add(2, 2).is_err(), "dead until the next job");
     assert!(ch.idle_for(Duration::ZERO, t0));
     ch.on_notify(notify("1", true, HARD_NBITS));
-    assert!(ch.add(2, 2).is_ok());
-    assert!(!ch.idle_for(Duration::ZERO, t0));
+    // A miner that went while being routed stays closing, gets no job, and its slot is
+    // given back once.
+    let mut gone: Session<u32> = Session::new(vardiff(), t0).unwrap();
+    gone.subscribe(&Subscribe::default()).unwrap();
+    gone.close();
+    let a = ch.add(2, 2).unwrap();
+    gone.on_subscribed(&id(1), 7, 2, a);
+    assert_eq!(gone.phase(), Phase::Closing);
+    assert_eq!(gone.on_job(1, UPSTREAM_DIFF), JobFor::Skip);
+    assert_eq!(gone.take_route(), Some(7));
+    assert_eq!(gone.take_route(), None);
+    assert!(ch.remove(2, gone.slot(), t0));
+    assert!(!ch.remove(2, gone.slot(), t0));
     // A split that would leave a miner less than the minimum is refused.
     assert!(Ch::new(&[1], 3, 4, 1.0, 0, t0).is_err());
     assert!(Ch::new(&[1], 8, 4, 0.0, 0, t0).is_err());
