@@ -38,6 +38,7 @@ mod direct;
 mod failover;
 pub mod gbt;
 pub mod stratum;
+pub mod sv1;
 pub mod tls;
 
 /// One upstream pool entry of the config (RFC §4 `PoolConfig`, plus `daemon` and

@@ -1,0 +1,358 @@
+//! Solo mining to a Bitcoin node (bcoin, or any node with Bitcoin Core's `getblocktemplate` /
+//! `submitblock`): the proxy is the pool. The bcoin-stratum system of
+//! `shared/spec/bcoin-stratum.md`, over JSON-RPC instead of in the node's process.
+//!
+//! The pool entry (`"daemon": true`): `url` is the node's RPC `host:port` (JSON-RPC 1.0 over
+//! HTTP POST to `/`), `user` the payout address (for [`SoloOptions::network`](super::SoloOptions::network); bcoin's
+//! regtest `R…`/`rb1…` forms too, see [`crate::gbt`]), `pass` the RPC password (bcoin's API
+//! key; sent with HTTP basic auth when not empty), `daemon-poll-interval` the poll period in
+//! ms (at least 50).
+//!
+//! | step | call | what happens |
+//! |---|---|---|
+//! | connect | `getblocktemplate [{"rules":["segwit"]}]` | the first usable template logs in: extranonce1 (random, [`SoloOptions::extranonce1_size`](super::SoloOptions::extranonce1_size) bytes), version mask ([`Sv1Options::version_mask`](super::Sv1Options::version_mask)), difficulty ([`SoloOptions::difficulty`](super::SoloOptions::difficulty)) and the job are reported |
+//! | every poll period | `getbestblockhash` | a tip other than the template's previous block fetches a new template: a job with `clean_jobs`; a template older than [`SoloOptions::template_refresh`](super::SoloOptions::template_refresh) is renewed without it |
+//! | submit | `submitblock [block hex]` | only for a share whose header meets the network target; `null` accepts it (and a new template is fetched at once), a string (`rejected: high-hash`) refuses it with code 20 |
+//!
+//! Longpoll is not used: bcoin answers it, but a poll of `getbestblockhash` every
+//! `daemon-poll-interval` ms costs the node little and needs no second connection.
+//!
+//! A share is refused without asking the node when its job is not one of the current tip's
+//! (code 21), its version bits leave the mask or its extranonce2 has the wrong size (code 20),
+//! or its hash does not meet the network target (code 23: the driver counts such shares
+//! itself and should not send them). A transport failure or an answer that is not JSON-RPC
+//! ends the session (a share caught in it is answered `Connection to pool lost`).
+
+use std::time::Duration;
+
+use bitcoin::block::Version;
+use bitcoin::hashes::Hash;
+use ring::rand::{SecureRandom, SystemRandom};
+use serde_json::{json, Value};
+use stratum_proto::sv1::share::check_share;
+use stratum_proto::sv1::{job_id, ErrorCode, Notify, PrevHash, Submit as WireSubmit};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::{Ctx, End, Submit, Sv1Share, Sv1ShareError};
+use crate::gbt::{payout_script, BlockTemplate, CoinbaseParams, SoloJob, Solution};
+use crate::ShareError;
+
+/// The shortest poll period.
+const MIN_POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// Jobs kept per tip (older ones of the same tip are forgotten: their shares get 21).
+const MAX_JOBS: usize = 16;
+
+/// Why a call to the node failed.
+#[derive(Debug)]
+enum RpcFail {
+    /// The node is unreachable or answered something that is not JSON-RPC.
+    Transport(String),
+    /// A JSON-RPC error: its message.
+    Error(String),
+}
+
+struct Rpc {
+    client: reqwest::Client,
+    url: String,
+    pass: String,
+}
+
+impl Rpc {
+    fn new(ctx: &Ctx<'_>) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .timeout(ctx.options.reply_timeout)
+            .connect_timeout(ctx.options.connect_timeout)
+            .no_proxy()
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            client,
+            url: format!("http://{}/", ctx.pool.host_port()),
+            pass: ctx.pool.pass.clone(),
+        })
+    }
+
+    async fn call(&self, method: &str, params: Value) -> Result<Value, RpcFail> {
+        let body = json!({"jsonrpc": "1.0", "id": 1, "method": method, "params": params});
+        let mut req = self.client.post(&self.url).json(&body);
+        if !self.pass.is_empty() {
+            req = req.basic_auth("stratum-proxy", Some(&self.pass));
+        }
+        let response = req
+            .send()
+            .await
+            .map_err(|e| RpcFail::Transport(format!("{method}: {e}")))?;
+        if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(RpcFail::Transport(format!(
+                "{method}: the node refused the RPC password (HTTP 401)"
+            )));
+        }
+        // JSON-RPC errors come with an error status and a JSON body: read the body.
+        let reply: Value = response
+            .json()
+            .await
+            .map_err(|e| RpcFail::Transport(format!("{method}: answer is not JSON: {e}")))?;
+        match reply.get("error").filter(|e| !e.is_null()) {
+            Some(error) => Err(RpcFail::Error(
+                error
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| error.to_string(), str::to_owned),
+            )),
+            None => reply
+                .get("result")
+                .cloned()
+                .ok_or_else(|| RpcFail::Transport(format!("{method}: answer without a result"))),
+        }
+    }
+
+    async fn template(&self) -> Result<BlockTemplate, String> {
+        let t = self
+            .call("getblocktemplate", json!([{"rules": ["segwit"]}]))
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        BlockTemplate::from_json(&t).map_err(|e| e.to_string())
+    }
+}
+
+/// A solo job as the session keeps it.
+struct Kept {
+    id: String,
+    job: SoloJob,
+    notify: Notify,
+}
+
+/// The `mining.notify` of a solo job.
+fn notify_of(job: &SoloJob, id: String, clean_jobs: bool) -> Notify {
+    let t = job.template();
+    Notify {
+        job_id: id,
+        prevhash: PrevHash::from_block_hash(t.prev_hash),
+        coinb1: job.coinb1().to_vec(),
+        coinb2: job.coinb2().to_vec(),
+        merkle_branch: job
+            .merkle_branch()
+            .iter()
+            .map(|n| n.to_byte_array())
+            .collect(),
+        version: t.version.to_consensus() as u32,
+        nbits: t.bits.to_consensus(),
+        ntime: t.cur_time,
+        clean_jobs,
+    }
+}
+
+/// The session's jobs and how to make new ones.
+struct Jobs {
+    params: CoinbaseParams,
+    session: u64,
+    made: u64,
+    kept: Vec<Kept>,
+    made_at: Instant,
+}
+
+impl Jobs {
+    /// Makes a job of `template`; returns its notify to report.
+    fn add(&mut self, template: BlockTemplate) -> Result<Notify, String> {
+        let job = SoloJob::new(template, &self.params).map_err(|e| e.to_string())?;
+        let clean = job.clean_jobs(self.kept.last().map(|k| &k.job));
+        self.made += 1;
+        let id = job_id((self.session << 32) | (self.made & 0xffff_ffff));
+        let notify = notify_of(&job, id.clone(), clean);
+        if clean {
+            self.kept.clear();
+        }
+        if self.kept.len() == MAX_JOBS {
+            self.kept.remove(0);
+        }
+        self.kept.push(Kept {
+            id,
+            job,
+            notify: notify.clone(),
+        });
+        self.made_at = Instant::now();
+        Ok(notify)
+    }
+
+    fn tip(&self) -> Option<String> {
+        self.kept
+            .last()
+            .map(|k| k.job.template().prev_hash.to_string())
+    }
+}
+
+fn random_extranonce1(size: usize) -> Vec<u8> {
+    let mut en1 = vec![0u8; size];
+    if SystemRandom::new().fill(&mut en1).is_err() {
+        let pid = std::process::id().to_be_bytes();
+        for (i, b) in en1.iter_mut().enumerate() {
+            *b = pid[i % 4];
+        }
+    }
+    en1
+}
+
+/// One attempt at a node: first template, then polls and submits until the session ends.
+pub(super) async fn run_session(ctx: &mut Ctx<'_>) -> End {
+    let addr = ctx.pool.host_port().to_string();
+    let solo = &ctx.sv1.solo;
+    let payout = match payout_script(&ctx.pool.user, solo.network) {
+        Ok(p) => p,
+        Err(e) => return End::NeverConnected(format!("{addr}: {e}")),
+    };
+    let rpc = match Rpc::new(ctx) {
+        Ok(r) => r,
+        Err(e) => return End::NeverConnected(format!("{addr}: {e}")),
+    };
+    let extranonce1 = random_extranonce1(solo.extranonce1_size);
+    let mut jobs = Jobs {
+        params: CoinbaseParams {
+            payout,
+            extranonce1_size: solo.extranonce1_size,
+            extranonce2_size: solo.extranonce2_size,
+            tag: solo.tag.clone(),
+        },
+        session: *ctx.session + 1,
+        made: 0,
+        kept: Vec::new(),
+        made_at: Instant::now(),
+    };
+    let first = tokio::select! {
+        () = ctx.cancel.cancelled() => return End::Cancelled,
+        t = rpc.template() => t,
+    };
+    let notify = match first.and_then(|t| jobs.add(t)) {
+        Ok(n) => n,
+        Err(e) => return End::NeverConnected(format!("{addr}: {e}")),
+    };
+    let session = ctx.logged_in();
+    jobs.session = session;
+    let mask = ctx.sv1.version_mask;
+    let difficulty = solo.difficulty;
+    let refresh = solo.template_refresh;
+    tracing::info!(node = %addr, "solo mining on the node's templates");
+    ctx.listener
+        .on_extranonce(&extranonce1, solo.extranonce2_size, session);
+    ctx.listener.on_version_mask(mask, session);
+    ctx.listener.on_difficulty(difficulty, session);
+    ctx.listener.on_job(notify, session);
+
+    let period = Duration::from_millis(ctx.pool.daemon_poll_interval).max(MIN_POLL_INTERVAL);
+    let mut poll = tokio::time::interval_at(Instant::now() + period, period);
+    poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        let renew = tokio::select! {
+            () = ctx.cancel.cancelled() => return End::Cancelled,
+            changed = ctx.pools.changed() => {
+                if changed.is_ok() {
+                    return End::ListChanged;
+                }
+                std::future::pending::<()>().await;
+                unreachable!()
+            }
+            _ = poll.tick() => {
+                match rpc.call("getbestblockhash", json!([])).await {
+                    Ok(Value::String(tip)) => {
+                        jobs.tip().as_deref() != Some(tip.as_str())
+                            || jobs.made_at.elapsed() >= refresh
+                    }
+                    Ok(other) => return End::Ended(format!("{addr}: getbestblockhash answered {other}")),
+                    Err(e) => return End::Ended(format!("{addr}: {e:?}")),
+                }
+            }
+            cmd = ctx.cmds.recv() => {
+                let Some(Submit { seq, share }) = cmd else { return End::Cancelled };
+                let Some(kept) = jobs.kept.iter().find(|k| k.id == share.job_id) else {
+                    ctx.listener.on_result(seq, Err(Sv1ShareError::code(ErrorCode::JobNotFound)));
+                    continue;
+                };
+                match candidate(kept, &extranonce1, &share, mask) {
+                    Err(e) => {
+                        ctx.listener.on_result(seq, Err(e));
+                        continue;
+                    }
+                    Ok(block_hex) => match rpc.call("submitblock", json!([block_hex])).await {
+                        Ok(Value::Null) => {
+                            tracing::info!(node = %addr, height = kept.job.height(), "block accepted by the node");
+                            ctx.listener.on_result(seq, Ok(()));
+                            true
+                        }
+                        Ok(answer) => {
+                            let message = answer.as_str().map_or_else(|| answer.to_string(), str::to_owned);
+                            tracing::warn!(node = %addr, "node refused the block: {message}");
+                            ctx.listener.on_result(seq, Err(Sv1ShareError::Refused {
+                                code: ErrorCode::Other.code(),
+                                message,
+                            }));
+                            continue;
+                        }
+                        Err(RpcFail::Error(message)) => {
+                            ctx.listener.on_result(seq, Err(Sv1ShareError::Refused {
+                                code: ErrorCode::Other.code(),
+                                message,
+                            }));
+                            continue;
+                        }
+                        Err(RpcFail::Transport(why)) => {
+                            ctx.listener.on_result(seq, Err(ShareError::Disconnected.into()));
+                            return End::Ended(format!("{addr}: {why}"));
+                        }
+                    },
+                }
+            }
+        };
+        if renew {
+            match rpc.template().await.and_then(|t| jobs.add(t)) {
+                Ok(notify) => ctx.listener.on_job(notify, session),
+                Err(e) => return End::Ended(format!("{addr}: {e}")),
+            }
+        }
+    }
+}
+
+/// The block of a share that meets the network target, as `submitblock`'s hex; else the
+/// refusal.
+fn candidate(
+    kept: &Kept,
+    extranonce1: &[u8],
+    share: &Sv1Share,
+    mask: u32,
+) -> Result<String, Sv1ShareError> {
+    let other = |message: String| Sv1ShareError::Refused {
+        code: ErrorCode::Other.code(),
+        message,
+    };
+    if share.extranonce2.len() != kept.job.extranonce2_size() {
+        return Err(other(format!(
+            "extranonce2 of {} bytes, the job expects {}",
+            share.extranonce2.len(),
+            kept.job.extranonce2_size()
+        )));
+    }
+    let submit = WireSubmit {
+        worker: String::new(),
+        job_id: share.job_id.clone(),
+        extranonce2: share.extranonce2.clone(),
+        ntime: share.ntime,
+        nonce: share.nonce,
+        version_bits: share.version_bits,
+    };
+    // Share difficulty is the driver's business: only the network target matters here.
+    let check = check_share(&kept.notify, extranonce1, &submit, mask, f64::MAX)
+        .map_err(|e| other(e.to_string()))?;
+    if !check.meets_network {
+        return Err(Sv1ShareError::Refused {
+            code: ErrorCode::LowDifficulty.code(),
+            message: "Share does not meet the network target".into(),
+        });
+    }
+    kept.job
+        .block_hex(&Solution {
+            extranonce1,
+            extranonce2: &share.extranonce2,
+            ntime: share.ntime,
+            nonce: share.nonce,
+            version: Version::from_consensus(check.header.version.to_consensus()),
+        })
+        .map_err(|e| other(e.to_string()))
+}
