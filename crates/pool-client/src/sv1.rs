@@ -500,7 +500,13 @@ impl Failover {
         url: String,
     ) -> (PoolConfig, usize) {
         tracing::info!(from = %pool.url, to = %url, "pool asked to reconnect");
-        (PoolConfig { url, ..pool.clone() }, index)
+        (
+            PoolConfig {
+                url,
+                ..pool.clone()
+            },
+            index,
+        )
     }
 }
 
@@ -509,7 +515,9 @@ impl Failover {
 fn reconnect_target(current: &str, params: &stratum_proto::sv1::Reconnect) -> String {
     let (host, port) = current.rsplit_once(':').unwrap_or((current, ""));
     let host = params.host.as_deref().unwrap_or(host);
-    let port = params.port.map_or_else(|| port.to_string(), |p| p.to_string());
+    let port = params
+        .port
+        .map_or_else(|| port.to_string(), |p| p.to_string());
     format!("{host}:{port}")
 }
 
@@ -525,7 +533,10 @@ mod tests {
             port,
             wait_secs: None,
         };
-        assert_eq!(reconnect_target("a.example:3333", &r(None, None)), "a.example:3333");
+        assert_eq!(
+            reconnect_target("a.example:3333", &r(None, None)),
+            "a.example:3333"
+        );
         assert_eq!(
             reconnect_target("a.example:3333", &r(Some("b.example"), None)),
             "b.example:3333"

@@ -13,9 +13,7 @@ use test_support::sv1_pool::{Sv1Pool, Sv1PoolConfig};
 
 mod sv1_common;
 
-use sv1_common::{
-    bounded, closed_port, entry, grind, share, Harness, Script, ScriptedPool,
-};
+use sv1_common::{bounded, closed_port, entry, grind, share, Harness, Script, ScriptedPool};
 
 const REPLY_TIMEOUT: Duration = Duration::from_millis(600);
 /// The pool's share difficulty: about one hash in 2^12 meets it, so grinding is quick.
@@ -118,13 +116,19 @@ async fn a_ground_share_is_accepted_and_bad_ones_get_the_pools_codes() {
             })
         };
         let seq = h.submit(share(&job, session, en2.clone(), low)).unwrap();
-        assert_eq!(h.recorder.result(seq).await, refused(ErrorCode::LowDifficulty));
+        assert_eq!(
+            h.recorder.result(seq).await,
+            refused(ErrorCode::LowDifficulty)
+        );
         let seq = h.submit(share(&job, session, en2.clone(), good)).unwrap();
         assert_eq!(h.recorder.result(seq).await, refused(ErrorCode::Duplicate));
         let mut unknown = share(&job, session, en2.clone(), good);
         unknown.job_id = "ffff".into();
         let seq = h.submit(unknown).unwrap();
-        assert_eq!(h.recorder.result(seq).await, refused(ErrorCode::JobNotFound));
+        assert_eq!(
+            h.recorder.result(seq).await,
+            refused(ErrorCode::JobNotFound)
+        );
         // Rolled version bits inside the negotiated mask reach the pool and are checked.
         let mut rolled = share(&job, session, en2.clone(), good);
         rolled.version_bits = Some(0x0000_2000);
@@ -164,12 +168,16 @@ async fn set_extranonce_set_version_mask_and_difficulty_are_reported_in_the_sess
         h.recorder
             .wait_for("the second job", |s| (s.jobs.len() == 2).then_some(()))
             .await;
-        let seen = h.recorder.seen();
-        assert_eq!(seen.extranonces.last(), Some(&(vec![0xb2, 0, 0, 2], 6, session)));
-        assert_eq!(seen.masks.last(), Some(&(0x00ff_e000, session)));
-        assert_eq!(seen.difficulties.last(), Some(&(0.5, session)));
-        assert_eq!(seen.jobs[1], (job, session));
-        drop(seen);
+        {
+            let seen = h.recorder.seen();
+            assert_eq!(
+                seen.extranonces.last(),
+                Some(&(vec![0xb2, 0, 0, 2], 6, session))
+            );
+            assert_eq!(seen.masks.last(), Some(&(0x00ff_e000, session)));
+            assert_eq!(seen.difficulties.last(), Some(&(0.5, session)));
+            assert_eq!(seen.jobs[1], (job, session));
+        }
         h.stop().await;
     })
     .await;
@@ -181,7 +189,11 @@ async fn failover_goes_to_the_second_pool_when_the_first_is_down() {
     bounded(async {
         let down = closed_port().await;
         let p = pool().await;
-        let h = Harness::spawn(vec![entry(down), entry(p.addr())], options(), Sv1Options::default());
+        let h = Harness::spawn(
+            vec![entry(down), entry(p.addr())],
+            options(),
+            Sv1Options::default(),
+        );
         h.recorder.active_on(1).await;
         let (_, session) = h.recorder.job(0).await;
         assert_eq!(session, 1);
@@ -302,7 +314,10 @@ async fn client_reconnect_moves_the_upstream_to_the_given_port() {
         ));
         let (_, second) = h.recorder.job(1).await;
         assert_eq!(second, first + 1);
-        assert!(b.wait_for(Duration::from_secs(5), |b| b.connections_total() == 1).await);
+        assert!(
+            b.wait_for(Duration::from_secs(5), |b| b.connections_total() == 1)
+                .await
+        );
         assert_eq!(a.connections_total(), 1);
         h.stop().await;
     })

@@ -215,7 +215,10 @@ impl Client {
                 }
             }
             ServerMessage::GetVersion { id } => {
-                out.push(Out::Send(encode_result(&id, &Value::from(self.agent.as_str()))));
+                out.push(Out::Send(encode_result(
+                    &id,
+                    &Value::from(self.agent.as_str()),
+                )));
             }
             ServerMessage::Reconnect { params, .. } => out.push(Out::Reconnect(params)),
             ServerMessage::Other(method) => {
@@ -483,8 +486,7 @@ async fn serve(
 ) -> End {
     let login_deadline = Instant::now() + ctx.options.connect_timeout;
     let reply_timeout = ctx.options.reply_timeout;
-    let check_every =
-        (reply_timeout / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+    let check_every = (reply_timeout / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
     let mut timer = tokio::time::interval(check_every);
     let mut session = 0;
     loop {
@@ -554,8 +556,8 @@ async fn serve(
                 Out::End(why) => return ended(client.ready(), format!("{addr}: {why}")),
                 Out::Reconnect(params) => {
                     let url = reconnect_target(&addr_of(ctx.pool), &params);
-                    let wait = Duration::from_secs(params.wait_secs.unwrap_or(0))
-                        .min(MAX_RECONNECT_WAIT);
+                    let wait =
+                        Duration::from_secs(params.wait_secs.unwrap_or(0)).min(MAX_RECONNECT_WAIT);
                     return End::Reconnect {
                         url: with_scheme(&ctx.pool.url, &url),
                         wait,
@@ -637,11 +639,16 @@ mod tests {
         assert_eq!(first[0].0, Id::from(1));
         match &first[0].1 {
             ClientRequest::Configure(conf) => {
-                assert_eq!(conf.version_rolling.as_ref().unwrap().mask, Some(0x1fff_e000));
+                assert_eq!(
+                    conf.version_rolling.as_ref().unwrap().mask,
+                    Some(0x1fff_e000)
+                );
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(&first[1].1, ClientRequest::Subscribe(s) if s.user_agent.as_deref() == Some("agent/1")));
+        assert!(
+            matches!(&first[1].1, ClientRequest::Subscribe(s) if s.user_agent.as_deref() == Some("agent/1"))
+        );
         // The pool grants more than asked: we keep our mask's bits only.
         c.handle_line(
             br#"{"id":1,"result":{"version-rolling":true,"version-rolling.mask":"ffffffff"},"error":null}"#,
@@ -653,9 +660,14 @@ mod tests {
         );
         let second = requests(&sent(&outs));
         assert!(matches!(second[0].1, ClientRequest::ExtranonceSubscribe));
-        assert!(matches!(&second[1].1, ClientRequest::Authorize(a) if a.username == "w" && a.password.as_deref() == Some("x")));
+        assert!(
+            matches!(&second[1].1, ClientRequest::Authorize(a) if a.username == "w" && a.password.as_deref() == Some("x"))
+        );
         // Difficulty and a job before the login's answer are reported after it.
-        c.handle_line(br#"{"id":null,"method":"mining.set_difficulty","params":[2]}"#, now);
+        c.handle_line(
+            br#"{"id":null,"method":"mining.set_difficulty","params":[2]}"#,
+            now,
+        );
         let (_, outs) = c.handle_line(test_support_notify().as_bytes(), now);
         assert!(outs.is_empty(), "{outs:?}");
         assert!(!c.ready());
@@ -683,7 +695,10 @@ mod tests {
         let now = Instant::now();
         let mut c = Client::new("w", "x", "a", 0, false, now);
         assert_eq!(requests(&c.start()).len(), 1, "no configure without a mask");
-        let (_, outs) = c.handle_line(br#"{"id":2,"result":null,"error":[20,"go away",null]}"#, now);
+        let (_, outs) = c.handle_line(
+            br#"{"id":2,"result":null,"error":[20,"go away",null]}"#,
+            now,
+        );
         assert!(matches!(&outs[0], Out::End(why) if why.contains("go away")));
         let mut c = Client::new("w", "x", "a", 0, false, now);
         c.handle_line(br#"{"id":2,"result":[[],"00",4],"error":null}"#, now);
@@ -718,7 +733,10 @@ mod tests {
         c.submit(9, &share(vec![0, 0, 0, 3]), now).unwrap();
         let (_, outs) = c.handle_line(br#"{"id":5,"result":true,"error":null}"#, now);
         assert_eq!(outs, vec![Out::Result(7, Ok(()))]);
-        let (_, outs) = c.handle_line(br#"{"id":6,"result":null,"error":[23,"Low difficulty share",null]}"#, now);
+        let (_, outs) = c.handle_line(
+            br#"{"id":6,"result":null,"error":[23,"Low difficulty share",null]}"#,
+            now,
+        );
         assert_eq!(
             outs,
             vec![Out::Result(
@@ -730,7 +748,10 @@ mod tests {
             )]
         );
         let (_, outs) = c.handle_line(br#"{"id":7,"result":false,"error":null}"#, now);
-        assert!(matches!(&outs[0], Out::Result(9, Err(Sv1ShareError::Refused { code: 20, .. }))));
+        assert!(matches!(
+            &outs[0],
+            Out::Result(9, Err(Sv1ShareError::Refused { code: 20, .. }))
+        ));
         // A second answer to the same id is not a second outcome.
         let (_, outs) = c.handle_line(br#"{"id":5,"result":true,"error":null}"#, now);
         assert!(outs.is_empty());
@@ -752,8 +773,14 @@ mod tests {
             version_bits: None,
         };
         c.submit(1, &share, now).unwrap();
-        let (_, outs) = c.handle_line(br#"{"id":5,"result":null,"error":[24,"Unauthorized worker",null]}"#, now);
-        assert!(matches!(&outs[0], Out::Result(1, Err(Sv1ShareError::Refused { code: 24, .. }))));
+        let (_, outs) = c.handle_line(
+            br#"{"id":5,"result":null,"error":[24,"Unauthorized worker",null]}"#,
+            now,
+        );
+        assert!(matches!(
+            &outs[0],
+            Out::Result(1, Err(Sv1ShareError::Refused { code: 24, .. }))
+        ));
         assert!(matches!(&outs[1], Out::End(_)));
     }
 
@@ -772,14 +799,26 @@ mod tests {
         };
         c.submit(1, &share, t0).unwrap();
         c.submit(2, &share, t0 + Duration::from_secs(6)).unwrap();
-        assert_eq!(c.tick(t0 + Duration::from_secs(5), timeout), (vec![], false));
+        assert_eq!(
+            c.tick(t0 + Duration::from_secs(5), timeout),
+            (vec![], false)
+        );
         // Heard at 8 s: not silent at 11 s although share 1 has expired.
-        c.handle_line(br#"{"id":null,"method":"mining.set_difficulty","params":[4]}"#, t0 + Duration::from_secs(8));
-        assert_eq!(c.tick(t0 + Duration::from_secs(11), timeout), (vec![1], false));
+        c.handle_line(
+            br#"{"id":null,"method":"mining.set_difficulty","params":[4]}"#,
+            t0 + Duration::from_secs(8),
+        );
+        assert_eq!(
+            c.tick(t0 + Duration::from_secs(11), timeout),
+            (vec![1], false)
+        );
         // Nothing valid since 8 s, share 2 waiting since 6 s: silent at 18 s.
         let (garbage_alive, _) = c.handle_line(b"not json", t0 + Duration::from_secs(17));
         assert!(!garbage_alive);
-        assert_eq!(c.tick(t0 + Duration::from_secs(18), timeout), (vec![2], true));
+        assert_eq!(
+            c.tick(t0 + Duration::from_secs(18), timeout),
+            (vec![2], true)
+        );
         assert!(c.drain().is_empty());
     }
 
@@ -798,10 +837,17 @@ mod tests {
             now,
         );
         assert_eq!(outs, vec![Out::VersionMask(0x00ff_e000 & 0x1fff_e000)]);
-        let (_, outs) = c.handle_line(br#"{"id":9,"method":"client.get_version","params":[]}"#, now);
+        let (_, outs) = c.handle_line(
+            br#"{"id":9,"method":"client.get_version","params":[]}"#,
+            now,
+        );
         assert_eq!(
             sent(&outs),
-            br#"{"id":9,"result":"agent/1","error":null}"#.iter().chain(b"\n").copied().collect::<Vec<u8>>()
+            br#"{"id":9,"result":"agent/1","error":null}"#
+                .iter()
+                .chain(b"\n")
+                .copied()
+                .collect::<Vec<u8>>()
         );
         let (_, outs) = c.handle_line(
             br#"{"id":null,"method":"client.reconnect","params":["other.example",3334,0]}"#,

@@ -149,8 +149,7 @@ impl Harness {
     pub fn spawn(pools: Vec<PoolConfig>, options: FailoverOptions, sv1: Sv1Options) -> Self {
         let recorder = Arc::new(Recorder::default());
         let cancel = CancellationToken::new();
-        let upstream =
-            Sv1Upstream::spawn(pools, options, sv1, recorder.clone(), cancel.clone());
+        let upstream = Sv1Upstream::spawn(pools, options, sv1, recorder.clone(), cancel.clone());
         Self {
             upstream,
             recorder,
