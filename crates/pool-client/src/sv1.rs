@@ -56,6 +56,12 @@ pub struct Sv1Options {
     /// Send `mining.extranonce.subscribe` after subscribing (default false): the pool may
     /// then change the extranonce1 with `mining.set_extranonce`. An error answer is ignored.
     pub extranonce_subscribe: bool,
+    /// A logged-in pool that sends no valid line for this long is dropped (a failed attempt,
+    /// as a silent pool). Pools send `mining.notify` at least every minute or so (ntime
+    /// updates), so a few minutes is safe; `None` (default) never drops a quiet pool for its
+    /// quiet alone (TCP keepalive still finds a dead peer; a pool silent while submits wait
+    /// is dropped after the reply timeout either way).
+    pub quiet_limit: Option<Duration>,
     /// Settings of solo entries (`"daemon": true`).
     pub solo: SoloOptions,
 }
@@ -65,6 +71,7 @@ impl Default for Sv1Options {
         Self {
             version_mask: 0x1fff_e000,
             extranonce_subscribe: false,
+            quiet_limit: None,
             solo: SoloOptions::default(),
         }
     }
@@ -304,6 +311,13 @@ impl From<crate::SessionEnd> for End {
     }
 }
 
+/// Returns when the pool list changes; never when it no longer can (every handle dropped).
+async fn list_changed(pools: &mut watch::Receiver<Arc<PoolSet>>) {
+    if pools.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// The longest `client.reconnect` wait honoured.
 const MAX_RECONNECT_WAIT: Duration = Duration::from_secs(60);
 
@@ -418,12 +432,13 @@ impl Failover {
                 match self.attempt(&set, &pool, index).await {
                     End::Cancelled => break 'list,
                     End::Reconnect { url, wait } => {
-                        redirect = Some(self.redirected(&set, &pool, index, url));
+                        redirect = Some(redirected(&pool, index, url));
                         if !self.pause(wait).await {
                             break 'list;
                         }
                         continue 'list;
                     }
+                    End::ListChanged => continue 'list,
                     end => tracing::warn!(pool = %pool.url, "redirected connection: {end:?}"),
                 }
             }
@@ -449,7 +464,7 @@ impl Failover {
                             self.set_state(UpstreamState::Connecting);
                         }
                         End::Reconnect { url, wait } => {
-                            redirect = Some(self.redirected(&set, pool, index, url));
+                            redirect = Some(redirected(pool, index, url));
                             self.set_state(UpstreamState::Connecting);
                             if !self.pause(wait).await {
                                 break 'list;
@@ -490,24 +505,19 @@ impl Failover {
         }
         self.set_state(UpstreamState::Stopped);
     }
+}
 
-    /// The entry a `client.reconnect` to `url` leads to: `pool` with its url replaced.
-    fn redirected(
-        &self,
-        _set: &PoolSet,
-        pool: &PoolConfig,
-        index: usize,
-        url: String,
-    ) -> (PoolConfig, usize) {
-        tracing::info!(from = %pool.url, to = %url, "pool asked to reconnect");
-        (
-            PoolConfig {
-                url,
-                ..pool.clone()
-            },
-            index,
-        )
-    }
+/// The entry a `client.reconnect` to `url` leads to: `pool` (at `index` of the list) with
+/// its url replaced.
+fn redirected(pool: &PoolConfig, index: usize, url: String) -> (PoolConfig, usize) {
+    tracing::info!(from = %pool.url, to = %url, "pool asked to reconnect");
+    (
+        PoolConfig {
+            url,
+            ..pool.clone()
+        },
+        index,
+    )
 }
 
 /// `host:port` a `client.reconnect` leads to from `current` (`host:port`): the given host

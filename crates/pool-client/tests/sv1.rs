@@ -343,3 +343,49 @@ async fn stopping_answers_the_queued_shares_and_refuses_new_ones() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_quiet_limit_drops_a_pool_that_sends_nothing_with_no_share_flowing() {
+    test_support::init_tracing();
+    bounded(async {
+        let mute = ScriptedPool::start(Script::Mute).await;
+        let p = pool().await;
+        let sv1 = Sv1Options {
+            quiet_limit: Some(Duration::from_millis(400)),
+            ..Sv1Options::default()
+        };
+        let h = Harness::spawn(vec![entry(mute.addr), entry(p.addr())], options(), sv1);
+        h.recorder.active_on(0).await;
+        h.recorder.active_on(1).await;
+        assert_eq!(mute.submits(), 0);
+        h.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_new_pool_list_ends_the_session_and_logs_in_to_its_primary() {
+    test_support::init_tracing();
+    bounded(async {
+        let a = pool().await;
+        let b = pool().await;
+        let mut h = Harness::spawn(vec![entry(a.addr())], options(), Sv1Options::default());
+        let (job, first) = h.recorder.job(0).await;
+        // Unchanged: nothing happens.
+        h.upstream.set_pools(vec![entry(a.addr())], options());
+        h.upstream.set_pools(vec![entry(b.addr())], options());
+        let (_, second) = h.recorder.job(1).await;
+        assert_eq!(second, first + 1);
+        assert_eq!(a.connections_total(), 1);
+        assert!(
+            b.wait_for(Duration::from_secs(5), |b| b.connections_total() == 1)
+                .await
+        );
+        assert_eq!(
+            h.submit(share(&job, first, vec![0; 8], 1)),
+            Err(ShareError::SessionEnded)
+        );
+        h.stop().await;
+    })
+    .await;
+}

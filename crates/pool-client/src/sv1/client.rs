@@ -396,13 +396,18 @@ impl Client {
 
     /// Expires submits older than `reply_timeout` (their sequence numbers, to answer
     /// `Timeout`) and tells whether the pool is silent: no valid line for `reply_timeout`
-    /// while a submit has waited at least half of it.
-    pub(crate) fn tick(&mut self, now: Instant, reply_timeout: Duration) -> (Vec<u64>, bool) {
+    /// while a submit has waited at least half of it, or none for `quiet_limit` at all.
+    pub(crate) fn tick(
+        &mut self,
+        now: Instant,
+        reply_timeout: Duration,
+        quiet_limit: Option<Duration>,
+    ) -> (Vec<u64>, bool) {
+        let quiet = now.saturating_duration_since(self.last_heard);
         let oldest = self.pending.values().map(|(_, at)| *at).min();
         let silent = oldest.is_some_and(|at| {
-            now.saturating_duration_since(at) >= reply_timeout / 2
-                && now.saturating_duration_since(self.last_heard) >= reply_timeout
-        });
+            now.saturating_duration_since(at) >= reply_timeout / 2 && quiet >= reply_timeout
+        }) || quiet_limit.is_some_and(|limit| quiet >= limit);
         let mut expired = Vec::new();
         self.pending.retain(|_, (seq, at)| {
             let keep = now.saturating_duration_since(*at) < reply_timeout;
@@ -493,14 +498,9 @@ async fn serve(
         let ready = client.ready();
         let outs = tokio::select! {
             () = ctx.cancel.cancelled() => return End::Cancelled,
-            changed = ctx.pools.changed() => {
-                if changed.is_ok() {
-                    tracing::info!(pool = %addr, "pool list changed; reconnecting");
-                    return End::ListChanged;
-                }
-                // The handle is gone: nothing will change the list any more.
-                std::future::pending::<()>().await;
-                unreachable!()
+            () = super::list_changed(ctx.pools) => {
+                tracing::info!(pool = %addr, "pool list changed; reconnecting");
+                return End::ListChanged;
             }
             () = tokio::time::sleep_until(login_deadline), if !ready => {
                 return End::NeverConnected(format!("{addr}: no login answer"));
@@ -518,14 +518,13 @@ async fn serve(
                 }
             }
             _ = timer.tick(), if ready => {
-                let (expired, silent) = client.tick(Instant::now(), reply_timeout);
+                let (expired, silent) =
+                    client.tick(Instant::now(), reply_timeout, ctx.sv1.quiet_limit);
                 for seq in expired {
                     ctx.listener.on_result(seq, Err(ShareError::Timeout.into()));
                 }
                 if silent {
-                    return End::Dropped(format!(
-                        "{addr}: pool sent nothing for {reply_timeout:?} while asked"
-                    ));
+                    return End::Dropped(format!("{addr}: the pool fell silent"));
                 }
                 continue;
             }
@@ -800,7 +799,7 @@ mod tests {
         c.submit(1, &share, t0).unwrap();
         c.submit(2, &share, t0 + Duration::from_secs(6)).unwrap();
         assert_eq!(
-            c.tick(t0 + Duration::from_secs(5), timeout),
+            c.tick(t0 + Duration::from_secs(5), timeout, None),
             (vec![], false)
         );
         // Heard at 8 s: not silent at 11 s although share 1 has expired.
@@ -809,17 +808,45 @@ mod tests {
             t0 + Duration::from_secs(8),
         );
         assert_eq!(
-            c.tick(t0 + Duration::from_secs(11), timeout),
+            c.tick(t0 + Duration::from_secs(11), timeout, None),
             (vec![1], false)
         );
         // Nothing valid since 8 s, share 2 waiting since 6 s: silent at 18 s.
         let (garbage_alive, _) = c.handle_line(b"not json", t0 + Duration::from_secs(17));
         assert!(!garbage_alive);
         assert_eq!(
-            c.tick(t0 + Duration::from_secs(18), timeout),
+            c.tick(t0 + Duration::from_secs(18), timeout, None),
             (vec![2], true)
         );
         assert!(c.drain().is_empty());
+    }
+
+    #[test]
+    fn a_quiet_limit_drops_a_pool_that_says_nothing_even_when_nothing_is_asked() {
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(10);
+        let limit = Some(Duration::from_secs(120));
+        let mut c = logged_in(t0);
+        assert_eq!(
+            c.tick(t0 + Duration::from_secs(119), timeout, limit),
+            (vec![], false)
+        );
+        assert_eq!(
+            c.tick(t0 + Duration::from_secs(600), timeout, None),
+            (vec![], false)
+        );
+        c.handle_line(
+            test_support_notify().as_bytes(),
+            t0 + Duration::from_secs(100),
+        );
+        assert_eq!(
+            c.tick(t0 + Duration::from_secs(219), timeout, limit),
+            (vec![], false)
+        );
+        assert_eq!(
+            c.tick(t0 + Duration::from_secs(220), timeout, limit),
+            (vec![], true)
+        );
     }
 
     #[test]

@@ -243,12 +243,8 @@ pub(super) async fn run_session(ctx: &mut Ctx<'_>) -> End {
     loop {
         let renew = tokio::select! {
             () = ctx.cancel.cancelled() => return End::Cancelled,
-            changed = ctx.pools.changed() => {
-                if changed.is_ok() {
-                    return End::ListChanged;
-                }
-                std::future::pending::<()>().await;
-                unreachable!()
+            () = super::list_changed(ctx.pools) => {
+                return End::ListChanged;
             }
             _ = poll.tick() => {
                 match rpc.call("getbestblockhash", json!([])).await {
