@@ -13,7 +13,11 @@ use futures_util::StreamExt;
 use pool_client::sv1::{Sv1Listener, Sv1Options, Sv1Share, Sv1ShareError, Sv1Upstream};
 use pool_client::{FailoverOptions, PoolConfig, ShareError, UpstreamState};
 use stratum_proto::sv1::share::check_share;
-use stratum_proto::sv1::{Notify, Submit};
+use stratum_proto::sv1::{
+    encode_bool_result, encode_configure_result, encode_subscribe_result, parse_client_line,
+    ClientMessage, ClientRequest, ConfigureResult, Notify, ServerMessage, Submit, SubscribeResult,
+    VersionRollingResult,
+};
 use stratum_proto::LineCodec;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -312,17 +316,31 @@ async fn serve(
         if script == Script::Silent {
             continue;
         }
-        let v: serde_json::Value = serde_json::from_slice(&line).unwrap_or_default();
-        let id = v["id"].clone();
-        let reply = match v["method"].as_str().unwrap_or("") {
-            "mining.configure" => serde_json::json!({"id": id, "result": {"version-rolling": true, "version-rolling.mask": "1fffe000"}, "error": null}).to_string(),
-            "mining.subscribe" => serde_json::json!({"id": id, "result": [[], "00000001", 4], "error": null}).to_string(),
-            "mining.authorize" => format!(
-                "{}\n{}",
-                serde_json::json!({"id": id, "result": true, "error": null}),
-                test_support::sv1_pool::PARA_NOTIFY_LINE
+        let Ok(ClientMessage::Request { id, request }) = parse_client_line(&line) else {
+            continue;
+        };
+        let reply = match request {
+            ClientRequest::Configure(_) => encode_configure_result(
+                &id,
+                &ConfigureResult {
+                    version_rolling: Some(VersionRollingResult::Enabled { mask: 0x1fff_e000 }),
+                    ..ConfigureResult::default()
+                },
             ),
-            "mining.submit" => {
+            ClientRequest::Subscribe(_) => encode_subscribe_result(
+                &id,
+                &SubscribeResult {
+                    subscriptions: Vec::new(),
+                    extranonce1: vec![0, 0, 0, 1],
+                    extranonce2_size: 4,
+                },
+            ),
+            ClientRequest::Authorize(_) => [
+                encode_bool_result(&id, true),
+                ServerMessage::Notify(test_support::sv1_pool::para_job()).encode(),
+            ]
+            .concat(),
+            ClientRequest::Submit(_) => {
                 read += 1;
                 *submits.lock().unwrap() += 1;
                 if matches!(script, Script::CloseAfter(n) if read >= n) {
@@ -332,7 +350,7 @@ async fn serve(
             }
             _ => continue,
         };
-        if w.write_all(format!("{reply}\n").as_bytes()).await.is_err() {
+        if w.write_all(&reply).await.is_err() {
             return;
         }
     }
