@@ -187,6 +187,45 @@ async fn solo_jobs_come_from_the_node_and_a_ground_block_raises_its_height() {
 }
 
 #[tokio::test]
+async fn a_new_tip_reaches_the_upstream_by_longpoll_long_before_the_next_poll() {
+    test_support::init_tracing();
+    bounded(async {
+        let node = Bcoin::start()
+            .await
+            .expect("bcoin starts (apt-get install -y nodejs npm)");
+        let entry = PoolConfig {
+            url: node.host_port(),
+            user: REGTEST_P2WPKH.into(),
+            pass: node.api_key().into(),
+            daemon: true,
+            // Ten minutes: only the longpoll can bring the new tip within the test's wait.
+            daemon_poll_interval: 600_000,
+            ..PoolConfig::default()
+        };
+        let h = Harness::spawn(vec![entry], options(), sv1());
+        let (first, session) = h.recorder.job(0).await;
+        for round in 0..3 {
+            let made = node.generate_to_address(1, REGTEST_P2WPKH).await.unwrap();
+            let (job, s) = h
+                .recorder
+                .wait_for(&format!("a job on the node's block {round}"), |seen| {
+                    seen.jobs
+                        .iter()
+                        .find(|(j, _)| j.prevhash.to_block_hash().to_string() == made[0])
+                        .cloned()
+                })
+                .await;
+            assert!(job.clean_jobs);
+            assert_eq!(s, session);
+            assert_ne!(job.job_id, first.job_id);
+        }
+        assert_eq!(h.recorder.seen().jobs.len(), 4, "one job per tip");
+        h.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_node_that_is_not_there_is_a_failed_attempt_and_the_next_entry_is_tried() {
     test_support::init_tracing();
     bounded(async {

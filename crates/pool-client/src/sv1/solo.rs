@@ -11,11 +11,9 @@
 //! | step | call | what happens |
 //! |---|---|---|
 //! | connect | `getblocktemplate [{"rules":["segwit"]}]` | the first usable template logs in: extranonce1 (random, [`SoloOptions::extranonce1_size`](super::SoloOptions::extranonce1_size) bytes), version mask ([`Sv1Options::version_mask`](super::Sv1Options::version_mask)), difficulty ([`SoloOptions::difficulty`](super::SoloOptions::difficulty)) and the job are reported |
-//! | every poll period | `getbestblockhash` | a tip other than the template's previous block fetches a new template: a job with `clean_jobs`; a template older than [`SoloOptions::template_refresh`](super::SoloOptions::template_refresh) is renewed without it |
+//! | always one in flight | `getblocktemplate [{"rules":["segwit"],"longpollid":ID}]` (ID of the newest template; up to 5 min, then asked again) | the node answers when its tip changes (bcoin: also on new transactions after 10 s of quiet): a new job, with `clean_jobs` on a new tip. A node that refuses longpolls (a JSON-RPC error) or answers one at once with the same id is polled only |
+//! | every poll period | `getbestblockhash` | a tip other than the template's previous block fetches a new template: a job with `clean_jobs`; a template older than [`SoloOptions::template_refresh`](super::SoloOptions::template_refresh) is renewed without it. The fallback of longpoll |
 //! | submit | `submitblock [block hex]` | only for a share whose header meets the network target; `null` accepts it (and a new template is fetched at once), a string (`rejected: high-hash`) refuses it with code 20 |
-//!
-//! Longpoll is not used: bcoin answers it, but a poll of `getbestblockhash` every
-//! `daemon-poll-interval` ms costs the node little and needs no second connection.
 //!
 //! A share is refused without asking the node when its job is not one of the current tip's
 //! (code 21), its version bits leave the mask or its extranonce2 has the wrong size (code 20),
@@ -23,6 +21,8 @@
 //! itself and should not send them). A transport failure or an answer that is not JSON-RPC
 //! ends the session (a share caught in it is answered `Connection to pool lost`).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bitcoin::block::Version;
@@ -39,6 +39,8 @@ use crate::ShareError;
 
 /// The shortest poll period.
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How long one longpoll request may wait before it is asked again.
+const LONGPOLL_TIMEOUT: Duration = Duration::from_secs(300);
 /// Jobs kept per tip (older ones of the same tip are forgotten: their shares get 21).
 const MAX_JOBS: usize = 16;
 
@@ -47,8 +49,26 @@ const MAX_JOBS: usize = 16;
 enum RpcFail {
     /// The node is unreachable or answered something that is not JSON-RPC.
     Transport(String),
+    /// The request's time ran out (for a longpoll: ask again).
+    Timeout(String),
     /// A JSON-RPC error: its message.
     Error(String),
+}
+
+/// A reqwest failure of `method`: a timeout, or the node unreachable or not speaking JSON.
+fn transport(method: &str, e: &reqwest::Error) -> RpcFail {
+    let mut text = format!("{method}: {e}");
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    if e.is_timeout() {
+        RpcFail::Timeout(text)
+    } else {
+        RpcFail::Transport(text)
+    }
 }
 
 struct Rpc {
@@ -73,25 +93,32 @@ impl Rpc {
     }
 
     async fn call(&self, method: &str, params: Value) -> Result<Value, RpcFail> {
+        self.call_within(method, params, None).await
+    }
+
+    /// [`Rpc::call`] with another timeout than the reply timeout.
+    async fn call_within(
+        &self,
+        method: &str,
+        params: Value,
+        timeout: Option<Duration>,
+    ) -> Result<Value, RpcFail> {
         let body = json!({"jsonrpc": "1.0", "id": 1, "method": method, "params": params});
         let mut req = self.client.post(&self.url).json(&body);
+        if let Some(t) = timeout {
+            req = req.timeout(t);
+        }
         if !self.pass.is_empty() {
             req = req.basic_auth("stratum-proxy", Some(&self.pass));
         }
-        let response = req
-            .send()
-            .await
-            .map_err(|e| RpcFail::Transport(format!("{method}: {e}")))?;
+        let response = req.send().await.map_err(|e| transport(method, &e))?;
         if response.status() == reqwest::StatusCode::UNAUTHORIZED {
             return Err(RpcFail::Transport(format!(
                 "{method}: the node refused the RPC password (HTTP 401)"
             )));
         }
         // JSON-RPC errors come with an error status and a JSON body: read the body.
-        let reply: Value = response
-            .json()
-            .await
-            .map_err(|e| RpcFail::Transport(format!("{method}: answer is not JSON: {e}")))?;
+        let reply: Value = response.json().await.map_err(|e| transport(method, &e))?;
         match reply.get("error").filter(|e| !e.is_null()) {
             Some(error) => Err(RpcFail::Error(
                 error
@@ -112,6 +139,23 @@ impl Rpc {
             .await
             .map_err(|e| format!("{e:?}"))?;
         BlockTemplate::from_json(&t).map_err(|e| e.to_string())
+    }
+
+    /// `getblocktemplate` with `longpollid`: the node answers when its tip (or, for bcoin,
+    /// its mempool after 10 s of quiet) changes. `Ok(None)` when [`LONGPOLL_TIMEOUT`] passed
+    /// first.
+    async fn longpoll(&self, id: String) -> Result<Option<BlockTemplate>, RpcFail> {
+        let params = json!([{"rules": ["segwit"], "longpollid": id}]);
+        match self
+            .call_within("getblocktemplate", params, Some(LONGPOLL_TIMEOUT))
+            .await
+        {
+            Ok(t) => BlockTemplate::from_json(&t)
+                .map(Some)
+                .map_err(|e| RpcFail::Error(e.to_string())),
+            Err(RpcFail::Timeout(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -172,6 +216,13 @@ impl Jobs {
         });
         self.made_at = Instant::now();
         Ok(notify)
+    }
+
+    /// The newest job's longpoll id, when its template had one.
+    fn longpoll_id(&self) -> Option<String> {
+        self.kept
+            .last()
+            .and_then(|k| k.job.template().longpoll_id.clone())
     }
 
     fn tip(&self) -> Option<String> {
@@ -240,11 +291,50 @@ pub(super) async fn run_session(ctx: &mut Ctx<'_>) -> End {
     let period = Duration::from_millis(ctx.pool.daemon_poll_interval).max(MIN_POLL_INTERVAL);
     let mut poll = tokio::time::interval_at(Instant::now() + period, period);
     poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let rpc = &rpc;
+    // The longpoll in flight (for the newest job's template), and whether the node takes
+    // longpolls at all (a JSON-RPC error turns them off for the session).
+    let mut longpoll: Option<Pin<Box<dyn Future<Output = LongpollDone> + Send + '_>>> = None;
+    let mut longpolling = true;
     loop {
+        if longpoll.is_none() && longpolling {
+            if let Some(id) = jobs.longpoll_id() {
+                longpoll = Some(Box::pin(
+                    async move { (id.clone(), rpc.longpoll(id).await) },
+                ));
+            }
+        }
         let renew = tokio::select! {
             () = ctx.cancel.cancelled() => return End::Cancelled,
             () = super::list_changed(ctx.pools) => {
                 return End::ListChanged;
+            }
+            (asked, done) = async { longpoll.as_mut().expect("guarded").await }, if longpoll.is_some() => {
+                longpoll = None;
+                match done {
+                    Ok(Some(template)) if template.longpoll_id.as_deref() == Some(asked.as_str()) => {
+                        // Answered at once with nothing new: asking again would spin.
+                        tracing::info!(node = %addr, "the node does not hold longpolls; polling only");
+                        longpolling = false;
+                    }
+                    Ok(Some(template)) if jobs.longpoll_id().as_deref() == Some(asked.as_str()) => {
+                        // The node's news: a new tip (clean job) or new transactions.
+                        match jobs.add(template) {
+                            Ok(notify) => ctx.listener.on_job(notify, session),
+                            Err(e) => return End::Ended(format!("{addr}: {e}")),
+                        }
+                    }
+                    // Timed out, or overtaken by a newer template: ask again.
+                    Ok(_) => {}
+                    Err(RpcFail::Error(why)) => {
+                        tracing::info!(node = %addr, "longpoll refused ({why}); polling only");
+                        longpolling = false;
+                    }
+                    Err(RpcFail::Transport(why) | RpcFail::Timeout(why)) => {
+                        return End::Ended(format!("{addr}: {why}"));
+                    }
+                }
+                false
             }
             _ = poll.tick() => {
                 match rpc.call("getbestblockhash", json!([])).await {
@@ -289,7 +379,7 @@ pub(super) async fn run_session(ctx: &mut Ctx<'_>) -> End {
                             }));
                             continue;
                         }
-                        Err(RpcFail::Transport(why)) => {
+                        Err(RpcFail::Transport(why) | RpcFail::Timeout(why)) => {
                             ctx.listener.on_result(seq, Err(ShareError::Disconnected.into()));
                             return End::Ended(format!("{addr}: {why}"));
                         }
@@ -299,12 +389,19 @@ pub(super) async fn run_session(ctx: &mut Ctx<'_>) -> End {
         };
         if renew {
             match rpc.template().await.and_then(|t| jobs.add(t)) {
-                Ok(notify) => ctx.listener.on_job(notify, session),
+                Ok(notify) => {
+                    ctx.listener.on_job(notify, session);
+                    // The longpoll in flight waits on an older template: ask anew.
+                    longpoll = None;
+                }
                 Err(e) => return End::Ended(format!("{addr}: {e}")),
             }
         }
     }
 }
+
+/// What a finished longpoll brings: the longpoll id it asked with, and the node's answer.
+type LongpollDone = (String, Result<Option<BlockTemplate>, RpcFail>);
 
 /// The block of a share that meets the network target, as `submitblock`'s hex; else the
 /// refusal.
