@@ -512,6 +512,11 @@ async fn serve(
             },
             cmd = ctx.cmds.recv(), if ready => {
                 let Some(Submit { seq, share }) = cmd else { return End::Cancelled };
+                if share.session != session {
+                    // Queued in the instant its session ended: never into another one.
+                    ctx.listener.on_result(seq, Err(ShareError::SessionEnded.into()));
+                    continue;
+                }
                 match client.submit(seq, &share, Instant::now()) {
                     Ok(line) => vec![Out::Send(line)],
                     Err(e) => vec![Out::Result(seq, Err(e))],

@@ -348,6 +348,11 @@ pub(super) async fn run_session(ctx: &mut Ctx<'_>) -> End {
             }
             cmd = ctx.cmds.recv() => {
                 let Some(Submit { seq, share }) = cmd else { return End::Cancelled };
+                if share.session != session {
+                    // Queued in the instant its session ended: never into another one.
+                    ctx.listener.on_result(seq, Err(ShareError::SessionEnded.into()));
+                    continue;
+                }
                 let Some(kept) = jobs.kept.iter().find(|k| k.id == share.job_id) else {
                     ctx.listener.on_result(seq, Err(Sv1ShareError::code(ErrorCode::JobNotFound)));
                     continue;
