@@ -389,3 +389,29 @@ async fn a_new_pool_list_ends_the_session_and_logs_in_to_its_primary() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_session_runs_over_tls_to_a_pinned_pool() {
+    test_support::init_tracing();
+    bounded(async {
+        let p = pool().await;
+        let (addr, pin, stop) = sv1_common::tls_relay(p.addr()).await;
+        let tls_entry = pool_client::PoolConfig {
+            url: format!("stratum+ssl://{addr}"),
+            tls_fingerprint: Some(pin),
+            ..entry(addr)
+        };
+        assert!(pool_client::tls::wants_tls(&tls_entry));
+        let mut h = Harness::spawn(vec![tls_entry], options(), Sv1Options::default());
+        let (job, session) = h.recorder.job(0).await;
+        let en1 = h.recorder.seen().extranonces[0].0.clone();
+        let en2 = vec![0, 0, 0, 0, 0, 0, 0, 9];
+        let good = grind(&job, &en1, &en2, POOL_DIFFICULTY, true);
+        let seq = h.submit(share(&job, session, en2, good)).unwrap();
+        assert_eq!(h.recorder.result(seq).await, Ok(()));
+        assert_eq!(p.submits()[0].verdict, Ok(()));
+        h.stop().await;
+        stop.cancel();
+    })
+    .await;
+}

@@ -355,3 +355,53 @@ async fn serve(
         }
     }
 }
+
+/// A TLS front for a plain-TCP pool at `backend`: a fresh self-signed certificate for
+/// `127.0.0.1`, each TLS connection relayed byte for byte to a new TCP connection to the
+/// backend. Returns the listen address and the certificate's SHA-256 pin.
+pub async fn tls_relay(backend: SocketAddr) -> (SocketAddr, String, CancellationToken) {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let cert = cert.der().clone();
+    let pin = pool_client::tls::fingerprint(&cert);
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                () = s.cancelled() => return,
+                r = listener.accept() => match r { Ok((st, _)) => st, Err(_) => continue },
+            };
+            let (acceptor, s) = (acceptor.clone(), s.clone());
+            tokio::spawn(async move {
+                let Ok(mut front) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let Ok(mut back) = tokio::net::TcpStream::connect(backend).await else {
+                    return;
+                };
+                tokio::select! {
+                    () = s.cancelled() => {}
+                    _ = tokio::io::copy_bidirectional(&mut front, &mut back) => {}
+                }
+            });
+        }
+    });
+    (addr, pin, stop)
+}
