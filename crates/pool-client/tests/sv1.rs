@@ -277,7 +277,12 @@ async fn every_submit_is_answered_once_when_the_pool_closes() {
     test_support::init_tracing();
     bounded(async {
         let closing = ScriptedPool::start(Script::CloseAfter(5)).await;
-        let mut h = Harness::spawn(vec![entry(closing.addr)], options(), Sv1Options::default());
+        // A reply timeout far beyond the test: the close, not a timeout, answers the shares.
+        let patient = FailoverOptions {
+            reply_timeout: Duration::from_secs(60),
+            ..options()
+        };
+        let mut h = Harness::spawn(vec![entry(closing.addr)], patient, Sv1Options::default());
         let (job, session) = h.recorder.job(0).await;
         let seqs: Vec<u64> = (0..5)
             .map(|i| h.submit(share(&job, session, vec![0, 0, 0, i], 1)).unwrap())

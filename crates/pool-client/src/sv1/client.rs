@@ -272,7 +272,7 @@ impl Client {
             SUBSCRIBE_ID if self.phase == Phase::Subscribing => {
                 let subscribed = match outcome {
                     Ok(v) => SubscribeResult::from_value(&v).map_err(|e| e.to_string()),
-                    Err(e) => Err(format!("subscribe refused: {} ({})", e.message, e.code)),
+                    Err(e) => Err(format!("subscribe refused: {:?} ({})", e.message, e.code)),
                 };
                 match subscribed {
                     Ok(s) => {
@@ -300,7 +300,7 @@ impl Client {
             }
             EXTRANONCE_SUBSCRIBE_ID => {
                 if let Err(e) = outcome {
-                    tracing::debug!("pool refused mining.extranonce.subscribe: {}", e.message);
+                    tracing::debug!("pool refused mining.extranonce.subscribe: {:?}", e.message);
                 }
             }
             AUTHORIZE_ID if self.phase == Phase::Authorizing => match outcome {
@@ -321,7 +321,7 @@ impl Client {
                     self.user
                 ))),
                 Err(e) => out.push(Out::End(format!(
-                    "authorize of {:?} refused: {} ({})",
+                    "authorize of {:?} refused: {:?} ({})",
                     self.user, e.message, e.code
                 ))),
             },

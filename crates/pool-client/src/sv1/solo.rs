@@ -327,7 +327,7 @@ pub(super) async fn run_session(ctx: &mut Ctx<'_>) -> End {
                     // Timed out, or overtaken by a newer template: ask again.
                     Ok(_) => {}
                     Err(RpcFail::Error(why)) => {
-                        tracing::info!(node = %addr, "longpoll refused ({why}); polling only");
+                        tracing::info!(node = %addr, "longpoll refused ({why:?}); polling only");
                         longpolling = false;
                     }
                     Err(RpcFail::Transport(why) | RpcFail::Timeout(why)) => {
@@ -370,7 +370,7 @@ pub(super) async fn run_session(ctx: &mut Ctx<'_>) -> End {
                         }
                         Ok(answer) => {
                             let message = answer.as_str().map_or_else(|| answer.to_string(), str::to_owned);
-                            tracing::warn!(node = %addr, "node refused the block: {message}");
+                            tracing::warn!(node = %addr, "node refused the block: {message:?}");
                             ctx.listener.on_result(seq, Err(Sv1ShareError::Refused {
                                 code: ErrorCode::Other.code(),
                                 message,
