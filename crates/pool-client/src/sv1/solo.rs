@@ -454,3 +454,151 @@ fn candidate(
         })
         .map_err(|e| other(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitcoin::consensus::encode;
+    use bitcoin::hex::FromHex;
+    use bitcoin::Block;
+
+    /// bcoin 1.0.2's regtest template at height 0 (`shared/docs/reference/bcoin-regtest.md`).
+    fn template() -> BlockTemplate {
+        BlockTemplate::from_json(&json!({
+            "version": 536870912,
+            "rules": [],
+            "height": 1,
+            "previousblockhash": "0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206",
+            "bits": "207fffff",
+            "curtime": 1796035791,
+            "mintime": 1296688603,
+            "longpollid": "0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e220600000000",
+            "coinbasevalue": 5000000000u64,
+            "default_witness_commitment": "6a24aa21a9ede2f61c3f71d1defd3fa999dfa36953755c690689799962b48bebd836974e8cf9",
+            "transactions": []
+        }))
+        .expect("bcoin's template parses")
+    }
+
+    fn jobs() -> Jobs {
+        Jobs {
+            params: CoinbaseParams {
+                payout: payout_script(
+                    test_support::bcoin::REGTEST_P2WPKH,
+                    bitcoin::Network::Regtest,
+                )
+                .unwrap(),
+                extranonce1_size: 4,
+                extranonce2_size: 8,
+                tag: b"/t/".to_vec(),
+            },
+            session: 3,
+            made: 0,
+            kept: Vec::new(),
+            made_at: Instant::now(),
+        }
+    }
+
+    fn share_of(notify: &Notify, nonce: u32, bits: Option<u32>) -> Sv1Share {
+        Sv1Share {
+            session: 3,
+            job_id: notify.job_id.clone(),
+            extranonce2: vec![0, 0, 0, 0, 0, 0, 0, 5],
+            ntime: notify.ntime,
+            nonce,
+            version_bits: bits,
+        }
+    }
+
+    /// The first nonce from 0 whose share meets (or misses) the network target.
+    fn grind(kept: &Kept, en1: &[u8], meets: bool) -> u32 {
+        (0..256)
+            .find(|n| {
+                let s = share_of(&kept.notify, *n, None);
+                let submit = WireSubmit {
+                    worker: String::new(),
+                    job_id: s.job_id,
+                    extranonce2: s.extranonce2,
+                    ntime: s.ntime,
+                    nonce: *n,
+                    version_bits: None,
+                };
+                check_share(&kept.notify, en1, &submit, 0, 1.0)
+                    .unwrap()
+                    .meets_network
+                    == meets
+            })
+            .expect("one nonce in two meets regtest's target")
+    }
+
+    #[test]
+    fn a_solo_notify_carries_the_templates_fields_and_a_hex_job_id() {
+        let mut jobs = jobs();
+        let n = jobs.add(template()).unwrap();
+        let job = &jobs.kept[0].job;
+        assert!(n.clean_jobs, "the first job is clean");
+        assert!(stratum_proto::sv1::is_hex_job_id(&n.job_id), "{}", n.job_id);
+        assert_eq!(n.prevhash.to_hex(), job.notify_prev_hash());
+        assert_eq!(n.coinb1, job.coinb1());
+        assert_eq!(n.coinb2, job.coinb2());
+        assert_eq!(stratum_proto::sv1::u32_hex(n.version), job.notify_version());
+        assert_eq!(stratum_proto::sv1::u32_hex(n.nbits), job.notify_bits());
+        assert_eq!(stratum_proto::sv1::u32_hex(n.ntime), job.notify_time());
+        assert_eq!(
+            jobs.longpoll_id().as_deref(),
+            Some("0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e220600000000")
+        );
+        // The same tip again: not clean, the older job kept; a new id.
+        let again = jobs.add(template()).unwrap();
+        assert!(!again.clean_jobs);
+        assert_ne!(again.job_id, n.job_id);
+        assert_eq!(jobs.kept.len(), 2);
+    }
+
+    #[test]
+    fn only_a_share_meeting_the_network_target_becomes_a_block() {
+        let mut jobs = jobs();
+        jobs.add(template()).unwrap();
+        let kept = &jobs.kept[0];
+        let en1 = [1, 2, 3, 4];
+        let mask = 0x1fff_e000;
+
+        let miss = grind(kept, &en1, false);
+        assert_eq!(
+            candidate(kept, &en1, &share_of(&kept.notify, miss, None), mask),
+            Err(Sv1ShareError::Refused {
+                code: 23,
+                message: "Share does not meet the network target".into()
+            })
+        );
+        let mut short = share_of(&kept.notify, miss, None);
+        short.extranonce2.pop();
+        assert!(matches!(
+            candidate(kept, &en1, &short, mask),
+            Err(Sv1ShareError::Refused { code: 20, .. })
+        ));
+        assert!(matches!(
+            candidate(
+                kept,
+                &en1,
+                &share_of(&kept.notify, miss, Some(0xe000_0000)),
+                mask
+            ),
+            Err(Sv1ShareError::Refused { code: 20, .. })
+        ));
+
+        let hit = grind(kept, &en1, true);
+        let hex = candidate(kept, &en1, &share_of(&kept.notify, hit, None), mask).unwrap();
+        let block: Block = encode::deserialize(&Vec::<u8>::from_hex(&hex).unwrap()).unwrap();
+        assert!(block.header.validate_pow(kept.job.network_target()).is_ok());
+        assert_eq!(block.header.nonce, hit);
+        assert_eq!(block.header.prev_blockhash, kept.job.template().prev_hash);
+        let script_sig = block.txdata[0].input[0].script_sig.as_bytes();
+        let extranonce = [&en1[..], &[0, 0, 0, 0, 0, 0, 0, 5]].concat();
+        assert!(
+            script_sig.windows(12).any(|w| w == extranonce.as_slice()),
+            "extranonce1 ‖ extranonce2 in the coinbase"
+        );
+        assert!(block.check_merkle_root());
+    }
+}
