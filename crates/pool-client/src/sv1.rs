@@ -28,6 +28,9 @@
 //! `false` or error with code and message ([`Sv1ShareError::Refused`]), a timeout, or the
 //! loss of the connection.
 //!
+//! `client.reconnect` is honoured to any host and port the pool names (after its wait, at
+//! most a minute); when that connection fails or ends, the list is walked from its primary.
+//!
 //! Session boundaries as in the CryptoNote upstream: every login opens a new session number;
 //! an [`Sv1Share`] names the session of its job; a share of any other session is answered
 //! [`ShareError::SessionEnded`] by `submit` at once and never written. Shares still queued
@@ -162,7 +165,8 @@ impl Sv1ShareError {
 pub trait Sv1Listener: Send + Sync + 'static {
     /// A job (`mining.notify`, or a solo template). `clean_jobs` voids the earlier ones.
     fn on_job(&self, job: Notify, session: u64);
-    /// The share difficulty for the next jobs (`mining.set_difficulty`; finite, > 0).
+    /// The share difficulty for the next jobs (`mining.set_difficulty`; finite, > 0). A
+    /// session that has not reported one works at the spec's default, 1.
     fn on_difficulty(&self, difficulty: f64, session: u64);
     /// The session's extranonce1 and extranonce2 size: at login (subscribe answer) and on
     /// `mining.set_extranonce` (the proxy moves its miners: their extranonce1 tails change).
