@@ -23,6 +23,9 @@
 //! A session ends (and the loop logs in again, primary first) when the pool closes it, when
 //! it is silent (see [`stratum`]), or when it answers an error the pool means as the end of
 //! the session ([`is_session_ending`]).
+//!
+//! Bitcoin Stratum V1 pools, and solo mining to a Bitcoin node, have an upstream of their
+//! own: [`sv1::Sv1Upstream`], reporting to an [`sv1::Sv1Listener`].
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -38,6 +41,7 @@ mod direct;
 mod failover;
 pub mod gbt;
 pub mod stratum;
+pub mod sv1;
 pub mod tls;
 
 /// One upstream pool entry of the config (RFC §4 `PoolConfig`, plus `daemon` and

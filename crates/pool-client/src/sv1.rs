@@ -1,0 +1,567 @@
+//! The upstream side for Bitcoin Stratum V1: one logical connection of the proxy to an SV1
+//! pool (`shared/spec/stratum-v1-slush.md`, BIP 310) or, for solo mining, to a Bitcoin
+//! node's JSON-RPC (`getblocktemplate` / `submitblock`, the bcoin-stratum system of
+//! `shared/spec/bcoin-stratum.md`).
+//!
+//! An [`Sv1Upstream`] owns a task that walks the ordered pool list as the CryptoNote
+//! [`Upstream`](crate::Upstream) does (go-proxy RFC §10.2): the first enabled entry first,
+//! `retries` attempts per entry with `retry-pause` between them, then the next entry; after a
+//! session that was logged in ends, start again from the primary. The loop is this module's
+//! own (a small copy of `failover.rs`'s walk, without its make-before-break reload: a changed
+//! pool list ends the session and the new list is walked from its primary).
+//!
+//! Each entry is one of
+//! - a stratum pool ([`PoolConfig::daemon`] false; module `client`): TCP, or TLS as
+//!   [`crate::tls`] opens it; `mining.configure` (version rolling with
+//!   [`Sv1Options::version_mask`]), `mining.subscribe`, optionally
+//!   `mining.extranonce.subscribe`, `mining.authorize` with the entry's `user` and `pass`;
+//! - a Bitcoin node ([`PoolConfig::daemon`] true; module `solo`): the proxy is the pool. It
+//!   polls the node, makes jobs of its own from templates ([`crate::gbt`]) with an
+//!   extranonce1 of its own and the share difficulty of [`SoloOptions::difficulty`], and
+//!   turns a share that meets the network target into a `submitblock`.
+//!
+//! Both report to an [`Sv1Listener`] in the same shape: on login [`Sv1Listener::on_state`]
+//! (`Active`), then [`Sv1Listener::on_extranonce`], [`Sv1Listener::on_version_mask`],
+//! [`Sv1Listener::on_difficulty`] (when known) and the jobs ([`Sv1Listener::on_job`]); later
+//! each change as it comes. Every share given to [`Sv1Upstream::submit`] that is not refused
+//! by `submit` itself gets exactly one [`Sv1Listener::on_result`]: the pool's `true`, its
+//! `false` or error with code and message ([`Sv1ShareError::Refused`]), a timeout, or the
+//! loss of the connection.
+//!
+//! `client.reconnect` is honoured to any host and port the pool names (after its wait, at
+//! most a minute); when that connection fails or ends, the list is walked from its primary.
+//!
+//! Session boundaries as in the CryptoNote upstream: every login opens a new session number;
+//! an [`Sv1Share`] names the session of its job; a share of any other session is answered
+//! [`ShareError::SessionEnded`] by `submit` at once and never written. Shares still queued
+//! when a session ends are answered then, never replayed into the next session.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use stratum_proto::sv1::Notify;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::{FailoverOptions, PoolConfig, PoolSet, ShareError, UpstreamState};
+
+mod client;
+mod solo;
+
+/// SV1 settings of an upstream beside the pool list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sv1Options {
+    /// The version bits the proxy asks a pool to let it roll (BIP 310 `version-rolling.mask`;
+    /// default `1fffe000`, the BIP 320 bits). 0 sends no `mining.configure`. The mask the
+    /// pool grants (a subset) is what [`Sv1Listener::on_version_mask`] reports.
+    pub version_mask: u32,
+    /// Send `mining.extranonce.subscribe` after subscribing (default false): the pool may
+    /// then change the extranonce1 with `mining.set_extranonce`. An error answer is ignored.
+    pub extranonce_subscribe: bool,
+    /// A logged-in pool that sends no valid line for this long is dropped (a failed attempt,
+    /// as a silent pool). Pools send `mining.notify` at least every minute or so (ntime
+    /// updates), so a few minutes is safe; `None` (default) never drops a quiet pool for its
+    /// quiet alone (TCP keepalive still finds a dead peer; a pool silent while submits wait
+    /// is dropped after the reply timeout either way).
+    pub quiet_limit: Option<Duration>,
+    /// Settings of solo entries (`"daemon": true`).
+    pub solo: SoloOptions,
+}
+
+impl Default for Sv1Options {
+    fn default() -> Self {
+        Self {
+            version_mask: 0x1fff_e000,
+            extranonce_subscribe: false,
+            quiet_limit: None,
+            solo: SoloOptions::default(),
+        }
+    }
+}
+
+/// Settings of a solo upstream (the proxy as the pool of a Bitcoin node).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SoloOptions {
+    /// The node's network, for the payout address (the entry's `user`).
+    pub network: bitcoin::Network,
+    /// The share difficulty the proxy gives out for solo jobs (reported as the session's
+    /// difficulty; default 1).
+    pub difficulty: f64,
+    /// Bytes of the proxy's own extranonce1 (drawn at random per session; default 4).
+    pub extranonce1_size: usize,
+    /// Bytes of extranonce2 left to the proxy's miners (default 8).
+    pub extranonce2_size: usize,
+    /// Bytes pushed into the coinbase scriptSig after the extranonce (default
+    /// `/stratum-proxy/`).
+    pub tag: Vec<u8>,
+    /// A new template on the same tip (new transactions) after this long (default 30 s).
+    pub template_refresh: Duration,
+}
+
+impl Default for SoloOptions {
+    fn default() -> Self {
+        Self {
+            network: bitcoin::Network::Bitcoin,
+            difficulty: 1.0,
+            extranonce1_size: 4,
+            extranonce2_size: 8,
+            tag: b"/stratum-proxy/".to_vec(),
+            template_refresh: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A share to forward: the fields of `mining.submit` the upstream cannot fill in itself. The
+/// worker name sent is the pool entry's `user`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sv1Share {
+    /// The upstream session of the job (the `session` of [`Sv1Listener::on_job`]).
+    pub session: u64,
+    /// The upstream's job id.
+    pub job_id: String,
+    /// The full extranonce2 as the upstream sees it (the proxy's per-miner tail followed by
+    /// the miner's own extranonce2): the session's extranonce2 size in bytes.
+    pub extranonce2: Vec<u8>,
+    /// Header time (UNIX seconds).
+    pub ntime: u32,
+    /// Header nonce.
+    pub nonce: u32,
+    /// Rolled version bits (inside the session's version mask), when rolling.
+    pub version_bits: Option<u32>,
+}
+
+/// Why an SV1 share was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Sv1ShareError {
+    /// The pool (or the node, or the solo upstream's own check) refused it: its code (20..=25
+    /// for the standard ones, [`stratum_proto::sv1::ErrorCode`]) and message. A pool's
+    /// `false` is code 20 `Rejected by pool`; a node's `submitblock` refusal is code 20 with
+    /// the node's reason (`rejected: high-hash`).
+    #[error("{message} (code {code})")]
+    Refused {
+        /// The error code.
+        code: i64,
+        /// The message, as the pool sent it.
+        message: String,
+    },
+    /// No answer from the pool: timeout, lost connection, ended session, full queue.
+    #[error(transparent)]
+    Upstream(#[from] ShareError),
+}
+
+impl Sv1ShareError {
+    /// A refusal with a standard code and its standard message.
+    pub fn code(code: stratum_proto::sv1::ErrorCode) -> Self {
+        Self::Refused {
+            code: code.code(),
+            message: code.message().to_owned(),
+        }
+    }
+}
+
+/// Receives what an SV1 upstream learns. Called from the upstream's task: must not block.
+/// `session` is the session number of the login the report belongs to (see the module doc).
+pub trait Sv1Listener: Send + Sync + 'static {
+    /// A job (`mining.notify`, or a solo template). `clean_jobs` voids the earlier ones.
+    fn on_job(&self, job: Notify, session: u64);
+    /// The share difficulty for the next jobs (`mining.set_difficulty`; finite, > 0). A
+    /// session that has not reported one works at the spec's default, 1.
+    fn on_difficulty(&self, difficulty: f64, session: u64);
+    /// The session's extranonce1 and extranonce2 size: at login (subscribe answer) and on
+    /// `mining.set_extranonce` (the proxy moves its miners: their extranonce1 tails change).
+    fn on_extranonce(&self, extranonce1: &[u8], extranonce2_size: usize, session: u64);
+    /// The version bits the session may roll: at login (the pool's configure answer ANDed
+    /// with [`Sv1Options::version_mask`]; 0 when not negotiated) and on
+    /// `mining.set_version_mask` (likewise ANDed).
+    fn on_version_mask(&self, mask: u32, session: u64);
+    /// The outcome of the share submitted under `seq`: exactly once per accepted submit.
+    fn on_result(&self, seq: u64, result: Result<(), Sv1ShareError>);
+    /// The connection state changed; `pool` is the index in the pool list when `Active`.
+    fn on_state(&self, state: UpstreamState, pool: Option<usize>);
+}
+
+/// A submit on its way to the upstream's task.
+#[derive(Debug)]
+struct Submit {
+    seq: u64,
+    share: Sv1Share,
+}
+
+/// How many submits may wait in an upstream's queue.
+const COMMAND_QUEUE: usize = 1024;
+
+/// Handle of one SV1 upstream with failover. Dropping it does not stop the task; cancel the
+/// token given to [`Sv1Upstream::spawn`] for that.
+#[derive(Debug, Clone)]
+pub struct Sv1Upstream {
+    cmds: mpsc::Sender<Submit>,
+    live: Arc<AtomicU64>,
+    state: Arc<AtomicU8>,
+    pools: Arc<watch::Sender<Arc<PoolSet>>>,
+}
+
+impl Sv1Upstream {
+    /// Starts the upstream task on the current tokio runtime.
+    ///
+    /// `pools` is the ordered list (primary first); disabled entries are skipped. The task
+    /// runs until `cancel` is cancelled; then every share still waiting is answered
+    /// [`ShareError::Disconnected`] and the state becomes [`UpstreamState::Stopped`].
+    pub fn spawn(
+        pools: Vec<PoolConfig>,
+        options: FailoverOptions,
+        sv1: Sv1Options,
+        listener: Arc<dyn Sv1Listener>,
+        cancel: CancellationToken,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let live = Arc::new(AtomicU64::new(0));
+        let state = Arc::new(AtomicU8::new(UpstreamState::Connecting as u8));
+        let (pools_tx, pools_rx) = watch::channel(Arc::new(PoolSet { pools, options }));
+        let task = Failover {
+            pools: pools_rx,
+            sv1,
+            listener,
+            cancel,
+            cmds: rx,
+            live: live.clone(),
+            state: state.clone(),
+            session: 0,
+        };
+        tokio::spawn(task.run());
+        Self {
+            cmds: tx,
+            live,
+            state,
+            pools: Arc::new(pools_tx),
+        }
+    }
+
+    /// Replaces the pool list and timing. When it differs from the current one, the session
+    /// in use ends (its pending shares are answered [`ShareError::Disconnected`]) and the new
+    /// list is walked from its primary.
+    pub fn set_pools(&self, pools: Vec<PoolConfig>, options: FailoverOptions) {
+        let new = PoolSet { pools, options };
+        self.pools.send_if_modified(|cur| {
+            if **cur == new {
+                false
+            } else {
+                *cur = Arc::new(new);
+                true
+            }
+        });
+    }
+
+    /// Queues a share for the upstream. Its outcome arrives as `on_result(seq, ..)`, unless
+    /// this returns an error, in which case no `on_result` call will come for `seq`. Never
+    /// blocks.
+    ///
+    /// # Errors
+    /// [`ShareError::SessionEnded`] when `share.session` is not the live session (it has
+    /// ended, or none is logged in), [`ShareError::Busy`] when the queue is full,
+    /// [`ShareError::NotConnected`] when the upstream has stopped.
+    pub fn submit(&self, seq: u64, share: Sv1Share) -> Result<(), ShareError> {
+        if share.session == 0 || share.session != self.live.load(Ordering::Acquire) {
+            return Err(ShareError::SessionEnded);
+        }
+        self.cmds
+            .try_send(Submit { seq, share })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => ShareError::Busy,
+                mpsc::error::TrySendError::Closed(_) => ShareError::NotConnected,
+            })
+    }
+
+    /// The current connection state.
+    pub fn state(&self) -> UpstreamState {
+        UpstreamState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    /// The live session number (0 while none is logged in).
+    pub fn session(&self) -> u64 {
+        self.live.load(Ordering::Acquire)
+    }
+}
+
+/// How one attempt at an entry ended.
+#[derive(Debug)]
+enum End {
+    /// Could not connect or log in; the reason.
+    NeverConnected(String),
+    /// Was logged in, then the connection ended; the reason.
+    Ended(String),
+    /// Was logged in, then dropped for misbehaving (silent): a failed attempt at that entry.
+    Dropped(String),
+    /// The pool asked for `client.reconnect`: connect to `url` after `wait`.
+    Reconnect {
+        /// `host:port` to go to.
+        url: String,
+        /// How long to wait first.
+        wait: Duration,
+    },
+    /// The pool list changed.
+    ListChanged,
+    /// The proxy is stopping.
+    Cancelled,
+}
+
+impl From<crate::SessionEnd> for End {
+    fn from(e: crate::SessionEnd) -> Self {
+        match e {
+            crate::SessionEnd::Cancelled => Self::Cancelled,
+            crate::SessionEnd::NeverConnected(why) => Self::NeverConnected(why),
+            other => Self::NeverConnected(format!("{other:?}")),
+        }
+    }
+}
+
+/// Returns when the pool list changes; never when it no longer can (every handle dropped).
+async fn list_changed(pools: &mut watch::Receiver<Arc<PoolSet>>) {
+    if pools.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The longest `client.reconnect` wait honoured.
+const MAX_RECONNECT_WAIT: Duration = Duration::from_secs(60);
+
+/// What a session (pool or solo) gets from the loop.
+struct Ctx<'a> {
+    pool: &'a PoolConfig,
+    index: usize,
+    options: &'a FailoverOptions,
+    sv1: &'a Sv1Options,
+    cmds: &'a mut mpsc::Receiver<Submit>,
+    listener: &'a dyn Sv1Listener,
+    cancel: &'a CancellationToken,
+    pools: &'a mut watch::Receiver<Arc<PoolSet>>,
+    session: &'a mut u64,
+    live: &'a AtomicU64,
+    state: &'a AtomicU8,
+}
+
+impl Ctx<'_> {
+    /// Marks the session logged in: a new session number (made live for submits), state
+    /// `Active`. Returns the number.
+    fn logged_in(&mut self) -> u64 {
+        *self.session += 1;
+        self.live.store(*self.session, Ordering::Release);
+        self.state
+            .store(UpstreamState::Active as u8, Ordering::Relaxed);
+        self.listener
+            .on_state(UpstreamState::Active, Some(self.index));
+        *self.session
+    }
+}
+
+struct Failover {
+    pools: watch::Receiver<Arc<PoolSet>>,
+    sv1: Sv1Options,
+    listener: Arc<dyn Sv1Listener>,
+    cancel: CancellationToken,
+    cmds: mpsc::Receiver<Submit>,
+    live: Arc<AtomicU64>,
+    state: Arc<AtomicU8>,
+    session: u64,
+}
+
+impl Failover {
+    fn set_state(&self, state: UpstreamState) {
+        self.state.store(state as u8, Ordering::Relaxed);
+        self.listener.on_state(state, None);
+    }
+
+    /// Waits `pause`, answering every submit that arrives `NotConnected`. False when
+    /// cancelled.
+    async fn pause(&mut self, pause: Duration) -> bool {
+        let sleep = tokio::time::sleep(pause);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                () = self.cancel.cancelled() => return false,
+                () = &mut sleep => return true,
+                cmd = self.cmds.recv() => match cmd {
+                    Some(Submit { seq, .. }) => {
+                        self.listener.on_result(seq, Err(ShareError::NotConnected.into()));
+                    }
+                    None => return false,
+                },
+            }
+        }
+    }
+
+    /// One attempt at `pool` (index `index` of `set`), run until it ends.
+    async fn attempt(&mut self, set: &PoolSet, pool: &PoolConfig, index: usize) -> End {
+        let end = {
+            let mut ctx = Ctx {
+                pool,
+                index,
+                options: &set.options,
+                sv1: &self.sv1,
+                cmds: &mut self.cmds,
+                listener: self.listener.as_ref(),
+                cancel: &self.cancel,
+                pools: &mut self.pools,
+                session: &mut self.session,
+                live: &self.live,
+                state: &self.state,
+            };
+            if pool.daemon {
+                solo::run_session(&mut ctx).await
+            } else {
+                client::run_session(&mut ctx).await
+            }
+        };
+        // No session is live until the next login; queued shares of this one are answered
+        // now, never replayed into the next.
+        self.live.store(0, Ordering::Release);
+        let why = if self.cancel.is_cancelled() {
+            ShareError::Disconnected
+        } else {
+            ShareError::SessionEnded
+        };
+        while let Ok(Submit { seq, .. }) = self.cmds.try_recv() {
+            self.listener.on_result(seq, Err(why.clone().into()));
+        }
+        end
+    }
+
+    async fn run(mut self) {
+        // Where a `client.reconnect` sends the next attempt.
+        let mut redirect: Option<(PoolConfig, usize)> = None;
+        'list: while !self.cancel.is_cancelled() {
+            let set = self.pools.borrow_and_update().clone();
+            if let Some((pool, index)) = redirect.take() {
+                self.set_state(UpstreamState::Connecting);
+                match self.attempt(&set, &pool, index).await {
+                    End::Cancelled => break 'list,
+                    End::Reconnect { url, wait } => {
+                        redirect = Some(redirected(&pool, index, url));
+                        if !self.pause(wait).await {
+                            break 'list;
+                        }
+                        continue 'list;
+                    }
+                    End::ListChanged => continue 'list,
+                    end => tracing::warn!(pool = %pool.url, "redirected connection: {end:?}"),
+                }
+            }
+            let attempts = set.options.retries.max(1);
+            let order: Vec<usize> = (0..set.pools.len())
+                .filter(|i| set.pools[*i].enabled)
+                .collect();
+            self.set_state(UpstreamState::Connecting);
+            for &index in &order {
+                let pool = &set.pools[index];
+                for attempt in 0..attempts {
+                    if attempt > 0 && !self.pause(set.options.retry_pause).await {
+                        break 'list;
+                    }
+                    match self.attempt(&set, pool, index).await {
+                        End::Cancelled => break 'list,
+                        End::ListChanged => continue 'list,
+                        End::NeverConnected(why) => {
+                            tracing::warn!(pool = %pool.url, attempt = attempt + 1, "connect failed: {why}");
+                        }
+                        End::Dropped(why) => {
+                            tracing::warn!(pool = %pool.url, attempt = attempt + 1, "pool dropped: {why}");
+                            self.set_state(UpstreamState::Connecting);
+                        }
+                        End::Reconnect { url, wait } => {
+                            redirect = Some(redirected(pool, index, url));
+                            self.set_state(UpstreamState::Connecting);
+                            if !self.pause(wait).await {
+                                break 'list;
+                            }
+                            continue 'list;
+                        }
+                        End::Ended(why) => {
+                            tracing::warn!(pool = %pool.url, "pool connection ended: {why}");
+                            self.set_state(UpstreamState::Connecting);
+                            if !self.pause(Duration::from_millis(100)).await {
+                                break 'list;
+                            }
+                            continue 'list;
+                        }
+                    }
+                    if self.pools.has_changed().unwrap_or(false) {
+                        continue 'list;
+                    }
+                }
+            }
+            self.set_state(UpstreamState::Error);
+            if order.is_empty() {
+                tracing::error!("no enabled pool in the SV1 pool list");
+            } else {
+                tracing::error!(
+                    "every SV1 pool failed; retrying in {:?}",
+                    set.options.retry_pause
+                );
+            }
+            if !self.pause(set.options.retry_pause).await {
+                break;
+            }
+        }
+        self.cmds.close();
+        while let Some(Submit { seq, .. }) = self.cmds.recv().await {
+            self.listener
+                .on_result(seq, Err(ShareError::Disconnected.into()));
+        }
+        self.set_state(UpstreamState::Stopped);
+    }
+}
+
+/// The entry a `client.reconnect` to `url` leads to: `pool` (at `index` of the list) with
+/// its url replaced.
+fn redirected(pool: &PoolConfig, index: usize, url: String) -> (PoolConfig, usize) {
+    tracing::info!(from = %pool.url, to = %url, "pool asked to reconnect");
+    (
+        PoolConfig {
+            url,
+            ..pool.clone()
+        },
+        index,
+    )
+}
+
+/// `host:port` a `client.reconnect` leads to from `current` (`host:port`): the given host
+/// and port, each defaulting to the current one's.
+fn reconnect_target(current: &str, params: &stratum_proto::sv1::Reconnect) -> String {
+    let (host, port) = current.rsplit_once(':').unwrap_or((current, ""));
+    let host = params.host.as_deref().unwrap_or(host);
+    let port = params
+        .port
+        .map_or_else(|| port.to_string(), |p| p.to_string());
+    format!("{host}:{port}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stratum_proto::sv1::Reconnect;
+
+    #[test]
+    fn reconnect_goes_to_the_given_host_and_port_or_keeps_the_current_ones() {
+        let r = |host: Option<&str>, port: Option<u16>| Reconnect {
+            host: host.map(str::to_owned),
+            port,
+            wait_secs: None,
+        };
+        assert_eq!(
+            reconnect_target("a.example:3333", &r(None, None)),
+            "a.example:3333"
+        );
+        assert_eq!(
+            reconnect_target("a.example:3333", &r(Some("b.example"), None)),
+            "b.example:3333"
+        );
+        assert_eq!(
+            reconnect_target("a.example:3333", &r(None, Some(4444))),
+            "a.example:4444"
+        );
+        assert_eq!(
+            reconnect_target("a.example:3333", &r(Some("c"), Some(1))),
+            "c:1"
+        );
+    }
+}

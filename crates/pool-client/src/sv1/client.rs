@@ -1,0 +1,890 @@
+//! One session with a Stratum V1 pool: a sans-IO protocol core ([`Client`]: lines in, lines
+//! and reports out, time passed in) and the task that drives it over a socket
+//! ([`run_session`]).
+//!
+//! The handshake, with our request ids:
+//!
+//! | id | request | sent | answer |
+//! |---|---|---|---|
+//! | 1 | `mining.configure` `[["version-rolling"], {"version-rolling.mask": MASK}]` (only when [`Sv1Options::version_mask`](super::Sv1Options::version_mask) ≠ 0) | at once | granted mask ANDed with ours; an error or `false` is mask 0 |
+//! | 2 | `mining.subscribe` `[agent]` | at once | extranonce1, extranonce2 size; an error ends the attempt |
+//! | 3 | `mining.extranonce.subscribe` (when asked for) | after 2's answer | ignored |
+//! | 4 | `mining.authorize` `[user, pass]` | after 2's answer | `true` logs in; else the attempt ends |
+//! | 5… | `mining.submit` `[user, job, en2, ntime, nonce(, bits)]` | per share | `true`, `false` (code 20) or `[code, message]` |
+//!
+//! Notifications before the login (`set_difficulty`, `notify`, `set_extranonce`,
+//! `set_version_mask`) are kept (the latest difficulty; jobs since the last clean one, at
+//! most [`MAX_EARLY_JOBS`]) and reported right after it. `client.get_version` is answered
+//! with the agent; `client.reconnect` ends the session with the place to go.
+//!
+//! Timeouts, as the CryptoNote client has them: a submit without answer for the reply
+//! timeout is answered [`ShareError::Timeout`]; a pool that sent no valid line for the reply
+//! timeout while a submit has waited at least half of it is silent: the session is dropped
+//! (a failed attempt). Stratum V1 has no keepalive request: a dead peer of a quiet session is
+//! found by TCP keepalive ([`crate::tls`] sets it on every pool socket). The handshake must
+//! finish within the connect timeout. Answers `24 unauthorized` and `25 not subscribed` to
+//! a submit end the session (the pool has forgotten the login): the share is answered with
+//! the pool's error and the loop logs in again.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::Value;
+use stratum_proto::sv1::{
+    encode_result, parse_server_line, Authorize, ClientRequest, Configure, ConfigureResult,
+    ErrorCode, Notify, Reconnect, RpcError, ServerMessage, Submit as WireSubmit, Subscribe,
+    SubscribeResult, VersionRollingRequest, VersionRollingResult,
+};
+use stratum_proto::{Id, LineCodec};
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::time::Instant;
+use tokio_util::codec::FramedRead;
+
+use super::{reconnect_target, Ctx, End, Submit, Sv1Share, Sv1ShareError, MAX_RECONNECT_WAIT};
+use crate::tls::{Opened, PoolReader, PoolWriter};
+use crate::ShareError;
+
+const CONFIGURE_ID: u64 = 1;
+const SUBSCRIBE_ID: u64 = 2;
+const EXTRANONCE_SUBSCRIBE_ID: u64 = 3;
+const AUTHORIZE_ID: u64 = 4;
+const FIRST_SUBMIT_ID: u64 = 5;
+
+/// Most jobs kept between subscribe and the login's answer.
+pub(crate) const MAX_EARLY_JOBS: usize = 16;
+/// Most submits awaiting the pool's answer in one session (more are answered `Busy`).
+pub(crate) const MAX_PENDING: usize = 4096;
+/// The longest job id taken from a pool (longer ones are refused with a warning).
+const MAX_JOB_ID: usize = 64;
+
+/// What the core tells its driver.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Out {
+    /// Write this line to the pool.
+    Send(Vec<u8>),
+    /// Logged in: extranonce1, extranonce2 size and the version mask to report (then the
+    /// difficulty and jobs follow as their own `Out`s).
+    LoggedIn {
+        extranonce1: Vec<u8>,
+        extranonce2_size: usize,
+        version_mask: u32,
+    },
+    /// Report a job.
+    Job(Notify),
+    /// Report a difficulty.
+    Difficulty(f64),
+    /// Report a new extranonce.
+    Extranonce(Vec<u8>, usize),
+    /// Report a new version mask.
+    VersionMask(u32),
+    /// The outcome of a submit.
+    Result(u64, Result<(), Sv1ShareError>),
+    /// The session must end: before the login `Err` (never logged in), after it `Ok`; the
+    /// reason.
+    End(String),
+    /// The pool asked to reconnect.
+    Reconnect(Reconnect),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the subscribe answer.
+    Subscribing,
+    /// Waiting for the authorize answer.
+    Authorizing,
+    /// Logged in.
+    Ready,
+}
+
+/// The sans-IO protocol state of one pool session.
+#[derive(Debug)]
+pub(crate) struct Client {
+    user: String,
+    pass: String,
+    agent: String,
+    wanted_mask: u32,
+    extranonce_subscribe: bool,
+    phase: Phase,
+    extranonce1: Vec<u8>,
+    extranonce2_size: usize,
+    mask: u32,
+    difficulty: Option<f64>,
+    early_jobs: Vec<Notify>,
+    next_id: u64,
+    /// Our request id → (caller's sequence number, when it was sent).
+    pending: HashMap<u64, (u64, Instant)>,
+    last_heard: Instant,
+}
+
+impl Client {
+    /// A session that logs in as `user`/`pass`, presents `agent` and asks for `wanted_mask`.
+    pub(crate) fn new(
+        user: &str,
+        pass: &str,
+        agent: &str,
+        wanted_mask: u32,
+        extranonce_subscribe: bool,
+        now: Instant,
+    ) -> Self {
+        Self {
+            user: user.to_owned(),
+            pass: pass.to_owned(),
+            agent: agent.to_owned(),
+            wanted_mask,
+            extranonce_subscribe,
+            phase: Phase::Subscribing,
+            extranonce1: Vec::new(),
+            extranonce2_size: 0,
+            mask: 0,
+            difficulty: None,
+            early_jobs: Vec::new(),
+            next_id: FIRST_SUBMIT_ID,
+            pending: HashMap::new(),
+            last_heard: now,
+        }
+    }
+
+    /// The first lines to send: configure (when a mask is wanted) and subscribe.
+    pub(crate) fn start(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if self.wanted_mask != 0 {
+            let configure = ClientRequest::Configure(Configure {
+                version_rolling: Some(VersionRollingRequest {
+                    mask: Some(self.wanted_mask),
+                    min_bit_count: None,
+                }),
+                ..Configure::default()
+            });
+            out.extend(configure.encode(&Id::from(CONFIGURE_ID)));
+        }
+        let subscribe = ClientRequest::Subscribe(Subscribe {
+            user_agent: Some(self.agent.clone()),
+            session_id: None,
+        });
+        out.extend(subscribe.encode(&Id::from(SUBSCRIBE_ID)));
+        out
+    }
+
+    /// Whether the login has been answered `true`.
+    pub(crate) fn ready(&self) -> bool {
+        self.phase == Phase::Ready
+    }
+
+    /// The session's extranonce2 size.
+    #[cfg(test)]
+    pub(crate) fn extranonce2_size(&self) -> usize {
+        self.extranonce2_size
+    }
+
+    /// Handles one line from the pool. Returns whether it was a valid message (a sign of
+    /// life) and what to do.
+    pub(crate) fn handle_line(&mut self, line: &[u8], now: Instant) -> (bool, Vec<Out>) {
+        let msg = match parse_server_line(line) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!("{e}");
+                return (false, Vec::new());
+            }
+        };
+        self.last_heard = now;
+        let mut out = Vec::new();
+        match msg {
+            ServerMessage::Response { id, outcome } => self.on_response(&id, outcome, &mut out),
+            ServerMessage::Notify(job) => self.on_job(job, &mut out),
+            ServerMessage::SetDifficulty(d) => {
+                self.difficulty = Some(d);
+                if self.ready() {
+                    out.push(Out::Difficulty(d));
+                }
+            }
+            ServerMessage::SetExtranonce {
+                extranonce1,
+                extranonce2_size,
+            } => {
+                self.extranonce1 = extranonce1.clone();
+                self.extranonce2_size = extranonce2_size;
+                if self.ready() {
+                    out.push(Out::Extranonce(extranonce1, extranonce2_size));
+                }
+            }
+            ServerMessage::SetVersionMask(mask) => {
+                self.mask = mask & self.wanted_mask;
+                if self.ready() {
+                    out.push(Out::VersionMask(self.mask));
+                }
+            }
+            ServerMessage::GetVersion { id } => {
+                out.push(Out::Send(encode_result(
+                    &id,
+                    &Value::from(self.agent.as_str()),
+                )));
+            }
+            ServerMessage::Reconnect { params, .. } => out.push(Out::Reconnect(params)),
+            ServerMessage::Other(method) => {
+                tracing::debug!("ignoring pool notification {:?}", method);
+            }
+        }
+        (true, out)
+    }
+
+    fn on_job(&mut self, job: Notify, out: &mut Vec<Out>) {
+        if job.job_id.is_empty() || job.job_id.len() > MAX_JOB_ID {
+            tracing::warn!(
+                "refusing a pool job with an id of {} bytes",
+                job.job_id.len()
+            );
+            return;
+        }
+        if self.ready() {
+            out.push(Out::Job(job));
+            return;
+        }
+        if job.clean_jobs {
+            self.early_jobs.clear();
+        }
+        if self.early_jobs.len() == MAX_EARLY_JOBS {
+            self.early_jobs.remove(0);
+        }
+        self.early_jobs.push(job);
+    }
+
+    fn on_response(&mut self, id: &Id, outcome: Result<Value, RpcError>, out: &mut Vec<Out>) {
+        let Some(id) = id.as_u64() else {
+            tracing::debug!("ignoring an answer to id {id}");
+            return;
+        };
+        match id {
+            CONFIGURE_ID => {
+                let granted = outcome
+                    .ok()
+                    .and_then(|v| ConfigureResult::from_value(&v).ok())
+                    .and_then(|r| match r.version_rolling {
+                        Some(VersionRollingResult::Enabled { mask }) => Some(mask),
+                        _ => None,
+                    })
+                    .unwrap_or(0);
+                self.mask = granted & self.wanted_mask;
+                if self.ready() {
+                    out.push(Out::VersionMask(self.mask));
+                }
+            }
+            SUBSCRIBE_ID if self.phase == Phase::Subscribing => {
+                let subscribed = match outcome {
+                    Ok(v) => SubscribeResult::from_value(&v).map_err(|e| e.to_string()),
+                    Err(e) => Err(format!("subscribe refused: {:?} ({})", e.message, e.code)),
+                };
+                match subscribed {
+                    Ok(s) => {
+                        self.extranonce1 = s.extranonce1;
+                        self.extranonce2_size = s.extranonce2_size;
+                        self.phase = Phase::Authorizing;
+                        let mut lines = Vec::new();
+                        if self.extranonce_subscribe {
+                            lines.extend(
+                                ClientRequest::ExtranonceSubscribe
+                                    .encode(&Id::from(EXTRANONCE_SUBSCRIBE_ID)),
+                            );
+                        }
+                        lines.extend(
+                            ClientRequest::Authorize(Authorize {
+                                username: self.user.clone(),
+                                password: Some(self.pass.clone()),
+                            })
+                            .encode(&Id::from(AUTHORIZE_ID)),
+                        );
+                        out.push(Out::Send(lines));
+                    }
+                    Err(why) => out.push(Out::End(why)),
+                }
+            }
+            EXTRANONCE_SUBSCRIBE_ID => {
+                if let Err(e) = outcome {
+                    tracing::debug!("pool refused mining.extranonce.subscribe: {:?}", e.message);
+                }
+            }
+            AUTHORIZE_ID if self.phase == Phase::Authorizing => match outcome {
+                Ok(Value::Bool(true)) => {
+                    self.phase = Phase::Ready;
+                    out.push(Out::LoggedIn {
+                        extranonce1: self.extranonce1.clone(),
+                        extranonce2_size: self.extranonce2_size,
+                        version_mask: self.mask,
+                    });
+                    if let Some(d) = self.difficulty {
+                        out.push(Out::Difficulty(d));
+                    }
+                    out.extend(self.early_jobs.drain(..).map(Out::Job));
+                }
+                Ok(other) => out.push(Out::End(format!(
+                    "authorize of {:?} refused: {other}",
+                    self.user
+                ))),
+                Err(e) => out.push(Out::End(format!(
+                    "authorize of {:?} refused: {:?} ({})",
+                    self.user, e.message, e.code
+                ))),
+            },
+            _ => {
+                if let Some((seq, _)) = self.pending.remove(&id) {
+                    let ending = matches!(
+                        &outcome,
+                        Err(e) if matches!(
+                            e.error_code(),
+                            Some(ErrorCode::Unauthorized | ErrorCode::NotSubscribed)
+                        )
+                    );
+                    let why = match &outcome {
+                        Err(e) if ending => Some(format!("pool said {:?}", e.message)),
+                        _ => None,
+                    };
+                    out.push(Out::Result(seq, submit_result(outcome)));
+                    if let Some(why) = why {
+                        out.push(Out::End(why));
+                    }
+                } else {
+                    tracing::debug!("ignoring an answer to unknown id {id}");
+                }
+            }
+        }
+    }
+
+    /// The line for a share, registered as pending under a fresh id.
+    ///
+    /// # Errors
+    /// Not logged in → `NotConnected`; too many pending → `Busy`; an extranonce2 of another
+    /// size than the session's → refused (code 20) without asking the pool.
+    pub(crate) fn submit(
+        &mut self,
+        seq: u64,
+        share: &Sv1Share,
+        now: Instant,
+    ) -> Result<Vec<u8>, Sv1ShareError> {
+        if !self.ready() {
+            return Err(ShareError::NotConnected.into());
+        }
+        if share.extranonce2.len() != self.extranonce2_size {
+            return Err(Sv1ShareError::Refused {
+                code: ErrorCode::Other.code(),
+                message: format!(
+                    "extranonce2 of {} bytes, the pool expects {}",
+                    share.extranonce2.len(),
+                    self.extranonce2_size
+                ),
+            });
+        }
+        if self.pending.len() >= MAX_PENDING {
+            return Err(ShareError::Busy.into());
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        if self.pending.is_empty() {
+            // Silence is counted from the first request that waits.
+            self.last_heard = self.last_heard.max(now);
+        }
+        self.pending.insert(id, (seq, now));
+        Ok(ClientRequest::Submit(WireSubmit {
+            worker: self.user.clone(),
+            job_id: share.job_id.clone(),
+            extranonce2: share.extranonce2.clone(),
+            ntime: share.ntime,
+            nonce: share.nonce,
+            version_bits: share.version_bits,
+        })
+        .encode(&Id::from(id)))
+    }
+
+    /// Expires submits older than `reply_timeout` (their sequence numbers, to answer
+    /// `Timeout`) and tells whether the pool is silent: no valid line for `reply_timeout`
+    /// while a submit has waited at least half of it, or none for `quiet_limit` at all.
+    pub(crate) fn tick(
+        &mut self,
+        now: Instant,
+        reply_timeout: Duration,
+        quiet_limit: Option<Duration>,
+    ) -> (Vec<u64>, bool) {
+        let quiet = now.saturating_duration_since(self.last_heard);
+        let oldest = self.pending.values().map(|(_, at)| *at).min();
+        let silent = oldest.is_some_and(|at| {
+            now.saturating_duration_since(at) >= reply_timeout / 2 && quiet >= reply_timeout
+        }) || quiet_limit.is_some_and(|limit| quiet >= limit);
+        let mut expired = Vec::new();
+        self.pending.retain(|_, (seq, at)| {
+            let keep = now.saturating_duration_since(*at) < reply_timeout;
+            if !keep {
+                expired.push(*seq);
+            }
+            keep
+        });
+        expired.sort_unstable();
+        (expired, silent)
+    }
+
+    /// Takes every pending submit's sequence number (the session is over).
+    pub(crate) fn drain(&mut self) -> Vec<u64> {
+        let mut seqs: Vec<u64> = self.pending.drain().map(|(_, (seq, _))| seq).collect();
+        seqs.sort_unstable();
+        seqs
+    }
+}
+
+/// A pool's answer to a submit as an outcome.
+fn submit_result(outcome: Result<Value, RpcError>) -> Result<(), Sv1ShareError> {
+    match outcome {
+        Ok(Value::Bool(true)) => Ok(()),
+        Ok(_) => Err(Sv1ShareError::Refused {
+            code: ErrorCode::Other.code(),
+            message: "Rejected by pool".into(),
+        }),
+        Err(e) => Err(Sv1ShareError::Refused {
+            code: e.code,
+            message: e.message,
+        }),
+    }
+}
+
+type Lines = FramedRead<PoolReader, LineCodec>;
+
+async fn write(wr: &mut BufWriter<PoolWriter>, bytes: &[u8]) -> std::io::Result<()> {
+    wr.write_all(bytes).await?;
+    wr.flush().await
+}
+
+/// One attempt at an SV1 pool: connect, handshake, serve until the session ends.
+pub(super) async fn run_session(ctx: &mut Ctx<'_>) -> End {
+    let addr = ctx.pool.host_port().to_string();
+    let (rd, wr): (PoolReader, PoolWriter) =
+        match crate::tls::open(ctx.pool, ctx.options, ctx.cancel, &addr).await {
+            Ok(Opened::Tcp(rd, wr)) => (Box::new(rd), Box::new(wr)),
+            Ok(Opened::Tls(rd, wr)) => (rd, wr),
+            Err(e) => return e.into(),
+        };
+    let mut lines: Lines = FramedRead::new(rd, LineCodec::default());
+    let mut wr = BufWriter::new(wr);
+    let mut client = Client::new(
+        &ctx.pool.user,
+        &ctx.pool.pass,
+        &ctx.options.agent,
+        ctx.sv1.version_mask,
+        ctx.sv1.extranonce_subscribe,
+        Instant::now(),
+    );
+    if let Err(e) = write(&mut wr, &client.start()).await {
+        return End::NeverConnected(format!("{addr}: {e}"));
+    }
+    let end = serve(ctx, &addr, &mut client, &mut lines, &mut wr).await;
+    // The pool can no longer answer what it was sent.
+    for seq in client.drain() {
+        ctx.listener
+            .on_result(seq, Err(ShareError::Disconnected.into()));
+    }
+    let _ = wr.shutdown().await;
+    end
+}
+
+async fn serve(
+    ctx: &mut Ctx<'_>,
+    addr: &str,
+    client: &mut Client,
+    lines: &mut Lines,
+    wr: &mut BufWriter<PoolWriter>,
+) -> End {
+    let login_deadline = Instant::now() + ctx.options.connect_timeout;
+    let reply_timeout = ctx.options.reply_timeout;
+    let check_every = (reply_timeout / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+    let mut timer = tokio::time::interval(check_every);
+    let mut session = 0;
+    loop {
+        let ready = client.ready();
+        let outs = tokio::select! {
+            () = ctx.cancel.cancelled() => return End::Cancelled,
+            () = super::list_changed(ctx.pools) => {
+                tracing::info!(pool = %addr, "pool list changed; reconnecting");
+                return End::ListChanged;
+            }
+            () = tokio::time::sleep_until(login_deadline), if !ready => {
+                return End::NeverConnected(format!("{addr}: no login answer"));
+            }
+            next = lines.next() => match next {
+                Some(Ok(line)) => client.handle_line(&line, Instant::now()).1,
+                Some(Err(e)) => return ended(ready, format!("{addr}: {e}")),
+                None => return ended(ready, format!("{addr}: pool closed the connection")),
+            },
+            cmd = ctx.cmds.recv(), if ready => {
+                let Some(Submit { seq, share }) = cmd else { return End::Cancelled };
+                if share.session != session {
+                    // Queued in the instant its session ended: never into another one.
+                    ctx.listener.on_result(seq, Err(ShareError::SessionEnded.into()));
+                    continue;
+                }
+                match client.submit(seq, &share, Instant::now()) {
+                    Ok(line) => vec![Out::Send(line)],
+                    Err(e) => vec![Out::Result(seq, Err(e))],
+                }
+            }
+            _ = timer.tick(), if ready => {
+                let (expired, silent) =
+                    client.tick(Instant::now(), reply_timeout, ctx.sv1.quiet_limit);
+                for seq in expired {
+                    ctx.listener.on_result(seq, Err(ShareError::Timeout.into()));
+                }
+                if silent {
+                    return End::Dropped(format!("{addr}: the pool fell silent"));
+                }
+                continue;
+            }
+        };
+        for out in outs {
+            match out {
+                Out::Send(bytes) => {
+                    if let Err(e) = write(wr, &bytes).await {
+                        return ended(client.ready(), format!("{addr}: {e}"));
+                    }
+                }
+                Out::LoggedIn {
+                    extranonce1,
+                    extranonce2_size,
+                    version_mask,
+                } => {
+                    session = ctx.logged_in();
+                    tracing::info!(pool = %addr, "logged in to SV1 pool");
+                    ctx.listener
+                        .on_extranonce(&extranonce1, extranonce2_size, session);
+                    ctx.listener.on_version_mask(version_mask, session);
+                }
+                Out::Job(job) => ctx.listener.on_job(job, session),
+                Out::Difficulty(d) => ctx.listener.on_difficulty(d, session),
+                Out::Extranonce(en1, size) => ctx.listener.on_extranonce(&en1, size, session),
+                Out::VersionMask(mask) => ctx.listener.on_version_mask(mask, session),
+                Out::Result(seq, r) => ctx.listener.on_result(seq, r),
+                Out::End(why) => return ended(client.ready(), format!("{addr}: {why}")),
+                Out::Reconnect(params) => {
+                    let url = reconnect_target(&addr_of(ctx.pool), &params);
+                    let wait =
+                        Duration::from_secs(params.wait_secs.unwrap_or(0)).min(MAX_RECONNECT_WAIT);
+                    return End::Reconnect {
+                        url: with_scheme(&ctx.pool.url, &url),
+                        wait,
+                    };
+                }
+            }
+        }
+    }
+}
+
+fn addr_of(pool: &crate::PoolConfig) -> String {
+    pool.host_port().to_string()
+}
+
+/// `host_port` with the scheme of `url` (so a TLS pool stays TLS after a reconnect).
+fn with_scheme(url: &str, host_port: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, _)) => format!("{scheme}://{host_port}"),
+        None => host_port.to_string(),
+    }
+}
+
+fn ended(logged_in: bool, why: String) -> End {
+    if logged_in {
+        End::Ended(why)
+    } else {
+        End::NeverConnected(why)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stratum_proto::sv1::{parse_client_line, ClientMessage};
+
+    fn requests(bytes: &[u8]) -> Vec<(Id, ClientRequest)> {
+        bytes
+            .split_inclusive(|b| *b == b'\n')
+            .map(|l| match parse_client_line(l) {
+                Ok(ClientMessage::Request { id, request }) => (id, request),
+                other => panic!("not a request: {other:?}"),
+            })
+            .collect()
+    }
+
+    fn sent(outs: &[Out]) -> Vec<u8> {
+        outs.iter()
+            .filter_map(|o| match o {
+                Out::Send(b) => Some(b.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// A client logged in with extranonce1 `08000002`, extranonce2 size 4, mask `1fffe000`.
+    fn logged_in(now: Instant) -> Client {
+        let mut c = Client::new("w", "x", "agent/1", 0x1fff_e000, true, now);
+        let (_, outs) = c.handle_line(
+            br#"{"id":1,"result":{"version-rolling":true,"version-rolling.mask":"1fffffff"},"error":null}"#,
+            now,
+        );
+        assert!(outs.is_empty());
+        c.handle_line(
+            br#"{"id":2,"result":[[["mining.notify","ae68"]],"08000002",4],"error":null}"#,
+            now,
+        );
+        let (_, outs) = c.handle_line(br#"{"id":4,"result":true,"error":null}"#, now);
+        assert!(matches!(outs[0], Out::LoggedIn { .. }));
+        c
+    }
+
+    #[test]
+    fn the_handshake_configures_subscribes_then_authorizes_and_reports_what_came_early() {
+        let now = Instant::now();
+        let mut c = Client::new("w", "x", "agent/1", 0x1fff_e000, true, now);
+        let first = requests(&c.start());
+        assert_eq!(first.len(), 2);
+        assert_eq!(first[0].0, Id::from(1));
+        match &first[0].1 {
+            ClientRequest::Configure(conf) => {
+                assert_eq!(
+                    conf.version_rolling.as_ref().unwrap().mask,
+                    Some(0x1fff_e000)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(&first[1].1, ClientRequest::Subscribe(s) if s.user_agent.as_deref() == Some("agent/1"))
+        );
+        // The pool grants more than asked: we keep our mask's bits only.
+        c.handle_line(
+            br#"{"id":1,"result":{"version-rolling":true,"version-rolling.mask":"ffffffff"},"error":null}"#,
+            now,
+        );
+        let (_, outs) = c.handle_line(
+            br#"{"id":2,"result":[[["mining.notify","ae68"]],"08000002",4],"error":null}"#,
+            now,
+        );
+        let second = requests(&sent(&outs));
+        assert!(matches!(second[0].1, ClientRequest::ExtranonceSubscribe));
+        assert!(
+            matches!(&second[1].1, ClientRequest::Authorize(a) if a.username == "w" && a.password.as_deref() == Some("x"))
+        );
+        // Difficulty and a job before the login's answer are reported after it.
+        c.handle_line(
+            br#"{"id":null,"method":"mining.set_difficulty","params":[2]}"#,
+            now,
+        );
+        let (_, outs) = c.handle_line(test_support_notify().as_bytes(), now);
+        assert!(outs.is_empty(), "{outs:?}");
+        assert!(!c.ready());
+        let (_, outs) = c.handle_line(br#"{"id":4,"result":true,"error":null}"#, now);
+        assert_eq!(
+            outs[0],
+            Out::LoggedIn {
+                extranonce1: vec![8, 0, 0, 2],
+                extranonce2_size: 4,
+                version_mask: 0x1fff_e000
+            }
+        );
+        assert_eq!(outs[1], Out::Difficulty(2.0));
+        assert!(matches!(&outs[2], Out::Job(j) if j.job_id == "bf"));
+        assert!(c.ready());
+        assert_eq!(c.extranonce2_size(), 4);
+    }
+
+    fn test_support_notify() -> String {
+        r#"{"params":["bf","4d16b6f85af6e2198f44ae2a6de67f78487ae5611b77c6c0440b921e00000000","01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff20020862062f503253482f04b8864e5008","072f736c7573682f000000000100f2052a010000001976a914d23fcdf86f7e756a64a7a9688ef9903327048ed988ac00000000",[],"00000002","1c2ac4af","504e86b9",false],"id":null,"method":"mining.notify"}"#.to_string()
+    }
+
+    #[test]
+    fn refused_subscribe_or_authorize_end_the_attempt() {
+        let now = Instant::now();
+        let mut c = Client::new("w", "x", "a", 0, false, now);
+        assert_eq!(requests(&c.start()).len(), 1, "no configure without a mask");
+        let (_, outs) = c.handle_line(
+            br#"{"id":2,"result":null,"error":[20,"go away",null]}"#,
+            now,
+        );
+        assert!(matches!(&outs[0], Out::End(why) if why.contains("go away")));
+        let mut c = Client::new("w", "x", "a", 0, false, now);
+        c.handle_line(br#"{"id":2,"result":[[],"00",4],"error":null}"#, now);
+        let (_, outs) = c.handle_line(br#"{"id":4,"result":false,"error":null}"#, now);
+        assert!(matches!(&outs[0], Out::End(_)));
+        assert!(!c.ready());
+    }
+
+    #[test]
+    fn submits_are_answered_with_the_pools_verdict_code_and_message() {
+        let now = Instant::now();
+        let mut c = logged_in(now);
+        let share = |en2: Vec<u8>| Sv1Share {
+            session: 1,
+            job_id: "bf".into(),
+            extranonce2: en2,
+            ntime: 0x504e_86ed,
+            nonce: 0xb295_7c02,
+            version_bits: Some(0x0000_2000),
+        };
+        let line = c.submit(7, &share(vec![0, 0, 0, 1]), now).unwrap();
+        let (id, req) = requests(&line).remove(0);
+        assert_eq!(id, Id::from(5));
+        match req {
+            ClientRequest::Submit(s) => {
+                assert_eq!(s.worker, "w");
+                assert_eq!(s.version_bits, Some(0x2000));
+            }
+            other => panic!("{other:?}"),
+        }
+        c.submit(8, &share(vec![0, 0, 0, 2]), now).unwrap();
+        c.submit(9, &share(vec![0, 0, 0, 3]), now).unwrap();
+        let (_, outs) = c.handle_line(br#"{"id":5,"result":true,"error":null}"#, now);
+        assert_eq!(outs, vec![Out::Result(7, Ok(()))]);
+        let (_, outs) = c.handle_line(
+            br#"{"id":6,"result":null,"error":[23,"Low difficulty share",null]}"#,
+            now,
+        );
+        assert_eq!(
+            outs,
+            vec![Out::Result(
+                8,
+                Err(Sv1ShareError::Refused {
+                    code: 23,
+                    message: "Low difficulty share".into()
+                })
+            )]
+        );
+        let (_, outs) = c.handle_line(br#"{"id":7,"result":false,"error":null}"#, now);
+        assert!(matches!(
+            &outs[0],
+            Out::Result(9, Err(Sv1ShareError::Refused { code: 20, .. }))
+        ));
+        // A second answer to the same id is not a second outcome.
+        let (_, outs) = c.handle_line(br#"{"id":5,"result":true,"error":null}"#, now);
+        assert!(outs.is_empty());
+        // A wrong-sized extranonce2 never reaches the pool.
+        let e = c.submit(10, &share(vec![0; 8]), now).unwrap_err();
+        assert!(matches!(e, Sv1ShareError::Refused { code: 20, .. }));
+    }
+
+    #[test]
+    fn an_unauthorized_answer_ends_the_session_after_answering_the_share() {
+        let now = Instant::now();
+        let mut c = logged_in(now);
+        let share = Sv1Share {
+            session: 1,
+            job_id: "bf".into(),
+            extranonce2: vec![0; 4],
+            ntime: 1,
+            nonce: 2,
+            version_bits: None,
+        };
+        c.submit(1, &share, now).unwrap();
+        let (_, outs) = c.handle_line(
+            br#"{"id":5,"result":null,"error":[24,"Unauthorized worker",null]}"#,
+            now,
+        );
+        assert!(matches!(
+            &outs[0],
+            Out::Result(1, Err(Sv1ShareError::Refused { code: 24, .. }))
+        ));
+        assert!(matches!(&outs[1], Out::End(_)));
+    }
+
+    #[test]
+    fn late_submits_time_out_and_a_silent_pool_is_found() {
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(10);
+        let mut c = logged_in(t0);
+        let share = Sv1Share {
+            session: 1,
+            job_id: "bf".into(),
+            extranonce2: vec![0; 4],
+            ntime: 1,
+            nonce: 2,
+            version_bits: None,
+        };
+        c.submit(1, &share, t0).unwrap();
+        c.submit(2, &share, t0 + Duration::from_secs(6)).unwrap();
+        assert_eq!(
+            c.tick(t0 + Duration::from_secs(5), timeout, None),
+            (vec![], false)
+        );
+        // Heard at 8 s: not silent at 11 s although share 1 has expired.
+        c.handle_line(
+            br#"{"id":null,"method":"mining.set_difficulty","params":[4]}"#,
+            t0 + Duration::from_secs(8),
+        );
+        assert_eq!(
+            c.tick(t0 + Duration::from_secs(11), timeout, None),
+            (vec![1], false)
+        );
+        // Nothing valid since 8 s, share 2 waiting since 6 s: silent at 18 s.
+        let (garbage_alive, _) = c.handle_line(b"not json", t0 + Duration::from_secs(17));
+        assert!(!garbage_alive);
+        assert_eq!(
+            c.tick(t0 + Duration::from_secs(18), timeout, None),
+            (vec![2], true)
+        );
+        assert!(c.drain().is_empty());
+    }
+
+    #[test]
+    fn a_quiet_limit_drops_a_pool_that_says_nothing_even_when_nothing_is_asked() {
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(10);
+        let limit = Some(Duration::from_secs(120));
+        let mut c = logged_in(t0);
+        assert_eq!(
+            c.tick(t0 + Duration::from_secs(119), timeout, limit),
+            (vec![], false)
+        );
+        assert_eq!(
+            c.tick(t0 + Duration::from_secs(600), timeout, None),
+            (vec![], false)
+        );
+        c.handle_line(
+            test_support_notify().as_bytes(),
+            t0 + Duration::from_secs(100),
+        );
+        assert_eq!(
+            c.tick(t0 + Duration::from_secs(219), timeout, limit),
+            (vec![], false)
+        );
+        assert_eq!(
+            c.tick(t0 + Duration::from_secs(220), timeout, limit),
+            (vec![], true)
+        );
+    }
+
+    #[test]
+    fn notifications_after_login_are_reported_and_get_version_is_answered() {
+        let now = Instant::now();
+        let mut c = logged_in(now);
+        let (_, outs) = c.handle_line(
+            br#"{"id":null,"method":"mining.set_extranonce","params":["0a0b0c0d",6]}"#,
+            now,
+        );
+        assert_eq!(outs, vec![Out::Extranonce(vec![10, 11, 12, 13], 6)]);
+        assert_eq!(c.extranonce2_size(), 6);
+        let (_, outs) = c.handle_line(
+            br#"{"id":null,"method":"mining.set_version_mask","params":["00ffe000"]}"#,
+            now,
+        );
+        assert_eq!(outs, vec![Out::VersionMask(0x00ff_e000 & 0x1fff_e000)]);
+        let (_, outs) = c.handle_line(
+            br#"{"id":9,"method":"client.get_version","params":[]}"#,
+            now,
+        );
+        assert_eq!(
+            sent(&outs),
+            br#"{"id":9,"result":"agent/1","error":null}"#
+                .iter()
+                .chain(b"\n")
+                .copied()
+                .collect::<Vec<u8>>()
+        );
+        let (_, outs) = c.handle_line(
+            br#"{"id":null,"method":"client.reconnect","params":["other.example",3334,0]}"#,
+            now,
+        );
+        assert!(matches!(&outs[0], Out::Reconnect(r) if r.port == Some(3334)));
+    }
+}

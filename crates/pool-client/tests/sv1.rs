@@ -1,0 +1,422 @@
+//! The SV1 upstream against test-support's scripted SV1 pool (which checks every share for
+//! real) and against pools that misbehave, over loopback: the handshake, difficulty and jobs,
+//! real shares accepted and bad ones refused with their codes, `set_extranonce`,
+//! `client.reconnect`, failover from a pool that is down or silent, and one answer per
+//! submit when a pool goes quiet or closes.
+
+use std::time::Duration;
+
+use pool_client::sv1::{Sv1Options, Sv1ShareError};
+use pool_client::{FailoverOptions, ShareError};
+use stratum_proto::sv1::{ClientRequest, ErrorCode};
+use test_support::sv1_pool::{Sv1Pool, Sv1PoolConfig};
+
+mod sv1_common;
+
+use sv1_common::{bounded, closed_port, entry, grind, share, Harness, Script, ScriptedPool};
+
+const REPLY_TIMEOUT: Duration = Duration::from_millis(600);
+/// The pool's share difficulty: about one hash in 2^12 meets it, so grinding is quick.
+const POOL_DIFFICULTY: f64 = 1.0 / 1_048_576.0;
+
+fn options() -> FailoverOptions {
+    FailoverOptions {
+        retries: 1,
+        retry_pause: Duration::from_millis(100),
+        reply_timeout: REPLY_TIMEOUT,
+        connect_timeout: Duration::from_millis(500),
+        keepalive_interval: Duration::from_secs(600),
+        agent: "test-proxy/1".into(),
+    }
+}
+
+async fn pool() -> Sv1Pool {
+    Sv1Pool::start(Sv1PoolConfig {
+        difficulty: POOL_DIFFICULTY,
+        ..Sv1PoolConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_handshake_reports_extranonce_mask_difficulty_and_job() {
+    test_support::init_tracing();
+    bounded(async {
+        let p = pool().await;
+        let h = Harness::spawn(vec![entry(p.addr())], options(), Sv1Options::default());
+        let (job, session) = h.recorder.job(0).await;
+        assert_eq!(session, 1);
+        assert_eq!(job, test_support::sv1_pool::para_job());
+        assert_eq!(h.upstream.session(), 1);
+        {
+            let seen = h.recorder.seen();
+            assert_eq!(seen.extranonces, vec![(vec![0xa1, 0, 0, 1], 8, 1)]);
+            assert_eq!(seen.masks, vec![(0x1fff_e000, 1)]);
+            assert_eq!(seen.difficulties, vec![(POOL_DIFFICULTY, 1)]);
+        }
+        let methods: Vec<&str> = p
+            .received()
+            .iter()
+            .map(|r| r.request.method())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect();
+        assert_eq!(
+            methods,
+            ["mining.configure", "mining.subscribe", "mining.authorize"]
+        );
+        match &p.received()[2].request {
+            ClientRequest::Authorize(a) => {
+                assert_eq!(a.username, "proxy.worker");
+                assert_eq!(a.password.as_deref(), Some("x"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match &p.received()[1].request {
+            ClientRequest::Subscribe(s) => {
+                assert_eq!(s.user_agent.as_deref(), Some("test-proxy/1"));
+            }
+            other => panic!("{other:?}"),
+        }
+        h.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_ground_share_is_accepted_and_bad_ones_get_the_pools_codes() {
+    test_support::init_tracing();
+    bounded(async {
+        let p = pool().await;
+        let mut h = Harness::spawn(vec![entry(p.addr())], options(), Sv1Options::default());
+        let (job, session) = h.recorder.job(0).await;
+        let en1 = h.recorder.seen().extranonces[0].0.clone();
+        let en2 = vec![0, 0, 0, 0, 0, 0, 0, 7];
+        let good = grind(&job, &en1, &en2, POOL_DIFFICULTY, true);
+        let low = grind(&job, &en1, &en2, POOL_DIFFICULTY, false);
+
+        let seq = h.submit(share(&job, session, en2.clone(), good)).unwrap();
+        assert_eq!(h.recorder.result(seq).await, Ok(()));
+        let forwarded = p.submits();
+        match &forwarded[0].request {
+            ClientRequest::Submit(s) => {
+                assert_eq!(s.worker, "proxy.worker");
+                assert_eq!(s.extranonce2, en2);
+                assert_eq!(s.nonce, good);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(forwarded[0].verdict, Ok(()));
+
+        let refused = |code: ErrorCode| {
+            Err(Sv1ShareError::Refused {
+                code: code.code(),
+                message: code.message().into(),
+            })
+        };
+        let seq = h.submit(share(&job, session, en2.clone(), low)).unwrap();
+        assert_eq!(
+            h.recorder.result(seq).await,
+            refused(ErrorCode::LowDifficulty)
+        );
+        let seq = h.submit(share(&job, session, en2.clone(), good)).unwrap();
+        assert_eq!(h.recorder.result(seq).await, refused(ErrorCode::Duplicate));
+        let mut unknown = share(&job, session, en2.clone(), good);
+        unknown.job_id = "ffff".into();
+        let seq = h.submit(unknown).unwrap();
+        assert_eq!(
+            h.recorder.result(seq).await,
+            refused(ErrorCode::JobNotFound)
+        );
+        // Rolled version bits inside the negotiated mask reach the pool and are checked.
+        let mut rolled = share(&job, session, en2.clone(), good);
+        rolled.version_bits = Some(0x0000_2000);
+        let seq = h.submit(rolled).unwrap();
+        let verdict = h.recorder.result(seq).await;
+        let last = p.submits().pop().unwrap();
+        assert!(
+            matches!(&last.request, ClientRequest::Submit(s) if s.version_bits == Some(0x2000))
+        );
+        assert_eq!(verdict.is_ok(), last.verdict.is_ok());
+        // A wrong extranonce2 size is refused without reaching the pool.
+        let before = p.submits().len();
+        let seq = h.submit(share(&job, session, vec![0; 4], good)).unwrap();
+        assert!(matches!(
+            h.recorder.result(seq).await,
+            Err(Sv1ShareError::Refused { code: 20, .. })
+        ));
+        assert_eq!(p.submits().len(), before);
+        h.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn set_extranonce_set_version_mask_and_difficulty_are_reported_in_the_session() {
+    test_support::init_tracing();
+    bounded(async {
+        let p = pool().await;
+        let h = Harness::spawn(vec![entry(p.addr())], options(), Sv1Options::default());
+        let (mut job, session) = h.recorder.job(0).await;
+        p.push_raw(r#"{"id":null,"method":"mining.set_extranonce","params":["b2000002",6]}"#);
+        p.push_raw(r#"{"id":null,"method":"mining.set_version_mask","params":["00ffe000"]}"#);
+        p.set_difficulty(0.5);
+        job.job_id = "a000002".into();
+        job.clean_jobs = false;
+        p.push_job(job.clone());
+        h.recorder
+            .wait_for("the second job", |s| (s.jobs.len() == 2).then_some(()))
+            .await;
+        {
+            let seen = h.recorder.seen();
+            assert_eq!(
+                seen.extranonces.last(),
+                Some(&(vec![0xb2, 0, 0, 2], 6, session))
+            );
+            assert_eq!(seen.masks.last(), Some(&(0x00ff_e000, session)));
+            assert_eq!(seen.difficulties.last(), Some(&(0.5, session)));
+            assert_eq!(seen.jobs[1], (job, session));
+        }
+        h.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn failover_goes_to_the_second_pool_when_the_first_is_down() {
+    test_support::init_tracing();
+    bounded(async {
+        let down = closed_port().await;
+        let p = pool().await;
+        let h = Harness::spawn(
+            vec![entry(down), entry(p.addr())],
+            options(),
+            Sv1Options::default(),
+        );
+        h.recorder.active_on(1).await;
+        let (_, session) = h.recorder.job(0).await;
+        assert_eq!(session, 1);
+        h.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn failover_goes_to_the_second_pool_when_the_first_never_answers_the_handshake() {
+    test_support::init_tracing();
+    bounded(async {
+        let silent = ScriptedPool::start(Script::Silent).await;
+        let p = pool().await;
+        let h = Harness::spawn(
+            vec![entry(silent.addr), entry(p.addr())],
+            options(),
+            Sv1Options::default(),
+        );
+        h.recorder.active_on(1).await;
+        assert!(h
+            .recorder
+            .seen()
+            .states
+            .iter()
+            .all(|(_, pool)| *pool != Some(0)));
+        h.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_pool_that_stops_answering_submits_is_dropped_each_share_answered_once() {
+    test_support::init_tracing();
+    bounded(async {
+        let mute = ScriptedPool::start(Script::Mute).await;
+        let p = pool().await;
+        let mut h = Harness::spawn(
+            vec![entry(mute.addr), entry(p.addr())],
+            options(),
+            Sv1Options::default(),
+        );
+        let (job, session) = h.recorder.job(0).await;
+        h.recorder.active_on(0).await;
+        let seqs: Vec<u64> = (0..3)
+            .map(|i| h.submit(share(&job, session, vec![0, 0, 0, i], 1)).unwrap())
+            .collect();
+        for seq in &seqs {
+            let r = h.recorder.result(*seq).await;
+            assert!(
+                matches!(
+                    r,
+                    Err(Sv1ShareError::Upstream(
+                        ShareError::Timeout | ShareError::Disconnected
+                    ))
+                ),
+                "{r:?}"
+            );
+        }
+        assert_eq!(mute.submits(), 3);
+        // Silent with shares waiting: dropped, on to the next pool.
+        h.recorder.active_on(1).await;
+        let (_, second) = h.recorder.job(1).await;
+        assert_eq!(second, session + 1);
+        // A share of the ended session is refused at once, never sent.
+        assert_eq!(
+            h.submit(share(&job, session, vec![0; 8], 1)),
+            Err(ShareError::SessionEnded)
+        );
+        tokio::time::sleep(REPLY_TIMEOUT).await;
+        for seq in &seqs {
+            assert_eq!(h.recorder.answers(*seq), 1);
+        }
+        h.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn every_submit_is_answered_once_when_the_pool_closes() {
+    test_support::init_tracing();
+    bounded(async {
+        let closing = ScriptedPool::start(Script::CloseAfter(5)).await;
+        // A reply timeout far beyond the test: the close, not a timeout, answers the shares.
+        let patient = FailoverOptions {
+            reply_timeout: Duration::from_secs(60),
+            ..options()
+        };
+        let mut h = Harness::spawn(vec![entry(closing.addr)], patient, Sv1Options::default());
+        let (job, session) = h.recorder.job(0).await;
+        let seqs: Vec<u64> = (0..5)
+            .map(|i| h.submit(share(&job, session, vec![0, 0, 0, i], 1)).unwrap())
+            .collect();
+        for seq in &seqs {
+            assert_eq!(
+                h.recorder.result(*seq).await,
+                Err(Sv1ShareError::Upstream(ShareError::Disconnected))
+            );
+        }
+        // Logged in again (the pool accepts again): a new session.
+        let (_, again) = h.recorder.job(1).await;
+        assert_eq!(again, session + 1);
+        tokio::time::sleep(REPLY_TIMEOUT).await;
+        for seq in &seqs {
+            assert_eq!(h.recorder.answers(*seq), 1);
+        }
+        h.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn client_reconnect_moves_the_upstream_to_the_given_port() {
+    test_support::init_tracing();
+    bounded(async {
+        let a = pool().await;
+        let b = pool().await;
+        let h = Harness::spawn(vec![entry(a.addr())], options(), Sv1Options::default());
+        let (_, first) = h.recorder.job(0).await;
+        a.push_raw(&format!(
+            r#"{{"id":null,"method":"client.reconnect","params":["127.0.0.1",{},0]}}"#,
+            b.addr().port()
+        ));
+        let (_, second) = h.recorder.job(1).await;
+        assert_eq!(second, first + 1);
+        assert!(
+            b.wait_for(Duration::from_secs(5), |b| b.connections_total() == 1)
+                .await
+        );
+        assert_eq!(a.connections_total(), 1);
+        h.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn stopping_answers_the_queued_shares_and_refuses_new_ones() {
+    test_support::init_tracing();
+    bounded(async {
+        let mute = ScriptedPool::start(Script::Mute).await;
+        let mut h = Harness::spawn(vec![entry(mute.addr)], options(), Sv1Options::default());
+        let (job, session) = h.recorder.job(0).await;
+        let seq = h.submit(share(&job, session, vec![0; 4], 1)).unwrap();
+        let recorder = h.recorder.clone();
+        let upstream = h.upstream.clone();
+        h.stop().await;
+        assert_eq!(
+            recorder.result(seq).await,
+            Err(Sv1ShareError::Upstream(ShareError::Disconnected))
+        );
+        assert_eq!(upstream.session(), 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_quiet_limit_drops_a_pool_that_sends_nothing_with_no_share_flowing() {
+    test_support::init_tracing();
+    bounded(async {
+        let mute = ScriptedPool::start(Script::Mute).await;
+        let p = pool().await;
+        let sv1 = Sv1Options {
+            quiet_limit: Some(Duration::from_millis(400)),
+            ..Sv1Options::default()
+        };
+        let h = Harness::spawn(vec![entry(mute.addr), entry(p.addr())], options(), sv1);
+        h.recorder.active_on(0).await;
+        h.recorder.active_on(1).await;
+        assert_eq!(mute.submits(), 0);
+        h.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_new_pool_list_ends_the_session_and_logs_in_to_its_primary() {
+    test_support::init_tracing();
+    bounded(async {
+        let a = pool().await;
+        let b = pool().await;
+        let mut h = Harness::spawn(vec![entry(a.addr())], options(), Sv1Options::default());
+        let (job, first) = h.recorder.job(0).await;
+        // Unchanged: nothing happens.
+        h.upstream.set_pools(vec![entry(a.addr())], options());
+        h.upstream.set_pools(vec![entry(b.addr())], options());
+        let (_, second) = h.recorder.job(1).await;
+        assert_eq!(second, first + 1);
+        assert_eq!(a.connections_total(), 1);
+        assert!(
+            b.wait_for(Duration::from_secs(5), |b| b.connections_total() == 1)
+                .await
+        );
+        assert_eq!(
+            h.submit(share(&job, first, vec![0; 8], 1)),
+            Err(ShareError::SessionEnded)
+        );
+        h.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_session_runs_over_tls_to_a_pinned_pool() {
+    test_support::init_tracing();
+    bounded(async {
+        let p = pool().await;
+        let (addr, pin, stop) = sv1_common::tls_relay(p.addr()).await;
+        let tls_entry = pool_client::PoolConfig {
+            url: format!("stratum+ssl://{addr}"),
+            tls_fingerprint: Some(pin),
+            ..entry(addr)
+        };
+        assert!(pool_client::tls::wants_tls(&tls_entry));
+        let mut h = Harness::spawn(vec![tls_entry], options(), Sv1Options::default());
+        let (job, session) = h.recorder.job(0).await;
+        let en1 = h.recorder.seen().extranonces[0].0.clone();
+        let en2 = vec![0, 0, 0, 0, 0, 0, 0, 9];
+        let good = grind(&job, &en1, &en2, POOL_DIFFICULTY, true);
+        let seq = h.submit(share(&job, session, en2, good)).unwrap();
+        assert_eq!(h.recorder.result(seq).await, Ok(()));
+        assert_eq!(p.submits()[0].verdict, Ok(()));
+        h.stop().await;
+        stop.cancel();
+    })
+    .await;
+}
