@@ -151,12 +151,29 @@ impl Monerod {
     /// [`REGTEST_WALLET`]; returns the new height. The node hashes with RandomX too, so this
     /// takes about as long as mining them.
     ///
+    /// monerod's `generateblocks` can fail while another client (the proxy under test) asks
+    /// for block templates at the same moment (seen under load: the call errs and no block is
+    /// added); a failed call is tried again, up to 5 times, for the blocks still missing.
+    ///
     /// # Errors
-    /// As [`Monerod::call`], or an answer without a numeric `height`.
+    /// As [`Monerod::call`] (the last attempt's error, after 5), or an answer without a
+    /// numeric `height`.
     pub async fn generate_blocks(&self, count: u64) -> anyhow::Result<u64> {
-        let params = json!({"amount_of_blocks": count, "wallet_address": REGTEST_WALLET});
-        self.call("generateblocks", params).await?;
-        self.height().await
+        let target = self.height().await? + count;
+        let mut attempt = 0;
+        loop {
+            let height = self.height().await?;
+            if height >= target {
+                return Ok(height);
+            }
+            let params =
+                json!({"amount_of_blocks": target - height, "wallet_address": REGTEST_WALLET});
+            match self.call("generateblocks", params).await {
+                Ok(_) => return self.height().await,
+                Err(error) if attempt >= 4 => return Err(error),
+                Err(_) => attempt += 1,
+            }
+        }
     }
 
     /// The last `max_bytes` bytes (at most) of the node's console output, for error messages.
