@@ -100,11 +100,16 @@ function showChart(h) {
   legend.replaceChildren();
   const NS = "http://www.w3.org/2000/svg";
   const series = [["proxy", h.proxy]].concat(Object.entries(h.pools));
-  const newest = Math.max(Date.now() / 1000, ...h.proxy.map(p => p[0]));
-  const from = newest - span;
+  const all = series.flatMap(([, pts]) => pts.map(p => p[0]));
+  const newest = all.length ? Math.max(...all) : Date.now() / 1000;
+  // A history shorter than the span fills the width (a new proxy has minutes, not a day).
+  const from = Math.max(newest - span, all.length ? Math.min(...all) : newest - span);
+  const width = Math.max(1, newest - from);
   const visible = series.map(([name, pts]) => [name, pts.filter(p => p[0] >= from)]);
   const top = Math.max(1, ...visible.flatMap(([, pts]) => pts.map(p => p[1]))) * 1.1;
-  const W = 800, H = 240;
+  // Drawn in the chart's own pixels, so that labels are not stretched.
+  const W = Math.round(svg.getBoundingClientRect().width) || 800, H = 240;
+  svg.setAttribute("viewBox", "0 0 " + W + " " + H);
   for (let i = 0; i <= 4; i++) {
     const y = H - i * H / 4;
     const line = document.createElementNS(NS, "line");
@@ -120,20 +125,33 @@ function showChart(h) {
       svg.appendChild(t);
     }
   }
-  visible.forEach(([name, pts], i) => {
-    const color = COLORS[i % COLORS.length];
+  // Pools first, dashed; the proxy's line last, on top.
+  const lines = visible.map(([name, pts], i) => [name, pts, COLORS[i % COLORS.length], i === 0]);
+  for (const [name, pts, color, isProxy] of lines.slice(1).concat(lines.slice(0, 1))) {
     const poly = document.createElementNS(NS, "polyline");
-    poly.setAttribute("class", "series");
+    poly.setAttribute("class", "series " + (isProxy ? "proxy" : "pool"));
     poly.setAttribute("data-name", name);
     poly.setAttribute("data-points", pts.length);
     poly.setAttribute("stroke", color);
     poly.setAttribute("points", pts.map(p =>
-      ((p[0] - from) / span * W).toFixed(1) + "," + (H - p[1] / top * H).toFixed(1)).join(" "));
+      ((p[0] - from) / width * W).toFixed(1) + "," + (H - p[1] / top * H).toFixed(1)).join(" "));
     svg.appendChild(poly);
+  }
+  for (const [name, pts, color] of lines) {
     const li = el("li", name + " " + rate(pts.length ? pts[pts.length - 1][1] : NaN));
     li.style.setProperty("--swatch", color);
     legend.appendChild(li);
-  });
+  }
+  if (all.length) {
+    for (const [x, t, anchor] of [[4, from, "start"], [W - 4, newest, "end"]]) {
+      const label = document.createElementNS(NS, "text");
+      label.setAttribute("class", "axis");
+      label.setAttribute("x", x); label.setAttribute("y", H - 4);
+      label.setAttribute("text-anchor", anchor);
+      label.textContent = new Date(t * 1000).toLocaleTimeString();
+      svg.appendChild(label);
+    }
+  }
   if (!h.proxy.length) {
     const t = document.createElementNS(NS, "text");
     t.setAttribute("class", "axis");
@@ -246,5 +264,6 @@ document.addEventListener("DOMContentLoaded", () => {
       if (last) showChart(last.h);
     });
   }
+  window.addEventListener("resize", () => { if (last) showChart(last.h); });
   refresh();
 });

@@ -277,6 +277,13 @@ mod tests {
     }
 
     #[test]
+    fn a_point_stays_small() {
+        // docs/API.md: 1440 points of 40 bytes, plus 24 bytes per pool in each.
+        assert_eq!(std::mem::size_of::<Point>(), 40);
+        assert_eq!(std::mem::size_of::<(Arc<str>, f64)>(), 24);
+    }
+
+    #[test]
     fn a_clock_that_did_not_move_records_no_point() {
         let h = History::default();
         h.record(5, 5, 0, &[]);

@@ -97,10 +97,13 @@ impl Monitor {
     }
 
     /// Hashes (sums of accepted share difficulties) per upstream id ([`UpstreamInfo::id`])
-    /// since the upstream opened, for the upstreams that exist. A share counts once the 1 s
-    /// tick has attributed it to its miner's upstream; a share of a miner that closed before
-    /// that tick is counted in the proxy's totals only.
+    /// since the upstream opened, for the upstreams that exist. A share is attributed to its
+    /// miner's upstream by the 1 s tick or by this call, whichever comes first; a share of a
+    /// miner that closed before then is counted in the proxy's totals only.
     pub fn upstream_hashes(&self) -> HashMap<u64, u64> {
+        let upstreams = self.shared.splitter.upstream_details();
+        self.shared
+            .fold_upstream_hashes(&upstreams.iter().map(|u| u.id).collect::<Vec<_>>());
         self.shared.events.upstream_hashes.totals()
     }
 
@@ -130,18 +133,23 @@ impl Shared {
     /// Called every second by the tick loop: attributes the hashes accepted since the last
     /// call to the upstreams of their miners, and notes upstreams lost or logged in again.
     pub(crate) fn fold_monitoring(&self) {
-        let events = &self.events;
         let upstreams = self.splitter.upstream_details();
-        events.journal.watch_upstreams(
+        self.events.journal.watch_upstreams(
             &upstreams
                 .iter()
                 .map(|u| (u.id, u.state, u.pool.clone()))
                 .collect::<Vec<_>>(),
         );
-        let pending = events.upstream_hashes.take_pending();
-        let live: Vec<u64> = upstreams.iter().map(|u| u.id).collect();
+        self.fold_upstream_hashes(&upstreams.iter().map(|u| u.id).collect::<Vec<_>>());
+    }
+
+    /// Attributes the hashes accepted since the last call to the upstreams of their miners;
+    /// `live` are the upstream ids that exist (the others are forgotten).
+    fn fold_upstream_hashes(&self, live: &[u64]) {
+        let tally = &self.events.upstream_hashes;
+        let pending = tally.take_pending();
         if pending.is_empty() {
-            events.upstream_hashes.fold([], &live);
+            tally.fold([], live);
             return;
         }
         // The miners first (registry lock), then each one's route (its own lock): never both.
@@ -156,7 +164,7 @@ impl Shared {
             let st = m.state();
             st.session.route().map(|r| (r.mapper.id, h))
         });
-        events.upstream_hashes.fold(by_upstream, &live);
+        tally.fold(by_upstream, live);
     }
 
     /// The connected miners (a copy of the list; no lock is kept).
