@@ -13,24 +13,24 @@ use axum::http::{header, HeaderName, HeaderValue};
 use axum::response::IntoResponse;
 
 /// Path of the stylesheet.
-pub const CSS_PATH: &str = "/dashboard.css";
+pub(crate) const CSS_PATH: &str = "/dashboard.css";
 /// Path of the script.
-pub const JS_PATH: &str = "/dashboard.js";
+pub(crate) const JS_PATH: &str = "/dashboard.js";
 
 /// The page.
-pub const INDEX_HTML: &str = include_str!("../assets/index.html");
+pub(crate) const INDEX_HTML: &str = include_str!("../assets/index.html");
 /// Its stylesheet.
-pub const DASHBOARD_CSS: &str = include_str!("../assets/dashboard.css");
+pub(crate) const DASHBOARD_CSS: &str = include_str!("../assets/dashboard.css");
 /// Its script.
-pub const DASHBOARD_JS: &str = include_str!("../assets/dashboard.js");
+pub(crate) const DASHBOARD_JS: &str = include_str!("../assets/dashboard.js");
 
 /// The `Content-Security-Policy` of the dashboard's files.
-pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+pub(crate) const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; \
      frame-ancestors 'none'";
 
 /// True for the paths of the dashboard's files, which are served without the token.
-pub fn is_public(path: &str) -> bool {
+pub(crate) fn is_public(path: &str) -> bool {
     matches!(path, "/" | CSS_PATH | JS_PATH)
 }
 

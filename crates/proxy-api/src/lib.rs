@@ -2,7 +2,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /` | the dashboard page (and its `/dashboard.css`, `/dashboard.js`), served without the token ([`dashboard`]) |
+//! | `GET /` | the dashboard page (and its `/dashboard.css`, `/dashboard.js`): files built into the binary, served without the token |
 //! | `GET /1/summary` | mode, uptime, hashrates, miners, workers, upstreams, share results ([`Summary`]) |
 //! | `GET /2/summary`, `GET /api.json` | the same as `/1/summary` (the paths xmrig's dashboards call) |
 //! | `GET /1/history` | the proxy's and each pool's hashrate, a point a minute for 24 h ([`HistoryBody`]) |
@@ -50,7 +50,7 @@ use tower_http::cors::{Any, CorsLayer};
 
 mod auth;
 mod config_api;
-pub mod dashboard;
+mod dashboard;
 mod history;
 mod metrics;
 mod resources;
@@ -238,11 +238,23 @@ pub async fn serve_with_history_period(
         tracing::warn!("{warning}");
     }
     let history = Arc::new(History::default());
-    let sampler = tokio::spawn(run_sampler(monitor.clone(), history.clone(), period));
+    // Stopped when serving ends, or when this future is dropped.
+    let _sampler = AbortOnDrop(tokio::spawn(run_sampler(
+        monitor.clone(),
+        history.clone(),
+        period,
+    )));
     let app = router_with_history(monitor, Arc::new(Instant::now), history, period);
-    let served = axum::serve(listener, app)
+    axum::serve(listener, app)
         .with_graceful_shutdown(stop)
-        .await;
-    sampler.abort();
-    served
+        .await
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -43,10 +43,9 @@ fn chromium() -> PathBuf {
         })
 }
 
-/// A fresh directory under the target dir.
+/// A fresh directory under the target dir (the last run's is removed first).
 fn work_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("dashboard-{name}-{}", std::process::id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("dashboard-{name}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -109,7 +108,10 @@ async fn run_chromium(url: &str, args: &[String], dir: &Path) -> String {
         "chromium failed ({status}); stderr:\n{}",
         std::fs::read_to_string(&err).unwrap_or_default()
     );
-    std::fs::read_to_string(&out).unwrap()
+    let dom = std::fs::read_to_string(&out).unwrap();
+    // The profile (some MB) is not kept.
+    let _ = std::fs::remove_dir_all(dir.join("profile"));
+    dom
 }
 
 /// The DOM of `url` after its script ran (up to 8 s of the page's virtual time).
