@@ -170,3 +170,49 @@ async fn history_upstreams_and_events_report_the_share_flow() {
     );
     proxy.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn a_lost_pool_connection_is_an_event() {
+    let (pool, proxy) = start(|_| {}).await;
+    let monitor = proxy.monitor();
+    let mut m = miner(&proxy, "wallet", Some("rig")).await;
+    // Seen active by the tick first.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The pool drops the connection and then leaves logins unanswered: the upstream stays
+    // away for longer than the tick's second (a loss shorter than that is not seen).
+    pool.set_login_silent(true);
+    pool.set_reply(Reply::Close);
+    let r = share(&mut m, 0, 1000).await;
+    assert!(!r["error"].is_null(), "{r}");
+    let app = proxy_api::router(monitor.clone());
+    let mut events = Value::Null;
+    for _ in 0..50 {
+        events = get_json(&app, "/1/events").await.1;
+        if events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "upstream")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let list = events["events"].as_array().unwrap();
+    let lost = list
+        .iter()
+        .find(|e| e["kind"] == "upstream")
+        .unwrap_or_else(|| {
+            panic!("no upstream event: {events}");
+        });
+    let msg = lost["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with(&format!("upstream #1 ({}) lost: now ", pool.addr())),
+        "{msg}"
+    );
+    assert!(
+        list.iter().any(|e| e["kind"] == "rejected"),
+        "the share lost with the connection: {events}"
+    );
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
