@@ -16,8 +16,8 @@
 //!
 //! Access rules, read from the running config on every request (so a reload changes them at
 //! once), as xmrig-proxy applies them:
-//! - `http.access-token` set: every request but the dashboard's static files needs `Authorization: Bearer <token>`; 401
-//!   without the header, 403 with another token.
+//! - `http.access-token` set: every request but a read of the dashboard's three files needs
+//!   `Authorization: Bearer <token>`; 401 without the header, 403 with another token.
 //! - `http.restricted` true: only `GET`/`HEAD` are served, and not `/1/config` (it holds the
 //!   config); anything else is 403.
 //! - no `http.access-token`: writes (`PUT /1/config`, any method but `GET`/`HEAD`/`OPTIONS`)
