@@ -16,6 +16,13 @@ pub(crate) const NO_TOKEN_NO_WRITES: &str = "writes need a token: set `http.acce
 /// Checks the token, then the restricted mode, then that a write has a token behind it,
 /// then passes the request on.
 pub(crate) async fn guard(State(api): State<Api>, req: Request, next: Next) -> Response {
+    // The dashboard's files hold no data, and a browser cannot send a bearer header for a
+    // page it navigates to: they are served to anyone; the page asks for the token.
+    if matches!(*req.method(), Method::GET | Method::HEAD)
+        && crate::dashboard::is_public(req.uri().path())
+    {
+        return next.run(req).await;
+    }
     let config = api.monitor.config();
     let http = &config.http;
     let token = http.access_token();

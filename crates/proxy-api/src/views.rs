@@ -4,7 +4,7 @@
 use tokio::time::Instant;
 
 use proxy_core::config::WorkersMode;
-use proxy_core::Monitor;
+use proxy_core::{Monitor, Notice, UpstreamState};
 use serde::ser::SerializeTuple;
 use serde::Serialize;
 
@@ -55,6 +55,8 @@ pub struct Results {
     pub hashes_total: u64,
     /// The ten highest share difficulties accepted (of the result hash), highest first.
     pub best: [u64; 10],
+    /// Always 0: this proxy donates nothing (xmrig-proxy's field).
+    pub hashes_donate: u64,
     /// Blocks accepted by daemon upstreams.
     pub blocks: u64,
     /// Shares the proxy answered itself at a miner's custom difficulty (not forwarded).
@@ -69,8 +71,10 @@ pub struct HashrateTotals {
     pub total: [f64; 6],
 }
 
-/// The `/1/summary` body: the RFC's fields, then xmrig-proxy's `id`, `worker_id`, `kind`,
-/// `ua`, `restricted` and `resources`.
+/// The `/1/summary` body (also `/2/summary` and `/api.json`): the RFC's fields, then
+/// xmrig-proxy's `id`, `worker_id`, `kind`, `ua`, `restricted`, `resources`, `features`,
+/// `algo`, `donate_level`, `donated` and `results.hashes_donate`, which xmrig's dashboards
+/// read.
 #[derive(Debug, Serialize, PartialEq)]
 pub struct Summary {
     /// `api.id` of the config (an xmrig-proxy key), or null.
@@ -83,14 +87,23 @@ pub struct Summary {
     pub restricted: bool,
     /// Host resources (Linux; zeros elsewhere).
     pub resources: Resources,
+    /// Built-in features, as xmrig-proxy lists them: `api`, `http`, `tls`.
+    pub features: [&'static str; 3],
     /// Proxy version.
     pub version: &'static str,
     /// Always `"proxy"`.
     pub kind: &'static str,
+    /// The `algo` of the first enabled pool of the config, else `"invalid"` (what
+    /// xmrig-proxy reports: a proxy mines no algorithm of its own).
+    pub algo: String,
     /// `stratum-proxy/<version> (<os> <arch>)`.
     pub ua: String,
     /// `nicehash` or `simple`.
     pub mode: String,
+    /// Always 0: no donation.
+    pub donate_level: u64,
+    /// Always 0.0: percent of hashes donated.
+    pub donated: f64,
     /// Hashrates.
     pub hashrate: HashrateTotals,
     /// Miner counts.
@@ -134,14 +147,23 @@ pub fn summary_at(m: &Monitor, at: Instant) -> Summary {
         uptime,
         restricted: config.http.restricted,
         resources: resources::read(),
+        features: ["api", "http", "tls"],
         version: VERSION,
         kind: "proxy",
+        algo: config
+            .pools
+            .iter()
+            .find(|p| p.enabled)
+            .and_then(|p| p.algo.clone())
+            .unwrap_or_else(|| "invalid".into()),
         ua: format!(
             "stratum-proxy/{VERSION} ({} {})",
             std::env::consts::OS,
             std::env::consts::ARCH
         ),
         mode: config.mode.to_string(),
+        donate_level: 0,
+        donated: 0.0,
         hashrate: HashrateTotals {
             total: r.hashrate.map(round2),
         },
@@ -170,6 +192,7 @@ pub fn summary_at(m: &Monitor, at: Instant) -> Summary {
             latency: r.latency,
             hashes_total: r.hashes,
             best: r.best,
+            hashes_donate: 0,
             blocks: m.blocks(),
             custom_accepted: r.custom_accepted,
         },
@@ -334,5 +357,75 @@ pub fn miners(m: &Monitor) -> MinersBody {
                 agent: m.agent,
             })
             .collect(),
+    }
+}
+
+/// One `/1/upstreams` row: an upstream pool connection.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct UpstreamRow {
+    /// Upstream id, from 1 in opening order.
+    pub id: u64,
+    /// `host:port` of the pool it last logged in to; null before its first login.
+    pub pool: Option<String>,
+    /// `connecting`, `active`, `error` (every attempt failed so far) or `stopped`.
+    pub state: &'static str,
+    /// Miners on it now.
+    pub miners: u64,
+    /// The pool is a Monero daemon.
+    pub daemon: bool,
+    /// Hashes (sum of accepted share difficulties) through it since it opened.
+    pub hashes: u64,
+}
+
+/// The `/1/upstreams` body.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct UpstreamsBody {
+    /// Median pool reply latency in ms over the last 1024 pool-accepted shares (all pools).
+    pub latency: u64,
+    /// One row per upstream connection, in opening order.
+    pub upstreams: Vec<UpstreamRow>,
+}
+
+/// The `/1/upstreams` body now.
+pub fn upstreams(m: &Monitor) -> UpstreamsBody {
+    let hashes = m.upstream_hashes();
+    UpstreamsBody {
+        latency: m.summary_at(Instant::now()).latency,
+        upstreams: m
+            .upstream_details()
+            .into_iter()
+            .map(|u| UpstreamRow {
+                id: u.id,
+                state: match u.state {
+                    UpstreamState::Connecting => "connecting",
+                    UpstreamState::Active => "active",
+                    UpstreamState::Error => "error",
+                    UpstreamState::Stopped => "stopped",
+                },
+                pool: u.pool,
+                miners: u.miners as u64,
+                daemon: u.daemon,
+                hashes: hashes.get(&u.id).copied().unwrap_or(0),
+            })
+            .collect(),
+    }
+}
+
+/// The `/1/events` body.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct EventsBody {
+    /// Most events kept ([`proxy_core::JOURNAL_CAPACITY`]).
+    pub capacity: usize,
+    /// The latest events, newest first.
+    pub events: Vec<Notice>,
+}
+
+/// The `/1/events` body now.
+pub fn events(m: &Monitor) -> EventsBody {
+    let mut events = m.notices();
+    events.reverse();
+    EventsBody {
+        capacity: proxy_core::JOURNAL_CAPACITY,
+        events,
     }
 }

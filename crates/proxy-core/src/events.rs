@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::config::RateLimit;
+use crate::journal::{escaped, Journal, NoticeKind, UpstreamTally};
 use crate::logs::{accept_line, close_line, connect_line, reject_line, LineLog};
 use crate::ratelimit::{invalid_share_limit_reached, RateLimiter};
 use crate::stats::Stats;
@@ -56,6 +57,10 @@ pub(crate) struct Events {
     /// `rate-limit.invalid-shares` and `invalid-percent` of the running config.
     invalid_shares: AtomicU32,
     invalid_percent: AtomicU32,
+    /// Notable events for the dashboard (refused shares, bans, upstreams lost).
+    pub(crate) journal: Journal,
+    /// Accepted hashes per miner, folded per upstream by the tick.
+    pub(crate) upstream_hashes: UpstreamTally,
 }
 
 impl Events {
@@ -73,6 +78,8 @@ impl Events {
             rate_limiter: Arc::new(RateLimiter::new(&config.rate_limit)),
             invalid_shares: AtomicU32::new(0),
             invalid_percent: AtomicU32::new(0),
+            journal: Journal::default(),
+            upstream_hashes: UpstreamTally::default(),
         };
         e.apply_config(config);
         e
@@ -113,6 +120,19 @@ impl Events {
             return;
         }
         let ban = self.rate_limiter.ban(miner.ip());
+        self.journal.note(
+            NoticeKind::Ban,
+            format!(
+                "miner {} ({}) cut off after {} invalid shares{}",
+                escaped(&Self::user(miner)),
+                miner.ip(),
+                t.invalid,
+                ban.map_or_else(String::new, |d| format!(
+                    ", IP banned for {} s",
+                    d.as_secs()
+                ))
+            ),
+        );
         tracing::warn!(
             miner = miner.id(),
             ip = %miner.ip(),
@@ -194,6 +214,7 @@ impl Events {
         self.stats
             .on_accept(now, difficulty, Some(share_difficulty), Some(latency));
         self.workers.accept(miner, difficulty, now);
+        self.upstream_hashes.add(miner.id(), difficulty);
         if self.share_log.is_on() {
             self.share_log
                 .write(accept_line(&Self::user(miner), difficulty, latency));
@@ -212,6 +233,7 @@ impl Events {
             let now = self.now();
             self.stats.on_accept(now, difficulty, None, None);
             self.workers.accept(miner, difficulty, now);
+            self.upstream_hashes.add(miner.id(), difficulty);
         }
     }
 
@@ -219,6 +241,14 @@ impl Events {
     pub(crate) fn reject(&self, miner: &impl Subject, reason: &str) {
         self.stats.rejected.fetch_add(1, Relaxed);
         self.workers.reject(miner, self.now());
+        self.journal.note(
+            NoticeKind::Rejected,
+            format!(
+                "share of {} rejected: {}",
+                escaped(&Self::user(miner)),
+                escaped(reason)
+            ),
+        );
         if self.share_log.is_on() {
             self.share_log
                 .write(reject_line(&Self::user(miner), reason));
@@ -247,6 +277,14 @@ impl Events {
                 .write(reject_line(&Self::user(miner), reason));
         }
         if refusal.counts_as_invalid() {
+            self.journal.note(
+                NoticeKind::Invalid,
+                format!(
+                    "share of {} refused: {}",
+                    escaped(&Self::user(miner)),
+                    escaped(reason)
+                ),
+            );
             self.tally(miner, false);
         }
     }
@@ -330,5 +368,27 @@ mod tests {
         );
         e.close(&m);
         assert_eq!(e.workers.snapshot(e.now(), 0).workers[0].connections, 0);
+        // The refusals are noted for the dashboard, the acceptance is not; the accepted hashes
+        // wait for the tick to find the miner's upstream.
+        let notes: Vec<(NoticeKind, String)> = e
+            .journal
+            .notices()
+            .into_iter()
+            .map(|n| (n.kind, n.message))
+            .collect();
+        assert_eq!(
+            notes,
+            [
+                (
+                    NoticeKind::Rejected,
+                    "share of W rejected: Low difficulty share".to_string()
+                ),
+                (
+                    NoticeKind::Invalid,
+                    format!("share of W refused: {}", Refusal::InvalidNonce.message())
+                ),
+            ]
+        );
+        assert_eq!(e.upstream_hashes.take_pending()[&1], 1000);
     }
 }

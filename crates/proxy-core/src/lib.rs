@@ -35,6 +35,7 @@ mod deadlines;
 mod events;
 mod fanout;
 mod intern;
+mod journal;
 mod login;
 mod logs;
 mod miner;
@@ -48,6 +49,7 @@ mod tls;
 mod workers;
 
 pub use config::{Config, ConfigError};
+pub use journal::{Notice, NoticeKind, JOURNAL_CAPACITY, NOTICE_MAX_CHARS};
 pub use login::LoginInfo;
 pub use miner::{Miner, MinerId, MinerPhase, INACTIVITY_TIMEOUT, LOGIN_TIMEOUT};
 pub use monitor::MinerSnapshot;
@@ -408,6 +410,7 @@ async fn tick_loop(shared: Arc<Shared>, stop: CancellationToken) {
                 shared.strings.purge_step();
                 shared.splitter.gc(splitter::now());
                 shared.resync_workers();
+                shared.fold_monitoring();
                 shared.events.workers.expire(shared.events.now());
                 serve::sweep_timeouts(&shared);
             }

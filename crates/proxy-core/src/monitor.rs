@@ -5,12 +5,14 @@
 //! its own clock (a test) gets figures for that moment; the proxy's counters themselves are
 //! recorded in real time.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use crate::journal::Notice;
 use crate::miner::{Miner, MinerId, MinerPhase};
 use crate::splitter::UpstreamInfo;
 use crate::stats::{LatencyHistogram, StatsSummary};
@@ -87,6 +89,24 @@ impl Monitor {
         self.shared.splitter.upstream_details()
     }
 
+    /// The latest notable events (at most [`crate::JOURNAL_CAPACITY`]), oldest first: shares
+    /// refused (by a pool or the proxy; stale job ids are not noted), bans, upstreams lost and
+    /// logged in again. Upstream changes are seen by the 1 s tick.
+    pub fn notices(&self) -> Vec<Notice> {
+        self.shared.events.journal.notices()
+    }
+
+    /// Hashes (sums of accepted share difficulties) per upstream id ([`UpstreamInfo::id`])
+    /// since the upstream opened, for the upstreams that exist. A share is attributed to its
+    /// miner's upstream by the 1 s tick or by this call, whichever comes first; a share of a
+    /// miner that closed before then is counted in the proxy's totals only.
+    pub fn upstream_hashes(&self) -> HashMap<u64, u64> {
+        let upstreams = self.shared.splitter.upstream_details();
+        self.shared
+            .fold_upstream_hashes(&upstreams.iter().map(|u| u.id).collect::<Vec<_>>());
+        self.shared.events.upstream_hashes.totals()
+    }
+
     /// The pool reply latency histogram of pool-accepted shares.
     pub fn latency_histogram(&self) -> LatencyHistogram {
         self.shared.stats().latency_histogram()
@@ -110,6 +130,43 @@ fn snapshot(m: &Miner) -> MinerSnapshot {
 }
 
 impl Shared {
+    /// Called every second by the tick loop: attributes the hashes accepted since the last
+    /// call to the upstreams of their miners, and notes upstreams lost or logged in again.
+    pub(crate) fn fold_monitoring(&self) {
+        let upstreams = self.splitter.upstream_details();
+        self.events.journal.watch_upstreams(
+            &upstreams
+                .iter()
+                .map(|u| (u.id, u.state, u.pool.clone()))
+                .collect::<Vec<_>>(),
+        );
+        self.fold_upstream_hashes(&upstreams.iter().map(|u| u.id).collect::<Vec<_>>());
+    }
+
+    /// Attributes the hashes accepted since the last call to the upstreams of their miners;
+    /// `live` are the upstream ids that exist (the others are forgotten).
+    fn fold_upstream_hashes(&self, live: &[u64]) {
+        let tally = &self.events.upstream_hashes;
+        let pending = tally.take_pending();
+        if pending.is_empty() {
+            tally.fold([], live);
+            return;
+        }
+        // The miners first (registry lock), then each one's route (its own lock): never both.
+        let miners: Vec<(Arc<Miner>, u64)> = {
+            let registry = lock(&self.miners);
+            pending
+                .iter()
+                .filter_map(|(id, h)| registry.get(id).map(|m| (m.clone(), *h)))
+                .collect()
+        };
+        let by_upstream = miners.into_iter().filter_map(|(m, h)| {
+            let st = m.state();
+            st.session.route().map(|r| (r.mapper.id, h))
+        });
+        tally.fold(by_upstream, live);
+    }
+
     /// The connected miners (a copy of the list; no lock is kept).
     pub(crate) fn live_miners(&self) -> Vec<Arc<Miner>> {
         lock(&self.miners).values().cloned().collect()

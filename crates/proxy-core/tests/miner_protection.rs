@@ -197,6 +197,17 @@ async fn a_miner_with_too_many_invalid_shares_is_cut_off_and_its_ip_banned() {
     // Its IP is banned: a new connection is closed unserved.
     let mut again = connect_from(addr, "127.0.0.7").await;
     assert_refused(&mut again).await;
+    // The dashboard's events: five refusals (one entry, counted), then the ban.
+    let notes = proxy.monitor().notices();
+    let last = notes.last().unwrap();
+    assert_eq!(last.kind, proxy_core::NoticeKind::Ban, "{notes:?}");
+    assert_eq!(
+        last.message,
+        "miner bad (127.0.0.7) cut off after 5 invalid shares, IP banned for 60 s"
+    );
+    let refused = &notes[notes.len() - 2];
+    assert_eq!(refused.kind, proxy_core::NoticeKind::Invalid, "{notes:?}");
+    assert_eq!(refused.count, 5);
     // Others are served as before.
     let job = good.job.clone().unwrap().job_id;
     let r = good.submit(&job, &good.nonce(1), &result).await.unwrap();
