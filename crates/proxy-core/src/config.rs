@@ -15,7 +15,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 
-pub use pool_client::{host_port, PoolConfig};
+pub use pool_client::{host_port, Keepalive, PoolConfig, Sni};
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub(crate) mod tls_settings;
@@ -33,9 +33,10 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not valid JSON (comments and trailing commas allowed) of the expected
-    /// shape; the message names the line and column.
+    /// shape; the message names the line and column. (A serde_json error, as the API's
+    /// request bodies give; the config parser's errors are carried in one with their text.)
     #[error("config: parse failed: {0}")]
-    Parse(#[from] serde_json_lenient::Error),
+    Parse(#[from] serde_json::Error),
     /// A key has a value the proxy cannot use.
     #[error("config: invalid `{key}`: {message}")]
     Invalid {
@@ -490,13 +491,13 @@ impl Default for Config {
 pub const DEFAULT_CUSTOM_DIFF_MIN: u64 = 100;
 
 /// Parses `text` as JSON with `//` and `/* */` comments and trailing commas.
-fn parse_lenient<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, serde_json_lenient::Error> {
+fn parse_lenient<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, ConfigError> {
     let mut de = serde_json_lenient::Deserializer::from_str(text);
     de.set_allow_comments(true);
     de.set_ignore_trailing_commas(true);
-    let value = T::deserialize(&mut de)?;
-    de.end()?;
-    Ok(value)
+    let parsed = T::deserialize(&mut de).and_then(|v| de.end().map(|()| v));
+    // The message ("… at line 3 column 5") is kept whole.
+    parsed.map_err(|e| ConfigError::Parse(serde::de::Error::custom(e)))
 }
 
 impl Config {
