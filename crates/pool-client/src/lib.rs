@@ -37,6 +37,7 @@ pub mod daemon;
 mod direct;
 mod failover;
 pub mod gbt;
+mod log_lines;
 pub mod stratum;
 pub mod tls;
 
@@ -353,6 +354,9 @@ impl Upstream {
         let direct = Arc::new(direct::Direct::default());
         let (pools_tx, pools_rx) =
             tokio::sync::watch::channel(Arc::new(PoolSet { pools, options }));
+        // The pool lines of the log (`use pool`, `new job from`, `disconnected`).
+        let listener: Arc<dyn UpstreamListener> =
+            Arc::new(log_lines::Logged::new(listener, pools_rx.clone()));
         let task = failover::Failover {
             pools: pools_rx,
             listener,
