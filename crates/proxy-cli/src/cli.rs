@@ -89,8 +89,15 @@ pub(crate) struct Flags {
     /// Reach the pool through this SOCKS5 proxy
     #[arg(short = 'x', long = "proxy", global = true, value_name = "HOST:PORT", action = ArgAction::Append)]
     pub(crate) socks5: Vec<String>,
-    /// Address to serve miners on, e.g. 0.0.0.0:3333 or [::]:3333; repeatable [default: 0.0.0.0:3333]
-    #[arg(short = 'b', long, global = true, value_name = "ADDR", action = ArgAction::Append)]
+    // Address to serve miners on (the help text is not a doc comment: `[::]` is no link).
+    #[arg(
+        short = 'b',
+        long,
+        global = true,
+        value_name = "ADDR",
+        action = ArgAction::Append,
+        help = "Address to serve miners on, e.g. 0.0.0.0:3333 or [::]:3333; repeatable [default: 0.0.0.0:3333]"
+    )]
     pub(crate) bind: Vec<String>,
     /// Address to serve miners on over TLS; repeatable
     #[arg(long, global = true, value_name = "ADDR", action = ArgAction::Append)]
