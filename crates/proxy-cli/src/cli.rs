@@ -144,6 +144,9 @@ pub(crate) struct Flags {
     /// Address of the HTTP API
     #[arg(long, global = true, value_name = "HOST", default_value = "127.0.0.1")]
     pub(crate) http_host: String,
+    /// Let the HTTP API take writes (PUT /1/config; only with an access token)
+    #[arg(long, global = true)]
+    pub(crate) http_no_restricted: bool,
     /// Log without colour (also when NO_COLOR is set or the log is no terminal)
     #[arg(long, global = true)]
     pub(crate) no_color: bool,
@@ -185,6 +188,7 @@ pub(crate) struct Overrides {
     api_port: Option<u16>,
     api_access_token: Option<String>,
     http_host: Option<String>,
+    http_no_restricted: bool,
     no_color: bool,
     log_file: Option<String>,
 }
@@ -291,6 +295,7 @@ impl Overrides {
         out.api_port = flags.api_port;
         out.api_access_token.clone_from(&flags.api_access_token);
         out.http_host = from_cli(m, "http_host").then(|| flags.http_host.clone());
+        out.http_no_restricted = flags.http_no_restricted;
         out.no_color = flags.no_color;
         out.log_file.clone_from(&flags.log_file);
         Ok(out)
@@ -338,6 +343,9 @@ impl Overrides {
         }
         if let Some(h) = &self.http_host {
             c.http.host.clone_from(h);
+        }
+        if self.http_no_restricted {
+            c.http.restricted = false;
         }
         if self.no_color {
             c.colors = false;
@@ -467,6 +475,9 @@ mod tests {
             "NEW",
             "--api-port",
             "0",
+            "--api-access-token",
+            "tok",
+            "--http-no-restricted",
             "--no-color",
         ]);
         assert_eq!(cli.command, Some(Command::Run));
@@ -487,6 +498,7 @@ mod tests {
             "-u without -o: every pool"
         );
         assert!(file.http.enabled && file.http.port == 0);
+        assert!(file.http.writable(), "token and --http-no-restricted");
         assert!(!file.colors);
         let (_, o) = parse(&[
             "-m",

@@ -395,3 +395,43 @@ fn help_lists_the_xmrig_proxy_options_with_defaults() {
         assert!(help.contains(opt), "{opt} not in:\n{help}");
     }
 }
+
+/// Runs `proxy-cli check` on a terminal: util-linux `script` gives it a pseudo-terminal as
+/// stdout and stderr, and passes what it writes on.
+fn check_on_a_terminal(dir: &Path, extra: &str, no_color_env: bool) -> Vec<u8> {
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &format!("{BIN} check {extra}"), "/dev/null"])
+        .current_dir(dir)
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null());
+    if no_color_env {
+        cmd.env("NO_COLOR", "1");
+    }
+    let out = cmd.output().expect("util-linux `script` runs");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("config keys ignored: background"), "{text}");
+    out.stdout
+}
+
+#[test]
+fn colour_only_on_a_terminal_and_never_with_no_color_or_the_no_color_variable() {
+    let dir = Dir::new("colour");
+    std::fs::write(
+        dir.path("config.json"),
+        r#"{"bind": ["127.0.0.1:0"], "pools": [{"url": "p:1"}], "background": true}"#,
+    )
+    .unwrap();
+    assert!(
+        check_on_a_terminal(&dir.0, "", false).contains(&0x1b),
+        "colour on a terminal"
+    );
+    assert!(!check_on_a_terminal(&dir.0, "--no-color", false).contains(&0x1b));
+    assert!(!check_on_a_terminal(&dir.0, "", true).contains(&0x1b));
+    std::fs::write(
+        dir.path("config.json"),
+        r#"{"bind": ["127.0.0.1:0"], "pools": [{"url": "p:1"}], "background": true, "colors": false}"#,
+    )
+    .unwrap();
+    assert!(!check_on_a_terminal(&dir.0, "", false).contains(&0x1b));
+}
