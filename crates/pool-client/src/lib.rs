@@ -40,6 +40,7 @@ pub mod daemon;
 mod direct;
 mod failover;
 pub mod gbt;
+mod log_lines;
 pub mod stratum;
 pub mod sv1;
 pub mod tls;
@@ -65,8 +66,22 @@ pub struct PoolConfig {
     pub tls: bool,
     /// SHA-256 of the pool certificate's DER, hex; pins the pool when set.
     pub tls_fingerprint: Option<String>,
-    /// Send `keepalived` even if the pool does not list the keepalive extension.
-    pub keepalive: bool,
+    /// Send `keepalived` even if the pool does not list the keepalive extension: `false` or
+    /// `0` only when the pool lists it, `true` every [`FailoverOptions::keepalive_interval`],
+    /// a number every that many seconds (xmrig's `"keepalive": 60`).
+    pub keepalive: Keepalive,
+    /// TLS server name indication (xmrig's `sni`): absent or `true` sends the url's host
+    /// name, `false` sends none, a string sends that name and checks the certificate
+    /// against it (unless the entry pins `tls-fingerprint`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sni: Option<Sni>,
+    /// A SOCKS5 proxy (`"host:port"`, or xmrig's bare port number for one on 127.0.0.1) the
+    /// pool is reached through; the pool's host name is resolved by the SOCKS server.
+    #[serde(
+        deserialize_with = "socks5_address",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub socks5: Option<String>,
     /// Disabled entries are skipped.
     pub enabled: bool,
     /// The entry is a Monero daemon's JSON-RPC endpoint instead of a stratum pool.
@@ -85,7 +100,9 @@ impl Default for PoolConfig {
             algo: None,
             tls: false,
             tls_fingerprint: None,
-            keepalive: false,
+            keepalive: Keepalive::Flag(false),
+            sni: None,
+            socks5: None,
             enabled: true,
             daemon: false,
             daemon_poll_interval: 1000,
@@ -98,6 +115,65 @@ impl PoolConfig {
     pub fn host_port(&self) -> &str {
         host_port(&self.url)
     }
+}
+
+/// A pool entry's `keepalive`: a flag, or an interval in seconds (xmrig takes both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Keepalive {
+    /// `true`: every [`FailoverOptions::keepalive_interval`]; `false`: only when the pool
+    /// lists the keepalive extension.
+    Flag(bool),
+    /// Every this many seconds; 0 is as `false`.
+    Seconds(u64),
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Self::Flag(false)
+    }
+}
+
+impl Keepalive {
+    /// Whether `keepalived` is sent even to a pool that does not list the extension.
+    pub fn forced(self) -> bool {
+        matches!(self, Self::Flag(true)) || matches!(self, Self::Seconds(n) if n > 0)
+    }
+
+    /// The interval between `keepalived` requests: the configured seconds, else `default`.
+    pub fn interval(self, default: Duration) -> Duration {
+        match self {
+            Self::Seconds(n) if n > 0 => Duration::from_secs(n),
+            _ => default,
+        }
+    }
+}
+
+/// A pool entry's `sni`: xmrig's flag, or the server name to send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Sni {
+    /// `true`: the url's host (also the default); `false`: no server name is sent.
+    Flag(bool),
+    /// This name is sent, and the certificate is checked against it (unless pinned).
+    Name(String),
+}
+
+/// `socks5` as xmrig takes it: `"host:port"`, a port number (on 127.0.0.1), or null.
+fn socks5_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Port(u16),
+        Text(String),
+    }
+    Ok(match Option::<Form>::deserialize(d)? {
+        None => None,
+        Some(Form::Port(0)) => None,
+        Some(Form::Port(p)) => Some(format!("127.0.0.1:{p}")),
+        Some(Form::Text(t)) if t.trim().is_empty() => None,
+        Some(Form::Text(t)) => Some(t.trim().to_string()),
+    })
 }
 
 /// `host:port` of a pool url, without any scheme prefix (`stratum+tcp://`, `stratum+ssl://`,
@@ -282,6 +358,9 @@ impl Upstream {
         let direct = Arc::new(direct::Direct::default());
         let (pools_tx, pools_rx) =
             tokio::sync::watch::channel(Arc::new(PoolSet { pools, options }));
+        // The pool lines of the log (`use pool`, `new job from`, `disconnected`).
+        let listener: Arc<dyn UpstreamListener> =
+            Arc::new(log_lines::Logged::new(listener, pools_rx.clone()));
         let task = failover::Failover {
             pools: pools_rx,
             listener,

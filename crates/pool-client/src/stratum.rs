@@ -199,19 +199,18 @@ struct LoggedIn {
 /// timers. The login's job is reported by [`announce`] once submits can be sent, so that a
 /// share for that job finds the session ready.
 fn logged_in(ctx: &mut SessionCtx<'_>, addr: &str, login: &PoolLoginResult) -> LoggedIn {
-    let keepalive = ctx.pool.keepalive || login.extensions.iter().any(|e| e == "keepalive");
+    let keepalive =
+        ctx.pool.keepalive.forced() || login.extensions.iter().any(|e| e == "keepalive");
     let check_every =
         (ctx.options.reply_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let session = ctx.logged_in();
     tracing::info!(pool = %addr, "logged in to pool");
+    let every = ctx.pool.keepalive.interval(ctx.options.keepalive_interval);
     LoggedIn {
         keepalive,
         session,
         ledger: Ledger::new(login.id.clone(), session, LOGIN_ID + 1, Instant::now()),
-        keepalive_timer: tokio::time::interval_at(
-            Instant::now() + ctx.options.keepalive_interval,
-            ctx.options.keepalive_interval,
-        ),
+        keepalive_timer: tokio::time::interval_at(Instant::now() + every, every),
         timeout_timer: tokio::time::interval(check_every),
     }
 }

@@ -23,7 +23,7 @@ use tokio_rustls::TlsConnector;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{FailoverOptions, PoolConfig, SessionEnd};
+use crate::{FailoverOptions, PoolConfig, SessionEnd, Sni};
 
 /// The reading side of a pool connection, plain TCP or TLS.
 pub(crate) type PoolReader = Box<dyn AsyncRead + Send + Unpin>;
@@ -44,10 +44,11 @@ pub(crate) const TCP_KEEPALIVE_TIME: Duration = Duration::from_secs(60);
 /// TCP keepalive on pool sockets: time between unanswered probes.
 pub(crate) const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Opens the session's connection to the pool at `addr` (`host:port`): TCP (no delay, TCP
-/// keepalive after [`TCP_KEEPALIVE_TIME`] of quiet, probes every
-/// [`TCP_KEEPALIVE_INTERVAL`]), then the TLS handshake when the entry asks for TLS, all
-/// within the connect timeout. A pinned pool that presents another certificate is logged at
+/// Opens the session's connection to the pool at `addr` (`host:port`): TCP, straight or
+/// through the entry's `socks5` proxy (a SOCKS5 `CONNECT` without authentication, the host
+/// name resolved by the proxy), with no delay and TCP keepalive after [`TCP_KEEPALIVE_TIME`]
+/// of quiet, probes every [`TCP_KEEPALIVE_INTERVAL`]; then the TLS handshake when the entry
+/// asks for TLS (server name from `sni`, see [`connect`]), all within the connect timeout. A pinned pool that presents another certificate is logged at
 /// ERROR and ends as `NeverConnected` naming both fingerprints, so the failover loop moves
 /// on to the next pool.
 pub(crate) async fn open(
@@ -59,9 +60,15 @@ pub(crate) async fn open(
     let tls = wants_tls(pool);
     let pin = pool.tls_fingerprint.as_deref();
     let work = async {
-        let tcp = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("{addr}: {e}"))?;
+        let tcp = match pool.socks5.as_deref() {
+            None => TcpStream::connect(addr)
+                .await
+                .map_err(|e| format!("{addr}: {e}"))?,
+            Some(proxy) => tokio_socks::tcp::Socks5Stream::connect(proxy, addr)
+                .await
+                .map_err(|e| format!("{addr} through SOCKS5 proxy {proxy}: {e}"))?
+                .into_inner(),
+        };
         let _ = tcp.set_nodelay(true);
         let keepalive = socket2::TcpKeepalive::new()
             .with_time(TCP_KEEPALIVE_TIME)
@@ -74,7 +81,7 @@ pub(crate) async fn open(
             return Ok(Opened::Tcp(rd, wr));
         }
         let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
-        match connect(tcp, host, pin).await {
+        match connect(tcp, host, pin, pool.sni.as_ref()).await {
             Ok(stream) => {
                 let (rd, wr) = tokio::io::split(stream);
                 Ok(Opened::Tls(Box::new(rd), Box::new(wr)))
@@ -162,18 +169,21 @@ pub(crate) enum TlsConnectError {
 }
 
 /// Runs the client handshake over `tcp` to the pool at `host` (the url's host part: a DNS
-/// name or an IP address). `pin` is the entry's `tls-fingerprint`.
+/// name or an IP address). `pin` is the entry's `tls-fingerprint`; `sni` its `sni`: a name
+/// replaces `host` (sent, and checked against the certificate unless pinned), `false`
+/// sends no server name (the certificate is still checked against `host`).
 pub(crate) async fn connect(
     tcp: TcpStream,
     host: &str,
     pin: Option<&str>,
+    sni: Option<&Sni>,
 ) -> Result<TlsStream<TcpStream>, TlsConnectError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsConnectError::Handshake(std::io::Error::other(e)))?;
     let pin = pin.map(str::trim).filter(|p| !p.is_empty());
-    let (config, seen) = match pin {
+    let (mut config, seen) = match pin {
         Some(pin) => {
             let expected = parse_fingerprint(pin).map_err(TlsConnectError::BadPin)?;
             let seen = Arc::new(OnceLock::new());
@@ -195,6 +205,11 @@ pub(crate) async fn connect(
             let config = builder.with_root_certificates(roots).with_no_client_auth();
             (config, None)
         }
+    };
+    config.enable_sni = !matches!(sni, Some(Sni::Flag(false)));
+    let host = match sni {
+        Some(Sni::Name(name)) if !name.trim().is_empty() => name.trim(),
+        _ => host,
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let name = ServerName::try_from(host.to_string())
@@ -321,7 +336,9 @@ mod tests {
         let actual = pool.fingerprint().unwrap();
         let wrong = "ab".repeat(32);
         let tcp = TcpStream::connect(pool.addr()).await.unwrap();
-        let err = connect(tcp, "127.0.0.1", Some(&wrong)).await.unwrap_err();
+        let err = connect(tcp, "127.0.0.1", Some(&wrong), None)
+            .await
+            .unwrap_err();
         match &err {
             TlsConnectError::FingerprintMismatch {
                 expected,
@@ -335,9 +352,49 @@ mod tests {
         assert!(msg.contains(&wrong) && msg.contains(&actual), "{msg}");
         // The right pin, in xmrig's uppercase form, connects.
         let tcp = TcpStream::connect(pool.addr()).await.unwrap();
-        connect(tcp, "localhost", Some(&actual.to_uppercase()))
+        connect(tcp, "localhost", Some(&actual.to_uppercase()), None)
             .await
             .unwrap();
+    }
+
+    /// The server name the client sends with `sni` set as given: a TLS server that reads
+    /// the ClientHello and closes.
+    async fn sni_sent(host: &str, sni: Option<Sni>) -> Option<String> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor =
+                tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
+            let start = acceptor.await.unwrap();
+            start.client_hello().server_name().map(String::from)
+        });
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let pin = "ab".repeat(32);
+        // The handshake fails (the server stops after the hello); only the name matters.
+        let _ = connect(tcp, host, Some(&pin), sni.as_ref()).await;
+        server.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn sni_is_the_url_host_a_configured_name_or_none() {
+        assert_eq!(
+            sni_sent("pool.example", None).await.as_deref(),
+            Some("pool.example")
+        );
+        assert_eq!(
+            sni_sent("pool.example", Some(Sni::Flag(true)))
+                .await
+                .as_deref(),
+            Some("pool.example")
+        );
+        assert_eq!(
+            sni_sent("10.1.2.3", Some(Sni::Name("front.example".into())))
+                .await
+                .as_deref(),
+            Some("front.example")
+        );
+        assert_eq!(sni_sent("pool.example", Some(Sni::Flag(false))).await, None);
     }
 
     #[test]

@@ -2,91 +2,92 @@
 //!
 //! ```text
 //! proxy-cli run --config config.json
+//! proxy-cli -o pool.example:3333 -u WALLET -b 0.0.0.0:3333      (xmrig-proxy's options)
 //! ```
 //!
-//! Logs go to stderr (and `log-file`) through `tracing` (`RUST_LOG=debug` for more), through
-//! non-blocking writers, one event per line with control characters escaped ([`logging`]).
+//! The command line is described in [`cli`]. Logs go to stderr (and `log-file`) through
+//! `tracing` (`RUST_LOG=debug` for more), through non-blocking writers, one event per line
+//! with control characters escaped ([`logging`]); colour only on a terminal, never with
+//! `--no-color`, `"colors": false` or `NO_COLOR`. Every `print-time` seconds (60) a summary
+//! line in xmrig-proxy's shape ([`summary`]).
 //! SIGINT or SIGTERM stops the proxy cleanly: no new miners, shares in flight answered for up
 //! to 5 seconds, then every connection closed.
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use proxy_core::{Config, Proxy};
+use clap::{CommandFactory, FromArgMatches};
+use proxy_core::{Config, Proxy, ProxyHandle};
 use tokio_util::sync::CancellationToken;
 
+mod cli;
 mod logging;
 mod signal;
+mod summary;
+
+use cli::{Cli, Command, Overrides, Source};
 
 /// How long in-flight shares may take to be answered at shutdown (RFC §5 `Stop`).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// How often a status line is logged.
-const STATUS_EVERY: Duration = Duration::from_secs(30);
-
-#[derive(Parser)]
-#[command(
-    name = "proxy-cli",
-    version,
-    about = "Stratum mining proxy (CryptoNote, NiceHash splitting)"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the proxy.
-    Run {
-        /// Path of the JSON config file (go-proxy RFC §4 keys; xmrig-proxy files load too).
-        #[arg(long, short)]
-        config: PathBuf,
-    },
-    /// Check a config file and exit.
-    Check {
-        /// Path of the JSON config file.
-        #[arg(long, short)]
-        config: PathBuf,
-    },
-}
-
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches)?;
+    // clap puts the global options given after `run`/`check` in the subcommand's matches.
+    let sub = matches.subcommand().map_or(&matches, |(_, m)| m);
+    let overrides = Overrides::from_matches(&cli.flags, sub)?;
+    let source = cli::source(&cli.flags, &overrides)?;
     // The log settings of the config (xmrig-proxy's `colors`, `log-file`); a config that
     // does not load is reported below, after logging is up.
-    let path = match &cli.command {
-        Command::Run { config } | Command::Check { config } => config,
+    let loaded = cli::load(&source, &overrides);
+    let (colors, log_file) = match &loaded {
+        Ok(c) => (c.colors, c.log_file.clone().filter(|f| !f.is_empty())),
+        Err(_) => (!cli.flags.no_color, cli.flags.log_file.clone()),
     };
-    let (colors, log_file) = Config::load(path)
-        .map(|c| (c.colors, c.log_file.filter(|f| !f.is_empty())))
-        .unwrap_or((true, None));
+    let colors = colors && use_colour(std::io::stderr().is_terminal());
     // Held to the end of `main`: dropping it flushes the log writers.
     let logging = logging::init(colors, log_file.as_deref())?;
-    match cli.command {
-        Command::Check { config } => {
-            let cfg = Config::load(&config)?;
-            if let Some(warning) = cfg.http.read_only_warning() {
-                tracing::warn!("{warning}");
-            }
-            println!(
-                "{}: ok ({} bind, {} pools, mode {})",
-                config.display(),
-                cfg.bind.len(),
-                cfg.pools.len(),
-                cfg.mode
-            );
-            Ok(())
-        }
-        Command::Run { config } => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(worker_threads())
-            .enable_all()
-            .build()
-            .context("starting the runtime")?
-            .block_on(run(config, &logging)),
+    let cfg = loaded?;
+    let check_only = cli.command == Some(Command::Check) || cli.flags.dry_run || cfg.dry_run;
+    if check_only {
+        return check(&source, &cfg);
     }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads())
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(run(source, cfg, overrides, &logging))
+}
+
+/// Colour in the log only on a terminal and when `NO_COLOR` is unset or empty
+/// (<https://no-color.org>); `--no-color` and `"colors": false` are applied by the caller.
+fn use_colour(is_terminal: bool) -> bool {
+    is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// `check` / `--dry-run`: validates, logs the warnings a start would log, prints a summary.
+fn check(source: &Source, cfg: &Config) -> anyhow::Result<()> {
+    cfg.validate()?;
+    if let Some(warning) = cfg.ignored_warning() {
+        tracing::warn!("{warning}");
+    }
+    if let Some(warning) = cfg.http.read_only_warning() {
+        tracing::warn!("{warning}");
+    }
+    let name = match source {
+        Source::File(p) => p.display().to_string(),
+        Source::Flags => "command line".into(),
+    };
+    println!(
+        "{name}: ok ({} bind, {} pools, mode {})",
+        cfg.bind.len(),
+        cfg.pools.len(),
+        cfg.mode
+    );
+    Ok(())
 }
 
 /// The runtime's worker threads: `TOKIO_WORKER_THREADS` when set, else one. One worker is
@@ -101,14 +102,27 @@ fn worker_threads() -> usize {
         .unwrap_or(1)
 }
 
-async fn run(path: PathBuf, logging: &logging::Logging) -> anyhow::Result<()> {
+async fn run(
+    source: Source,
+    cfg: Config,
+    overrides: Overrides,
+    logging: &logging::Logging,
+) -> anyhow::Result<()> {
     // Each miner is one open file: take the whole hard limit (past it, new miners are
     // refused with "Proxy is full").
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => tracing::info!("open-file limit {n}"),
         Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
     }
-    let proxy = Proxy::start_from_file(&path).await?;
+    let summary_every = cfg.print_time;
+    let proxy: ProxyHandle = match source {
+        Source::File(path) => {
+            let overrides = Arc::new(overrides);
+            Proxy::start_from_file_with(&path, Arc::new(move |c: &mut Config| overrides.apply(c)))
+                .await?
+        }
+        Source::Flags => Proxy::start(cfg).await?,
+    };
     let http = proxy.monitor().config().http.clone();
     let stop = CancellationToken::new();
     let api = if http.enabled {
@@ -135,32 +149,35 @@ async fn run(path: PathBuf, logging: &logging::Logging) -> anyhow::Result<()> {
 
     let monitor = proxy.monitor();
     let log_drops = logging.dropped();
-    let status = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(STATUS_EVERY);
-        tick.tick().await;
-        loop {
+    let status = (summary_every > 0).then(|| {
+        tokio::spawn(async move {
+            let every = Duration::from_secs(summary_every);
+            let mut tick = tokio::time::interval(every);
             tick.tick().await;
-            let s = monitor.stats();
-            let u = monitor.upstreams();
-            tracing::info!(
-                "miners {} (max {}), upstreams {} active / {} total, shares {} accepted / {} rejected / {} invalid, blocks {}",
-                s.miners, s.max_miners, u.active, u.total, s.accepted, s.rejected, s.invalid, monitor.blocks()
-            );
-            let (log, lines) = (log_drops.get(), monitor.log_lines_dropped());
-            if log + lines > 0 {
-                tracing::warn!(
-                    "log lines dropped so far (writers could not keep up): {log} of the proxy log, \
-                     {lines} of the access and share logs"
-                );
+            let mut last = summary::Counts::of(&monitor);
+            loop {
+                tick.tick().await;
+                let now = summary::Counts::of(&monitor);
+                tracing::info!("{}", summary::line(&last, &now));
+                last = now;
+                let (log, lines) = (log_drops.get(), monitor.log_lines_dropped());
+                if log + lines > 0 {
+                    tracing::warn!(
+                        "log lines dropped so far (writers could not keep up): {log} of the proxy log, \
+                         {lines} of the access and share logs"
+                    );
+                }
             }
-        }
+        })
     });
 
     let sig = signal::shutdown().await;
     tracing::info!(
         "{sig} received; stopping (answering shares in flight for up to {SHUTDOWN_GRACE:?})"
     );
-    status.abort();
+    if let Some(status) = status {
+        status.abort();
+    }
     stop.cancel();
     proxy.shutdown(SHUTDOWN_GRACE).await;
     if let Some(api) = api {

@@ -2,18 +2,24 @@
 //!
 //! JSON keys are the RFC's. Where xmrig-proxy spells a key or a value differently the
 //! xmrig-proxy form is accepted too (`bind` entries as `"host:port"` strings, `workers` as a
-//! boolean), so an operator can point the proxy at the file they already have. Keys that mean
-//! nothing here are collected in [`Config::unknown_keys`] for one warning.
+//! boolean, `keepalive` as seconds), so an operator can point the proxy at the file they
+//! already have. The file may hold `//` and `/* */` comments and trailing commas, as
+//! xmrig-proxy's does (parsed by `serde_json_lenient`, Google's maintained fork of
+//! serde_json: the same serde model, and errors that keep their line and column). Every key
+//! of xmrig-proxy's config is either honoured or named, with the reason, in
+//! [`Config::ignored_keys`] for one start-up warning ([`Config::ignored_warning`]; the table
+//! is in `config/xmrig.rs`).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 
-pub use pool_client::{host_port, PoolConfig};
+pub use pool_client::{host_port, Keepalive, PoolConfig, Sni};
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub(crate) mod tls_settings;
+mod xmrig;
 
 /// Errors of loading or validating a config. Each names the key and the bad value.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +32,9 @@ pub enum ConfigError {
         /// The cause.
         source: std::io::Error,
     },
-    /// The file is not valid JSON of the expected shape.
+    /// The file is not valid JSON (comments and trailing commas allowed) of the expected
+    /// shape; the message names the line and column. (A serde_json error, as the API's
+    /// request bodies give; the config parser's errors are carried in one with their text.)
     #[error("config: parse failed: {0}")]
     Parse(#[from] serde_json::Error),
     /// A key has a value the proxy cannot use.
@@ -46,8 +54,8 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Splitting mode (RFC §8, §9).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// Splitting mode (RFC §8, §9). Parsed from its name ([`Mode::from_str`](std::str::FromStr)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Up to 256 miners share one pool connection; each gets one fixed nonce byte.
@@ -55,6 +63,32 @@ pub enum Mode {
     Nicehash,
     /// One pool connection per miner.
     Simple,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+
+    /// `nicehash` or `simple`, any case. Anything else, xmrig-proxy's `extra_nonce` included,
+    /// is refused with a message naming the modes there are.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "nicehash" => Ok(Self::Nicehash),
+            "simple" => Ok(Self::Simple),
+            "extra_nonce" | "extranonce" | "extra-nonce" => Err(format!(
+                "mode {s:?} is not supported by this proxy yet; use \"nicehash\" or \"simple\""
+            )),
+            _ => Err(format!(
+                "mode {s:?} is not a mode of this proxy; use \"nicehash\" or \"simple\""
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Mode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 impl fmt::Display for Mode {
@@ -148,6 +182,25 @@ pub struct TlsConfig {
     /// TLS versions, `"TLSv1.2 TLSv1.3"` or one of them; empty = both. Older versions are a
     /// config error.
     pub protocols: Option<String>,
+    /// OpenSSL's TLS 1.3 list (`:`-separated, e.g. `"TLS_AES_256_GCM_SHA384"`), as
+    /// xmrig-proxy's `ciphersuites`: taken as more entries of `ciphers`
+    /// ([`TlsConfig::cipher_list`]), which already restricts each TLS version only by the
+    /// suites it names of that version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ciphersuites: Option<String>,
+}
+
+impl TlsConfig {
+    /// `ciphers` and `ciphersuites` as one list (either may be unset), for
+    /// `tls_settings::cipher_suites`.
+    pub fn cipher_list(&self) -> Option<String> {
+        let parts: Vec<&str> = [self.ciphers.as_deref(), self.ciphersuites.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter(|s| !s.trim().is_empty())
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(":"))
+    }
 }
 
 /// Monitoring API settings (RFC §4 `HTTPConfig`).
@@ -378,11 +431,25 @@ pub struct Config {
     pub user_agent: Option<String>,
     /// A file the proxy's log is also written to (xmrig-proxy `log-file`); read at start.
     pub log_file: Option<String>,
-    /// Colour in the terminal log (xmrig-proxy `colors`); read at start.
+    /// Colour in the terminal log (xmrig-proxy `colors`); read at start. Colour is used only
+    /// when stderr is a terminal, and never with `NO_COLOR` set or `--no-color`.
     pub colors: bool,
-    /// Keys present in the file that this proxy does not use.
+    /// Seconds between the summary lines of the log (xmrig-proxy `print-time`; default 60,
+    /// at most 3600; 0 = none); read at start.
+    pub print_time: u64,
+    /// Check the config and exit (xmrig-proxy `dry-run`, as the `--dry-run` flag).
+    pub dry_run: bool,
+    /// Top-level keys present in the file that are no field of this struct (xmrig-proxy's
+    /// `api`, read by the API, and the keys of [`Config::ignored_keys`]); kept so that a
+    /// config written back keeps them.
     #[serde(flatten, skip_serializing)]
     pub unknown_keys: BTreeMap<String, serde_json::Value>,
+    /// The keys of the file this proxy does not honour, each as `key (reason)` (`pools[0].coin
+    /// (…)`), sorted: xmrig-proxy keys with the reason, others as unknown. Set by
+    /// [`Config::from_json`]; keys whose value asks for nothing (`null`, `false`, `0`, `""`)
+    /// are left out.
+    #[serde(skip)]
+    pub ignored_keys: Vec<String>,
 }
 
 impl Default for Config {
@@ -412,7 +479,10 @@ impl Default for Config {
             user_agent: None,
             log_file: None,
             colors: true,
+            print_time: 60,
+            dry_run: false,
             unknown_keys: BTreeMap::new(),
+            ignored_keys: Vec::new(),
         }
     }
 }
@@ -420,20 +490,37 @@ impl Default for Config {
 /// Default of `custom-diff-min`: xmrig-proxy's floor for custom difficulty.
 pub const DEFAULT_CUSTOM_DIFF_MIN: u64 = 100;
 
-/// xmrig-proxy keys that are accepted silently because they have no meaning here or are
-/// covered by other settings.
-const KNOWN_FOREIGN_KEYS: &[&str] = &["$schema"];
+/// Parses `text` as JSON with `//` and `/* */` comments and trailing commas.
+fn parse_lenient<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, ConfigError> {
+    let mut de = serde_json_lenient::Deserializer::from_str(text);
+    de.set_allow_comments(true);
+    de.set_ignore_trailing_commas(true);
+    let parsed = T::deserialize(&mut de).and_then(|v| de.end().map(|()| v));
+    // The message ("… at line 3 column 5") is kept whole.
+    parsed.map_err(|e| ConfigError::Parse(serde::de::Error::custom(e)))
+}
 
 impl Config {
-    /// Parses a config from JSON text. Does not validate.
+    /// Parses a config from JSON text, which may hold comments and trailing commas (see the
+    /// module docs), and lists the keys it does not honour in [`Config::ignored_keys`].
+    /// Does not validate.
     ///
     /// # Errors
-    /// [`ConfigError::Parse`] with serde_json's line and column.
+    /// [`ConfigError::Parse`] with the line and column.
     pub fn from_json(text: &str) -> Result<Self, ConfigError> {
-        let mut cfg: Config = serde_json::from_str(text)?;
-        cfg.unknown_keys
-            .retain(|k, _| !KNOWN_FOREIGN_KEYS.contains(&k.as_str()));
+        let mut cfg: Config = parse_lenient(text)?;
+        let raw: serde_json::Value = parse_lenient(text)?;
+        cfg.unknown_keys.remove("$schema");
+        cfg.ignored_keys = xmrig::ignored_keys(&raw);
         Ok(cfg)
+    }
+
+    /// The one start-up warning naming every key of [`Config::ignored_keys`] with its
+    /// reason, e.g. `config keys ignored: background (not a daemon: …), pools[0].coin (…)`;
+    /// `None` when every key is honoured.
+    pub fn ignored_warning(&self) -> Option<String> {
+        (!self.ignored_keys.is_empty())
+            .then(|| format!("config keys ignored: {}", self.ignored_keys.join(", ")))
     }
 
     /// Parses and validates a config file's text: [`Config::from_json`], then
@@ -535,6 +622,31 @@ impl Config {
                     self.rate_limit.invalid_percent
                 ),
             ));
+        }
+        if self.print_time > 3600 {
+            return Err(invalid(
+                "print-time",
+                format!("{} s is more than an hour (3600)", self.print_time),
+            ));
+        }
+        for (i, p) in self.pools.iter().enumerate().filter(|(_, p)| p.enabled) {
+            if let Some(s) = p.socks5.as_deref() {
+                let ok = s.rsplit_once(':').is_some_and(|(h, port)| {
+                    !h.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+                });
+                if !ok {
+                    return Err(invalid(
+                        format!("pools[{i}].socks5"),
+                        format!("{s:?} is not host:port (or a port number on 127.0.0.1)"),
+                    ));
+                }
+                if p.daemon {
+                    return Err(invalid(
+                        format!("pools[{i}].socks5"),
+                        "a daemon upstream is reached over plain HTTP, not through SOCKS5",
+                    ));
+                }
+            }
         }
         if self.workers_max == 0 {
             return Err(invalid(
@@ -777,6 +889,107 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("enabled pool"), "{err}");
+    }
+
+    #[test]
+    fn comments_and_trailing_commas_are_accepted_and_errors_keep_their_line() {
+        let c = Config::from_text(
+            "// xmrig-proxy style\n{\n  /* listen */ \"bind\": [\"127.0.0.1:0\",],\n  \"pools\": [{\"url\": \"p:1\", \"keepalive\": 60,},], // one pool\n}\n",
+        )
+        .unwrap();
+        assert_eq!(c.pools[0].keepalive, pool_client::Keepalive::Seconds(60));
+        let err = Config::from_json("{\n  \"bind\": [\n  \"retries\": }").unwrap_err();
+        assert!(
+            matches!(err, ConfigError::Parse(_)) && err.to_string().contains("line 3"),
+            "{err}"
+        );
+        let err = Config::from_json("{\"retries\": \"three\"}")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn extra_nonce_mode_is_refused_naming_the_modes_there_are() {
+        for mode in ["extra_nonce", "bogus"] {
+            let err = Config::from_json(&format!(r#"{{"mode": "{mode}"}}"#))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(mode) && err.contains("nicehash") && err.contains("simple"),
+                "{err}"
+            );
+        }
+        assert_eq!(
+            Config::from_json(r#"{"mode": "SIMPLE"}"#).unwrap().mode,
+            Mode::Simple
+        );
+    }
+
+    #[test]
+    fn socks5_print_time_and_ciphersuites_are_checked() {
+        let base = |extra: &str| {
+            Config::from_json(&format!(
+                r#"{{"bind":["127.0.0.1:0"],"pools":[{{"url":"a:1"{extra}}}]}}"#
+            ))
+            .unwrap()
+        };
+        base(r#","socks5":"127.0.0.1:1080""#).validate().unwrap();
+        base(r#","socks5":1080"#).validate().unwrap();
+        let err = base(r#","socks5":"nohost""#)
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("pools[0].socks5") && err.contains("nohost"),
+            "{err}"
+        );
+        let err = base(r#","socks5":"h:1","daemon":true,"user":"W""#)
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pools[0].socks5"), "{err}");
+        let mut c = base("");
+        assert_eq!(c.print_time, 60);
+        c.print_time = 3601;
+        assert!(c.validate().unwrap_err().to_string().contains("print-time"));
+        let t = TlsConfig {
+            ciphers: Some("ECDHE-RSA-AES128-GCM-SHA256".into()),
+            ciphersuites: Some("TLS_AES_256_GCM_SHA384".into()),
+            ..TlsConfig::default()
+        };
+        assert_eq!(
+            t.cipher_list().as_deref(),
+            Some("ECDHE-RSA-AES128-GCM-SHA256:TLS_AES_256_GCM_SHA384")
+        );
+        let mut c = base("");
+        c.tls = TlsConfig {
+            ciphersuites: Some("TLS_NOPE".into()),
+            ..TlsConfig::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("TLS_NOPE"));
+    }
+
+    #[test]
+    fn ignored_keys_make_one_warning_line() {
+        let c = Config::from_json(
+            r#"{"background": true, "donate-level": 1, "pools": [{"url": "a:1", "coin": "monero"}]}"#,
+        )
+        .unwrap();
+        let w = c.ignored_warning().unwrap();
+        assert!(
+            w.starts_with("config keys ignored: background (not a daemon"),
+            "{w}"
+        );
+        assert!(
+            w.contains("donate-level (") && w.contains("pools[0].coin ("),
+            "{w}"
+        );
+        assert!(!w.contains('\n'));
+        assert_eq!(
+            Config::from_json(RFC_EXAMPLE).unwrap().ignored_warning(),
+            None
+        );
     }
 
     #[test]

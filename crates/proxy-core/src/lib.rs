@@ -54,7 +54,7 @@ pub use login::LoginInfo;
 pub use miner::{Miner, MinerId, MinerPhase, INACTIVITY_TIMEOUT, LOGIN_TIMEOUT};
 pub use monitor::MinerSnapshot;
 pub use pool_client::UpstreamState;
-pub use reload::{ReloadOutcome, WATCH_INTERVAL};
+pub use reload::{ConfigAdjust, ReloadOutcome, WATCH_INTERVAL};
 pub use splitter::{
     UpstreamCounts, UpstreamInfo, DUPLICATE_SHARE, EMPTY_MAPPER_TTL, NICEHASH_SLOTS,
 };
@@ -145,9 +145,8 @@ impl Proxy {
     /// cannot be bound.
     pub async fn start(config: Config) -> Result<ProxyHandle, ProxyError> {
         config.validate()?;
-        if !config.unknown_keys.is_empty() {
-            let keys: Vec<&str> = config.unknown_keys.keys().map(String::as_str).collect();
-            tracing::warn!("config keys not used by this proxy: {}", keys.join(", "));
+        if let Some(warning) = config.ignored_warning() {
+            tracing::warn!("{warning}");
         }
         // Certificate problems are fatal here, before anything listens (RFC §21).
         let acceptor = if tls::tls_wanted(&config) {

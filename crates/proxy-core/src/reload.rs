@@ -23,6 +23,10 @@ use crate::{Monitor, Proxy, ProxyError, ProxyHandle, Shared};
 /// How often the config file is checked for changes.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
+/// A change made to every config read from the file (command-line overrides), at start and
+/// at each reload; see [`Proxy::start_from_file_with`].
+pub type ConfigAdjust = Arc<dyn Fn(&mut Config) + Send + Sync>;
+
 /// What a reload did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReloadOutcome {
@@ -72,9 +76,10 @@ impl Shared {
                 needs_restart,
             });
         }
-        if !new.unknown_keys.is_empty() && new.unknown_keys != old.unknown_keys {
-            let keys: Vec<&str> = new.unknown_keys.keys().map(String::as_str).collect();
-            tracing::warn!("config keys not used by this proxy: {}", keys.join(", "));
+        if new.ignored_keys != old.ignored_keys {
+            if let Some(warning) = new.ignored_warning() {
+                tracing::warn!("{warning}");
+            }
         }
         let upstreams_changed = new.pools != old.pools
             || new.retries != old.retries
@@ -133,11 +138,24 @@ impl Proxy {
     /// # Errors
     /// As [`Proxy::start`], plus [`ConfigError`] for a file that cannot be read or parsed.
     pub async fn start_from_file(path: &Path) -> Result<ProxyHandle, ProxyError> {
+        Self::start_from_file_with(path, Arc::new(|_: &mut Config| {})).await
+    }
+
+    /// As [`Proxy::start_from_file`], with `adjust` applied to the file's config at start and
+    /// at every reload of the file: the command line's flags, which override the file.
+    ///
+    /// # Errors
+    /// As [`Proxy::start_from_file`].
+    pub async fn start_from_file_with(
+        path: &Path,
+        adjust: ConfigAdjust,
+    ) -> Result<ProxyHandle, ProxyError> {
         let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        let config = Config::from_json(&String::from_utf8_lossy(&bytes))?;
+        let mut config = Config::from_json(&String::from_utf8_lossy(&bytes))?;
+        adjust(&mut config);
         config.validate()?;
         let handle = Proxy::start(config).await?;
         let _ = handle.shared.config_path.set(path.to_path_buf());
@@ -145,6 +163,7 @@ impl Proxy {
             handle.shared.clone(),
             path.to_path_buf(),
             bytes,
+            adjust,
             handle.accept_stop.clone(),
         ));
         Ok(handle)
@@ -153,7 +172,13 @@ impl Proxy {
 
 /// Polls the config file and reloads it when its contents change and `watch` is on.
 /// `loaded` is the content the running config came from.
-async fn watch_file(shared: Arc<Shared>, path: PathBuf, loaded: Vec<u8>, stop: CancellationToken) {
+async fn watch_file(
+    shared: Arc<Shared>,
+    path: PathBuf,
+    loaded: Vec<u8>,
+    adjust: ConfigAdjust,
+    stop: CancellationToken,
+) {
     let mut last = Some(loaded);
     let mut tick = tokio::time::interval(WATCH_INTERVAL);
     loop {
@@ -173,7 +198,11 @@ async fn watch_file(shared: Arc<Shared>, path: PathBuf, loaded: Vec<u8>, stop: C
             continue;
         }
         let text = String::from_utf8_lossy(&now);
-        match Config::from_json(&text).and_then(|c| shared.reload(c)) {
+        let parsed = Config::from_json(&text).map(|mut c| {
+            adjust(&mut c);
+            c
+        });
+        match parsed.and_then(|c| shared.reload(c)) {
             Ok(_) => {}
             Err(e) => tracing::error!(
                 path = %path.display(),

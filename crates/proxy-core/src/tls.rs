@@ -146,7 +146,7 @@ pub(crate) fn server_config(config: &Config) -> Result<Arc<ServerConfig>, Config
     let tls = &config.tls;
     check(tls)?;
     let versions = protocol_versions(tls.protocols.as_deref())?;
-    let suites = cipher_suites(tls.ciphers.as_deref())?;
+    let suites = cipher_suites(tls.cipher_list().as_deref())?;
     let (chain, key, key_name) = match (non_empty(&tls.cert), non_empty(&tls.cert_key)) {
         (Some(cert), Some(key)) => {
             let (chain, key_der) = load_pem(cert, key)?;

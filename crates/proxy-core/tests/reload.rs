@@ -191,3 +191,53 @@ async fn shares_in_flight_on_the_old_pool_at_a_reload_get_the_old_pools_answer()
     assert_eq!(b.received("submit").len(), 1);
     proxy.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn a_commented_file_reloads_and_command_line_overrides_survive_the_reload() {
+    let dir = temp_dir("overrides");
+    let path = dir.0.join("config.json");
+    let a = MockPool::start(make_job(1, 1000)).await.unwrap();
+    let b = MockPool::start(make_job(500, 1000)).await.unwrap();
+    let file = |pool: &MockPool, pass: &str| {
+        format!(
+            "// edited by hand\n{{\n  \"bind\": [\"127.0.0.1:0\"],\n  \"pools\": [{{\"url\": \"{}\", \"user\": \"FILE\",}},],\n  \"watch\": true, /* reload */\n  \"access-password\": \"{pass}\",\n}}\n",
+            pool.addr()
+        )
+    };
+    std::fs::write(&path, file(&a, "one")).unwrap();
+    // What `proxy-cli -c config.json -u FLAG` does: the pools' user comes from the flag.
+    let proxy = Proxy::start_from_file_with(
+        &path,
+        std::sync::Arc::new(|c: &mut proxy_core::Config| {
+            for p in &mut c.pools {
+                p.user = "FLAG".into();
+            }
+        }),
+    )
+    .await
+    .unwrap();
+    let mut m = TestMiner::connect(proxy.local_addrs()[0]).await.unwrap();
+    m.request("login", json!({"login": "w", "pass": "one", "agent": "t"}))
+        .await
+        .unwrap();
+    assert!(a.wait_for(WAIT, |p| !p.received("login").is_empty()).await);
+    assert_eq!(a.received("login")[0].params["login"], "FLAG");
+
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, file(&b, "two")).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    assert!(
+        b.wait_for(WAIT + WATCH_INTERVAL, |p| !p.received("login").is_empty())
+            .await,
+        "the edited, commented file was reloaded"
+    );
+    assert_eq!(
+        b.received("login")[0].params["login"],
+        "FLAG",
+        "override kept"
+    );
+    let running = proxy.monitor().config();
+    assert_eq!(running.access_password(), Some("two"));
+    assert_eq!(running.pools[0].user, "FLAG");
+    proxy.shutdown(Duration::from_secs(1)).await;
+}

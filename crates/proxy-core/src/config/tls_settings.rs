@@ -139,7 +139,7 @@ pub(crate) fn cipher_suites(
 /// `tls.cert_key`) and the bad value.
 pub(crate) fn check(tls: &TlsConfig) -> Result<(), ConfigError> {
     protocol_versions(tls.protocols.as_deref())?;
-    cipher_suites(tls.ciphers.as_deref())?;
+    cipher_suites(tls.cipher_list().as_deref())?;
     match (non_empty(&tls.cert), non_empty(&tls.cert_key)) {
         (Some(_), None) => Err(invalid(
             "tls.cert_key",
