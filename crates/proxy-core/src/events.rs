@@ -256,7 +256,7 @@ impl Events {
 mod tests {
     use super::*;
     use crate::login::LoginInfo;
-    use crate::miner::Miner;
+    type Miner = crate::miner::Miner<crate::family::CryptoNote>;
 
     fn logged_in_miner() -> Arc<Miner> {
         Arc::new(Miner::detached_ready(

@@ -33,6 +33,7 @@ pub mod config;
 mod conn;
 mod deadlines;
 mod events;
+mod family;
 mod fanout;
 mod intern;
 mod login;
@@ -48,22 +49,22 @@ mod tls;
 mod workers;
 
 pub use config::{Config, ConfigError};
+pub use family::{DUPLICATE_SHARE, NICEHASH_SLOTS};
 pub use login::LoginInfo;
-pub use miner::{Miner, MinerId, MinerPhase, INACTIVITY_TIMEOUT, LOGIN_TIMEOUT};
+pub use miner::{MinerId, MinerPhase, INACTIVITY_TIMEOUT, LOGIN_TIMEOUT};
 pub use monitor::MinerSnapshot;
 pub use pool_client::UpstreamState;
 pub use reload::{ReloadOutcome, WATCH_INTERVAL};
-pub use splitter::{
-    UpstreamCounts, UpstreamInfo, DUPLICATE_SHARE, EMPTY_MAPPER_TTL, NICEHASH_SLOTS,
-};
+pub use splitter::{UpstreamCounts, UpstreamInfo, EMPTY_MAPPER_TTL};
 pub use stats::{
     LatencyHistogram, Stats, StatsSnapshot, StatsSummary, WorkerWindows, HASHRATE_WINDOWS,
 };
 pub use workers::{WorkerRecord, WorkerSummary, WorkersSnapshot};
 
 use events::Events;
-use miner::Miner as MinerT;
-use splitter::Splitter;
+use family::CryptoNote;
+use miner::{Miner, MinerProtocol};
+use splitter::{Family, Splitter};
 
 /// Errors that stop the proxy from starting.
 #[derive(Debug, thiserror::Error)]
@@ -87,20 +88,20 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// State shared by every task of one proxy.
-pub(crate) struct Shared {
+/// State shared by every task of one proxy, serving the stratum family `F`.
+pub(crate) struct Shared<F: Family> {
     pub(crate) config: Arc<ArcSwap<Config>>,
     pub(crate) events: Arc<Events>,
-    pub(crate) splitter: Splitter<Arc<MinerT>>,
+    pub(crate) splitter: Splitter<F, Arc<Miner<F>>>,
     /// The file the config came from, when started with [`Proxy::start_from_file`].
     pub(crate) config_path: std::sync::OnceLock<std::path::PathBuf>,
     /// Per-IP connection limit (`rate-limit`), checked by every accept loop; apply a new
     /// config with [`ratelimit::RateLimiter::reconfigure`].
     pub(crate) rate_limiter: Arc<ratelimit::RateLimiter>,
-    miners: Mutex<HashMap<MinerId, Arc<MinerT>>>,
+    miners: Mutex<HashMap<MinerId, Arc<Miner<F>>>>,
     pub(crate) next_miner_id: AtomicU64,
     /// The ready queues of the tasks that serve miner sockets.
-    pub(crate) dispatchers: serve::Dispatchers,
+    pub(crate) dispatchers: serve::Dispatchers<F>,
     /// Shared copies of login strings.
     pub(crate) strings: intern::Interner,
     /// Most miners served at once; past it a new connection is told "Proxy is full" and
@@ -113,18 +114,22 @@ pub(crate) struct Shared {
     pub(crate) deadlines: deadlines::Deadlines<MinerId>,
 }
 
-impl Shared {
+/// The driver of the one family served today. A proxy serving another family (Order 7)
+/// makes [`Monitor`] and [`ProxyHandle`] family-neutral (see ARCHITECTURE.md).
+type Driver = Shared<CryptoNote>;
+
+impl<F: Family> Shared<F> {
     /// The proxy's counters (owned by the events that feed them).
     pub(crate) fn stats(&self) -> &Stats {
         &self.events.stats
     }
 
-    fn register(&self, miner: &Arc<MinerT>) {
+    fn register(&self, miner: &Arc<Miner<F>>) {
         self.stats().miner_connected();
         lock(&self.miners).insert(miner.id, miner.clone());
     }
 
-    fn unregister(&self, miner: &MinerT) {
+    fn unregister(&self, miner: &Miner<F>) {
         self.stats().miner_disconnected();
         lock(&self.miners).remove(&miner.id);
     }
@@ -172,7 +177,7 @@ impl Proxy {
         let accept_stop = CancellationToken::new();
         let conn_stop = CancellationToken::new();
         let upstream_stop = CancellationToken::new();
-        let shared = Arc::new(Shared {
+        let shared: Arc<Driver> = Arc::new(Shared {
             splitter: Splitter::new(
                 config.clone(),
                 events.clone(),
@@ -275,9 +280,9 @@ fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-async fn accept_loop(
+async fn accept_loop<F: MinerProtocol>(
     listener: conn::Listener,
-    shared: Arc<Shared>,
+    shared: Arc<Shared<F>>,
     stop: CancellationToken,
     conn_stop: CancellationToken,
     tracker: TaskTracker,
@@ -287,7 +292,7 @@ async fn accept_loop(
     }
     // Forget rate-limit state of IPs that went quiet (each listener does it; it is cheap).
     let mut housekeeping = tokio::time::interval(Duration::from_secs(30));
-    let mut full = FdReserve::new();
+    let mut full = FdReserve::new(F::full_line());
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => return,
@@ -300,7 +305,7 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 // A refused connection is dropped here, before anything is read from it.
-                if !conn::admit(&shared, peer) {
+                if !conn::admit(&shared.rate_limiter, peer) {
                     continue;
                 }
                 let limit = shared.max_miners.load(Relaxed);
@@ -342,13 +347,11 @@ struct FdReserve {
 }
 
 impl FdReserve {
-    fn new() -> Self {
+    /// `full`: the family's `Proxy is full` line.
+    fn new(full: Vec<u8>) -> Self {
         Self {
             spare: std::fs::File::open("/dev/null").ok(),
-            full: stratum_proto::cryptonote::encode_error(
-                &serde_json::Value::Null,
-                stratum_session::Refusal::ProxyFull.message(),
-            ),
+            full,
             refused: 0,
             last_log: None,
         }
@@ -399,7 +402,7 @@ impl FdReserve {
     }
 }
 
-async fn tick_loop(shared: Arc<Shared>, stop: CancellationToken) {
+async fn tick_loop<F: MinerProtocol>(shared: Arc<Shared<F>>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -418,7 +421,7 @@ async fn tick_loop(shared: Arc<Shared>, stop: CancellationToken) {
 /// A cheap, cloneable read-only view of a running proxy, for monitoring (the HTTP API).
 #[derive(Clone)]
 pub struct Monitor {
-    shared: Arc<Shared>,
+    shared: Arc<Driver>,
 }
 
 impl Monitor {
@@ -452,7 +455,7 @@ impl Monitor {
 
 /// A running proxy.
 pub struct ProxyHandle {
-    shared: Arc<Shared>,
+    shared: Arc<Driver>,
     monitor: Monitor,
     addrs: Vec<SocketAddr>,
     accept_stop: CancellationToken,

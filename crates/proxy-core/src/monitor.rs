@@ -11,7 +11,10 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use stratum_session::MinerSession;
+
 use crate::miner::{Miner, MinerId, MinerPhase};
+use crate::splitter::Family;
 use crate::splitter::UpstreamInfo;
 use crate::stats::{LatencyHistogram, StatsSummary};
 use crate::workers::WorkersSnapshot;
@@ -93,7 +96,7 @@ impl Monitor {
     }
 }
 
-fn snapshot(m: &Miner) -> MinerSnapshot {
+fn snapshot<F: Family>(m: &Miner<F>) -> MinerSnapshot {
     let st = m.state();
     let login = st.login.as_deref();
     MinerSnapshot {
@@ -109,15 +112,15 @@ fn snapshot(m: &Miner) -> MinerSnapshot {
     }
 }
 
-impl Shared {
+impl<F: Family> Shared<F> {
     /// The connected miners (a copy of the list; no lock is kept).
-    pub(crate) fn live_miners(&self) -> Vec<Arc<Miner>> {
+    pub(crate) fn live_miners(&self) -> Vec<Arc<Miner<F>>> {
         lock(&self.miners).values().cloned().collect()
     }
 
     /// The connected miners for which `f` is true (`f` runs under the registry lock: keep it
     /// short and lock-free of the registry).
-    pub(crate) fn miners_where(&self, f: impl Fn(&Miner) -> bool) -> Vec<Arc<Miner>> {
+    pub(crate) fn miners_where(&self, f: impl Fn(&Miner<F>) -> bool) -> Vec<Arc<Miner<F>>> {
         lock(&self.miners)
             .values()
             .filter(|m| f(m))

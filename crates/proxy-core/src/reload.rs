@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
+use crate::miner::MinerProtocol;
 use crate::{Monitor, Proxy, ProxyError, ProxyHandle, Shared};
 
 /// How often the config file is checked for changes.
@@ -32,7 +33,7 @@ pub struct ReloadOutcome {
     pub needs_restart: Vec<&'static str>,
 }
 
-impl Shared {
+impl<F: MinerProtocol> Shared<F> {
     /// Validates `new` and makes it the running config (see the module docs).
     ///
     /// # Errors
@@ -153,7 +154,12 @@ impl Proxy {
 
 /// Polls the config file and reloads it when its contents change and `watch` is on.
 /// `loaded` is the content the running config came from.
-async fn watch_file(shared: Arc<Shared>, path: PathBuf, loaded: Vec<u8>, stop: CancellationToken) {
+async fn watch_file<F: MinerProtocol>(
+    shared: Arc<Shared<F>>,
+    path: PathBuf,
+    loaded: Vec<u8>,
+    stop: CancellationToken,
+) {
     let mut last = Some(loaded);
     let mut tick = tokio::time::interval(WATCH_INTERVAL);
     loop {

@@ -13,6 +13,8 @@
 //! - [`channel`]: one upstream's state ([`Channel`]): slots, current and previous job,
 //!   duplicate memory, the share checks against the jobs and the shares in flight.
 //! - [`Refusal`]: every error message the proxy answers a miner with, once.
+//! - [`seam`]: what the driver asks of any family's session ([`MinerSession`]) and channel
+//!   ([`UpstreamChannel`]), implemented here for CryptoNote's.
 //!
 //! A share's path through it: [`check_submit`] → [`Channel::check_share`] →
 //! [`Checked::Local`] (answered `OK` by the driver) or [`Checked::Forward`] →
@@ -22,6 +24,7 @@
 
 pub mod channel;
 mod refusal;
+pub mod seam;
 mod seen;
 pub mod session;
 
@@ -30,6 +33,7 @@ pub use channel::{
     SEEN_NONCES_PER_JOB,
 };
 pub use refusal::Refusal;
+pub use seam::{MinerSession, UpstreamChannel};
 pub use session::{
     check_login, check_submit, floor_custom_diff, split_custom_diff, JobFor, LoginOk, LoginRules,
     Phase, Session, ShareTally, SubmitFields,
