@@ -168,14 +168,29 @@ impl<F: Family> Miner<F> {
         self.state().session.phase()
     }
 
-    /// Routes a miner whose session just accepted its login to an upstream (the splitter's
-    /// `on_login`) and reports the login. A miner closed meanwhile gives its slot back. On
-    /// [`Refusal::ProxyFull`] its session goes back to waiting for a login and its login
-    /// strings are dropped; the family answers the refusal.
+    /// Routes a miner whose session just accepted its login to an upstream and reports the
+    /// login: [`Miner::route`], then [`Miner::report_login`] unless it closed meanwhile.
+    ///
+    /// # Errors
+    /// [`Refusal::ProxyFull`] when no upstream can take the miner (see [`Miner::route`]).
+    pub(crate) fn route_login(self: &Arc<Self>, shared: &Shared<F>) -> Result<(), Refusal> {
+        if self.route(shared)? {
+            self.report_login(shared);
+        }
+        Ok(())
+    }
+
+    /// Routes the miner to an upstream with room (the splitter's `on_login`); the upstream's
+    /// current job, if any, is delivered at once. `Ok(false)` when the miner closed
+    /// meanwhile (its slot is given back). On [`Refusal::ProxyFull`] its session goes back to
+    /// waiting for a login and its login strings are dropped; the family answers the
+    /// refusal. (CryptoNote routes at `login`; a family whose miners need their slot before
+    /// they name their worker, as Stratum V1's `mining.subscribe` does, routes first and
+    /// reports the login later.)
     ///
     /// # Errors
     /// [`Refusal::ProxyFull`] when no upstream can take the miner.
-    pub(crate) fn route_login(self: &Arc<Self>, shared: &Shared<F>) -> Result<(), Refusal> {
+    pub(crate) fn route(self: &Arc<Self>, shared: &Shared<F>) -> Result<bool, Refusal> {
         match shared.splitter.on_login(self) {
             Ok(()) => {
                 if self.conn().is_closed() {
@@ -183,10 +198,9 @@ impl<F: Family> Miner<F> {
                     // before the miner took its slot; give the slot back (taking the route
                     // makes this idempotent).
                     shared.splitter.on_close(self);
-                    return Ok(());
+                    return Ok(false);
                 }
-                shared.events.login(self);
-                Ok(())
+                Ok(true)
             }
             Err(refusal) => {
                 let mut st = self.state();
@@ -195,6 +209,12 @@ impl<F: Family> Miner<F> {
                 Err(refusal)
             }
         }
+    }
+
+    /// Reports the miner's login (worker record, access log), once its login strings are
+    /// kept ([`MinerState::set_login`]).
+    pub(crate) fn report_login(self: &Arc<Self>, shared: &Shared<F>) {
+        shared.events.login(self);
     }
 }
 
