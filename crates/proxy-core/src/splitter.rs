@@ -14,6 +14,7 @@
 //! Lock order: the splitter's mapper list, then a mapper's state, then a miner's state, then its
 //! socket. Nothing here awaits while holding a lock.
 
+use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -33,7 +34,9 @@ use crate::fanout::{way_of, Fanout};
 use crate::lock;
 
 mod family;
+mod gc;
 pub(crate) use family::Family;
+use gc::{GcList, Listed, GC_BUDGET};
 
 /// How long an empty NiceHash mapper is kept before its pool connection is closed.
 pub const EMPTY_MAPPER_TTL: Duration = Duration::from_secs(60);
@@ -163,6 +166,9 @@ pub(crate) struct MapperState<F: Family, M: Downstream<F>> {
     daemon: bool,
     /// `host:port` of the pool of the latest login (monitoring).
     pool: Option<String>,
+    /// Listed for the GC as idle, as stopped (`gc.rs`): once each at most.
+    gc_idle: bool,
+    gc_stopped: bool,
 }
 
 /// One upstream connection and the miners on it (RFC §8.2 `NonceMapper`, §9 `SimpleMapper`).
@@ -173,6 +179,8 @@ pub(crate) struct Mapper<F: Family, M: Downstream<F>> {
     config: Arc<ArcSwap<Config>>,
     events: Arc<Events>,
     fanout: Arc<Fanout>,
+    /// The mappers the splitter's GC looks at (shared by the splitter's mappers).
+    gc: Arc<GcList>,
     state: Mutex<MapperState<F, M>>,
 }
 
@@ -219,8 +227,28 @@ impl<F: Family, M: Downstream<F>> Mapper<F, M> {
         true
     }
 
+    /// Frees `miner`'s slot; an emptied mapper is listed for the GC.
     fn remove(&self, miner: &M, slot: F::Slot) {
-        self.st().channel.remove(miner.id(), slot, now());
+        let now = now();
+        let mut st = self.st();
+        if !st.channel.remove(miner.id(), slot, now) || st.channel.miner_count() > 0 {
+            return;
+        }
+        if !st.gc_idle {
+            st.gc_idle = true;
+            self.gc.idle(now, self.id);
+        }
+        if st.upstream_state == UpstreamState::Stopped {
+            self.list_stopped(&mut st);
+        }
+    }
+
+    /// Lists the mapper for the GC as stopped (its upstream stopped, no miner on it).
+    fn list_stopped(&self, st: &mut MapperState<F, M>) {
+        if !st.gc_stopped {
+            st.gc_stopped = true;
+            self.gc.stopped(self.id);
+        }
     }
 
     /// Keeps a checked share as pending under `seq` (in the locked state `st`), releases the
@@ -337,6 +365,9 @@ impl<F: Family, M: Downstream<F>> Mapper<F, M> {
     pub(crate) fn on_upstream_state(&self, state: UpstreamState, pool: Option<usize>) {
         let mut st = self.st();
         st.upstream_state = state;
+        if state == UpstreamState::Stopped && st.channel.miner_count() == 0 {
+            self.list_stopped(&mut st);
+        }
         if state != UpstreamState::Active {
             // The session ended and its jobs with it: a share for one of them is refused
             // here at once (`Invalid job id`), never sent to the next session.
@@ -374,7 +405,9 @@ pub(crate) fn failover_options(config: &Config) -> FailoverOptions {
 /// Spreads miners over mappers (RFC §8.1 `NonceSplitter`, §9 `SimpleSplitter`).
 pub(crate) struct Splitter<F: Family, M: Downstream<F>> {
     mode: Mode,
-    mappers: Mutex<Vec<Arc<Mapper<F, M>>>>,
+    /// By id: in opening order.
+    mappers: Mutex<BTreeMap<u64, Arc<Mapper<F, M>>>>,
+    gc: Arc<GcList>,
     next_mapper_id: AtomicU64,
     cancel: CancellationToken,
     config: Arc<ArcSwap<Config>>,
@@ -392,7 +425,8 @@ impl<F: Family, M: Downstream<F>> Splitter<F, M> {
     ) -> Self {
         Self {
             mode: config.load().mode,
-            mappers: Mutex::new(Vec::new()),
+            mappers: Mutex::new(BTreeMap::new()),
+            gc: Arc::default(),
             next_mapper_id: AtomicU64::new(1),
             cancel,
             config,
@@ -412,11 +446,14 @@ impl<F: Family, M: Downstream<F>> Splitter<F, M> {
             config: self.config.clone(),
             events: self.events.clone(),
             fanout: self.fanout.clone(),
+            gc: self.gc.clone(),
             state: Mutex::new(MapperState {
                 channel: F::new_channel(nicehash),
                 upstream_state: UpstreamState::Connecting,
                 daemon: false,
                 pool: None,
+                gc_idle: false,
+                gc_stopped: false,
             }),
         });
         let upstream = F::spawn_upstream(&mapper, &config);
@@ -438,7 +475,7 @@ impl<F: Family, M: Downstream<F>> Splitter<F, M> {
             // keeps it and its pool connection is up.
             Mode::Simple => self.config.load().reuse_timeout > 0,
         };
-        for m in mappers.iter() {
+        for m in mappers.values() {
             if self.mode == Mode::Simple
                 && (!reuse || m.st().upstream_state != UpstreamState::Active)
             {
@@ -450,7 +487,7 @@ impl<F: Family, M: Downstream<F>> Splitter<F, M> {
         }
         let m = self.new_mapper();
         let added = m.try_add(miner);
-        mappers.push(m);
+        mappers.insert(m.id, m);
         if added {
             Ok(())
         } else {
@@ -465,39 +502,62 @@ impl<F: Family, M: Downstream<F>> Splitter<F, M> {
         let Some(r) = route else { return };
         r.mapper.remove(miner, r.slot);
         if self.mode == Mode::Simple && self.config.load().reuse_timeout == 0 {
-            lock(&self.mappers).retain(|m| {
-                let done = Arc::ptr_eq(m, &r.mapper) && m.st().channel.miner_count() == 0;
-                if done {
-                    m.cancel.cancel();
-                }
-                !done
-            });
+            let mut mappers = lock(&self.mappers);
+            if r.mapper.st().channel.miner_count() == 0 {
+                r.mapper.cancel.cancel();
+                mappers.remove(&r.mapper.id);
+            }
         }
     }
 
-    /// Closes mappers that have had no miner for longer than their keep time (RFC §8.1 `GC`).
+    /// Closes mappers that have had no miner for longer than their keep time, or whose
+    /// upstream stopped while they had none (RFC §8.1 `GC`). Looks only at the mappers listed
+    /// as due (`gc.rs`), at most [`GC_BUDGET`] a tick; with nothing due it takes no lock but
+    /// the list's.
     pub(crate) fn gc(&self, now: Instant) {
         let keep = match self.mode {
             Mode::Nicehash => EMPTY_MAPPER_TTL,
             Mode::Simple => Duration::from_secs(self.config.load().reuse_timeout),
         };
-        lock(&self.mappers).retain(|m| {
-            let st = m.st();
+        let mut due = Vec::new();
+        self.gc.take_due(now, keep, GC_BUDGET, &mut due);
+        if due.is_empty() {
+            return;
+        }
+        let mut mappers = lock(&self.mappers);
+        for (id, listed) in due {
+            // A mapper closed since it was listed finds nothing.
+            let Some(m) = mappers.get(&id) else { continue };
+            let mut st = m.st();
+            match listed {
+                Listed::Idle => st.gc_idle = false,
+                Listed::Stopped => st.gc_stopped = false,
+            }
+            let empty = st.channel.miner_count() == 0;
             let expired = st.channel.idle_for(keep, now)
-                || (st.channel.miner_count() == 0 && st.upstream_state == UpstreamState::Stopped);
+                || (empty && st.upstream_state == UpstreamState::Stopped);
+            if !expired && listed == Listed::Idle {
+                // Emptied again since it was listed (or the keep time grew): look again
+                // when its keep time from then runs out. One with miners is listed again
+                // when its last one leaves.
+                if let Some(since) = st.channel.empty_since() {
+                    st.gc_idle = true;
+                    self.gc.idle(since, id);
+                }
+            }
             drop(st);
             if expired {
-                tracing::info!(mapper = m.id, "closing idle upstream connection");
+                tracing::info!(mapper = id, "closing idle upstream connection");
                 m.cancel.cancel();
+                mappers.remove(&id);
             }
-            !expired
-        });
+        }
     }
 
     /// Hands a new pool list and timing to every upstream (config reload). Upstreams whose
     /// pool changed reconnect; their miners stay and get the new pool's next job.
     pub(crate) fn reconfigure_upstreams(&self, config: &Config) {
-        for m in lock(&self.mappers).iter() {
+        for m in lock(&self.mappers).values() {
             if let Some(u) = m.upstream.get() {
                 F::set_pools(u, config);
             }
@@ -506,7 +566,7 @@ impl<F: Family, M: Downstream<F>> Splitter<F, M> {
     /// Upstream connection counts for monitoring.
     pub(crate) fn upstream_counts(&self) -> UpstreamCounts {
         let mut c = UpstreamCounts::default();
-        for m in lock(&self.mappers).iter() {
+        for m in lock(&self.mappers).values() {
             let st = m.st();
             match st.upstream_state {
                 UpstreamState::Active if st.channel.miner_count() == 0 => c.sleep += 1,
@@ -521,7 +581,7 @@ impl<F: Family, M: Downstream<F>> Splitter<F, M> {
     /// Every upstream connection's state, pool and load, in mapper order (monitoring).
     pub(crate) fn upstream_details(&self) -> Vec<UpstreamInfo> {
         lock(&self.mappers)
-            .iter()
+            .values()
             .map(|m| {
                 let st = m.st();
                 UpstreamInfo {
@@ -538,7 +598,7 @@ impl<F: Family, M: Downstream<F>> Splitter<F, M> {
     /// Number of miners per mapper, in mapper order (for tests and monitoring).
     pub(crate) fn mapper_loads(&self) -> Vec<usize> {
         lock(&self.mappers)
-            .iter()
+            .values()
             .map(|m| m.st().channel.miner_count())
             .collect()
     }

@@ -76,6 +76,9 @@ pub trait UpstreamChannel<M, P> {
     fn spread(slot: Self::Slot) -> usize;
     /// Number of miners on the channel.
     fn miner_count(&self) -> usize;
+    /// Since when the channel has had no miner (the `now` of the [`UpstreamChannel::remove`]
+    /// that emptied it); `None` while it has one.
+    fn empty_since(&self) -> Option<Instant>;
     /// True when the channel has had no miner for `keep` or longer at `now`.
     fn idle_for(&self, keep: Duration, now: Instant) -> bool;
     /// Keeps a forwarded share until the upstream answers it; called before the upstream
@@ -146,6 +149,9 @@ impl<M, J: ChannelJob, P> UpstreamChannel<M, P> for Channel<M, J, P> {
     }
     fn miner_count(&self) -> usize {
         Channel::miner_count(self)
+    }
+    fn empty_since(&self) -> Option<Instant> {
+        Channel::empty_since(self)
     }
     fn idle_for(&self, keep: Duration, now: Instant) -> bool {
         Channel::idle_for(self, keep, now)
