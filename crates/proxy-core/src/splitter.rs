@@ -603,3 +603,6 @@ impl<F: Family, M: Downstream<F>> Splitter<F, M> {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests;
