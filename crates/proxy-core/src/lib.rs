@@ -19,7 +19,9 @@
 //! shares still in flight (up to a grace period, 5 s in the CLI) before closing connections.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -114,10 +116,6 @@ pub(crate) struct Shared<F: Family> {
     pub(crate) deadlines: deadlines::Deadlines<MinerId>,
 }
 
-/// The driver of the one family served today. A proxy serving another family (Order 7)
-/// makes [`Monitor`] and [`ProxyHandle`] family-neutral (see ARCHITECTURE.md).
-type Driver = Shared<CryptoNote>;
-
 impl<F: Family> Shared<F> {
     /// The proxy's counters (owned by the events that feed them).
     pub(crate) fn stats(&self) -> &Stats {
@@ -148,6 +146,12 @@ impl Proxy {
     /// cannot be bound.
     pub async fn start(config: Config) -> Result<ProxyHandle, ProxyError> {
         config.validate()?;
+        // The one family served today; the config will name it when there are two.
+        Self::start_family::<CryptoNote>(config).await
+    }
+
+    /// [`Proxy::start`] for the stratum family `F`, `config` validated.
+    async fn start_family<F: MinerProtocol>(config: Config) -> Result<ProxyHandle, ProxyError> {
         if !config.unknown_keys.is_empty() {
             let keys: Vec<&str> = config.unknown_keys.keys().map(String::as_str).collect();
             tracing::warn!("config keys not used by this proxy: {}", keys.join(", "));
@@ -177,7 +181,7 @@ impl Proxy {
         let accept_stop = CancellationToken::new();
         let conn_stop = CancellationToken::new();
         let upstream_stop = CancellationToken::new();
-        let shared: Arc<Driver> = Arc::new(Shared {
+        let shared: Arc<Shared<F>> = Arc::new(Shared {
             splitter: Splitter::new(
                 config.clone(),
                 events.clone(),
@@ -217,6 +221,7 @@ impl Proxy {
             ));
         }
         tracker.spawn(tick_loop(shared.clone(), accept_stop.clone()));
+        let shared: Arc<dyn Running> = shared;
         Ok(ProxyHandle {
             monitor: Monitor {
                 shared: shared.clone(),
@@ -418,44 +423,123 @@ async fn tick_loop<F: MinerProtocol>(shared: Arc<Shared<F>>, stop: CancellationT
     }
 }
 
+/// What the public handles ([`Monitor`], [`ProxyHandle`]) need of a running driver, whatever
+/// stratum family it serves: the handles hold an `Arc<dyn Running>`, so they name no family.
+/// Monitoring, reload and stop only: nothing on a share's or a job's path goes through it.
+trait Running: Send + Sync + 'static {
+    /// The running config.
+    fn config(&self) -> &ArcSwap<Config>;
+    /// The events and the counters they feed.
+    fn events(&self) -> &Events;
+    /// The cap on miners served at once.
+    fn max_miners(&self) -> &AtomicU64;
+    /// The file the config came from, once set.
+    fn config_path(&self) -> &std::sync::OnceLock<std::path::PathBuf>;
+    /// Upstream connections by state.
+    fn upstream_counts(&self) -> UpstreamCounts;
+    /// Every upstream connection, in opening order.
+    fn upstream_details(&self) -> Vec<UpstreamInfo>;
+    /// Miners per upstream connection, in opening order.
+    fn mapper_loads(&self) -> Vec<usize>;
+    /// Every miner connection (unsorted).
+    fn miner_snapshots(&self) -> Vec<MinerSnapshot>;
+    /// Validates and applies a new config (`reload.rs`).
+    fn reload(&self, new: Config) -> Result<ReloadOutcome, ConfigError>;
+    /// Closes every miner, their last answers given a moment to go out (`serve.rs`).
+    fn close_all(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    /// Stops the fan-out threads.
+    fn stop_fanout(&self);
+    /// Watches the config file at `path` (its content `loaded`) until `stop`.
+    fn watch_file(
+        self: Arc<Self>,
+        path: std::path::PathBuf,
+        loaded: Vec<u8>,
+        stop: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+impl<F: MinerProtocol> Running for Shared<F> {
+    fn config(&self) -> &ArcSwap<Config> {
+        &self.config
+    }
+    fn events(&self) -> &Events {
+        &self.events
+    }
+    fn max_miners(&self) -> &AtomicU64 {
+        &self.max_miners
+    }
+    fn config_path(&self) -> &std::sync::OnceLock<std::path::PathBuf> {
+        &self.config_path
+    }
+    fn upstream_counts(&self) -> UpstreamCounts {
+        self.splitter.upstream_counts()
+    }
+    fn upstream_details(&self) -> Vec<UpstreamInfo> {
+        self.splitter.upstream_details()
+    }
+    fn mapper_loads(&self) -> Vec<usize> {
+        self.splitter.mapper_loads()
+    }
+    fn miner_snapshots(&self) -> Vec<MinerSnapshot> {
+        self.miner_snapshots()
+    }
+    fn reload(&self, new: Config) -> Result<ReloadOutcome, ConfigError> {
+        Shared::reload(self, new)
+    }
+    fn close_all(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(serve::close_all(self))
+    }
+    fn stop_fanout(&self) {
+        self.splitter.fanout.stop();
+    }
+    fn watch_file(
+        self: Arc<Self>,
+        path: std::path::PathBuf,
+        loaded: Vec<u8>,
+        stop: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(reload::watch_file(self, path, loaded, stop))
+    }
+}
+
 /// A cheap, cloneable read-only view of a running proxy, for monitoring (the HTTP API).
 #[derive(Clone)]
 pub struct Monitor {
-    shared: Arc<Driver>,
+    shared: Arc<dyn Running>,
 }
 
 impl Monitor {
     /// The running config.
     pub fn config(&self) -> Arc<Config> {
-        self.shared.config.load_full()
+        self.shared.config().load_full()
     }
 
     /// A copy of the counters.
     pub fn stats(&self) -> StatsSnapshot {
-        self.shared.stats().snapshot()
+        self.shared.events().stats.snapshot()
     }
 
     /// Blocks found through daemon upstreams.
     pub fn blocks(&self) -> u64 {
-        self.shared.stats().blocks.load(Relaxed)
+        self.shared.events().stats.blocks.load(Relaxed)
     }
 
     /// Upstream connections by state.
     pub fn upstreams(&self) -> UpstreamCounts {
-        self.shared.splitter.upstream_counts()
+        self.shared.upstream_counts()
     }
 
     /// Access- and share-log lines dropped since the start because their writer thread could
     /// not keep up (each queues at most 8192 lines; past that a line is dropped, not waited
     /// for).
     pub fn log_lines_dropped(&self) -> u64 {
-        self.shared.events.log_lines_dropped()
+        self.shared.events().log_lines_dropped()
     }
 }
 
 /// A running proxy.
 pub struct ProxyHandle {
-    shared: Arc<Driver>,
+    shared: Arc<dyn Running>,
     monitor: Monitor,
     addrs: Vec<SocketAddr>,
     accept_stop: CancellationToken,
@@ -477,29 +561,29 @@ impl ProxyHandle {
 
     /// A copy of the counters.
     pub fn stats(&self) -> StatsSnapshot {
-        self.shared.stats().snapshot()
+        self.shared.events().stats.snapshot()
     }
 
     /// Upstream connections by state.
     pub fn upstreams(&self) -> UpstreamCounts {
-        self.shared.splitter.upstream_counts()
+        self.shared.upstream_counts()
     }
 
     /// Caps the miners served at once at `n` (default: what the open-file limit leaves room
     /// for); past it a new connection is answered `Proxy is full, try again later` and
     /// closed. Miners already connected stay.
     pub fn set_miner_limit(&self, n: u64) {
-        self.shared.max_miners.store(n, Relaxed);
+        self.shared.max_miners().store(n, Relaxed);
     }
 
     /// The current cap on miners served at once (see [`ProxyHandle::set_miner_limit`]).
     pub fn miner_limit(&self) -> u64 {
-        self.shared.max_miners.load(Relaxed)
+        self.shared.max_miners().load(Relaxed)
     }
 
     /// Miners per upstream connection, in the order the connections were opened.
     pub fn mapper_loads(&self) -> Vec<usize> {
-        self.shared.splitter.mapper_loads()
+        self.shared.mapper_loads()
     }
 
     /// Waits up to `limit` for the shares in flight to be answered; returns how many are
@@ -507,7 +591,7 @@ impl ProxyHandle {
     async fn drain_in_flight(&self, limit: Duration) -> u64 {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let left = self.shared.stats().in_flight.load(Relaxed);
+            let left = self.shared.events().stats.in_flight.load(Relaxed);
             if left == 0 || tokio::time::Instant::now() >= deadline {
                 return left;
             }
@@ -528,10 +612,13 @@ impl ProxyHandle {
         if left > 0 {
             tracing::warn!("{left} shares still unanswered at shutdown");
         }
-        serve::close_all(&self.shared).await;
+        self.shared.close_all().await;
         // The CLOSE lines of the miners just closed reach the file before the process ends.
-        self.shared.events.close_logs(Duration::from_secs(1)).await;
-        self.shared.splitter.fanout.stop();
+        self.shared
+            .events()
+            .close_logs(Duration::from_secs(1))
+            .await;
+        self.shared.stop_fanout();
         self.conn_stop.cancel();
         self.tracker.close();
         self.tracker.wait().await;

@@ -48,13 +48,13 @@ impl Monitor {
     /// moves it too): the epoch of its statistics (uptime, average share time and all-time
     /// hashrate count from it).
     pub fn started(&self) -> Instant {
-        self.shared.events.epoch
+        self.shared.events().epoch
     }
 
     /// Share results, best shares, latency and hashrates (RFC §12 `Summary()`) as of `at`
     /// (`tokio::time::Instant::now()` for the live figures).
     pub fn summary_at(&self, at: Instant) -> StatsSummary {
-        let events = &self.shared.events;
+        let events = self.shared.events();
         events.stats.summary(events.secs_at(at))
     }
 
@@ -62,7 +62,7 @@ impl Monitor {
     /// of a removed one), with hashrates in H/s as of `at` (an instant no earlier than
     /// [`Monitor::started`]).
     pub fn workers_at(&self, at: Instant) -> WorkersSnapshot {
-        let events = &self.shared.events;
+        let events = self.shared.events();
         events
             .workers
             .snapshot(events.secs_at(at), events.epoch_unix)
@@ -70,29 +70,24 @@ impl Monitor {
 
     /// Number of worker records.
     pub fn worker_count(&self) -> usize {
-        self.shared.events.workers.len()
+        self.shared.events().workers.len()
     }
 
     /// Every miner connection, by id.
     pub fn miners(&self) -> Vec<MinerSnapshot> {
-        let mut v: Vec<MinerSnapshot> = self
-            .shared
-            .live_miners()
-            .iter()
-            .map(|m| snapshot(m))
-            .collect();
+        let mut v = self.shared.miner_snapshots();
         v.sort_by_key(|m| m.id);
         v
     }
 
     /// Every upstream connection, in opening order.
     pub fn upstream_details(&self) -> Vec<UpstreamInfo> {
-        self.shared.splitter.upstream_details()
+        self.shared.upstream_details()
     }
 
     /// The pool reply latency histogram of pool-accepted shares.
     pub fn latency_histogram(&self) -> LatencyHistogram {
-        self.shared.stats().latency_histogram()
+        self.shared.events().stats.latency_histogram()
     }
 }
 
@@ -113,6 +108,11 @@ fn snapshot<F: Family>(m: &Miner<F>) -> MinerSnapshot {
 }
 
 impl<F: Family> Shared<F> {
+    /// Every miner connection, unsorted.
+    pub(crate) fn miner_snapshots(&self) -> Vec<MinerSnapshot> {
+        self.live_miners().iter().map(|m| snapshot(m)).collect()
+    }
+
     /// The connected miners (a copy of the list; no lock is kept).
     pub(crate) fn live_miners(&self) -> Vec<Arc<Miner<F>>> {
         lock(&self.miners).values().cloned().collect()

@@ -112,7 +112,7 @@ impl Monitor {
 
     /// The config file, when the proxy was started with [`Proxy::start_from_file`].
     pub fn config_path(&self) -> Option<&Path> {
-        self.shared.config_path.get().map(PathBuf::as_path)
+        self.shared.config_path().get().map(PathBuf::as_path)
     }
 }
 
@@ -141,9 +141,8 @@ impl Proxy {
         let config = Config::from_json(&String::from_utf8_lossy(&bytes))?;
         config.validate()?;
         let handle = Proxy::start(config).await?;
-        let _ = handle.shared.config_path.set(path.to_path_buf());
-        handle.tracker.spawn(watch_file(
-            handle.shared.clone(),
+        let _ = handle.shared.config_path().set(path.to_path_buf());
+        handle.tracker.spawn(handle.shared.clone().watch_file(
             path.to_path_buf(),
             bytes,
             handle.accept_stop.clone(),
@@ -154,7 +153,7 @@ impl Proxy {
 
 /// Polls the config file and reloads it when its contents change and `watch` is on.
 /// `loaded` is the content the running config came from.
-async fn watch_file<F: MinerProtocol>(
+pub(crate) async fn watch_file<F: MinerProtocol>(
     shared: Arc<Shared<F>>,
     path: PathBuf,
     loaded: Vec<u8>,
