@@ -12,7 +12,10 @@
 //!
 //! The protocol decisions (a miner's `Session`, an upstream's `Channel`, every refusal) are
 //! the sans-IO crate `stratum-session`'s; this crate is their driver: it moves bytes, reads
-//! tokio's clock and counts.
+//! tokio's clock and counts. The driver knows no stratum family: it is generic over one
+//! (the `Family` trait of `splitter/family.rs` and `MinerProtocol` of `miner.rs`,
+//! monomorphised), and `family/cryptonote.rs` is the one it serves today (see
+//! ARCHITECTURE.md, "The seam for stratum families").
 //!
 //! [`Proxy::start`] binds every listener of the config and returns a [`ProxyHandle`]; the
 //! handle reports stats and stops the proxy with [`ProxyHandle::shutdown`], which answers the
