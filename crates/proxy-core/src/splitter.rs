@@ -1,5 +1,5 @@
 //! Splitters: how miners are spread over upstream pool connections (go-proxy RFC §8, §9),
-//! for any stratum family (`family.rs` here says what a family provides).
+//! for any stratum family (`splitter/family.rs` says what a family provides).
 //!
 //! A [`Mapper`] is one upstream connection (the family's upstream client) and the miners on
 //! it, its protocol state a family's [`UpstreamChannel`]. In NiceHash mode a mapper holds as
@@ -11,8 +11,12 @@
 //! upstream started through the [`Family`] trait, monomorphised (no dynamic call on the share
 //! path).
 //!
+//! The once-a-second GC looks only at the mappers listed when they became empty or their
+//! upstream stopped (`splitter/gc.rs`), never at every mapper.
+//!
 //! Lock order: the splitter's mapper list, then a mapper's state, then a miner's state, then its
-//! socket. Nothing here awaits while holding a lock.
+//! socket; the GC list is taken last (under a mapper's state at most). Nothing here awaits
+//! while holding a lock.
 
 use std::collections::BTreeMap;
 use std::fmt::Display;
