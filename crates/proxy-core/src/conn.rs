@@ -42,8 +42,9 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::Decoder;
 
+use crate::lock;
 use crate::ratelimit::Decision;
-use crate::{lock, Shared};
+use crate::ratelimit::RateLimiter;
 
 /// Most bytes a miner's outbox may hold before the miner is disconnected as too slow.
 pub(crate) const MAX_OUTBOX_BYTES: usize = 256 * 1024;
@@ -125,8 +126,8 @@ impl Listener {
 
 /// Asks the rate limiter whether to serve a new connection from `peer`; logs refusals (a ban
 /// once at WARN, each refusal at DEBUG). The caller drops a refused socket unread.
-pub(crate) fn admit(shared: &Shared, peer: SocketAddr) -> bool {
-    match shared.rate_limiter.check(peer.ip()) {
+pub(crate) fn admit(limiter: &RateLimiter, peer: SocketAddr) -> bool {
+    match limiter.check(peer.ip()) {
         Decision::Allow => true,
         Decision::Refuse => {
             tracing::debug!(%peer, "connection refused: rate limit");
@@ -136,7 +137,7 @@ pub(crate) fn admit(shared: &Shared, peer: SocketAddr) -> bool {
             tracing::warn!(
                 ip = %peer.ip(),
                 "more than {} connections per minute: IP banned for {} s",
-                shared.rate_limiter.settings().max_connections_per_minute,
+                limiter.settings().max_connections_per_minute,
                 d.as_secs()
             );
             false
@@ -596,7 +597,7 @@ mod tests {
         (Arc::new(m), client)
     }
 
-    use crate::miner::Miner;
+    type Miner = crate::miner::Miner<crate::family::CryptoNote>;
     use std::time::Duration;
 
     fn queued(m: &Miner) -> usize {
@@ -673,7 +674,7 @@ mod size_budget {
     /// stays within 240 bytes, and an idle connection holds no buffer.
     #[test]
     fn a_miner_stays_small() {
-        assert!(std::mem::size_of::<crate::miner::Miner>() <= 240);
+        assert!(std::mem::size_of::<crate::miner::Miner<crate::family::CryptoNote>>() <= 240);
         assert!(std::mem::size_of::<super::Conn>() <= 64);
         assert!(std::mem::size_of::<crate::login::LoginInfo>() <= 64);
     }

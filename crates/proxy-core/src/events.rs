@@ -39,6 +39,25 @@ pub(crate) trait Subject: WorkerSource {
     fn fail(&self, why: &'static str) -> bool;
 }
 
+/// A share the proxy refused itself, as the events see it, whatever its family: the message
+/// it was answered with, and whether it counts against the miner (the invalid-share rule).
+pub(crate) trait ShareRefusal: Copy {
+    /// The message the miner was answered with (share log).
+    fn message(self) -> &'static str;
+    /// Whether it counts against the miner: work on a job the upstream no longer has is
+    /// stale, not invalid.
+    fn counts_as_invalid(self) -> bool;
+}
+
+impl ShareRefusal for Refusal {
+    fn message(self) -> &'static str {
+        Refusal::message(self)
+    }
+    fn counts_as_invalid(self) -> bool {
+        Refusal::counts_as_invalid(self)
+    }
+}
+
 /// The consumers of proxy events.
 pub(crate) struct Events {
     pub(crate) stats: Stats,
@@ -265,10 +284,10 @@ impl Events {
 
     /// The proxy refused a share before the pool saw it (RFC §6.2 checks, duplicates).
     /// Counted against the miner (call it after answering the share, as it may cut the miner
-    /// off), except what [`Refusal::counts_as_invalid`] leaves out (`Invalid job id`: work on a
-    /// job the upstream no longer has is stale, what honest miners send after a job change or
-    /// while a pool is away, and never reaches a pool).
-    pub(crate) fn invalid(&self, miner: &impl Subject, refusal: Refusal) {
+    /// off), except what [`ShareRefusal::counts_as_invalid`] leaves out (CryptoNote's
+    /// `Invalid job id`: work on a job the upstream no longer has is stale, what honest miners
+    /// send after a job change or while a pool is away, and never reaches a pool).
+    pub(crate) fn invalid(&self, miner: &impl Subject, refusal: impl ShareRefusal) {
         let reason = refusal.message();
         self.stats.invalid.fetch_add(1, Relaxed);
         self.workers.invalid(miner, self.now());
@@ -294,7 +313,7 @@ impl Events {
 mod tests {
     use super::*;
     use crate::login::LoginInfo;
-    use crate::miner::Miner;
+    type Miner = crate::miner::Miner<crate::family::CryptoNote>;
 
     fn logged_in_miner() -> Arc<Miner> {
         Arc::new(Miner::detached_ready(

@@ -12,14 +12,19 @@
 //!
 //! The protocol decisions (a miner's `Session`, an upstream's `Channel`, every refusal) are
 //! the sans-IO crate `stratum-session`'s; this crate is their driver: it moves bytes, reads
-//! tokio's clock and counts.
+//! tokio's clock and counts. The driver knows no stratum family: it is generic over one
+//! (the `Family` trait of `splitter/family.rs` and `MinerProtocol` of `miner.rs`,
+//! monomorphised), and `family/cryptonote.rs` is the one it serves today (see
+//! ARCHITECTURE.md, "The seam for stratum families").
 //!
 //! [`Proxy::start`] binds every listener of the config and returns a [`ProxyHandle`]; the
 //! handle reports stats and stops the proxy with [`ProxyHandle::shutdown`], which answers the
 //! shares still in flight (up to a grace period, 5 s in the CLI) before closing connections.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,6 +38,7 @@ pub mod config;
 mod conn;
 mod deadlines;
 mod events;
+mod family;
 mod fanout;
 mod intern;
 mod journal;
@@ -49,23 +55,23 @@ mod tls;
 mod workers;
 
 pub use config::{Config, ConfigError};
+pub use family::{DUPLICATE_SHARE, NICEHASH_SLOTS};
 pub use journal::{Notice, NoticeKind, JOURNAL_CAPACITY, NOTICE_MAX_CHARS};
 pub use login::LoginInfo;
-pub use miner::{Miner, MinerId, MinerPhase, INACTIVITY_TIMEOUT, LOGIN_TIMEOUT};
+pub use miner::{MinerId, MinerPhase, INACTIVITY_TIMEOUT, LOGIN_TIMEOUT};
 pub use monitor::MinerSnapshot;
 pub use pool_client::UpstreamState;
 pub use reload::{ConfigAdjust, ReloadOutcome, WATCH_INTERVAL};
-pub use splitter::{
-    UpstreamCounts, UpstreamInfo, DUPLICATE_SHARE, EMPTY_MAPPER_TTL, NICEHASH_SLOTS,
-};
+pub use splitter::{UpstreamCounts, UpstreamInfo, EMPTY_MAPPER_TTL};
 pub use stats::{
     LatencyHistogram, Stats, StatsSnapshot, StatsSummary, WorkerWindows, HASHRATE_WINDOWS,
 };
 pub use workers::{WorkerRecord, WorkerSummary, WorkersSnapshot};
 
 use events::Events;
-use miner::Miner as MinerT;
-use splitter::Splitter;
+use family::CryptoNote;
+use miner::{Miner, MinerProtocol};
+use splitter::{Family, Splitter};
 
 /// Errors that stop the proxy from starting.
 #[derive(Debug, thiserror::Error)]
@@ -89,20 +95,20 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// State shared by every task of one proxy.
-pub(crate) struct Shared {
+/// State shared by every task of one proxy, serving the stratum family `F`.
+pub(crate) struct Shared<F: Family> {
     pub(crate) config: Arc<ArcSwap<Config>>,
     pub(crate) events: Arc<Events>,
-    pub(crate) splitter: Splitter<Arc<MinerT>>,
+    pub(crate) splitter: Splitter<F, Arc<Miner<F>>>,
     /// The file the config came from, when started with [`Proxy::start_from_file`].
     pub(crate) config_path: std::sync::OnceLock<std::path::PathBuf>,
     /// Per-IP connection limit (`rate-limit`), checked by every accept loop; apply a new
     /// config with [`ratelimit::RateLimiter::reconfigure`].
     pub(crate) rate_limiter: Arc<ratelimit::RateLimiter>,
-    miners: Mutex<HashMap<MinerId, Arc<MinerT>>>,
+    miners: Mutex<HashMap<MinerId, Arc<Miner<F>>>>,
     pub(crate) next_miner_id: AtomicU64,
     /// The ready queues of the tasks that serve miner sockets.
-    pub(crate) dispatchers: serve::Dispatchers,
+    pub(crate) dispatchers: serve::Dispatchers<F>,
     /// Shared copies of login strings.
     pub(crate) strings: intern::Interner,
     /// Most miners served at once; past it a new connection is told "Proxy is full" and
@@ -115,18 +121,18 @@ pub(crate) struct Shared {
     pub(crate) deadlines: deadlines::Deadlines<MinerId>,
 }
 
-impl Shared {
+impl<F: Family> Shared<F> {
     /// The proxy's counters (owned by the events that feed them).
     pub(crate) fn stats(&self) -> &Stats {
         &self.events.stats
     }
 
-    fn register(&self, miner: &Arc<MinerT>) {
+    fn register(&self, miner: &Arc<Miner<F>>) {
         self.stats().miner_connected();
         lock(&self.miners).insert(miner.id, miner.clone());
     }
 
-    fn unregister(&self, miner: &MinerT) {
+    fn unregister(&self, miner: &Miner<F>) {
         self.stats().miner_disconnected();
         lock(&self.miners).remove(&miner.id);
     }
@@ -145,6 +151,12 @@ impl Proxy {
     /// cannot be bound.
     pub async fn start(config: Config) -> Result<ProxyHandle, ProxyError> {
         config.validate()?;
+        // The one family served today; the config will name it when there are two.
+        Self::start_family::<CryptoNote>(config).await
+    }
+
+    /// [`Proxy::start`] for the stratum family `F`, `config` validated.
+    async fn start_family<F: MinerProtocol>(config: Config) -> Result<ProxyHandle, ProxyError> {
         if let Some(warning) = config.ignored_warning() {
             tracing::warn!("{warning}");
         }
@@ -173,7 +185,7 @@ impl Proxy {
         let accept_stop = CancellationToken::new();
         let conn_stop = CancellationToken::new();
         let upstream_stop = CancellationToken::new();
-        let shared = Arc::new(Shared {
+        let shared: Arc<Shared<F>> = Arc::new(Shared {
             splitter: Splitter::new(
                 config.clone(),
                 events.clone(),
@@ -213,6 +225,7 @@ impl Proxy {
             ));
         }
         tracker.spawn(tick_loop(shared.clone(), accept_stop.clone()));
+        let shared: Arc<dyn Running> = shared;
         Ok(ProxyHandle {
             monitor: Monitor {
                 shared: shared.clone(),
@@ -276,9 +289,9 @@ fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-async fn accept_loop(
+async fn accept_loop<F: MinerProtocol>(
     listener: conn::Listener,
-    shared: Arc<Shared>,
+    shared: Arc<Shared<F>>,
     stop: CancellationToken,
     conn_stop: CancellationToken,
     tracker: TaskTracker,
@@ -288,7 +301,7 @@ async fn accept_loop(
     }
     // Forget rate-limit state of IPs that went quiet (each listener does it; it is cheap).
     let mut housekeeping = tokio::time::interval(Duration::from_secs(30));
-    let mut full = FdReserve::new();
+    let mut full = FdReserve::new(F::full_line());
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => return,
@@ -301,7 +314,7 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 // A refused connection is dropped here, before anything is read from it.
-                if !conn::admit(&shared, peer) {
+                if !conn::admit(&shared.rate_limiter, peer) {
                     continue;
                 }
                 let limit = shared.max_miners.load(Relaxed);
@@ -343,13 +356,11 @@ struct FdReserve {
 }
 
 impl FdReserve {
-    fn new() -> Self {
+    /// `full`: the family's `Proxy is full` line.
+    fn new(full: Vec<u8>) -> Self {
         Self {
             spare: std::fs::File::open("/dev/null").ok(),
-            full: stratum_proto::cryptonote::encode_error(
-                &serde_json::Value::Null,
-                stratum_session::Refusal::ProxyFull.message(),
-            ),
+            full,
             refused: 0,
             last_log: None,
         }
@@ -400,7 +411,7 @@ impl FdReserve {
     }
 }
 
-async fn tick_loop(shared: Arc<Shared>, stop: CancellationToken) {
+async fn tick_loop<F: MinerProtocol>(shared: Arc<Shared<F>>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -417,44 +428,131 @@ async fn tick_loop(shared: Arc<Shared>, stop: CancellationToken) {
     }
 }
 
+/// What the public handles ([`Monitor`], [`ProxyHandle`]) need of a running driver, whatever
+/// stratum family it serves: the handles hold an `Arc<dyn Running>`, so they name no family.
+/// Monitoring, reload and stop only: nothing on a share's or a job's path goes through it.
+trait Running: Send + Sync + 'static {
+    /// The running config.
+    fn config(&self) -> &ArcSwap<Config>;
+    /// The events and the counters they feed.
+    fn events(&self) -> &Events;
+    /// The cap on miners served at once.
+    fn max_miners(&self) -> &AtomicU64;
+    /// The file the config came from, once set.
+    fn config_path(&self) -> &std::sync::OnceLock<std::path::PathBuf>;
+    /// Upstream connections by state.
+    fn upstream_counts(&self) -> UpstreamCounts;
+    /// Every upstream connection, in opening order.
+    fn upstream_details(&self) -> Vec<UpstreamInfo>;
+    /// Miners per upstream connection, in opening order.
+    fn mapper_loads(&self) -> Vec<usize>;
+    /// Every miner connection (unsorted).
+    fn miner_snapshots(&self) -> Vec<MinerSnapshot>;
+    /// Validates and applies a new config (`reload.rs`).
+    fn reload(&self, new: Config) -> Result<ReloadOutcome, ConfigError>;
+    /// Closes every miner, their last answers given a moment to go out (`serve.rs`).
+    fn close_all(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    /// Stops the fan-out threads.
+    fn stop_fanout(&self);
+    /// Watches the config file at `path` (its content `loaded`) until `stop`.
+    fn watch_file(
+        self: Arc<Self>,
+        path: std::path::PathBuf,
+        loaded: Vec<u8>,
+        adjust: ConfigAdjust,
+        stop: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+    /// Hashes per upstream id since each upstream opened, the pending ones attributed first
+    /// (`monitor.rs`).
+    fn upstream_hashes(&self) -> std::collections::HashMap<u64, u64>;
+}
+
+impl<F: MinerProtocol> Running for Shared<F> {
+    fn config(&self) -> &ArcSwap<Config> {
+        &self.config
+    }
+    fn events(&self) -> &Events {
+        &self.events
+    }
+    fn max_miners(&self) -> &AtomicU64 {
+        &self.max_miners
+    }
+    fn config_path(&self) -> &std::sync::OnceLock<std::path::PathBuf> {
+        &self.config_path
+    }
+    fn upstream_counts(&self) -> UpstreamCounts {
+        self.splitter.upstream_counts()
+    }
+    fn upstream_details(&self) -> Vec<UpstreamInfo> {
+        self.splitter.upstream_details()
+    }
+    fn mapper_loads(&self) -> Vec<usize> {
+        self.splitter.mapper_loads()
+    }
+    fn miner_snapshots(&self) -> Vec<MinerSnapshot> {
+        self.miner_snapshots()
+    }
+    fn reload(&self, new: Config) -> Result<ReloadOutcome, ConfigError> {
+        Shared::reload(self, new)
+    }
+    fn close_all(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(serve::close_all(self))
+    }
+    fn stop_fanout(&self) {
+        self.splitter.fanout.stop();
+    }
+    fn watch_file(
+        self: Arc<Self>,
+        path: std::path::PathBuf,
+        loaded: Vec<u8>,
+        adjust: ConfigAdjust,
+        stop: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(reload::watch_file(self, path, loaded, adjust, stop))
+    }
+    fn upstream_hashes(&self) -> std::collections::HashMap<u64, u64> {
+        Shared::upstream_hashes(self)
+    }
+}
+
 /// A cheap, cloneable read-only view of a running proxy, for monitoring (the HTTP API).
 #[derive(Clone)]
 pub struct Monitor {
-    shared: Arc<Shared>,
+    shared: Arc<dyn Running>,
 }
 
 impl Monitor {
     /// The running config.
     pub fn config(&self) -> Arc<Config> {
-        self.shared.config.load_full()
+        self.shared.config().load_full()
     }
 
     /// A copy of the counters.
     pub fn stats(&self) -> StatsSnapshot {
-        self.shared.stats().snapshot()
+        self.shared.events().stats.snapshot()
     }
 
     /// Blocks found through daemon upstreams.
     pub fn blocks(&self) -> u64 {
-        self.shared.stats().blocks.load(Relaxed)
+        self.shared.events().stats.blocks.load(Relaxed)
     }
 
     /// Upstream connections by state.
     pub fn upstreams(&self) -> UpstreamCounts {
-        self.shared.splitter.upstream_counts()
+        self.shared.upstream_counts()
     }
 
     /// Access- and share-log lines dropped since the start because their writer thread could
     /// not keep up (each queues at most 8192 lines; past that a line is dropped, not waited
     /// for).
     pub fn log_lines_dropped(&self) -> u64 {
-        self.shared.events.log_lines_dropped()
+        self.shared.events().log_lines_dropped()
     }
 }
 
 /// A running proxy.
 pub struct ProxyHandle {
-    shared: Arc<Shared>,
+    shared: Arc<dyn Running>,
     monitor: Monitor,
     addrs: Vec<SocketAddr>,
     accept_stop: CancellationToken,
@@ -476,29 +574,29 @@ impl ProxyHandle {
 
     /// A copy of the counters.
     pub fn stats(&self) -> StatsSnapshot {
-        self.shared.stats().snapshot()
+        self.shared.events().stats.snapshot()
     }
 
     /// Upstream connections by state.
     pub fn upstreams(&self) -> UpstreamCounts {
-        self.shared.splitter.upstream_counts()
+        self.shared.upstream_counts()
     }
 
     /// Caps the miners served at once at `n` (default: what the open-file limit leaves room
     /// for); past it a new connection is answered `Proxy is full, try again later` and
     /// closed. Miners already connected stay.
     pub fn set_miner_limit(&self, n: u64) {
-        self.shared.max_miners.store(n, Relaxed);
+        self.shared.max_miners().store(n, Relaxed);
     }
 
     /// The current cap on miners served at once (see [`ProxyHandle::set_miner_limit`]).
     pub fn miner_limit(&self) -> u64 {
-        self.shared.max_miners.load(Relaxed)
+        self.shared.max_miners().load(Relaxed)
     }
 
     /// Miners per upstream connection, in the order the connections were opened.
     pub fn mapper_loads(&self) -> Vec<usize> {
-        self.shared.splitter.mapper_loads()
+        self.shared.mapper_loads()
     }
 
     /// Waits up to `limit` for the shares in flight to be answered; returns how many are
@@ -506,7 +604,7 @@ impl ProxyHandle {
     async fn drain_in_flight(&self, limit: Duration) -> u64 {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let left = self.shared.stats().in_flight.load(Relaxed);
+            let left = self.shared.events().stats.in_flight.load(Relaxed);
             if left == 0 || tokio::time::Instant::now() >= deadline {
                 return left;
             }
@@ -527,10 +625,13 @@ impl ProxyHandle {
         if left > 0 {
             tracing::warn!("{left} shares still unanswered at shutdown");
         }
-        serve::close_all(&self.shared).await;
+        self.shared.close_all().await;
         // The CLOSE lines of the miners just closed reach the file before the process ends.
-        self.shared.events.close_logs(Duration::from_secs(1)).await;
-        self.shared.splitter.fanout.stop();
+        self.shared
+            .events()
+            .close_logs(Duration::from_secs(1))
+            .await;
+        self.shared.stop_fanout();
         self.conn_stop.cancel();
         self.tracker.close();
         self.tracker.wait().await;

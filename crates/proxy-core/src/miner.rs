@@ -1,18 +1,20 @@
-//! One miner connection: the driver of its sans-IO [`Session`] (go-proxy RFC §6).
+//! One miner connection, for any stratum family: its socket (a [`Conn`] from `conn.rs`,
+//! which knows nothing of the protocol) and its family's sans-IO session
+//! ([`MinerSession`]), with the route to its upstream kept beside the session.
 //!
-//! `Miner::handle_line` takes one line the miner sent, asks the session (phase, session id,
-//! login rules, submit fields: `stratum-session`) what it means, and writes the answer to the
-//! miner's socket (a [`Conn`] from `conn.rs`, which knows nothing of the protocol: straight to
-//! the socket or its bounded outbox). A login is routed through the splitter and a checked
-//! share handed to the miner's mapper, on this same thread. The phase below is advanced only
-//! by the [`Session`]. `Miner::drive` is what a dispatcher (`serve.rs`) runs when the socket
-//! woke the miner: lines out of the [`Conn`], each handled here, then the outbox flushed.
+//! `Miner::drive` is what a dispatcher (`serve.rs`) runs when the socket woke the miner:
+//! lines out of the [`Conn`], each handed to its family ([`MinerProtocol::handle_line`],
+//! which asks the session what it means and writes the answer: straight to the socket or its
+//! bounded outbox), then the outbox flushed. A login is routed through the splitter
+//! ([`Miner::route_login`]) and a checked share handed to the miner's mapper, on this same
+//! thread. The phase below is advanced only by the session.
 //!
 //! ```text
 //! WaitLogin --login ok--> WaitReady --first job--> Ready --close--> Closing
 //!   10 s                   600 s                    600 s without submit/keepalived
 //! ```
 
+use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::{AcqRel, Relaxed};
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -21,27 +23,34 @@ use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
-use stratum_proto::cryptonote::{
-    encode_error, encode_getjob_ok, encode_status, parse_miner_request, LoginParams, MinerRequest,
-    SessionParams, SubmitParams,
-};
-use stratum_proto::Id;
-use stratum_session::{check_submit, JobFor, LoginRules, Refusal, Session};
+use stratum_session::{MinerSession, Refusal, ShareTally};
 use tokio::time::Instant;
-use uuid::Uuid;
 
 use crate::config::WorkersMode;
 use crate::conn::{Conn, Endpoint, Next, ReadyQueue};
 use crate::events::Subject;
+use crate::intern::Interner;
 use crate::login::LoginInfo;
-use crate::splitter::{Downstream, SubmittedShare};
-
-/// Where a logged-in miner's shares go.
-pub(crate) type Route = crate::splitter::Route<Arc<Miner>>;
+use crate::splitter::{Downstream, Family};
 use crate::workers::{worker_name, WorkerSource, NO_WORKER};
 use crate::{lock, Shared};
-use std::net::IpAddr;
-use stratum_session::ShareTally;
+
+/// Where a logged-in miner's shares go.
+pub(crate) type Route<F> = crate::splitter::Route<F, Arc<Miner<F>>>;
+
+/// The miner side of a stratum family: what a line from a miner means. Implemented beside
+/// the family's [`Family`] (`family/cryptonote.rs`); the driver calls it for every complete
+/// line, on the dispatcher that read it.
+pub(crate) trait MinerProtocol: Family {
+    /// Handles one line `miner` sent: parses it, steps the miner's session, routes a login
+    /// ([`Miner::route_login`]), hands a checked share to the miner's mapper, and writes the
+    /// answer. Never panics on bad input: a bad line gets an error reply.
+    fn handle_line(miner: &Arc<Miner<Self>>, shared: &Shared<Self>, line: &[u8]) -> Flow;
+
+    /// The line a connection the proxy has no room for is told before it is closed (no
+    /// request id: it was never read).
+    fn full_line() -> Vec<u8>;
+}
 
 /// A miner must log in within this time (RFC §6); a TLS handshake counts against it.
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,38 +63,59 @@ const LINES_PER_DRIVE: usize = 64;
 pub type MinerId = u64;
 
 /// Lifecycle state (RFC §6); the numbers are the API's `state` values. Advanced only by
-/// the miner's [`Session`].
+/// the miner's session.
 pub use stratum_session::Phase as MinerPhase;
 
-pub(crate) struct MinerState {
-    /// The protocol state (phase, session id, route, difficulties, share tally).
-    pub(crate) session: Session<Route>,
+pub(crate) struct MinerState<F: Family> {
+    /// The protocol state (phase, session id, difficulties, share tally).
+    pub(crate) session: F::Session,
+    /// Where its shares go, once routed.
+    pub(crate) route: Option<Route<F>>,
     pub(crate) login: Option<Box<LoginInfo>>,
+}
+
+impl<F: Family> MinerState<F> {
+    /// Keeps what the miner sent at login, its strings shared through the proxy's interner.
+    pub(crate) fn set_login(
+        &mut self,
+        strings: &Interner,
+        user: &str,
+        pass: &str,
+        agent: &str,
+        rig_id: Option<String>,
+    ) {
+        self.login = Some(Box::new(LoginInfo {
+            user: strings.get(user),
+            pass: strings.get(pass),
+            agent: strings.get(agent),
+            rig_id: rig_id.filter(|r| !r.is_empty()).map(Arc::from),
+        }));
+    }
 }
 
 /// One miner connection: its protocol state and its socket, shared between the dispatcher
 /// that serves the socket and the splitter (see `conn.rs`). The miner is also the waker of
 /// its socket: readiness queues it for its dispatcher.
-pub struct Miner {
+pub(crate) struct Miner<F: Family> {
     /// Process-unique id.
-    pub id: MinerId,
+    pub(crate) id: MinerId,
     /// Remote address.
-    pub peer: SocketAddr,
-    pub(crate) state: Mutex<MinerState>,
+    pub(crate) peer: SocketAddr,
+    pub(crate) state: Mutex<MinerState<F>>,
     pub(crate) conn: Mutex<Conn>,
     /// In its dispatcher's ready queue (or about to be).
     pub(crate) queued: AtomicBool,
     /// Milliseconds on the proxy clock after which the miner is closed (login or inactivity
     /// timeout).
     pub(crate) deadline: AtomicU64,
-    pub(crate) ready: Arc<ReadyQueue<Miner>>,
+    pub(crate) ready: Arc<ReadyQueue<Miner<F>>>,
     /// The worker record this miner is counted in: generation << 32 | index, or
     /// `workers::NO_WORKER` (kept by `workers.rs`).
     pub(crate) worker: AtomicU64,
     /// Bytes received from the miner.
-    pub rx: AtomicU64,
+    pub(crate) rx: AtomicU64,
     /// Bytes sent to the miner.
-    pub tx: AtomicU64,
+    pub(crate) tx: AtomicU64,
 }
 
 /// What the connection task should do after a line.
@@ -97,19 +127,20 @@ pub(crate) enum Flow {
     Active,
 }
 
-impl Miner {
+impl<F: Family> Miner<F> {
     /// A miner on `conn`, woken through `ready`.
     pub(crate) fn new(
         id: MinerId,
         peer: SocketAddr,
         conn: Conn,
-        ready: Arc<ReadyQueue<Miner>>,
+        ready: Arc<ReadyQueue<Miner<F>>>,
     ) -> Self {
         Self {
             id,
             peer,
             state: Mutex::new(MinerState {
-                session: Session::new(),
+                session: F::Session::new(),
+                route: None,
                 login: None,
             }),
             conn: Mutex::new(conn),
@@ -128,165 +159,66 @@ impl Miner {
         Self::new(id, peer, Conn::detached(), ReadyQueue::detached())
     }
 
-    /// A detached miner logged in with `info` and past its first job (tests).
-    #[cfg(test)]
-    pub(crate) fn detached_ready(id: MinerId, peer: SocketAddr, info: LoginInfo) -> Self {
-        let m = Self::detached(id, peer);
-        {
-            let mut st = m.state();
-            let rules = LoginRules::default();
-            let _ = st
-                .session
-                .login(Uuid::new_v4(), Id::Null, &info.user, "", &rules);
-            st.session.on_job(1);
-            st.login = Some(Box::new(info));
-        }
-        m
-    }
-
-    pub(crate) fn state(&self) -> MutexGuard<'_, MinerState> {
+    pub(crate) fn state(&self) -> MutexGuard<'_, MinerState<F>> {
         lock(&self.state)
     }
 
     /// The current phase.
-    pub fn phase(&self) -> MinerPhase {
+    pub(crate) fn phase(&self) -> MinerPhase {
         self.state().session.phase()
     }
 
-    fn reply_error(self: &Arc<Self>, id: &Id, refusal: Refusal) {
-        self.send_line(encode_error(id, refusal.message()));
+    /// Routes a miner whose session just accepted its login to an upstream and reports the
+    /// login: [`Miner::route`], then [`Miner::report_login`] unless it closed meanwhile.
+    ///
+    /// # Errors
+    /// [`Refusal::ProxyFull`] when no upstream can take the miner (see [`Miner::route`]).
+    pub(crate) fn route_login(self: &Arc<Self>, shared: &Shared<F>) -> Result<(), Refusal> {
+        if self.route(shared)? {
+            self.report_login(shared);
+        }
+        Ok(())
     }
 
-    /// Handles one line from the miner (RFC §6.1–6.3).
-    pub(crate) fn handle_line(self: &Arc<Self>, shared: &Shared, line: &[u8]) -> Flow {
-        match parse_miner_request(line) {
-            Err(e) => {
-                tracing::debug!(miner = self.id, "bad request: {e}");
-                self.send_line(encode_error(e.id(), e.message()));
-                Flow::Continue
-            }
-            Ok((id, MinerRequest::Login(p))) => {
-                self.handle_login(shared, id, p);
-                Flow::Active
-            }
-            Ok((id, MinerRequest::Submit(p))) => {
-                self.handle_submit(shared, id, p);
-                Flow::Active
-            }
-            Ok((id, MinerRequest::Keepalived(p))) => {
-                if self.check_session(&p).is_some() {
-                    self.send_line(encode_status(&id, "KEEPALIVED"));
-                } else {
-                    self.reply_error(&id, Refusal::Unauthenticated);
+    /// Routes the miner to an upstream with room (the splitter's `on_login`); the upstream's
+    /// current job, if any, is delivered at once. `Ok(false)` when the miner closed
+    /// meanwhile (its slot is given back). On [`Refusal::ProxyFull`] its session goes back to
+    /// waiting for a login and its login strings are dropped; the family answers the
+    /// refusal. (CryptoNote routes at `login`; a family whose miners need their slot before
+    /// they name their worker, as Stratum V1's `mining.subscribe` does, routes first and
+    /// reports the login later.)
+    ///
+    /// # Errors
+    /// [`Refusal::ProxyFull`] when no upstream can take the miner.
+    pub(crate) fn route(self: &Arc<Self>, shared: &Shared<F>) -> Result<bool, Refusal> {
+        match shared.splitter.on_login(self) {
+            Ok(()) => {
+                if self.conn().is_closed() {
+                    // Closed meanwhile (a timeout on another thread): its close may have run
+                    // before the miner took its slot; give the slot back (taking the route
+                    // makes this idempotent).
+                    shared.splitter.on_close(self);
+                    return Ok(false);
                 }
-                Flow::Active
+                Ok(true)
             }
-            Ok((id, MinerRequest::GetJob(p))) => {
-                match self.check_session(&p) {
-                    Some(route) => match route.mapper.job_for(self) {
-                        Some(job) => {
-                            self.send_line(encode_getjob_ok(&id, &job));
-                        }
-                        None => self.reply_error(&id, Refusal::NoJobYet),
-                    },
-                    None => self.reply_error(&id, Refusal::Unauthenticated),
-                }
-                Flow::Continue
+            Err(refusal) => {
+                let mut st = self.state();
+                st.session.login_refused();
+                st.login = None;
+                Err(refusal)
             }
         }
     }
 
-    /// The miner's route when `params.id` is its session id.
-    fn check_session(&self, p: &SessionParams) -> Option<Route> {
-        self.state().session.route_for(&p.id).cloned()
-    }
-
-    fn handle_login(self: &Arc<Self>, shared: &Shared, id: Id, p: LoginParams) {
-        let config = shared.config.load();
-        let rules = LoginRules {
-            access_password: config.access_password(),
-            custom_diff: config.custom_diff,
-            custom_diff_min: config.custom_diff_min,
-        };
-        let strings = &shared.strings;
-        {
-            let mut st = self.state();
-            let user = match st
-                .session
-                .login(Uuid::new_v4(), id.clone(), &p.login, &p.pass, &rules)
-            {
-                Ok(l) => l.user,
-                Err(r) => {
-                    drop(st);
-                    return self.reply_error(&id, r);
-                }
-            };
-            st.login = Some(Box::new(LoginInfo {
-                user: strings.get(user),
-                pass: strings.get(&p.pass),
-                agent: strings.get(&p.agent),
-                rig_id: p.rigid.filter(|r| !r.is_empty()).map(Arc::from),
-            }));
-        }
-        let routed = shared.splitter.on_login(self);
-        if routed.is_ok() {
-            if self.conn().is_closed() {
-                // Closed meanwhile (a timeout on another thread): its close may have run
-                // before the miner took its slot; give the slot back (taking the route makes
-                // this idempotent).
-                shared.splitter.on_close(self);
-                return;
-            }
-            shared.events.login(self);
-        }
-        if let Err(refusal) = routed {
-            let mut st = self.state();
-            st.session.login_refused();
-            st.login = None;
-            drop(st);
-            self.reply_error(&id, refusal);
-        }
-    }
-
-    fn handle_submit(self: &Arc<Self>, shared: &Shared, id: Id, p: SubmitParams) {
-        let routed = self
-            .state()
-            .session
-            .submit_route(&p.id)
-            .map(|(r, custom_diff)| (r.clone(), custom_diff));
-        let (route, custom_diff) = match routed {
-            Ok(r) => r,
-            Err(r) => return self.reply_error(&id, r),
-        };
-        // Answered first: the count may cut the miner off (see `Events::invalid`).
-        let (nonce, share_diff) = match check_submit(&p.job_id, &p.nonce, &p.result) {
-            Ok(f) => (f.nonce, f.share_diff),
-            Err(r) => {
-                self.reply_error(&id, r);
-                shared.events.invalid(self, r);
-                return;
-            }
-        };
-        let share = SubmittedShare {
-            id,
-            params: p,
-            nonce,
-            share_diff,
-            custom_diff,
-        };
-        route.mapper.submit(self, route.fixed_byte, share);
-    }
-
-    /// Answers request `id`: `{"status":"OK"}` or an error with the message.
-    pub(crate) fn reply(self: &Arc<Self>, id: &Id, result: Result<(), &str>) {
-        match result {
-            Ok(()) => self.send_line(encode_status(id, "OK")),
-            Err(m) => self.send_line(encode_error(id, m)),
-        };
+    /// Reports the miner's login (worker record, access log), once its login strings are
+    /// kept ([`MinerState::set_login`]).
+    pub(crate) fn report_login(self: &Arc<Self>, shared: &Shared<F>) {
+        shared.events.login(self);
     }
 }
 
-impl Wake for Miner {
+impl<F: Family> Wake for Miner<F> {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
@@ -299,7 +231,7 @@ impl Wake for Miner {
     }
 }
 
-impl Endpoint for Miner {
+impl<F: Family> Endpoint for Miner<F> {
     fn rx_bytes(&self) -> &AtomicU64 {
         &self.rx
     }
@@ -315,15 +247,10 @@ impl Endpoint for Miner {
 
 /// The socket side of the miner: what `serve.rs` (dispatch, tick, stop) and the splitter
 /// call, executed on [`Conn`] under the socket lock, never under the protocol lock.
-impl Miner {
-    /// The socket, locked.
-    pub(crate) fn conn(&self) -> MutexGuard<'_, Conn> {
-        lock(&self.conn)
-    }
-
+impl<F: MinerProtocol> Miner<F> {
     /// Serves the socket: handles every complete line that arrived, writes what waits, and
     /// registers for the next readiness. Called by the dispatcher when the miner was woken.
-    pub(crate) fn drive(self: &Arc<Self>, shared: &Shared) {
+    pub(crate) fn drive(self: &Arc<Self>, shared: &Shared<F>) {
         let waker = Waker::from(self.clone());
         let mut cx = Context::from_waker(&waker);
         let mut more = true;
@@ -331,7 +258,7 @@ impl Miner {
             let next = self.conn().next_line(&**self, &mut cx);
             match next {
                 Next::Line(line) => {
-                    if self.handle_line(shared, &line) == Flow::Active
+                    if F::handle_line(self, shared, &line) == Flow::Active
                         && self.phase() != MinerPhase::WaitLogin
                     {
                         self.set_deadline(shared, Instant::now() + INACTIVITY_TIMEOUT);
@@ -352,6 +279,15 @@ impl Miner {
         if let Err(why) = flushed {
             self.close(shared, why);
         }
+    }
+}
+
+/// The socket side of the miner: what `serve.rs` (dispatch, tick, stop) and the splitter
+/// call, executed on [`Conn`] under the socket lock, never under the protocol lock.
+impl<F: Family> Miner<F> {
+    /// The socket, locked.
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Conn> {
+        lock(&self.conn)
     }
 
     /// Queues bytes for the miner and writes them at once when nothing waits before them.
@@ -400,7 +336,7 @@ impl Miner {
     }
 
     /// Sets the moment after which the tick closes the miner (login or inactivity timeout).
-    pub(crate) fn set_deadline(&self, shared: &Shared, at: Instant) {
+    pub(crate) fn set_deadline(&self, shared: &Shared<F>, at: Instant) {
         let ms = at.saturating_duration_since(shared.clock).as_millis();
         self.deadline
             .store(u64::try_from(ms).unwrap_or(u64::MAX), Relaxed);
@@ -418,7 +354,7 @@ impl Miner {
 
     /// Closes the connection once: the socket is shut, the miner leaves its upstream and the
     /// registry, and the close is counted and logged. Later calls do nothing.
-    pub(crate) fn close(self: &Arc<Self>, shared: &Shared, why: &str) {
+    pub(crate) fn close(self: &Arc<Self>, shared: &Shared<F>, why: &str) {
         if !self.shut() {
             return;
         }
@@ -430,7 +366,7 @@ impl Miner {
     }
 }
 
-impl Miner {
+impl<F: Family> Miner<F> {
     /// Shuts the socket and drops what waits in the buffers; false when it was shut already.
     /// Dropping the socket deregisters it, which also drops the wakers it held (each one a
     /// reference to this miner).
@@ -441,7 +377,7 @@ impl Miner {
     }
 }
 
-impl WorkerSource for Arc<Miner> {
+impl<F: Family> WorkerSource for Arc<Miner<F>> {
     fn ip(&self) -> IpAddr {
         self.peer.ip()
     }
@@ -461,7 +397,7 @@ impl WorkerSource for Arc<Miner> {
     }
 }
 
-impl Subject for Arc<Miner> {
+impl<F: Family> Subject for Arc<Miner<F>> {
     fn id(&self) -> MinerId {
         self.id
     }
@@ -489,23 +425,10 @@ impl Subject for Arc<Miner> {
     }
 }
 
-impl Downstream for Arc<Miner> {
-    fn set_route(&self, route: Route) {
-        self.state().session.set_route(route);
-    }
-
-    fn take_route(&self) -> Option<Route> {
-        self.state().session.take_route()
-    }
-
-    fn job_params(&self) -> (Option<u8>, u64) {
-        let st = self.state();
-        let fixed = st.session.route().and_then(|r| r.fixed_byte);
-        (fixed, st.session.custom_diff())
-    }
-
-    fn on_job(&self, pool_difficulty: u64) -> JobFor {
-        self.state().session.on_job(pool_difficulty)
+impl<F: Family> Downstream<F> for Arc<Miner<F>> {
+    fn with_session<T>(&self, f: impl FnOnce(&mut F::Session, &mut Option<Route<F>>) -> T) -> T {
+        let st = &mut *self.state();
+        f(&mut st.session, &mut st.route)
     }
 
     fn send_line(&self, line: Vec<u8>) {
@@ -514,9 +437,5 @@ impl Downstream for Arc<Miner> {
 
     fn send(&self, chunks: &[Bytes]) {
         Miner::send(self, chunks);
-    }
-
-    fn reply(&self, id: &Id, result: Result<(), &str>) {
-        Miner::reply(self, id, result);
     }
 }

@@ -12,8 +12,11 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use stratum_session::MinerSession;
+
 use crate::journal::Notice;
 use crate::miner::{Miner, MinerId, MinerPhase};
+use crate::splitter::Family;
 use crate::splitter::UpstreamInfo;
 use crate::stats::{LatencyHistogram, StatsSummary};
 use crate::workers::WorkersSnapshot;
@@ -47,13 +50,13 @@ impl Monitor {
     /// moves it too): the epoch of its statistics (uptime, average share time and all-time
     /// hashrate count from it).
     pub fn started(&self) -> Instant {
-        self.shared.events.epoch
+        self.shared.events().epoch
     }
 
     /// Share results, best shares, latency and hashrates (RFC §12 `Summary()`) as of `at`
     /// (`tokio::time::Instant::now()` for the live figures).
     pub fn summary_at(&self, at: Instant) -> StatsSummary {
-        let events = &self.shared.events;
+        let events = self.shared.events();
         events.stats.summary(events.secs_at(at))
     }
 
@@ -61,7 +64,7 @@ impl Monitor {
     /// of a removed one), with hashrates in H/s as of `at` (an instant no earlier than
     /// [`Monitor::started`]).
     pub fn workers_at(&self, at: Instant) -> WorkersSnapshot {
-        let events = &self.shared.events;
+        let events = self.shared.events();
         events
             .workers
             .snapshot(events.secs_at(at), events.epoch_unix)
@@ -69,31 +72,26 @@ impl Monitor {
 
     /// Number of worker records.
     pub fn worker_count(&self) -> usize {
-        self.shared.events.workers.len()
+        self.shared.events().workers.len()
     }
 
     /// Every miner connection, by id.
     pub fn miners(&self) -> Vec<MinerSnapshot> {
-        let mut v: Vec<MinerSnapshot> = self
-            .shared
-            .live_miners()
-            .iter()
-            .map(|m| snapshot(m))
-            .collect();
+        let mut v = self.shared.miner_snapshots();
         v.sort_by_key(|m| m.id);
         v
     }
 
     /// Every upstream connection, in opening order.
     pub fn upstream_details(&self) -> Vec<UpstreamInfo> {
-        self.shared.splitter.upstream_details()
+        self.shared.upstream_details()
     }
 
     /// The latest notable events (at most [`crate::JOURNAL_CAPACITY`]), oldest first: shares
     /// refused (by a pool or the proxy; stale job ids are not noted), bans, upstreams lost and
     /// logged in again. Upstream changes are seen by the 1 s tick.
     pub fn notices(&self) -> Vec<Notice> {
-        self.shared.events.journal.notices()
+        self.shared.events().journal.notices()
     }
 
     /// Hashes (sums of accepted share difficulties) per upstream id ([`UpstreamInfo::id`])
@@ -101,19 +99,16 @@ impl Monitor {
     /// miner's upstream by the 1 s tick or by this call, whichever comes first; a share of a
     /// miner that closed before then is counted in the proxy's totals only.
     pub fn upstream_hashes(&self) -> HashMap<u64, u64> {
-        let upstreams = self.shared.splitter.upstream_details();
-        self.shared
-            .fold_upstream_hashes(&upstreams.iter().map(|u| u.id).collect::<Vec<_>>());
-        self.shared.events.upstream_hashes.totals()
+        self.shared.upstream_hashes()
     }
 
     /// The pool reply latency histogram of pool-accepted shares.
     pub fn latency_histogram(&self) -> LatencyHistogram {
-        self.shared.stats().latency_histogram()
+        self.shared.events().stats.latency_histogram()
     }
 }
 
-fn snapshot(m: &Miner) -> MinerSnapshot {
+fn snapshot<F: Family>(m: &Miner<F>) -> MinerSnapshot {
     let st = m.state();
     let login = st.login.as_deref();
     MinerSnapshot {
@@ -129,7 +124,7 @@ fn snapshot(m: &Miner) -> MinerSnapshot {
     }
 }
 
-impl Shared {
+impl<F: Family> Shared<F> {
     /// Called every second by the tick loop: attributes the hashes accepted since the last
     /// call to the upstreams of their miners, and notes upstreams lost or logged in again.
     pub(crate) fn fold_monitoring(&self) {
@@ -143,6 +138,13 @@ impl Shared {
         self.fold_upstream_hashes(&upstreams.iter().map(|u| u.id).collect::<Vec<_>>());
     }
 
+    /// [`Monitor::upstream_hashes`]: the pending hashes attributed, then the totals.
+    pub(crate) fn upstream_hashes(&self) -> HashMap<u64, u64> {
+        let upstreams = self.splitter.upstream_details();
+        self.fold_upstream_hashes(&upstreams.iter().map(|u| u.id).collect::<Vec<_>>());
+        self.events.upstream_hashes.totals()
+    }
+
     /// Attributes the hashes accepted since the last call to the upstreams of their miners;
     /// `live` are the upstream ids that exist (the others are forgotten).
     fn fold_upstream_hashes(&self, live: &[u64]) {
@@ -153,7 +155,7 @@ impl Shared {
             return;
         }
         // The miners first (registry lock), then each one's route (its own lock): never both.
-        let miners: Vec<(Arc<Miner>, u64)> = {
+        let miners: Vec<(Arc<Miner<F>>, u64)> = {
             let registry = lock(&self.miners);
             pending
                 .iter()
@@ -162,19 +164,26 @@ impl Shared {
         };
         let by_upstream = miners.into_iter().filter_map(|(m, h)| {
             let st = m.state();
-            st.session.route().map(|r| (r.mapper.id, h))
+            st.route.as_ref().map(|r| (r.mapper.id, h))
         });
         tally.fold(by_upstream, live);
     }
+}
+
+impl<F: Family> Shared<F> {
+    /// Every miner connection, unsorted.
+    pub(crate) fn miner_snapshots(&self) -> Vec<MinerSnapshot> {
+        self.live_miners().iter().map(|m| snapshot(m)).collect()
+    }
 
     /// The connected miners (a copy of the list; no lock is kept).
-    pub(crate) fn live_miners(&self) -> Vec<Arc<Miner>> {
+    pub(crate) fn live_miners(&self) -> Vec<Arc<Miner<F>>> {
         lock(&self.miners).values().cloned().collect()
     }
 
     /// The connected miners for which `f` is true (`f` runs under the registry lock: keep it
     /// short and lock-free of the registry).
-    pub(crate) fn miners_where(&self, f: impl Fn(&Miner) -> bool) -> Vec<Arc<Miner>> {
+    pub(crate) fn miners_where(&self, f: impl Fn(&Miner<F>) -> bool) -> Vec<Arc<Miner<F>>> {
         lock(&self.miners)
             .values()
             .filter(|m| f(m))

@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
+use crate::miner::MinerProtocol;
 use crate::{Monitor, Proxy, ProxyError, ProxyHandle, Shared};
 
 /// How often the config file is checked for changes.
@@ -36,7 +37,7 @@ pub struct ReloadOutcome {
     pub needs_restart: Vec<&'static str>,
 }
 
-impl Shared {
+impl<F: MinerProtocol> Shared<F> {
     /// Validates `new` and makes it the running config (see the module docs).
     ///
     /// # Errors
@@ -116,7 +117,7 @@ impl Monitor {
 
     /// The config file, when the proxy was started with [`Proxy::start_from_file`].
     pub fn config_path(&self) -> Option<&Path> {
-        self.shared.config_path.get().map(PathBuf::as_path)
+        self.shared.config_path().get().map(PathBuf::as_path)
     }
 }
 
@@ -158,9 +159,8 @@ impl Proxy {
         adjust(&mut config);
         config.validate()?;
         let handle = Proxy::start(config).await?;
-        let _ = handle.shared.config_path.set(path.to_path_buf());
-        handle.tracker.spawn(watch_file(
-            handle.shared.clone(),
+        let _ = handle.shared.config_path().set(path.to_path_buf());
+        handle.tracker.spawn(handle.shared.clone().watch_file(
             path.to_path_buf(),
             bytes,
             adjust,
@@ -172,8 +172,8 @@ impl Proxy {
 
 /// Polls the config file and reloads it when its contents change and `watch` is on.
 /// `loaded` is the content the running config came from.
-async fn watch_file(
-    shared: Arc<Shared>,
+pub(crate) async fn watch_file<F: MinerProtocol>(
+    shared: Arc<Shared<F>>,
     path: PathBuf,
     loaded: Vec<u8>,
     adjust: ConfigAdjust,

@@ -31,7 +31,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::conn::{Conn, Io, ReadyQueue, TlsMode};
 use crate::deadlines::TICK_BUDGET;
-use crate::miner::{Miner, MinerPhase, LOGIN_TIMEOUT};
+use crate::miner::{Miner, MinerPhase, MinerProtocol, LOGIN_TIMEOUT};
+use crate::splitter::Family;
 use crate::{lock, Shared};
 
 /// How long the last answers may take to go out when the proxy stops.
@@ -42,8 +43,8 @@ const TLS_HANDSHAKE: u8 = 0x16;
 /// Starts serving an accepted connection. Plain TCP is served at once, without a task; a
 /// listener that may see TLS gets a short task for the detection and the handshake (within
 /// the login timeout), which ends once the miner is served.
-pub(crate) fn accept(
-    shared: &Arc<Shared>,
+pub(crate) fn accept<F: MinerProtocol>(
+    shared: &Arc<Shared<F>>,
     tcp: TcpStream,
     peer: SocketAddr,
     tls: &TlsMode,
@@ -75,8 +76,8 @@ pub(crate) fn accept(
 
 /// The TLS part of [`accept`]: with `detect`, a connection whose first byte is not a TLS
 /// handshake is served as plain TCP; otherwise the handshake, then the miner.
-async fn handshake(
-    shared: Arc<Shared>,
+async fn handshake<F: MinerProtocol>(
+    shared: Arc<Shared<F>>,
     tcp: TcpStream,
     peer: SocketAddr,
     acceptor: TlsAcceptor,
@@ -109,7 +110,7 @@ async fn handshake(
 
 /// Registers a connected miner and serves what it may already have sent (a TLS handshake
 /// can bring the miner's first lines with its last flight).
-fn start(shared: &Arc<Shared>, io: Io, peer: SocketAddr, deadline: Instant) {
+fn start<F: MinerProtocol>(shared: &Arc<Shared<F>>, io: Io, peer: SocketAddr, deadline: Instant) {
     let id = shared.next_miner_id.fetch_add(1, Relaxed);
     let ready = shared.dispatchers.pick(id);
     let miner = Arc::new(Miner::new(id, peer, Conn::new(io), ready));
@@ -120,11 +121,11 @@ fn start(shared: &Arc<Shared>, io: Io, peer: SocketAddr, deadline: Instant) {
 }
 
 /// The dispatcher tasks: one ready queue each.
-pub(crate) struct Dispatchers {
-    queues: Vec<Arc<ReadyQueue<Miner>>>,
+pub(crate) struct Dispatchers<F: Family> {
+    queues: Vec<Arc<ReadyQueue<Miner<F>>>>,
 }
 
-impl Dispatchers {
+impl<F: Family> Dispatchers<F> {
     /// `n` queues (at least one), not served until [`Dispatchers::spawn`].
     pub(crate) fn new(n: usize) -> Self {
         Self {
@@ -133,14 +134,16 @@ impl Dispatchers {
     }
 
     /// The queue of miner `id`.
-    fn pick(&self, id: u64) -> Arc<ReadyQueue<Miner>> {
+    fn pick(&self, id: u64) -> Arc<ReadyQueue<Miner<F>>> {
         let i = usize::try_from(id % self.queues.len() as u64).unwrap_or(0);
         self.queues[i].clone()
     }
+}
 
+impl<F: MinerProtocol> Dispatchers<F> {
     /// Starts one dispatcher task per queue; they end when `stop` is cancelled.
     pub(crate) fn spawn(
-        shared: &Arc<Shared>,
+        shared: &Arc<Shared<F>>,
         tracker: &tokio_util::task::TaskTracker,
         stop: &CancellationToken,
     ) {
@@ -151,8 +154,12 @@ impl Dispatchers {
 }
 
 /// Drives every miner that its queue receives, until `stop`.
-async fn dispatch(shared: Arc<Shared>, queue: Arc<ReadyQueue<Miner>>, stop: CancellationToken) {
-    let mut batch: Vec<Arc<Miner>> = Vec::new();
+async fn dispatch<F: MinerProtocol>(
+    shared: Arc<Shared<F>>,
+    queue: Arc<ReadyQueue<Miner<F>>>,
+    stop: CancellationToken,
+) {
+    let mut batch: Vec<Arc<Miner<F>>> = Vec::new();
     loop {
         queue.take(&mut batch);
         if batch.is_empty() {
@@ -175,7 +182,7 @@ async fn dispatch(shared: Arc<Shared>, queue: Arc<ReadyQueue<Miner>>, stop: Canc
 /// touches only the miners whose scheduled check came (at most [`TICK_BUDGET`], looked up by
 /// id under one short registry lock, never acted on under it), and schedules the ones still
 /// in time again at their current deadline.
-pub(crate) fn sweep_timeouts(shared: &Shared) {
+pub(crate) fn sweep_timeouts<F: MinerProtocol>(shared: &Shared<F>) {
     let now = Instant::now();
     let now_ms =
         u64::try_from(now.saturating_duration_since(shared.clock).as_millis()).unwrap_or(u64::MAX);
@@ -185,7 +192,7 @@ pub(crate) fn sweep_timeouts(shared: &Shared) {
         return;
     }
     // A closed miner's id finds nothing: it is gone from the registry.
-    let live: Vec<Arc<Miner>> = {
+    let live: Vec<Arc<Miner<F>>> = {
         let miners = lock(&shared.miners);
         due.iter()
             .filter_map(|id| miners.get(id).cloned())
@@ -210,7 +217,7 @@ pub(crate) fn sweep_timeouts(shared: &Shared) {
 
 /// Closes every miner when the proxy stops: gives the answers still queued up to
 /// [`STOP_FLUSH`] to go out, then closes.
-pub(crate) async fn close_all(shared: &Shared) {
+pub(crate) async fn close_all<F: MinerProtocol>(shared: &Shared<F>) {
     let deadline = Instant::now() + STOP_FLUSH;
     loop {
         let waiting = !shared.miners_where(Miner::has_output).is_empty();

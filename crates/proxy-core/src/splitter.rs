@@ -1,23 +1,34 @@
-//! Splitters: how miners are spread over upstream pool connections (go-proxy RFC §8, §9).
+//! Splitters: how miners are spread over upstream pool connections (go-proxy RFC §8, §9),
+//! for any stratum family (`splitter/family.rs` says what a family provides).
 //!
-//! A [`Mapper`] is one upstream connection ([`pool_client::Upstream`]) and the miners on it.
-//! In NiceHash mode a mapper holds up to 256 miners, each with its own fixed nonce byte from
-//! the mapper's [`NonceStorage`]; the 257th miner makes the [`Splitter`] open a new mapper.
-//! In simple mode a mapper holds one miner and nothing is patched.
+//! A [`Mapper`] is one upstream connection (the family's upstream client) and the miners on
+//! it, its protocol state a family's [`UpstreamChannel`]. In NiceHash mode a mapper holds as
+//! many miners as its channel has slots (CryptoNote: 256, each with its own fixed nonce
+//! byte); the next miner makes the [`Splitter`] open a new mapper. In simple mode a mapper
+//! holds one miner.
+//!
+//! Nothing here knows a family's wire format: jobs are delivered, answers written and the
+//! upstream started through the [`Family`] trait, monomorphised (no dynamic call on the share
+//! path).
+//!
+//! The once-a-second GC looks only at the mappers listed when they became empty or their
+//! upstream stopped (`splitter/gc.rs`), never at every mapper.
 //!
 //! Lock order: the splitter's mapper list, then a mapper's state, then a miner's state, then its
-//! socket. Nothing here awaits while holding a lock.
+//! socket; the GC list is taken last (under a mapper's state at most). Nothing here awaits
+//! while holding a lock.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::fmt::Display;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use pool_client::{FailoverOptions, Share, ShareError, Upstream, UpstreamListener, UpstreamState};
-use stratum_proto::cryptonote::{encode_login_ok, JobLine};
-use stratum_proto::{difficulty_to_target, Id, Job};
+use pool_client::{FailoverOptions, UpstreamState};
+use stratum_proto::Id;
+use stratum_session::{MinerSession, Refusal, UpstreamChannel};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Mode};
@@ -25,18 +36,14 @@ use crate::events::Events;
 use crate::events::Subject;
 use crate::fanout::{way_of, Fanout};
 use crate::lock;
-use stratum_proto::cryptonote::SubmitParams;
-use stratum_session::{
-    effective_difficulty, Channel, ChannelJob, Checked, JobFor, Refusal, ShareIn,
-};
 
-pub use stratum_session::NICEHASH_SLOTS;
+mod family;
+mod gc;
+pub(crate) use family::Family;
+use gc::{GcList, Listed, GC_BUDGET};
 
 /// How long an empty NiceHash mapper is kept before its pool connection is closed.
 pub const EMPTY_MAPPER_TTL: Duration = Duration::from_secs(60);
-
-/// The error a repeated share (same job, same nonce) is answered with; it is not forwarded.
-pub const DUPLICATE_SHARE: &str = Refusal::Duplicate.message();
 
 /// The proxy's clock as a `std` instant, for the sans-IO channel: tokio's clock, so that a
 /// paused test clock drives mapper idle times and share latencies too.
@@ -44,56 +51,88 @@ pub(crate) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-/// Where a logged-in miner's shares go.
-pub(crate) struct Route<M: Downstream> {
-    pub(crate) mapper: Arc<Mapper<M>>,
-    /// The NiceHash fixed byte; `None` in simple mode.
-    pub(crate) fixed_byte: Option<u8>,
+/// Where a logged-in miner's shares go: its mapper and its slot there.
+pub(crate) struct Route<F: Family, M: Downstream<F>> {
+    pub(crate) mapper: Arc<Mapper<F, M>>,
+    /// The miner's part of the upstream's search space (CryptoNote: the NiceHash fixed
+    /// byte, `None` in simple mode).
+    pub(crate) slot: F::Slot,
 }
 
-impl<M: Downstream> Clone for Route<M> {
+impl<F: Family, M: Downstream<F>> Clone for Route<F, M> {
     fn clone(&self) -> Self {
         Self {
             mapper: self.mapper.clone(),
-            fixed_byte: self.fixed_byte,
+            slot: self.slot,
         }
     }
 }
 
-/// What the splitter needs of a miner connection (implemented by the driver's miner): the
-/// job and route steps of its sans-IO session, and the writes of answers and jobs, each
-/// straight to the miner's socket or its bounded outbox. The splitter never names the
+/// What the splitter needs of a miner connection (implemented by the driver's miner): its
+/// family's session and its route, under the miner's own lock, and the writes of lines,
+/// each straight to the miner's socket or its bounded outbox. The splitter never names the
 /// miner type, so that the miner (its socket, its session) depends on the splitter and not
 /// the other way round.
-pub(crate) trait Downstream: Subject + Clone + Send + Sync + Sized + 'static {
-    /// Routes the miner to `route` (its upstream took it).
-    fn set_route(&self, route: Route<Self>);
-    /// Takes the miner's route away; `None` the second time.
-    fn take_route(&self) -> Option<Route<Self>>;
-    /// The fixed byte of its route and its custom difficulty (0 = none).
-    fn job_params(&self) -> (Option<u8>, u64);
-    /// A job at the pool's difficulty for the miner's session (`Session::on_job`).
-    fn on_job(&self, pool_difficulty: u64) -> JobFor;
+pub(crate) trait Downstream<F: Family>:
+    Subject + Clone + Send + Sync + Sized + 'static
+{
+    /// Runs `f` on the miner's session and route, under the miner's lock (keep it short: no
+    /// other lock but a miner's socket may be taken in it).
+    fn with_session<T>(
+        &self,
+        f: impl FnOnce(&mut F::Session, &mut Option<Route<F, Self>>) -> T,
+    ) -> T;
     /// Writes one encoded line.
     fn send_line(&self, line: Vec<u8>);
-    /// Writes one line given as chunks (a patched `JobLine`).
+    /// Writes one line given as chunks (a job line patched for the miner).
     fn send(&self, chunks: &[Bytes]);
-    /// Answers request `id`: `{"status":"OK"}` or an error with the message.
-    fn reply(&self, id: &Id, result: Result<(), &str>);
+
+    /// Routes the miner to `route` (its upstream took it).
+    fn set_route(&self, route: Route<F, Self>) {
+        self.with_session(|s, r| {
+            s.set_routed(true);
+            *r = Some(route);
+        });
+    }
+
+    /// Takes the miner's route away; `None` the second time.
+    fn take_route(&self) -> Option<Route<F, Self>> {
+        self.with_session(|s, r| {
+            let route = r.take();
+            if route.is_some() {
+                s.set_routed(false);
+            }
+            route
+        })
+    }
 }
 
-/// A submit that passed the session's own checks (RFC §6.2 steps 1–3), for the splitter.
-pub(crate) struct SubmittedShare {
+/// What the driver keeps per share in flight: who to answer, and what to credit.
+pub(crate) struct Pending<M> {
+    /// The miner to answer.
+    pub(crate) miner: M,
     /// The request id to answer under.
     pub(crate) id: Id,
-    /// The submit's params as sent.
-    pub(crate) params: SubmitParams,
-    /// The 4 nonce bytes, blob order (little-endian).
-    pub(crate) nonce: [u8; 4],
-    /// The difficulty the share's `result` hash meets.
+    /// The difficulty credited when the pool accepts it.
+    pub(crate) difficulty: u64,
+    /// The difficulty the share's hash met (for the best-shares list).
     pub(crate) share_diff: u64,
-    /// The miner's custom difficulty; 0 = none (RFC §14).
-    pub(crate) custom_diff: u64,
+}
+
+/// An upstream's verdict on a forwarded share, in the driver's terms.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Verdict<'a> {
+    /// Accepted.
+    Accepted,
+    /// Refused or not delivered, with the text the miner is answered with. `miner_fault`:
+    /// the pool judged the miner's work (counted against the miner); otherwise the pool, its
+    /// connection or the proxy failed.
+    Refused {
+        /// The answer's message.
+        reason: &'a str,
+        /// The pool's verdict on the miner's work.
+        miner_fault: bool,
+    },
 }
 
 /// Counts of upstream connections by state (RFC §5 `UpstreamStats`).
@@ -124,216 +163,116 @@ pub struct UpstreamInfo {
     pub daemon: bool,
 }
 
-/// A job as sent to this mapper's miners, encoded once. Shared, so that the fan-out runs
-/// without the mapper's lock.
-struct JobInfo {
-    job: Job,
-    /// The pool's difficulty for the job.
-    difficulty: u64,
-    /// The `job` notification at the pool's difficulty.
-    line: JobLine,
-    /// The `job` notification at each custom difficulty in use (RFC §14), encoded on first
-    /// use.
-    custom_lines: Mutex<HashMap<u64, JobLine>>,
-}
-
-impl ChannelJob for JobInfo {
-    fn job(&self) -> &Job {
-        &self.job
-    }
-    fn difficulty(&self) -> u64 {
-        self.difficulty
-    }
-}
-
-impl JobInfo {
-    fn new(job: Job) -> Self {
-        Self {
-            difficulty: job.difficulty(),
-            line: JobLine::new(&job),
-            job,
-            custom_lines: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// The job as a miner working at `difficulty` sees it (target rewritten when it is not
-    /// the pool's), with the fixed byte patched.
-    fn job_for(&self, difficulty: u64, fixed_byte: Option<u8>) -> Job {
-        let mut j = self.job.clone();
-        if difficulty != self.difficulty {
-            j.target = difficulty_to_target(difficulty);
-        }
-        if let Some(b) = fixed_byte {
-            j.blob = self.job.blob_with_fixed_byte(b);
-        }
-        j
-    }
-
-    /// The bytes of the `job` notification for a miner at `difficulty` with `fixed_byte`.
-    fn parts_for(&self, difficulty: u64, fixed_byte: Option<u8>) -> [Bytes; 3] {
-        let parts = |line: &JobLine| match fixed_byte {
-            Some(b) => line.parts(b),
-            None => [line.whole(), Bytes::new(), Bytes::new()],
-        };
-        if difficulty == self.difficulty {
-            return parts(&self.line);
-        }
-        let mut lines = lock(&self.custom_lines);
-        let line = lines.entry(difficulty).or_insert_with(|| {
-            let mut j = self.job.clone();
-            j.target = difficulty_to_target(difficulty);
-            JobLine::new(&j)
-        });
-        parts(line)
-    }
-}
-
-/// What the driver keeps per share in flight: who to answer, and what to credit.
-struct Pending<M> {
-    miner: M,
-    id: Id,
-    difficulty: u64,
-    /// The difficulty the share's hash met (for the best-shares list).
-    share_diff: u64,
-}
-
-struct MapperState<M> {
+pub(crate) struct MapperState<F: Family, M: Downstream<F>> {
     /// The protocol state: slots, jobs, duplicates, shares in flight.
-    channel: Channel<M, JobInfo, Pending<M>>,
+    pub(crate) channel: F::Channel<M>,
     upstream_state: UpstreamState,
     daemon: bool,
     /// `host:port` of the pool of the latest login (monitoring).
     pool: Option<String>,
+    /// Listed for the GC as idle, as stopped (`gc.rs`): once each at most.
+    gc_idle: bool,
+    gc_stopped: bool,
 }
 
 /// One upstream connection and the miners on it (RFC §8.2 `NonceMapper`, §9 `SimpleMapper`).
-pub(crate) struct Mapper<M: Downstream> {
+pub(crate) struct Mapper<F: Family, M: Downstream<F>> {
     pub(crate) id: u64,
-    upstream: OnceLock<Upstream>,
+    upstream: OnceLock<F::Upstream>,
     cancel: CancellationToken,
     config: Arc<ArcSwap<Config>>,
     events: Arc<Events>,
     fanout: Arc<Fanout>,
-    state: Mutex<MapperState<M>>,
+    /// The mappers the splitter's GC looks at (shared by the splitter's mappers).
+    gc: Arc<GcList>,
+    state: Mutex<MapperState<F, M>>,
 }
 
-impl<M: Downstream> Mapper<M> {
-    fn st(&self) -> MutexGuard<'_, MapperState<M>> {
+impl<F: Family, M: Downstream<F>> Mapper<F, M> {
+    /// The mapper's state, locked (no I/O while it is held).
+    pub(crate) fn st(&self) -> MutexGuard<'_, MapperState<F, M>> {
         lock(&self.state)
+    }
+
+    /// The upstream client, once started.
+    pub(crate) fn upstream(&self) -> Option<&F::Upstream> {
+        self.upstream.get()
+    }
+
+    /// The running config.
+    pub(crate) fn config(&self) -> arc_swap::Guard<Arc<Config>> {
+        self.config.load()
+    }
+
+    /// The events every answer is reported to.
+    pub(crate) fn events(&self) -> &Events {
+        &self.events
+    }
+
+    /// Cancelled when the mapper closes: its upstream client stops.
+    pub(crate) fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
     }
 
     /// Puts `miner` in a free slot; false when the mapper is full.
     fn try_add(self: &Arc<Self>, miner: &M) -> bool {
         let mut st = self.st();
-        let Some(fixed_byte) = st.channel.add(miner.id(), miner.clone()) else {
+        let Some(slot) = st.channel.add(miner.id(), miner.clone()) else {
             return false;
         };
         miner.set_route(Route {
             mapper: self.clone(),
-            fixed_byte,
+            slot,
         });
         if let Some(info) = st.channel.job() {
             let config = self.config.load();
-            deliver(info, miner, fixed_byte, &extensions(&config));
+            F::deliver(info, miner, slot, &F::job_config(&config));
         }
         true
     }
 
-    fn remove(&self, miner: &M, fixed_byte: Option<u8>) {
-        self.st().channel.remove(miner.id(), fixed_byte, now());
-    }
-
-    /// The job as this miner should see it (blob patched), for `getjob`.
-    pub(crate) fn job_for(&self, miner: &M) -> Option<Job> {
-        let (fixed, custom) = miner.job_params();
-        let st = self.st();
-        st.channel
-            .job()
-            .map(|info| info.job_for(effective_difficulty(custom, info.difficulty), fixed))
-    }
-
-    /// Checks a share against the mapper's jobs and forwards it (RFC §6.2 step 4, §8.2).
-    pub(crate) fn submit(&self, miner: &M, fixed_byte: Option<u8>, share: SubmittedShare) {
-        let SubmittedShare {
-            id,
-            params: p,
-            nonce,
-            share_diff,
-            custom_diff,
-        } = share;
-        // Answered first: the count may cut the miner off (see `Events::invalid`).
-        let refuse = |r: Refusal| {
-            miner.reply(&id, Err(r.message()));
-            self.events.invalid(miner, r);
-        };
+    /// Frees `miner`'s slot; an emptied mapper is listed for the GC.
+    fn remove(&self, miner: &M, slot: F::Slot) {
+        let now = now();
         let mut st = self.st();
-        let checked = st.channel.check_share(
-            fixed_byte,
-            &ShareIn {
-                job_id: &p.job_id,
-                nonce,
-                share_diff,
-                algo: p.algo.as_deref(),
-                custom_diff,
-            },
-        );
-        let (seq, session, expired, difficulty, pool_difficulty) = match checked {
-            Err(r) => {
-                drop(st);
-                return refuse(r);
-            }
-            Ok(Checked::Local { difficulty }) => {
-                drop(st);
-                miner.reply(&id, Ok(()));
-                self.events.accept_local(miner, difficulty);
-                return;
-            }
-            Ok(Checked::Forward {
-                seq,
-                session,
-                expired,
-                difficulty,
-                pool_difficulty,
-            }) => (seq, session, expired, difficulty, pool_difficulty),
-        };
-        let Some(upstream) = self.upstream.get() else {
-            drop(st);
-            let reason = ShareError::NotConnected.to_string();
-            self.events.reject(miner, &reason);
-            return miner.reply(&id, Err(&reason));
-        };
-        let config = self.config.load();
-        let algo = if config.algo_ext { p.algo } else { None };
-        // With custom-diff-stats every share counts at the miner's difficulty, local or
-        // forwarded, so hashes stay an unbiased estimate; otherwise only forwarded shares
-        // count, at the pool's difficulty.
-        let credited = if config.custom_diff_stats {
-            difficulty
-        } else {
-            pool_difficulty
-        };
-        let share = Share {
-            session,
-            job_id: p.job_id,
-            nonce: p.nonce,
-            result: p.result,
-            algo,
-        };
-        st.channel.add_pending(
-            seq,
-            Pending {
-                miner: miner.clone(),
-                id,
-                difficulty: credited,
-                share_diff,
-            },
-            now(),
-        );
+        if !st.channel.remove(miner.id(), slot, now) || st.channel.miner_count() > 0 {
+            return;
+        }
+        if !st.gc_idle {
+            st.gc_idle = true;
+            self.gc.idle(now, self.id);
+        }
+        if st.upstream_state == UpstreamState::Stopped {
+            self.list_stopped(&mut st);
+        }
+    }
+
+    /// Lists the mapper for the GC as stopped (its upstream stopped, no miner on it).
+    fn list_stopped(&self, st: &mut MapperState<F, M>) {
+        if !st.gc_stopped {
+            st.gc_stopped = true;
+            self.gc.stopped(self.id);
+        }
+    }
+
+    /// Keeps a checked share as pending under `seq` (in the locked state `st`), releases the
+    /// lock, counts it in flight and writes it upstream with `send` (RFC §8.2). When `send`
+    /// fails the share is taken back out and answered with the error; `expired` (the job was
+    /// the previous one) is counted when it went out.
+    pub(crate) fn forward<E: Display>(
+        &self,
+        mut st: MutexGuard<'_, MapperState<F, M>>,
+        seq: u64,
+        pending: Pending<M>,
+        expired: bool,
+        send: impl FnOnce() -> Result<(), E>,
+    ) {
+        st.channel.add_pending(seq, pending, now());
         // Sent without the mapper's lock (the pool write may happen right here); the pending
         // entry is in place and counted in flight first, so the pool's answer always finds it.
         drop(st);
         self.events.stats.in_flight.fetch_add(1, Relaxed);
-        match upstream.submit(seq, share) {
+        match send() {
             Ok(()) => {
                 if expired {
                     self.events.stats.expired.fetch_add(1, Relaxed);
@@ -345,73 +284,27 @@ impl<M: Downstream> Mapper<M> {
                 if let Some((p, _)) = p {
                     let reason = e.to_string();
                     self.events.reject(&p.miner, &reason);
-                    p.miner.reply(&p.id, Err(&reason));
+                    F::reply(&p.miner, &p.id, Err(&reason));
                 }
             }
         }
     }
-}
 
-/// The extensions listed in the login reply: `algo` with algo-ext, `nicehash` in NiceHash
-/// mode, and `keepalive`.
-fn extensions(config: &Config) -> Vec<&'static str> {
-    let mut e = Vec::with_capacity(3);
-    if config.algo_ext {
-        e.push("algo");
-    }
-    if config.mode == Mode::Nicehash {
-        e.push("nicehash");
-    }
-    e.push("keepalive");
-    e
-}
-
-/// Sends a job to one miner: the deferred login reply if it is still waiting for its first
-/// job, else a `job` notification.
-fn deliver<M: Downstream>(info: &JobInfo, miner: &M, fixed_byte: Option<u8>, extensions: &[&str]) {
-    let what = miner.on_job(info.difficulty);
-    match what {
-        JobFor::LoginReply {
-            request_id,
-            session,
-            difficulty,
-        } => {
-            let job = info.job_for(difficulty, fixed_byte);
-            let session = session.to_string();
-            miner.send_line(encode_login_ok(
-                &request_id,
-                &session,
-                Some(&job),
-                extensions,
-            ));
-        }
-        JobFor::Job { difficulty } => {
-            miner.send(&info.parts_for(difficulty, fixed_byte));
-        }
-        JobFor::Nothing => {}
-    }
-}
-
-impl<M: Downstream> UpstreamListener for Mapper<M> {
-    fn on_job(&self, job: Job, session: u64) {
-        let config = self.config.load();
-        let mut job = job;
-        if !config.algo_ext {
-            job.algo = None;
-        }
-        let info = Arc::new(JobInfo::new(job));
-        let exts: Arc<[&'static str]> = extensions(&config).into();
-        // The miners by fan-out way (see `fanout.rs`), taken under the lock; written without
-        // it, so logins and shares on this upstream go on meanwhile. A miner added after the
-        // list was taken got this job when it was added.
+    /// A new job from the upstream in its session `session`: the channel takes it, then
+    /// every miner gets it (the first one is a deferred login reply). The miners are taken
+    /// under the lock, split by fan-out way (see `fanout.rs`), and written without it, so
+    /// logins and shares on this upstream go on meanwhile. A miner added after the list was
+    /// taken got this job when it was added.
+    pub(crate) fn fan_out(&self, info: Arc<F::Job>, session: u64) {
+        let job_config = Arc::new(F::job_config(&self.config.load()));
         let ways = self.fanout.ways();
-        let mut batches: Vec<Vec<(M, Option<u8>)>> = vec![Vec::new(); ways];
+        let mut batches: Vec<Vec<(M, F::Slot)>> = vec![Vec::new(); ways];
         {
             let mut st = self.st();
             st.channel.on_job(info.clone(), session);
-            for (fixed, m) in st.channel.miners() {
-                let slot = usize::from(fixed.unwrap_or(0));
-                batches[way_of(slot, ways)].push((m.clone(), fixed));
+            for (slot, m) in st.channel.miners() {
+                let way = way_of(F::Channel::<M>::spread(slot), ways);
+                batches[way].push((m.clone(), slot));
             }
         }
         let mine = std::mem::take(&mut batches[0]);
@@ -419,23 +312,25 @@ impl<M: Downstream> UpstreamListener for Mapper<M> {
             if batch.is_empty() {
                 continue;
             }
-            let (info, exts) = (info.clone(), exts.clone());
+            let (info, job_config) = (info.clone(), job_config.clone());
             self.fanout.run_on(
                 way,
                 self.id,
                 Box::new(move || {
-                    for (m, fixed) in &batch {
-                        deliver(&info, m, *fixed, &exts);
+                    for (m, slot) in &batch {
+                        F::deliver(&info, m, *slot, &job_config);
                     }
                 }),
             );
         }
-        for (m, fixed) in &mine {
-            deliver(&info, m, *fixed, &exts);
+        for (m, slot) in &mine {
+            F::deliver(&info, m, *slot, &job_config);
         }
     }
 
-    fn on_result(&self, seq: u64, result: Result<(), ShareError>) {
+    /// The upstream's verdict on share `seq`: taken out of the pending shares (once; a
+    /// second verdict finds nothing), answered and reported.
+    pub(crate) fn on_verdict(&self, seq: u64, verdict: Verdict<'_>) {
         let (p, daemon) = {
             let mut st = self.st();
             (st.channel.on_result(seq, now()), st.daemon)
@@ -443,35 +338,40 @@ impl<M: Downstream> UpstreamListener for Mapper<M> {
         let Some((p, latency)) = p else { return };
         let stats = &self.events.stats;
         stats.in_flight.fetch_sub(1, Relaxed);
-        match result {
-            Ok(()) => {
+        match verdict {
+            Verdict::Accepted => {
                 if daemon {
                     stats.blocks.fetch_add(1, Relaxed);
                 }
-                p.miner.reply(&p.id, Ok(()));
+                F::reply(&p.miner, &p.id, Ok(()));
                 self.events
                     .accept(&p.miner, p.difficulty, p.share_diff, latency);
             }
-            Err(e) => {
-                let reason = e.to_string();
+            Verdict::Refused {
+                reason,
+                miner_fault,
+            } => {
                 tracing::debug!(miner = p.miner.id(), ?reason, "share rejected");
-                p.miner.reply(&p.id, Err(&reason));
-                let verdict =
-                    matches!(&e, ShareError::Rejected(m) if !pool_client::is_session_ending(m));
-                if verdict {
+                F::reply(&p.miner, &p.id, Err(reason));
+                if miner_fault {
                     // The pool's verdict on the miner's work counts against the miner; a
                     // session-ending refusal (`Unauthenticated`, a ban) is the pool's, not its.
-                    self.events.pool_rejected(&p.miner, &reason);
+                    self.events.pool_rejected(&p.miner, reason);
                 } else {
-                    self.events.reject(&p.miner, &reason);
+                    self.events.reject(&p.miner, reason);
                 }
             }
         }
     }
 
-    fn on_state(&self, state: UpstreamState, pool: Option<usize>) {
+    /// The upstream's connection state changed; `pool` is the index in `pools` of the pool
+    /// it logged in to, when it did.
+    pub(crate) fn on_upstream_state(&self, state: UpstreamState, pool: Option<usize>) {
         let mut st = self.st();
         st.upstream_state = state;
+        if state == UpstreamState::Stopped && st.channel.miner_count() == 0 {
+            self.list_stopped(&mut st);
+        }
         if state != UpstreamState::Active {
             // The session ended and its jobs with it: a share for one of them is refused
             // here at once (`Invalid job id`), never sent to the next session.
@@ -490,7 +390,7 @@ impl<M: Downstream> UpstreamListener for Mapper<M> {
 
 /// The upstream timing of a config (RFC §4 `retries`, `retry-pause`). The connect and login
 /// timeout is the default 10 s, or `pool-reply-timeout` when that is shorter.
-fn failover_options(config: &Config) -> FailoverOptions {
+pub(crate) fn failover_options(config: &Config) -> FailoverOptions {
     let defaults = FailoverOptions::default();
     let reply_timeout = Duration::from_secs(config.pool_reply_timeout);
     let mut o = FailoverOptions {
@@ -507,9 +407,11 @@ fn failover_options(config: &Config) -> FailoverOptions {
 }
 
 /// Spreads miners over mappers (RFC §8.1 `NonceSplitter`, §9 `SimpleSplitter`).
-pub(crate) struct Splitter<M: Downstream> {
+pub(crate) struct Splitter<F: Family, M: Downstream<F>> {
     mode: Mode,
-    mappers: Mutex<Vec<Arc<Mapper<M>>>>,
+    /// By id: in opening order.
+    mappers: Mutex<BTreeMap<u64, Arc<Mapper<F, M>>>>,
+    gc: Arc<GcList>,
     next_mapper_id: AtomicU64,
     cancel: CancellationToken,
     config: Arc<ArcSwap<Config>>,
@@ -517,7 +419,7 @@ pub(crate) struct Splitter<M: Downstream> {
     pub(crate) fanout: Arc<Fanout>,
 }
 
-impl<M: Downstream> Splitter<M> {
+impl<F: Family, M: Downstream<F>> Splitter<F, M> {
     /// `fanout_helpers`: threads that write jobs to miners beside the upstream tasks.
     pub(crate) fn new(
         config: Arc<ArcSwap<Config>>,
@@ -527,7 +429,8 @@ impl<M: Downstream> Splitter<M> {
     ) -> Self {
         Self {
             mode: config.load().mode,
-            mappers: Mutex::new(Vec::new()),
+            mappers: Mutex::new(BTreeMap::new()),
+            gc: Arc::default(),
             next_mapper_id: AtomicU64::new(1),
             cancel,
             config,
@@ -536,7 +439,7 @@ impl<M: Downstream> Splitter<M> {
         }
     }
 
-    fn new_mapper(&self) -> Arc<Mapper<M>> {
+    fn new_mapper(&self) -> Arc<Mapper<F, M>> {
         let config = self.config.load();
         let id = self.next_mapper_id.fetch_add(1, Relaxed);
         let nicehash = self.mode == Mode::Nicehash;
@@ -547,19 +450,17 @@ impl<M: Downstream> Splitter<M> {
             config: self.config.clone(),
             events: self.events.clone(),
             fanout: self.fanout.clone(),
+            gc: self.gc.clone(),
             state: Mutex::new(MapperState {
-                channel: Channel::new(nicehash),
+                channel: F::new_channel(nicehash),
                 upstream_state: UpstreamState::Connecting,
                 daemon: false,
                 pool: None,
+                gc_idle: false,
+                gc_stopped: false,
             }),
         });
-        let upstream = Upstream::spawn(
-            config.pools.clone(),
-            failover_options(&config),
-            mapper.clone(),
-            mapper.cancel.clone(),
-        );
+        let upstream = F::spawn_upstream(&mapper, &config);
         let _ = mapper.upstream.set(upstream);
         tracing::info!(mapper = id, "new upstream connection");
         mapper
@@ -578,7 +479,7 @@ impl<M: Downstream> Splitter<M> {
             // keeps it and its pool connection is up.
             Mode::Simple => self.config.load().reuse_timeout > 0,
         };
-        for m in mappers.iter() {
+        for m in mappers.values() {
             if self.mode == Mode::Simple
                 && (!reuse || m.st().upstream_state != UpstreamState::Active)
             {
@@ -590,7 +491,7 @@ impl<M: Downstream> Splitter<M> {
         }
         let m = self.new_mapper();
         let added = m.try_add(miner);
-        mappers.push(m);
+        mappers.insert(m.id, m);
         if added {
             Ok(())
         } else {
@@ -603,52 +504,73 @@ impl<M: Downstream> Splitter<M> {
     pub(crate) fn on_close(&self, miner: &M) {
         let route = miner.take_route();
         let Some(r) = route else { return };
-        r.mapper.remove(miner, r.fixed_byte);
+        r.mapper.remove(miner, r.slot);
         if self.mode == Mode::Simple && self.config.load().reuse_timeout == 0 {
-            lock(&self.mappers).retain(|m| {
-                let done = Arc::ptr_eq(m, &r.mapper) && m.st().channel.miner_count() == 0;
-                if done {
-                    m.cancel.cancel();
-                }
-                !done
-            });
+            let mut mappers = lock(&self.mappers);
+            if r.mapper.st().channel.miner_count() == 0 {
+                r.mapper.cancel.cancel();
+                mappers.remove(&r.mapper.id);
+            }
         }
     }
 
-    /// Closes mappers that have had no miner for longer than their keep time (RFC §8.1 `GC`).
+    /// Closes mappers that have had no miner for longer than their keep time, or whose
+    /// upstream stopped while they had none (RFC §8.1 `GC`). Looks only at the mappers listed
+    /// as due (`gc.rs`), at most [`GC_BUDGET`] a tick; with nothing due it takes no lock but
+    /// the list's.
     pub(crate) fn gc(&self, now: Instant) {
         let keep = match self.mode {
             Mode::Nicehash => EMPTY_MAPPER_TTL,
             Mode::Simple => Duration::from_secs(self.config.load().reuse_timeout),
         };
-        lock(&self.mappers).retain(|m| {
-            let st = m.st();
+        let mut due = Vec::new();
+        self.gc.take_due(now, keep, GC_BUDGET, &mut due);
+        if due.is_empty() {
+            return;
+        }
+        let mut mappers = lock(&self.mappers);
+        for (id, listed) in due {
+            // A mapper closed since it was listed finds nothing.
+            let Some(m) = mappers.get(&id) else { continue };
+            let mut st = m.st();
+            match listed {
+                Listed::Idle => st.gc_idle = false,
+                Listed::Stopped => st.gc_stopped = false,
+            }
+            let empty = st.channel.miner_count() == 0;
             let expired = st.channel.idle_for(keep, now)
-                || (st.channel.miner_count() == 0 && st.upstream_state == UpstreamState::Stopped);
+                || (empty && st.upstream_state == UpstreamState::Stopped);
+            if !expired && listed == Listed::Idle {
+                // Emptied again since it was listed (or the keep time grew): look again
+                // when its keep time from then runs out. One with miners is listed again
+                // when its last one leaves.
+                if let Some(since) = st.channel.empty_since() {
+                    st.gc_idle = true;
+                    self.gc.idle(since, id);
+                }
+            }
             drop(st);
             if expired {
-                tracing::info!(mapper = m.id, "closing idle upstream connection");
+                tracing::info!(mapper = id, "closing idle upstream connection");
                 m.cancel.cancel();
+                mappers.remove(&id);
             }
-            !expired
-        });
+        }
     }
 
     /// Hands a new pool list and timing to every upstream (config reload). Upstreams whose
     /// pool changed reconnect; their miners stay and get the new pool's next job.
     pub(crate) fn reconfigure_upstreams(&self, config: &Config) {
-        let options = failover_options(config);
-        for m in lock(&self.mappers).iter() {
+        for m in lock(&self.mappers).values() {
             if let Some(u) = m.upstream.get() {
-                u.set_pools(config.pools.clone(), options.clone());
+                F::set_pools(u, config);
             }
         }
     }
-
     /// Upstream connection counts for monitoring.
     pub(crate) fn upstream_counts(&self) -> UpstreamCounts {
         let mut c = UpstreamCounts::default();
-        for m in lock(&self.mappers).iter() {
+        for m in lock(&self.mappers).values() {
             let st = m.st();
             match st.upstream_state {
                 UpstreamState::Active if st.channel.miner_count() == 0 => c.sleep += 1,
@@ -663,7 +585,7 @@ impl<M: Downstream> Splitter<M> {
     /// Every upstream connection's state, pool and load, in mapper order (monitoring).
     pub(crate) fn upstream_details(&self) -> Vec<UpstreamInfo> {
         lock(&self.mappers)
-            .iter()
+            .values()
             .map(|m| {
                 let st = m.st();
                 UpstreamInfo {
@@ -680,8 +602,11 @@ impl<M: Downstream> Splitter<M> {
     /// Number of miners per mapper, in mapper order (for tests and monitoring).
     pub(crate) fn mapper_loads(&self) -> Vec<usize> {
         lock(&self.mappers)
-            .iter()
+            .values()
             .map(|m| m.st().channel.miner_count())
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -583,7 +583,8 @@ impl Workers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::miner::{Miner, MinerId};
+    use crate::miner::MinerId;
+    type Miner = crate::miner::Miner<crate::family::CryptoNote>;
 
     const LIMITS: WorkerLimits = WorkerLimits {
         idle_timeout: 0,

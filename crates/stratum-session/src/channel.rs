@@ -297,6 +297,11 @@ impl<M, J: ChannelJob, P> Channel<M, J, P> {
         self.pending.len()
     }
 
+    /// Since when the channel has had no miner; `None` while it has one (or never had).
+    pub fn empty_since(&self) -> Option<Instant> {
+        self.empty_since
+    }
+
     /// True when the channel has had no miner for `keep` or longer at `now` (RFC §8.1 `GC`).
     pub fn idle_for(&self, keep: Duration, now: Instant) -> bool {
         self.empty_since

@@ -16,6 +16,8 @@
 //! - [`sv1`]: the same for Bitcoin Stratum V1 miners (issue 12): `sv1::Session` (subscribe,
 //!   authorize, configure, vardiff), `sv1::Channel` (extranonce split, jobs, sha256d share
 //!   checks, shares in flight), `sv1::Refusal` (codes 20..=25).
+//! - [`seam`]: what the driver asks of any family's session ([`MinerSession`]) and channel
+//!   ([`UpstreamChannel`]), implemented here for CryptoNote's.
 //!
 //! A share's path through it: [`check_submit`] → [`Channel::check_share`] →
 //! [`Checked::Local`] (answered `OK` by the driver) or [`Checked::Forward`] →
@@ -25,6 +27,7 @@
 
 pub mod channel;
 mod refusal;
+pub mod seam;
 mod seen;
 pub mod session;
 pub mod sv1;
@@ -34,6 +37,7 @@ pub use channel::{
     SEEN_NONCES_PER_JOB,
 };
 pub use refusal::Refusal;
+pub use seam::{MinerSession, UpstreamChannel};
 pub use session::{
     check_login, check_submit, floor_custom_diff, split_custom_diff, JobFor, LoginOk, LoginRules,
     Phase, Session, ShareTally, SubmitFields,

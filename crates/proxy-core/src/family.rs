@@ -1,0 +1,8 @@
+//! The stratum families the driver serves, each a unit type implementing the splitter's
+//! `Family` and the miner driver's `MinerProtocol` (see ARCHITECTURE.md, "The seam for
+//! stratum families"). A second family is a second file beside `cryptonote.rs`.
+
+mod cryptonote;
+
+pub(crate) use cryptonote::CryptoNote;
+pub use cryptonote::{DUPLICATE_SHARE, NICEHASH_SLOTS};
