@@ -2,8 +2,8 @@
 //!
 //! - `ci`: everything CI checks: `tidy` (see `tidy.rs`: sans-IO crates without an async
 //!   runtime, no module import circle, workspace lints on every library), rustfmt, clippy with `-D warnings`, every test, rustdoc with
-//!   warnings denied. Needs `monerod` (Debian package `monero`) and Node.js (`nodejs`, `npm`:
-//!   bcoin) for the end-to-end tests.
+//!   warnings denied. Needs `monerod` (Debian package `monero`), Node.js (`nodejs`, `npm`:
+//!   bcoin) and `chromium` (the dashboard's browser test) for the end-to-end tests.
 //! - `demo [--seconds N] [--miners N] [--difficulty N]`: a real Monero node in regtest, the
 //!   proxy in front of it in daemon mode, and RandomX miners hashing through the proxy.
 //! - `bench [--proxy-threads N] [--proxy-nofile N] [loadgen flags]`: the real proxy in NiceHash
@@ -110,8 +110,9 @@ const PACKAGES: &[(&str, &str)] = &[("monerod", "monero"), ("cmake", "cmake"), (
 fn ci() -> anyhow::Result<()> {
     tidy::tidy(&root())?;
     ensure_packages(PACKAGES)?;
-    // The bcoin regtest tests (test-support installs bcoin itself with npm).
-    ensure_packages(&[("node", "nodejs"), ("npm", "npm")])?;
+    // The bcoin regtest tests (test-support installs bcoin itself with npm), and headless
+    // Chromium for the dashboard's browser test (proxy-api tests/browser.rs).
+    ensure_packages(&[("node", "nodejs"), ("npm", "npm"), ("chromium", "chromium")])?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args([
         "clippy",
