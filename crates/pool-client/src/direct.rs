@@ -471,6 +471,7 @@ mod tests {
             nonce: format!("{n:08x}"),
             result: "ab".repeat(32),
             algo: None,
+            extra_nonce: None,
         }
     }
 

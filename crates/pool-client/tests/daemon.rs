@@ -284,6 +284,7 @@ async fn a_node_that_is_not_there_never_connects() {
             nonce: "00000000".into(),
             result: "0".repeat(64),
             algo: None,
+            extra_nonce: None,
         };
         if upstream.submit(1, share).is_ok() {
             let result = recorder.result(1).await;

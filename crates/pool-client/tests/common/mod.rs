@@ -172,6 +172,7 @@ impl Harness {
             nonce: nonce.into(),
             result: result.into(),
             algo: None,
+            extra_nonce: None,
         };
         self.upstream.submit(self.next_seq, share)?;
         Ok(self.next_seq)
