@@ -76,9 +76,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::monero_block::{BlockError, BlockWork, MINER_EXTRA_NONCE_SIZE};
-use crate::{Command, FailoverOptions, PoolConfig, SessionCtx, SessionEnd, Share, ShareError};
 #[cfg(doc)]
 use crate::UpstreamListener;
+use crate::{Command, FailoverOptions, PoolConfig, SessionCtx, SessionEnd, Share, ShareError};
 
 /// Bytes of the `extra_nonce` put into each template's coinbase extra field: 4 bytes drawn at
 /// random once per process, then a 4-byte big-endian counter of the templates this process has
@@ -595,7 +595,7 @@ pub(crate) async fn run_session(ctx: &mut SessionCtx<'_>) -> SessionEnd {
     let session = ctx.logged_in();
     tracing::info!(pool = %url, height = first.height, difficulty = first.difficulty, "connected to daemon");
     let (mut work, job) = Work::new(session, algo, first);
-    let split = work.current.work.as_ref().ok().cloned();
+    let split = work.current.work.clone();
     ctx.listener.on_daemon_job(job, split, session);
 
     let period = Duration::from_millis(ctx.pool.daemon_poll_interval).max(MIN_POLL_INTERVAL);
@@ -629,7 +629,7 @@ async fn refresh(ctx: &SessionCtx<'_>, rpc: &Rpc, work: &mut Work) -> Result<(),
         .map_err(|e| SessionEnd::Ended(e.to_string()))?;
     tracing::debug!(pool = %ctx.pool.url, height = template.height, "new block template");
     let job = work.push(template);
-    let split = work.current.work.as_ref().ok().cloned();
+    let split = work.current.work.clone();
     ctx.listener.on_daemon_job(job, split, work.session);
     Ok(())
 }
@@ -976,7 +976,11 @@ mod tests {
         let block = decode_hex(&t.solved_block(&s).unwrap()).unwrap();
         assert_eq!(&block[134..138], &[7, 0, 0, 0], "the miner's extra nonce");
         assert_eq!(&block[39..43], &[0xa1, 0xb2, 0xc3, 0xd4], "its nonce");
-        assert_eq!(&block[126..134], &[1, 2, 3, 4, 5, 6, 7, 8], "the proxy's bytes");
+        assert_eq!(
+            &block[126..134],
+            &[1, 2, 3, 4, 5, 6, 7, 8],
+            "the proxy's bytes"
+        );
         // The submitted block hashes to the blob miner 7 was given, with its nonce.
         let mut given = work.hashing_blob(7);
         given[39..43].copy_from_slice(&[0xa1, 0xb2, 0xc3, 0xd4]);
@@ -1013,7 +1017,11 @@ mod tests {
         let seen: HashSet<_> = (0..1000).map(|_| next_extra_nonce()).collect();
         assert_eq!(seen.len(), 1000);
         assert_eq!(encode_hex(&a).len(), 2 * EXTRA_NONCE_SIZE);
-        assert_eq!(a[MINER_SLOT..], [0; MINER_EXTRA_NONCE_SIZE], "room for a miner's");
+        assert_eq!(
+            a[MINER_SLOT..],
+            [0; MINER_EXTRA_NONCE_SIZE],
+            "room for a miner's"
+        );
     }
 
     #[test]

@@ -304,19 +304,15 @@ pub trait UpstreamListener: Send + Sync + 'static {
     /// A new valid job. `session` grows by one with each login to a pool: jobs of the same
     /// session come from the same pool connection, so the previous job's shares still count.
     fn on_job(&self, job: Job, session: u64);
-    /// A new job from a Monero daemon, with its block template split for `extra_nonce` mode
-    /// (`None` when the template cannot be split: see [`monero_block::BlockError`]). A
-    /// listener that hands each miner its own blob uses `work`; by default the job goes to
-    /// [`UpstreamListener::on_job`] as any pool job.
+    /// A new valid job from a Monero daemon (as [`UpstreamListener::on_job`]), with its block
+    /// template split for `extra_nonce` mode, or why the template cannot be split. No
+    /// default: a listener that wraps another must pass `work` on.
     fn on_daemon_job(
         &self,
         job: Job,
-        work: Option<Arc<monero_block::BlockWork>>,
+        work: Result<Arc<monero_block::BlockWork>, monero_block::BlockError>,
         session: u64,
-    ) {
-        let _ = work;
-        self.on_job(job, session);
-    }
+    );
     /// The outcome of the share submitted under `seq`: exactly once per accepted submit.
     fn on_result(&self, seq: u64, result: Result<(), ShareError>);
     /// The connection state changed; `pool` is the index in the pool list when `Active`.

@@ -56,6 +56,9 @@ pub enum BlockError {
     /// miner tx's extra field.
     #[error("the reserved bytes are not inside the miner transaction's extra field")]
     ReservedOutsideExtra,
+    /// The job came from a stratum pool: it has no block template.
+    #[error("the job is a pool's, not a daemon's: it has no block template")]
+    NotFromADaemon,
 }
 
 /// Keccak-256 of the concatenation of `parts`.
@@ -236,11 +239,15 @@ impl BlockWork {
         r.take(4)?; // nonce
         let prefix_start = r.at;
         if r.varint()? != 2 {
-            return Err(BlockError::Unsupported("miner transaction version is not 2"));
+            return Err(BlockError::Unsupported(
+                "miner transaction version is not 2",
+            ));
         }
         r.varint()?; // unlock time
         if r.varint()? != 1 || r.byte()? != 0xff {
-            return Err(BlockError::Unsupported("miner transaction input is not one coinbase"));
+            return Err(BlockError::Unsupported(
+                "miner transaction input is not one coinbase",
+            ));
         }
         r.varint()?; // height
         let outputs = r.varint()?;
@@ -270,7 +277,9 @@ impl BlockWork {
             .ok_or(BlockError::Malformed("transaction count too big"))?;
         let hashes_raw = r.take(others_len)?;
         if r.at != block.len() {
-            return Err(BlockError::Malformed("bytes after the last transaction hash"));
+            return Err(BlockError::Malformed(
+                "bytes after the last transaction hash",
+            ));
         }
         let slot_end = slot
             .checked_add(MINER_EXTRA_NONCE_SIZE)
@@ -363,7 +372,10 @@ mod tests {
             (127, &[0x7f]),
             (128, &[0x80, 0x01]),
             (300, &[0xac, 0x02]),
-            (u64::MAX, &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
+            (
+                u64::MAX,
+                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+            ),
         ] {
             let mut out = Vec::new();
             write_varint(&mut out, n);
@@ -463,7 +475,10 @@ mod tests {
             Err(BlockError::ReservedOutsideExtra)
         );
         for len in 0..block.len() {
-            assert!(BlockWork::parse(&block[..len], 130).is_err(), "cut at {len}");
+            assert!(
+                BlockWork::parse(&block[..len], 130).is_err(),
+                "cut at {len}"
+            );
         }
         let mut longer = block.clone();
         longer.push(0);

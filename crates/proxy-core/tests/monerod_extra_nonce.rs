@@ -29,11 +29,13 @@ fn login_job(reply: &Value) -> Job {
 /// Grinds `job` over the whole nonce space (no fixed byte) until a block is found.
 async fn grind(job: &Job) -> Solution {
     let job = job.clone();
-    tokio::task::spawn_blocking(move || solve(&job, None, Instant::now() + Duration::from_secs(120)))
-        .await
-        .unwrap()
-        .expect("RandomX hashes")
-        .expect("a block within 120 s at difficulty 40")
+    tokio::task::spawn_blocking(move || {
+        solve(&job, None, Instant::now() + Duration::from_secs(120))
+    })
+    .await
+    .unwrap()
+    .expect("RandomX hashes")
+    .expect("a block within 120 s at difficulty 40")
 }
 
 /// Two miners' jobs are the same template (job id, height, target) with distinct blobs that
@@ -45,7 +47,11 @@ fn assert_one_template_two_blobs(a: &Job, b: &Job) {
     let (ba, bb) = (decode_hex(&a.blob).unwrap(), decode_hex(&b.blob).unwrap());
     assert_eq!(ba.len(), 76);
     assert_eq!(ba[..43], bb[..43], "same header");
-    assert_eq!(&ba[39..43], &[0, 0, 0, 0], "the whole nonce space is the miner's");
+    assert_eq!(
+        &ba[39..43],
+        &[0, 0, 0, 0],
+        "the whole nonce space is the miner's"
+    );
     assert_ne!(ba[43..75], bb[43..75], "the merkle roots differ");
 }
 
@@ -117,7 +123,42 @@ async fn two_miners_on_one_template_each_mine_a_real_block() {
         .unwrap();
     assert_eq!(ok["result"]["status"], "OK", "{ok}");
     assert_eq!(node.height().await.unwrap(), start + 2, "Bob's block");
-    assert_eq!(proxy.monitor().blocks(), 2, "each accepted share is a block");
+    assert_eq!(
+        proxy.monitor().blocks(),
+        2,
+        "each accepted share is a block"
+    );
     assert_eq!(proxy.stats().in_flight, 0);
     proxy.shutdown(Duration::from_secs(5)).await;
+}
+
+/// A reload cannot bring a stratum pool to a proxy running in `extra_nonce` mode, not even
+/// by also asking for another mode (the mode waits for a restart, the pools would not).
+#[tokio::test]
+async fn a_reload_to_a_stratum_pool_is_refused_while_in_extra_nonce_mode() {
+    let daemon = PoolConfig {
+        url: "127.0.0.1:1".into(),
+        user: REGTEST_WALLET.into(),
+        daemon: true,
+        ..PoolConfig::default()
+    };
+    let config = Config {
+        mode: Mode::ExtraNonce,
+        bind: vec![BindAddr {
+            host: "127.0.0.1".into(),
+            port: 0,
+            tls: false,
+        }],
+        pools: vec![daemon],
+        ..Config::default()
+    };
+    let proxy = Proxy::start(config.clone()).await.unwrap();
+    let mut edit = config.clone();
+    edit.mode = Mode::Nicehash;
+    edit.pools[0].daemon = false;
+    let err = proxy.reload(edit).unwrap_err().to_string();
+    assert!(err.contains("pools[0].daemon"), "{err}");
+    assert_eq!(proxy.monitor().config().mode, Mode::ExtraNonce);
+    assert!(proxy.monitor().config().pools[0].daemon);
+    proxy.shutdown(Duration::from_secs(1)).await;
 }

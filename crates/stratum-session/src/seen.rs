@@ -43,6 +43,7 @@ impl SeenPairs {
         self.young.insert(key)
     }
 
+    #[cfg(test)]
     fn len(&self) -> usize {
         self.young.len() + self.old.len()
     }
@@ -134,9 +135,15 @@ mod tests {
     fn in_extra_nonce_mode_a_share_is_its_extra_nonce_and_nonce() {
         let mut s = SeenShares::new(16);
         assert!(s.remember_pair(0, A, false));
-        assert!(s.remember_pair(1, A, false), "another miner, same nonce: a new share");
+        assert!(
+            s.remember_pair(1, A, false),
+            "another miner, same nonce: a new share"
+        );
         assert!(!s.remember_pair(0, A, false), "a repeat");
-        assert!(!s.remember_pair(1, A, true), "a repeat at a local difficulty");
+        assert!(
+            !s.remember_pair(1, A, true),
+            "a repeat at a local difficulty"
+        );
         assert!(s.remember_pair(2, A, true));
         assert!(!s.remember_pair(2, A, false));
         for n in 0..100_000u32 {

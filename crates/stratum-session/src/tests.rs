@@ -275,7 +275,10 @@ fn in_extra_nonce_mode_miners_share_the_nonce_space_and_differ_by_slot() {
     assert_eq!(ch.check_share(Some(a), &s), Err(Refusal::WrongFixedByte));
     let first = forward_seq(ch.check_extra_nonce_share(a, &s));
     let second = forward_seq(ch.check_extra_nonce_share(b, &s));
-    assert_ne!(first, second, "the other miner's equal nonce is another share");
+    assert_ne!(
+        first, second,
+        "the other miner's equal nonce is another share"
+    );
     assert_eq!(
         ch.check_extra_nonce_share(a, &s),
         Err(Refusal::Duplicate),

@@ -22,12 +22,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use pool_client::monero_block::BlockWork;
+use pool_client::monero_block::{BlockError, BlockWork};
 use pool_client::{Share, ShareError, Upstream, UpstreamListener, UpstreamState};
 use stratum_proto::cryptonote::{
     encode_error, encode_getjob_ok, encode_job_notification, encode_login_ok, encode_status,
-    parse_miner_request, JobLine,
-    LoginParams, MinerRequest, SessionParams, SubmitParams,
+    parse_miner_request, JobLine, LoginParams, MinerRequest, SessionParams, SubmitParams,
 };
 use stratum_proto::job::encode_hex;
 use stratum_proto::{difficulty_to_target, Id, Job};
@@ -217,27 +216,23 @@ impl Family for CryptoNote {
 
 impl<M: Downstream<CryptoNote>> UpstreamListener for Mapper<CryptoNote, M> {
     fn on_job(&self, job: Job, session: u64) {
-        self.on_daemon_job(job, None, session);
+        self.on_daemon_job(job, Err(BlockError::NotFromADaemon), session);
     }
 
     /// In `extra_nonce` mode a job reaches miners only with its template split (the config
     /// allows only daemon upstreams there): without it every miner would get the same work.
-    fn on_daemon_job(&self, mut job: Job, work: Option<Arc<BlockWork>>, session: u64) {
+    fn on_daemon_job(&self, mut job: Job, work: Result<Arc<BlockWork>, BlockError>, session: u64) {
         let config = self.config();
         if !config.algo_ext {
             job.algo = None;
         }
-        let work = if config.mode == Mode::ExtraNonce {
-            if work.is_none() {
-                tracing::error!(
-                    job_id = ?job.job_id,
-                    "extra_nonce mode: the block template cannot take per-miner extra nonces; job not sent"
-                );
+        let work = match work {
+            Ok(work) if config.mode == Mode::ExtraNonce => Some(work),
+            Err(why) if config.mode == Mode::ExtraNonce => {
+                tracing::error!(job_id = ?job.job_id, "extra_nonce mode: job not sent: {why}");
                 return;
             }
-            work
-        } else {
-            None
+            _ => None,
         };
         self.fan_out(Arc::new(JobInfo::new(job, work)), session);
     }
