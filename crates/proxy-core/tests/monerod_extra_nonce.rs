@@ -15,7 +15,7 @@ use stratum_proto::job::decode_hex;
 use stratum_proto::Job;
 use test_support::miner::{error_message, TestMiner};
 use test_support::monerod::{Monerod, REGTEST_WALLET};
-use test_support::rx_miner::{solve, Solution};
+use test_support::rx_miner::{run_rx_miner, solve, RxMinerConfig, Solution};
 
 /// Low enough for a light-mode RandomX thread (about 35 H/s) to find a block in seconds.
 const DIFFICULTY: u64 = 40;
@@ -129,6 +129,76 @@ async fn two_miners_on_one_template_each_mine_a_real_block() {
         "each accepted share is a block"
     );
     assert_eq!(proxy.stats().in_flight, 0);
+    proxy.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Two hashing miners (`rx_miner`: RandomX light mode, 24 nonce bits rolled from a random
+/// start) through the proxy in `extra_nonce` mode: each mines until it has found a block
+/// (120 s at most), every share answered, every accepted share a block on the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rx_miners_each_find_blocks_in_extra_nonce_mode() {
+    test_support::init_tracing();
+    let node = Monerod::start(DIFFICULTY)
+        .await
+        .expect("monerod starts (apt-get install -y monero)");
+    let start = node.height().await.unwrap();
+    let config = Config {
+        mode: Mode::ExtraNonce,
+        bind: vec![BindAddr {
+            host: "127.0.0.1".into(),
+            port: 0,
+            tls: false,
+        }],
+        pools: vec![PoolConfig {
+            url: node.host_port(),
+            user: REGTEST_WALLET.into(),
+            daemon: true,
+            daemon_poll_interval: 200,
+            ..PoolConfig::default()
+        }],
+        ..Config::default()
+    };
+    let proxy = Proxy::start(config).await.unwrap();
+    let addr = proxy.local_addrs()[0];
+    let stop = tokio_util::sync::CancellationToken::new();
+    let miners: Vec<_> = (0..2)
+        .map(|i| {
+            let mut cfg = RxMinerConfig::new(addr, REGTEST_WALLET);
+            cfg.rig_id = Some(format!("rig-{i}"));
+            cfg.run_for = Duration::from_secs(120);
+            cfg.stop = Some(stop.clone());
+            tokio::spawn(run_rx_miner(cfg))
+        })
+        .collect();
+    // Until each worker (named by its rig id) has a block accepted.
+    let each_has_a_block = || {
+        let workers = proxy.monitor().workers_at(tokio::time::Instant::now());
+        ["rig-0", "rig-1"].iter().all(|name| {
+            workers
+                .workers
+                .iter()
+                .any(|w| w.name == *name && w.accepted >= 1)
+        })
+    };
+    while !each_has_a_block() && !miners.iter().all(|m| m.is_finished()) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    stop.cancel();
+    let mut accepted = 0;
+    for m in miners {
+        let report = m.await.unwrap().unwrap();
+        assert_eq!(report.unanswered, 0, "every share answered: {report:?}");
+        assert!(!report.closed_early, "{report:?}");
+        assert!(report.accepted >= 1, "each miner found a block: {report:?}");
+        accepted += report.accepted;
+    }
+    let grown = node.height().await.unwrap() - start;
+    assert!(grown >= 2, "the chain grew by {grown}");
+    assert_eq!(
+        proxy.monitor().blocks(),
+        accepted,
+        "each accepted share is a block"
+    );
     proxy.shutdown(Duration::from_secs(5)).await;
 }
 
