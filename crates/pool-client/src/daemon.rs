@@ -7,9 +7,9 @@
 //!
 //! | step | call | what happens |
 //! |---|---|---|
-//! | connect | `get_block_template` (`wallet_address` = the entry's `user`, `extra_nonce`: 8 bytes, this process's random 4-byte tag then a counter of its `get_block_template` calls) | the first usable answer logs in; the template becomes a job |
+//! | connect | `get_block_template` (`wallet_address` = the entry's `user`, `extra_nonce`: 12 bytes, this process's random 4-byte tag, a counter of its `get_block_template` calls, then 4 zero bytes for a miner's extra nonce in `extra_nonce` mode) | the first usable answer logs in; the template becomes a job |
 //! | every `daemon-poll-interval` ms (at least 50) | `get_info` | a `top_block_hash` other than the template's `prev_hash` fetches a new template and job; so does a changed `tx_pool_size` once the template is 30 s old |
-//! | submit | `submit_block` with `["<template blob with the share's nonce at byte 39, hex>"]` | only for shares whose result meets the block difficulty |
+//! | submit | `submit_block` with `["<template blob with the share's nonce at byte 39, hex>"]` (in `extra_nonce` mode also the miner's extra nonce, little-endian, at `reserved_offset` + 8) | only for shares whose result meets the block difficulty |
 //!
 //! Job fields from a template:
 //!
@@ -29,6 +29,13 @@
 //! byte-identical templates.) A node that ignores the parameter is named in one warning per
 //! session. The submitted block is the template blob of the share's job, `extra_nonce`
 //! included, with the nonce written in.
+//!
+//! `extra_nonce` mode (xmrig-proxy's): each job also carries the template split by
+//! [`crate::monero_block::BlockWork`] (through [`UpstreamListener::on_daemon_job`]); the
+//! proxy gives each miner of the template its own 4-byte extra nonce (the last 4 of the 12
+//! reserved bytes) and the hashing blob that goes with it, and a share's
+//! [`Share::extra_nonce`] is written back into the block before `submit_block`. A share is
+//! then identified by its extra nonce and nonce together (two miners may find the same nonce).
 //!
 //! The reply bodies are parsed by pure functions ([`parse_template_reply`],
 //! [`parse_info_reply`], [`parse_submit_reply`], [`parse_header_reply`]), which the fuzz
@@ -56,7 +63,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ring::rand::{SecureRandom, SystemRandom};
@@ -68,12 +75,18 @@ use stratum_proto::{difficulty_to_target, parse_nonce, result_difficulty, Job};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use crate::monero_block::{BlockError, BlockWork, MINER_EXTRA_NONCE_SIZE};
+#[cfg(doc)]
+use crate::UpstreamListener;
 use crate::{Command, FailoverOptions, PoolConfig, SessionCtx, SessionEnd, Share, ShareError};
 
 /// Bytes of the `extra_nonce` put into each template's coinbase extra field: 4 bytes drawn at
 /// random once per process, then a 4-byte big-endian counter of the templates this process has
-/// asked for (all upstreams together). See [`next_extra_nonce`].
-const EXTRA_NONCE_SIZE: usize = 8;
+/// asked for (all upstreams together), then 4 zero bytes that `extra_nonce` mode fills with a
+/// miner's extra nonce. See [`next_extra_nonce`].
+const EXTRA_NONCE_SIZE: usize = 8 + MINER_EXTRA_NONCE_SIZE;
+/// Where a miner's extra nonce goes, counted from the node's `reserved_offset`.
+const MINER_SLOT: usize = 8;
 /// The shortest chain-tip poll interval.
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// How old a template must be before a changed mempool alone fetches a new one.
@@ -94,6 +107,7 @@ static PROCESS_TAG: OnceLock<[u8; 4]> = OnceLock::new();
 /// process) makes them, even in the same second with the same wallet; the random tag keeps two
 /// proxy processes on one node apart too (they meet with probability 2⁻³²).
 fn next_extra_nonce() -> [u8; EXTRA_NONCE_SIZE] {
+    // The last MINER_EXTRA_NONCE_SIZE bytes stay zero: a miner's extra nonce goes there.
     let tag = PROCESS_TAG.get_or_init(|| {
         let mut tag = [0; 4];
         if SystemRandom::new().fill(&mut tag).is_err() {
@@ -105,7 +119,7 @@ fn next_extra_nonce() -> [u8; EXTRA_NONCE_SIZE] {
     let count = TEMPLATES_ASKED.fetch_add(1, Ordering::Relaxed);
     let mut nonce = [0; EXTRA_NONCE_SIZE];
     nonce[..4].copy_from_slice(tag);
-    nonce[4..].copy_from_slice(&count.to_be_bytes());
+    nonce[4..MINER_SLOT].copy_from_slice(&count.to_be_bytes());
     nonce
 }
 
@@ -226,8 +240,10 @@ pub struct Template {
     prev_hash: String,
     /// RandomX seed hash (hex); empty when the node sent none.
     seed_hash: String,
-    /// Nonces already sent to the node as blocks of this template.
-    submitted: HashSet<[u8; 4]>,
+    /// The block split for `extra_nonce` mode, or why it cannot be.
+    work: Result<Arc<BlockWork>, BlockError>,
+    /// (Extra nonce, nonce) pairs already sent to the node as blocks of this template.
+    submitted: HashSet<(Option<u32>, [u8; 4])>,
 }
 
 /// Whether a `0x`-prefixed hex difficulty fits in 64 bits.
@@ -341,7 +357,13 @@ impl Template {
                 "template and hashing blobs do not share a header with the nonce at byte 39".into(),
             ));
         }
+        let slot = usize::try_from(reply.reserved_offset)
+            .ok()
+            .and_then(|o| o.checked_add(MINER_SLOT))
+            .unwrap_or(usize::MAX);
+        let work = BlockWork::parse(&block, slot).map(Arc::new);
         let template = Self {
+            work,
             job_id: String::new(),
             hashing_blob: reply.blockhashing_blob.to_ascii_lowercase(),
             block,
@@ -382,8 +404,14 @@ impl Template {
             .is_some_and(|rest| rest.starts_with(extra_nonce))
     }
 
+    /// The template split for `extra_nonce` mode, or why it cannot be split.
+    pub fn work(&self) -> Result<&Arc<BlockWork>, &BlockError> {
+        self.work.as_ref()
+    }
+
     /// The block to submit for `share` (hex of the template blob with the share's nonce at
-    /// byte 39), or the rejection message when the share cannot be a block.
+    /// byte 39, and its extra nonce in the reserved bytes when it has one), or the rejection
+    /// message when the share cannot be a block.
     fn solved_block(&self, share: &Share) -> Result<String, &'static str> {
         let nonce = parse_nonce(&share.nonce).ok_or("Invalid nonce")?;
         let difficulty = result_difficulty(&share.result).ok_or("Invalid result")?;
@@ -392,6 +420,13 @@ impl Template {
         }
         let mut block = self.block.clone();
         block[NONCE_OFFSET..NONCE_OFFSET + 4].copy_from_slice(&nonce);
+        if let Some(extra_nonce) = share.extra_nonce {
+            let work = self
+                .work
+                .as_ref()
+                .map_err(|_| "Block template cannot take an extra nonce")?;
+            work.write_extra_nonce(&mut block, extra_nonce);
+        }
         Ok(encode_hex(&block))
     }
 
@@ -400,7 +435,7 @@ impl Template {
     fn take_share(&mut self, share: &Share) -> Result<String, &'static str> {
         let block = self.solved_block(share)?;
         let nonce = parse_nonce(&share.nonce).ok_or("Invalid nonce")?;
-        if !self.submitted.insert(nonce) {
+        if !self.submitted.insert((share.extra_nonce, nonce)) {
             return Err("Duplicate share");
         }
         Ok(block)
@@ -560,7 +595,8 @@ pub(crate) async fn run_session(ctx: &mut SessionCtx<'_>) -> SessionEnd {
     let session = ctx.logged_in();
     tracing::info!(pool = %url, height = first.height, difficulty = first.difficulty, "connected to daemon");
     let (mut work, job) = Work::new(session, algo, first);
-    ctx.listener.on_job(job, session);
+    let split = work.current.work.clone();
+    ctx.listener.on_daemon_job(job, split, session);
 
     let period = Duration::from_millis(ctx.pool.daemon_poll_interval).max(MIN_POLL_INTERVAL);
     let mut poll = tokio::time::interval_at(Instant::now() + period, period);
@@ -593,7 +629,8 @@ async fn refresh(ctx: &SessionCtx<'_>, rpc: &Rpc, work: &mut Work) -> Result<(),
         .map_err(|e| SessionEnd::Ended(e.to_string()))?;
     tracing::debug!(pool = %ctx.pool.url, height = template.height, "new block template");
     let job = work.push(template);
-    ctx.listener.on_job(job, work.session);
+    let split = work.current.work.clone();
+    ctx.listener.on_daemon_job(job, split, work.session);
     Ok(())
 }
 
@@ -724,6 +761,7 @@ mod tests {
             nonce: nonce.into(),
             result: result.into(),
             algo: None,
+            extra_nonce: None,
         }
     }
 
@@ -914,6 +952,62 @@ mod tests {
         assert!(!t.holds_extra_nonce(&[0]));
     }
 
+    /// `TEMPLATE_WITH_EXTRA_NONCE` grown to 12 reserved bytes (extra field 0x2b → 0x2f
+    /// bytes, its nonce field 8 → 12), the shape monerod gives this proxy's `extra_nonce`.
+    fn twelve_byte_reply() -> TemplateReply {
+        let v: Value = serde_json::from_str(TEMPLATE_WITH_EXTRA_NONCE).unwrap();
+        let mut r: TemplateReply = serde_json::from_value(v["result"].clone()).unwrap();
+        let mut block = decode_hex(&r.blocktemplate_blob).unwrap();
+        assert_eq!((block[90], block[124], block[125]), (0x2b, 2, 8));
+        block[90] = 0x2f;
+        block[125] = 12;
+        block.splice(134..134, [0u8; 4]);
+        r.blocktemplate_blob = encode_hex(&block);
+        r
+    }
+
+    #[test]
+    fn a_share_with_an_extra_nonce_becomes_the_block_its_miner_hashed() {
+        let t = Template::from_reply(twelve_byte_reply(), "rx/0").unwrap();
+        let work = t.work().unwrap().clone();
+        assert_eq!(work.slot(), 126 + MINER_SLOT);
+        let mut s = share("x", "a1b2c3d4", &result_of_difficulty(100));
+        s.extra_nonce = Some(7);
+        let block = decode_hex(&t.solved_block(&s).unwrap()).unwrap();
+        assert_eq!(&block[134..138], &[7, 0, 0, 0], "the miner's extra nonce");
+        assert_eq!(&block[39..43], &[0xa1, 0xb2, 0xc3, 0xd4], "its nonce");
+        assert_eq!(
+            &block[126..134],
+            &[1, 2, 3, 4, 5, 6, 7, 8],
+            "the proxy's bytes"
+        );
+        // The submitted block hashes to the blob miner 7 was given, with its nonce.
+        let mut given = work.hashing_blob(7);
+        given[39..43].copy_from_slice(&[0xa1, 0xb2, 0xc3, 0xd4]);
+        let submitted = BlockWork::parse(&block, 134).unwrap();
+        assert_eq!(submitted.hashing_blob(7), given);
+        assert_ne!(work.hashing_blob(7), work.hashing_blob(8));
+    }
+
+    #[test]
+    fn in_extra_nonce_mode_a_block_is_its_extra_nonce_and_nonce() {
+        let mut t = Template::from_reply(twelve_byte_reply(), "rx/0").unwrap();
+        let good = result_of_difficulty(100);
+        let mut s = share("x", "00000001", &good);
+        s.extra_nonce = Some(7);
+        assert!(t.take_share(&s).is_ok());
+        assert_eq!(t.take_share(&s), Err("Duplicate share"));
+        s.extra_nonce = Some(8);
+        assert!(t.take_share(&s).is_ok(), "another miner, same nonce");
+        // A template without room for a miner's bytes takes no extra nonce.
+        let plain = template();
+        assert!(plain.work().is_err());
+        assert_eq!(
+            plain.solved_block(&s),
+            Err("Block template cannot take an extra nonce")
+        );
+    }
+
     #[test]
     fn every_extra_nonce_of_a_process_differs_and_shares_its_tag() {
         let a = next_extra_nonce();
@@ -923,6 +1017,11 @@ mod tests {
         let seen: HashSet<_> = (0..1000).map(|_| next_extra_nonce()).collect();
         assert_eq!(seen.len(), 1000);
         assert_eq!(encode_hex(&a).len(), 2 * EXTRA_NONCE_SIZE);
+        assert_eq!(
+            a[MINER_SLOT..],
+            [0; MINER_EXTRA_NONCE_SIZE],
+            "room for a miner's"
+        );
     }
 
     #[test]

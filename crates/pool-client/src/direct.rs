@@ -449,6 +449,13 @@ mod tests {
 
     impl UpstreamListener for Count {
         fn on_job(&self, _: Job, _: u64) {}
+        fn on_daemon_job(
+            &self,
+            _: Job,
+            _: Result<Arc<crate::monero_block::BlockWork>, crate::monero_block::BlockError>,
+            _: u64,
+        ) {
+        }
         fn on_result(&self, _: u64, result: Result<(), ShareError>) {
             assert_eq!(result, Err(ShareError::Disconnected));
             self.0.fetch_add(1, Ordering::SeqCst);
@@ -471,6 +478,7 @@ mod tests {
             nonce: format!("{n:08x}"),
             result: "ab".repeat(32),
             algo: None,
+            extra_nonce: None,
         }
     }
 

@@ -41,6 +41,7 @@ mod direct;
 mod failover;
 pub mod gbt;
 mod log_lines;
+pub mod monero_block;
 pub mod stratum;
 pub mod sv1;
 pub mod tls;
@@ -228,6 +229,9 @@ pub struct Share {
     pub result: String,
     /// Algorithm, when the algorithm extension is in use.
     pub algo: Option<String>,
+    /// `extra_nonce` mode: the miner's extra nonce, written into its job's block template
+    /// (see [`monero_block::BlockWork`]) before the block is submitted. `None` otherwise.
+    pub extra_nonce: Option<u32>,
 }
 
 /// Why a share was not accepted by the pool.
@@ -300,6 +304,15 @@ pub trait UpstreamListener: Send + Sync + 'static {
     /// A new valid job. `session` grows by one with each login to a pool: jobs of the same
     /// session come from the same pool connection, so the previous job's shares still count.
     fn on_job(&self, job: Job, session: u64);
+    /// A new valid job from a Monero daemon (as [`UpstreamListener::on_job`]), with its block
+    /// template split for `extra_nonce` mode, or why the template cannot be split. No
+    /// default: a listener that wraps another must pass `work` on.
+    fn on_daemon_job(
+        &self,
+        job: Job,
+        work: Result<Arc<monero_block::BlockWork>, monero_block::BlockError>,
+        session: u64,
+    );
     /// The outcome of the share submitted under `seq`: exactly once per accepted submit.
     fn on_result(&self, seq: u64, result: Result<(), ShareError>);
     /// The connection state changed; `pool` is the index in the pool list when `Active`.

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use stratum_proto::Job;
 use tokio::sync::watch;
 
+use crate::monero_block::{BlockError, BlockWork};
 use crate::{PoolSet, ShareError, UpstreamListener, UpstreamState};
 
 /// The number of the next upstream.
@@ -83,13 +84,25 @@ fn job_line(id: u64, addr: &str, job: &Job) -> String {
     )
 }
 
-impl UpstreamListener for Logged {
-    fn on_job(&self, job: Job, session: u64) {
+impl Logged {
+    /// Logs the `new job` line of `job`.
+    fn log_job(&self, job: &Job) {
         let index = self.current.load(Relaxed);
         if let Some(addr) = (index != NONE).then(|| self.addr(index)).flatten() {
-            tracing::info!("{}", job_line(self.id, &addr, &job));
+            tracing::info!("{}", job_line(self.id, &addr, job));
         }
+    }
+}
+
+impl UpstreamListener for Logged {
+    fn on_job(&self, job: Job, session: u64) {
+        self.log_job(&job);
         self.inner.on_job(job, session);
+    }
+
+    fn on_daemon_job(&self, job: Job, work: Result<Arc<BlockWork>, BlockError>, session: u64) {
+        self.log_job(&job);
+        self.inner.on_daemon_job(job, work, session);
     }
 
     fn on_result(&self, seq: u64, result: Result<(), ShareError>) {

@@ -160,6 +160,62 @@ async fn a_solved_block_is_accepted_and_the_next_job_follows() {
     .await;
 }
 
+/// `extra_nonce` mode at the upstream: the job's template, split, gives the job's own blob
+/// for the zero extra nonce (the reserved bytes as asked for), another blob for each other
+/// extra nonce, and a block mined on a miner's blob, submitted with its extra nonce, is taken.
+#[tokio::test]
+async fn a_block_mined_on_a_miners_own_blob_is_taken_with_its_extra_nonce() {
+    bounded(async {
+        let node = start_node(40).await;
+        let mut h = harness(&node);
+        let (job, session) = h.recorder.job(0).await;
+        let height = node.height().await.unwrap();
+        let work = {
+            let seen = h.recorder.seen();
+            let (id, work) = seen.works.first().expect("a daemon job");
+            assert_eq!(id, &job.job_id);
+            work.clone().expect("monerod's template can be split")
+        };
+        assert_eq!(
+            stratum_proto::job::encode_hex(&work.hashing_blob(0)),
+            job.blob,
+            "the node's own hashing blob, rebuilt"
+        );
+        let mut mine_job = job.clone();
+        mine_job.blob = stratum_proto::job::encode_hex(&work.hashing_blob(5));
+        assert_ne!(mine_job.blob, job.blob);
+        let solution = mine(&mine_job).await;
+        // Claimed for another extra nonce, it is another block: refused by the node.
+        let wrong = h
+            .submit_share(
+                session,
+                &job.job_id,
+                &solution.nonce,
+                &solution.result,
+                Some(6),
+            )
+            .unwrap();
+        assert!(
+            matches!(h.recorder.result(wrong).await, Err(ShareError::Rejected(_))),
+            "the node refuses a block whose hash is not the claimed one"
+        );
+        assert_eq!(node.height().await.unwrap(), height);
+        let seq = h
+            .submit_share(
+                session,
+                &job.job_id,
+                &solution.nonce,
+                &solution.result,
+                Some(5),
+            )
+            .unwrap();
+        assert_eq!(h.recorder.result(seq).await, Ok(()));
+        assert_eq!(node.height().await.unwrap(), height + 1, "the node took it");
+        h.stop().await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_block_from_elsewhere_brings_a_new_job_and_old_shares_still_count() {
     bounded(async {
@@ -284,6 +340,7 @@ async fn a_node_that_is_not_there_never_connects() {
             nonce: "00000000".into(),
             result: "0".repeat(64),
             algo: None,
+            extra_nonce: None,
         };
         if upstream.submit(1, share).is_ok() {
             let result = recorder.result(1).await;

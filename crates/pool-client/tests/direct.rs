@@ -205,6 +205,7 @@ fn share(seq: u64) -> Share {
         nonce: format!("{seq:08x}"),
         result: result_for_difficulty(500),
         algo: None,
+        extra_nonce: None,
     }
 }
 

@@ -102,7 +102,7 @@ pub(crate) struct Flags {
     /// Address to serve miners on over TLS; repeatable
     #[arg(long, global = true, value_name = "ADDR", action = ArgAction::Append)]
     pub(crate) tls_bind: Vec<String>,
-    /// Proxy mode: nicehash or simple (extra_nonce is not supported yet)
+    /// Proxy mode: nicehash, simple or extra_nonce (daemon upstreams only)
     #[arg(
         short = 'm',
         long,
@@ -529,11 +529,18 @@ mod tests {
     }
 
     #[test]
-    fn extra_nonce_on_the_command_line_is_refused_naming_the_modes() {
+    fn an_unknown_mode_on_the_command_line_is_refused_naming_the_modes() {
         let err = Cli::command()
-            .try_get_matches_from(["proxy-cli", "-m", "extra_nonce", "-o", "p:1"])
+            .try_get_matches_from(["proxy-cli", "-m", "bogus", "-o", "p:1"])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("nicehash") && err.contains("simple"), "{err}");
+        assert!(
+            err.contains("nicehash") && err.contains("simple") && err.contains("extra_nonce"),
+            "{err}"
+        );
+        let m = Cli::command()
+            .try_get_matches_from(["proxy-cli", "-m", "extra_nonce", "-o", "p:1"])
+            .unwrap();
+        assert_eq!(m.get_one::<Mode>("mode"), Some(&Mode::ExtraNonce));
     }
 }

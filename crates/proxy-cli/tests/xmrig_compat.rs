@@ -338,10 +338,21 @@ fn an_xmrig_proxy_config_with_comments_and_every_key_checks_with_one_warning() {
 }
 
 #[test]
-fn extra_nonce_and_a_missing_config_are_refused_with_a_clear_message() {
+fn extra_nonce_for_a_stratum_pool_and_a_missing_config_are_refused_with_a_clear_message() {
     let dir = Dir::new("refused");
     let out = Command::new(BIN)
         .args(["-o", "pool.example:3333", "-m", "extra_nonce", "--dry-run"])
+        .current_dir(&dir.0)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pools[0].daemon") && err.contains("\"extra_nonce\" works only with daemon"),
+        "{err}"
+    );
+    let out = Command::new(BIN)
+        .args(["-o", "pool.example:3333", "-m", "bogus", "--dry-run"])
         .current_dir(&dir.0)
         .output()
         .unwrap();
@@ -363,7 +374,21 @@ fn extra_nonce_and_a_missing_config_are_refused_with_a_clear_message() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("\"extra_nonce\" is not supported"), "{err}");
+    assert!(err.contains("pools[0].daemon"), "{err}");
+    std::fs::write(
+        dir.path("config.json"),
+        r#"{"mode": "extra_nonce", "bind": ["127.0.0.1:0"],
+            "pools": [{"url": "127.0.0.1:18081", "user": "W", "daemon": true}]}"#,
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check"])
+        .current_dir(&dir.0)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("mode extra_nonce"), "{stdout}");
     std::fs::remove_file(dir.path("config.json")).unwrap();
     let out = Command::new(BIN).current_dir(&dir.0).output().unwrap();
     assert!(!out.status.success());

@@ -63,22 +63,25 @@ pub enum Mode {
     Nicehash,
     /// One pool connection per miner.
     Simple,
+    /// xmrig-proxy's `extra_nonce`, for daemon upstreams only: miners share one block
+    /// template (up to 256 a template), each with its own extra nonce in the template's
+    /// reserved bytes, its own hashing blob and the whole nonce space.
+    #[serde(rename = "extra_nonce")]
+    ExtraNonce,
 }
 
 impl std::str::FromStr for Mode {
     type Err = String;
 
-    /// `nicehash` or `simple`, any case. Anything else, xmrig-proxy's `extra_nonce` included,
-    /// is refused with a message naming the modes there are.
+    /// `nicehash`, `simple` or `extra_nonce` (also `extranonce`, `extra-nonce`), any case.
+    /// Anything else is refused with a message naming the modes there are.
     fn from_str(s: &str) -> Result<Self, String> {
         match s.to_ascii_lowercase().as_str() {
             "nicehash" => Ok(Self::Nicehash),
             "simple" => Ok(Self::Simple),
-            "extra_nonce" | "extranonce" | "extra-nonce" => Err(format!(
-                "mode {s:?} is not supported by this proxy yet; use \"nicehash\" or \"simple\""
-            )),
+            "extra_nonce" | "extranonce" | "extra-nonce" => Ok(Self::ExtraNonce),
             _ => Err(format!(
-                "mode {s:?} is not a mode of this proxy; use \"nicehash\" or \"simple\""
+                "mode {s:?} is not a mode of this proxy; use \"nicehash\", \"simple\" or \"extra_nonce\""
             )),
         }
     }
@@ -96,6 +99,7 @@ impl fmt::Display for Mode {
         f.write_str(match self {
             Mode::Nicehash => "nicehash",
             Mode::Simple => "simple",
+            Mode::ExtraNonce => "extra_nonce",
         })
     }
 }
@@ -581,6 +585,13 @@ impl Config {
                     format!("{:?} is not host:port", p.url),
                 ));
             }
+            if self.mode == Mode::ExtraNonce && !p.daemon {
+                return Err(invalid(
+                    format!("pools[{i}].daemon"),
+                    "mode \"extra_nonce\" works only with daemon upstreams (\"daemon\": true): \
+                     a stratum pool's job has no block template to put extra nonces in",
+                ));
+            }
             if p.daemon && p.user.is_empty() {
                 return Err(invalid(
                     format!("pools[{i}].user"),
@@ -910,19 +921,48 @@ mod tests {
     }
 
     #[test]
-    fn extra_nonce_mode_is_refused_naming_the_modes_there_are() {
-        for mode in ["extra_nonce", "bogus"] {
-            let err = Config::from_json(&format!(r#"{{"mode": "{mode}"}}"#))
-                .unwrap_err()
-                .to_string();
-            assert!(
-                err.contains(mode) && err.contains("nicehash") && err.contains("simple"),
-                "{err}"
-            );
-        }
+    fn an_unknown_mode_is_refused_naming_the_modes_there_are() {
+        let err = Config::from_json(r#"{"mode": "bogus"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("bogus")
+                && err.contains("nicehash")
+                && err.contains("simple")
+                && err.contains("extra_nonce"),
+            "{err}"
+        );
         assert_eq!(
             Config::from_json(r#"{"mode": "SIMPLE"}"#).unwrap().mode,
             Mode::Simple
+        );
+    }
+
+    #[test]
+    fn extra_nonce_mode_is_for_daemon_upstreams_only() {
+        let with = |daemon: bool| {
+            Config::from_json(&format!(
+                r#"{{"mode": "extra_nonce", "bind": ["127.0.0.1:0"],
+                    "pools": [{{"url": "127.0.0.1:18081", "user": "W", "daemon": true}},
+                              {{"url": "b:1", "user": "W", "daemon": {daemon}}}]}}"#
+            ))
+            .and_then(|c| c.validate().map(|()| c))
+        };
+        let ok = with(true).unwrap();
+        assert_eq!(ok.mode, Mode::ExtraNonce);
+        assert_eq!(ok.mode.to_string(), "extra_nonce");
+        let err = with(false).unwrap_err().to_string();
+        assert!(
+            err.contains("pools[1].daemon") && err.contains("extra_nonce"),
+            "{err}"
+        );
+        for name in ["extranonce", "EXTRA-NONCE"] {
+            assert_eq!(name.parse::<Mode>(), Ok(Mode::ExtraNonce));
+        }
+        // Written back (PUT /1/config) under xmrig-proxy's name.
+        assert_eq!(
+            serde_json::to_value(Mode::ExtraNonce).unwrap(),
+            serde_json::json!("extra_nonce")
         );
     }
 

@@ -257,7 +257,7 @@ fn miner_limit(mode: config::Mode) -> u64 {
     }
     let room = soft.saturating_sub(FILES_RESERVED.min(soft / 4));
     match mode {
-        config::Mode::Nicehash => room - room / 257,
+        config::Mode::Nicehash | config::Mode::ExtraNonce => room - room / 257,
         config::Mode::Simple => room / 2,
     }
 }

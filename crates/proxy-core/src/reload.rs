@@ -53,6 +53,8 @@ impl<F: MinerProtocol> Shared<F> {
         if new.mode != old.mode {
             needs_restart.push("mode");
             new.mode = old.mode;
+            // The pools must suit the running mode (extra_nonce: daemons only).
+            new.validate()?;
         }
         if new.tls != old.tls {
             needs_restart.push("tls");

@@ -442,7 +442,9 @@ impl<F: Family, M: Downstream<F>> Splitter<F, M> {
     fn new_mapper(&self) -> Arc<Mapper<F, M>> {
         let config = self.config.load();
         let id = self.next_mapper_id.fetch_add(1, Relaxed);
-        let nicehash = self.mode == Mode::Nicehash;
+        // extra_nonce mode uses the NiceHash slot table: a slot's index is its miner's extra
+        // nonce instead of a fixed byte (`family/cryptonote.rs`).
+        let nicehash = self.mode != Mode::Simple;
         let mapper = Arc::new(Mapper {
             id,
             upstream: OnceLock::new(),
@@ -474,7 +476,7 @@ impl<F: Family, M: Downstream<F>> Splitter<F, M> {
     pub(crate) fn on_login(&self, miner: &M) -> Result<(), Refusal> {
         let mut mappers = lock(&self.mappers);
         let reuse = match self.mode {
-            Mode::Nicehash => true,
+            Mode::Nicehash | Mode::ExtraNonce => true,
             // Simple mode (RFC §9): an idle upstream is handed on only while `reuse-timeout`
             // keeps it and its pool connection is up.
             Mode::Simple => self.config.load().reuse_timeout > 0,
@@ -520,7 +522,7 @@ impl<F: Family, M: Downstream<F>> Splitter<F, M> {
     /// the list's.
     pub(crate) fn gc(&self, now: Instant) {
         let keep = match self.mode {
-            Mode::Nicehash => EMPTY_MAPPER_TTL,
+            Mode::Nicehash | Mode::ExtraNonce => EMPTY_MAPPER_TTL,
             Mode::Simple => Duration::from_secs(self.config.load().reuse_timeout),
         };
         let mut due = Vec::new();

@@ -220,6 +220,29 @@ impl<M, J: ChannelJob, P> Channel<M, J, P> {
         fixed_byte: Option<u8>,
         share: &ShareIn<'_>,
     ) -> Result<Checked, Refusal> {
+        self.check(fixed_byte, None, share)
+    }
+
+    /// [`Channel::check_share`] for `extra_nonce` mode: the miner in slot `extra_nonce` has
+    /// the whole nonce space (no fixed byte is checked) and its own blob, so its duplicates
+    /// are told by (extra nonce, nonce): another miner's share with the same nonce is new.
+    ///
+    /// # Errors
+    /// As [`Channel::check_share`], without [`Refusal::WrongFixedByte`].
+    pub fn check_extra_nonce_share(
+        &mut self,
+        extra_nonce: u8,
+        share: &ShareIn<'_>,
+    ) -> Result<Checked, Refusal> {
+        self.check(None, Some(extra_nonce), share)
+    }
+
+    fn check(
+        &mut self,
+        fixed_byte: Option<u8>,
+        extra_nonce: Option<u8>,
+        share: &ShareIn<'_>,
+    ) -> Result<Checked, Refusal> {
         let (info, seen, expired) = match self.storage.job_match(share.job_id) {
             JobMatch::Current => (self.job.as_deref(), &mut self.seen, false),
             JobMatch::Previous => (self.prev.as_deref(), &mut self.prev_seen, true),
@@ -242,7 +265,11 @@ impl<M, J: ChannelJob, P> Channel<M, J, P> {
         let local = share.share_diff < pool_difficulty;
         // A repeat of a share already answered (same job, same nonce) is refused and never
         // forwarded, local or not.
-        if !seen.remember(share.nonce, local) {
+        let new = match extra_nonce {
+            Some(x) => seen.remember_pair(x, share.nonce, local),
+            None => seen.remember(share.nonce, local),
+        };
+        if !new {
             return Err(Refusal::Duplicate);
         }
         if local {

@@ -262,3 +262,34 @@ fn sequence_numbers_are_only_spent_on_forwarded_shares() {
     let b = forward_seq(ch.check_share(Some(fb), &s));
     assert_eq!(b, a + 1);
 }
+
+#[test]
+fn in_extra_nonce_mode_miners_share_the_nonce_space_and_differ_by_slot() {
+    let mut ch = Ch::new(true);
+    let a = ch.add(1, "a").unwrap().unwrap();
+    let b = ch.add(2, "b").unwrap().unwrap();
+    assert_ne!(a, b, "each miner its own extra nonce");
+    ch.on_job(job("j1", 1000), 1);
+    // The same nonce bytes, any top byte: no fixed byte is checked.
+    let s = share("j1", 0x55, 5000);
+    assert_eq!(ch.check_share(Some(a), &s), Err(Refusal::WrongFixedByte));
+    let first = forward_seq(ch.check_extra_nonce_share(a, &s));
+    let second = forward_seq(ch.check_extra_nonce_share(b, &s));
+    assert_ne!(
+        first, second,
+        "the other miner's equal nonce is another share"
+    );
+    assert_eq!(
+        ch.check_extra_nonce_share(a, &s),
+        Err(Refusal::Duplicate),
+        "the same miner's repeat"
+    );
+    assert_eq!(
+        ch.check_extra_nonce_share(a, &share("j1", 0x56, 10)),
+        Err(Refusal::LowDifficulty)
+    );
+    assert_eq!(
+        ch.check_extra_nonce_share(a, &share("nope", 0x56, 5000)),
+        Err(Refusal::StaleJob)
+    );
+}

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use pool_client::monero_block::{BlockError, BlockWork};
 use pool_client::{
     FailoverOptions, PoolConfig, Share, ShareError, Upstream, UpstreamListener, UpstreamState,
 };
@@ -23,6 +24,8 @@ pub const WAIT: Duration = Duration::from_secs(30);
 pub struct Seen {
     /// Every job with its session number, in order.
     pub jobs: Vec<(Job, u64)>,
+    /// The split block template of every daemon job, by job id.
+    pub works: Vec<(String, Result<Arc<BlockWork>, BlockError>)>,
     /// Every result, by sequence number, in order of arrival.
     pub results: Vec<(u64, Result<(), ShareError>)>,
     /// Every state change.
@@ -115,6 +118,13 @@ impl UpstreamListener for Recorder {
         self.record(|s| s.jobs.push((job, session)));
     }
 
+    fn on_daemon_job(&self, job: Job, work: Result<Arc<BlockWork>, BlockError>, session: u64) {
+        self.record(|s| {
+            s.works.push((job.job_id.clone(), work));
+            s.jobs.push((job, session));
+        });
+    }
+
     fn on_result(&self, seq: u64, result: Result<(), ShareError>) {
         self.record(|s| s.results.push((seq, result)));
     }
@@ -165,6 +175,18 @@ impl Harness {
         nonce: &str,
         result: &str,
     ) -> Result<u64, ShareError> {
+        self.submit_share(session, job_id, nonce, result, None)
+    }
+
+    /// Submits a share for `session` with a miner's `extra_nonce` (`extra_nonce` mode).
+    pub fn submit_share(
+        &mut self,
+        session: u64,
+        job_id: &str,
+        nonce: &str,
+        result: &str,
+        extra_nonce: Option<u32>,
+    ) -> Result<u64, ShareError> {
         self.next_seq += 1;
         let share = Share {
             session,
@@ -172,6 +194,7 @@ impl Harness {
             nonce: nonce.into(),
             result: result.into(),
             algo: None,
+            extra_nonce,
         };
         self.upstream.submit(self.next_seq, share)?;
         Ok(self.next_seq)

@@ -9,16 +9,26 @@
 //!   `nonce_split::NonceStorage`), [`JobInfo`] (a pool job and its `JobLine`s, encoded once per
 //!   job and difficulty), the deferred login reply, and `pool_client::Upstream` (a stratum
 //!   pool or a Monero daemon) reporting to the mapper as its `UpstreamListener`.
+//!
+//! `extra_nonce` mode (daemon upstreams only): the channel's slot table is the NiceHash one,
+//! but a slot's index (0..=255) is its miner's extra nonce, not a fixed byte. A daemon job
+//! comes with its block template split (`pool_client::monero_block::BlockWork`, shared by
+//! the job's miners); each miner's job carries the hashing blob of its extra nonce (built
+//! when the job is written to it, never kept per miner), the whole nonce space, and no
+//! `nicehash` extension. Its shares are checked by (extra nonce, nonce) and carry the extra
+//! nonce to the daemon, which writes it into the block it submits.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use pool_client::monero_block::{BlockError, BlockWork};
 use pool_client::{Share, ShareError, Upstream, UpstreamListener, UpstreamState};
 use stratum_proto::cryptonote::{
-    encode_error, encode_getjob_ok, encode_login_ok, encode_status, parse_miner_request, JobLine,
-    LoginParams, MinerRequest, SessionParams, SubmitParams,
+    encode_error, encode_getjob_ok, encode_job_notification, encode_login_ok, encode_status,
+    parse_miner_request, JobLine, LoginParams, MinerRequest, SessionParams, SubmitParams,
 };
+use stratum_proto::job::encode_hex;
 use stratum_proto::{difficulty_to_target, Id, Job};
 use stratum_session::{
     check_submit, effective_difficulty, Channel, ChannelJob, Checked, JobFor, LoginRules, Refusal,
@@ -51,6 +61,9 @@ pub(crate) struct JobInfo {
     /// The `job` notification at each custom difficulty in use (RFC §14), encoded on first
     /// use.
     custom_lines: Mutex<HashMap<u64, JobLine>>,
+    /// `extra_nonce` mode: the block template each miner's blob is built from (the slot is
+    /// the miner's extra nonce). `None` in the other modes.
+    work: Option<Arc<BlockWork>>,
 }
 
 impl ChannelJob for JobInfo {
@@ -63,30 +76,41 @@ impl ChannelJob for JobInfo {
 }
 
 impl JobInfo {
-    fn new(job: Job) -> Self {
+    fn new(job: Job, work: Option<Arc<BlockWork>>) -> Self {
         Self {
             difficulty: job.difficulty(),
             line: JobLine::new(&job),
             job,
             custom_lines: Mutex::new(HashMap::new()),
+            work,
         }
     }
 
     /// The job as a miner working at `difficulty` sees it (target rewritten when it is not
-    /// the pool's), with the fixed byte patched.
-    fn job_for(&self, difficulty: u64, fixed_byte: Option<u8>) -> Job {
+    /// the pool's), with the fixed byte patched, or in `extra_nonce` mode with the blob of
+    /// the miner whose extra nonce is `slot`.
+    fn job_for(&self, difficulty: u64, slot: Option<u8>) -> Job {
         let mut j = self.job.clone();
         if difficulty != self.difficulty {
             j.target = difficulty_to_target(difficulty);
         }
-        if let Some(b) = fixed_byte {
-            j.blob = self.job.blob_with_fixed_byte(b);
+        match (&self.work, slot) {
+            (Some(work), Some(extra_nonce)) => {
+                j.blob = encode_hex(&work.hashing_blob(u32::from(extra_nonce)));
+            }
+            (None, Some(b)) => j.blob = self.job.blob_with_fixed_byte(b),
+            (_, None) => {}
         }
         j
     }
 
-    /// The bytes of the `job` notification for a miner at `difficulty` with `fixed_byte`.
+    /// The bytes of the `job` notification for a miner at `difficulty` with `fixed_byte`
+    /// (in `extra_nonce` mode: with extra nonce `fixed_byte`, encoded for the miner alone).
     fn parts_for(&self, difficulty: u64, fixed_byte: Option<u8>) -> [Bytes; 3] {
+        if self.work.is_some() {
+            let line = encode_job_notification(&self.job_for(difficulty, fixed_byte));
+            return [Bytes::from(line), Bytes::new(), Bytes::new()];
+        }
         let parts = |line: &JobLine| match fixed_byte {
             Some(b) => line.parts(b),
             None => [line.whole(), Bytes::new(), Bytes::new()],
@@ -191,11 +215,26 @@ impl Family for CryptoNote {
 }
 
 impl<M: Downstream<CryptoNote>> UpstreamListener for Mapper<CryptoNote, M> {
-    fn on_job(&self, mut job: Job, session: u64) {
-        if !self.config().algo_ext {
+    fn on_job(&self, job: Job, session: u64) {
+        self.on_daemon_job(job, Err(BlockError::NotFromADaemon), session);
+    }
+
+    /// In `extra_nonce` mode a job reaches miners only with its template split (the config
+    /// allows only daemon upstreams there): without it every miner would get the same work.
+    fn on_daemon_job(&self, mut job: Job, work: Result<Arc<BlockWork>, BlockError>, session: u64) {
+        let config = self.config();
+        if !config.algo_ext {
             job.algo = None;
         }
-        self.fan_out(Arc::new(JobInfo::new(job)), session);
+        let work = match work {
+            Ok(work) if config.mode == Mode::ExtraNonce => Some(work),
+            Err(why) if config.mode == Mode::ExtraNonce => {
+                tracing::error!(job_id = ?job.job_id, "extra_nonce mode: job not sent: {why}");
+                return;
+            }
+            _ => None,
+        };
+        self.fan_out(Arc::new(JobInfo::new(job, work)), session);
     }
 
     fn on_result(&self, seq: u64, result: Result<(), ShareError>) {
@@ -255,17 +294,19 @@ fn submit<M: Downstream<CryptoNote>>(
         CryptoNote::reply(miner, &id, Err(r.message()));
         events.invalid(miner, r);
     };
+    let extra_nonce = mapper.config().mode == Mode::ExtraNonce;
+    let share_in = ShareIn {
+        job_id: &p.job_id,
+        nonce,
+        share_diff,
+        algo: p.algo.as_deref(),
+        custom_diff,
+    };
     let mut st = mapper.st();
-    let checked = st.channel.check_share(
-        fixed_byte,
-        &ShareIn {
-            job_id: &p.job_id,
-            nonce,
-            share_diff,
-            algo: p.algo.as_deref(),
-            custom_diff,
-        },
-    );
+    let checked = match fixed_byte {
+        Some(slot) if extra_nonce => st.channel.check_extra_nonce_share(slot, &share_in),
+        _ => st.channel.check_share(fixed_byte, &share_in),
+    };
     let (seq, session, expired, difficulty, pool_difficulty) = match checked {
         Err(r) => {
             drop(st);
@@ -307,6 +348,7 @@ fn submit<M: Downstream<CryptoNote>>(
         nonce: p.nonce,
         result: p.result,
         algo,
+        extra_nonce: fixed_byte.filter(|_| extra_nonce).map(u32::from),
     };
     let pending = Pending {
         miner: miner.clone(),
