@@ -37,6 +37,7 @@ pub mod daemon;
 mod direct;
 mod failover;
 pub mod gbt;
+mod lines;
 pub mod stratum;
 pub mod tls;
 
@@ -233,8 +234,10 @@ pub(crate) enum Command {
     Submit {
         /// Caller's sequence number.
         seq: u64,
-        /// The share.
-        share: Share,
+        /// The share, boxed: the queue's first block holds 32 commands from the start, and
+        /// a command of 16 bytes keeps that at 512 bytes per upstream (one per miner in
+        /// simple mode) instead of 3.6 KB.
+        share: Box<Share>,
     },
 }
 
@@ -340,7 +343,10 @@ impl Upstream {
             return sent;
         }
         self.cmds
-            .try_send(Command::Submit { seq, share })
+            .try_send(Command::Submit {
+                seq,
+                share: Box::new(share),
+            })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => ShareError::Busy,
                 mpsc::error::TrySendError::Closed(_) => ShareError::NotConnected,
@@ -434,5 +440,49 @@ mod tests {
         ] {
             assert!(!is_session_ending(m), "{m}");
         }
+    }
+}
+
+/// Size budgets: in simple mode every miner has an upstream of its own, so what one holds
+/// counts per miner (docs/BENCHMARKS.md, "Simple mode").
+#[cfg(test)]
+mod size_budget {
+    use super::*;
+
+    struct Quiet;
+    impl UpstreamListener for Quiet {
+        fn on_job(&self, _: Job, _: u64) {}
+        fn on_result(&self, _: u64, _: Result<(), ShareError>) {}
+        fn on_state(&self, _: UpstreamState, _: Option<usize>) {}
+    }
+
+    #[test]
+    fn an_upstream_task_holds_the_session_it_runs_not_room_for_every_kind() {
+        let (_tx, rx) = mpsc::channel(1);
+        let set = Arc::new(PoolSet {
+            pools: vec![],
+            options: FailoverOptions::default(),
+        });
+        let (_pools, pools) = tokio::sync::watch::channel(set);
+        let task = failover::Failover {
+            pools,
+            listener: Arc::new(Quiet),
+            cancel: CancellationToken::new(),
+            cmds: rx,
+            direct: Arc::new(direct::Direct::default()),
+            state: Arc::new(AtomicU8::new(0)),
+            session: 0,
+            ready: None,
+        };
+        // 6,296 bytes while the daemon session (3.4 KB) and the connect future (1.9 KB)
+        // were held inline; the sessions are boxed now.
+        let size = std::mem::size_of_val(&task.run());
+        assert!(size <= 1_600, "the upstream task's future is {size} bytes");
+    }
+
+    #[test]
+    fn a_queued_submit_is_two_words() {
+        // tokio's queue allocates its first block of 32 commands up front.
+        assert_eq!(std::mem::size_of::<Command>(), 16);
     }
 }
