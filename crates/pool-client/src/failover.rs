@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -18,7 +18,7 @@ pub(crate) struct Failover {
     pub(crate) pools: watch::Receiver<Arc<PoolSet>>,
     pub(crate) listener: Arc<dyn UpstreamListener>,
     pub(crate) cancel: CancellationToken,
-    pub(crate) cmds: mpsc::Receiver<Command>,
+    pub(crate) cmds: crate::queue::Receiver<Command>,
     pub(crate) direct: Arc<crate::direct::Direct>,
     pub(crate) state: Arc<AtomicU8>,
     pub(crate) session: u64,
@@ -54,6 +54,9 @@ fn touches(old: &PoolSet, new: &PoolSet, index: usize) -> bool {
         .collect();
     before != after
 }
+
+/// A login to a new pool list under way (see [`preconnect`]).
+type Preconnecting = Pin<Box<dyn Future<Output = Option<Box<Ready>>> + Send>>;
 
 /// A session of a new pool list, logged in while the old one still served (a reload).
 pub(crate) struct Ready {
@@ -169,9 +172,7 @@ impl Failover {
             let pools = &mut self.pools;
             let mut watching = true;
             let mut replaced = false;
-            let mut preconnecting: Option<
-                Pin<Box<dyn Future<Output = Option<Box<Ready>>> + Send>>,
-            > = None;
+            let mut preconnecting: Option<Preconnecting> = None;
             let mut ready = None;
             let end = loop {
                 tokio::select! {

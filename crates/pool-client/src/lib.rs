@@ -30,7 +30,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use stratum_proto::Job;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub mod daemon;
@@ -38,6 +37,7 @@ mod direct;
 mod failover;
 pub mod gbt;
 mod lines;
+mod queue;
 pub mod stratum;
 pub mod tls;
 
@@ -234,9 +234,8 @@ pub(crate) enum Command {
     Submit {
         /// Caller's sequence number.
         seq: u64,
-        /// The share, boxed: the queue's first block holds 32 commands from the start, and
-        /// a command of 16 bytes keeps that at 512 bytes per upstream (one per miner in
-        /// simple mode) instead of 3.6 KB.
+        /// The share, boxed: a queued command is two words, and the queue (which holds
+        /// up to [`COMMAND_QUEUE`] of them in a burst) stays small.
         share: Box<Share>,
     },
 }
@@ -257,7 +256,7 @@ pub struct PoolSet {
 /// cancel the token given to [`Upstream::spawn`] for that.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    cmds: mpsc::Sender<Command>,
+    cmds: queue::Sender<Command>,
     /// The direct submit path while a plain-TCP stratum session is logged in.
     direct: Arc<direct::Direct>,
     state: Arc<AtomicU8>,
@@ -276,7 +275,7 @@ impl Upstream {
         listener: Arc<dyn UpstreamListener>,
         cancel: CancellationToken,
     ) -> Self {
-        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let (tx, rx) = queue::channel(COMMAND_QUEUE);
         let state = Arc::new(AtomicU8::new(UpstreamState::Connecting as u8));
         let direct = Arc::new(direct::Direct::default());
         let (pools_tx, pools_rx) =
@@ -348,8 +347,8 @@ impl Upstream {
                 share: Box::new(share),
             })
             .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => ShareError::Busy,
-                mpsc::error::TrySendError::Closed(_) => ShareError::NotConnected,
+                queue::TrySendError::Full(_) => ShareError::Busy,
+                queue::TrySendError::Closed(_) => ShareError::NotConnected,
             })
     }
 
@@ -386,7 +385,7 @@ pub(crate) struct SessionCtx<'a> {
     /// Timing and identity.
     pub(crate) options: &'a FailoverOptions,
     /// Submits from the proxy.
-    pub(crate) cmds: &'a mut mpsc::Receiver<Command>,
+    pub(crate) cmds: &'a mut queue::Receiver<Command>,
     /// The upstream's direct submit path, for a plain-TCP stratum session to attach.
     pub(crate) direct: &'a direct::Direct,
     /// Where to report.
@@ -458,7 +457,7 @@ mod size_budget {
 
     #[test]
     fn an_upstream_task_holds_the_session_it_runs_not_room_for_every_kind() {
-        let (_tx, rx) = mpsc::channel(1);
+        let (_tx, rx) = queue::channel(1);
         let set = Arc::new(PoolSet {
             pools: vec![],
             options: FailoverOptions::default(),
@@ -482,7 +481,6 @@ mod size_budget {
 
     #[test]
     fn a_queued_submit_is_two_words() {
-        // tokio's queue allocates its first block of 32 commands up front.
         assert_eq!(std::mem::size_of::<Command>(), 16);
     }
 }

@@ -652,7 +652,7 @@ mod size_budget {
             .unwrap();
         let (rd, wr) = stream.into_split();
         let (pool, options) = (PoolConfig::default(), FailoverOptions::default());
-        let (_tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let (_tx, mut rx) = crate::queue::channel(1);
         let direct = Direct::default();
         let (cancel, handover) = (CancellationToken::new(), CancellationToken::new());
         let (mut session, state) = (0, AtomicU8::new(0));
