@@ -243,13 +243,45 @@ pub(crate) enum Command {
 /// How many submits may wait in an upstream's queue.
 const COMMAND_QUEUE: usize = 1024;
 
-/// The pool list and timing an upstream works with; replaced live by [`Upstream::set_pools`].
+/// The pool list and timing an upstream works with; replaced live by [`PoolList::set`]
+/// (or [`Upstream::set_pools`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolSet {
     /// Ordered pool entries, primary first.
     pub pools: Vec<PoolConfig>,
     /// Timing and identity.
     pub options: FailoverOptions,
+}
+
+/// A pool list and timing that any number of upstreams follow: one copy, and one change
+/// signal, for all of them (in simple mode there is an upstream per miner). Clones share the
+/// list. [`PoolList::set`] replaces it for every upstream spawned on it
+/// ([`Upstream::spawn_on`]).
+#[derive(Debug, Clone)]
+pub struct PoolList(Arc<tokio::sync::watch::Sender<Arc<PoolSet>>>);
+
+impl PoolList {
+    /// A list of `pools` (ordered, primary first; disabled entries are skipped) with
+    /// `options`.
+    pub fn new(pools: Vec<PoolConfig>, options: FailoverOptions) -> Self {
+        let (tx, _) = tokio::sync::watch::channel(Arc::new(PoolSet { pools, options }));
+        Self(Arc::new(tx))
+    }
+
+    /// Replaces the pool list and timing of every upstream on this list (config reload);
+    /// each one switches as [`Upstream::set_pools`] says. Setting the list it has already
+    /// changes nothing.
+    pub fn set(&self, pools: Vec<PoolConfig>, options: FailoverOptions) {
+        let new = PoolSet { pools, options };
+        self.0.send_if_modified(|cur| {
+            if **cur == new {
+                false
+            } else {
+                *cur = Arc::new(new);
+                true
+            }
+        });
+    }
 }
 
 /// Handle of one upstream connection with failover. Dropping it does not stop the task;
@@ -260,11 +292,11 @@ pub struct Upstream {
     /// The direct submit path while a plain-TCP stratum session is logged in.
     direct: Arc<direct::Direct>,
     state: Arc<AtomicU8>,
-    pools: Arc<tokio::sync::watch::Sender<Arc<PoolSet>>>,
+    pools: PoolList,
 }
 
 impl Upstream {
-    /// Starts the upstream task on the current tokio runtime.
+    /// Starts the upstream task on the current tokio runtime, with a pool list of its own.
     ///
     /// `pools` is the ordered list (primary first); disabled entries are skipped. The task runs
     /// until `cancel` is cancelled; then every share still waiting is failed with
@@ -275,13 +307,22 @@ impl Upstream {
         listener: Arc<dyn UpstreamListener>,
         cancel: CancellationToken,
     ) -> Self {
+        Self::spawn_on(&PoolList::new(pools, options), listener, cancel)
+    }
+
+    /// As [`Upstream::spawn`], following the shared `list`: a change to it
+    /// ([`PoolList::set`], or [`Upstream::set_pools`] on any upstream of the list) reaches
+    /// this upstream too.
+    pub fn spawn_on(
+        list: &PoolList,
+        listener: Arc<dyn UpstreamListener>,
+        cancel: CancellationToken,
+    ) -> Self {
         let (tx, rx) = queue::channel(COMMAND_QUEUE);
         let state = Arc::new(AtomicU8::new(UpstreamState::Connecting as u8));
         let direct = Arc::new(direct::Direct::default());
-        let (pools_tx, pools_rx) =
-            tokio::sync::watch::channel(Arc::new(PoolSet { pools, options }));
         let task = failover::Failover {
-            pools: pools_rx,
+            pools: list.0.subscribe(),
             listener,
             cancel,
             cmds: rx,
@@ -295,11 +336,13 @@ impl Upstream {
             cmds: tx,
             direct,
             state,
-            pools: Arc::new(pools_tx),
+            pools: list.clone(),
         }
     }
 
-    /// Replaces the pool list and timing (config reload). When the change touches the pool
+    /// Replaces the pool list and timing (config reload), of every upstream on this one's
+    /// [`PoolList`] (only this one when started with [`Upstream::spawn`]). When the change
+    /// touches the pool
     /// in use or any pool before it in the list, the switch is make-before-break: the new
     /// list's enabled entries are tried in order (one attempt each) while the current stratum
     /// session serves on; once one is logged in, the old session takes no more submits, its
@@ -309,15 +352,7 @@ impl Upstream {
     /// daemon session is closed at once. A change that does not touch the pool in use keeps
     /// the connection; the new list is used from the next reconnect on.
     pub fn set_pools(&self, pools: Vec<PoolConfig>, options: FailoverOptions) {
-        let new = PoolSet { pools, options };
-        self.pools.send_if_modified(|cur| {
-            if **cur == new {
-                false
-            } else {
-                *cur = Arc::new(new);
-                true
-            }
-        });
+        self.pools.set(pools, options);
     }
 
     /// Sends a share to the pool. Its outcome arrives as `on_result(seq, ..)`, unless this

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use pool_client::{FailoverOptions, Share, ShareError, Upstream, UpstreamListener, UpstreamState};
+use pool_client::{
+    FailoverOptions, PoolList, Share, ShareError, Upstream, UpstreamListener, UpstreamState,
+};
 use stratum_proto::cryptonote::{encode_login_ok, JobLine};
 use stratum_proto::{difficulty_to_target, Id, Job};
 use tokio_util::sync::CancellationToken;
@@ -515,6 +517,9 @@ pub(crate) struct Splitter<M: Downstream> {
     config: Arc<ArcSwap<Config>>,
     events: Arc<Events>,
     pub(crate) fanout: Arc<Fanout>,
+    /// The pool list every upstream follows: one copy for all (simple mode has one upstream
+    /// per miner).
+    pools: PoolList,
 }
 
 impl<M: Downstream> Splitter<M> {
@@ -525,7 +530,12 @@ impl<M: Downstream> Splitter<M> {
         cancel: CancellationToken,
         fanout_helpers: usize,
     ) -> Self {
+        let pools = {
+            let c = config.load();
+            PoolList::new(c.pools.clone(), failover_options(&c))
+        };
         Self {
+            pools,
             mode: config.load().mode,
             mappers: Mutex::new(Vec::new()),
             next_mapper_id: AtomicU64::new(1),
@@ -537,7 +547,6 @@ impl<M: Downstream> Splitter<M> {
     }
 
     fn new_mapper(&self) -> Arc<Mapper<M>> {
-        let config = self.config.load();
         let id = self.next_mapper_id.fetch_add(1, Relaxed);
         let nicehash = self.mode == Mode::Nicehash;
         let mapper = Arc::new(Mapper {
@@ -554,12 +563,7 @@ impl<M: Downstream> Splitter<M> {
                 pool: None,
             }),
         });
-        let upstream = Upstream::spawn(
-            config.pools.clone(),
-            failover_options(&config),
-            mapper.clone(),
-            mapper.cancel.clone(),
-        );
+        let upstream = Upstream::spawn_on(&self.pools, mapper.clone(), mapper.cancel.clone());
         let _ = mapper.upstream.set(upstream);
         tracing::info!(mapper = id, "new upstream connection");
         mapper
@@ -637,12 +641,8 @@ impl<M: Downstream> Splitter<M> {
     /// Hands a new pool list and timing to every upstream (config reload). Upstreams whose
     /// pool changed reconnect; their miners stay and get the new pool's next job.
     pub(crate) fn reconfigure_upstreams(&self, config: &Config) {
-        let options = failover_options(config);
-        for m in lock(&self.mappers).iter() {
-            if let Some(u) = m.upstream.get() {
-                u.set_pools(config.pools.clone(), options.clone());
-            }
-        }
+        self.pools
+            .set(config.pools.clone(), failover_options(config));
     }
 
     /// Upstream connection counts for monitoring.
