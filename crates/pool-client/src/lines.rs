@@ -7,6 +7,7 @@
 //! [`LineCodec`] (same maximum line length, same errors), and keeps heap bytes only for a
 //! line whose end has not arrived yet: an idle pool connection holds no read buffer.
 
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -73,8 +74,9 @@ impl Stream for PoolLines {
                 // No partial line: give back the buffer (the lines handed out keep theirs).
                 this.buf = BytesMut::new();
             }
-            let mut chunk = [0u8; READ_CHUNK];
-            let mut rb = ReadBuf::new(&mut chunk);
+            // Not zeroed: the reader writes what it fills, and only that is read back.
+            let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+            let mut rb = ReadBuf::uninit(&mut chunk);
             match Pin::new(&mut this.reader).poll_read(cx, &mut rb) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(CodecError::Io(e)))),
