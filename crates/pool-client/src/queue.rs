@@ -149,7 +149,14 @@ impl<T> Receiver<T> {
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
-        self.0.lock().closed = true;
+        // Closed, and what still waits goes with the receiver (as with tokio's channel);
+        // dropped outside the lock.
+        let left = {
+            let mut st = self.0.lock();
+            st.closed = true;
+            std::mem::take(&mut st.queue)
+        };
+        drop(left);
     }
 }
 
@@ -224,9 +231,12 @@ mod tests {
     }
 
     #[test]
-    fn a_dropped_receiver_closes_the_queue() {
-        let (tx, rx) = channel::<u64>(8);
+    fn a_dropped_receiver_closes_the_queue_and_drops_what_waited() {
+        let (tx, rx) = channel::<Arc<()>>(8);
+        let waiting = Arc::new(());
+        tx.try_send(waiting.clone()).unwrap();
         drop(rx);
-        assert_eq!(tx.try_send(1), Err(TrySendError::Closed(1)));
+        assert_eq!(Arc::strong_count(&waiting), 1, "dropped with the receiver");
+        assert!(matches!(tx.try_send(waiting), Err(TrySendError::Closed(_))));
     }
 }
