@@ -6,8 +6,8 @@
 //!   bcoin) and `chromium` (the dashboard's browser test) for the end-to-end tests.
 //! - `demo [--seconds N] [--miners N] [--difficulty N]`: a real Monero node in regtest, the
 //!   proxy in front of it in daemon mode, and RandomX miners hashing through the proxy.
-//! - `bench [--proxy-threads N] [--proxy-nofile N] [loadgen flags]`: the real proxy in NiceHash
-//!   mode under the load generator of `test-support` (a pool and N miners in one process);
+//! - `bench [--mode nicehash|simple] [--proxy-threads N] [--proxy-nofile N] [loadgen flags]`:
+//!   the real proxy in NiceHash (default) or simple mode under the load generator of `test-support` (a pool and N miners in one process);
 //!   `bench --micro [filter]`: the criterion benchmarks. See `docs/BENCHMARKS.md`.
 //! - `soak [--minutes N] [soak flags]`: the release proxy under miners churning in and out
 //!   (new worker names, shares, job changes); fails when its RSS after the soak is more than
@@ -41,7 +41,7 @@ fn main() -> anyhow::Result<()> {
         _ => {
             eprintln!(
                 "usage: cargo xtask <ci | demo [--seconds N] [--miners N] [--difficulty N] \
-                 | bench [--micro] [--proxy-threads N] [--miners N] [--jobs N] [--rate N] [--seconds N] ... \
+                 | bench [--micro] [--mode nicehash|simple] [--proxy-threads N] [--miners N] [--jobs N] [--rate N] [--seconds N] ... \
                  | soak [--minutes N] [--miners N] [soak flags] \
                  | fuzz [--secs N] [--runs N] [--target-dir DIR] [TARGET ...] | tidy>"
             );
@@ -216,8 +216,9 @@ impl Drop for ProxyProcess {
 }
 
 /// `cargo xtask bench`: builds `proxy-cli` and `loadgen` in release, starts the proxy in
-/// NiceHash mode with the load generator's pool as its only pool, runs the load generator
-/// against it and stops the proxy. `--proxy-threads N` sets the proxy's tokio worker threads
+/// NiceHash mode (`--mode simple`: simple mode, one pool connection per miner, which the
+/// generator's pool checks) with the load generator's pool as its only pool, runs the load
+/// generator against it and stops the proxy. `--proxy-threads N` sets the proxy's tokio worker threads
 /// (`TOKIO_WORKER_THREADS`; default: proxy-cli's one, plus its fan-out threads), `--proxy-nofile N` its open-file limit
 /// (default: the hard limit); every other flag goes to `loadgen` (`--miners`, `--jobs`,
 /// `--job-interval`, `--rate`, `--seconds`, `--threads`, `--json`, …). `--micro` runs the
@@ -243,10 +244,15 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
     }
     let mut proxy_threads: Option<usize> = None;
     let mut proxy_nofile: Option<u64> = None;
+    let mut mode = "nicehash".to_string();
     let mut loadgen_args: Vec<String> = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        if a == "--proxy-threads" {
+        if a == "--mode" {
+            mode.clone_from(it.next().context("--mode needs nicehash or simple")?);
+        } else if let Some(m) = a.strip_prefix("--mode=") {
+            mode = m.to_string();
+        } else if a == "--proxy-threads" {
             let n = it.next().context("--proxy-threads needs a number")?;
             proxy_threads = Some(n.parse().context("--proxy-threads needs a number")?);
         } else if let Some(n) = a.strip_prefix("--proxy-threads=") {
@@ -257,6 +263,9 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
         } else {
             loadgen_args.push(a.clone());
         }
+    }
+    if mode != "nicehash" && mode != "simple" {
+        bail!("--mode {mode:?}: expected nicehash or simple");
     }
     let release = build_release(&["proxy-cli", "loadgen"])?;
     let dir = target_dir().join("bench");
@@ -269,20 +278,7 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
     drop((pool, miners));
 
     let config = dir.join("proxy-config.json");
-    std::fs::write(
-        &config,
-        format!(
-            r#"{{
-  "mode": "nicehash",
-  "bind": [{{"host": "127.0.0.1", "port": {proxy_port}, "tls": false}}],
-  "pools": [{{"url": "{pool_addr}", "user": "bench-wallet", "pass": "x"}}],
-  "http": {{"enabled": false}},
-  "retries": 3,
-  "retry-pause": 1
-}}
-"#
-        ),
-    )?;
+    std::fs::write(&config, bench_config(&mode, proxy_port, pool_addr))?;
     // `--proxy-nofile N` to see what happens past the hard limit.
     let nofile = proxy_nofile.map_or_else(|| r#""$(ulimit -Hn)""#.to_string(), |n| n.to_string());
     let (proxy, log_path) = start_proxy(
@@ -303,6 +299,7 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
 
     let mut lg = generator_command(&release.join("loadgen"), proxy_port, pool_addr, &proxy);
     lg.arg("--proxy-workers").arg(workers.to_string());
+    lg.arg("--mode").arg(&mode);
     run_generator(
         "bench",
         lg,
@@ -310,6 +307,22 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
         &dir.join("loadgen.json"),
         proxy,
         &log_path,
+    )
+}
+
+/// The bench proxy's config: `mode` (`nicehash` or `simple`), bound to
+/// `127.0.0.1:proxy_port`, the generator's pool at `pool_addr` as its only pool, HTTP API off.
+fn bench_config(mode: &str, proxy_port: u16, pool_addr: std::net::SocketAddr) -> String {
+    format!(
+        r#"{{
+  "mode": "{mode}",
+  "bind": [{{"host": "127.0.0.1", "port": {proxy_port}, "tls": false}}],
+  "pools": [{{"url": "{pool_addr}", "user": "bench-wallet", "pass": "x"}}],
+  "http": {{"enabled": false}},
+  "retries": 3,
+  "retry-pause": 1
+}}
+"#
     )
 }
 
@@ -490,6 +503,17 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         panic!("{} stayed without a line", path.display());
+    }
+
+    #[test]
+    fn the_bench_config_names_the_mode_the_port_and_the_generators_pool() {
+        let pool: std::net::SocketAddr = "127.0.0.1:4444".parse().unwrap();
+        for mode in ["nicehash", "simple"] {
+            let config = bench_config(mode, 3333, pool);
+            assert!(config.contains(&format!(r#""mode": "{mode}""#)), "{config}");
+            assert!(config.contains(r#""port": 3333"#), "{config}");
+            assert!(config.contains(r#""url": "127.0.0.1:4444""#), "{config}");
+        }
     }
 
     #[test]

@@ -169,9 +169,15 @@ pub enum JobMatch {
 /// job-id copy or comparison) except [`add`](Self::add),
 /// [`set_job`](Self::set_job) and iterating [`active`](Self::active), which
 /// scan at most the 256 slots. See the crate docs for the byte layout.
+///
+/// Memory: the slot table (256 × 16 bytes) is allocated by the first
+/// [`add`](Self::add); until then every slot is free and the storage is a
+/// few words (its job ids). A simple-mode upstream (one miner, nothing
+/// patched) uses only the job ids, and has one storage per miner.
 #[derive(Debug, Clone)]
 pub struct NonceStorage {
-    slots: [Slot; SLOT_COUNT],
+    /// `None`: every slot is [`Slot::Free`] (no miner was ever added).
+    slots: Option<Box<[Slot; SLOT_COUNT]>>,
     /// Index where the next [`add`](Self::add) starts looking.
     cursor: u8,
     free: usize,
@@ -185,7 +191,7 @@ impl NonceStorage {
     /// current or previous job.
     pub fn new() -> Self {
         NonceStorage {
-            slots: [Slot::Free; SLOT_COUNT],
+            slots: None,
             cursor: 0,
             free: SLOT_COUNT,
             dead: 0,
@@ -210,17 +216,20 @@ impl NonceStorage {
     /// unique per connection); this is checked only by a debug assertion.
     pub fn add(&mut self, miner: MinerId) -> Option<u8> {
         debug_assert!(
-            !self.slots.contains(&Slot::Active(miner)),
+            !self.active().any(|(_, m)| m == miner),
             "miner {miner} already holds a slot"
         );
         if self.free == 0 {
             return None;
         }
+        let slots = self
+            .slots
+            .get_or_insert_with(|| Box::new([Slot::Free; SLOT_COUNT]));
         let start = self.cursor;
         let mut index = start;
         loop {
-            if self.slots[usize::from(index)] == Slot::Free {
-                self.slots[usize::from(index)] = Slot::Active(miner);
+            if slots[usize::from(index)] == Slot::Free {
+                slots[usize::from(index)] = Slot::Active(miner);
                 self.free -= 1;
                 self.cursor = index.wrapping_add(1);
                 return Some(index);
@@ -239,7 +248,10 @@ impl NonceStorage {
     /// [`Slot::Dead`]`(miner)` and `true` is returned. Otherwise (free, dead,
     /// or held by another miner) nothing changes and `false` is returned.
     pub fn remove(&mut self, miner: MinerId, fixed_byte: u8) -> bool {
-        let slot = &mut self.slots[usize::from(fixed_byte)];
+        let Some(slots) = self.slots.as_mut() else {
+            return false;
+        };
+        let slot = &mut slots[usize::from(fixed_byte)];
         if *slot == Slot::Active(miner) {
             *slot = Slot::Dead(miner);
             self.dead += 1;
@@ -265,7 +277,7 @@ impl NonceStorage {
     /// [`JobMatch::Current`].)
     pub fn set_job(&mut self, job_id: &str, same_pool: bool) {
         if self.dead > 0 {
-            for slot in &mut self.slots {
+            for slot in self.slots.iter_mut().flat_map(|s| s.iter_mut()) {
                 if let Slot::Dead(_) = slot {
                     *slot = Slot::Free;
                 }
@@ -314,7 +326,9 @@ impl NonceStorage {
 
     /// The state of slot `fixed_byte`.
     pub fn slot(&self, fixed_byte: u8) -> Slot {
-        self.slots[usize::from(fixed_byte)]
+        self.slots
+            .as_ref()
+            .map_or(Slot::Free, |s| s[usize::from(fixed_byte)])
     }
 
     /// The owner of slot `fixed_byte` if it is [`Slot::Active`], else `None`.
@@ -353,7 +367,7 @@ impl NonceStorage {
     /// order.
     pub fn active(&self) -> impl Iterator<Item = (u8, MinerId)> + '_ {
         (0..=u8::MAX)
-            .zip(self.slots.iter())
+            .zip(self.slots.iter().flat_map(|s| s.iter()))
             .filter_map(|(index, slot)| match *slot {
                 Slot::Active(miner) => Some((index, miner)),
                 Slot::Free | Slot::Dead(_) => None,
@@ -385,6 +399,20 @@ mod tests {
             assert!(storage.add(miner).is_some());
         }
         storage
+    }
+
+    #[test]
+    fn a_storage_no_miner_was_added_to_is_a_few_words() {
+        // Simple mode keeps one storage per miner for its job ids alone: the 4 KiB slot
+        // table must not come with it.
+        assert!(std::mem::size_of::<NonceStorage>() <= 80);
+        let mut storage = NonceStorage::new();
+        storage.set_job("a", true);
+        assert!(!storage.remove(7, 3), "nothing to release");
+        assert_eq!(storage.slot(3), Slot::Free);
+        assert_eq!(storage.active().count(), 0);
+        assert_eq!(storage.add(7), Some(0));
+        assert_eq!(storage.active().collect::<Vec<_>>(), vec![(0, 7)]);
     }
 
     #[test]

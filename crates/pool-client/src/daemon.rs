@@ -610,7 +610,7 @@ pub(crate) async fn run_session(ctx: &mut SessionCtx<'_>) -> SessionEnd {
                     ctx.listener.on_result(seq, Err(ShareError::SessionEnded));
                     Ok(())
                 }
-                Some(Command::Submit { seq, share }) => submit(ctx, &rpc, &mut work, seq, share).await,
+                Some(Command::Submit { seq, share }) => submit(ctx, &rpc, &mut work, seq, *share).await,
                 None => return SessionEnd::Cancelled,
             },
             _ = poll.tick() => check_tip(ctx, &rpc, &mut work).await,

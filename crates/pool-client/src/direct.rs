@@ -22,7 +22,7 @@
 //! - A write error on any thread marks the wire lost; the session task sees it on its next
 //!   wake-up and ends the session.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -46,6 +46,8 @@ const KEEP_OUT: usize = 32 * 1024;
 /// A submit waiting for the pool's answer.
 #[derive(Debug)]
 struct Pending {
+    /// The request id it was sent under.
+    id: u64,
     seq: u64,
     sent: Instant,
 }
@@ -66,7 +68,9 @@ pub(crate) struct Ledger {
     /// The upstream session number of this login (see `UpstreamListener::on_job`).
     session: u64,
     next_id: u64,
-    pending: BTreeMap<u64, Pending>,
+    /// In request-id order (ids are taken in send order). Freed when empty: in simple mode
+    /// there is a ledger per miner, and most of the time nothing waits.
+    pending: VecDeque<Pending>,
     /// When the pool last sent a line (or the session started).
     last_heard: Instant,
     /// When the oldest request sent since `last_heard` went out.
@@ -81,7 +85,7 @@ impl Ledger {
             session_id,
             session,
             next_id: first_id,
-            pending: BTreeMap::new(),
+            pending: VecDeque::new(),
             last_heard: now,
             unheard_since: None,
         }
@@ -109,7 +113,7 @@ impl Ledger {
             return Err(ShareError::SessionEnded);
         }
         let id = self.take_id(now);
-        self.pending.insert(id, Pending { seq, sent: now });
+        self.pending.push_back(Pending { id, seq, sent: now });
         Ok(encode_pool_submit(
             id,
             &self.session_id,
@@ -151,7 +155,11 @@ impl Ledger {
 
     /// The sequence number of the submit sent under request `id`, which is answered now.
     pub(crate) fn answer(&mut self, id: u64) -> Option<u64> {
-        self.pending.remove(&id).map(|p| p.seq)
+        // Pools answer in order: the answer is for the first entry but when one was lost.
+        let at = self.pending.binary_search_by_key(&id, |p| p.id).ok()?;
+        let seq = self.pending.remove(at).map(|p| p.seq);
+        self.release_if_empty();
+        seq
     }
 
     /// The timeout tick: removes the submits sent `timeout` or longer before `now`, and,
@@ -172,13 +180,21 @@ impl Ledger {
     /// ones are the first entries: the scan stops at the first one still in time.
     pub(crate) fn expire(&mut self, now: Instant, timeout: Duration) -> Vec<u64> {
         let mut expired = Vec::new();
-        while let Some(first) = self.pending.first_entry() {
-            if now.duration_since(first.get().sent) < timeout {
+        while let Some(first) = self.pending.front() {
+            if now.duration_since(first.sent) < timeout {
                 break;
             }
-            expired.push(first.remove().seq);
+            expired.extend(self.pending.pop_front().map(|p| p.seq));
         }
+        self.release_if_empty();
         expired
+    }
+
+    /// Frees the table of pending submits once none is left.
+    fn release_if_empty(&mut self) {
+        if self.pending.is_empty() && self.pending.capacity() > 0 {
+            self.pending = VecDeque::new();
+        }
     }
 
     /// Whether no submit waits for an answer.
@@ -189,7 +205,7 @@ impl Ledger {
     /// Removes every pending submit; their sequence numbers, in request order.
     pub(crate) fn drain(&mut self) -> Vec<u64> {
         std::mem::take(&mut self.pending)
-            .into_values()
+            .into_iter()
             .map(|p| p.seq)
             .collect()
     }
@@ -480,6 +496,29 @@ mod tests {
             algo: None,
             extra_nonce: None,
         }
+    }
+
+    #[test]
+    fn answers_in_any_order_find_their_submit_once_and_an_empty_ledger_holds_no_table() {
+        let t0 = Instant::now();
+        let mut l = Ledger::new("sess".into(), 1, 2, t0);
+        for seq in 10..13 {
+            l.submit(seq, &share(seq), t0).unwrap();
+        }
+        // Request ids 2, 3, 4 carry seqs 10, 11, 12.
+        assert_eq!(l.answer(3), Some(11), "out of order");
+        assert_eq!(l.answer(3), None, "never twice");
+        assert_eq!(l.answer(99), None);
+        assert_eq!(l.answer(2), Some(10));
+        assert!(l.pending.capacity() > 0);
+        assert_eq!(l.answer(4), Some(12));
+        assert!(l.is_empty());
+        assert_eq!(l.pending.capacity(), 0, "freed once nothing waits");
+        // Expiry frees it too.
+        l.submit(13, &share(13), t0).unwrap();
+        let later = t0 + Duration::from_secs(5);
+        assert_eq!(l.expire(later, Duration::from_secs(1)), vec![13]);
+        assert_eq!(l.pending.capacity(), 0);
     }
 
     fn unsent(direct: &Direct) -> usize {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -18,12 +18,12 @@ pub(crate) struct Failover {
     pub(crate) pools: watch::Receiver<Arc<PoolSet>>,
     pub(crate) listener: Arc<dyn UpstreamListener>,
     pub(crate) cancel: CancellationToken,
-    pub(crate) cmds: mpsc::Receiver<Command>,
+    pub(crate) cmds: crate::queue::Receiver<Command>,
     pub(crate) direct: Arc<crate::direct::Direct>,
     pub(crate) state: Arc<AtomicU8>,
     pub(crate) session: u64,
     /// A new pool list's session, logged in before the old one closed.
-    pub(crate) ready: Option<Ready>,
+    pub(crate) ready: Option<Box<Ready>>,
 }
 
 /// Indexes of the enabled entries, in list order.
@@ -55,6 +55,9 @@ fn touches(old: &PoolSet, new: &PoolSet, index: usize) -> bool {
     before != after
 }
 
+/// A login to a new pool list under way (see [`preconnect`]).
+type Preconnecting = Pin<Box<dyn Future<Output = Option<Box<Ready>>> + Send>>;
+
 /// A session of a new pool list, logged in while the old one still served (a reload).
 pub(crate) struct Ready {
     set: Arc<PoolSet>,
@@ -65,7 +68,7 @@ pub(crate) struct Ready {
 /// Logs in to the first enabled pool of `set` that answers, one attempt each in list order,
 /// while the old session keeps serving. `None` when none did, or when the walk reaches a
 /// daemon entry (daemons are not logged in ahead: the failover loop takes over).
-async fn preconnect(set: Arc<PoolSet>, cancel: CancellationToken) -> Option<Ready> {
+async fn preconnect(set: Arc<PoolSet>, cancel: CancellationToken) -> Option<Box<Ready>> {
     for index in enabled(&set) {
         let pool = &set.pools[index];
         if pool.daemon {
@@ -73,11 +76,11 @@ async fn preconnect(set: Arc<PoolSet>, cancel: CancellationToken) -> Option<Read
         }
         match stratum::connect(pool, &set.options, &cancel).await {
             Ok(connected) => {
-                return Some(Ready {
+                return Some(Box::new(Ready {
                     set: set.clone(),
                     index,
                     connected,
-                })
+                }))
             }
             Err(SessionEnd::Cancelled) => return None,
             Err(end) => {
@@ -159,19 +162,17 @@ impl Failover {
                 session: &mut self.session,
                 state: &self.state,
             };
-            let run = async move {
-                match connected {
-                    Some(c) => stratum::run_connected(&mut ctx, c).await,
-                    None if daemon => daemon::run_session(&mut ctx).await,
-                    None => stratum::run_session(&mut ctx).await,
-                }
+            // Boxed: the task holds the state of the session it runs (in simple mode, one
+            // per miner), not room for the largest kind of session.
+            let mut run: Pin<Box<dyn Future<Output = SessionEnd> + Send + '_>> = match connected {
+                Some(c) => Box::pin(stratum::run_connected(&mut ctx, c)),
+                None if daemon => Box::pin(daemon::run_session(&mut ctx)),
+                None => Box::pin(stratum::run_session(&mut ctx)),
             };
-            tokio::pin!(run);
             let pools = &mut self.pools;
             let mut watching = true;
             let mut replaced = false;
-            let mut preconnecting: Option<Pin<Box<dyn Future<Output = Option<Ready>> + Send>>> =
-                None;
+            let mut preconnecting: Option<Preconnecting> = None;
             let mut ready = None;
             let end = loop {
                 tokio::select! {
@@ -245,12 +246,12 @@ impl Failover {
 
     pub(crate) async fn run(mut self) {
         'list: while !self.cancel.is_cancelled() {
-            if let Some(Ready {
-                set,
-                index,
-                connected,
-            }) = self.ready.take()
-            {
+            if let Some(ready) = self.ready.take() {
+                let Ready {
+                    set,
+                    index,
+                    connected,
+                } = *ready;
                 // The new list's session, logged in before the old one closed.
                 match self.attempt(&set, index, Some(connected)).await {
                     SessionEnd::Cancelled => break 'list,

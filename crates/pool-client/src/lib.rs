@@ -33,15 +33,16 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use stratum_proto::Job;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub mod daemon;
 mod direct;
 mod failover;
 pub mod gbt;
+mod lines;
 mod log_lines;
 pub mod monero_block;
+mod queue;
 pub mod stratum;
 pub mod sv1;
 pub mod tls;
@@ -326,15 +327,17 @@ pub(crate) enum Command {
     Submit {
         /// Caller's sequence number.
         seq: u64,
-        /// The share.
-        share: Share,
+        /// The share, boxed: a queued command is two words, and the queue (which holds
+        /// up to [`COMMAND_QUEUE`] of them in a burst) stays small.
+        share: Box<Share>,
     },
 }
 
 /// How many submits may wait in an upstream's queue.
 const COMMAND_QUEUE: usize = 1024;
 
-/// The pool list and timing an upstream works with; replaced live by [`Upstream::set_pools`].
+/// The pool list and timing an upstream works with; replaced live by [`PoolList::set`]
+/// (or [`Upstream::set_pools`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolSet {
     /// Ordered pool entries, primary first.
@@ -343,19 +346,50 @@ pub struct PoolSet {
     pub options: FailoverOptions,
 }
 
+/// A pool list and timing that any number of upstreams follow: one copy, and one change
+/// signal, for all of them (in simple mode there is an upstream per miner). Clones share the
+/// list. [`PoolList::set`] replaces it for every upstream spawned on it
+/// ([`Upstream::spawn_on`]).
+#[derive(Debug, Clone)]
+pub struct PoolList(Arc<tokio::sync::watch::Sender<Arc<PoolSet>>>);
+
+impl PoolList {
+    /// A list of `pools` (ordered, primary first; disabled entries are skipped) with
+    /// `options`.
+    pub fn new(pools: Vec<PoolConfig>, options: FailoverOptions) -> Self {
+        let (tx, _) = tokio::sync::watch::channel(Arc::new(PoolSet { pools, options }));
+        Self(Arc::new(tx))
+    }
+
+    /// Replaces the pool list and timing of every upstream on this list (config reload);
+    /// each one switches as [`Upstream::set_pools`] says. Setting the list it has already
+    /// changes nothing.
+    pub fn set(&self, pools: Vec<PoolConfig>, options: FailoverOptions) {
+        let new = PoolSet { pools, options };
+        self.0.send_if_modified(|cur| {
+            if **cur == new {
+                false
+            } else {
+                *cur = Arc::new(new);
+                true
+            }
+        });
+    }
+}
+
 /// Handle of one upstream connection with failover. Dropping it does not stop the task;
 /// cancel the token given to [`Upstream::spawn`] for that.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    cmds: mpsc::Sender<Command>,
+    cmds: queue::Sender<Command>,
     /// The direct submit path while a plain-TCP stratum session is logged in.
     direct: Arc<direct::Direct>,
     state: Arc<AtomicU8>,
-    pools: Arc<tokio::sync::watch::Sender<Arc<PoolSet>>>,
+    pools: PoolList,
 }
 
 impl Upstream {
-    /// Starts the upstream task on the current tokio runtime.
+    /// Starts the upstream task on the current tokio runtime, with a pool list of its own.
     ///
     /// `pools` is the ordered list (primary first); disabled entries are skipped. The task runs
     /// until `cancel` is cancelled; then every share still waiting is failed with
@@ -366,16 +400,25 @@ impl Upstream {
         listener: Arc<dyn UpstreamListener>,
         cancel: CancellationToken,
     ) -> Self {
-        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        Self::spawn_on(&PoolList::new(pools, options), listener, cancel)
+    }
+
+    /// As [`Upstream::spawn`], following the shared `list`: a change to it
+    /// ([`PoolList::set`], or [`Upstream::set_pools`] on any upstream of the list) reaches
+    /// this upstream too.
+    pub fn spawn_on(
+        list: &PoolList,
+        listener: Arc<dyn UpstreamListener>,
+        cancel: CancellationToken,
+    ) -> Self {
+        let (tx, rx) = queue::channel(COMMAND_QUEUE);
         let state = Arc::new(AtomicU8::new(UpstreamState::Connecting as u8));
         let direct = Arc::new(direct::Direct::default());
-        let (pools_tx, pools_rx) =
-            tokio::sync::watch::channel(Arc::new(PoolSet { pools, options }));
         // The pool lines of the log (`use pool`, `new job from`, `disconnected`).
         let listener: Arc<dyn UpstreamListener> =
-            Arc::new(log_lines::Logged::new(listener, pools_rx.clone()));
+            Arc::new(log_lines::Logged::new(listener, list.0.subscribe()));
         let task = failover::Failover {
-            pools: pools_rx,
+            pools: list.0.subscribe(),
             listener,
             cancel,
             cmds: rx,
@@ -389,11 +432,13 @@ impl Upstream {
             cmds: tx,
             direct,
             state,
-            pools: Arc::new(pools_tx),
+            pools: list.clone(),
         }
     }
 
-    /// Replaces the pool list and timing (config reload). When the change touches the pool
+    /// Replaces the pool list and timing (config reload), of every upstream on this one's
+    /// [`PoolList`] (only this one when started with [`Upstream::spawn`]). When the change
+    /// touches the pool
     /// in use or any pool before it in the list, the switch is make-before-break: the new
     /// list's enabled entries are tried in order (one attempt each) while the current stratum
     /// session serves on; once one is logged in, the old session takes no more submits, its
@@ -403,15 +448,7 @@ impl Upstream {
     /// daemon session is closed at once. A change that does not touch the pool in use keeps
     /// the connection; the new list is used from the next reconnect on.
     pub fn set_pools(&self, pools: Vec<PoolConfig>, options: FailoverOptions) {
-        let new = PoolSet { pools, options };
-        self.pools.send_if_modified(|cur| {
-            if **cur == new {
-                false
-            } else {
-                *cur = Arc::new(new);
-                true
-            }
-        });
+        self.pools.set(pools, options);
     }
 
     /// Sends a share to the pool. Its outcome arrives as `on_result(seq, ..)`, unless this
@@ -436,10 +473,13 @@ impl Upstream {
             return sent;
         }
         self.cmds
-            .try_send(Command::Submit { seq, share })
+            .try_send(Command::Submit {
+                seq,
+                share: Box::new(share),
+            })
             .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => ShareError::Busy,
-                mpsc::error::TrySendError::Closed(_) => ShareError::NotConnected,
+                queue::TrySendError::Full(_) => ShareError::Busy,
+                queue::TrySendError::Closed(_) => ShareError::NotConnected,
             })
     }
 
@@ -476,7 +516,7 @@ pub(crate) struct SessionCtx<'a> {
     /// Timing and identity.
     pub(crate) options: &'a FailoverOptions,
     /// Submits from the proxy.
-    pub(crate) cmds: &'a mut mpsc::Receiver<Command>,
+    pub(crate) cmds: &'a mut queue::Receiver<Command>,
     /// The upstream's direct submit path, for a plain-TCP stratum session to attach.
     pub(crate) direct: &'a direct::Direct,
     /// Where to report.
@@ -530,5 +570,55 @@ mod tests {
         ] {
             assert!(!is_session_ending(m), "{m}");
         }
+    }
+}
+
+/// Size budgets: in simple mode every miner has an upstream of its own, so what one holds
+/// counts per miner (docs/BENCHMARKS.md, "Simple mode").
+#[cfg(test)]
+mod size_budget {
+    use super::*;
+
+    struct Quiet;
+    impl UpstreamListener for Quiet {
+        fn on_job(&self, _: Job, _: u64) {}
+        fn on_daemon_job(
+            &self,
+            _: Job,
+            _: Result<Arc<crate::monero_block::BlockWork>, crate::monero_block::BlockError>,
+            _: u64,
+        ) {
+        }
+        fn on_result(&self, _: u64, _: Result<(), ShareError>) {}
+        fn on_state(&self, _: UpstreamState, _: Option<usize>) {}
+    }
+
+    #[test]
+    fn an_upstream_task_holds_the_session_it_runs_not_room_for_every_kind() {
+        let (_tx, rx) = queue::channel(1);
+        let set = Arc::new(PoolSet {
+            pools: vec![],
+            options: FailoverOptions::default(),
+        });
+        let (_pools, pools) = tokio::sync::watch::channel(set);
+        let task = failover::Failover {
+            pools,
+            listener: Arc::new(Quiet),
+            cancel: CancellationToken::new(),
+            cmds: rx,
+            direct: Arc::new(direct::Direct::default()),
+            state: Arc::new(AtomicU8::new(0)),
+            session: 0,
+            ready: None,
+        };
+        // 6,296 bytes while the daemon session (3.4 KB) and the connect future (1.9 KB)
+        // were held inline; the sessions are boxed now.
+        let size = std::mem::size_of_val(&task.run());
+        assert!(size <= 1_600, "the upstream task's future is {size} bytes");
+    }
+
+    #[test]
+    fn a_queued_submit_is_two_words() {
+        assert_eq!(std::mem::size_of::<Command>(), 16);
     }
 }

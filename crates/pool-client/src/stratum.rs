@@ -22,15 +22,22 @@
 //!
 //! Over plain TCP the logged-in session attaches the direct submit path (module `direct`):
 //! submits are written to the socket by the submitting thread and this task reads, flushes
-//! what the socket did not take, and answers. Lines are read through `FramedRead` either way
-//! (tokio already skips the extra `EAGAIN` read after a short read). Over TLS every submit goes through the
-//! upstream's queue and this task writes it.
+//! what the socket did not take, and answers. Lines are read through `lines::PoolLines` either
+//! way (no read buffer while no partial line waits; tokio already skips the extra `EAGAIN` read
+//! after a short read). Over TLS every submit goes through the upstream's queue and this task
+//! writes it.
+//!
+//! Memory: in simple mode every miner has an upstream of its own, so what a logged-in session
+//! holds counts per miner. The connect-and-login future and the TLS and plain-TCP loops are
+//! boxed apart: a logged-in plain-TCP session holds only its own loop's state.
 //!
 //! Hand-over (config reload, see `failover`): a session told to hand over stops taking
 //! submits and returns its connection as a `Draining`; `drain` then waits for the
 //! answers to the submits still pending (up to the reply timeout) and closes it.
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,15 +45,14 @@ use futures_util::StreamExt;
 use stratum_proto::cryptonote::{
     encode_pool_login, is_status_ok, parse_pool_message, PoolLoginResult, PoolMessage, RpcError,
 };
-use stratum_proto::{Job, LineCodec};
+use stratum_proto::Job;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::time::{Instant, Interval};
-use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::direct::{Flushed, Ledger, Wire};
-use crate::tls::{Opened, PoolReader, PoolWriter};
+use crate::tls::{Opened, PoolWriter};
 use crate::{
     is_session_ending, Command, FailoverOptions, PoolConfig, SessionCtx, SessionEnd, ShareError,
     UpstreamListener,
@@ -62,7 +68,7 @@ fn report_job(ctx: &SessionCtx<'_>, job: Job, session: u64) {
 }
 
 /// The pool's lines.
-type Lines = FramedRead<PoolReader, LineCodec>;
+type Lines = crate::lines::PoolLines;
 
 /// A pool connection that is logged in, not yet announced (see [`run_connected`]).
 pub(crate) struct Connected {
@@ -97,7 +103,7 @@ pub(crate) async fn connect(
             if let Err(e) = wr.write_all(&login).await {
                 return Err(SessionEnd::NeverConnected(format!("{addr}: {e}")));
             }
-            let mut lines = FramedRead::new(Box::new(rd) as PoolReader, LineCodec::default());
+            let mut lines = Lines::new(Box::new(rd));
             let login = wait_login(options, cancel, &addr, &mut lines).await?;
             Ok(Connected {
                 addr,
@@ -110,7 +116,7 @@ pub(crate) async fn connect(
             if let Err(e) = write_line(&mut wr, &login).await {
                 return Err(SessionEnd::NeverConnected(format!("{addr}: {e}")));
             }
-            let mut lines = FramedRead::new(rd, LineCodec::default());
+            let mut lines = Lines::new(rd);
             let login = wait_login(options, cancel, &addr, &mut lines).await?;
             Ok(Connected {
                 addr,
@@ -123,17 +129,26 @@ pub(crate) async fn connect(
 
 /// Runs one connection to a stratum pool until it ends.
 pub(crate) async fn run_session(ctx: &mut SessionCtx<'_>) -> SessionEnd {
-    match connect(ctx.pool, ctx.options, ctx.cancel).await {
-        Ok(connected) => run_connected(ctx, connected).await,
-        Err(end) => end,
-    }
+    // Boxed apart: the connect state is freed once logged in, and only the session's own
+    // (boxed) loop is held while it runs.
+    let session = match Box::pin(connect(ctx.pool, ctx.options, ctx.cancel)).await {
+        Ok(connected) => run_connected(ctx, connected),
+        Err(end) => return end,
+    };
+    session.await
 }
 
-/// Runs a logged-in connection (from [`connect`]) until it ends or hands over.
-pub(crate) async fn run_connected(ctx: &mut SessionCtx<'_>, c: Connected) -> SessionEnd {
-    match c.link {
-        Link::Tcp(lines, wr) => run_tcp(ctx, &c.addr, c.login, lines, Arc::new(wr)).await,
-        Link::Tls(lines, wr) => run_buffered(ctx, &c.addr, c.login, lines, wr).await,
+/// The loop of a logged-in connection (from [`connect`]), boxed: it runs until the
+/// connection ends or hands over. Each transport's loop is boxed on its own, so a plain-TCP
+/// session does not carry room for the TLS loop's state.
+pub(crate) fn run_connected<'a>(
+    ctx: &'a mut SessionCtx<'_>,
+    c: Connected,
+) -> Pin<Box<dyn Future<Output = SessionEnd> + Send + 'a>> {
+    let Connected { addr, login, link } = c;
+    match link {
+        Link::Tcp(lines, wr) => Box::pin(run_tcp(ctx, addr, login, lines, Arc::new(wr))),
+        Link::Tls(lines, wr) => Box::pin(run_buffered(ctx, addr, login, lines, wr)),
     }
 }
 
@@ -284,7 +299,7 @@ fn silent(timeout: Duration) -> SessionEnd {
 /// A logged-in session over plain TCP, with the direct submit path attached.
 async fn run_tcp(
     ctx: &mut SessionCtx<'_>,
-    addr: &str,
+    addr: String,
     login: PoolLoginResult,
     mut lines: Lines,
     tcp: Arc<OwnedWriteHalf>,
@@ -295,7 +310,7 @@ async fn run_tcp(
         ledger,
         mut keepalive_timer,
         mut timeout_timer,
-    } = logged_in(ctx, addr, &login);
+    } = logged_in(ctx, &addr, &login);
     let (direct, listener) = (ctx.direct, ctx.listener);
     let reply_timeout = ctx.options.reply_timeout;
     // From here until `wire` is dropped, submits go straight to the socket.
@@ -309,7 +324,7 @@ async fn run_tcp(
             () = ctx.handover.cancelled() => {
                 return match wire.detach() {
                     Some(wire) => SessionEnd::Handover(Box::new(Draining {
-                        addr: addr.to_string(),
+                        addr,
                         lines,
                         link: DrainLink::Tcp(wire),
                     })),
@@ -331,7 +346,7 @@ async fn run_tcp(
                             })
                             .flatten()
                         };
-                        match on_line(ctx, addr, session, &line, answer) {
+                        match on_line(ctx, &addr, session, &line, answer) {
                             Heard::Alive if !heard => {
                                 wire.ledger(|l| l.heard(read_at));
                             }
@@ -396,7 +411,7 @@ async fn run_tcp(
 /// A logged-in session over TLS: this task writes every line, through a buffered writer.
 async fn run_buffered(
     ctx: &mut SessionCtx<'_>,
-    addr: &str,
+    addr: String,
     login: PoolLoginResult,
     mut lines: Lines,
     mut wr: BufWriter<PoolWriter>,
@@ -407,7 +422,7 @@ async fn run_buffered(
         mut ledger,
         mut keepalive_timer,
         mut timeout_timer,
-    } = logged_in(ctx, addr, &login);
+    } = logged_in(ctx, &addr, &login);
     let reply_timeout = ctx.options.reply_timeout;
     announce(ctx, login.job, session);
     let end = loop {
@@ -415,13 +430,13 @@ async fn run_buffered(
             () = ctx.cancel.cancelled() => break SessionEnd::Cancelled,
             () = ctx.handover.cancelled() => {
                 return SessionEnd::Handover(Box::new(Draining {
-                    addr: addr.to_string(),
+                    addr,
                     lines,
                     link: DrainLink::Tls(ledger, wr),
                 }));
             }
             next = lines.next() => match next {
-                Some(Ok(line)) => match on_line(ctx, addr, session, &line, |id| ledger.answer(id)) {
+                Some(Ok(line)) => match on_line(ctx, &addr, session, &line, |id| ledger.answer(id)) {
                     Heard::Alive => ledger.heard(Instant::now()),
                     Heard::Garbage => {}
                     Heard::End(why) => break SessionEnd::Ended(why),
@@ -609,5 +624,70 @@ mod tests {
         let mut longest = job();
         longest.job_id = "a".repeat(stratum_proto::MAX_JOB_ID);
         assert_eq!(longest.validate(), Ok(()));
+    }
+}
+
+/// Size budgets of a session's futures (see `size_budget` in the crate root).
+#[cfg(test)]
+mod size_budget {
+    use std::sync::atomic::AtomicU8;
+
+    use super::*;
+    use crate::direct::Direct;
+    use crate::UpstreamState;
+
+    struct Quiet;
+    impl UpstreamListener for Quiet {
+        fn on_job(&self, _: Job, _: u64) {}
+        fn on_daemon_job(
+            &self,
+            _: Job,
+            _: Result<Arc<crate::monero_block::BlockWork>, crate::monero_block::BlockError>,
+            _: u64,
+        ) {
+        }
+        fn on_result(&self, _: u64, _: Result<(), ShareError>) {}
+        fn on_state(&self, _: UpstreamState, _: Option<usize>) {}
+    }
+
+    #[tokio::test]
+    async fn a_logged_in_session_holds_its_loop_and_not_the_connect_state() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (rd, wr) = stream.into_split();
+        let (pool, options) = (PoolConfig::default(), FailoverOptions::default());
+        let (_tx, mut rx) = crate::queue::channel(1);
+        let direct = Direct::default();
+        let (cancel, handover) = (CancellationToken::new(), CancellationToken::new());
+        let (mut session, state) = (0, AtomicU8::new(0));
+        let mut ctx = SessionCtx {
+            pool: &pool,
+            index: 0,
+            options: &options,
+            cmds: &mut rx,
+            direct: &direct,
+            listener: &Quiet,
+            cancel: &cancel,
+            handover: &handover,
+            session: &mut session,
+            state: &state,
+        };
+        let connect = std::mem::size_of_val(&connect(&pool, &options, &cancel));
+        let outer = std::mem::size_of_val(&run_session(&mut ctx));
+        let login = PoolLoginResult {
+            id: "s".into(),
+            job: None,
+            extensions: vec![],
+            status: None,
+        };
+        let lines = Lines::new(Box::new(rd));
+        let tcp = std::mem::size_of_val(&run_tcp(&mut ctx, "x".into(), login, lines, Arc::new(wr)));
+        // The connect future (~1.9 KB) is boxed and freed at login: the session's outer
+        // future is a few words, and the plain-TCP loop stays near 1.2 KB.
+        assert!(connect > outer, "connect {connect} B inline in {outer} B");
+        assert!(outer <= 64, "run_session is {outer} bytes");
+        assert!(tcp <= 1_400, "the plain-TCP loop is {tcp} bytes");
     }
 }

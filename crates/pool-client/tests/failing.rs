@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use pool_client::{FailoverOptions, PoolConfig, ShareError, UpstreamState};
+use pool_client::{FailoverOptions, PoolConfig, PoolList, ShareError, UpstreamState};
 use test_support::miner::result_for_difficulty;
 use test_support::mock_pool::{make_job, MockPool, Reply};
 use tokio::time::Instant;
@@ -267,6 +267,33 @@ async fn a_reload_logs_in_to_the_new_pool_before_the_old_one_answers_its_shares(
         assert_eq!(h.recorder.result(seq).await, Ok(()));
         assert_eq!(b.received("submit").len(), 1);
         h.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn upstreams_on_one_pool_list_all_follow_a_change_of_it() {
+    bounded(async {
+        let a = MockPool::start(make_job(1, 500)).await.unwrap();
+        let b = MockPool::start(make_job(2, 500)).await.unwrap();
+        let list = PoolList::new(vec![entry(&a)], options());
+        let (one, two) = (Harness::spawn_on(&list), Harness::spawn_on(&list));
+        assert_eq!(one.recorder.job(0).await.0.job_id, "job000001");
+        assert_eq!(two.recorder.job(0).await.0.job_id, "job000001");
+        assert!(
+            a.wait_for(Duration::from_secs(5), |p| p.connections_open() == 2)
+                .await,
+            "a connection each"
+        );
+        list.set(vec![entry(&b)], options());
+        assert_eq!(one.recorder.job(1).await.0.job_id, "job000002");
+        assert_eq!(two.recorder.job(1).await.0.job_id, "job000002");
+        assert!(
+            a.wait_for(Duration::from_secs(5), |p| p.connections_open() == 0)
+                .await
+        );
+        one.stop().await;
+        two.stop().await;
     })
     .await;
 }

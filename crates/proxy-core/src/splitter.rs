@@ -417,6 +417,9 @@ pub(crate) struct Splitter<F: Family, M: Downstream<F>> {
     config: Arc<ArcSwap<Config>>,
     events: Arc<Events>,
     pub(crate) fanout: Arc<Fanout>,
+    /// The pool list every upstream follows: one copy for all (simple mode has one upstream
+    /// per miner), as the family keeps it.
+    pools: F::Pools,
 }
 
 impl<F: Family, M: Downstream<F>> Splitter<F, M> {
@@ -427,7 +430,9 @@ impl<F: Family, M: Downstream<F>> Splitter<F, M> {
         cancel: CancellationToken,
         fanout_helpers: usize,
     ) -> Self {
+        let pools = F::new_pools(&config.load());
         Self {
+            pools,
             mode: config.load().mode,
             mappers: Mutex::new(BTreeMap::new()),
             gc: Arc::default(),
@@ -462,7 +467,7 @@ impl<F: Family, M: Downstream<F>> Splitter<F, M> {
                 gc_stopped: false,
             }),
         });
-        let upstream = F::spawn_upstream(&mapper, &config);
+        let upstream = F::spawn_upstream(&mapper, &self.pools, &config);
         let _ = mapper.upstream.set(upstream);
         tracing::info!(mapper = id, "new upstream connection");
         mapper
@@ -563,11 +568,12 @@ impl<F: Family, M: Downstream<F>> Splitter<F, M> {
     /// Hands a new pool list and timing to every upstream (config reload). Upstreams whose
     /// pool changed reconnect; their miners stay and get the new pool's next job.
     pub(crate) fn reconfigure_upstreams(&self, config: &Config) {
-        for m in lock(&self.mappers).values() {
-            if let Some(u) = m.upstream.get() {
-                F::set_pools(u, config);
-            }
-        }
+        let mappers = lock(&self.mappers);
+        F::set_pools(
+            &self.pools,
+            mappers.values().filter_map(|m| m.upstream.get()),
+            config,
+        );
     }
     /// Upstream connection counts for monitoring.
     pub(crate) fn upstream_counts(&self) -> UpstreamCounts {

@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use proxy_core::Proxy;
-use test_support::loadgen::{run_on, Options};
+use test_support::loadgen::{run_on, Mode, Options};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_load_run_is_clean_and_accounts_for_every_job_and_share() {
@@ -54,5 +54,36 @@ async fn a_small_load_run_is_clean_and_accounts_for_every_job_and_share() {
     );
     assert_eq!((s.wrong_fixed_byte_at_pool, s.unknown_at_pool), (0, 0));
     assert!(s.rtt_p50_ms.is_some() && s.rtt_p99_ms <= s.rtt_max_ms);
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_simple_mode_every_miner_gets_its_own_pool_connection_and_the_run_is_clean() {
+    let pool = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = proxy_core::config::Config {
+        mode: proxy_core::config::Mode::Simple,
+        ..common::local_config(&[pool.local_addr().unwrap()])
+    };
+    let proxy = Proxy::start(config).await.unwrap();
+    let opts = Options {
+        proxy: proxy.local_addrs()[0],
+        mode: Mode::Simple,
+        miners: 30,
+        jobs: 2,
+        job_interval: Duration::from_millis(300),
+        rate: 100,
+        seconds: 1,
+        settle: Duration::from_millis(100),
+        deadline: Duration::from_secs(60),
+        ..Options::default()
+    };
+    let report = run_on(opts, pool).await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!((report.login.logged_in, report.login.pool_logins), (30, 30));
+    // Jobs reach every miner through its own upstream, unpatched.
+    let f = &report.fanout;
+    assert_eq!((f.receipts, f.missing, f.wrong_fixed_byte), (60, 0, 0));
+    let s = &report.shares;
+    assert_eq!((s.sent, s.answered_ok, s.at_pool_once), (100, 100, 100));
     proxy.shutdown(Duration::from_secs(1)).await;
 }

@@ -295,9 +295,22 @@ impl<M, J: ChannelJob, P> Channel<M, J, P> {
     /// The pool's answer to share `seq`: what was kept for it and the round-trip latency, or
     /// `None` when `seq` was answered already (never twice).
     pub fn on_result(&mut self, seq: u64, now: Instant) -> Option<(P, Duration)> {
-        self.pending
+        let answered = self
+            .pending
             .remove(&seq)
-            .map(|p| (p.payload, now.saturating_duration_since(p.sent)))
+            .map(|p| (p.payload, now.saturating_duration_since(p.sent)));
+        if !self.nicehash && self.pending.is_empty() && self.pending.capacity() > 0 {
+            // Simple mode has a channel per miner: its table of shares in flight is freed
+            // whenever none is (a NiceHash channel keeps its one table for 256 miners).
+            self.pending = HashMap::new();
+        }
+        answered
+    }
+
+    /// Slots of the table of shares in flight (0: none allocated).
+    #[cfg(test)]
+    pub(crate) fn pending_capacity(&self) -> usize {
+        self.pending.capacity()
     }
 
     /// The current job.

@@ -218,6 +218,26 @@ fn every_forwarded_share_gets_exactly_one_verdict_even_after_its_miner_left() {
 }
 
 #[test]
+fn a_simple_mode_channel_frees_its_table_of_shares_once_all_are_answered() {
+    let mut ch = Ch::new(false);
+    assert_eq!(
+        ch.add(1, "solo"),
+        Some(None),
+        "no fixed byte in simple mode"
+    );
+    ch.on_job(job("j1", 1000), 1);
+    let t0 = Instant::now();
+    let first = forward_seq(ch.check_share(None, &share("j1", 0, 1000)));
+    ch.add_pending(first, 1, t0);
+    let second = forward_seq(ch.check_share(None, &share("j1", 1, 1000)));
+    ch.add_pending(second, 2, t0);
+    assert_eq!(ch.on_result(first, t0).map(|(p, _)| p), Some(1));
+    assert!(ch.pending_capacity() > 0, "one share still in flight");
+    assert_eq!(ch.on_result(second, t0).map(|(p, _)| p), Some(2));
+    assert_eq!(ch.pending_capacity(), 0, "nothing in flight, nothing held");
+}
+
+#[test]
 fn a_close_that_runs_before_the_login_takes_its_slot_is_undone_by_a_second_remove() {
     // The race of a login timeout on another thread: close (remove) runs first and finds
     // nothing, then the login adds the miner; the driver sees the connection closed and

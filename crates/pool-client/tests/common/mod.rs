@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use pool_client::monero_block::{BlockError, BlockWork};
 use pool_client::{
-    FailoverOptions, PoolConfig, Share, ShareError, Upstream, UpstreamListener, UpstreamState,
+    FailoverOptions, PoolConfig, PoolList, Share, ShareError, Upstream, UpstreamListener,
+    UpstreamState,
 };
 use stratum_proto::Job;
 use tokio::sync::Notify;
@@ -147,6 +148,19 @@ impl Harness {
         let recorder = Arc::new(Recorder::default());
         let cancel = CancellationToken::new();
         let upstream = Upstream::spawn(pools, options, recorder.clone(), cancel.clone());
+        Self {
+            upstream,
+            recorder,
+            cancel,
+            next_seq: 0,
+        }
+    }
+
+    /// An upstream that follows the shared `list`.
+    pub fn spawn_on(list: &PoolList) -> Self {
+        let recorder = Arc::new(Recorder::default());
+        let cancel = CancellationToken::new();
+        let upstream = Upstream::spawn_on(list, recorder.clone(), cancel.clone());
         Self {
             upstream,
             recorder,

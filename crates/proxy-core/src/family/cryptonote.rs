@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use pool_client::monero_block::{BlockError, BlockWork};
-use pool_client::{Share, ShareError, Upstream, UpstreamListener, UpstreamState};
+use pool_client::{PoolList, Share, ShareError, Upstream, UpstreamListener, UpstreamState};
 use stratum_proto::cryptonote::{
     encode_error, encode_getjob_ok, encode_job_notification, encode_login_ok, encode_status,
     parse_miner_request, JobLine, LoginParams, MinerRequest, SessionParams, SubmitParams,
@@ -148,6 +148,7 @@ impl Family for CryptoNote {
     type Job = JobInfo;
     type Channel<M: Clone + Send + Sync + 'static> = Channel<M, JobInfo, Pending<M>>;
     type Upstream = Upstream;
+    type Pools = PoolList;
     type JobConfig = Vec<&'static str>;
 
     fn new_channel<M: Clone + Send + Sync + 'static>(nicehash: bool) -> Self::Channel<M> {
@@ -197,20 +198,25 @@ impl Family for CryptoNote {
         }
     }
 
-    fn spawn_upstream<M: Downstream<Self>>(
-        mapper: &Arc<Mapper<Self, M>>,
-        config: &Config,
-    ) -> Upstream {
-        Upstream::spawn(
-            config.pools.clone(),
-            failover_options(config),
-            mapper.clone(),
-            mapper.cancel_token(),
-        )
+    fn new_pools(config: &Config) -> PoolList {
+        PoolList::new(config.pools.clone(), failover_options(config))
     }
 
-    fn set_pools(upstream: &Upstream, config: &Config) {
-        upstream.set_pools(config.pools.clone(), failover_options(config));
+    fn spawn_upstream<M: Downstream<Self>>(
+        mapper: &Arc<Mapper<Self, M>>,
+        pools: &PoolList,
+        _config: &Config,
+    ) -> Upstream {
+        Upstream::spawn_on(pools, mapper.clone(), mapper.cancel_token())
+    }
+
+    /// Every upstream follows `pools`: set once.
+    fn set_pools<'a>(
+        pools: &PoolList,
+        _upstreams: impl Iterator<Item = &'a Upstream>,
+        config: &Config,
+    ) {
+        pools.set(config.pools.clone(), failover_options(config));
     }
 }
 

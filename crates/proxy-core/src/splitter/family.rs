@@ -45,6 +45,8 @@ pub(crate) trait Family: Sized + Send + Sync + 'static {
     /// The upstream client handle (CryptoNote: `pool_client::Upstream`); its task reports to
     /// the mapper.
     type Upstream: Send + Sync + 'static;
+    /// The pool list shared by the family's upstream clients ([`Family::new_pools`]).
+    type Pools: Send + Sync + 'static;
     /// What [`Family::deliver`] needs of the running config, worked out once per job fan-out
     /// (CryptoNote: the extensions of the login reply).
     type JobConfig: Send + Sync + 'static;
@@ -69,13 +71,25 @@ pub(crate) trait Family: Sized + Send + Sync + 'static {
     /// Answers request `id` of `miner`: accepted, or refused with the message.
     fn reply<M: Downstream<Self>>(miner: &M, id: &Id, result: Result<(), &str>);
 
-    /// Starts the upstream client of a new mapper, reporting to it (with `config`'s pools,
-    /// until `mapper.cancel_token()` is cancelled).
+    /// The pool list and timing the splitter keeps once for all its upstreams (CryptoNote:
+    /// `pool_client::PoolList`, which every upstream follows, so simple mode's upstream per
+    /// miner holds no copy of its own).
+    fn new_pools(config: &Config) -> Self::Pools;
+
+    /// Starts the upstream client of a new mapper, reporting to it (with the pools of
+    /// `pools`, until `mapper.cancel_token()` is cancelled).
     fn spawn_upstream<M: Downstream<Self>>(
         mapper: &Arc<Mapper<Self, M>>,
+        pools: &Self::Pools,
         config: &Config,
     ) -> Self::Upstream;
 
-    /// Hands a reloaded pool list and timing to a running upstream client.
-    fn set_pools(upstream: &Self::Upstream, config: &Config);
+    /// Hands a reloaded pool list and timing to the running upstream clients (`upstreams`:
+    /// every one of them; a family whose clients follow `pools` needs only `pools`).
+    fn set_pools<'a>(
+        pools: &Self::Pools,
+        upstreams: impl Iterator<Item = &'a Self::Upstream>,
+        config: &Config,
+    ) where
+        Self::Upstream: 'a;
 }

@@ -135,6 +135,7 @@ impl Family for Toy {
     type Job = ToyJob;
     type Channel<M: Clone + Send + Sync + 'static> = ToyChannel<M>;
     type Upstream = ();
+    type Pools = ();
     type JobConfig = ();
 
     fn new_channel<M: Clone + Send + Sync + 'static>(nicehash: bool) -> ToyChannel<M> {
@@ -155,8 +156,9 @@ impl Family for Toy {
     fn reply<M: Downstream<Self>>(miner: &M, id: &Id, result: Result<(), &str>) {
         miner.send_line(format!("{id} {result:?}").into_bytes());
     }
-    fn spawn_upstream<M: Downstream<Self>>(_: &Arc<Mapper<Self, M>>, _: &Config) {}
-    fn set_pools((): &(), _: &Config) {}
+    fn new_pools(_: &Config) {}
+    fn spawn_upstream<M: Downstream<Self>>(_: &Arc<Mapper<Self, M>>, (): &(), _: &Config) {}
+    fn set_pools<'a>((): &(), _: impl Iterator<Item = &'a ()>, _: &Config) {}
 }
 
 /// A miner that keeps the lines written to it.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use test_support::loadgen::cli::{self, CliRun, TargetArgs};
-use test_support::loadgen::{run as run_generator, Options, RigIds};
+use test_support::loadgen::{run as run_generator, Mode, Options, RigIds};
 
 /// `500ms`, `2s`, or a bare number of milliseconds.
 fn duration(s: &str) -> Result<Duration, String> {
@@ -78,6 +78,10 @@ struct Args {
     /// Rig ids sent at login: unique (one worker per miner), shared, or none.
     #[arg(long, default_value = "unique")]
     rig_ids: RigIds,
+    /// The proxy's mode, as its config says: nicehash, or simple (one pool connection per
+    /// miner, which the pool checks).
+    #[arg(long, default_value = "nicehash")]
+    mode: Mode,
     /// Pause before each RSS reading, e.g. 1s.
     #[arg(long, value_parser = duration, default_value = "1s")]
     settle: Duration,
@@ -105,6 +109,7 @@ impl Args {
             seconds: self.seconds,
             difficulty: self.difficulty.max(1),
             rig_ids: self.rig_ids,
+            mode: self.mode,
             settle: self.settle,
             ..Options::default()
         };

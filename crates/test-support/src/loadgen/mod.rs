@@ -83,6 +83,30 @@ const LOGIN_ID: u64 = 1;
 const FIRST_SHARE_ID: u64 = 2;
 const ALGO: &str = "rx/0";
 
+/// The proxy's mode, as its config says: what the generator's pool must see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// NiceHash: up to 256 miners per pool connection, each job patched with the miner's
+    /// fixed byte (blob byte 42).
+    Nicehash,
+    /// Simple: one pool connection per miner, jobs passed on unpatched (every miner's
+    /// "fixed byte" is then the pool blob's byte 42). The pool must see one login per miner.
+    Simple,
+}
+
+impl FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "nicehash" => Ok(Self::Nicehash),
+            "simple" => Ok(Self::Simple),
+            _ => Err(format!("{s:?}: expected nicehash or simple")),
+        }
+    }
+}
+
 /// Which rig id each miner sends at login. A proxy that keeps per-worker records keyed by rig
 /// id (xmrig-proxy's and this proxy's default) keeps one record per distinct rig id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -148,6 +172,8 @@ pub struct Options {
     pub difficulty: u64,
     /// Rig ids sent at login.
     pub rig_ids: RigIds,
+    /// The proxy's mode (its config must say the same).
+    pub mode: Mode,
     /// Pause before each RSS reading, for the proxy to settle.
     pub settle: Duration,
     /// The whole run stops by then, with what it measured so far.
@@ -174,6 +200,7 @@ impl Default for Options {
             seconds: 5,
             difficulty: 10_000,
             rig_ids: RigIds::Unique,
+            mode: Mode::Nicehash,
             settle: Duration::from_secs(1),
             deadline: Duration::ZERO,
         }
@@ -195,9 +222,13 @@ impl Options {
     }
 
     /// Open files this process needs: miners, pool connections (one per 256 miners in
-    /// NiceHash mode), listener, runtime, and some slack.
+    /// NiceHash mode, one per miner in simple mode), listener, runtime, and some slack.
     pub fn files_needed(&self) -> u64 {
-        (self.miners + self.miners / 256 + 32) as u64
+        let pool = match self.mode {
+            Mode::Nicehash => self.miners / 256,
+            Mode::Simple => self.miners,
+        };
+        (self.miners + pool + 32) as u64
     }
 
     /// The source address of miner `i`.
@@ -269,6 +300,8 @@ pub struct Setup {
     pub difficulty: u64,
     /// Rig ids sent.
     pub rig_ids: RigIds,
+    /// The proxy's mode.
+    pub mode: Mode,
     /// CPU cores of the machine.
     pub cores: usize,
     /// This generator's tokio worker threads (pool side, logins).
@@ -304,6 +337,9 @@ pub struct LoginReport {
     pub proxy_cpu_ms_per_1000: Option<f64>,
     /// This generator's CPU time during the phase.
     pub generator_cpu_ms: Option<f64>,
+    /// Logins the generator's pool had from the proxy by the end of the phase: its pool
+    /// connections (one per miner in simple mode).
+    pub pool_logins: u64,
 }
 
 /// The proxy's resident memory.
@@ -1034,6 +1070,7 @@ fn setup(opts: &Options) -> Setup {
         seconds: opts.seconds,
         difficulty: opts.difficulty,
         rig_ids: opts.rig_ids,
+        mode: opts.mode,
         cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
         generator_threads: opts.threads,
         generator_miner_threads: opts.miner_threads,
@@ -1182,6 +1219,14 @@ async fn login_phase(
         .filter(|_| !active.is_empty())
         .map(|c| c * 1000.0 / active.len() as f64);
     l.generator_cpu_ms = cpu_ms(before.me, after.me);
+    l.pool_logins = ctx.pool_logins.load(Ordering::Relaxed);
+    if ctx.opts.mode == Mode::Simple && l.pool_logins < active.len() as u64 {
+        report.problems.push(format!(
+            "simple mode: {} miners logged in on {} pool connections",
+            active.len(),
+            l.pool_logins
+        ));
+    }
     if l.failed > 0 {
         report.problems.push(format!(
             "{} of {n} miners failed to log in: {:?}",
@@ -1435,6 +1480,17 @@ impl Report {
                     "{} / {}",
                     grouped(l.logged_in as u64),
                     grouped(l.failed as u64)
+                ),
+            ),
+            (
+                "mode, pool connections".into(),
+                format!(
+                    "{}, {}",
+                    match st.mode {
+                        Mode::Nicehash => "nicehash",
+                        Mode::Simple => "simple",
+                    },
+                    grouped(l.pool_logins)
                 ),
             ),
             (
