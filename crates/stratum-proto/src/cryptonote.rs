@@ -260,6 +260,54 @@ enum SeenParams<'a> {
     Read(MinerRequest),
 }
 
+/// A key of the envelope, told apart without allocating (serde's `Cow<str>` would copy it).
+enum Key {
+    Id,
+    Method,
+    Params,
+    Other,
+}
+
+/// The `method` value, read without allocating: one of ours, or another name.
+enum MethodName {
+    Known(Method),
+    Unknown,
+}
+
+/// Reads a [`Key`] or a [`MethodName`] from a string, borrowed or not.
+struct Names<T>(fn(&str) -> T);
+
+impl<T> serde::de::Visitor<'_> for Names<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<T, E> {
+        Ok((self.0)(v))
+    }
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_identifier(Names(|k| match k {
+            "id" => Key::Id,
+            "method" => Key::Method,
+            "params" => Key::Params,
+            _ => Key::Other,
+        }))
+    }
+}
+
+impl<'de> Deserialize<'de> for MethodName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(Names(|m| {
+            Method::of(m).map_or(MethodName::Unknown, MethodName::Known)
+        }))
+    }
+}
+
 impl OnePass {
     /// `Ok(None)`: a method this dialect does not have (the slow path answers it).
     fn read(line: &[u8]) -> Result<Option<(Id, MinerRequest)>, serde_json::Error> {
@@ -287,16 +335,17 @@ impl<'de> serde::de::Visitor<'de> for OnePass {
         use serde::de::Error;
         let mut id: Option<Id> = None;
         // `Some(None)`: `"method":null`.
-        let mut method: Option<Option<std::borrow::Cow<'de, str>>> = None;
+        let mut method: Option<Option<MethodName>> = None;
         let mut params: Option<SeenParams<'de>> = None;
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            match &*key {
-                "id" if id.is_none() => id = Some(map.next_value()?),
-                "method" if method.is_none() => method = Some(map.next_value()?),
-                "params" if params.is_none() => {
-                    let known = method.as_ref().map(|m| m.as_deref().and_then(Method::of));
-                    params = Some(match known {
-                        Some(Some(m)) => SeenParams::Read(map.next_value_seed(ParamsSeed(m))?),
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Id if id.is_none() => id = Some(map.next_value()?),
+                Key::Method if method.is_none() => method = Some(map.next_value()?),
+                Key::Params if params.is_none() => {
+                    params = Some(match method {
+                        Some(Some(MethodName::Known(m))) => {
+                            SeenParams::Read(map.next_value_seed(ParamsSeed(m))?)
+                        }
                         // No method (yet), or one without params of ours: keep the text.
                         _ => match map.next_value::<Option<&'de serde_json::value::RawValue>>()? {
                             Some(raw) => SeenParams::Raw(raw),
@@ -304,13 +353,15 @@ impl<'de> serde::de::Visitor<'de> for OnePass {
                         },
                     });
                 }
-                "id" | "method" | "params" => return Err(A::Error::custom("duplicate key")),
-                _ => {
+                Key::Id | Key::Method | Key::Params => {
+                    return Err(A::Error::custom("duplicate key"))
+                }
+                Key::Other => {
                     map.next_value::<serde::de::IgnoredAny>()?;
                 }
             }
         }
-        let Some(m) = method.flatten().as_deref().and_then(Method::of) else {
+        let Some(Some(MethodName::Known(m))) = method else {
             return Ok(None);
         };
         let req = match params.unwrap_or(SeenParams::Missing) {
@@ -347,30 +398,50 @@ fn push_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     let _ = serde_json::to_writer(&mut *out, value);
 }
 
+/// The bytes of a short line a reply is made of.
+const SHORT_LINE: usize = 192;
+
+/// The line that `write` writes, in a `Vec` whose capacity is its length, so that the
+/// `Bytes` the proxy makes of it needs no allocation of its own (`bytes` allocates a shared
+/// header for a `Vec` with spare capacity). Written on the stack first; a line longer than
+/// [`SHORT_LINE`] (a long string id or message) is written again into a growing `Vec`.
+fn exact_line(write: impl Fn(&mut dyn std::io::Write) -> std::io::Result<()>) -> Vec<u8> {
+    let mut buf = [0u8; SHORT_LINE];
+    let mut rest: &mut [u8] = &mut buf;
+    if write(&mut rest).is_ok() {
+        let n = SHORT_LINE - rest.len();
+        return buf[..n].to_vec();
+    }
+    let mut out = Vec::with_capacity(2 * SHORT_LINE);
+    // Writing into a `Vec` cannot fail (see `push_json`).
+    let _ = write(&mut out);
+    out
+}
+
 /// `{"id":ID,"jsonrpc":"2.0","error":null,"result":{"status":STATUS}}\n`; STATUS is `"OK"`
 /// for an accepted share and `"KEEPALIVED"` for a keepalive.
 ///
 /// Written as fixed text around the id (and the status, escaped), as serde would write it:
 /// this is the answer to every share.
 pub fn encode_status(id: &Id, status: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(72 + status.len());
-    out.extend_from_slice(b"{\"id\":");
-    push_json(&mut out, id);
-    out.extend_from_slice(b",\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"status\":");
-    push_json(&mut out, status);
-    out.extend_from_slice(b"}}\n");
-    out
+    exact_line(|w| {
+        w.write_all(b"{\"id\":")?;
+        serde_json::to_writer(&mut *w, id)?;
+        w.write_all(b",\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"status\":")?;
+        serde_json::to_writer(&mut *w, status)?;
+        w.write_all(b"}}\n")
+    })
 }
 
 /// `{"id":ID,"jsonrpc":"2.0","error":{"code":-1,"message":MESSAGE}}\n`.
 pub fn encode_error(id: &Id, message: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(72 + message.len());
-    out.extend_from_slice(b"{\"id\":");
-    push_json(&mut out, id);
-    out.extend_from_slice(b",\"jsonrpc\":\"2.0\",\"error\":{\"code\":-1,\"message\":");
-    push_json(&mut out, message);
-    out.extend_from_slice(b"}}\n");
-    out
+    exact_line(|w| {
+        w.write_all(b"{\"id\":")?;
+        serde_json::to_writer(&mut *w, id)?;
+        w.write_all(b",\"jsonrpc\":\"2.0\",\"error\":{\"code\":-1,\"message\":")?;
+        serde_json::to_writer(&mut *w, message)?;
+        w.write_all(b"}}\n")
+    })
 }
 
 #[derive(Serialize)]
@@ -1043,6 +1114,26 @@ mod tests {
             );
         }
         assert!(matches!(OnePass::read(LOGIN.as_bytes()), Ok(Some(_))));
+    }
+
+    /// A reply's capacity is its length (no spare bytes for `bytes` to allocate a header
+    /// for), short or long.
+    #[test]
+    fn replies_have_no_spare_capacity() {
+        for id in [json!(7), json!("x".repeat(300)), json!(null)] {
+            for line in [
+                encode_status(&id, "OK"),
+                encode_error(&id, "Low difficulty share"),
+                encode_error(&id, &"m".repeat(500)),
+            ] {
+                let v: Value = serde_json::from_slice(&line).unwrap();
+                assert_eq!(v["id"], id);
+                assert_eq!(*line.last().unwrap(), b'\n');
+                if line.len() <= SHORT_LINE {
+                    assert_eq!(line.capacity(), line.len());
+                }
+            }
+        }
     }
 
     #[test]
