@@ -7,6 +7,8 @@
 //!   `new` the encoding done once per upstream job; `parts_x256` one upstream's whole fan-out.
 //! - `submit_path/*`: the rest of a share's trip through the codec: the pool-bound `submit`
 //!   line, the pool's `OK` parsed, the miner's `OK` encoded, the nonce and result decoded.
+//! - `line_codec/*`: [`LineCodec`] framing: one miner `submit` line out of the read buffer
+//!   (every share), and 64 pool answers read in one go.
 //! - `sv1/*`: Stratum V1: a `mining.submit` line parsed (every share), the sha256d share
 //!   check of para's real share (every share: coinbase, merkle branch of 2, header), and a
 //!   `mining.notify` encoded (once per upstream job).
@@ -16,6 +18,7 @@
 
 use std::hint::black_box;
 
+use bytes::BytesMut;
 use criterion::{criterion_main, Criterion, Throughput};
 use stratum_proto::cryptonote::{
     encode_pool_submit, encode_status, is_status_ok, parse_miner_request, parse_pool_message,
@@ -25,7 +28,8 @@ use stratum_proto::sv1::share::check_share;
 use stratum_proto::sv1::{
     parse_client_line, parse_server_line, ClientMessage, ClientRequest, ServerMessage,
 };
-use stratum_proto::{parse_nonce, result_difficulty, Job};
+use stratum_proto::{parse_nonce, result_difficulty, Job, LineCodec};
+use tokio_util::codec::Decoder;
 
 const SUBMIT: &[u8] = br#"{"id":3,"jsonrpc":"2.0","method":"submit","params":{"id":"6f1c2a57-3b1e-4c9a-9d0e-2b7f4a1c5e93","job_id":"stubjob000002","nonce":"3a1c00b9","result":"000000000000000000000000000000000000000000000000fdd478e926310800","algo":"rx/0"}}"#;
 
@@ -121,6 +125,36 @@ fn submit_path(c: &mut Criterion) {
     g.finish();
 }
 
+fn line_codec(c: &mut Criterion) {
+    let mut g = c.benchmark_group("line_codec");
+    let mut codec = LineCodec::default();
+    let mut submit = SUBMIT.to_vec();
+    submit.push(b'\n');
+    g.bench_function("decode_submit", |b| {
+        b.iter(|| {
+            let mut buf = BytesMut::from(black_box(&submit[..]));
+            codec.decode(&mut buf).ok().flatten().map(|l| l.len())
+        })
+    });
+    let mut answers = Vec::new();
+    for _ in 0..64 {
+        answers.extend_from_slice(POOL_OK);
+        answers.push(b'\n');
+    }
+    g.throughput(Throughput::Elements(64));
+    g.bench_function("decode_64_answers", |b| {
+        b.iter(|| {
+            let mut buf = BytesMut::from(black_box(&answers[..]));
+            let mut n = 0;
+            while let Ok(Some(_)) = codec.decode(&mut buf) {
+                n += 1;
+            }
+            n
+        })
+    });
+    g.finish();
+}
+
 /// para 0.6.0's job and first share (`shared/docs/reference/sv1-para-miner-transcript.md`).
 const SV1_NOTIFY: &[u8] = br#"{"id":null,"method":"mining.notify","params":["a000001","c488987d58337b55b94478e8455ca3399eefbc00487f85961c7c5da756853076","01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff10c488987d","ffffffff0100f2052a010000001976a91458337b55b94478e8455ca3399eefbc00487f859688ac00000000",["07961f775b3f9d73bcbb87538e23b6e2ed57d590e21a32d4a92ee6f4523fa8cf","0fe437305229ed54f1e20edcd7370dd28de61cb49bd8155bc3515d2b5cf3e3b5"],"20000000","207fffff","6b0d54b4",true]}"#;
 const SV1_SUBMIT: &[u8] = br#"{"id":3,"method":"mining.submit","params":["bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq.rig1","a000001","0000000000000000","6b0d54b4","00000b07","04534000"]}"#;
@@ -166,6 +200,7 @@ fn benches() {
     miner_request(&mut c);
     job_line(&mut c);
     submit_path(&mut c);
+    line_codec(&mut c);
     sv1(&mut c);
 }
 

@@ -65,7 +65,7 @@ impl Decoder for LineCodec {
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<BytesMut>, CodecError> {
         loop {
             let window = buf.len().min(self.max_length + 1);
-            let found = buf[self.searched..window].iter().position(|b| *b == b'\n');
+            let found = memchr::memchr(b'\n', &buf[self.searched..window]);
             match found {
                 Some(rel) => {
                     let end = self.searched + rel;

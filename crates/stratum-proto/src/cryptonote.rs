@@ -126,8 +126,21 @@ struct Envelope<'a> {
     id: Id,
     #[serde(default, borrow)]
     method: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default)]
-    params: Option<Value>,
+    /// Read once, straight into the method's params struct: the method may come after the
+    /// params in the line, so they are kept as their raw text (a borrowed slice) until then.
+    #[serde(default, borrow)]
+    params: Option<&'a serde_json::value::RawValue>,
+}
+
+/// Params of `method` read from their raw text; `null` or missing params read as `{}`.
+fn read_params<'a, T: Deserialize<'a> + Default>(
+    params: Option<&'a serde_json::value::RawValue>,
+) -> Result<T, serde_json::Error> {
+    match params {
+        // `null` is `None` already (serde reads a `null` Option as missing).
+        None => Ok(T::default()),
+        Some(raw) => serde_json::from_str(raw.get()),
+    }
 }
 
 /// Parses one line from a miner into its id and request.
@@ -137,29 +150,230 @@ struct Envelope<'a> {
 /// of the wrong types → `InvalidParams`. Missing params fields are not errors (they come back
 /// empty).
 pub fn parse_miner_request(line: &[u8]) -> Result<(Id, MinerRequest), RequestError> {
+    // One pass when the line is well formed (every share); anything the pass refuses is read
+    // again the long way, which tells a parse error from bad params exactly as before.
+    if let Ok(Some(done)) = OnePass::read(line) {
+        return Ok(done);
+    }
+    parse_miner_request_slow(line)
+}
+
+/// Reads the envelope first (params kept as raw text), then the params for the method.
+fn parse_miner_request_slow(line: &[u8]) -> Result<(Id, MinerRequest), RequestError> {
     let env: Envelope<'_> = serde_json::from_slice(line).map_err(|_| RequestError::Parse)?;
-    let params = env.params.unwrap_or(Value::Null);
-    let params = if params.is_null() {
-        Value::Object(Default::default())
-    } else {
-        params
-    };
-    let id = env.id;
-    let bad = |id: &Id| RequestError::InvalidParams { id: id.clone() };
-    let req = match env.method.as_deref() {
-        Some("login") => MinerRequest::Login(serde_json::from_value(params).map_err(|_| bad(&id))?),
-        Some("submit") => {
-            MinerRequest::Submit(serde_json::from_value(params).map_err(|_| bad(&id))?)
-        }
-        Some("keepalived") => {
-            MinerRequest::Keepalived(serde_json::from_value(params).map_err(|_| bad(&id))?)
-        }
-        Some("getjob") => {
-            MinerRequest::GetJob(serde_json::from_value(params).map_err(|_| bad(&id))?)
-        }
+    let Envelope { id, method, params } = env;
+    let req = match method.as_deref() {
+        Some("login") => read_params(params).map(MinerRequest::Login),
+        Some("submit") => read_params(params).map(MinerRequest::Submit),
+        Some("keepalived") => read_params(params).map(MinerRequest::Keepalived),
+        Some("getjob") => read_params(params).map(MinerRequest::GetJob),
         _ => return Err(RequestError::InvalidMethod { id }),
     };
-    Ok((id, req))
+    match req {
+        Ok(req) => Ok((id, req)),
+        Err(_) => Err(RequestError::InvalidParams { id }),
+    }
+}
+
+/// The one-pass read of a miner's line: the envelope's keys in any order; when `method` comes
+/// before `params` (as every miner writes it), the params are read straight into the
+/// method's struct, else kept raw and read after. It gives up (`Err`, or `Ok(None)` for a
+/// method it does not know) on anything the slow path must classify: not an object, a
+/// duplicate key, params of the wrong shape.
+struct OnePass;
+
+/// The methods with params, as read from `method`.
+#[derive(Clone, Copy)]
+enum Method {
+    Login,
+    Submit,
+    Keepalived,
+    GetJob,
+}
+
+impl Method {
+    fn of(name: &str) -> Option<Self> {
+        match name {
+            "login" => Some(Self::Login),
+            "submit" => Some(Self::Submit),
+            "keepalived" => Some(Self::Keepalived),
+            "getjob" => Some(Self::GetJob),
+            _ => None,
+        }
+    }
+
+    fn read<'de, D: serde::Deserializer<'de>>(self, d: D) -> Result<MinerRequest, D::Error> {
+        Ok(match self {
+            Self::Login => MinerRequest::Login(Deserialize::deserialize(d)?),
+            Self::Submit => MinerRequest::Submit(Deserialize::deserialize(d)?),
+            Self::Keepalived => MinerRequest::Keepalived(Deserialize::deserialize(d)?),
+            Self::GetJob => MinerRequest::GetJob(Deserialize::deserialize(d)?),
+        })
+    }
+
+    /// Params that are `null` or missing.
+    fn empty(self) -> MinerRequest {
+        match self {
+            Self::Login => MinerRequest::Login(LoginParams::default()),
+            Self::Submit => MinerRequest::Submit(SubmitParams::default()),
+            Self::Keepalived => MinerRequest::Keepalived(SessionParams::default()),
+            Self::GetJob => MinerRequest::GetJob(SessionParams::default()),
+        }
+    }
+}
+
+/// Params read for a known method: `null` reads as empty.
+struct ParamsSeed(Method);
+
+impl<'de> serde::de::DeserializeSeed<'de> for ParamsSeed {
+    type Value = MinerRequest;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<MinerRequest, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ParamsSeed {
+    type Value = MinerRequest;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("params")
+    }
+
+    fn visit_none<E>(self) -> Result<MinerRequest, E> {
+        Ok(self.0.empty())
+    }
+
+    fn visit_unit<E>(self) -> Result<MinerRequest, E> {
+        Ok(self.0.empty())
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<MinerRequest, D::Error> {
+        self.0.read(d)
+    }
+}
+
+/// What the one pass has of `params`.
+enum SeenParams<'a> {
+    Missing,
+    Raw(&'a serde_json::value::RawValue),
+    Read(MinerRequest),
+}
+
+/// A key of the envelope, told apart without allocating (serde's `Cow<str>` would copy it).
+enum Key {
+    Id,
+    Method,
+    Params,
+    Other,
+}
+
+/// The `method` value, read without allocating: one of ours, or another name.
+enum MethodName {
+    Known(Method),
+    Unknown,
+}
+
+/// Reads a [`Key`] or a [`MethodName`] from a string, borrowed or not.
+struct Names<T>(fn(&str) -> T);
+
+impl<T> serde::de::Visitor<'_> for Names<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<T, E> {
+        Ok((self.0)(v))
+    }
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_identifier(Names(|k| match k {
+            "id" => Key::Id,
+            "method" => Key::Method,
+            "params" => Key::Params,
+            _ => Key::Other,
+        }))
+    }
+}
+
+impl<'de> Deserialize<'de> for MethodName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(Names(|m| {
+            Method::of(m).map_or(MethodName::Unknown, MethodName::Known)
+        }))
+    }
+}
+
+impl OnePass {
+    /// `Ok(None)`: a method this dialect does not have (the slow path answers it).
+    fn read(line: &[u8]) -> Result<Option<(Id, MinerRequest)>, serde_json::Error> {
+        // The whole line checked as UTF-8 at once (mostly words at a time) is cheaper than
+        // serde_json checking each string on its own; a line that is not UTF-8 takes the slow
+        // path, which reads it as before.
+        let Ok(text) = std::str::from_utf8(line) else {
+            return Ok(None);
+        };
+        let mut de = serde_json::Deserializer::from_str(text);
+        let done = serde::Deserializer::deserialize_map(&mut de, OnePass)?;
+        de.end()?;
+        Ok(done)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for OnePass {
+    type Value = Option<(Id, MinerRequest)>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON-RPC request object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error;
+        let mut id: Option<Id> = None;
+        // `Some(None)`: `"method":null`.
+        let mut method: Option<Option<MethodName>> = None;
+        let mut params: Option<SeenParams<'de>> = None;
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Id if id.is_none() => id = Some(map.next_value()?),
+                Key::Method if method.is_none() => method = Some(map.next_value()?),
+                Key::Params if params.is_none() => {
+                    params = Some(match method {
+                        Some(Some(MethodName::Known(m))) => {
+                            SeenParams::Read(map.next_value_seed(ParamsSeed(m))?)
+                        }
+                        // No method (yet), or one without params of ours: keep the text.
+                        _ => match map.next_value::<Option<&'de serde_json::value::RawValue>>()? {
+                            Some(raw) => SeenParams::Raw(raw),
+                            None => SeenParams::Missing,
+                        },
+                    });
+                }
+                Key::Id | Key::Method | Key::Params => {
+                    return Err(A::Error::custom("duplicate key"))
+                }
+                Key::Other => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        let Some(Some(MethodName::Known(m))) = method else {
+            return Ok(None);
+        };
+        let req = match params.unwrap_or(SeenParams::Missing) {
+            SeenParams::Missing => m.empty(),
+            SeenParams::Read(req) => req,
+            SeenParams::Raw(raw) => {
+                let mut de = serde_json::Deserializer::from_str(raw.get());
+                m.read(&mut de).map_err(A::Error::custom)?
+            }
+        };
+        Ok(Some((id.unwrap_or(Value::Null), req)))
+    }
 }
 
 #[derive(Serialize)]
@@ -170,24 +384,6 @@ struct OkReply<'a, R> {
     result: R,
 }
 
-#[derive(Serialize)]
-struct ErrorObject<'a> {
-    code: i64,
-    message: &'a str,
-}
-
-#[derive(Serialize)]
-struct ErrorReply<'a> {
-    id: &'a Id,
-    jsonrpc: &'static str,
-    error: ErrorObject<'a>,
-}
-
-#[derive(Serialize)]
-struct Status<'a> {
-    status: &'a str,
-}
-
 fn line<T: Serialize>(value: &T) -> Vec<u8> {
     // Serializing these plain structs cannot fail: no maps with non-string keys, no I/O.
     let mut out = serde_json::to_vec(value).unwrap_or_default();
@@ -195,26 +391,73 @@ fn line<T: Serialize>(value: &T) -> Vec<u8> {
     out
 }
 
+/// Appends `value` as JSON (a string escaped, an id as serde_json writes it).
+fn push_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    // Writing a string, a number or a `Value` into a `Vec` cannot fail: no I/O, no maps
+    // with non-string keys.
+    let _ = serde_json::to_writer(&mut *out, value);
+}
+
+/// Appends `s` as a JSON string. A string with nothing to escape (no `"`, no `\\`, no
+/// control character: the hex and ids of a share) is copied between its quotes as it is,
+/// which is what serde_json writes for it; any other goes through serde_json. The check has
+/// no early exit, so it runs over whole vectors (serde_json's escaper goes byte by byte).
+fn push_str(out: &mut Vec<u8>, s: &str) {
+    let escape = s
+        .bytes()
+        .fold(false, |e, b| e | (b < 0x20) | (b == b'"') | (b == b'\\'));
+    if escape {
+        push_json(out, s);
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    }
+}
+
+/// The bytes of a short line a reply is made of.
+const SHORT_LINE: usize = 192;
+
+/// The line that `write` writes, in a `Vec` whose capacity is its length, so that the
+/// `Bytes` the proxy makes of it needs no allocation of its own (`bytes` allocates a shared
+/// header for a `Vec` with spare capacity). Written on the stack first; a line longer than
+/// [`SHORT_LINE`] (a long string id or message) is written again into a growing `Vec`.
+fn exact_line(write: impl Fn(&mut dyn std::io::Write) -> std::io::Result<()>) -> Vec<u8> {
+    let mut buf = [0u8; SHORT_LINE];
+    let mut rest: &mut [u8] = &mut buf;
+    if write(&mut rest).is_ok() {
+        let n = SHORT_LINE - rest.len();
+        return buf[..n].to_vec();
+    }
+    let mut out = Vec::with_capacity(2 * SHORT_LINE);
+    // Writing into a `Vec` cannot fail (see `push_json`).
+    let _ = write(&mut out);
+    out
+}
+
 /// `{"id":ID,"jsonrpc":"2.0","error":null,"result":{"status":STATUS}}\n`; STATUS is `"OK"`
 /// for an accepted share and `"KEEPALIVED"` for a keepalive.
+///
+/// Written as fixed text around the id (and the status, escaped), as serde would write it:
+/// this is the answer to every share.
 pub fn encode_status(id: &Id, status: &str) -> Vec<u8> {
-    line(&OkReply {
-        id,
-        jsonrpc: "2.0",
-        error: None,
-        result: Status { status },
+    exact_line(|w| {
+        w.write_all(b"{\"id\":")?;
+        serde_json::to_writer(&mut *w, id)?;
+        w.write_all(b",\"jsonrpc\":\"2.0\",\"error\":null,\"result\":{\"status\":")?;
+        serde_json::to_writer(&mut *w, status)?;
+        w.write_all(b"}}\n")
     })
 }
 
 /// `{"id":ID,"jsonrpc":"2.0","error":{"code":-1,"message":MESSAGE}}\n`.
 pub fn encode_error(id: &Id, message: &str) -> Vec<u8> {
-    line(&ErrorReply {
-        id,
-        jsonrpc: "2.0",
-        error: ErrorObject {
-            code: ERROR_CODE,
-            message,
-        },
+    exact_line(|w| {
+        w.write_all(b"{\"id\":")?;
+        serde_json::to_writer(&mut *w, id)?;
+        w.write_all(b",\"jsonrpc\":\"2.0\",\"error\":{\"code\":-1,\"message\":")?;
+        serde_json::to_writer(&mut *w, message)?;
+        w.write_all(b"}}\n")
     })
 }
 
@@ -405,18 +648,11 @@ pub fn encode_pool_login(
     })
 }
 
-#[derive(Serialize)]
-struct PoolSubmitParams<'a> {
-    id: &'a str,
-    job_id: &'a str,
-    nonce: &'a str,
-    result: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    algo: Option<&'a str>,
-}
-
 /// A share forwarded to a pool: `{"id":N,"jsonrpc":"2.0","method":"submit","params":{"id":
 /// SESSION,"job_id","nonce","result"[,"algo"]}}\n`.
+///
+/// Written as fixed text around the fields (each escaped as serde would), byte for byte what
+/// the derived serializer wrote: this is on every share's path.
 pub fn encode_pool_submit(
     id: u64,
     session_id: &str,
@@ -425,18 +661,24 @@ pub fn encode_pool_submit(
     result: &str,
     algo: Option<&str>,
 ) -> Vec<u8> {
-    line(&Request {
-        id,
-        jsonrpc: "2.0",
-        method: "submit",
-        params: PoolSubmitParams {
-            id: session_id,
-            job_id,
-            nonce,
-            result,
-            algo,
-        },
-    })
+    let fields = session_id.len() + job_id.len() + nonce.len() + result.len();
+    let mut out = Vec::with_capacity(120 + fields + algo.map_or(0, str::len));
+    out.extend_from_slice(b"{\"id\":");
+    push_json(&mut out, &id);
+    out.extend_from_slice(b",\"jsonrpc\":\"2.0\",\"method\":\"submit\",\"params\":{\"id\":");
+    push_str(&mut out, session_id);
+    out.extend_from_slice(b",\"job_id\":");
+    push_str(&mut out, job_id);
+    out.extend_from_slice(b",\"nonce\":");
+    push_str(&mut out, nonce);
+    out.extend_from_slice(b",\"result\":");
+    push_str(&mut out, result);
+    if let Some(algo) = algo {
+        out.extend_from_slice(b",\"algo\":");
+        push_str(&mut out, algo);
+    }
+    out.extend_from_slice(b"}}\n");
+    out
 }
 
 /// `{"id":N,"jsonrpc":"2.0","method":"keepalived","params":{"id":SESSION}}\n`.
@@ -500,8 +742,12 @@ pub enum PoolMessageError {
 /// [`PoolMessageError`] when the line is not JSON, a job is malformed, or a response id is
 /// not a number.
 pub fn parse_pool_message(line: &[u8]) -> Result<PoolMessage, PoolMessageError> {
-    let env: crate::rpc::Envelope<RpcError> =
-        serde_json::from_slice(line).map_err(|_| PoolMessageError::Parse)?;
+    // UTF-8 checked once for the line rather than string by string (see `OnePass::read`).
+    let env: Result<crate::rpc::Envelope<RpcError>, _> = match std::str::from_utf8(line) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(line),
+    };
+    let env = env.map_err(|_| PoolMessageError::Parse)?;
     if let Some(method) = env.method {
         if method == "job" {
             let job = env
@@ -553,6 +799,7 @@ pub fn is_status_ok(result: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
 
     const LOGIN: &str = r#"{"id":1,"jsonrpc":"2.0","method":"login","params":{"login":"fakeminer1+2000","pass":"x","agent":"fake-miner/0.1","rigid":"rig-A","algo":["rx/0","cn/r"]}}"#;
@@ -688,6 +935,269 @@ mod tests {
             assert_eq!(echoed["id"], text["id"]);
             assert_eq!(echoed["id"].to_string(), text["id"].to_string());
         }
+    }
+
+    /// The shapes serde derived for the encoders before they were written by hand: the
+    /// hand-written lines must be these, byte for byte.
+    mod derived {
+        use super::super::{line, OkReply, Request};
+        use crate::Id;
+        use serde::Serialize;
+
+        #[derive(Serialize)]
+        struct ErrorObject<'a> {
+            code: i64,
+            message: &'a str,
+        }
+
+        #[derive(Serialize)]
+        struct ErrorReply<'a> {
+            id: &'a Id,
+            jsonrpc: &'static str,
+            error: ErrorObject<'a>,
+        }
+
+        #[derive(Serialize)]
+        struct Status<'a> {
+            status: &'a str,
+        }
+
+        #[derive(Serialize)]
+        struct PoolSubmitParams<'a> {
+            id: &'a str,
+            job_id: &'a str,
+            nonce: &'a str,
+            result: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            algo: Option<&'a str>,
+        }
+
+        pub(super) fn status(id: &Id, status: &str) -> Vec<u8> {
+            line(&OkReply {
+                id,
+                jsonrpc: "2.0",
+                error: None,
+                result: Status { status },
+            })
+        }
+
+        pub(super) fn error(id: &Id, message: &str) -> Vec<u8> {
+            line(&ErrorReply {
+                id,
+                jsonrpc: "2.0",
+                error: ErrorObject {
+                    code: super::super::ERROR_CODE,
+                    message,
+                },
+            })
+        }
+
+        pub(super) fn pool_submit(id: u64, f: [&str; 4], algo: Option<&str>) -> Vec<u8> {
+            line(&Request {
+                id,
+                jsonrpc: "2.0",
+                method: "submit",
+                params: PoolSubmitParams {
+                    id: f[0],
+                    job_id: f[1],
+                    nonce: f[2],
+                    result: f[3],
+                    algo,
+                },
+            })
+        }
+    }
+
+    fn any_id() -> impl Strategy<Value = Id> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<u64>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            ".{0,12}".prop_map(Value::from),
+            Just(json!({"a": [1, "b\u{0}"]})),
+        ]
+    }
+
+    proptest! {
+        /// The hand-written encoders write what the derived serializers wrote, escapes
+        /// (quotes, backslashes, control characters, non-ASCII) included.
+        #[test]
+        fn hand_written_lines_are_the_derived_ones(
+            id in any_id(),
+            n in any::<u64>(),
+            text in "(.|\"|\\\\|\n|\u{1}){0,20}",
+            fields in proptest::array::uniform4("(.|\"|\\\\|\u{1f}|\u{7f}|é){0,12}"),
+            algo in proptest::option::of("(.|\"){0,6}"),
+        ) {
+            prop_assert_eq!(encode_status(&id, &text), derived::status(&id, &text));
+            prop_assert_eq!(encode_error(&id, &text), derived::error(&id, &text));
+            let [a, b, c, d] = &fields;
+            prop_assert_eq!(
+                encode_pool_submit(n, a, b, c, d, algo.as_deref()),
+                derived::pool_submit(n, [a, b, c, d], algo.as_deref())
+            );
+        }
+
+        /// Reading params from their raw text gives what reading them from a `Value` gave.
+        #[test]
+        fn submit_params_read_as_from_a_value(
+            fields in proptest::array::uniform4("(.|\"|\\\\){0,12}"),
+            algo in proptest::option::of("(.|\"){0,6}"),
+            params_first in any::<bool>(),
+        ) {
+            let mut params = json!({"id": fields[0], "job_id": fields[1],
+                "nonce": fields[2], "result": fields[3]});
+            if let Some(a) = &algo {
+                params["algo"] = json!(a);
+            }
+            let line = if params_first {
+                format!(r#"{{"params":{params},"id":9,"method":"submit"}}"#)
+            } else {
+                format!(r#"{{"id":9,"method":"submit","params":{params}}}"#)
+            };
+            let want: SubmitParams = serde_json::from_value(params).unwrap();
+            prop_assert_eq!(
+                parse_miner_request(line.as_bytes()),
+                Ok((json!(9), MinerRequest::Submit(want)))
+            );
+        }
+    }
+
+    /// The one-pass read answers every line as the two-step read does (which is the reading
+    /// of the envelope and then the params that the proxy always had), and takes the common
+    /// shapes itself.
+    #[test]
+    fn one_pass_reads_as_the_slow_path() {
+        let keys = [
+            r#""id":7"#,
+            r#""method":"submit""#,
+            r#""params":{"id":"s","job_id":"j","nonce":"00000000","result":"ff","algo":"rx/0"}"#,
+            r#""jsonrpc":"2.0""#,
+        ];
+        let mut lines = Vec::new();
+        // Every order of the four keys.
+        for a in 0..4 {
+            for b in 0..4 {
+                for c in 0..4 {
+                    let distinct = a != b && a != c && b != c;
+                    if distinct {
+                        let d = 6 - a - b - c;
+                        lines.push(format!(
+                            "{{{},{},{},{}}}",
+                            keys[a], keys[b], keys[c], keys[d]
+                        ));
+                    }
+                }
+            }
+        }
+        assert_eq!(lines.len(), 24);
+        for odd in [
+            r#"{"id":1,"method":"login","params":{"login":"w","algo":["rx/0"],"rigid":null}}"#,
+            r#"{"id":1,"method":"login","params":{"login":"w","algo":"rx/0"}}"#,
+            r#"{"id":1,"method":"getjob","params":null,"id":2}"#,
+            r#"{"id":1,"method":"getjob","method":"submit"}"#,
+            r#"{"id":1,"method":"submit","params":{},"params":{}}"#,
+            r#"{"params":{"id":5},"method":"keepalived"}"#,
+            r#"{"params":{"id":5},"method":null}"#,
+            r#"{"params":{"id":5},"method":"mine","id":"x"}"#,
+            r#"{"params":{"id":5}}"#,
+            r#"{"id":3,"method":"keepalived","params":[]}"#,
+            r#"{"id":3,"method":"keepalived","params":["s"]}"#,
+            r#"{"id":3,"method":"keepalived","params":{"id":5}}"#,
+            r#"{"id":3,"method":"keepalived","params":{"id":"s"}} x"#,
+            r#"[3,"keepalived",{"id":"s"}]"#,
+            r#"{"id":{"a":[1,2]},"method":"keep\u0061lived","p\u0061rams":{"id":"s\n"}}"#,
+            r#"{"id":3,"method":"submit","params":{"nonce":"\ud800"}}"#,
+            "not json",
+            "",
+        ] {
+            lines.push(odd.to_string());
+        }
+        for line in &lines {
+            let slow = parse_miner_request_slow(line.as_bytes());
+            assert_eq!(parse_miner_request(line.as_bytes()), slow, "{line}");
+        }
+        // Bytes that are not UTF-8 inside a string: refused alike.
+        let bad = b"{\"id\":1,\"method\":\"submit\",\"params\":{\"job_id\":\"\xff\"}}";
+        assert_eq!(parse_miner_request(bad), parse_miner_request_slow(bad));
+        // The usual shapes never need the slow path.
+        for line in [&lines[0], &lines[23]] {
+            assert!(
+                matches!(OnePass::read(line.as_bytes()), Ok(Some(_))),
+                "{line}"
+            );
+        }
+        assert!(matches!(OnePass::read(LOGIN.as_bytes()), Ok(Some(_))));
+    }
+
+    /// Fields with and without characters to escape: the fast copy and serde_json's
+    /// escaper agree with the derived serializer.
+    #[test]
+    fn submit_fields_are_escaped_only_when_needed() {
+        for f in ["3a1c00b9", "a\"b", "a\\b", "\u{1}", "\u{7f}é", "", "\n\t"] {
+            assert_eq!(
+                encode_pool_submit(1, f, f, f, f, Some(f)),
+                derived::pool_submit(1, [f, f, f, f], Some(f)),
+                "{f:?}"
+            );
+        }
+    }
+
+    /// A reply's capacity is its length (no spare bytes for `bytes` to allocate a header
+    /// for), short or long.
+    #[test]
+    fn replies_have_no_spare_capacity() {
+        for id in [json!(7), json!("x".repeat(300)), json!(null)] {
+            for line in [
+                encode_status(&id, "OK"),
+                encode_error(&id, "Low difficulty share"),
+                encode_error(&id, &"m".repeat(500)),
+            ] {
+                let v: Value = serde_json::from_slice(&line).unwrap();
+                assert_eq!(v["id"], id);
+                assert_eq!(*line.last().unwrap(), b'\n');
+                if line.len() <= SHORT_LINE {
+                    assert_eq!(line.capacity(), line.len());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn params_null_missing_or_misshaped() {
+        for line in [
+            &br#"{"id":1,"method":"getjob","params":null}"#[..],
+            br#"{"id":1,"method":"getjob"}"#,
+            br#"{"params":null,"method":"getjob","id":1}"#,
+        ] {
+            assert_eq!(
+                parse_miner_request(line),
+                Ok((json!(1), MinerRequest::GetJob(SessionParams::default())))
+            );
+        }
+        for line in [
+            &br#"{"id":2,"method":"login","params":"x"}"#[..],
+            br#"{"id":2,"method":"login","params":{"algo":"rx/0"}}"#,
+            br#"{"id":2,"method":"login","params":{"rigid":7}}"#,
+            br#"{"id":2,"method":"keepalived","params":{"id":null}}"#,
+        ] {
+            assert_eq!(
+                parse_miner_request(line),
+                Err(RequestError::InvalidParams { id: json!(2) })
+            );
+        }
+        // Unknown fields are ignored, as before; escapes are read.
+        let (_, req) = parse_miner_request(
+            br#"{"id":3,"method":"submit","params":{"x":[1,{"y":2}],"job_id":"a\"b\u0041"}}"#,
+        )
+        .unwrap();
+        let MinerRequest::Submit(p) = req else {
+            panic!("{req:?}")
+        };
+        assert_eq!(p.job_id, "a\"bA");
     }
 
     #[test]
