@@ -1064,3 +1064,32 @@ fn notifications_encode_as_the_spec_writes_them_and_agents_are_bounded() {
     )
     .is_err());
 }
+
+#[test]
+fn a_miners_assignment_is_told_again_while_it_holds_its_slot_and_never_after() {
+    let now = Instant::now();
+    let mut ch = channel(now);
+    let a = ch.add(7, 7).unwrap();
+    let b = ch.add(8, 8).unwrap();
+    assert_eq!(ch.assignment(7, a.slot), Some(a.clone()));
+    assert_eq!(ch.assignment(8, b.slot), Some(b.clone()));
+    assert_eq!(ch.slot_of(8), Some(b.slot));
+    // Another miner's slot is not its.
+    assert_eq!(ch.assignment(7, b.slot), None);
+    assert!(ch.remove(7, a.slot, now));
+    assert_eq!(ch.assignment(7, a.slot), None);
+    assert_eq!(ch.slot_of(7), None);
+}
+
+#[test]
+fn ending_the_jobs_keeps_the_shares_in_flight_for_their_answers() {
+    let now = Instant::now();
+    let mut ch = channel(now);
+    ch.on_notify(notify("1", true, HARD_NBITS));
+    ch.add_pending(1, 41, now);
+    ch.end_jobs();
+    assert!(ch.current_job().is_none());
+    assert_eq!(ch.pending_count(), 1);
+    assert_eq!(ch.on_result(1, now).map(|(p, _)| p), Some(41));
+    assert_eq!(ch.on_result(1, now), None);
+}
