@@ -41,7 +41,8 @@ use stratum_proto::sv1::{
 };
 use stratum_proto::Id;
 use stratum_session::sv1::{
-    AuthorizeRules, Checked, JobFor, JobSeq, Output, Phase as Sv1Phase, Refusal, Session, Sv1Job,
+    AuthorizeRules, Checked, JobFor, JobSeq, Output, Phase as Sv1Phase, Refusal, Reply, Session,
+    Sv1Job,
 };
 use stratum_session::{MinerSession, Phase, ShareTally, UpstreamChannel};
 
@@ -118,9 +119,11 @@ impl MinerSession for Sv1Miner {
     }
 
     /// Connected and subscribed count as waiting for the login (the login timeout runs
-    /// until `mining.authorize`); authorized is ready once a job was sent.
+    /// until `mining.authorize`); authorized (also while the subscribe answer waits for the
+    /// upstream) is ready once a job was sent.
     fn phase(&self) -> Phase {
         match self.inner.phase() {
+            Sv1Phase::Connected if self.inner.workers().next().is_some() => Phase::WaitReady,
             Sv1Phase::Connected | Sv1Phase::Subscribed => Phase::WaitLogin,
             Sv1Phase::Authorized if self.inner.difficulty().is_some() => Phase::Ready,
             Sv1Phase::Authorized => Phase::WaitReady,
@@ -415,6 +418,21 @@ impl<M: Downstream<Sv1>> Mapper<Sv1, M> {
     }
 }
 
+/// Writes what each miner is told after the mapper's lock is released: its lines, the
+/// current job when its session asks for it, then the close when it must reconnect.
+fn write_all<M: Downstream<Sv1>>(out: Vec<Write<M>>, job: Option<&Arc<Sv1JobInfo>>) {
+    for (m, outs, close) in out {
+        write_outputs(&m, &outs);
+        if let (Some(job), true) = (job, outs.contains(&Output::SendCurrentJob)) {
+            let slot = m.with_session(|_, r| r.as_ref().and_then(|r| r.slot));
+            Sv1::deliver(job, &m, slot, &());
+        }
+        if close {
+            m.fail("upstream extranonce changed: told to reconnect");
+        }
+    }
+}
+
 impl<M: Downstream<Sv1>> Sv1Listener for Mapper<Sv1, M> {
     fn on_job(&self, job: Notify, session: u64) {
         self.fan_out(Arc::new(Sv1JobInfo::new(job)), session);
@@ -433,7 +451,7 @@ impl<M: Downstream<Sv1>> Sv1Listener for Mapper<Sv1, M> {
     fn on_extranonce(&self, extranonce1: &[u8], extranonce2_size: usize, _session: u64) {
         let min = self.config().stratum_v1.min_extranonce2_size;
         let mut out: Vec<Write<M>> = Vec::new();
-        {
+        let job = {
             let mut st = self.st();
             let ch = &mut st.channel;
             match &mut ch.inner {
@@ -473,13 +491,9 @@ impl<M: Downstream<Sv1>> Sv1Listener for Mapper<Sv1, M> {
                     }
                 },
             }
-        }
-        for (m, outs, close) in out {
-            write_outputs(&m, &outs);
-            if close {
-                m.fail("upstream extranonce changed: told to reconnect");
-            }
-        }
+            st.channel.current.clone()
+        };
+        write_all(out, job.as_ref());
     }
 
     fn on_version_mask(&self, mask: u32, _session: u64) {
@@ -606,10 +620,9 @@ fn handle_subscribe(
                     _ => vec![Output::Reconnect],
                 }
             };
-            write_outputs(miner, &outs);
-            if outs.first() == Some(&Output::Reconnect) {
-                miner.fail("upstream extranonce changed: told to reconnect");
-            }
+            let close = outs.first() == Some(&Output::Reconnect);
+            let job = route.mapper.st().channel.current.clone();
+            write_all(vec![(miner.clone(), outs, close)], job.as_ref());
         }
     }
 }
@@ -624,20 +637,30 @@ fn handle_authorize(
     let rules = AuthorizeRules {
         access_password: config.access_password(),
     };
-    let outs = {
+    let (outs, first) = {
         let mut st = miner.state();
         let st = &mut *st;
         let outs = st.session.inner.authorize(id, req, &rules);
-        if outs.last() == Some(&Output::SendCurrentJob) {
+        let ok = matches!(
+            outs.first(),
+            Some(Output::Reply {
+                reply: Reply::True,
+                ..
+            })
+        );
+        let first = ok && st.login.is_none();
+        if first {
             let agent = st.session.inner.agent().unwrap_or("").to_owned();
             let pass = req.password.clone().unwrap_or_default();
             st.set_login(&shared.strings, &req.username, &pass, &agent, None);
         }
-        outs
+        (outs, first)
     };
     write_outputs(miner, &outs);
-    if outs.last() == Some(&Output::SendCurrentJob) {
+    if first {
         miner.report_login(shared);
+    }
+    if outs.last() == Some(&Output::SendCurrentJob) {
         let route = miner.state().route.clone();
         if let Some(route) = route {
             let job = route.mapper.st().channel.current.clone();

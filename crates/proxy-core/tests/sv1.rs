@@ -1,0 +1,179 @@
+//! Bitcoin Stratum V1 through the proxy, over loopback: real SV1 CPU miners
+//! (`test_support::sv1_miner`) → the proxy (`"protocol": "stratum-v1"`) → a scripted SV1 pool
+//! that checks every share with sha256d (`test_support::sv1_pool`). Deterministic: the miners
+//! count nonces up from 0 on a fixed job and the proxy hands out tails in order, so every
+//! run hashes the same headers; every wait is bounded.
+
+mod common;
+
+use std::time::Duration;
+
+use proxy_core::config::Protocol;
+use proxy_core::{Config, Proxy, ProxyHandle};
+use stratum_proto::sv1::ClientRequest;
+use test_support::sv1_miner::{run_sv1_miner, Sv1MinerConfig, Sv1MinerReport};
+use test_support::sv1_pool::{para_job, Sv1Pool, Sv1PoolConfig};
+
+/// The pool's share difficulty (the test pool's default): about 65,536 hashes a share.
+const POOL_DIFF: f64 = 1.0 / 65536.0;
+
+/// The para job with mainnet's easiest target (`1d00ffff`): no share found here is a block,
+/// so only the difficulties decide what is forwarded (on the regtest job about every other
+/// hash is a block, and blocks are forwarded whatever their share difficulty).
+fn pool_without_blocks() -> Sv1PoolConfig {
+    let mut job = para_job();
+    job.nbits = 0x1d00_ffff;
+    Sv1PoolConfig {
+        job,
+        ..Sv1PoolConfig::default()
+    }
+}
+
+fn sv1_config(pool: &Sv1Pool, min_difficulty: f64) -> Config {
+    let mut c = common::local_config(&[pool.addr()]);
+    c.protocol = Protocol::StratumV1;
+    c.stratum_v1.min_difficulty = min_difficulty;
+    c
+}
+
+async fn start(config: Config) -> ProxyHandle {
+    Proxy::start(config).await.expect("proxy starts")
+}
+
+fn miner(shares: usize) -> Sv1MinerConfig {
+    Sv1MinerConfig {
+        max_shares: shares,
+        max_time: Duration::from_secs(60),
+        ..Sv1MinerConfig::default()
+    }
+}
+
+/// Every submit got exactly one answer.
+fn all_answered_once(r: &Sv1MinerReport) {
+    assert_eq!(
+        r.answered_once().len(),
+        r.submits.len(),
+        "every submit answered once: {r:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn miners_share_one_pool_connection_with_distinct_tails_and_their_shares_reach_the_pool() {
+    let pool = Sv1Pool::start(Sv1PoolConfig::default()).await.unwrap();
+    // The miners' floor is the pool's difficulty: every valid share is forwarded.
+    let proxy = start(sv1_config(&pool, POOL_DIFF)).await;
+    let addr = proxy.local_addrs()[0];
+    let runs = (0..3).map(|_| tokio::spawn(run_sv1_miner(addr, miner(3))));
+    let mut reports = Vec::new();
+    for r in runs {
+        reports.push(r.await.unwrap().unwrap());
+    }
+    let pool_e1 = [0xa1, 0x00, 0x00, 0x01];
+    let mut tails = Vec::new();
+    for r in &reports {
+        let sub = r.subscribe.as_ref().expect("subscribed");
+        assert!(sub.extranonce1.starts_with(&pool_e1), "{sub:?}");
+        assert!(sub.extranonce1.len() > pool_e1.len(), "a tail: {sub:?}");
+        assert!(sub.extranonce2_size >= 4, "at least 4 bytes left: {sub:?}");
+        assert_eq!(sub.extranonce1.len() + sub.extranonce2_size, 4 + 8);
+        tails.push(sub.extranonce1.clone());
+        // Asked ffffffff; the pool grants 1fffe000 of the proxy's 1fffe000.
+        assert_eq!(r.version_mask, Some(0x1fff_e000));
+        assert_eq!(r.authorized, Some(true));
+        assert_eq!(r.jobs.first().map(String::as_str), Some("a000001"));
+        assert_eq!(r.difficulties.first(), Some(&POOL_DIFF));
+        assert_eq!(r.submits.len(), 3, "{r:?}");
+        all_answered_once(r);
+        assert_eq!(r.accepted(), 3, "{:?}", r.rejected_codes());
+    }
+    tails.sort();
+    tails.dedup();
+    assert_eq!(tails.len(), 3, "distinct extranonce1 tails");
+    assert_eq!(pool.connections_total(), 1, "one upstream for the three");
+    let submits = pool.submits();
+    assert_eq!(submits.len(), 9, "every share forwarded: {submits:?}");
+    assert!(submits.iter().all(|s| s.verdict.is_ok()), "{submits:?}");
+    // Each forwarded share carries its miner's tail in front of its extranonce2, and
+    // version bits inside the mask.
+    for s in &submits {
+        let ClientRequest::Submit(sub) = &s.request else {
+            panic!("not a submit: {s:?}")
+        };
+        assert_eq!(sub.extranonce2.len(), 8);
+        assert_eq!(sub.worker, "PROXYWALLET");
+        if let Some(bits) = sub.version_bits {
+            assert_eq!(bits & !0x1fff_e000, 0);
+        }
+    }
+    let stats = proxy.stats();
+    assert_eq!(stats.accepted, 9);
+    assert_eq!(stats.invalid, 0);
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shares_under_the_pool_difficulty_are_answered_by_the_proxy_and_not_forwarded() {
+    let pool = Sv1Pool::start(pool_without_blocks()).await.unwrap();
+    // Miners at 2^-20: about one share in sixteen meets the pool's 2^-16.
+    let proxy = start(sv1_config(&pool, 1.0 / 1_048_576.0)).await;
+    let addr = proxy.local_addrs()[0];
+    let r = run_sv1_miner(addr, miner(24)).await.unwrap();
+    assert_eq!(r.difficulties.first(), Some(&(1.0 / 1_048_576.0)));
+    assert_eq!(r.submits.len(), 24);
+    all_answered_once(&r);
+    assert_eq!(r.accepted(), 24, "{:?}", r.rejected_codes());
+    let meets_pool = r
+        .submits
+        .iter()
+        .filter(|s| s.hash_difficulty >= POOL_DIFF)
+        .count();
+    let submits = pool.submits();
+    assert_eq!(
+        submits.len(),
+        meets_pool,
+        "only shares at the pool's difficulty"
+    );
+    assert!(submits.len() < 24);
+    assert!(submits.iter().all(|s| s.verdict.is_ok()), "{submits:?}");
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_shares_are_refused_with_their_codes_and_never_forwarded() {
+    let pool = Sv1Pool::start(pool_without_blocks()).await.unwrap();
+    let proxy = start(sv1_config(&pool, POOL_DIFF)).await;
+    let addr = proxy.local_addrs()[0];
+    // Mined at 2^-24 against a miner difficulty of 2^-16: low difficulty (23), except the
+    // rare share that meets 2^-16 anyway (the same ones every run).
+    let low = Sv1MinerConfig {
+        mine_difficulty: Some(1.0 / 16_777_216.0),
+        ..miner(6)
+    };
+    let r = run_sv1_miner(addr, low).await.unwrap();
+    all_answered_once(&r);
+    let low_shares = r
+        .submits
+        .iter()
+        .filter(|s| s.hash_difficulty < POOL_DIFF)
+        .count();
+    assert!(low_shares > 0);
+    assert_eq!(
+        r.rejected_codes(),
+        vec![23; low_shares],
+        "low difficulty: code 23"
+    );
+    // A miner rolling a bit it never negotiated (bit 0): code 20, whatever the hash.
+    let stray = Sv1MinerConfig {
+        stray_version_bits: 1,
+        ..miner(2)
+    };
+    let r2 = run_sv1_miner(addr, stray).await.unwrap();
+    all_answered_once(&r2);
+    assert_eq!(r2.rejected_codes(), vec![20, 20]);
+    // Only the low miner's shares that met the pool's difficulty reached the pool.
+    let forwarded = pool.submits();
+    assert_eq!(forwarded.len(), 6 - low_shares, "{forwarded:?}");
+    assert!(forwarded.iter().all(|s| s.verdict.is_ok()));
+    assert_eq!(proxy.stats().invalid, (low_shares + 2) as u64);
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
