@@ -177,3 +177,53 @@ async fn bad_shares_are_refused_with_their_codes_and_never_forwarded() {
     assert_eq!(proxy.stats().invalid, (low_shares + 2) as u64);
     proxy.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miner_through_the_solo_upstream_mines_real_regtest_blocks_into_bcoin() {
+    use test_support::bcoin::{Bcoin, REGTEST_P2WPKH};
+    let node = Bcoin::start()
+        .await
+        .expect("bcoin starts (apt-get install -y nodejs npm)");
+    let start_height = node.block_count().await.unwrap();
+    let mut c = Config {
+        pools: vec![proxy_core::config::PoolConfig {
+            url: node.host_port(),
+            user: REGTEST_P2WPKH.into(),
+            pass: node.api_key().into(),
+            daemon: true,
+            daemon_poll_interval: 100,
+            ..proxy_core::config::PoolConfig::default()
+        }],
+        ..common::local_config(&[])
+    };
+    c.protocol = Protocol::StratumV1;
+    c.stratum_v1.network = "regtest".into();
+    c.stratum_v1.min_difficulty = POOL_DIFF;
+    let proxy = start(c).await;
+    let addr = proxy.local_addrs()[0];
+    // At 2^-16 every share is also a regtest block (about one hash in two meets `207fffff`).
+    let r = run_sv1_miner(addr, miner(3)).await.unwrap();
+    assert_eq!(r.authorized, Some(true));
+    assert_eq!(r.submits.len(), 3, "{r:?}");
+    all_answered_once(&r);
+    let blocks = proxy.monitor().blocks();
+    assert!(r.accepted() >= 1, "{:?}", r.rejected_codes());
+    assert_eq!(
+        blocks,
+        r.accepted() as u64,
+        "each accepted share was a block"
+    );
+    // A share on a job whose tip was just replaced is refused (stale), never accepted.
+    assert!(
+        r.rejected_codes().iter().all(|&c| c == 20 || c == 21),
+        "{:?}",
+        r.rejected_codes()
+    );
+    let height = node.block_count().await.unwrap();
+    assert_eq!(
+        height,
+        start_height + blocks,
+        "the node's height grew by the blocks"
+    );
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
