@@ -227,3 +227,27 @@ async fn a_miner_through_the_solo_upstream_mines_real_regtest_blocks_into_bcoin(
     );
     proxy.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_candidate_is_forwarded_whatever_its_difficulty_and_the_pools_code_answers_it() {
+    // The para job is a regtest job: every share at 2^-20 is a block candidate, forwarded;
+    // the pool judges it at 2^-16.
+    let pool = Sv1Pool::start(Sv1PoolConfig::default()).await.unwrap();
+    let proxy = start(sv1_config(&pool, 1.0 / 1_048_576.0)).await;
+    let r = run_sv1_miner(proxy.local_addrs()[0], miner(8))
+        .await
+        .unwrap();
+    all_answered_once(&r);
+    let submits = pool.submits();
+    assert_eq!(submits.len(), 8, "every block candidate forwarded");
+    let under = r
+        .submits
+        .iter()
+        .filter(|s| s.hash_difficulty < POOL_DIFF)
+        .count();
+    assert!(under > 0);
+    assert_eq!(r.rejected_codes(), vec![23; under], "the pool's code");
+    assert_eq!(r.accepted(), 8 - under);
+    assert_eq!(proxy.stats().rejected, under as u64);
+    proxy.shutdown(Duration::from_secs(1)).await;
+}

@@ -358,11 +358,12 @@ impl Family for Sv1 {
         }
     }
 
-    /// `true`, or the error with code 20 and the message (a pool's refusal keeps its text).
+    /// `true`, or the error with the message (a pool's refusal keeps its text) and the code
+    /// of [`code_of`].
     fn reply<M: Downstream<Self>>(miner: &M, id: &Id, result: Result<(), &str>) {
         match result {
             Ok(()) => miner.send_line(encode_bool_result(id, true)),
-            Err(m) => miner.send_line(encode_error_message(id, ErrorCode::Other.code(), m)),
+            Err(m) => miner.send_line(encode_error_message(id, code_of(m), m)),
         }
     }
 
@@ -382,6 +383,17 @@ impl Family for Sv1 {
     fn set_pools(upstream: &Sv1Upstream, config: &Config) {
         upstream.set_pools(config.pools.clone(), failover_options(config));
     }
+}
+
+/// The code a refusal's message is answered with: the standard code whose standard message
+/// it is (a pool's `Low difficulty share` is 23, `Duplicate share` 22, ...), else 20. (The
+/// driver hands a forwarded share's verdict to [`Family::reply`] as its message only.)
+fn code_of(message: &str) -> i64 {
+    (20..=25)
+        .filter_map(ErrorCode::from_code)
+        .find(|c| c.message().eq_ignore_ascii_case(message))
+        .unwrap_or(ErrorCode::Other)
+        .code()
 }
 
 /// What a miner is told and whether it is then closed.
@@ -846,6 +858,15 @@ mod tests {
         assert_eq!(hashes(1.0 / 4_294_967_296.0), 1);
         assert_eq!(hashes(f64::NAN), 0);
         assert_eq!(hashes(1e30), u64::MAX);
+    }
+
+    #[test]
+    fn a_pools_standard_refusal_keeps_its_code() {
+        assert_eq!(code_of("Low difficulty share"), 23);
+        assert_eq!(code_of("Duplicate share"), 22);
+        assert_eq!(code_of(ErrorCode::JobNotFound.message()), 21);
+        assert_eq!(code_of("rejected: high-hash"), 20);
+        assert_eq!(code_of("Connection to pool lost"), 20);
     }
 
     #[test]
