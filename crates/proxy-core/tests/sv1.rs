@@ -251,3 +251,34 @@ async fn a_block_candidate_is_forwarded_whatever_its_difficulty_and_the_pools_co
     assert_eq!(proxy.stats().rejected, under as u64);
     proxy.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_upstream_extranonce_moves_the_miners_off_with_a_reconnect() {
+    let pool = Sv1Pool::start(pool_without_blocks()).await.unwrap();
+    let proxy = start(sv1_config(&pool, POOL_DIFF)).await;
+    let addr = proxy.local_addrs()[0];
+    let long = Sv1MinerConfig {
+        max_shares: 10_000,
+        max_time: Duration::from_secs(30),
+        ..Sv1MinerConfig::default()
+    };
+    let run = tokio::spawn(run_sv1_miner(addr, long));
+    assert!(
+        pool.wait_for(Duration::from_secs(20), |p| !p.submits().is_empty())
+            .await,
+        "the miner's first share reached the pool"
+    );
+    // Another extranonce1 of the same size: the miner did not subscribe to extranonce
+    // changes, so it is told `client.reconnect` and closed.
+    pool.push_raw(r#"{"id":null,"method":"mining.set_extranonce","params":["b2000002",8]}"#);
+    let r = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("the miner is closed")
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.stop, Some(test_support::sv1_miner::StopReason::Closed));
+    assert!(r.accepted() >= 1);
+    // Every share the proxy read got its answer before the close, or none was read.
+    assert!(r.answered_once().len() + 1 >= r.submits.len(), "{r:?}");
+    proxy.shutdown(Duration::from_secs(1)).await;
+}

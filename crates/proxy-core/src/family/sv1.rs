@@ -347,7 +347,16 @@ impl Family for Sv1 {
         let Some(&(seq, up)) = job.meta.get() else {
             return;
         };
-        match miner.with_session(|s, _| s.inner.on_job(seq, up)) {
+        let now = now();
+        let what = miner.with_session(|s, _| {
+            // Vardiff looks again at its window's end even without shares (a miner that
+            // finds none gets an easier difficulty): at a job, which carries the change.
+            if now >= s.inner.next_poll() {
+                s.inner.poll(now);
+            }
+            s.inner.on_job(seq, up)
+        });
+        match what {
             JobFor::Skip => {}
             JobFor::Send { difficulty } => {
                 if let Some(d) = difficulty {
