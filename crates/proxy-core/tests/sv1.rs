@@ -282,3 +282,16 @@ async fn a_new_upstream_extranonce_moves_the_miners_off_with_a_reconnect() {
     assert!(r.answered_once().len() + 1 >= r.submits.len(), "{r:?}");
     proxy.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn a_reload_keeps_the_running_protocol_and_says_it_needs_a_restart() {
+    let pool = Sv1Pool::start(Sv1PoolConfig::default()).await.unwrap();
+    let config = sv1_config(&pool, POOL_DIFF);
+    let proxy = start(config.clone()).await;
+    let mut new = config;
+    new.protocol = Protocol::CryptoNote;
+    let outcome = proxy.reload(new).unwrap();
+    assert_eq!(outcome.needs_restart, vec!["protocol"]);
+    assert_eq!(proxy.monitor().config().protocol, Protocol::StratumV1);
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
