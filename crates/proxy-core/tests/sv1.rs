@@ -295,3 +295,59 @@ async fn a_reload_keeps_the_running_protocol_and_says_it_needs_a_restart() {
     assert_eq!(proxy.monitor().config().protocol, Protocol::StratumV1);
     proxy.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn miners_through_a_splitting_proxy_and_a_solo_proxy_mine_blocks_into_bcoin() {
+    use test_support::bcoin::{Bcoin, REGTEST_P2WPKH};
+    let node = Bcoin::start()
+        .await
+        .expect("bcoin starts (apt-get install -y nodejs npm)");
+    let start_height = node.block_count().await.unwrap();
+    // The solo proxy, in front of the node.
+    let mut solo = Config {
+        pools: vec![proxy_core::config::PoolConfig {
+            url: node.host_port(),
+            user: REGTEST_P2WPKH.into(),
+            pass: node.api_key().into(),
+            daemon: true,
+            daemon_poll_interval: 100,
+            ..proxy_core::config::PoolConfig::default()
+        }],
+        ..common::local_config(&[])
+    };
+    solo.protocol = Protocol::StratumV1;
+    solo.stratum_v1.network = "regtest".into();
+    solo.stratum_v1.min_difficulty = POOL_DIFF;
+    let solo = start(solo).await;
+    // The splitting proxy, whose pool is the solo proxy.
+    let mut split = common::local_config(&[solo.local_addrs()[0]]);
+    split.protocol = Protocol::StratumV1;
+    split.stratum_v1.min_difficulty = POOL_DIFF;
+    let split = start(split).await;
+    let addr = split.local_addrs()[0];
+    let runs: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(run_sv1_miner(addr, miner(2))))
+        .collect();
+    let mut accepted = 0;
+    for r in runs {
+        let r = r.await.unwrap().unwrap();
+        assert_eq!(r.authorized, Some(true));
+        let sub = r.subscribe.as_ref().expect("subscribed");
+        assert!(sub.extranonce2_size >= 4, "{sub:?}");
+        assert_eq!(r.submits.len(), 2, "{r:?}");
+        all_answered_once(&r);
+        accepted += r.accepted();
+    }
+    assert!(accepted >= 1);
+    assert_eq!(
+        split.upstreams().total,
+        1,
+        "one connection to the solo proxy"
+    );
+    let blocks = solo.monitor().blocks();
+    assert_eq!(blocks, accepted as u64, "every accepted share was a block");
+    let height = node.block_count().await.unwrap();
+    assert_eq!(height, start_height + blocks);
+    split.shutdown(Duration::from_secs(1)).await;
+    solo.shutdown(Duration::from_secs(1)).await;
+}
