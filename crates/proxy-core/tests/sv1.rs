@@ -351,3 +351,31 @@ async fn miners_through_a_splitting_proxy_and_a_solo_proxy_mine_blocks_into_bcoi
     split.shutdown(Duration::from_secs(1)).await;
     solo.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miners_version_mask_is_narrowed_to_what_the_pool_grants() {
+    // The pool lets only 00ffe000 roll; the miner asks ffffffff (as bitaxe does).
+    let pool = Sv1Pool::start(Sv1PoolConfig {
+        version_mask: 0x00ff_e000,
+        ..pool_without_blocks()
+    })
+    .await
+    .unwrap();
+    let proxy = start(sv1_config(&pool, POOL_DIFF)).await;
+    let r = run_sv1_miner(proxy.local_addrs()[0], miner(3))
+        .await
+        .unwrap();
+    assert_eq!(r.version_mask, Some(0x00ff_e000), "{r:?}");
+    all_answered_once(&r);
+    assert_eq!(r.accepted(), 3, "{:?}", r.rejected_codes());
+    let submits = pool.submits();
+    assert_eq!(submits.len(), 3);
+    for s in &submits {
+        assert!(s.verdict.is_ok(), "{s:?}");
+        let ClientRequest::Submit(sub) = &s.request else {
+            panic!("not a submit: {s:?}")
+        };
+        assert_eq!(sub.version_bits.unwrap_or(0) & !0x00ff_e000, 0, "{sub:?}");
+    }
+    proxy.shutdown(Duration::from_secs(1)).await;
+}

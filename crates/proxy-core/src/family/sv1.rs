@@ -176,11 +176,20 @@ pub(crate) struct Sv1Chan<M> {
     solo: bool,
     current: Option<Arc<Sv1JobInfo>>,
     empty_since: Option<Instant>,
+    /// Miners the listener took off the channel (told to reconnect): their
+    /// [`UpstreamChannel::remove`] still counts once, so that the splitter lists an emptied
+    /// mapper for its GC. At most one entry per miner the channel held.
+    taken_off: Vec<MinerId>,
 }
 
 impl<M> Sv1Chan<M> {
     fn count(&self) -> usize {
         self.inner.as_ref().map_or(0, |c| c.miner_count()) + self.waiting.len()
+    }
+
+    /// Miner `id` left the channel without the driver (a reconnect it was told).
+    fn take_off(&mut self, id: MinerId) {
+        self.taken_off.push(id);
     }
 
     fn note_empty(&mut self, now: Instant) {
@@ -213,7 +222,11 @@ impl<M: Clone> UpstreamChannel<M, Pending<M>> for Sv1Chan<M> {
 
     fn remove(&mut self, id: MinerId, slot: Option<u16>, now: Instant) -> bool {
         let mut removed = false;
-        if slot.is_none() {
+        if let Some(i) = self.taken_off.iter().position(|&m| m == id) {
+            self.taken_off.swap_remove(i);
+            removed = true;
+        }
+        if !removed && slot.is_none() {
             let before = self.waiting.len();
             self.waiting.retain(|(m, _)| *m != id);
             removed = self.waiting.len() != before;
@@ -336,6 +349,7 @@ impl Family for Sv1 {
             solo: false,
             current: None,
             empty_since: Some(now()),
+            taken_off: Vec::new(),
         }
     }
 
@@ -417,6 +431,7 @@ impl<M: Downstream<Sv1>> Mapper<Sv1, M> {
         let Some(c) = &mut ch.inner else { return };
         for (id, m) in waiting {
             let Ok(a) = c.add(id, m.clone()) else {
+                ch.taken_off.push(id);
                 out.push((m, vec![Output::Reconnect], true));
                 continue;
             };
@@ -490,14 +505,18 @@ impl<M: Downstream<Sv1>> Sv1Listener for Mapper<Sv1, M> {
                     }
                     Err(e) => {
                         tracing::warn!(mapper = self.id, "upstream extranonce refused: {e}");
-                        for (_, m) in std::mem::take(&mut ch.waiting) {
+                        for (id, m) in std::mem::take(&mut ch.waiting) {
+                            ch.take_off(id);
                             out.push((m, vec![Output::Reconnect], true));
                         }
                     }
                 },
                 Some(c) => match c.on_set_extranonce(extranonce1, extranonce2_size) {
                     Ok(change) => {
-                        for (_, m, new) in change.miners {
+                        for (id, m, new) in change.miners {
+                            if new.is_none() {
+                                ch.taken_off.push(id);
+                            }
                             let o = m.with_session(|s, _| s.inner.on_extranonce_change(new));
                             let close = o == Output::Reconnect;
                             out.push((m, vec![o], close));
@@ -895,6 +914,15 @@ mod tests {
         assert_eq!(ch.miner_count(), WAITING_MAX);
         assert!(ch.remove(3, None, now()));
         assert!(!ch.remove(3, None, now()), "once");
+        // A miner the listener took off still leaves once, and the channel is empty after.
+        let mut one: Sv1Chan<u64> = Sv1::new_channel(true);
+        assert_eq!(one.add(7, 7), Some(None));
+        one.waiting.clear();
+        one.take_off(7);
+        assert!(one.remove(7, Some(3), now()));
+        assert!(!one.remove(7, Some(3), now()));
+        assert_eq!(one.miner_count(), 0);
+        assert!(one.empty_since().is_some());
         let mut single: Sv1Chan<u64> = Sv1::new_channel(false);
         assert_eq!(single.add(1, 1), Some(None));
         assert_eq!(single.add(2, 2), None, "simple mode: one miner");
