@@ -379,3 +379,48 @@ async fn a_miners_version_mask_is_narrowed_to_what_the_pool_grants() {
     }
     proxy.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn bad_lines_get_error_replies_and_the_connection_lives_on() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let pool = Sv1Pool::start(pool_without_blocks()).await.unwrap();
+    let proxy = start(sv1_config(&pool, POOL_DIFF)).await;
+    let stream = tokio::net::TcpStream::connect(proxy.local_addrs()[0])
+        .await
+        .unwrap();
+    let (r, mut w) = stream.into_split();
+    let mut lines = BufReader::new(r).lines();
+    let mut ask = async |line: &str| -> serde_json::Value {
+        w.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("an answer")
+            .unwrap()
+            .expect("a line");
+        serde_json::from_str(&got).unwrap()
+    };
+    let v = ask("not json").await;
+    assert_eq!(v["id"], serde_json::Value::Null);
+    assert_eq!(v["error"][0], 20, "{v}");
+    let v = ask(r#"{"id":1,"method":"mining.fly","params":[]}"#).await;
+    assert_eq!(
+        (v["id"].clone(), v["error"][0].clone()),
+        (1.into(), 20.into()),
+        "{v}"
+    );
+    let v = ask(r#"{"id":"s","method":"mining.submit","params":["w","a000001","00000000","6b0d54b4","00000000"]}"#).await;
+    assert_eq!(v["id"], "s");
+    assert_eq!(v["error"][0], 25, "not subscribed: {v}");
+    let v = ask(r#"{"id":2,"method":"mining.authorize","params":["w","x"]}"#).await;
+    assert_eq!(v["error"][0], 25, "not subscribed: {v}");
+    // Still served: the subscribe is answered with an extranonce1 behind the pool's.
+    let v = ask(r#"{"id":3,"method":"mining.subscribe","params":["raw/1"]}"#).await;
+    assert_eq!(v["id"], 3);
+    assert!(
+        v["result"][1].as_str().unwrap().starts_with("a1000001"),
+        "{v}"
+    );
+    let v = ask(r#"{"id":4,"method":"mining.subscribe","params":[]}"#).await;
+    assert_eq!(v["error"][0], 20, "already subscribed: {v}");
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
