@@ -888,6 +888,14 @@ mod tests {
         assert_eq!(hashes(1e30), u64::MAX);
     }
 
+    /// An SV1 miner's inline size, measured at 512 bytes (CryptoNote's: 240): the session
+    /// holds its vardiff state and settings, the difficulties told, the negotiated mask and
+    /// the request id of a subscribe that waits. A budget, so that growth is a decision.
+    #[test]
+    fn an_sv1_miner_stays_within_its_size_budget() {
+        assert!(std::mem::size_of::<Miner<Sv1>>() <= 512);
+    }
+
     #[test]
     fn a_pools_standard_refusal_keeps_its_code() {
         assert_eq!(code_of("Low difficulty share"), 23);
