@@ -6,6 +6,8 @@
 //!   bcoin) and `chromium` (the dashboard's browser test) for the end-to-end tests.
 //! - `demo [--seconds N] [--miners N] [--difficulty N]`: a real Monero node in regtest, the
 //!   proxy in front of it in daemon mode, and RandomX miners hashing through the proxy.
+//!   `demo --protocol stratum-v1`: a bcoin regtest node, the proxy's Stratum V1 solo
+//!   upstream, and SV1 CPU miners (sha256d) through it.
 //! - `bench [--mode nicehash|simple] [--proxy-threads N] [--proxy-nofile N] [loadgen flags]`:
 //!   the real proxy in NiceHash (default) or simple mode under the load generator of `test-support` (a pool and N miners in one process);
 //!   `bench --micro [filter]`: the criterion benchmarks. See `docs/BENCHMARKS.md`.
@@ -40,7 +42,7 @@ fn main() -> anyhow::Result<()> {
         "fuzz" => fuzz::fuzz(&rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | demo [--seconds N] [--miners N] [--difficulty N] \
+                "usage: cargo xtask <ci | demo [--protocol stratum-v1] [--seconds N] [--miners N] [--difficulty N] \
                  | bench [--micro] [--mode nicehash|simple] [--proxy-threads N] [--miners N] [--jobs N] [--rate N] [--seconds N] ... \
                  | soak [--minutes N] [--miners N] [soak flags] \
                  | fuzz [--secs N] [--runs N] [--target-dir DIR] [TARGET ...] | tidy>"
@@ -145,7 +147,15 @@ fn ci() -> anyhow::Result<()> {
 }
 
 fn demo(args: &[String]) -> anyhow::Result<()> {
-    ensure_packages(PACKAGES)?;
+    if args
+        .iter()
+        .any(|a| a == "stratum-v1" || a == "--protocol=stratum-v1")
+    {
+        // bcoin regtest (test-support installs bcoin itself with npm).
+        ensure_packages(&[("node", "nodejs"), ("npm", "npm")])?;
+    } else {
+        ensure_packages(PACKAGES)?;
+    }
     let release = build_release(&["proxy-cli", "demo"])?;
     run(Command::new(release.join("demo"))
         .arg("--proxy")

@@ -443,6 +443,11 @@ pub struct Config {
     pub print_time: u64,
     /// Check the config and exit (xmrig-proxy `dry-run`, as the `--dry-run` flag).
     pub dry_run: bool,
+    /// The stratum family the proxy serves (`"cryptonote"`, the default, or
+    /// `"stratum-v1"`): what its miners speak and what its pools are.
+    pub protocol: Protocol,
+    /// Stratum V1 settings (`"stratum-v1": {...}`), used when `protocol` is `stratum-v1`.
+    pub stratum_v1: Sv1Config,
     /// Top-level keys present in the file that are no field of this struct (xmrig-proxy's
     /// `api`, read by the API, and the keys of [`Config::ignored_keys`]); kept so that a
     /// config written back keeps them.
@@ -485,9 +490,144 @@ impl Default for Config {
             colors: true,
             print_time: 60,
             dry_run: false,
+            protocol: Protocol::default(),
+            stratum_v1: Sv1Config::default(),
             unknown_keys: BTreeMap::new(),
             ignored_keys: Vec::new(),
         }
+    }
+}
+
+/// The stratum family a proxy serves (`"protocol"`). One family per proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Protocol {
+    /// CryptoNote (Monero) stratum, the go-proxy RFC's (`"cryptonote"`).
+    #[default]
+    #[serde(rename = "cryptonote")]
+    CryptoNote,
+    /// Bitcoin Stratum V1 (slush's protocol, BIP 310; `"stratum-v1"`): miners split over
+    /// SV1 pools by extranonce1 tails, or solo to a Bitcoin node (`"daemon": true` pools,
+    /// `user` the payout address).
+    #[serde(rename = "stratum-v1")]
+    StratumV1,
+}
+
+/// Stratum V1 settings (`"stratum-v1"` object; issue 12). Every key is optional.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct Sv1Config {
+    /// Bytes of extranonce2 each miner keeps at least (1..=8; default 4, what NiceHash
+    /// needs): the proxy's per-miner extranonce1 tail takes what the pool's
+    /// extranonce2_size leaves beyond it.
+    pub min_extranonce2_size: usize,
+    /// Seconds between two shares of one miner that vardiff aims at (1..=3600; default 10).
+    pub share_interval: u64,
+    /// The lowest share difficulty vardiff gives a miner (Bitcoin difficulty-1 units,
+    /// fractions allowed, > 0; default 1), unless the upstream's is lower.
+    pub min_difficulty: f64,
+    /// The version bits (hex, BIP 310) the proxy asks its pools to let roll; a miner's mask
+    /// is its own AND what the pool grants (default `"1fffe000"`; `"0"`: no rolling).
+    pub version_mask: String,
+    /// The Bitcoin network of solo pools' payout addresses: `bitcoin`, `testnet`,
+    /// `testnet4`, `signet` or `regtest` (default `bitcoin`).
+    pub network: String,
+    /// The share difficulty of a solo upstream's jobs (> 0; default 1): the ceiling of its
+    /// miners' vardiff.
+    pub solo_difficulty: f64,
+}
+
+impl Default for Sv1Config {
+    fn default() -> Self {
+        Self {
+            min_extranonce2_size: nonce_split::DEFAULT_MIN_EXTRANONCE2_SIZE,
+            share_interval: 10,
+            min_difficulty: 1.0,
+            version_mask: "1fffe000".into(),
+            network: "bitcoin".into(),
+            solo_difficulty: 1.0,
+        }
+    }
+}
+
+impl Sv1Config {
+    /// The version mask as a number.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for `stratum-v1.version-mask` that is not 1 to 8 hex digits.
+    pub fn version_mask(&self) -> Result<u32, ConfigError> {
+        let s = self.version_mask.trim();
+        if s.is_empty() || s.len() > 8 {
+            return Err(invalid(
+                "stratum-v1.version-mask",
+                format!("{s:?} is not 1 to 8 hex digits"),
+            ));
+        }
+        u32::from_str_radix(s, 16).map_err(|_| {
+            invalid(
+                "stratum-v1.version-mask",
+                format!("{s:?} is not 1 to 8 hex digits"),
+            )
+        })
+    }
+
+    /// The network as rust-bitcoin names it.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for an unknown `stratum-v1.network`.
+    pub fn network(&self) -> Result<bitcoin::Network, ConfigError> {
+        self.network.parse::<bitcoin::Network>().map_err(|_| {
+            invalid(
+                "stratum-v1.network",
+                format!(
+                    "{:?} is not bitcoin, testnet, testnet4, signet or regtest",
+                    self.network
+                ),
+            )
+        })
+    }
+
+    /// The vardiff settings of every miner: the share interval, the floor (also the start).
+    pub fn vardiff(&self) -> nonce_split::VardiffConfig {
+        nonce_split::VardiffConfig {
+            target_interval_ms: self.share_interval.saturating_mul(1000),
+            floor: self.min_difficulty,
+            start: self.min_difficulty,
+            ..nonce_split::VardiffConfig::default()
+        }
+    }
+
+    /// Checks every key (see [`Config::validate`]).
+    fn check(&self) -> Result<(), ConfigError> {
+        if !(1..=nonce_split::MAX_MINER_EXTRANONCE2_SIZE).contains(&self.min_extranonce2_size) {
+            return Err(invalid(
+                "stratum-v1.min-extranonce2-size",
+                format!("{} is not 1 to 8 bytes", self.min_extranonce2_size),
+            ));
+        }
+        if !(1..=3600).contains(&self.share_interval) {
+            return Err(invalid(
+                "stratum-v1.share-interval",
+                format!("{} s is not 1 to 3600 seconds", self.share_interval),
+            ));
+        }
+        if !(self.min_difficulty.is_finite() && self.min_difficulty > 0.0) {
+            return Err(invalid(
+                "stratum-v1.min-difficulty",
+                format!("{} is not a number above 0", self.min_difficulty),
+            ));
+        }
+        if !(self.solo_difficulty.is_finite() && self.solo_difficulty > 0.0) {
+            return Err(invalid(
+                "stratum-v1.solo-difficulty",
+                format!("{} is not a number above 0", self.solo_difficulty),
+            ));
+        }
+        self.version_mask()?;
+        self.network()?;
+        self.vardiff()
+            .validate()
+            .map_err(|e| invalid("stratum-v1", format!("vardiff settings refused: {e}")))?;
+        Ok(())
     }
 }
 
@@ -658,6 +798,9 @@ impl Config {
                     ));
                 }
             }
+        }
+        if self.protocol == Protocol::StratumV1 {
+            self.stratum_v1.check()?;
         }
         if self.workers_max == 0 {
             return Err(invalid(
@@ -1043,5 +1186,62 @@ mod tests {
         assert_eq!(c.workers_idle_timeout, 60);
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("workers-max"), "{err}");
+    }
+
+    const SV1_BASE: &str =
+        r#"{"bind": ["127.0.0.1:3333"], "pools": [{"url": "pool:3333", "user": "bc1q.rig"}]"#;
+
+    fn sv1(extra: &str) -> Result<Config, ConfigError> {
+        Config::from_text(&format!(
+            "{SV1_BASE}, \"protocol\": \"stratum-v1\"{extra}}}"
+        ))
+    }
+
+    #[test]
+    fn the_protocol_defaults_to_cryptonote_and_names_stratum_v1() {
+        let c = Config::from_text(&format!("{SV1_BASE}}}")).unwrap();
+        assert_eq!(c.protocol, Protocol::CryptoNote);
+        let c = sv1("").unwrap();
+        assert_eq!(c.protocol, Protocol::StratumV1);
+        assert_eq!(c.stratum_v1, Sv1Config::default());
+        assert_eq!(c.stratum_v1.min_extranonce2_size, 4);
+        assert_eq!(c.stratum_v1.version_mask().unwrap(), 0x1fff_e000);
+        assert_eq!(c.stratum_v1.vardiff().target_interval_ms, 10_000);
+        assert!(c.ignored_keys.is_empty(), "{:?}", c.ignored_keys);
+        let e = Config::from_text(&format!("{SV1_BASE}, \"protocol\": \"sv2\"}}")).unwrap_err();
+        assert!(e.to_string().contains("sv2"), "{e}");
+    }
+
+    #[test]
+    fn stratum_v1_settings_are_read_and_bad_ones_named() {
+        let c = sv1(r#", "stratum-v1": {"min-extranonce2-size": 2, "share-interval": 5, "min-difficulty": 0.001, "version-mask": "ffff0000", "network": "regtest", "solo-difficulty": 0.5}"#).unwrap();
+        let s = &c.stratum_v1;
+        assert_eq!(s.min_extranonce2_size, 2);
+        assert_eq!(s.vardiff().target_interval_ms, 5000);
+        assert_eq!(s.vardiff().floor, 0.001);
+        assert_eq!(s.version_mask().unwrap(), 0xffff_0000);
+        assert_eq!(s.network().unwrap(), bitcoin::Network::Regtest);
+        for (bad, key) in [
+            (
+                r#"{"min-extranonce2-size": 9}"#,
+                "stratum-v1.min-extranonce2-size",
+            ),
+            (
+                r#"{"min-extranonce2-size": 0}"#,
+                "stratum-v1.min-extranonce2-size",
+            ),
+            (r#"{"share-interval": 0}"#, "stratum-v1.share-interval"),
+            (r#"{"min-difficulty": 0}"#, "stratum-v1.min-difficulty"),
+            (r#"{"solo-difficulty": -1}"#, "stratum-v1.solo-difficulty"),
+            (r#"{"version-mask": "xyz"}"#, "stratum-v1.version-mask"),
+            (
+                r#"{"version-mask": "123456789"}"#,
+                "stratum-v1.version-mask",
+            ),
+            (r#"{"network": "dogecoin"}"#, "stratum-v1.network"),
+        ] {
+            let e = sv1(&format!(", \"stratum-v1\": {bad}")).unwrap_err();
+            assert!(e.to_string().contains(key), "{bad}: {e}");
+        }
     }
 }

@@ -3,6 +3,8 @@
 //! stratum families"). A second family is a second file beside `cryptonote.rs`.
 
 mod cryptonote;
+mod sv1;
 
 pub(crate) use cryptonote::CryptoNote;
 pub use cryptonote::{DUPLICATE_SHARE, NICEHASH_SLOTS};
+pub(crate) use sv1::Sv1;

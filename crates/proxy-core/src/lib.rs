@@ -69,7 +69,7 @@ pub use stats::{
 pub use workers::{WorkerRecord, WorkerSummary, WorkersSnapshot};
 
 use events::Events;
-use family::CryptoNote;
+use family::{CryptoNote, Sv1};
 use miner::{Miner, MinerProtocol};
 use splitter::{Family, Splitter};
 
@@ -151,8 +151,11 @@ impl Proxy {
     /// cannot be bound.
     pub async fn start(config: Config) -> Result<ProxyHandle, ProxyError> {
         config.validate()?;
-        // The one family served today; the config will name it when there are two.
-        Self::start_family::<CryptoNote>(config).await
+        // One family per proxy, named by `protocol`.
+        match config.protocol {
+            config::Protocol::CryptoNote => Self::start_family::<CryptoNote>(config).await,
+            config::Protocol::StratumV1 => Self::start_family::<Sv1>(config).await,
+        }
     }
 
     /// [`Proxy::start`] for the stratum family `F`, `config` validated.

@@ -7,9 +7,10 @@
 //! `retries`/`retry-pause`/`pool-reply-timeout`, `access-password`, `custom-diff`,
 //! `algo-ext`, `workers`, `workers-idle-timeout`, `workers-max`, `rate-limit`, the log
 //! files, `http.access-token` and `http.restricted`. What needs a restart, and is logged as
-//! such while the running value is kept: `bind`, `mode`, `tls`, and
+//! such while the running value is kept: `bind`, `mode`, `protocol`, `tls`, and
 //! `http.enabled`/`host`/`port`. An invalid new config is refused with its error and the
-//! running one keeps serving. Reloading never drops a miner or a share.
+//! running one keeps serving. Reloading never drops a miner or a share. (`stratum-v1`
+//! settings apply to miners and upstream connections that start after the reload.)
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,6 +56,10 @@ impl<F: MinerProtocol> Shared<F> {
             new.mode = old.mode;
             // The pools must suit the running mode (extra_nonce: daemons only).
             new.validate()?;
+        }
+        if new.protocol != old.protocol {
+            needs_restart.push("protocol");
+            new.protocol = old.protocol;
         }
         if new.tls != old.tls {
             needs_restart.push("tls");

@@ -183,9 +183,11 @@ async fn rx_miners_each_find_blocks_in_extra_nonce_mode() {
     // And until the chain has grown by two: both miners may find a block for the same
     // height, and the node then keeps the later one on an alternative chain (it still
     // answers OK), so the miners go on until a second height is mined.
-    while !(each_has_a_block() && node.height().await.unwrap() - start >= 2)
-        && !miners.iter().all(|m| m.is_finished())
-    {
+    loop {
+        let done = each_has_a_block() && node.height().await.unwrap() - start >= 2;
+        if done || miners.iter().all(|m| m.is_finished()) {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     stop.cancel();

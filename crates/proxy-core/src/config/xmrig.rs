@@ -149,6 +149,8 @@ fn config_field_names() -> Vec<&'static str> {
         "colors",
         "print-time",
         "dry-run",
+        "protocol",
+        "stratum-v1",
     ]
 }
 

@@ -333,6 +333,31 @@ impl<M, J: Sv1Job, P> Channel<M, J, P> {
         })
     }
 
+    /// Miner `id`'s place on `slot` as [`Channel::add`] gave it (with the upstream's
+    /// extranonce1, difficulty and mask now); `None` when the slot is not its (it left, or
+    /// an extranonce change took it off).
+    pub fn assignment(&self, id: MinerId, slot: u16) -> Option<Assignment> {
+        if self.miners.get(&slot).is_none_or(|(m, _)| *m != id) {
+            return None;
+        }
+        Some(Assignment {
+            slot,
+            extranonce1: self.miner_extranonce1(slot).ok()?,
+            extranonce2_size: self.layout().miner_extranonce2_size(),
+            upstream_difficulty: self.difficulty,
+            version_mask: self.version_mask,
+        })
+    }
+
+    /// The slot of miner `id`, if it is on the channel (a linear search: for the rare
+    /// driver paths that lost track of it).
+    pub fn slot_of(&self, id: MinerId) -> Option<u16> {
+        self.miners
+            .iter()
+            .find(|(_, (m, _))| *m == id)
+            .map(|(&slot, _)| slot)
+    }
+
     /// Miner `id` left `slot`: the slot is dead until the next job (its tail is not given
     /// out while the miner's work may still arrive). False when the slot is not its
     /// (removed already, or taken off by an extranonce change). `now` starts the idle
@@ -456,6 +481,13 @@ impl<M, J: Sv1Job, P> Channel<M, J, P> {
     pub fn on_session_end(&mut self) -> Vec<P> {
         self.jobs.clear();
         self.pending.drain().map(|(_, p)| p.payload).collect()
+    }
+
+    /// The upstream's connection ended, for a driver whose upstream client answers every
+    /// share in flight itself (one verdict per share through [`Channel::on_result`]): its
+    /// jobs are void, the shares in flight stay until their answers come.
+    pub fn end_jobs(&mut self) {
+        self.jobs.clear();
     }
 
     /// Checks a miner's share against the upstream's jobs and remembers it. In this

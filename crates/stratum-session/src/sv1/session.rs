@@ -206,6 +206,10 @@ pub struct Session<R> {
     /// requested ∧ the upstream's; 0 without rolling.
     version_mask: u32,
     extranonce_subscribed: bool,
+    /// `mining.subscribe` was taken and its answer waits for the upstream's extranonce
+    /// (a driver whose upstream has not subscribed yet): `mining.authorize` is taken
+    /// meanwhile, as pipelining miners send it at once.
+    subscribing: bool,
     /// Until the miner is on a channel its upstream ceiling is `f64::MAX`.
     vardiff: Vardiff,
     told: Option<Told>,
@@ -232,6 +236,7 @@ impl<R> Session<R> {
             requested_mask: None,
             version_mask: 0,
             extranonce_subscribed: false,
+            subscribing: false,
             vardiff: Vardiff::new(vardiff, f64::MAX, 0)?,
             told: None,
             workers: Vec::new(),
@@ -369,9 +374,13 @@ impl<R> Session<R> {
         if self.phase != Phase::Connected {
             return Err(Refusal::AlreadySubscribed);
         }
+        if self.subscribing {
+            return Err(Refusal::AlreadySubscribed);
+        }
         if let Some(agent) = &request.user_agent {
             self.agent = Some(truncate(agent, MAX_USER_AGENT_LEN).into());
         }
+        self.subscribing = true;
         Ok(())
     }
 
@@ -391,10 +400,17 @@ impl<R> Session<R> {
         let _ = self
             .vardiff
             .handle_upstream_difficulty(assignment.upstream_difficulty);
-        // A connection closed while the driver routed it stays closing.
+        // A connection closed while the driver routed it stays closing; one that
+        // authorized while its answer waited is ready at once.
+        let authorized_early = self.phase == Phase::Connected && !self.workers.is_empty();
         if self.phase == Phase::Connected {
-            self.phase = Phase::Subscribed;
+            self.phase = if authorized_early {
+                Phase::Authorized
+            } else {
+                Phase::Subscribed
+            };
         }
+        self.subscribing = false;
         self.route = Some(route);
         self.miner = miner;
         self.slot = assignment.slot;
@@ -415,19 +431,31 @@ impl<R> Session<R> {
         if let Some(m) = self.on_upstream_mask(assignment.version_mask) {
             out.push(m);
         }
+        if authorized_early {
+            out.push(Output::SendCurrentJob);
+        }
         out
     }
 
+    /// Whether a `mining.subscribe` was taken and waits for [`Session::on_subscribed`].
+    pub fn subscribing(&self) -> bool {
+        self.subscribing
+    }
+
     /// No channel could take the miner: the subscribe's error reply; the miner may try
-    /// again.
-    pub fn subscribe_refused(&self, id: &Id) -> Output {
+    /// again (workers it authorized meanwhile are forgotten).
+    pub fn subscribe_refused(&mut self, id: &Id) -> Output {
+        self.subscribing = false;
+        self.workers.clear();
         Output::error(id, Refusal::ProxyFull)
     }
 
     /// `mining.authorize`: the worker name rules ([`check_worker_name`]), the password,
     /// at most [`MAX_WORKERS_PER_CONNECTION`] workers. Answered `true`; the first worker
     /// makes the session [`Phase::Authorized`] and asks for the current job
-    /// ([`Output::SendCurrentJob`]). Authorizing a worker again is answered `true`.
+    /// ([`Output::SendCurrentJob`]). Authorizing a worker again is answered `true`. While
+    /// the subscribe's answer waits ([`Session::subscribing`]) the worker is taken and
+    /// answered `true`; the session becomes authorized with its subscribe answer.
     pub fn authorize(
         &mut self,
         id: &Id,
@@ -453,9 +481,9 @@ impl<R> Session<R> {
         rules: &AuthorizeRules<'_>,
     ) -> Result<(), Refusal> {
         match self.phase {
-            Phase::Connected => return Err(Refusal::NotSubscribed),
+            Phase::Connected if !self.subscribing => return Err(Refusal::NotSubscribed),
             Phase::Closing => return Err(Refusal::Unauthorized),
-            Phase::Subscribed | Phase::Authorized => {}
+            Phase::Connected | Phase::Subscribed | Phase::Authorized => {}
         }
         check_worker_name(&request.username)?;
         if let Some(pw) = rules.access_password.filter(|p| !p.is_empty()) {

@@ -910,7 +910,7 @@ fn a_full_channel_refuses_the_next_miner_and_a_freed_slot_waits_for_the_next_job
         (&[1, 2, 3, 4][..], 4)
     );
     assert!(ch.add(2, 2).is_err());
-    let s: Session<u32> = Session::new(vardiff(), t0).unwrap();
+    let mut s: Session<u32> = Session::new(vardiff(), t0).unwrap();
     assert_eq!(
         refusal(&s.subscribe_refused(&id(1))),
         Some(&Refusal::ProxyFull)
@@ -1063,4 +1063,75 @@ fn notifications_encode_as_the_spec_writes_them_and_agents_are_bounded() {
         t0
     )
     .is_err());
+}
+
+#[test]
+fn a_miners_assignment_is_told_again_while_it_holds_its_slot_and_never_after() {
+    let now = Instant::now();
+    let mut ch = channel(now);
+    let a = ch.add(7, 7).unwrap();
+    let b = ch.add(8, 8).unwrap();
+    assert_eq!(ch.assignment(7, a.slot), Some(a.clone()));
+    assert_eq!(ch.assignment(8, b.slot), Some(b.clone()));
+    assert_eq!(ch.slot_of(8), Some(b.slot));
+    // Another miner's slot is not its.
+    assert_eq!(ch.assignment(7, b.slot), None);
+    assert!(ch.remove(7, a.slot, now));
+    assert_eq!(ch.assignment(7, a.slot), None);
+    assert_eq!(ch.slot_of(7), None);
+}
+
+#[test]
+fn ending_the_jobs_keeps_the_shares_in_flight_for_their_answers() {
+    let now = Instant::now();
+    let mut ch = channel(now);
+    ch.on_notify(notify("1", true, HARD_NBITS));
+    ch.add_pending(1, 41, now);
+    ch.end_jobs();
+    assert!(ch.current_job().is_none());
+    assert_eq!(ch.pending_count(), 1);
+    assert_eq!(ch.on_result(1, now).map(|(p, _)| p), Some(41));
+    assert_eq!(ch.on_result(1, now), None);
+}
+
+#[test]
+fn a_worker_authorized_while_the_subscribe_answer_waits_is_ready_with_that_answer() {
+    let now = Instant::now();
+    let mut ch = channel(now);
+    let mut s: Session<u32> = Session::new(vardiff(), now).unwrap();
+    let auth = Authorize {
+        username: WORKER.into(),
+        password: None,
+    };
+    // Before any subscribe: not subscribed.
+    let out = s.authorize(&id(0), &auth, &AuthorizeRules::default());
+    assert_eq!(refusal(&out[0]), Some(&Refusal::NotSubscribed));
+    s.subscribe(&Subscribe::default()).unwrap();
+    assert!(s.subscribing());
+    assert_eq!(
+        s.subscribe(&Subscribe::default()),
+        Err(Refusal::AlreadySubscribed)
+    );
+    // Pipelined authorize: taken, no job yet.
+    let out = s.authorize(&id(2), &auth, &AuthorizeRules::default());
+    assert_eq!(
+        out,
+        vec![Output::Reply {
+            id: id(2),
+            reply: Reply::True
+        }]
+    );
+    assert_eq!(s.phase(), Phase::Connected);
+    let a = ch.add(5, 5).unwrap();
+    let out = s.on_subscribed(&id(1), 7, 5, a);
+    assert_eq!(s.phase(), Phase::Authorized);
+    assert!(!s.subscribing());
+    assert_eq!(out.last(), Some(&Output::SendCurrentJob));
+    // A refused subscribe forgets the early worker.
+    let mut t: Session<u32> = Session::new(vardiff(), now).unwrap();
+    t.subscribe(&Subscribe::default()).unwrap();
+    t.authorize(&id(2), &auth, &AuthorizeRules::default());
+    t.subscribe_refused(&id(1));
+    assert_eq!(t.workers().count(), 0);
+    assert!(!t.subscribing());
 }

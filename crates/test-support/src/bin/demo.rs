@@ -1,5 +1,7 @@
 //! `cargo xtask demo`: a real Monero node in regtest, the proxy binary in front of it in daemon
 //! mode, and RandomX miners hashing through the proxy. Prints what happens, stops by itself.
+//! `--protocol stratum-v1`: the same with Bitcoin: a real bcoin regtest node, the proxy's
+//! Stratum V1 solo upstream, and SV1 CPU miners (sha256d, version rolling) through it.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -8,8 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Parser;
 use serde_json::{json, Value};
+use test_support::bcoin::{Bcoin, REGTEST_P2WPKH};
 use test_support::monerod::{Monerod, REGTEST_WALLET};
 use test_support::rx_miner::{run_rx_miner, RxMinerConfig};
+use test_support::sv1_miner::{run_sv1_miner, Sv1MinerConfig};
 
 #[derive(Parser)]
 #[command(about = "Monero regtest node + proxy + RandomX miners, on loopback")]
@@ -23,9 +27,127 @@ struct Args {
     /// Simulated miners (one hashing thread each).
     #[arg(long, default_value_t = 2)]
     miners: usize,
-    /// The node's fixed block difficulty.
+    /// The node's fixed block difficulty (Monero).
     #[arg(long, default_value_t = 100)]
     difficulty: u64,
+    /// `cryptonote` (monerod, RandomX) or `stratum-v1` (bcoin, sha256d).
+    #[arg(long, default_value = "cryptonote")]
+    protocol: String,
+}
+
+/// Starts the proxy binary on `config` (written to `dir`) and waits for its API.
+async fn start_proxy(
+    args: &Args,
+    dir: &std::path::Path,
+    config: &Value,
+    client: &reqwest::Client,
+    api: &str,
+) -> anyhow::Result<ProxyProcess> {
+    let config_path = dir.join("config.json");
+    std::fs::write(&config_path, serde_json::to_string_pretty(config)?)?;
+    let child = Command::new(&args.proxy)
+        .args(["run", "--config"])
+        .arg(&config_path)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdin(Stdio::null())
+        .spawn()
+        .context("starting the proxy")?;
+    let proxy = ProxyProcess(child);
+    let up = Instant::now();
+    while summary(client, api).await.is_none() {
+        if up.elapsed() > Duration::from_secs(10) {
+            bail!("the proxy did not come up");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(proxy)
+}
+
+/// bcoin regtest + the proxy's Stratum V1 solo upstream + SV1 CPU miners.
+async fn sv1_demo(args: &Args) -> anyhow::Result<()> {
+    println!("starting bcoin 1.0.2 regtest (installed with npm on first use) ...");
+    let node = Bcoin::start().await?;
+    let start_height = node.block_count().await?;
+    println!("node up at {} (height {start_height})", node.rpc_url());
+    let dir = std::env::temp_dir().join(format!("proxy-demo-sv1-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let (port, api_port) = (free_port()?, free_port()?);
+    let config = json!({
+        "protocol": "stratum-v1",
+        "mode": "nicehash",
+        "bind": [{"host": "127.0.0.1", "port": port}],
+        "pools": [{"url": node.host_port(), "user": REGTEST_P2WPKH, "pass": node.api_key(),
+                   "daemon": true, "daemon-poll-interval": 500}],
+        "stratum-v1": {"network": "regtest", "min-difficulty": 0.001, "share-interval": 5},
+        "http": {"enabled": true, "host": "127.0.0.1", "port": api_port},
+        "retries": 2, "retry-pause": 1
+    });
+    let api = format!("http://127.0.0.1:{api_port}");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    let proxy = start_proxy(args, &dir, &config, &client, &api).await?;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    println!("proxy (stratum-v1, solo to bcoin) listening on {addr}, API on {api}/1/summary");
+    let mut miners = Vec::new();
+    for i in 0..args.miners {
+        let cfg = Sv1MinerConfig {
+            user: format!("{REGTEST_P2WPKH}.demo-rig-{i}"),
+            max_shares: usize::MAX,
+            max_hashes: u64::MAX,
+            max_time: Duration::from_secs(args.seconds),
+            ..Sv1MinerConfig::default()
+        };
+        miners.push(tokio::spawn(run_sv1_miner(addr, cfg)));
+    }
+    println!(
+        "{} SV1 miners hashing sha256d for {} s (every share is also a regtest block); Ctrl-C stops early",
+        args.miners, args.seconds
+    );
+    let up = Instant::now();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(args.seconds + 6);
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let interrupted = loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break true,
+            () = tokio::time::sleep_until(deadline) => break false,
+            _ = tick.tick() => {
+                let height = node.block_count().await.unwrap_or(0);
+                let s = summary(&client, &api).await.unwrap_or(Value::Null);
+                println!(
+                    "[{:>3}s] miners {} | shares accepted {} rejected {} invalid {} | blocks found {} | node height {} (+{})",
+                    up.elapsed().as_secs(),
+                    s["miners"]["now"], s["results"]["accepted"], s["results"]["rejected"],
+                    s["results"]["invalid"], s["results"]["blocks"], height, height.saturating_sub(start_height),
+                );
+            }
+        }
+    };
+    let (mut sent, mut answered) = (0, 0);
+    for m in miners {
+        if interrupted {
+            m.abort();
+        }
+        if let Ok(Ok(r)) = m.await {
+            sent += r.submits.len();
+            answered += r.answered_once().len();
+        }
+    }
+    let final_summary = summary(&client, &api).await.unwrap_or(Value::Null);
+    drop(proxy);
+    let height = node.block_count().await.unwrap_or(start_height);
+    println!(
+        "done: node height {start_height} -> {height} ({} blocks), proxy results {}",
+        height.saturating_sub(start_height),
+        final_summary["results"]
+    );
+    println!("miners sent {sent} shares, {answered} answered once");
+    drop(node);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -69,6 +191,11 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if !args.proxy.exists() {
         bail!("no proxy binary at {}", args.proxy.display());
+    }
+    match args.protocol.as_str() {
+        "cryptonote" => {}
+        "stratum-v1" => return sv1_demo(&args).await,
+        other => bail!("--protocol {other:?}: cryptonote or stratum-v1"),
     }
     println!(
         "starting monerod --regtest --offline --fixed-difficulty {} ...",

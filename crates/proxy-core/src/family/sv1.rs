@@ -1,0 +1,945 @@
+//! Bitcoin Stratum V1, the second family (issue 12; slush's protocol,
+//! `shared/spec/stratum-v1-slush.md`; BIP 310): the driver's glue around the sans-IO pieces
+//! of `stratum_session::sv1` and the upstream client `pool_client::sv1::Sv1Upstream`.
+//!
+//! - The miner side ([`MinerProtocol`]): a line → `stratum_proto::sv1::parse_client_line` →
+//!   the session's answer: `mining.configure` (the miner's mask AND the proxy's
+//!   `stratum-v1.version-mask`, narrowed by `mining.set_version_mask` when the pool grants
+//!   less), `mining.subscribe` (the splitter routes the miner; the answer carries its
+//!   extranonce1 = the upstream's ‖ its tail), `mining.authorize` (the worker record), and
+//!   `mining.submit` (the session's checks, then the channel's sha256d check under the
+//!   mapper's lock: refused with its code, answered `true` locally, or forwarded).
+//! - The upstream side ([`Family`]): [`Sv1Chan`] wraps `sv1::Channel`, which can exist only
+//!   once the upstream has subscribed (its extranonce layout). Miners that subscribe before
+//!   that wait on the mapper (slot `None`, at most [`WAITING_MAX`]) and get their subscribe
+//!   answer when the layout arrives ([`Sv1Listener::on_extranonce`]).
+//! - [`Sv1Listener`] for the mapper: jobs fanned out (each miner's `mining.set_difficulty`
+//!   first when vardiff or the upstream moved it), difficulty and version-mask changes, a
+//!   changed extranonce (a miner subscribed to it is told `mining.set_extranonce`, any other
+//!   `client.reconnect` and closed), and the verdicts, each once.
+//!
+//! Difficulty units at the seam: the events take a share's expected hashes as `u64`; an SV1
+//! difficulty `d` is reported as `d · 2^32` hashes, rounded ([`hashes`]). The API's miner
+//! difficulty ([`MinerSession::diff`]) is the SV1 difficulty rounded (0 below 0.5).
+//!
+//! A share forwarded to a solo upstream (a Bitcoin node) must be a block: the solo client
+//! refuses anything under the network target, so here only block candidates go to a node;
+//! the other shares that meet the solo difficulty are answered `true` locally.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use nonce_split::{MinerId, HASHES_PER_DIFFICULTY};
+use pool_client::sv1::{
+    SoloOptions, Sv1Listener, Sv1Options, Sv1Share, Sv1ShareError, Sv1Upstream,
+};
+use pool_client::UpstreamState;
+use stratum_proto::sv1::{
+    encode_bool_result, encode_error_message, parse_client_line, ClientMessage, ClientRequest,
+    ErrorCode, Notify, ServerMessage,
+};
+use stratum_proto::Id;
+use stratum_session::sv1::{
+    AuthorizeRules, Checked, JobFor, JobSeq, Output, Phase as Sv1Phase, Refusal, Reply, Session,
+    Sv1Job,
+};
+use stratum_session::{MinerSession, Phase, ShareTally, UpstreamChannel};
+
+use crate::config::Config;
+use crate::events::ShareRefusal;
+use crate::miner::{Flow, Miner, MinerProtocol};
+use crate::splitter::{failover_options, now, Downstream, Family, Mapper, Pending, Verdict};
+use crate::Shared;
+
+/// Miners a mapper keeps waiting for its upstream's first subscription (their subscribe
+/// answer needs the upstream's extranonce1): one 1-byte tail's worth. More find the mapper
+/// full and go to another.
+pub(crate) const WAITING_MAX: usize = 256;
+
+/// The Stratum V1 family.
+pub(crate) struct Sv1;
+
+/// Expected hashes of one share at SV1 difficulty `d`: `d · 2^32`, rounded (saturating).
+pub(crate) fn hashes(d: f64) -> u64 {
+    // `as` saturates (and maps NaN to 0).
+    (d * HASHES_PER_DIFFICULTY).round() as u64
+}
+
+/// An upstream job as the miners get it: the pool's `mining.notify`, encoded once (the same
+/// line for every miner: the per-miner part of an SV1 job is its extranonce1, told once at
+/// subscribe).
+pub(crate) struct Sv1JobInfo {
+    notify: Notify,
+    line: Bytes,
+    /// The channel's sequence number of the job and the upstream's difficulty for it, set
+    /// when the channel takes it.
+    meta: OnceLock<(JobSeq, f64)>,
+}
+
+impl Sv1JobInfo {
+    fn new(notify: Notify) -> Self {
+        let line = Bytes::from(ServerMessage::Notify(notify.clone()).encode());
+        Self {
+            notify,
+            line,
+            meta: OnceLock::new(),
+        }
+    }
+}
+
+impl Sv1Job for Sv1JobInfo {
+    fn notify(&self) -> &Notify {
+        &self.notify
+    }
+}
+
+/// A miner's SV1 session as the driver keeps it: `sv1::Session` plus what the driver adds
+/// (the subscribe request waiting for the upstream's extranonce, whether the config's
+/// vardiff settings were applied).
+pub(crate) struct Sv1Miner {
+    inner: Session<()>,
+    /// The config's vardiff settings are in `inner` (applied at the miner's first line:
+    /// [`MinerSession::new`] has no config).
+    configured: bool,
+    /// The id of a `mining.subscribe` whose answer waits for the upstream's extranonce.
+    waiting_subscribe: Option<Id>,
+}
+
+impl MinerSession for Sv1Miner {
+    fn new() -> Self {
+        Self {
+            // The default settings are valid (a unit test says so); the config's replace
+            // them at the first line.
+            inner: Session::new(nonce_split::VardiffConfig::default(), now())
+                .unwrap_or_else(|_| unreachable!("default vardiff settings are valid")),
+            configured: false,
+            waiting_subscribe: None,
+        }
+    }
+
+    /// Connected and subscribed count as waiting for the login (the login timeout runs
+    /// until `mining.authorize`); authorized (also while the subscribe answer waits for the
+    /// upstream) is ready once a job was sent.
+    fn phase(&self) -> Phase {
+        match self.inner.phase() {
+            Sv1Phase::Connected if self.inner.workers().next().is_some() => Phase::WaitReady,
+            Sv1Phase::Connected | Sv1Phase::Subscribed => Phase::WaitLogin,
+            Sv1Phase::Authorized if self.inner.difficulty().is_some() => Phase::Ready,
+            Sv1Phase::Authorized => Phase::WaitReady,
+            Sv1Phase::Closing => Phase::Closing,
+        }
+    }
+
+    fn diff(&self) -> u64 {
+        self.inner.difficulty().map_or(0, |d| d.round() as u64)
+    }
+
+    fn set_routed(&mut self, routed: bool) {
+        // The route itself is set by `on_subscribed`; leaving drops it.
+        if !routed {
+            self.inner.take_route();
+        }
+    }
+
+    fn login_refused(&mut self) {
+        self.waiting_subscribe = None;
+    }
+
+    fn close(&mut self) {
+        self.inner.close();
+    }
+
+    fn count_share(&mut self, valid: bool) -> ShareTally {
+        if valid {
+            self.inner.count_verdict(Ok(()))
+        } else {
+            self.inner.count_verdict(Err(&Refusal::LowDifficulty))
+        }
+    }
+}
+
+/// One upstream's SV1 state: the sans-IO channel once the upstream subscribed, and what the
+/// driver keeps beside it.
+pub(crate) struct Sv1Chan<M> {
+    inner: Option<stratum_session::sv1::Channel<M, Sv1JobInfo, Pending<M>>>,
+    /// Miners routed here before the upstream's first subscription.
+    waiting: Vec<(MinerId, M)>,
+    /// Simple mode: one miner.
+    single: bool,
+    /// The upstream session of the current jobs.
+    session: u64,
+    /// The upstream's difficulty and mask, kept for a channel made later.
+    difficulty: f64,
+    version_mask: u32,
+    /// The upstream is a Bitcoin node (solo): only blocks are forwarded.
+    solo: bool,
+    current: Option<Arc<Sv1JobInfo>>,
+    empty_since: Option<Instant>,
+    /// Miners the listener took off the channel (told to reconnect): their
+    /// [`UpstreamChannel::remove`] still counts once, so that the splitter lists an emptied
+    /// mapper for its GC. At most one entry per miner the channel held.
+    taken_off: Vec<MinerId>,
+}
+
+impl<M> Sv1Chan<M> {
+    fn count(&self) -> usize {
+        self.inner.as_ref().map_or(0, |c| c.miner_count()) + self.waiting.len()
+    }
+
+    /// Miner `id` left the channel without the driver (a reconnect it was told).
+    fn take_off(&mut self, id: MinerId) {
+        self.taken_off.push(id);
+    }
+
+    fn note_empty(&mut self, now: Instant) {
+        if self.count() == 0 && self.empty_since.is_none() {
+            self.empty_since = Some(now);
+        }
+    }
+}
+
+impl<M: Clone> UpstreamChannel<M, Pending<M>> for Sv1Chan<M> {
+    /// The extranonce tail index; `None` while the miner waits for the upstream's layout.
+    type Slot = Option<u16>;
+    type Job = Sv1JobInfo;
+
+    fn add(&mut self, id: MinerId, miner: M) -> Option<Option<u16>> {
+        if self.single && self.count() >= 1 {
+            return None;
+        }
+        let slot = match &mut self.inner {
+            Some(c) => Some(c.add(id, miner).ok()?.slot),
+            None if self.waiting.len() < WAITING_MAX => {
+                self.waiting.push((id, miner));
+                None
+            }
+            None => return None,
+        };
+        self.empty_since = None;
+        Some(slot)
+    }
+
+    fn remove(&mut self, id: MinerId, slot: Option<u16>, now: Instant) -> bool {
+        let mut removed = false;
+        if let Some(i) = self.taken_off.iter().position(|&m| m == id) {
+            self.taken_off.swap_remove(i);
+            removed = true;
+        }
+        if !removed && slot.is_none() {
+            let before = self.waiting.len();
+            self.waiting.retain(|(m, _)| *m != id);
+            removed = self.waiting.len() != before;
+        }
+        if !removed {
+            if let Some(c) = &mut self.inner {
+                // A waiting miner may have been given its slot meanwhile.
+                if let Some(s) = slot
+                    .filter(|&s| c.assignment(id, s).is_some())
+                    .or_else(|| c.slot_of(id))
+                {
+                    removed = c.remove(id, s, now);
+                }
+            }
+        }
+        self.note_empty(now);
+        removed
+    }
+
+    fn on_job(&mut self, job: Arc<Sv1JobInfo>, session: u64) {
+        self.session = session;
+        if let Some(c) = &mut self.inner {
+            let seq = c.on_notify(job.clone());
+            let up = c
+                .current_job()
+                .map_or(self.difficulty, |j| j.upstream_difficulty);
+            let _ = job.meta.set((seq, up));
+            self.current = Some(job);
+        }
+    }
+
+    fn on_session_end(&mut self) {
+        // The upstream client answers every share in flight itself (once each).
+        if let Some(c) = &mut self.inner {
+            c.end_jobs();
+        }
+        self.current = None;
+    }
+
+    fn job(&self) -> Option<&Arc<Sv1JobInfo>> {
+        self.current.as_ref()
+    }
+
+    fn miners<'a>(&'a self) -> impl Iterator<Item = (Option<u16>, &'a M)> + 'a
+    where
+        M: 'a,
+    {
+        self.inner
+            .iter()
+            .flat_map(|c| c.miners().map(|(_, slot, m)| (Some(slot), m)))
+    }
+
+    fn spread(slot: Option<u16>) -> usize {
+        slot.map_or(0, usize::from)
+    }
+
+    fn miner_count(&self) -> usize {
+        self.count()
+    }
+
+    fn empty_since(&self) -> Option<Instant> {
+        self.empty_since
+    }
+
+    fn idle_for(&self, keep: Duration, now: Instant) -> bool {
+        self.empty_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= keep)
+    }
+
+    fn add_pending(&mut self, seq: u64, payload: Pending<M>, now: Instant) {
+        if let Some(c) = &mut self.inner {
+            c.add_pending(seq, payload, now);
+        }
+    }
+
+    fn on_result(&mut self, seq: u64, now: Instant) -> Option<(Pending<M>, Duration)> {
+        self.inner.as_mut()?.on_result(seq, now)
+    }
+}
+
+/// The upstream client's SV1 settings from the config.
+fn sv1_options(config: &Config) -> Sv1Options {
+    let c = &config.stratum_v1;
+    Sv1Options {
+        version_mask: c.version_mask().unwrap_or(0x1fff_e000),
+        solo: SoloOptions {
+            network: c.network().unwrap_or(bitcoin::Network::Bitcoin),
+            difficulty: c.solo_difficulty,
+            ..SoloOptions::default()
+        },
+        ..Sv1Options::default()
+    }
+}
+
+/// Writes `outs` to `miner` in order; `SendCurrentJob` is the caller's.
+fn write_outputs<M: Downstream<Sv1>>(miner: &M, outs: &[Output]) {
+    for o in outs {
+        if let Some(line) = o.encode() {
+            miner.send_line(line);
+        }
+    }
+}
+
+impl Family for Sv1 {
+    type Session = Sv1Miner;
+    type Slot = Option<u16>;
+    type Job = Sv1JobInfo;
+    type Channel<M: Clone + Send + Sync + 'static> = Sv1Chan<M>;
+    type Upstream = Sv1Upstream;
+    /// Each SV1 client keeps its own pool list; a reload hands it to each.
+    type Pools = ();
+    type JobConfig = ();
+
+    fn new_channel<M: Clone + Send + Sync + 'static>(nicehash: bool) -> Sv1Chan<M> {
+        Sv1Chan {
+            inner: None,
+            waiting: Vec::new(),
+            single: !nicehash,
+            session: 0,
+            difficulty: 1.0,
+            version_mask: 0,
+            solo: false,
+            current: None,
+            empty_since: Some(now()),
+            taken_off: Vec::new(),
+        }
+    }
+
+    fn job_config(_config: &Config) {}
+
+    /// `mining.set_difficulty` when the miner's difficulty is new, then the job's
+    /// `mining.notify` (the same bytes for every miner); nothing before `authorize`.
+    fn deliver<M: Downstream<Self>>(job: &Sv1JobInfo, miner: &M, _slot: Option<u16>, _: &()) {
+        let Some(&(seq, up)) = job.meta.get() else {
+            return;
+        };
+        let now = now();
+        let what = miner.with_session(|s, _| {
+            // Vardiff looks again at its window's end even without shares (a miner that
+            // finds none gets an easier difficulty): at a job, which carries the change.
+            if now >= s.inner.next_poll() {
+                s.inner.poll(now);
+            }
+            s.inner.on_job(seq, up)
+        });
+        match what {
+            JobFor::Skip => {}
+            JobFor::Send { difficulty } => {
+                if let Some(d) = difficulty {
+                    miner.send_line(ServerMessage::SetDifficulty(d).encode());
+                }
+                miner.send(std::slice::from_ref(&job.line));
+            }
+        }
+    }
+
+    /// `true`, or the error with the message (a pool's refusal keeps its text) and the code
+    /// of [`code_of`].
+    fn reply<M: Downstream<Self>>(miner: &M, id: &Id, result: Result<(), &str>) {
+        match result {
+            Ok(()) => miner.send_line(encode_bool_result(id, true)),
+            Err(m) => miner.send_line(encode_error_message(id, code_of(m), m)),
+        }
+    }
+
+    fn new_pools(_: &Config) {}
+
+    fn spawn_upstream<M: Downstream<Self>>(
+        mapper: &Arc<Mapper<Self, M>>,
+        (): &(),
+        config: &Config,
+    ) -> Sv1Upstream {
+        Sv1Upstream::spawn(
+            config.pools.clone(),
+            failover_options(config),
+            sv1_options(config),
+            mapper.clone(),
+            mapper.cancel_token(),
+        )
+    }
+
+    fn set_pools<'a>((): &(), upstreams: impl Iterator<Item = &'a Sv1Upstream>, config: &Config) {
+        for upstream in upstreams {
+            upstream.set_pools(config.pools.clone(), failover_options(config));
+        }
+    }
+}
+
+/// The code a refusal's message is answered with: the standard code whose standard message
+/// it is (a pool's `Low difficulty share` is 23, `Duplicate share` 22, ...), else 20. (The
+/// driver hands a forwarded share's verdict to [`Family::reply`] as its message only.)
+fn code_of(message: &str) -> i64 {
+    (20..=25)
+        .filter_map(ErrorCode::from_code)
+        .find(|c| c.message().eq_ignore_ascii_case(message))
+        .unwrap_or(ErrorCode::Other)
+        .code()
+}
+
+/// What a miner is told and whether it is then closed.
+type Write<M> = (M, Vec<Output>, bool);
+
+impl<M: Downstream<Sv1>> Mapper<Sv1, M> {
+    /// The channel's first layout: the waiting miners get their slots and subscribe
+    /// answers (written by the caller, after the lock).
+    fn admit_waiting(&self, ch: &mut Sv1Chan<M>, out: &mut Vec<Write<M>>) {
+        let now = now();
+        let waiting = std::mem::take(&mut ch.waiting);
+        let Some(c) = &mut ch.inner else { return };
+        for (id, m) in waiting {
+            let Ok(a) = c.add(id, m.clone()) else {
+                ch.taken_off.push(id);
+                out.push((m, vec![Output::Reconnect], true));
+                continue;
+            };
+            let slot = a.slot;
+            let outs = m.with_session(|s, r| {
+                let r = r.as_mut()?;
+                r.slot = Some(slot);
+                let req = s.waiting_subscribe.take()?;
+                Some(s.inner.on_subscribed(&req, (), id, a))
+            });
+            match outs {
+                Some(outs) => out.push((m, outs, false)),
+                // Closing (its route taken): it leaves now.
+                None => {
+                    c.remove(id, slot, now);
+                }
+            }
+        }
+        ch.note_empty(now);
+    }
+}
+
+/// Writes what each miner is told after the mapper's lock is released: its lines, the
+/// current job when its session asks for it, then the close when it must reconnect.
+fn write_all<M: Downstream<Sv1>>(out: Vec<Write<M>>, job: Option<&Arc<Sv1JobInfo>>) {
+    for (m, outs, close) in out {
+        write_outputs(&m, &outs);
+        if let (Some(job), true) = (job, outs.contains(&Output::SendCurrentJob)) {
+            let slot = m.with_session(|_, r| r.as_ref().and_then(|r| r.slot));
+            Sv1::deliver(job, &m, slot, &());
+        }
+        if close {
+            m.fail("upstream extranonce changed: told to reconnect");
+        }
+    }
+}
+
+impl<M: Downstream<Sv1>> Sv1Listener for Mapper<Sv1, M> {
+    fn on_job(&self, job: Notify, session: u64) {
+        self.fan_out(Arc::new(Sv1JobInfo::new(job)), session);
+    }
+
+    fn on_difficulty(&self, difficulty: f64, _session: u64) {
+        let mut st = self.st();
+        st.channel.difficulty = difficulty;
+        if let Some(c) = &mut st.channel.inner {
+            if let Err(e) = c.on_set_difficulty(difficulty) {
+                tracing::warn!(mapper = self.id, "{e}");
+            }
+        }
+    }
+
+    fn on_extranonce(&self, extranonce1: &[u8], extranonce2_size: usize, _session: u64) {
+        let min = self.config().stratum_v1.min_extranonce2_size;
+        let mut out: Vec<Write<M>> = Vec::new();
+        let job = {
+            let mut st = self.st();
+            let ch = &mut st.channel;
+            match &mut ch.inner {
+                None => match stratum_session::sv1::Channel::new(
+                    extranonce1,
+                    extranonce2_size,
+                    min,
+                    ch.difficulty,
+                    ch.version_mask,
+                    now(),
+                ) {
+                    Ok(c) => {
+                        ch.inner = Some(c);
+                        self.admit_waiting(ch, &mut out);
+                    }
+                    Err(e) => {
+                        tracing::warn!(mapper = self.id, "upstream extranonce refused: {e}");
+                        for (id, m) in std::mem::take(&mut ch.waiting) {
+                            ch.take_off(id);
+                            out.push((m, vec![Output::Reconnect], true));
+                        }
+                    }
+                },
+                Some(c) => match c.on_set_extranonce(extranonce1, extranonce2_size) {
+                    Ok(change) => {
+                        for (id, m, new) in change.miners {
+                            if new.is_none() {
+                                ch.taken_off.push(id);
+                            }
+                            let o = m.with_session(|s, _| s.inner.on_extranonce_change(new));
+                            let close = o == Output::Reconnect;
+                            out.push((m, vec![o], close));
+                        }
+                        ch.note_empty(now());
+                    }
+                    Err(e) => {
+                        tracing::warn!(mapper = self.id, "upstream extranonce refused: {e}");
+                        for (_, _, m) in c.miners() {
+                            out.push((m.clone(), vec![Output::Reconnect], true));
+                        }
+                    }
+                },
+            }
+            st.channel.current.clone()
+        };
+        write_all(out, job.as_ref());
+    }
+
+    fn on_version_mask(&self, mask: u32, _session: u64) {
+        let miners: Vec<M> = {
+            let mut st = self.st();
+            st.channel.version_mask = mask;
+            match &mut st.channel.inner {
+                Some(c) => {
+                    c.on_set_version_mask(mask);
+                    c.miners().map(|(_, _, m)| m.clone()).collect()
+                }
+                None => Vec::new(),
+            }
+        };
+        for m in miners {
+            if let Some(o) = m.with_session(|s, _| s.inner.on_upstream_mask(mask)) {
+                write_outputs(&m, &[o]);
+            }
+        }
+    }
+
+    fn on_result(&self, seq: u64, result: Result<(), Sv1ShareError>) {
+        match result {
+            Ok(()) => self.on_verdict(seq, Verdict::Accepted),
+            Err(Sv1ShareError::Refused { message, .. }) => self.on_verdict(
+                seq,
+                Verdict::Refused {
+                    reason: &message,
+                    miner_fault: true,
+                },
+            ),
+            Err(Sv1ShareError::Upstream(e)) => self.on_verdict(
+                seq,
+                Verdict::Refused {
+                    reason: &e.to_string(),
+                    miner_fault: false,
+                },
+            ),
+        }
+    }
+
+    fn on_state(&self, state: UpstreamState, pool: Option<usize>) {
+        if let Some(i) = pool {
+            let solo = self.config().pools.get(i).is_some_and(|p| p.daemon);
+            self.st().channel.solo = solo;
+        }
+        self.on_upstream_state(state, pool);
+    }
+}
+
+/// A refusal as the events count it.
+#[derive(Debug, Clone, Copy)]
+struct Counted {
+    message: &'static str,
+    invalid: bool,
+}
+
+impl From<&Refusal> for Counted {
+    fn from(r: &Refusal) -> Self {
+        Self {
+            message: r.error_code().message(),
+            invalid: r.counts_as_invalid(),
+        }
+    }
+}
+
+impl ShareRefusal for Counted {
+    fn message(self) -> &'static str {
+        self.message
+    }
+    fn counts_as_invalid(self) -> bool {
+        self.invalid
+    }
+}
+
+type MinerRef = Arc<Miner<Sv1>>;
+
+fn refuse_share(miner: &MinerRef, shared: &Shared<Sv1>, id: &Id, r: &Refusal) {
+    miner.send_line(r.reply(id));
+    shared.events.invalid(miner, Counted::from(r));
+}
+
+fn handle_subscribe(
+    miner: &MinerRef,
+    shared: &Shared<Sv1>,
+    id: Id,
+    req: &stratum_proto::sv1::Subscribe,
+) {
+    if let Err(r) = miner.state().session.inner.subscribe(req) {
+        miner.send_line(r.reply(&id));
+        return;
+    }
+    miner.state().session.waiting_subscribe = Some(id.clone());
+    match miner.route(shared) {
+        Err(_) => {
+            let mut st = miner.state();
+            st.session.waiting_subscribe = None;
+            let line = st.session.inner.subscribe_refused(&id).encode();
+            drop(st);
+            if let Some(line) = line {
+                miner.send_line(line);
+            }
+        }
+        Ok(false) => {}
+        Ok(true) => {
+            let route = miner.state().route.clone();
+            let Some(route) = route else { return };
+            let Some(slot) = route.slot else {
+                // Waits for the upstream's extranonce: answered by `on_extranonce`.
+                return;
+            };
+            let assignment = route
+                .mapper
+                .st()
+                .channel
+                .inner
+                .as_ref()
+                .and_then(|c| c.assignment(miner.id, slot));
+            let outs = {
+                let mut st = miner.state();
+                match (assignment, st.session.waiting_subscribe.take()) {
+                    (Some(a), Some(req)) => st.session.inner.on_subscribed(&req, (), miner.id, a),
+                    // Moved off meanwhile (the upstream's extranonce changed): start again.
+                    _ => vec![Output::Reconnect],
+                }
+            };
+            let close = outs.first() == Some(&Output::Reconnect);
+            let job = route.mapper.st().channel.current.clone();
+            write_all(vec![(miner.clone(), outs, close)], job.as_ref());
+        }
+    }
+}
+
+fn handle_authorize(
+    miner: &MinerRef,
+    shared: &Shared<Sv1>,
+    id: &Id,
+    req: &stratum_proto::sv1::Authorize,
+) {
+    let config = shared.config.load();
+    let rules = AuthorizeRules {
+        access_password: config.access_password(),
+    };
+    let (outs, first) = {
+        let mut st = miner.state();
+        let st = &mut *st;
+        let outs = st.session.inner.authorize(id, req, &rules);
+        let ok = matches!(
+            outs.first(),
+            Some(Output::Reply {
+                reply: Reply::True,
+                ..
+            })
+        );
+        let first = ok && st.login.is_none();
+        if first {
+            let agent = st.session.inner.agent().unwrap_or("").to_owned();
+            let pass = req.password.clone().unwrap_or_default();
+            st.set_login(&shared.strings, &req.username, &pass, &agent, None);
+        }
+        (outs, first)
+    };
+    write_outputs(miner, &outs);
+    if first {
+        miner.report_login(shared);
+    }
+    if outs.last() == Some(&Output::SendCurrentJob) {
+        let route = miner.state().route.clone();
+        if let Some(route) = route {
+            let job = route.mapper.st().channel.current.clone();
+            if let Some(job) = job {
+                Sv1::deliver(&job, miner, route.slot, &());
+            }
+        }
+    }
+}
+
+fn handle_submit(
+    miner: &MinerRef,
+    shared: &Shared<Sv1>,
+    id: Id,
+    submit: &stratum_proto::sv1::Submit,
+) {
+    let routed = {
+        let st = miner.state();
+        st.session.inner.submit(submit).and_then(|share| {
+            let route = st.route.clone().ok_or(Refusal::NotSubscribed)?;
+            Ok((route, share))
+        })
+    };
+    let (route, share) = match routed {
+        Ok(r) => r,
+        Err(r) => return refuse_share(miner, shared, &id, &r),
+    };
+    let mapper = &route.mapper;
+    let mut st = mapper.st();
+    let checked = match st.channel.inner.as_mut() {
+        Some(c) => c.check_share(&share),
+        None => Err(Refusal::JobNotFound),
+    };
+    let f = match checked {
+        Err(r) => {
+            drop(st);
+            return refuse_share(miner, shared, &id, &r);
+        }
+        Ok(Checked::Local(a)) => {
+            drop(st);
+            miner
+                .state()
+                .session
+                .inner
+                .on_valid_share(a.difficulty, now());
+            miner.send_line(encode_bool_result(&id, true));
+            shared.events.accept_local(miner, hashes(a.difficulty));
+            return;
+        }
+        Ok(Checked::Forward(f)) => f,
+    };
+    // Under the mapper's lock: a miner's state is taken after it (the lock order).
+    miner
+        .state()
+        .session
+        .inner
+        .on_valid_share(f.accepted.difficulty, now());
+    if st.channel.solo && !f.block_candidate {
+        // A node takes blocks only; this share met the solo difficulty.
+        drop(st);
+        miner.send_line(encode_bool_result(&id, true));
+        shared
+            .events
+            .accept_local(miner, hashes(f.accepted.difficulty));
+        return;
+    }
+    let Some(upstream) = mapper.upstream() else {
+        drop(st);
+        let r = Refusal::UpstreamLost;
+        return refuse_share(miner, shared, &id, &r);
+    };
+    let out = Sv1Share {
+        session: st.channel.session,
+        job_id: f.job.notify.job_id.clone(),
+        extranonce2: f.extranonce2.clone(),
+        ntime: f.ntime,
+        nonce: f.nonce,
+        version_bits: f.version_bits,
+    };
+    if f.block_candidate {
+        tracing::info!(
+            mapper = mapper.id,
+            miner = miner.id,
+            hash = %f.header.block_hash(),
+            "block candidate"
+        );
+    }
+    let pending = Pending {
+        miner: miner.clone(),
+        id,
+        difficulty: hashes(f.accepted.difficulty),
+        share_diff: hashes(f.accepted.hash_difficulty),
+    };
+    mapper.forward(st, f.seq, pending, false, || upstream.submit(f.seq, out));
+}
+
+impl MinerProtocol for Sv1 {
+    /// `mining.configure`, `subscribe`, `authorize`, `extranonce.subscribe`,
+    /// `suggest_difficulty`, `submit`, and the answer to a `client.get_version`.
+    fn handle_line(miner: &MinerRef, shared: &Shared<Sv1>, line: &[u8]) -> Flow {
+        {
+            let mut st = miner.state();
+            if !st.session.configured {
+                st.session.configured = true;
+                let vardiff = shared.config.load().stratum_v1.vardiff();
+                if let Ok(s) = Session::new(vardiff, now()) {
+                    st.session.inner = s;
+                }
+            }
+        }
+        let (id, request) = match parse_client_line(line) {
+            Err(e) => {
+                tracing::debug!(miner = miner.id, "bad request: {e}");
+                let out = miner.state().session.inner.on_bad_request(&e);
+                write_outputs(miner, &[out]);
+                return Flow::Continue;
+            }
+            Ok(ClientMessage::Response { outcome, .. }) => {
+                if let Ok(serde_json::Value::String(v)) = outcome {
+                    miner.state().session.inner.on_version_answer(&v);
+                }
+                return Flow::Continue;
+            }
+            Ok(ClientMessage::Request { id, request }) => (id, request),
+        };
+        match request {
+            ClientRequest::Subscribe(req) => {
+                handle_subscribe(miner, shared, id, &req);
+                Flow::Active
+            }
+            ClientRequest::Authorize(req) => {
+                handle_authorize(miner, shared, &id, &req);
+                Flow::Active
+            }
+            ClientRequest::Submit(req) => {
+                handle_submit(miner, shared, id, &req);
+                Flow::Active
+            }
+            ClientRequest::Configure(req) => {
+                let mask = shared.config.load().stratum_v1.version_mask().unwrap_or(0);
+                // A routed miner's upstream mask is its channel's.
+                let route = miner.state().route.clone();
+                let mask = route
+                    .and_then(|r| {
+                        r.mapper
+                            .st()
+                            .channel
+                            .inner
+                            .as_ref()
+                            .map(|c| c.version_mask())
+                    })
+                    .unwrap_or(mask);
+                let out = miner.state().session.inner.configure(&id, &req, mask);
+                write_outputs(miner, &[out]);
+                Flow::Continue
+            }
+            ClientRequest::ExtranonceSubscribe => {
+                let out = miner.state().session.inner.extranonce_subscribe(&id);
+                write_outputs(miner, &[out]);
+                Flow::Continue
+            }
+            ClientRequest::SuggestDifficulty(d) => {
+                let out = miner.state().session.inner.suggest_difficulty(&id, d);
+                write_outputs(miner, &[out]);
+                Flow::Continue
+            }
+        }
+    }
+
+    fn full_line() -> Vec<u8> {
+        Refusal::ProxyFull.reply(&Id::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_difficulty_is_reported_as_its_expected_hashes() {
+        assert_eq!(hashes(1.0), 1 << 32);
+        assert_eq!(hashes(0.5), 1 << 31);
+        assert_eq!(hashes(1.0 / 4_294_967_296.0), 1);
+        assert_eq!(hashes(f64::NAN), 0);
+        assert_eq!(hashes(1e30), u64::MAX);
+    }
+
+    /// An SV1 miner's inline size, measured at 512 bytes (CryptoNote's: 240): the session
+    /// holds its vardiff state and settings, the difficulties told, the negotiated mask and
+    /// the request id of a subscribe that waits. A budget, so that growth is a decision.
+    #[test]
+    fn an_sv1_miner_stays_within_its_size_budget() {
+        assert!(std::mem::size_of::<Miner<Sv1>>() <= 512);
+    }
+
+    #[test]
+    fn a_pools_standard_refusal_keeps_its_code() {
+        assert_eq!(code_of("Low difficulty share"), 23);
+        assert_eq!(code_of("Duplicate share"), 22);
+        assert_eq!(code_of(ErrorCode::JobNotFound.message()), 21);
+        assert_eq!(code_of("rejected: high-hash"), 20);
+        assert_eq!(code_of("Connection to pool lost"), 20);
+    }
+
+    #[test]
+    fn a_new_session_waits_for_its_login_with_the_default_vardiff() {
+        let s = <Sv1Miner as MinerSession>::new();
+        assert_eq!(s.phase(), Phase::WaitLogin);
+        assert_eq!(s.diff(), 0);
+    }
+
+    #[test]
+    fn a_channel_keeps_miners_waiting_for_the_layout_up_to_its_bound() {
+        let mut ch: Sv1Chan<u64> = Sv1::new_channel(true);
+        for id in 0..WAITING_MAX as u64 {
+            assert_eq!(ch.add(id, id), Some(None));
+        }
+        assert_eq!(ch.add(9999, 9999), None, "full while waiting");
+        assert_eq!(ch.miner_count(), WAITING_MAX);
+        assert!(ch.remove(3, None, now()));
+        assert!(!ch.remove(3, None, now()), "once");
+        // A miner the listener took off still leaves once, and the channel is empty after.
+        let mut one: Sv1Chan<u64> = Sv1::new_channel(true);
+        assert_eq!(one.add(7, 7), Some(None));
+        one.waiting.clear();
+        one.take_off(7);
+        assert!(one.remove(7, Some(3), now()));
+        assert!(!one.remove(7, Some(3), now()));
+        assert_eq!(one.miner_count(), 0);
+        assert!(one.empty_since().is_some());
+        let mut single: Sv1Chan<u64> = Sv1::new_channel(false);
+        assert_eq!(single.add(1, 1), Some(None));
+        assert_eq!(single.add(2, 2), None, "simple mode: one miner");
+    }
+}

@@ -1,0 +1,426 @@
+//! Bitcoin Stratum V1 through the proxy, over loopback: real SV1 CPU miners
+//! (`test_support::sv1_miner`) → the proxy (`"protocol": "stratum-v1"`) → a scripted SV1 pool
+//! that checks every share with sha256d (`test_support::sv1_pool`). Deterministic: the miners
+//! count nonces up from 0 on a fixed job and the proxy hands out tails in order, so every
+//! run hashes the same headers; every wait is bounded.
+
+mod common;
+
+use std::time::Duration;
+
+use proxy_core::config::Protocol;
+use proxy_core::{Config, Proxy, ProxyHandle};
+use stratum_proto::sv1::ClientRequest;
+use test_support::sv1_miner::{run_sv1_miner, Sv1MinerConfig, Sv1MinerReport};
+use test_support::sv1_pool::{para_job, Sv1Pool, Sv1PoolConfig};
+
+/// The pool's share difficulty (the test pool's default): about 65,536 hashes a share.
+const POOL_DIFF: f64 = 1.0 / 65536.0;
+
+/// The para job with mainnet's easiest target (`1d00ffff`): no share found here is a block,
+/// so only the difficulties decide what is forwarded (on the regtest job about every other
+/// hash is a block, and blocks are forwarded whatever their share difficulty).
+fn pool_without_blocks() -> Sv1PoolConfig {
+    let mut job = para_job();
+    job.nbits = 0x1d00_ffff;
+    Sv1PoolConfig {
+        job,
+        ..Sv1PoolConfig::default()
+    }
+}
+
+fn sv1_config(pool: &Sv1Pool, min_difficulty: f64) -> Config {
+    let mut c = common::local_config(&[pool.addr()]);
+    c.protocol = Protocol::StratumV1;
+    c.stratum_v1.min_difficulty = min_difficulty;
+    c
+}
+
+async fn start(config: Config) -> ProxyHandle {
+    Proxy::start(config).await.expect("proxy starts")
+}
+
+fn miner(shares: usize) -> Sv1MinerConfig {
+    Sv1MinerConfig {
+        max_shares: shares,
+        max_time: Duration::from_secs(60),
+        ..Sv1MinerConfig::default()
+    }
+}
+
+/// Every submit got exactly one answer.
+fn all_answered_once(r: &Sv1MinerReport) {
+    assert_eq!(
+        r.answered_once().len(),
+        r.submits.len(),
+        "every submit answered once: {r:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn miners_share_one_pool_connection_with_distinct_tails_and_their_shares_reach_the_pool() {
+    let pool = Sv1Pool::start(Sv1PoolConfig::default()).await.unwrap();
+    // The miners' floor is the pool's difficulty: every valid share is forwarded.
+    let proxy = start(sv1_config(&pool, POOL_DIFF)).await;
+    let addr = proxy.local_addrs()[0];
+    let runs = (0..3).map(|_| tokio::spawn(run_sv1_miner(addr, miner(3))));
+    let mut reports = Vec::new();
+    for r in runs {
+        reports.push(r.await.unwrap().unwrap());
+    }
+    let pool_e1 = [0xa1, 0x00, 0x00, 0x01];
+    let mut tails = Vec::new();
+    for r in &reports {
+        let sub = r.subscribe.as_ref().expect("subscribed");
+        assert!(sub.extranonce1.starts_with(&pool_e1), "{sub:?}");
+        assert!(sub.extranonce1.len() > pool_e1.len(), "a tail: {sub:?}");
+        assert!(sub.extranonce2_size >= 4, "at least 4 bytes left: {sub:?}");
+        assert_eq!(sub.extranonce1.len() + sub.extranonce2_size, 4 + 8);
+        tails.push(sub.extranonce1.clone());
+        // Asked ffffffff; the pool grants 1fffe000 of the proxy's 1fffe000.
+        assert_eq!(r.version_mask, Some(0x1fff_e000));
+        assert_eq!(r.authorized, Some(true));
+        assert_eq!(r.jobs.first().map(String::as_str), Some("a000001"));
+        assert_eq!(r.difficulties.first(), Some(&POOL_DIFF));
+        assert_eq!(r.submits.len(), 3, "{r:?}");
+        all_answered_once(r);
+        assert_eq!(r.accepted(), 3, "{:?}", r.rejected_codes());
+    }
+    tails.sort();
+    tails.dedup();
+    assert_eq!(tails.len(), 3, "distinct extranonce1 tails");
+    assert_eq!(pool.connections_total(), 1, "one upstream for the three");
+    let submits = pool.submits();
+    assert_eq!(submits.len(), 9, "every share forwarded: {submits:?}");
+    assert!(submits.iter().all(|s| s.verdict.is_ok()), "{submits:?}");
+    // Each forwarded share carries its miner's tail in front of its extranonce2, and
+    // version bits inside the mask.
+    for s in &submits {
+        let ClientRequest::Submit(sub) = &s.request else {
+            panic!("not a submit: {s:?}")
+        };
+        assert_eq!(sub.extranonce2.len(), 8);
+        assert_eq!(sub.worker, "PROXYWALLET");
+        if let Some(bits) = sub.version_bits {
+            assert_eq!(bits & !0x1fff_e000, 0);
+        }
+    }
+    let stats = proxy.stats();
+    assert_eq!(stats.accepted, 9);
+    assert_eq!(stats.invalid, 0);
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shares_under_the_pool_difficulty_are_answered_by_the_proxy_and_not_forwarded() {
+    let pool = Sv1Pool::start(pool_without_blocks()).await.unwrap();
+    // Miners at 2^-20: about one share in sixteen meets the pool's 2^-16.
+    let proxy = start(sv1_config(&pool, 1.0 / 1_048_576.0)).await;
+    let addr = proxy.local_addrs()[0];
+    let r = run_sv1_miner(addr, miner(24)).await.unwrap();
+    assert_eq!(r.difficulties.first(), Some(&(1.0 / 1_048_576.0)));
+    assert_eq!(r.submits.len(), 24);
+    all_answered_once(&r);
+    assert_eq!(r.accepted(), 24, "{:?}", r.rejected_codes());
+    let meets_pool = r
+        .submits
+        .iter()
+        .filter(|s| s.hash_difficulty >= POOL_DIFF)
+        .count();
+    let submits = pool.submits();
+    assert_eq!(
+        submits.len(),
+        meets_pool,
+        "only shares at the pool's difficulty"
+    );
+    assert!(submits.len() < 24);
+    assert!(submits.iter().all(|s| s.verdict.is_ok()), "{submits:?}");
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_shares_are_refused_with_their_codes_and_never_forwarded() {
+    let pool = Sv1Pool::start(pool_without_blocks()).await.unwrap();
+    let proxy = start(sv1_config(&pool, POOL_DIFF)).await;
+    let addr = proxy.local_addrs()[0];
+    // Mined at 2^-24 against a miner difficulty of 2^-16: low difficulty (23), except the
+    // rare share that meets 2^-16 anyway (the same ones every run).
+    let low = Sv1MinerConfig {
+        mine_difficulty: Some(1.0 / 16_777_216.0),
+        ..miner(6)
+    };
+    let r = run_sv1_miner(addr, low).await.unwrap();
+    all_answered_once(&r);
+    let low_shares = r
+        .submits
+        .iter()
+        .filter(|s| s.hash_difficulty < POOL_DIFF)
+        .count();
+    assert!(low_shares > 0);
+    assert_eq!(
+        r.rejected_codes(),
+        vec![23; low_shares],
+        "low difficulty: code 23"
+    );
+    // A miner rolling a bit it never negotiated (bit 0): code 20, whatever the hash.
+    let stray = Sv1MinerConfig {
+        stray_version_bits: 1,
+        ..miner(2)
+    };
+    let r2 = run_sv1_miner(addr, stray).await.unwrap();
+    all_answered_once(&r2);
+    assert_eq!(r2.rejected_codes(), vec![20, 20]);
+    // Only the low miner's shares that met the pool's difficulty reached the pool.
+    let forwarded = pool.submits();
+    assert_eq!(forwarded.len(), 6 - low_shares, "{forwarded:?}");
+    assert!(forwarded.iter().all(|s| s.verdict.is_ok()));
+    assert_eq!(proxy.stats().invalid, (low_shares + 2) as u64);
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miner_through_the_solo_upstream_mines_real_regtest_blocks_into_bcoin() {
+    use test_support::bcoin::{Bcoin, REGTEST_P2WPKH};
+    let node = Bcoin::start()
+        .await
+        .expect("bcoin starts (apt-get install -y nodejs npm)");
+    let start_height = node.block_count().await.unwrap();
+    let mut c = Config {
+        pools: vec![proxy_core::config::PoolConfig {
+            url: node.host_port(),
+            user: REGTEST_P2WPKH.into(),
+            pass: node.api_key().into(),
+            daemon: true,
+            daemon_poll_interval: 100,
+            ..proxy_core::config::PoolConfig::default()
+        }],
+        ..common::local_config(&[])
+    };
+    c.protocol = Protocol::StratumV1;
+    c.stratum_v1.network = "regtest".into();
+    c.stratum_v1.min_difficulty = POOL_DIFF;
+    let proxy = start(c).await;
+    let addr = proxy.local_addrs()[0];
+    // At 2^-16 every share is also a regtest block (about one hash in two meets `207fffff`).
+    let r = run_sv1_miner(addr, miner(3)).await.unwrap();
+    assert_eq!(r.authorized, Some(true));
+    assert_eq!(r.submits.len(), 3, "{r:?}");
+    all_answered_once(&r);
+    let blocks = proxy.monitor().blocks();
+    assert!(r.accepted() >= 1, "{:?}", r.rejected_codes());
+    assert_eq!(
+        blocks,
+        r.accepted() as u64,
+        "each accepted share was a block"
+    );
+    // A share on a job whose tip was just replaced is refused (stale), never accepted.
+    assert!(
+        r.rejected_codes().iter().all(|&c| c == 20 || c == 21),
+        "{:?}",
+        r.rejected_codes()
+    );
+    let height = node.block_count().await.unwrap();
+    assert_eq!(
+        height,
+        start_height + blocks,
+        "the node's height grew by the blocks"
+    );
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_candidate_is_forwarded_whatever_its_difficulty_and_the_pools_code_answers_it() {
+    // The para job is a regtest job: every share at 2^-20 is a block candidate, forwarded;
+    // the pool judges it at 2^-16.
+    let pool = Sv1Pool::start(Sv1PoolConfig::default()).await.unwrap();
+    let proxy = start(sv1_config(&pool, 1.0 / 1_048_576.0)).await;
+    let r = run_sv1_miner(proxy.local_addrs()[0], miner(8))
+        .await
+        .unwrap();
+    all_answered_once(&r);
+    let submits = pool.submits();
+    assert_eq!(submits.len(), 8, "every block candidate forwarded");
+    let under = r
+        .submits
+        .iter()
+        .filter(|s| s.hash_difficulty < POOL_DIFF)
+        .count();
+    assert!(under > 0);
+    assert_eq!(r.rejected_codes(), vec![23; under], "the pool's code");
+    assert_eq!(r.accepted(), 8 - under);
+    assert_eq!(proxy.stats().rejected, under as u64);
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_upstream_extranonce_moves_the_miners_off_with_a_reconnect() {
+    let pool = Sv1Pool::start(pool_without_blocks()).await.unwrap();
+    let proxy = start(sv1_config(&pool, POOL_DIFF)).await;
+    let addr = proxy.local_addrs()[0];
+    let long = Sv1MinerConfig {
+        max_shares: 10_000,
+        max_time: Duration::from_secs(30),
+        ..Sv1MinerConfig::default()
+    };
+    let run = tokio::spawn(run_sv1_miner(addr, long));
+    assert!(
+        pool.wait_for(Duration::from_secs(20), |p| !p.submits().is_empty())
+            .await,
+        "the miner's first share reached the pool"
+    );
+    // Another extranonce1 of the same size: the miner did not subscribe to extranonce
+    // changes, so it is told `client.reconnect` and closed.
+    pool.push_raw(r#"{"id":null,"method":"mining.set_extranonce","params":["b2000002",8]}"#);
+    let r = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("the miner is closed")
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.stop, Some(test_support::sv1_miner::StopReason::Closed));
+    assert!(r.accepted() >= 1);
+    // Every share the proxy read got its answer before the close, or none was read.
+    assert!(r.answered_once().len() + 1 >= r.submits.len(), "{r:?}");
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_reload_keeps_the_running_protocol_and_says_it_needs_a_restart() {
+    let pool = Sv1Pool::start(Sv1PoolConfig::default()).await.unwrap();
+    let config = sv1_config(&pool, POOL_DIFF);
+    let proxy = start(config.clone()).await;
+    let mut new = config;
+    new.protocol = Protocol::CryptoNote;
+    let outcome = proxy.reload(new).unwrap();
+    assert_eq!(outcome.needs_restart, vec!["protocol"]);
+    assert_eq!(proxy.monitor().config().protocol, Protocol::StratumV1);
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn miners_through_a_splitting_proxy_and_a_solo_proxy_mine_blocks_into_bcoin() {
+    use test_support::bcoin::{Bcoin, REGTEST_P2WPKH};
+    let node = Bcoin::start()
+        .await
+        .expect("bcoin starts (apt-get install -y nodejs npm)");
+    let start_height = node.block_count().await.unwrap();
+    // The solo proxy, in front of the node.
+    let mut solo = Config {
+        pools: vec![proxy_core::config::PoolConfig {
+            url: node.host_port(),
+            user: REGTEST_P2WPKH.into(),
+            pass: node.api_key().into(),
+            daemon: true,
+            daemon_poll_interval: 100,
+            ..proxy_core::config::PoolConfig::default()
+        }],
+        ..common::local_config(&[])
+    };
+    solo.protocol = Protocol::StratumV1;
+    solo.stratum_v1.network = "regtest".into();
+    solo.stratum_v1.min_difficulty = POOL_DIFF;
+    let solo = start(solo).await;
+    // The splitting proxy, whose pool is the solo proxy.
+    let mut split = common::local_config(&[solo.local_addrs()[0]]);
+    split.protocol = Protocol::StratumV1;
+    split.stratum_v1.min_difficulty = POOL_DIFF;
+    let split = start(split).await;
+    let addr = split.local_addrs()[0];
+    let runs: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(run_sv1_miner(addr, miner(2))))
+        .collect();
+    let mut accepted = 0;
+    for r in runs {
+        let r = r.await.unwrap().unwrap();
+        assert_eq!(r.authorized, Some(true));
+        let sub = r.subscribe.as_ref().expect("subscribed");
+        assert!(sub.extranonce2_size >= 4, "{sub:?}");
+        assert_eq!(r.submits.len(), 2, "{r:?}");
+        all_answered_once(&r);
+        accepted += r.accepted();
+    }
+    assert!(accepted >= 1);
+    assert_eq!(
+        split.upstreams().total,
+        1,
+        "one connection to the solo proxy"
+    );
+    let blocks = solo.monitor().blocks();
+    assert_eq!(blocks, accepted as u64, "every accepted share was a block");
+    let height = node.block_count().await.unwrap();
+    assert_eq!(height, start_height + blocks);
+    split.shutdown(Duration::from_secs(1)).await;
+    solo.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miners_version_mask_is_narrowed_to_what_the_pool_grants() {
+    // The pool lets only 00ffe000 roll; the miner asks ffffffff (as bitaxe does).
+    let pool = Sv1Pool::start(Sv1PoolConfig {
+        version_mask: 0x00ff_e000,
+        ..pool_without_blocks()
+    })
+    .await
+    .unwrap();
+    let proxy = start(sv1_config(&pool, POOL_DIFF)).await;
+    let r = run_sv1_miner(proxy.local_addrs()[0], miner(3))
+        .await
+        .unwrap();
+    assert_eq!(r.version_mask, Some(0x00ff_e000), "{r:?}");
+    all_answered_once(&r);
+    assert_eq!(r.accepted(), 3, "{:?}", r.rejected_codes());
+    let submits = pool.submits();
+    assert_eq!(submits.len(), 3);
+    for s in &submits {
+        assert!(s.verdict.is_ok(), "{s:?}");
+        let ClientRequest::Submit(sub) = &s.request else {
+            panic!("not a submit: {s:?}")
+        };
+        assert_eq!(sub.version_bits.unwrap_or(0) & !0x00ff_e000, 0, "{sub:?}");
+    }
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn bad_lines_get_error_replies_and_the_connection_lives_on() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let pool = Sv1Pool::start(pool_without_blocks()).await.unwrap();
+    let proxy = start(sv1_config(&pool, POOL_DIFF)).await;
+    let stream = tokio::net::TcpStream::connect(proxy.local_addrs()[0])
+        .await
+        .unwrap();
+    let (r, mut w) = stream.into_split();
+    let mut lines = BufReader::new(r).lines();
+    let mut ask = async |line: &str| -> serde_json::Value {
+        w.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("an answer")
+            .unwrap()
+            .expect("a line");
+        serde_json::from_str(&got).unwrap()
+    };
+    let v = ask("not json").await;
+    assert_eq!(v["id"], serde_json::Value::Null);
+    assert_eq!(v["error"][0], 20, "{v}");
+    let v = ask(r#"{"id":1,"method":"mining.fly","params":[]}"#).await;
+    assert_eq!(
+        (v["id"].clone(), v["error"][0].clone()),
+        (1.into(), 20.into()),
+        "{v}"
+    );
+    let v = ask(r#"{"id":"s","method":"mining.submit","params":["w","a000001","00000000","6b0d54b4","00000000"]}"#).await;
+    assert_eq!(v["id"], "s");
+    assert_eq!(v["error"][0], 25, "not subscribed: {v}");
+    let v = ask(r#"{"id":2,"method":"mining.authorize","params":["w","x"]}"#).await;
+    assert_eq!(v["error"][0], 25, "not subscribed: {v}");
+    // Still served: the subscribe is answered with an extranonce1 behind the pool's.
+    let v = ask(r#"{"id":3,"method":"mining.subscribe","params":["raw/1"]}"#).await;
+    assert_eq!(v["id"], 3);
+    assert!(
+        v["result"][1].as_str().unwrap().starts_with("a1000001"),
+        "{v}"
+    );
+    let v = ask(r#"{"id":4,"method":"mining.subscribe","params":[]}"#).await;
+    assert_eq!(v["error"][0], 20, "already subscribed: {v}");
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
