@@ -54,8 +54,15 @@ fn main() -> anyhow::Result<()> {
     if check_only {
         return check(&source, &cfg);
     }
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(worker_threads())
+    let workers = worker_threads();
+    let mut runtime = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    runtime
         .enable_all()
         .build()
         .context("starting the runtime")?
@@ -91,8 +98,10 @@ fn check(source: &Source, cfg: &Config) -> anyhow::Result<()> {
 }
 
 /// The runtime's worker threads: `TOKIO_WORKER_THREADS` when set, else one. One worker is
-/// the cheapest path for a share (it never changes thread); job fan-outs still use every
-/// core through proxy-core's fan-out threads. More workers help when many TLS handshakes
+/// the cheapest path for a share (it never changes thread), and with one the runtime is
+/// tokio's current-thread scheduler (no idle-worker wake-ups: 37.5 against 39 ms of CPU per
+/// 1,000 shares, docs/BENCHMARKS.md); job fan-outs still use every core through
+/// proxy-core's fan-out threads. More workers help when many TLS handshakes
 /// come at once (each is about a millisecond of CPU).
 fn worker_threads() -> usize {
     std::env::var("TOKIO_WORKER_THREADS")
