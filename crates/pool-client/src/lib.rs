@@ -579,7 +579,8 @@ mod tests {
 mod size_budget {
     use super::*;
 
-    struct Quiet;
+    /// A listener that hears everything and does nothing (the size tests run no session).
+    pub(crate) struct Quiet;
     impl UpstreamListener for Quiet {
         fn on_job(&self, _: Job, _: u64) {}
         fn on_daemon_job(

@@ -634,21 +634,7 @@ mod size_budget {
 
     use super::*;
     use crate::direct::Direct;
-    use crate::UpstreamState;
-
-    struct Quiet;
-    impl UpstreamListener for Quiet {
-        fn on_job(&self, _: Job, _: u64) {}
-        fn on_daemon_job(
-            &self,
-            _: Job,
-            _: Result<Arc<crate::monero_block::BlockWork>, crate::monero_block::BlockError>,
-            _: u64,
-        ) {
-        }
-        fn on_result(&self, _: u64, _: Result<(), ShareError>) {}
-        fn on_state(&self, _: UpstreamState, _: Option<usize>) {}
-    }
+    use crate::size_budget::Quiet;
 
     #[tokio::test]
     async fn a_logged_in_session_holds_its_loop_and_not_the_connect_state() {
