@@ -30,6 +30,15 @@ fn options() -> FailoverOptions {
     }
 }
 
+/// Waits one reply timeout more, then checks each share in `seqs` got exactly one answer (a late
+/// pool reply or timer must not answer it a second time).
+async fn answered_once_after_the_reply_timeout(h: &Harness, seqs: &[u64]) {
+    tokio::time::sleep(REPLY_TIMEOUT).await;
+    for seq in seqs {
+        assert_eq!(h.recorder.answers(*seq), 1);
+    }
+}
+
 async fn pool() -> Sv1Pool {
     Sv1Pool::start(Sv1PoolConfig {
         difficulty: POOL_DIFFICULTY,
@@ -263,10 +272,7 @@ async fn a_pool_that_stops_answering_submits_is_dropped_each_share_answered_once
             h.submit(share(&job, session, vec![0; 8], 1)),
             Err(ShareError::SessionEnded)
         );
-        tokio::time::sleep(REPLY_TIMEOUT).await;
-        for seq in &seqs {
-            assert_eq!(h.recorder.answers(*seq), 1);
-        }
+        answered_once_after_the_reply_timeout(&h, &seqs).await;
         h.stop().await;
     })
     .await;
@@ -296,10 +302,7 @@ async fn every_submit_is_answered_once_when_the_pool_closes() {
         // Logged in again (the pool accepts again): a new session.
         let (_, again) = h.recorder.job(1).await;
         assert_eq!(again, session + 1);
-        tokio::time::sleep(REPLY_TIMEOUT).await;
-        for seq in &seqs {
-            assert_eq!(h.recorder.answers(*seq), 1);
-        }
+        answered_once_after_the_reply_timeout(&h, &seqs).await;
         h.stop().await;
     })
     .await;

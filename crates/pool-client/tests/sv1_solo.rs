@@ -66,6 +66,19 @@ fn grind_at(job: &Notify, en1: &[u8], en2: &[u8], ntime: u32, meets: bool) -> (u
     panic!("no nonce in {MAX_TRIES} tries");
 }
 
+/// The pool entry for solo mining on `node`: its RPC address and API key, paying `REGTEST_P2WPKH`,
+/// polling the template every `poll_ms` milliseconds.
+fn node_entry(node: &Bcoin, poll_ms: u64) -> PoolConfig {
+    PoolConfig {
+        url: node.host_port(),
+        user: REGTEST_P2WPKH.into(),
+        pass: node.api_key().into(),
+        daemon: true,
+        daemon_poll_interval: poll_ms,
+        ..PoolConfig::default()
+    }
+}
+
 #[tokio::test]
 async fn solo_jobs_come_from_the_node_and_a_ground_block_raises_its_height() {
     test_support::init_tracing();
@@ -73,14 +86,7 @@ async fn solo_jobs_come_from_the_node_and_a_ground_block_raises_its_height() {
         let node = Bcoin::start()
             .await
             .expect("bcoin starts (apt-get install -y nodejs npm)");
-        let entry = PoolConfig {
-            url: node.host_port(),
-            user: REGTEST_P2WPKH.into(),
-            pass: node.api_key().into(),
-            daemon: true,
-            daemon_poll_interval: 100,
-            ..PoolConfig::default()
-        };
+        let entry = node_entry(&node, 100);
         let mut h = Harness::spawn(vec![entry], options(), sv1());
         let (job, session) = h.recorder.job(0).await;
         let tip = node.best_block_hash().await.unwrap();
@@ -193,15 +199,8 @@ async fn a_new_tip_reaches_the_upstream_by_longpoll_long_before_the_next_poll() 
         let node = Bcoin::start()
             .await
             .expect("bcoin starts (apt-get install -y nodejs npm)");
-        let entry = PoolConfig {
-            url: node.host_port(),
-            user: REGTEST_P2WPKH.into(),
-            pass: node.api_key().into(),
-            daemon: true,
-            // Ten minutes: only the longpoll can bring the new tip within the test's wait.
-            daemon_poll_interval: 600_000,
-            ..PoolConfig::default()
-        };
+        // Ten minutes: only the longpoll can bring the new tip within the test's wait.
+        let entry = node_entry(&node, 600_000);
         let h = Harness::spawn(vec![entry], options(), sv1());
         let (first, session) = h.recorder.job(0).await;
         for round in 0..3 {

@@ -690,6 +690,18 @@ mod tests {
         assert_eq!(c.extranonce2_size(), 4);
     }
 
+    /// A session-1 share on job `bf` with a 4-byte zero extranonce2 and no version bits.
+    fn plain_share() -> Sv1Share {
+        Sv1Share {
+            session: 1,
+            job_id: "bf".into(),
+            extranonce2: vec![0; 4],
+            ntime: 1,
+            nonce: 2,
+            version_bits: None,
+        }
+    }
+
     fn test_support_notify() -> String {
         r#"{"params":["bf","4d16b6f85af6e2198f44ae2a6de67f78487ae5611b77c6c0440b921e00000000","01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff20020862062f503253482f04b8864e5008","072f736c7573682f000000000100f2052a010000001976a914d23fcdf86f7e756a64a7a9688ef9903327048ed988ac00000000",[],"00000002","1c2ac4af","504e86b9",false],"id":null,"method":"mining.notify"}"#.to_string()
     }
@@ -768,14 +780,7 @@ mod tests {
     fn an_unauthorized_answer_ends_the_session_after_answering_the_share() {
         let now = Instant::now();
         let mut c = logged_in(now);
-        let share = Sv1Share {
-            session: 1,
-            job_id: "bf".into(),
-            extranonce2: vec![0; 4],
-            ntime: 1,
-            nonce: 2,
-            version_bits: None,
-        };
+        let share = plain_share();
         c.submit(1, &share, now).unwrap();
         let (_, outs) = c.handle_line(
             br#"{"id":5,"result":null,"error":[24,"Unauthorized worker",null]}"#,
@@ -793,14 +798,7 @@ mod tests {
         let t0 = Instant::now();
         let timeout = Duration::from_secs(10);
         let mut c = logged_in(t0);
-        let share = Sv1Share {
-            session: 1,
-            job_id: "bf".into(),
-            extranonce2: vec![0; 4],
-            ntime: 1,
-            nonce: 2,
-            version_bits: None,
-        };
+        let share = plain_share();
         c.submit(1, &share, t0).unwrap();
         c.submit(2, &share, t0 + Duration::from_secs(6)).unwrap();
         assert_eq!(
