@@ -36,10 +36,9 @@ use stratum_proto::sv1::{
     ErrorCode, Notify, Reconnect, RpcError, ServerMessage, Submit as WireSubmit, Subscribe,
     SubscribeResult, VersionRollingRequest, VersionRollingResult,
 };
-use stratum_proto::{Id, LineCodec};
+use stratum_proto::Id;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::time::Instant;
-use tokio_util::codec::FramedRead;
 
 use super::{reconnect_target, Ctx, End, Submit, Sv1Share, Sv1ShareError, MAX_RECONNECT_WAIT};
 use crate::tls::{Opened, PoolReader, PoolWriter};
@@ -443,7 +442,8 @@ fn submit_result(outcome: Result<Value, RpcError>) -> Result<(), Sv1ShareError> 
     }
 }
 
-type Lines = FramedRead<PoolReader, LineCodec>;
+/// Read with the same buffer-only-while-partial reader as the CryptoNote session.
+type Lines = crate::lines::PoolLines;
 
 async fn write(wr: &mut BufWriter<PoolWriter>, bytes: &[u8]) -> std::io::Result<()> {
     wr.write_all(bytes).await?;
@@ -459,7 +459,7 @@ pub(super) async fn run_session(ctx: &mut Ctx<'_>) -> End {
             Ok(Opened::Tls(rd, wr)) => (rd, wr),
             Err(e) => return e.into(),
         };
-    let mut lines: Lines = FramedRead::new(rd, LineCodec::default());
+    let mut lines = Lines::new(rd);
     let mut wr = BufWriter::new(wr);
     let mut client = Client::new(
         &ctx.pool.user,
