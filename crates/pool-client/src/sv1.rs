@@ -44,7 +44,7 @@ use stratum_proto::sv1::Notify;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::{FailoverOptions, PoolConfig, PoolSet, ShareError, UpstreamState};
+use crate::{FailoverOptions, PoolConfig, PoolList, PoolSet, ShareError, UpstreamState};
 
 mod client;
 mod solo;
@@ -198,7 +198,7 @@ pub struct Sv1Upstream {
     cmds: mpsc::Sender<Submit>,
     live: Arc<AtomicU64>,
     state: Arc<AtomicU8>,
-    pools: Arc<watch::Sender<Arc<PoolSet>>>,
+    pools: PoolList,
 }
 
 impl Sv1Upstream {
@@ -217,9 +217,9 @@ impl Sv1Upstream {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let live = Arc::new(AtomicU64::new(0));
         let state = Arc::new(AtomicU8::new(UpstreamState::Connecting as u8));
-        let (pools_tx, pools_rx) = watch::channel(Arc::new(PoolSet { pools, options }));
+        let list = PoolList::new(pools, options);
         let task = Failover {
-            pools: pools_rx,
+            pools: list.0.subscribe(),
             sv1,
             listener,
             cancel,
@@ -233,7 +233,7 @@ impl Sv1Upstream {
             cmds: tx,
             live,
             state,
-            pools: Arc::new(pools_tx),
+            pools: list,
         }
     }
 
@@ -241,15 +241,7 @@ impl Sv1Upstream {
     /// in use ends (its pending shares are answered [`ShareError::Disconnected`]) and the new
     /// list is walked from its primary.
     pub fn set_pools(&self, pools: Vec<PoolConfig>, options: FailoverOptions) {
-        let new = PoolSet { pools, options };
-        self.pools.send_if_modified(|cur| {
-            if **cur == new {
-                false
-            } else {
-                *cur = Arc::new(new);
-                true
-            }
-        });
+        self.pools.set(pools, options);
     }
 
     /// Queues a share for the upstream. Its outcome arrives as `on_result(seq, ..)`, unless
