@@ -41,10 +41,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stratum_proto::sv1::Notify;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::{FailoverOptions, PoolConfig, PoolList, PoolSet, ShareError, UpstreamState};
+use crate::{queue, FailoverOptions, PoolConfig, PoolList, PoolSet, ShareError, UpstreamState};
 
 mod client;
 mod solo;
@@ -195,7 +195,7 @@ const COMMAND_QUEUE: usize = 1024;
 /// token given to [`Sv1Upstream::spawn`] for that.
 #[derive(Debug, Clone)]
 pub struct Sv1Upstream {
-    cmds: mpsc::Sender<Submit>,
+    cmds: queue::Sender<Submit>,
     live: Arc<AtomicU64>,
     state: Arc<AtomicU8>,
     pools: PoolList,
@@ -214,7 +214,7 @@ impl Sv1Upstream {
         listener: Arc<dyn Sv1Listener>,
         cancel: CancellationToken,
     ) -> Self {
-        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let (tx, rx) = queue::channel(COMMAND_QUEUE);
         let live = Arc::new(AtomicU64::new(0));
         let state = Arc::new(AtomicU8::new(UpstreamState::Connecting as u8));
         let list = PoolList::new(pools, options);
@@ -259,8 +259,8 @@ impl Sv1Upstream {
         self.cmds
             .try_send(Submit { seq, share })
             .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => ShareError::Busy,
-                mpsc::error::TrySendError::Closed(_) => ShareError::NotConnected,
+                queue::TrySendError::Full(_) => ShareError::Busy,
+                queue::TrySendError::Closed(_) => ShareError::NotConnected,
             })
     }
 
@@ -323,7 +323,7 @@ struct Ctx<'a> {
     index: usize,
     options: &'a FailoverOptions,
     sv1: &'a Sv1Options,
-    cmds: &'a mut mpsc::Receiver<Submit>,
+    cmds: &'a mut queue::Receiver<Submit>,
     listener: &'a dyn Sv1Listener,
     cancel: &'a CancellationToken,
     pools: &'a mut watch::Receiver<Arc<PoolSet>>,
@@ -351,7 +351,7 @@ struct Failover {
     sv1: Sv1Options,
     listener: Arc<dyn Sv1Listener>,
     cancel: CancellationToken,
-    cmds: mpsc::Receiver<Submit>,
+    cmds: queue::Receiver<Submit>,
     live: Arc<AtomicU64>,
     state: Arc<AtomicU8>,
     session: u64,
