@@ -1,4 +1,5 @@
-//! The upstream's bounded submit queue: from the proxy's threads to the upstream's task.
+//! The upstreams' bounded submit queue (`Upstream`'s and `Sv1Upstream`'s): from the proxy's
+//! threads to the upstream's task.
 //!
 //! A `VecDeque` under a short lock and a `Notify`, in place of `tokio::sync::mpsc`: tokio's
 //! channel allocates its first block of 32 slots and a cache-padded channel (about 1 KB with
