@@ -150,16 +150,22 @@ pub enum DaemonError {
     BadReply(String),
 }
 
-/// `reqwest::Error` with its causes, which hold the useful part ("connection refused").
-fn transport(e: &reqwest::Error) -> DaemonError {
+/// `e` and its causes, `": "`-joined: a `reqwest::Error`'s causes hold the useful part
+/// ("connection refused").
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
+    let mut source = e.source();
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());
         source = cause.source();
     }
-    DaemonError::Transport(text)
+    text
+}
+
+/// `reqwest::Error` with its causes.
+fn transport(e: &reqwest::Error) -> DaemonError {
+    DaemonError::Transport(with_causes(e))
 }
 
 #[derive(Deserialize)]

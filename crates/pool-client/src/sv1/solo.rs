@@ -57,13 +57,7 @@ enum RpcFail {
 
 /// A reqwest failure of `method`: a timeout, or the node unreachable or not speaking JSON.
 fn transport(method: &str, e: &reqwest::Error) -> RpcFail {
-    let mut text = format!("{method}: {e}");
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
+    let text = format!("{method}: {}", crate::daemon::with_causes(e));
     if e.is_timeout() {
         RpcFail::Timeout(text)
     } else {
