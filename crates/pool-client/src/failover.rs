@@ -112,20 +112,12 @@ impl Failover {
     /// Waits `pause` while answering every submit that arrives with `NotConnected`.
     /// Returns false when cancelled.
     async fn pause(&mut self, pause: Duration) -> bool {
-        let sleep = tokio::time::sleep(pause);
-        tokio::pin!(sleep);
-        loop {
-            tokio::select! {
-                () = self.cancel.cancelled() => return false,
-                () = &mut sleep => return true,
-                cmd = self.cmds.recv() => match cmd {
-                    Some(Command::Submit { seq, .. }) => {
-                        self.listener.on_result(seq, Err(ShareError::NotConnected));
-                    }
-                    None => return false,
-                },
-            }
-        }
+        let listener = &self.listener;
+        self.cmds
+            .pause(&self.cancel, pause, |Command::Submit { seq, .. }| {
+                listener.on_result(seq, Err(ShareError::NotConnected));
+            })
+            .await
     }
 
     /// One connection attempt at `set.pools[index]` (or a session already logged in there,

@@ -16,8 +16,10 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 /// A queue that held more than this many commands is freed once drained.
 const KEEP: usize = 16;
@@ -138,6 +140,29 @@ impl<T> Receiver<T> {
                 // `notify_one` keeps a permit when nobody waits, so a command queued
                 // between the check and the wait is not missed.
                 Err(false) => self.0.wake.notified().await,
+            }
+        }
+    }
+
+    /// Waits `pause`, handing every command that arrives meanwhile to `refuse` (an upstream
+    /// between pools answers them). True when the pause ran out; false when `cancel` fired or
+    /// the queue closed first.
+    pub(crate) async fn pause(
+        &mut self,
+        cancel: &CancellationToken,
+        pause: Duration,
+        mut refuse: impl FnMut(T),
+    ) -> bool {
+        let sleep = tokio::time::sleep(pause);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return false,
+                () = &mut sleep => return true,
+                cmd = self.recv() => match cmd {
+                    Some(cmd) => refuse(cmd),
+                    None => return false,
+                },
             }
         }
     }

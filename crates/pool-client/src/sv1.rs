@@ -366,20 +366,12 @@ impl Failover {
     /// Waits `pause`, answering every submit that arrives `NotConnected`. False when
     /// cancelled.
     async fn pause(&mut self, pause: Duration) -> bool {
-        let sleep = tokio::time::sleep(pause);
-        tokio::pin!(sleep);
-        loop {
-            tokio::select! {
-                () = self.cancel.cancelled() => return false,
-                () = &mut sleep => return true,
-                cmd = self.cmds.recv() => match cmd {
-                    Some(Submit { seq, .. }) => {
-                        self.listener.on_result(seq, Err(ShareError::NotConnected.into()));
-                    }
-                    None => return false,
-                },
-            }
-        }
+        let listener = &self.listener;
+        self.cmds
+            .pause(&self.cancel, pause, |Submit { seq, .. }| {
+                listener.on_result(seq, Err(ShareError::NotConnected.into()));
+            })
+            .await
     }
 
     /// One attempt at `pool` (index `index` of `set`), run until it ends.
