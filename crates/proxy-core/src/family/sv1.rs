@@ -291,11 +291,6 @@ impl<M: Clone> UpstreamChannel<M, Pending<M>> for Sv1Chan<M> {
         self.empty_since
     }
 
-    fn idle_for(&self, keep: Duration, now: Instant) -> bool {
-        self.empty_since
-            .is_some_and(|t| now.saturating_duration_since(t) >= keep)
-    }
-
     fn add_pending(&mut self, seq: u64, payload: Pending<M>, now: Instant) {
         if let Some(c) = &mut self.inner {
             c.add_pending(seq, payload, now);

@@ -115,10 +115,6 @@ impl<M> UpstreamChannel<M, Pending<M>> for ToyChannel<M> {
     fn empty_since(&self) -> Option<Instant> {
         self.empty_since
     }
-    fn idle_for(&self, keep: Duration, now: Instant) -> bool {
-        self.empty_since
-            .is_some_and(|t| now.saturating_duration_since(t) >= keep)
-    }
     fn add_pending(&mut self, seq: u64, payload: Pending<M>, now: Instant) {
         self.pending.insert(seq, (payload, now));
     }
