@@ -749,7 +749,7 @@ fn handle_submit(
                 .inner
                 .on_valid_share(a.difficulty, now());
             miner.send_line(encode_bool_result(&id, true));
-            shared.events.accept_local(miner, hashes(a.difficulty));
+            mapper.accept_local(miner, hashes(a.difficulty));
             return;
         }
         Ok(Checked::Forward(f)) => f,
@@ -764,9 +764,7 @@ fn handle_submit(
         // A node takes blocks only; this share met the solo difficulty.
         drop(st);
         miner.send_line(encode_bool_result(&id, true));
-        shared
-            .events
-            .accept_local(miner, hashes(f.accepted.difficulty));
+        mapper.accept_local(miner, hashes(f.accepted.difficulty));
         return;
     }
     let Some(upstream) = mapper.upstream() else {

@@ -277,6 +277,12 @@ async fn a_second_family_is_routed_fanned_out_and_answered_by_the_same_driver() 
     assert_eq!(miners[0].lines(), ["job 7 slot 0", "5 Ok(())"]);
     let stats = events.stats.snapshot();
     assert_eq!((stats.accepted, stats.in_flight), (1, 0));
+    let second = miners[2].mapper();
+    assert_eq!(
+        s.upstream_hashes(),
+        HashMap::from([(first.id, 100), (second.id, 0)]),
+        "counted once, to the upstream that carried it"
+    );
 
     // A share the upstream client cannot take is answered with its error at once.
     let pending = Pending {
