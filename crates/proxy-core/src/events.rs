@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::config::RateLimit;
-use crate::journal::{escaped, Journal, NoticeKind, UpstreamTally};
+use crate::journal::{escaped, Journal, NoticeKind};
 use crate::logs::{accept_line, close_line, connect_line, reject_line, LineLog};
 use crate::ratelimit::{invalid_share_limit_reached, RateLimiter};
 use crate::stats::Stats;
@@ -78,8 +78,6 @@ pub(crate) struct Events {
     invalid_percent: AtomicU32,
     /// Notable events for the dashboard (refused shares, bans, upstreams lost).
     pub(crate) journal: Journal,
-    /// Accepted hashes per miner, folded per upstream by the tick.
-    pub(crate) upstream_hashes: UpstreamTally,
 }
 
 impl Events {
@@ -98,7 +96,6 @@ impl Events {
             invalid_shares: AtomicU32::new(0),
             invalid_percent: AtomicU32::new(0),
             journal: Journal::default(),
-            upstream_hashes: UpstreamTally::default(),
         };
         e.apply_config(config);
         e
@@ -233,7 +230,6 @@ impl Events {
         self.stats
             .on_accept(now, difficulty, Some(share_difficulty), Some(latency));
         self.workers.accept(miner, difficulty, now);
-        self.upstream_hashes.add(miner.id(), difficulty);
         if self.share_log.is_on() {
             self.share_log
                 .write(accept_line(&Self::user(miner), difficulty, latency));
@@ -244,16 +240,18 @@ impl Events {
     /// The proxy accepted a share itself (custom difficulty, RFC §14): it met the miner's
     /// lowered target of `difficulty` but not the pool's, was answered OK and not forwarded.
     /// Counted in [`Stats::custom_accepted`]; with `custom-diff-stats` also as an accepted
-    /// share of `difficulty` (hashes, hashrate windows, the miner's worker).
-    pub(crate) fn accept_local(&self, miner: &impl Subject, difficulty: u64) {
+    /// share of `difficulty` (hashes, hashrate windows, the miner's worker): then true, and
+    /// the caller counts it to its upstream ([`crate::splitter::Mapper::accept_local`]).
+    pub(crate) fn accept_local(&self, miner: &impl Subject, difficulty: u64) -> bool {
         self.stats.custom_accepted.fetch_add(1, Relaxed);
         self.tally(miner, true);
         if self.custom_diff_stats.load(Relaxed) {
             let now = self.now();
             self.stats.on_accept(now, difficulty, None, None);
             self.workers.accept(miner, difficulty, now);
-            self.upstream_hashes.add(miner.id(), difficulty);
+            return true;
         }
+        false
     }
 
     /// The pool refused a share, or it could not be delivered (timeout, lost connection).
@@ -333,14 +331,14 @@ mod tests {
         let e = Events::new(&config);
         let m = logged_in_miner();
         e.login(&m);
-        e.accept_local(&m, 500);
+        assert!(!e.accept_local(&m, 500), "not counted to the upstream");
         let s = e.stats.snapshot();
         assert_eq!((s.custom_accepted, s.accepted, s.hashes), (1, 0, 0));
         assert_eq!(e.workers.snapshot(0, 0).workers[0].accepted, 0);
 
         config.custom_diff_stats = true;
         e.apply_config(&config);
-        e.accept_local(&m, 500);
+        assert!(e.accept_local(&m, 500), "counted to the upstream");
         let s = e.stats.snapshot();
         assert_eq!((s.custom_accepted, s.accepted, s.hashes), (2, 1, 500));
         let w = &e.workers.snapshot(e.now(), 0).workers[0];
@@ -408,6 +406,5 @@ mod tests {
                 ),
             ]
         );
-        assert_eq!(e.upstream_hashes.take_pending()[&1], 1000);
     }
 }

@@ -1,11 +1,9 @@
 //! What the dashboard reads besides the counters: a bounded ring of notable events (shares
-//! refused, bans, upstreams lost and regained) and the hashes accepted per upstream
-//! connection.
+//! refused, bans, upstreams lost and regained).
 //!
-//! Both are fed by [`crate::events::Events`] and folded by the 1 s tick (`monitor.rs`); both
-//! are bounded: the ring holds [`JOURNAL_CAPACITY`] notices, the per-miner tally only the
-//! miners that had a share accepted since the last tick, the per-upstream totals only the
-//! upstreams that exist.
+//! Fed by [`crate::events::Events`] and by the 1 s tick's upstream watch (`monitor.rs`);
+//! bounded: the ring holds [`JOURNAL_CAPACITY`] notices. (The hashes per upstream are a
+//! counter on each mapper, `splitter.rs`.)
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -169,43 +167,6 @@ fn state_name(s: UpstreamState) -> &'static str {
     }
 }
 
-/// Hashes (sums of accepted share difficulties) per upstream connection: counted per miner
-/// on the share path, attributed to the miner's upstream by the tick.
-#[derive(Default)]
-pub(crate) struct UpstreamTally {
-    /// Hashes per miner id since the last fold.
-    pending: Mutex<HashMap<u64, u64>>,
-    /// Hashes per upstream id since the upstream opened (of the miners still connected when
-    /// their share was folded, within a second of it).
-    totals: Mutex<HashMap<u64, u64>>,
-}
-
-impl UpstreamTally {
-    /// Counts `hashes` for miner `miner`.
-    pub(crate) fn add(&self, miner: u64, hashes: u64) {
-        *lock(&self.pending).entry(miner).or_default() += hashes;
-    }
-
-    /// Takes what was counted per miner since the last call.
-    pub(crate) fn take_pending(&self) -> HashMap<u64, u64> {
-        std::mem::take(&mut *lock(&self.pending))
-    }
-
-    /// Adds `hashes` per upstream id, and forgets the upstreams not in `live`.
-    pub(crate) fn fold(&self, hashes: impl IntoIterator<Item = (u64, u64)>, live: &[u64]) {
-        let mut t = lock(&self.totals);
-        for (upstream, h) in hashes {
-            *t.entry(upstream).or_default() += h;
-        }
-        t.retain(|id, _| live.contains(id));
-    }
-
-    /// The totals per upstream id.
-    pub(crate) fn totals(&self) -> HashMap<u64, u64> {
-        lock(&self.totals).clone()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,19 +225,5 @@ mod tests {
             ],
             "first logins are not news"
         );
-    }
-
-    #[test]
-    fn upstream_totals_fold_per_upstream_and_forget_closed_ones() {
-        let t = UpstreamTally::default();
-        t.add(7, 100);
-        t.add(7, 50);
-        t.add(8, 10);
-        let p = t.take_pending();
-        assert_eq!((p[&7], p[&8]), (150, 10));
-        assert!(t.take_pending().is_empty());
-        t.fold([(1, 150), (2, 10)], &[1, 2]);
-        t.fold([(1, 5)], &[1]);
-        assert_eq!(t.totals(), HashMap::from([(1, 155)]));
     }
 }

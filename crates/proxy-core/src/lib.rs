@@ -465,8 +465,7 @@ trait Running: Send + Sync + 'static {
         adjust: ConfigAdjust,
         stop: CancellationToken,
     ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
-    /// Hashes per upstream id since each upstream opened, the pending ones attributed first
-    /// (`monitor.rs`).
+    /// Hashes per upstream id since each upstream opened (`splitter.rs`).
     fn upstream_hashes(&self) -> std::collections::HashMap<u64, u64>;
 }
 
@@ -514,7 +513,7 @@ impl<F: MinerProtocol> Running for Shared<F> {
         Box::pin(reload::watch_file(self, path, loaded, adjust, stop))
     }
     fn upstream_hashes(&self) -> std::collections::HashMap<u64, u64> {
-        Shared::upstream_hashes(self)
+        self.splitter.upstream_hashes()
     }
 }
 

@@ -95,9 +95,9 @@ impl Monitor {
     }
 
     /// Hashes (sums of accepted share difficulties) per upstream id ([`UpstreamInfo::id`])
-    /// since the upstream opened, for the upstreams that exist. A share is attributed to its
-    /// miner's upstream by the 1 s tick or by this call, whichever comes first; a share of a
-    /// miner that closed before then is counted in the proxy's totals only.
+    /// since the upstream opened, for the upstreams that exist: a share counts to the
+    /// upstream that carried it (or, accepted by the proxy itself with `custom-diff-stats`,
+    /// to its miner's upstream) the moment it is accepted.
     pub fn upstream_hashes(&self) -> HashMap<u64, u64> {
         self.shared.upstream_hashes()
     }
@@ -125,8 +125,7 @@ fn snapshot<F: Family>(m: &Miner<F>) -> MinerSnapshot {
 }
 
 impl<F: Family> Shared<F> {
-    /// Called every second by the tick loop: attributes the hashes accepted since the last
-    /// call to the upstreams of their miners, and notes upstreams lost or logged in again.
+    /// Called every second by the tick loop: notes upstreams lost or logged in again.
     pub(crate) fn fold_monitoring(&self) {
         let upstreams = self.splitter.upstream_details();
         self.events.journal.watch_upstreams(
@@ -135,38 +134,6 @@ impl<F: Family> Shared<F> {
                 .map(|u| (u.id, u.state, u.pool.clone()))
                 .collect::<Vec<_>>(),
         );
-        self.fold_upstream_hashes(&upstreams.iter().map(|u| u.id).collect::<Vec<_>>());
-    }
-
-    /// [`Monitor::upstream_hashes`]: the pending hashes attributed, then the totals.
-    pub(crate) fn upstream_hashes(&self) -> HashMap<u64, u64> {
-        let upstreams = self.splitter.upstream_details();
-        self.fold_upstream_hashes(&upstreams.iter().map(|u| u.id).collect::<Vec<_>>());
-        self.events.upstream_hashes.totals()
-    }
-
-    /// Attributes the hashes accepted since the last call to the upstreams of their miners;
-    /// `live` are the upstream ids that exist (the others are forgotten).
-    fn fold_upstream_hashes(&self, live: &[u64]) {
-        let tally = &self.events.upstream_hashes;
-        let pending = tally.take_pending();
-        if pending.is_empty() {
-            tally.fold([], live);
-            return;
-        }
-        // The miners first (registry lock), then each one's route (its own lock): never both.
-        let miners: Vec<(Arc<Miner<F>>, u64)> = {
-            let registry = lock(&self.miners);
-            pending
-                .iter()
-                .filter_map(|(id, h)| registry.get(id).map(|m| (m.clone(), *h)))
-                .collect()
-        };
-        let by_upstream = miners.into_iter().filter_map(|(m, h)| {
-            let st = m.state();
-            st.route.as_ref().map(|r| (r.mapper.id, h))
-        });
-        tally.fold(by_upstream, live);
     }
 }
 

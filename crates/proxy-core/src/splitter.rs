@@ -18,7 +18,7 @@
 //! socket; the GC list is taken last (under a mapper's state at most). Nothing here awaits
 //! while holding a lock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Display;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -185,6 +185,9 @@ pub(crate) struct Mapper<F: Family, M: Downstream<F>> {
     fanout: Arc<Fanout>,
     /// The mappers the splitter's GC looks at (shared by the splitter's mappers).
     gc: Arc<GcList>,
+    /// Hashes (sums of the difficulties of accepted shares) counted to this upstream since
+    /// it opened (monitoring: [`crate::Monitor::upstream_hashes`]).
+    hashes: AtomicU64,
     state: Mutex<MapperState<F, M>>,
 }
 
@@ -207,6 +210,14 @@ impl<F: Family, M: Downstream<F>> Mapper<F, M> {
     /// The events every answer is reported to.
     pub(crate) fn events(&self) -> &Events {
         &self.events
+    }
+
+    /// The proxy accepted a share of `difficulty` itself (custom difficulty, solo): reported
+    /// to the events, and counted to this upstream when the events count it as accepted.
+    pub(crate) fn accept_local(&self, miner: &impl Subject, difficulty: u64) {
+        if self.events.accept_local(miner, difficulty) {
+            self.hashes.fetch_add(difficulty, Relaxed);
+        }
     }
 
     /// Cancelled when the mapper closes: its upstream client stops.
@@ -344,6 +355,7 @@ impl<F: Family, M: Downstream<F>> Mapper<F, M> {
                     stats.blocks.fetch_add(1, Relaxed);
                 }
                 F::reply(&p.miner, &p.id, Ok(()));
+                self.hashes.fetch_add(p.difficulty, Relaxed);
                 self.events
                     .accept(&p.miner, p.difficulty, p.share_diff, latency);
             }
@@ -458,6 +470,7 @@ impl<F: Family, M: Downstream<F>> Splitter<F, M> {
             events: self.events.clone(),
             fanout: self.fanout.clone(),
             gc: self.gc.clone(),
+            hashes: AtomicU64::new(0),
             state: Mutex::new(MapperState {
                 channel: F::new_channel(nicehash),
                 upstream_state: UpstreamState::Connecting,
@@ -604,6 +617,15 @@ impl<F: Family, M: Downstream<F>> Splitter<F, M> {
                     daemon: st.daemon,
                 }
             })
+            .collect()
+    }
+
+    /// Hashes (sums of the difficulties of accepted shares) per upstream id since each
+    /// upstream opened, for the upstreams that exist.
+    pub(crate) fn upstream_hashes(&self) -> HashMap<u64, u64> {
+        lock(&self.mappers)
+            .values()
+            .map(|m| (m.id, m.hashes.load(Relaxed)))
             .collect()
     }
 

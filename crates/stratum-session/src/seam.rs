@@ -79,8 +79,11 @@ pub trait UpstreamChannel<M, P> {
     /// Since when the channel has had no miner (the `now` of the [`UpstreamChannel::remove`]
     /// that emptied it); `None` while it has one.
     fn empty_since(&self) -> Option<Instant>;
-    /// True when the channel has had no miner for `keep` or longer at `now`.
-    fn idle_for(&self, keep: Duration, now: Instant) -> bool;
+    /// True when the channel has had no miner for `keep` or longer at `now` (RFC §8.1 `GC`).
+    fn idle_for(&self, keep: Duration, now: Instant) -> bool {
+        self.empty_since()
+            .is_some_and(|t| now.saturating_duration_since(t) >= keep)
+    }
     /// Keeps a forwarded share until the upstream answers it; called before the upstream
     /// write, so that the answer always finds it.
     fn add_pending(&mut self, seq: u64, payload: P, now: Instant);
@@ -152,9 +155,6 @@ impl<M, J: ChannelJob, P> UpstreamChannel<M, P> for Channel<M, J, P> {
     }
     fn empty_since(&self) -> Option<Instant> {
         Channel::empty_since(self)
-    }
-    fn idle_for(&self, keep: Duration, now: Instant) -> bool {
-        Channel::idle_for(self, keep, now)
     }
     fn add_pending(&mut self, seq: u64, payload: P, now: Instant) {
         Channel::add_pending(self, seq, payload, now);

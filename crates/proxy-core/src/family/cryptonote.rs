@@ -321,7 +321,7 @@ fn submit<M: Downstream<CryptoNote>>(
         Ok(Checked::Local { difficulty }) => {
             drop(st);
             CryptoNote::reply(miner, &id, Ok(()));
-            events.accept_local(miner, difficulty);
+            mapper.accept_local(miner, difficulty);
             return;
         }
         Ok(Checked::Forward {

@@ -291,11 +291,6 @@ impl<M: Clone> UpstreamChannel<M, Pending<M>> for Sv1Chan<M> {
         self.empty_since
     }
 
-    fn idle_for(&self, keep: Duration, now: Instant) -> bool {
-        self.empty_since
-            .is_some_and(|t| now.saturating_duration_since(t) >= keep)
-    }
-
     fn add_pending(&mut self, seq: u64, payload: Pending<M>, now: Instant) {
         if let Some(c) = &mut self.inner {
             c.add_pending(seq, payload, now);
@@ -754,7 +749,7 @@ fn handle_submit(
                 .inner
                 .on_valid_share(a.difficulty, now());
             miner.send_line(encode_bool_result(&id, true));
-            shared.events.accept_local(miner, hashes(a.difficulty));
+            mapper.accept_local(miner, hashes(a.difficulty));
             return;
         }
         Ok(Checked::Forward(f)) => f,
@@ -769,9 +764,7 @@ fn handle_submit(
         // A node takes blocks only; this share met the solo difficulty.
         drop(st);
         miner.send_line(encode_bool_result(&id, true));
-        shared
-            .events
-            .accept_local(miner, hashes(f.accepted.difficulty));
+        mapper.accept_local(miner, hashes(f.accepted.difficulty));
         return;
     }
     let Some(upstream) = mapper.upstream() else {

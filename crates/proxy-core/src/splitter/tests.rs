@@ -115,10 +115,6 @@ impl<M> UpstreamChannel<M, Pending<M>> for ToyChannel<M> {
     fn empty_since(&self) -> Option<Instant> {
         self.empty_since
     }
-    fn idle_for(&self, keep: Duration, now: Instant) -> bool {
-        self.empty_since
-            .is_some_and(|t| now.saturating_duration_since(t) >= keep)
-    }
     fn add_pending(&mut self, seq: u64, payload: Pending<M>, now: Instant) {
         self.pending.insert(seq, (payload, now));
     }
@@ -281,6 +277,12 @@ async fn a_second_family_is_routed_fanned_out_and_answered_by_the_same_driver() 
     assert_eq!(miners[0].lines(), ["job 7 slot 0", "5 Ok(())"]);
     let stats = events.stats.snapshot();
     assert_eq!((stats.accepted, stats.in_flight), (1, 0));
+    let second = miners[2].mapper();
+    assert_eq!(
+        s.upstream_hashes(),
+        HashMap::from([(first.id, 100), (second.id, 0)]),
+        "counted once, to the upstream that carried it"
+    );
 
     // A share the upstream client cannot take is answered with its error at once.
     let pending = Pending {
