@@ -9,12 +9,18 @@ use axum::http::{Method, StatusCode};
 use common::*;
 use serde_json::{json, Value};
 
-const ROUTES: [&str; 5] = [
+/// Every route behind the token (the dashboard's own page and files are not).
+const ROUTES: [&str; 10] = [
     "/1/summary",
     "/1/workers",
     "/1/miners",
     "/1/config",
     "/metrics",
+    "/2/summary",
+    "/api.json",
+    "/1/history",
+    "/1/upstreams",
+    "/1/events",
 ];
 
 #[tokio::test]

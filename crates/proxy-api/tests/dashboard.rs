@@ -75,26 +75,9 @@ async fn the_page_needs_no_token_while_the_api_does() {
         "/1/upstreams",
         "/1/events",
     ] {
+        // A wrong and the right token on these: auth.rs's `ROUTES`.
         let (status, _) = get_json(&app, path).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
-        let (status, _, _) = send(
-            &app,
-            Method::GET,
-            path,
-            &[("authorization", "Bearer wrong")],
-            "",
-        )
-        .await;
-        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
-        let (status, _, body) = send(
-            &app,
-            Method::GET,
-            path,
-            &[("authorization", "Bearer s3cret")],
-            "",
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK, "{path}: {body}");
     }
     // Only reads of the page's own files go without a token.
     let (status, _, _) = send(&app, Method::PUT, "/", &[], "").await;

@@ -337,27 +337,32 @@ fn an_xmrig_proxy_config_with_comments_and_every_key_checks_with_one_warning() {
     }
 }
 
+/// Runs the proxy with `args` in `cwd`, asserts that it fails, and returns its stderr.
+fn refused(args: &[&str], cwd: &Path) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn extra_nonce_for_a_stratum_pool_and_a_missing_config_are_refused_with_a_clear_message() {
     let dir = Dir::new("refused");
-    let out = Command::new(BIN)
-        .args(["-o", "pool.example:3333", "-m", "extra_nonce", "--dry-run"])
-        .current_dir(&dir.0)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(
+        &["-o", "pool.example:3333", "-m", "extra_nonce", "--dry-run"],
+        &dir.0,
+    );
     assert!(
         err.contains("pools[0].daemon") && err.contains("\"extra_nonce\" works only with daemon"),
         "{err}"
     );
-    let out = Command::new(BIN)
-        .args(["-o", "pool.example:3333", "-m", "bogus", "--dry-run"])
-        .current_dir(&dir.0)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(
+        &["-o", "pool.example:3333", "-m", "bogus", "--dry-run"],
+        &dir.0,
+    );
     assert!(
         err.contains("extra_nonce") && err.contains("nicehash") && err.contains("simple"),
         "{err}"
@@ -367,13 +372,7 @@ fn extra_nonce_for_a_stratum_pool_and_a_missing_config_are_refused_with_a_clear_
         r#"{"mode": "extra_nonce", "bind": ["127.0.0.1:0"], "pools": [{"url": "p:1"}]}"#,
     )
     .unwrap();
-    let out = Command::new(BIN)
-        .args(["check"])
-        .current_dir(&dir.0)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&["check"], &dir.0);
     assert!(err.contains("pools[0].daemon"), "{err}");
     std::fs::write(
         dir.path("config.json"),
@@ -390,9 +389,7 @@ fn extra_nonce_for_a_stratum_pool_and_a_missing_config_are_refused_with_a_clear_
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("mode extra_nonce"), "{stdout}");
     std::fs::remove_file(dir.path("config.json")).unwrap();
-    let out = Command::new(BIN).current_dir(&dir.0).output().unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&[], &dir.0);
     assert!(err.contains("-c FILE") && err.contains("-o URL"), "{err}");
 }
 

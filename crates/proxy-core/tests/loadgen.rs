@@ -11,25 +11,33 @@ use std::time::Duration;
 use proxy_core::Proxy;
 use test_support::loadgen::{run_on, Mode, Options};
 
+/// A run against `proxy`'s first listener, short and bounded: two jobs 300 ms apart, one
+/// second of shares, 100 ms to settle, 60 s at most; everything else default.
+fn small_run(proxy: &proxy_core::ProxyHandle) -> Options {
+    Options {
+        proxy: proxy.local_addrs()[0],
+        jobs: 2,
+        job_interval: Duration::from_millis(300),
+        seconds: 1,
+        settle: Duration::from_millis(100),
+        deadline: Duration::from_secs(60),
+        ..Options::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_load_run_is_clean_and_accounts_for_every_job_and_share() {
     let pool = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let config = common::local_config(&[pool.local_addr().unwrap()]);
     let proxy = Proxy::start(config).await.unwrap();
     let opts = Options {
-        proxy: proxy.local_addrs()[0],
         miners: 40,
         // Two source addresses, and miners on both event loops.
         miners_per_ip: 20,
         first_ip: Ipv4Addr::new(127, 0, 0, 2),
         miner_threads: 2,
-        jobs: 2,
-        job_interval: Duration::from_millis(300),
         rate: 200,
-        seconds: 1,
-        settle: Duration::from_millis(100),
-        deadline: Duration::from_secs(60),
-        ..Options::default()
+        ..small_run(&proxy)
     };
     let report = run_on(opts, pool).await.unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
@@ -66,16 +74,10 @@ async fn in_simple_mode_every_miner_gets_its_own_pool_connection_and_the_run_is_
     };
     let proxy = Proxy::start(config).await.unwrap();
     let opts = Options {
-        proxy: proxy.local_addrs()[0],
         mode: Mode::Simple,
         miners: 30,
-        jobs: 2,
-        job_interval: Duration::from_millis(300),
         rate: 100,
-        seconds: 1,
-        settle: Duration::from_millis(100),
-        deadline: Duration::from_secs(60),
-        ..Options::default()
+        ..small_run(&proxy)
     };
     let report = run_on(opts, pool).await.unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);

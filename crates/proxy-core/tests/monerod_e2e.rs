@@ -4,12 +4,13 @@
 //!
 //! Needs `monerod` on PATH (Debian package `monero`; `.ci/run` installs it).
 
+mod common;
+
 use std::time::Duration;
 
-use proxy_core::config::{BindAddr, PoolConfig};
-use proxy_core::{Config, Proxy};
+use proxy_core::config::Mode;
+use proxy_core::Proxy;
 use test_support::monerod::{Monerod, REGTEST_WALLET};
-use test_support::rx_miner::{run_rx_miner, RxMinerConfig};
 
 /// Low enough for ~35 H/s light-mode miners to find a block every couple of seconds.
 const DIFFICULTY: u64 = 60;
@@ -21,37 +22,13 @@ async fn rx_miners_find_blocks_through_the_proxy_on_a_real_node() {
         .await
         .expect("monerod starts (apt-get install -y monero)");
     let start_height = node.height().await.unwrap();
-    let config = Config {
-        bind: vec![BindAddr {
-            host: "127.0.0.1".into(),
-            port: 0,
-            tls: false,
-        }],
-        pools: vec![PoolConfig {
-            url: node.host_port(),
-            user: REGTEST_WALLET.into(),
-            daemon: true,
-            daemon_poll_interval: 200,
-            ..PoolConfig::default()
-        }],
-        retries: 2,
-        retry_pause: 1,
-        ..Config::default()
-    };
+    let config = common::daemon_config(Mode::Nicehash, node.host_port(), REGTEST_WALLET);
     let proxy = Proxy::start(config).await.unwrap();
     let addr = proxy.local_addrs()[0];
 
     // Mine until the chain has grown by 3 blocks (at most 120 s), then stop.
     let stop = tokio_util::sync::CancellationToken::new();
-    let miners: Vec<_> = (0..2)
-        .map(|i| {
-            let mut cfg = RxMinerConfig::new(addr, REGTEST_WALLET);
-            cfg.rig_id = Some(format!("rig-{i}"));
-            cfg.run_for = Duration::from_secs(120);
-            cfg.stop = Some(stop.clone());
-            tokio::spawn(run_rx_miner(cfg))
-        })
-        .collect();
+    let miners = common::spawn_rx_miners(addr, REGTEST_WALLET, &stop);
     while node.height().await.unwrap() < start_height + 3 {
         if miners.iter().all(|m| m.is_finished()) {
             break;
@@ -62,7 +39,7 @@ async fn rx_miners_find_blocks_through_the_proxy_on_a_real_node() {
     let mut sent = 0;
     let mut accepted = 0;
     for m in miners {
-        let report = m.await.unwrap().unwrap();
+        let report = m.await.unwrap();
         assert_eq!(report.unanswered, 0, "every share answered: {report:?}");
         assert!(!report.closed_early, "{report:?}");
         sent += report.shares_sent;

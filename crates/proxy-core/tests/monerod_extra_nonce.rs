@@ -6,6 +6,8 @@
 //!
 //! Needs `monerod` on PATH (Debian package `monero`; `.ci/run` installs it).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use proxy_core::config::{BindAddr, Mode, PoolConfig};
@@ -15,7 +17,7 @@ use stratum_proto::job::decode_hex;
 use stratum_proto::Job;
 use test_support::miner::{error_message, TestMiner};
 use test_support::monerod::{Monerod, REGTEST_WALLET};
-use test_support::rx_miner::{run_rx_miner, solve, RxMinerConfig, Solution};
+use test_support::rx_miner::{solve, Solution};
 
 /// Low enough for a light-mode RandomX thread (about 35 H/s) to find a block in seconds.
 const DIFFICULTY: u64 = 40;
@@ -62,24 +64,7 @@ async fn two_miners_on_one_template_each_mine_a_real_block() {
         .await
         .expect("monerod starts (apt-get install -y monero)");
     let start = node.height().await.unwrap();
-    let config = Config {
-        mode: Mode::ExtraNonce,
-        bind: vec![BindAddr {
-            host: "127.0.0.1".into(),
-            port: 0,
-            tls: false,
-        }],
-        pools: vec![PoolConfig {
-            url: node.host_port(),
-            user: REGTEST_WALLET.into(),
-            daemon: true,
-            daemon_poll_interval: 200,
-            ..PoolConfig::default()
-        }],
-        retries: 2,
-        retry_pause: 1,
-        ..Config::default()
-    };
+    let config = common::daemon_config(Mode::ExtraNonce, node.host_port(), REGTEST_WALLET);
     let proxy = Proxy::start(config).await.unwrap();
     let addr = proxy.local_addrs()[0];
 
@@ -142,34 +127,11 @@ async fn rx_miners_each_find_blocks_in_extra_nonce_mode() {
         .await
         .expect("monerod starts (apt-get install -y monero)");
     let start = node.height().await.unwrap();
-    let config = Config {
-        mode: Mode::ExtraNonce,
-        bind: vec![BindAddr {
-            host: "127.0.0.1".into(),
-            port: 0,
-            tls: false,
-        }],
-        pools: vec![PoolConfig {
-            url: node.host_port(),
-            user: REGTEST_WALLET.into(),
-            daemon: true,
-            daemon_poll_interval: 200,
-            ..PoolConfig::default()
-        }],
-        ..Config::default()
-    };
+    let config = common::daemon_config(Mode::ExtraNonce, node.host_port(), REGTEST_WALLET);
     let proxy = Proxy::start(config).await.unwrap();
     let addr = proxy.local_addrs()[0];
     let stop = tokio_util::sync::CancellationToken::new();
-    let miners: Vec<_> = (0..2)
-        .map(|i| {
-            let mut cfg = RxMinerConfig::new(addr, REGTEST_WALLET);
-            cfg.rig_id = Some(format!("rig-{i}"));
-            cfg.run_for = Duration::from_secs(120);
-            cfg.stop = Some(stop.clone());
-            tokio::spawn(run_rx_miner(cfg))
-        })
-        .collect();
+    let miners = common::spawn_rx_miners(addr, REGTEST_WALLET, &stop);
     // Until each worker (named by its rig id) has a block accepted.
     let each_has_a_block = || {
         let workers = proxy.monitor().workers_at(tokio::time::Instant::now());
@@ -193,7 +155,7 @@ async fn rx_miners_each_find_blocks_in_extra_nonce_mode() {
     stop.cancel();
     let mut accepted = 0;
     for m in miners {
-        let report = m.await.unwrap().unwrap();
+        let report = m.await.unwrap();
         assert_eq!(report.unanswered, 0, "every share answered: {report:?}");
         assert!(!report.closed_early, "{report:?}");
         assert!(report.accepted >= 1, "each miner found a block: {report:?}");

@@ -36,6 +36,26 @@ fn sv1_config(pool: &Sv1Pool, min_difficulty: f64) -> Config {
     c
 }
 
+/// A Stratum V1 solo proxy in front of the regtest bcoin `node` (polled every 100 ms, block
+/// rewards to [`test_support::bcoin::REGTEST_P2WPKH`]), miners' minimum difficulty `POOL_DIFF`.
+fn bcoin_solo_config(node: &test_support::bcoin::Bcoin) -> Config {
+    let mut c = Config {
+        pools: vec![proxy_core::config::PoolConfig {
+            url: node.host_port(),
+            user: test_support::bcoin::REGTEST_P2WPKH.into(),
+            pass: node.api_key().into(),
+            daemon: true,
+            daemon_poll_interval: 100,
+            ..proxy_core::config::PoolConfig::default()
+        }],
+        ..common::local_config(&[])
+    };
+    c.protocol = Protocol::StratumV1;
+    c.stratum_v1.network = "regtest".into();
+    c.stratum_v1.min_difficulty = POOL_DIFF;
+    c
+}
+
 async fn start(config: Config) -> ProxyHandle {
     Proxy::start(config).await.expect("proxy starts")
 }
@@ -180,25 +200,12 @@ async fn bad_shares_are_refused_with_their_codes_and_never_forwarded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_miner_through_the_solo_upstream_mines_real_regtest_blocks_into_bcoin() {
-    use test_support::bcoin::{Bcoin, REGTEST_P2WPKH};
+    use test_support::bcoin::Bcoin;
     let node = Bcoin::start()
         .await
         .expect("bcoin starts (apt-get install -y nodejs npm)");
     let start_height = node.block_count().await.unwrap();
-    let mut c = Config {
-        pools: vec![proxy_core::config::PoolConfig {
-            url: node.host_port(),
-            user: REGTEST_P2WPKH.into(),
-            pass: node.api_key().into(),
-            daemon: true,
-            daemon_poll_interval: 100,
-            ..proxy_core::config::PoolConfig::default()
-        }],
-        ..common::local_config(&[])
-    };
-    c.protocol = Protocol::StratumV1;
-    c.stratum_v1.network = "regtest".into();
-    c.stratum_v1.min_difficulty = POOL_DIFF;
+    let c = bcoin_solo_config(&node);
     let proxy = start(c).await;
     let addr = proxy.local_addrs()[0];
     // At 2^-16 every share is also a regtest block (about one hash in two meets `207fffff`).
@@ -298,27 +305,13 @@ async fn a_reload_keeps_the_running_protocol_and_says_it_needs_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn miners_through_a_splitting_proxy_and_a_solo_proxy_mine_blocks_into_bcoin() {
-    use test_support::bcoin::{Bcoin, REGTEST_P2WPKH};
+    use test_support::bcoin::Bcoin;
     let node = Bcoin::start()
         .await
         .expect("bcoin starts (apt-get install -y nodejs npm)");
     let start_height = node.block_count().await.unwrap();
     // The solo proxy, in front of the node.
-    let mut solo = Config {
-        pools: vec![proxy_core::config::PoolConfig {
-            url: node.host_port(),
-            user: REGTEST_P2WPKH.into(),
-            pass: node.api_key().into(),
-            daemon: true,
-            daemon_poll_interval: 100,
-            ..proxy_core::config::PoolConfig::default()
-        }],
-        ..common::local_config(&[])
-    };
-    solo.protocol = Protocol::StratumV1;
-    solo.stratum_v1.network = "regtest".into();
-    solo.stratum_v1.min_difficulty = POOL_DIFF;
-    let solo = start(solo).await;
+    let solo = start(bcoin_solo_config(&node)).await;
     // The splitting proxy, whose pool is the solo proxy.
     let mut split = common::local_config(&[solo.local_addrs()[0]]);
     split.protocol = Protocol::StratumV1;

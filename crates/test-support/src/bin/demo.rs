@@ -109,23 +109,8 @@ async fn sv1_demo(args: &Args) -> anyhow::Result<()> {
     );
     let up = Instant::now();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.seconds + 6);
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
-    let interrupted = loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => break true,
-            () = tokio::time::sleep_until(deadline) => break false,
-            _ = tick.tick() => {
-                let height = node.block_count().await.unwrap_or(0);
-                let s = summary(&client, &api).await.unwrap_or(Value::Null);
-                println!(
-                    "[{:>3}s] miners {} | shares accepted {} rejected {} invalid {} | blocks found {} | node height {} (+{})",
-                    up.elapsed().as_secs(),
-                    s["miners"]["now"], s["results"]["accepted"], s["results"]["rejected"],
-                    s["results"]["invalid"], s["results"]["blocks"], height, height.saturating_sub(start_height),
-                );
-            }
-        }
-    };
+    let height = || async { node.block_count().await.unwrap_or(0) };
+    let interrupted = watch(deadline, up, &client, &api, start_height, height).await;
     let (mut sent, mut answered) = (0, 0);
     for m in miners {
         if interrupted {
@@ -172,6 +157,36 @@ impl Drop for ProxyProcess {
         }
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// Prints the proxy's summary (from `api`) and the node's height (from `height`, blocks above
+/// `start_height` in brackets) every 5 s, `up` giving the seconds shown, until `deadline` or
+/// Ctrl-C; true when Ctrl-C stopped it.
+async fn watch<F: std::future::Future<Output = u64>>(
+    deadline: tokio::time::Instant,
+    up: Instant,
+    client: &reqwest::Client,
+    api: &str,
+    start_height: u64,
+    height: impl Fn() -> F,
+) -> bool {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return true,
+            () = tokio::time::sleep_until(deadline) => return false,
+            _ = tick.tick() => {
+                let height = height().await;
+                let s = summary(client, api).await.unwrap_or(Value::Null);
+                println!(
+                    "[{:>3}s] miners {} | shares accepted {} rejected {} invalid {} | blocks found {} | node height {} (+{})",
+                    up.elapsed().as_secs(),
+                    s["miners"]["now"], s["results"]["accepted"], s["results"]["rejected"],
+                    s["results"]["invalid"], s["results"]["blocks"], height, height.saturating_sub(start_height),
+                );
+            }
+        }
     }
 }
 
@@ -258,23 +273,8 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.seconds + 3);
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
-    let interrupted = loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => break true,
-            () = tokio::time::sleep_until(deadline) => break false,
-            _ = tick.tick() => {
-                let height = node.height().await.unwrap_or(0);
-                let s = summary(&client, &api).await.unwrap_or(Value::Null);
-                println!(
-                    "[{:>3}s] miners {} | shares accepted {} rejected {} invalid {} | blocks found {} | node height {} (+{})",
-                    up.elapsed().as_secs(),
-                    s["miners"]["now"], s["results"]["accepted"], s["results"]["rejected"],
-                    s["results"]["invalid"], s["results"]["blocks"], height, height.saturating_sub(start_height),
-                );
-            }
-        }
-    };
+    let height = || async { node.height().await.unwrap_or(0) };
+    let interrupted = watch(deadline, up, &client, &api, start_height, height).await;
     let mut sent = 0;
     let mut unanswered = 0;
     if interrupted {
