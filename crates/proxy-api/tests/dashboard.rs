@@ -106,7 +106,7 @@ async fn history_upstreams_and_events_report_the_share_flow() {
     let r = share(&mut m, 2, 1000).await;
     assert!(!r["error"].is_null(), "{r}");
     until(&monitor, |m| m.stats().rejected == 1).await;
-    // The 1 s tick attributes the hashes to the miner's upstream.
+    // The accepted hashes are counted on the upstream that carried them.
     until(&monitor, |m| {
         m.upstream_hashes().values().sum::<u64>() == 2000
     })
