@@ -15,7 +15,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 
-pub use pool_client::{host_port, Keepalive, PoolConfig, Sni};
+pub use pool_client::{host_port, Keepalive, PoolConfig, Protocol, Sni};
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub(crate) mod tls_settings;
@@ -104,9 +104,10 @@ impl fmt::Display for Mode {
     }
 }
 
-/// One listen endpoint. Accepts `{"host":"0.0.0.0","port":3333,"tls":false}` or the
-/// xmrig-proxy string form `"0.0.0.0:3333"` (`"[::]:3333"` for IPv6).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One listen endpoint. Accepts `{"host":"0.0.0.0","port":3333,"tls":false,
+/// "protocol":"stratum-v1"}` or the xmrig-proxy string form `"0.0.0.0:3333"` (`"[::]:3333"`
+/// for IPv6), which speaks the config's top-level `protocol`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct BindAddr {
     /// Interface address to listen on.
     pub host: String,
@@ -114,6 +115,10 @@ pub struct BindAddr {
     pub port: u16,
     /// Serve TLS on this endpoint.
     pub tls: bool,
+    /// The stratum family its miners speak; `None`: the config's top-level `protocol`
+    /// ([`Config::bind_protocol`]). Its miners go only to pools of that family.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
 }
 
 impl<'de> Deserialize<'de> for BindAddr {
@@ -127,10 +132,22 @@ impl<'de> Deserialize<'de> for BindAddr {
                 port: u16,
                 #[serde(default)]
                 tls: bool,
+                #[serde(default)]
+                protocol: Option<Protocol>,
             },
         }
         match Form::deserialize(d)? {
-            Form::Object { host, port, tls } => Ok(Self { host, port, tls }),
+            Form::Object {
+                host,
+                port,
+                tls,
+                protocol,
+            } => Ok(Self {
+                host,
+                port,
+                tls,
+                protocol,
+            }),
             Form::Text(s) => {
                 let (host, port) = s.rsplit_once(':').ok_or_else(|| {
                     serde::de::Error::custom(format!("bind {s:?} is not host:port"))
@@ -146,6 +163,7 @@ impl<'de> Deserialize<'de> for BindAddr {
                     host,
                     port,
                     tls: false,
+                    protocol: None,
                 })
             }
         }
@@ -443,10 +461,11 @@ pub struct Config {
     pub print_time: u64,
     /// Check the config and exit (xmrig-proxy `dry-run`, as the `--dry-run` flag).
     pub dry_run: bool,
-    /// The stratum family the proxy serves (`"cryptonote"`, the default, or
-    /// `"stratum-v1"`): what its miners speak and what its pools are.
+    /// The default stratum family (`"cryptonote"`, the default, or `"stratum-v1"`): what
+    /// the miners of a bind speak and what a pool is, unless the entry names its own
+    /// `protocol` ([`Config::bind_protocol`], [`Config::pool_protocol`]).
     pub protocol: Protocol,
-    /// Stratum V1 settings (`"stratum-v1": {...}`), used when `protocol` is `stratum-v1`.
+    /// Stratum V1 settings (`"stratum-v1": {...}`), used by the `stratum-v1` binds and pools.
     pub stratum_v1: Sv1Config,
     /// Top-level keys present in the file that are no field of this struct (xmrig-proxy's
     /// `api`, read by the API, and the keys of [`Config::ignored_keys`]); kept so that a
@@ -496,20 +515,6 @@ impl Default for Config {
             ignored_keys: Vec::new(),
         }
     }
-}
-
-/// The stratum family a proxy serves (`"protocol"`). One family per proxy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum Protocol {
-    /// CryptoNote (Monero) stratum, the go-proxy RFC's (`"cryptonote"`).
-    #[default]
-    #[serde(rename = "cryptonote")]
-    CryptoNote,
-    /// Bitcoin Stratum V1 (slush's protocol, BIP 310; `"stratum-v1"`): miners split over
-    /// SV1 pools by extranonce1 tails, or solo to a Bitcoin node (`"daemon": true` pools,
-    /// `user` the payout address).
-    #[serde(rename = "stratum-v1")]
-    StratumV1,
 }
 
 /// Stratum V1 settings (`"stratum-v1"` object; issue 12). Every key is optional.
@@ -799,14 +804,84 @@ impl Config {
                 }
             }
         }
-        if self.protocol == Protocol::StratumV1 {
-            self.stratum_v1.check()?;
-        }
+        self.check_families()?;
         if self.workers_max == 0 {
             return Err(invalid(
                 "workers-max",
                 "must be at least 1 (use `\"workers\": false` to keep no records)",
             ));
+        }
+        Ok(())
+    }
+
+    /// The family of bind `b`: its own `protocol`, else the top-level one.
+    pub fn bind_protocol(&self, b: &BindAddr) -> Protocol {
+        b.protocol.unwrap_or(self.protocol)
+    }
+
+    /// The family of pool `p`: its own `protocol`, else the top-level one.
+    pub fn pool_protocol(&self, p: &PoolConfig) -> Protocol {
+        p.protocol.unwrap_or(self.protocol)
+    }
+
+    /// The families that have binds, the top-level `protocol` first (when it has binds),
+    /// each once: one driver runs per family.
+    pub fn served_protocols(&self) -> Vec<Protocol> {
+        let mut out: Vec<Protocol> = Vec::with_capacity(2);
+        let named = self.bind.iter().map(|b| self.bind_protocol(b));
+        for p in std::iter::once(self.protocol).chain(named) {
+            if !out.contains(&p) && self.bind.iter().any(|b| self.bind_protocol(b) == p) {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    /// The pool entries of family `protocol` (enabled or not), in config order: the list
+    /// that family's upstreams walk. A pool index an upstream reports is into this list.
+    pub fn pools_of(&self, protocol: Protocol) -> Vec<PoolConfig> {
+        self.pools
+            .iter()
+            .filter(|p| self.pool_protocol(p) == protocol)
+            .cloned()
+            .collect()
+    }
+
+    /// Entry `index` of [`Config::pools_of`] `protocol`, without copying the list.
+    pub fn pool_of(&self, protocol: Protocol, index: usize) -> Option<&PoolConfig> {
+        self.pools
+            .iter()
+            .filter(|p| self.pool_protocol(p) == protocol)
+            .nth(index)
+    }
+
+    /// Every family that has a bind has an enabled pool of its family, and the
+    /// `stratum-v1` settings are valid when a bind or pool speaks it.
+    fn check_families(&self) -> Result<(), ConfigError> {
+        for (i, b) in self.bind.iter().enumerate() {
+            let family = self.bind_protocol(b);
+            if !self
+                .pools
+                .iter()
+                .any(|p| p.enabled && self.pool_protocol(p) == family)
+            {
+                return Err(invalid(
+                    format!("bind[{i}].protocol"),
+                    format!(
+                        "{}:{} serves {family} miners, but no enabled pool speaks {family} \
+                         (give a pool \"protocol\": \"{family}\", or the bind another protocol)",
+                        b.host, b.port
+                    ),
+                ));
+            }
+        }
+        let sv1 = self.bind.iter().any(|b| self.bind_protocol(b) == Protocol::StratumV1)
+            || self
+                .pools
+                .iter()
+                .any(|p| self.pool_protocol(p) == Protocol::StratumV1);
+        if sv1 {
+            self.stratum_v1.check()?;
         }
         Ok(())
     }
