@@ -132,8 +132,9 @@ impl<'de> Deserialize<'de> for BindAddr {
                 port: u16,
                 #[serde(default)]
                 tls: bool,
+                // Read as text and parsed below: an untagged enum would hide the error.
                 #[serde(default)]
-                protocol: Option<Protocol>,
+                protocol: Option<String>,
             },
         }
         match Form::deserialize(d)? {
@@ -146,7 +147,15 @@ impl<'de> Deserialize<'de> for BindAddr {
                 host,
                 port,
                 tls,
-                protocol,
+                protocol: protocol
+                    .map(|p| {
+                        serde_json::from_value(serde_json::Value::String(p.clone())).map_err(|_| {
+                            serde::de::Error::custom(format!(
+                                "bind protocol {p:?}: expected \"cryptonote\" or \"stratum-v1\""
+                            ))
+                        })
+                    })
+                    .transpose()?,
             }),
             Form::Text(s) => {
                 let (host, port) = s.rsplit_once(':').ok_or_else(|| {
@@ -1285,6 +1294,103 @@ mod tests {
         assert!(c.ignored_keys.is_empty(), "{:?}", c.ignored_keys);
         let e = Config::from_text(&format!("{SV1_BASE}, \"protocol\": \"sv2\"}}")).unwrap_err();
         assert!(e.to_string().contains("sv2"), "{e}");
+    }
+
+    #[test]
+    fn binds_and_pools_name_their_family_and_default_to_the_top_level_one() {
+        let c = Config::from_text(
+            r#"{"bind": ["127.0.0.1:3333",
+                         {"host": "127.0.0.1", "port": 3334, "protocol": "stratum-v1"}],
+                "pools": [{"url": "cn:1", "user": "W"},
+                          {"url": "btc:1", "user": "bc1q.rig", "protocol": "stratum-v1"},
+                          {"url": "btc:2", "user": "bc1q.rig", "protocol": "stratum-v1", "enabled": false}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.protocol, Protocol::CryptoNote);
+        assert_eq!(c.bind[0].protocol, None, "the string form names none");
+        assert_eq!(c.bind_protocol(&c.bind[0]), Protocol::CryptoNote);
+        assert_eq!(c.bind_protocol(&c.bind[1]), Protocol::StratumV1);
+        assert_eq!(
+            c.served_protocols(),
+            [Protocol::CryptoNote, Protocol::StratumV1]
+        );
+        let urls = |p| {
+            c.pools_of(p)
+                .into_iter()
+                .map(|e| e.url)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(urls(Protocol::CryptoNote), ["cn:1"]);
+        assert_eq!(urls(Protocol::StratumV1), ["btc:1", "btc:2"]);
+        assert_eq!(
+            c.pool_of(Protocol::StratumV1, 1).map(|p| p.url.as_str()),
+            Some("btc:2")
+        );
+        assert_eq!(c.pool_of(Protocol::CryptoNote, 1), None);
+        // Written back as read: a bind's and a pool's protocol only where one was given.
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["bind"][1]["protocol"], "stratum-v1");
+        assert!(v["bind"][0].get("protocol").is_none(), "{v}");
+        assert_eq!(v["pools"][1]["protocol"], "stratum-v1");
+        assert!(v["pools"][0].get("protocol").is_none(), "{v}");
+        assert!(c.ignored_keys.is_empty(), "{:?}", c.ignored_keys);
+        // The top-level protocol is the default of every entry that names none.
+        let c = Config::from_text(
+            r#"{"protocol": "stratum-v1", "bind": ["127.0.0.1:3333",
+                {"host": "127.0.0.1", "port": 3334, "protocol": "cryptonote"}],
+                "pools": [{"url": "btc:1", "user": "bc1q.rig"},
+                          {"url": "cn:1", "user": "W", "protocol": "cryptonote"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.served_protocols(),
+            [Protocol::StratumV1, Protocol::CryptoNote]
+        );
+        assert_eq!(c.pools_of(Protocol::StratumV1)[0].url, "btc:1");
+        // Only SV1 binds: one family served, though the default is CryptoNote.
+        let c = Config::from_text(
+            r#"{"bind": [{"host": "127.0.0.1", "port": 1, "protocol": "stratum-v1"}],
+                "pools": [{"url": "btc:1", "user": "b", "protocol": "stratum-v1"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.served_protocols(), [Protocol::StratumV1]);
+    }
+
+    #[test]
+    fn a_bind_whose_family_has_no_enabled_pool_is_refused() {
+        let err = |text: &str| Config::from_text(text).unwrap_err().to_string();
+        let e = err(
+            r#"{"bind": ["127.0.0.1:3333", {"host": "127.0.0.1", "port": 3334, "protocol": "stratum-v1"}],
+                "pools": [{"url": "cn:1"}]}"#,
+        );
+        assert!(
+            e.contains("bind[1].protocol") && e.contains("127.0.0.1:3334") && e.contains("stratum-v1"),
+            "{e}"
+        );
+        // A disabled pool of the family does not count.
+        let e = err(
+            r#"{"bind": [{"host": "127.0.0.1", "port": 1, "protocol": "stratum-v1"}],
+                "pools": [{"url": "cn:1"}, {"url": "btc:1", "protocol": "stratum-v1", "enabled": false}]}"#,
+        );
+        assert!(e.contains("bind[0].protocol"), "{e}");
+        // A CryptoNote bind with only SV1 pools, by the top-level default.
+        let e = err(
+            r#"{"bind": ["127.0.0.1:1"], "pools": [{"url": "btc:1", "protocol": "stratum-v1"}]}"#,
+        );
+        assert!(e.contains("bind[0].protocol") && e.contains("cryptonote"), "{e}");
+        // A pool of a family nobody binds is fine (it is not used), and SV1 settings are
+        // checked once anything speaks SV1.
+        Config::from_text(
+            r#"{"bind": ["127.0.0.1:1"], "pools": [{"url": "cn:1"}, {"url": "btc:1", "protocol": "stratum-v1"}]}"#,
+        )
+        .unwrap();
+        let e = err(
+            r#"{"bind": ["127.0.0.1:1"], "pools": [{"url": "cn:1"}, {"url": "btc:1", "protocol": "stratum-v1"}],
+                "stratum-v1": {"share-interval": 0}}"#,
+        );
+        assert!(e.contains("stratum-v1.share-interval"), "{e}");
+        let e = err(r#"{"bind": [{"host": "127.0.0.1", "port": 1, "protocol": "sv2"}], "pools": [{"url": "a:1"}]}"#);
+        assert!(e.contains("sv2"), "{e}");
     }
 
     #[test]
