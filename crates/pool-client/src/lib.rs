@@ -97,7 +97,9 @@ pub struct PoolConfig {
 }
 
 /// A stratum family (the config's `"protocol"`, at the top level, on a bind or on a pool).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
 pub enum Protocol {
     /// CryptoNote (Monero) stratum, the go-proxy RFC's (`"cryptonote"`).
     #[default]

@@ -110,9 +110,7 @@ impl Collector for ProxyCollector {
                 .map(|(l, v)| (l, ConstCounter::new(v)))
         };
         let gauges = |value: fn(&Figures) -> u64| {
-            per(value)
-                .into_iter()
-                .map(|(l, v)| (l, ConstGauge::new(v)))
+            per(value).into_iter().map(|(l, v)| (l, ConstGauge::new(v)))
         };
 
         family(
@@ -191,10 +189,12 @@ impl Collector for ProxyCollector {
             "Hashrate in H/s (accepted difficulty per second) over a window; all = since start",
             None,
             fams.iter().flat_map(|f| {
-                WINDOWS
-                    .iter()
-                    .zip(f.sum.hashrate)
-                    .map(|(w, v)| ([("protocol", f.protocol), ("window", *w)], ConstGauge::new(v)))
+                WINDOWS.iter().zip(f.sum.hashrate).map(|(w, v)| {
+                    (
+                        [("protocol", f.protocol), ("window", *w)],
+                        ConstGauge::new(v),
+                    )
+                })
             }),
         )?;
         family(

@@ -246,12 +246,7 @@ pub fn summary_at(m: &Monitor, at: Instant) -> Summary {
         upstreams: top.upstreams,
         results: top.results,
         protocol: marked.then(|| m.protocol().name()),
-        protocols: marked.then(|| {
-            m.families()
-                .iter()
-                .map(|f| family_summary(f, at))
-                .collect()
-        }),
+        protocols: marked.then(|| m.families().iter().map(|f| family_summary(f, at)).collect()),
     }
 }
 

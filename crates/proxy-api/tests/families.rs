@@ -40,7 +40,9 @@ async fn start_both() -> (MockPool, Sv1Pool, ProxyHandle) {
     })
     .await
     .unwrap();
-    let proxy = Proxy::start(mixed_config(&cn_pool, &sv1_pool)).await.unwrap();
+    let proxy = Proxy::start(mixed_config(&cn_pool, &sv1_pool))
+        .await
+        .unwrap();
     (cn_pool, sv1_pool, proxy)
 }
 
@@ -66,7 +68,10 @@ fn mixed_config(cn_pool: &MockPool, sv1_pool: &Sv1Pool) -> Config {
 /// An SV1 connection that subscribes and authorizes, then stays idle (for `/1/miners`).
 async fn idle_sv1_miner(proxy: &ProxyHandle) -> TestMiner {
     let mut m = TestMiner::connect(proxy.local_addrs()[1]).await.unwrap();
-    let id = m.request("mining.subscribe", json!(["idle/1.0"])).await.unwrap();
+    let id = m
+        .request("mining.subscribe", json!(["idle/1.0"]))
+        .await
+        .unwrap();
     let r = m.reply(id, WAIT).await.unwrap();
     assert!(r["error"].is_null(), "{r}");
     let id = m
@@ -86,7 +91,11 @@ fn family(m: &proxy_core::Monitor, p: Protocol) -> proxy_core::Monitor {
 async fn a_cryptonote_and_a_stratum_v1_bind_reach_their_own_pools_and_both_show_in_the_api() {
     let (cn_pool, sv1_pool, proxy) = start_both().await;
     let monitor = proxy.monitor();
-    assert_eq!(monitor.protocol(), Protocol::CryptoNote, "the default first");
+    assert_eq!(
+        monitor.protocol(),
+        Protocol::CryptoNote,
+        "the default first"
+    );
     assert_eq!(
         monitor
             .families()
@@ -115,7 +124,12 @@ async fn a_cryptonote_and_a_stratum_v1_bind_reach_their_own_pools_and_both_show_
     assert_eq!(report.authorized, Some(true));
     assert_eq!(report.submits.len(), SV1_SHARES, "{report:?}");
     assert_eq!(report.answered_once().len(), SV1_SHARES, "{report:?}");
-    assert_eq!(report.accepted(), SV1_SHARES, "{:?}", report.rejected_codes());
+    assert_eq!(
+        report.accepted(),
+        SV1_SHARES,
+        "{:?}",
+        report.rejected_codes()
+    );
     let _idle = idle_sv1_miner(&proxy).await;
 
     // Each pool saw only its own family's shares.
@@ -131,7 +145,10 @@ async fn a_cryptonote_and_a_stratum_v1_bind_reach_their_own_pools_and_both_show_
             && sv1_fam.stats().miners == 1
     })
     .await;
-    assert_eq!(cn_fam.summary_at(tokio::time::Instant::now()).hashes, 2 * JOB_DIFF);
+    assert_eq!(
+        cn_fam.summary_at(tokio::time::Instant::now()).hashes,
+        2 * JOB_DIFF
+    );
     assert_eq!(
         sv1_fam.summary_at(tokio::time::Instant::now()).hashes,
         SV1_SHARES as u64 * SV1_SHARE_HASHES,
@@ -154,7 +171,11 @@ async fn a_cryptonote_and_a_stratum_v1_bind_reach_their_own_pools_and_both_show_
     let rows = v["miners"].as_array().unwrap();
     assert_eq!(rows.len(), 2, "{v}");
     assert_eq!(rows[0][10], "cryptonote");
-    assert_eq!(rows[0][5], json!(JOB_DIFF), "CryptoNote's integer difficulty");
+    assert_eq!(
+        rows[0][5],
+        json!(JOB_DIFF),
+        "CryptoNote's integer difficulty"
+    );
     assert!(rows[0][5].is_u64(), "{v}");
     assert_eq!(rows[1][10], "stratum-v1");
     assert_eq!(rows[1][5].as_f64(), Some(SV1_DIFF), "{v}");
@@ -184,7 +205,10 @@ async fn a_cryptonote_and_a_stratum_v1_bind_reach_their_own_pools_and_both_show_
     let rows = w["workers"].as_array().unwrap();
     let row = |name: &str| rows.iter().find(|r| r[0] == name).cloned();
     let cn_row = row("cn-rig").expect("the CryptoNote worker");
-    assert_eq!((cn_row[6].clone(), cn_row[13].clone()), (json!(2 * JOB_DIFF), json!("cryptonote")));
+    assert_eq!(
+        (cn_row[6].clone(), cn_row[13].clone()),
+        (json!(2 * JOB_DIFF), json!("cryptonote"))
+    );
     // The SV1 miner's worker is named by its user (it sends no rig id).
     let sv1_row = row("bc1qminer.sv1-rig").expect("the SV1 worker");
     assert_eq!(sv1_row[13], "stratum-v1");
@@ -211,7 +235,10 @@ async fn a_cryptonote_and_a_stratum_v1_bind_reach_their_own_pools_and_both_show_
     for line in [
         r#"stratum_proxy_miners{protocol="cryptonote"} 1"#.to_string(),
         r#"stratum_proxy_miners{protocol="stratum-v1"} 1"#.to_string(),
-        format!(r#"stratum_proxy_hashes_total{{protocol="cryptonote"}} {}"#, 2 * JOB_DIFF),
+        format!(
+            r#"stratum_proxy_hashes_total{{protocol="cryptonote"}} {}"#,
+            2 * JOB_DIFF
+        ),
         format!(
             r#"stratum_proxy_hashes_total{{protocol="stratum-v1"}} {}"#,
             SV1_SHARES as u64 * SV1_SHARE_HASHES
@@ -233,10 +260,17 @@ async fn a_cryptonote_and_a_stratum_v1_bind_reach_their_own_pools_and_both_show_
     proxy.shutdown(Duration::from_secs(1)).await;
 }
 
-#[tokio::test]
-async fn a_reload_that_leaves_a_bind_without_a_pool_of_its_family_is_refused() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_moves_each_familys_own_pools_and_is_refused_when_a_bind_loses_its_family() {
     let (cn_pool, sv1_pool, proxy) = start_both().await;
-    let running = proxy.monitor().config();
+    let monitor = proxy.monitor();
+    let _cn = miner(&proxy, "CNWALLET", None).await;
+    let _sv1 = idle_sv1_miner(&proxy).await;
+    assert_eq!(
+        (cn_pool.connections_total(), sv1_pool.connections_total()),
+        (1, 1)
+    );
+    let running = monitor.config();
     let mut without_sv1 = (*running).clone();
     without_sv1
         .pools
@@ -246,20 +280,39 @@ async fn a_reload_that_leaves_a_bind_without_a_pool_of_its_family_is_refused() {
         err.contains("bind[1].protocol") && err.contains("stratum-v1"),
         "{err}"
     );
-    assert_eq!(proxy.monitor().config(), running, "the running config stays");
-    // Moving the SV1 pool elsewhere is taken (each family gets its own pools).
+    assert_eq!(monitor.config(), running, "the running config stays");
+
+    // The SV1 pool moves: the SV1 upstream logs in to the new one, CryptoNote's stays.
+    let sv1_pool2 = Sv1Pool::start(Sv1PoolConfig::default()).await.unwrap();
     let mut moved = (*running).clone();
-    moved.pools[1].url = "127.0.0.1:9".into();
+    moved.pools[1].url = sv1_pool2.addr().to_string();
     assert!(proxy.reload(moved).unwrap().changed);
+    let config = monitor.config();
     assert_eq!(
-        proxy.monitor().config().pools_of(Protocol::StratumV1)[0].url,
-        "127.0.0.1:9"
+        config.pools_of(Protocol::StratumV1)[0].url,
+        sv1_pool2.addr().to_string()
     );
     assert_eq!(
-        proxy.monitor().config().pools_of(Protocol::CryptoNote)[0].url,
+        config.pools_of(Protocol::CryptoNote)[0].url,
         cn_pool.addr().to_string()
     );
-    drop(sv1_pool);
+    until(&monitor, |_| sv1_pool2.connections_total() == 1).await;
+    assert_eq!(
+        cn_pool.connections_total(),
+        1,
+        "CryptoNote's upstream untouched"
+    );
+    let sv1_up = monitor
+        .upstream_details()
+        .into_iter()
+        .find(|u| u.protocol == Protocol::StratumV1)
+        .unwrap();
+    until(&monitor, |m| {
+        m.upstream_details()
+            .iter()
+            .any(|u| u.id == sv1_up.id && u.pool == Some(sv1_pool2.addr().to_string()))
+    })
+    .await;
     proxy.shutdown(Duration::from_secs(1)).await;
 }
 
@@ -271,7 +324,10 @@ async fn a_cryptonote_only_proxy_keeps_the_rfc_shapes() {
     until(&monitor, |m| m.stats().miners == 1).await;
     let app = proxy_api::router(monitor);
     let (_, s) = get_json(&app, "/1/summary").await;
-    assert!(s.get("protocol").is_none() && s.get("protocols").is_none(), "{s}");
+    assert!(
+        s.get("protocol").is_none() && s.get("protocols").is_none(),
+        "{s}"
+    );
     let (_, v) = get_json(&app, "/1/miners").await;
     assert_eq!(v["format"].as_array().unwrap().len(), 10);
     assert_eq!(v["miners"][0].as_array().unwrap().len(), 10);

@@ -884,7 +884,10 @@ impl Config {
                 ));
             }
         }
-        let sv1 = self.bind.iter().any(|b| self.bind_protocol(b) == Protocol::StratumV1)
+        let sv1 = self
+            .bind
+            .iter()
+            .any(|b| self.bind_protocol(b) == Protocol::StratumV1)
             || self
                 .pools
                 .iter()
@@ -1314,12 +1317,7 @@ mod tests {
             c.served_protocols(),
             [Protocol::CryptoNote, Protocol::StratumV1]
         );
-        let urls = |p| {
-            c.pools_of(p)
-                .into_iter()
-                .map(|e| e.url)
-                .collect::<Vec<_>>()
-        };
+        let urls = |p| c.pools_of(p).into_iter().map(|e| e.url).collect::<Vec<_>>();
         assert_eq!(urls(Protocol::CryptoNote), ["cn:1"]);
         assert_eq!(urls(Protocol::StratumV1), ["btc:1", "btc:2"]);
         assert_eq!(
@@ -1364,7 +1362,9 @@ mod tests {
                 "pools": [{"url": "cn:1"}]}"#,
         );
         assert!(
-            e.contains("bind[1].protocol") && e.contains("127.0.0.1:3334") && e.contains("stratum-v1"),
+            e.contains("bind[1].protocol")
+                && e.contains("127.0.0.1:3334")
+                && e.contains("stratum-v1"),
             "{e}"
         );
         // A disabled pool of the family does not count.
@@ -1377,7 +1377,10 @@ mod tests {
         let e = err(
             r#"{"bind": ["127.0.0.1:1"], "pools": [{"url": "btc:1", "protocol": "stratum-v1"}]}"#,
         );
-        assert!(e.contains("bind[0].protocol") && e.contains("cryptonote"), "{e}");
+        assert!(
+            e.contains("bind[0].protocol") && e.contains("cryptonote"),
+            "{e}"
+        );
         // A pool of a family nobody binds is fine (it is not used), and SV1 settings are
         // checked once anything speaks SV1.
         Config::from_text(
@@ -1389,7 +1392,9 @@ mod tests {
                 "stratum-v1": {"share-interval": 0}}"#,
         );
         assert!(e.contains("stratum-v1.share-interval"), "{e}");
-        let e = err(r#"{"bind": [{"host": "127.0.0.1", "port": 1, "protocol": "sv2"}], "pools": [{"url": "a:1"}]}"#);
+        let e = err(
+            r#"{"bind": [{"host": "127.0.0.1", "port": 1, "protocol": "sv2"}], "pools": [{"url": "a:1"}]}"#,
+        );
         assert!(e.contains("sv2"), "{e}");
     }
 

@@ -175,7 +175,10 @@ impl Proxy {
         for b in &config.bind {
             let addr = b.socket_addr()?;
             let l = bind_listener(addr).map_err(|source| ProxyError::Listen { addr, source })?;
-            addrs.push(l.local_addr().map_err(|source| ProxyError::Listen { addr, source })?);
+            addrs.push(
+                l.local_addr()
+                    .map_err(|source| ProxyError::Listen { addr, source })?,
+            );
             let l = conn::Listener::new(l, b.tls, config.tls.enabled, acceptor.clone());
             listeners.push((config.bind_protocol(b), l));
         }

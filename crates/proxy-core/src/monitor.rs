@@ -14,8 +14,8 @@ use tokio::time::Instant;
 
 use stratum_session::MinerSession;
 
-use crate::journal::Notice;
 use crate::config::Protocol;
+use crate::journal::Notice;
 use crate::miner::{Miner, MinerDifficulty, MinerId, MinerPhase, MinerProtocol};
 use crate::splitter::UpstreamInfo;
 use crate::stats::{LatencyHistogram, StatsSummary};
@@ -136,7 +136,6 @@ fn snapshot<F: MinerProtocol>(m: &Miner<F>) -> MinerSnapshot {
         agent: login.map(|l| l.agent.to_string()),
     }
 }
-
 
 impl<F: MinerProtocol> Shared<F> {
     /// Every miner connection, unsorted.

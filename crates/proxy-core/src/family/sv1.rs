@@ -580,7 +580,10 @@ impl<M: Downstream<Sv1>> Sv1Listener for Mapper<Sv1, M> {
 
     fn on_state(&self, state: UpstreamState, pool: Option<usize>) {
         if let Some(i) = pool {
-            let solo = self.config().pool_of(Sv1::PROTOCOL, i).is_some_and(|p| p.daemon);
+            let solo = self
+                .config()
+                .pool_of(Sv1::PROTOCOL, i)
+                .is_some_and(|p| p.daemon);
             self.st().channel.solo = solo;
         }
         self.on_upstream_state(state, pool);
