@@ -336,3 +336,24 @@ async fn a_cryptonote_only_proxy_keeps_the_rfc_shapes() {
     assert!(u["upstreams"][0].get("protocol").is_none(), "{u}");
     proxy.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn the_miner_cap_counts_both_families_miners() {
+    let (_cn_pool, _sv1_pool, proxy) = start_both().await;
+    let monitor = proxy.monitor();
+    proxy.set_miner_limit(1);
+    let _cn = miner(&proxy, "CNWALLET", None).await;
+    until(&monitor, |m| m.stats().miners == 1).await;
+    // The SV1 bind has no miner yet, but the process has its one: refused with SV1's
+    // `Proxy is full` error (null id: nothing was read) and closed.
+    let mut sv1 = TestMiner::connect(proxy.local_addrs()[1]).await.unwrap();
+    let v = sv1.recv(WAIT).await.unwrap();
+    assert_eq!(v["id"], Value::Null, "{v}");
+    assert!(
+        v["error"].to_string().contains("Proxy is full"),
+        "the SV1 refusal: {v}"
+    );
+    assert!(sv1.closed_within(WAIT).await);
+    assert_eq!(family(&monitor, Protocol::StratumV1).stats().miners, 0);
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
