@@ -90,6 +90,42 @@ pub struct PoolConfig {
     pub daemon: bool,
     /// How often a daemon upstream polls the chain tip, in milliseconds (default 1000).
     pub daemon_poll_interval: u64,
+    /// The stratum family the pool speaks (`"cryptonote"` or `"stratum-v1"`); absent: the
+    /// config's top-level `protocol`. Miners of a bind go only to pools of the bind's family.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
+}
+
+/// A stratum family (the config's `"protocol"`, at the top level, on a bind or on a pool).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+pub enum Protocol {
+    /// CryptoNote (Monero) stratum, the go-proxy RFC's (`"cryptonote"`).
+    #[default]
+    #[serde(rename = "cryptonote")]
+    CryptoNote,
+    /// Bitcoin Stratum V1 (slush's protocol, BIP 310; `"stratum-v1"`): SV1 pools, or a
+    /// Bitcoin node for solo mining (`"daemon": true`, `user` the payout address).
+    #[serde(rename = "stratum-v1")]
+    StratumV1,
+}
+
+impl Protocol {
+    /// The config's name of the family: `cryptonote` or `stratum-v1` (also the API's
+    /// `protocol` field and the metrics' `protocol` label).
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::CryptoNote => "cryptonote",
+            Protocol::StratumV1 => "stratum-v1",
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl Default for PoolConfig {
@@ -108,6 +144,7 @@ impl Default for PoolConfig {
             enabled: true,
             daemon: false,
             daemon_poll_interval: 1000,
+            protocol: None,
         }
     }
 }

@@ -64,9 +64,9 @@ pub use history::{
 pub use metrics::{metrics_text, OPENMETRICS_CONTENT_TYPE};
 pub use resources::{Memory, Resources};
 pub use views::{
-    events, miners, summary, summary_at, upstreams, workers_at, EventsBody, HashrateTotals,
-    MinerRow, MinersBody, MinersCount, Results, Summary, UpstreamRow, Upstreams, UpstreamsBody,
-    WorkerRow, WorkersBody, MINERS_FORMAT,
+    events, marked, miners, summary, summary_at, upstreams, workers_at, EventsBody, FamilySummary,
+    HashrateTotals, MinerRow, MinersBody, MinersCount, Results, Summary, UpstreamRow, Upstreams,
+    UpstreamsBody, WorkerRow, WorkersBody, MINERS_FORMAT, MINERS_FORMAT_MARKED,
 };
 
 /// The proxy's version, reported by `/1/summary`.

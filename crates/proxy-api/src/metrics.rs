@@ -74,68 +74,108 @@ const WORKER_WINDOWS: [(&str, usize); 2] = [("60s", 0), ("600s", 1)];
 /// The windows of the proxy's hashrate, in summary order.
 const WINDOWS: [&str; 6] = ["60s", "600s", "3600s", "12h", "24h", "all"];
 
+/// One family's figures of a scrape.
+struct Figures {
+    /// The `protocol` label.
+    protocol: &'static str,
+    monitor: Monitor,
+    snap: proxy_core::StatsSnapshot,
+    sum: proxy_core::StatsSummary,
+}
+
 impl Collector for ProxyCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
         let at = (self.clock)();
         let m = &self.monitor;
-        let snap = m.stats();
-        let sum = m.summary_at(at);
         let e = &mut enc;
+        // Every family the process serves, each series labelled with its `protocol`.
+        let fams: Vec<Figures> = m
+            .families()
+            .into_iter()
+            .map(|f| Figures {
+                protocol: f.protocol().name(),
+                snap: f.stats(),
+                sum: f.summary_at(at),
+                monitor: f,
+            })
+            .collect();
+        let per = |value: fn(&Figures) -> u64| {
+            fams.iter()
+                .map(move |f| ([("protocol", f.protocol)], value(f)))
+                .collect::<Vec<_>>()
+        };
+        let counters = |value: fn(&Figures) -> u64| {
+            per(value)
+                .into_iter()
+                .map(|(l, v)| (l, ConstCounter::new(v)))
+        };
+        let gauges = |value: fn(&Figures) -> u64| {
+            per(value).into_iter().map(|(l, v)| (l, ConstGauge::new(v)))
+        };
 
         family(
             e,
             "stratum_proxy_shares",
             "Shares by result: accepted and rejected by the pool, invalid (refused by the proxy), expired (forwarded for the previous job)",
             None,
-            [
-                ("accepted", sum.accepted),
-                ("rejected", sum.rejected),
-                ("invalid", sum.invalid),
-                ("expired", sum.expired),
-            ]
-            .map(|(r, v)| ([("result", r)], ConstCounter::new(v))),
+            fams.iter().flat_map(|f| {
+                [
+                    ("accepted", f.sum.accepted),
+                    ("rejected", f.sum.rejected),
+                    ("invalid", f.sum.invalid),
+                    ("expired", f.sum.expired),
+                ]
+                .map(|(r, v)| ([("protocol", f.protocol), ("result", r)], ConstCounter::new(v)))
+            }),
         )?;
-        single(
+        family(
             e,
             "stratum_proxy_custom_diff_shares",
             "Shares the proxy accepted itself at a miner's custom difficulty, not forwarded",
-            ConstCounter::new(sum.custom_accepted),
+            None,
+            counters(|f| f.sum.custom_accepted),
         )?;
-        single(
+        family(
             e,
             "stratum_proxy_hashes",
-            "Sum of the difficulties of accepted shares",
-            ConstCounter::new(sum.hashes),
+            "Sum of the difficulties of accepted shares (Stratum V1: difficulty x 2^32 each)",
+            None,
+            counters(|f| f.sum.hashes),
         )?;
-        single(
+        family(
             e,
             "stratum_proxy_blocks",
             "Blocks accepted by daemon upstreams",
-            ConstCounter::new(m.blocks()),
+            None,
+            counters(|f| f.monitor.blocks()),
         )?;
-        single(
+        family(
             e,
             "stratum_proxy_connections",
             "Miner TCP connections accepted since start",
-            ConstCounter::new(snap.connections),
+            None,
+            counters(|f| f.snap.connections),
         )?;
-        single(
+        family(
             e,
             "stratum_proxy_miners",
             "Miners connected now",
-            ConstGauge::new(snap.miners),
+            None,
+            gauges(|f| f.snap.miners),
         )?;
-        single(
+        family(
             e,
             "stratum_proxy_miners_max",
             "Most miners connected at once since start",
-            ConstGauge::new(snap.max_miners),
+            None,
+            gauges(|f| f.snap.max_miners),
         )?;
-        single(
+        family(
             e,
             "stratum_proxy_workers",
             "Worker records",
-            ConstGauge::new(m.worker_count() as u64),
+            None,
+            gauges(|f| f.monitor.worker_count() as u64),
         )?;
         single(
             e,
@@ -148,31 +188,41 @@ impl Collector for ProxyCollector {
             "stratum_proxy_hashrate",
             "Hashrate in H/s (accepted difficulty per second) over a window; all = since start",
             None,
-            WINDOWS
-                .iter()
-                .zip(sum.hashrate)
-                .map(|(w, v)| ([("window", *w)], ConstGauge::new(v))),
+            fams.iter().flat_map(|f| {
+                WINDOWS.iter().zip(f.sum.hashrate).map(|(w, v)| {
+                    (
+                        [("protocol", f.protocol), ("window", *w)],
+                        ConstGauge::new(v),
+                    )
+                })
+            }),
         )?;
-
-        let u = m.upstreams();
         family(
             e,
             "stratum_proxy_upstreams",
             "Upstream pool connections by state: active (with miners), sleep (no miners), error (connecting or failing)",
             None,
-            [("active", u.active), ("sleep", u.sleep), ("error", u.error)]
-                .map(|(s, v)| ([("state", s)], ConstGauge::new(v))),
+            fams.iter().flat_map(|f| {
+                let u = f.monitor.upstreams();
+                [("active", u.active), ("sleep", u.sleep), ("error", u.error)]
+                    .map(|(s, v)| ([("protocol", f.protocol), ("state", s)], ConstGauge::new(v)))
+            }),
         )?;
         let details = m.upstream_details();
-        let label =
-            |d: &proxy_core::UpstreamInfo| (d.id.to_string(), d.pool.clone().unwrap_or_default());
+        let label = |d: &proxy_core::UpstreamInfo| {
+            (
+                d.id.to_string(),
+                d.pool.clone().unwrap_or_default(),
+                d.protocol.name().to_string(),
+            )
+        };
         family(
             e,
             "stratum_proxy_upstream_state",
             "1 for the state each upstream connection is in, 0 for the others; pool = host:port of its latest login",
             None,
             details.iter().flat_map(|d| {
-                let (id, pool) = label(d);
+                let (id, pool, protocol) = label(d);
                 [
                     UpstreamState::Connecting,
                     UpstreamState::Active,
@@ -182,6 +232,7 @@ impl Collector for ProxyCollector {
                 .map(|s| {
                     (
                         [
+                            ("protocol", protocol.clone()),
                             ("upstream", id.clone()),
                             ("pool", pool.clone()),
                             ("state", state_name(s).to_string()),
@@ -197,48 +248,65 @@ impl Collector for ProxyCollector {
             "Miners on each upstream connection",
             None,
             details.iter().map(|d| {
-                let (id, pool) = label(d);
+                let (id, pool, protocol) = label(d);
                 (
-                    [("upstream", id), ("pool", pool)],
+                    [("protocol", protocol), ("upstream", id), ("pool", pool)],
                     ConstGauge::new(d.miners as u64),
                 )
             }),
         )?;
 
-        let h = m.latency_histogram();
-        let mut prev = 0;
-        let per_bucket: Vec<(f64, u64)> = h
-            .buckets
-            .iter()
-            .map(|&(bound, cumulative)| {
-                let n = cumulative - prev;
-                prev = cumulative;
-                (bound, n)
-            })
-            .collect();
         let mut he = e.encode_descriptor(
             "stratum_proxy_pool_latency",
             "Time the pool took to accept a share",
             Some(&Unit::Seconds),
             MetricType::Histogram,
         )?;
-        he.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-            h.sum_seconds,
-            h.count,
-            &per_bucket,
-            None,
-        )?;
+        for f in &fams {
+            let h = f.monitor.latency_histogram();
+            let mut prev = 0;
+            let per_bucket: Vec<(f64, u64)> = h
+                .buckets
+                .iter()
+                .map(|&(bound, cumulative)| {
+                    let n = cumulative - prev;
+                    prev = cumulative;
+                    (bound, n)
+                })
+                .collect();
+            let labels = [("protocol", f.protocol)];
+            he.encode_family(&labels)?
+                .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                    h.sum_seconds,
+                    h.count,
+                    &per_bucket,
+                    None,
+                )?;
+        }
 
-        let workers = m.workers_at(at).workers;
+        let workers: Vec<(String, proxy_core::WorkerSummary)> = fams
+            .iter()
+            .flat_map(|f| {
+                f.monitor
+                    .workers_at(at)
+                    .workers
+                    .into_iter()
+                    .map(|w| (f.protocol.to_string(), w))
+            })
+            .collect();
         family(
             e,
             "stratum_proxy_worker_hashrate",
             "Hashrate of a worker in H/s over a window",
             None,
-            workers.iter().flat_map(|w| {
+            workers.iter().flat_map(|(p, w)| {
                 WORKER_WINDOWS.map(|(name, i)| {
                     (
-                        [("worker", w.name.clone()), ("window", name.to_string())],
+                        [
+                            ("protocol", p.clone()),
+                            ("worker", w.name.clone()),
+                            ("window", name.to_string()),
+                        ],
                         ConstGauge::new(w.hashrate[i]),
                     )
                 })
@@ -249,7 +317,7 @@ impl Collector for ProxyCollector {
             "stratum_proxy_worker_shares",
             "Shares of a worker by result: accepted, rejected (by the pool), invalid (by the proxy)",
             None,
-            workers.iter().flat_map(|w| {
+            workers.iter().flat_map(|(p, w)| {
                 [
                     ("accepted", w.accepted),
                     ("rejected", w.rejected),
@@ -257,7 +325,11 @@ impl Collector for ProxyCollector {
                 ]
                 .map(|(r, v)| {
                     (
-                        [("worker", w.name.clone()), ("result", r.to_string())],
+                        [
+                            ("protocol", p.clone()),
+                            ("worker", w.name.clone()),
+                            ("result", r.to_string()),
+                        ],
                         ConstCounter::new(v),
                     )
                 })
@@ -268,18 +340,24 @@ impl Collector for ProxyCollector {
             "stratum_proxy_worker_hashes",
             "Sum of the difficulties of a worker's accepted shares",
             None,
-            workers
-                .iter()
-                .map(|w| ([("worker", w.name.clone())], ConstCounter::new(w.hashes))),
+            workers.iter().map(|(p, w)| {
+                (
+                    [("protocol", p.clone()), ("worker", w.name.clone())],
+                    ConstCounter::new(w.hashes),
+                )
+            }),
         )?;
         family(
             e,
             "stratum_proxy_worker_connections",
             "Connections of a worker open now",
             None,
-            workers
-                .iter()
-                .map(|w| ([("worker", w.name.clone())], ConstGauge::new(w.connections))),
+            workers.iter().map(|(p, w)| {
+                (
+                    [("protocol", p.clone()), ("worker", w.name.clone())],
+                    ConstGauge::new(w.connections),
+                )
+            }),
         )?;
         Ok(())
     }

@@ -4,7 +4,7 @@
 use tokio::time::Instant;
 
 use proxy_core::config::WorkersMode;
-use proxy_core::{Monitor, Notice, UpstreamState};
+use proxy_core::{MinerDifficulty, Monitor, Notice, Protocol, UpstreamState};
 use serde::ser::SerializeTuple;
 use serde::Serialize;
 
@@ -114,6 +114,83 @@ pub struct Summary {
     pub upstreams: Upstreams,
     /// Share results.
     pub results: Results,
+    /// The family of the figures above (the primary one, the config's top-level
+    /// `protocol` when it has binds); only when the proxy serves Stratum V1 ([`marked`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<&'static str>,
+    /// Each family's figures, the primary first; only when the proxy serves Stratum V1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocols: Option<Vec<FamilySummary>>,
+}
+
+/// One family's figures in `/1/summary`'s `protocols`: the summary's fields of the same
+/// names, for that family's miners, workers, upstreams and shares (a Stratum V1 share of
+/// difficulty `d` counts `d · 2^32` hashes).
+#[derive(Debug, Serialize, PartialEq)]
+pub struct FamilySummary {
+    /// `cryptonote` or `stratum-v1`.
+    pub protocol: &'static str,
+    /// Hashrates.
+    pub hashrate: HashrateTotals,
+    /// Miner counts.
+    pub miners: MinersCount,
+    /// Number of worker records.
+    pub workers: u64,
+    /// Upstream counts.
+    pub upstreams: Upstreams,
+    /// Share results.
+    pub results: Results,
+}
+
+/// Whether the API marks rows and figures with their family: when the proxy serves a
+/// family other than CryptoNote. A CryptoNote-only proxy keeps the RFC's shapes byte for
+/// byte.
+pub fn marked(m: &Monitor) -> bool {
+    m.families()
+        .iter()
+        .any(|f| f.protocol() != Protocol::CryptoNote)
+}
+
+/// One family's figures as of `at`.
+fn family_summary(f: &Monitor, at: Instant) -> FamilySummary {
+    let s = f.stats();
+    let r = f.summary_at(at);
+    let u = f.upstreams();
+    FamilySummary {
+        protocol: f.protocol().name(),
+        hashrate: HashrateTotals {
+            total: r.hashrate.map(round2),
+        },
+        miners: MinersCount {
+            now: s.miners,
+            max: s.max_miners,
+        },
+        workers: f.worker_count() as u64,
+        upstreams: Upstreams {
+            active: u.active,
+            sleep: u.sleep,
+            error: u.error,
+            total: u.total,
+            ratio: if u.active == 0 {
+                0.0
+            } else {
+                s.miners as f64 / u.active as f64
+            },
+        },
+        results: Results {
+            accepted: r.accepted,
+            rejected: r.rejected,
+            invalid: r.invalid,
+            expired: r.expired,
+            avg_time: r.avg_time,
+            latency: r.latency,
+            hashes_total: r.hashes,
+            best: r.best,
+            hashes_donate: 0,
+            blocks: f.blocks(),
+            custom_accepted: r.custom_accepted,
+        },
+    }
 }
 
 /// Rounds to two decimals, as the API reports hashrates.
@@ -131,9 +208,6 @@ pub fn summary(m: &Monitor) -> Summary {
 /// hashrates in H/s over xmrig-proxy's windows (60 s, 10 min, 1 h, 12 h, 24 h, all time).
 pub fn summary_at(m: &Monitor, at: Instant) -> Summary {
     let config = m.config();
-    let s = m.stats();
-    let r = m.summary_at(at);
-    let u = m.upstreams();
     let uptime = at.saturating_duration_since(m.started()).as_secs();
     let api = config.unknown_keys.get("api");
     let api_str = |key: &str| {
@@ -141,6 +215,8 @@ pub fn summary_at(m: &Monitor, at: Instant) -> Summary {
             .and_then(|v| v.as_str())
             .map(String::from)
     };
+    let top = family_summary(m, at);
+    let marked = marked(m);
     Summary {
         id: api_str("id"),
         worker_id: api_str("worker-id").or_else(resources::host_name),
@@ -164,38 +240,13 @@ pub fn summary_at(m: &Monitor, at: Instant) -> Summary {
         mode: config.mode.to_string(),
         donate_level: 0,
         donated: 0.0,
-        hashrate: HashrateTotals {
-            total: r.hashrate.map(round2),
-        },
-        miners: MinersCount {
-            now: s.miners,
-            max: s.max_miners,
-        },
-        workers: m.worker_count() as u64,
-        upstreams: Upstreams {
-            active: u.active,
-            sleep: u.sleep,
-            error: u.error,
-            total: u.total,
-            ratio: if u.active == 0 {
-                0.0
-            } else {
-                s.miners as f64 / u.active as f64
-            },
-        },
-        results: Results {
-            accepted: r.accepted,
-            rejected: r.rejected,
-            invalid: r.invalid,
-            expired: r.expired,
-            avg_time: r.avg_time,
-            latency: r.latency,
-            hashes_total: r.hashes,
-            best: r.best,
-            hashes_donate: 0,
-            blocks: m.blocks(),
-            custom_accepted: r.custom_accepted,
-        },
+        hashrate: top.hashrate,
+        miners: top.miners,
+        workers: top.workers,
+        upstreams: top.upstreams,
+        results: top.results,
+        protocol: marked.then(|| m.protocol().name()),
+        protocols: marked.then(|| m.families().iter().map(|f| family_summary(f, at)).collect()),
     }
 }
 
@@ -221,11 +272,14 @@ pub struct WorkerRow {
     pub last_hash_unix: u64,
     /// H/s over 60 s, 600 s, 1 h, 12 h and 24 h, rounded to 0.01.
     pub hashrate: [f64; 5],
+    /// The worker's family, a 14th column only when the proxy serves Stratum V1
+    /// ([`marked`]).
+    pub protocol: Option<&'static str>,
 }
 
 impl Serialize for WorkerRow {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut t = s.serialize_tuple(13)?;
+        let mut t = s.serialize_tuple(13 + usize::from(self.protocol.is_some()))?;
         t.serialize_element(&self.name)?;
         t.serialize_element(&self.last_ip)?;
         for n in [
@@ -240,6 +294,9 @@ impl Serialize for WorkerRow {
         }
         for h in self.hashrate {
             t.serialize_element(&h)?;
+        }
+        if let Some(p) = self.protocol {
+            t.serialize_element(p)?;
         }
         t.end()
     }
@@ -259,27 +316,34 @@ pub struct WorkersBody {
 /// The `/1/workers` body (RFC §16, records per RFC §13) as of `at` (see [`summary_at`]): one
 /// row per worker in first-seen order, xmrig-proxy's array shape, hashrates in H/s.
 pub fn workers_at(m: &Monitor, at: Instant) -> WorkersBody {
-    let snapshot = m.workers_at(at);
+    let marked = marked(m);
+    let mut mode = m.config().workers;
+    let mut workers = Vec::new();
+    for (i, f) in m.families().iter().enumerate() {
+        let snapshot = f.workers_at(at);
+        if i == 0 {
+            mode = snapshot.mode;
+        }
+        let protocol = marked.then(|| f.protocol().name());
+        workers.extend(snapshot.workers.into_iter().map(|w| WorkerRow {
+            name: w.name,
+            last_ip: w.last_ip.to_string(),
+            connections: w.connections,
+            accepted: w.accepted,
+            rejected: w.rejected,
+            invalid: w.invalid,
+            hashes: w.hashes,
+            last_hash_unix: w.last_hash_unix,
+            hashrate: w.hashrate.map(round2),
+            protocol,
+        }));
+    }
     WorkersBody {
-        mode: snapshot.mode,
+        mode,
         hashrate: HashrateTotals {
             total: m.summary_at(at).hashrate.map(round2),
         },
-        workers: snapshot
-            .workers
-            .into_iter()
-            .map(|w| WorkerRow {
-                name: w.name,
-                last_ip: w.last_ip.to_string(),
-                connections: w.connections,
-                accepted: w.accepted,
-                rejected: w.rejected,
-                invalid: w.invalid,
-                hashes: w.hashes,
-                last_hash_unix: w.last_hash_unix,
-                hashrate: w.hashrate.map(round2),
-            })
-            .collect(),
+        workers,
     }
 }
 
@@ -288,9 +352,15 @@ pub const MINERS_FORMAT: [&str; 10] = [
     "id", "ip", "tx", "rx", "state", "diff", "user", "password", "rig_id", "agent",
 ];
 
-/// One `/1/miners` row, serialized as an array in the order of [`MINERS_FORMAT`]; the
-/// password column is always `"********"`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// [`MINERS_FORMAT`] and an 11th column, `protocol`, when the proxy serves Stratum V1
+/// ([`marked`]).
+pub const MINERS_FORMAT_MARKED: [&str; 11] = [
+    "id", "ip", "tx", "rx", "state", "diff", "user", "password", "rig_id", "agent", "protocol",
+];
+
+/// One `/1/miners` row, serialized as an array in the order of [`MINERS_FORMAT`] (or
+/// [`MINERS_FORMAT_MARKED`]); the password column is always `"********"`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct MinerRow {
     /// Connection id.
     pub id: u64,
@@ -302,19 +372,22 @@ pub struct MinerRow {
     pub rx: u64,
     /// 0 WaitLogin, 1 WaitReady, 2 Ready, 3 Closing.
     pub state: u8,
-    /// Difficulty of the last job sent.
-    pub diff: u64,
+    /// Difficulty of the last job sent: an integer for a CryptoNote miner, a float for a
+    /// Stratum V1 one (`0.5`).
+    pub diff: MinerDifficulty,
     /// Login, null before login.
     pub user: Option<String>,
     /// Rig id, null when none was sent.
     pub rig_id: Option<String>,
     /// Agent, null before login.
     pub agent: Option<String>,
+    /// The miner's family, an 11th column only when the proxy serves Stratum V1.
+    pub protocol: Option<&'static str>,
 }
 
 impl Serialize for MinerRow {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut t = s.serialize_tuple(10)?;
+        let mut t = s.serialize_tuple(10 + usize::from(self.protocol.is_some()))?;
         t.serialize_element(&self.id)?;
         t.serialize_element(&self.ip)?;
         t.serialize_element(&self.tx)?;
@@ -325,6 +398,9 @@ impl Serialize for MinerRow {
         t.serialize_element(crate::SECRET_MASK)?;
         t.serialize_element(&self.rig_id)?;
         t.serialize_element(&self.agent)?;
+        if let Some(p) = self.protocol {
+            t.serialize_element(p)?;
+        }
         t.end()
     }
 }
@@ -332,16 +408,21 @@ impl Serialize for MinerRow {
 /// The `/1/miners` body.
 #[derive(Debug, Serialize, PartialEq)]
 pub struct MinersBody {
-    /// [`MINERS_FORMAT`].
-    pub format: [&'static str; 10],
+    /// [`MINERS_FORMAT`], or [`MINERS_FORMAT_MARKED`] when the proxy serves Stratum V1.
+    pub format: &'static [&'static str],
     /// One row per connection, by id.
     pub miners: Vec<MinerRow>,
 }
 
 /// The `/1/miners` body (RFC §16) now: one row per connected miner.
 pub fn miners(m: &Monitor) -> MinersBody {
+    let marked = marked(m);
     MinersBody {
-        format: MINERS_FORMAT,
+        format: if marked {
+            &MINERS_FORMAT_MARKED
+        } else {
+            &MINERS_FORMAT
+        },
         miners: m
             .miners()
             .into_iter()
@@ -355,6 +436,7 @@ pub fn miners(m: &Monitor) -> MinersBody {
                 user: m.user,
                 rig_id: m.rig_id,
                 agent: m.agent,
+                protocol: marked.then(|| m.protocol.name()),
             })
             .collect(),
     }
@@ -375,6 +457,9 @@ pub struct UpstreamRow {
     pub daemon: bool,
     /// Hashes (sum of accepted share difficulties) through it since it opened.
     pub hashes: u64,
+    /// Its family, only when the proxy serves Stratum V1 ([`marked`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<&'static str>,
 }
 
 /// The `/1/upstreams` body.
@@ -389,6 +474,7 @@ pub struct UpstreamsBody {
 /// The `/1/upstreams` body now.
 pub fn upstreams(m: &Monitor) -> UpstreamsBody {
     let hashes = m.upstream_hashes();
+    let marked = marked(m);
     UpstreamsBody {
         latency: m.summary_at(Instant::now()).latency,
         upstreams: m
@@ -406,6 +492,7 @@ pub fn upstreams(m: &Monitor) -> UpstreamsBody {
                 miners: u.miners as u64,
                 daemon: u.daemon,
                 hashes: hashes.get(&u.id).copied().unwrap_or(0),
+                protocol: marked.then(|| u.protocol.name()),
             })
             .collect(),
     }

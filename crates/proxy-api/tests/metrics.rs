@@ -185,7 +185,7 @@ async fn worker_names_are_escaped_in_labels() {
     let text =
         proxy_api::metrics_text(monitor, std::sync::Arc::new(tokio::time::Instant::now)).unwrap();
     assert!(
-        text.contains(r#"stratum_proxy_worker_hashes_total{worker="rig \"quoted\" \\ name"} 1000"#),
+        text.contains(r#"stratum_proxy_worker_hashes_total{protocol="cryptonote",worker="rig \"quoted\" \\ name"} 1000"#),
         "{text}"
     );
     proxy.shutdown(Duration::from_secs(1)).await;
@@ -201,13 +201,17 @@ async fn a_workers_series_go_when_its_idle_record_expires() {
     let mut m = miner(&proxy, "W", Some("rig-gone")).await;
     accepted(&mut m, 0, 1000).await;
     until(&monitor, |m| m.stats().accepted == 1).await;
-    assert!(text(monitor.clone())
-        .contains(r#"stratum_proxy_worker_hashes_total{worker="rig-gone"} 1000"#));
+    assert!(text(monitor.clone()).contains(
+        r#"stratum_proxy_worker_hashes_total{protocol="cryptonote",worker="rig-gone"} 1000"#
+    ));
     drop(m);
     // Idle for the 1 s timeout, then removed by the proxy's 1 s tick.
     until(&monitor, |m| m.worker_count() == 0).await;
     let after = text(monitor);
     assert!(!after.contains("rig-gone"), "{after}");
-    assert!(after.contains("stratum_proxy_workers 0"), "{after}");
+    assert!(
+        after.contains(r#"stratum_proxy_workers{protocol="cryptonote"} 0"#),
+        "{after}"
+    );
     proxy.shutdown(Duration::from_secs(1)).await;
 }

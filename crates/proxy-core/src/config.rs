@@ -15,7 +15,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 
-pub use pool_client::{host_port, Keepalive, PoolConfig, Sni};
+pub use pool_client::{host_port, Keepalive, PoolConfig, Protocol, Sni};
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub(crate) mod tls_settings;
@@ -104,9 +104,10 @@ impl fmt::Display for Mode {
     }
 }
 
-/// One listen endpoint. Accepts `{"host":"0.0.0.0","port":3333,"tls":false}` or the
-/// xmrig-proxy string form `"0.0.0.0:3333"` (`"[::]:3333"` for IPv6).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One listen endpoint. Accepts `{"host":"0.0.0.0","port":3333,"tls":false,
+/// "protocol":"stratum-v1"}` or the xmrig-proxy string form `"0.0.0.0:3333"` (`"[::]:3333"`
+/// for IPv6), which speaks the config's top-level `protocol`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct BindAddr {
     /// Interface address to listen on.
     pub host: String,
@@ -114,6 +115,10 @@ pub struct BindAddr {
     pub port: u16,
     /// Serve TLS on this endpoint.
     pub tls: bool,
+    /// The stratum family its miners speak; `None`: the config's top-level `protocol`
+    /// ([`Config::bind_protocol`]). Its miners go only to pools of that family.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
 }
 
 impl<'de> Deserialize<'de> for BindAddr {
@@ -127,10 +132,31 @@ impl<'de> Deserialize<'de> for BindAddr {
                 port: u16,
                 #[serde(default)]
                 tls: bool,
+                // Read as text and parsed below: an untagged enum would hide the error.
+                #[serde(default)]
+                protocol: Option<String>,
             },
         }
         match Form::deserialize(d)? {
-            Form::Object { host, port, tls } => Ok(Self { host, port, tls }),
+            Form::Object {
+                host,
+                port,
+                tls,
+                protocol,
+            } => Ok(Self {
+                host,
+                port,
+                tls,
+                protocol: protocol
+                    .map(|p| {
+                        serde_json::from_value(serde_json::Value::String(p.clone())).map_err(|_| {
+                            serde::de::Error::custom(format!(
+                                "bind protocol {p:?}: expected \"cryptonote\" or \"stratum-v1\""
+                            ))
+                        })
+                    })
+                    .transpose()?,
+            }),
             Form::Text(s) => {
                 let (host, port) = s.rsplit_once(':').ok_or_else(|| {
                     serde::de::Error::custom(format!("bind {s:?} is not host:port"))
@@ -146,6 +172,7 @@ impl<'de> Deserialize<'de> for BindAddr {
                     host,
                     port,
                     tls: false,
+                    protocol: None,
                 })
             }
         }
@@ -443,10 +470,11 @@ pub struct Config {
     pub print_time: u64,
     /// Check the config and exit (xmrig-proxy `dry-run`, as the `--dry-run` flag).
     pub dry_run: bool,
-    /// The stratum family the proxy serves (`"cryptonote"`, the default, or
-    /// `"stratum-v1"`): what its miners speak and what its pools are.
+    /// The default stratum family (`"cryptonote"`, the default, or `"stratum-v1"`): what
+    /// the miners of a bind speak and what a pool is, unless the entry names its own
+    /// `protocol` ([`Config::bind_protocol`], [`Config::pool_protocol`]).
     pub protocol: Protocol,
-    /// Stratum V1 settings (`"stratum-v1": {...}`), used when `protocol` is `stratum-v1`.
+    /// Stratum V1 settings (`"stratum-v1": {...}`), used by the `stratum-v1` binds and pools.
     pub stratum_v1: Sv1Config,
     /// Top-level keys present in the file that are no field of this struct (xmrig-proxy's
     /// `api`, read by the API, and the keys of [`Config::ignored_keys`]); kept so that a
@@ -496,20 +524,6 @@ impl Default for Config {
             ignored_keys: Vec::new(),
         }
     }
-}
-
-/// The stratum family a proxy serves (`"protocol"`). One family per proxy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum Protocol {
-    /// CryptoNote (Monero) stratum, the go-proxy RFC's (`"cryptonote"`).
-    #[default]
-    #[serde(rename = "cryptonote")]
-    CryptoNote,
-    /// Bitcoin Stratum V1 (slush's protocol, BIP 310; `"stratum-v1"`): miners split over
-    /// SV1 pools by extranonce1 tails, or solo to a Bitcoin node (`"daemon": true` pools,
-    /// `user` the payout address).
-    #[serde(rename = "stratum-v1")]
-    StratumV1,
 }
 
 /// Stratum V1 settings (`"stratum-v1"` object; issue 12). Every key is optional.
@@ -799,14 +813,87 @@ impl Config {
                 }
             }
         }
-        if self.protocol == Protocol::StratumV1 {
-            self.stratum_v1.check()?;
-        }
+        self.check_families()?;
         if self.workers_max == 0 {
             return Err(invalid(
                 "workers-max",
                 "must be at least 1 (use `\"workers\": false` to keep no records)",
             ));
+        }
+        Ok(())
+    }
+
+    /// The family of bind `b`: its own `protocol`, else the top-level one.
+    pub fn bind_protocol(&self, b: &BindAddr) -> Protocol {
+        b.protocol.unwrap_or(self.protocol)
+    }
+
+    /// The family of pool `p`: its own `protocol`, else the top-level one.
+    pub fn pool_protocol(&self, p: &PoolConfig) -> Protocol {
+        p.protocol.unwrap_or(self.protocol)
+    }
+
+    /// The families that have binds, the top-level `protocol` first (when it has binds),
+    /// each once: one driver runs per family.
+    pub fn served_protocols(&self) -> Vec<Protocol> {
+        let mut out: Vec<Protocol> = Vec::with_capacity(2);
+        let named = self.bind.iter().map(|b| self.bind_protocol(b));
+        for p in std::iter::once(self.protocol).chain(named) {
+            if !out.contains(&p) && self.bind.iter().any(|b| self.bind_protocol(b) == p) {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    /// The pool entries of family `protocol` (enabled or not), in config order: the list
+    /// that family's upstreams walk. A pool index an upstream reports is into this list.
+    pub fn pools_of(&self, protocol: Protocol) -> Vec<PoolConfig> {
+        self.pools
+            .iter()
+            .filter(|p| self.pool_protocol(p) == protocol)
+            .cloned()
+            .collect()
+    }
+
+    /// Entry `index` of [`Config::pools_of`] `protocol`, without copying the list.
+    pub fn pool_of(&self, protocol: Protocol, index: usize) -> Option<&PoolConfig> {
+        self.pools
+            .iter()
+            .filter(|p| self.pool_protocol(p) == protocol)
+            .nth(index)
+    }
+
+    /// Every family that has a bind has an enabled pool of its family, and the
+    /// `stratum-v1` settings are valid when a bind or pool speaks it.
+    fn check_families(&self) -> Result<(), ConfigError> {
+        for (i, b) in self.bind.iter().enumerate() {
+            let family = self.bind_protocol(b);
+            if !self
+                .pools
+                .iter()
+                .any(|p| p.enabled && self.pool_protocol(p) == family)
+            {
+                return Err(invalid(
+                    format!("bind[{i}].protocol"),
+                    format!(
+                        "{}:{} serves {family} miners, but no enabled pool speaks {family} \
+                         (give a pool \"protocol\": \"{family}\", or the bind another protocol)",
+                        b.host, b.port
+                    ),
+                ));
+            }
+        }
+        let sv1 = self
+            .bind
+            .iter()
+            .any(|b| self.bind_protocol(b) == Protocol::StratumV1)
+            || self
+                .pools
+                .iter()
+                .any(|p| self.pool_protocol(p) == Protocol::StratumV1);
+        if sv1 {
+            self.stratum_v1.check()?;
         }
         Ok(())
     }
@@ -1210,6 +1297,105 @@ mod tests {
         assert!(c.ignored_keys.is_empty(), "{:?}", c.ignored_keys);
         let e = Config::from_text(&format!("{SV1_BASE}, \"protocol\": \"sv2\"}}")).unwrap_err();
         assert!(e.to_string().contains("sv2"), "{e}");
+    }
+
+    #[test]
+    fn binds_and_pools_name_their_family_and_default_to_the_top_level_one() {
+        let c = Config::from_text(
+            r#"{"bind": ["127.0.0.1:3333",
+                         {"host": "127.0.0.1", "port": 3334, "protocol": "stratum-v1"}],
+                "pools": [{"url": "cn:1", "user": "W"},
+                          {"url": "btc:1", "user": "bc1q.rig", "protocol": "stratum-v1"},
+                          {"url": "btc:2", "user": "bc1q.rig", "protocol": "stratum-v1", "enabled": false}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.protocol, Protocol::CryptoNote);
+        assert_eq!(c.bind[0].protocol, None, "the string form names none");
+        assert_eq!(c.bind_protocol(&c.bind[0]), Protocol::CryptoNote);
+        assert_eq!(c.bind_protocol(&c.bind[1]), Protocol::StratumV1);
+        assert_eq!(
+            c.served_protocols(),
+            [Protocol::CryptoNote, Protocol::StratumV1]
+        );
+        let urls = |p| c.pools_of(p).into_iter().map(|e| e.url).collect::<Vec<_>>();
+        assert_eq!(urls(Protocol::CryptoNote), ["cn:1"]);
+        assert_eq!(urls(Protocol::StratumV1), ["btc:1", "btc:2"]);
+        assert_eq!(
+            c.pool_of(Protocol::StratumV1, 1).map(|p| p.url.as_str()),
+            Some("btc:2")
+        );
+        assert_eq!(c.pool_of(Protocol::CryptoNote, 1), None);
+        // Written back as read: a bind's and a pool's protocol only where one was given.
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["bind"][1]["protocol"], "stratum-v1");
+        assert!(v["bind"][0].get("protocol").is_none(), "{v}");
+        assert_eq!(v["pools"][1]["protocol"], "stratum-v1");
+        assert!(v["pools"][0].get("protocol").is_none(), "{v}");
+        assert!(c.ignored_keys.is_empty(), "{:?}", c.ignored_keys);
+        // The top-level protocol is the default of every entry that names none.
+        let c = Config::from_text(
+            r#"{"protocol": "stratum-v1", "bind": ["127.0.0.1:3333",
+                {"host": "127.0.0.1", "port": 3334, "protocol": "cryptonote"}],
+                "pools": [{"url": "btc:1", "user": "bc1q.rig"},
+                          {"url": "cn:1", "user": "W", "protocol": "cryptonote"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.served_protocols(),
+            [Protocol::StratumV1, Protocol::CryptoNote]
+        );
+        assert_eq!(c.pools_of(Protocol::StratumV1)[0].url, "btc:1");
+        // Only SV1 binds: one family served, though the default is CryptoNote.
+        let c = Config::from_text(
+            r#"{"bind": [{"host": "127.0.0.1", "port": 1, "protocol": "stratum-v1"}],
+                "pools": [{"url": "btc:1", "user": "b", "protocol": "stratum-v1"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.served_protocols(), [Protocol::StratumV1]);
+    }
+
+    #[test]
+    fn a_bind_whose_family_has_no_enabled_pool_is_refused() {
+        let err = |text: &str| Config::from_text(text).unwrap_err().to_string();
+        let e = err(
+            r#"{"bind": ["127.0.0.1:3333", {"host": "127.0.0.1", "port": 3334, "protocol": "stratum-v1"}],
+                "pools": [{"url": "cn:1"}]}"#,
+        );
+        assert!(
+            e.contains("bind[1].protocol")
+                && e.contains("127.0.0.1:3334")
+                && e.contains("stratum-v1"),
+            "{e}"
+        );
+        // A disabled pool of the family does not count.
+        let e = err(
+            r#"{"bind": [{"host": "127.0.0.1", "port": 1, "protocol": "stratum-v1"}],
+                "pools": [{"url": "cn:1"}, {"url": "btc:1", "protocol": "stratum-v1", "enabled": false}]}"#,
+        );
+        assert!(e.contains("bind[0].protocol"), "{e}");
+        // A CryptoNote bind with only SV1 pools, by the top-level default.
+        let e = err(
+            r#"{"bind": ["127.0.0.1:1"], "pools": [{"url": "btc:1", "protocol": "stratum-v1"}]}"#,
+        );
+        assert!(
+            e.contains("bind[0].protocol") && e.contains("cryptonote"),
+            "{e}"
+        );
+        // A pool of a family nobody binds is fine (it is not used), and SV1 settings are
+        // checked once anything speaks SV1.
+        Config::from_text(
+            r#"{"bind": ["127.0.0.1:1"], "pools": [{"url": "cn:1"}, {"url": "btc:1", "protocol": "stratum-v1"}]}"#,
+        )
+        .unwrap();
+        let e = err(
+            r#"{"bind": ["127.0.0.1:1"], "pools": [{"url": "cn:1"}, {"url": "btc:1", "protocol": "stratum-v1"}],
+                "stratum-v1": {"share-interval": 0}}"#,
+        );
+        assert!(e.contains("stratum-v1.share-interval"), "{e}");
+        let e = err(
+            r#"{"bind": [{"host": "127.0.0.1", "port": 1, "protocol": "sv2"}], "pools": [{"url": "a:1"}]}"#,
+        );
+        assert!(e.contains("sv2"), "{e}");
     }
 
     #[test]

@@ -58,7 +58,9 @@ impl ShareRefusal for Refusal {
     }
 }
 
-/// The consumers of proxy events.
+/// The consumers of one family's events: its counters and worker records, and (shared with
+/// the other family's events, [`Events::sibling`]) the logs, the rate limiter, the journal
+/// and the stats clock.
 pub(crate) struct Events {
     pub(crate) stats: Stats,
     pub(crate) workers: Workers,
@@ -68,8 +70,8 @@ pub(crate) struct Events {
     pub(crate) epoch_unix: u64,
     /// `custom-diff-stats` of the running config.
     custom_diff_stats: AtomicBool,
-    access_log: LineLog,
-    share_log: LineLog,
+    access_log: Arc<LineLog>,
+    share_log: Arc<LineLog>,
     /// Connection limit and bans (`rate-limit`); bans the IP of a miner cut off for invalid
     /// shares. Shared with the accept loops.
     pub(crate) rate_limiter: Arc<RateLimiter>,
@@ -77,7 +79,7 @@ pub(crate) struct Events {
     invalid_shares: AtomicU32,
     invalid_percent: AtomicU32,
     /// Notable events for the dashboard (refused shares, bans, upstreams lost).
-    pub(crate) journal: Journal,
+    pub(crate) journal: Arc<Journal>,
 }
 
 impl Events {
@@ -90,12 +92,33 @@ impl Events {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             custom_diff_stats: AtomicBool::new(false),
-            access_log: LineLog::default(),
-            share_log: LineLog::default(),
+            access_log: Arc::default(),
+            share_log: Arc::default(),
             rate_limiter: Arc::new(RateLimiter::new(&config.rate_limit)),
             invalid_shares: AtomicU32::new(0),
             invalid_percent: AtomicU32::new(0),
-            journal: Journal::default(),
+            journal: Arc::default(),
+        };
+        e.apply_config(config);
+        e
+    }
+
+    /// The events of another family of the same process: counters and worker records of
+    /// its own (hashrates of two hash functions do not add up, nor do a name's workers in
+    /// two families), the logs, rate limiter, journal and stats clock of `self`.
+    pub(crate) fn sibling(&self, config: &Config) -> Self {
+        let e = Self {
+            stats: Stats::default(),
+            workers: Workers::new(config.workers, WorkerLimits::of(config)),
+            epoch: self.epoch,
+            epoch_unix: self.epoch_unix,
+            custom_diff_stats: AtomicBool::new(false),
+            access_log: self.access_log.clone(),
+            share_log: self.share_log.clone(),
+            rate_limiter: self.rate_limiter.clone(),
+            invalid_shares: AtomicU32::new(0),
+            invalid_percent: AtomicU32::new(0),
+            journal: self.journal.clone(),
         };
         e.apply_config(config);
         e

@@ -14,8 +14,11 @@
 //! the sans-IO crate `stratum-session`'s; this crate is their driver: it moves bytes, reads
 //! tokio's clock and counts. The driver knows no stratum family: it is generic over one
 //! (the `Family` trait of `splitter/family.rs` and `MinerProtocol` of `miner.rs`,
-//! monomorphised), and `family/cryptonote.rs` is the one it serves today (see
-//! ARCHITECTURE.md, "The seam for stratum families").
+//! monomorphised). One process runs one driver per family that has binds
+//! (`family/cryptonote.rs`, `family/sv1.rs`): each bind's miners go to its family's driver
+//! and that family's pools; the drivers share the config, the logs, the journal, the rate
+//! limiter, the tick, reload and the stop handle (see ARCHITECTURE.md, "The seam for stratum
+//! families").
 //!
 //! [`Proxy::start`] binds every listener of the config and returns a [`ProxyHandle`]; the
 //! handle reports stats and stops the proxy with [`ProxyHandle::shutdown`], which answers the
@@ -54,11 +57,11 @@ mod stats;
 mod tls;
 mod workers;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, Protocol};
 pub use family::{DUPLICATE_SHARE, NICEHASH_SLOTS};
 pub use journal::{Notice, NoticeKind, JOURNAL_CAPACITY, NOTICE_MAX_CHARS};
 pub use login::LoginInfo;
-pub use miner::{MinerId, MinerPhase, INACTIVITY_TIMEOUT, LOGIN_TIMEOUT};
+pub use miner::{MinerDifficulty, MinerId, MinerPhase, INACTIVITY_TIMEOUT, LOGIN_TIMEOUT};
 pub use monitor::MinerSnapshot;
 pub use pool_client::UpstreamState;
 pub use reload::{ConfigAdjust, ReloadOutcome, WATCH_INTERVAL};
@@ -95,26 +98,31 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// State shared by every task of one proxy, serving the stratum family `F`.
+/// State shared by every task of one family's driver, serving the stratum family `F`. What
+/// the drivers of one process share is held here through `Arc`s (config, miner ids, the
+/// miner count and cap, the rate limiter; the events' logs and journal).
 pub(crate) struct Shared<F: Family> {
     pub(crate) config: Arc<ArcSwap<Config>>,
+    /// This family's counters and worker records (logs, journal and rate limiter shared
+    /// with the other families: [`Events::sibling`]).
     pub(crate) events: Arc<Events>,
     pub(crate) splitter: Splitter<F, Arc<Miner<F>>>,
-    /// The file the config came from, when started with [`Proxy::start_from_file`].
-    pub(crate) config_path: std::sync::OnceLock<std::path::PathBuf>,
     /// Per-IP connection limit (`rate-limit`), checked by every accept loop; apply a new
     /// config with [`ratelimit::RateLimiter::reconfigure`].
     pub(crate) rate_limiter: Arc<ratelimit::RateLimiter>,
     miners: Mutex<HashMap<MinerId, Arc<Miner<F>>>>,
-    pub(crate) next_miner_id: AtomicU64,
+    /// Miner ids, unique in the process (every family's miners).
+    pub(crate) next_miner_id: Arc<AtomicU64>,
+    /// Miners connected now, every family's: what [`Shared::max_miners`] caps.
+    pub(crate) connected: Arc<AtomicU64>,
     /// The ready queues of the tasks that serve miner sockets.
     pub(crate) dispatchers: serve::Dispatchers<F>,
     /// Shared copies of login strings.
     pub(crate) strings: intern::Interner,
     /// Most miners served at once; past it a new connection is told "Proxy is full" and
     /// closed. From the open-file limit at start ([`miner_limit`]), or
-    /// [`ProxyHandle::set_miner_limit`].
-    pub(crate) max_miners: AtomicU64,
+    /// [`ProxyHandle::set_miner_limit`]; one cap for every family.
+    pub(crate) max_miners: Arc<AtomicU64>,
     /// Time zero of the miners' deadlines (tokio's clock, so tests may pause it).
     pub(crate) clock: tokio::time::Instant,
     /// When the tick looks at each miner's deadline again (`deadlines.rs`).
@@ -129,11 +137,13 @@ impl<F: Family> Shared<F> {
 
     fn register(&self, miner: &Arc<Miner<F>>) {
         self.stats().miner_connected();
+        self.connected.fetch_add(1, Relaxed);
         lock(&self.miners).insert(miner.id, miner.clone());
     }
 
     fn unregister(&self, miner: &Miner<F>) {
         self.stats().miner_disconnected();
+        self.connected.fetch_sub(1, Relaxed);
         lock(&self.miners).remove(&miner.id);
     }
 }
@@ -151,15 +161,6 @@ impl Proxy {
     /// cannot be bound.
     pub async fn start(config: Config) -> Result<ProxyHandle, ProxyError> {
         config.validate()?;
-        // One family per proxy, named by `protocol`.
-        match config.protocol {
-            config::Protocol::CryptoNote => Self::start_family::<CryptoNote>(config).await,
-            config::Protocol::StratumV1 => Self::start_family::<Sv1>(config).await,
-        }
-    }
-
-    /// [`Proxy::start`] for the stratum family `F`, `config` validated.
-    async fn start_family<F: MinerProtocol>(config: Config) -> Result<ProxyHandle, ProxyError> {
         if let Some(warning) = config.ignored_warning() {
             tracing::warn!("{warning}");
         }
@@ -170,77 +171,135 @@ impl Proxy {
             None
         };
         let mut listeners = Vec::new();
+        let mut addrs = Vec::new();
         for b in &config.bind {
             let addr = b.socket_addr()?;
             let l = bind_listener(addr).map_err(|source| ProxyError::Listen { addr, source })?;
-            listeners.push(conn::Listener::new(
-                l,
-                b.tls,
-                config.tls.enabled,
-                acceptor.clone(),
-            ));
+            addrs.push(
+                l.local_addr()
+                    .map_err(|source| ProxyError::Listen { addr, source })?,
+            );
+            let l = conn::Listener::new(l, b.tls, config.tls.enabled, acceptor.clone());
+            listeners.push((config.bind_protocol(b), l));
         }
-        let events = Arc::new(Events::new(&config));
-        let rate_limiter = events.rate_limiter.clone();
         let limit = miner_limit(config.mode);
         tracing::info!("room for {limit} miners (open-file limit)");
+        let families = config.served_protocols();
         let config = Arc::new(ArcSwap::from_pointee(config));
-        let accept_stop = CancellationToken::new();
-        let conn_stop = CancellationToken::new();
-        let upstream_stop = CancellationToken::new();
+        let common = Common {
+            config: config.clone(),
+            max_miners: Arc::new(AtomicU64::new(limit)),
+            next_miner_id: Arc::new(AtomicU64::new(1)),
+            connected: Arc::default(),
+            mapper_ids: Arc::new(AtomicU64::new(1)),
+            fanout: Arc::new(fanout::Fanout::new(fanout_helpers())),
+            clock: tokio::time::Instant::now(),
+            accept_stop: CancellationToken::new(),
+            conn_stop: CancellationToken::new(),
+            upstream_stop: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        };
+        let mut list: Vec<Arc<dyn Running>> = Vec::with_capacity(families.len());
+        for family in families {
+            let events = Arc::new(match list.first() {
+                None => Events::new(&config.load()),
+                Some(first) => first.events().sibling(&config.load()),
+            });
+            let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut listeners)
+                .into_iter()
+                .partition(|(p, _)| *p == family);
+            listeners = rest;
+            let mine = mine.into_iter().map(|(_, l)| l).collect();
+            list.push(match family {
+                Protocol::CryptoNote => Self::start_family::<CryptoNote>(&common, events, mine),
+                Protocol::StratumV1 => Self::start_family::<Sv1>(&common, events, mine),
+            });
+        }
+        let drivers = Arc::new(Drivers {
+            config,
+            max_miners: common.max_miners.clone(),
+            config_path: std::sync::OnceLock::new(),
+            fanout: common.fanout.clone(),
+            list,
+        });
+        common
+            .tracker
+            .spawn(tick_loop(drivers.clone(), common.accept_stop.clone()));
+        Ok(ProxyHandle {
+            monitor: Monitor {
+                drivers: drivers.clone(),
+                at: 0,
+            },
+            drivers,
+            addrs,
+            accept_stop: common.accept_stop,
+            conn_stop: common.conn_stop,
+            upstream_stop: common.upstream_stop,
+            tracker: common.tracker,
+        })
+    }
+
+    /// Starts the driver of the stratum family `F` on `listeners` (its binds), with its own
+    /// `events` (counters, worker records) and what `common` shares between the families.
+    fn start_family<F: MinerProtocol>(
+        common: &Common,
+        events: Arc<Events>,
+        listeners: Vec<conn::Listener>,
+    ) -> Arc<dyn Running> {
+        let rate_limiter = events.rate_limiter.clone();
         let shared: Arc<Shared<F>> = Arc::new(Shared {
             splitter: Splitter::new(
-                config.clone(),
+                common.config.clone(),
                 events.clone(),
-                upstream_stop.clone(),
-                fanout_helpers(),
+                common.upstream_stop.clone(),
+                common.fanout.clone(),
+                common.mapper_ids.clone(),
             ),
-            config,
+            config: common.config.clone(),
             events,
-            config_path: std::sync::OnceLock::new(),
             rate_limiter,
             miners: Mutex::new(HashMap::new()),
-            next_miner_id: AtomicU64::new(1),
+            next_miner_id: common.next_miner_id.clone(),
+            connected: common.connected.clone(),
             dispatchers: serve::Dispatchers::new(
                 tokio::runtime::Handle::current().metrics().num_workers(),
             ),
             strings: intern::Interner::default(),
-            max_miners: AtomicU64::new(limit),
-            clock: tokio::time::Instant::now(),
+            max_miners: common.max_miners.clone(),
+            clock: common.clock,
             deadlines: deadlines::Deadlines::new(),
         });
-        let tracker = TaskTracker::new();
-        serve::Dispatchers::spawn(&shared, &tracker, &conn_stop);
-        let mut addrs = Vec::new();
+        serve::Dispatchers::spawn(&shared, &common.tracker, &common.conn_stop);
         for l in listeners {
-            let addr = l.local_addr().map_err(|source| ProxyError::Listen {
-                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-                source,
-            })?;
-            tracing::info!(%addr, "listening for miners");
-            addrs.push(addr);
-            tracker.spawn(accept_loop(
+            if let Ok(addr) = l.local_addr() {
+                tracing::info!(%addr, protocol = %F::PROTOCOL, "listening for miners");
+            }
+            common.tracker.spawn(accept_loop(
                 l,
                 shared.clone(),
-                accept_stop.clone(),
-                conn_stop.clone(),
-                tracker.clone(),
+                common.accept_stop.clone(),
+                common.conn_stop.clone(),
+                common.tracker.clone(),
             ));
         }
-        tracker.spawn(tick_loop(shared.clone(), accept_stop.clone()));
-        let shared: Arc<dyn Running> = shared;
-        Ok(ProxyHandle {
-            monitor: Monitor {
-                shared: shared.clone(),
-            },
-            shared,
-            addrs,
-            accept_stop,
-            conn_stop,
-            upstream_stop,
-            tracker,
-        })
+        shared
     }
+}
+
+/// What the drivers of one process share, while they start.
+struct Common {
+    config: Arc<ArcSwap<Config>>,
+    max_miners: Arc<AtomicU64>,
+    next_miner_id: Arc<AtomicU64>,
+    connected: Arc<AtomicU64>,
+    /// Upstream (mapper) ids, unique in the process.
+    mapper_ids: Arc<AtomicU64>,
+    fanout: Arc<fanout::Fanout>,
+    clock: tokio::time::Instant,
+    accept_stop: CancellationToken,
+    conn_stop: CancellationToken,
+    upstream_stop: CancellationToken,
+    tracker: TaskTracker,
 }
 
 /// Open files kept for everything but miners: pool connections beyond one per 256 miners,
@@ -321,7 +380,7 @@ async fn accept_loop<F: MinerProtocol>(
                     continue;
                 }
                 let limit = shared.max_miners.load(Relaxed);
-                if shared.stats().miners.load(Relaxed) >= limit {
+                if shared.connected.load(Relaxed) >= limit {
                     full.refuse_accepted(stream, peer, limit);
                     continue;
                 }
@@ -414,35 +473,31 @@ impl FdReserve {
     }
 }
 
-async fn tick_loop<F: MinerProtocol>(shared: Arc<Shared<F>>, stop: CancellationToken) {
+/// The 1 s tick of every driver of the process, and the journal's look at the upstreams.
+async fn tick_loop(drivers: Arc<Drivers>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             _ = tick.tick() => {
-                shared.strings.purge_step();
-                shared.splitter.gc(splitter::now());
-                shared.resync_workers();
-                shared.fold_monitoring();
-                shared.events.workers.expire(shared.events.now());
-                serve::sweep_timeouts(&shared);
+                for d in &drivers.list {
+                    d.tick();
+                }
+                drivers.fold_monitoring();
             }
         }
     }
 }
 
-/// What the public handles ([`Monitor`], [`ProxyHandle`]) need of a running driver, whatever
-/// stratum family it serves: the handles hold an `Arc<dyn Running>`, so they name no family.
-/// Monitoring, reload and stop only: nothing on a share's or a job's path goes through it.
+/// What the process needs of one family's running driver, whatever the family: the
+/// [`Drivers`] hold an `Arc<dyn Running>` per family, so the public handles name no family.
+/// Monitoring, reload, tick and stop only: nothing on a share's or a job's path goes through
+/// it.
 trait Running: Send + Sync + 'static {
-    /// The running config.
-    fn config(&self) -> &ArcSwap<Config>;
-    /// The events and the counters they feed.
+    /// The family the driver serves.
+    fn protocol(&self) -> Protocol;
+    /// The family's events and the counters and worker records they feed.
     fn events(&self) -> &Events;
-    /// The cap on miners served at once.
-    fn max_miners(&self) -> &AtomicU64;
-    /// The file the config came from, once set.
-    fn config_path(&self) -> &std::sync::OnceLock<std::path::PathBuf>;
     /// Upstream connections by state.
     fn upstream_counts(&self) -> UpstreamCounts;
     /// Every upstream connection, in opening order.
@@ -451,36 +506,23 @@ trait Running: Send + Sync + 'static {
     fn mapper_loads(&self) -> Vec<usize>;
     /// Every miner connection (unsorted).
     fn miner_snapshots(&self) -> Vec<MinerSnapshot>;
-    /// Validates and applies a new config (`reload.rs`).
-    fn reload(&self, new: Config) -> Result<ReloadOutcome, ConfigError>;
+    /// Applies a reloaded config (already the running one): the events' settings, and the
+    /// pool lists when `upstreams_changed`.
+    fn apply_config(&self, new: &Config, upstreams_changed: bool);
     /// Closes every miner, their last answers given a moment to go out (`serve.rs`).
     fn close_all(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
-    /// Stops the fan-out threads.
-    fn stop_fanout(&self);
-    /// Watches the config file at `path` (its content `loaded`) until `stop`.
-    fn watch_file(
-        self: Arc<Self>,
-        path: std::path::PathBuf,
-        loaded: Vec<u8>,
-        adjust: ConfigAdjust,
-        stop: CancellationToken,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
     /// Hashes per upstream id since each upstream opened (`splitter.rs`).
     fn upstream_hashes(&self) -> std::collections::HashMap<u64, u64>;
+    /// The driver's part of the 1 s tick: string purge, upstream GC, workers, deadlines.
+    fn tick(&self);
 }
 
 impl<F: MinerProtocol> Running for Shared<F> {
-    fn config(&self) -> &ArcSwap<Config> {
-        &self.config
+    fn protocol(&self) -> Protocol {
+        F::PROTOCOL
     }
     fn events(&self) -> &Events {
         &self.events
-    }
-    fn max_miners(&self) -> &AtomicU64 {
-        &self.max_miners
-    }
-    fn config_path(&self) -> &std::sync::OnceLock<std::path::PathBuf> {
-        &self.config_path
     }
     fn upstream_counts(&self) -> UpstreamCounts {
         self.splitter.upstream_counts()
@@ -494,67 +536,154 @@ impl<F: MinerProtocol> Running for Shared<F> {
     fn miner_snapshots(&self) -> Vec<MinerSnapshot> {
         self.miner_snapshots()
     }
-    fn reload(&self, new: Config) -> Result<ReloadOutcome, ConfigError> {
-        Shared::reload(self, new)
+    fn apply_config(&self, new: &Config, upstreams_changed: bool) {
+        self.events.apply_config(new);
+        if upstreams_changed {
+            self.splitter.reconfigure_upstreams(new);
+        }
     }
     fn close_all(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(serve::close_all(self))
     }
-    fn stop_fanout(&self) {
-        self.splitter.fanout.stop();
-    }
-    fn watch_file(
-        self: Arc<Self>,
-        path: std::path::PathBuf,
-        loaded: Vec<u8>,
-        adjust: ConfigAdjust,
-        stop: CancellationToken,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(reload::watch_file(self, path, loaded, adjust, stop))
-    }
     fn upstream_hashes(&self) -> std::collections::HashMap<u64, u64> {
         self.splitter.upstream_hashes()
+    }
+    fn tick(&self) {
+        self.strings.purge_step();
+        self.splitter.gc(splitter::now());
+        self.resync_workers();
+        self.events.workers.expire(self.events.now());
+        serve::sweep_timeouts(self);
+    }
+}
+
+/// The running drivers of one process (one per family with binds, the top-level
+/// `protocol`'s first when it has binds) and what they share: the config, the miner cap, the
+/// fan-out threads.
+pub(crate) struct Drivers {
+    pub(crate) config: Arc<ArcSwap<Config>>,
+    max_miners: Arc<AtomicU64>,
+    /// The file the config came from, when started with [`Proxy::start_from_file`].
+    pub(crate) config_path: std::sync::OnceLock<std::path::PathBuf>,
+    fanout: Arc<fanout::Fanout>,
+    /// Never empty: a valid config has a bind.
+    list: Vec<Arc<dyn Running>>,
+}
+
+impl Drivers {
+    /// The primary driver: the top-level `protocol`'s, or the only one.
+    fn primary(&self) -> &dyn Running {
+        &*self.list[0]
+    }
+
+    /// Shares in flight, every family's.
+    fn in_flight(&self) -> u64 {
+        self.list
+            .iter()
+            .map(|d| d.events().stats.in_flight.load(Relaxed))
+            .sum()
+    }
+
+    /// Every upstream connection of every family, in opening order (ids are unique in the
+    /// process).
+    fn upstream_details(&self) -> Vec<UpstreamInfo> {
+        let mut all: Vec<UpstreamInfo> = self
+            .list
+            .iter()
+            .flat_map(|d| d.upstream_details())
+            .collect();
+        all.sort_by_key(|u| u.id);
+        all
+    }
+
+    /// Called every second by the tick loop: notes upstreams lost or logged in again (the
+    /// journal is shared, so it sees every family's upstreams at once).
+    fn fold_monitoring(&self) {
+        let upstreams = self.upstream_details();
+        self.primary().events().journal.watch_upstreams(
+            &upstreams
+                .iter()
+                .map(|u| (u.id, u.state, u.pool.clone()))
+                .collect::<Vec<_>>(),
+        );
     }
 }
 
 /// A cheap, cloneable read-only view of a running proxy, for monitoring (the HTTP API).
+///
+/// A monitor looks at one stratum family's figures ([`Monitor::protocol`]): counters,
+/// hashrates, workers, upstream counts. [`ProxyHandle::monitor`] gives the primary family's
+/// (the top-level `protocol`'s when it has binds), [`Monitor::families`] one per family the
+/// process serves. The lists of [`Monitor::miners`], [`Monitor::upstream_details`],
+/// [`Monitor::upstream_hashes`] and [`Monitor::notices`] are the whole process's, each
+/// entry marked with its family where it has one.
 #[derive(Clone)]
 pub struct Monitor {
-    shared: Arc<dyn Running>,
+    drivers: Arc<Drivers>,
+    /// The family looked at: an index into `drivers.list`.
+    at: usize,
 }
 
 impl Monitor {
+    /// The driver of the family looked at.
+    fn driver(&self) -> &dyn Running {
+        &*self.drivers.list[self.at]
+    }
+
+    /// The family whose figures this monitor gives.
+    pub fn protocol(&self) -> Protocol {
+        self.driver().protocol()
+    }
+
+    /// One monitor per family the process serves (one per family with a bind), the
+    /// primary first.
+    pub fn families(&self) -> Vec<Monitor> {
+        (0..self.drivers.list.len())
+            .map(|at| Monitor {
+                drivers: self.drivers.clone(),
+                at,
+            })
+            .collect()
+    }
+
+    /// The monitor of `protocol`'s figures, when the process serves that family.
+    pub fn family(&self, protocol: Protocol) -> Option<Monitor> {
+        self.families()
+            .into_iter()
+            .find(|m| m.protocol() == protocol)
+    }
+
     /// The running config.
     pub fn config(&self) -> Arc<Config> {
-        self.shared.config().load_full()
+        self.drivers.config.load_full()
     }
 
-    /// A copy of the counters.
+    /// A copy of the family's counters.
     pub fn stats(&self) -> StatsSnapshot {
-        self.shared.events().stats.snapshot()
+        self.driver().events().stats.snapshot()
     }
 
-    /// Blocks found through daemon upstreams.
+    /// Blocks found through the family's daemon upstreams.
     pub fn blocks(&self) -> u64 {
-        self.shared.events().stats.blocks.load(Relaxed)
+        self.driver().events().stats.blocks.load(Relaxed)
     }
 
-    /// Upstream connections by state.
+    /// The family's upstream connections by state.
     pub fn upstreams(&self) -> UpstreamCounts {
-        self.shared.upstream_counts()
+        self.driver().upstream_counts()
     }
 
     /// Access- and share-log lines dropped since the start because their writer thread could
     /// not keep up (each queues at most 8192 lines; past that a line is dropped, not waited
-    /// for).
+    /// for). The logs are the process's.
     pub fn log_lines_dropped(&self) -> u64 {
-        self.shared.events().log_lines_dropped()
+        self.driver().events().log_lines_dropped()
     }
 }
 
 /// A running proxy.
 pub struct ProxyHandle {
-    shared: Arc<dyn Running>,
+    drivers: Arc<Drivers>,
     monitor: Monitor,
     addrs: Vec<SocketAddr>,
     accept_stop: CancellationToken,
@@ -569,36 +698,41 @@ impl ProxyHandle {
         &self.addrs
     }
 
-    /// A read-only view for monitoring.
+    /// A read-only view for monitoring, of the primary family's figures (see [`Monitor`]).
     pub fn monitor(&self) -> Monitor {
         self.monitor.clone()
     }
 
-    /// A copy of the counters.
+    /// A copy of the primary family's counters ([`Monitor::families`] has the others').
     pub fn stats(&self) -> StatsSnapshot {
-        self.shared.events().stats.snapshot()
+        self.monitor.stats()
     }
 
-    /// Upstream connections by state.
+    /// The primary family's upstream connections by state.
     pub fn upstreams(&self) -> UpstreamCounts {
-        self.shared.upstream_counts()
+        self.monitor.upstreams()
     }
 
     /// Caps the miners served at once at `n` (default: what the open-file limit leaves room
     /// for); past it a new connection is answered `Proxy is full, try again later` and
     /// closed. Miners already connected stay.
     pub fn set_miner_limit(&self, n: u64) {
-        self.shared.max_miners().store(n, Relaxed);
+        self.drivers.max_miners.store(n, Relaxed);
     }
 
     /// The current cap on miners served at once (see [`ProxyHandle::set_miner_limit`]).
     pub fn miner_limit(&self) -> u64 {
-        self.shared.max_miners().load(Relaxed)
+        self.drivers.max_miners.load(Relaxed)
     }
 
-    /// Miners per upstream connection, in the order the connections were opened.
+    /// Miners per upstream connection, in the order the connections were opened (the
+    /// primary family's connections first, then the other's).
     pub fn mapper_loads(&self) -> Vec<usize> {
-        self.shared.mapper_loads()
+        self.drivers
+            .list
+            .iter()
+            .flat_map(|d| d.mapper_loads())
+            .collect()
     }
 
     /// Waits up to `limit` for the shares in flight to be answered; returns how many are
@@ -606,7 +740,7 @@ impl ProxyHandle {
     async fn drain_in_flight(&self, limit: Duration) -> u64 {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let left = self.shared.events().stats.in_flight.load(Relaxed);
+            let left = self.drivers.in_flight();
             if left == 0 || tokio::time::Instant::now() >= deadline {
                 return left;
             }
@@ -627,13 +761,17 @@ impl ProxyHandle {
         if left > 0 {
             tracing::warn!("{left} shares still unanswered at shutdown");
         }
-        self.shared.close_all().await;
-        // The CLOSE lines of the miners just closed reach the file before the process ends.
-        self.shared
+        for d in &self.drivers.list {
+            d.close_all().await;
+        }
+        // The CLOSE lines of the miners just closed reach the file before the process ends
+        // (the logs are shared by the families).
+        self.drivers
+            .primary()
             .events()
             .close_logs(Duration::from_secs(1))
             .await;
-        self.shared.stop_fanout();
+        self.drivers.fanout.stop();
         self.conn_stop.cancel();
         self.tracker.close();
         self.tracker.wait().await;

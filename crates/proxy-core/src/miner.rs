@@ -50,6 +50,24 @@ pub(crate) trait MinerProtocol: Family {
     /// The line a connection the proxy has no room for is told before it is closed (no
     /// request id: it was never read).
     fn full_line() -> Vec<u8>;
+
+    /// The miner's difficulty as monitoring shows it (the API's `diff`): the session's
+    /// integer difficulty unless the family has fractional ones.
+    fn difficulty(session: &Self::Session) -> MinerDifficulty {
+        MinerDifficulty::Integer(session.diff())
+    }
+}
+
+/// A miner's difficulty as the API shows it (`/1/miners` `diff`): serialized as a bare JSON
+/// number, an integer for CryptoNote (as the RFC's API), a float for Stratum V1.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum MinerDifficulty {
+    /// CryptoNote's difficulty (expected hashes per share); 0 before the first job.
+    Integer(u64),
+    /// A Stratum V1 difficulty in Bitcoin difficulty-1 units (2^32 expected hashes per unit),
+    /// fractions kept (`0.5`); 0.0 before the first job.
+    Fractional(f64),
 }
 
 /// A miner must log in within this time (RFC §6); a TLS handshake counts against it.

@@ -14,16 +14,16 @@ use tokio::time::Instant;
 
 use stratum_session::MinerSession;
 
+use crate::config::Protocol;
 use crate::journal::Notice;
-use crate::miner::{Miner, MinerId, MinerPhase};
-use crate::splitter::Family;
+use crate::miner::{Miner, MinerDifficulty, MinerId, MinerPhase, MinerProtocol};
 use crate::splitter::UpstreamInfo;
 use crate::stats::{LatencyHistogram, StatsSummary};
 use crate::workers::WorkersSnapshot;
 use crate::{lock, Monitor, Shared};
 
 /// One miner connection at one moment (`GET /1/miners`). Its password is not included.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MinerSnapshot {
     /// Connection id.
     pub id: MinerId,
@@ -35,8 +35,11 @@ pub struct MinerSnapshot {
     pub rx: u64,
     /// Lifecycle state (the API's `state`: 0..3).
     pub state: MinerPhase,
-    /// Difficulty of the last job sent; 0 before the first.
-    pub diff: u64,
+    /// Difficulty of the last job sent; 0 before the first. CryptoNote's is an integer, a
+    /// Stratum V1 miner's a fraction of Bitcoin difficulty 1 or more (0.5 stays 0.5).
+    pub diff: MinerDifficulty,
+    /// The stratum family the miner speaks (its bind's).
+    pub protocol: Protocol,
     /// Login (wallet) as sent, `None` before login.
     pub user: Option<String>,
     /// Rig id, when the miner sent one.
@@ -50,13 +53,13 @@ impl Monitor {
     /// moves it too): the epoch of its statistics (uptime, average share time and all-time
     /// hashrate count from it).
     pub fn started(&self) -> Instant {
-        self.shared.events().epoch
+        self.driver().events().epoch
     }
 
     /// Share results, best shares, latency and hashrates (RFC §12 `Summary()`) as of `at`
     /// (`tokio::time::Instant::now()` for the live figures).
     pub fn summary_at(&self, at: Instant) -> StatsSummary {
-        let events = self.shared.events();
+        let events = self.driver().events();
         events.stats.summary(events.secs_at(at))
     }
 
@@ -64,34 +67,39 @@ impl Monitor {
     /// of a removed one), with hashrates in H/s as of `at` (an instant no earlier than
     /// [`Monitor::started`]).
     pub fn workers_at(&self, at: Instant) -> WorkersSnapshot {
-        let events = self.shared.events();
+        let events = self.driver().events();
         events
             .workers
             .snapshot(events.secs_at(at), events.epoch_unix)
     }
 
-    /// Number of worker records.
+    /// Number of the family's worker records.
     pub fn worker_count(&self) -> usize {
-        self.shared.events().workers.len()
+        self.driver().events().workers.len()
     }
 
-    /// Every miner connection, by id.
+    /// Every miner connection of every family, by id.
     pub fn miners(&self) -> Vec<MinerSnapshot> {
-        let mut v = self.shared.miner_snapshots();
+        let mut v: Vec<MinerSnapshot> = self
+            .drivers
+            .list
+            .iter()
+            .flat_map(|d| d.miner_snapshots())
+            .collect();
         v.sort_by_key(|m| m.id);
         v
     }
 
-    /// Every upstream connection, in opening order.
+    /// Every upstream connection of every family, in opening order.
     pub fn upstream_details(&self) -> Vec<UpstreamInfo> {
-        self.shared.upstream_details()
+        self.drivers.upstream_details()
     }
 
     /// The latest notable events (at most [`crate::JOURNAL_CAPACITY`]), oldest first: shares
     /// refused (by a pool or the proxy; stale job ids are not noted), bans, upstreams lost and
     /// logged in again. Upstream changes are seen by the 1 s tick.
     pub fn notices(&self) -> Vec<Notice> {
-        self.shared.events().journal.notices()
+        self.driver().events().journal.notices()
     }
 
     /// Hashes (sums of accepted share difficulties) per upstream id ([`UpstreamInfo::id`])
@@ -99,16 +107,20 @@ impl Monitor {
     /// upstream that carried it (or, accepted by the proxy itself with `custom-diff-stats`,
     /// to its miner's upstream) the moment it is accepted.
     pub fn upstream_hashes(&self) -> HashMap<u64, u64> {
-        self.shared.upstream_hashes()
+        self.drivers
+            .list
+            .iter()
+            .flat_map(|d| d.upstream_hashes())
+            .collect()
     }
 
-    /// The pool reply latency histogram of pool-accepted shares.
+    /// The pool reply latency histogram of the family's pool-accepted shares.
     pub fn latency_histogram(&self) -> LatencyHistogram {
-        self.shared.events().stats.latency_histogram()
+        self.driver().events().stats.latency_histogram()
     }
 }
 
-fn snapshot<F: Family>(m: &Miner<F>) -> MinerSnapshot {
+fn snapshot<F: MinerProtocol>(m: &Miner<F>) -> MinerSnapshot {
     let st = m.state();
     let login = st.login.as_deref();
     MinerSnapshot {
@@ -117,27 +129,15 @@ fn snapshot<F: Family>(m: &Miner<F>) -> MinerSnapshot {
         tx: m.tx.load(Relaxed),
         rx: m.rx.load(Relaxed),
         state: st.session.phase(),
-        diff: st.session.diff(),
+        diff: F::difficulty(&st.session),
+        protocol: F::PROTOCOL,
         user: login.map(|l| l.user.to_string()),
         rig_id: login.and_then(|l| l.rig_id.as_deref().map(String::from)),
         agent: login.map(|l| l.agent.to_string()),
     }
 }
 
-impl<F: Family> Shared<F> {
-    /// Called every second by the tick loop: notes upstreams lost or logged in again.
-    pub(crate) fn fold_monitoring(&self) {
-        let upstreams = self.splitter.upstream_details();
-        self.events.journal.watch_upstreams(
-            &upstreams
-                .iter()
-                .map(|u| (u.id, u.state, u.pool.clone()))
-                .collect::<Vec<_>>(),
-        );
-    }
-}
-
-impl<F: Family> Shared<F> {
+impl<F: MinerProtocol> Shared<F> {
     /// Every miner connection, unsorted.
     pub(crate) fn miner_snapshots(&self) -> Vec<MinerSnapshot> {
         self.live_miners().iter().map(|m| snapshot(m)).collect()

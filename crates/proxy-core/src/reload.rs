@@ -7,10 +7,13 @@
 //! `retries`/`retry-pause`/`pool-reply-timeout`, `access-password`, `custom-diff`,
 //! `algo-ext`, `workers`, `workers-idle-timeout`, `workers-max`, `rate-limit`, the log
 //! files, `http.access-token` and `http.restricted`. What needs a restart, and is logged as
-//! such while the running value is kept: `bind`, `mode`, `protocol`, `tls`, and
-//! `http.enabled`/`host`/`port`. An invalid new config is refused with its error and the
-//! running one keeps serving. Reloading never drops a miner or a share. (`stratum-v1`
-//! settings apply to miners and upstream connections that start after the reload.)
+//! such while the running value is kept: `bind` (a bind's `protocol` too), `mode`, the
+//! top-level `protocol`, `tls`, and `http.enabled`/`host`/`port`. An invalid new config is
+//! refused with its error and the running one keeps serving: so is one that, with the running
+//! values of those keys, leaves a bind's family without an enabled pool. Each family's driver
+//! gets its own pools (`pools` entries of its `protocol`). Reloading never drops a miner or a
+//! share. (`stratum-v1` settings apply to miners and upstream connections that start after
+//! the reload.)
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,8 +22,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
-use crate::miner::MinerProtocol;
-use crate::{Monitor, Proxy, ProxyError, ProxyHandle, Shared};
+use crate::{Drivers, Monitor, Proxy, ProxyError, ProxyHandle};
 
 /// How often the config file is checked for changes.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -38,8 +40,9 @@ pub struct ReloadOutcome {
     pub needs_restart: Vec<&'static str>,
 }
 
-impl<F: MinerProtocol> Shared<F> {
-    /// Validates `new` and makes it the running config (see the module docs).
+impl Drivers {
+    /// Validates `new` and makes it the running config of every family's driver (see the
+    /// module docs).
     ///
     /// # Errors
     /// [`ConfigError::Invalid`] when `new` does not validate; nothing changes then.
@@ -54,8 +57,6 @@ impl<F: MinerProtocol> Shared<F> {
         if new.mode != old.mode {
             needs_restart.push("mode");
             new.mode = old.mode;
-            // The pools must suit the running mode (extra_nonce: daemons only).
-            new.validate()?;
         }
         if new.protocol != old.protocol {
             needs_restart.push("protocol");
@@ -72,6 +73,11 @@ impl<F: MinerProtocol> Shared<F> {
             new.http.enabled = old.http.enabled;
             new.http.host.clone_from(&old.http.host);
             new.http.port = old.http.port;
+        }
+        if !needs_restart.is_empty() {
+            // The pools must suit the running values: the mode (extra_nonce: daemons only),
+            // and every running bind's family needs a pool of its own.
+            new.validate()?;
         }
         for key in &needs_restart {
             tracing::warn!(
@@ -95,11 +101,14 @@ impl<F: MinerProtocol> Shared<F> {
             || new.pool_reply_timeout != old.pool_reply_timeout;
         let new = Arc::new(new);
         self.config.store(new.clone());
-        self.events.apply_config(&new);
-        self.rate_limiter.reconfigure(&new.rate_limit);
-        if upstreams_changed {
-            self.splitter.reconfigure_upstreams(&new);
+        for d in &self.list {
+            d.apply_config(&new, upstreams_changed);
         }
+        // One rate limiter for every family.
+        self.primary()
+            .events()
+            .rate_limiter
+            .reconfigure(&new.rate_limit);
         tracing::info!("config reloaded");
         if new.http != old.http {
             if let Some(warning) = new.http.read_only_warning() {
@@ -119,12 +128,12 @@ impl Monitor {
     /// # Errors
     /// [`ConfigError::Invalid`] when it does not validate; the running config is unchanged.
     pub fn apply_config(&self, new: Config) -> Result<ReloadOutcome, ConfigError> {
-        self.shared.reload(new)
+        self.drivers.reload(new)
     }
 
     /// The config file, when the proxy was started with [`Proxy::start_from_file`].
     pub fn config_path(&self) -> Option<&Path> {
-        self.shared.config_path().get().map(PathBuf::as_path)
+        self.drivers.config_path.get().map(PathBuf::as_path)
     }
 }
 
@@ -134,7 +143,7 @@ impl ProxyHandle {
     /// # Errors
     /// [`ConfigError::Invalid`] when it does not validate.
     pub fn reload(&self, new: Config) -> Result<ReloadOutcome, ConfigError> {
-        self.shared.reload(new)
+        self.drivers.reload(new)
     }
 }
 
@@ -166,8 +175,9 @@ impl Proxy {
         adjust(&mut config);
         config.validate()?;
         let handle = Proxy::start(config).await?;
-        let _ = handle.shared.config_path().set(path.to_path_buf());
-        handle.tracker.spawn(handle.shared.clone().watch_file(
+        let _ = handle.drivers.config_path.set(path.to_path_buf());
+        handle.tracker.spawn(watch_file(
+            handle.drivers.clone(),
             path.to_path_buf(),
             bytes,
             adjust,
@@ -179,8 +189,8 @@ impl Proxy {
 
 /// Polls the config file and reloads it when its contents change and `watch` is on.
 /// `loaded` is the content the running config came from.
-pub(crate) async fn watch_file<F: MinerProtocol>(
-    shared: Arc<Shared<F>>,
+async fn watch_file(
+    shared: Arc<Drivers>,
     path: PathBuf,
     loaded: Vec<u8>,
     adjust: ConfigAdjust,

@@ -159,8 +159,11 @@ pub struct UpstreamInfo {
     pub pool: Option<String>,
     /// Miners on it now.
     pub miners: usize,
-    /// The pool is a Monero daemon (`"daemon": true`).
+    /// The pool is a daemon (`"daemon": true`: a Monero daemon, or a Bitcoin node for
+    /// Stratum V1 solo mining).
     pub daemon: bool,
+    /// The stratum family of the connection (its driver's).
+    pub protocol: crate::config::Protocol,
 }
 
 pub(crate) struct MapperState<F: Family, M: Downstream<F>> {
@@ -391,8 +394,9 @@ impl<F: Family, M: Downstream<F>> Mapper<F, M> {
         }
         if let Some(i) = pool {
             let config = self.config.load();
-            st.daemon = config.pools.get(i).is_some_and(|p| p.daemon);
-            st.pool = config.pools.get(i).map(|p| p.host_port().to_string());
+            let entry = config.pool_of(F::PROTOCOL, i);
+            st.daemon = entry.is_some_and(|p| p.daemon);
+            st.pool = entry.map(|p| p.host_port().to_string());
         }
         if state != UpstreamState::Active {
             tracing::info!(mapper = self.id, ?state, "upstream state");
@@ -424,7 +428,9 @@ pub(crate) struct Splitter<F: Family, M: Downstream<F>> {
     /// By id: in opening order.
     mappers: Mutex<BTreeMap<u64, Arc<Mapper<F, M>>>>,
     gc: Arc<GcList>,
-    next_mapper_id: AtomicU64,
+    /// Mapper ids, shared by the splitters of the process so that an id names one upstream
+    /// whatever its family (the API's upstream ids, the fan-out threads' job queues).
+    next_mapper_id: Arc<AtomicU64>,
     cancel: CancellationToken,
     config: Arc<ArcSwap<Config>>,
     events: Arc<Events>,
@@ -435,12 +441,14 @@ pub(crate) struct Splitter<F: Family, M: Downstream<F>> {
 }
 
 impl<F: Family, M: Downstream<F>> Splitter<F, M> {
-    /// `fanout_helpers`: threads that write jobs to miners beside the upstream tasks.
+    /// `fanout`: the threads that write jobs to miners beside the upstream tasks;
+    /// `mapper_ids`: the next mapper id (both shared by the splitters of one process).
     pub(crate) fn new(
         config: Arc<ArcSwap<Config>>,
         events: Arc<Events>,
         cancel: CancellationToken,
-        fanout_helpers: usize,
+        fanout: Arc<Fanout>,
+        mapper_ids: Arc<AtomicU64>,
     ) -> Self {
         let pools = F::new_pools(&config.load());
         Self {
@@ -448,11 +456,11 @@ impl<F: Family, M: Downstream<F>> Splitter<F, M> {
             mode: config.load().mode,
             mappers: Mutex::new(BTreeMap::new()),
             gc: Arc::default(),
-            next_mapper_id: AtomicU64::new(1),
+            next_mapper_id: mapper_ids,
             cancel,
             config,
             events,
-            fanout: Arc::new(Fanout::new(fanout_helpers)),
+            fanout,
         }
     }
 
@@ -615,6 +623,7 @@ impl<F: Family, M: Downstream<F>> Splitter<F, M> {
                     pool: st.pool.clone(),
                     miners: st.channel.miner_count(),
                     daemon: st.daemon,
+                    protocol: F::PROTOCOL,
                 }
             })
             .collect()

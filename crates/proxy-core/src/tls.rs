@@ -289,6 +289,7 @@ mod tests {
             host: host.into(),
             port: 0,
             tls: true,
+            protocol: None,
         };
         let s = self_signed(&[bind("0.0.0.0"), bind("127.0.0.1"), bind("::1")]).unwrap();
         assert_eq!(s.names, vec!["127.0.0.1", "::1", "localhost"]);
@@ -302,6 +303,7 @@ mod tests {
                 host: "127.0.0.1".into(),
                 port: 0,
                 tls: true,
+                protocol: None,
             }],
             tls: TlsConfig {
                 protocols: Some("TLSv1.2".into()),

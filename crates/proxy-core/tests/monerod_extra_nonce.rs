@@ -187,6 +187,7 @@ async fn a_reload_to_a_stratum_pool_is_refused_while_in_extra_nonce_mode() {
             host: "127.0.0.1".into(),
             port: 0,
             tls: false,
+            protocol: None,
         }],
         pools: vec![daemon],
         ..Config::default()

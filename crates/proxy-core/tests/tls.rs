@@ -25,6 +25,7 @@ fn config(pool: &MockPool, tls_bind: bool, tls: TlsConfig) -> Config {
             host: "127.0.0.1".into(),
             port: 0,
             tls: tls_bind,
+            protocol: None,
         }],
         pools: vec![PoolConfig {
             url: pool.addr().to_string(),

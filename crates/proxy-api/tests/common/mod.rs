@@ -29,6 +29,7 @@ pub(crate) fn config(pool: &MockPool) -> Config {
             host: "127.0.0.1".into(),
             port: 0,
             tls: false,
+            protocol: None,
         }],
         pools: vec![PoolConfig {
             url: pool.addr().to_string(),

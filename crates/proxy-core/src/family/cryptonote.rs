@@ -143,6 +143,7 @@ fn extensions(config: &Config) -> Vec<&'static str> {
 }
 
 impl Family for CryptoNote {
+    const PROTOCOL: crate::config::Protocol = crate::config::Protocol::CryptoNote;
     type Session = Session<()>;
     type Slot = Option<u8>;
     type Job = JobInfo;
@@ -199,7 +200,7 @@ impl Family for CryptoNote {
     }
 
     fn new_pools(config: &Config) -> PoolList {
-        PoolList::new(config.pools.clone(), failover_options(config))
+        PoolList::new(config.pools_of(Self::PROTOCOL), failover_options(config))
     }
 
     fn spawn_upstream<M: Downstream<Self>>(
@@ -216,7 +217,7 @@ impl Family for CryptoNote {
         _upstreams: impl Iterator<Item = &'a Upstream>,
         config: &Config,
     ) {
-        pools.set(config.pools.clone(), failover_options(config));
+        pools.set(config.pools_of(Self::PROTOCOL), failover_options(config));
     }
 }
 

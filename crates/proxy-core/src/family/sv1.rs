@@ -48,7 +48,7 @@ use stratum_session::{MinerSession, Phase, ShareTally, UpstreamChannel};
 
 use crate::config::Config;
 use crate::events::ShareRefusal;
-use crate::miner::{Flow, Miner, MinerProtocol};
+use crate::miner::{Flow, Miner, MinerDifficulty, MinerProtocol};
 use crate::splitter::{failover_options, now, Downstream, Family, Mapper, Pending, Verdict};
 use crate::Shared;
 
@@ -326,6 +326,7 @@ fn write_outputs<M: Downstream<Sv1>>(miner: &M, outs: &[Output]) {
 }
 
 impl Family for Sv1 {
+    const PROTOCOL: crate::config::Protocol = crate::config::Protocol::StratumV1;
     type Session = Sv1Miner;
     type Slot = Option<u16>;
     type Job = Sv1JobInfo;
@@ -395,7 +396,7 @@ impl Family for Sv1 {
         config: &Config,
     ) -> Sv1Upstream {
         Sv1Upstream::spawn(
-            config.pools.clone(),
+            config.pools_of(Self::PROTOCOL),
             failover_options(config),
             sv1_options(config),
             mapper.clone(),
@@ -405,7 +406,7 @@ impl Family for Sv1 {
 
     fn set_pools<'a>((): &(), upstreams: impl Iterator<Item = &'a Sv1Upstream>, config: &Config) {
         for upstream in upstreams {
-            upstream.set_pools(config.pools.clone(), failover_options(config));
+            upstream.set_pools(config.pools_of(Self::PROTOCOL), failover_options(config));
         }
     }
 }
@@ -579,7 +580,10 @@ impl<M: Downstream<Sv1>> Sv1Listener for Mapper<Sv1, M> {
 
     fn on_state(&self, state: UpstreamState, pool: Option<usize>) {
         if let Some(i) = pool {
-            let solo = self.config().pools.get(i).is_some_and(|p| p.daemon);
+            let solo = self
+                .config()
+                .pool_of(Sv1::PROTOCOL, i)
+                .is_some_and(|p| p.daemon);
             self.st().channel.solo = solo;
         }
         self.on_upstream_state(state, pool);
@@ -798,6 +802,11 @@ fn handle_submit(
 }
 
 impl MinerProtocol for Sv1 {
+    /// The vardiff difficulty, fractions kept (0.0 before the first).
+    fn difficulty(session: &Sv1Miner) -> MinerDifficulty {
+        MinerDifficulty::Fractional(session.inner.difficulty().unwrap_or(0.0))
+    }
+
     /// `mining.configure`, `subscribe`, `authorize`, `extranonce.subscribe`,
     /// `suggest_difficulty`, `submit`, and the answer to a `client.get_version`.
     fn handle_line(miner: &MinerRef, shared: &Shared<Sv1>, line: &[u8]) -> Flow {

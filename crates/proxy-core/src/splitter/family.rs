@@ -24,11 +24,14 @@ use stratum_proto::Id;
 use stratum_session::{MinerSession, UpstreamChannel};
 
 use super::{Downstream, Mapper, Pending};
-use crate::config::Config;
+use crate::config::{Config, Protocol};
 
 /// A stratum family's pieces, as the splitter and the miner driver use them. Implemented by
 /// a unit type per family (`family::CryptoNote`).
 pub(crate) trait Family: Sized + Send + Sync + 'static {
+    /// The config's name of the family: its binds and pools are those whose `protocol` is
+    /// this one.
+    const PROTOCOL: Protocol;
     /// A miner's sans-IO session (phase, session id, difficulty, tally; e.g.
     /// `stratum_session::Session<()>`). The driver keeps the route beside it.
     type Session: MinerSession;

@@ -126,6 +126,7 @@ impl<M> UpstreamChannel<M, Pending<M>> for ToyChannel<M> {
 }
 
 impl Family for Toy {
+    const PROTOCOL: crate::config::Protocol = crate::config::Protocol::CryptoNote;
     type Session = ToySession;
     type Slot = u16;
     type Job = ToyJob;
@@ -240,7 +241,8 @@ fn splitter() -> (Splitter<Toy, ToyMiner>, Arc<Events>) {
         Arc::new(ArcSwap::from_pointee(config)),
         events.clone(),
         CancellationToken::new(),
-        0,
+        Arc::new(crate::fanout::Fanout::new(0)),
+        Arc::new(std::sync::atomic::AtomicU64::new(1)),
     );
     (s, events)
 }

@@ -19,6 +19,7 @@ pub fn local_config(pools: &[SocketAddr]) -> Config {
             host: "127.0.0.1".into(),
             port: 0,
             tls: false,
+            protocol: None,
         }],
         pools: pools
             .iter()
