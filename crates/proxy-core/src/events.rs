@@ -78,17 +78,20 @@ pub(crate) struct Events {
     invalid_percent: AtomicU32,
     /// Notable events for the dashboard (refused shares, bans, upstreams lost).
     pub(crate) journal: Journal,
+    /// Solo mining's rounds: shares per user, blocks found (`rounds.rs`).
+    pub(crate) rounds: crate::rounds::Rounds,
 }
 
 impl Events {
     pub(crate) fn new(config: &Config) -> Self {
+        let epoch_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let e = Self {
             stats: Stats::default(),
             workers: Workers::new(config.workers, WorkerLimits::of(config)),
             epoch: Instant::now(),
-            epoch_unix: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            epoch_unix,
             custom_diff_stats: AtomicBool::new(false),
             access_log: LineLog::default(),
             share_log: LineLog::default(),
@@ -96,6 +99,7 @@ impl Events {
             invalid_shares: AtomicU32::new(0),
             invalid_percent: AtomicU32::new(0),
             journal: Journal::default(),
+            rounds: crate::rounds::Rounds::new(epoch_unix),
         };
         e.apply_config(config);
         e
