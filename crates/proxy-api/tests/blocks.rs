@@ -63,8 +63,8 @@ fn shares_per_user(body: &Value) -> HashMap<String, u64> {
         let sum: u64 = users.iter().map(|u| u["shares"].as_u64().unwrap()).sum();
         assert_eq!(sum, r["shares"].as_u64().unwrap(), "a round's total: {r}");
         for u in users {
-            *per.entry(u["user"].as_str().unwrap().to_owned()).or_default() +=
-                u["shares"].as_u64().unwrap();
+            *per.entry(u["user"].as_str().unwrap().to_owned())
+                .or_default() += u["shares"].as_u64().unwrap();
         }
     }
     per
@@ -112,10 +112,17 @@ async fn the_blocks_endpoint_lists_the_blocks_bcoin_accepted_with_each_users_sha
         .await
         .unwrap();
     let found = body["found"].as_u64().unwrap();
-    assert!(found >= 1, "at 2^-16 about every other share is a block: {body}");
+    assert!(
+        found >= 1,
+        "at 2^-16 about every other share is a block: {body}"
+    );
     assert_eq!(found, proxy.monitor().blocks(), "{body}");
     let height = node.block_count().await.unwrap();
-    assert_eq!(height, start_height + found, "every block listed is on the node");
+    assert_eq!(
+        height,
+        start_height + found,
+        "every block listed is on the node"
+    );
 
     let blocks = body["blocks"].as_array().unwrap();
     assert_eq!(blocks.len() as u64, found);
