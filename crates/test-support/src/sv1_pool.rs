@@ -467,7 +467,10 @@ async fn serve(
             },
             line = lines.next() => {
                 let Some(Ok(line)) = line else { break };
-                let handled = {
+                // The answers are queued under the lock that records the request: a test that
+                // sees the request and then pushes a line (`push_raw`, `push_job`) queues it
+                // after them, never before.
+                let queued = {
                     let mut st = lock(&shared);
                     let handled = conn.handle_line(
                         &line,
@@ -478,10 +481,10 @@ async fn serve(
                     if let Some(r) = &handled.received {
                         st.received.push(r.clone());
                     }
-                    handled
+                    handled.out.into_iter().all(|l| tx.try_send(l).is_ok())
                 };
                 changed.notify_waiters();
-                if handled.out.into_iter().any(|l| tx.try_send(l).is_err()) {
+                if !queued {
                     break;
                 }
             }
