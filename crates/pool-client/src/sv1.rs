@@ -28,8 +28,13 @@
 //! `false` or error with code and message ([`Sv1ShareError::Refused`]), a timeout, or the
 //! loss of the connection.
 //!
-//! `client.reconnect` is honoured to any host and port the pool names (after its wait, at
-//! most a minute); when that connection fails or ends, the list is walked from its primary.
+//! `client.reconnect` is honoured to the same host (any port, after its wait, at most a
+//! minute); when that connection fails or ends, the list is walked from its primary. A
+//! reconnect to another host is logged and ignored (the session goes on): a pool, or
+//! whoever can write into its connection, must not send the proxy's hashrate elsewhere.
+//! ckpool's proxy mode likewise denies a reconnect to another domain (the name after the
+//! first dot must match); cgminer does the same; xmrig's client (xmrig-proxy's upstream)
+//! follows any host.
 //!
 //! Session boundaries as in the CryptoNote upstream: every login opens a new session number;
 //! an [`Sv1Share`] names the session of its job; a share of any other session is answered
@@ -177,8 +182,27 @@ pub trait Sv1Listener: Send + Sync + 'static {
     fn on_version_mask(&self, mask: u32, session: u64);
     /// The outcome of the share submitted under `seq`: exactly once per accepted submit.
     fn on_result(&self, seq: u64, result: Result<(), Sv1ShareError>);
+    /// Solo only: the node accepted the block of the share submitted under `seq` (its
+    /// `submitblock` answered `null`). Called just before that share's `Ok`
+    /// [`Sv1Listener::on_result`]. The default does nothing.
+    fn on_block_found(&self, seq: u64, block: &FoundBlock) {
+        let _ = (seq, block);
+    }
     /// The connection state changed; `pool` is the index in the pool list when `Active`.
     fn on_state(&self, state: UpstreamState, pool: Option<usize>);
+}
+
+/// A block a node accepted from the solo upstream ([`Sv1Listener::on_block_found`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundBlock {
+    /// Its height (the template's, BIP 34).
+    pub height: u64,
+    /// Its hash.
+    pub hash: bitcoin::BlockHash,
+    /// The header's time (the share's ntime), Unix seconds.
+    pub ntime: u32,
+    /// The coinbase's value (subsidy plus fees), in satoshis.
+    pub reward: u64,
 }
 
 /// A submit on its way to the upstream's task.
@@ -508,15 +532,26 @@ fn redirected(pool: &PoolConfig, index: usize, url: String) -> (PoolConfig, usiz
     )
 }
 
-/// `host:port` a `client.reconnect` leads to from `current` (`host:port`): the given host
-/// and port, each defaulting to the current one's.
-fn reconnect_target(current: &str, params: &stratum_proto::sv1::Reconnect) -> String {
+/// `host:port` a `client.reconnect` leads to from `current` (`host:port`): the current
+/// host, and the given port or the current one. `Err` with the host asked for when it is
+/// another host (compared without ASCII case or a trailing dot): not followed.
+fn reconnect_target(
+    current: &str,
+    params: &stratum_proto::sv1::Reconnect,
+) -> Result<String, String> {
     let (host, port) = current.rsplit_once(':').unwrap_or((current, ""));
-    let host = params.host.as_deref().unwrap_or(host);
+    let norm = |h: &str| h.trim_end_matches('.').to_ascii_lowercase();
+    if let Some(asked) = params.host.as_deref().filter(|h| !h.is_empty()) {
+        if norm(asked) != norm(host.trim_start_matches('[').trim_end_matches(']'))
+            && norm(asked) != norm(host)
+        {
+            return Err(asked.to_owned());
+        }
+    }
     let port = params
         .port
         .map_or_else(|| port.to_string(), |p| p.to_string());
-    format!("{host}:{port}")
+    Ok(format!("{host}:{port}"))
 }
 
 #[cfg(test)]
@@ -531,21 +566,37 @@ mod tests {
             port,
             wait_secs: None,
         };
+        let ok = |s: &str| Ok(s.to_owned());
         assert_eq!(
             reconnect_target("a.example:3333", &r(None, None)),
-            "a.example:3333"
-        );
-        assert_eq!(
-            reconnect_target("a.example:3333", &r(Some("b.example"), None)),
-            "b.example:3333"
+            ok("a.example:3333")
         );
         assert_eq!(
             reconnect_target("a.example:3333", &r(None, Some(4444))),
-            "a.example:4444"
+            ok("a.example:4444")
+        );
+        assert_eq!(
+            reconnect_target("a.example:3333", &r(Some("A.Example."), Some(4444))),
+            ok("a.example:4444"),
+            "the same host in another case, with a root dot"
+        );
+        assert_eq!(
+            reconnect_target("a.example:3333", &r(Some(""), None)),
+            ok("a.example:3333"),
+            "an empty host is the current one"
+        );
+        assert_eq!(
+            reconnect_target("[::1]:3333", &r(Some("::1"), Some(1))),
+            ok("[::1]:1")
+        );
+        assert_eq!(
+            reconnect_target("a.example:3333", &r(Some("b.example"), None)),
+            Err("b.example".to_owned()),
+            "another host is not followed"
         );
         assert_eq!(
             reconnect_target("a.example:3333", &r(Some("c"), Some(1))),
-            "c:1"
+            Err("c".to_owned())
         );
     }
 }

@@ -333,6 +333,35 @@ async fn client_reconnect_moves_the_upstream_to_the_given_port() {
 }
 
 #[tokio::test]
+async fn client_reconnect_to_another_host_is_ignored_and_the_session_goes_on() {
+    test_support::init_tracing();
+    bounded(async {
+        let a = pool().await;
+        let b = pool().await;
+        let h = Harness::spawn(vec![entry(a.addr())], options(), Sv1Options::default());
+        let (job, first) = h.recorder.job(0).await;
+        // `localhost` is another host name than the entry's `127.0.0.1`, though it would
+        // reach the same machine: not followed.
+        a.push_raw(&format!(
+            r#"{{"id":null,"method":"client.reconnect","params":["localhost",{},0]}}"#,
+            b.addr().port()
+        ));
+        // The next job on the same connection still arrives, in the same session.
+        a.push_job(stratum_proto::sv1::Notify {
+            job_id: "beef".into(),
+            ..job
+        });
+        let (next, session) = h.recorder.job(1).await;
+        assert_eq!(next.job_id, "beef");
+        assert_eq!(session, first, "the same session");
+        assert_eq!(b.connections_total(), 0, "never went to the other host");
+        assert_eq!(a.connections_total(), 1);
+        h.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn stopping_answers_the_queued_shares_and_refuses_new_ones() {
     test_support::init_tracing();
     bounded(async {

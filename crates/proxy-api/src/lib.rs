@@ -10,6 +10,7 @@
 //! | `GET /1/events` | the latest notable events: refused shares, bans, upstreams lost ([`EventsBody`]) |
 //! | `GET /1/workers` | one row per worker ([`WorkersBody`]) |
 //! | `GET /1/miners` | one row per miner connection ([`MinersBody`]) |
+//! | `GET /1/blocks` | solo mining: shares per user in the current round and the last blocks found ([`proxy_core::BlocksSnapshot`]) |
 //! | `GET /1/config` | the running config, secrets masked |
 //! | `PUT /1/config` | replace the running config (and its file); needs a token, not restricted |
 //! | `GET /metrics` | Prometheus metrics in the OpenMetrics text format |
@@ -49,6 +50,7 @@ use tokio::time::Instant;
 use tower_http::cors::{Any, CorsLayer};
 
 mod auth;
+mod blocks;
 mod config_api;
 mod dashboard;
 mod history;
@@ -195,6 +197,7 @@ pub fn router_with_history(
         .route("/1/events", get(get_events))
         .route("/1/workers", get(get_workers))
         .route("/1/miners", get(get_miners))
+        .route("/1/blocks", get(blocks::get_blocks))
         .route(
             "/1/config",
             get(config_api::get_config).put(config_api::put_config),

@@ -80,17 +80,21 @@ pub(crate) struct Events {
     invalid_percent: AtomicU32,
     /// Notable events for the dashboard (refused shares, bans, upstreams lost).
     pub(crate) journal: Arc<Journal>,
+    /// Solo mining's rounds: shares per user, blocks found (`rounds.rs`); one for the
+    /// process, shared by the families' events.
+    pub(crate) rounds: Arc<crate::rounds::Rounds>,
 }
 
 impl Events {
     pub(crate) fn new(config: &Config) -> Self {
+        let epoch_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let e = Self {
             stats: Stats::default(),
             workers: Workers::new(config.workers, WorkerLimits::of(config)),
             epoch: Instant::now(),
-            epoch_unix: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            epoch_unix,
             custom_diff_stats: AtomicBool::new(false),
             access_log: Arc::default(),
             share_log: Arc::default(),
@@ -98,6 +102,7 @@ impl Events {
             invalid_shares: AtomicU32::new(0),
             invalid_percent: AtomicU32::new(0),
             journal: Arc::default(),
+            rounds: Arc::new(crate::rounds::Rounds::new(epoch_unix)),
         };
         e.apply_config(config);
         e
@@ -119,6 +124,7 @@ impl Events {
             invalid_shares: AtomicU32::new(0),
             invalid_percent: AtomicU32::new(0),
             journal: self.journal.clone(),
+            rounds: self.rounds.clone(),
         };
         e.apply_config(config);
         e

@@ -51,6 +51,7 @@ mod miner;
 mod monitor;
 mod ratelimit;
 mod reload;
+mod rounds;
 mod serve;
 mod splitter;
 mod stats;
@@ -65,6 +66,9 @@ pub use miner::{MinerDifficulty, MinerId, MinerPhase, INACTIVITY_TIMEOUT, LOGIN_
 pub use monitor::MinerSnapshot;
 pub use pool_client::UpstreamState;
 pub use reload::{ConfigAdjust, ReloadOutcome, WATCH_INTERVAL};
+pub use rounds::{
+    user_of, BlocksSnapshot, Round, RoundTally, SoloBlock, UserShares, MAX_BLOCKS, MAX_ROUND_USERS,
+};
 pub use splitter::{UpstreamCounts, UpstreamInfo, EMPTY_MAPPER_TTL};
 pub use stats::{
     LatencyHistogram, Stats, StatsSnapshot, StatsSummary, WorkerWindows, HASHRATE_WINDOWS,

@@ -130,6 +130,9 @@ pub(crate) enum Verdict<'a> {
     Refused {
         /// The answer's message.
         reason: &'a str,
+        /// The pool's own error code, when it gave one (SV1: kept for the miner's answer,
+        /// [`Family::reply_refused`]).
+        code: Option<i64>,
         /// The pool's verdict on the miner's work.
         miner_fault: bool,
     },
@@ -364,10 +367,11 @@ impl<F: Family, M: Downstream<F>> Mapper<F, M> {
             }
             Verdict::Refused {
                 reason,
+                code,
                 miner_fault,
             } => {
-                tracing::debug!(miner = p.miner.id(), ?reason, "share rejected");
-                F::reply(&p.miner, &p.id, Err(reason));
+                tracing::debug!(miner = p.miner.id(), ?reason, ?code, "share rejected");
+                F::reply_refused(&p.miner, &p.id, reason, code);
                 if miner_fault {
                     // The pool's verdict on the miner's work counts against the miner; a
                     // session-ending refusal (`Unauthenticated`, a ban) is the pool's, not its.

@@ -417,3 +417,80 @@ async fn bad_lines_get_error_replies_and_the_connection_lives_on() {
     assert_eq!(v["error"][0], 20, "already subscribed: {v}");
     proxy.shutdown(Duration::from_secs(1)).await;
 }
+
+/// The refusals a miner got: code and message, in submit order.
+fn refusals(r: &Sv1MinerReport) -> Vec<(i64, String)> {
+    r.answered_once()
+        .iter()
+        .filter_map(|(_, a)| a.outcome.as_ref().err())
+        .map(|e| (e.code, e.message.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pools_non_standard_refusal_reaches_the_miner_with_the_pools_code_and_message() {
+    // A code outside 20..=25 with a message that needs escaping; then a text-only error.
+    let odd = r#"[-5,"Stale \"share\"\nx",null]"#;
+    let pool = Sv1Pool::start(Sv1PoolConfig {
+        refuse_with: Some(odd.into()),
+        ..pool_without_blocks()
+    })
+    .await
+    .unwrap();
+    let proxy = start(sv1_config(&pool, POOL_DIFF)).await;
+    let r = run_sv1_miner(proxy.local_addrs()[0], miner(2))
+        .await
+        .unwrap();
+    all_answered_once(&r);
+    assert_eq!(pool.submits().len(), 2, "both forwarded");
+    assert_eq!(
+        refusals(&r),
+        vec![(-5, "Stale \"share\"\nx".to_owned()); 2],
+        "the pool's code and message, as JSON carries them"
+    );
+    assert_eq!(proxy.stats().rejected, 2);
+    proxy.shutdown(Duration::from_secs(1)).await;
+
+    let pool = Sv1Pool::start(Sv1PoolConfig {
+        refuse_with: Some(r#""rejected: too late""#.into()),
+        ..pool_without_blocks()
+    })
+    .await
+    .unwrap();
+    let proxy = start(sv1_config(&pool, POOL_DIFF)).await;
+    let r = run_sv1_miner(proxy.local_addrs()[0], miner(1))
+        .await
+        .unwrap();
+    all_answered_once(&r);
+    assert_eq!(
+        refusals(&r),
+        vec![(20, "rejected: too late".to_owned())],
+        "a text-only error: code 20 with the pool's text"
+    );
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vardiff_change_reaches_the_miner_at_once_without_a_new_job() {
+    // The pool never sends a second job. The miner starts at the floor, 2^-22 (about 4,000
+    // hashes a share: many shares a second), so vardiff raises it at its first retarget
+    // (after 2 s); the new difficulty must reach the miner then, not with a next job.
+    let pool = Sv1Pool::start(pool_without_blocks()).await.unwrap();
+    let proxy = start(sv1_config(&pool, 1.0 / 4_194_304.0)).await;
+    let busy = Sv1MinerConfig {
+        max_shares: 5_000,
+        max_time: Duration::from_secs(5),
+        ..Sv1MinerConfig::default()
+    };
+    let r = run_sv1_miner(proxy.local_addrs()[0], busy).await.unwrap();
+    assert_eq!(r.jobs.len(), 1, "one job, never sent again: {:?}", r.jobs);
+    assert!(
+        r.difficulties.len() >= 2 && r.difficulties[1] > r.difficulties[0],
+        "a raised difficulty came without a job: {:?}",
+        r.difficulties
+    );
+    // Shares mined before the change are still judged at the old difficulty: none refused.
+    assert!(r.rejected_codes().is_empty(), "{:?}", r.rejected_codes());
+    assert!(r.accepted() >= 12, "{}", r.accepted());
+    proxy.shutdown(Duration::from_secs(1)).await;
+}

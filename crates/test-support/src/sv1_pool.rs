@@ -71,6 +71,9 @@ pub struct Sv1PoolConfig {
     pub version_mask: u32,
     /// The current job.
     pub job: Notify,
+    /// A JSON `error` value (e.g. `[-5,"Stale"]` or `"rejected"`) answered to every share
+    /// that would be accepted, to play a pool's non-standard refusal. Default none.
+    pub refuse_with: Option<String>,
 }
 
 impl Default for Sv1PoolConfig {
@@ -84,6 +87,7 @@ impl Default for Sv1PoolConfig {
             difficulty: 1.0 / 65536.0,
             version_mask: 0x1fff_e000,
             job: para_job(),
+            refuse_with: None,
         }
     }
 }
@@ -129,6 +133,7 @@ pub struct PoolConn {
     subscribed: bool,
     workers: HashSet<String>,
     seen: HashSet<ShareKey>,
+    refuse_with: Option<String>,
 }
 
 /// What [`PoolConn::handle_line`] produced.
@@ -154,6 +159,7 @@ impl PoolConn {
             subscribed: false,
             workers: HashSet::new(),
             seen: HashSet::new(),
+            refuse_with: config.refuse_with.clone(),
         }
     }
 
@@ -227,9 +233,14 @@ impl PoolConn {
             }
             ClientRequest::Submit(s) => {
                 let verdict = self.check_submit(s, jobs, difficulty);
-                out.push(match verdict {
-                    Ok(()) => encode_bool_result(&id, true),
-                    Err(code) => encode_error(&id, code),
+                out.push(match (verdict, &self.refuse_with) {
+                    (Ok(()), Some(error)) => format!(
+                        "{{\"id\":{},\"result\":null,\"error\":{error}}}\n",
+                        serde_json::to_string(&id).unwrap_or_else(|_| "null".into())
+                    )
+                    .into_bytes(),
+                    (Ok(()), None) => encode_bool_result(&id, true),
+                    (Err(code), _) => encode_error(&id, code),
                 });
                 verdict
             }
@@ -456,7 +467,10 @@ async fn serve(
             },
             line = lines.next() => {
                 let Some(Ok(line)) = line else { break };
-                let handled = {
+                // The answers are queued under the lock that records the request: a test that
+                // sees the request and then pushes a line (`push_raw`, `push_job`) queues it
+                // after them, never before.
+                let queued = {
                     let mut st = lock(&shared);
                     let handled = conn.handle_line(
                         &line,
@@ -467,10 +481,10 @@ async fn serve(
                     if let Some(r) = &handled.received {
                         st.received.push(r.clone());
                     }
-                    handled
+                    handled.out.into_iter().all(|l| tx.try_send(l).is_ok())
                 };
                 changed.notify_waiters();
-                if handled.out.into_iter().any(|l| tx.try_send(l).is_err()) {
+                if !queued {
                     break;
                 }
             }

@@ -559,7 +559,13 @@ async fn serve(
                 Out::Result(seq, r) => ctx.listener.on_result(seq, r),
                 Out::End(why) => return ended(client.ready(), format!("{addr}: {why}")),
                 Out::Reconnect(params) => {
-                    let url = reconnect_target(&addr_of(ctx.pool), &params);
+                    let url = match reconnect_target(&addr_of(ctx.pool), &params) {
+                        Ok(url) => url,
+                        Err(host) => {
+                            tracing::warn!(pool = %addr, to = ?host, "pool asked to reconnect to another host: ignored");
+                            continue;
+                        }
+                    };
                     let wait =
                         Duration::from_secs(params.wait_secs.unwrap_or(0)).min(MAX_RECONNECT_WAIT);
                     return End::Reconnect {

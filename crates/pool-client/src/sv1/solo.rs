@@ -33,7 +33,7 @@ use stratum_proto::sv1::share::check_share;
 use stratum_proto::sv1::{job_id, ErrorCode, Notify, PrevHash, Submit as WireSubmit};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::{Ctx, End, Submit, Sv1Share, Sv1ShareError};
+use super::{Ctx, End, FoundBlock, Submit, Sv1Share, Sv1ShareError};
 use crate::gbt::{payout_script, BlockTemplate, CoinbaseParams, SoloJob, Solution};
 use crate::ShareError;
 
@@ -356,9 +356,16 @@ pub(super) async fn run_session(ctx: &mut Ctx<'_>) -> End {
                         ctx.listener.on_result(seq, Err(e));
                         continue;
                     }
-                    Ok(block_hex) => match rpc.call("submitblock", json!([block_hex])).await {
+                    Ok((block_hex, hash)) => match rpc.call("submitblock", json!([block_hex])).await {
                         Ok(Value::Null) => {
-                            tracing::info!(node = %addr, height = kept.job.height(), "block accepted by the node");
+                            let found = FoundBlock {
+                                height: kept.job.height(),
+                                hash,
+                                ntime: share.ntime,
+                                reward: kept.job.template().coinbase_value.to_sat(),
+                            };
+                            tracing::info!(node = %addr, height = found.height, hash = %found.hash, "block accepted by the node");
+                            ctx.listener.on_block_found(seq, &found);
                             ctx.listener.on_result(seq, Ok(()));
                             true
                         }
@@ -402,14 +409,14 @@ pub(super) async fn run_session(ctx: &mut Ctx<'_>) -> End {
 /// What a finished longpoll brings: the longpoll id it asked with, and the node's answer.
 type LongpollDone = (String, Result<Option<BlockTemplate>, RpcFail>);
 
-/// The block of a share that meets the network target, as `submitblock`'s hex; else the
-/// refusal.
+/// The block of a share that meets the network target, as `submitblock`'s hex, and its
+/// hash; else the refusal.
 fn candidate(
     kept: &Kept,
     extranonce1: &[u8],
     share: &Sv1Share,
     mask: u32,
-) -> Result<String, Sv1ShareError> {
+) -> Result<(String, bitcoin::BlockHash), Sv1ShareError> {
     let other = |message: String| Sv1ShareError::Refused {
         code: ErrorCode::Other.code(),
         message,
@@ -446,6 +453,7 @@ fn candidate(
             nonce: share.nonce,
             version: Version::from_consensus(check.header.version.to_consensus()),
         })
+        .map(|hex| (hex, check.header.block_hash()))
         .map_err(|e| other(e.to_string()))
 }
 
@@ -582,8 +590,9 @@ mod tests {
         ));
 
         let hit = grind(kept, &en1, true);
-        let hex = candidate(kept, &en1, &share_of(&kept.notify, hit, None), mask).unwrap();
+        let (hex, hash) = candidate(kept, &en1, &share_of(&kept.notify, hit, None), mask).unwrap();
         let block: Block = encode::deserialize(&Vec::<u8>::from_hex(&hex).unwrap()).unwrap();
+        assert_eq!(block.block_hash(), hash, "the hash reported is the block's");
         assert!(block.header.validate_pow(kept.job.network_target()).is_ok());
         assert_eq!(block.header.nonce, hit);
         assert_eq!(block.header.prev_blockhash, kept.job.template().prev_hash);

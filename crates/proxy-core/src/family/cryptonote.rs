@@ -255,6 +255,7 @@ impl<M: Downstream<CryptoNote>> UpstreamListener for Mapper<CryptoNote, M> {
                     seq,
                     Verdict::Refused {
                         reason: &reason,
+                        code: None,
                         miner_fault,
                     },
                 );

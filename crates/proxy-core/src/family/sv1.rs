@@ -88,6 +88,35 @@ impl Sv1JobInfo {
     }
 }
 
+/// After a share moved `miner`'s vardiff: `mining.set_difficulty` at once, not with the
+/// upstream's next job (which may be minutes away on a solo node). As ckpool does: the
+/// current job's shares are still judged at the lower of the old and new difficulty (the
+/// session treats it as a job the miner had before the change), so a miner that applies a
+/// difficulty only to the jobs received after it (slush's spec) loses nothing, and one that
+/// applies it at once (cgminer, para) moves at once. The job itself is not sent again: a
+/// miner that restarts its extranonce2 at each `mining.notify` (cpuminer, test-support's
+/// miner) would redo the same work and send duplicates. Nothing when the difficulty did not
+/// change. Called with no lock held.
+fn tell_difficulty_now(miner: &MinerRef) {
+    if miner.state().session.inner.pending_difficulty().is_none() {
+        return;
+    }
+    let route = miner.state().route.clone();
+    let Some(job) = route.and_then(|r| r.mapper.st().channel.current.clone()) else {
+        return;
+    };
+    let Some(&(seq, up)) = job.meta.get() else {
+        return;
+    };
+    let what = miner.with_session(|s, _| s.inner.on_job(seq, up));
+    if let JobFor::Send {
+        difficulty: Some(d),
+    } = what
+    {
+        miner.send_line(ServerMessage::SetDifficulty(d).encode());
+    }
+}
+
 impl Sv1Job for Sv1JobInfo {
     fn notify(&self) -> &Notify {
         &self.notify
@@ -180,7 +209,15 @@ pub(crate) struct Sv1Chan<M> {
     /// [`UpstreamChannel::remove`] still counts once, so that the splitter lists an emptied
     /// mapper for its GC. At most one entry per miner the channel held.
     taken_off: Vec<MinerId>,
+    /// Solo: the worker names of the last block candidates sent to the node, by share
+    /// sequence number (at most [`MAX_CANDIDATES`], the oldest dropped first; one the node
+    /// takes is taken out by `on_block_found`, a refused one just ages out, so that the
+    /// verdict path takes no extra lock): the finder of a block the node takes.
+    candidates: Vec<(u64, Box<str>)>,
 }
+
+/// Block candidates whose finder a solo channel remembers until their verdict.
+const MAX_CANDIDATES: usize = 32;
 
 impl<M> Sv1Chan<M> {
     fn count(&self) -> usize {
@@ -190,6 +227,20 @@ impl<M> Sv1Chan<M> {
     /// Miner `id` left the channel without the driver (a reconnect it was told).
     fn take_off(&mut self, id: MinerId) {
         self.taken_off.push(id);
+    }
+
+    /// Solo: remembers `worker` as the finder of block candidate `seq`.
+    fn note_candidate(&mut self, seq: u64, worker: &str) {
+        if self.candidates.len() == MAX_CANDIDATES {
+            self.candidates.remove(0);
+        }
+        self.candidates.push((seq, worker.into()));
+    }
+
+    /// The worker of block candidate `seq`, forgotten.
+    fn take_candidate(&mut self, seq: u64) -> Option<Box<str>> {
+        let i = self.candidates.iter().position(|(s, _)| *s == seq)?;
+        Some(self.candidates.remove(i).1)
     }
 
     fn note_empty(&mut self, now: Instant) {
@@ -348,6 +399,7 @@ impl Family for Sv1 {
             current: None,
             empty_since: Some(now()),
             taken_off: Vec::new(),
+            candidates: Vec::new(),
         }
     }
 
@@ -388,6 +440,20 @@ impl Family for Sv1 {
         }
     }
 
+    /// A pool's refusal keeps the pool's code (any integer: pools use codes outside
+    /// 20..=25 too) and its message, cut to [`MAX_POOL_MESSAGE`] bytes (escaped as JSON by
+    /// the encoder); an empty message is the code's standard one, or `Rejected by pool`.
+    fn reply_refused<M: Downstream<Self>>(miner: &M, id: &Id, reason: &str, code: Option<i64>) {
+        let Some(code) = code else {
+            return Self::reply(miner, id, Err(reason));
+        };
+        let message = match pool_message(reason) {
+            "" => ErrorCode::from_code(code).map_or("Rejected by pool", ErrorCode::message),
+            m => m,
+        };
+        miner.send_line(encode_error_message(id, code, message));
+    }
+
     fn new_pools(_: &Config) {}
 
     fn spawn_upstream<M: Downstream<Self>>(
@@ -420,6 +486,22 @@ fn code_of(message: &str) -> i64 {
         .find(|c| c.message().eq_ignore_ascii_case(message))
         .unwrap_or(ErrorCode::Other)
         .code()
+}
+
+/// The longest pool message passed on to a miner, in bytes.
+pub(crate) const MAX_POOL_MESSAGE: usize = 256;
+
+/// A pool's refusal message as a miner gets it: at most [`MAX_POOL_MESSAGE`] bytes, cut at
+/// a character boundary.
+fn pool_message(message: &str) -> &str {
+    if message.len() <= MAX_POOL_MESSAGE {
+        return message;
+    }
+    let mut end = MAX_POOL_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    &message[..end]
 }
 
 /// What a miner is told and whether it is then closed.
@@ -561,10 +643,11 @@ impl<M: Downstream<Sv1>> Sv1Listener for Mapper<Sv1, M> {
     fn on_result(&self, seq: u64, result: Result<(), Sv1ShareError>) {
         match result {
             Ok(()) => self.on_verdict(seq, Verdict::Accepted),
-            Err(Sv1ShareError::Refused { message, .. }) => self.on_verdict(
+            Err(Sv1ShareError::Refused { code, message }) => self.on_verdict(
                 seq,
                 Verdict::Refused {
                     reason: &message,
+                    code: Some(code),
                     miner_fault: true,
                 },
             ),
@@ -572,10 +655,25 @@ impl<M: Downstream<Sv1>> Sv1Listener for Mapper<Sv1, M> {
                 seq,
                 Verdict::Refused {
                     reason: &e.to_string(),
+                    code: None,
                     miner_fault: false,
                 },
             ),
         }
+    }
+
+    /// The round closes under the block, found by the worker of its share.
+    fn on_block_found(&self, seq: u64, block: &pool_client::sv1::FoundBlock) {
+        let worker = self.st().channel.take_candidate(seq);
+        let worker = worker.as_deref().unwrap_or("");
+        tracing::info!(
+            mapper = self.id,
+            height = block.height,
+            hash = %block.hash,
+            finder = ?crate::rounds::user_of(worker),
+            "block found"
+        );
+        self.events().rounds.block(block, worker, unix_now());
     }
 
     fn on_state(&self, state: UpstreamState, pool: Option<usize>) {
@@ -616,6 +714,13 @@ impl ShareRefusal for Counted {
 }
 
 type MinerRef = Arc<Miner<Sv1>>;
+
+/// Unix time in seconds (0 before 1970).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 fn refuse_share(miner: &MinerRef, shared: &Shared<Sv1>, id: &Id, r: &Refusal) {
     miner.send_line(r.reply(id));
@@ -746,7 +851,14 @@ fn handle_submit(
             return refuse_share(miner, shared, &id, &r);
         }
         Ok(Checked::Local(a)) => {
+            let solo = st.channel.solo;
             drop(st);
+            if solo {
+                shared
+                    .events
+                    .rounds
+                    .share(&submit.worker, a.difficulty, a.hash_difficulty);
+            }
             miner
                 .state()
                 .session
@@ -754,6 +866,7 @@ fn handle_submit(
                 .on_valid_share(a.difficulty, now());
             miner.send_line(encode_bool_result(&id, true));
             mapper.accept_local(miner, hashes(a.difficulty));
+            tell_difficulty_now(miner);
             return;
         }
         Ok(Checked::Forward(f)) => f,
@@ -764,11 +877,22 @@ fn handle_submit(
         .session
         .inner
         .on_valid_share(f.accepted.difficulty, now());
+    if st.channel.solo {
+        let a = &f.accepted;
+        shared
+            .events
+            .rounds
+            .share(&submit.worker, a.difficulty, a.hash_difficulty);
+        if f.block_candidate {
+            st.channel.note_candidate(f.seq, &submit.worker);
+        }
+    }
     if st.channel.solo && !f.block_candidate {
         // A node takes blocks only; this share met the solo difficulty.
         drop(st);
         miner.send_line(encode_bool_result(&id, true));
         mapper.accept_local(miner, hashes(f.accepted.difficulty));
+        tell_difficulty_now(miner);
         return;
     }
     let Some(upstream) = mapper.upstream() else {
@@ -799,6 +923,7 @@ fn handle_submit(
         share_diff: hashes(f.accepted.hash_difficulty),
     };
     mapper.forward(st, f.seq, pending, false, || upstream.submit(f.seq, out));
+    tell_difficulty_now(miner);
 }
 
 impl MinerProtocol for Sv1 {
@@ -912,6 +1037,15 @@ mod tests {
         assert_eq!(code_of(ErrorCode::JobNotFound.message()), 21);
         assert_eq!(code_of("rejected: high-hash"), 20);
         assert_eq!(code_of("Connection to pool lost"), 20);
+    }
+
+    #[test]
+    fn a_pools_message_is_cut_at_a_character_boundary() {
+        assert_eq!(pool_message("Stale"), "Stale");
+        let long = "é".repeat(MAX_POOL_MESSAGE);
+        let cut = pool_message(&long);
+        assert!(cut.len() <= MAX_POOL_MESSAGE && cut.len() >= MAX_POOL_MESSAGE - 1);
+        assert!(long.starts_with(cut));
     }
 
     #[test]

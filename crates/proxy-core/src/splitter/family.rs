@@ -74,6 +74,14 @@ pub(crate) trait Family: Sized + Send + Sync + 'static {
     /// Answers request `id` of `miner`: accepted, or refused with the message.
     fn reply<M: Downstream<Self>>(miner: &M, id: &Id, result: Result<(), &str>);
 
+    /// Answers a forwarded share the upstream refused with `reason` and, when it gave one,
+    /// its own error `code`. The default answers [`Family::reply`]'s refusal (the code
+    /// unused).
+    fn reply_refused<M: Downstream<Self>>(miner: &M, id: &Id, reason: &str, code: Option<i64>) {
+        let _ = code;
+        Self::reply(miner, id, Err(reason));
+    }
+
     /// The pool list and timing the splitter keeps once for all its upstreams (CryptoNote:
     /// `pool_client::PoolList`, which every upstream follows, so simple mode's upstream per
     /// miner holds no copy of its own).

@@ -1,0 +1,324 @@
+//! Solo mining's share rounds, as bcoin-stratum keeps them (`shared/spec/bcoin-stratum.md`,
+//! "Payouts"): the shares of the current round per user, and when a block is found the
+//! round is closed under that block (its height, hash, time and finder) and a new one starts.
+//!
+//! bcoin-stratum sums, per username, the difficulty each accepted share's hash met, with the
+//! round's total and its number of users, and writes them to `shares/[height]-[hash].json`
+//! when the node takes a block; then it clears the round. Here the same round is kept in
+//! memory and served by the API (`GET /1/blocks`), with these choices:
+//! - a user is the authorized worker name's part before the first `.` (`addr.rig1` →
+//!   `addr`), the payout key of solo pools; bcoin-stratum keys by the whole name;
+//! - per user: the share count, the sum of the difficulties the shares were accepted at
+//!   (the work credited, what a payout divides by) and, as bcoin-stratum's figure, the sum of
+//!   the difficulties their hashes met (dominated by lucky shares; the block's own share
+//!   counts, as there);
+//! - bounded: [`MAX_ROUND_USERS`] users a round (the shares of more go to one `others`
+//!   tally), and the last [`MAX_BLOCKS`] blocks.
+//!
+//! Only shares on a solo upstream (a Bitcoin node) are counted: behind a pool, the pool keeps
+//! the rounds. Pure bookkeeping: time is passed in (Unix seconds), nothing is read.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use crate::{lock, Monitor};
+
+/// Blocks kept (the oldest is dropped past it).
+pub const MAX_BLOCKS: usize = 100;
+
+/// Users tallied apart in one round; the shares of more users go to [`Round::others`].
+pub const MAX_ROUND_USERS: usize = 1024;
+
+/// The user part of an authorized worker name: before the first `.`.
+pub fn user_of(worker: &str) -> &str {
+    worker.split_once('.').map_or(worker, |(user, _)| user)
+}
+
+/// One user's shares in a round.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct RoundTally {
+    /// Shares accepted.
+    pub shares: u64,
+    /// Sum of the difficulties they were accepted at (SV1 difficulty units, 1 = 2^32
+    /// hashes).
+    pub difficulty: f64,
+    /// Sum of the difficulties their hashes met (bcoin-stratum's figure).
+    pub hash_difficulty: f64,
+}
+
+impl RoundTally {
+    fn add(&mut self, difficulty: f64, hash_difficulty: f64) {
+        self.shares += 1;
+        self.difficulty += difficulty;
+        self.hash_difficulty += hash_difficulty;
+    }
+}
+
+/// A user's line of a round.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct UserShares {
+    /// The user (the worker name's part before the first `.`).
+    pub user: String,
+    /// Their shares.
+    #[serde(flatten)]
+    pub tally: RoundTally,
+}
+
+/// A round: the shares between two blocks found.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Round {
+    /// When it started (Unix seconds): the previous block found, or the proxy's start.
+    pub started: u64,
+    /// Every share of the round.
+    #[serde(flatten)]
+    pub total: RoundTally,
+    /// Per user, most difficulty first (at most [`MAX_ROUND_USERS`]).
+    pub users: Vec<UserShares>,
+    /// The shares of users past [`MAX_ROUND_USERS`].
+    pub others: RoundTally,
+}
+
+/// A block a node accepted, with the round it closed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SoloBlock {
+    /// Its height.
+    pub height: u64,
+    /// Its hash (hex, as block explorers show it).
+    pub hash: String,
+    /// The header's time (Unix seconds).
+    pub ntime: u32,
+    /// When the node accepted it (Unix seconds).
+    pub time: u64,
+    /// The coinbase's value, in satoshis.
+    pub reward: u64,
+    /// The user whose share it was.
+    pub finder: String,
+    /// The round it closed (it counts the block's own share).
+    pub round: Round,
+}
+
+/// What `GET /1/blocks` shows.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct BlocksSnapshot {
+    /// Blocks found since the start (also those no longer kept).
+    pub found: u64,
+    /// The round in progress.
+    pub current: Round,
+    /// The last [`MAX_BLOCKS`] blocks, newest first.
+    pub blocks: Vec<SoloBlock>,
+}
+
+/// The round in progress.
+#[derive(Debug, Default)]
+struct OpenRound {
+    started: u64,
+    total: RoundTally,
+    users: HashMap<Box<str>, RoundTally>,
+    others: RoundTally,
+}
+
+impl OpenRound {
+    fn snapshot(&self) -> Round {
+        let mut users: Vec<UserShares> = self
+            .users
+            .iter()
+            .map(|(u, t)| UserShares {
+                user: u.to_string(),
+                tally: *t,
+            })
+            .collect();
+        users.sort_by(|a, b| {
+            b.tally
+                .difficulty
+                .total_cmp(&a.tally.difficulty)
+                .then_with(|| a.user.cmp(&b.user))
+        });
+        Round {
+            started: self.started,
+            total: self.total,
+            users,
+            others: self.others,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Ledger {
+    round: OpenRound,
+    blocks: VecDeque<SoloBlock>,
+    found: u64,
+}
+
+/// The rounds of one proxy, behind one short lock (taken once per share on a solo
+/// upstream only).
+#[derive(Debug, Default)]
+pub(crate) struct Rounds {
+    ledger: Mutex<Ledger>,
+}
+
+impl Rounds {
+    /// A ledger whose first round starts at `now` (Unix seconds).
+    pub(crate) fn new(now: u64) -> Self {
+        let r = Self::default();
+        lock(&r.ledger).round.started = now;
+        r
+    }
+
+    /// A share of `worker` accepted at `difficulty`, its hash meeting `hash_difficulty`.
+    pub(crate) fn share(&self, worker: &str, difficulty: f64, hash_difficulty: f64) {
+        let user = user_of(worker);
+        let mut l = lock(&self.ledger);
+        let round = &mut l.round;
+        round.total.add(difficulty, hash_difficulty);
+        if let Some(t) = round.users.get_mut(user) {
+            t.add(difficulty, hash_difficulty);
+        } else if round.users.len() < MAX_ROUND_USERS {
+            round
+                .users
+                .entry(user.into())
+                .or_default()
+                .add(difficulty, hash_difficulty);
+        } else {
+            round.others.add(difficulty, hash_difficulty);
+        }
+    }
+
+    /// A node accepted `block`, found by `worker`, at `now` (Unix seconds): the round closes
+    /// under it and a new one starts.
+    pub(crate) fn block(&self, block: &pool_client::sv1::FoundBlock, worker: &str, now: u64) {
+        let mut l = lock(&self.ledger);
+        let round = std::mem::replace(
+            &mut l.round,
+            OpenRound {
+                started: now,
+                ..OpenRound::default()
+            },
+        );
+        if l.blocks.len() == MAX_BLOCKS {
+            l.blocks.pop_back();
+        }
+        l.blocks.push_front(SoloBlock {
+            height: block.height,
+            hash: block.hash.to_string(),
+            ntime: block.ntime,
+            time: now,
+            reward: block.reward,
+            finder: user_of(worker).to_owned(),
+            round: round.snapshot(),
+        });
+        l.found += 1;
+    }
+
+    fn snapshot(&self) -> BlocksSnapshot {
+        let l = lock(&self.ledger);
+        BlocksSnapshot {
+            found: l.found,
+            current: l.round.snapshot(),
+            blocks: l.blocks.iter().cloned().collect(),
+        }
+    }
+}
+
+impl Monitor {
+    /// Solo mining's rounds (`GET /1/blocks`): the current round's shares per user and the
+    /// last [`MAX_BLOCKS`] blocks the node accepted, each with the round it closed. Empty
+    /// behind a pool.
+    pub fn solo_blocks(&self) -> BlocksSnapshot {
+        self.driver().events().rounds.snapshot()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitcoin::hashes::Hash;
+
+    fn found(height: u64) -> pool_client::sv1::FoundBlock {
+        pool_client::sv1::FoundBlock {
+            height,
+            hash: bitcoin::BlockHash::from_byte_array([height as u8; 32]),
+            ntime: 1_700_000_000,
+            reward: 5_000_000_000,
+        }
+    }
+
+    #[test]
+    fn a_user_is_the_worker_names_part_before_the_first_dot() {
+        assert_eq!(user_of("bc1qaddr.rig1"), "bc1qaddr");
+        assert_eq!(user_of("bc1qaddr.rig.1"), "bc1qaddr");
+        assert_eq!(user_of("bc1qaddr"), "bc1qaddr");
+        assert_eq!(user_of(".rig"), "");
+    }
+
+    #[test]
+    fn shares_are_tallied_per_user_and_a_block_closes_the_round() {
+        let r = Rounds::new(100);
+        r.share("alice.rig1", 2.0, 3.0);
+        r.share("alice.rig2", 2.0, 5.0);
+        r.share("bob", 1.0, 1.5);
+        let s = r.snapshot();
+        assert_eq!(s.found, 0);
+        assert!(s.blocks.is_empty());
+        assert_eq!(s.current.started, 100);
+        assert_eq!(s.current.total.shares, 3);
+        assert_eq!(s.current.total.difficulty, 5.0);
+        assert_eq!(s.current.total.hash_difficulty, 9.5);
+        assert_eq!(s.current.users.len(), 2);
+        assert_eq!(s.current.users[0].user, "alice", "most difficulty first");
+        assert_eq!(
+            s.current.users[0].tally,
+            RoundTally {
+                shares: 2,
+                difficulty: 4.0,
+                hash_difficulty: 8.0
+            }
+        );
+        assert_eq!(s.current.users[1].user, "bob");
+        assert_eq!(s.current.users[1].tally.shares, 1);
+
+        r.block(&found(7), "bob.x", 160);
+        r.share("carol.a", 1.0, 1.0);
+        let s = r.snapshot();
+        assert_eq!(s.found, 1);
+        let b = &s.blocks[0];
+        assert_eq!((b.height, b.time, b.ntime), (7, 160, 1_700_000_000));
+        assert_eq!(b.finder, "bob");
+        assert_eq!(b.reward, 5_000_000_000);
+        assert_eq!(b.hash, found(7).hash.to_string());
+        assert_eq!(b.round.started, 100);
+        assert_eq!(b.round.total.shares, 3, "the closed round keeps its shares");
+        assert_eq!(s.current.started, 160, "a new round from the block on");
+        assert_eq!(s.current.total.shares, 1);
+        assert_eq!(s.current.users[0].user, "carol");
+    }
+
+    #[test]
+    fn blocks_are_kept_newest_first_up_to_the_bound() {
+        let r = Rounds::new(0);
+        for h in 1..=(MAX_BLOCKS as u64 + 5) {
+            r.share("u.w", 1.0, 1.0);
+            r.block(&found(h), "u.w", h);
+        }
+        let s = r.snapshot();
+        assert_eq!(s.found, MAX_BLOCKS as u64 + 5);
+        assert_eq!(s.blocks.len(), MAX_BLOCKS);
+        assert_eq!(s.blocks[0].height, MAX_BLOCKS as u64 + 5);
+        assert_eq!(s.blocks[MAX_BLOCKS - 1].height, 6, "the oldest dropped");
+        assert!(s.blocks.iter().all(|b| b.round.total.shares == 1));
+    }
+
+    #[test]
+    fn users_past_the_bound_share_one_others_tally() {
+        let r = Rounds::new(0);
+        for i in 0..MAX_ROUND_USERS + 3 {
+            r.share(&format!("user{i}.w"), 1.0, 1.0);
+        }
+        r.share("user0.w", 1.0, 1.0);
+        let s = r.snapshot();
+        assert_eq!(s.current.users.len(), MAX_ROUND_USERS);
+        assert_eq!(s.current.others.shares, 3);
+        assert_eq!(s.current.total.shares, MAX_ROUND_USERS as u64 + 4);
+        let u0 = s.current.users.iter().find(|u| u.user == "user0").unwrap();
+        assert_eq!(u0.tally.shares, 2, "a known user still counts apart");
+    }
+}
