@@ -3,6 +3,9 @@
 // one, keeps it in sessionStorage (localStorage when "remember" is ticked), and sends it as
 // `Authorization: Bearer`. `#token=...` in the URL is taken as the token too.
 // Every string from the API is put in the page as text (textContent), never as HTML.
+// A proxy that serves two stratum families (the summary has "protocols") gets a row of
+// figures per family, a family column in the pools and workers tables and a chart per family;
+// a CryptoNote-only proxy's page is as it was.
 "use strict";
 
 const REFRESH_MS = 10000;
@@ -49,7 +52,8 @@ function setText(id, text) {
 
 function rate(hs) {
   if (!Number.isFinite(hs)) return "–";
-  const units = ["H/s", "kH/s", "MH/s", "GH/s", "TH/s", "PH/s"];
+  // Stratum V1 rates are large (a share of difficulty d counts d * 2^32 hashes).
+  const units = ["H/s", "kH/s", "MH/s", "GH/s", "TH/s", "PH/s", "EH/s"];
   let i = 0;
   while (hs >= 1000 && i < units.length - 1) { hs /= 1000; i++; }
   return (i === 0 ? hs.toFixed(hs < 10 ? 2 : 1) : hs.toFixed(2)) + " " + units[i];
@@ -91,15 +95,85 @@ function showSummary(s) {
   setText("rejected", s.results.rejected);
   setText("invalid", s.results.invalid);
   setText("latency", s.results.latency + " ms");
+  showFamilies(s);
 }
 
-function showChart(h) {
-  const svg = document.getElementById("chart");
-  const legend = document.getElementById("legend");
+// One row per family when the proxy serves more than one; the cards keep the top level's.
+function showFamilies(s) {
+  const box = document.getElementById("families");
+  const fams = s.protocols || [];
+  box.hidden = !s.protocols;
+  document.getElementById("cards-note").hidden = !s.protocols;
+  if (s.protocols) setText("cards-note", "The cards show " + s.protocol + ", the top-level family; every family below.");
+  const body = document.querySelector("#families-table tbody");
+  body.replaceChildren();
+  for (const f of fams) {
+    const tr = el("tr");
+    tr.dataset.protocol = f.protocol;
+    const cell = (what, text) => { const td = el("td", text); td.id = "family-" + f.protocol + "-" + what; return td; };
+    tr.append(cell("name", f.protocol),
+      cell("hr-600", rate(f.hashrate.total[1])), cell("hr-3600", rate(f.hashrate.total[2])),
+      cell("hr-86400", rate(f.hashrate.total[4])),
+      cell("miners", f.miners.now + " (peak " + f.miners.max + ")"), cell("workers", f.workers),
+      cell("upstreams", f.upstreams.active + " / " + f.upstreams.total),
+      cell("accepted", f.results.accepted), cell("rejected", f.results.rejected), cell("invalid", f.results.invalid));
+    body.appendChild(tr);
+  }
+}
+
+// Shows or hides the family columns (header cells with class "family-col").
+function familyColumns(on) {
+  for (const th of document.querySelectorAll("th.family-col")) th.hidden = !on;
+}
+
+// The chart(s): with one family, one chart of the proxy's line and each pool's; with two
+// ("protocols" in the history), one chart per family (their rates differ by many orders of
+// magnitude), each with the family's line and its pools' (a pool no upstream has now goes
+// with the first family).
+function showCharts(h, u, s) {
+  const more = document.getElementById("chart-more");
+  more.replaceChildren();
+  if (!h.protocols) {
+    document.getElementById("chart-title").hidden = true;
+    drawChart(document.getElementById("chart"), document.getElementById("legend"),
+      [["proxy", h.proxy]].concat(Object.entries(h.pools)), h.period);
+    return;
+  }
+  const familyOf = new Map();
+  for (const row of u.upstreams) if (row.pool && row.protocol) familyOf.set(row.pool, row.protocol);
+  const names = Object.keys(h.protocols);
+  const first = names.includes(s.protocol) ? s.protocol : names[0];
+  const order = [first].concat(names.filter(n => n !== first));
+  order.forEach((fam, i) => {
+    const pools = Object.entries(h.pools).filter(([name]) => (familyOf.get(name) || first) === fam);
+    let svg, legend, title;
+    if (i === 0) {
+      svg = document.getElementById("chart");
+      legend = document.getElementById("legend");
+      title = document.getElementById("chart-title");
+    } else {
+      title = el("h3", null, "chart-title");
+      svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+      svg.setAttribute("class", "chart");
+      svg.setAttribute("role", "img");
+      svg.setAttribute("aria-label", fam + " hashrate over time");
+      legend = el("ul", null, "legend");
+      more.append(title, svg, legend);
+    }
+    title.hidden = false;
+    title.textContent = fam;
+    svg.dataset.protocol = fam;
+    drawChart(svg, legend, [[fam, h.protocols[fam]]].concat(pools), h.period);
+  });
+}
+
+// Draws `series` ([name, [[unix, H/s], ...]], the main line first) in `svg`, names them in
+// `legend`.
+function drawChart(svg, legend, series, period) {
   svg.replaceChildren();
   legend.replaceChildren();
   const NS = "http://www.w3.org/2000/svg";
-  const series = [["proxy", h.proxy]].concat(Object.entries(h.pools));
+  const main = series[0][1];
   const all = series.flatMap(([, pts]) => pts.map(p => p[0]));
   const newest = all.length ? Math.max(...all) : Date.now() / 1000;
   // A history shorter than the span fills the width (a new proxy has minutes, not a day).
@@ -152,20 +226,20 @@ function showChart(h) {
       svg.appendChild(label);
     }
   }
-  if (!h.proxy.length) {
+  if (!main.length) {
     const t = document.createElementNS(NS, "text");
     t.setAttribute("class", "axis");
     t.setAttribute("x", W / 2 - 120); t.setAttribute("y", H / 2);
-    t.textContent = "the first point comes " + h.period + " s after the start";
+    t.textContent = "the first point comes " + period + " s after the start";
     svg.appendChild(t);
   }
 }
 
-function showPools(u, h) {
+function showPools(u, h, marked) {
   const by = new Map();
   for (const row of u.upstreams) {
     const name = row.pool || "(not logged in)";
-    const p = by.get(name) || { n: 0, states: new Set(), miners: 0 };
+    const p = by.get(name) || { n: 0, states: new Set(), miners: 0, protocol: row.protocol };
     p.n++; p.states.add(row.state); p.miners += row.miners;
     by.set(name, p);
   }
@@ -175,7 +249,9 @@ function showPools(u, h) {
   for (const [name, p] of by) {
     const tr = el("tr");
     tr.dataset.pool = name;
-    tr.append(el("td", name), el("td", p.n));
+    tr.append(el("td", name));
+    if (marked) tr.append(el("td", p.protocol || "–", "family"));
+    tr.append(el("td", p.n));
     const state = [...p.states].sort().join(", ");
     tr.append(el("td", state, "state-" + (p.states.size === 1 ? state : "mixed")), el("td", p.miners));
     for (const secs of [600, 3600, 86400]) tr.append(el("td", rate(average(h.pools[name], secs))));
@@ -183,7 +259,7 @@ function showPools(u, h) {
   }
 }
 
-function showWorkers(w) {
+function showWorkers(w, marked) {
   const body = document.querySelector("#workers tbody");
   body.replaceChildren();
   for (const r of w.workers) {
@@ -191,7 +267,9 @@ function showWorkers(w) {
     const tr = el("tr", null, online ? "online-row" : "offline");
     tr.dataset.worker = r[0];
     tr.dataset.status = online ? "online" : "offline";
-    tr.append(el("td", r[0]), el("td", online ? "online" : "offline", "status " + (online ? "online" : "offline")));
+    tr.append(el("td", r[0]));
+    if (marked) tr.append(el("td", r[13], "family"));
+    tr.append(el("td", online ? "online" : "offline", "status " + (online ? "online" : "offline")));
     tr.append(el("td", r[1]), el("td", r[2]), el("td", r[3]), el("td", r[4]), el("td", r[5]));
     tr.append(el("td", rate(r[9])), el("td", rate(r[10])), el("td", rate(r[12])), el("td", ago(r[7])));
     body.appendChild(tr);
@@ -199,7 +277,7 @@ function showWorkers(w) {
   if (!w.workers.length) {
     const tr = el("tr");
     const td = el("td", w.mode === "false" ? "worker records are off (workers: false)" : "no workers yet");
-    td.colSpan = 11;
+    td.colSpan = marked ? 12 : 11;
     tr.appendChild(td);
     body.appendChild(tr);
   }
@@ -236,7 +314,9 @@ async function refresh() {
     last = { s, w, h, u, e };
     document.getElementById("login").hidden = true;
     document.getElementById("main").hidden = false;
-    showSummary(s); showChart(h); showPools(u, h); showWorkers(w); showEvents(e);
+    const marked = Boolean(s.protocols);
+    familyColumns(marked);
+    showSummary(s); showCharts(h, u, s); showPools(u, h, marked); showWorkers(w, marked); showEvents(e);
     setText("status", "updated " + new Date().toLocaleTimeString());
     document.body.dataset.state = "ready";
   } catch (err) {
@@ -261,9 +341,9 @@ document.addEventListener("DOMContentLoaded", () => {
     b.addEventListener("click", () => {
       span = Number(b.dataset.span);
       for (const o of document.querySelectorAll("#chart-tabs button")) o.classList.toggle("on", o === b);
-      if (last) showChart(last.h);
+      if (last) showCharts(last.h, last.u, last.s);
     });
   }
-  window.addEventListener("resize", () => { if (last) showChart(last.h); });
+  window.addEventListener("resize", () => { if (last) showCharts(last.h, last.u, last.s); });
   refresh();
 });

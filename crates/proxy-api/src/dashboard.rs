@@ -8,6 +8,11 @@
 //! the token from the URL's fragment (`/#token=...`, which the browser never sends to the
 //! server). Strings from the API are set as text, never parsed as HTML, and the
 //! `Content-Security-Policy` allows scripts, styles and requests to this origin only.
+//!
+//! When `/1/summary` has `protocols` (the proxy serves CryptoNote and Stratum V1), the page
+//! adds a row of figures per family, a family column in the pools and workers tables, and a
+//! chart per family from `/1/history`'s `protocols`; a CryptoNote-only proxy's page is as
+//! before.
 
 use axum::http::{header, HeaderName, HeaderValue};
 use axum::response::IntoResponse;

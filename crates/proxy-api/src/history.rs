@@ -5,6 +5,11 @@
 //! in H/s. Pools are named by `host:port`: the upstream connections to one pool are summed.
 //! Memory is bounded: [`HISTORY_POINTS`] points, each with at most [`HISTORY_MAX_POOLS`]
 //! pools (the rest are summed under [`OTHER_POOLS`]).
+//!
+//! The `proxy` line is the top-level family's. When the proxy serves two stratum families
+//! (CryptoNote and Stratum V1), a second ring of at most [`HISTORY_POINTS`] points holds each
+//! family's H/s (`protocols` in the body); a one-family proxy never fills it, so its points
+//! and its body stay as they were.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -33,11 +38,21 @@ struct Point {
     pools: Vec<(Arc<str>, f64)>,
 }
 
+/// One point of the families' ring: Unix time in seconds and H/s per family name (two
+/// families today), only recorded while more than one family is served.
+#[derive(Debug, Clone, PartialEq)]
+struct FamilyPoint {
+    unix: u64,
+    rates: Box<[(&'static str, f64)]>,
+}
+
 /// What the previous sample counted.
 #[derive(Debug, Default)]
 struct Last {
     secs: u64,
     proxy: u64,
+    /// Hashes per family name.
+    families: Vec<(&'static str, u64)>,
     /// Hashes per upstream id.
     upstreams: HashMap<u64, u64>,
 }
@@ -45,6 +60,8 @@ struct Last {
 #[derive(Debug, Default)]
 struct Inner {
     points: VecDeque<Point>,
+    /// Per-family points, empty unless two families are served.
+    families: VecDeque<FamilyPoint>,
     last: Option<Last>,
     /// Shared copies of pool names.
     names: Vec<Arc<str>>,
@@ -81,6 +98,11 @@ pub struct HistoryBody {
     /// Per pool `host:port`: `[unix_seconds, H/s]` at each point where the pool had an
     /// upstream, oldest first.
     pub pools: BTreeMap<String, Vec<(u64, f64)>>,
+    /// Per family name (`cryptonote`, `stratum-v1`): `[unix_seconds, H/s]` at each point
+    /// taken while two families were served, oldest first; absent (not serialized) on a
+    /// proxy that serves one family.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocols: Option<BTreeMap<&'static str, Vec<(u64, f64)>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -98,11 +120,27 @@ impl History {
     /// previous one) only sets the baseline. An upstream new since the previous call counts
     /// all its hashes; one that is gone counts nothing.
     pub fn record(&self, secs: u64, unix: u64, proxy: u64, upstreams: &[UpstreamSample]) {
+        self.record_families(secs, unix, proxy, &[], upstreams);
+    }
+
+    /// [`History::record`] with each family's hashes since start (`(name, hashes)`, the
+    /// top-level family first). With two families or more, a point of each family's H/s goes
+    /// into the families' ring too (a family new since the previous call counts all its
+    /// hashes); with fewer, nothing does.
+    pub fn record_families(
+        &self,
+        secs: u64,
+        unix: u64,
+        proxy: u64,
+        families: &[(&'static str, u64)],
+        upstreams: &[UpstreamSample],
+    ) {
         let mut g = lock(&self.inner);
         let inner = &mut *g;
         let now = Last {
             secs,
             proxy,
+            families: families.to_vec(),
             upstreams: upstreams.iter().map(|u| (u.id, u.hashes)).collect(),
         };
         let Some(last) = inner.last.replace(now) else {
@@ -144,6 +182,23 @@ impl History {
         if inner.points.len() == HISTORY_POINTS {
             inner.points.pop_front();
         }
+        if families.len() > 1 {
+            let rates = families
+                .iter()
+                .map(|&(name, h)| {
+                    let before = last
+                        .families
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .map_or(0, |&(_, b)| b);
+                    (name, round2(h.saturating_sub(before) as f64 / span))
+                })
+                .collect();
+            if inner.families.len() == HISTORY_POINTS {
+                inner.families.pop_front();
+            }
+            inner.families.push_back(FamilyPoint { unix, rates });
+        }
         inner.points.push_back(Point {
             unix,
             proxy: round2(proxy.saturating_sub(last.proxy) as f64 / span),
@@ -173,7 +228,12 @@ impl History {
                 pool: u.pool,
             })
             .collect();
-        self.record(secs, unix, monitor.stats().hashes, &upstreams);
+        let families: Vec<(&'static str, u64)> = monitor
+            .families()
+            .iter()
+            .map(|f| (f.protocol().name(), f.stats().hashes))
+            .collect();
+        self.record_families(secs, unix, monitor.stats().hashes, &families, &upstreams);
     }
 
     /// The body of `/1/history`, for points taken every `period`.
@@ -188,11 +248,21 @@ impl History {
                     .push((p.unix, *h));
             }
         }
+        let protocols = (!g.families.is_empty()).then(|| {
+            let mut by: BTreeMap<&'static str, Vec<(u64, f64)>> = BTreeMap::new();
+            for p in &g.families {
+                for &(name, h) in p.rates.iter() {
+                    by.entry(name).or_default().push((p.unix, h));
+                }
+            }
+            by
+        });
         HistoryBody {
             period: period.as_secs(),
             capacity: HISTORY_POINTS,
             proxy: g.points.iter().map(|p| (p.unix, p.proxy)).collect(),
             pools,
+            protocols,
         }
     }
 
@@ -278,9 +348,55 @@ mod tests {
 
     #[test]
     fn a_point_stays_small() {
-        // docs/API.md: 1440 points of 40 bytes, plus 24 bytes per pool in each.
+        // docs/API.md: 1440 points of 40 bytes, plus 24 bytes per pool in each; with two
+        // families, 1440 more of 24 bytes plus 24 per family.
         assert_eq!(std::mem::size_of::<Point>(), 40);
         assert_eq!(std::mem::size_of::<(Arc<str>, f64)>(), 24);
+        assert_eq!(std::mem::size_of::<FamilyPoint>(), 24);
+        assert_eq!(std::mem::size_of::<(&'static str, f64)>(), 24);
+    }
+
+    #[test]
+    fn two_families_get_a_line_each_and_one_family_keeps_the_body_as_it_was() {
+        let h = History::default();
+        h.record_families(0, 1000, 0, &[("cryptonote", 0)], &[]);
+        h.record_families(60, 1060, 600, &[("cryptonote", 600)], &[]);
+        let one = h.body(HISTORY_PERIOD);
+        assert_eq!(one.protocols, None, "one family: no ring, no field");
+        assert!(!serde_json::to_string(&one).unwrap().contains("protocols"));
+
+        let h = History::default();
+        let fams = |cn: u64, sv1: u64| [("cryptonote", cn), ("stratum-v1", sv1)];
+        h.record_families(0, 1000, 0, &fams(0, 0), &[]);
+        // An SV1 share of difficulty 1 counts 2^32 hashes: SV1 rates are large.
+        h.record_families(60, 1060, 600, &fams(600, 60 << 32), &[]);
+        h.record_families(120, 1120, 1800, &fams(1800, 90 << 32), &[]);
+        let b = h.body(HISTORY_PERIOD);
+        assert_eq!(
+            b.proxy,
+            [(1060, 10.0), (1120, 20.0)],
+            "the top-level family's"
+        );
+        let p = b.protocols.expect("two families");
+        assert_eq!(p["cryptonote"], [(1060, 10.0), (1120, 20.0)]);
+        assert_eq!(
+            p["stratum-v1"],
+            [(1060, 4_294_967_296.0), (1120, 2_147_483_648.0)]
+        );
+        let json = serde_json::to_value(h.body(HISTORY_PERIOD)).unwrap();
+        assert_eq!(json["protocols"]["stratum-v1"][0][0], 1060);
+    }
+
+    #[test]
+    fn the_families_ring_holds_a_day_too() {
+        let h = History::default();
+        for t in 0..(HISTORY_POINTS as u64 + 5) {
+            h.record_families(t, t, t, &[("cryptonote", t), ("stratum-v1", t << 32)], &[]);
+        }
+        assert_eq!(lock(&h.inner).families.len(), HISTORY_POINTS);
+        let p = h.body(HISTORY_PERIOD).protocols.unwrap();
+        assert_eq!(p["stratum-v1"].len(), HISTORY_POINTS);
+        assert_eq!(p["stratum-v1"][0].0, 5, "the oldest points went first");
     }
 
     #[test]

@@ -3,6 +3,10 @@
 //! and the test checks what the page shows (the DOM after the script ran) and takes a
 //! screenshot (`$CARGO_TARGET_TMPDIR/dashboard.png`; a copy is kept in `docs/dashboard.png`).
 //!
+//! A second test does the same for a proxy serving CryptoNote and Stratum V1 (a bind and a
+//! pool of each, as in `families.rs`): the page shows each family's figures, a family column
+//! and a chart per family (its screenshot: `$CARGO_TARGET_TMPDIR/dashboard-families.png`).
+//!
 //! The browser is `$CHROMIUM` when set, else `chromium` from `PATH`; without it the test fails
 //! and says how to install it (`apt-get install -y chromium`), as the monerod tests do.
 //! Each Chromium run has its own profile directory and process group, is bounded to 90 s,
@@ -17,7 +21,13 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use test_support::mock_pool::Reply;
+use proxy_core::config::{BindAddr, PoolConfig, Protocol};
+use proxy_core::Proxy;
+use serde_json::json;
+use test_support::miner::{TestMiner, WAIT};
+use test_support::mock_pool::{make_job, MockPool, Reply};
+use test_support::sv1_miner::{run_sv1_miner, Sv1MinerConfig};
+use test_support::sv1_pool::{para_job, Sv1Pool, Sv1PoolConfig};
 use tokio::sync::oneshot;
 
 const TOKEN: &str = "dash-token";
@@ -144,6 +154,15 @@ fn text_of<'a>(dom: &'a str, id: &str) -> &'a str {
     &rest[..rest.find('<').unwrap()]
 }
 
+/// The table row (`<tr ...>...</tr>`) whose opening tag holds `attr`.
+fn row_with<'a>(dom: &'a str, attr: &str) -> &'a str {
+    let at = dom
+        .find(attr)
+        .unwrap_or_else(|| panic!("no row with {attr}:\n{dom}"));
+    let start = dom[..at].rfind("<tr").unwrap();
+    &dom[start..at + dom[at..].find("</tr>").unwrap()]
+}
+
 /// The opening tag of the workers-table row of `name`.
 fn worker_row<'a>(dom: &'a str, name: &str) -> &'a str {
     let at = dom
@@ -264,6 +283,10 @@ async fn chromium_shows_the_dashboard_of_a_running_proxy() {
         dom.contains("Low difficulty share"),
         "recent errors:\n{dom}"
     );
+    // One family: no family table, column or second chart.
+    assert!(dom.contains("id=\"families\" hidden"), "{dom}");
+    assert!(!dom.contains("data-protocol="), "{dom}");
+    assert!(!dom.contains("class=\"family-col\">"), "{dom}");
 
     // The screenshot.
     let dir = work_dir("shot");
@@ -291,5 +314,188 @@ async fn chromium_shows_the_dashboard_of_a_running_proxy() {
     let _ = stop_tx.send(());
     api.await.unwrap().unwrap();
     drop((a, c));
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+/// The SV1 pool's share difficulty (the scripted pool's default, 2^-16): a share counts
+/// 2^32 · 2^-16 hashes.
+const SV1_DIFF: f64 = 1.0 / 65536.0;
+const SV1_SHARES: usize = 3;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_shows_each_familys_figures_for_a_two_family_proxy() {
+    chromium();
+    // A CryptoNote bind and pool (the top-level family) and a Stratum V1 bind and pool.
+    let cn_pool = MockPool::start(make_job(1, JOB_DIFF)).await.unwrap();
+    // Mainnet's easiest target: no share of the miner is a block.
+    let mut job = para_job();
+    job.nbits = 0x1d00_ffff;
+    let sv1_pool = Sv1Pool::start(Sv1PoolConfig {
+        job,
+        ..Sv1PoolConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut c = config(&cn_pool);
+    c.bind.push(BindAddr {
+        host: "127.0.0.1".into(),
+        port: 0,
+        tls: false,
+        protocol: Some(Protocol::StratumV1),
+    });
+    c.pools.push(PoolConfig {
+        url: sv1_pool.addr().to_string(),
+        user: "SV1WALLET".into(),
+        protocol: Some(Protocol::StratumV1),
+        ..PoolConfig::default()
+    });
+    c.stratum_v1.min_difficulty = SV1_DIFF;
+    let proxy = Proxy::start(c).await.unwrap();
+    let monitor = proxy.monitor();
+
+    let (bound_tx, bound_rx) = oneshot::channel::<SocketAddr>();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let api = tokio::spawn(proxy_api::serve_with_history_period(
+        "127.0.0.1:0".parse().unwrap(),
+        monitor.clone(),
+        Duration::from_secs(1),
+        async {
+            let _ = stop_rx.await;
+        },
+        move |addr| {
+            let _ = bound_tx.send(addr);
+        },
+    ));
+    let addr = bound_rx.await.unwrap();
+
+    let mut cn = miner(&proxy, "CNWALLET", Some("cn-rig")).await;
+    accepted(&mut cn, 0, JOB_DIFF).await;
+    accepted(&mut cn, 1, JOB_DIFF).await;
+    let report = run_sv1_miner(
+        proxy.local_addrs()[1],
+        Sv1MinerConfig {
+            user: "bc1qminer.sv1-rig".into(),
+            max_shares: SV1_SHARES,
+            max_time: Duration::from_secs(60),
+            ..Sv1MinerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.accepted(), SV1_SHARES, "{report:?}");
+    // That miner has left; another SV1 miner stays connected, idle.
+    let mut idle = TestMiner::connect(proxy.local_addrs()[1]).await.unwrap();
+    for (method, params) in [
+        ("mining.subscribe", json!(["idle/1.0"])),
+        ("mining.authorize", json!(["idle.rig", "x"])),
+    ] {
+        let id = idle.request(method, params).await.unwrap();
+        let r = idle.reply(id, WAIT).await.unwrap();
+        assert!(r["error"].is_null(), "{r}");
+    }
+    let sv1 = monitor.family(Protocol::StratumV1).unwrap();
+    until(&monitor, |m| {
+        m.stats().accepted == 2
+            && sv1.stats().accepted == SV1_SHARES as u64
+            && sv1.stats().miners == 1
+            && sv1.upstreams().active == 1
+    })
+    .await;
+
+    // The history has a line per family with the shares in it.
+    let client = reqwest::Client::new();
+    let mut h = serde_json::Value::Null;
+    for _ in 0..100 {
+        h = client
+            .get(format!("http://{addr}/1/history"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let sum = |fam: &str| -> f64 {
+            h["protocols"][fam]
+                .as_array()
+                .map_or(0.0, |pts| pts.iter().map(|p| p[1].as_f64().unwrap()).sum())
+        };
+        if h["proxy"].as_array().unwrap().len() >= 3
+            && sum("cryptonote") > 0.0
+            && sum("stratum-v1") > 0.0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        h["protocols"]["cryptonote"], h["proxy"],
+        "the proxy line is the top-level family's: {h}"
+    );
+
+    let url = format!("http://{addr}/");
+    let dom = dump_dom(&url, &work_dir("families-dom")).await;
+    assert!(dom.contains("data-state=\"ready\""), "{dom}");
+    // The cards are the top-level family's, and say so.
+    assert_eq!(text_of(&dom, "accepted"), "2");
+    assert_eq!(text_of(&dom, "miners-now"), "1");
+    assert!(text_of(&dom, "cards-note").contains("cryptonote"), "{dom}");
+    // A row of figures per family.
+    assert!(!dom.contains("id=\"families\" hidden"), "{dom}");
+    assert_eq!(text_of(&dom, "family-cryptonote-accepted"), "2");
+    assert_eq!(
+        text_of(&dom, "family-stratum-v1-accepted"),
+        SV1_SHARES.to_string()
+    );
+    assert_eq!(text_of(&dom, "family-stratum-v1-rejected"), "0");
+    assert_eq!(text_of(&dom, "family-stratum-v1-miners"), "1 (peak 1)");
+    assert_eq!(text_of(&dom, "family-stratum-v1-workers"), "2");
+    assert_eq!(text_of(&dom, "family-stratum-v1-upstreams"), "1 / 1");
+    assert_eq!(text_of(&dom, "family-cryptonote-upstreams"), "1 / 1");
+    let sv1_rate = text_of(&dom, "family-stratum-v1-hr-600");
+    assert!(
+        sv1_rate.ends_with("H/s") && sv1_rate != "0.00 H/s",
+        "{sv1_rate}"
+    );
+    // The family columns, in the pools and workers tables.
+    assert!(
+        dom.contains("<th class=\"family-col\">family</th>"),
+        "{dom}"
+    );
+    let sv1_pool_row = row_with(&dom, &format!("data-pool=\"{}\"", sv1_pool.addr()));
+    assert!(sv1_pool_row.contains(">stratum-v1<"), "{sv1_pool_row}");
+    let cn_pool_row = row_with(&dom, &format!("data-pool=\"{}\"", cn_pool.addr()));
+    assert!(cn_pool_row.contains(">cryptonote<"), "{cn_pool_row}");
+    assert!(row_with(&dom, "data-worker=\"bc1qminer.sv1-rig\"").contains(">stratum-v1<"));
+    assert!(row_with(&dom, "data-worker=\"cn-rig\"").contains(">cryptonote<"));
+    // A chart per family, each with its family's line and its own pool's.
+    assert!(dom.contains("data-protocol=\"cryptonote\""), "{dom}");
+    assert!(dom.contains("data-protocol=\"stratum-v1\""), "{dom}");
+    assert!(chart_points(&dom, "cryptonote") >= 3, "{dom}");
+    assert!(chart_points(&dom, "stratum-v1") >= 3, "{dom}");
+    let sv1_chart = &dom[dom.find("data-protocol=\"stratum-v1\"").unwrap()..];
+    assert!(
+        sv1_chart.contains(&format!("data-name=\"{}\"", sv1_pool.addr())),
+        "the SV1 pool's line is in the SV1 chart:\n{dom}"
+    );
+    assert!(!dom.contains("data-name=\"proxy\""), "{dom}");
+
+    let png = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-families.png");
+    let _ = std::fs::remove_file(&png);
+    run_chromium(
+        &url,
+        &[
+            "--virtual-time-budget=8000".into(),
+            "--window-size=1280,1400".into(),
+            format!("--screenshot={}", png.display()),
+        ],
+        &work_dir("families-shot"),
+    )
+    .await;
+    let bytes = std::fs::read(&png).expect("chromium wrote the screenshot");
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+
+    let _ = stop_tx.send(());
+    api.await.unwrap().unwrap();
+    drop((cn, idle));
     proxy.shutdown(Duration::from_secs(1)).await;
 }

@@ -163,11 +163,13 @@ async fn run(
             let every = Duration::from_secs(summary_every);
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
-            let mut last = summary::Counts::of(&monitor);
+            let mut last = summary::of_families(&monitor);
             loop {
                 tick.tick().await;
-                let now = summary::Counts::of(&monitor);
-                tracing::info!("{}", summary::line(&last, &now));
+                let now = summary::of_families(&monitor);
+                for line in summary::lines(&last, &now) {
+                    tracing::info!("{line}");
+                }
                 last = now;
                 let (log, lines) = (log_drops.get(), monitor.log_lines_dropped());
                 if log + lines > 0 {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use test_support::miner::TestMiner;
 use test_support::mock_pool::{make_job, MockPool};
+use test_support::sv1_pool::{Sv1Pool, Sv1PoolConfig};
 
 const BIN: &str = env!("CARGO_BIN_EXE_proxy-cli");
 
@@ -198,6 +199,56 @@ async fn the_summary_line_comes_every_print_time_and_flags_override_the_file() {
     let text = log_with(&log, &["shares: 0/0 +0, upstreams: 1, miners: 1 (max 1)"]).await;
     let line = text.lines().find(|l| l.contains("kH/s, shares:")).unwrap();
     assert!(line.contains(" proxy 0.00 kH/s, shares: "), "{line}");
+    let out = child.stop();
+    assert!(out.status.success());
+    no_escape(&out);
+}
+
+#[tokio::test]
+async fn a_proxy_serving_two_families_prints_a_summary_line_per_family() {
+    let dir = Dir::new("summary-families");
+    let cn_pool = MockPool::start(make_job(1, 1000)).await.unwrap();
+    let sv1_pool = Sv1Pool::start(Sv1PoolConfig::default()).await.unwrap();
+    let cfg = dir.path("config.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{
+                "bind": ["127.0.0.1:0", {{"host": "127.0.0.1", "port": 0, "protocol": "stratum-v1"}}],
+                "pools": [
+                    {{"url": "{}", "user": "CN"}},
+                    {{"url": "{}", "user": "SV1", "protocol": "stratum-v1"}}
+                ],
+                "print-time": 1
+            }}"#,
+            cn_pool.addr(),
+            sv1_pool.addr()
+        ),
+    )
+    .unwrap();
+    let log = dir.path("proxy.log");
+    let child = spawn(
+        &[
+            "run",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--log-file",
+            log.to_str().unwrap(),
+        ],
+        &dir.0,
+    );
+    let text = log_with(
+        &log,
+        &[
+            " proxy cryptonote 0.00 kH/s, shares: 0/0 +0, upstreams: ",
+            " proxy stratum-v1 0.00 H/s, shares: 0/0 +0, upstreams: ",
+        ],
+    )
+    .await;
+    assert!(
+        !text.contains(" proxy 0.00 kH/s"),
+        "no one-family line beside them:\n{text}"
+    );
     let out = child.stop();
     assert!(out.status.success());
     no_escape(&out);
