@@ -65,7 +65,12 @@ pub fn install() -> anyhow::Result<PathBuf> {
         }
         return Ok(path);
     }
-    let root = cache_root("PARA_CACHE_DIR")?;
+    install_into(&cache_root("PARA_CACHE_DIR")?)
+}
+
+/// [`install`] with the cache root `root`: `root/para-VERSION/bin/para`, built there first
+/// when missing.
+fn install_into(root: &Path) -> anyhow::Result<PathBuf> {
     let target = root.join(install_name());
     let binary = target.join("bin").join(BINARY);
     if binary.is_file() {
@@ -73,7 +78,7 @@ pub fn install() -> anyhow::Result<PathBuf> {
         return Ok(binary);
     }
     let cargo = find_program("CARGO", "cargo", "install a Rust toolchain (rustup)")?;
-    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
     let private = format!(
         ".{}-tmp-{}-{:x}",
         install_name(),
@@ -93,6 +98,8 @@ pub fn install() -> anyhow::Result<PathBuf> {
         .arg("--root")
         .arg(&work)
         .env("CARGO_TARGET_DIR", &build)
+        // Outside the repository: its .cargo/config.toml is no concern of this build.
+        .current_dir(root)
         .stdin(Stdio::null())
         .status()
         .with_context(|| format!("running {}", cargo.display()));
@@ -495,6 +502,17 @@ mod tests {
                 version_bits: Some(0x0453_4000),
             }]
         );
+    }
+
+    #[test]
+    fn a_cached_binary_of_this_version_is_reused_without_a_build() {
+        let root = make_temp_dir("para-cache-test").unwrap();
+        let bin = root.join("para-0.6.0").join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(bin.join("para"), b"").unwrap();
+        // No cargo run: the path comes back at once.
+        assert_eq!(install_into(&root).unwrap(), bin.join("para"));
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
