@@ -103,15 +103,31 @@ async fn para_mines_through_the_splitting_proxy_and_its_shares_at_the_pool_diffi
         4 + 8,
         "the pool's 12 bytes in all"
     );
-    // A fractional difficulty first (the floor), then vardiff's, never above the pool's.
-    assert_eq!(report.difficulties.first(), Some(&MINER_FLOOR), "{log}");
-    assert!(report.difficulties.iter().all(|&d| d <= POOL_DIFF), "{log}");
+    // A fractional difficulty first (the floor), then vardiff's, never above the pool's
+    // (para logs them rounded to 8 decimals: compared within 1%).
+    let first = report.difficulties.first().copied().unwrap_or(0.0);
+    assert!((first / MINER_FLOOR - 1.0).abs() < 0.01, "{log}");
+    assert!(
+        report.difficulties.iter().all(|&d| d <= POOL_DIFF * 1.01),
+        "{log}"
+    );
 
     // Every share para submitted was accepted by the proxy's own sha256d check.
     assert!(report.failed.is_empty(), "refused: {:?}", report.failed);
     assert_eq!(report.shares_error, None);
     assert!(!report.shares.is_empty(), "para printed its shares: {log}");
-    assert!(report.accepted >= report.shares.len().saturating_sub(1));
+    // para prints every share it submitted (its log may lose its last lines at exit): each
+    // was answered `true` by the proxy, itself or with the pool's verdict.
+    let stats = proxy.stats();
+    assert_eq!(
+        (
+            stats.accepted + stats.custom_accepted,
+            stats.rejected,
+            stats.invalid
+        ),
+        (report.shares.len() as u64, 0, 0),
+        "{stats:?}"
+    );
     let job = pool_without_blocks().job;
     let mut expected: BTreeSet<ShareKey> = BTreeSet::new();
     let mut under_pool = 0;
@@ -163,8 +179,6 @@ async fn para_mines_through_the_splitting_proxy_and_its_shares_at_the_pool_diffi
     }
     assert_eq!(forwarded, expected, "forwarded = para's shares at 2^-16");
     assert_eq!(pool.connections_total(), 1);
-    let stats = proxy.stats();
-    assert_eq!(stats.invalid, 0, "{stats:?}");
     proxy.shutdown(Duration::from_secs(1)).await;
 }
 
@@ -211,13 +225,15 @@ async fn para_through_a_splitting_proxy_and_a_solo_proxy_mines_regtest_blocks_in
     let log = &report.log;
     assert!(enough, "three shares accepted: {log}");
     assert_eq!(report.version_mask, Some(POOL_MASK), "{log}");
-    // Every submit para sent got its answer: accepted, or refused as stale (a share for the
-    // job a just-found block replaced).
+    // Every submit para sent (it prints them all at exit) got one answer: accepted, or
+    // refused as stale (a share for the job a just-found block replaced); none was invalid.
+    let stats = split.stats();
     assert_eq!(
-        report.accepted + report.failed.len(),
-        report.shares.len(),
-        "{log}"
+        stats.accepted + stats.custom_accepted + stats.rejected,
+        report.shares.len() as u64,
+        "{stats:?}"
     );
+    assert_eq!(stats.invalid, 0, "{stats:?}");
     assert_eq!(
         split.upstreams().total,
         1,
