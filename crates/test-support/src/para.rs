@@ -65,19 +65,24 @@ pub fn install() -> anyhow::Result<PathBuf> {
         }
         return Ok(path);
     }
-    install_into(&cache_root("PARA_CACHE_DIR")?)
+    install_into(&cache_root("PARA_CACHE_DIR")?, || {
+        find_program("CARGO", "cargo", "install a Rust toolchain (rustup)")
+    })
 }
 
 /// [`install`] with the cache root `root`: `root/para-VERSION/bin/para`, built there first
-/// when missing.
-fn install_into(root: &Path) -> anyhow::Result<PathBuf> {
+/// when missing with the cargo that `cargo` finds.
+fn install_into(
+    root: &Path,
+    cargo: impl FnOnce() -> anyhow::Result<PathBuf>,
+) -> anyhow::Result<PathBuf> {
     let target = root.join(install_name());
     let binary = target.join("bin").join(BINARY);
     if binary.is_file() {
         eprintln!("para {PARA_VERSION}: using the cached {}", binary.display());
         return Ok(binary);
     }
-    let cargo = find_program("CARGO", "cargo", "install a Rust toolchain (rustup)")?;
+    let cargo = cargo()?;
     std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
     let private = format!(
         ".{}-tmp-{}-{:x}",
@@ -511,8 +516,58 @@ mod tests {
         std::fs::create_dir_all(&bin).unwrap();
         std::fs::write(bin.join("para"), b"").unwrap();
         // No cargo run: the path comes back at once.
-        assert_eq!(install_into(&root).unwrap(), bin.join("para"));
+        let no_cargo = || -> anyhow::Result<PathBuf> { panic!("no build for a cached para") };
+        assert_eq!(install_into(&root, no_cargo).unwrap(), bin.join("para"));
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A stand-in for `cargo install ... --root DIR`: writes `DIR/bin/para` and, beside it,
+    /// the `CARGO_TARGET_DIR` it was given; exits with `status`.
+    fn fake_cargo(dir: &Path, status: u8) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("fake-cargo");
+        let script = format!(
+            "#!/bin/sh\nwhile [ $# -gt 0 ]; do [ \"$1\" = --root ] && root=$2; shift; done\n\
+             mkdir -p \"$root/bin\" && echo ok > \"$root/bin/para\" && \
+             echo \"$CARGO_TARGET_DIR\" > \"$root/target-dir\"\nexit {status}\n"
+        );
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// The names in `root`, sorted.
+    fn names(root: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_missing_para_is_built_in_a_private_directory_and_moved_into_place_whole() {
+        let tools = make_temp_dir("para-fake-cargo").unwrap();
+        let root = tools.join("cache");
+        let cargo = fake_cargo(&tools, 0);
+        let binary = install_into(&root, || Ok(cargo.clone())).unwrap();
+        assert_eq!(binary, root.join("para-0.6.0").join("bin").join("para"));
+        assert_eq!(std::fs::read_to_string(&binary).unwrap(), "ok\n");
+        // Its own target dir, under the cache root, removed afterwards; nothing else left.
+        let target_dir = std::fs::read_to_string(root.join("para-0.6.0").join("target-dir"));
+        let target_dir = PathBuf::from(target_dir.unwrap().trim());
+        assert!(target_dir.starts_with(&root), "{}", target_dir.display());
+        assert!(!target_dir.exists());
+        assert_eq!(names(&root), ["para-0.6.0"]);
+
+        // A failed build leaves nothing behind, and says so.
+        let root = tools.join("cache2");
+        let failing = fake_cargo(&tools, 1);
+        let err = install_into(&root, || Ok(failing.clone())).unwrap_err();
+        assert!(err.to_string().contains("failed"), "{err}");
+        assert!(names(&root).is_empty(), "{:?}", names(&root));
+        std::fs::remove_dir_all(&tools).unwrap();
     }
 
     #[test]
