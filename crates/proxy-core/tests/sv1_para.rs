@@ -25,9 +25,19 @@ const POOL_DIFF: f64 = 1.0 / 65536.0;
 /// The miners' floor at the splitting proxy, 2^-20: about 4,096 hashes a share, so most of
 /// para's first shares are under the pool's difficulty (answered by the proxy itself).
 const MINER_FLOOR: f64 = 1.0 / 1_048_576.0;
-/// The pool's extranonce1 (the test pool's default) and the mask it grants.
+/// The pool's extranonce1 (the test pool's default).
 const POOL_EXTRANONCE1: [u8; 4] = [0xa1, 0x00, 0x00, 0x01];
-const POOL_MASK: u32 = 0x1fff_e000;
+/// The version bits the proxy asks its pools for (its default) and grants a miner at most;
+/// the scripted pool grants the same.
+///
+/// Not tested here, because it fails: a pool that grants less than the proxy's
+/// `stratum-v1.version-mask`. para sends `mining.configure` before `mining.subscribe`, when
+/// the proxy has not routed it to an upstream yet, so the proxy answers with its own mask and
+/// narrows it later with `mining.set_version_mask`, which para 0.6.0 ignores (its `stratum`
+/// 0.0.7 client has no such event): para keeps rolling the wider mask and the proxy refuses
+/// most of its shares (20, "Version bits outside the negotiated mask"). Seen with a pool
+/// granting `00ffe000`.
+const PROXY_MASK: u32 = 0x1fff_e000;
 /// How long a test waits for para at most.
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -87,7 +97,8 @@ async fn para_mines_through_the_splitting_proxy_and_its_shares_at_the_pool_diffi
     assert!(forwarded_some, "two shares reached the pool: {log}");
 
     // The handshake: para asked mask ffffffff and got the proxy's 1fffe000 AND the pool's.
-    assert_eq!(report.version_mask, Some(POOL_MASK), "{log}");
+    let mask = PROXY_MASK;
+    assert_eq!(report.version_mask, Some(mask), "{log}");
     let (e1_hex, e2_size) = report.authorized.clone().expect("authorized");
     assert!(
         e1_hex.starts_with("a1000001"),
@@ -138,13 +149,13 @@ async fn para_mines_through_the_splitting_proxy_and_its_shares_at_the_pool_diffi
         );
         assert_eq!(hex(&share.extranonce1), e1_hex);
         let bits = share.version_bits.expect("para rolls version bits");
-        assert_eq!(bits & !POOL_MASK, 0, "inside the mask: {bits:08x}");
+        assert_eq!(bits & !mask, 0, "inside the mask: {bits:08x}");
         // para's work, checked here independently of the proxy.
         let check = check_share(
             &job,
             &share.extranonce1,
             &share.to_submit("w"),
-            POOL_MASK,
+            mask,
             MINER_FLOOR,
         )
         .expect("a well-formed share");
@@ -224,7 +235,7 @@ async fn para_through_a_splitting_proxy_and_a_solo_proxy_mines_regtest_blocks_in
     let report = para.stop(Duration::from_secs(10)).await;
     let log = &report.log;
     assert!(enough, "three shares accepted: {log}");
-    assert_eq!(report.version_mask, Some(POOL_MASK), "{log}");
+    assert_eq!(report.version_mask, Some(PROXY_MASK), "{log}");
     // Every submit para sent (it prints them all at exit) got one answer: accepted, or
     // refused as stale (a share for the job a just-found block replaced); none was invalid.
     let stats = split.stats();
