@@ -30,8 +30,8 @@ use anyhow::{anyhow, bail, Context};
 use serde_json::{json, Value};
 
 use crate::node::{
-    find_program, free_ports, rpc_client, start_with_retries, wait_ready, Node, NodeProcess,
-    StartError,
+    cache_root, find_program, free_ports, rpc_client, start_with_retries, wait_ready, Node,
+    NodeProcess, StartError,
 };
 
 /// The `package.json` of the bcoin install (its hash names the cache directory).
@@ -284,21 +284,6 @@ impl Node for Bcoin {
     }
 }
 
-/// The cache directory that holds bcoin installs (see the module doc).
-fn cache_root() -> anyhow::Result<PathBuf> {
-    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
-    if let Some(dir) = var("BCOIN_CACHE_DIR") {
-        return Ok(PathBuf::from(dir));
-    }
-    if let Some(dir) = var("XDG_CACHE_HOME") {
-        return Ok(PathBuf::from(dir).join("stratum-proxy"));
-    }
-    let home = var("HOME").ok_or_else(|| {
-        anyhow!("no cache directory for bcoin: set BCOIN_CACHE_DIR (or HOME or XDG_CACHE_HOME)")
-    })?;
-    Ok(PathBuf::from(home).join(".cache").join("stratum-proxy"))
-}
-
 /// The install directory's name: `bcoin-` and the first 16 hex digits of the SHA-256 of
 /// [`PACKAGE_JSON`].
 fn install_name() -> String {
@@ -313,7 +298,7 @@ fn install_name() -> String {
 /// Returns the install directory, installing bcoin there first when it is not complete.
 /// Blocking (runs npm).
 fn install_bcoin() -> anyhow::Result<PathBuf> {
-    let root = cache_root()?;
+    let root = cache_root("BCOIN_CACHE_DIR")?;
     let target = root.join(install_name());
     if target.join(NODE_SCRIPT).is_file() {
         return Ok(target);

@@ -1,7 +1,8 @@
 //! Test support for the proxy: an in-process mock pool, scripted stratum miners, a RandomX
 //! light-mode miner that hashes for real, a Stratum V1 CPU miner (sha256d) with a scripted
 //! SV1 pool that checks its shares, and harnesses that run a real `monerod` and a real
-//! bcoin node (Bitcoin, Node.js) in regtest.
+//! bcoin node (Bitcoin, Node.js) in regtest, and the independent SV1 miner `para` (built and
+//! cached by [`para::install`]).
 //!
 //! Everything binds loopback addresses only and stops by itself (on drop or on a deadline).
 
@@ -11,6 +12,7 @@ pub mod miner;
 pub mod mock_pool;
 pub mod monerod;
 mod node;
+pub mod para;
 pub mod rx_miner;
 pub mod sv1_miner;
 pub mod sv1_pool;

@@ -214,6 +214,24 @@ pub(crate) fn find_program(var: &str, name: &str, install: &str) -> anyhow::Resu
         .ok_or_else(|| anyhow!("{name} is not on PATH: {install} or set {var}"))
 }
 
+/// The cache directory for installed test programs (bcoin, para): `$VAR` when set, else
+/// `$XDG_CACHE_HOME/stratum-proxy`, else `~/.cache/stratum-proxy`.
+///
+/// # Errors
+/// None of `VAR`, `XDG_CACHE_HOME` and `HOME` is set.
+pub(crate) fn cache_root(var: &str) -> anyhow::Result<PathBuf> {
+    let get = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(dir) = get(var) {
+        return Ok(PathBuf::from(dir));
+    }
+    if let Some(dir) = get("XDG_CACHE_HOME") {
+        return Ok(PathBuf::from(dir).join("stratum-proxy"));
+    }
+    let home = get("HOME")
+        .ok_or_else(|| anyhow!("no cache directory: set {var} (or HOME or XDG_CACHE_HOME)"))?;
+    Ok(PathBuf::from(home).join(".cache").join("stratum-proxy"))
+}
+
 /// Two distinct free loopback ports: bound together, then released for the node to take.
 pub(crate) fn free_ports() -> anyhow::Result<(u16, u16)> {
     let a = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
