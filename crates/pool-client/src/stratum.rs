@@ -43,7 +43,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use stratum_proto::cryptonote::{
-    encode_pool_login, is_status_ok, parse_pool_message, PoolLoginResult, PoolMessage, RpcError,
+    encode_pool_login, is_status_ok, parse_pool_line, parse_pool_message, PoolLine,
+    PoolLoginResult, PoolMessage, RpcError,
 };
 use stratum_proto::Job;
 use tokio::io::{AsyncWriteExt, BufWriter};
@@ -256,9 +257,15 @@ fn on_line(
     line: &[u8],
     answer: impl FnOnce(u64) -> Option<u64>,
 ) -> Heard {
-    match parse_pool_message(line) {
-        Ok(PoolMessage::Job(job)) => report_job(ctx, job, session),
-        Ok(PoolMessage::Response { id, outcome }) => {
+    match parse_pool_line(line) {
+        // Every accepted share: read without a `serde_json::Value`.
+        Ok(PoolLine::Accepted { id }) => {
+            if let Some(seq) = answer(id) {
+                ctx.listener.on_result(seq, Ok(()));
+            }
+        }
+        Ok(PoolLine::Message(PoolMessage::Job(job))) => report_job(ctx, job, session),
+        Ok(PoolLine::Message(PoolMessage::Response { id, outcome })) => {
             let seq = answer(id);
             let ending = match &outcome {
                 Err(e) if is_session_ending(&e.message) => Some(e.message.clone()),
@@ -272,7 +279,7 @@ fn on_line(
                 return Heard::End(format!("pool said {message:?}"));
             }
         }
-        Ok(PoolMessage::Other(method)) => {
+        Ok(PoolLine::Message(PoolMessage::Other(method))) => {
             tracing::debug!(pool = %addr, "ignoring notification {method}");
         }
         Err(e) => {
@@ -560,10 +567,15 @@ pub(crate) async fn drain(
             }
             next = lines.next() => {
                 let Some(Ok(line)) = next else { break };
-                if let Ok(PoolMessage::Response { id, outcome }) = parse_pool_message(&line) {
-                    if let Some(seq) = ledger(&mut link).answer(id) {
-                        listener.on_result(seq, share_result(outcome));
+                let (id, verdict) = match parse_pool_line(&line) {
+                    Ok(PoolLine::Accepted { id }) => (id, Ok(())),
+                    Ok(PoolLine::Message(PoolMessage::Response { id, outcome })) => {
+                        (id, share_result(outcome))
                     }
+                    _ => continue,
+                };
+                if let Some(seq) = ledger(&mut link).answer(id) {
+                    listener.on_result(seq, verdict);
                 }
             }
         }
