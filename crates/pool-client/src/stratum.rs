@@ -37,7 +37,7 @@
 
 use std::future::Future;
 use std::io;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -325,10 +325,19 @@ async fn run_tcp(
     announce(ctx, login.job, session);
     // The out-buffer holds bytes and the socket took no more: wait until it is writable.
     let mut flushing = false;
+    // The wake-up futures are made once and polled at every turn: one made anew at each turn
+    // registers with its `Notify` (a lock, a waker clone) and unregisters when dropped, and
+    // this loop turns once per pool answer, that is once per share.
+    let (cancel, handover) = (ctx.cancel, ctx.handover);
+    let mut cancelled = pin!(cancel.cancelled());
+    let mut handed_over = pin!(handover.cancelled());
+    let mut woken = pin!(wire.woken());
+    let cmd_wakes = ctx.cmds.wakes();
+    let mut queued = pin!(cmd_wakes.notified());
     let end = loop {
         let flushed = tokio::select! {
-            () = ctx.cancel.cancelled() => break SessionEnd::Cancelled,
-            () = ctx.handover.cancelled() => {
+            () = &mut cancelled => break SessionEnd::Cancelled,
+            () = &mut handed_over => {
                 return match wire.detach() {
                     Some(wire) => SessionEnd::Handover(Box::new(Draining {
                         addr,
@@ -366,16 +375,28 @@ async fn run_tcp(
                 }
                 continue;
             }
-            cmd = ctx.cmds.recv() => {
-                let Some(Command::Submit { seq, share }) = cmd else {
-                    break SessionEnd::Cancelled;
+            () = &mut queued => {
+                queued.set(cmd_wakes.notified());
+                // Every command queued so far (a wake-up may stand for several).
+                let closed = loop {
+                    match ctx.cmds.try_recv() {
+                        Ok(Command::Submit { seq, share }) => {
+                            if let Err(e) = wire.submit(seq, &share) {
+                                listener.on_result(seq, Err(e));
+                            }
+                        }
+                        Err(closed) => break closed,
+                    }
                 };
-                if let Err(e) = wire.submit(seq, &share) {
-                    listener.on_result(seq, Err(e));
+                if closed {
+                    break SessionEnd::Cancelled;
                 }
                 continue;
             }
-            () = wire.woken() => wire.flush(),
+            () = &mut woken => {
+                woken.set(wire.woken());
+                wire.flush()
+            }
             writable = tcp.writable(), if flushing => match writable {
                 Ok(()) => wire.flush(),
                 Err(e) => Flushed::Lost(e.to_string()),
