@@ -489,12 +489,12 @@ mod tests {
         (ours, theirs)
     }
 
-    fn share(n: u64) -> Share {
+    fn share(n: u64) -> Share<'static> {
         Share {
             session: 1,
             job_id: "job1".into(),
-            nonce: format!("{n:08x}"),
-            result: "ab".repeat(32),
+            nonce: format!("{n:08x}").into(),
+            result: "ab".repeat(32).into(),
             algo: None,
             extra_nonce: None,
         }

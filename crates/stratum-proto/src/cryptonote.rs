@@ -8,6 +8,8 @@
 //!
 //! Every encoder returns one complete line ending in `\n`.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -40,23 +42,63 @@ pub struct LoginParams {
 }
 
 /// `submit` params (RFC §6.2). Missing fields are empty strings.
+///
+/// The fields borrow from the line they were read from (`Cow::Borrowed`) unless they hold an
+/// escape (`Cow::Owned`): a share's strings are not copied to be checked and forwarded.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct SubmitParams {
+pub struct SubmitParams<'a> {
     /// Session id given in the login result.
-    #[serde(default)]
-    pub id: String,
+    #[serde(default, borrow)]
+    pub id: Cow<'a, str>,
     /// The job the share was found for.
-    #[serde(default)]
-    pub job_id: String,
+    #[serde(default, borrow)]
+    pub job_id: Cow<'a, str>,
     /// 8 hex chars: blob bytes 39..43.
-    #[serde(default)]
-    pub nonce: String,
+    #[serde(default, borrow)]
+    pub nonce: Cow<'a, str>,
     /// 64 hex chars: the PoW hash.
-    #[serde(default)]
-    pub result: String,
+    #[serde(default, borrow)]
+    pub result: Cow<'a, str>,
     /// Algorithm of the share (algorithm extension).
-    #[serde(default)]
-    pub algo: Option<String>,
+    #[serde(default, borrow, deserialize_with = "borrowed_opt_str")]
+    pub algo: Option<Cow<'a, str>>,
+}
+
+/// An optional string borrowed from the input when it has no escape (serde's own
+/// `Option<Cow<str>>` always copies).
+fn borrowed_opt_str<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Cow<'de, str>>, D::Error> {
+    /// A string, borrowed when it can be.
+    struct Str<'a>(Cow<'a, str>);
+
+    impl<'de> Deserialize<'de> for Str<'de> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_str(Str(Cow::Borrowed(""))).map(Str)
+        }
+    }
+
+    impl<'de> serde::de::Visitor<'de> for Str<'de> {
+        type Value = Cow<'de, str>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+
+        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(v))
+        }
+
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(v.to_owned()))
+        }
+
+        fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(v))
+        }
+    }
+
+    Ok(Option::<Str<'de>>::deserialize(d)?.map(|s| s.0))
 }
 
 /// Params of `keepalived` and `getjob`: just the session id.
@@ -67,13 +109,13 @@ pub struct SessionParams {
     pub id: String,
 }
 
-/// A request from a miner.
+/// A request from a miner; a submit's fields borrow from the line (see [`SubmitParams`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MinerRequest {
+pub enum MinerRequest<'a> {
     /// `login`.
     Login(LoginParams),
     /// `submit`.
-    Submit(SubmitParams),
+    Submit(SubmitParams<'a>),
     /// `keepalived`.
     Keepalived(SessionParams),
     /// `getjob`.
@@ -150,7 +192,7 @@ fn read_params<'a, T: Deserialize<'a> + Default>(
 /// [`RequestError`]: not JSON → `Parse`; unknown or missing method → `InvalidMethod`; params
 /// of the wrong types → `InvalidParams`. Missing params fields are not errors (they come back
 /// empty).
-pub fn parse_miner_request(line: &[u8]) -> Result<(Id, MinerRequest), RequestError> {
+pub fn parse_miner_request(line: &[u8]) -> Result<(Id, MinerRequest<'_>), RequestError> {
     // One pass when the line is well formed (every share); anything the pass refuses is read
     // again the long way, which tells a parse error from bad params exactly as before.
     if let Ok(Some(done)) = OnePass::read(line) {
@@ -160,7 +202,7 @@ pub fn parse_miner_request(line: &[u8]) -> Result<(Id, MinerRequest), RequestErr
 }
 
 /// Reads the envelope first (params kept as raw text), then the params for the method.
-fn parse_miner_request_slow(line: &[u8]) -> Result<(Id, MinerRequest), RequestError> {
+fn parse_miner_request_slow(line: &[u8]) -> Result<(Id, MinerRequest<'_>), RequestError> {
     let env: Envelope<'_> = serde_json::from_slice(line).map_err(|_| RequestError::Parse)?;
     let Envelope { id, method, params } = env;
     let req = match method.as_deref() {
@@ -203,7 +245,7 @@ impl Method {
         }
     }
 
-    fn read<'de, D: serde::Deserializer<'de>>(self, d: D) -> Result<MinerRequest, D::Error> {
+    fn read<'de, D: serde::Deserializer<'de>>(self, d: D) -> Result<MinerRequest<'de>, D::Error> {
         Ok(match self {
             Self::Login => MinerRequest::Login(Deserialize::deserialize(d)?),
             Self::Submit => MinerRequest::Submit(Deserialize::deserialize(d)?),
@@ -213,7 +255,7 @@ impl Method {
     }
 
     /// Params that are `null` or missing.
-    fn empty(self) -> MinerRequest {
+    fn empty(self) -> MinerRequest<'static> {
         match self {
             Self::Login => MinerRequest::Login(LoginParams::default()),
             Self::Submit => MinerRequest::Submit(SubmitParams::default()),
@@ -227,29 +269,29 @@ impl Method {
 struct ParamsSeed(Method);
 
 impl<'de> serde::de::DeserializeSeed<'de> for ParamsSeed {
-    type Value = MinerRequest;
+    type Value = MinerRequest<'de>;
 
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<MinerRequest, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<MinerRequest<'de>, D::Error> {
         d.deserialize_option(self)
     }
 }
 
 impl<'de> serde::de::Visitor<'de> for ParamsSeed {
-    type Value = MinerRequest;
+    type Value = MinerRequest<'de>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("params")
     }
 
-    fn visit_none<E>(self) -> Result<MinerRequest, E> {
+    fn visit_none<E>(self) -> Result<MinerRequest<'de>, E> {
         Ok(self.0.empty())
     }
 
-    fn visit_unit<E>(self) -> Result<MinerRequest, E> {
+    fn visit_unit<E>(self) -> Result<MinerRequest<'de>, E> {
         Ok(self.0.empty())
     }
 
-    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<MinerRequest, D::Error> {
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<MinerRequest<'de>, D::Error> {
         self.0.read(d)
     }
 }
@@ -258,7 +300,7 @@ impl<'de> serde::de::Visitor<'de> for ParamsSeed {
 enum SeenParams<'a> {
     Missing,
     Raw(&'a serde_json::value::RawValue),
-    Read(MinerRequest),
+    Read(MinerRequest<'a>),
 }
 
 /// A key of the envelope, told apart without allocating (serde's `Cow<str>` would copy it).
@@ -311,7 +353,7 @@ impl<'de> Deserialize<'de> for MethodName {
 
 impl OnePass {
     /// `Ok(None)`: a method this dialect does not have (the slow path answers it).
-    fn read(line: &[u8]) -> Result<Option<(Id, MinerRequest)>, serde_json::Error> {
+    fn read(line: &[u8]) -> Result<Option<(Id, MinerRequest<'_>)>, serde_json::Error> {
         // The whole line checked as UTF-8 at once (mostly words at a time) is cheaper than
         // serde_json checking each string on its own; a line that is not UTF-8 takes the slow
         // path, which reads it as before.
@@ -326,7 +368,7 @@ impl OnePass {
 }
 
 impl<'de> serde::de::Visitor<'de> for OnePass {
-    type Value = Option<(Id, MinerRequest)>;
+    type Value = Option<(Id, MinerRequest<'de>)>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON-RPC request object")
@@ -1230,7 +1272,13 @@ mod tests {
             } else {
                 format!(r#"{{"id":9,"method":"submit","params":{params}}}"#)
             };
-            let want: SubmitParams = serde_json::from_value(params).unwrap();
+            let want = SubmitParams {
+                id: fields[0].as_str().into(),
+                job_id: fields[1].as_str().into(),
+                nonce: fields[2].as_str().into(),
+                result: fields[3].as_str().into(),
+                algo: algo.as_deref().map(Into::into),
+            };
             prop_assert_eq!(
                 parse_miner_request(line.as_bytes()),
                 Ok((json!(9), MinerRequest::Submit(want)))
@@ -1370,6 +1418,7 @@ mod tests {
             panic!("{req:?}")
         };
         assert_eq!(p.job_id, "a\"bA");
+        assert!(matches!(p.job_id, Cow::Owned(_)), "unescaped into a copy");
     }
 
     #[test]
@@ -1419,6 +1468,33 @@ mod tests {
             parse_pool_message(br#"{"method":"job","params":{"blob":1}}"#),
             Err(PoolMessageError::BadJob)
         );
+    }
+
+    #[test]
+    fn a_submit_borrows_its_fields_from_the_line_unless_they_hold_an_escape() {
+        let line = br#"{"id":3,"jsonrpc":"2.0","method":"submit","params":{"id":"6f1c","job_id":"j1","nonce":"3a1c00b9","result":"00fd","algo":"rx/0"}}"#;
+        let (_, req) = parse_miner_request(line).unwrap();
+        let MinerRequest::Submit(p) = req else {
+            panic!("{req:?}")
+        };
+        for (field, want) in [
+            (&p.id, "6f1c"),
+            (&p.job_id, "j1"),
+            (&p.nonce, "3a1c00b9"),
+            (&p.result, "00fd"),
+        ] {
+            assert!(matches!(field, Cow::Borrowed(s) if *s == want), "{field:?}");
+        }
+        assert!(matches!(p.algo, Some(Cow::Borrowed("rx/0"))), "{:?}", p.algo);
+        // The same from the two-step read (params before the method).
+        let line = br#"{"params":{"job_id":"j1","algo":"rx/0"},"id":3,"method":"submit"}"#;
+        let (_, req) = parse_miner_request(line).unwrap();
+        let MinerRequest::Submit(p) = req else {
+            panic!("{req:?}")
+        };
+        assert!(matches!(p.job_id, Cow::Borrowed("j1")));
+        assert_eq!(p.algo.as_deref(), Some("rx/0"));
+        assert!(matches!(p.algo, Some(Cow::Owned(_))), "unescaped into a copy");
     }
 
     /// `parse_pool_line` reads `line` as `parse_pool_message` does: `Accepted` exactly when the
