@@ -1487,7 +1487,7 @@ mod tests {
         }
         assert!(matches!(p.algo, Some(Cow::Borrowed("rx/0"))), "{:?}", p.algo);
         // The same from the two-step read (params before the method).
-        let line = br#"{"params":{"job_id":"j1","algo":"rx/0"},"id":3,"method":"submit"}"#;
+        let line = br#"{"params":{"job_id":"j1","algo":"r\u0078/0"},"id":3,"method":"submit"}"#;
         let (_, req) = parse_miner_request(line).unwrap();
         let MinerRequest::Submit(p) = req else {
             panic!("{req:?}")
