@@ -44,6 +44,7 @@ mod lines;
 mod log_lines;
 pub mod monero_block;
 mod queue;
+mod rare;
 pub mod stratum;
 pub mod sv1;
 pub mod tls;

@@ -111,7 +111,12 @@ fn submit_path(c: &mut Criterion) {
         })
     });
     g.bench_function("parse_pool_line_ok", |b| {
-        b.iter(|| matches!(parse_pool_line(black_box(POOL_OK)), Ok(PoolLine::Accepted { .. })))
+        b.iter(|| {
+            matches!(
+                parse_pool_line(black_box(POOL_OK)),
+                Ok(PoolLine::Accepted { .. })
+            )
+        })
     });
     let id = serde_json::json!(3);
     g.bench_function("encode_status_ok", |b| {

@@ -1485,7 +1485,11 @@ mod tests {
         ] {
             assert!(matches!(field, Cow::Borrowed(s) if *s == want), "{field:?}");
         }
-        assert!(matches!(p.algo, Some(Cow::Borrowed("rx/0"))), "{:?}", p.algo);
+        assert!(
+            matches!(p.algo, Some(Cow::Borrowed("rx/0"))),
+            "{:?}",
+            p.algo
+        );
         // The same from the two-step read (params before the method).
         let line = br#"{"params":{"job_id":"j1","algo":"r\u0078/0"},"id":3,"method":"submit"}"#;
         let (_, req) = parse_miner_request(line).unwrap();
@@ -1494,7 +1498,10 @@ mod tests {
         };
         assert!(matches!(p.job_id, Cow::Borrowed("j1")));
         assert_eq!(p.algo.as_deref(), Some("rx/0"));
-        assert!(matches!(p.algo, Some(Cow::Owned(_))), "unescaped into a copy");
+        assert!(
+            matches!(p.algo, Some(Cow::Owned(_))),
+            "unescaped into a copy"
+        );
     }
 
     /// `parse_pool_line` reads `line` as `parse_pool_message` does: `Accepted` exactly when the
@@ -1522,12 +1529,21 @@ mod tests {
     #[test]
     fn the_accepting_answer_is_read_without_a_value_and_every_other_line_as_before() {
         let accepted: &[(&[u8], u64)] = &[
-            (br#"{"id":17,"jsonrpc":"2.0","error":null,"result":{"status":"OK"}}"#, 17),
+            (
+                br#"{"id":17,"jsonrpc":"2.0","error":null,"result":{"status":"OK"}}"#,
+                17,
+            ),
             (br#"{"jsonrpc":"2.0","result":{"status":"ok"},"id":3}"#, 3),
-            (br#"{"id":4,"result":{"extra":[1,{"a":2}],"status":"Ok","x":null}}"#, 4),
+            (
+                br#"{"id":4,"result":{"extra":[1,{"a":2}],"status":"Ok","x":null}}"#,
+                4,
+            ),
             (br#"{"id":5,"result":null}"#, 5),
             (br#"{"id":6}"#, 6),
-            (br#" {"id":7,"params":[1],"result":{"status":"\u004fK"}} "#, 7),
+            (
+                br#" {"id":7,"params":[1],"result":{"status":"\u004fK"}} "#,
+                7,
+            ),
         ];
         for (line, id) in accepted {
             assert_eq!(parse_pool_line(line), Ok(PoolLine::Accepted { id: *id }));
