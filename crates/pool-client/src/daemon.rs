@@ -667,7 +667,7 @@ async fn submit(
     rpc: &Rpc,
     work: &mut Work,
     seq: u64,
-    share: Share,
+    share: Share<'static>,
 ) -> Result<(), SessionEnd> {
     let url = &ctx.pool.url;
     let checked = match work.find(&share.job_id) {
@@ -713,7 +713,7 @@ async fn submit(
 async fn log_block_fate(
     ctx: &SessionCtx<'_>,
     rpc: &Rpc,
-    share: &Share,
+    share: &Share<'_>,
     height: u64,
     prev_hash: &str,
 ) {
@@ -760,12 +760,12 @@ mod tests {
         Template::from_reply(reply(), DEFAULT_ALGO).unwrap()
     }
 
-    fn share(job_id: &str, nonce: &str, result: &str) -> Share {
+    fn share(job_id: &str, nonce: &str, result: &str) -> Share<'static> {
         Share {
             session: 1,
-            job_id: job_id.into(),
-            nonce: nonce.into(),
-            result: result.into(),
+            job_id: job_id.to_owned().into(),
+            nonce: nonce.to_owned().into(),
+            result: result.to_owned().into(),
             algo: None,
             extra_nonce: None,
         }

@@ -31,6 +31,7 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use stratum_proto::cryptonote::{encode_pool_keepalived, encode_pool_submit};
 use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -379,13 +380,14 @@ pub(crate) struct Attached<'a> {
     listener: &'a dyn UpstreamListener,
 }
 
-impl Attached<'_> {
+impl<'a> Attached<'a> {
     fn with<R>(&self, f: impl FnOnce(&mut Wire) -> R) -> Option<R> {
         self.direct.lock().as_mut().map(f)
     }
 
-    /// The wake-up of submitters that left bytes in the out-buffer or lost the socket.
-    pub(crate) fn woken(&self) -> impl std::future::Future<Output = ()> + '_ {
+    /// The wake-up of submitters that left bytes in the out-buffer or lost the socket. It
+    /// borrows the [`Direct`], not this guard, so the session can keep one across its turns.
+    pub(crate) fn woken(&self) -> Notified<'a> {
         self.direct.wake.notified()
     }
 
@@ -487,12 +489,12 @@ mod tests {
         (ours, theirs)
     }
 
-    fn share(n: u64) -> Share {
+    fn share(n: u64) -> Share<'static> {
         Share {
             session: 1,
             job_id: "job1".into(),
-            nonce: format!("{n:08x}"),
-            result: "ab".repeat(32),
+            nonce: format!("{n:08x}").into(),
+            result: "ab".repeat(32).into(),
             algo: None,
             extra_nonce: None,
         }

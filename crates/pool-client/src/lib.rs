@@ -27,6 +27,7 @@
 //! Bitcoin Stratum V1 pools, and solo mining to a Bitcoin node, have an upstream of their
 //! own: [`sv1::Sv1Upstream`], reporting to an [`sv1::Sv1Listener`].
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +44,7 @@ mod lines;
 mod log_lines;
 pub mod monero_block;
 mod queue;
+mod rare;
 pub mod stratum;
 pub mod sv1;
 pub mod tls;
@@ -252,24 +254,40 @@ impl Default for FailoverOptions {
     }
 }
 
-/// A share to forward: the fields of the miner's submit the pool needs.
+/// A share to forward: the fields of the miner's submit the pool needs, borrowed from the
+/// miner's line where they can be (a share written straight to the pool socket is never
+/// copied; one that waits in the upstream's queue is, see [`Share::into_owned`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Share {
+pub struct Share<'a> {
     /// The upstream session of the job (the `session` of [`UpstreamListener::on_job`]): a
     /// share of another session than the live one is answered [`ShareError::SessionEnded`]
     /// and never sent.
     pub session: u64,
     /// The pool's job id.
-    pub job_id: String,
+    pub job_id: Cow<'a, str>,
     /// 8 hex chars, blob bytes 39..43.
-    pub nonce: String,
+    pub nonce: Cow<'a, str>,
     /// 64 hex chars, the PoW hash.
-    pub result: String,
+    pub result: Cow<'a, str>,
     /// Algorithm, when the algorithm extension is in use.
-    pub algo: Option<String>,
+    pub algo: Option<Cow<'a, str>>,
     /// `extra_nonce` mode: the miner's extra nonce, written into its job's block template
     /// (see [`monero_block::BlockWork`]) before the block is submitted. `None` otherwise.
     pub extra_nonce: Option<u32>,
+}
+
+impl Share<'_> {
+    /// The same share owning its strings (for a queue).
+    pub fn into_owned(self) -> Share<'static> {
+        Share {
+            session: self.session,
+            job_id: Cow::Owned(self.job_id.into_owned()),
+            nonce: Cow::Owned(self.nonce.into_owned()),
+            result: Cow::Owned(self.result.into_owned()),
+            algo: self.algo.map(|a| Cow::Owned(a.into_owned())),
+            extra_nonce: self.extra_nonce,
+        }
+    }
 }
 
 /// Why a share was not accepted by the pool.
@@ -366,7 +384,7 @@ pub(crate) enum Command {
         seq: u64,
         /// The share, boxed: a queued command is two words, and the queue (which holds
         /// up to [`COMMAND_QUEUE`] of them in a burst) stays small.
-        share: Box<Share>,
+        share: Box<Share<'static>>,
     },
 }
 
@@ -501,7 +519,7 @@ impl Upstream {
     /// ended, or no session is logged in), [`ShareError::Busy`] when the queue is full or
     /// too many bytes wait for the pool socket, [`ShareError::NotConnected`] when the
     /// upstream has stopped.
-    pub fn submit(&self, seq: u64, share: Share) -> Result<(), ShareError> {
+    pub fn submit(&self, seq: u64, share: Share<'_>) -> Result<(), ShareError> {
         if share.session != self.direct.live() {
             // Its session has ended (or none is up): never sent, answered now.
             return Err(ShareError::SessionEnded);
@@ -512,7 +530,7 @@ impl Upstream {
         self.cmds
             .try_send(Command::Submit {
                 seq,
-                share: Box::new(share),
+                share: Box::new(share.into_owned()),
             })
             .map_err(|e| match e {
                 queue::TrySendError::Full(_) => ShareError::Busy,

@@ -144,6 +144,12 @@ impl<T> Receiver<T> {
         }
     }
 
+    /// The receiver's wake-ups, for a loop that keeps one `Notified` across its turns and
+    /// takes the commands with [`Receiver::try_recv`] when it fires.
+    pub(crate) fn wakes(&self) -> Wakes<T> {
+        Wakes(self.0.clone())
+    }
+
     /// Waits `pause`, handing every command that arrives meanwhile to `refuse` (an upstream
     /// between pools answers them). True when the pause ran out; false when `cancel` fired or
     /// the queue closed first.
@@ -170,6 +176,19 @@ impl<T> Receiver<T> {
     /// Refuses further commands; those queued can still be received.
     pub(crate) fn close(&mut self) {
         self.0.lock().closed = true;
+    }
+}
+
+/// A handle on a [`Receiver`]'s wake-ups (see [`Receiver::wakes`]).
+#[derive(Debug)]
+pub(crate) struct Wakes<T>(Arc<Shared<T>>);
+
+impl<T> Wakes<T> {
+    /// Completes when a command was queued or the queue closed since the last one completed
+    /// (`notify_one` keeps a permit while no `Notified` waits, so none is missed); made once
+    /// and polled at every turn, it registers with the `Notify` once, not at every turn.
+    pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.0.wake.notified()
     }
 }
 

@@ -338,7 +338,7 @@ async fn a_node_that_is_not_there_never_connects() {
             session: 0,
             job_id: "x".into(),
             nonce: "00000000".into(),
-            result: "0".repeat(64),
+            result: "0".repeat(64).into(),
             algo: None,
             extra_nonce: None,
         };

@@ -198,12 +198,12 @@ fn options() -> FailoverOptions {
 }
 
 /// A share whose nonce is `seq` in hex, so the pool side can tell shares apart.
-fn share(seq: u64) -> Share {
+fn share(seq: u64) -> Share<'static> {
     Share {
         session: 1,
         job_id: "job000001".into(),
-        nonce: format!("{seq:08x}"),
-        result: result_for_difficulty(500),
+        nonce: format!("{seq:08x}").into(),
+        result: result_for_difficulty(500).into(),
         algo: None,
         extra_nonce: None,
     }

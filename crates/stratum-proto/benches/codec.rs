@@ -6,7 +6,9 @@
 //!   does per miner and job (three shared slices, no copy); `to_vec` the copying alternative;
 //!   `new` the encoding done once per upstream job; `parts_x256` one upstream's whole fan-out.
 //! - `submit_path/*`: the rest of a share's trip through the codec: the pool-bound `submit`
-//!   line, the pool's `OK` parsed, the miner's `OK` encoded, the nonce and result decoded.
+//!   line, the pool's `OK` parsed (`parse_pool_ok` the long way into a `Value`,
+//!   `parse_pool_line_ok` as the share path reads it), the miner's `OK` encoded, the nonce and
+//!   result decoded.
 //! - `line_codec/*`: [`LineCodec`] framing: one miner `submit` line out of the read buffer
 //!   (every share), and 64 pool answers read in one go.
 //! - `sv1/*`: Stratum V1: a `mining.submit` line parsed (every share), the sha256d share
@@ -21,8 +23,8 @@ use std::hint::black_box;
 use bytes::BytesMut;
 use criterion::{criterion_main, Criterion, Throughput};
 use stratum_proto::cryptonote::{
-    encode_pool_submit, encode_status, is_status_ok, parse_miner_request, parse_pool_message,
-    JobLine, MinerRequest, PoolMessage,
+    encode_pool_submit, encode_status, is_status_ok, parse_miner_request, parse_pool_line,
+    parse_pool_message, JobLine, MinerRequest, PoolLine, PoolMessage,
 };
 use stratum_proto::sv1::share::check_share;
 use stratum_proto::sv1::{
@@ -106,6 +108,14 @@ fn submit_path(c: &mut Criterion) {
         b.iter(|| match parse_pool_message(black_box(POOL_OK)) {
             Ok(PoolMessage::Response { outcome: Ok(v), .. }) => is_status_ok(&v),
             _ => false,
+        })
+    });
+    g.bench_function("parse_pool_line_ok", |b| {
+        b.iter(|| {
+            matches!(
+                parse_pool_line(black_box(POOL_OK)),
+                Ok(PoolLine::Accepted { .. })
+            )
         })
     });
     let id = serde_json::json!(3);

@@ -3,9 +3,12 @@
 //! Miner → proxy: `login`, `submit`, `keepalived`, `getjob` ([`parse_miner_request`]).
 //! Proxy → miner: login result, `job` notification, status results, errors (`encode_*`).
 //! Proxy → pool and pool → proxy: the same messages from the other side
-//! ([`encode_pool_login`], [`encode_pool_submit`], [`parse_pool_message`]).
+//! ([`encode_pool_login`], [`encode_pool_submit`], [`parse_pool_message`], and
+//! [`parse_pool_line`], which reads the answer that accepts a share without a `Value`).
 //!
 //! Every encoder returns one complete line ending in `\n`.
+
+use std::borrow::Cow;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -39,23 +42,63 @@ pub struct LoginParams {
 }
 
 /// `submit` params (RFC §6.2). Missing fields are empty strings.
+///
+/// The fields borrow from the line they were read from (`Cow::Borrowed`) unless they hold an
+/// escape (`Cow::Owned`): a share's strings are not copied to be checked and forwarded.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct SubmitParams {
+pub struct SubmitParams<'a> {
     /// Session id given in the login result.
-    #[serde(default)]
-    pub id: String,
+    #[serde(default, borrow)]
+    pub id: Cow<'a, str>,
     /// The job the share was found for.
-    #[serde(default)]
-    pub job_id: String,
+    #[serde(default, borrow)]
+    pub job_id: Cow<'a, str>,
     /// 8 hex chars: blob bytes 39..43.
-    #[serde(default)]
-    pub nonce: String,
+    #[serde(default, borrow)]
+    pub nonce: Cow<'a, str>,
     /// 64 hex chars: the PoW hash.
-    #[serde(default)]
-    pub result: String,
+    #[serde(default, borrow)]
+    pub result: Cow<'a, str>,
     /// Algorithm of the share (algorithm extension).
-    #[serde(default)]
-    pub algo: Option<String>,
+    #[serde(default, borrow, deserialize_with = "borrowed_opt_str")]
+    pub algo: Option<Cow<'a, str>>,
+}
+
+/// An optional string borrowed from the input when it has no escape (serde's own
+/// `Option<Cow<str>>` always copies).
+fn borrowed_opt_str<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Cow<'de, str>>, D::Error> {
+    /// A string, borrowed when it can be.
+    struct Str<'a>(Cow<'a, str>);
+
+    impl<'de> Deserialize<'de> for Str<'de> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_str(Str(Cow::Borrowed(""))).map(Str)
+        }
+    }
+
+    impl<'de> serde::de::Visitor<'de> for Str<'de> {
+        type Value = Cow<'de, str>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+
+        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(v))
+        }
+
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(v.to_owned()))
+        }
+
+        fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(v))
+        }
+    }
+
+    Ok(Option::<Str<'de>>::deserialize(d)?.map(|s| s.0))
 }
 
 /// Params of `keepalived` and `getjob`: just the session id.
@@ -66,13 +109,13 @@ pub struct SessionParams {
     pub id: String,
 }
 
-/// A request from a miner.
+/// A request from a miner; a submit's fields borrow from the line (see [`SubmitParams`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MinerRequest {
+pub enum MinerRequest<'a> {
     /// `login`.
     Login(LoginParams),
     /// `submit`.
-    Submit(SubmitParams),
+    Submit(SubmitParams<'a>),
     /// `keepalived`.
     Keepalived(SessionParams),
     /// `getjob`.
@@ -149,7 +192,7 @@ fn read_params<'a, T: Deserialize<'a> + Default>(
 /// [`RequestError`]: not JSON → `Parse`; unknown or missing method → `InvalidMethod`; params
 /// of the wrong types → `InvalidParams`. Missing params fields are not errors (they come back
 /// empty).
-pub fn parse_miner_request(line: &[u8]) -> Result<(Id, MinerRequest), RequestError> {
+pub fn parse_miner_request(line: &[u8]) -> Result<(Id, MinerRequest<'_>), RequestError> {
     // One pass when the line is well formed (every share); anything the pass refuses is read
     // again the long way, which tells a parse error from bad params exactly as before.
     if let Ok(Some(done)) = OnePass::read(line) {
@@ -159,7 +202,7 @@ pub fn parse_miner_request(line: &[u8]) -> Result<(Id, MinerRequest), RequestErr
 }
 
 /// Reads the envelope first (params kept as raw text), then the params for the method.
-fn parse_miner_request_slow(line: &[u8]) -> Result<(Id, MinerRequest), RequestError> {
+fn parse_miner_request_slow(line: &[u8]) -> Result<(Id, MinerRequest<'_>), RequestError> {
     let env: Envelope<'_> = serde_json::from_slice(line).map_err(|_| RequestError::Parse)?;
     let Envelope { id, method, params } = env;
     let req = match method.as_deref() {
@@ -202,7 +245,7 @@ impl Method {
         }
     }
 
-    fn read<'de, D: serde::Deserializer<'de>>(self, d: D) -> Result<MinerRequest, D::Error> {
+    fn read<'de, D: serde::Deserializer<'de>>(self, d: D) -> Result<MinerRequest<'de>, D::Error> {
         Ok(match self {
             Self::Login => MinerRequest::Login(Deserialize::deserialize(d)?),
             Self::Submit => MinerRequest::Submit(Deserialize::deserialize(d)?),
@@ -212,7 +255,7 @@ impl Method {
     }
 
     /// Params that are `null` or missing.
-    fn empty(self) -> MinerRequest {
+    fn empty(self) -> MinerRequest<'static> {
         match self {
             Self::Login => MinerRequest::Login(LoginParams::default()),
             Self::Submit => MinerRequest::Submit(SubmitParams::default()),
@@ -226,29 +269,29 @@ impl Method {
 struct ParamsSeed(Method);
 
 impl<'de> serde::de::DeserializeSeed<'de> for ParamsSeed {
-    type Value = MinerRequest;
+    type Value = MinerRequest<'de>;
 
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<MinerRequest, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<MinerRequest<'de>, D::Error> {
         d.deserialize_option(self)
     }
 }
 
 impl<'de> serde::de::Visitor<'de> for ParamsSeed {
-    type Value = MinerRequest;
+    type Value = MinerRequest<'de>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("params")
     }
 
-    fn visit_none<E>(self) -> Result<MinerRequest, E> {
+    fn visit_none<E>(self) -> Result<MinerRequest<'de>, E> {
         Ok(self.0.empty())
     }
 
-    fn visit_unit<E>(self) -> Result<MinerRequest, E> {
+    fn visit_unit<E>(self) -> Result<MinerRequest<'de>, E> {
         Ok(self.0.empty())
     }
 
-    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<MinerRequest, D::Error> {
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<MinerRequest<'de>, D::Error> {
         self.0.read(d)
     }
 }
@@ -257,7 +300,7 @@ impl<'de> serde::de::Visitor<'de> for ParamsSeed {
 enum SeenParams<'a> {
     Missing,
     Raw(&'a serde_json::value::RawValue),
-    Read(MinerRequest),
+    Read(MinerRequest<'a>),
 }
 
 /// A key of the envelope, told apart without allocating (serde's `Cow<str>` would copy it).
@@ -310,7 +353,7 @@ impl<'de> Deserialize<'de> for MethodName {
 
 impl OnePass {
     /// `Ok(None)`: a method this dialect does not have (the slow path answers it).
-    fn read(line: &[u8]) -> Result<Option<(Id, MinerRequest)>, serde_json::Error> {
+    fn read(line: &[u8]) -> Result<Option<(Id, MinerRequest<'_>)>, serde_json::Error> {
         // The whole line checked as UTF-8 at once (mostly words at a time) is cheaper than
         // serde_json checking each string on its own; a line that is not UTF-8 takes the slow
         // path, which reads it as before.
@@ -325,7 +368,7 @@ impl OnePass {
 }
 
 impl<'de> serde::de::Visitor<'de> for OnePass {
-    type Value = Option<(Id, MinerRequest)>;
+    type Value = Option<(Id, MinerRequest<'de>)>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON-RPC request object")
@@ -765,6 +808,177 @@ pub fn parse_pool_message(line: &[u8]) -> Result<PoolMessage, PoolMessageError> 
     Ok(PoolMessage::Response { id, outcome })
 }
 
+/// A pool's line as the share path reads it: the answer that accepts a share is read without
+/// building a `serde_json::Value` (three allocations and a map for `{"status":"OK"}`), every
+/// other line as [`parse_pool_message`] reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PoolLine {
+    /// An answer to our request `id` with no error (missing or `null`) and a `result` that is
+    /// missing, `null`, or an object whose `status` is the string `"OK"` (any case; other
+    /// keys ignored). [`parse_pool_message`] reads the same line as a
+    /// [`PoolMessage::Response`] whose outcome is `Ok` and [`is_status_ok`] (or `null`).
+    Accepted {
+        /// Our request id.
+        id: u64,
+    },
+    /// Any other line, exactly as [`parse_pool_message`] reads it.
+    Message(PoolMessage),
+}
+
+/// Parses one line from a pool for the share path (see [`PoolLine`]).
+///
+/// # Errors
+/// The same as [`parse_pool_message`]; an [`PoolLine::Accepted`] line is never an error.
+pub fn parse_pool_line(line: &[u8]) -> Result<PoolLine, PoolMessageError> {
+    match accepted_answer(line) {
+        Some(id) => Ok(PoolLine::Accepted { id }),
+        None => parse_pool_message(line).map(PoolLine::Message),
+    }
+}
+
+/// The request id of an answer that accepts a share (see [`PoolLine::Accepted`]); `None` for
+/// any other line, and for anything this pass is unsure of (a duplicate key, a method, an
+/// error, a `status` that is not `"OK"`): the caller then reads the line the long way.
+fn accepted_answer(line: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(line).ok()?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let id = serde::Deserializer::deserialize_map(&mut de, AcceptedAnswer).ok()??;
+    de.end().ok()?;
+    Some(id)
+}
+
+/// The visitor of [`accepted_answer`]: `Ok(None)` (or an error) gives up.
+struct AcceptedAnswer;
+
+/// A key of a pool's envelope, told apart without allocating.
+enum PoolKey {
+    Id,
+    Method,
+    Params,
+    Result,
+    Error,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for PoolKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_identifier(Names(|k| match k {
+            "id" => PoolKey::Id,
+            "method" => PoolKey::Method,
+            "params" => PoolKey::Params,
+            "result" => PoolKey::Result,
+            "error" => PoolKey::Error,
+            _ => PoolKey::Other,
+        }))
+    }
+}
+
+/// A `result` that accepts a share: `null`, or `{"status":"OK"}` (any case, other keys
+/// ignored). False for any other value.
+struct StatusOk(bool);
+
+impl<'de> Deserialize<'de> for StatusOk {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StatusOkVisitor).map(StatusOk)
+    }
+}
+
+struct StatusOkVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StatusOkVisitor {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a status object")
+    }
+
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(true)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        let mut ok = None;
+        while let Some(key) = map.next_key::<StatusKey>()? {
+            match key {
+                StatusKey::Status if ok.is_none() => ok = Some(map.next_value::<IsOk>()?.0),
+                // A second `status`: a `Value` keeps the last one; the long way decides.
+                StatusKey::Status => return Ok(false),
+                StatusKey::Other => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(ok == Some(true))
+    }
+}
+
+/// A key of a `result` object: `status` or another.
+enum StatusKey {
+    Status,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for StatusKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_identifier(Names(|k| match k {
+            "status" => StatusKey::Status,
+            _ => StatusKey::Other,
+        }))
+    }
+}
+
+/// A `status` value: true for the string `"OK"` in any case (an error for a non-string,
+/// which gives the fast pass up).
+struct IsOk(bool);
+
+impl<'de> Deserialize<'de> for IsOk {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(Names(|s| s.eq_ignore_ascii_case("OK")))
+            .map(IsOk)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for AcceptedAnswer {
+    type Value = Option<u64>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON-RPC answer object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut id, mut params, mut result, mut error) = (None, false, None, false);
+        while let Some(key) = map.next_key::<PoolKey>()? {
+            match key {
+                PoolKey::Id if id.is_none() => id = Some(map.next_value::<u64>()?),
+                PoolKey::Params if !params => {
+                    params = true;
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+                PoolKey::Result if result.is_none() => {
+                    result = Some(map.next_value::<Option<StatusOk>>()?.is_none_or(|s| s.0));
+                }
+                PoolKey::Error if !error => {
+                    error = true;
+                    if map.next_value::<Option<serde::de::IgnoredAny>>()?.is_some() {
+                        return Ok(None);
+                    }
+                }
+                // A method (a notification, or a line the long way tells apart), or a
+                // duplicate key (an error the long way).
+                PoolKey::Id
+                | PoolKey::Method
+                | PoolKey::Params
+                | PoolKey::Result
+                | PoolKey::Error => return Ok(None),
+                PoolKey::Other => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(id.filter(|_| result.unwrap_or(true)))
+    }
+}
+
 /// The `result` of a pool's answer to our login.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct PoolLoginResult {
@@ -1058,7 +1272,13 @@ mod tests {
             } else {
                 format!(r#"{{"id":9,"method":"submit","params":{params}}}"#)
             };
-            let want: SubmitParams = serde_json::from_value(params).unwrap();
+            let want = SubmitParams {
+                id: fields[0].as_str().into(),
+                job_id: fields[1].as_str().into(),
+                nonce: fields[2].as_str().into(),
+                result: fields[3].as_str().into(),
+                algo: algo.as_deref().map(Into::into),
+            };
             prop_assert_eq!(
                 parse_miner_request(line.as_bytes()),
                 Ok((json!(9), MinerRequest::Submit(want)))
@@ -1198,6 +1418,7 @@ mod tests {
             panic!("{req:?}")
         };
         assert_eq!(p.job_id, "a\"bA");
+        assert!(matches!(p.job_id, Cow::Owned(_)), "unescaped into a copy");
     }
 
     #[test]
@@ -1247,6 +1468,147 @@ mod tests {
             parse_pool_message(br#"{"method":"job","params":{"blob":1}}"#),
             Err(PoolMessageError::BadJob)
         );
+    }
+
+    #[test]
+    fn a_submit_borrows_its_fields_from_the_line_unless_they_hold_an_escape() {
+        let line = br#"{"id":3,"jsonrpc":"2.0","method":"submit","params":{"id":"6f1c","job_id":"j1","nonce":"3a1c00b9","result":"00fd","algo":"rx/0"}}"#;
+        let (_, req) = parse_miner_request(line).unwrap();
+        let MinerRequest::Submit(p) = req else {
+            panic!("{req:?}")
+        };
+        for (field, want) in [
+            (&p.id, "6f1c"),
+            (&p.job_id, "j1"),
+            (&p.nonce, "3a1c00b9"),
+            (&p.result, "00fd"),
+        ] {
+            assert!(matches!(field, Cow::Borrowed(s) if *s == want), "{field:?}");
+        }
+        assert!(
+            matches!(p.algo, Some(Cow::Borrowed("rx/0"))),
+            "{:?}",
+            p.algo
+        );
+        // The same from the two-step read (params before the method).
+        let line = br#"{"params":{"job_id":"j1","algo":"r\u0078/0"},"id":3,"method":"submit"}"#;
+        let (_, req) = parse_miner_request(line).unwrap();
+        let MinerRequest::Submit(p) = req else {
+            panic!("{req:?}")
+        };
+        assert!(matches!(p.job_id, Cow::Borrowed("j1")));
+        assert_eq!(p.algo.as_deref(), Some("rx/0"));
+        assert!(
+            matches!(p.algo, Some(Cow::Owned(_))),
+            "unescaped into a copy"
+        );
+    }
+
+    /// `parse_pool_line` reads `line` as `parse_pool_message` does: `Accepted` exactly when the
+    /// long way gives an answer with no error and a `result` that `is_status_ok` or is null.
+    fn pool_line_agrees(line: &[u8]) -> bool {
+        let slow = parse_pool_message(line);
+        let fast = parse_pool_line(line);
+        let accepted = match &slow {
+            Ok(PoolMessage::Response { id, outcome: Ok(v) }) if is_status_ok(v) || v.is_null() => {
+                Some(*id)
+            }
+            _ => None,
+        };
+        match (fast, accepted) {
+            (Ok(PoolLine::Accepted { id }), Some(want)) => id == want,
+            (Ok(PoolLine::Accepted { .. }), None) => false,
+            (fast, None) => fast == slow.map(PoolLine::Message),
+            // The fast pass may give up on an accepting line it is unsure of (a duplicate
+            // key): it is then read the long way, which is what `slow` is.
+            (Ok(PoolLine::Message(m)), Some(_)) => Ok(m) == slow,
+            (Err(_), Some(_)) => false,
+        }
+    }
+
+    #[test]
+    fn the_accepting_answer_is_read_without_a_value_and_every_other_line_as_before() {
+        let accepted: &[(&[u8], u64)] = &[
+            (
+                br#"{"id":17,"jsonrpc":"2.0","error":null,"result":{"status":"OK"}}"#,
+                17,
+            ),
+            (br#"{"jsonrpc":"2.0","result":{"status":"ok"},"id":3}"#, 3),
+            (
+                br#"{"id":4,"result":{"extra":[1,{"a":2}],"status":"Ok","x":null}}"#,
+                4,
+            ),
+            (br#"{"id":5,"result":null}"#, 5),
+            (br#"{"id":6}"#, 6),
+            (
+                br#" {"id":7,"params":[1],"result":{"status":"\u004fK"}} "#,
+                7,
+            ),
+        ];
+        for (line, id) in accepted {
+            assert_eq!(parse_pool_line(line), Ok(PoolLine::Accepted { id: *id }));
+            assert!(pool_line_agrees(line), "{}", String::from_utf8_lossy(line));
+        }
+        let others: &[&[u8]] = &[
+            br#"{"id":3,"error":{"code":-1,"message":"Low difficulty share"}}"#,
+            br#"{"id":3,"error":{"code":-1,"message":"x"},"result":{"status":"OK"}}"#,
+            br#"{"id":3,"result":{"status":"KEEPALIVED"}}"#,
+            br#"{"id":3,"result":{"status":1}}"#,
+            br#"{"id":3,"result":{}}"#,
+            br#"{"id":3,"result":true}"#,
+            br#"{"id":3,"result":"OK"}"#,
+            br#"{"id":"3","result":{"status":"OK"}}"#,
+            br#"{"id":-3,"result":{"status":"OK"}}"#,
+            br#"{"id":3.0,"result":{"status":"OK"}}"#,
+            br#"{"id":null,"result":{"status":"OK"}}"#,
+            br#"{"result":{"status":"OK"}}"#,
+            br#"{"id":3,"id":4,"result":{"status":"OK"}}"#,
+            br#"{"id":3,"result":{"status":"OK"},"result":null}"#,
+            br#"{"id":3,"result":{"status":"no","status":"OK"}}"#,
+            br#"{"id":3,"error":null,"error":null}"#,
+            br#"{"id":3,"method":null,"result":{"status":"OK"}}"#,
+            br#"{"id":3,"method":"job","result":{"status":"OK"}}"#,
+            br#"{"id":3,"result":{"status":"OK"}} x"#,
+            br#"{"id":3,"result":{"status":"OK"}"#,
+            br#"[3]"#,
+            b"{\"id\":3,\"result\":{\"status\":\"OK\"},\"x\":\"\xff\"}",
+            br#"{"method":"job","params":{"blob":1}}"#,
+            br#"{"method":"other"}"#,
+        ];
+        for line in others {
+            assert!(
+                !matches!(parse_pool_line(line), Ok(PoolLine::Accepted { .. })),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+            assert!(pool_line_agrees(line), "{}", String::from_utf8_lossy(line));
+        }
+        let job_line = encode_job_notification(&job());
+        assert_eq!(
+            parse_pool_line(&job_line),
+            Ok(PoolLine::Message(PoolMessage::Job(job())))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn parse_pool_line_agrees_with_parse_pool_message(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    r#""id":5"#, r#""id":"5""#, r#""id":null"#, r#""jsonrpc":"2.0""#,
+                    r#""error":null"#, r#""error":{"code":-1,"message":"Low"}"#, r#""error":1"#,
+                    r#""result":null"#, r#""result":{"status":"OK"}"#,
+                    r#""result":{"status":"ok","a":[1]}"#, r#""result":{"status":"BAD"}"#,
+                    r#""result":{"status":"OK","status":"x"}"#, r#""result":[]"#,
+                    r#""method":"job""#, r#""method":null"#, r#""params":{"x":1}"#,
+                    r#""other":{"status":"OK"}"#,
+                ]),
+                0..5,
+            )
+        ) {
+            let line = format!("{{{}}}", parts.join(","));
+            prop_assert!(pool_line_agrees(line.as_bytes()), "{}", line);
+        }
     }
 
     #[test]

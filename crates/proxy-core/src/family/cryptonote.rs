@@ -269,11 +269,11 @@ impl<M: Downstream<CryptoNote>> UpstreamListener for Mapper<CryptoNote, M> {
 }
 
 /// A submit that passed the session's own checks (RFC §6.2 steps 1–3), for the mapper.
-struct SubmittedShare {
+struct SubmittedShare<'a> {
     /// The request id to answer under.
     id: Id,
-    /// The submit's params as sent.
-    params: SubmitParams,
+    /// The submit's params as sent (borrowed from the miner's line).
+    params: SubmitParams<'a>,
     /// The 4 nonce bytes, blob order (little-endian).
     nonce: [u8; 4],
     /// The difficulty the share's `result` hash meets.
@@ -287,7 +287,7 @@ fn submit<M: Downstream<CryptoNote>>(
     mapper: &Mapper<CryptoNote, M>,
     miner: &M,
     fixed_byte: Option<u8>,
-    share: SubmittedShare,
+    share: SubmittedShare<'_>,
 ) {
     let SubmittedShare {
         id,
@@ -416,7 +416,7 @@ fn handle_login(miner: &MinerRef, shared: &Shared<CryptoNote>, id: Id, p: LoginP
     }
 }
 
-fn handle_submit(miner: &MinerRef, shared: &Shared<CryptoNote>, id: Id, p: SubmitParams) {
+fn handle_submit(miner: &MinerRef, shared: &Shared<CryptoNote>, id: Id, p: SubmitParams<'_>) {
     let routed = {
         let st = miner.state();
         st.session
