@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use test_support::loadgen::cli::{self, CliRun, TargetArgs};
-use test_support::loadgen::{run as run_generator, Mode, Options, RigIds};
+use test_support::loadgen::{run as run_generator, Mode, Options, Protocol, RigIds};
 
 /// `500ms`, `2s`, or a bare number of milliseconds.
 fn duration(s: &str) -> Result<Duration, String> {
@@ -82,6 +82,11 @@ struct Args {
     /// miner, which the pool checks).
     #[arg(long, default_value = "nicehash")]
     mode: Mode,
+    /// The proxy's stratum family, as its config's `protocol` says: cryptonote, or
+    /// stratum-v1 (Bitcoin SV1 miners and pool; the pool's difficulty is 2^-32, which the
+    /// proxy's `stratum-v1.min-difficulty` must not exceed).
+    #[arg(long, default_value = "cryptonote")]
+    protocol: Protocol,
     /// Pause before each RSS reading, e.g. 1s.
     #[arg(long, value_parser = duration, default_value = "1s")]
     settle: Duration,
@@ -110,6 +115,7 @@ impl Args {
             difficulty: self.difficulty.max(1),
             rig_ids: self.rig_ids,
             mode: self.mode,
+            protocol: self.protocol,
             settle: self.settle,
             ..Options::default()
         };
