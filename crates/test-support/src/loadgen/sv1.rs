@@ -296,6 +296,11 @@ pub(super) async fn connect_login(
 /// One line read during the login.
 fn login_line(p: &mut Progress, line: &[u8]) -> Result<(), String> {
     match parse_server_line(line).map_err(|e| format!("bad line: {e}"))? {
+        // A proxy that does not know `mining.configure` (BIP 310) refuses it: no rolling.
+        ServerMessage::Response {
+            id,
+            outcome: Err(_),
+        } if id.as_u64() == Some(CONFIGURE_ID) => {}
         ServerMessage::Response { id, outcome } => {
             let v = outcome.map_err(|e| format!("refused: {}", e.message))?;
             match id.as_u64() {
@@ -330,13 +335,28 @@ fn login_line(p: &mut Progress, line: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// A `mining.notify` line's job id, read with a byte scan; `None` when the line is not a
-/// notify in the encoders' compact form.
+/// A `mining.notify` line's job id (its first param), read with a byte scan whatever the
+/// order of the keys; `None` when the line is not a notify or its params do not start with
+/// a string.
 pub(super) fn scan_notify(line: &[u8]) -> Option<&[u8]> {
-    const KEY: &[u8] = b"\"method\":\"mining.notify\",\"params\":[\"";
-    let start = memchr::memmem::find(line, KEY)? + KEY.len();
-    let len = memchr::memchr(b'"', &line[start..])?;
-    Some(&line[start..start + len])
+    memchr::memmem::find(line, b"\"mining.notify\"")?;
+    let params = memchr::memmem::find(line, b"\"params\"")? + b"\"params\"".len();
+    let mut rest = line[params..].iter();
+    let mut at = params;
+    for expect in [b':', b'[', b'"'] {
+        loop {
+            let &b = rest.next()?;
+            at += 1;
+            if b == expect {
+                break;
+            }
+            if !b.is_ascii_whitespace() {
+                return None;
+            }
+        }
+    }
+    let len = memchr::memchr(b'"', &line[at..])?;
+    Some(&line[at..at + len])
 }
 
 /// The extranonce2 of share `k` for a miner with `size` bytes (at least 4): zeros, then `k`
@@ -565,6 +585,13 @@ mod tests {
         assert_eq!(id, b"0000002a");
         assert_eq!(job_number(id), Some(0x2a));
         assert!(scan_notify(&ServerMessage::SetDifficulty(2.0).encode()).is_none());
+        // Other key orders and spacing, as other proxies write them.
+        let other = br#"{"params": [ "0000002b", "00"], "id": null, "method": "mining.notify"}"#;
+        assert_eq!(scan_notify(other), Some(&b"0000002b"[..]));
+        assert_eq!(
+            scan_notify(br#"{"method":"mining.notify","params":[1]}"#),
+            None
+        );
         assert_eq!(job_number(b"a000001"), None);
     }
 
