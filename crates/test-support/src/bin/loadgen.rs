@@ -87,6 +87,10 @@ struct Args {
     /// proxy's `stratum-v1.min-difficulty` must not exceed).
     #[arg(long, default_value = "cryptonote")]
     protocol: Protocol,
+    /// Stratum V1: no `mining.configure` (version rolling) before subscribing, for a proxy
+    /// that does not know it.
+    #[arg(long)]
+    no_version_rolling: bool,
     /// Pause before each RSS reading, e.g. 1s.
     #[arg(long, value_parser = duration, default_value = "1s")]
     settle: Duration,
@@ -116,6 +120,7 @@ impl Args {
             rig_ids: self.rig_ids,
             mode: self.mode,
             protocol: self.protocol,
+            version_rolling: !self.no_version_rolling,
             settle: self.settle,
             ..Options::default()
         };

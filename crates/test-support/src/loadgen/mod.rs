@@ -200,6 +200,10 @@ pub struct Options {
     pub mode: Mode,
     /// The proxy's stratum family (its config must say the same).
     pub protocol: Protocol,
+    /// Stratum V1: the miners ask for version rolling (`mining.configure`, BIP 310) before
+    /// they subscribe; `false` for a proxy that does not know it (ckpool 0.9 drops a miner
+    /// that sends it first).
+    pub version_rolling: bool,
     /// Pause before each RSS reading, for the proxy to settle.
     pub settle: Duration,
     /// The whole run stops by then, with what it measured so far.
@@ -228,6 +232,7 @@ impl Default for Options {
             rig_ids: RigIds::Unique,
             mode: Mode::Nicehash,
             protocol: Protocol::Cryptonote,
+            version_rolling: true,
             settle: Duration::from_secs(1),
             deadline: Duration::ZERO,
         }
@@ -990,7 +995,13 @@ async fn login(ctx: &Ctx, i: usize) -> Result<miners::Handoff, String> {
 /// [`login`] for a Stratum V1 miner; its "slot" is 1 (SV1 jobs carry nothing per miner).
 async fn login_sv1(ctx: &Ctx, i: usize) -> Result<miners::Handoff, String> {
     let worker = sv1::worker_name(ctx.opts.rig_ids, i);
-    let conn = sv1::connect_login(ctx.opts.source_ip(i), ctx.opts.proxy, &worker).await?;
+    let conn = sv1::connect_login(
+        ctx.opts.source_ip(i),
+        ctx.opts.proxy,
+        &worker,
+        ctx.opts.version_rolling,
+    )
+    .await?;
     if let Some(key) = ctx.sv1.miner_key.get(i) {
         // The bytes before a share's index: extranonce1, then the zeros of extranonce2.
         let mut en = conn.extranonce1.clone();

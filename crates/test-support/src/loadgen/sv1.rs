@@ -30,6 +30,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use stratum_proto::sv1::share::{build_header, hash_difficulty, network_target};
@@ -65,6 +66,9 @@ pub const USER_AGENT: &str = "cgminer/4.12.1";
 
 /// The mask the miners ask to roll (bitaxe's).
 const MINER_MASK: u32 = 0xffff_ffff;
+
+/// The pause between a pool's authorize answer and the difficulty and job it sends after.
+const AFTER_AUTHORIZE: Duration = Duration::from_millis(100);
 
 /// Request ids of the login.
 const CONFIGURE_ID: u64 = 1;
@@ -191,16 +195,19 @@ pub(super) fn worker_name(rig_ids: RigIds, i: usize) -> String {
     }
 }
 
-/// The three login lines, pipelined: configure, subscribe, authorize.
-pub(super) fn login_lines(worker: &str) -> Vec<u8> {
-    let mut out = ClientRequest::Configure(Configure {
-        version_rolling: Some(VersionRollingRequest {
-            mask: Some(MINER_MASK),
-            min_bit_count: Some(2),
-        }),
-        ..Configure::default()
-    })
-    .encode(&Id::from(CONFIGURE_ID));
+/// The login lines, pipelined: configure (when `version_rolling`), subscribe, authorize.
+pub(super) fn login_lines(worker: &str, version_rolling: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    if version_rolling {
+        out = ClientRequest::Configure(Configure {
+            version_rolling: Some(VersionRollingRequest {
+                mask: Some(MINER_MASK),
+                min_bit_count: Some(2),
+            }),
+            ..Configure::default()
+        })
+        .encode(&Id::from(CONFIGURE_ID));
+    }
     out.extend(
         ClientRequest::Subscribe(Subscribe {
             user_agent: Some(USER_AGENT.into()),
@@ -242,7 +249,8 @@ struct Progress {
     job: Option<u64>,
 }
 
-/// Connects from `ip` to the proxy, sends the login lines for `worker` and reads until
+/// Connects from `ip` to the proxy, sends the login lines for `worker` (with
+/// `mining.configure` when `version_rolling`) and reads until
 /// the miner has its extranonce, its authorization, a difficulty and a job.
 ///
 /// # Errors
@@ -251,6 +259,7 @@ pub(super) async fn connect_login(
     ip: std::net::Ipv4Addr,
     proxy: std::net::SocketAddr,
     worker: &str,
+    version_rolling: bool,
 ) -> Result<LoggedIn, String> {
     let sock = TcpSocket::new_v4().map_err(|e| format!("socket: {}", e.kind()))?;
     sock.bind(std::net::SocketAddr::new(std::net::IpAddr::V4(ip), 0))
@@ -261,7 +270,7 @@ pub(super) async fn connect_login(
         .map_err(|e| format!("connect: {}", e.kind()))?;
     let _ = stream.set_nodelay(true);
     stream
-        .write_all(&login_lines(worker))
+        .write_all(&login_lines(worker, version_rolling))
         .await
         .map_err(|e| format!("write: {}", e.kind()))?;
     let mut buf = BytesMut::with_capacity(4096);
@@ -461,6 +470,7 @@ pub(super) async fn pool_conn(ctx: Arc<Ctx>, stream: TcpStream, index: u64) {
     let mut buf = BytesMut::with_capacity(8192);
     let mut codec = LineCodec::default();
     let mut out: Vec<u8> = Vec::with_capacity(8192);
+    let mut later: Vec<u8> = Vec::new();
     loop {
         tokio::select! {
             () = ctx.stop.cancelled() => break,
@@ -475,7 +485,7 @@ pub(super) async fn pool_conn(ctx: Arc<Ctx>, stream: TcpStream, index: u64) {
                 }
                 loop {
                     match codec.decode(&mut buf) {
-                        Ok(Some(line)) => pool_line(&ctx, &mut conn, &config, &line, &mut tx, &mut out),
+                        Ok(Some(line)) => pool_line(&ctx, &mut conn, &config, &line, &mut tx, &mut out, &mut later),
                         Ok(None) => break,
                         Err(_) => return,
                     }
@@ -485,6 +495,16 @@ pub(super) async fn pool_conn(ctx: Arc<Ctx>, stream: TcpStream, index: u64) {
                         break;
                     }
                     out.clear();
+                }
+                if !later.is_empty() {
+                    // The difficulty and job after an authorize answer come apart from it,
+                    // as from a real pool: ckpool 0.9 in proxy mode does not read lines that
+                    // arrive in the same read as the answer until more bytes come.
+                    tokio::time::sleep(AFTER_AUTHORIZE).await;
+                    if w.write_all(&later).await.is_err() {
+                        break;
+                    }
+                    later.clear();
                 }
             }
         }
@@ -497,6 +517,7 @@ pub(super) async fn pool_conn(ctx: Arc<Ctx>, stream: TcpStream, index: u64) {
 
 /// Answers one line the proxy sent to the pool, into `out`; counts the submits by share
 /// index and registers the connection for job pushes at its authorize.
+#[allow(clippy::too_many_arguments)]
 fn pool_line(
     ctx: &Ctx,
     conn: &mut PoolConn,
@@ -504,16 +525,25 @@ fn pool_line(
     line: &[u8],
     tx: &mut Option<mpsc::Sender<Bytes>>,
     out: &mut Vec<u8>,
+    later: &mut Vec<u8>,
 ) {
     // Under the pool's lock, so that a job push is either in the authorize's answer or
     // sent after it.
     let mut pool = lock(&ctx.pool);
     let handled = conn.handle_line(line, &pool.sv1_jobs, config.difficulty, config.version_mask);
+    let mut lines = handled.out.into_iter();
     match handled.received.as_ref().map(|r| &r.request) {
         Some(ClientRequest::Authorize(_)) => {
             if let Some(tx) = tx.take() {
                 pool.conns.push(tx);
                 ctx.pool_logins.fetch_add(1, Ordering::Relaxed);
+            }
+            // The answer now, the difficulty and job after a pause.
+            if let Some(answer) = lines.next() {
+                out.extend_from_slice(&answer);
+            }
+            for l in lines.by_ref() {
+                later.extend_from_slice(&l);
             }
         }
         Some(ClientRequest::Submit(s)) => {
@@ -535,7 +565,7 @@ fn pool_line(
         }
         _ => {}
     }
-    for l in handled.out {
+    for l in lines {
         out.extend_from_slice(&l);
     }
 }
@@ -606,7 +636,7 @@ mod tests {
 
     #[test]
     fn the_login_lines_are_configure_subscribe_authorize() {
-        let lines = login_lines("a.w");
+        let lines = login_lines("a.w", true);
         let methods: Vec<&'static str> = lines
             .split(|&b| b == b'\n')
             .filter(|l| !l.is_empty())
@@ -619,6 +649,8 @@ mod tests {
             methods,
             ["mining.configure", "mining.subscribe", "mining.authorize"]
         );
+        let lines = login_lines("a.w", false);
+        assert!(!String::from_utf8(lines).unwrap().contains("configure"));
     }
 
     #[test]
