@@ -132,3 +132,29 @@ async fn a_stratum_v1_run_is_clean_and_every_share_passes_the_sha256d_checks() {
     assert_eq!((s.wrong_fixed_byte_at_pool, s.unknown_at_pool), (0, 0));
     proxy.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_pool_difficulty_above_theirs_sv1_shares_are_answered_by_the_proxy_alone() {
+    let pool = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut config = common::local_config(&[pool.local_addr().unwrap()]);
+    config.protocol = proxy_core::config::Protocol::StratumV1;
+    config.stratum_v1.min_difficulty = test_support::loadgen::sv1::DIFFICULTY;
+    let proxy = Proxy::start(config).await.unwrap();
+    let opts = Options {
+        protocol: Protocol::StratumV1,
+        sv1_pool_difficulty: 1.0,
+        miners: 20,
+        rate: 100,
+        ..small_run(&proxy)
+    };
+    let report = run_on(opts, pool).await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    let s = &report.shares;
+    // Each checked (sha256d at the miner's 2^-32), answered `true`, none forwarded.
+    assert_eq!((s.sent, s.answered_ok, s.answered_error), (100, 100, 0));
+    assert_eq!(
+        (s.at_pool_once, s.missing_at_pool, s.unknown_at_pool),
+        (0, 0, 0)
+    );
+    proxy.shutdown(Duration::from_secs(1)).await;
+}

@@ -91,6 +91,11 @@ struct Args {
     /// that does not know it.
     #[arg(long)]
     no_version_rolling: bool,
+    /// Stratum V1: the pool's share difficulty (default 2^-32, which every share meets).
+    /// Higher, the proxy answers the shares itself (after its sha256d check) and forwards
+    /// none.
+    #[arg(long)]
+    sv1_pool_difficulty: Option<f64>,
     /// Pause before each RSS reading, e.g. 1s.
     #[arg(long, value_parser = duration, default_value = "1s")]
     settle: Duration,
@@ -121,6 +126,10 @@ impl Args {
             mode: self.mode,
             protocol: self.protocol,
             version_rolling: !self.no_version_rolling,
+            sv1_pool_difficulty: self
+                .sv1_pool_difficulty
+                .filter(|d| d.is_finite() && *d > 0.0)
+                .unwrap_or(test_support::loadgen::sv1::DIFFICULTY),
             settle: self.settle,
             ..Options::default()
         };

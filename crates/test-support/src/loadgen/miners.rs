@@ -400,6 +400,7 @@ impl EventLoop {
                 };
                 let submit = sv1::make_share(
                     job,
+                    &m.job_id,
                     &s.extranonce1,
                     s.extranonce2_size,
                     s.mask,
@@ -573,21 +574,25 @@ fn answered(ctx: &Ctx, k: u64, verdict: Result<(), String>, now: Instant, rtt: &
 /// [`handle_line`] for a Stratum V1 miner: a `mining.notify` (byte scan: its job number
 /// and receipt time), a new difficulty or version mask, or a share's answer.
 fn handle_sv1_line(ctx: &Ctx, m: &mut Miner, line: &[u8], now: Instant, rtt: &mut Vec<u64>) {
-    let Some(s) = m.sv1.as_mut() else {
+    let Miner { i, sv1, job_id, .. } = m;
+    let Some(s) = sv1.as_mut() else {
         return;
     };
-    if let Some(id) = sv1::scan_notify(line) {
-        if let Some(j) = sv1::job_number(id) {
-            receipt(ctx, m.i, usize::try_from(j).unwrap_or(usize::MAX), now);
-            s.job = j;
-        }
+    // The pool's job ids, passed on: a byte scan. Another proxy's own ids: a full parse
+    // (the job is known by its ntime), below.
+    if let Some(j) = sv1::scan_notify(line).and_then(|id| Some((sv1::job_number(id)?, id))) {
+        receipt(ctx, *i, usize::try_from(j.0).unwrap_or(usize::MAX), now);
+        s.job = j.0;
+        job_id.clear();
+        job_id.push_str(&String::from_utf8_lossy(j.1));
         return;
     }
     match parse_server_line(line) {
         Ok(ServerMessage::Notify(n)) => {
-            // A notify the scan did not read (not compact JSON): no latency from it.
-            if let Some(j) = sv1::job_number(n.job_id.as_bytes()) {
+            if let Some(j) = sv1::job_of(&n) {
+                receipt(ctx, *i, usize::try_from(j).unwrap_or(usize::MAX), now);
                 s.job = j;
+                *job_id = n.job_id;
             }
         }
         Ok(ServerMessage::SetDifficulty(d)) => s.difficulty = d,

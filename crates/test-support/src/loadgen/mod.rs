@@ -204,6 +204,10 @@ pub struct Options {
     /// they subscribe; `false` for a proxy that does not know it (ckpool 0.9 drops a miner
     /// that sends it first).
     pub version_rolling: bool,
+    /// Stratum V1: the pool's share difficulty ([`sv1::DIFFICULTY`], 2^-32, by default).
+    /// Above the miners' difficulty the proxy answers their shares itself after its
+    /// sha256d check and forwards none: the report then expects no share at the pool.
+    pub sv1_pool_difficulty: f64,
     /// Pause before each RSS reading, for the proxy to settle.
     pub settle: Duration,
     /// The whole run stops by then, with what it measured so far.
@@ -233,6 +237,7 @@ impl Default for Options {
             mode: Mode::Nicehash,
             protocol: Protocol::Cryptonote,
             version_rolling: true,
+            sv1_pool_difficulty: sv1::DIFFICULTY,
             settle: Duration::from_secs(1),
             deadline: Duration::ZERO,
         }
@@ -251,6 +256,12 @@ impl Options {
     /// Shares the share phase sends.
     pub fn total_shares(&self) -> u64 {
         self.rate.saturating_mul(self.seconds)
+    }
+
+    /// Whether the proxy is to answer the shares itself (Stratum V1 with a pool difficulty
+    /// above the miners' [`sv1::DIFFICULTY`]): none reaches the pool.
+    pub fn shares_answered_by_proxy(&self) -> bool {
+        self.protocol == Protocol::StratumV1 && self.sv1_pool_difficulty > sv1::DIFFICULTY
     }
 
     /// Open files this process needs: miners, pool connections (one per 256 miners in
@@ -1017,7 +1028,7 @@ async fn login_sv1(ctx: &Ctx, i: usize) -> Result<miners::Handoff, String> {
         stream,
         leftover: conn.buf.to_vec(),
         session: worker,
-        job_id: sv1::job_id(conn.job),
+        job_id: conn.job_id,
         slot: 0,
         sv1: Some(Box::new(miners::Sv1Miner {
             extranonce1: conn.extranonce1,
@@ -1512,7 +1523,16 @@ async fn share_phase(ctx: &Arc<Ctx>, probe: &Probe, report: &mut Report, active:
             s.answered_error, s.errors
         ));
     }
-    if s.missing_at_pool > 0 || s.duplicated_at_pool > 0 || s.unknown_at_pool > 0 {
+    if opts.shares_answered_by_proxy() {
+        // Answered by the proxy: any share at the pool is one too many.
+        s.missing_at_pool = 0;
+        if s.at_pool_once + s.duplicated_at_pool + s.unknown_at_pool > 0 {
+            p.push(format!(
+                "{} shares reached the pool though under its difficulty",
+                s.at_pool_once + s.duplicated_at_pool + s.unknown_at_pool
+            ));
+        }
+    } else if s.missing_at_pool > 0 || s.duplicated_at_pool > 0 || s.unknown_at_pool > 0 {
         p.push(format!(
             "shares at the pool: {} missing, {} duplicated, {} unknown",
             s.missing_at_pool, s.duplicated_at_pool, s.unknown_at_pool

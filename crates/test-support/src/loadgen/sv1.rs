@@ -77,9 +77,12 @@ const AUTHORIZE_ID: u64 = 3;
 /// Request id of share `k` is `k + FIRST_SHARE_ID`.
 pub(super) const FIRST_SHARE_ID: u64 = 16;
 
-/// Most nonces tried for one share before it is sent as it is (the pool will refuse it and
-/// the report says so); at [`DIFFICULTY`] one nonce in 65,536 fails.
-const MAX_NONCES: u32 = 1 << 20;
+/// Most nonces tried for one share before it is sent as it is: at [`DIFFICULTY`] one nonce
+/// in 65,536 fails, so the first almost always passes. A miner held at a difficulty the
+/// generator cannot meet cheaply (ckpool gives at least 1: 2^32 hashes a share) sends its
+/// shares unsolved after this many tries, and the proxy refuses them after its sha256d
+/// check (the report counts them as errors).
+const MAX_NONCES: u32 = 256;
 
 /// The SV1 part of the run's shared state (empty in a CryptoNote run).
 pub(super) struct State {
@@ -132,6 +135,16 @@ pub fn job_id(j: u64) -> String {
     format!("{j:08x}")
 }
 
+/// The first job's ntime; job `j` has `NTIME + j`.
+const NTIME: u32 = 0x6b0d_54b4;
+
+/// The number of job `n` as the miners get it: from its id when the proxy passed the
+/// pool's on ([`job_id`]), else from its ntime (a proxy that numbers jobs its own way, as
+/// ckpool does, keeps the pool's ntime).
+pub(super) fn job_of(n: &Notify) -> Option<u64> {
+    job_number(n.job_id.as_bytes()).or_else(|| n.ntime.checked_sub(NTIME).map(u64::from))
+}
+
 /// The job number of an id made by [`job_id`].
 pub(super) fn job_number(id: &[u8]) -> Option<u64> {
     if id.len() != 8 {
@@ -173,7 +186,7 @@ pub fn make_job(j: u64) -> Notify {
         merkle_branch,
         version: 0x2000_0000,
         nbits: NBITS,
-        ntime: 0x6b0d_54b4 + j as u32,
+        ntime: NTIME + j as u32,
         clean_jobs: true,
     }
 }
@@ -237,6 +250,8 @@ pub(super) struct LoggedIn {
     pub(super) difficulty: f64,
     /// The number of the job last notified.
     pub(super) job: u64,
+    /// Its id as the proxy sent it (shares name it).
+    pub(super) job_id: String,
 }
 
 /// What the login has read so far.
@@ -246,7 +261,7 @@ struct Progress {
     mask: u32,
     authorized: bool,
     difficulty: Option<f64>,
-    job: Option<u64>,
+    job: Option<(u64, String)>,
 }
 
 /// Connects from `ip` to the proxy, sends the login lines for `worker` (with
@@ -280,8 +295,8 @@ pub(super) async fn connect_login(
         read_some(&mut stream, &mut buf).await?;
         while let Some(line) = codec.decode(&mut buf).map_err(|e| e.to_string())? {
             login_line(&mut p, &line)?;
-            if let (Some((en1, en2)), true, Some(d), Some(j)) =
-                (&p.extranonce, p.authorized, p.difficulty, p.job)
+            if let (Some((en1, en2)), true, Some(d), Some((j, id))) =
+                (&p.extranonce, p.authorized, p.difficulty, &p.job)
             {
                 if *en2 < 4 {
                     return Err(format!(
@@ -295,7 +310,8 @@ pub(super) async fn connect_login(
                     extranonce2_size: *en2,
                     mask: p.mask,
                     difficulty: d,
-                    job: j,
+                    job: *j,
+                    job_id: id.clone(),
                 });
             }
         }
@@ -337,7 +353,8 @@ fn login_line(p: &mut Progress, line: &[u8]) -> Result<(), String> {
         ServerMessage::SetDifficulty(d) => p.difficulty = Some(d),
         ServerMessage::SetVersionMask(m) => p.mask &= m,
         ServerMessage::Notify(n) => {
-            p.job = Some(job_number(n.job_id.as_bytes()).ok_or("a job id not of ours")?);
+            let j = job_of(&n).ok_or("a job neither by id nor by ntime of ours")?;
+            p.job = Some((j, n.job_id));
         }
         _ => {}
     }
@@ -383,11 +400,14 @@ pub(super) fn share_index(extranonce2: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(extranonce2[at..].try_into().ok()?))
 }
 
-/// Share `k` of a miner on `job`: its extranonce2 ([`extranonce2`]), the job's ntime,
+/// Share `k` of a miner on `job` (named `job_id`, as the proxy sent it): its extranonce2
+/// ([`extranonce2`]), the job's ntime,
 /// version bits 0 when rolling was granted, and the first nonce from 0 whose hash meets
 /// `difficulty` and not the network target (see the module docs).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn make_share(
     job: &Notify,
+    job_id: &str,
     extranonce1: &[u8],
     extranonce2_size: usize,
     mask: u32,
@@ -397,7 +417,7 @@ pub(super) fn make_share(
 ) -> Submit {
     let mut submit = Submit {
         worker: worker.to_string(),
-        job_id: job.job_id.clone(),
+        job_id: job_id.to_string(),
         extranonce2: extranonce2(extranonce2_size, k),
         ntime: job.ntime,
         nonce: 0,
@@ -425,14 +445,14 @@ pub(super) fn share_line(submit: Submit, k: u64) -> Vec<u8> {
 
 // ----- the pool side -----
 
-/// The pool's settings: [`DIFFICULTY`], mask `1fffe000`, extranonce1 `b0000000 + n` for
-/// connection `n`, 8 bytes of extranonce2, job 0.
-fn pool_config() -> Sv1PoolConfig {
+/// The pool's settings: `difficulty` ([`DIFFICULTY`] unless the run asks for more), mask
+/// `1fffe000`, extranonce1 `b0000000 + n` for connection `n`, 8 bytes of extranonce2, job 0.
+fn pool_config(difficulty: f64) -> Sv1PoolConfig {
     Sv1PoolConfig {
         extranonce1_base: 0xb000_0000,
         extranonce1_size: 4,
         extranonce2_size: 8,
-        difficulty: DIFFICULTY,
+        difficulty,
         version_mask: 0x1fff_e000,
         job: make_job(0),
     }
@@ -464,7 +484,7 @@ pub(super) fn push_job(ctx: &Ctx, j: u64) -> std::time::Instant {
 pub(super) async fn pool_conn(ctx: Arc<Ctx>, stream: TcpStream, index: u64) {
     let (tx, mut rx) = mpsc::channel::<Bytes>(64);
     let mut tx = Some(tx);
-    let config = pool_config();
+    let config = pool_config(ctx.opts.sv1_pool_difficulty);
     let mut conn = PoolConn::new(usize::try_from(index).unwrap_or(usize::MAX), &config);
     let (mut r, mut w) = stream.into_split();
     let mut buf = BytesMut::with_capacity(8192);
@@ -585,7 +605,7 @@ mod tests {
         // others, and every share found must pass stratum-proto's check.
         let d = 1.0 / 268_435_456.0;
         for k in 0..64 {
-            let s = make_share(&job, &en1, 6, 0x1fff_e000, d, "w", k);
+            let s = make_share(&job, "0003", &en1, 6, 0x1fff_e000, d, "w", k);
             let c = check_share(&job, &en1, &s, 0x1fff_e000, d).unwrap();
             assert!(c.meets_share, "share {k}");
             assert!(!c.meets_network, "share {k}");
@@ -597,7 +617,16 @@ mod tests {
     #[test]
     fn a_share_line_reads_back_with_its_index_and_version_bits() {
         let job = make_job(1);
-        let s = make_share(&job, &[1, 2, 3, 4], 8, 0x1fff_e000, DIFFICULTY, "a.b", 77);
+        let s = make_share(
+            &job,
+            "0001",
+            &[1, 2, 3, 4],
+            8,
+            0x1fff_e000,
+            DIFFICULTY,
+            "a.b",
+            77,
+        );
         let line = share_line(s.clone(), 77);
         match parse_client_line(&line[..line.len() - 1]).unwrap() {
             ClientMessage::Request { id, request } => {
@@ -626,8 +655,14 @@ mod tests {
     }
 
     #[test]
-    fn jobs_are_mainnet_shaped_and_differ() {
+    fn jobs_are_mainnet_shaped_and_differ_and_are_known_by_id_or_ntime() {
         let (a, b) = (make_job(1), make_job(2));
+        assert_eq!((job_of(&a), job_of(&b)), (Some(1), Some(2)));
+        let renamed = Notify {
+            job_id: "1f".into(),
+            ..make_job(7)
+        };
+        assert_eq!(job_of(&renamed), Some(7));
         assert_ne!(a, b);
         assert_eq!(a.merkle_branch.len(), BRANCH_LEN);
         assert_eq!(a.nbits, NBITS);
