@@ -11,8 +11,10 @@
 //!   and is logged in once it has its extranonce1, the authorize `true`, a difficulty and a
 //!   `mining.notify`.
 //! - **jobs**: job `j` has the id `{j:08x}` ([`job_id`]); a miner reads its id with a byte
-//!   scan ([`scan_notify`]) and takes the job itself from the generator's table
-//!   ([`State::jobs`]), so a receipt costs no JSON parse. Every job is `clean_jobs` and has
+//!   scan (`scan_notify`) and takes the job itself from the generator's table
+//!   (`State::jobs`), so a receipt costs no JSON parse (a proxy that numbers jobs its own
+//!   way, as ckpool does, keeps the pool's ntime: then the job is found by its ntime, after
+//!   a full parse). Every job is `clean_jobs` and has
 //!   a merkle branch of [`BRANCH_LEN`] hashes, as a mainnet block of a few thousand
 //!   transactions, so the proxy's check hashes what it would in production.
 //! - **shares**: share `k` carries `k` in the last 4 bytes of the miner's extranonce2 (the
