@@ -8,8 +8,8 @@
 //!   proxy in front of it in daemon mode, and RandomX miners hashing through the proxy.
 //!   `demo --protocol stratum-v1`: a bcoin regtest node, the proxy's Stratum V1 solo
 //!   upstream, and SV1 CPU miners (sha256d) through it.
-//! - `bench [--mode nicehash|simple] [--proxy-threads N] [--proxy-nofile N] [loadgen flags]`:
-//!   the real proxy in NiceHash (default) or simple mode under the load generator of `test-support` (a pool and N miners in one process);
+//! - `bench [--mode nicehash|simple] [--protocol cryptonote|stratum-v1] [--proxy-threads N] [--proxy-nofile N] [loadgen flags]`:
+//!   the real proxy in NiceHash (default) or simple mode, serving CryptoNote (default) or Bitcoin Stratum V1 miners, under the load generator of `test-support` (a pool and N miners in one process);
 //!   `bench --micro [filter]`: the criterion benchmarks. See `docs/BENCHMARKS.md`.
 //! - `soak [--minutes N] [soak flags]`: the release proxy under miners churning in and out
 //!   (new worker names, shares, job changes); fails when its RSS after the soak is more than
@@ -43,7 +43,7 @@ fn main() -> anyhow::Result<()> {
         _ => {
             eprintln!(
                 "usage: cargo xtask <ci | demo [--protocol stratum-v1] [--seconds N] [--miners N] [--difficulty N] \
-                 | bench [--micro] [--mode nicehash|simple] [--proxy-threads N] [--miners N] [--jobs N] [--rate N] [--seconds N] ... \
+                 | bench [--micro] [--mode nicehash|simple] [--protocol cryptonote|stratum-v1] [--proxy-threads N] [--miners N] [--jobs N] [--rate N] [--seconds N] ... \
                  | soak [--minutes N] [--miners N] [soak flags] \
                  | fuzz [--secs N] [--runs N] [--target-dir DIR] [TARGET ...] | tidy>"
             );
@@ -227,7 +227,8 @@ impl Drop for ProxyProcess {
 
 /// `cargo xtask bench`: builds `proxy-cli` and `loadgen` in release, starts the proxy in
 /// NiceHash mode (`--mode simple`: simple mode, one pool connection per miner, which the
-/// generator's pool checks) with the load generator's pool as its only pool, runs the load
+/// generator's pool checks) for CryptoNote miners (`--protocol stratum-v1`: Bitcoin Stratum
+/// V1 miners and pool) with the load generator's pool as its only pool, runs the load
 /// generator against it and stops the proxy. `--proxy-threads N` sets the proxy's tokio worker threads
 /// (`TOKIO_WORKER_THREADS`; default: proxy-cli's one, plus its fan-out threads), `--proxy-nofile N` its open-file limit
 /// (default: the hard limit); every other flag goes to `loadgen` (`--miners`, `--jobs`,
@@ -255,6 +256,7 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
     let mut proxy_threads: Option<usize> = None;
     let mut proxy_nofile: Option<u64> = None;
     let mut mode = "nicehash".to_string();
+    let mut protocol = "cryptonote".to_string();
     let mut loadgen_args: Vec<String> = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -262,6 +264,13 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
             mode.clone_from(it.next().context("--mode needs nicehash or simple")?);
         } else if let Some(m) = a.strip_prefix("--mode=") {
             mode = m.to_string();
+        } else if a == "--protocol" {
+            protocol.clone_from(
+                it.next()
+                    .context("--protocol needs cryptonote or stratum-v1")?,
+            );
+        } else if let Some(p) = a.strip_prefix("--protocol=") {
+            protocol = p.to_string();
         } else if a == "--proxy-threads" {
             let n = it.next().context("--proxy-threads needs a number")?;
             proxy_threads = Some(n.parse().context("--proxy-threads needs a number")?);
@@ -277,6 +286,9 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
     if mode != "nicehash" && mode != "simple" {
         bail!("--mode {mode:?}: expected nicehash or simple");
     }
+    if protocol != "cryptonote" && protocol != "stratum-v1" {
+        bail!("--protocol {protocol:?}: expected cryptonote or stratum-v1");
+    }
     let release = build_release(&["proxy-cli", "loadgen"])?;
     let dir = target_dir().join("bench");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -288,7 +300,10 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
     drop((pool, miners));
 
     let config = dir.join("proxy-config.json");
-    std::fs::write(&config, bench_config(&mode, proxy_port, pool_addr))?;
+    std::fs::write(
+        &config,
+        bench_config(&mode, &protocol, proxy_port, pool_addr),
+    )?;
     // `--proxy-nofile N` to see what happens past the hard limit.
     let nofile = proxy_nofile.map_or_else(|| r#""$(ulimit -Hn)""#.to_string(), |n| n.to_string());
     let (proxy, log_path) = start_proxy(
@@ -310,6 +325,7 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
     let mut lg = generator_command(&release.join("loadgen"), proxy_port, pool_addr, &proxy);
     lg.arg("--proxy-workers").arg(workers.to_string());
     lg.arg("--mode").arg(&mode);
+    lg.arg("--protocol").arg(&protocol);
     run_generator(
         "bench",
         lg,
@@ -320,11 +336,30 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
     )
 }
 
-/// The bench proxy's config: `mode` (`nicehash` or `simple`), bound to
+/// The share difficulty of the load generator's Stratum V1 pool (2^-32,
+/// `test_support::loadgen::sv1::DIFFICULTY`): the bench proxy's `stratum-v1.min-difficulty`.
+const SV1_BENCH_DIFFICULTY: &str = "2.3283064365386963e-10";
+
+/// The bench proxy's config: `mode` (`nicehash` or `simple`) and `protocol` (`cryptonote`,
+/// or `stratum-v1` with the generator's pool difficulty as the miners' floor), bound to
 /// `127.0.0.1:proxy_port`, the generator's pool at `pool_addr` as its only pool, HTTP API off.
-fn bench_config(mode: &str, proxy_port: u16, pool_addr: std::net::SocketAddr) -> String {
+fn bench_config(
+    mode: &str,
+    protocol: &str,
+    proxy_port: u16,
+    pool_addr: std::net::SocketAddr,
+) -> String {
+    let sv1 = if protocol == "stratum-v1" {
+        format!(
+            r#"
+  "stratum-v1": {{"min-difficulty": {SV1_BENCH_DIFFICULTY}}},"#
+        )
+    } else {
+        String::new()
+    };
     format!(
         r#"{{
+  "protocol": "{protocol}",{sv1}
   "mode": "{mode}",
   "bind": [{{"host": "127.0.0.1", "port": {proxy_port}, "tls": false}}],
   "pools": [{{"url": "{pool_addr}", "user": "bench-wallet", "pass": "x"}}],
@@ -519,11 +554,26 @@ mod tests {
     fn the_bench_config_names_the_mode_the_port_and_the_generators_pool() {
         let pool: std::net::SocketAddr = "127.0.0.1:4444".parse().unwrap();
         for mode in ["nicehash", "simple"] {
-            let config = bench_config(mode, 3333, pool);
+            let config = bench_config(mode, "cryptonote", 3333, pool);
             assert!(config.contains(&format!(r#""mode": "{mode}""#)), "{config}");
+            assert!(config.contains(r#""protocol": "cryptonote""#), "{config}");
+            assert!(!config.contains("stratum-v1"), "{config}");
             assert!(config.contains(r#""port": 3333"#), "{config}");
             assert!(config.contains(r#""url": "127.0.0.1:4444""#), "{config}");
         }
+    }
+
+    #[test]
+    fn the_stratum_v1_bench_config_floors_miners_at_the_generators_pool_difficulty() {
+        let pool: std::net::SocketAddr = "127.0.0.1:4444".parse().unwrap();
+        let config = bench_config("nicehash", "stratum-v1", 3333, pool);
+        assert!(config.contains(r#""protocol": "stratum-v1""#), "{config}");
+        assert!(
+            config.contains(r#""stratum-v1": {"min-difficulty": 2.3283064365386963e-10}"#),
+            "{config}"
+        );
+        let d: f64 = SV1_BENCH_DIFFICULTY.parse().unwrap();
+        assert_eq!(d, 1.0 / 4_294_967_296.0);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Per-miner variable difficulty for Stratum V1, as a pure state machine (docs on
 //! [`Vardiff`], where rustdoc shows them).
 
+use std::sync::Arc;
+
 /// Hashes per share of difficulty 1: 2^32 (Bitcoin's difficulty-1 target is
 /// `0xffff · 2^208`, about 2^224, so a hash meets it once in about 2^32 tries).
 pub const HASHES_PER_DIFFICULTY: f64 = 4_294_967_296.0;
@@ -177,8 +179,9 @@ fn is_difficulty(value: f64) -> bool {
 ///
 /// # Cost
 ///
-/// A plain value of 136 bytes on 64-bit targets (64 of them its copy of the config),
-/// no heap.
+/// 64 bytes on 64-bit targets and no heap of its own: the settings are an
+/// `Arc<VardiffConfig>` that every miner of a proxy shares (pass one `Arc` to
+/// [`Vardiff::new`]; a plain `VardiffConfig` gets a copy of its own).
 ///
 /// ```
 /// use nonce_split::{Vardiff, VardiffConfig};
@@ -195,7 +198,9 @@ fn is_difficulty(value: f64) -> bool {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Vardiff {
-    config: VardiffConfig,
+    /// Shared: every miner of a proxy has the same settings, so each keeps a pointer to
+    /// one copy (8 bytes) instead of its own 64.
+    config: Arc<VardiffConfig>,
     upstream: f64,
     /// The miner's last valid suggestion (raises the configured floor).
     suggested: Option<f64>,
@@ -215,24 +220,26 @@ impl Vardiff {
     /// [`VardiffError::UpstreamDifficulty`] for an upstream difficulty that is not a
     /// finite number above 0.
     pub fn new(
-        config: VardiffConfig,
+        config: impl Into<Arc<VardiffConfig>>,
         upstream_difficulty: f64,
         now_ms: u64,
     ) -> Result<Self, VardiffError> {
+        let config = config.into();
         config.validate()?;
         if !is_difficulty(upstream_difficulty) {
             return Err(VardiffError::UpstreamDifficulty(upstream_difficulty));
         }
+        let start = config.start;
         let mut vardiff = Vardiff {
             config,
             upstream: upstream_difficulty,
             suggested: None,
-            difficulty: config.start,
+            difficulty: start,
             window_start_ms: now_ms,
             window_shares: 0,
             window_difficulty: 0.0,
         };
-        vardiff.difficulty = vardiff.clamp(config.start);
+        vardiff.difficulty = vardiff.clamp(start);
         Ok(vardiff)
     }
 
@@ -244,7 +251,11 @@ impl Vardiff {
     /// # Errors
     ///
     /// [`VardiffError::InvalidConfig`] ([`VardiffConfig::validate`]); nothing changes.
-    pub fn set_config(&mut self, config: VardiffConfig) -> Result<Option<f64>, VardiffError> {
+    pub fn set_config(
+        &mut self,
+        config: impl Into<Arc<VardiffConfig>>,
+    ) -> Result<Option<f64>, VardiffError> {
+        let config = config.into();
         config.validate()?;
         self.config = config;
         Ok(self.set(self.difficulty))
@@ -687,7 +698,14 @@ mod tests {
     }
 
     #[test]
-    fn vardiff_is_136_bytes_as_documented() {
-        assert_eq!(std::mem::size_of::<Vardiff>(), 120);
+    fn vardiff_is_64_bytes_as_documented_and_shares_its_settings() {
+        assert_eq!(std::mem::size_of::<Vardiff>(), 64);
+        let config = Arc::new(VardiffConfig::default());
+        let a = Vardiff::new(config.clone(), 1024.0, 0).unwrap();
+        let mut b = Vardiff::new(config.clone(), 1024.0, 0).unwrap();
+        assert_eq!(Arc::strong_count(&config), 3);
+        assert_eq!(a.config(), &*config);
+        b.set_config(VardiffConfig::default()).unwrap();
+        assert_eq!(Arc::strong_count(&config), 2);
     }
 }

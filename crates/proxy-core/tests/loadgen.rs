@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use proxy_core::Proxy;
-use test_support::loadgen::{run_on, Mode, Options};
+use test_support::loadgen::{run_on, Mode, Options, Protocol};
 
 /// A run against `proxy`'s first listener, short and bounded: two jobs 300 ms apart, one
 /// second of shares, 100 ms to settle, 60 s at most; everything else default.
@@ -87,5 +87,74 @@ async fn in_simple_mode_every_miner_gets_its_own_pool_connection_and_the_run_is_
     assert_eq!((f.receipts, f.missing, f.wrong_fixed_byte), (60, 0, 0));
     let s = &report.shares;
     assert_eq!((s.sent, s.answered_ok, s.at_pool_once), (100, 100, 100));
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stratum_v1_run_is_clean_and_every_share_passes_the_sha256d_checks() {
+    let pool = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut config = common::local_config(&[pool.local_addr().unwrap()]);
+    config.protocol = proxy_core::config::Protocol::StratumV1;
+    config.stratum_v1.min_difficulty = test_support::loadgen::sv1::DIFFICULTY;
+    let proxy = Proxy::start(config).await.unwrap();
+    let opts = Options {
+        protocol: Protocol::StratumV1,
+        miners: 40,
+        miners_per_ip: 20,
+        miner_threads: 2,
+        rate: 200,
+        ..small_run(&proxy)
+    };
+    let report = run_on(opts, pool).await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!((report.login.logged_in, report.login.failed), (40, 0));
+    // One upstream subscription holds them all.
+    assert_eq!(report.login.pool_logins, 1);
+
+    let f = &report.fanout;
+    assert_eq!((f.receipts, f.missing), (80, 0));
+    assert!(
+        f.per_job.iter().all(|j| j.receipts == 40),
+        "{:?}",
+        f.per_job
+    );
+
+    // Every share was checked by the proxy (sha256d at the miner's difficulty) and by the
+    // pool (sha256d again, after the proxy put the miner's tail before its extranonce2),
+    // answered `true`, and reached the pool once with its own miner's extranonce.
+    let s = &report.shares;
+    assert_eq!((s.planned, s.sent, s.answered_ok), (200, 200, 200));
+    assert_eq!((s.answered_error, s.unanswered), (0, 0));
+    assert_eq!(
+        (s.at_pool_once, s.missing_at_pool, s.duplicated_at_pool),
+        (200, 0, 0)
+    );
+    assert_eq!((s.wrong_fixed_byte_at_pool, s.unknown_at_pool), (0, 0));
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_pool_difficulty_above_theirs_sv1_shares_are_answered_by_the_proxy_alone() {
+    let pool = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut config = common::local_config(&[pool.local_addr().unwrap()]);
+    config.protocol = proxy_core::config::Protocol::StratumV1;
+    config.stratum_v1.min_difficulty = test_support::loadgen::sv1::DIFFICULTY;
+    let proxy = Proxy::start(config).await.unwrap();
+    let opts = Options {
+        protocol: Protocol::StratumV1,
+        sv1_pool_difficulty: 1.0,
+        miners: 20,
+        rate: 100,
+        ..small_run(&proxy)
+    };
+    let report = run_on(opts, pool).await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    let s = &report.shares;
+    // Each checked (sha256d at the miner's 2^-32), answered `true`, none forwarded.
+    assert_eq!((s.sent, s.answered_ok, s.answered_error), (100, 100, 0));
+    assert_eq!(
+        (s.at_pool_once, s.missing_at_pool, s.unknown_at_pool),
+        (0, 0, 0)
+    );
     proxy.shutdown(Duration::from_secs(1)).await;
 }

@@ -26,11 +26,11 @@
 //! refuses anything under the network target, so here only block candidates go to a node;
 //! the other shares that meet the solo difficulty are answered `true` locally.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use nonce_split::{MinerId, HASHES_PER_DIFFICULTY};
+use nonce_split::{MinerId, VardiffConfig, HASHES_PER_DIFFICULTY};
 use pool_client::sv1::{
     SoloOptions, Sv1Listener, Sv1Options, Sv1Share, Sv1ShareError, Sv1Upstream,
 };
@@ -131,8 +131,45 @@ pub(crate) struct Sv1Miner {
     /// The config's vardiff settings are in `inner` (applied at the miner's first line:
     /// [`MinerSession::new`] has no config).
     configured: bool,
-    /// The id of a `mining.subscribe` whose answer waits for the upstream's extranonce.
-    waiting_subscribe: Option<Id>,
+    /// The id of a `mining.subscribe` whose answer waits for the upstream's extranonce
+    /// (boxed: rarely there, and an `Id` is 32 bytes).
+    waiting_subscribe: Option<Box<Id>>,
+}
+
+/// The vardiff settings every new session gets: one shared copy of the latest config's
+/// ([`shared_vardiff`]), so that a session holds a pointer to them instead of its own
+/// 64 bytes.
+static VARDIFF: Mutex<Option<Arc<VardiffConfig>>> = Mutex::new(None);
+
+/// The default vardiff settings, one copy for every session made before its first line
+/// (which replaces them with the config's, [`shared_vardiff`]).
+fn default_vardiff() -> Arc<VardiffConfig> {
+    static DEFAULT: OnceLock<Arc<VardiffConfig>> = OnceLock::new();
+    DEFAULT
+        .get_or_init(|| Arc::new(VardiffConfig::default()))
+        .clone()
+}
+
+/// `config` as an `Arc` shared with every session that got the same settings: the copy
+/// kept in [`VARDIFF`] when equal, else a new one that replaces it there.
+fn shared_vardiff(config: VardiffConfig) -> Arc<VardiffConfig> {
+    shared_in(&VARDIFF, config)
+}
+
+/// [`shared_vardiff`] with the copy kept in `kept`.
+fn shared_in(
+    kept: &Mutex<Option<Arc<VardiffConfig>>>,
+    config: VardiffConfig,
+) -> Arc<VardiffConfig> {
+    let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
+    match &*kept {
+        Some(arc) if **arc == config => arc.clone(),
+        _ => {
+            let arc = Arc::new(config);
+            *kept = Some(arc.clone());
+            arc
+        }
+    }
 }
 
 impl MinerSession for Sv1Miner {
@@ -140,7 +177,7 @@ impl MinerSession for Sv1Miner {
         Self {
             // The default settings are valid (a unit test says so); the config's replace
             // them at the first line.
-            inner: Session::new(nonce_split::VardiffConfig::default(), now())
+            inner: Session::new(default_vardiff(), now())
                 .unwrap_or_else(|_| unreachable!("default vardiff settings are valid")),
             configured: false,
             waiting_subscribe: None,
@@ -737,7 +774,7 @@ fn handle_subscribe(
         miner.send_line(r.reply(&id));
         return;
     }
-    miner.state().session.waiting_subscribe = Some(id.clone());
+    miner.state().session.waiting_subscribe = Some(Box::new(id.clone()));
     match miner.route(shared) {
         Err(_) => {
             let mut st = miner.state();
@@ -801,9 +838,22 @@ fn handle_authorize(
         );
         let first = ok && st.login.is_none();
         if first {
-            let agent = st.session.inner.agent().unwrap_or("").to_owned();
+            // The interned copy in the login is the one kept (shared by the miners that
+            // send the same agent): the session's is freed.
+            let agent = st.session.inner.take_agent().unwrap_or_default();
             let pass = req.password.clone().unwrap_or_default();
-            st.set_login(&shared.strings, &req.username, &pass, &agent, None);
+            // The worker name is the user: one copy, which the login, the worker record
+            // and the session point at. Not interned (each SV1 machine has a name of its
+            // own: the interner's table would be one entry more per miner); the password
+            // and agent, alike across miners, are.
+            let user: Arc<str> = Arc::from(req.username.as_str());
+            st.session.inner.share_worker_name(&user);
+            st.login = Some(Box::new(crate::login::LoginInfo {
+                user,
+                pass: shared.strings.get(&pass),
+                agent: shared.strings.get(&agent),
+                rig_id: None,
+            }));
         }
         (outs, first)
     };
@@ -939,7 +989,7 @@ impl MinerProtocol for Sv1 {
             let mut st = miner.state();
             if !st.session.configured {
                 st.session.configured = true;
-                let vardiff = shared.config.load().stratum_v1.vardiff();
+                let vardiff = shared_vardiff(shared.config.load().stratum_v1.vardiff());
                 if let Ok(s) = Session::new(vardiff, now()) {
                     st.session.inner = s;
                 }
@@ -1022,12 +1072,39 @@ mod tests {
         assert_eq!(hashes(1e30), u64::MAX);
     }
 
-    /// An SV1 miner's inline size, measured at 512 bytes (CryptoNote's: 240): the session
-    /// holds its vardiff state and settings, the difficulties told, the negotiated mask and
-    /// the request id of a subscribe that waits. A budget, so that growth is a decision.
+    /// An SV1 miner's inline size, measured at 432 bytes (CryptoNote's: 240; 512 before
+    /// the vardiff settings were shared and a waiting subscribe's id boxed): the session
+    /// holds its vardiff state, the difficulties told, the negotiated mask, its
+    /// extranonce1 inline. A budget, so that growth is a decision.
+    #[test]
+    fn sessions_with_the_same_vardiff_settings_share_one_copy() {
+        let config = VardiffConfig {
+            floor: 0.125,
+            start: 0.125,
+            ..VardiffConfig::default()
+        };
+        // A cache of its own: other tests' sessions use the process-wide one meanwhile.
+        let kept = Mutex::new(None);
+        let (a, b) = (shared_in(&kept, config), shared_in(&kept, config));
+        assert!(Arc::ptr_eq(&a, &b));
+        // New settings (a reload) get a copy of their own, shared from then on.
+        let other = VardiffConfig {
+            floor: 0.25,
+            ..config
+        };
+        let c = shared_in(&kept, other);
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!((*c, *a), (other, config));
+        assert!(Arc::ptr_eq(&c, &shared_in(&kept, other)));
+        assert_eq!(*shared_vardiff(config), config);
+        // Sessions made before their first line share the default settings.
+        assert!(Arc::ptr_eq(&default_vardiff(), &default_vardiff()));
+        assert_eq!(*default_vardiff(), VardiffConfig::default());
+    }
+
     #[test]
     fn an_sv1_miner_stays_within_its_size_budget() {
-        assert!(std::mem::size_of::<Miner<Sv1>>() <= 512);
+        assert!(std::mem::size_of::<Miner<Sv1>>() <= 432);
     }
 
     #[test]

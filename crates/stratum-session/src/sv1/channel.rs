@@ -232,7 +232,7 @@ pub struct Channel<M, J, P> {
     /// in-place change: only its tails are used).
     extranonce1: Vec<u8>,
     split: ExtranonceSplit,
-    miners: HashMap<u16, (MinerId, M)>,
+    miners: BySlot<M>,
     jobs: VecDeque<JobEntry<J>>,
     last_job_seq: JobSeq,
     /// The upstream's difficulty for its next job.
@@ -241,6 +241,71 @@ pub struct Channel<M, J, P> {
     pending: HashMap<u64, Pending<P>>,
     next_seq: u64,
     empty_since: Option<Instant>,
+}
+
+/// A channel's miners by slot: a list indexed by slot (slots are handed out from 0 up, so
+/// it is dense), 16 bytes a slot for a miner id and an `Arc` handle, instead of a hash
+/// map's 24 and its spare buckets.
+#[derive(Debug)]
+struct BySlot<M> {
+    slots: Vec<Option<(MinerId, M)>>,
+    count: usize,
+}
+
+impl<M> Default for BySlot<M> {
+    fn default() -> Self {
+        Self {
+            slots: Vec::new(),
+            count: 0,
+        }
+    }
+}
+
+impl<M> BySlot<M> {
+    fn insert(&mut self, slot: u16, id: MinerId, miner: M) {
+        let at = usize::from(slot);
+        if at >= self.slots.len() {
+            self.slots.resize_with(at + 1, || None);
+        }
+        if self.slots[at].replace((id, miner)).is_none() {
+            self.count += 1;
+        }
+    }
+
+    fn get(&self, slot: u16) -> Option<&(MinerId, M)> {
+        self.slots.get(usize::from(slot))?.as_ref()
+    }
+
+    fn remove(&mut self, slot: u16) {
+        if let Some(entry) = self.slots.get_mut(usize::from(slot)) {
+            if entry.take().is_some() {
+                self.count -= 1;
+            }
+        }
+        if self.count == 0 {
+            self.slots = Vec::new();
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.count
+    }
+
+    fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u16, &(MinerId, M))> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, e)| Some((u16::try_from(slot).ok()?, e.as_ref()?)))
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = (MinerId, M)> {
+        self.count = 0;
+        std::mem::take(&mut self.slots).into_iter().flatten()
+    }
 }
 
 /// Whether two jobs hash alike: every field but `clean_jobs`.
@@ -285,7 +350,7 @@ impl<M, J: Sv1Job, P> Channel<M, J, P> {
             min_extranonce2_size,
             extranonce1: extranonce1.to_vec(),
             split,
-            miners: HashMap::new(),
+            miners: BySlot::default(),
             jobs: VecDeque::new(),
             last_job_seq: 0,
             difficulty: valid_difficulty(difficulty)?,
@@ -322,7 +387,7 @@ impl<M, J: Sv1Job, P> Channel<M, J, P> {
                 dead: 0,
             });
         };
-        self.miners.insert(slot, (id, miner));
+        self.miners.insert(slot, id, miner);
         self.empty_since = None;
         Ok(Assignment {
             slot,
@@ -337,7 +402,7 @@ impl<M, J: Sv1Job, P> Channel<M, J, P> {
     /// extranonce1, difficulty and mask now); `None` when the slot is not its (it left, or
     /// an extranonce change took it off).
     pub fn assignment(&self, id: MinerId, slot: u16) -> Option<Assignment> {
-        if self.miners.get(&slot).is_none_or(|(m, _)| *m != id) {
+        if self.miners.get(slot).is_none_or(|(m, _)| *m != id) {
             return None;
         }
         Some(Assignment {
@@ -355,7 +420,7 @@ impl<M, J: Sv1Job, P> Channel<M, J, P> {
         self.miners
             .iter()
             .find(|(_, (m, _))| *m == id)
-            .map(|(&slot, _)| slot)
+            .map(|(slot, _)| slot)
     }
 
     /// Miner `id` left `slot`: the slot is dead until the next job (its tail is not given
@@ -363,10 +428,10 @@ impl<M, J: Sv1Job, P> Channel<M, J, P> {
     /// (removed already, or taken off by an extranonce change). `now` starts the idle
     /// clock when the channel becomes empty.
     pub fn remove(&mut self, id: MinerId, slot: u16, now: Instant) -> bool {
-        if self.miners.get(&slot).is_none_or(|(m, _)| *m != id) {
+        if self.miners.get(slot).is_none_or(|(m, _)| *m != id) {
             return false;
         }
-        self.miners.remove(&slot);
+        self.miners.remove(slot);
         self.split.remove(id, slot);
         if self.miners.is_empty() {
             self.empty_since = Some(now);
@@ -456,7 +521,7 @@ impl<M, J: Sv1Job, P> Channel<M, J, P> {
         if extranonce2_size == self.layout().upstream_extranonce2_size() {
             let size = self.layout().miner_extranonce2_size();
             let mut miners = Vec::with_capacity(self.miners.len());
-            for (&slot, (id, m)) in &self.miners {
+            for (slot, (id, m)) in self.miners.iter() {
                 let new = self.miner_extranonce1(slot).ok().map(|e1| NewExtranonce {
                     extranonce1: e1,
                     extranonce2_size: size,
@@ -466,11 +531,7 @@ impl<M, J: Sv1Job, P> Channel<M, J, P> {
             return Ok(ExtranonceChange { miners });
         }
         self.split = ExtranonceSplit::with_layout(layout);
-        let miners = self
-            .miners
-            .drain()
-            .map(|(_, (id, m))| (id, m, None))
-            .collect();
+        let miners = self.miners.drain().map(|(id, m)| (id, m, None)).collect();
         Ok(ExtranonceChange { miners })
     }
 
@@ -637,7 +698,7 @@ impl<M, J: Sv1Job, P> Channel<M, J, P> {
 
     /// Every miner on the channel: its id, slot and handle (no order).
     pub fn miners(&self) -> impl Iterator<Item = (MinerId, u16, &M)> + '_ {
-        self.miners.iter().map(|(&slot, (id, m))| (*id, slot, m))
+        self.miners.iter().map(|(slot, (id, m))| (*id, slot, m))
     }
 
     /// Number of miners on the channel.

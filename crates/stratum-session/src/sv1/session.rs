@@ -10,6 +10,7 @@
 //! Every handler returns [`Output`]s in the order to write them (or a [`Refusal`] where the
 //! driver has more to do on success); nothing here writes, reads a clock or locks.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nonce_split::{MinerId, Vardiff, VardiffConfig, VardiffError};
@@ -199,7 +200,7 @@ pub struct Session<R> {
     miner: MinerId,
     route: Option<R>,
     slot: u16,
-    extranonce1: Vec<u8>,
+    extranonce1: Extranonce1,
     extranonce2_size: usize,
     /// The mask the miner asked for in `mining.configure` (version rolling asked).
     requested_mask: Option<u32>,
@@ -213,25 +214,103 @@ pub struct Session<R> {
     /// Until the miner is on a channel its upstream ceiling is `f64::MAX`.
     vardiff: Vardiff,
     told: Option<Told>,
-    workers: Vec<Box<str>>,
+    workers: Workers,
     agent: Option<Box<str>>,
     tally: ShareTally,
 }
 
+/// Longest extranonce1 kept inside the session (no allocation): 22 bytes. Pools give 4 to
+/// 8 bytes and the proxy adds a tail of at most 2.
+const INLINE_EXTRANONCE1: usize = 22;
+
+/// A miner's extranonce1: inline up to [`INLINE_EXTRANONCE1`] bytes, so that an idle
+/// miner allocates nothing for it (a `Vec` of 4 to 10 bytes costs a 32-byte heap block);
+/// longer ones (a pool's extranonce1 may take most of the 100-byte scriptSig) on the heap.
+/// 24 bytes, as the `Vec` it replaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Extranonce1 {
+    Inline(u8, [u8; INLINE_EXTRANONCE1]),
+    Heap(Box<[u8]>),
+}
+
+impl Extranonce1 {
+    fn new(bytes: &[u8]) -> Self {
+        match u8::try_from(bytes.len()) {
+            Ok(len) if bytes.len() <= INLINE_EXTRANONCE1 => {
+                let mut inline = [0u8; INLINE_EXTRANONCE1];
+                inline[..bytes.len()].copy_from_slice(bytes);
+                Self::Inline(len, inline)
+            }
+            _ => Self::Heap(bytes.into()),
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Inline(len, bytes) => &bytes[..usize::from(*len)],
+            Self::Heap(bytes) => bytes,
+        }
+    }
+}
+
+/// The workers a connection authorized, in order: the usual single worker without a list
+/// (a `Vec` would allocate room for four), more in a list. 24 bytes, as a `Vec`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum Workers {
+    #[default]
+    None,
+    One(Arc<str>),
+    Many(Vec<Arc<str>>),
+}
+
+impl Workers {
+    fn as_slice(&self) -> &[Arc<str>] {
+        match self {
+            Self::None => &[],
+            Self::One(w) => std::slice::from_ref(w),
+            Self::Many(ws) => ws,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn is_empty(&self) -> bool {
+        matches!(self, Self::None)
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.as_slice().iter().any(|w| **w == *name)
+    }
+
+    fn push(&mut self, name: Arc<str>) {
+        *self = match std::mem::take(self) {
+            Self::None => Self::One(name),
+            Self::One(first) => Self::Many(vec![first, name]),
+            Self::Many(mut ws) => {
+                ws.push(name);
+                Self::Many(ws)
+            }
+        };
+    }
+}
+
 impl<R> Session<R> {
     /// A new connection at `now` whose difficulty will follow `vardiff` (the floor, the
-    /// share interval aimed at; clamped at the upstream's difficulty).
+    /// share interval aimed at; clamped at the upstream's difficulty). Pass an
+    /// `Arc<VardiffConfig>` shared by every session to keep one copy of the settings.
     ///
     /// # Errors
     /// [`VardiffError::InvalidConfig`] for a config [`VardiffConfig::validate`] refuses.
-    pub fn new(vardiff: VardiffConfig, now: Instant) -> Result<Self, VardiffError> {
+    pub fn new(vardiff: impl Into<Arc<VardiffConfig>>, now: Instant) -> Result<Self, VardiffError> {
         Ok(Self {
             phase: Phase::Connected,
             epoch: now,
             miner: 0,
             route: None,
             slot: 0,
-            extranonce1: Vec::new(),
+            extranonce1: Extranonce1::new(&[]),
             extranonce2_size: 0,
             requested_mask: None,
             version_mask: 0,
@@ -239,7 +318,7 @@ impl<R> Session<R> {
             subscribing: false,
             vardiff: Vardiff::new(vardiff, f64::MAX, 0)?,
             told: None,
-            workers: Vec::new(),
+            workers: Workers::None,
             agent: None,
             tally: ShareTally::default(),
         })
@@ -272,7 +351,7 @@ impl<R> Session<R> {
 
     /// The extranonce1 the miner was given (empty before subscribing).
     pub fn extranonce1(&self) -> &[u8] {
-        &self.extranonce1
+        self.extranonce1.as_slice()
     }
 
     /// The negotiated version-rolling mask: the miner's ∧ the upstream's; 0 without rolling.
@@ -292,12 +371,34 @@ impl<R> Session<R> {
 
     /// The workers it authorized, in order.
     pub fn workers(&self) -> impl Iterator<Item = &str> + '_ {
-        self.workers.iter().map(|w| &**w)
+        self.workers.as_slice().iter().map(|w| &**w)
     }
 
-    /// The user agent from `mining.subscribe` (at most [`MAX_USER_AGENT_LEN`] bytes).
+    /// The user agent from `mining.subscribe` (at most [`MAX_USER_AGENT_LEN`] bytes), or
+    /// from the answer to `client.get_version`; `None` once taken.
     pub fn agent(&self) -> Option<&str> {
         self.agent.as_deref()
+    }
+
+    /// Keeps `name` (a worker this connection authorized) as the driver's copy: the
+    /// session then points at the driver's string (e.g. the one its worker records and
+    /// login keep) instead of holding a second copy. A name not authorized here is
+    /// ignored.
+    pub fn share_worker_name(&mut self, name: &Arc<str>) {
+        let ws: &mut [Arc<str>] = match &mut self.workers {
+            Workers::None => &mut [],
+            Workers::One(w) => std::slice::from_mut(w),
+            Workers::Many(ws) => ws,
+        };
+        if let Some(w) = ws.iter_mut().find(|w| ***w == **name) {
+            *w = name.clone();
+        }
+    }
+
+    /// Takes the user agent out of the session (a driver that keeps it elsewhere, e.g. in
+    /// one copy shared by the miners that send the same, frees the session's).
+    pub fn take_agent(&mut self) -> Option<Box<str>> {
+        self.agent.take()
     }
 
     /// The answered shares so far.
@@ -414,7 +515,7 @@ impl<R> Session<R> {
         self.route = Some(route);
         self.miner = miner;
         self.slot = assignment.slot;
-        self.extranonce1 = assignment.extranonce1;
+        self.extranonce1 = Extranonce1::new(&assignment.extranonce1);
         self.extranonce2_size = assignment.extranonce2_size;
         let sub = format!("{miner:x}");
         out.push(Output::reply(
@@ -424,7 +525,7 @@ impl<R> Session<R> {
                     ("mining.set_difficulty".into(), sub.clone()),
                     ("mining.notify".into(), sub),
                 ],
-                extranonce1: self.extranonce1.clone(),
+                extranonce1: assignment.extranonce1,
                 extranonce2_size: self.extranonce2_size,
             }),
         ));
@@ -446,7 +547,7 @@ impl<R> Session<R> {
     /// again (workers it authorized meanwhile are forgotten).
     pub fn subscribe_refused(&mut self, id: &Id) -> Output {
         self.subscribing = false;
-        self.workers.clear();
+        self.workers = Workers::None;
         Output::error(id, Refusal::ProxyFull)
     }
 
@@ -491,7 +592,7 @@ impl<R> Session<R> {
                 return Err(Refusal::WrongPassword);
             }
         }
-        if self.workers.iter().any(|w| **w == *request.username) {
+        if self.workers.contains(&request.username) {
             return Ok(());
         }
         if self.workers.len() >= MAX_WORKERS_PER_CONNECTION {
@@ -531,7 +632,7 @@ impl<R> Session<R> {
             Phase::Subscribed | Phase::Closing => return Err(Refusal::Unauthorized),
             Phase::Authorized => {}
         }
-        if !self.workers.iter().any(|w| **w == *submit.worker) {
+        if !self.workers.contains(&submit.worker) {
             return Err(Refusal::Unauthorized);
         }
         Ok(ShareIn {
@@ -650,7 +751,7 @@ impl<R> Session<R> {
     pub fn on_extranonce_change(&mut self, new: Option<NewExtranonce>) -> Output {
         match new {
             Some(n) if self.extranonce_subscribed && self.phase != Phase::Closing => {
-                self.extranonce1.clone_from(&n.extranonce1);
+                self.extranonce1 = Extranonce1::new(&n.extranonce1);
                 self.extranonce2_size = n.extranonce2_size;
                 Output::SetExtranonce(n)
             }

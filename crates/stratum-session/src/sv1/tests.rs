@@ -1017,10 +1017,13 @@ proptest! {
 
 #[test]
 fn a_session_is_small() {
-    // Per idle miner at 10,000 miners the session is most of what the proxy keeps: 280
-    // bytes on 64-bit targets (136 of them vardiff), plus its extranonce1 and names.
+    // Per idle miner at 10,000 miners the session is most of what the proxy keeps: 232
+    // bytes on 64-bit targets (280 before vardiff pointed at shared settings), its
+    // extranonce1 inline, and no heap of its own once the driver shared the worker's name
+    // and took the agent.
     let size = std::mem::size_of::<Session<u32>>();
-    assert!(size <= 288, "Session<u32> is {size} bytes");
+    assert!(size <= 232, "Session<u32> is {size} bytes");
+    assert!(std::mem::size_of::<nonce_split::Vardiff>() <= 64);
 }
 
 #[test]
@@ -1134,4 +1137,80 @@ fn a_worker_authorized_while_the_subscribe_answer_waits_is_ready_with_that_answe
     t.subscribe_refused(&id(1));
     assert_eq!(t.workers().count(), 0);
     assert!(!t.subscribing());
+}
+
+#[test]
+fn a_shared_worker_name_is_pointed_at_and_every_worker_still_authorizes_its_shares() {
+    let now = Instant::now();
+    let mut ch = channel(now);
+    let mut s = ready_miner(&mut ch, 7, now);
+    // The driver's copy of the name (its login's): the session keeps a pointer to it.
+    let kept: Arc<str> = Arc::from(WORKER);
+    s.share_worker_name(&kept);
+    assert_eq!(Arc::strong_count(&kept), 2);
+    // A name this connection never authorized is not taken.
+    let other: Arc<str> = Arc::from("someone.else");
+    s.share_worker_name(&other);
+    assert_eq!(Arc::strong_count(&other), 1);
+    // A second and third worker: all three authorize shares, in order.
+    for (n, w) in ["a.two", "a.three"].into_iter().enumerate() {
+        let out = s.authorize(
+            &id(10 + n as u64),
+            &Authorize {
+                username: w.into(),
+                password: None,
+            },
+            &AuthorizeRules::default(),
+        );
+        assert!(refusal(&out[0]).is_none(), "{out:?}");
+    }
+    assert_eq!(
+        s.workers().collect::<Vec<_>>(),
+        [WORKER, "a.two", "a.three"]
+    );
+    assert!(s.submit(&submit("1", vec![0; 6], NTIME, None)).is_ok());
+    let mut by_three = submit("1", vec![0; 6], NTIME, None);
+    by_three.worker = "a.three".into();
+    assert!(s.submit(&by_three).is_ok());
+    by_three.worker = "a.four".into();
+    assert_eq!(s.submit(&by_three).err(), Some(Refusal::Unauthorized));
+}
+
+#[test]
+fn the_agent_can_be_taken_once_and_extranonces_of_any_length_are_told_back() {
+    let now = Instant::now();
+    let mut s: Session<u32> = Session::new(vardiff(), now).unwrap();
+    s.subscribe(&Subscribe {
+        user_agent: Some("bitaxe/BM1366".into()),
+        session_id: None,
+    })
+    .unwrap();
+    assert_eq!(s.take_agent().as_deref(), Some("bitaxe/BM1366"));
+    assert_eq!(s.agent(), None);
+    assert_eq!(s.take_agent(), None);
+
+    // A pool's extranonce1 too long to keep inline (here 30 bytes plus a 1-byte tail) is
+    // kept whole, and told to the miner as it is.
+    let long: Vec<u8> = (1..=30).collect();
+    let mut ch = Ch::new(&long, 8, 4, UPSTREAM_DIFF, POOL_MASK, now).unwrap();
+    let a = ch.add(3, 3).unwrap();
+    let told = a.extranonce1.clone();
+    assert!(told.len() > 22 && told.starts_with(&long));
+    let out = s.on_subscribed(&id(1), 3, 3, a);
+    match &out[0] {
+        Output::Reply {
+            reply: Reply::Subscribed(r),
+            ..
+        } => assert_eq!(r.extranonce1, told),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.extranonce1(), told.as_slice());
+    // And a short one inline, the same way.
+    let mut s: Session<u32> = Session::new(vardiff(), now).unwrap();
+    s.subscribe(&Subscribe::default()).unwrap();
+    let mut ch = channel(now);
+    let a = ch.add(4, 4).unwrap();
+    let told = a.extranonce1.clone();
+    s.on_subscribed(&id(1), 4, 4, a);
+    assert_eq!(s.extranonce1(), told.as_slice());
 }

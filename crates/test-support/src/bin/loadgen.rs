@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use test_support::loadgen::cli::{self, CliRun, TargetArgs};
-use test_support::loadgen::{run as run_generator, Mode, Options, RigIds};
+use test_support::loadgen::{run as run_generator, Mode, Options, Protocol, RigIds};
 
 /// `500ms`, `2s`, or a bare number of milliseconds.
 fn duration(s: &str) -> Result<Duration, String> {
@@ -82,6 +82,20 @@ struct Args {
     /// miner, which the pool checks).
     #[arg(long, default_value = "nicehash")]
     mode: Mode,
+    /// The proxy's stratum family, as its config's `protocol` says: cryptonote, or
+    /// stratum-v1 (Bitcoin SV1 miners and pool; the pool's difficulty is 2^-32, which the
+    /// proxy's `stratum-v1.min-difficulty` must not exceed).
+    #[arg(long, default_value = "cryptonote")]
+    protocol: Protocol,
+    /// Stratum V1: no `mining.configure` (version rolling) before subscribing, for a proxy
+    /// that does not know it.
+    #[arg(long)]
+    no_version_rolling: bool,
+    /// Stratum V1: the pool's share difficulty (default 2^-32, which every share meets).
+    /// Higher, the proxy answers the shares itself (after its sha256d check) and forwards
+    /// none.
+    #[arg(long)]
+    sv1_pool_difficulty: Option<f64>,
     /// Pause before each RSS reading, e.g. 1s.
     #[arg(long, value_parser = duration, default_value = "1s")]
     settle: Duration,
@@ -110,6 +124,12 @@ impl Args {
             difficulty: self.difficulty.max(1),
             rig_ids: self.rig_ids,
             mode: self.mode,
+            protocol: self.protocol,
+            version_rolling: !self.no_version_rolling,
+            sv1_pool_difficulty: self
+                .sv1_pool_difficulty
+                .filter(|d| d.is_finite() && *d > 0.0)
+                .unwrap_or(test_support::loadgen::sv1::DIFFICULTY),
             settle: self.settle,
             ..Options::default()
         };

@@ -27,9 +27,10 @@ use stratum_proto::cryptonote::{
     encode_pool_submit, is_status_ok, parse_pool_message, PoolMessage,
 };
 use stratum_proto::job::encode_hex;
+use stratum_proto::sv1::{parse_server_line, ServerMessage};
 
 use super::{
-    blob_fixed_byte, job_number, lock, scan_job, Ctx, Plan, ALGO, FIRST_SHARE_ID, SHARE_ERROR,
+    blob_fixed_byte, job_number, lock, scan_job, sv1, Ctx, Plan, ALGO, FIRST_SHARE_ID, SHARE_ERROR,
     SHARE_OK, SHARE_SENT,
 };
 
@@ -55,8 +56,25 @@ pub(super) struct Handoff {
     pub session: String,
     /// The current job's id.
     pub job_id: String,
-    /// The miner's fixed byte (blob byte 42).
+    /// The miner's fixed byte (blob byte 42); 0 for Stratum V1.
     pub slot: u8,
+    /// Stratum V1: what its shares are made of (`None` for CryptoNote, whose `session` is
+    /// the login's session id; for SV1 `session` is the worker name).
+    pub sv1: Option<Box<Sv1Miner>>,
+}
+
+/// What a Stratum V1 miner keeps to make its shares.
+pub(super) struct Sv1Miner {
+    /// Its extranonce1 (the upstream's and its tail).
+    pub extranonce1: Vec<u8>,
+    /// Its extranonce2 size, at least 4.
+    pub extranonce2_size: usize,
+    /// The version mask granted.
+    pub mask: u32,
+    /// Its current difficulty (the last `mining.set_difficulty`).
+    pub difficulty: f64,
+    /// The number of its current job.
+    pub job: u64,
 }
 
 /// The event-loop threads.
@@ -129,6 +147,7 @@ struct Miner {
     session: String,
     job_id: String,
     slot: u8,
+    sv1: Option<Box<Sv1Miner>>,
 }
 
 /// This loop's part of the share plan: share `k` is sent by the miner of rank `k mod active`,
@@ -239,6 +258,7 @@ impl EventLoop {
                 session: h.session,
                 job_id: h.job_id,
                 slot: h.slot,
+                sv1: h.sv1,
             };
             let fed = feed(&self.ctx, &mut m, &h.leftover, now, &mut self.rtt);
             if token == self.miners.len() {
@@ -362,15 +382,35 @@ impl EventLoop {
         let Some(m) = self.miners.get_mut(t).and_then(Option::as_mut) else {
             return;
         };
-        let nonce = (u32::from(m.slot) << 24) | u32::try_from(k).unwrap_or(0);
-        let line = encode_pool_submit(
-            k + FIRST_SHARE_ID,
-            &m.session,
-            &m.job_id,
-            &encode_hex(&nonce.to_le_bytes()),
-            &ctx.result,
-            Some(ALGO),
-        );
+        let line = match &m.sv1 {
+            None => {
+                let nonce = (u32::from(m.slot) << 24) | u32::try_from(k).unwrap_or(0);
+                encode_pool_submit(
+                    k + FIRST_SHARE_ID,
+                    &m.session,
+                    &m.job_id,
+                    &encode_hex(&nonce.to_le_bytes()),
+                    &ctx.result,
+                    Some(ALGO),
+                )
+            }
+            Some(s) => {
+                let Some(job) = ctx.sv1.job(s.job) else {
+                    return;
+                };
+                let submit = sv1::make_share(
+                    job,
+                    &m.job_id,
+                    &s.extranonce1,
+                    s.extranonce2_size,
+                    s.mask,
+                    s.difficulty,
+                    &m.session,
+                    u32::try_from(k).unwrap_or(u32::MAX),
+                );
+                sv1::share_line(submit, k)
+            }
+        };
         let now = Instant::now();
         let ku = k as usize;
         let at = ctx.nanos(now);
@@ -458,18 +498,15 @@ fn split_lines(partial: &mut Vec<u8>, data: &[u8], mut each: impl FnMut(&[u8])) 
 /// Handles one line the proxy sent to a logged-in miner, read at `now`: a job (its receipt
 /// time, its fixed byte, the id later shares name) or a share's answer (its round trip).
 fn handle_line(ctx: &Ctx, m: &mut Miner, line: &[u8], now: Instant, rtt: &mut Vec<u64>) {
+    if m.sv1.is_some() {
+        return handle_sv1_line(ctx, m, line, now, rtt);
+    }
     if let Some((job_id, fixed)) = scan_job(line) {
         if fixed != Some(m.slot) {
             ctx.wrong_fixed_job.fetch_add(1, Ordering::Relaxed);
         }
-        if let Some(j) = job_number(job_id).filter(|j| (1..=ctx.opts.jobs).contains(j)) {
-            let slot = &ctx.receipts[(j - 1) * ctx.opts.miners + m.i];
-            if slot
-                .compare_exchange(0, ctx.nanos(now) + 1, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-            {
-                ctx.received[j - 1].fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(j) = job_number(job_id) {
+            receipt(ctx, m.i, j, now);
         }
         m.job_id.clear();
         m.job_id.push_str(&String::from_utf8_lossy(job_id));
@@ -484,32 +521,95 @@ fn handle_line(ctx: &Ctx, m: &mut Miner, line: &[u8], now: Instant, rtt: &mut Ve
             m.job_id = job.job_id;
         }
         Ok(PoolMessage::Response { id, outcome }) if id >= FIRST_SHARE_ID => {
-            let k = (id - FIRST_SHARE_ID) as usize;
-            let (Some(sent), Some(state)) = (ctx.share_sent.get(k), ctx.share_state.get(k)) else {
-                return;
+            let verdict = match outcome {
+                Ok(v) if is_status_ok(&v) => Ok(()),
+                Ok(v) => Err(format!("result {v}")),
+                Err(e) => Err(e.message),
             };
-            let ok = match outcome {
-                Ok(v) if is_status_ok(&v) => true,
-                Ok(v) => {
-                    *lock(&ctx.errors).entry(format!("result {v}")).or_default() += 1;
-                    false
-                }
-                Err(e) => {
-                    *lock(&ctx.errors).entry(e.message).or_default() += 1;
-                    false
-                }
-            };
-            let answered = if ok { SHARE_OK } else { SHARE_ERROR };
-            // Only the first answer to a sent share counts.
-            if state
-                .compare_exchange(SHARE_SENT, answered, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-            {
-                return;
+            answered(ctx, id - FIRST_SHARE_ID, verdict, now, rtt);
+        }
+        _ => {}
+    }
+}
+
+/// Job number `j` (1..=jobs; others are not timed) reached miner `i` at `now`.
+fn receipt(ctx: &Ctx, i: usize, j: usize, now: Instant) {
+    if !(1..=ctx.opts.jobs).contains(&j) {
+        return;
+    }
+    let slot = &ctx.receipts[(j - 1) * ctx.opts.miners + i];
+    if slot
+        .compare_exchange(0, ctx.nanos(now) + 1, Ordering::Relaxed, Ordering::Relaxed)
+        .is_ok()
+    {
+        ctx.received[j - 1].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Share `k` was answered at `now` (`Err`: the error's text): its round trip, once.
+fn answered(ctx: &Ctx, k: u64, verdict: Result<(), String>, now: Instant, rtt: &mut Vec<u64>) {
+    let k = usize::try_from(k).unwrap_or(usize::MAX);
+    let (Some(sent), Some(state)) = (ctx.share_sent.get(k), ctx.share_state.get(k)) else {
+        return;
+    };
+    let answered = match verdict {
+        Ok(()) => SHARE_OK,
+        Err(e) => {
+            *lock(&ctx.errors).entry(e).or_default() += 1;
+            SHARE_ERROR
+        }
+    };
+    // Only the first answer to a sent share counts.
+    if state
+        .compare_exchange(SHARE_SENT, answered, Ordering::Relaxed, Ordering::Relaxed)
+        .is_err()
+    {
+        return;
+    }
+    let sent_at = sent.load(Ordering::Relaxed).saturating_sub(1);
+    rtt.push(ctx.nanos(now).saturating_sub(sent_at));
+    ctx.answered.fetch_add(1, Ordering::Relaxed);
+}
+
+/// [`handle_line`] for a Stratum V1 miner: a `mining.notify` (byte scan: its job number
+/// and receipt time), a new difficulty or version mask, or a share's answer.
+fn handle_sv1_line(ctx: &Ctx, m: &mut Miner, line: &[u8], now: Instant, rtt: &mut Vec<u64>) {
+    let Miner { i, sv1, job_id, .. } = m;
+    let Some(s) = sv1.as_mut() else {
+        return;
+    };
+    // The pool's job ids, passed on: a byte scan. Another proxy's own ids: a full parse
+    // (the job is known by its ntime), below.
+    if let Some(j) = sv1::scan_notify(line).and_then(|id| Some((sv1::job_number(id)?, id))) {
+        receipt(ctx, *i, usize::try_from(j.0).unwrap_or(usize::MAX), now);
+        s.job = j.0;
+        job_id.clear();
+        job_id.push_str(&String::from_utf8_lossy(j.1));
+        return;
+    }
+    match parse_server_line(line) {
+        Ok(ServerMessage::Notify(n)) => {
+            if let Some(j) = sv1::job_of(&n) {
+                receipt(ctx, *i, usize::try_from(j).unwrap_or(usize::MAX), now);
+                s.job = j;
+                *job_id = n.job_id;
             }
-            let sent_at = sent.load(Ordering::Relaxed).saturating_sub(1);
-            rtt.push(ctx.nanos(now).saturating_sub(sent_at));
-            ctx.answered.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(ServerMessage::SetDifficulty(d)) => s.difficulty = d,
+        Ok(ServerMessage::SetVersionMask(mask)) => s.mask &= mask,
+        Ok(ServerMessage::Response { id, outcome }) => {
+            let Some(k) = id
+                .as_u64()
+                .and_then(|id| id.checked_sub(sv1::FIRST_SHARE_ID))
+            else {
+                return;
+            };
+            let verdict = match outcome {
+                Ok(serde_json::Value::Bool(true)) => Ok(()),
+                Ok(v) => Err(format!("result {v}")),
+                Err(e) => Err(format!("{} {}", e.code, e.message)),
+            };
+            answered(ctx, k, verdict, now, rtt);
         }
         _ => {}
     }

@@ -66,6 +66,7 @@ use crate::miner::result_for_difficulty;
 pub mod cli;
 mod miners;
 pub mod soak;
+pub mod sv1;
 use crate::mock_pool::make_job;
 
 /// The wallet every simulated miner logs in with (a mainnet address, 95 chars, as real
@@ -103,6 +104,29 @@ impl FromStr for Mode {
             "nicehash" => Ok(Self::Nicehash),
             "simple" => Ok(Self::Simple),
             _ => Err(format!("{s:?}: expected nicehash or simple")),
+        }
+    }
+}
+
+/// The stratum family the proxy serves, as its config's `protocol` says: what the
+/// generator's miners and pool speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// CryptoNote (xmrig's stratum): the module docs' phases.
+    Cryptonote,
+    /// Bitcoin Stratum V1: the same phases with SV1 miners and pool (the [`sv1`] module).
+    StratumV1,
+}
+
+impl FromStr for Protocol {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cryptonote" => Ok(Self::Cryptonote),
+            "stratum-v1" => Ok(Self::StratumV1),
+            _ => Err(format!("{s:?}: expected cryptonote or stratum-v1")),
         }
     }
 }
@@ -174,6 +198,16 @@ pub struct Options {
     pub rig_ids: RigIds,
     /// The proxy's mode (its config must say the same).
     pub mode: Mode,
+    /// The proxy's stratum family (its config must say the same).
+    pub protocol: Protocol,
+    /// Stratum V1: the miners ask for version rolling (`mining.configure`, BIP 310) before
+    /// they subscribe; `false` for a proxy that does not know it (ckpool 0.9 drops a miner
+    /// that sends it first).
+    pub version_rolling: bool,
+    /// Stratum V1: the pool's share difficulty ([`sv1::DIFFICULTY`], 2^-32, by default).
+    /// Above the miners' difficulty the proxy answers their shares itself after its
+    /// sha256d check and forwards none: the report then expects no share at the pool.
+    pub sv1_pool_difficulty: f64,
     /// Pause before each RSS reading, for the proxy to settle.
     pub settle: Duration,
     /// The whole run stops by then, with what it measured so far.
@@ -201,6 +235,9 @@ impl Default for Options {
             difficulty: 10_000,
             rig_ids: RigIds::Unique,
             mode: Mode::Nicehash,
+            protocol: Protocol::Cryptonote,
+            version_rolling: true,
+            sv1_pool_difficulty: sv1::DIFFICULTY,
             settle: Duration::from_secs(1),
             deadline: Duration::ZERO,
         }
@@ -219,6 +256,12 @@ impl Options {
     /// Shares the share phase sends.
     pub fn total_shares(&self) -> u64 {
         self.rate.saturating_mul(self.seconds)
+    }
+
+    /// Whether the proxy is to answer the shares itself (Stratum V1 with a pool difficulty
+    /// above the miners' [`sv1::DIFFICULTY`]): none reaches the pool.
+    pub fn shares_answered_by_proxy(&self) -> bool {
+        self.protocol == Protocol::StratumV1 && self.sv1_pool_difficulty > sv1::DIFFICULTY
     }
 
     /// Open files this process needs: miners, pool connections (one per 256 miners in
@@ -302,6 +345,8 @@ pub struct Setup {
     pub rig_ids: RigIds,
     /// The proxy's mode.
     pub mode: Mode,
+    /// The stratum family spoken.
+    pub protocol: Protocol,
     /// CPU cores of the machine.
     pub cores: usize,
     /// This generator's tokio worker threads (pool side, logins).
@@ -432,7 +477,8 @@ pub struct ShareReport {
     pub missing_at_pool: u64,
     /// Shares that reached the pool more than once.
     pub duplicated_at_pool: u64,
-    /// Shares that reached the pool with another fixed byte than their miner's.
+    /// Shares that reached the pool with another fixed byte than their miner's (Stratum
+    /// V1: another extranonce1 and tail than the miner's extranonce1).
     pub wrong_fixed_byte_at_pool: u64,
     /// Submits at the pool that are none of ours (bad nonce, index out of range).
     pub unknown_at_pool: u64,
@@ -569,6 +615,8 @@ impl Plan {
 /// What the pool side saw.
 struct PoolState {
     job: Job,
+    /// Stratum V1: the jobs shares may be for (the current one; every job is clean).
+    sv1_jobs: Vec<stratum_proto::sv1::Notify>,
     conns: Vec<mpsc::Sender<Bytes>>,
 }
 
@@ -609,6 +657,8 @@ struct Ctx {
     pool_fixed: Vec<AtomicU8>,
     pool_unknown: AtomicU64,
     pool_closed: AtomicBool,
+    /// Stratum V1 only.
+    sv1: sv1::State,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -648,6 +698,7 @@ impl Ctx {
             disconnected: AtomicU64::new(0),
             pool: Mutex::new(PoolState {
                 job: make_job(0, opts.difficulty),
+                sv1_jobs: vec![sv1::make_job(0)],
                 conns: Vec::new(),
             }),
             pool_logins: AtomicU64::new(0),
@@ -655,6 +706,7 @@ impl Ctx {
             pool_fixed: atomics(total),
             pool_unknown: AtomicU64::new(0),
             pool_closed: AtomicBool::new(false),
+            sv1: sv1::State::new(opts.protocol == Protocol::StratumV1, n, opts.jobs, total),
             opts,
         }
     }
@@ -693,7 +745,10 @@ async fn pool_accept(ctx: Arc<Ctx>, listener: TcpListener) {
         match accepted {
             Ok((stream, _)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(pool_conn(ctx.clone(), stream, index));
+                match ctx.opts.protocol {
+                    Protocol::Cryptonote => tokio::spawn(pool_conn(ctx.clone(), stream, index)),
+                    Protocol::StratumV1 => tokio::spawn(sv1::pool_conn(ctx.clone(), stream, index)),
+                };
                 index += 1;
             }
             Err(e) => {
@@ -924,6 +979,9 @@ async fn connect_login(ip: Ipv4Addr, proxy: SocketAddr, login: &[u8]) -> Result<
 /// Connects miner `i` and logs it in; once it has a login result with a job, the connection
 /// (out of tokio's reactor) for the event loops.
 async fn login(ctx: &Ctx, i: usize) -> Result<miners::Handoff, String> {
+    if ctx.opts.protocol == Protocol::StratumV1 {
+        return login_sv1(ctx, i).await;
+    }
     let conn = connect_login(
         ctx.opts.source_ip(i),
         ctx.opts.proxy,
@@ -941,6 +999,44 @@ async fn login(ctx: &Ctx, i: usize) -> Result<miners::Handoff, String> {
         session: conn.session,
         job_id: conn.job_id,
         slot: conn.slot,
+        sv1: None,
+    })
+}
+
+/// [`login`] for a Stratum V1 miner; its "slot" is 1 (SV1 jobs carry nothing per miner).
+async fn login_sv1(ctx: &Ctx, i: usize) -> Result<miners::Handoff, String> {
+    let worker = sv1::worker_name(ctx.opts.rig_ids, i);
+    let conn = sv1::connect_login(
+        ctx.opts.source_ip(i),
+        ctx.opts.proxy,
+        &worker,
+        ctx.opts.version_rolling,
+    )
+    .await?;
+    if let Some(key) = ctx.sv1.miner_key.get(i) {
+        // The bytes before a share's index: extranonce1, then the zeros of extranonce2.
+        let mut en = conn.extranonce1.clone();
+        en.resize(en.len() + conn.extranonce2_size - 4, 0);
+        key.store(sv1::en_key(&en), Ordering::Relaxed);
+    }
+    let stream = conn
+        .stream
+        .into_std()
+        .map_err(|e| format!("leaving the runtime: {}", e.kind()))?;
+    Ok(miners::Handoff {
+        i,
+        stream,
+        leftover: conn.buf.to_vec(),
+        session: worker,
+        job_id: conn.job_id,
+        slot: 0,
+        sv1: Some(Box::new(miners::Sv1Miner {
+            extranonce1: conn.extranonce1,
+            extranonce2_size: conn.extranonce2_size,
+            mask: conn.mask,
+            difficulty: conn.difficulty,
+            job: conn.job,
+        })),
     })
 }
 
@@ -1071,6 +1167,7 @@ fn setup(opts: &Options) -> Setup {
         difficulty: opts.difficulty,
         rig_ids: opts.rig_ids,
         mode: opts.mode,
+        protocol: opts.protocol,
         cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
         generator_threads: opts.threads,
         generator_miner_threads: opts.miner_threads,
@@ -1243,7 +1340,10 @@ async fn job_phase(ctx: &Arc<Ctx>, probe: &Probe, report: &mut Report, active: &
     for j in 1..=opts.jobs {
         tokio::time::sleep_until(start + opts.job_interval * u32::try_from(j - 1).unwrap_or(0))
             .await;
-        let t0 = push_job(ctx, make_job(j as u64, opts.difficulty));
+        let t0 = match opts.protocol {
+            Protocol::Cryptonote => push_job(ctx, make_job(j as u64, opts.difficulty)),
+            Protocol::StratumV1 => sv1::push_job(ctx, j as u64),
+        };
         ctx.job_sent[j - 1].store(ctx.nanos(t0) + 1, Ordering::Relaxed);
     }
     // Wait for the last receipts: until every logged-in miner has every job, or as long as
@@ -1363,8 +1463,17 @@ async fn share_phase(ctx: &Arc<Ctx>, probe: &Probe, report: &mut Report, active:
             1 => s.at_pool_once += 1,
             _ => s.duplicated_at_pool += 1,
         }
-        let slot = ctx.slots[miner].load(Ordering::Relaxed);
-        if count > 0 && u32::from(ctx.pool_fixed[ku].load(Ordering::Relaxed)) + 1 != slot {
+        let wrong = match opts.protocol {
+            Protocol::Cryptonote => {
+                let slot = ctx.slots[miner].load(Ordering::Relaxed);
+                u32::from(ctx.pool_fixed[ku].load(Ordering::Relaxed)) + 1 != slot
+            }
+            Protocol::StratumV1 => {
+                ctx.sv1.pool_key[ku].load(Ordering::Relaxed)
+                    != ctx.sv1.miner_key[miner].load(Ordering::Relaxed)
+            }
+        };
+        if count > 0 && wrong {
             s.wrong_fixed_byte_at_pool += 1;
         }
     }
@@ -1414,7 +1523,16 @@ async fn share_phase(ctx: &Arc<Ctx>, probe: &Probe, report: &mut Report, active:
             s.answered_error, s.errors
         ));
     }
-    if s.missing_at_pool > 0 || s.duplicated_at_pool > 0 || s.unknown_at_pool > 0 {
+    if opts.shares_answered_by_proxy() {
+        // Answered by the proxy: any share at the pool is one too many.
+        s.missing_at_pool = 0;
+        if s.at_pool_once + s.duplicated_at_pool + s.unknown_at_pool > 0 {
+            p.push(format!(
+                "{} shares reached the pool though under its difficulty",
+                s.at_pool_once + s.duplicated_at_pool + s.unknown_at_pool
+            ));
+        }
+    } else if s.missing_at_pool > 0 || s.duplicated_at_pool > 0 || s.unknown_at_pool > 0 {
         p.push(format!(
             "shares at the pool: {} missing, {} duplicated, {} unknown",
             s.missing_at_pool, s.duplicated_at_pool, s.unknown_at_pool
@@ -1483,9 +1601,13 @@ impl Report {
                 ),
             ),
             (
-                "mode, pool connections".into(),
+                "protocol, mode, pool connections".into(),
                 format!(
-                    "{}, {}",
+                    "{}, {}, {}",
+                    match st.protocol {
+                        Protocol::Cryptonote => "cryptonote",
+                        Protocol::StratumV1 => "stratum-v1",
+                    },
                     match st.mode {
                         Mode::Nicehash => "nicehash",
                         Mode::Simple => "simple",
