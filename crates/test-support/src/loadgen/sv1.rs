@@ -457,6 +457,7 @@ fn pool_config(difficulty: f64) -> Sv1PoolConfig {
         difficulty,
         version_mask: 0x1fff_e000,
         job: make_job(0),
+        refuse_with: None,
     }
 }
 
