@@ -7,8 +7,13 @@
 //! [`Upstream`](crate::Upstream) does (go-proxy RFC §10.2): the first enabled entry first,
 //! `retries` attempts per entry with `retry-pause` between them, then the next entry; after a
 //! session that was logged in ends, start again from the primary. The loop is this module's
-//! own (a small copy of `failover.rs`'s walk, without its make-before-break reload: a changed
-//! pool list ends the session and the new list is walked from its primary).
+//! own (a small copy of `failover.rs`'s walk), with the same make-before-break reload: a
+//! changed pool list that touches the pool in use is logged in to while the old session
+//! serves on; then the old session takes no more shares, answers those in flight with its
+//! pool's verdicts (or a timeout after the reply timeout) and closes, and the new session
+//! serves (its `on_extranonce` moves the miners). When no entry of the new list can be logged
+//! in to, the old session is drained and closed all the same and the new list is walked with
+//! its retries. A solo session is closed at once on a change.
 //!
 //! Each entry is one of
 //! - a stratum pool ([`PoolConfig::daemon`] false; module `client`): TCP, or TLS as
@@ -262,9 +267,11 @@ impl Sv1Upstream {
         }
     }
 
-    /// Replaces the pool list and timing. When it differs from the current one, the session
-    /// in use ends (its pending shares are answered [`ShareError::Disconnected`]) and the new
-    /// list is walked from its primary.
+    /// Replaces the pool list and timing. When the change touches the pool in use (it, or an
+    /// enabled entry before it, changed), the new list is logged in to first, while the
+    /// session in use serves on; then that session's shares in flight get its pool's answers
+    /// (or [`ShareError::Timeout`] after the reply timeout) and it closes (see the module
+    /// doc). A solo session ends at once.
     pub fn set_pools(&self, pools: Vec<PoolConfig>, options: FailoverOptions) {
         self.pools.set(pools, options);
     }
