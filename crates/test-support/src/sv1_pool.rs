@@ -114,8 +114,11 @@ struct Shared {
     conns: Vec<Option<mpsc::Sender<Vec<u8>>>>,
     /// While `Some`: answers to submits kept back (with their connection's queue) until
     /// [`Sv1Pool::release_answers`], so that a test has shares in flight.
-    held: Option<Vec<(mpsc::Sender<Vec<u8>>, Vec<u8>)>>,
+    held: Option<Vec<Held>>,
 }
+
+/// An answer kept back, with the queue of the connection it is for.
+type Held = (mpsc::Sender<Vec<u8>>, Vec<u8>);
 
 fn lock(s: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     s.lock().unwrap_or_else(|e| e.into_inner())
