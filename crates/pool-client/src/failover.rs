@@ -35,7 +35,7 @@ fn enabled(set: &PoolSet) -> Vec<usize> {
 
 /// Whether moving from `old` to `new` changes the pool at `index` or any enabled pool
 /// before it: then the connection to `index` is no longer the one the list asks for.
-fn touches(old: &PoolSet, new: &PoolSet, index: usize) -> bool {
+pub(crate) fn touches(old: &PoolSet, new: &PoolSet, index: usize) -> bool {
     let upto = |set: &PoolSet| -> Vec<_> {
         set.pools
             .iter()

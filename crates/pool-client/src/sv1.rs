@@ -7,8 +7,13 @@
 //! [`Upstream`](crate::Upstream) does (go-proxy RFC §10.2): the first enabled entry first,
 //! `retries` attempts per entry with `retry-pause` between them, then the next entry; after a
 //! session that was logged in ends, start again from the primary. The loop is this module's
-//! own (a small copy of `failover.rs`'s walk, without its make-before-break reload: a changed
-//! pool list ends the session and the new list is walked from its primary).
+//! own (a small copy of `failover.rs`'s walk), with the same make-before-break reload: a
+//! changed pool list that touches the pool in use is logged in to while the old session
+//! serves on; then the old session takes no more shares, answers those in flight with its
+//! pool's verdicts (or a timeout after the reply timeout) and closes, and the new session
+//! serves (its `on_extranonce` moves the miners). When no entry of the new list can be logged
+//! in to, the old session is drained and closed all the same and the new list is walked with
+//! its retries. A solo session is closed at once on a change.
 //!
 //! Each entry is one of
 //! - a stratum pool ([`PoolConfig::daemon`] false; module `client`): TCP, or TLS as
@@ -251,6 +256,7 @@ impl Sv1Upstream {
             live: live.clone(),
             state: state.clone(),
             session: 0,
+            ready: None,
         };
         tokio::spawn(task.run());
         Self {
@@ -261,9 +267,11 @@ impl Sv1Upstream {
         }
     }
 
-    /// Replaces the pool list and timing. When it differs from the current one, the session
-    /// in use ends (its pending shares are answered [`ShareError::Disconnected`]) and the new
-    /// list is walked from its primary.
+    /// Replaces the pool list and timing. When the change touches the pool in use (it, or an
+    /// enabled entry before it, changed), the new list is logged in to first, while the
+    /// session in use serves on; then that session's shares in flight get its pool's answers
+    /// (or [`ShareError::Timeout`] after the reply timeout) and it closes (see the module
+    /// doc). A solo session ends at once.
     pub fn set_pools(&self, pools: Vec<PoolConfig>, options: FailoverOptions) {
         self.pools.set(pools, options);
     }
@@ -317,6 +325,9 @@ enum End {
     },
     /// The pool list changed.
     ListChanged,
+    /// The pool list changed and its session is logged in (make-before-break): the old
+    /// session is draining in a task of its own; serve this one next.
+    Replaced(Box<Ready>),
     /// The proxy is stopping.
     Cancelled,
 }
@@ -331,6 +342,52 @@ impl From<crate::SessionEnd> for End {
     }
 }
 
+/// A session of a new pool list, logged in while the old one still served (a reload).
+struct Ready {
+    set: Arc<PoolSet>,
+    index: usize,
+    connected: client::Connected,
+}
+
+impl std::fmt::Debug for Ready {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ready")
+            .field("pool", &self.set.pools[self.index].url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A login to a new pool list under way (see [`preconnect`]).
+type Preconnecting =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Option<Box<Ready>>> + Send>>;
+
+/// Logs in to the first enabled pool of `set` that answers, one attempt each in list order,
+/// while the old session keeps serving (as the CryptoNote upstream's `failover.rs` does).
+/// `None` when none did, or when the walk reaches a solo entry (a node is not logged in
+/// ahead: the failover loop takes over).
+fn preconnect(set: Arc<PoolSet>, sv1: Sv1Options, cancel: CancellationToken) -> Preconnecting {
+    Box::pin(async move {
+        for index in (0..set.pools.len()).filter(|i| set.pools[*i].enabled) {
+            let pool = &set.pools[index];
+            if pool.daemon {
+                return None;
+            }
+            match client::connect(pool, &set.options, &sv1, &cancel).await {
+                Ok(connected) => {
+                    return Some(Box::new(Ready {
+                        set: set.clone(),
+                        index,
+                        connected,
+                    }))
+                }
+                Err(End::Cancelled) => return None,
+                Err(end) => tracing::warn!(pool = %pool.url, "new pool list: {end:?}"),
+            }
+        }
+        None
+    })
+}
+
 /// Returns when the pool list changes; never when it no longer can (every handle dropped).
 async fn list_changed(pools: &mut watch::Receiver<Arc<PoolSet>>) {
     if pools.changed().await.is_err() {
@@ -343,12 +400,15 @@ const MAX_RECONNECT_WAIT: Duration = Duration::from_secs(60);
 
 /// What a session (pool or solo) gets from the loop.
 struct Ctx<'a> {
+    /// The pool list the session belongs to (a change that `failover::touches` this entry
+    /// replaces the session).
+    set: &'a PoolSet,
     pool: &'a PoolConfig,
     index: usize,
     options: &'a FailoverOptions,
     sv1: &'a Sv1Options,
     cmds: &'a mut queue::Receiver<Submit>,
-    listener: &'a dyn Sv1Listener,
+    listener: &'a Arc<dyn Sv1Listener>,
     cancel: &'a CancellationToken,
     pools: &'a mut watch::Receiver<Arc<PoolSet>>,
     session: &'a mut u64,
@@ -379,6 +439,8 @@ struct Failover {
     live: Arc<AtomicU64>,
     state: Arc<AtomicU8>,
     session: u64,
+    /// A new pool list's session, logged in before the old one closed.
+    ready: Option<Box<Ready>>,
 }
 
 impl Failover {
@@ -398,23 +460,33 @@ impl Failover {
             .await
     }
 
-    /// One attempt at `pool` (index `index` of `set`), run until it ends.
-    async fn attempt(&mut self, set: &PoolSet, pool: &PoolConfig, index: usize) -> End {
+    /// One attempt at `pool` (index `index` of `set`), or the session already logged in
+    /// there (`connected`), run until it ends.
+    async fn attempt(
+        &mut self,
+        set: &PoolSet,
+        pool: &PoolConfig,
+        index: usize,
+        connected: Option<client::Connected>,
+    ) -> End {
         let end = {
             let mut ctx = Ctx {
+                set,
                 pool,
                 index,
                 options: &set.options,
                 sv1: &self.sv1,
                 cmds: &mut self.cmds,
-                listener: self.listener.as_ref(),
+                listener: &self.listener,
                 cancel: &self.cancel,
                 pools: &mut self.pools,
                 session: &mut self.session,
                 live: &self.live,
                 state: &self.state,
             };
-            if pool.daemon {
+            if let Some(c) = connected {
+                client::run_connected(&mut ctx, c).await
+            } else if pool.daemon {
                 solo::run_session(&mut ctx).await
             } else {
                 client::run_session(&mut ctx).await
@@ -438,11 +510,44 @@ impl Failover {
         // Where a `client.reconnect` sends the next attempt.
         let mut redirect: Option<(PoolConfig, usize)> = None;
         'list: while !self.cancel.is_cancelled() {
+            if let Some(ready) = self.ready.take() {
+                let Ready {
+                    set,
+                    index,
+                    connected,
+                } = *ready;
+                // The new list's session, logged in before the old one closed.
+                let pool = set.pools[index].clone();
+                match self.attempt(&set, &pool, index, Some(connected)).await {
+                    End::Cancelled => break 'list,
+                    End::Replaced(next) => self.ready = Some(next),
+                    End::ListChanged => {}
+                    End::Reconnect { url, wait } => {
+                        redirect = Some(redirected(&pool, index, url));
+                        self.set_state(UpstreamState::Connecting);
+                        if !self.pause(wait).await {
+                            break 'list;
+                        }
+                    }
+                    end => {
+                        tracing::warn!(pool = %pool.url, "pool connection ended: {end:?}");
+                        self.set_state(UpstreamState::Connecting);
+                        if !self.pause(Duration::from_millis(100)).await {
+                            break 'list;
+                        }
+                    }
+                }
+                continue 'list;
+            }
             let set = self.pools.borrow_and_update().clone();
             if let Some((pool, index)) = redirect.take() {
                 self.set_state(UpstreamState::Connecting);
-                match self.attempt(&set, &pool, index).await {
+                match self.attempt(&set, &pool, index, None).await {
                     End::Cancelled => break 'list,
+                    End::Replaced(next) => {
+                        self.ready = Some(next);
+                        continue 'list;
+                    }
                     End::Reconnect { url, wait } => {
                         redirect = Some(redirected(&pool, index, url));
                         if !self.pause(wait).await {
@@ -465,8 +570,12 @@ impl Failover {
                     if attempt > 0 && !self.pause(set.options.retry_pause).await {
                         break 'list;
                     }
-                    match self.attempt(&set, pool, index).await {
+                    match self.attempt(&set, pool, index, None).await {
                         End::Cancelled => break 'list,
+                        End::Replaced(next) => {
+                            self.ready = Some(next);
+                            continue 'list;
+                        }
                         End::ListChanged => continue 'list,
                         End::NeverConnected(why) => {
                             tracing::warn!(pool = %pool.url, attempt = attempt + 1, "connect failed: {why}");

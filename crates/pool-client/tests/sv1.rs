@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use pool_client::sv1::{Sv1Options, Sv1ShareError};
-use pool_client::{FailoverOptions, ShareError};
-use stratum_proto::sv1::{ClientRequest, ErrorCode};
+use pool_client::{FailoverOptions, ShareError, UpstreamState};
+use stratum_proto::sv1::{ClientRequest, ErrorCode, Notify};
 use test_support::sv1_pool::{Sv1Pool, Sv1PoolConfig};
 
 mod sv1_common;
@@ -400,28 +400,200 @@ async fn a_quiet_limit_drops_a_pool_that_sends_nothing_with_no_share_flowing() {
     .await;
 }
 
+/// Three shares of `job` that meet the pool's difficulty with `en1`, submitted in `session`;
+/// their sequence numbers.
+fn submit_good_shares(h: &mut Harness, job: &Notify, en1: &[u8], session: u64) -> Vec<u64> {
+    (0..3u8)
+        .map(|i| {
+            let en2 = vec![0, 0, 0, 0, 0, 0, 0, i];
+            let nonce = grind(job, en1, &en2, POOL_DIFFICULTY, true);
+            h.submit(share(job, session, en2, nonce)).unwrap()
+        })
+        .collect()
+}
+
 #[tokio::test]
-async fn a_new_pool_list_ends_the_session_and_logs_in_to_its_primary() {
+async fn a_new_pool_list_logs_in_before_the_old_session_closes_and_its_shares_in_flight_get_the_old_pools_answers(
+) {
+    test_support::init_tracing();
+    bounded(async {
+        let a = pool().await;
+        let b = Sv1Pool::start(Sv1PoolConfig {
+            difficulty: POOL_DIFFICULTY,
+            extranonce1_base: 0xb200_0001,
+            ..Sv1PoolConfig::default()
+        })
+        .await
+        .unwrap();
+        // Long enough that only the old pool's answers can answer the shares in flight.
+        let patient = FailoverOptions {
+            reply_timeout: Duration::from_secs(20),
+            ..options()
+        };
+        let mut h = Harness::spawn(
+            vec![entry(a.addr())],
+            patient.clone(),
+            Sv1Options::default(),
+        );
+        let (job, first) = h.recorder.job(0).await;
+        let en1 = h.recorder.seen().extranonces[0].0.clone();
+        a.hold_answers();
+        let seqs = submit_good_shares(&mut h, &job, &en1, first);
+        assert!(
+            a.wait_for(Duration::from_secs(5), |a| a.submits().len() == 3)
+                .await
+        );
+        // Unchanged: nothing happens.
+        h.upstream.set_pools(vec![entry(a.addr())], patient.clone());
+        h.upstream.set_pools(vec![entry(b.addr())], patient.clone());
+        let (new_job, second) = h.recorder.job(1).await;
+        assert_eq!(second, first + 1);
+        // The new pool is logged in while the old one still holds the shares: never a gap.
+        {
+            let seen = h.recorder.seen();
+            assert_eq!(
+                seen.states[1..],
+                [
+                    (UpstreamState::Active, Some(0)),
+                    (UpstreamState::Active, Some(0))
+                ],
+                "from one login straight to the next"
+            );
+            assert_eq!(
+                seen.extranonces.last(),
+                Some(&(vec![0xb2, 0, 0, 1], 8, second)),
+                "the new pool's extranonce1, for the new session"
+            );
+        }
+        for seq in &seqs {
+            assert_eq!(h.recorder.answers(*seq), 0, "still in flight");
+        }
+        assert_eq!(a.connections_open(), 1);
+        // A share of the old session is no longer taken.
+        assert_eq!(
+            h.submit(share(&job, first, vec![0; 8], 1)),
+            Err(ShareError::SessionEnded)
+        );
+        assert_eq!(a.release_answers(), 3);
+        for seq in &seqs {
+            assert_eq!(
+                h.recorder.result(*seq).await,
+                Ok(()),
+                "the old pool's answer"
+            );
+        }
+        assert!(
+            a.wait_for(Duration::from_secs(5), |a| a.connections_open() == 0)
+                .await,
+            "the old connection closes once drained"
+        );
+        // Nothing was replayed to the new pool; the new session's shares go there.
+        assert!(b.submits().is_empty());
+        let new_en1 = [0xb2, 0, 0, 1];
+        let en2 = vec![0, 0, 0, 0, 0, 0, 0, 9];
+        let nonce = grind(&new_job, &new_en1, &en2, POOL_DIFFICULTY, true);
+        let seq = h.submit(share(&new_job, second, en2, nonce)).unwrap();
+        assert_eq!(h.recorder.result(seq).await, Ok(()));
+        assert_eq!(b.submits().len(), 1);
+        assert_eq!(a.submits().len(), 3);
+        answered_once_after_the_reply_timeout(&h, &seqs).await;
+        assert_eq!(a.connections_total(), 1);
+        assert_eq!(b.connections_total(), 1);
+        h.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn shares_in_flight_on_a_replaced_session_that_the_old_pool_never_answers_time_out_once() {
     test_support::init_tracing();
     bounded(async {
         let a = pool().await;
         let b = pool().await;
         let mut h = Harness::spawn(vec![entry(a.addr())], options(), Sv1Options::default());
         let (job, first) = h.recorder.job(0).await;
-        // Unchanged: nothing happens.
-        h.upstream.set_pools(vec![entry(a.addr())], options());
+        let en1 = h.recorder.seen().extranonces[0].0.clone();
+        a.hold_answers();
+        let seqs = submit_good_shares(&mut h, &job, &en1, first);
+        assert!(
+            a.wait_for(Duration::from_secs(5), |a| a.submits().len() == 3)
+                .await
+        );
         h.upstream.set_pools(vec![entry(b.addr())], options());
         let (_, second) = h.recorder.job(1).await;
         assert_eq!(second, first + 1);
-        assert_eq!(a.connections_total(), 1);
+        for seq in &seqs {
+            assert_eq!(
+                h.recorder.result(*seq).await,
+                Err(Sv1ShareError::Upstream(ShareError::Timeout))
+            );
+        }
         assert!(
-            b.wait_for(Duration::from_secs(5), |b| b.connections_total() == 1)
+            a.wait_for(Duration::from_secs(5), |a| a.connections_open() == 0)
                 .await
         );
+        // An answer after the timeout is not a second one.
+        a.release_answers();
+        answered_once_after_the_reply_timeout(&h, &seqs).await;
+        assert!(b.submits().is_empty());
+        h.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_reload_to_pools_that_cannot_be_reached_drains_the_old_session_then_fails_over() {
+    test_support::init_tracing();
+    bounded(async {
+        let a = pool().await;
+        let dead = closed_port().await;
+        let patient = FailoverOptions {
+            reply_timeout: Duration::from_secs(20),
+            ..options()
+        };
+        let mut h = Harness::spawn(
+            vec![entry(a.addr())],
+            patient.clone(),
+            Sv1Options::default(),
+        );
+        let (job, first) = h.recorder.job(0).await;
+        let en1 = h.recorder.seen().extranonces[0].0.clone();
+        a.hold_answers();
+        let seqs = submit_good_shares(&mut h, &job, &en1, first);
+        assert!(
+            a.wait_for(Duration::from_secs(5), |a| a.submits().len() == 3)
+                .await
+        );
+        h.upstream.set_pools(vec![entry(dead)], patient);
+        // The new list failed to log in: the old session takes no new share, but the ones
+        // in flight still get its pool's answers.
+        h.recorder
+            .wait_for("Error", |s| {
+                s.states
+                    .iter()
+                    .any(|(st, _)| *st == UpstreamState::Error)
+                    .then_some(())
+            })
+            .await;
         assert_eq!(
             h.submit(share(&job, first, vec![0; 8], 1)),
             Err(ShareError::SessionEnded)
         );
+        assert_eq!(a.release_answers(), 3);
+        for seq in &seqs {
+            assert_eq!(
+                h.recorder.result(*seq).await,
+                Ok(()),
+                "the old pool's answer"
+            );
+        }
+        assert!(
+            a.wait_for(Duration::from_secs(5), |a| a.connections_open() == 0)
+                .await
+        );
+        for seq in &seqs {
+            assert_eq!(h.recorder.answers(*seq), 1);
+        }
         h.stop().await;
     })
     .await;

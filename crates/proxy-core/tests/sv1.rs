@@ -290,6 +290,78 @@ async fn a_new_upstream_extranonce_moves_the_miners_off_with_a_reconnect() {
     proxy.shutdown(Duration::from_secs(1)).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_to_another_pool_answers_the_shares_in_flight_from_the_old_one_and_moves_the_miners(
+) {
+    let a = Sv1Pool::start(pool_without_blocks()).await.unwrap();
+    let b = Sv1Pool::start(Sv1PoolConfig {
+        extranonce1_base: 0xb200_0001,
+        ..pool_without_blocks()
+    })
+    .await
+    .unwrap();
+    let config = sv1_config(&a, POOL_DIFF);
+    let proxy = start(config.clone()).await;
+    let addr = proxy.local_addrs()[0];
+    let subscribed = Sv1MinerConfig {
+        max_shares: 20,
+        max_time: Duration::from_secs(60),
+        extranonce_subscribe: true,
+        ..Sv1MinerConfig::default()
+    };
+    let run = tokio::spawn(run_sv1_miner(addr, subscribed));
+    assert!(
+        a.wait_for(Duration::from_secs(20), |p| !p.submits().is_empty())
+            .await,
+        "the miner's first share reached the old pool"
+    );
+    // The old pool keeps its answers back: the next shares are in flight at the reload.
+    a.hold_answers();
+    let before = a.submits().len();
+    assert!(
+        a.wait_for(Duration::from_secs(20), |p| p.submits().len() >= before + 2)
+            .await,
+        "shares in flight"
+    );
+    let mut new = config.clone();
+    new.pools = sv1_config(&b, POOL_DIFF).pools;
+    assert!(proxy.reload(new).unwrap().changed);
+    // The new pool is logged in and the miner, moved to its extranonce1 with
+    // `mining.set_extranonce`, mines there (the new pool checks each share against its own
+    // extranonce1) while the old pool still holds its answers.
+    assert!(
+        b.wait_for(Duration::from_secs(20), |p| p.submits().len() >= 2)
+            .await,
+        "the miner mines on the new pool"
+    );
+    assert_eq!(b.connections_total(), 1);
+    let held = a.release_answers();
+    assert!(held >= 2, "{held} answers held");
+    let r = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the miner ends")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        r.stop,
+        Some(test_support::sv1_miner::StopReason::Shares),
+        "never closed: {r:?}"
+    );
+    all_answered_once(&r);
+    let (old, new) = (a.submits(), b.submits());
+    assert!(old.iter().chain(&new).all(|s| s.verdict.is_ok()));
+    // Every share forwarded (to one pool or the other, never replayed to the new one) was
+    // accepted by the miner's count: the held ones by the old pool's answers.
+    assert_eq!(r.accepted(), old.len() + new.len(), "{r:?}");
+    assert!(
+        a.wait_for(Duration::from_secs(5), |p| p.connections_open() == 0)
+            .await,
+        "the old connection closes once drained"
+    );
+    assert_eq!(a.connections_total(), 1);
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
 #[tokio::test]
 async fn a_reload_keeps_the_running_protocol_and_says_it_needs_a_restart() {
     let pool = Sv1Pool::start(Sv1PoolConfig::default()).await.unwrap();

@@ -65,6 +65,9 @@ pub struct Sv1MinerConfig {
     pub max_time: Duration,
     /// How long to wait for outstanding answers once mining stopped (within `max_time`).
     pub answer_grace: Duration,
+    /// Send `mining.extranonce.subscribe` after subscribing (default false), so that a
+    /// new extranonce1 comes as `mining.set_extranonce` instead of `client.reconnect`.
+    pub extranonce_subscribe: bool,
 }
 
 impl Default for Sv1MinerConfig {
@@ -80,6 +83,7 @@ impl Default for Sv1MinerConfig {
             max_hashes: 50_000_000,
             max_time: Duration::from_secs(30),
             answer_grace: Duration::from_secs(5),
+            extranonce_subscribe: false,
         }
     }
 }
@@ -191,6 +195,7 @@ enum Asked {
     Configure,
     Subscribe,
     Authorize,
+    ExtranonceSubscribe,
     Submit,
 }
 
@@ -271,7 +276,8 @@ impl MinerState {
         req.encode(&Id::from(id))
     }
 
-    /// The opening lines: configure (when a mask is set), subscribe, authorize.
+    /// The opening lines: configure (when a mask is set), subscribe, extranonce.subscribe
+    /// (when asked for), authorize.
     pub fn start(&mut self) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         if let Some(mask) = self.config.version_mask {
@@ -289,6 +295,12 @@ impl MinerState {
             session_id: None,
         });
         out.push(self.request(Asked::Subscribe, &sub));
+        if self.config.extranonce_subscribe {
+            out.push(self.request(
+                Asked::ExtranonceSubscribe,
+                &ClientRequest::ExtranonceSubscribe,
+            ));
+        }
         let auth = ClientRequest::Authorize(Authorize {
             username: self.config.user.clone(),
             password: Some(self.config.password.clone()),

@@ -112,7 +112,13 @@ struct Shared {
     jobs: Vec<Notify>,
     received: Vec<Sv1Received>,
     conns: Vec<Option<mpsc::Sender<Vec<u8>>>>,
+    /// While `Some`: answers to submits kept back (with their connection's queue) until
+    /// [`Sv1Pool::release_answers`], so that a test has shares in flight.
+    held: Option<Vec<Held>>,
 }
+
+/// An answer kept back, with the queue of the connection it is for.
+type Held = (mpsc::Sender<Vec<u8>>, Vec<u8>);
 
 fn lock(s: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     s.lock().unwrap_or_else(|e| e.into_inner())
@@ -322,6 +328,7 @@ impl Sv1Pool {
             config,
             received: Vec::new(),
             conns: Vec::new(),
+            held: None,
         }));
         let changed = Arc::new(Wake::new());
         let stop = CancellationToken::new();
@@ -385,6 +392,28 @@ impl Sv1Pool {
             .filter(|r| matches!(r.request, ClientRequest::Submit(_)))
             .cloned()
             .collect()
+    }
+
+    /// Keeps the answers to submits received from now on back (the submits are checked and
+    /// recorded at once) until [`Sv1Pool::release_answers`]: shares in flight on demand.
+    pub fn hold_answers(&self) {
+        lock(&self.shared).held.get_or_insert_with(Vec::new);
+    }
+
+    /// Sends the answers kept back since [`Sv1Pool::hold_answers`], in order, on the
+    /// connections that are still open, and answers at once again. Returns how many.
+    pub fn release_answers(&self) -> usize {
+        let held = lock(&self.shared).held.take().unwrap_or_default();
+        let n = held.len();
+        for (tx, line) in held {
+            let _ = tx.try_send(line);
+        }
+        n
+    }
+
+    /// Connections open now.
+    pub fn connections_open(&self) -> usize {
+        lock(&self.shared).conns.iter().flatten().count()
     }
 
     /// Connections accepted so far.
@@ -478,10 +507,20 @@ async fn serve(
                         st.config.difficulty,
                         st.config.version_mask,
                     );
+                    let submit = handled
+                        .received
+                        .as_ref()
+                        .is_some_and(|r| matches!(r.request, ClientRequest::Submit(_)));
                     if let Some(r) = &handled.received {
                         st.received.push(r.clone());
                     }
-                    handled.out.into_iter().all(|l| tx.try_send(l).is_ok())
+                    match &mut st.held {
+                        Some(held) if submit => {
+                            held.extend(handled.out.into_iter().map(|l| (tx.clone(), l)));
+                            true
+                        }
+                        _ => handled.out.into_iter().all(|l| tx.try_send(l).is_ok()),
+                    }
                 };
                 changed.notify_waiters();
                 if !queued {

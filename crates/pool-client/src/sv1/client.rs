@@ -40,9 +40,17 @@ use stratum_proto::Id;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::time::Instant;
 
-use super::{reconnect_target, Ctx, End, Submit, Sv1Share, Sv1ShareError, MAX_RECONNECT_WAIT};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    preconnect, reconnect_target, Ctx, End, Preconnecting, Submit, Sv1Listener, Sv1Options,
+    Sv1Share, Sv1ShareError, MAX_RECONNECT_WAIT,
+};
+use crate::failover::touches;
 use crate::tls::{Opened, PoolReader, PoolWriter};
-use crate::ShareError;
+use crate::{FailoverOptions, PoolConfig, ShareError};
 
 const CONFIGURE_ID: u64 = 1;
 const SUBSCRIBE_ID: u64 = 2;
@@ -419,6 +427,11 @@ impl Client {
         (expired, silent)
     }
 
+    /// Whether a submit awaits the pool's answer.
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// Takes every pending submit's sequence number (the session is over).
     pub(crate) fn drain(&mut self) -> Vec<u64> {
         let mut seqs: Vec<u64> = self.pending.drain().map(|(_, (seq, _))| seq).collect();
@@ -450,95 +463,172 @@ async fn write(wr: &mut BufWriter<PoolWriter>, bytes: &[u8]) -> std::io::Result<
     wr.flush().await
 }
 
-/// One attempt at an SV1 pool: connect, handshake, serve until the session ends.
-pub(super) async fn run_session(ctx: &mut Ctx<'_>) -> End {
-    let addr = ctx.pool.host_port().to_string();
+/// A session logged in to a pool (its `mining.authorize` answered `true`), not yet serving:
+/// what [`connect`] hands to [`run_connected`], and what a replaced session hands to
+/// [`drain`].
+pub(super) struct Connected {
+    /// `host:port` of the pool, for the log.
+    addr: String,
+    client: Client,
+    lines: Lines,
+    wr: BufWriter<PoolWriter>,
+    /// What the login reported (`LoggedIn`, then the difficulty and the early jobs), to be
+    /// handed to the listener when the session starts serving.
+    outs: Vec<Out>,
+}
+
+/// Connects to `pool` and logs in (configure, subscribe, authorize) within the connect
+/// timeout, without reporting anything to a listener: the session is reported when
+/// [`run_connected`] serves it. Used for every attempt, and to log in to a new pool list
+/// while the old session still serves (make-before-break).
+///
+/// # Errors
+/// `NeverConnected` with the reason (connect, TLS, refused subscribe or authorize, no
+/// answer in time), `Reconnect` when the pool asked for it before the login, `Cancelled`.
+pub(super) async fn connect(
+    pool: &PoolConfig,
+    options: &FailoverOptions,
+    sv1: &Sv1Options,
+    cancel: &CancellationToken,
+) -> Result<Connected, End> {
+    let addr = pool.host_port().to_string();
     let (rd, wr): (PoolReader, PoolWriter) =
-        match crate::tls::open(ctx.pool, ctx.options, ctx.cancel, &addr).await {
+        match crate::tls::open(pool, options, cancel, &addr).await {
             Ok(Opened::Tcp(rd, wr)) => (Box::new(rd), Box::new(wr)),
             Ok(Opened::Tls(rd, wr)) => (rd, wr),
-            Err(e) => return e.into(),
+            Err(e) => return Err(e.into()),
         };
     let mut lines = Lines::new(rd);
     let mut wr = BufWriter::new(wr);
     let mut client = Client::new(
-        &ctx.pool.user,
-        &ctx.pool.pass,
-        &ctx.options.agent,
-        ctx.sv1.version_mask,
-        ctx.sv1.extranonce_subscribe,
+        &pool.user,
+        &pool.pass,
+        &options.agent,
+        sv1.version_mask,
+        sv1.extranonce_subscribe,
         Instant::now(),
     );
     if let Err(e) = write(&mut wr, &client.start()).await {
-        return End::NeverConnected(format!("{addr}: {e}"));
+        return Err(End::NeverConnected(format!("{addr}: {e}")));
     }
-    let end = serve(ctx, &addr, &mut client, &mut lines, &mut wr).await;
+    let login_deadline = Instant::now() + options.connect_timeout;
+    loop {
+        let outs = tokio::select! {
+            () = cancel.cancelled() => return Err(End::Cancelled),
+            () = tokio::time::sleep_until(login_deadline) => {
+                return Err(End::NeverConnected(format!("{addr}: no login answer")));
+            }
+            next = lines.next() => match next {
+                Some(Ok(line)) => client.handle_line(&line, Instant::now()).1,
+                Some(Err(e)) => return Err(End::NeverConnected(format!("{addr}: {e}"))),
+                None => {
+                    return Err(End::NeverConnected(format!(
+                        "{addr}: pool closed the connection"
+                    )))
+                }
+            },
+        };
+        let mut kept = Vec::new();
+        for out in outs {
+            match out {
+                Out::Send(bytes) => {
+                    if let Err(e) = write(&mut wr, &bytes).await {
+                        return Err(End::NeverConnected(format!("{addr}: {e}")));
+                    }
+                }
+                Out::End(why) => return Err(End::NeverConnected(format!("{addr}: {why}"))),
+                Out::Reconnect(params) => {
+                    if let Some(end) = reconnect_end(pool, &addr, &params) {
+                        return Err(end);
+                    }
+                }
+                other => kept.push(other),
+            }
+        }
+        if client.ready() {
+            return Ok(Connected {
+                addr,
+                client,
+                lines,
+                wr,
+                outs: kept,
+            });
+        }
+    }
+}
+
+/// One attempt at an SV1 pool: connect, handshake, serve until the session ends.
+pub(super) async fn run_session(ctx: &mut Ctx<'_>) -> End {
+    match connect(ctx.pool, ctx.options, ctx.sv1, ctx.cancel).await {
+        Ok(c) => run_connected(ctx, c).await,
+        Err(end) => end,
+    }
+}
+
+/// Serves a session logged in by [`connect`] until it ends. A replaced session (the pool
+/// list changed) is handed to a [`drain`] task of its own, so its shares in flight get this
+/// pool's answers; any other ending answers them `Disconnected` at once.
+pub(super) async fn run_connected(ctx: &mut Ctx<'_>, mut c: Connected) -> End {
+    let (end, draining) = serve(ctx, &mut c).await;
+    if draining {
+        tokio::spawn(drain(
+            c,
+            ctx.listener.clone(),
+            ctx.options.reply_timeout,
+            ctx.cancel.child_token(),
+        ));
+        return end;
+    }
     // The pool can no longer answer what it was sent.
-    for seq in client.drain() {
+    for seq in c.client.drain() {
         ctx.listener
             .on_result(seq, Err(ShareError::Disconnected.into()));
     }
-    let _ = wr.shutdown().await;
+    let _ = c.wr.shutdown().await;
     end
 }
 
-async fn serve(
-    ctx: &mut Ctx<'_>,
-    addr: &str,
-    client: &mut Client,
-    lines: &mut Lines,
-    wr: &mut BufWriter<PoolWriter>,
-) -> End {
-    let login_deadline = Instant::now() + ctx.options.connect_timeout;
+/// The end a `client.reconnect` leads to, or `None` (logged) when it names another host.
+fn reconnect_end(pool: &PoolConfig, addr: &str, params: &Reconnect) -> Option<End> {
+    match reconnect_target(&addr_of(pool), params) {
+        Ok(url) => {
+            let wait = Duration::from_secs(params.wait_secs.unwrap_or(0)).min(MAX_RECONNECT_WAIT);
+            Some(End::Reconnect {
+                url: with_scheme(&pool.url, &url),
+                wait,
+            })
+        }
+        Err(host) => {
+            tracing::warn!(pool = %addr, to = ?host, "pool asked to reconnect to another host: ignored");
+            None
+        }
+    }
+}
+
+/// Serves `c` until it ends; the end, and whether the connection is to be drained (it was
+/// replaced by a new pool list and may still answer the shares it was sent).
+///
+/// A pool-list change that [`touches`] this pool is made before it breaks, as the CryptoNote
+/// upstream does (`failover.rs`): the new list is logged in to ([`preconnect`]) while this
+/// session serves on. Then this session takes no more shares (the ones already queued for it
+/// are still written to this pool), is drained, and the serve ends `Replaced` with the new
+/// session; when no entry of the new list could be logged in to, it is drained all the same
+/// and ends `Ended`: the loop walks the new list with its retries and pauses.
+async fn serve(ctx: &mut Ctx<'_>, c: &mut Connected) -> (End, bool) {
+    let addr = c.addr.clone();
     let reply_timeout = ctx.options.reply_timeout;
     let check_every = (reply_timeout / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
     let mut timer = tokio::time::interval(check_every);
     let mut session = 0;
+    let mut outs = std::mem::take(&mut c.outs);
+    let mut watching = true;
+    let mut preconnecting: Option<Preconnecting> = None;
     loop {
-        let ready = client.ready();
-        let outs = tokio::select! {
-            () = ctx.cancel.cancelled() => return End::Cancelled,
-            () = super::list_changed(ctx.pools) => {
-                tracing::info!(pool = %addr, "pool list changed; reconnecting");
-                return End::ListChanged;
-            }
-            () = tokio::time::sleep_until(login_deadline), if !ready => {
-                return End::NeverConnected(format!("{addr}: no login answer"));
-            }
-            next = lines.next() => match next {
-                Some(Ok(line)) => client.handle_line(&line, Instant::now()).1,
-                Some(Err(e)) => return ended(ready, format!("{addr}: {e}")),
-                None => return ended(ready, format!("{addr}: pool closed the connection")),
-            },
-            cmd = ctx.cmds.recv(), if ready => {
-                let Some(Submit { seq, share }) = cmd else { return End::Cancelled };
-                if share.session != session {
-                    // Queued in the instant its session ended: never into another one.
-                    ctx.listener.on_result(seq, Err(ShareError::SessionEnded.into()));
-                    continue;
-                }
-                match client.submit(seq, &share, Instant::now()) {
-                    Ok(line) => vec![Out::Send(line)],
-                    Err(e) => vec![Out::Result(seq, Err(e))],
-                }
-            }
-            _ = timer.tick(), if ready => {
-                let (expired, silent) =
-                    client.tick(Instant::now(), reply_timeout, ctx.sv1.quiet_limit);
-                for seq in expired {
-                    ctx.listener.on_result(seq, Err(ShareError::Timeout.into()));
-                }
-                if silent {
-                    return End::Dropped(format!("{addr}: the pool fell silent"));
-                }
-                continue;
-            }
-        };
-        for out in outs {
+        for out in outs.drain(..) {
             match out {
                 Out::Send(bytes) => {
-                    if let Err(e) = write(wr, &bytes).await {
-                        return ended(client.ready(), format!("{addr}: {e}"));
+                    if let Err(e) = write(&mut c.wr, &bytes).await {
+                        return (End::Ended(format!("{addr}: {e}")), false);
                     }
                 }
                 Out::LoggedIn {
@@ -557,25 +647,147 @@ async fn serve(
                 Out::Extranonce(en1, size) => ctx.listener.on_extranonce(&en1, size, session),
                 Out::VersionMask(mask) => ctx.listener.on_version_mask(mask, session),
                 Out::Result(seq, r) => ctx.listener.on_result(seq, r),
-                Out::End(why) => return ended(client.ready(), format!("{addr}: {why}")),
+                Out::End(why) => return (End::Ended(format!("{addr}: {why}")), false),
                 Out::Reconnect(params) => {
-                    let url = match reconnect_target(&addr_of(ctx.pool), &params) {
-                        Ok(url) => url,
-                        Err(host) => {
-                            tracing::warn!(pool = %addr, to = ?host, "pool asked to reconnect to another host: ignored");
-                            continue;
+                    if let Some(end) = reconnect_end(ctx.pool, &addr, &params) {
+                        return (end, false);
+                    }
+                }
+            }
+        }
+        outs = tokio::select! {
+            () = ctx.cancel.cancelled() => return (End::Cancelled, false),
+            changed = ctx.pools.changed(), if watching => {
+                if changed.is_err() {
+                    watching = false;
+                    continue;
+                }
+                let new = ctx.pools.borrow_and_update().clone();
+                if touches(ctx.set, &new, ctx.index) {
+                    tracing::info!(pool = %addr, "pool list changed; logging in to the new list before closing this connection");
+                    preconnecting = Some(Box::pin(preconnect(
+                        new,
+                        ctx.sv1.clone(),
+                        ctx.cancel.child_token(),
+                    )));
+                } else {
+                    // Changed back, or elsewhere: this connection stays.
+                    preconnecting = None;
+                }
+                continue;
+            }
+            got = async { preconnecting.as_mut().expect("guarded").await }, if preconnecting.is_some() => {
+                let end = match got {
+                    Some(ready) => End::Replaced(ready),
+                    None => {
+                        tracing::warn!(pool = %addr, "no pool of the new list could be logged in to; closing this connection once drained");
+                        End::Ended(format!("{addr}: pool list changed"))
+                    }
+                };
+                hand_over(ctx, c, session).await;
+                return (end, true);
+            }
+            next = c.lines.next() => match next {
+                Some(Ok(line)) => c.client.handle_line(&line, Instant::now()).1,
+                Some(Err(e)) => return (End::Ended(format!("{addr}: {e}")), false),
+                None => return (End::Ended(format!("{addr}: pool closed the connection")), false),
+            },
+            cmd = ctx.cmds.recv() => {
+                let Some(Submit { seq, share }) = cmd else { return (End::Cancelled, false) };
+                if share.session != session {
+                    // Queued in the instant its session ended: never into another one.
+                    ctx.listener.on_result(seq, Err(ShareError::SessionEnded.into()));
+                    continue;
+                }
+                match c.client.submit(seq, &share, Instant::now()) {
+                    Ok(line) => vec![Out::Send(line)],
+                    Err(e) => vec![Out::Result(seq, Err(e))],
+                }
+            }
+            _ = timer.tick() => {
+                let (expired, silent) =
+                    c.client.tick(Instant::now(), reply_timeout, ctx.sv1.quiet_limit);
+                for seq in expired {
+                    ctx.listener.on_result(seq, Err(ShareError::Timeout.into()));
+                }
+                if silent {
+                    return (End::Dropped(format!("{addr}: the pool fell silent")), false);
+                }
+                continue;
+            }
+        };
+    }
+}
+
+/// The last act of a replaced session: no new share is taken for it (the live session is
+/// cleared, so `submit` refuses its shares at once), and the shares already queued for it
+/// are written to this pool, to be answered by it in the drain.
+async fn hand_over(ctx: &mut Ctx<'_>, c: &mut Connected, session: u64) {
+    ctx.live.store(0, std::sync::atomic::Ordering::Release);
+    let mut lines = Vec::new();
+    while let Ok(Submit { seq, share }) = ctx.cmds.try_recv() {
+        if share.session != session {
+            ctx.listener
+                .on_result(seq, Err(ShareError::SessionEnded.into()));
+            continue;
+        }
+        match c.client.submit(seq, &share, Instant::now()) {
+            Ok(line) => lines.extend(line),
+            Err(e) => ctx.listener.on_result(seq, Err(e)),
+        }
+    }
+    if !lines.is_empty() {
+        // A failed write leaves them pending: the drain answers them.
+        let _ = write(&mut c.wr, &lines).await;
+    }
+}
+
+/// Waits, at most `reply_timeout`, for the pool's answers to the shares a replaced session
+/// has in flight and reports each; what is left then is answered `Timeout` (or
+/// `Disconnected` when the pool closed the connection first, or the proxy stops). Jobs and
+/// other notifications of the old pool are ignored.
+async fn drain(
+    mut c: Connected,
+    listener: Arc<dyn Sv1Listener>,
+    reply_timeout: Duration,
+    cancel: CancellationToken,
+) {
+    let deadline = Instant::now() + reply_timeout;
+    let mut timed_out = false;
+    while c.client.has_pending() {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            () = tokio::time::sleep_until(deadline) => {
+                timed_out = true;
+                break;
+            }
+            next = c.lines.next() => {
+                let Some(Ok(line)) = next else { break };
+                for out in c.client.handle_line(&line, Instant::now()).1 {
+                    match out {
+                        Out::Result(seq, r) => listener.on_result(seq, r),
+                        Out::Send(bytes) => {
+                            let _ = write(&mut c.wr, &bytes).await;
                         }
-                    };
-                    let wait =
-                        Duration::from_secs(params.wait_secs.unwrap_or(0)).min(MAX_RECONNECT_WAIT);
-                    return End::Reconnect {
-                        url: with_scheme(&ctx.pool.url, &url),
-                        wait,
-                    };
+                        _ => {}
+                    }
                 }
             }
         }
     }
+    let why = if timed_out {
+        ShareError::Timeout
+    } else {
+        ShareError::Disconnected
+    };
+    let left = c.client.drain();
+    if !left.is_empty() {
+        tracing::warn!(pool = %c.addr, shares = left.len(), "replaced pool connection closed with shares unanswered: {why}");
+    }
+    for seq in left {
+        listener.on_result(seq, Err(why.clone().into()));
+    }
+    let _ = c.wr.shutdown().await;
 }
 
 fn addr_of(pool: &crate::PoolConfig) -> String {
@@ -587,14 +799,6 @@ fn with_scheme(url: &str, host_port: &str) -> String {
     match url.split_once("://") {
         Some((scheme, _)) => format!("{scheme}://{host_port}"),
         None => host_port.to_string(),
-    }
-}
-
-fn ended(logged_in: bool, why: String) -> End {
-    if logged_in {
-        End::Ended(why)
-    } else {
-        End::NeverConnected(why)
     }
 }
 
