@@ -1017,10 +1017,11 @@ proptest! {
 
 #[test]
 fn a_session_is_small() {
-    // Per idle miner at 10,000 miners the session is most of what the proxy keeps: 280
-    // bytes on 64-bit targets (136 of them vardiff), plus its extranonce1 and names.
+    // Per idle miner at 10,000 miners the session is most of what the proxy keeps: 296
+    // bytes on 64-bit targets (136 of them vardiff), plus its extranonce1 and names. 8 of
+    // them (80 kB at 10,000 miners) hold a configure waiting for its upstream's mask.
     let size = std::mem::size_of::<Session<u32>>();
-    assert!(size <= 288, "Session<u32> is {size} bytes");
+    assert!(size <= 296, "Session<u32> is {size} bytes");
 }
 
 #[test]
@@ -1134,4 +1135,101 @@ fn a_worker_authorized_while_the_subscribe_answer_waits_is_ready_with_that_answe
     t.subscribe_refused(&id(1));
     assert_eq!(t.workers().count(), 0);
     assert!(!t.subscribing());
+}
+
+/// The answer's version-rolling part, if `out` is a configure answer.
+fn granted(out: &Output) -> Option<VersionRollingResult> {
+    match out {
+        Output::Reply {
+            reply: Reply::Configured(r),
+            ..
+        } => r.version_rolling.clone(),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_configure_before_subscribe_waits_for_the_upstreams_mask_and_gets_the_and() {
+    let now = Instant::now();
+    let ask = Configure {
+        version_rolling: Some(VersionRollingRequest {
+            mask: Some(u32::MAX),
+            min_bit_count: None,
+        }),
+        subscribe_extranonce: true,
+        ..Configure::default()
+    };
+    // para's order: configure first, before any upstream is known; nothing is answered yet.
+    let mut s: Session<u32> = Session::new(vardiff(), now).unwrap();
+    assert_eq!(s.configure_later(&id(0), &ask), vec![]);
+    assert!(s.configure_waits());
+    assert!(
+        s.extranonce_subscribed(),
+        "the other extensions apply at once"
+    );
+    // The upstream grants less than the proxy's default: the answer is the AND, and no
+    // `mining.set_version_mask` is needed afterwards.
+    let out = s.on_upstream_mask(0x00ff_e000).expect("answered");
+    assert_eq!(
+        granted(&out),
+        Some(VersionRollingResult::Enabled { mask: 0x00ff_e000 })
+    );
+    let line = String::from_utf8(out.encode().unwrap()).unwrap();
+    assert!(line.starts_with("{\"id\":0,"), "{line}");
+    assert!(line.contains("\"subscribe-extranonce\":true"), "{line}");
+    assert!(!s.configure_waits());
+    assert_eq!(s.version_mask(), 0x00ff_e000);
+    let mut ch = Ch::new(&[0xa1, 0, 0, 0x01], 8, 4, UPSTREAM_DIFF, 0x00ff_e000, now).unwrap();
+    s.subscribe(&Subscribe::default()).unwrap();
+    let a = ch.add(1, 1).unwrap();
+    let out = s.on_subscribed(&id(1), 7, 1, a);
+    assert_eq!(out.len(), 1, "the subscribe answer alone: {out:?}");
+    assert_eq!(s.version_mask(), 0x00ff_e000);
+
+    // Still waiting at subscribe (pipelined): the configure is answered first, with the
+    // channel's mask, then the subscribe.
+    let mut p: Session<u32> = Session::new(vardiff(), now).unwrap();
+    assert_eq!(p.configure_later(&id(0), &ask), vec![]);
+    p.subscribe(&Subscribe::default()).unwrap();
+    let a = ch.add(2, 2).unwrap();
+    let out = p.on_subscribed(&id(1), 7, 2, a);
+    assert_eq!(
+        granted(&out[0]),
+        Some(VersionRollingResult::Enabled { mask: 0x00ff_e000 })
+    );
+    assert!(matches!(
+        &out[1],
+        Output::Reply {
+            reply: Reply::Subscribed(_),
+            ..
+        }
+    ));
+    assert_eq!(out.len(), 2, "{out:?}");
+
+    // No upstream mask in time: refused as false, and never a mask afterwards.
+    let mut late: Session<u32> = Session::new(vardiff(), now).unwrap();
+    assert_eq!(late.configure_later(&id(0), &ask), vec![]);
+    let out = late.configure_expired().expect("answered");
+    assert_eq!(granted(&out), Some(VersionRollingResult::Disabled));
+    assert_eq!(late.configure_expired(), None, "once");
+    assert_eq!(late.on_upstream_mask(0x1fff_e000), None);
+    assert_eq!(late.version_mask(), 0);
+
+    // A second configure replaces the first, which is answered false; without
+    // version-rolling a configure is answered at once.
+    let mut twice: Session<u32> = Session::new(vardiff(), now).unwrap();
+    twice.configure_later(&id(0), &ask);
+    let out = twice.configure_later(&id(1), &ask);
+    assert_eq!(out.len(), 1);
+    assert_eq!(granted(&out[0]), Some(VersionRollingResult::Disabled));
+    let out = twice.on_upstream_mask(0x1fff_e000).expect("the second");
+    assert!(matches!(&out, Output::Reply { id: i, .. } if *i == id(1)));
+    let plain = Configure {
+        subscribe_extranonce: true,
+        ..Configure::default()
+    };
+    let mut p: Session<u32> = Session::new(vardiff(), now).unwrap();
+    let out = p.configure_later(&id(3), &plain);
+    assert_eq!(out.len(), 1);
+    assert!(!p.configure_waits());
 }
