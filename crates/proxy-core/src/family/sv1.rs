@@ -618,6 +618,8 @@ impl<M: Downstream<Sv1>> Sv1Listener for Mapper<Sv1, M> {
                                 ch.taken_off.push(id);
                             }
                             let o = m.with_session(|s, _| s.inner.on_extranonce_change(new));
+                            // Not subscribed yet: its subscribe answer tells it.
+                            let Some(o) = o else { continue };
                             let close = o == Output::Reconnect;
                             out.push((m, vec![o], close));
                         }

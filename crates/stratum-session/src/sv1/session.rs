@@ -731,18 +731,21 @@ impl<R> Session<R> {
 
     /// The upstream's extranonce changed ([`super::Channel::on_set_extranonce`]): with a
     /// `new` extranonce and a miner that subscribed to changes, `mining.set_extranonce`;
-    /// otherwise `client.reconnect` and the session closes (the driver takes the miner
-    /// off its channel when it goes).
-    pub fn on_extranonce_change(&mut self, new: Option<NewExtranonce>) -> Output {
+    /// with a `new` one and a miner that has not sent `mining.subscribe` yet (on the channel
+    /// by its `mining.configure`), nothing: its subscribe answer will carry it; otherwise
+    /// `client.reconnect` and the session closes (the driver takes the miner off its
+    /// channel when it goes).
+    pub fn on_extranonce_change(&mut self, new: Option<NewExtranonce>) -> Option<Output> {
         match new {
+            Some(_) if self.phase == Phase::Connected && !self.subscribing => None,
             Some(n) if self.extranonce_subscribed && self.phase != Phase::Closing => {
                 self.extranonce1.clone_from(&n.extranonce1);
                 self.extranonce2_size = n.extranonce2_size;
-                Output::SetExtranonce(n)
+                Some(Output::SetExtranonce(n))
             }
             _ => {
                 self.phase = Phase::Closing;
-                Output::Reconnect
+                Some(Output::Reconnect)
             }
         }
     }

@@ -858,13 +858,13 @@ fn an_upstream_extranonce_change_moves_or_updates_the_miners() {
         if miner == 1 {
             assert_eq!(
                 out,
-                Output::SetExtranonce(NewExtranonce {
+                Some(Output::SetExtranonce(NewExtranonce {
                     extranonce1: vec![0xb2, 0, 0, 0x02, 0, 0],
                     extranonce2_size: 6
-                })
+                }))
             );
         } else {
-            assert_eq!(out, Output::Reconnect);
+            assert_eq!(out, Some(Output::Reconnect));
         }
     }
     assert_eq!(subscribed.extranonce1(), [0xb2, 0, 0, 0x02, 0, 0]);
@@ -886,7 +886,10 @@ fn an_upstream_extranonce_change_moves_or_updates_the_miners() {
     let change = ch.on_set_extranonce(&[0xc3], 10).unwrap();
     assert_eq!(change.miners.len(), 1);
     let (_, _, new) = change.miners.into_iter().next().unwrap();
-    assert_eq!(subscribed.on_extranonce_change(new), Output::Reconnect);
+    assert_eq!(
+        subscribed.on_extranonce_change(new),
+        Some(Output::Reconnect)
+    );
     assert_eq!(ch.miner_count(), 0);
     assert!(!ch.remove(1, subscribed.slot(), t0), "taken off already");
     assert_eq!(
@@ -1232,4 +1235,16 @@ fn a_configure_before_subscribe_waits_for_the_upstreams_mask_and_gets_the_and() 
     let out = p.configure_later(&id(3), &plain);
     assert_eq!(out.len(), 1);
     assert!(!p.configure_waits());
+
+    // On a channel by its configure, not subscribed yet: an upstream extranonce change it
+    // can follow tells it nothing (its subscribe answer carries the new one); one it
+    // cannot (its slot is gone) closes it.
+    let new = NewExtranonce {
+        extranonce1: vec![0xb2, 0, 0, 0x02, 0, 0],
+        extranonce2_size: 6,
+    };
+    assert_eq!(late.on_extranonce_change(Some(new)), None);
+    assert_eq!(late.phase(), Phase::Connected);
+    assert_eq!(late.on_extranonce_change(None), Some(Output::Reconnect));
+    assert_eq!(late.phase(), Phase::Closing);
 }
