@@ -210,7 +210,6 @@ pub struct Session<R> {
     route: Option<R>,
     slot: u16,
     extranonce1: Vec<u8>,
-    extranonce2_size: usize,
     /// The mask the miner asked for in `mining.configure` (version rolling asked).
     /// 0 when it asked for none (a mask of 0 grants nothing either way; a plain `u32` keeps
     /// the session within its size budget).
@@ -247,7 +246,6 @@ impl<R> Session<R> {
             route: None,
             slot: 0,
             extranonce1: Vec::new(),
-            extranonce2_size: 0,
             requested_mask: 0,
             version_mask: 0,
             waiting_configure: None,
@@ -494,7 +492,6 @@ impl<R> Session<R> {
         self.miner = miner;
         self.slot = assignment.slot;
         self.extranonce1 = assignment.extranonce1;
-        self.extranonce2_size = assignment.extranonce2_size;
         let sub = format!("{miner:x}");
         out.push(Output::reply(
             id,
@@ -504,7 +501,7 @@ impl<R> Session<R> {
                     ("mining.notify".into(), sub),
                 ],
                 extranonce1: self.extranonce1.clone(),
-                extranonce2_size: self.extranonce2_size,
+                extranonce2_size: assignment.extranonce2_size,
             }),
         ));
         if let Some(m) = self.on_upstream_mask(assignment.version_mask) {
@@ -740,7 +737,6 @@ impl<R> Session<R> {
             Some(_) if self.phase == Phase::Connected && !self.subscribing => None,
             Some(n) if self.extranonce_subscribed && self.phase != Phase::Closing => {
                 self.extranonce1.clone_from(&n.extranonce1);
-                self.extranonce2_size = n.extranonce2_size;
                 Some(Output::SetExtranonce(n))
             }
             _ => {
