@@ -810,8 +810,9 @@ fn handle_subscribe(
 /// `mining.configure`: with `version-rolling` the miner is routed to its upstream now (not
 /// at subscribe) and granted its mask AND that upstream's; when the upstream has not
 /// reported its mask yet the answer waits ([`Sv1Listener::on_version_mask`] or the
-/// subscribe answers it), at most [`CONFIGURE_WAIT`]. A miner no upstream can take is
-/// answered `version-rolling` `false` (its subscribe will be refused as full).
+/// subscribe answers it), at most [`CONFIGURE_WAIT`] from the first configure that waits. A
+/// miner no upstream can take is answered `version-rolling` `false` (its subscribe will be
+/// refused as full).
 fn handle_configure(
     miner: &MinerRef,
     shared: &Shared<Sv1>,
@@ -837,6 +838,7 @@ fn handle_configure(
     let Some(route) = miner.state().route.clone() else {
         return;
     };
+    let mut timed = false;
     let outs = {
         // Lock order: the mapper's, then the miner's; `on_version_mask` sets the mask under
         // the mapper's lock, so a configure either sees it or is answered by it.
@@ -845,11 +847,14 @@ fn handle_configure(
         if ch.channel.mask_known {
             vec![st.session.inner.configure(id, req, ch.channel.version_mask)]
         } else {
+            // A configure that replaces a waiting one keeps the first one's deadline: one
+            // timer per miner at a time, however many configures it sends.
+            timed = st.session.inner.configure_waits();
             st.session.inner.configure_later(id, req)
         }
     };
     write_outputs(miner, &outs);
-    if !miner.state().session.inner.configure_waits() {
+    if timed || !miner.state().session.inner.configure_waits() {
         return;
     }
     let weak = Arc::downgrade(miner);
