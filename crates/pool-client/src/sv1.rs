@@ -26,7 +26,8 @@
 //!   turns a share that meets the network target into a `submitblock`.
 //!
 //! Both report to an [`Sv1Listener`] in the same shape: on login [`Sv1Listener::on_state`]
-//! (`Active`), then [`Sv1Listener::on_extranonce`], [`Sv1Listener::on_version_mask`],
+//! (`Active`), then [`Sv1Listener::on_version_mask`], [`Sv1Listener::on_extranonce`] (in
+//! that order: a proxy answers miners waiting for the mask before their subscribe),
 //! [`Sv1Listener::on_difficulty`] (when known) and the jobs ([`Sv1Listener::on_job`]); later
 //! each change as it comes. Every share given to [`Sv1Upstream::submit`] that is not refused
 //! by `submit` itself gets exactly one [`Sv1Listener::on_result`]: the pool's `true`, its

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use proxy_core::config::Protocol;
 use proxy_core::{Config, Proxy, ProxyHandle};
-use stratum_proto::sv1::ClientRequest;
+use stratum_proto::sv1::{ClientRequest, VersionRollingResult};
 use test_support::sv1_miner::{run_sv1_miner, Sv1MinerConfig, Sv1MinerReport};
 use test_support::sv1_pool::{para_job, Sv1Pool, Sv1PoolConfig};
 
@@ -443,6 +443,86 @@ async fn a_miners_version_mask_is_narrowed_to_what_the_pool_grants() {
         assert_eq!(sub.version_bits.unwrap_or(0) & !0x00ff_e000, 0, "{sub:?}");
     }
     proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+/// The version-rolling part of the miner's configure answer.
+fn configure_answer(r: &Sv1MinerReport) -> Option<VersionRollingResult> {
+    r.configure.as_ref().and_then(|c| c.version_rolling.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miner_that_configures_before_subscribing_is_answered_with_the_pools_narrower_mask() {
+    // As para does: configure (mask ffffffff) before subscribe. The proxy asks its pool for
+    // 1fffe000; the pool grants 00ffe000. The answer itself must carry 00ffe000: a miner
+    // that ignores `mining.set_version_mask` (para 0.6.0) never learns a narrower mask.
+    let pool = Sv1Pool::start(Sv1PoolConfig {
+        version_mask: 0x00ff_e000,
+        ..pool_without_blocks()
+    })
+    .await
+    .unwrap();
+    let proxy = start(sv1_config(&pool, POOL_DIFF)).await;
+    // The first miner opens the upstream (its configure waits for the pool's login); the
+    // second finds it logged in.
+    for n in 0..2 {
+        let r = run_sv1_miner(proxy.local_addrs()[0], miner(2))
+            .await
+            .unwrap();
+        assert_eq!(
+            configure_answer(&r),
+            Some(VersionRollingResult::Enabled { mask: 0x00ff_e000 }),
+            "miner {n}: {r:?}"
+        );
+        assert_eq!(r.version_mask, Some(0x00ff_e000), "{r:?}");
+        all_answered_once(&r);
+        assert_eq!(r.accepted(), 2, "{:?}", r.rejected_codes());
+    }
+    for s in &pool.submits() {
+        assert!(s.verdict.is_ok(), "{s:?}");
+        let ClientRequest::Submit(sub) = &s.request else {
+            panic!("not a submit: {s:?}")
+        };
+        assert_eq!(sub.version_bits.unwrap_or(0) & !0x00ff_e000, 0, "{sub:?}");
+    }
+    assert_eq!(pool.submits().len(), 4);
+    assert_eq!(pool.connections_total(), 1);
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configure_whose_upstream_never_logs_in_is_answered_without_rolling_in_time() {
+    // A "pool" that accepts and never says a word: the upstream never logs in.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = silent.accept().await {
+            conns.push(c);
+        }
+    });
+    let mut config = common::local_config(&[addr]);
+    config.protocol = Protocol::StratumV1;
+    let proxy = start(config).await;
+    let t0 = std::time::Instant::now();
+    let r = run_sv1_miner(
+        proxy.local_addrs()[0],
+        Sv1MinerConfig {
+            max_time: Duration::from_secs(8),
+            ..miner(1)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        configure_answer(&r),
+        Some(VersionRollingResult::Disabled),
+        "{r:?}"
+    );
+    assert!(t0.elapsed() >= Duration::from_secs(5), "after the 5 s wait");
+    assert_eq!(r.version_mask, None, "{r:?}");
+    assert!(r.submits.is_empty());
+    proxy.shutdown(Duration::from_secs(1)).await;
+    hold.abort();
 }
 
 #[tokio::test]

@@ -638,9 +638,10 @@ async fn serve(ctx: &mut Ctx<'_>, c: &mut Connected) -> (End, bool) {
                 } => {
                     session = ctx.logged_in();
                     tracing::info!(pool = %addr, "logged in to SV1 pool");
+                    // The mask first: a miner waiting for it is answered before its subscribe.
+                    ctx.listener.on_version_mask(version_mask, session);
                     ctx.listener
                         .on_extranonce(&extranonce1, extranonce2_size, session);
-                    ctx.listener.on_version_mask(version_mask, session);
                 }
                 Out::Job(job) => ctx.listener.on_job(job, session),
                 Out::Difficulty(d) => ctx.listener.on_difficulty(d, session),

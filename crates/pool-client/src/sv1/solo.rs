@@ -276,9 +276,9 @@ pub(super) async fn run_session(ctx: &mut Ctx<'_>) -> End {
     let difficulty = solo.difficulty;
     let refresh = solo.template_refresh;
     tracing::info!(node = %addr, "solo mining on the node's templates");
+    ctx.listener.on_version_mask(mask, session);
     ctx.listener
         .on_extranonce(&extranonce1, solo.extranonce2_size, session);
-    ctx.listener.on_version_mask(mask, session);
     ctx.listener.on_difficulty(difficulty, session);
     ctx.listener.on_job(notify, session);
 

@@ -3,9 +3,11 @@
 //! of `stratum_session::sv1` and the upstream client `pool_client::sv1::Sv1Upstream`.
 //!
 //! - The miner side ([`MinerProtocol`]): a line → `stratum_proto::sv1::parse_client_line` →
-//!   the session's answer: `mining.configure` (the miner's mask AND the proxy's
-//!   `stratum-v1.version-mask`, narrowed by `mining.set_version_mask` when the pool grants
-//!   less), `mining.subscribe` (the splitter routes the miner; the answer carries its
+//!   the session's answer: `mining.configure` (version rolling: the miner is routed to its
+//!   upstream at once and granted its mask AND that upstream's; the answer waits for the
+//!   upstream's mask when it is not logged in yet, at most [`CONFIGURE_WAIT`], then is
+//!   `version-rolling` `false`: para and others ignore a later `mining.set_version_mask`),
+//!   `mining.subscribe` (the splitter routes the miner; the answer carries its
 //!   extranonce1 = the upstream's ‖ its tail), `mining.authorize` (the worker record), and
 //!   `mining.submit` (the session's checks, then the channel's sha256d check under the
 //!   mapper's lock: refused with its code, answered `true` locally, or forwarded).
@@ -56,6 +58,11 @@ use crate::Shared;
 /// answer needs the upstream's extranonce1): one 1-byte tail's worth. More find the mapper
 /// full and go to another.
 pub(crate) const WAITING_MAX: usize = 256;
+
+/// How long a miner's `mining.configure` waits for its upstream's version mask (the
+/// upstream is not logged in yet) before it is answered with `version-rolling` `false`:
+/// 5 s, under the 10 s para waits for the answer.
+pub(crate) const CONFIGURE_WAIT: Duration = Duration::from_secs(5);
 
 /// The Stratum V1 family.
 pub(crate) struct Sv1;
@@ -238,6 +245,9 @@ pub(crate) struct Sv1Chan<M> {
     /// The upstream's difficulty and mask, kept for a channel made later.
     difficulty: f64,
     version_mask: u32,
+    /// The upstream reported its mask (it logged in once): a miner's `mining.configure`
+    /// is answered at once.
+    mask_known: bool,
     /// The upstream is a Bitcoin node (solo): only blocks are forwarded.
     solo: bool,
     current: Option<Arc<Sv1JobInfo>>,
@@ -432,6 +442,7 @@ impl Family for Sv1 {
             session: 0,
             difficulty: 1.0,
             version_mask: 0,
+            mask_known: false,
             solo: false,
             current: None,
             empty_since: Some(now()),
@@ -561,7 +572,11 @@ impl<M: Downstream<Sv1>> Mapper<Sv1, M> {
             let outs = m.with_session(|s, r| {
                 let r = r.as_mut()?;
                 r.slot = Some(slot);
-                let req = s.waiting_subscribe.take()?;
+                // Routed by its `mining.configure` and not subscribed yet: its subscribe
+                // finds the slot.
+                let Some(req) = s.waiting_subscribe.take() else {
+                    return Some(Vec::new());
+                };
                 Some(s.inner.on_subscribed(&req, (), id, a))
             });
             match outs {
@@ -640,6 +655,8 @@ impl<M: Downstream<Sv1>> Sv1Listener for Mapper<Sv1, M> {
                                 ch.taken_off.push(id);
                             }
                             let o = m.with_session(|s, _| s.inner.on_extranonce_change(new));
+                            // Not subscribed yet: its subscribe answer tells it.
+                            let Some(o) = o else { continue };
                             let close = o == Output::Reconnect;
                             out.push((m, vec![o], close));
                         }
@@ -658,16 +675,20 @@ impl<M: Downstream<Sv1>> Sv1Listener for Mapper<Sv1, M> {
         write_all(out, job.as_ref());
     }
 
+    /// Also answers the `mining.configure`s that wait for the mask (miners routed before
+    /// the upstream logged in): the upstream client reports the mask before the extranonce,
+    /// so that they are answered before their subscribe.
     fn on_version_mask(&self, mask: u32, _session: u64) {
         let miners: Vec<M> = {
             let mut st = self.st();
             st.channel.version_mask = mask;
+            st.channel.mask_known = true;
             match &mut st.channel.inner {
                 Some(c) => {
                     c.on_set_version_mask(mask);
                     c.miners().map(|(_, _, m)| m.clone()).collect()
                 }
-                None => Vec::new(),
+                None => st.channel.waiting.iter().map(|(_, m)| m.clone()).collect(),
             }
         };
         for m in miners {
@@ -775,7 +796,13 @@ fn handle_subscribe(
         return;
     }
     miner.state().session.waiting_subscribe = Some(Box::new(id.clone()));
-    match miner.route(shared) {
+    // A miner whose `mining.configure` routed it keeps that upstream.
+    let routed = miner.state().route.is_some();
+    match if routed {
+        Ok(true)
+    } else {
+        miner.route(shared)
+    } {
         Err(_) => {
             let mut st = miner.state();
             st.session.waiting_subscribe = None;
@@ -804,8 +831,10 @@ fn handle_subscribe(
                 let mut st = miner.state();
                 match (assignment, st.session.waiting_subscribe.take()) {
                     (Some(a), Some(req)) => st.session.inner.on_subscribed(&req, (), miner.id, a),
+                    // Answered meanwhile by the upstream's first layout (`admit_waiting`).
+                    (_, None) => return,
                     // Moved off meanwhile (the upstream's extranonce changed): start again.
-                    _ => vec![Output::Reconnect],
+                    (None, Some(_)) => vec![Output::Reconnect],
                 }
             };
             let close = outs.first() == Some(&Output::Reconnect);
@@ -813,6 +842,71 @@ fn handle_subscribe(
             write_all(vec![(miner.clone(), outs, close)], job.as_ref());
         }
     }
+}
+
+/// `mining.configure`: with `version-rolling` the miner is routed to its upstream now (not
+/// at subscribe) and granted its mask AND that upstream's; when the upstream has not
+/// reported its mask yet the answer waits ([`Sv1Listener::on_version_mask`] or the
+/// subscribe answers it), at most [`CONFIGURE_WAIT`] from the first configure that waits. A
+/// miner no upstream can take is answered `version-rolling` `false` (its subscribe will be
+/// refused as full).
+fn handle_configure(
+    miner: &MinerRef,
+    shared: &Shared<Sv1>,
+    id: &Id,
+    req: &stratum_proto::sv1::Configure,
+) {
+    if req.version_rolling.is_none() {
+        let out = miner.state().session.inner.configure(id, req, 0);
+        return write_outputs(miner, &[out]);
+    }
+    let routed = miner.state().route.is_some();
+    if !routed {
+        match miner.route(shared) {
+            Ok(true) => {}
+            // Closed meanwhile.
+            Ok(false) => return,
+            Err(_) => {
+                let out = miner.state().session.inner.configure(id, req, 0);
+                return write_outputs(miner, &[out]);
+            }
+        }
+    }
+    let Some(route) = miner.state().route.clone() else {
+        return;
+    };
+    let mut timed = false;
+    let outs = {
+        // Lock order: the mapper's, then the miner's; `on_version_mask` sets the mask under
+        // the mapper's lock, so a configure either sees it or is answered by it.
+        let ch = route.mapper.st();
+        let mut st = miner.state();
+        if ch.channel.mask_known {
+            vec![st.session.inner.configure(id, req, ch.channel.version_mask)]
+        } else {
+            // A configure that replaces a waiting one keeps the first one's deadline: one
+            // timer per miner at a time, however many configures it sends.
+            timed = st.session.inner.configure_waits();
+            st.session.inner.configure_later(id, req)
+        }
+    };
+    write_outputs(miner, &outs);
+    if timed || !miner.state().session.inner.configure_waits() {
+        return;
+    }
+    let weak = Arc::downgrade(miner);
+    tokio::spawn(async move {
+        tokio::time::sleep(CONFIGURE_WAIT).await;
+        let Some(miner) = weak.upgrade() else { return };
+        let out = miner.state().session.inner.configure_expired();
+        if let Some(out) = out {
+            tracing::debug!(
+                miner = miner.id,
+                "no upstream version mask in time: version rolling refused"
+            );
+            write_outputs(&miner, &[out]);
+        }
+    });
 }
 
 fn handle_authorize(
@@ -1024,21 +1118,7 @@ impl MinerProtocol for Sv1 {
                 Flow::Active
             }
             ClientRequest::Configure(req) => {
-                let mask = shared.config.load().stratum_v1.version_mask().unwrap_or(0);
-                // A routed miner's upstream mask is its channel's.
-                let route = miner.state().route.clone();
-                let mask = route
-                    .and_then(|r| {
-                        r.mapper
-                            .st()
-                            .channel
-                            .inner
-                            .as_ref()
-                            .map(|c| c.version_mask())
-                    })
-                    .unwrap_or(mask);
-                let out = miner.state().session.inner.configure(&id, &req, mask);
-                write_outputs(miner, &[out]);
+                handle_configure(miner, shared, &id, &req);
                 Flow::Continue
             }
             ClientRequest::ExtranonceSubscribe => {

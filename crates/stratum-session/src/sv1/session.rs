@@ -182,6 +182,16 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// A `mining.configure` answered once its upstream's mask is known.
+#[derive(Debug, Clone, PartialEq)]
+struct WaitingConfigure {
+    id: Id,
+    /// The miner's mask (all bits when it gave none).
+    asked: u32,
+    /// The answer's other extensions, decided at once.
+    result: ConfigureResult,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Told {
     current: f64,
@@ -201,11 +211,15 @@ pub struct Session<R> {
     route: Option<R>,
     slot: u16,
     extranonce1: Extranonce1,
-    extranonce2_size: usize,
     /// The mask the miner asked for in `mining.configure` (version rolling asked).
-    requested_mask: Option<u32>,
+    /// 0 when it asked for none (a mask of 0 grants nothing either way; a plain `u32` keeps
+    /// the session within its size budget).
+    requested_mask: u32,
     /// requested ∧ the upstream's; 0 without rolling.
     version_mask: u32,
+    /// A `mining.configure` asking for version rolling whose answer waits for the mask of
+    /// the miner's upstream ([`Session::configure_later`]); boxed, as it is rare.
+    waiting_configure: Option<Box<WaitingConfigure>>,
     extranonce_subscribed: bool,
     /// `mining.subscribe` was taken and its answer waits for the upstream's extranonce
     /// (a driver whose upstream has not subscribed yet): `mining.authorize` is taken
@@ -311,9 +325,9 @@ impl<R> Session<R> {
             route: None,
             slot: 0,
             extranonce1: Extranonce1::new(&[]),
-            extranonce2_size: 0,
-            requested_mask: None,
+            requested_mask: 0,
             version_mask: 0,
+            waiting_configure: None,
             extranonce_subscribed: false,
             subscribing: false,
             vardiff: Vardiff::new(vardiff, f64::MAX, 0)?,
@@ -417,21 +431,81 @@ impl<R> Session<R> {
     /// upstream the miner is, or will be, on; refused as `false` when that leaves no bit);
     /// `minimum-difficulty` is honoured as a `mining.suggest_difficulty`;
     /// `subscribe-extranonce` as a `mining.extranonce.subscribe`; other extensions are
-    /// left out of the answer (not supported).
+    /// left out of the answer (not supported). When the upstream's mask is not known yet,
+    /// [`Session::configure_later`] instead.
     pub fn configure(&mut self, id: &Id, request: &Configure, upstream_mask: u32) -> Output {
-        let mut result = ConfigureResult::default();
+        let mut result = self.configure_extensions(request);
         if let Some(vr) = &request.version_rolling {
             let asked = vr.mask.unwrap_or(u32::MAX);
-            self.requested_mask = Some(asked);
-            self.version_mask = asked & upstream_mask;
-            result.version_rolling = Some(if self.version_mask == 0 {
-                VersionRollingResult::Disabled
-            } else {
-                VersionRollingResult::Enabled {
-                    mask: self.version_mask,
-                }
-            });
+            result.version_rolling = Some(self.grant_mask(asked, upstream_mask));
         }
+        Output::reply(id, Reply::Configured(result))
+    }
+
+    /// `mining.configure` before the mask of the miner's upstream is known (issue 12: para
+    /// and others configure before `mining.subscribe`, and ignore a later
+    /// `mining.set_version_mask`): without `version-rolling` it is answered at once as
+    /// [`Session::configure`] does; with it the answer waits for the upstream's mask
+    /// ([`Session::on_upstream_mask`], or [`Session::on_subscribed`] with the channel's),
+    /// so that the miner is granted its mask AND the upstream's from the start. The other
+    /// extensions take effect at once. A waiting configure that a second one replaces is
+    /// answered then with `version-rolling` `false`; the driver bounds the wait with
+    /// [`Session::configure_expired`].
+    pub fn configure_later(&mut self, id: &Id, request: &Configure) -> Vec<Output> {
+        let Some(vr) = &request.version_rolling else {
+            return vec![self.configure(id, request, 0)];
+        };
+        let mut out = Vec::with_capacity(1);
+        out.extend(self.configure_expired());
+        let result = self.configure_extensions(request);
+        self.waiting_configure = Some(Box::new(WaitingConfigure {
+            id: id.clone(),
+            asked: vr.mask.unwrap_or(u32::MAX),
+            result,
+        }));
+        out
+    }
+
+    /// Whether a `mining.configure` waits for the upstream's mask.
+    pub fn configure_waits(&self) -> bool {
+        self.waiting_configure.is_some()
+    }
+
+    /// No upstream mask came in time (the driver's bound, below the 10 s para waits): the
+    /// waiting `mining.configure`, if any, is answered with `version-rolling` `false` (BIP
+    /// 310's refusal of the extension; the miner mines without rolling and is never told a
+    /// mask later). `None` when none waits.
+    pub fn configure_expired(&mut self) -> Option<Output> {
+        let w = self.waiting_configure.take()?;
+        let mut result = w.result;
+        result.version_rolling = Some(VersionRollingResult::Disabled);
+        Some(Output::reply(&w.id, Reply::Configured(result)))
+    }
+
+    /// The waiting configure, answered with `upstream_mask`.
+    fn answer_waiting_configure(&mut self, upstream_mask: u32) -> Option<Output> {
+        let w = self.waiting_configure.take()?;
+        let mut result = w.result;
+        result.version_rolling = Some(self.grant_mask(w.asked, upstream_mask));
+        Some(Output::reply(&w.id, Reply::Configured(result)))
+    }
+
+    /// Keeps the miner's `asked` mask and grants it AND `upstream_mask`.
+    fn grant_mask(&mut self, asked: u32, upstream_mask: u32) -> VersionRollingResult {
+        self.requested_mask = asked;
+        self.version_mask = asked & upstream_mask;
+        if self.version_mask == 0 {
+            VersionRollingResult::Disabled
+        } else {
+            VersionRollingResult::Enabled {
+                mask: self.version_mask,
+            }
+        }
+    }
+
+    /// A configure's `minimum-difficulty` and `subscribe-extranonce`.
+    fn configure_extensions(&mut self, request: &Configure) -> ConfigureResult {
+        let mut result = ConfigureResult::default();
         if let Some(d) = request.minimum_difficulty {
             result.minimum_difficulty = Some(self.suggest(d));
         }
@@ -439,7 +513,7 @@ impl<R> Session<R> {
             self.extranonce_subscribed = true;
             result.subscribe_extranonce = Some(true);
         }
-        Output::reply(id, Reply::Configured(result))
+        result
     }
 
     /// `mining.extranonce.subscribe`, any phase: `mining.set_extranonce` will be sent to
@@ -488,7 +562,8 @@ impl<R> Session<R> {
     /// The miner is on a channel as `miner`, reached by `route`, with `assignment`: the
     /// subscribe answer (subscriptions named by the miner id in hex, its extranonce1 and
     /// extranonce2_size), then `mining.set_version_mask` if the channel's mask narrows
-    /// what `mining.configure` granted.
+    /// what `mining.configure` granted; a configure still waiting
+    /// ([`Session::configure_later`]) is answered before all, with the channel's mask.
     pub fn on_subscribed(
         &mut self,
         id: &Id,
@@ -497,6 +572,8 @@ impl<R> Session<R> {
         assignment: Assignment,
     ) -> Vec<Output> {
         let mut out = Vec::with_capacity(2);
+        // A configure still waiting is answered first, with the channel's mask.
+        out.extend(self.answer_waiting_configure(assignment.version_mask));
         // The channel's difficulty is valid (checked there); a bad one keeps the ceiling.
         let _ = self
             .vardiff
@@ -516,7 +593,6 @@ impl<R> Session<R> {
         self.miner = miner;
         self.slot = assignment.slot;
         self.extranonce1 = Extranonce1::new(&assignment.extranonce1);
-        self.extranonce2_size = assignment.extranonce2_size;
         let sub = format!("{miner:x}");
         out.push(Output::reply(
             id,
@@ -526,7 +602,7 @@ impl<R> Session<R> {
                     ("mining.notify".into(), sub),
                 ],
                 extranonce1: assignment.extranonce1,
-                extranonce2_size: self.extranonce2_size,
+                extranonce2_size: assignment.extranonce2_size,
             }),
         ));
         if let Some(m) = self.on_upstream_mask(assignment.version_mask) {
@@ -731,11 +807,18 @@ impl<R> Session<R> {
         }
     }
 
-    /// The upstream's version mask is now `upstream_mask`: a `mining.set_version_mask`
-    /// when the miner negotiated rolling and its mask changes (the miner's asked mask AND
-    /// the upstream's).
+    /// The upstream's version mask is now `upstream_mask`: the answer to a waiting
+    /// `mining.configure` ([`Session::configure_later`]) with the miner's mask AND it;
+    /// else a `mining.set_version_mask` when the miner negotiated rolling and its mask
+    /// changes (the miner's asked mask AND the upstream's).
     pub fn on_upstream_mask(&mut self, upstream_mask: u32) -> Option<Output> {
-        let asked = self.requested_mask?;
+        if self.waiting_configure.is_some() {
+            return self.answer_waiting_configure(upstream_mask);
+        }
+        let asked = self.requested_mask;
+        if asked == 0 {
+            return None;
+        }
         let mask = asked & upstream_mask;
         if mask == self.version_mask {
             return None;
@@ -746,18 +829,20 @@ impl<R> Session<R> {
 
     /// The upstream's extranonce changed ([`super::Channel::on_set_extranonce`]): with a
     /// `new` extranonce and a miner that subscribed to changes, `mining.set_extranonce`;
-    /// otherwise `client.reconnect` and the session closes (the driver takes the miner
-    /// off its channel when it goes).
-    pub fn on_extranonce_change(&mut self, new: Option<NewExtranonce>) -> Output {
+    /// with a `new` one and a miner that has not sent `mining.subscribe` yet (on the channel
+    /// by its `mining.configure`), nothing: its subscribe answer will carry it; otherwise
+    /// `client.reconnect` and the session closes (the driver takes the miner off its
+    /// channel when it goes).
+    pub fn on_extranonce_change(&mut self, new: Option<NewExtranonce>) -> Option<Output> {
         match new {
+            Some(_) if self.phase == Phase::Connected && !self.subscribing => None,
             Some(n) if self.extranonce_subscribed && self.phase != Phase::Closing => {
                 self.extranonce1 = Extranonce1::new(&n.extranonce1);
-                self.extranonce2_size = n.extranonce2_size;
-                Output::SetExtranonce(n)
+                Some(Output::SetExtranonce(n))
             }
             _ => {
                 self.phase = Phase::Closing;
-                Output::Reconnect
+                Some(Output::Reconnect)
             }
         }
     }

@@ -858,13 +858,13 @@ fn an_upstream_extranonce_change_moves_or_updates_the_miners() {
         if miner == 1 {
             assert_eq!(
                 out,
-                Output::SetExtranonce(NewExtranonce {
+                Some(Output::SetExtranonce(NewExtranonce {
                     extranonce1: vec![0xb2, 0, 0, 0x02, 0, 0],
                     extranonce2_size: 6
-                })
+                }))
             );
         } else {
-            assert_eq!(out, Output::Reconnect);
+            assert_eq!(out, Some(Output::Reconnect));
         }
     }
     assert_eq!(subscribed.extranonce1(), [0xb2, 0, 0, 0x02, 0, 0]);
@@ -886,7 +886,10 @@ fn an_upstream_extranonce_change_moves_or_updates_the_miners() {
     let change = ch.on_set_extranonce(&[0xc3], 10).unwrap();
     assert_eq!(change.miners.len(), 1);
     let (_, _, new) = change.miners.into_iter().next().unwrap();
-    assert_eq!(subscribed.on_extranonce_change(new), Output::Reconnect);
+    assert_eq!(
+        subscribed.on_extranonce_change(new),
+        Some(Output::Reconnect)
+    );
     assert_eq!(ch.miner_count(), 0);
     assert!(!ch.remove(1, subscribed.slot(), t0), "taken off already");
     assert_eq!(
@@ -1213,4 +1216,113 @@ fn the_agent_can_be_taken_once_and_extranonces_of_any_length_are_told_back() {
     let told = a.extranonce1.clone();
     s.on_subscribed(&id(1), 4, 4, a);
     assert_eq!(s.extranonce1(), told.as_slice());
+}
+
+/// The answer's version-rolling part, if `out` is a configure answer.
+fn granted(out: &Output) -> Option<VersionRollingResult> {
+    match out {
+        Output::Reply {
+            reply: Reply::Configured(r),
+            ..
+        } => r.version_rolling.clone(),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_configure_before_subscribe_waits_for_the_upstreams_mask_and_gets_the_and() {
+    let now = Instant::now();
+    let ask = Configure {
+        version_rolling: Some(VersionRollingRequest {
+            mask: Some(u32::MAX),
+            min_bit_count: None,
+        }),
+        subscribe_extranonce: true,
+        ..Configure::default()
+    };
+    // para's order: configure first, before any upstream is known; nothing is answered yet.
+    let mut s: Session<u32> = Session::new(vardiff(), now).unwrap();
+    assert_eq!(s.configure_later(&id(0), &ask), vec![]);
+    assert!(s.configure_waits());
+    assert!(
+        s.extranonce_subscribed(),
+        "the other extensions apply at once"
+    );
+    // The upstream grants less than the proxy's default: the answer is the AND, and no
+    // `mining.set_version_mask` is needed afterwards.
+    let out = s.on_upstream_mask(0x00ff_e000).expect("answered");
+    assert_eq!(
+        granted(&out),
+        Some(VersionRollingResult::Enabled { mask: 0x00ff_e000 })
+    );
+    let line = String::from_utf8(out.encode().unwrap()).unwrap();
+    assert!(line.starts_with("{\"id\":0,"), "{line}");
+    assert!(line.contains("\"subscribe-extranonce\":true"), "{line}");
+    assert!(!s.configure_waits());
+    assert_eq!(s.version_mask(), 0x00ff_e000);
+    let mut ch = Ch::new(&[0xa1, 0, 0, 0x01], 8, 4, UPSTREAM_DIFF, 0x00ff_e000, now).unwrap();
+    s.subscribe(&Subscribe::default()).unwrap();
+    let a = ch.add(1, 1).unwrap();
+    let out = s.on_subscribed(&id(1), 7, 1, a);
+    assert_eq!(out.len(), 1, "the subscribe answer alone: {out:?}");
+    assert_eq!(s.version_mask(), 0x00ff_e000);
+
+    // Still waiting at subscribe (pipelined): the configure is answered first, with the
+    // channel's mask, then the subscribe.
+    let mut p: Session<u32> = Session::new(vardiff(), now).unwrap();
+    assert_eq!(p.configure_later(&id(0), &ask), vec![]);
+    p.subscribe(&Subscribe::default()).unwrap();
+    let a = ch.add(2, 2).unwrap();
+    let out = p.on_subscribed(&id(1), 7, 2, a);
+    assert_eq!(
+        granted(&out[0]),
+        Some(VersionRollingResult::Enabled { mask: 0x00ff_e000 })
+    );
+    assert!(matches!(
+        &out[1],
+        Output::Reply {
+            reply: Reply::Subscribed(_),
+            ..
+        }
+    ));
+    assert_eq!(out.len(), 2, "{out:?}");
+
+    // No upstream mask in time: refused as false, and never a mask afterwards.
+    let mut late: Session<u32> = Session::new(vardiff(), now).unwrap();
+    assert_eq!(late.configure_later(&id(0), &ask), vec![]);
+    let out = late.configure_expired().expect("answered");
+    assert_eq!(granted(&out), Some(VersionRollingResult::Disabled));
+    assert_eq!(late.configure_expired(), None, "once");
+    assert_eq!(late.on_upstream_mask(0x1fff_e000), None);
+    assert_eq!(late.version_mask(), 0);
+
+    // A second configure replaces the first, which is answered false; without
+    // version-rolling a configure is answered at once.
+    let mut twice: Session<u32> = Session::new(vardiff(), now).unwrap();
+    twice.configure_later(&id(0), &ask);
+    let out = twice.configure_later(&id(1), &ask);
+    assert_eq!(out.len(), 1);
+    assert_eq!(granted(&out[0]), Some(VersionRollingResult::Disabled));
+    let out = twice.on_upstream_mask(0x1fff_e000).expect("the second");
+    assert!(matches!(&out, Output::Reply { id: i, .. } if *i == id(1)));
+    let plain = Configure {
+        subscribe_extranonce: true,
+        ..Configure::default()
+    };
+    let mut p: Session<u32> = Session::new(vardiff(), now).unwrap();
+    let out = p.configure_later(&id(3), &plain);
+    assert_eq!(out.len(), 1);
+    assert!(!p.configure_waits());
+
+    // On a channel by its configure, not subscribed yet: an upstream extranonce change it
+    // can follow tells it nothing (its subscribe answer carries the new one); one it
+    // cannot (its slot is gone) closes it.
+    let new = NewExtranonce {
+        extranonce1: vec![0xb2, 0, 0, 0x02, 0, 0],
+        extranonce2_size: 6,
+    };
+    assert_eq!(late.on_extranonce_change(Some(new)), None);
+    assert_eq!(late.phase(), Phase::Connected);
+    assert_eq!(late.on_extranonce_change(None), Some(Output::Reconnect));
+    assert_eq!(late.phase(), Phase::Closing);
 }
