@@ -69,7 +69,7 @@ pub(crate) fn of_families(m: &Monitor) -> Vec<(Protocol, Counts)> {
 }
 
 /// The summary lines for `now`, with the changes since `last` (as [`of_families`] gives
-/// them): the one line of [`line`] for one family, a line per family ([`family_line`]) for
+/// them): the one line of [`line()`] for one family, a line per family ([`family_line`]) for
 /// more. A family missing from `last` counts from zero.
 pub(crate) fn lines(last: &[(Protocol, Counts)], now: &[(Protocol, Counts)]) -> Vec<String> {
     if let [(_, only)] = now {
@@ -99,7 +99,7 @@ fn scaled_rate(mut rate: f64) -> String {
     format!("{rate:.2} {}", UNITS[i])
 }
 
-/// One family's line when two are served: `proxy <family> ` then [`line`]'s fields, the
+/// One family's line when two are served: `proxy <family> ` then [`line()`]'s fields, the
 /// hashrate in kH/s for CryptoNote and with the prefix that fits for Stratum V1.
 pub(crate) fn family_line(protocol: Protocol, last: &Counts, now: &Counts) -> String {
     let rate = match protocol {
