@@ -182,6 +182,8 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// The difficulties a miner was told. 32 bytes: "never told" is a `current` of 0 (a
+/// difficulty is above 0), not an `Option`'s 8 more.
 #[derive(Debug, Clone, Copy)]
 struct Told {
     current: f64,
@@ -200,10 +202,9 @@ pub struct Session<R> {
     miner: MinerId,
     route: Option<R>,
     slot: u16,
-    extranonce1: Extranonce1,
-    extranonce2_size: usize,
-    /// The mask the miner asked for in `mining.configure` (version rolling asked).
-    requested_mask: Option<u32>,
+    /// The mask the miner asked for in `mining.configure`; 0 when it asked none (a mask of
+    /// 0 grants nothing either way), which keeps the field at 4 bytes.
+    requested_mask: u32,
     /// requested ∧ the upstream's; 0 without rolling.
     version_mask: u32,
     extranonce_subscribed: bool,
@@ -213,44 +214,13 @@ pub struct Session<R> {
     subscribing: bool,
     /// Until the miner is on a channel its upstream ceiling is `f64::MAX`.
     vardiff: Vardiff,
-    told: Option<Told>,
+    /// What the miner was told; [`Told::NONE`] before its first job.
+    told: Told,
     workers: Workers,
-    agent: Option<Box<str>>,
+    /// Boxed twice so that the field is 8 bytes: it lives from `mining.subscribe` until
+    /// the driver takes it at the first `mining.authorize`.
+    agent: Option<Box<Box<str>>>,
     tally: ShareTally,
-}
-
-/// Longest extranonce1 kept inside the session (no allocation): 22 bytes. Pools give 4 to
-/// 8 bytes and the proxy adds a tail of at most 2.
-const INLINE_EXTRANONCE1: usize = 22;
-
-/// A miner's extranonce1: inline up to [`INLINE_EXTRANONCE1`] bytes, so that an idle
-/// miner allocates nothing for it (a `Vec` of 4 to 10 bytes costs a 32-byte heap block);
-/// longer ones (a pool's extranonce1 may take most of the 100-byte scriptSig) on the heap.
-/// 24 bytes, as the `Vec` it replaces.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Extranonce1 {
-    Inline(u8, [u8; INLINE_EXTRANONCE1]),
-    Heap(Box<[u8]>),
-}
-
-impl Extranonce1 {
-    fn new(bytes: &[u8]) -> Self {
-        match u8::try_from(bytes.len()) {
-            Ok(len) if bytes.len() <= INLINE_EXTRANONCE1 => {
-                let mut inline = [0u8; INLINE_EXTRANONCE1];
-                inline[..bytes.len()].copy_from_slice(bytes);
-                Self::Inline(len, inline)
-            }
-            _ => Self::Heap(bytes.into()),
-        }
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        match self {
-            Self::Inline(len, bytes) => &bytes[..usize::from(*len)],
-            Self::Heap(bytes) => bytes,
-        }
-    }
 }
 
 /// The workers a connection authorized, in order: the usual single worker without a list
@@ -296,7 +266,21 @@ impl Workers {
     }
 }
 
+impl Told {
+    const NONE: Self = Self {
+        current: 0.0,
+        since_job: 0,
+        before: 0.0,
+        last_job: 0,
+    };
+}
+
 impl<R> Session<R> {
+    /// What the miner was told; `None` before its first job.
+    fn told(&self) -> Option<Told> {
+        Some(self.told).filter(|t| t.current > 0.0)
+    }
+
     /// A new connection at `now` whose difficulty will follow `vardiff` (the floor, the
     /// share interval aimed at; clamped at the upstream's difficulty). Pass an
     /// `Arc<VardiffConfig>` shared by every session to keep one copy of the settings.
@@ -310,14 +294,12 @@ impl<R> Session<R> {
             miner: 0,
             route: None,
             slot: 0,
-            extranonce1: Extranonce1::new(&[]),
-            extranonce2_size: 0,
-            requested_mask: None,
+            requested_mask: 0,
             version_mask: 0,
             extranonce_subscribed: false,
             subscribing: false,
             vardiff: Vardiff::new(vardiff, f64::MAX, 0)?,
-            told: None,
+            told: Told::NONE,
             workers: Workers::None,
             agent: None,
             tally: ShareTally::default(),
@@ -349,11 +331,6 @@ impl<R> Session<R> {
         self.slot
     }
 
-    /// The extranonce1 the miner was given (empty before subscribing).
-    pub fn extranonce1(&self) -> &[u8] {
-        self.extranonce1.as_slice()
-    }
-
     /// The negotiated version-rolling mask: the miner's ∧ the upstream's; 0 without rolling.
     pub fn version_mask(&self) -> u32 {
         self.version_mask
@@ -366,7 +343,7 @@ impl<R> Session<R> {
 
     /// The difficulty the miner was last told; `None` before its first job.
     pub fn difficulty(&self) -> Option<f64> {
-        self.told.map(|t| t.current)
+        self.told().map(|t| t.current)
     }
 
     /// The workers it authorized, in order.
@@ -377,7 +354,7 @@ impl<R> Session<R> {
     /// The user agent from `mining.subscribe` (at most [`MAX_USER_AGENT_LEN`] bytes), or
     /// from the answer to `client.get_version`; `None` once taken.
     pub fn agent(&self) -> Option<&str> {
-        self.agent.as_deref()
+        self.agent.as_deref().map(|a| &**a)
     }
 
     /// Keeps `name` (a worker this connection authorized) as the driver's copy: the
@@ -398,7 +375,12 @@ impl<R> Session<R> {
     /// Takes the user agent out of the session (a driver that keeps it elsewhere, e.g. in
     /// one copy shared by the miners that send the same, frees the session's).
     pub fn take_agent(&mut self) -> Option<Box<str>> {
-        self.agent.take()
+        self.agent.take().map(|a| *a)
+    }
+
+    /// The vardiff settings the session follows (the ones given to [`Session::new`]).
+    pub fn vardiff_config(&self) -> &VardiffConfig {
+        self.vardiff.config()
     }
 
     /// The answered shares so far.
@@ -422,7 +404,7 @@ impl<R> Session<R> {
         let mut result = ConfigureResult::default();
         if let Some(vr) = &request.version_rolling {
             let asked = vr.mask.unwrap_or(u32::MAX);
-            self.requested_mask = Some(asked);
+            self.requested_mask = asked;
             self.version_mask = asked & upstream_mask;
             result.version_rolling = Some(if self.version_mask == 0 {
                 VersionRollingResult::Disabled
@@ -479,7 +461,7 @@ impl<R> Session<R> {
             return Err(Refusal::AlreadySubscribed);
         }
         if let Some(agent) = &request.user_agent {
-            self.agent = Some(truncate(agent, MAX_USER_AGENT_LEN).into());
+            self.agent = Some(Box::new(truncate(agent, MAX_USER_AGENT_LEN).into()));
         }
         self.subscribing = true;
         Ok(())
@@ -515,8 +497,6 @@ impl<R> Session<R> {
         self.route = Some(route);
         self.miner = miner;
         self.slot = assignment.slot;
-        self.extranonce1 = Extranonce1::new(&assignment.extranonce1);
-        self.extranonce2_size = assignment.extranonce2_size;
         let sub = format!("{miner:x}");
         out.push(Output::reply(
             id,
@@ -526,7 +506,7 @@ impl<R> Session<R> {
                     ("mining.notify".into(), sub),
                 ],
                 extranonce1: assignment.extranonce1,
-                extranonce2_size: self.extranonce2_size,
+                extranonce2_size: assignment.extranonce2_size,
             }),
         ));
         if let Some(m) = self.on_upstream_mask(assignment.version_mask) {
@@ -605,9 +585,9 @@ impl<R> Session<R> {
     /// The difficulties the miner's shares are checked at.
     pub fn share_difficulty(&self) -> ShareDifficulty {
         let current = self
-            .told
+            .told()
             .map_or_else(|| self.vardiff.difficulty(), |t| t.current);
-        let t = self.told.unwrap_or(Told {
+        let t = self.told().unwrap_or(Told {
             current,
             since_job: 0,
             before: current,
@@ -690,21 +670,21 @@ impl<R> Session<R> {
         }
         let _ = self.vardiff.handle_upstream_difficulty(upstream_difficulty);
         let d = self.vardiff.difficulty();
-        match &mut self.told {
+        match self.told() {
             Some(t) if t.current == d => {
-                t.last_job = t.last_job.max(seq);
+                self.told.last_job = t.last_job.max(seq);
                 JobFor::Send { difficulty: None }
             }
             told => {
                 let (before, last_job) = told.map_or((d, 0), |t| (t.current, t.last_job));
                 // A job the miner has had already keeps the old difficulty in play.
                 let since_job = if seq <= last_job { seq + 1 } else { seq };
-                *told = Some(Told {
+                self.told = Told {
                     current: d,
                     since_job,
                     before,
                     last_job: last_job.max(seq),
-                });
+                };
                 JobFor::Send {
                     difficulty: Some(d),
                 }
@@ -716,7 +696,7 @@ impl<R> Session<R> {
     /// not been told yet: it goes with the next job ([`Session::on_job`]).
     pub fn pending_difficulty(&self) -> Option<f64> {
         let d = self.vardiff.difficulty();
-        match self.told {
+        match self.told() {
             Some(t) if t.current == d => None,
             None if self.phase != Phase::Authorized => None,
             _ => Some(d),
@@ -727,7 +707,7 @@ impl<R> Session<R> {
     /// when `mining.subscribe` gave none (at most [`MAX_USER_AGENT_LEN`] bytes).
     pub fn on_version_answer(&mut self, version: &str) {
         if self.agent.is_none() {
-            self.agent = Some(truncate(version, MAX_USER_AGENT_LEN).into());
+            self.agent = Some(Box::new(truncate(version, MAX_USER_AGENT_LEN).into()));
         }
     }
 
@@ -735,8 +715,10 @@ impl<R> Session<R> {
     /// when the miner negotiated rolling and its mask changes (the miner's asked mask AND
     /// the upstream's).
     pub fn on_upstream_mask(&mut self, upstream_mask: u32) -> Option<Output> {
-        let asked = self.requested_mask?;
-        let mask = asked & upstream_mask;
+        if self.requested_mask == 0 {
+            return None;
+        }
+        let mask = self.requested_mask & upstream_mask;
         if mask == self.version_mask {
             return None;
         }
@@ -751,8 +733,6 @@ impl<R> Session<R> {
     pub fn on_extranonce_change(&mut self, new: Option<NewExtranonce>) -> Output {
         match new {
             Some(n) if self.extranonce_subscribed && self.phase != Phase::Closing => {
-                self.extranonce1 = Extranonce1::new(&n.extranonce1);
-                self.extranonce2_size = n.extranonce2_size;
                 Output::SetExtranonce(n)
             }
             _ => {
