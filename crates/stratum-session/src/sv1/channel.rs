@@ -365,7 +365,7 @@ impl<M, J: Sv1Job, P> Channel<M, J, P> {
         self.split.layout()
     }
 
-    fn miner_extranonce1(&self, slot: u16) -> Result<Vec<u8>, SplitError> {
+    pub(super) fn miner_extranonce1(&self, slot: u16) -> Result<Vec<u8>, SplitError> {
         let mut e1 = Vec::with_capacity(self.extranonce1.len() + self.layout().tail_size());
         e1.extend_from_slice(&self.extranonce1);
         self.layout().extend_tail(slot, &mut e1)?;

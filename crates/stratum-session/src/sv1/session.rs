@@ -192,6 +192,8 @@ struct WaitingConfigure {
     result: ConfigureResult,
 }
 
+/// The difficulties a miner was told. 32 bytes: "never told" is a `current` of 0 (a
+/// difficulty is above 0), not an `Option`'s 8 more.
 #[derive(Debug, Clone, Copy)]
 struct Told {
     current: f64,
@@ -210,16 +212,11 @@ pub struct Session<R> {
     miner: MinerId,
     route: Option<R>,
     slot: u16,
-    extranonce1: Extranonce1,
-    /// The mask the miner asked for in `mining.configure` (version rolling asked).
-    /// 0 when it asked for none (a mask of 0 grants nothing either way; a plain `u32` keeps
-    /// the session within its size budget).
+    /// The mask the miner asked for in `mining.configure`; 0 when it asked none (a mask of
+    /// 0 grants nothing either way), which keeps the field at 4 bytes.
     requested_mask: u32,
     /// requested ∧ the upstream's; 0 without rolling.
     version_mask: u32,
-    /// A `mining.configure` asking for version rolling whose answer waits for the mask of
-    /// the miner's upstream ([`Session::configure_later`]); boxed, as it is rare.
-    waiting_configure: Option<Box<WaitingConfigure>>,
     extranonce_subscribed: bool,
     /// `mining.subscribe` was taken and its answer waits for the upstream's extranonce
     /// (a driver whose upstream has not subscribed yet): `mining.authorize` is taken
@@ -227,44 +224,23 @@ pub struct Session<R> {
     subscribing: bool,
     /// Until the miner is on a channel its upstream ceiling is `f64::MAX`.
     vardiff: Vardiff,
-    told: Option<Told>,
+    /// What the miner was told; [`Told::NONE`] before its first job.
+    told: Told,
     workers: Workers,
-    agent: Option<Box<str>>,
+    /// What lives only until the login: the user agent (from `mining.subscribe` until the
+    /// driver takes it at the first `mining.authorize`) and a `mining.configure` waiting
+    /// for its upstream's mask. One box, so that the field is 8 bytes; freed once empty.
+    cold: Option<Box<Cold>>,
     tally: ShareTally,
 }
 
-/// Longest extranonce1 kept inside the session (no allocation): 22 bytes. Pools give 4 to
-/// 8 bytes and the proxy adds a tail of at most 2.
-const INLINE_EXTRANONCE1: usize = 22;
-
-/// A miner's extranonce1: inline up to [`INLINE_EXTRANONCE1`] bytes, so that an idle
-/// miner allocates nothing for it (a `Vec` of 4 to 10 bytes costs a 32-byte heap block);
-/// longer ones (a pool's extranonce1 may take most of the 100-byte scriptSig) on the heap.
-/// 24 bytes, as the `Vec` it replaces.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Extranonce1 {
-    Inline(u8, [u8; INLINE_EXTRANONCE1]),
-    Heap(Box<[u8]>),
-}
-
-impl Extranonce1 {
-    fn new(bytes: &[u8]) -> Self {
-        match u8::try_from(bytes.len()) {
-            Ok(len) if bytes.len() <= INLINE_EXTRANONCE1 => {
-                let mut inline = [0u8; INLINE_EXTRANONCE1];
-                inline[..bytes.len()].copy_from_slice(bytes);
-                Self::Inline(len, inline)
-            }
-            _ => Self::Heap(bytes.into()),
-        }
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        match self {
-            Self::Inline(len, bytes) => &bytes[..usize::from(*len)],
-            Self::Heap(bytes) => bytes,
-        }
-    }
+/// A session's short-lived parts ([`Session`]'s `cold`).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Cold {
+    agent: Option<Box<str>>,
+    /// A `mining.configure` asking for version rolling whose answer waits for the mask of
+    /// the miner's upstream ([`Session::configure_later`]).
+    configure: Option<WaitingConfigure>,
 }
 
 /// The workers a connection authorized, in order: the usual single worker without a list
@@ -310,7 +286,21 @@ impl Workers {
     }
 }
 
+impl Told {
+    const NONE: Self = Self {
+        current: 0.0,
+        since_job: 0,
+        before: 0.0,
+        last_job: 0,
+    };
+}
+
 impl<R> Session<R> {
+    /// What the miner was told; `None` before its first job.
+    fn told(&self) -> Option<Told> {
+        Some(self.told).filter(|t| t.current > 0.0)
+    }
+
     /// A new connection at `now` whose difficulty will follow `vardiff` (the floor, the
     /// share interval aimed at; clamped at the upstream's difficulty). Pass an
     /// `Arc<VardiffConfig>` shared by every session to keep one copy of the settings.
@@ -324,16 +314,14 @@ impl<R> Session<R> {
             miner: 0,
             route: None,
             slot: 0,
-            extranonce1: Extranonce1::new(&[]),
             requested_mask: 0,
             version_mask: 0,
-            waiting_configure: None,
             extranonce_subscribed: false,
             subscribing: false,
             vardiff: Vardiff::new(vardiff, f64::MAX, 0)?,
-            told: None,
+            told: Told::NONE,
             workers: Workers::None,
-            agent: None,
+            cold: None,
             tally: ShareTally::default(),
         })
     }
@@ -363,11 +351,6 @@ impl<R> Session<R> {
         self.slot
     }
 
-    /// The extranonce1 the miner was given (empty before subscribing).
-    pub fn extranonce1(&self) -> &[u8] {
-        self.extranonce1.as_slice()
-    }
-
     /// The negotiated version-rolling mask: the miner's ∧ the upstream's; 0 without rolling.
     pub fn version_mask(&self) -> u32 {
         self.version_mask
@@ -380,7 +363,7 @@ impl<R> Session<R> {
 
     /// The difficulty the miner was last told; `None` before its first job.
     pub fn difficulty(&self) -> Option<f64> {
-        self.told.map(|t| t.current)
+        self.told().map(|t| t.current)
     }
 
     /// The workers it authorized, in order.
@@ -391,7 +374,7 @@ impl<R> Session<R> {
     /// The user agent from `mining.subscribe` (at most [`MAX_USER_AGENT_LEN`] bytes), or
     /// from the answer to `client.get_version`; `None` once taken.
     pub fn agent(&self) -> Option<&str> {
-        self.agent.as_deref()
+        self.cold.as_ref().and_then(|c| c.agent.as_deref())
     }
 
     /// Keeps `name` (a worker this connection authorized) as the driver's copy: the
@@ -412,7 +395,37 @@ impl<R> Session<R> {
     /// Takes the user agent out of the session (a driver that keeps it elsewhere, e.g. in
     /// one copy shared by the miners that send the same, frees the session's).
     pub fn take_agent(&mut self) -> Option<Box<str>> {
-        self.agent.take()
+        let agent = self.cold.as_mut().and_then(|c| c.agent.take());
+        self.drop_empty_cold();
+        agent
+    }
+
+    /// The short-lived parts, made when first needed.
+    fn cold(&mut self) -> &mut Cold {
+        self.cold.get_or_insert_with(Box::default)
+    }
+
+    /// Frees the short-lived parts once nothing is left in them.
+    fn drop_empty_cold(&mut self) {
+        if self
+            .cold
+            .as_ref()
+            .is_some_and(|c| c.agent.is_none() && c.configure.is_none())
+        {
+            self.cold = None;
+        }
+    }
+
+    /// Takes a waiting `mining.configure` out.
+    fn take_waiting_configure(&mut self) -> Option<WaitingConfigure> {
+        let w = self.cold.as_mut().and_then(|c| c.configure.take());
+        self.drop_empty_cold();
+        w
+    }
+
+    /// The vardiff settings the session follows (the ones given to [`Session::new`]).
+    pub fn vardiff_config(&self) -> &VardiffConfig {
+        self.vardiff.config()
     }
 
     /// The answered shares so far.
@@ -458,17 +471,17 @@ impl<R> Session<R> {
         let mut out = Vec::with_capacity(1);
         out.extend(self.configure_expired());
         let result = self.configure_extensions(request);
-        self.waiting_configure = Some(Box::new(WaitingConfigure {
+        self.cold().configure = Some(WaitingConfigure {
             id: id.clone(),
             asked: vr.mask.unwrap_or(u32::MAX),
             result,
-        }));
+        });
         out
     }
 
     /// Whether a `mining.configure` waits for the upstream's mask.
     pub fn configure_waits(&self) -> bool {
-        self.waiting_configure.is_some()
+        self.cold.as_ref().is_some_and(|c| c.configure.is_some())
     }
 
     /// No upstream mask came in time (the driver's bound, below the 10 s para waits): the
@@ -476,7 +489,7 @@ impl<R> Session<R> {
     /// 310's refusal of the extension; the miner mines without rolling and is never told a
     /// mask later). `None` when none waits.
     pub fn configure_expired(&mut self) -> Option<Output> {
-        let w = self.waiting_configure.take()?;
+        let w = self.take_waiting_configure()?;
         let mut result = w.result;
         result.version_rolling = Some(VersionRollingResult::Disabled);
         Some(Output::reply(&w.id, Reply::Configured(result)))
@@ -484,7 +497,7 @@ impl<R> Session<R> {
 
     /// The waiting configure, answered with `upstream_mask`.
     fn answer_waiting_configure(&mut self, upstream_mask: u32) -> Option<Output> {
-        let w = self.waiting_configure.take()?;
+        let w = self.take_waiting_configure()?;
         let mut result = w.result;
         result.version_rolling = Some(self.grant_mask(w.asked, upstream_mask));
         Some(Output::reply(&w.id, Reply::Configured(result)))
@@ -553,7 +566,7 @@ impl<R> Session<R> {
             return Err(Refusal::AlreadySubscribed);
         }
         if let Some(agent) = &request.user_agent {
-            self.agent = Some(truncate(agent, MAX_USER_AGENT_LEN).into());
+            self.cold().agent = Some(truncate(agent, MAX_USER_AGENT_LEN).into());
         }
         self.subscribing = true;
         Ok(())
@@ -592,7 +605,6 @@ impl<R> Session<R> {
         self.route = Some(route);
         self.miner = miner;
         self.slot = assignment.slot;
-        self.extranonce1 = Extranonce1::new(&assignment.extranonce1);
         let sub = format!("{miner:x}");
         out.push(Output::reply(
             id,
@@ -681,9 +693,9 @@ impl<R> Session<R> {
     /// The difficulties the miner's shares are checked at.
     pub fn share_difficulty(&self) -> ShareDifficulty {
         let current = self
-            .told
+            .told()
             .map_or_else(|| self.vardiff.difficulty(), |t| t.current);
-        let t = self.told.unwrap_or(Told {
+        let t = self.told().unwrap_or(Told {
             current,
             since_job: 0,
             before: current,
@@ -766,21 +778,21 @@ impl<R> Session<R> {
         }
         let _ = self.vardiff.handle_upstream_difficulty(upstream_difficulty);
         let d = self.vardiff.difficulty();
-        match &mut self.told {
+        match self.told() {
             Some(t) if t.current == d => {
-                t.last_job = t.last_job.max(seq);
+                self.told.last_job = t.last_job.max(seq);
                 JobFor::Send { difficulty: None }
             }
             told => {
                 let (before, last_job) = told.map_or((d, 0), |t| (t.current, t.last_job));
                 // A job the miner has had already keeps the old difficulty in play.
                 let since_job = if seq <= last_job { seq + 1 } else { seq };
-                *told = Some(Told {
+                self.told = Told {
                     current: d,
                     since_job,
                     before,
                     last_job: last_job.max(seq),
-                });
+                };
                 JobFor::Send {
                     difficulty: Some(d),
                 }
@@ -792,7 +804,7 @@ impl<R> Session<R> {
     /// not been told yet: it goes with the next job ([`Session::on_job`]).
     pub fn pending_difficulty(&self) -> Option<f64> {
         let d = self.vardiff.difficulty();
-        match self.told {
+        match self.told() {
             Some(t) if t.current == d => None,
             None if self.phase != Phase::Authorized => None,
             _ => Some(d),
@@ -802,8 +814,8 @@ impl<R> Session<R> {
     /// The miner's answer to a `client.get_version` the proxy sent: kept as its user agent
     /// when `mining.subscribe` gave none (at most [`MAX_USER_AGENT_LEN`] bytes).
     pub fn on_version_answer(&mut self, version: &str) {
-        if self.agent.is_none() {
-            self.agent = Some(truncate(version, MAX_USER_AGENT_LEN).into());
+        if self.agent().is_none() {
+            self.cold().agent = Some(truncate(version, MAX_USER_AGENT_LEN).into());
         }
     }
 
@@ -812,7 +824,7 @@ impl<R> Session<R> {
     /// else a `mining.set_version_mask` when the miner negotiated rolling and its mask
     /// changes (the miner's asked mask AND the upstream's).
     pub fn on_upstream_mask(&mut self, upstream_mask: u32) -> Option<Output> {
-        if self.waiting_configure.is_some() {
+        if self.configure_waits() {
             return self.answer_waiting_configure(upstream_mask);
         }
         let asked = self.requested_mask;
@@ -837,7 +849,6 @@ impl<R> Session<R> {
         match new {
             Some(_) if self.phase == Phase::Connected && !self.subscribing => None,
             Some(n) if self.extranonce_subscribed && self.phase != Phase::Closing => {
-                self.extranonce1 = Extranonce1::new(&n.extranonce1);
                 Some(Output::SetExtranonce(n))
             }
             _ => {
