@@ -12,7 +12,7 @@ use crate::resources::{self, Resources};
 use crate::VERSION;
 
 /// `miners` object of `/1/summary`.
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct MinersCount {
     /// Connected now.
     pub now: u64,
@@ -21,7 +21,7 @@ pub struct MinersCount {
 }
 
 /// `upstreams` object of `/1/summary`.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Upstreams {
     /// Logged in with miners on them.
     pub active: u64,
@@ -36,7 +36,7 @@ pub struct Upstreams {
 }
 
 /// `results` object of `/1/summary`.
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Results {
     /// Accepted by the pool (plus, with `custom-diff-stats`, accepted by the proxy at a
     /// miner's custom difficulty).
@@ -64,7 +64,7 @@ pub struct Results {
 }
 
 /// `hashrate` object of `/1/summary` and `/1/workers`.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct HashrateTotals {
     /// H/s over 60 s, 600 s, 1 h, 12 h, 24 h, and all-time (hashes / uptime), rounded to
     /// 0.01.
@@ -126,7 +126,7 @@ pub struct Summary {
 /// One family's figures in `/1/summary`'s `protocols`: the summary's fields of the same
 /// names, for that family's miners, workers, upstreams and shares (a Stratum V1 share of
 /// difficulty `d` counts `d · 2^32` hashes).
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct FamilySummary {
     /// `cryptonote` or `stratum-v1`.
     pub protocol: &'static str,
@@ -215,8 +215,18 @@ pub fn summary_at(m: &Monitor, at: Instant) -> Summary {
             .and_then(|v| v.as_str())
             .map(String::from)
     };
-    let top = family_summary(m, at);
-    let marked = marked(m);
+    // Each family's figures taken once: the top-level ones are `m`'s family's among them.
+    let protocols = marked(m).then(|| {
+        m.families()
+            .iter()
+            .map(|f| family_summary(f, at))
+            .collect::<Vec<_>>()
+    });
+    let protocol = m.protocol().name();
+    let top = protocols
+        .as_ref()
+        .and_then(|all| all.iter().find(|f| f.protocol == protocol).cloned())
+        .unwrap_or_else(|| family_summary(m, at));
     Summary {
         id: api_str("id"),
         worker_id: api_str("worker-id").or_else(resources::host_name),
@@ -245,8 +255,8 @@ pub fn summary_at(m: &Monitor, at: Instant) -> Summary {
         workers: top.workers,
         upstreams: top.upstreams,
         results: top.results,
-        protocol: marked.then(|| m.protocol().name()),
-        protocols: marked.then(|| m.families().iter().map(|f| family_summary(f, at)).collect()),
+        protocol: protocols.is_some().then_some(protocol),
+        protocols,
     }
 }
 
