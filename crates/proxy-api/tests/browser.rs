@@ -4,8 +4,9 @@
 //! screenshot (`$CARGO_TARGET_TMPDIR/dashboard.png`; a copy is kept in `docs/dashboard.png`).
 //!
 //! A second test does the same for a proxy serving CryptoNote and Stratum V1 (a bind and a
-//! pool of each, as in `families.rs`): the page shows each family's figures, a family column
-//! and a chart per family (its screenshot: `$CARGO_TARGET_TMPDIR/dashboard-families.png`).
+//! pool of each, `common::start_two_families`, as in `families.rs`): the page shows each
+//! family's figures, a family column and a chart per family (its screenshot:
+//! `$CARGO_TARGET_TMPDIR/dashboard-families.png`).
 //!
 //! The browser is `$CHROMIUM` when set, else `chromium` from `PATH`; without it the test fails
 //! and says how to install it (`apt-get install -y chromium`), as the monerod tests do.
@@ -21,13 +22,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use proxy_core::config::{BindAddr, PoolConfig, Protocol};
-use proxy_core::Proxy;
-use serde_json::json;
-use test_support::miner::{TestMiner, WAIT};
-use test_support::mock_pool::{make_job, MockPool, Reply};
+use proxy_core::config::Protocol;
+use test_support::mock_pool::Reply;
 use test_support::sv1_miner::{run_sv1_miner, Sv1MinerConfig};
-use test_support::sv1_pool::{para_job, Sv1Pool, Sv1PoolConfig};
 use tokio::sync::oneshot;
 
 const TOKEN: &str = "dash-token";
@@ -317,40 +314,11 @@ async fn chromium_shows_the_dashboard_of_a_running_proxy() {
     proxy.shutdown(Duration::from_secs(1)).await;
 }
 
-/// The SV1 pool's share difficulty (the scripted pool's default, 2^-16): a share counts
-/// 2^32 · 2^-16 hashes.
-const SV1_DIFF: f64 = 1.0 / 65536.0;
-const SV1_SHARES: usize = 3;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_shows_each_familys_figures_for_a_two_family_proxy() {
     chromium();
     // A CryptoNote bind and pool (the top-level family) and a Stratum V1 bind and pool.
-    let cn_pool = MockPool::start(make_job(1, JOB_DIFF)).await.unwrap();
-    // Mainnet's easiest target: no share of the miner is a block.
-    let mut job = para_job();
-    job.nbits = 0x1d00_ffff;
-    let sv1_pool = Sv1Pool::start(Sv1PoolConfig {
-        job,
-        ..Sv1PoolConfig::default()
-    })
-    .await
-    .unwrap();
-    let mut c = config(&cn_pool);
-    c.bind.push(BindAddr {
-        host: "127.0.0.1".into(),
-        port: 0,
-        tls: false,
-        protocol: Some(Protocol::StratumV1),
-    });
-    c.pools.push(PoolConfig {
-        url: sv1_pool.addr().to_string(),
-        user: "SV1WALLET".into(),
-        protocol: Some(Protocol::StratumV1),
-        ..PoolConfig::default()
-    });
-    c.stratum_v1.min_difficulty = SV1_DIFF;
-    let proxy = Proxy::start(c).await.unwrap();
+    let (cn_pool, sv1_pool, proxy) = start_two_families().await;
     let monitor = proxy.monitor();
 
     let (bound_tx, bound_rx) = oneshot::channel::<SocketAddr>();
@@ -384,15 +352,7 @@ async fn chromium_shows_each_familys_figures_for_a_two_family_proxy() {
     .unwrap();
     assert_eq!(report.accepted(), SV1_SHARES, "{report:?}");
     // That miner has left; another SV1 miner stays connected, idle.
-    let mut idle = TestMiner::connect(proxy.local_addrs()[1]).await.unwrap();
-    for (method, params) in [
-        ("mining.subscribe", json!(["idle/1.0"])),
-        ("mining.authorize", json!(["idle.rig", "x"])),
-    ] {
-        let id = idle.request(method, params).await.unwrap();
-        let r = idle.reply(id, WAIT).await.unwrap();
-        assert!(r["error"].is_null(), "{r}");
-    }
+    let idle = idle_sv1_miner(&proxy).await;
     let sv1 = monitor.family(Protocol::StratumV1).unwrap();
     until(&monitor, |m| {
         m.stats().accepted == 2

@@ -11,77 +11,15 @@ use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use common::*;
-use proxy_core::config::{BindAddr, PoolConfig, Protocol};
-use proxy_core::{Config, MinerDifficulty, Proxy, ProxyHandle};
+use proxy_core::config::Protocol;
+use proxy_core::MinerDifficulty;
 use serde_json::{json, Value};
 use test_support::miner::{TestMiner, WAIT};
-use test_support::mock_pool::{make_job, MockPool};
 use test_support::sv1_miner::{run_sv1_miner, Sv1MinerConfig};
-use test_support::sv1_pool::{para_job, Sv1Pool, Sv1PoolConfig};
+use test_support::sv1_pool::{Sv1Pool, Sv1PoolConfig};
 
-/// The SV1 pool's share difficulty (the scripted pool's default): 2^-16, so each share
-/// counts 2^32 · 2^-16 = 65,536 hashes.
-const SV1_DIFF: f64 = 1.0 / 65536.0;
+/// Hashes an SV1 share at [`SV1_DIFF`] counts: 2^32 · 2^-16.
 const SV1_SHARE_HASHES: u64 = 65_536;
-/// Shares the SV1 miner sends.
-const SV1_SHARES: usize = 3;
-
-/// The two pools and a proxy with a CryptoNote bind (`local_addrs()[0]`, the top-level
-/// default family) and a Stratum V1 bind (`[1]`).
-async fn start_both() -> (MockPool, Sv1Pool, ProxyHandle) {
-    let cn_pool = MockPool::start(make_job(1, JOB_DIFF)).await.unwrap();
-    // Mainnet's easiest target: no share of the miner is a block, so only difficulties
-    // decide what is forwarded.
-    let mut job = para_job();
-    job.nbits = 0x1d00_ffff;
-    let sv1_pool = Sv1Pool::start(Sv1PoolConfig {
-        job,
-        ..Sv1PoolConfig::default()
-    })
-    .await
-    .unwrap();
-    let proxy = Proxy::start(mixed_config(&cn_pool, &sv1_pool))
-        .await
-        .unwrap();
-    (cn_pool, sv1_pool, proxy)
-}
-
-fn mixed_config(cn_pool: &MockPool, sv1_pool: &Sv1Pool) -> Config {
-    let mut c = config(cn_pool);
-    c.bind.push(BindAddr {
-        host: "127.0.0.1".into(),
-        port: 0,
-        tls: false,
-        protocol: Some(Protocol::StratumV1),
-    });
-    c.pools.push(PoolConfig {
-        url: sv1_pool.addr().to_string(),
-        user: "SV1WALLET".into(),
-        protocol: Some(Protocol::StratumV1),
-        ..PoolConfig::default()
-    });
-    // Every SV1 share meets the pool's difficulty: all forwarded.
-    c.stratum_v1.min_difficulty = SV1_DIFF;
-    c
-}
-
-/// An SV1 connection that subscribes and authorizes, then stays idle (for `/1/miners`).
-async fn idle_sv1_miner(proxy: &ProxyHandle) -> TestMiner {
-    let mut m = TestMiner::connect(proxy.local_addrs()[1]).await.unwrap();
-    let id = m
-        .request("mining.subscribe", json!(["idle/1.0"]))
-        .await
-        .unwrap();
-    let r = m.reply(id, WAIT).await.unwrap();
-    assert!(r["error"].is_null(), "{r}");
-    let id = m
-        .request("mining.authorize", json!(["idle.rig", "x"]))
-        .await
-        .unwrap();
-    let r = m.reply(id, WAIT).await.unwrap();
-    assert_eq!(r["result"], json!(true), "{r}");
-    m
-}
 
 fn family(m: &proxy_core::Monitor, p: Protocol) -> proxy_core::Monitor {
     m.family(p).unwrap_or_else(|| panic!("{p} is served"))
@@ -89,7 +27,7 @@ fn family(m: &proxy_core::Monitor, p: Protocol) -> proxy_core::Monitor {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cryptonote_and_a_stratum_v1_bind_reach_their_own_pools_and_both_show_in_the_api() {
-    let (cn_pool, sv1_pool, proxy) = start_both().await;
+    let (cn_pool, sv1_pool, proxy) = start_two_families().await;
     let monitor = proxy.monitor();
     assert_eq!(
         monitor.protocol(),
@@ -262,7 +200,7 @@ async fn a_cryptonote_and_a_stratum_v1_bind_reach_their_own_pools_and_both_show_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_moves_each_familys_own_pools_and_is_refused_when_a_bind_loses_its_family() {
-    let (cn_pool, sv1_pool, proxy) = start_both().await;
+    let (cn_pool, sv1_pool, proxy) = start_two_families().await;
     let monitor = proxy.monitor();
     let _cn = miner(&proxy, "CNWALLET", None).await;
     let _sv1 = idle_sv1_miner(&proxy).await;
@@ -339,7 +277,7 @@ async fn a_cryptonote_only_proxy_keeps_the_rfc_shapes() {
 
 #[tokio::test]
 async fn the_miner_cap_counts_both_families_miners() {
-    let (_cn_pool, _sv1_pool, proxy) = start_both().await;
+    let (_cn_pool, _sv1_pool, proxy) = start_two_families().await;
     let monitor = proxy.monitor();
     proxy.set_miner_limit(1);
     let _cn = miner(&proxy, "CNWALLET", None).await;

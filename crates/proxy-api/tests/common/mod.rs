@@ -12,11 +12,12 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
-use proxy_core::config::{BindAddr, PoolConfig};
+use proxy_core::config::{BindAddr, PoolConfig, Protocol};
 use proxy_core::{Config, Monitor, Proxy, ProxyHandle};
 use serde_json::{json, Value};
 use test_support::miner::{fixed_byte, nicehash_nonce, result_for_difficulty, TestMiner, WAIT};
 use test_support::mock_pool::{make_job, MockPool};
+use test_support::sv1_pool::{para_job, Sv1Pool, Sv1PoolConfig};
 use tower::ServiceExt;
 
 /// Difficulty of the mock pool's job.
@@ -179,4 +180,70 @@ pub(crate) async fn until(monitor: &Monitor, cond: impl Fn(&Monitor) -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("condition never held");
+}
+
+/// The scripted SV1 pool's share difficulty (its default): 2^-16, so each share counts
+/// 2^32 · 2^-16 = 65,536 hashes.
+pub(crate) const SV1_DIFF: f64 = 1.0 / 65536.0;
+/// Shares the two-family tests' SV1 miner sends.
+pub(crate) const SV1_SHARES: usize = 3;
+
+/// The two pools and a proxy serving two families ([`two_family_config`]): a CryptoNote
+/// bind (`local_addrs()[0]`, the top-level default family) and a Stratum V1 bind (`[1]`).
+pub(crate) async fn start_two_families() -> (MockPool, Sv1Pool, ProxyHandle) {
+    let cn_pool = MockPool::start(make_job(1, JOB_DIFF)).await.unwrap();
+    // Mainnet's easiest target: no share of the miner is a block, so only difficulties
+    // decide what is forwarded.
+    let mut job = para_job();
+    job.nbits = 0x1d00_ffff;
+    let sv1_pool = Sv1Pool::start(Sv1PoolConfig {
+        job,
+        ..Sv1PoolConfig::default()
+    })
+    .await
+    .unwrap();
+    let proxy = Proxy::start(two_family_config(&cn_pool, &sv1_pool))
+        .await
+        .unwrap();
+    (cn_pool, sv1_pool, proxy)
+}
+
+/// [`config`] for `cn_pool` plus a Stratum V1 bind (port 0) and `sv1_pool` as its pool
+/// (user `SV1WALLET`), every SV1 share at [`SV1_DIFF`] forwarded.
+pub(crate) fn two_family_config(cn_pool: &MockPool, sv1_pool: &Sv1Pool) -> Config {
+    let mut c = config(cn_pool);
+    c.bind.push(BindAddr {
+        host: "127.0.0.1".into(),
+        port: 0,
+        tls: false,
+        protocol: Some(Protocol::StratumV1),
+    });
+    c.pools.push(PoolConfig {
+        url: sv1_pool.addr().to_string(),
+        user: "SV1WALLET".into(),
+        protocol: Some(Protocol::StratumV1),
+        ..PoolConfig::default()
+    });
+    // Every SV1 share meets the pool's difficulty: all forwarded.
+    c.stratum_v1.min_difficulty = SV1_DIFF;
+    c
+}
+
+/// An SV1 connection to the proxy's second bind (`local_addrs()[1]`) that subscribes and
+/// authorizes as `idle.rig`, then stays idle.
+pub(crate) async fn idle_sv1_miner(proxy: &ProxyHandle) -> TestMiner {
+    let mut m = TestMiner::connect(proxy.local_addrs()[1]).await.unwrap();
+    let id = m
+        .request("mining.subscribe", json!(["idle/1.0"]))
+        .await
+        .unwrap();
+    let r = m.reply(id, WAIT).await.unwrap();
+    assert!(r["error"].is_null(), "{r}");
+    let id = m
+        .request("mining.authorize", json!(["idle.rig", "x"]))
+        .await
+        .unwrap();
+    let r = m.reply(id, WAIT).await.unwrap();
+    assert_eq!(r["result"], json!(true), "{r}");
+    m
 }
