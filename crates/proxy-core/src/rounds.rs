@@ -118,6 +118,14 @@ struct OpenRound {
 }
 
 impl OpenRound {
+    /// An empty round that starts at `now` (Unix seconds).
+    fn starting(now: u64) -> Self {
+        Self {
+            started: now,
+            ..Self::default()
+        }
+    }
+
     fn snapshot(&self) -> Round {
         let mut users: Vec<UserShares> = self
             .users
@@ -159,9 +167,12 @@ pub(crate) struct Rounds {
 impl Rounds {
     /// A ledger whose first round starts at `now` (Unix seconds).
     pub(crate) fn new(now: u64) -> Self {
-        let r = Self::default();
-        lock(&r.ledger).round.started = now;
-        r
+        Self {
+            ledger: Mutex::new(Ledger {
+                round: OpenRound::starting(now),
+                ..Ledger::default()
+            }),
+        }
     }
 
     /// A share of `worker` accepted at `difficulty`, its hash meeting `hash_difficulty`.
@@ -187,13 +198,7 @@ impl Rounds {
     /// under it and a new one starts.
     pub(crate) fn block(&self, block: &pool_client::sv1::FoundBlock, worker: &str, now: u64) {
         let mut l = lock(&self.ledger);
-        let round = std::mem::replace(
-            &mut l.round,
-            OpenRound {
-                started: now,
-                ..OpenRound::default()
-            },
-        );
+        let round = std::mem::replace(&mut l.round, OpenRound::starting(now));
         if l.blocks.len() == MAX_BLOCKS {
             l.blocks.pop_back();
         }
