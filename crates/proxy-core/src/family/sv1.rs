@@ -735,7 +735,9 @@ impl<M: Downstream<Sv1>> Sv1Listener for Mapper<Sv1, M> {
             finder = ?crate::rounds::user_of(worker),
             "block found"
         );
-        self.events().rounds.block(block, worker, unix_now());
+        self.events()
+            .rounds
+            .block(block, worker, crate::journal::unix_now());
     }
 
     fn on_state(&self, state: UpstreamState, pool: Option<usize>) {
@@ -776,13 +778,6 @@ impl ShareRefusal for Counted {
 }
 
 type MinerRef = Arc<Miner<Sv1>>;
-
-/// Unix time in seconds (0 before 1970).
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 fn refuse_share(miner: &MinerRef, shared: &Shared<Sv1>, id: &Id, r: &Refusal) {
     miner.send_line(r.reply(id));
