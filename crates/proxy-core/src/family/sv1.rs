@@ -105,10 +105,13 @@ impl Sv1JobInfo {
 /// miner) would redo the same work and send duplicates. Nothing when the difficulty did not
 /// change. Called with no lock held.
 fn tell_difficulty_now(miner: &MinerRef) {
-    if miner.state().session.inner.pending_difficulty().is_none() {
-        return;
-    }
-    let route = miner.state().route.clone();
+    let route = {
+        let st = miner.state();
+        if st.session.inner.pending_difficulty().is_none() {
+            return;
+        }
+        st.route.clone()
+    };
     let Some(job) = route.and_then(|r| r.mapper.st().channel.current.clone()) else {
         return;
     };
