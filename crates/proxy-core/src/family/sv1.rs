@@ -799,12 +799,13 @@ fn handle_subscribe(
     }
     miner.state().session.waiting_subscribe = Some(Box::new(id.clone()));
     // A miner whose `mining.configure` routed it keeps that upstream.
-    let routed = miner.state().route.is_some();
-    match if routed {
+    let already = miner.state().route.is_some();
+    let routed = if already {
         Ok(true)
     } else {
         miner.route(shared)
-    } {
+    };
+    match routed {
         Err(_) => {
             let mut st = miner.state();
             st.session.waiting_subscribe = None;
