@@ -262,6 +262,14 @@ impl Workers {
         }
     }
 
+    fn as_mut_slice(&mut self) -> &mut [Arc<str>] {
+        match self {
+            Self::None => &mut [],
+            Self::One(w) => std::slice::from_mut(w),
+            Self::Many(ws) => ws,
+        }
+    }
+
     fn len(&self) -> usize {
         self.as_slice().len()
     }
@@ -382,11 +390,7 @@ impl<R> Session<R> {
     /// login keep) instead of holding a second copy. A name not authorized here is
     /// ignored.
     pub fn share_worker_name(&mut self, name: &Arc<str>) {
-        let ws: &mut [Arc<str>] = match &mut self.workers {
-            Workers::None => &mut [],
-            Workers::One(w) => std::slice::from_mut(w),
-            Workers::Many(ws) => ws,
-        };
+        let ws = self.workers.as_mut_slice();
         if let Some(w) = ws.iter_mut().find(|w| ***w == **name) {
             *w = name.clone();
         }
