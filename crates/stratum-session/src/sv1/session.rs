@@ -696,14 +696,15 @@ impl<R> Session<R> {
 
     /// The difficulties the miner's shares are checked at.
     pub fn share_difficulty(&self) -> ShareDifficulty {
-        let current = self
-            .told()
-            .map_or_else(|| self.vardiff.difficulty(), |t| t.current);
-        let t = self.told().unwrap_or(Told {
-            current,
-            since_job: 0,
-            before: current,
-            last_job: 0,
+        // Before the first job: the vardiff's, alone.
+        let t = self.told().unwrap_or_else(|| {
+            let current = self.vardiff.difficulty();
+            Told {
+                current,
+                since_job: 0,
+                before: current,
+                last_job: 0,
+            }
         });
         ShareDifficulty {
             current: t.current,
