@@ -652,9 +652,8 @@ fn reconnect_target(
     let (host, port) = current.rsplit_once(':').unwrap_or((current, ""));
     let norm = |h: &str| h.trim_end_matches('.').to_ascii_lowercase();
     if let Some(asked) = params.host.as_deref().filter(|h| !h.is_empty()) {
-        if norm(asked) != norm(host.trim_start_matches('[').trim_end_matches(']'))
-            && norm(asked) != norm(host)
-        {
+        let want = norm(asked);
+        if want != norm(host.trim_start_matches('[').trim_end_matches(']')) && want != norm(host) {
             return Err(asked.to_owned());
         }
     }

@@ -65,7 +65,8 @@ pub(crate) fn escaped(s: &str) -> String {
     out
 }
 
-fn unix_now() -> u64 {
+/// Unix time in whole seconds (0 before 1970).
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

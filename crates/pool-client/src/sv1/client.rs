@@ -27,6 +27,7 @@
 //! the pool's error and the loop logs in again.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -39,9 +40,6 @@ use stratum_proto::sv1::{
 use stratum_proto::Id;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::time::Instant;
-
-use std::sync::Arc;
-
 use tokio_util::sync::CancellationToken;
 
 use super::{

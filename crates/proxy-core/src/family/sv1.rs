@@ -105,10 +105,13 @@ impl Sv1JobInfo {
 /// miner) would redo the same work and send duplicates. Nothing when the difficulty did not
 /// change. Called with no lock held.
 fn tell_difficulty_now(miner: &MinerRef) {
-    if miner.state().session.inner.pending_difficulty().is_none() {
-        return;
-    }
-    let route = miner.state().route.clone();
+    let route = {
+        let st = miner.state();
+        if st.session.inner.pending_difficulty().is_none() {
+            return;
+        }
+        st.route.clone()
+    };
     let Some(job) = route.and_then(|r| r.mapper.st().channel.current.clone()) else {
         return;
     };
@@ -735,7 +738,9 @@ impl<M: Downstream<Sv1>> Sv1Listener for Mapper<Sv1, M> {
             finder = ?crate::rounds::user_of(worker),
             "block found"
         );
-        self.events().rounds.block(block, worker, unix_now());
+        self.events()
+            .rounds
+            .block(block, worker, crate::journal::unix_now());
     }
 
     fn on_state(&self, state: UpstreamState, pool: Option<usize>) {
@@ -777,13 +782,6 @@ impl ShareRefusal for Counted {
 
 type MinerRef = Arc<Miner<Sv1>>;
 
-/// Unix time in seconds (0 before 1970).
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 fn refuse_share(miner: &MinerRef, shared: &Shared<Sv1>, id: &Id, r: &Refusal) {
     miner.send_line(r.reply(id));
     shared.events.invalid(miner, Counted::from(r));
@@ -801,12 +799,13 @@ fn handle_subscribe(
     }
     miner.state().session.waiting_subscribe = Some(Box::new(id.clone()));
     // A miner whose `mining.configure` routed it keeps that upstream.
-    let routed = miner.state().route.is_some();
-    match if routed {
+    let already = miner.state().route.is_some();
+    let routed = if already {
         Ok(true)
     } else {
         miner.route(shared)
-    } {
+    };
+    match routed {
         Err(_) => {
             let mut st = miner.state();
             st.session.waiting_subscribe = None;
@@ -1155,10 +1154,6 @@ mod tests {
         assert_eq!(hashes(1e30), u64::MAX);
     }
 
-    /// An SV1 miner's inline size, measured at 432 bytes (CryptoNote's: 240; 512 before
-    /// the vardiff settings were shared and a waiting subscribe's id boxed): the session
-    /// holds its vardiff state, the difficulties told, the negotiated mask, its
-    /// extranonce1 inline. A budget, so that growth is a decision.
     #[test]
     fn sessions_with_the_same_vardiff_settings_share_one_copy() {
         let config = VardiffConfig {
@@ -1185,10 +1180,13 @@ mod tests {
         assert_eq!(**default_vardiff(), VardiffConfig::default());
     }
 
+    /// An SV1 miner's inline size, measured at 368 bytes (CryptoNote's: 240; 512 before
+    /// the vardiff settings were shared and a waiting subscribe's id boxed, 432 before the
+    /// session dropped its extranonce1 copy and packed its fields): the session holds its
+    /// vardiff state, the difficulties told and the negotiated mask. With the `Arc`'s
+    /// counts a 400-byte malloc chunk (464 before). A budget, so that growth is a decision.
     #[test]
     fn an_sv1_miner_stays_within_its_size_budget() {
-        // 368 bytes (432 before the session dropped its extranonce1 copy and packed its
-        // fields): with the `Arc`'s counts a 400-byte malloc chunk (464 before).
         assert!(std::mem::size_of::<Miner<Sv1>>() <= 368);
     }
 

@@ -262,6 +262,14 @@ impl Workers {
         }
     }
 
+    fn as_mut_slice(&mut self) -> &mut [Arc<str>] {
+        match self {
+            Self::None => &mut [],
+            Self::One(w) => std::slice::from_mut(w),
+            Self::Many(ws) => ws,
+        }
+    }
+
     fn len(&self) -> usize {
         self.as_slice().len()
     }
@@ -382,11 +390,7 @@ impl<R> Session<R> {
     /// login keep) instead of holding a second copy. A name not authorized here is
     /// ignored.
     pub fn share_worker_name(&mut self, name: &Arc<str>) {
-        let ws: &mut [Arc<str>] = match &mut self.workers {
-            Workers::None => &mut [],
-            Workers::One(w) => std::slice::from_mut(w),
-            Workers::Many(ws) => ws,
-        };
+        let ws = self.workers.as_mut_slice();
         if let Some(w) = ws.iter_mut().find(|w| ***w == **name) {
             *w = name.clone();
         }
@@ -692,14 +696,15 @@ impl<R> Session<R> {
 
     /// The difficulties the miner's shares are checked at.
     pub fn share_difficulty(&self) -> ShareDifficulty {
-        let current = self
-            .told()
-            .map_or_else(|| self.vardiff.difficulty(), |t| t.current);
-        let t = self.told().unwrap_or(Told {
-            current,
-            since_job: 0,
-            before: current,
-            last_job: 0,
+        // Before the first job: the vardiff's, alone.
+        let t = self.told().unwrap_or_else(|| {
+            let current = self.vardiff.difficulty();
+            Told {
+                current,
+                since_job: 0,
+                before: current,
+                last_job: 0,
+            }
         });
         ShareDifficulty {
             current: t.current,

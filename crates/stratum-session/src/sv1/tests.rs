@@ -1214,7 +1214,7 @@ fn the_agent_can_be_taken_once_and_extranonces_of_any_length_are_told_back() {
         } => assert_eq!(r.extranonce1, told),
         other => panic!("{other:?}"),
     }
-    assert_eq!(ch.miner_extranonce1(s.slot()).unwrap(), told);
+    assert_eq!(e1(&ch, &s), told);
     // And a short one, the same way.
     let mut s: Session<u32> = Session::new(vardiff(), now).unwrap();
     s.subscribe(&Subscribe::default()).unwrap();
@@ -1222,7 +1222,7 @@ fn the_agent_can_be_taken_once_and_extranonces_of_any_length_are_told_back() {
     let a = ch.add(4, 4).unwrap();
     let told = a.extranonce1.clone();
     s.on_subscribed(&id(1), 4, 4, a);
-    assert_eq!(ch.miner_extranonce1(s.slot()).unwrap(), told);
+    assert_eq!(e1(&ch, &s), told);
 }
 
 /// The answer's version-rolling part, if `out` is a configure answer.
