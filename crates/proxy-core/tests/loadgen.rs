@@ -93,10 +93,7 @@ async fn in_simple_mode_every_miner_gets_its_own_pool_connection_and_the_run_is_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stratum_v1_run_is_clean_and_every_share_passes_the_sha256d_checks() {
     let pool = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut config = common::local_config(&[pool.local_addr().unwrap()]);
-    config.protocol = proxy_core::config::Protocol::StratumV1;
-    config.stratum_v1.min_difficulty = test_support::loadgen::sv1::DIFFICULTY;
-    let proxy = Proxy::start(config).await.unwrap();
+    let proxy = start_sv1_proxy(&pool).await;
     let opts = Options {
         protocol: Protocol::StratumV1,
         miners: 40,
@@ -136,10 +133,7 @@ async fn a_stratum_v1_run_is_clean_and_every_share_passes_the_sha256d_checks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_a_pool_difficulty_above_theirs_sv1_shares_are_answered_by_the_proxy_alone() {
     let pool = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut config = common::local_config(&[pool.local_addr().unwrap()]);
-    config.protocol = proxy_core::config::Protocol::StratumV1;
-    config.stratum_v1.min_difficulty = test_support::loadgen::sv1::DIFFICULTY;
-    let proxy = Proxy::start(config).await.unwrap();
+    let proxy = start_sv1_proxy(&pool).await;
     let opts = Options {
         protocol: Protocol::StratumV1,
         sv1_pool_difficulty: 1.0,
@@ -157,4 +151,13 @@ async fn under_a_pool_difficulty_above_theirs_sv1_shares_are_answered_by_the_pro
         (0, 0, 0)
     );
     proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+/// A Stratum V1 proxy whose only pool is `pool` (the generator's), its miners' floor the
+/// generator's share difficulty (2^-32).
+async fn start_sv1_proxy(pool: &tokio::net::TcpListener) -> proxy_core::ProxyHandle {
+    let mut config = common::local_config(&[pool.local_addr().unwrap()]);
+    config.protocol = proxy_core::config::Protocol::StratumV1;
+    config.stratum_v1.min_difficulty = test_support::loadgen::sv1::DIFFICULTY;
+    Proxy::start(config).await.unwrap()
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use proxy_core::config::Protocol;
 use proxy_core::{Config, Proxy, ProxyHandle};
+use stratum_proto::job::encode_hex;
 use stratum_proto::sv1::share::check_share;
 use stratum_proto::sv1::ClientRequest;
 use test_support::para::{Para, ParaConfig, ParaReport};
@@ -149,7 +150,7 @@ async fn para_mines_through_the_splitting_proxy_and_its_shares_at_the_pool_diffi
             share.job_id, job.job_id,
             "the pool's (hex) job id passed through"
         );
-        assert_eq!(hex(&share.extranonce1), e1_hex);
+        assert_eq!(encode_hex(&share.extranonce1), e1_hex);
         let bits = share.version_bits.expect("para rolls version bits");
         assert_eq!(bits & !mask, 0, "inside the mask: {bits:08x}");
         // para's work, checked here independently of the proxy.
@@ -193,10 +194,6 @@ async fn para_mines_through_the_splitting_proxy_and_its_shares_at_the_pool_diffi
     assert_eq!(forwarded, expected, "forwarded = para's shares at 2^-16");
     assert_eq!(pool.connections_total(), 1);
     proxy.shutdown(Duration::from_secs(1)).await;
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A Stratum V1 solo proxy in front of the regtest bcoin `node` (polled every 100 ms, block

@@ -358,17 +358,7 @@ struct RawShare {
 }
 
 fn hex_bytes(s: &str) -> anyhow::Result<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        bail!("odd-length hex {s:?}");
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| {
-            s.get(i..i + 2)
-                .and_then(|b| u8::from_str_radix(b, 16).ok())
-                .ok_or_else(|| anyhow!("not hex: {s:?}"))
-        })
-        .collect()
+    stratum_proto::job::decode_hex(s).ok_or_else(|| anyhow!("not hex: {s:?}"))
 }
 
 fn hex_u32(s: &str) -> anyhow::Result<u32> {

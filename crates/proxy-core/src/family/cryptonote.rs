@@ -302,7 +302,9 @@ fn submit<M: Downstream<CryptoNote>>(
         CryptoNote::reply(miner, &id, Err(r.message()));
         events.invalid(miner, r);
     };
-    let extra_nonce = mapper.config().mode == Mode::ExtraNonce;
+    // Loaded once per share (an `ArcSwap` load), for the mode here and the options below.
+    let config = mapper.config();
+    let extra_nonce = config.mode == Mode::ExtraNonce;
     let share_in = ShareIn {
         job_id: &p.job_id,
         nonce,
@@ -340,7 +342,6 @@ fn submit<M: Downstream<CryptoNote>>(
         events.reject(miner, &reason);
         return CryptoNote::reply(miner, &id, Err(&reason));
     };
-    let config = mapper.config();
     let algo = if config.algo_ext { p.algo } else { None };
     // With custom-diff-stats every share counts at the miner's difficulty, local or
     // forwarded, so hashes stay an unbiased estimate; otherwise only forwarded shares

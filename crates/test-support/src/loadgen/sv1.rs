@@ -194,10 +194,8 @@ pub fn make_job(j: u64) -> Notify {
 }
 
 fn hex(s: &str) -> Vec<u8> {
-    let mut out = vec![0u8; s.len() / 2];
     // The constants above are even-length hex.
-    let _ = stratum_proto::job::decode_hex_into(s.as_bytes(), &mut out);
-    out
+    stratum_proto::job::decode_hex(s).unwrap_or_default()
 }
 
 /// The worker name miner `i` authorizes as: `ADDRESS.rig-00000` (unique), `ADDRESS.rig`
