@@ -40,7 +40,6 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -85,7 +84,7 @@ const FIRST_SHARE_ID: u64 = 2;
 const ALGO: &str = "rx/0";
 
 /// The proxy's mode, as its config says: what the generator's pool must see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// NiceHash: up to 256 miners per pool connection, each job patched with the miner's
@@ -96,21 +95,9 @@ pub enum Mode {
     Simple,
 }
 
-impl FromStr for Mode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "nicehash" => Ok(Self::Nicehash),
-            "simple" => Ok(Self::Simple),
-            _ => Err(format!("{s:?}: expected nicehash or simple")),
-        }
-    }
-}
-
 /// The stratum family the proxy serves, as its config's `protocol` says: what the
 /// generator's miners and pool speak.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Protocol {
     /// CryptoNote (xmrig's stratum): the module docs' phases.
@@ -119,21 +106,9 @@ pub enum Protocol {
     StratumV1,
 }
 
-impl FromStr for Protocol {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "cryptonote" => Ok(Self::Cryptonote),
-            "stratum-v1" => Ok(Self::StratumV1),
-            _ => Err(format!("{s:?}: expected cryptonote or stratum-v1")),
-        }
-    }
-}
-
 /// Which rig id each miner sends at login. A proxy that keeps per-worker records keyed by rig
 /// id (xmrig-proxy's and this proxy's default) keeps one record per distinct rig id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum RigIds {
     /// `rig-00000`, `rig-00001`, …: one worker per miner, as in a farm.
@@ -142,19 +117,6 @@ pub enum RigIds {
     Shared,
     /// No rig id at all.
     None,
-}
-
-impl FromStr for RigIds {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "unique" => Ok(Self::Unique),
-            "shared" => Ok(Self::Shared),
-            "none" => Ok(Self::None),
-            _ => Err(format!("{s:?}: expected unique, shared or none")),
-        }
-    }
 }
 
 /// What to run. [`Options::default`] is the quick run: 1,000 miners, 5 jobs 2 s apart, 200
