@@ -72,11 +72,7 @@ fn cut_name(name: &Arc<str>) -> Arc<str> {
     if name.len() <= MAX_WORKER_NAME {
         return name.clone();
     }
-    let mut end = MAX_WORKER_NAME;
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    Arc::from(&name[..end])
+    Arc::from(stratum_session::cut_at_char_boundary(name, MAX_WORKER_NAME))
 }
 
 /// One worker's aggregate (the RFC's `WorkerRecord`). Time is whole seconds since the

@@ -43,5 +43,20 @@ pub use session::{
     Phase, Session, ShareTally, SubmitFields,
 };
 
+/// `s` cut to at most `max` bytes, at the last UTF-8 character boundary at or before
+/// `max` (a character is never split); `s` itself when it is no longer. For text from a
+/// miner or a pool kept or passed on with a length bound (user agents, worker names, pool
+/// messages).
+pub fn cut_at_char_boundary(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 #[cfg(test)]
 mod tests;

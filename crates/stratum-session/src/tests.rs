@@ -313,3 +313,13 @@ fn in_extra_nonce_mode_miners_share_the_nonce_space_and_differ_by_slot() {
         Err(Refusal::StaleJob)
     );
 }
+
+#[test]
+fn text_is_cut_at_a_character_boundary() {
+    // "é" is two bytes: a cut at 3 would split the second one, so it goes back to 2.
+    assert_eq!(crate::cut_at_char_boundary("éé", 3), "é");
+    assert_eq!(crate::cut_at_char_boundary("éé", 4), "éé");
+    assert_eq!(crate::cut_at_char_boundary("abc", 2), "ab");
+    assert_eq!(crate::cut_at_char_boundary("abc", 10), "abc");
+    assert_eq!(crate::cut_at_char_boundary("é", 1), "");
+}

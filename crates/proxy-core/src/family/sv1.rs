@@ -549,14 +549,7 @@ pub(crate) const MAX_POOL_MESSAGE: usize = 256;
 /// A pool's refusal message as a miner gets it: at most [`MAX_POOL_MESSAGE`] bytes, cut at
 /// a character boundary.
 fn pool_message(message: &str) -> &str {
-    if message.len() <= MAX_POOL_MESSAGE {
-        return message;
-    }
-    let mut end = MAX_POOL_MESSAGE;
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    &message[..end]
+    stratum_session::cut_at_char_boundary(message, MAX_POOL_MESSAGE)
 }
 
 /// What a miner is told and whether it is then closed.

@@ -173,15 +173,6 @@ pub fn split_worker(name: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// `s` cut to at most `max` bytes at a character boundary.
-fn truncate(s: &str, max: usize) -> &str {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
 /// A `mining.configure` answered once its upstream's mask is known.
 #[derive(Debug, Clone, PartialEq)]
 struct WaitingConfigure {
@@ -570,7 +561,7 @@ impl<R> Session<R> {
             return Err(Refusal::AlreadySubscribed);
         }
         if let Some(agent) = &request.user_agent {
-            self.cold().agent = Some(truncate(agent, MAX_USER_AGENT_LEN).into());
+            self.cold().agent = Some(crate::cut_at_char_boundary(agent, MAX_USER_AGENT_LEN).into());
         }
         self.subscribing = true;
         Ok(())
@@ -820,7 +811,8 @@ impl<R> Session<R> {
     /// when `mining.subscribe` gave none (at most [`MAX_USER_AGENT_LEN`] bytes).
     pub fn on_version_answer(&mut self, version: &str) {
         if self.agent().is_none() {
-            self.cold().agent = Some(truncate(version, MAX_USER_AGENT_LEN).into());
+            self.cold().agent =
+                Some(crate::cut_at_char_boundary(version, MAX_USER_AGENT_LEN).into());
         }
     }
 
