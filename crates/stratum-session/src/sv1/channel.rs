@@ -44,8 +44,10 @@ pub const SEEN_SHARES_PER_JOB: usize = 8192;
 pub const NTIME_MAX_AHEAD_SECS: u32 = 7200;
 
 /// A job sequence number: the channel numbers the upstream's jobs 1, 2, 3... in arrival
-/// order (job ids are the upstream's strings and may repeat).
-pub type JobSeq = u64;
+/// order (job ids are the upstream's strings and may repeat). 32 bits, so that a miner's
+/// session keeps two in 8 bytes: 4 billion jobs are 136 years at one a second (the count
+/// then stays at its maximum).
+pub type JobSeq = u32;
 
 /// An upstream job as the driver keeps it (e.g. with its encoded notify line).
 pub trait Sv1Job {
@@ -460,7 +462,7 @@ impl<M, J: Sv1Job, P> Channel<M, J, P> {
         while self.jobs.len() >= MAX_JOBS {
             self.jobs.pop_front();
         }
-        self.last_job_seq += 1;
+        self.last_job_seq = self.last_job_seq.saturating_add(1);
         self.jobs.push_back(JobEntry {
             job,
             seq: self.last_job_seq,

@@ -10,10 +10,8 @@
 //! Every handler returns [`Output`]s in the order to write them (or a [`Refusal`] where the
 //! driver has more to do on success); nothing here writes, reads a clock or locks.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
 use nonce_split::{MinerId, Vardiff, VardiffConfig, VardiffError};
+use std::sync::Arc;
 use stratum_proto::sv1::{
     encode_bool_result, encode_configure_result, encode_subscribe_result, Authorize, Configure,
     ConfigureResult, Reconnect, RequestError, ServerMessage, Submit, Subscribe, SubscribeResult,
@@ -183,24 +181,29 @@ struct WaitingConfigure {
     result: ConfigureResult,
 }
 
-/// The difficulties a miner was told. 32 bytes: "never told" is a `current` of 0 (a
-/// difficulty is above 0), not an `Option`'s 8 more.
+/// The difficulties a miner was told. 24 bytes: "never told" is a `current` of 0 (a
+/// difficulty is above 0), not an `Option`'s 8 more; job numbers are [`JobSeq`]s (`u32`).
 #[derive(Debug, Clone, Copy)]
 struct Told {
     current: f64,
-    since_job: JobSeq,
     before: f64,
+    since_job: JobSeq,
     /// The newest job sent.
     last_job: JobSeq,
 }
 
 /// One Stratum V1 miner's session state; `R` is the driver's route to its upstream
 /// channel. See the module doc.
+///
+/// An idle miner's bytes: what a job, a share or a mask change needs is inline (120 bytes
+/// with `R = ()`, pinned by a size test); what only the login needs, and the rare extras
+/// (a second worker, a waiting subscribe or configure), live in one box made when needed
+/// and freed once empty. The miner's id is not kept (the driver passes it in) and time is
+/// milliseconds of the caller's clock, not an `Instant` of the session's own.
 #[derive(Debug)]
 pub struct Session<R> {
-    phase: Phase,
-    epoch: Instant,
-    miner: MinerId,
+    /// The phase and the two flags in one byte ([`State`]).
+    state: State,
     route: Option<R>,
     slot: u16,
     /// The mask the miner asked for in `mining.configure`; 0 when it asked none (a mask of
@@ -208,88 +211,92 @@ pub struct Session<R> {
     requested_mask: u32,
     /// requested ∧ the upstream's; 0 without rolling.
     version_mask: u32,
-    extranonce_subscribed: bool,
-    /// `mining.subscribe` was taken and its answer waits for the upstream's extranonce
-    /// (a driver whose upstream has not subscribed yet): `mining.authorize` is taken
-    /// meanwhile, as pipelining miners send it at once.
-    subscribing: bool,
+    tally: ShareTally,
     /// Until the miner is on a channel its upstream ceiling is `f64::MAX`.
     vardiff: Vardiff,
     /// What the miner was told; [`Told::NONE`] before its first job.
     told: Told,
-    workers: Workers,
-    /// What lives only until the login: the user agent (from `mining.subscribe` until the
-    /// driver takes it at the first `mining.authorize`) and a `mining.configure` waiting
-    /// for its upstream's mask. One box, so that the field is 8 bytes; freed once empty.
+    /// The first worker it authorized (others are in `cold`).
+    worker: Option<Arc<str>>,
+    /// What lives only until the login, and the rare extras: the user agent (from
+    /// `mining.subscribe` until the driver takes it at the first `mining.authorize`), a
+    /// `mining.subscribe` or `mining.configure` waiting for the upstream, the workers after
+    /// the first. One box, so that the field is 8 bytes; freed once empty.
     cold: Option<Box<Cold>>,
-    tally: ShareTally,
 }
 
-/// A session's short-lived parts ([`Session`]'s `cold`).
+/// A session's phase and flags in one byte: bits 0–1 the [`Phase`], bit 2 "sent
+/// `mining.extranonce.subscribe`", bit 3 "a `mining.subscribe` waits for the upstream's
+/// extranonce" (a driver whose upstream has not subscribed yet: `mining.authorize` is
+/// taken meanwhile, as pipelining miners send it at once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct State(u8);
+
+impl State {
+    const PHASE: u8 = 0b11;
+    const EXTRANONCE_SUBSCRIBED: u8 = 0b100;
+    const SUBSCRIBING: u8 = 0b1000;
+
+    fn phase(self) -> Phase {
+        match self.0 & Self::PHASE {
+            0 => Phase::Connected,
+            1 => Phase::Subscribed,
+            2 => Phase::Authorized,
+            _ => Phase::Closing,
+        }
+    }
+
+    fn set_phase(&mut self, phase: Phase) {
+        let bits = match phase {
+            Phase::Connected => 0,
+            Phase::Subscribed => 1,
+            Phase::Authorized => 2,
+            Phase::Closing => 3,
+        };
+        self.0 = (self.0 & !Self::PHASE) | bits;
+    }
+
+    fn flag(self, flag: u8) -> bool {
+        self.0 & flag != 0
+    }
+
+    fn set_flag(&mut self, flag: u8, on: bool) {
+        if on {
+            self.0 |= flag;
+        } else {
+            self.0 &= !flag;
+        }
+    }
+}
+
+/// A session's short-lived and rare parts ([`Session`]'s `cold`).
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Cold {
     agent: Option<Box<str>>,
     /// A `mining.configure` asking for version rolling whose answer waits for the mask of
     /// the miner's upstream ([`Session::configure_later`]).
     configure: Option<WaitingConfigure>,
+    /// The id of a `mining.subscribe` whose answer waits for the upstream's extranonce,
+    /// parked by the driver ([`Session::park_subscribe`]).
+    subscribe: Option<Id>,
+    /// The workers after the first, in order.
+    more_workers: Vec<Arc<str>>,
 }
 
-/// The workers a connection authorized, in order: the usual single worker without a list
-/// (a `Vec` would allocate room for four), more in a list. 24 bytes, as a `Vec`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-enum Workers {
-    #[default]
-    None,
-    One(Arc<str>),
-    Many(Vec<Arc<str>>),
-}
-
-impl Workers {
-    fn as_slice(&self) -> &[Arc<str>] {
-        match self {
-            Self::None => &[],
-            Self::One(w) => std::slice::from_ref(w),
-            Self::Many(ws) => ws,
-        }
-    }
-
-    fn as_mut_slice(&mut self) -> &mut [Arc<str>] {
-        match self {
-            Self::None => &mut [],
-            Self::One(w) => std::slice::from_mut(w),
-            Self::Many(ws) => ws,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.as_slice().len()
-    }
-
+impl Cold {
     fn is_empty(&self) -> bool {
-        matches!(self, Self::None)
-    }
-
-    fn contains(&self, name: &str) -> bool {
-        self.as_slice().iter().any(|w| **w == *name)
-    }
-
-    fn push(&mut self, name: Arc<str>) {
-        *self = match std::mem::take(self) {
-            Self::None => Self::One(name),
-            Self::One(first) => Self::Many(vec![first, name]),
-            Self::Many(mut ws) => {
-                ws.push(name);
-                Self::Many(ws)
-            }
-        };
+        self.agent.is_none()
+            && self.configure.is_none()
+            && self.subscribe.is_none()
+            && self.more_workers.is_empty()
     }
 }
 
 impl Told {
     const NONE: Self = Self {
         current: 0.0,
-        since_job: 0,
         before: 0.0,
+        since_job: 0,
         last_job: 0,
     };
 }
@@ -300,38 +307,47 @@ impl<R> Session<R> {
         Some(self.told).filter(|t| t.current > 0.0)
     }
 
-    /// A new connection at `now` whose difficulty will follow `vardiff` (the floor, the
-    /// share interval aimed at; clamped at the upstream's difficulty). Pass an
-    /// `Arc<VardiffConfig>` shared by every session to keep one copy of the settings.
+    /// A new connection at `now_ms` (milliseconds of any monotonic clock the caller keeps
+    /// for all its calls, as [`Vardiff`] takes them) whose difficulty will follow `vardiff`
+    /// (the floor, the share interval aimed at; clamped at the upstream's difficulty). Pass
+    /// an `Arc<VardiffConfig>` shared by every session to keep one copy of the settings.
     ///
     /// # Errors
     /// [`VardiffError::InvalidConfig`] for a config [`VardiffConfig::validate`] refuses.
-    pub fn new(vardiff: impl Into<Arc<VardiffConfig>>, now: Instant) -> Result<Self, VardiffError> {
+    pub fn new(vardiff: impl Into<Arc<VardiffConfig>>, now_ms: u64) -> Result<Self, VardiffError> {
         Ok(Self {
-            phase: Phase::Connected,
-            epoch: now,
-            miner: 0,
+            state: State(0),
             route: None,
             slot: 0,
             requested_mask: 0,
             version_mask: 0,
-            extranonce_subscribed: false,
-            subscribing: false,
-            vardiff: Vardiff::new(vardiff, f64::MAX, 0)?,
-            told: Told::NONE,
-            workers: Workers::None,
-            cold: None,
             tally: ShareTally::default(),
+            vardiff: Vardiff::new(vardiff, f64::MAX, now_ms)?,
+            told: Told::NONE,
+            worker: None,
+            cold: None,
         })
-    }
-
-    fn ms(&self, now: Instant) -> u64 {
-        u64::try_from(now.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
     }
 
     /// The current phase.
     pub fn phase(&self) -> Phase {
-        self.phase
+        self.state.phase()
+    }
+
+    fn set_phase(&mut self, phase: Phase) {
+        self.state.set_phase(phase);
+    }
+
+    fn subscribing_flag(&self) -> bool {
+        self.state.flag(State::SUBSCRIBING)
+    }
+
+    fn set_subscribing(&mut self, on: bool) {
+        self.state.set_flag(State::SUBSCRIBING, on);
+    }
+
+    fn set_extranonce_subscribed(&mut self) {
+        self.state.set_flag(State::EXTRANONCE_SUBSCRIBED, true);
     }
 
     /// The route to the miner's channel, once subscribed.
@@ -357,7 +373,7 @@ impl<R> Session<R> {
 
     /// Whether the miner sent `mining.extranonce.subscribe` (or `subscribe-extranonce`).
     pub fn extranonce_subscribed(&self) -> bool {
-        self.extranonce_subscribed
+        self.state.flag(State::EXTRANONCE_SUBSCRIBED)
     }
 
     /// The difficulty the miner was last told; `None` before its first job.
@@ -367,7 +383,20 @@ impl<R> Session<R> {
 
     /// The workers it authorized, in order.
     pub fn workers(&self) -> impl Iterator<Item = &str> + '_ {
-        self.workers.as_slice().iter().map(|w| &**w)
+        let more = self.cold.as_ref().map_or(&[][..], |c| &c.more_workers[..]);
+        self.worker.iter().chain(more).map(|w| &**w)
+    }
+
+    fn has_worker(&self, name: &str) -> bool {
+        self.workers().any(|w| w == name)
+    }
+
+    fn add_worker(&mut self, name: Arc<str>) {
+        if self.worker.is_none() {
+            self.worker = Some(name);
+        } else {
+            self.cold().more_workers.push(name);
+        }
     }
 
     /// The user agent from `mining.subscribe` (at most [`MAX_USER_AGENT_LEN`] bytes), or
@@ -381,8 +410,11 @@ impl<R> Session<R> {
     /// login keep) instead of holding a second copy. A name not authorized here is
     /// ignored.
     pub fn share_worker_name(&mut self, name: &Arc<str>) {
-        let ws = self.workers.as_mut_slice();
-        if let Some(w) = ws.iter_mut().find(|w| ***w == **name) {
+        let more = self
+            .cold
+            .as_mut()
+            .map_or(&mut [][..], |c| &mut c.more_workers[..]);
+        if let Some(w) = self.worker.iter_mut().chain(more).find(|w| ***w == **name) {
             *w = name.clone();
         }
     }
@@ -402,13 +434,23 @@ impl<R> Session<R> {
 
     /// Frees the short-lived parts once nothing is left in them.
     fn drop_empty_cold(&mut self) {
-        if self
-            .cold
-            .as_ref()
-            .is_some_and(|c| c.agent.is_none() && c.configure.is_none())
-        {
+        if self.cold.as_ref().is_some_and(|c| c.is_empty()) {
             self.cold = None;
         }
+    }
+
+    /// Keeps the id of a `mining.subscribe` whose answer waits for the upstream's
+    /// extranonce (the driver answers it with [`Session::on_subscribed`] once the slot is
+    /// there); a second one replaces the first.
+    pub fn park_subscribe(&mut self, id: Id) {
+        self.cold().subscribe = Some(id);
+    }
+
+    /// Takes the parked `mining.subscribe` id out ([`Session::park_subscribe`]).
+    pub fn take_parked_subscribe(&mut self) -> Option<Id> {
+        let id = self.cold.as_mut().and_then(|c| c.subscribe.take());
+        self.drop_empty_cold();
+        id
     }
 
     /// Takes a waiting `mining.configure` out.
@@ -518,7 +560,7 @@ impl<R> Session<R> {
             result.minimum_difficulty = Some(self.suggest(d));
         }
         if request.subscribe_extranonce {
-            self.extranonce_subscribed = true;
+            self.set_extranonce_subscribed();
             result.subscribe_extranonce = Some(true);
         }
         result
@@ -527,7 +569,7 @@ impl<R> Session<R> {
     /// `mining.extranonce.subscribe`, any phase: `mining.set_extranonce` will be sent to
     /// this miner when its upstream's extranonce changes.
     pub fn extranonce_subscribe(&mut self, id: &Id) -> Output {
-        self.extranonce_subscribed = true;
+        self.set_extranonce_subscribed();
         Output::reply(id, Reply::True)
     }
 
@@ -554,16 +596,13 @@ impl<R> Session<R> {
     /// # Errors
     /// [`Refusal::AlreadySubscribed`] after a subscribe.
     pub fn subscribe(&mut self, request: &Subscribe) -> Result<(), Refusal> {
-        if self.phase != Phase::Connected {
-            return Err(Refusal::AlreadySubscribed);
-        }
-        if self.subscribing {
+        if self.phase() != Phase::Connected || self.subscribing_flag() {
             return Err(Refusal::AlreadySubscribed);
         }
         if let Some(agent) = &request.user_agent {
             self.cold().agent = Some(crate::cut_at_char_boundary(agent, MAX_USER_AGENT_LEN).into());
         }
-        self.subscribing = true;
+        self.set_subscribing(true);
         Ok(())
     }
 
@@ -588,17 +627,16 @@ impl<R> Session<R> {
             .handle_upstream_difficulty(assignment.upstream_difficulty);
         // A connection closed while the driver routed it stays closing; one that
         // authorized while its answer waited is ready at once.
-        let authorized_early = self.phase == Phase::Connected && !self.workers.is_empty();
-        if self.phase == Phase::Connected {
-            self.phase = if authorized_early {
+        let authorized_early = self.phase() == Phase::Connected && self.worker.is_some();
+        if self.phase() == Phase::Connected {
+            self.set_phase(if authorized_early {
                 Phase::Authorized
             } else {
                 Phase::Subscribed
-            };
+            });
         }
-        self.subscribing = false;
+        self.set_subscribing(false);
         self.route = Some(route);
-        self.miner = miner;
         self.slot = assignment.slot;
         let sub = format!("{miner:x}");
         out.push(Output::reply(
@@ -623,14 +661,19 @@ impl<R> Session<R> {
 
     /// Whether a `mining.subscribe` was taken and waits for [`Session::on_subscribed`].
     pub fn subscribing(&self) -> bool {
-        self.subscribing
+        self.subscribing_flag()
     }
 
     /// No channel could take the miner: the subscribe's error reply; the miner may try
     /// again (workers it authorized meanwhile are forgotten).
     pub fn subscribe_refused(&mut self, id: &Id) -> Output {
-        self.subscribing = false;
-        self.workers = Workers::None;
+        self.set_subscribing(false);
+        self.worker = None;
+        if let Some(c) = &mut self.cold {
+            c.more_workers.clear();
+            c.subscribe = None;
+        }
+        self.drop_empty_cold();
         Output::error(id, Refusal::ProxyFull)
     }
 
@@ -650,8 +693,8 @@ impl<R> Session<R> {
             Err(e) => vec![Output::error(id, e)],
             Ok(()) => {
                 let mut out = vec![Output::reply(id, Reply::True)];
-                if self.phase == Phase::Subscribed {
-                    self.phase = Phase::Authorized;
+                if self.phase() == Phase::Subscribed {
+                    self.set_phase(Phase::Authorized);
                     out.push(Output::SendCurrentJob);
                 }
                 out
@@ -664,8 +707,8 @@ impl<R> Session<R> {
         request: &Authorize,
         rules: &AuthorizeRules<'_>,
     ) -> Result<(), Refusal> {
-        match self.phase {
-            Phase::Connected if !self.subscribing => return Err(Refusal::NotSubscribed),
+        match self.phase() {
+            Phase::Connected if !self.subscribing_flag() => return Err(Refusal::NotSubscribed),
             Phase::Closing => return Err(Refusal::Unauthorized),
             Phase::Connected | Phase::Subscribed | Phase::Authorized => {}
         }
@@ -675,13 +718,13 @@ impl<R> Session<R> {
                 return Err(Refusal::WrongPassword);
             }
         }
-        if self.workers.contains(&request.username) {
+        if self.has_worker(&request.username) {
             return Ok(());
         }
-        if self.workers.len() >= MAX_WORKERS_PER_CONNECTION {
+        if self.workers().count() >= MAX_WORKERS_PER_CONNECTION {
             return Err(Refusal::TooManyWorkers);
         }
-        self.workers.push(request.username.as_str().into());
+        self.add_worker(request.username.as_str().into());
         Ok(())
     }
 
@@ -692,8 +735,8 @@ impl<R> Session<R> {
             let current = self.vardiff.difficulty();
             Told {
                 current,
-                since_job: 0,
                 before: current,
+                since_job: 0,
                 last_job: 0,
             }
         });
@@ -704,23 +747,24 @@ impl<R> Session<R> {
         }
     }
 
-    /// A `mining.submit`'s session checks: the share as the channel checks it
-    /// ([`super::Channel::check_share`]).
+    /// A `mining.submit` of miner `miner` (the id it was subscribed with,
+    /// [`Session::on_subscribed`]): the session's checks, then the share as the channel
+    /// checks it ([`super::Channel::check_share`]).
     ///
     /// # Errors
     /// [`Refusal::NotSubscribed`] before subscribing, [`Refusal::Unauthorized`] for a
     /// worker this connection did not authorize (or a closing session).
-    pub fn submit<'a>(&self, submit: &'a Submit) -> Result<ShareIn<'a>, Refusal> {
-        match self.phase {
+    pub fn submit<'a>(&self, miner: MinerId, submit: &'a Submit) -> Result<ShareIn<'a>, Refusal> {
+        match self.phase() {
             Phase::Connected => return Err(Refusal::NotSubscribed),
             Phase::Subscribed | Phase::Closing => return Err(Refusal::Unauthorized),
             Phase::Authorized => {}
         }
-        if !self.workers.contains(&submit.worker) {
+        if !self.has_worker(&submit.worker) {
             return Err(Refusal::Unauthorized);
         }
         Ok(ShareIn {
-            miner: self.miner,
+            miner,
             slot: self.slot,
             submit,
             version_mask: self.version_mask,
@@ -729,11 +773,10 @@ impl<R> Session<R> {
     }
 
     /// A share of this miner passed the proxy's checks ([`super::Checked`], local or
-    /// forwarded) at `difficulty` (the miner's, [`super::Accepted::difficulty`]) at `now`:
-    /// fed to vardiff (a retarget reaches the miner with its next job).
-    pub fn on_valid_share(&mut self, difficulty: f64, now: Instant) {
-        let ms = self.ms(now);
-        self.vardiff.handle_share(ms, difficulty);
+    /// forwarded) at `difficulty` (the miner's, [`super::Accepted::difficulty`]) at
+    /// `now_ms`: fed to vardiff (a retarget reaches the miner with its next job).
+    pub fn on_valid_share(&mut self, difficulty: f64, now_ms: u64) {
+        self.vardiff.handle_share(now_ms, difficulty);
     }
 
     /// Counts the one verdict a share got (a local `true`, the upstream's answer, or a
@@ -748,17 +791,17 @@ impl<R> Session<R> {
         self.tally
     }
 
-    /// When [`Session::poll`] should run next (vardiff's window end).
-    pub fn next_poll(&self) -> Instant {
-        self.epoch + Duration::from_millis(self.vardiff.next_poll_ms())
+    /// When [`Session::poll`] should run next (vardiff's window end), in the caller's
+    /// milliseconds.
+    pub fn next_poll(&self) -> u64 {
+        self.vardiff.next_poll_ms()
     }
 
-    /// Lets vardiff retarget at `now` without a new share (a miner finding none gets an
+    /// Lets vardiff retarget at `now_ms` without a new share (a miner finding none gets an
     /// easier difficulty); the change reaches the miner with its next job. True when the
     /// difficulty changed.
-    pub fn poll(&mut self, now: Instant) -> bool {
-        let ms = self.ms(now);
-        self.vardiff.poll(ms).is_some()
+    pub fn poll(&mut self, now_ms: u64) -> bool {
+        self.vardiff.poll(now_ms).is_some()
     }
 
     /// A job `seq` from the upstream at `upstream_difficulty` for this miner: skip it
@@ -769,7 +812,7 @@ impl<R> Session<R> {
     /// [`Session::pending_difficulty`] sooner: shares of a job resent at a new difficulty
     /// are judged at the lower of the two, since the miner may have found them before.
     pub fn on_job(&mut self, seq: JobSeq, upstream_difficulty: f64) -> JobFor {
-        if self.phase != Phase::Authorized {
+        if self.phase() != Phase::Authorized {
             return JobFor::Skip;
         }
         let _ = self.vardiff.handle_upstream_difficulty(upstream_difficulty);
@@ -782,11 +825,15 @@ impl<R> Session<R> {
             told => {
                 let (before, last_job) = told.map_or((d, 0), |t| (t.current, t.last_job));
                 // A job the miner has had already keeps the old difficulty in play.
-                let since_job = if seq <= last_job { seq + 1 } else { seq };
+                let since_job = if seq <= last_job {
+                    seq.saturating_add(1)
+                } else {
+                    seq
+                };
                 self.told = Told {
                     current: d,
-                    since_job,
                     before,
+                    since_job,
                     last_job: last_job.max(seq),
                 };
                 JobFor::Send {
@@ -802,7 +849,7 @@ impl<R> Session<R> {
         let d = self.vardiff.difficulty();
         match self.told() {
             Some(t) if t.current == d => None,
-            None if self.phase != Phase::Authorized => None,
+            None if self.phase() != Phase::Authorized => None,
             _ => Some(d),
         }
     }
@@ -844,12 +891,12 @@ impl<R> Session<R> {
     /// channel when it goes).
     pub fn on_extranonce_change(&mut self, new: Option<NewExtranonce>) -> Option<Output> {
         match new {
-            Some(_) if self.phase == Phase::Connected && !self.subscribing => None,
-            Some(n) if self.extranonce_subscribed && self.phase != Phase::Closing => {
+            Some(_) if self.phase() == Phase::Connected && !self.subscribing_flag() => None,
+            Some(n) if self.extranonce_subscribed() && self.phase() != Phase::Closing => {
                 Some(Output::SetExtranonce(n))
             }
             _ => {
-                self.phase = Phase::Closing;
+                self.set_phase(Phase::Closing);
                 Some(Output::Reconnect)
             }
         }
@@ -857,6 +904,6 @@ impl<R> Session<R> {
 
     /// The connection is closing.
     pub fn close(&mut self) {
-        self.phase = Phase::Closing;
+        self.set_phase(Phase::Closing);
     }
 }

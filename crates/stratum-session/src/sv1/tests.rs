@@ -75,12 +75,23 @@ fn refusal(out: &Output) -> Option<&Refusal> {
 /// A miner that configured version rolling (mask ffffffff, as para and bitaxe ask),
 /// subscribed and authorized `WORKER` on `ch`.
 /// The extranonce1 `s` hashes with: its channel's, by slot.
+/// `t` in the sessions' milliseconds: since a moment an hour before the first reading, so
+/// that every test's `Instant::now()` (taken in any order on parallel threads) reads forward.
+fn ms(t: Instant) -> u64 {
+    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let base = *BASE.get_or_init(|| {
+        let now = Instant::now();
+        now.checked_sub(Duration::from_secs(3_600)).unwrap_or(now)
+    });
+    u64::try_from(t.saturating_duration_since(base).as_millis()).unwrap()
+}
+
 fn e1(ch: &Ch, s: &Session<u32>) -> Vec<u8> {
     ch.miner_extranonce1(s.slot()).unwrap()
 }
 
 fn ready_miner(ch: &mut Ch, miner: MinerId, now: Instant) -> Session<u32> {
-    let mut s = Session::new(vardiff(), now).unwrap();
+    let mut s = Session::new(vardiff(), ms(now)).unwrap();
     let configure = Configure {
         version_rolling: Some(VersionRollingRequest {
             mask: Some(u32::MAX),
@@ -159,7 +170,7 @@ fn send_job(ch: &mut Ch, s: &mut Session<u32>, job: Arc<Notify>) -> JobFor {
 fn subscribe_authorize_first_job_then_a_local_share_and_a_forwarded_one() {
     let t0 = Instant::now();
     let mut ch = channel(t0);
-    let mut s: Session<u32> = Session::new(vardiff(), t0).unwrap();
+    let mut s: Session<u32> = Session::new(vardiff(), ms(t0)).unwrap();
     assert_eq!(s.phase(), Phase::Connected);
     s.subscribe(&Subscribe {
         user_agent: Some("para/0.6.0".into()),
@@ -224,7 +235,7 @@ fn subscribe_authorize_first_job_then_a_local_share_and_a_forwarded_one() {
     let low = grind_where(&job, &e1, submit("1", vec![0; 6], NTIME, None), 0, |d| {
         (MINER_DIFF..UPSTREAM_DIFF).contains(&d)
     });
-    let acc = local(ch.check_share(&s.submit(&low).unwrap()));
+    let acc = local(ch.check_share(&s.submit(42, &low).unwrap()));
     assert_eq!(acc.difficulty, MINER_DIFF);
     assert!(acc.hash_difficulty >= MINER_DIFF && acc.hash_difficulty < UPSTREAM_DIFF);
 
@@ -236,7 +247,7 @@ fn subscribe_authorize_first_job_then_a_local_share_and_a_forwarded_one() {
         0,
         |d| d >= UPSTREAM_DIFF,
     );
-    let f = forward(ch.check_share(&s.submit(&high).unwrap()));
+    let f = forward(ch.check_share(&s.submit(42, &high).unwrap()));
     assert_eq!(
         f.extranonce2,
         [0, 0, 1, 2, 3, 4, 5, 6],
@@ -265,7 +276,7 @@ fn subscribe_authorize_first_job_then_a_local_share_and_a_forwarded_one() {
         Some((9, Duration::from_millis(30)))
     );
     assert_eq!(ch.on_result(f.seq, t0), None);
-    s.on_valid_share(acc.difficulty, t0);
+    s.on_valid_share(acc.difficulty, ms(t0));
     assert_eq!(s.count_verdict(Ok(())).valid, 1);
 }
 
@@ -273,7 +284,7 @@ fn subscribe_authorize_first_job_then_a_local_share_and_a_forwarded_one() {
 fn every_refusal_has_its_code() {
     let t0 = Instant::now();
     let mut ch = channel(t0);
-    let mut s: Session<u32> = Session::new(vardiff(), t0).unwrap();
+    let mut s: Session<u32> = Session::new(vardiff(), ms(t0)).unwrap();
     let auth = |name: &str, pw: Option<&str>| Authorize {
         username: name.into(),
         password: pw.map(Into::into),
@@ -284,7 +295,7 @@ fn every_refusal_has_its_code() {
     // 25: authorize and submit before subscribe.
     let out = s.authorize(&id(1), &auth(WORKER, None), &open);
     assert_eq!(refusal(&out[0]).map(Refusal::code), Some(25));
-    assert_eq!(s.submit(&sub).err(), Some(Refusal::NotSubscribed));
+    assert_eq!(s.submit(42, &sub).err(), Some(Refusal::NotSubscribed));
     assert_eq!(
         Refusal::NotSubscribed.error_code(),
         ErrorCode::NotSubscribed
@@ -300,7 +311,7 @@ fn every_refusal_has_its_code() {
     );
     assert_eq!(Refusal::AlreadySubscribed.code(), 20);
     // 24: submit before authorize, bad names, wrong password.
-    assert_eq!(s.submit(&sub).err(), Some(Refusal::Unauthorized));
+    assert_eq!(s.submit(1, &sub).err(), Some(Refusal::Unauthorized));
     for name in ["", "a b", "tab\there", &"x".repeat(MAX_WORKER_NAME_LEN + 1)] {
         let out = s.authorize(&id(3), &auth(name, None), &open);
         assert_eq!(refusal(&out[0]).map(Refusal::code), Some(24), "{name:?}");
@@ -318,7 +329,7 @@ fn every_refusal_has_its_code() {
         worker: "someone.else".into(),
         ..sub.clone()
     };
-    assert_eq!(s.submit(&other).err(), Some(Refusal::Unauthorized));
+    assert_eq!(s.submit(1, &other).err(), Some(Refusal::Unauthorized));
     // 20: too many workers on one connection.
     for n in 1..MAX_WORKERS_PER_CONNECTION {
         let out = s.authorize(&id(6), &auth(&format!("w.{n}"), None), &open);
@@ -338,7 +349,7 @@ fn every_refusal_has_its_code() {
 
     // 21: no such job.
     assert_eq!(
-        ch.check_share(&s.submit(&sub).unwrap()).err(),
+        ch.check_share(&s.submit(1, &sub).unwrap()).err(),
         Some(Refusal::JobNotFound)
     );
     assert_eq!(Refusal::JobNotFound.code(), 21);
@@ -347,7 +358,7 @@ fn every_refusal_has_its_code() {
     // 20: extranonce2 of the wrong size.
     let short = submit("1", vec![0; 5], NTIME, None);
     assert_eq!(
-        ch.check_share(&s.submit(&short).unwrap()).err(),
+        ch.check_share(&s.submit(1, &short).unwrap()).err(),
         Some(Refusal::Extranonce2Size {
             expected: 6,
             got: 5
@@ -356,27 +367,27 @@ fn every_refusal_has_its_code() {
     // 20: ntime out of the window.
     let early = submit("1", vec![0; 6], NTIME - 1, None);
     assert_eq!(
-        ch.check_share(&s.submit(&early).unwrap()).err(),
+        ch.check_share(&s.submit(1, &early).unwrap()).err(),
         Some(Refusal::NtimeOutOfRange)
     );
     // 20: version bits without negotiated rolling.
     let rolled = submit("1", vec![0; 6], NTIME, Some(0x0000_2000));
     assert_eq!(
-        ch.check_share(&s.submit(&rolled).unwrap()).err(),
+        ch.check_share(&s.submit(1, &rolled).unwrap()).err(),
         Some(Refusal::VersionBits)
     );
     // 23: low difficulty.
     let e1 = e1(&ch, &s);
     let low = grind_where(&job, &e1, sub.clone(), 0, |d| d < MINER_DIFF);
-    let r = ch.check_share(&s.submit(&low).unwrap()).err().unwrap();
+    let r = ch.check_share(&s.submit(1, &low).unwrap()).err().unwrap();
     assert_eq!(
         (r.code(), r.to_string()),
         (23, "Low difficulty share".into())
     );
     // 22: duplicate.
     let ok = grind_where(&job, &e1, sub, 0, |d| d >= MINER_DIFF);
-    ch.check_share(&s.submit(&ok).unwrap()).unwrap();
-    let r = ch.check_share(&s.submit(&ok).unwrap()).err().unwrap();
+    ch.check_share(&s.submit(1, &ok).unwrap()).unwrap();
+    let r = ch.check_share(&s.submit(1, &ok).unwrap()).err().unwrap();
     assert_eq!((r.code(), r.to_string()), (22, "Duplicate share".into()));
     // 20: a bad line, answered under its id.
     let bad = RequestError::UnknownMethod {
@@ -400,7 +411,7 @@ fn every_refusal_has_its_code() {
 fn the_version_mask_is_the_miners_and_the_upstreams() {
     let t0 = Instant::now();
     let mut ch = channel(t0);
-    let mut s: Session<u32> = Session::new(vardiff(), t0).unwrap();
+    let mut s: Session<u32> = Session::new(vardiff(), ms(t0)).unwrap();
     let ask = |mask| Configure {
         version_rolling: Some(VersionRollingRequest {
             mask: Some(mask),
@@ -419,11 +430,11 @@ fn the_version_mask_is_the_miners_and_the_upstreams() {
     assert!(line.contains("\"subscribe-extranonce\":true"), "{line}");
     assert_eq!(s.version_mask(), POOL_MASK);
     // A miner's own narrower mask wins where it is narrower.
-    let mut narrow: Session<u32> = Session::new(vardiff(), t0).unwrap();
+    let mut narrow: Session<u32> = Session::new(vardiff(), ms(t0)).unwrap();
     narrow.configure(&id(0), &ask(0x0000_ff00), POOL_MASK);
     assert_eq!(narrow.version_mask(), 0x0000_e000);
     // An upstream without rolling: refused as false.
-    let mut none: Session<u32> = Session::new(vardiff(), t0).unwrap();
+    let mut none: Session<u32> = Session::new(vardiff(), ms(t0)).unwrap();
     match none.configure(&id(0), &ask(u32::MAX), 0) {
         Output::Reply {
             reply:
@@ -461,14 +472,14 @@ fn the_version_mask_is_the_miners_and_the_upstreams() {
         s.version_mask(),
         |d| d >= UPSTREAM_DIFF,
     );
-    let f = forward(ch.check_share(&s.submit(&inside).unwrap()));
+    let f = forward(ch.check_share(&s.submit(1, &inside).unwrap()));
     assert_eq!(f.version_bits, Some(0x0453_0000));
     assert_eq!(f.header.version.to_consensus() as u32, 0x2453_0000);
     // Bits the upstream once allowed but no more (0x2000), or never (0x8000_0000): 20.
     for bits in [0x0000_2000, 0x8000_0000] {
         let outside = submit("1", vec![0; 6], NTIME, Some(bits));
         assert_eq!(
-            ch.check_share(&s.submit(&outside).unwrap()).err(),
+            ch.check_share(&s.submit(1, &outside).unwrap()).err(),
             Some(Refusal::VersionBits),
             "{bits:08x}"
         );
@@ -482,7 +493,7 @@ fn the_version_mask_is_the_miners_and_the_upstreams() {
     assert_eq!(s.on_upstream_mask(POOL_MASK), None);
     // A miner that never asked for rolling is never sent a mask.
     assert_eq!(narrow.on_upstream_mask(0), Some(Output::SetVersionMask(0)));
-    let mut plain: Session<u32> = Session::new(vardiff(), t0).unwrap();
+    let mut plain: Session<u32> = Session::new(vardiff(), ms(t0)).unwrap();
     assert_eq!(plain.on_upstream_mask(0xffff_ffff), None);
 }
 
@@ -500,7 +511,7 @@ fn vardiff_retargets_and_the_new_difficulty_goes_before_the_next_job() {
     let job1 = Arc::clone(ch.current_job().unwrap().job);
     // Twelve shares in three seconds: far faster than one per 10 s.
     for i in 1..=12u64 {
-        s.on_valid_share(MINER_DIFF, t0 + Duration::from_millis(250 * i));
+        s.on_valid_share(MINER_DIFF, ms(t0 + Duration::from_millis(250 * i)));
     }
     assert_eq!(
         s.difficulty(),
@@ -524,7 +535,7 @@ fn vardiff_retargets_and_the_new_difficulty_goes_before_the_next_job() {
     let between = grind_where(&job1, &e1, submit("1", vec![0; 6], NTIME, None), 0, |d| {
         (MINER_DIFF..MINER_DIFF * 4.0).contains(&d)
     });
-    let acc = local(ch.check_share(&s.submit(&between).unwrap()));
+    let acc = local(ch.check_share(&s.submit(1, &between).unwrap()));
     assert_eq!(acc.difficulty, MINER_DIFF);
     // The same work on job 2 is below the new difficulty.
     let job2 = notify("2", false, HARD_NBITS);
@@ -532,7 +543,7 @@ fn vardiff_retargets_and_the_new_difficulty_goes_before_the_next_job() {
         (MINER_DIFF..MINER_DIFF * 4.0).contains(&d)
     });
     assert_eq!(
-        ch.check_share(&s.submit(&low2).unwrap()).err(),
+        ch.check_share(&s.submit(1, &low2).unwrap()).err(),
         Some(Refusal::LowDifficulty)
     );
 
@@ -541,7 +552,7 @@ fn vardiff_retargets_and_the_new_difficulty_goes_before_the_next_job() {
     for i in 1..=12u64 {
         s.on_valid_share(
             MINER_DIFF * 4.0,
-            t0 + Duration::from_millis(6_000 + 250 * i),
+            ms(t0 + Duration::from_millis(6_000 + 250 * i)),
         );
     }
     assert_eq!(s.pending_difficulty(), Some(MINER_DIFF * 16.0));
@@ -555,12 +566,12 @@ fn vardiff_retargets_and_the_new_difficulty_goes_before_the_next_job() {
     assert_eq!(s.pending_difficulty(), None);
     assert_eq!(s.share_difficulty().for_job(cur), MINER_DIFF * 4.0);
     assert_eq!(s.share_difficulty().for_job(cur + 1), MINER_DIFF * 16.0);
-    s.on_valid_share(MINER_DIFF * 16.0, t0 + Duration::from_millis(10_000));
+    s.on_valid_share(MINER_DIFF * 16.0, ms(t0 + Duration::from_millis(10_000)));
 
     // A silent miner gets an easier difficulty at each window's end (÷4), never below the
     // floor.
     let at = s.next_poll();
-    assert!(s.poll(at + Duration::from_secs(1)));
+    assert!(s.poll(at + 1_000));
     assert_eq!(
         send_job(&mut ch, &mut s, notify("4", false, HARD_NBITS)),
         JobFor::Send {
@@ -593,7 +604,7 @@ fn vardiff_retargets_and_the_new_difficulty_goes_before_the_next_job() {
 fn a_suggested_difficulty_before_subscribe_is_the_miners_floor() {
     let t0 = Instant::now();
     let mut ch = channel(t0);
-    let mut s: Session<u32> = Session::new(vardiff(), t0).unwrap();
+    let mut s: Session<u32> = Session::new(vardiff(), ms(t0)).unwrap();
     let suggest = MINER_DIFF * 16.0;
     let out = s.suggest_difficulty(&id(0), suggest);
     assert_eq!(
@@ -621,7 +632,7 @@ fn a_suggested_difficulty_before_subscribe_is_the_miners_floor() {
         }
     );
     // A quiet minute does not take it below the suggestion.
-    assert!(!s.poll(t0 + Duration::from_secs(120)));
+    assert!(!s.poll(ms(t0 + Duration::from_secs(120))));
 }
 
 #[test]
@@ -637,19 +648,19 @@ fn a_clean_job_makes_the_others_stale_and_old_jobs_drop_out() {
     let old = grind_where(&job1, &e1, submit("1", vec![0; 6], NTIME, None), 0, |d| {
         d >= MINER_DIFF
     });
-    assert!(ch.check_share(&s.submit(&old).unwrap()).is_ok());
+    assert!(ch.check_share(&s.submit(1, &old).unwrap()).is_ok());
     send_job(&mut ch, &mut s, notify("3", true, HARD_NBITS));
     let old2 = Submit {
         nonce: old.nonce + 1,
         ..old.clone()
     };
     assert_eq!(
-        ch.check_share(&s.submit(&old2).unwrap()).err(),
+        ch.check_share(&s.submit(1, &old2).unwrap()).err(),
         Some(Refusal::JobNotFound)
     );
     let two = submit("2", vec![0; 6], NTIME, None);
     assert_eq!(
-        ch.check_share(&s.submit(&two).unwrap()).err(),
+        ch.check_share(&s.submit(1, &two).unwrap()).err(),
         Some(Refusal::JobNotFound)
     );
     // Without clean jobs, at most MAX_JOBS are kept.
@@ -658,7 +669,7 @@ fn a_clean_job_makes_the_others_stale_and_old_jobs_drop_out() {
     }
     let three = submit("3", vec![0; 6], NTIME, None);
     assert_eq!(
-        ch.check_share(&s.submit(&three).unwrap()).err(),
+        ch.check_share(&s.submit(1, &three).unwrap()).err(),
         Some(Refusal::JobNotFound)
     );
     let job4 = notify("4", false, HARD_NBITS);
@@ -666,7 +677,7 @@ fn a_clean_job_makes_the_others_stale_and_old_jobs_drop_out() {
         d >= MINER_DIFF
     });
     assert!(
-        ch.check_share(&s.submit(&four).unwrap()).is_ok(),
+        ch.check_share(&s.submit(1, &four).unwrap()).is_ok(),
         "the oldest kept"
     );
 }
@@ -682,10 +693,10 @@ fn a_job_resent_alike_keeps_its_duplicate_memory_and_a_changed_one_starts_afresh
     let sub = grind_where(&job, &e1, submit("1", vec![0; 6], NTIME, None), 0, |d| {
         d >= MINER_DIFF
     });
-    assert!(ch.check_share(&s.submit(&sub).unwrap()).is_ok());
+    assert!(ch.check_share(&s.submit(1, &sub).unwrap()).is_ok());
     send_job(&mut ch, &mut s, notify("1", false, HARD_NBITS));
     assert_eq!(
-        ch.check_share(&s.submit(&sub).unwrap()).err(),
+        ch.check_share(&s.submit(1, &sub).unwrap()).err(),
         Some(Refusal::Duplicate),
         "the same work under the same id"
     );
@@ -700,9 +711,9 @@ fn a_job_resent_alike_keeps_its_duplicate_memory_and_a_changed_one_starts_afresh
         0,
         |d| d >= MINER_DIFF,
     );
-    assert!(ch.check_share(&s.submit(&again).unwrap()).is_ok());
+    assert!(ch.check_share(&s.submit(1, &again).unwrap()).is_ok());
     assert_eq!(
-        ch.check_share(&s.submit(&again).unwrap()).err(),
+        ch.check_share(&s.submit(1, &again).unwrap()).err(),
         Some(Refusal::Duplicate)
     );
 }
@@ -724,7 +735,7 @@ fn ntime_may_roll_forward_two_hours_and_not_back() {
         let share = grind_where(&job, &e1, submit("1", vec![7; 6], ntime, None), 0, |d| {
             d >= MINER_DIFF
         });
-        let got = ch.check_share(&s.submit(&share).unwrap());
+        let got = ch.check_share(&s.submit(1, &share).unwrap());
         assert_eq!(got.is_ok(), ok, "ntime {ntime}: {got:?}");
         if !ok {
             assert_eq!(got.err(), Some(Refusal::NtimeOutOfRange));
@@ -746,14 +757,14 @@ fn two_miners_never_share_a_header_and_a_duplicate_is_per_share() {
     let sub = submit("1", vec![0; 6], NTIME, None);
     let sa = grind_where(&job, &e1(&ch, &a), sub.clone(), 0, |d| d >= MINER_DIFF);
     let sb = grind_where(&job, &e1(&ch, &b), sub, 0, |d| d >= MINER_DIFF);
-    assert!(ch.check_share(&a.submit(&sa).unwrap()).is_ok());
-    assert!(ch.check_share(&b.submit(&sb).unwrap()).is_ok());
+    assert!(ch.check_share(&a.submit(1, &sa).unwrap()).is_ok());
+    assert!(ch.check_share(&b.submit(2, &sb).unwrap()).is_ok());
     assert_eq!(
-        ch.check_share(&a.submit(&sa).unwrap()).err(),
+        ch.check_share(&a.submit(1, &sa).unwrap()).err(),
         Some(Refusal::Duplicate)
     );
     // A miner cannot submit in another's slot.
-    let mut stolen = b.submit(&sa).unwrap();
+    let mut stolen = b.submit(2, &sa).unwrap();
     stolen.slot = a.slot();
     assert_eq!(ch.check_share(&stolen).err(), Some(Refusal::NotSubscribed));
 }
@@ -779,7 +790,7 @@ fn a_block_is_forwarded_as_a_candidate_even_below_the_upstreams_difficulty() {
             break;
         }
     }
-    let f = forward(ch.check_share(&s.submit(&found.unwrap()).unwrap()));
+    let f = forward(ch.check_share(&s.submit(1, &found.unwrap()).unwrap()));
     assert!(f.block_candidate && !f.meets_upstream);
     assert_eq!(
         f.extranonce1,
@@ -801,7 +812,7 @@ fn every_forwarded_share_gets_one_verdict_including_on_session_end() {
         let sub = grind_where(&job, &e1, submit("1", vec![e2; 6], NTIME, None), 0, |d| {
             d >= UPSTREAM_DIFF
         });
-        let f = forward(ch.check_share(&s.submit(&sub).unwrap()));
+        let f = forward(ch.check_share(&s.submit(1, &sub).unwrap()));
         ch.add_pending(f.seq, f.seq * 10, t0 + Duration::from_secs(u64::from(e2)));
         seqs.push(f.seq);
     }
@@ -830,7 +841,7 @@ fn every_forwarded_share_gets_one_verdict_including_on_session_end() {
     // And its jobs are gone with it.
     let sub = submit("1", vec![9; 6], NTIME, None);
     assert_eq!(
-        ch.check_share(&s.submit(&sub).unwrap()).err(),
+        ch.check_share(&s.submit(1, &sub).unwrap()).err(),
         Some(Refusal::JobNotFound)
     );
 }
@@ -885,7 +896,7 @@ fn an_upstream_extranonce_change_moves_or_updates_the_miners() {
         0,
         |d| d >= UPSTREAM_DIFF,
     );
-    let f = forward(ch.check_share(&subscribed.submit(&sub).unwrap()));
+    let f = forward(ch.check_share(&subscribed.submit(1, &sub).unwrap()));
     assert_eq!(f.extranonce1, [0xb2, 0, 0, 0x02]);
     // Another size: the split is void, every miner must reconnect.
     let change = ch.on_set_extranonce(&[0xc3], 10).unwrap();
@@ -918,7 +929,7 @@ fn a_full_channel_refuses_the_next_miner_and_a_freed_slot_waits_for_the_next_job
         (&[1, 2, 3, 4][..], 4)
     );
     assert!(ch.add(2, 2).is_err());
-    let mut s: Session<u32> = Session::new(vardiff(), t0).unwrap();
+    let mut s: Session<u32> = Session::new(vardiff(), ms(t0)).unwrap();
     assert_eq!(
         refusal(&s.subscribe_refused(&id(1))),
         Some(&Refusal::ProxyFull)
@@ -929,7 +940,7 @@ fn a_full_channel_refuses_the_next_miner_and_a_freed_slot_waits_for_the_next_job
     ch.on_notify(notify("1", true, HARD_NBITS));
     // A miner that went while being routed stays closing, gets no job, and its slot is
     // given back once.
-    let mut gone: Session<u32> = Session::new(vardiff(), t0).unwrap();
+    let mut gone: Session<u32> = Session::new(vardiff(), ms(t0)).unwrap();
     gone.subscribe(&Subscribe::default()).unwrap();
     gone.close();
     let a = ch.add(2, 2).unwrap();
@@ -1025,14 +1036,17 @@ proptest! {
 
 #[test]
 fn a_session_is_small() {
-    // Per idle miner at 10,000 miners the session is most of what the proxy keeps: 176
-    // bytes on 64-bit targets, 168 with the proxy's `()` route (280 before vardiff pointed
-    // at shared settings, 232 before the extranonce1 copy went and the difficulties told,
-    // the suggestion, the asked mask and the agent were packed), and no heap of its own once
-    // the driver shared the worker's name and took the agent.
+    // Per idle miner at 10,000 miners the session is most of what the proxy keeps: 120
+    // bytes on 64-bit targets with the proxy's `()` route (280 before vardiff pointed at
+    // shared settings, 232 before the extranonce1 copy went and the difficulties told, the
+    // suggestion, the asked mask and the agent were packed, 168 before the miner id and
+    // the epoch `Instant` went, the phase and flags shared a byte, the job numbers became
+    // `u32` and the workers after the first and a parked subscribe moved to the cold box),
+    // and no heap of its own once the driver shared the worker's name and took the agent.
     let size = std::mem::size_of::<Session<u32>>();
-    assert!(size <= 176, "Session<u32> is {size} bytes");
-    assert!(std::mem::size_of::<Session<()>>() <= 168);
+    assert!(size <= 128, "Session<u32> is {size} bytes");
+    let size = std::mem::size_of::<Session<()>>();
+    assert!(size <= 120, "Session<()> is {size} bytes");
     assert!(std::mem::size_of::<nonce_split::Vardiff>() <= 56);
 }
 
@@ -1057,10 +1071,10 @@ fn notifications_encode_as_the_spec_writes_them_and_agents_are_bounded() {
     assert_eq!(Output::SendCurrentJob.encode(), None);
 
     let t0 = Instant::now();
-    let mut s: Session<u32> = Session::new(vardiff(), t0).unwrap();
+    let mut s: Session<u32> = Session::new(vardiff(), ms(t0)).unwrap();
     s.on_version_answer(&"é".repeat(100));
     assert_eq!(s.agent().map(str::len), Some(MAX_USER_AGENT_LEN));
-    let mut t: Session<u32> = Session::new(vardiff(), t0).unwrap();
+    let mut t: Session<u32> = Session::new(vardiff(), ms(t0)).unwrap();
     t.subscribe(&Subscribe {
         user_agent: Some("cgminer/4.10.0".into()),
         session_id: None,
@@ -1073,7 +1087,7 @@ fn notifications_encode_as_the_spec_writes_them_and_agents_are_bounded() {
             floor: 0.0,
             ..vardiff()
         },
-        t0
+        ms(t0)
     )
     .is_err());
 }
@@ -1111,7 +1125,7 @@ fn ending_the_jobs_keeps_the_shares_in_flight_for_their_answers() {
 fn a_worker_authorized_while_the_subscribe_answer_waits_is_ready_with_that_answer() {
     let now = Instant::now();
     let mut ch = channel(now);
-    let mut s: Session<u32> = Session::new(vardiff(), now).unwrap();
+    let mut s: Session<u32> = Session::new(vardiff(), ms(now)).unwrap();
     let auth = Authorize {
         username: WORKER.into(),
         password: None,
@@ -1141,7 +1155,7 @@ fn a_worker_authorized_while_the_subscribe_answer_waits_is_ready_with_that_answe
     assert!(!s.subscribing());
     assert_eq!(out.last(), Some(&Output::SendCurrentJob));
     // A refused subscribe forgets the early worker.
-    let mut t: Session<u32> = Session::new(vardiff(), now).unwrap();
+    let mut t: Session<u32> = Session::new(vardiff(), ms(now)).unwrap();
     t.subscribe(&Subscribe::default()).unwrap();
     t.authorize(&id(2), &auth, &AuthorizeRules::default());
     t.subscribe_refused(&id(1));
@@ -1178,18 +1192,18 @@ fn a_shared_worker_name_is_pointed_at_and_every_worker_still_authorizes_its_shar
         s.workers().collect::<Vec<_>>(),
         [WORKER, "a.two", "a.three"]
     );
-    assert!(s.submit(&submit("1", vec![0; 6], NTIME, None)).is_ok());
+    assert!(s.submit(7, &submit("1", vec![0; 6], NTIME, None)).is_ok());
     let mut by_three = submit("1", vec![0; 6], NTIME, None);
     by_three.worker = "a.three".into();
-    assert!(s.submit(&by_three).is_ok());
+    assert!(s.submit(7, &by_three).is_ok());
     by_three.worker = "a.four".into();
-    assert_eq!(s.submit(&by_three).err(), Some(Refusal::Unauthorized));
+    assert_eq!(s.submit(7, &by_three).err(), Some(Refusal::Unauthorized));
 }
 
 #[test]
 fn the_agent_can_be_taken_once_and_extranonces_of_any_length_are_told_back() {
     let now = Instant::now();
-    let mut s: Session<u32> = Session::new(vardiff(), now).unwrap();
+    let mut s: Session<u32> = Session::new(vardiff(), ms(now)).unwrap();
     s.subscribe(&Subscribe {
         user_agent: Some("bitaxe/BM1366".into()),
         session_id: None,
@@ -1216,7 +1230,7 @@ fn the_agent_can_be_taken_once_and_extranonces_of_any_length_are_told_back() {
     }
     assert_eq!(e1(&ch, &s), told);
     // And a short one, the same way.
-    let mut s: Session<u32> = Session::new(vardiff(), now).unwrap();
+    let mut s: Session<u32> = Session::new(vardiff(), ms(now)).unwrap();
     s.subscribe(&Subscribe::default()).unwrap();
     let mut ch = channel(now);
     let a = ch.add(4, 4).unwrap();
@@ -1248,7 +1262,7 @@ fn a_configure_before_subscribe_waits_for_the_upstreams_mask_and_gets_the_and() 
         ..Configure::default()
     };
     // para's order: configure first, before any upstream is known; nothing is answered yet.
-    let mut s: Session<u32> = Session::new(vardiff(), now).unwrap();
+    let mut s: Session<u32> = Session::new(vardiff(), ms(now)).unwrap();
     assert_eq!(s.configure_later(&id(0), &ask), vec![]);
     assert!(s.configure_waits());
     assert!(
@@ -1276,7 +1290,7 @@ fn a_configure_before_subscribe_waits_for_the_upstreams_mask_and_gets_the_and() 
 
     // Still waiting at subscribe (pipelined): the configure is answered first, with the
     // channel's mask, then the subscribe.
-    let mut p: Session<u32> = Session::new(vardiff(), now).unwrap();
+    let mut p: Session<u32> = Session::new(vardiff(), ms(now)).unwrap();
     assert_eq!(p.configure_later(&id(0), &ask), vec![]);
     p.subscribe(&Subscribe::default()).unwrap();
     let a = ch.add(2, 2).unwrap();
@@ -1295,7 +1309,7 @@ fn a_configure_before_subscribe_waits_for_the_upstreams_mask_and_gets_the_and() 
     assert_eq!(out.len(), 2, "{out:?}");
 
     // No upstream mask in time: refused as false, and never a mask afterwards.
-    let mut late: Session<u32> = Session::new(vardiff(), now).unwrap();
+    let mut late: Session<u32> = Session::new(vardiff(), ms(now)).unwrap();
     assert_eq!(late.configure_later(&id(0), &ask), vec![]);
     let out = late.configure_expired().expect("answered");
     assert_eq!(granted(&out), Some(VersionRollingResult::Disabled));
@@ -1305,7 +1319,7 @@ fn a_configure_before_subscribe_waits_for_the_upstreams_mask_and_gets_the_and() 
 
     // A second configure replaces the first, which is answered false; without
     // version-rolling a configure is answered at once.
-    let mut twice: Session<u32> = Session::new(vardiff(), now).unwrap();
+    let mut twice: Session<u32> = Session::new(vardiff(), ms(now)).unwrap();
     twice.configure_later(&id(0), &ask);
     let out = twice.configure_later(&id(1), &ask);
     assert_eq!(out.len(), 1);
@@ -1316,7 +1330,7 @@ fn a_configure_before_subscribe_waits_for_the_upstreams_mask_and_gets_the_and() 
         subscribe_extranonce: true,
         ..Configure::default()
     };
-    let mut p: Session<u32> = Session::new(vardiff(), now).unwrap();
+    let mut p: Session<u32> = Session::new(vardiff(), ms(now)).unwrap();
     let out = p.configure_later(&id(3), &plain);
     assert_eq!(out.len(), 1);
     assert!(!p.configure_waits());
