@@ -179,9 +179,10 @@ fn is_difficulty(value: f64) -> bool {
 ///
 /// # Cost
 ///
-/// 56 bytes on 64-bit targets and no heap of its own: the settings are an
-/// `Arc<VardiffConfig>` that every miner of a proxy shares (pass one `Arc` to
-/// [`Vardiff::new`]; a plain `VardiffConfig` gets a copy of its own).
+/// 40 bytes on 64-bit targets: the settings are an `Arc<VardiffConfig>` that every miner
+/// of a proxy shares (pass one `Arc` to [`Vardiff::new`]; a plain `VardiffConfig` gets a
+/// copy of its own), and what only a miner that found a share or made a suggestion needs
+/// (the window's sums, the suggestion) is a 24-byte box made then: an idle miner has none.
 ///
 /// ```
 /// use nonce_split::{Vardiff, VardiffConfig};
@@ -202,13 +203,20 @@ pub struct Vardiff {
     /// one copy (8 bytes) instead of its own 64.
     config: Arc<VardiffConfig>,
     upstream: f64,
-    /// The miner's last valid suggestion (raises the configured floor); 0 for none (a
-    /// suggestion is above 0), which keeps the field at 8 bytes instead of an `Option`'s 16.
-    suggested: f64,
     difficulty: f64,
     window_start_ms: u64,
-    window_shares: u32,
+    /// Made at the first counted share or suggestion; `None` reads as all zeros.
+    active: Option<Box<Active>>,
+}
+
+/// What a [`Vardiff`] keeps once its miner found a share or made a suggestion.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Active {
+    /// The miner's last valid suggestion (raises the configured floor); 0 for none (a
+    /// suggestion is above 0).
+    suggested: f64,
     window_difficulty: f64,
+    window_shares: u32,
 }
 
 impl Vardiff {
@@ -234,11 +242,9 @@ impl Vardiff {
         let mut vardiff = Vardiff {
             config,
             upstream: upstream_difficulty,
-            suggested: 0.0,
             difficulty: start,
             window_start_ms: now_ms,
-            window_shares: 0,
-            window_difficulty: 0.0,
+            active: None,
         };
         vardiff.difficulty = vardiff.clamp(start);
         Ok(vardiff)
@@ -275,8 +281,17 @@ impl Vardiff {
     /// The current bounds `(low, high)`: `high` is the upstream difficulty, `low` the
     /// floor (raised by a suggestion) or `high` if that is lower.
     pub fn bounds(&self) -> (f64, f64) {
-        let floor = self.config.floor.max(self.suggested);
+        let floor = self.config.floor.max(self.suggested());
         (floor.min(self.upstream), self.upstream)
+    }
+
+    /// The miner's last valid suggestion; 0 for none.
+    fn suggested(&self) -> f64 {
+        self.active.as_ref().map_or(0.0, |a| a.suggested)
+    }
+
+    fn active(&mut self) -> &mut Active {
+        self.active.get_or_insert_with(Box::default)
     }
 
     fn clamp(&self, difficulty: f64) -> f64 {
@@ -312,8 +327,9 @@ impl Vardiff {
     /// finite number above 0 is not counted (but may still trigger a due retarget).
     pub fn handle_share(&mut self, now_ms: u64, share_difficulty: f64) -> Option<f64> {
         if is_difficulty(share_difficulty) {
-            self.window_shares = self.window_shares.saturating_add(1);
-            self.window_difficulty += share_difficulty;
+            let a = self.active();
+            a.window_shares = a.window_shares.saturating_add(1);
+            a.window_difficulty += share_difficulty;
         }
         self.poll(now_ms)
     }
@@ -324,18 +340,24 @@ impl Vardiff {
     pub fn poll(&mut self, now_ms: u64) -> Option<f64> {
         // A window starts at each retarget, so its age is also the time since the last one.
         let elapsed = now_ms.saturating_sub(self.window_start_ms);
+        let (shares, sum) = self
+            .active
+            .as_ref()
+            .map_or((0, 0.0), |a| (a.window_shares, a.window_difficulty));
         if elapsed < self.config.min_retarget_interval_ms
-            || (self.window_shares < self.config.retarget_shares && elapsed < self.config.window_ms)
+            || (shares < self.config.retarget_shares && elapsed < self.config.window_ms)
         {
             return None;
         }
         // elapsed ≥ min_retarget_interval_ms ≥ 1: no division by 0.
-        let ideal = self.window_difficulty * self.config.target_interval_ms as f64 / elapsed as f64;
+        let ideal = sum * self.config.target_interval_ms as f64 / elapsed as f64;
         let max = self.config.max_factor;
         let ratio = (ideal / self.difficulty).clamp(1.0 / max, max);
         self.window_start_ms = now_ms;
-        self.window_shares = 0;
-        self.window_difficulty = 0.0;
+        if let Some(a) = &mut self.active {
+            a.window_shares = 0;
+            a.window_difficulty = 0.0;
+        }
         let tolerance = self.config.tolerance;
         if ratio < tolerance && ratio > 1.0 / tolerance {
             return None;
@@ -379,7 +401,7 @@ impl Vardiff {
         if !is_difficulty(difficulty) {
             return Err(VardiffError::SuggestedDifficulty(difficulty));
         }
-        self.suggested = difficulty;
+        self.active().suggested = difficulty;
         Ok(self.set(difficulty))
     }
 }
@@ -697,8 +719,8 @@ mod tests {
     }
 
     #[test]
-    fn vardiff_is_56_bytes_as_documented_and_shares_its_settings() {
-        assert_eq!(std::mem::size_of::<Vardiff>(), 56);
+    fn vardiff_is_40_bytes_as_documented_and_shares_its_settings() {
+        assert_eq!(std::mem::size_of::<Vardiff>(), 40);
         let config = Arc::new(VardiffConfig::default());
         let a = Vardiff::new(config.clone(), 1024.0, 0).unwrap();
         let mut b = Vardiff::new(config.clone(), 1024.0, 0).unwrap();
@@ -706,5 +728,28 @@ mod tests {
         assert_eq!(a.config(), &*config);
         b.set_config(VardiffConfig::default()).unwrap();
         assert_eq!(Arc::strong_count(&config), 2);
+    }
+
+    #[test]
+    fn an_idle_miner_keeps_no_window_box_until_a_share_or_a_suggestion() {
+        let mut v = Vardiff::new(config(), 1024.0, 0).unwrap();
+        assert!(v.active.is_none());
+        // A retarget with no shares (÷4 after the 60 s window) needs none either.
+        assert_eq!(v.poll(60_000), None, "already at the floor");
+        assert_eq!(v.handle_share(61_000, f64::NAN), None);
+        assert!(v.active.is_none(), "an uncounted share makes none");
+        assert_eq!(v.handle_share(62_000, 1.0), None);
+        assert_eq!(
+            v.active.as_deref(),
+            Some(&Active {
+                suggested: 0.0,
+                window_difficulty: 1.0,
+                window_shares: 1,
+            })
+        );
+        let mut s = Vardiff::new(config(), 1024.0, 0).unwrap();
+        assert_eq!(s.handle_suggest_difficulty(8.0), Ok(Some(8.0)));
+        assert_eq!(s.active.as_ref().map(|a| a.suggested), Some(8.0));
+        assert_eq!(s.bounds(), (8.0, 1024.0));
     }
 }

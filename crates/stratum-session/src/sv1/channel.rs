@@ -246,11 +246,12 @@ pub struct Channel<M, J, P> {
 }
 
 /// A channel's miners by slot: a list indexed by slot (slots are handed out from 0 up, so
-/// it is dense), 16 bytes a slot for a miner id and an `Arc` handle, instead of a hash
-/// map's 24 and its spare buckets.
+/// it is dense), 8 bytes a slot for an `Arc` handle, instead of a hash map's 24 and its
+/// spare buckets. The miner's id is its slot's in the channel's `ExtranonceSplit`
+/// ([`ExtranonceSplit::active_miner`]): a slot is here exactly while it is active there.
 #[derive(Debug)]
 struct BySlot<M> {
-    slots: Vec<Option<(MinerId, M)>>,
+    slots: Vec<Option<M>>,
     count: usize,
 }
 
@@ -264,17 +265,17 @@ impl<M> Default for BySlot<M> {
 }
 
 impl<M> BySlot<M> {
-    fn insert(&mut self, slot: u16, id: MinerId, miner: M) {
+    fn insert(&mut self, slot: u16, miner: M) {
         let at = usize::from(slot);
         if at >= self.slots.len() {
             self.slots.resize_with(at + 1, || None);
         }
-        if self.slots[at].replace((id, miner)).is_none() {
+        if self.slots[at].replace(miner).is_none() {
             self.count += 1;
         }
     }
 
-    fn get(&self, slot: u16) -> Option<&(MinerId, M)> {
+    fn get(&self, slot: u16) -> Option<&M> {
         self.slots.get(usize::from(slot))?.as_ref()
     }
 
@@ -297,16 +298,19 @@ impl<M> BySlot<M> {
         self.count == 0
     }
 
-    fn iter(&self) -> impl Iterator<Item = (u16, &(MinerId, M))> + '_ {
+    fn iter(&self) -> impl Iterator<Item = (u16, &M)> + '_ {
         self.slots
             .iter()
             .enumerate()
             .filter_map(|(slot, e)| Some((u16::try_from(slot).ok()?, e.as_ref()?)))
     }
 
-    fn drain(&mut self) -> impl Iterator<Item = (MinerId, M)> {
+    fn drain(&mut self) -> impl Iterator<Item = (u16, M)> {
         self.count = 0;
-        std::mem::take(&mut self.slots).into_iter().flatten()
+        std::mem::take(&mut self.slots)
+            .into_iter()
+            .enumerate()
+            .filter_map(|(slot, e)| Some((u16::try_from(slot).ok()?, e?)))
     }
 }
 
@@ -389,7 +393,7 @@ impl<M, J: Sv1Job, P> Channel<M, J, P> {
                 dead: 0,
             });
         };
-        self.miners.insert(slot, id, miner);
+        self.miners.insert(slot, miner);
         self.empty_since = None;
         Ok(Assignment {
             slot,
@@ -404,7 +408,7 @@ impl<M, J: Sv1Job, P> Channel<M, J, P> {
     /// extranonce1, difficulty and mask now); `None` when the slot is not its (it left, or
     /// an extranonce change took it off).
     pub fn assignment(&self, id: MinerId, slot: u16) -> Option<Assignment> {
-        if self.miners.get(slot).is_none_or(|(m, _)| *m != id) {
+        if !self.holds(id, slot) {
             return None;
         }
         Some(Assignment {
@@ -421,8 +425,13 @@ impl<M, J: Sv1Job, P> Channel<M, J, P> {
     pub fn slot_of(&self, id: MinerId) -> Option<u16> {
         self.miners
             .iter()
-            .find(|(_, (m, _))| *m == id)
             .map(|(slot, _)| slot)
+            .find(|&slot| self.split.active_miner(slot) == Some(id))
+    }
+
+    /// Whether miner `id` is on the channel at `slot`.
+    fn holds(&self, id: MinerId, slot: u16) -> bool {
+        self.miners.get(slot).is_some() && self.split.active_miner(slot) == Some(id)
     }
 
     /// Miner `id` left `slot`: the slot is dead until the next job (its tail is not given
@@ -430,7 +439,7 @@ impl<M, J: Sv1Job, P> Channel<M, J, P> {
     /// (removed already, or taken off by an extranonce change). `now` starts the idle
     /// clock when the channel becomes empty.
     pub fn remove(&mut self, id: MinerId, slot: u16, now: Instant) -> bool {
-        if self.miners.get(slot).is_none_or(|(m, _)| *m != id) {
+        if !self.holds(id, slot) {
             return false;
         }
         self.miners.remove(slot);
@@ -523,17 +532,21 @@ impl<M, J: Sv1Job, P> Channel<M, J, P> {
         if extranonce2_size == self.layout().upstream_extranonce2_size() {
             let size = self.layout().miner_extranonce2_size();
             let mut miners = Vec::with_capacity(self.miners.len());
-            for (slot, (id, m)) in self.miners.iter() {
+            for (id, slot, m) in self.miners() {
                 let new = self.miner_extranonce1(slot).ok().map(|e1| NewExtranonce {
                     extranonce1: e1,
                     extranonce2_size: size,
                 });
-                miners.push((*id, m.clone(), new));
+                miners.push((id, m.clone(), new));
             }
             return Ok(ExtranonceChange { miners });
         }
-        self.split = ExtranonceSplit::with_layout(layout);
-        let miners = self.miners.drain().map(|(id, m)| (id, m, None)).collect();
+        let old = std::mem::replace(&mut self.split, ExtranonceSplit::with_layout(layout));
+        let miners = self
+            .miners
+            .drain()
+            .filter_map(|(slot, m)| Some((old.active_miner(slot)?, m, None)))
+            .collect();
         Ok(ExtranonceChange { miners })
     }
 
@@ -700,7 +713,9 @@ impl<M, J: Sv1Job, P> Channel<M, J, P> {
 
     /// Every miner on the channel: its id, slot and handle (no order).
     pub fn miners(&self) -> impl Iterator<Item = (MinerId, u16, &M)> + '_ {
-        self.miners.iter().map(|(slot, (id, m))| (*id, slot, m))
+        self.miners
+            .iter()
+            .filter_map(|(slot, m)| Some((self.split.active_miner(slot)?, slot, m)))
     }
 
     /// Number of miners on the channel.

@@ -195,8 +195,8 @@ struct Told {
 /// One Stratum V1 miner's session state; `R` is the driver's route to its upstream
 /// channel. See the module doc.
 ///
-/// An idle miner's bytes: what a job, a share or a mask change needs is inline (120 bytes
-/// with `R = ()`, pinned by a size test); what only the login needs, and the rare extras
+/// An idle miner's bytes: what a job, a share or a mask change needs is inline (104 bytes
+/// with `R = ()`, pinned by a size test; vardiff's window sums are boxed at the first share); what only the login needs, and the rare extras
 /// (a second worker, a waiting subscribe or configure), live in one box made when needed
 /// and freed once empty. The miner's id is not kept (the driver passes it in) and time is
 /// milliseconds of the caller's clock, not an `Instant` of the session's own.
