@@ -1193,6 +1193,14 @@ mod tests {
         assert!(size <= 296, "Miner<Sv1> is {size} bytes");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn the_sessions_clock_reads_the_proxy_clock_in_milliseconds() {
+        let a = now_ms();
+        assert!(a > 0, "after its epoch");
+        tokio::time::advance(Duration::from_millis(1_500)).await;
+        assert_eq!(now_ms() - a, 1_500);
+    }
+
     #[test]
     fn a_pools_standard_refusal_keeps_its_code() {
         assert_eq!(code_of("Low difficulty share"), 23);

@@ -907,3 +907,76 @@ impl<R> Session<R> {
         self.set_phase(Phase::Closing);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use stratum_proto::sv1::{Authorize, Subscribe};
+    use stratum_proto::Id;
+
+    use super::*;
+
+    fn authorize(s: &mut Session<()>, name: &str) -> Vec<Output> {
+        let request = Authorize {
+            username: name.into(),
+            password: None,
+        };
+        s.authorize(&Id::from(9u64), &request, &AuthorizeRules::default())
+    }
+
+    #[test]
+    fn the_cold_box_lives_only_while_something_is_in_it() {
+        let mut s: Session<()> = Session::new(VardiffConfig::default(), 0).unwrap();
+        assert!(s.cold.is_none(), "a new connection has none");
+        let subscribe = Subscribe {
+            user_agent: Some("bitaxe/2.4".into()),
+            ..Subscribe::default()
+        };
+        s.subscribe(&subscribe).unwrap();
+        s.park_subscribe(Id::from(1u64));
+        assert!(s.cold.is_some());
+        // Pipelined: authorized while the subscribe waits.
+        assert_eq!(
+            authorize(&mut s, "addr.rig1")[0],
+            Output::reply(&Id::from(9u64), Reply::True)
+        );
+        assert_eq!(s.take_parked_subscribe(), Some(Id::from(1u64)));
+        assert_eq!(s.take_parked_subscribe(), None, "once");
+        assert!(s.cold.is_some(), "the agent is still there");
+        assert_eq!(s.take_agent().as_deref(), Some("bitaxe/2.4"));
+        assert!(s.cold.is_none(), "freed once empty: one worker is inline");
+        // A second worker lives in the box, after the first.
+        authorize(&mut s, "addr.rig2");
+        assert!(s.cold.is_some());
+        assert_eq!(s.workers().collect::<Vec<_>>(), ["addr.rig1", "addr.rig2"]);
+        let refused = s.subscribe_refused(&Id::from(2u64));
+        assert_eq!(refused, Output::error(&Id::from(2u64), Refusal::ProxyFull));
+        assert_eq!(
+            s.workers().count(),
+            0,
+            "a refused subscribe forgets its workers"
+        );
+        assert!(s.cold.is_none());
+    }
+
+    #[test]
+    fn phase_and_flags_share_one_byte_without_mixing() {
+        let mut state = State(0);
+        assert_eq!(state.phase(), Phase::Connected);
+        state.set_flag(State::SUBSCRIBING, true);
+        state.set_flag(State::EXTRANONCE_SUBSCRIBED, true);
+        for phase in [
+            Phase::Subscribed,
+            Phase::Authorized,
+            Phase::Closing,
+            Phase::Connected,
+        ] {
+            state.set_phase(phase);
+            assert_eq!(state.phase(), phase);
+            assert!(state.flag(State::SUBSCRIBING) && state.flag(State::EXTRANONCE_SUBSCRIBED));
+        }
+        state.set_flag(State::SUBSCRIBING, false);
+        assert!(!state.flag(State::SUBSCRIBING));
+        assert!(state.flag(State::EXTRANONCE_SUBSCRIBED));
+        assert_eq!(state.phase(), Phase::Connected);
+    }
+}
