@@ -1180,17 +1180,19 @@ mod tests {
         assert_eq!(**default_vardiff(), VardiffConfig::default());
     }
 
-    /// An SV1 miner's inline size, measured at 296 bytes (CryptoNote's: 232; 512 before
+    /// An SV1 miner's inline size, measured at 288 bytes in test builds (280 in release,
+    /// where a socket has no test-only variant; CryptoNote's: 232 in release; 512 before
     /// the vardiff settings were shared and a waiting subscribe's id boxed, 432 before the
     /// session dropped its extranonce1 copy and packed its fields, 368 before it dropped
     /// its miner id and epoch and moved the parked subscribe to its cold box, 312 before
-    /// vardiff boxed its window): the session holds its vardiff state, the difficulties
-    /// told and the negotiated mask. With the `Arc`'s counts a 320-byte malloc chunk (400
-    /// before). A budget, so that growth is a decision.
+    /// vardiff boxed its window, 296 before the difficulty before a change was boxed): the
+    /// session holds its vardiff state, the difficulty told and the negotiated mask. In
+    /// release, with the `Arc`'s counts, a 304-byte malloc chunk (400 before). A budget, so
+    /// that growth is a decision.
     #[test]
     fn an_sv1_miner_stays_within_its_size_budget() {
         let size = std::mem::size_of::<Miner<Sv1>>();
-        assert!(size <= 296, "Miner<Sv1> is {size} bytes");
+        assert!(size <= 288, "Miner<Sv1> is {size} bytes");
     }
 
     #[tokio::test(start_paused = true)]

@@ -181,12 +181,13 @@ struct WaitingConfigure {
     result: ConfigureResult,
 }
 
-/// The difficulties a miner was told. 24 bytes: "never told" is a `current` of 0 (a
-/// difficulty is above 0), not an `Option`'s 8 more; job numbers are [`JobSeq`]s (`u32`).
+/// The difficulties a miner was told. 16 bytes: "never told" is a `current` of 0 (a
+/// difficulty is above 0), not an `Option`'s 8 more; job numbers are [`JobSeq`]s (`u32`);
+/// the difficulty before the last change is in the session's [`Extra`] box, made at the
+/// first change after the first job (before it, it is `current`).
 #[derive(Debug, Clone, Copy)]
 struct Told {
     current: f64,
-    before: f64,
     since_job: JobSeq,
     /// The newest job sent.
     last_job: JobSeq,
@@ -195,8 +196,9 @@ struct Told {
 /// One Stratum V1 miner's session state; `R` is the driver's route to its upstream
 /// channel. See the module doc.
 ///
-/// An idle miner's bytes: what a job, a share or a mask change needs is inline (104 bytes
-/// with `R = ()`, pinned by a size test; vardiff's window sums are boxed at the first share); what only the login needs, and the rare extras
+/// An idle miner's bytes: what a job, a share or a mask change needs is inline (96 bytes
+/// with `R = ()`, pinned by a size test; vardiff's window sums are boxed at the first share,
+/// the difficulty before a change at the first change); what only the login needs, and the rare extras
 /// (a second worker, a waiting subscribe or configure), live in one box made when needed
 /// and freed once empty. The miner's id is not kept (the driver passes it in) and time is
 /// milliseconds of the caller's clock, not an `Instant` of the session's own.
@@ -216,12 +218,23 @@ pub struct Session<R> {
     vardiff: Vardiff,
     /// What the miner was told; [`Told::NONE`] before its first job.
     told: Told,
-    /// The first worker it authorized (others are in `cold`).
+    /// The first worker it authorized (others are in [`Cold`]).
     worker: Option<Arc<str>>,
-    /// What lives only until the login, and the rare extras: the user agent (from
-    /// `mining.subscribe` until the driver takes it at the first `mining.authorize`), a
-    /// `mining.subscribe` or `mining.configure` waiting for the upstream, the workers after
-    /// the first. One box, so that the field is 8 bytes; freed once empty.
+    /// What an idle miner does not need ([`Extra`]), made when needed and freed once empty,
+    /// so that the field is 8 bytes.
+    extra: Option<Box<Extra>>,
+}
+
+/// A session's parts that an idle miner has none of ([`Session`]'s `extra`): the
+/// difficulty before the last change (from the first change after the first job on), and the
+/// short-lived and rare parts ([`Cold`], a box of their own: a miner whose difficulty
+/// changed keeps 16 bytes, not all of them).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Extra {
+    /// The difficulty the miner was told before the last change: shares of the jobs before
+    /// [`Told::since_job`] are judged at the lower of it and the current one; 0 when it is
+    /// the current one.
+    before: f64,
     cold: Option<Box<Cold>>,
 }
 
@@ -269,7 +282,10 @@ impl State {
     }
 }
 
-/// A session's short-lived and rare parts ([`Session`]'s `cold`).
+/// A session's short-lived and rare parts (in its [`Extra`]): what lives only until the
+/// login (the user agent, from `mining.subscribe` until the driver takes it at the first
+/// `mining.authorize`; a `mining.subscribe` or `mining.configure` waiting for the
+/// upstream) and the workers after the first.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Cold {
     agent: Option<Box<str>>,
@@ -295,7 +311,6 @@ impl Cold {
 impl Told {
     const NONE: Self = Self {
         current: 0.0,
-        before: 0.0,
         since_job: 0,
         last_job: 0,
     };
@@ -325,7 +340,7 @@ impl<R> Session<R> {
             vardiff: Vardiff::new(vardiff, f64::MAX, now_ms)?,
             told: Told::NONE,
             worker: None,
-            cold: None,
+            extra: None,
         })
     }
 
@@ -383,7 +398,7 @@ impl<R> Session<R> {
 
     /// The workers it authorized, in order.
     pub fn workers(&self) -> impl Iterator<Item = &str> + '_ {
-        let more = self.cold.as_ref().map_or(&[][..], |c| &c.more_workers[..]);
+        let more = self.cold_ref().map_or(&[][..], |c| &c.more_workers[..]);
         self.worker.iter().chain(more).map(|w| &**w)
     }
 
@@ -402,7 +417,7 @@ impl<R> Session<R> {
     /// The user agent from `mining.subscribe` (at most [`MAX_USER_AGENT_LEN`] bytes), or
     /// from the answer to `client.get_version`; `None` once taken.
     pub fn agent(&self) -> Option<&str> {
-        self.cold.as_ref().and_then(|c| c.agent.as_deref())
+        self.cold_ref().and_then(|c| c.agent.as_deref())
     }
 
     /// Keeps `name` (a worker this connection authorized) as the driver's copy: the
@@ -411,8 +426,9 @@ impl<R> Session<R> {
     /// ignored.
     pub fn share_worker_name(&mut self, name: &Arc<str>) {
         let more = self
-            .cold
+            .extra
             .as_mut()
+            .and_then(|e| e.cold.as_mut())
             .map_or(&mut [][..], |c| &mut c.more_workers[..]);
         if let Some(w) = self.worker.iter_mut().chain(more).find(|w| ***w == **name) {
             *w = name.clone();
@@ -422,20 +438,57 @@ impl<R> Session<R> {
     /// Takes the user agent out of the session (a driver that keeps it elsewhere, e.g. in
     /// one copy shared by the miners that send the same, frees the session's).
     pub fn take_agent(&mut self) -> Option<Box<str>> {
-        let agent = self.cold.as_mut().and_then(|c| c.agent.take());
+        let agent = self.cold_mut().and_then(|c| c.agent.take());
         self.drop_empty_cold();
         agent
     }
 
     /// The short-lived parts, made when first needed.
     fn cold(&mut self) -> &mut Cold {
-        self.cold.get_or_insert_with(Box::default)
+        self.extra
+            .get_or_insert_with(Box::default)
+            .cold
+            .get_or_insert_with(Box::default)
     }
 
-    /// Frees the short-lived parts once nothing is left in them.
+    fn cold_ref(&self) -> Option<&Cold> {
+        self.extra.as_ref()?.cold.as_deref()
+    }
+
+    fn cold_mut(&mut self) -> Option<&mut Cold> {
+        self.extra.as_mut()?.cold.as_deref_mut()
+    }
+
+    /// Frees the short-lived parts once nothing is left in them, and the extra box once it
+    /// holds nothing either.
     fn drop_empty_cold(&mut self) {
-        if self.cold.as_ref().is_some_and(|c| c.is_empty()) {
-            self.cold = None;
+        if let Some(e) = &mut self.extra {
+            if e.cold.as_ref().is_some_and(|c| c.is_empty()) {
+                e.cold = None;
+            }
+            if e.cold.is_none() && e.before == 0.0 {
+                self.extra = None;
+            }
+        }
+    }
+
+    /// The difficulty before the last change; the current one when none.
+    fn before(&self, current: f64) -> f64 {
+        match self.extra.as_ref().map_or(0.0, |e| e.before) {
+            b if b > 0.0 => b,
+            _ => current,
+        }
+    }
+
+    /// Keeps `before` as the difficulty before the last change (`current` when none).
+    fn set_before(&mut self, before: f64, current: f64) {
+        if before == current {
+            if let Some(e) = &mut self.extra {
+                e.before = 0.0;
+            }
+            self.drop_empty_cold();
+        } else {
+            self.extra.get_or_insert_with(Box::default).before = before;
         }
     }
 
@@ -448,14 +501,14 @@ impl<R> Session<R> {
 
     /// Takes the parked `mining.subscribe` id out ([`Session::park_subscribe`]).
     pub fn take_parked_subscribe(&mut self) -> Option<Id> {
-        let id = self.cold.as_mut().and_then(|c| c.subscribe.take());
+        let id = self.cold_mut().and_then(|c| c.subscribe.take());
         self.drop_empty_cold();
         id
     }
 
     /// Takes a waiting `mining.configure` out.
     fn take_waiting_configure(&mut self) -> Option<WaitingConfigure> {
-        let w = self.cold.as_mut().and_then(|c| c.configure.take());
+        let w = self.cold_mut().and_then(|c| c.configure.take());
         self.drop_empty_cold();
         w
     }
@@ -518,7 +571,7 @@ impl<R> Session<R> {
 
     /// Whether a `mining.configure` waits for the upstream's mask.
     pub fn configure_waits(&self) -> bool {
-        self.cold.as_ref().is_some_and(|c| c.configure.is_some())
+        self.cold_ref().is_some_and(|c| c.configure.is_some())
     }
 
     /// No upstream mask came in time (the driver's bound, below the 10 s para waits): the
@@ -669,7 +722,7 @@ impl<R> Session<R> {
     pub fn subscribe_refused(&mut self, id: &Id) -> Output {
         self.set_subscribing(false);
         self.worker = None;
-        if let Some(c) = &mut self.cold {
+        if let Some(c) = self.cold_mut() {
             c.more_workers.clear();
             c.subscribe = None;
         }
@@ -731,19 +784,15 @@ impl<R> Session<R> {
     /// The difficulties the miner's shares are checked at.
     pub fn share_difficulty(&self) -> ShareDifficulty {
         // Before the first job: the vardiff's, alone.
-        let t = self.told().unwrap_or_else(|| {
-            let current = self.vardiff.difficulty();
-            Told {
-                current,
-                before: current,
-                since_job: 0,
-                last_job: 0,
-            }
+        let t = self.told().unwrap_or(Told {
+            current: self.vardiff.difficulty(),
+            since_job: 0,
+            last_job: 0,
         });
         ShareDifficulty {
             current: t.current,
             since_job: t.since_job,
-            before: t.before,
+            before: self.before(t.current),
         }
     }
 
@@ -832,10 +881,10 @@ impl<R> Session<R> {
                 };
                 self.told = Told {
                     current: d,
-                    before,
                     since_job,
                     last_job: last_job.max(seq),
                 };
+                self.set_before(before, d);
                 JobFor::Send {
                     difficulty: Some(d),
                 }
@@ -926,14 +975,14 @@ mod tests {
     #[test]
     fn the_cold_box_lives_only_while_something_is_in_it() {
         let mut s: Session<()> = Session::new(VardiffConfig::default(), 0).unwrap();
-        assert!(s.cold.is_none(), "a new connection has none");
+        assert!(s.extra.is_none(), "a new connection has none");
         let subscribe = Subscribe {
             user_agent: Some("bitaxe/2.4".into()),
             ..Subscribe::default()
         };
         s.subscribe(&subscribe).unwrap();
         s.park_subscribe(Id::from(1u64));
-        assert!(s.cold.is_some());
+        assert!(s.cold_ref().is_some());
         // Pipelined: authorized while the subscribe waits.
         assert_eq!(
             authorize(&mut s, "addr.rig1")[0],
@@ -941,12 +990,12 @@ mod tests {
         );
         assert_eq!(s.take_parked_subscribe(), Some(Id::from(1u64)));
         assert_eq!(s.take_parked_subscribe(), None, "once");
-        assert!(s.cold.is_some(), "the agent is still there");
+        assert!(s.cold_ref().is_some(), "the agent is still there");
         assert_eq!(s.take_agent().as_deref(), Some("bitaxe/2.4"));
-        assert!(s.cold.is_none(), "freed once empty: one worker is inline");
+        assert!(s.extra.is_none(), "freed once empty: one worker is inline");
         // A second worker lives in the box, after the first.
         authorize(&mut s, "addr.rig2");
-        assert!(s.cold.is_some());
+        assert!(s.cold_ref().is_some());
         assert_eq!(s.workers().collect::<Vec<_>>(), ["addr.rig1", "addr.rig2"]);
         let refused = s.subscribe_refused(&Id::from(2u64));
         assert_eq!(refused, Output::error(&Id::from(2u64), Refusal::ProxyFull));
@@ -955,7 +1004,46 @@ mod tests {
             0,
             "a refused subscribe forgets its workers"
         );
-        assert!(s.cold.is_none());
+        assert!(s.extra.is_none());
+    }
+
+    #[test]
+    fn the_difficulty_before_a_change_is_kept_only_from_the_first_change_on() {
+        let mut s: Session<()> = Session::new(VardiffConfig::default(), 0).unwrap();
+        s.subscribe(&Subscribe::default()).unwrap();
+        let assignment = super::super::channel::Assignment {
+            slot: 0,
+            extranonce1: vec![0; 4],
+            extranonce2_size: 8,
+            upstream_difficulty: 1024.0,
+            version_mask: 0,
+        };
+        s.on_subscribed(&Id::from(1u64), (), 1, assignment);
+        authorize(&mut s, "addr.rig1");
+        assert_eq!(
+            s.on_job(1, 1024.0),
+            JobFor::Send {
+                difficulty: Some(1.0)
+            }
+        );
+        assert_eq!(s.on_job(2, 1024.0), JobFor::Send { difficulty: None });
+        assert!(s.extra.is_none(), "an idle miner keeps no box");
+        let d = s.share_difficulty();
+        assert_eq!((d.current, d.before), (1.0, 1.0));
+        // A suggestion moves the difficulty: the next job tells it, the old one is kept
+        // for the shares of the jobs before.
+        s.suggest_difficulty(&Id::from(2u64), 8.0);
+        assert_eq!(
+            s.on_job(3, 1024.0),
+            JobFor::Send {
+                difficulty: Some(8.0)
+            }
+        );
+        assert_eq!(s.extra.as_ref().map(|e| e.before), Some(1.0));
+        let d = s.share_difficulty();
+        assert_eq!((d.current, d.since_job, d.before), (8.0, 3, 1.0));
+        assert_eq!(d.for_job(2), 1.0);
+        assert_eq!(d.for_job(3), 8.0);
     }
 
     #[test]
