@@ -8,11 +8,15 @@ mod common;
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use proxy_core::config::Protocol;
 use proxy_core::{Config, Proxy, ProxyHandle};
-use stratum_proto::sv1::{ClientRequest, VersionRollingResult};
-use test_support::sv1_miner::{run_sv1_miner, Sv1MinerConfig, Sv1MinerReport};
+use stratum_proto::sv1::{parse_server_line, ClientRequest, ServerMessage, VersionRollingResult};
+use stratum_proto::LineCodec;
+use test_support::sv1_miner::{run_sv1_miner, MinerState, Sv1MinerConfig, Sv1MinerReport};
 use test_support::sv1_pool::{para_job, Sv1Pool, Sv1PoolConfig};
+use tokio::io::AsyncWriteExt;
+use tokio_util::codec::FramedRead;
 
 /// The pool's share difficulty (the test pool's default): about 65,536 hashes a share.
 const POOL_DIFF: f64 = 1.0 / 65536.0;
@@ -287,6 +291,117 @@ async fn a_new_upstream_extranonce_moves_the_miners_off_with_a_reconnect() {
     assert!(r.accepted() >= 1);
     // Every share the proxy read got its answer before the close, or none was read.
     assert!(r.answered_once().len() + 1 >= r.submits.len(), "{r:?}");
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+/// A miner driven line by line over loopback: `test_support::sv1_miner::MinerState` (the
+/// sans-IO miner) on a socket, for tests that decide when each share is sent.
+struct StepMiner {
+    state: MinerState,
+    lines: FramedRead<tokio::net::tcp::OwnedReadHalf, LineCodec>,
+    w: tokio::net::tcp::OwnedWriteHalf,
+    /// `client.reconnect` was received.
+    told_to_reconnect: bool,
+}
+
+impl StepMiner {
+    /// Connected, with configure / subscribe / authorize sent.
+    async fn connect(addr: std::net::SocketAddr) -> Self {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (r, w) = stream.into_split();
+        let mut m = Self {
+            state: MinerState::new(miner(100)),
+            lines: FramedRead::new(r, LineCodec::default()),
+            w,
+            told_to_reconnect: false,
+        };
+        for line in m.state.start() {
+            m.w.write_all(&line).await.unwrap();
+        }
+        m
+    }
+
+    /// Connected and fed until it can mine.
+    async fn ready(addr: std::net::SocketAddr) -> Self {
+        let mut m = Self::connect(addr).await;
+        while !m.state.can_mine() {
+            assert!(m.read().await, "closed before its first job");
+        }
+        m
+    }
+
+    /// Reads one line (10 s at most) and feeds it to the miner; false at the end of the
+    /// connection.
+    async fn read(&mut self) -> bool {
+        let next = tokio::time::timeout(Duration::from_secs(10), self.lines.next())
+            .await
+            .expect("a line or the end within 10 s");
+        let Some(Ok(line)) = next else { return false };
+        if let Ok(ServerMessage::Reconnect { .. }) = parse_server_line(&line) {
+            self.told_to_reconnect = true;
+        }
+        for out in self.state.handle_line(&line) {
+            self.w.write_all(&out).await.unwrap();
+        }
+        true
+    }
+
+    /// Mines (bounded: 2^24 hashes) and sends the next share.
+    async fn send_share(&mut self) {
+        for _ in 0..(1 << 13) {
+            if let Some(line) = self.state.mine(2048) {
+                return self.w.write_all(&line).await.unwrap();
+            }
+        }
+        panic!("no share in 2^24 hashes");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miner_told_to_reconnect_gets_the_answers_of_its_shares_in_flight_before_it_is_closed() {
+    let pool = Sv1Pool::start(pool_without_blocks()).await.unwrap();
+    let proxy = start(sv1_config(&pool, POOL_DIFF)).await;
+    // Not subscribed to extranonce changes: a new upstream extranonce1 means a reconnect.
+    let mut m = StepMiner::ready(proxy.local_addrs()[0]).await;
+    // Two shares in flight: the pool keeps its answers back.
+    pool.hold_answers();
+    m.send_share().await;
+    m.send_share().await;
+    assert!(
+        pool.wait_for(Duration::from_secs(20), |p| p.submits().len() == 2)
+            .await,
+        "both shares reached the pool"
+    );
+    pool.push_raw(r#"{"id":null,"method":"mining.set_extranonce","params":["b2000002",8]}"#);
+    while !m.told_to_reconnect {
+        assert!(
+            m.read().await,
+            "closed before its answers: {:?}",
+            m.state.report()
+        );
+    }
+    // A share sent after the notice is answered stale (21) and never forwarded; the
+    // connection lives on meanwhile.
+    m.send_share().await;
+    while m.state.report().answered_once().is_empty() {
+        assert!(
+            m.read().await,
+            "closed before its answers: {:?}",
+            m.state.report()
+        );
+    }
+    assert_eq!(m.state.report().rejected_codes(), vec![21]);
+    assert_eq!(m.state.pending_submits(), 2, "the held two still wait");
+    // The pool answers: the miner gets both, then is closed.
+    assert_eq!(pool.release_answers(), 2);
+    while m.read().await {}
+    let r = m.state.report();
+    assert_eq!(r.submits.len(), 3);
+    all_answered_once(r);
+    assert_eq!(r.accepted(), 2, "the pool's answers: {r:?}");
+    assert_eq!(pool.submits().len(), 2, "the stale one was not forwarded");
+    let stats = proxy.stats();
+    assert_eq!((stats.accepted, stats.invalid), (2, 1), "{stats:?}");
     proxy.shutdown(Duration::from_secs(1)).await;
 }
 
