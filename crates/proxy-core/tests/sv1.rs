@@ -604,7 +604,9 @@ async fn a_miner_that_configures_before_subscribing_is_answered_with_the_pools_n
     proxy.shutdown(Duration::from_secs(1)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On tokio's paused clock (the runtime jumps to the next timer whenever every task is
+/// idle): the proxy's 5 s wait passes in milliseconds, measured on the same clock.
+#[tokio::test(start_paused = true)]
 async fn a_configure_whose_upstream_never_logs_in_is_answered_without_rolling_in_time() {
     // A "pool" that accepts and never says a word: the upstream never logs in.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -618,24 +620,25 @@ async fn a_configure_whose_upstream_never_logs_in_is_answered_without_rolling_in
     let mut config = common::local_config(&[addr]);
     config.protocol = Protocol::StratumV1;
     let proxy = start(config).await;
-    let t0 = std::time::Instant::now();
-    let r = run_sv1_miner(
-        proxy.local_addrs()[0],
-        Sv1MinerConfig {
-            max_time: Duration::from_secs(8),
-            ..miner(1)
-        },
-    )
-    .await
-    .unwrap();
+    let t0 = tokio::time::Instant::now();
+    let mut m = StepMiner::connect(proxy.local_addrs()[0]).await;
+    while m.state.report().configure.is_none() {
+        assert!(m.read().await, "closed: {:?}", m.state.report());
+    }
+    let waited = t0.elapsed();
+    let r = m.state.report();
     assert_eq!(
-        configure_answer(&r),
+        configure_answer(r),
         Some(VersionRollingResult::Disabled),
         "{r:?}"
     );
-    assert!(t0.elapsed() >= Duration::from_secs(5), "after the 5 s wait");
+    assert!(
+        waited >= Duration::from_secs(5) && waited < Duration::from_secs(6),
+        "answered at the end of the 5 s wait, not before nor much after: {waited:?}"
+    );
     assert_eq!(r.version_mask, None, "{r:?}");
-    assert!(r.submits.is_empty());
+    // The upstream never logs in: no subscribe answer, no job, nothing mined.
+    assert!(r.subscribe.is_none() && !m.state.can_mine(), "{r:?}");
     proxy.shutdown(Duration::from_secs(1)).await;
     hold.abort();
 }
