@@ -477,6 +477,79 @@ async fn a_reload_to_another_pool_answers_the_shares_in_flight_from_the_old_one_
     proxy.shutdown(Duration::from_secs(1)).await;
 }
 
+/// The address the coinbase of `node`'s block `hash` pays (its first output).
+async fn coinbase_pays(node: &test_support::bcoin::Bcoin, hash: &str, address: &str) -> bool {
+    let hex = node
+        .call("getblock", serde_json::json!([hash, 0]))
+        .await
+        .unwrap();
+    let block: bitcoin::Block =
+        bitcoin::consensus::encode::deserialize_hex(hex.as_str().expect("block hex")).unwrap();
+    let script = pool_client::gbt::payout_script(address, bitcoin::Network::Regtest).unwrap();
+    block.txdata[0].output[0].script_pubkey == script
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_to_another_payout_address_moves_the_solo_miners_without_closing_them() {
+    use test_support::bcoin::{Bcoin, REGTEST_P2PKH, REGTEST_P2WPKH};
+    let node = Bcoin::start()
+        .await
+        .expect("bcoin starts (apt-get install -y nodejs npm)");
+    let start_height = node.block_count().await.unwrap();
+    let config = bcoin_solo_config(&node);
+    let proxy = start(config.clone()).await;
+    let subscribed = Sv1MinerConfig {
+        max_shares: 8,
+        max_time: Duration::from_secs(60),
+        extranonce_subscribe: true,
+        ..Sv1MinerConfig::default()
+    };
+    let run = tokio::spawn(run_sv1_miner(proxy.local_addrs()[0], subscribed));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while proxy.monitor().blocks() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "a first block");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let tip = node.best_block_hash().await.unwrap();
+    assert!(coinbase_pays(&node, &tip, REGTEST_P2WPKH).await);
+    let mut new = config;
+    new.pools[0].user = REGTEST_P2PKH.into();
+    assert!(proxy.reload(new).unwrap().changed);
+    let r = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the miner ends")
+        .unwrap()
+        .unwrap();
+    // Moved with `mining.set_extranonce`, never closed; every share answered once.
+    assert_eq!(
+        r.stop,
+        Some(test_support::sv1_miner::StopReason::Shares),
+        "{r:?}"
+    );
+    all_answered_once(&r);
+    // Shares on the old session's jobs after the switch are stale (21), never blocks.
+    assert!(
+        r.rejected_codes().iter().all(|&c| c == 20 || c == 21),
+        "{:?}",
+        r.rejected_codes()
+    );
+    let blocks = proxy.monitor().blocks();
+    assert_eq!(
+        blocks,
+        r.accepted() as u64,
+        "each accepted share was a block"
+    );
+    assert_eq!(node.block_count().await.unwrap(), start_height + blocks);
+    // The blocks after the reload pay the new address.
+    let tip = node.best_block_hash().await.unwrap();
+    assert!(
+        coinbase_pays(&node, &tip, REGTEST_P2PKH).await,
+        "the last block pays the new address"
+    );
+    assert_eq!(proxy.upstreams().total, 1, "the same upstream, switched");
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
 #[tokio::test]
 async fn a_reload_keeps_the_running_protocol_and_says_it_needs_a_restart() {
     let pool = Sv1Pool::start(Sv1PoolConfig::default()).await.unwrap();
