@@ -13,7 +13,9 @@
 //! pool's verdicts (or a timeout after the reply timeout) and closes, and the new session
 //! serves (its `on_extranonce` moves the miners). When no entry of the new list can be logged
 //! in to, the old session is drained and closed all the same and the new list is walked with
-//! its retries. A solo session is closed at once on a change.
+//! its retries. A solo session (a node) is replaced the same way: the new list's node gives
+//! its first template (or its pool logs in) while the old node serves on; then the shares
+//! queued for the old one get that node's verdicts and the new session serves.
 //!
 //! Each entry is one of
 //! - a stratum pool ([`PoolConfig::daemon`] false; module `client`): TCP, or TLS as
@@ -324,8 +326,6 @@ enum End {
         /// How long to wait first.
         wait: Duration,
     },
-    /// The pool list changed.
-    ListChanged,
     /// The pool list changed and its session is logged in (make-before-break): the old
     /// session is draining in a task of its own; serve this one next.
     Replaced(Box<Ready>),
@@ -347,7 +347,14 @@ impl From<crate::SessionEnd> for End {
 struct Ready {
     set: Arc<PoolSet>,
     index: usize,
-    connected: client::Connected,
+    connected: Connection,
+}
+
+/// A session ready to serve, not reported to the listener yet: a pool's, logged in, or a
+/// node's, with its first template.
+enum Connection {
+    Pool(client::Connected),
+    Solo(solo::Connected),
 }
 
 impl std::fmt::Debug for Ready {
@@ -362,18 +369,23 @@ impl std::fmt::Debug for Ready {
 type Preconnecting =
     std::pin::Pin<Box<dyn std::future::Future<Output = Option<Box<Ready>>> + Send>>;
 
-/// Logs in to the first enabled pool of `set` that answers, one attempt each in list order,
-/// while the old session keeps serving (as the CryptoNote upstream's `failover.rs` does).
-/// `None` when none did, or when the walk reaches a solo entry (a node is not logged in
-/// ahead: the failover loop takes over).
+/// Logs in to the first enabled pool of `set` that answers (a node: fetches its first
+/// template), one attempt each in list order, while the old session keeps serving (as the
+/// CryptoNote upstream's `failover.rs` does). `None` when none did.
 fn preconnect(set: Arc<PoolSet>, sv1: Sv1Options, cancel: CancellationToken) -> Preconnecting {
     Box::pin(async move {
         for index in (0..set.pools.len()).filter(|i| set.pools[*i].enabled) {
             let pool = &set.pools[index];
-            if pool.daemon {
-                return None;
-            }
-            match client::connect(pool, &set.options, &sv1, &cancel).await {
+            let connected = if pool.daemon {
+                solo::connect(pool, &set.options, &sv1, &cancel)
+                    .await
+                    .map(Connection::Solo)
+            } else {
+                client::connect(pool, &set.options, &sv1, &cancel)
+                    .await
+                    .map(Connection::Pool)
+            };
+            match connected {
                 Ok(connected) => {
                     return Some(Box::new(Ready {
                         set: set.clone(),
@@ -387,13 +399,6 @@ fn preconnect(set: Arc<PoolSet>, sv1: Sv1Options, cancel: CancellationToken) -> 
         }
         None
     })
-}
-
-/// Returns when the pool list changes; never when it no longer can (every handle dropped).
-async fn list_changed(pools: &mut watch::Receiver<Arc<PoolSet>>) {
-    if pools.changed().await.is_err() {
-        std::future::pending::<()>().await;
-    }
 }
 
 /// The longest `client.reconnect` wait honoured.
@@ -468,7 +473,7 @@ impl Failover {
         set: &PoolSet,
         pool: &PoolConfig,
         index: usize,
-        connected: Option<client::Connected>,
+        connected: Option<Connection>,
     ) -> End {
         let end = {
             let mut ctx = Ctx {
@@ -485,12 +490,11 @@ impl Failover {
                 live: &self.live,
                 state: &self.state,
             };
-            if let Some(c) = connected {
-                client::run_connected(&mut ctx, c).await
-            } else if pool.daemon {
-                solo::run_session(&mut ctx).await
-            } else {
-                client::run_session(&mut ctx).await
+            match connected {
+                Some(Connection::Pool(c)) => client::run_connected(&mut ctx, c).await,
+                Some(Connection::Solo(c)) => solo::run_connected(&mut ctx, c).await,
+                None if pool.daemon => solo::run_session(&mut ctx).await,
+                None => client::run_session(&mut ctx).await,
             }
         };
         // No session is live until the next login; queued shares of this one are answered
@@ -522,7 +526,6 @@ impl Failover {
                 match self.attempt(&set, &pool, index, Some(connected)).await {
                     End::Cancelled => break 'list,
                     End::Replaced(next) => self.ready = Some(next),
-                    End::ListChanged => {}
                     End::Reconnect { url, wait } => {
                         redirect = Some(redirected(&pool, index, url));
                         self.set_state(UpstreamState::Connecting);
@@ -556,7 +559,6 @@ impl Failover {
                         }
                         continue 'list;
                     }
-                    End::ListChanged => continue 'list,
                     end => tracing::warn!(pool = %pool.url, "redirected connection: {end:?}"),
                 }
             }
@@ -577,7 +579,6 @@ impl Failover {
                             self.ready = Some(next);
                             continue 'list;
                         }
-                        End::ListChanged => continue 'list,
                         End::NeverConnected(why) => {
                             tracing::warn!(pool = %pool.url, attempt = attempt + 1, "connect failed: {why}");
                         }

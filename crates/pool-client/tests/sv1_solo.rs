@@ -251,3 +251,74 @@ async fn a_node_that_is_not_there_is_a_failed_attempt_and_the_next_entry_is_trie
     })
     .await;
 }
+
+/// Whether `job`'s coinbase (after the extranonce) pays `address`.
+fn pays(job: &Notify, address: &str) -> bool {
+    let script = pool_client::gbt::payout_script(address, Network::Regtest).unwrap();
+    let script = script.as_bytes();
+    job.coinb2.windows(script.len()).any(|w| w == script)
+}
+
+#[tokio::test]
+async fn a_reload_to_another_payout_address_starts_the_new_node_session_before_the_old_one_ends() {
+    test_support::init_tracing();
+    bounded(async {
+        let node = Bcoin::start()
+            .await
+            .expect("bcoin starts (apt-get install -y nodejs npm)");
+        let old = node_entry(&node, 100);
+        let mut h = Harness::spawn(vec![old.clone()], options(), sv1());
+        let (job, session) = h.recorder.job(0).await;
+        assert!(pays(&job, REGTEST_P2WPKH));
+        let (en1, en2_size) = {
+            let seen = h.recorder.seen();
+            let (en1, size, _) = seen.extranonces[0].clone();
+            (en1, size)
+        };
+        let en2 = vec![3u8; en2_size];
+        // The reload, and a block of the old session queued with it: the upstream's task
+        // runs only once this test task waits (one-thread runtime), so the share is queued
+        // while the old session is live, and the old node must answer it.
+        h.upstream.set_pools(
+            vec![PoolConfig {
+                user: test_support::bcoin::REGTEST_P2PKH.into(),
+                ..old
+            }],
+            options(),
+        );
+        let (hit, hash) = grind(&job, &en1, &en2, true);
+        let seq = h.submit(share(&job, session, en2.clone(), hit)).unwrap();
+        // The new session's first job pays the new address.
+        let (new_job, new_session) = h
+            .recorder
+            .wait_for("a job of the new session", |s| {
+                s.jobs.iter().find(|(_, n)| *n != session).cloned()
+            })
+            .await;
+        assert_eq!(new_session, session + 1);
+        assert!(pays(&new_job, test_support::bcoin::REGTEST_P2PKH));
+        // The queued share got the old node's verdict, once: its block is the tip.
+        assert_eq!(h.recorder.result(seq).await, Ok(()));
+        assert_eq!(node.block_count().await.unwrap(), 1);
+        assert_eq!(node.best_block_hash().await.unwrap(), hash);
+        {
+            let seen = h.recorder.seen();
+            // Make-before-break: from Active on the old session straight to Active on the
+            // new one, never Connecting in between (miners keep their upstream).
+            use pool_client::UpstreamState::{Active, Connecting};
+            assert_eq!(
+                seen.states,
+                vec![(Connecting, None), (Active, Some(0)), (Active, Some(0))]
+            );
+            // The new session reported its own extranonce (the miners move to it).
+            assert!(seen.extranonces.iter().any(|(_, _, n)| *n == new_session));
+        }
+        // A share of the old session now is refused at once, never sent.
+        assert_eq!(
+            h.submit(share(&job, session, en2, hit)),
+            Err(pool_client::ShareError::SessionEnded)
+        );
+        h.stop().await;
+    })
+    .await;
+}

@@ -8,11 +8,15 @@ mod common;
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use proxy_core::config::Protocol;
 use proxy_core::{Config, Proxy, ProxyHandle};
-use stratum_proto::sv1::{ClientRequest, VersionRollingResult};
-use test_support::sv1_miner::{run_sv1_miner, Sv1MinerConfig, Sv1MinerReport};
+use stratum_proto::sv1::{parse_server_line, ClientRequest, ServerMessage, VersionRollingResult};
+use stratum_proto::LineCodec;
+use test_support::sv1_miner::{run_sv1_miner, MinerState, Sv1MinerConfig, Sv1MinerReport};
 use test_support::sv1_pool::{para_job, Sv1Pool, Sv1PoolConfig};
+use tokio::io::AsyncWriteExt;
+use tokio_util::codec::FramedRead;
 
 /// The pool's share difficulty (the test pool's default): about 65,536 hashes a share.
 const POOL_DIFF: f64 = 1.0 / 65536.0;
@@ -290,6 +294,117 @@ async fn a_new_upstream_extranonce_moves_the_miners_off_with_a_reconnect() {
     proxy.shutdown(Duration::from_secs(1)).await;
 }
 
+/// A miner driven line by line over loopback: `test_support::sv1_miner::MinerState` (the
+/// sans-IO miner) on a socket, for tests that decide when each share is sent.
+struct StepMiner {
+    state: MinerState,
+    lines: FramedRead<tokio::net::tcp::OwnedReadHalf, LineCodec>,
+    w: tokio::net::tcp::OwnedWriteHalf,
+    /// `client.reconnect` was received.
+    told_to_reconnect: bool,
+}
+
+impl StepMiner {
+    /// Connected, with configure / subscribe / authorize sent.
+    async fn connect(addr: std::net::SocketAddr) -> Self {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (r, w) = stream.into_split();
+        let mut m = Self {
+            state: MinerState::new(miner(100)),
+            lines: FramedRead::new(r, LineCodec::default()),
+            w,
+            told_to_reconnect: false,
+        };
+        for line in m.state.start() {
+            m.w.write_all(&line).await.unwrap();
+        }
+        m
+    }
+
+    /// Connected and fed until it can mine.
+    async fn ready(addr: std::net::SocketAddr) -> Self {
+        let mut m = Self::connect(addr).await;
+        while !m.state.can_mine() {
+            assert!(m.read().await, "closed before its first job");
+        }
+        m
+    }
+
+    /// Reads one line (10 s at most) and feeds it to the miner; false at the end of the
+    /// connection.
+    async fn read(&mut self) -> bool {
+        let next = tokio::time::timeout(Duration::from_secs(10), self.lines.next())
+            .await
+            .expect("a line or the end within 10 s");
+        let Some(Ok(line)) = next else { return false };
+        if let Ok(ServerMessage::Reconnect { .. }) = parse_server_line(&line) {
+            self.told_to_reconnect = true;
+        }
+        for out in self.state.handle_line(&line) {
+            self.w.write_all(&out).await.unwrap();
+        }
+        true
+    }
+
+    /// Mines (bounded: 2^24 hashes) and sends the next share.
+    async fn send_share(&mut self) {
+        for _ in 0..(1 << 13) {
+            if let Some(line) = self.state.mine(2048) {
+                return self.w.write_all(&line).await.unwrap();
+            }
+        }
+        panic!("no share in 2^24 hashes");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miner_told_to_reconnect_gets_the_answers_of_its_shares_in_flight_before_it_is_closed() {
+    let pool = Sv1Pool::start(pool_without_blocks()).await.unwrap();
+    let proxy = start(sv1_config(&pool, POOL_DIFF)).await;
+    // Not subscribed to extranonce changes: a new upstream extranonce1 means a reconnect.
+    let mut m = StepMiner::ready(proxy.local_addrs()[0]).await;
+    // Two shares in flight: the pool keeps its answers back.
+    pool.hold_answers();
+    m.send_share().await;
+    m.send_share().await;
+    assert!(
+        pool.wait_for(Duration::from_secs(20), |p| p.submits().len() == 2)
+            .await,
+        "both shares reached the pool"
+    );
+    pool.push_raw(r#"{"id":null,"method":"mining.set_extranonce","params":["b2000002",8]}"#);
+    while !m.told_to_reconnect {
+        assert!(
+            m.read().await,
+            "closed before its answers: {:?}",
+            m.state.report()
+        );
+    }
+    // A share sent after the notice is answered stale (21) and never forwarded; the
+    // connection lives on meanwhile.
+    m.send_share().await;
+    while m.state.report().answered_once().is_empty() {
+        assert!(
+            m.read().await,
+            "closed before its answers: {:?}",
+            m.state.report()
+        );
+    }
+    assert_eq!(m.state.report().rejected_codes(), vec![21]);
+    assert_eq!(m.state.pending_submits(), 2, "the held two still wait");
+    // The pool answers: the miner gets both, then is closed.
+    assert_eq!(pool.release_answers(), 2);
+    while m.read().await {}
+    let r = m.state.report();
+    assert_eq!(r.submits.len(), 3);
+    all_answered_once(r);
+    assert_eq!(r.accepted(), 2, "the pool's answers: {r:?}");
+    assert_eq!(pool.submits().len(), 2, "the stale one was not forwarded");
+    let stats = proxy.stats();
+    assert_eq!((stats.accepted, stats.invalid), (2, 1), "{stats:?}");
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_to_another_pool_answers_the_shares_in_flight_from_the_old_one_and_moves_the_miners(
 ) {
@@ -359,6 +474,79 @@ async fn a_reload_to_another_pool_answers_the_shares_in_flight_from_the_old_one_
         "the old connection closes once drained"
     );
     assert_eq!(a.connections_total(), 1);
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+/// The address the coinbase of `node`'s block `hash` pays (its first output).
+async fn coinbase_pays(node: &test_support::bcoin::Bcoin, hash: &str, address: &str) -> bool {
+    let hex = node
+        .call("getblock", serde_json::json!([hash, 0]))
+        .await
+        .unwrap();
+    let block: bitcoin::Block =
+        bitcoin::consensus::encode::deserialize_hex(hex.as_str().expect("block hex")).unwrap();
+    let script = pool_client::gbt::payout_script(address, bitcoin::Network::Regtest).unwrap();
+    block.txdata[0].output[0].script_pubkey == script
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_to_another_payout_address_moves_the_solo_miners_without_closing_them() {
+    use test_support::bcoin::{Bcoin, REGTEST_P2PKH, REGTEST_P2WPKH};
+    let node = Bcoin::start()
+        .await
+        .expect("bcoin starts (apt-get install -y nodejs npm)");
+    let start_height = node.block_count().await.unwrap();
+    let config = bcoin_solo_config(&node);
+    let proxy = start(config.clone()).await;
+    let subscribed = Sv1MinerConfig {
+        max_shares: 8,
+        max_time: Duration::from_secs(60),
+        extranonce_subscribe: true,
+        ..Sv1MinerConfig::default()
+    };
+    let run = tokio::spawn(run_sv1_miner(proxy.local_addrs()[0], subscribed));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while proxy.monitor().blocks() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "a first block");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let tip = node.best_block_hash().await.unwrap();
+    assert!(coinbase_pays(&node, &tip, REGTEST_P2WPKH).await);
+    let mut new = config;
+    new.pools[0].user = REGTEST_P2PKH.into();
+    assert!(proxy.reload(new).unwrap().changed);
+    let r = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the miner ends")
+        .unwrap()
+        .unwrap();
+    // Moved with `mining.set_extranonce`, never closed; every share answered once.
+    assert_eq!(
+        r.stop,
+        Some(test_support::sv1_miner::StopReason::Shares),
+        "{r:?}"
+    );
+    all_answered_once(&r);
+    // Shares on the old session's jobs after the switch are stale (21), never blocks.
+    assert!(
+        r.rejected_codes().iter().all(|&c| c == 20 || c == 21),
+        "{:?}",
+        r.rejected_codes()
+    );
+    let blocks = proxy.monitor().blocks();
+    assert_eq!(
+        blocks,
+        r.accepted() as u64,
+        "each accepted share was a block"
+    );
+    assert_eq!(node.block_count().await.unwrap(), start_height + blocks);
+    // The blocks after the reload pay the new address.
+    let tip = node.best_block_hash().await.unwrap();
+    assert!(
+        coinbase_pays(&node, &tip, REGTEST_P2PKH).await,
+        "the last block pays the new address"
+    );
+    assert_eq!(proxy.upstreams().total, 1, "the same upstream, switched");
     proxy.shutdown(Duration::from_secs(1)).await;
 }
 
@@ -489,7 +677,9 @@ async fn a_miner_that_configures_before_subscribing_is_answered_with_the_pools_n
     proxy.shutdown(Duration::from_secs(1)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On tokio's paused clock (the runtime jumps to the next timer whenever every task is
+/// idle): the proxy's 5 s wait passes in milliseconds, measured on the same clock.
+#[tokio::test(start_paused = true)]
 async fn a_configure_whose_upstream_never_logs_in_is_answered_without_rolling_in_time() {
     // A "pool" that accepts and never says a word: the upstream never logs in.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -503,24 +693,25 @@ async fn a_configure_whose_upstream_never_logs_in_is_answered_without_rolling_in
     let mut config = common::local_config(&[addr]);
     config.protocol = Protocol::StratumV1;
     let proxy = start(config).await;
-    let t0 = std::time::Instant::now();
-    let r = run_sv1_miner(
-        proxy.local_addrs()[0],
-        Sv1MinerConfig {
-            max_time: Duration::from_secs(8),
-            ..miner(1)
-        },
-    )
-    .await
-    .unwrap();
+    let t0 = tokio::time::Instant::now();
+    let mut m = StepMiner::connect(proxy.local_addrs()[0]).await;
+    while m.state.report().configure.is_none() {
+        assert!(m.read().await, "closed: {:?}", m.state.report());
+    }
+    let waited = t0.elapsed();
+    let r = m.state.report();
     assert_eq!(
-        configure_answer(&r),
+        configure_answer(r),
         Some(VersionRollingResult::Disabled),
         "{r:?}"
     );
-    assert!(t0.elapsed() >= Duration::from_secs(5), "after the 5 s wait");
+    assert!(
+        waited >= Duration::from_secs(5) && waited < Duration::from_secs(6),
+        "answered at the end of the 5 s wait, not before nor much after: {waited:?}"
+    );
     assert_eq!(r.version_mask, None, "{r:?}");
-    assert!(r.submits.is_empty());
+    // The upstream never logs in: no subscribe answer, no job, nothing mined.
+    assert!(r.subscribe.is_none() && !m.state.can_mine(), "{r:?}");
     proxy.shutdown(Duration::from_secs(1)).await;
     hold.abort();
 }

@@ -33,9 +33,15 @@ use stratum_proto::sv1::share::check_share;
 use stratum_proto::sv1::{job_id, ErrorCode, Notify, PrevHash, Submit as WireSubmit};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::{Ctx, End, FoundBlock, Submit, Sv1Share, Sv1ShareError};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    preconnect, Ctx, End, FoundBlock, Preconnecting, Submit, Sv1Listener, Sv1Options, Sv1Share,
+    Sv1ShareError,
+};
+use crate::failover::touches;
 use crate::gbt::{payout_script, BlockTemplate, CoinbaseParams, SoloJob, Solution};
-use crate::ShareError;
+use crate::{FailoverOptions, PoolConfig, ShareError};
 
 /// The shortest poll period.
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -72,17 +78,17 @@ struct Rpc {
 }
 
 impl Rpc {
-    fn new(ctx: &Ctx<'_>) -> Result<Self, String> {
+    fn new(pool: &PoolConfig, options: &FailoverOptions) -> Result<Self, String> {
         let client = reqwest::Client::builder()
-            .timeout(ctx.options.reply_timeout)
-            .connect_timeout(ctx.options.connect_timeout)
+            .timeout(options.reply_timeout)
+            .connect_timeout(options.connect_timeout)
             .no_proxy()
             .build()
             .map_err(|e| e.to_string())?;
         Ok(Self {
             client,
-            url: format!("http://{}/", ctx.pool.host_port()),
-            pass: ctx.pool.pass.clone(),
+            url: format!("http://{}/", pool.host_port()),
+            pass: pool.pass.clone(),
         })
     }
 
@@ -237,36 +243,170 @@ fn random_extranonce1(size: usize) -> Vec<u8> {
     en1
 }
 
-/// One attempt at a node: first template, then polls and submits until the session ends.
+/// A node session whose first template came, not serving yet: what [`connect`] hands to
+/// [`run_connected`] (nothing is reported to a listener before that). Made for every
+/// attempt, and ahead of the switch when a reload names another node or payout address
+/// (make-before-break, [`super::preconnect`]).
+pub(super) struct Connected {
+    /// `host:port` of the node, for the log.
+    addr: String,
+    rpc: Rpc,
+    params: CoinbaseParams,
+    extranonce1: Vec<u8>,
+    /// The first template, checked to make a job.
+    first: BlockTemplate,
+}
+
+/// Connects to the node `pool` within its reply timeout: the payout address checked, the
+/// first template fetched and checked to make a job.
+///
+/// # Errors
+/// `NeverConnected` with the reason (bad payout address, node unreachable, unusable
+/// template), `Cancelled`.
+pub(super) async fn connect(
+    pool: &PoolConfig,
+    options: &FailoverOptions,
+    sv1: &Sv1Options,
+    cancel: &CancellationToken,
+) -> Result<Connected, End> {
+    let addr = pool.host_port().to_string();
+    let failed = |e: String| End::NeverConnected(format!("{addr}: {e}"));
+    let solo = &sv1.solo;
+    let payout = payout_script(&pool.user, solo.network).map_err(|e| failed(e.to_string()))?;
+    let rpc = Rpc::new(pool, options).map_err(failed)?;
+    let params = CoinbaseParams {
+        payout,
+        extranonce1_size: solo.extranonce1_size,
+        extranonce2_size: solo.extranonce2_size,
+        tag: solo.tag.clone(),
+    };
+    let first = tokio::select! {
+        () = cancel.cancelled() => return Err(End::Cancelled),
+        t = rpc.template() => t.map_err(failed)?,
+    };
+    // An unusable template is a failed attempt now, not a session that ends at once.
+    SoloJob::new(first.clone(), &params).map_err(|e| failed(e.to_string()))?;
+    Ok(Connected {
+        addr: addr.clone(),
+        rpc,
+        params,
+        extranonce1: random_extranonce1(solo.extranonce1_size),
+        first,
+    })
+}
+
+/// One attempt at a node: [`connect`], then [`run_connected`].
 pub(super) async fn run_session(ctx: &mut Ctx<'_>) -> End {
-    let addr = ctx.pool.host_port().to_string();
+    match connect(ctx.pool, ctx.options, ctx.sv1, ctx.cancel).await {
+        Ok(c) => run_connected(ctx, c).await,
+        Err(end) => end,
+    }
+}
+
+/// What one share did to the session.
+enum Submitted {
+    /// Answered; the session goes on.
+    Next,
+    /// A block was accepted: a new template is due.
+    Renew,
+    /// Answered, and the node failed: the session ends.
+    End(End),
+}
+
+/// Answers a share of the session: refused without asking the node (job, size, version
+/// bits, network target), or its block submitted and the node's verdict reported.
+async fn submit_share(
+    listener: &dyn Sv1Listener,
+    rpc: &Rpc,
+    addr: &str,
+    jobs: &Jobs,
+    extranonce1: &[u8],
+    mask: u32,
+    submit: &Submit,
+) -> Submitted {
+    let Submit { seq, ref share } = *submit;
+    let Some(kept) = jobs.kept.iter().find(|k| k.id == share.job_id) else {
+        listener.on_result(seq, Err(Sv1ShareError::code(ErrorCode::JobNotFound)));
+        return Submitted::Next;
+    };
+    let (block_hex, hash) = match candidate(kept, extranonce1, share, mask) {
+        Ok(c) => c,
+        Err(e) => {
+            listener.on_result(seq, Err(e));
+            return Submitted::Next;
+        }
+    };
+    match rpc.call("submitblock", json!([block_hex])).await {
+        Ok(Value::Null) => {
+            let found = FoundBlock {
+                height: kept.job.height(),
+                hash,
+                ntime: share.ntime,
+                reward: kept.job.template().coinbase_value.to_sat(),
+            };
+            tracing::info!(node = %addr, height = found.height, hash = %found.hash, "block accepted by the node");
+            listener.on_block_found(seq, &found);
+            listener.on_result(seq, Ok(()));
+            Submitted::Renew
+        }
+        Ok(answer) => {
+            let message = answer
+                .as_str()
+                .map_or_else(|| answer.to_string(), str::to_owned);
+            tracing::warn!(node = %addr, "node refused the block: {message:?}");
+            listener.on_result(
+                seq,
+                Err(Sv1ShareError::Refused {
+                    code: ErrorCode::Other.code(),
+                    message,
+                }),
+            );
+            Submitted::Next
+        }
+        Err(RpcFail::Error(message)) => {
+            listener.on_result(
+                seq,
+                Err(Sv1ShareError::Refused {
+                    code: ErrorCode::Other.code(),
+                    message,
+                }),
+            );
+            Submitted::Next
+        }
+        Err(RpcFail::Transport(why) | RpcFail::Timeout(why)) => {
+            listener.on_result(seq, Err(ShareError::Disconnected.into()));
+            Submitted::End(End::Ended(format!("{addr}: {why}")))
+        }
+    }
+}
+
+/// Serves a node session made by [`connect`]: its first job, then polls and submits until
+/// the session ends.
+///
+/// A pool-list change that [`touches`] this entry (another node, another payout address, a
+/// pool put before it) is made before it breaks, as for a pool (`client.rs`): the new list
+/// is started ([`super::preconnect`]: a node's first template, or a pool's login) while this
+/// session serves on; then this session takes no more shares, the ones already queued for
+/// it are submitted to this node and answered, and it ends `Replaced` (the new session
+/// reports its extranonce: the miners move). When nothing of the new list starts, it ends
+/// all the same and the loop walks the new list with its retries.
+pub(super) async fn run_connected(ctx: &mut Ctx<'_>, c: Connected) -> End {
+    let Connected {
+        addr,
+        rpc,
+        params,
+        extranonce1,
+        first,
+    } = c;
     let solo = &ctx.sv1.solo;
-    let payout = match payout_script(&ctx.pool.user, solo.network) {
-        Ok(p) => p,
-        Err(e) => return End::NeverConnected(format!("{addr}: {e}")),
-    };
-    let rpc = match Rpc::new(ctx) {
-        Ok(r) => r,
-        Err(e) => return End::NeverConnected(format!("{addr}: {e}")),
-    };
-    let extranonce1 = random_extranonce1(solo.extranonce1_size);
     let mut jobs = Jobs {
-        params: CoinbaseParams {
-            payout,
-            extranonce1_size: solo.extranonce1_size,
-            extranonce2_size: solo.extranonce2_size,
-            tag: solo.tag.clone(),
-        },
+        params,
         session: *ctx.session + 1,
         made: 0,
         kept: Vec::new(),
         made_at: Instant::now(),
     };
-    let first = tokio::select! {
-        () = ctx.cancel.cancelled() => return End::Cancelled,
-        t = rpc.template() => t,
-    };
-    let notify = match first.and_then(|t| jobs.add(t)) {
+    let notify = match jobs.add(first) {
         Ok(n) => n,
         Err(e) => return End::NeverConnected(format!("{addr}: {e}")),
     };
@@ -290,6 +430,9 @@ pub(super) async fn run_session(ctx: &mut Ctx<'_>) -> End {
     // longpolls at all (a JSON-RPC error turns them off for the session).
     let mut longpoll: Option<Pin<Box<dyn Future<Output = LongpollDone> + Send + '_>>> = None;
     let mut longpolling = true;
+    // The new pool list started while this session serves (make-before-break).
+    let mut watching = true;
+    let mut preconnecting: Option<Preconnecting> = None;
     loop {
         if longpoll.is_none() && longpolling {
             if let Some(id) = jobs.longpoll_id() {
@@ -300,8 +443,44 @@ pub(super) async fn run_session(ctx: &mut Ctx<'_>) -> End {
         }
         let renew = tokio::select! {
             () = ctx.cancel.cancelled() => return End::Cancelled,
-            () = super::list_changed(ctx.pools) => {
-                return End::ListChanged;
+            changed = ctx.pools.changed(), if watching => {
+                if changed.is_err() {
+                    watching = false;
+                    continue;
+                }
+                let new = ctx.pools.borrow_and_update().clone();
+                if touches(ctx.set, &new, ctx.index) {
+                    tracing::info!(node = %addr, "pool list changed; starting the new list before ending this node session");
+                    preconnecting = Some(preconnect(new, ctx.sv1.clone(), ctx.cancel.child_token()));
+                } else {
+                    // Changed back, or elsewhere: this session stays.
+                    preconnecting = None;
+                }
+                continue;
+            }
+            got = async { preconnecting.as_mut().expect("guarded").await }, if preconnecting.is_some() => {
+                // No new share for this session (`submit` refuses it at once); the queued
+                // ones get this node's verdicts.
+                ctx.live.store(0, std::sync::atomic::Ordering::Release);
+                while let Ok(submit) = ctx.cmds.try_recv() {
+                    if submit.share.session != session {
+                        ctx.listener.on_result(submit.seq, Err(ShareError::SessionEnded.into()));
+                        continue;
+                    }
+                    let listener = &**ctx.listener;
+                    let done = submit_share(listener, rpc, &addr, &jobs, &extranonce1, mask, &submit).await;
+                    if let Submitted::End(_) = done {
+                        // The rest are answered when the attempt ends.
+                        break;
+                    }
+                }
+                return match got {
+                    Some(ready) => End::Replaced(ready),
+                    None => {
+                        tracing::warn!(node = %addr, "nothing of the new pool list could be started; ending this node session");
+                        End::Ended(format!("{addr}: pool list changed"))
+                    }
+                };
             }
             (asked, done) = async { longpoll.as_mut().expect("guarded").await }, if longpoll.is_some() => {
                 longpoll = None;
@@ -341,55 +520,17 @@ pub(super) async fn run_session(ctx: &mut Ctx<'_>) -> End {
                 }
             }
             cmd = ctx.cmds.recv() => {
-                let Some(Submit { seq, share }) = cmd else { return End::Cancelled };
-                if share.session != session {
+                let Some(submit) = cmd else { return End::Cancelled };
+                if submit.share.session != session {
                     // Queued in the instant its session ended: never into another one.
-                    ctx.listener.on_result(seq, Err(ShareError::SessionEnded.into()));
+                    ctx.listener.on_result(submit.seq, Err(ShareError::SessionEnded.into()));
                     continue;
                 }
-                let Some(kept) = jobs.kept.iter().find(|k| k.id == share.job_id) else {
-                    ctx.listener.on_result(seq, Err(Sv1ShareError::code(ErrorCode::JobNotFound)));
-                    continue;
-                };
-                match candidate(kept, &extranonce1, &share, mask) {
-                    Err(e) => {
-                        ctx.listener.on_result(seq, Err(e));
-                        continue;
-                    }
-                    Ok((block_hex, hash)) => match rpc.call("submitblock", json!([block_hex])).await {
-                        Ok(Value::Null) => {
-                            let found = FoundBlock {
-                                height: kept.job.height(),
-                                hash,
-                                ntime: share.ntime,
-                                reward: kept.job.template().coinbase_value.to_sat(),
-                            };
-                            tracing::info!(node = %addr, height = found.height, hash = %found.hash, "block accepted by the node");
-                            ctx.listener.on_block_found(seq, &found);
-                            ctx.listener.on_result(seq, Ok(()));
-                            true
-                        }
-                        Ok(answer) => {
-                            let message = answer.as_str().map_or_else(|| answer.to_string(), str::to_owned);
-                            tracing::warn!(node = %addr, "node refused the block: {message:?}");
-                            ctx.listener.on_result(seq, Err(Sv1ShareError::Refused {
-                                code: ErrorCode::Other.code(),
-                                message,
-                            }));
-                            continue;
-                        }
-                        Err(RpcFail::Error(message)) => {
-                            ctx.listener.on_result(seq, Err(Sv1ShareError::Refused {
-                                code: ErrorCode::Other.code(),
-                                message,
-                            }));
-                            continue;
-                        }
-                        Err(RpcFail::Transport(why) | RpcFail::Timeout(why)) => {
-                            ctx.listener.on_result(seq, Err(ShareError::Disconnected.into()));
-                            return End::Ended(format!("{addr}: {why}"));
-                        }
-                    },
+                let listener = &**ctx.listener;
+                match submit_share(listener, rpc, &addr, &jobs, &extranonce1, mask, &submit).await {
+                    Submitted::Next => continue,
+                    Submitted::Renew => true,
+                    Submitted::End(end) => return end,
                 }
             }
         };

@@ -18,7 +18,9 @@
 //! - [`Sv1Listener`] for the mapper: jobs fanned out (each miner's `mining.set_difficulty`
 //!   first when vardiff or the upstream moved it), difficulty and version-mask changes, a
 //!   changed extranonce (a miner subscribed to it is told `mining.set_extranonce`, any other
-//!   `client.reconnect` and closed), and the verdicts, each once.
+//!   `client.reconnect` and closed: at once when none of its shares is in flight, else once
+//!   the last one's answer is written, or after `pool-reply-timeout` at the latest; a share
+//!   it sends meanwhile is answered stale, 21), and the verdicts, each once.
 //!
 //! Difficulty units at the seam: the events take a share's expected hashes as `u64`; an SV1
 //! difficulty `d` is reported as `d · 2^32` hashes, rounded ([`hashes`]). The API's miner
@@ -28,6 +30,7 @@
 //! refuses anything under the network target, so here only block candidates go to a node;
 //! the other shares that meet the solo difficulty are answered `true` locally.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -43,8 +46,8 @@ use stratum_proto::sv1::{
 };
 use stratum_proto::Id;
 use stratum_session::sv1::{
-    AuthorizeRules, Checked, JobFor, JobSeq, Output, Phase as Sv1Phase, Refusal, Reply, Session,
-    Sv1Job,
+    AuthorizeRules, Checked, JobFor, JobSeq, NewExtranonce, Output, Phase as Sv1Phase, Refusal,
+    Reply, Session, Sv1Job,
 };
 use stratum_session::{MinerSession, Phase, ShareTally, UpstreamChannel};
 
@@ -271,6 +274,11 @@ pub(crate) struct Sv1Chan<M> {
     /// [`UpstreamChannel::remove`] still counts once, so that the splitter lists an emptied
     /// mapper for its GC. At most one entry per miner the channel held.
     taken_off: Vec<MinerId>,
+    /// Miners told to reconnect while shares of theirs were in flight: each is closed when
+    /// the last one is answered ([`Sv1Listener::on_result`]), or by the bound of
+    /// [`close_later`]; its close takes it out. At most one entry per miner the channel
+    /// held; empty but for the moments after an extranonce change.
+    draining: Vec<MinerId>,
     /// Solo: the worker names of the last block candidates sent to the node, by share
     /// sequence number (at most [`MAX_CANDIDATES`], the oldest dropped first; one the node
     /// takes is taken out by `on_block_found`, a refused one just ages out, so that the
@@ -334,6 +342,9 @@ impl<M: Clone> UpstreamChannel<M, Pending<M>> for Sv1Chan<M> {
     }
 
     fn remove(&mut self, id: MinerId, slot: Option<u16>, now: Instant) -> bool {
+        if !self.draining.is_empty() {
+            self.draining.retain(|&m| m != id);
+        }
         let mut removed = false;
         if let Some(i) = self.taken_off.iter().position(|&m| m == id) {
             self.taken_off.swap_remove(i);
@@ -462,6 +473,7 @@ impl Family for Sv1 {
             current: None,
             empty_since: Some(now()),
             taken_off: Vec::new(),
+            draining: Vec::new(),
             candidates: Vec::new(),
         }
     }
@@ -560,10 +572,59 @@ fn pool_message(message: &str) -> &str {
     stratum_session::cut_at_char_boundary(message, MAX_POOL_MESSAGE)
 }
 
+/// Whether a miner is closed after what it is told ([`write_all`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Close {
+    /// It stays.
+    Keep,
+    /// Closed at once (told to reconnect, nothing of its in flight).
+    Now,
+    /// Told to reconnect with shares in flight: closed once they are answered (listed in
+    /// [`Sv1Chan::draining`]), or by the bound of [`close_later`].
+    AfterAnswers,
+}
+
 /// What a miner is told and whether it is then closed.
-type Write<M> = (M, Vec<Output>, bool);
+type Write<M> = (M, Vec<Output>, Close);
+
+/// Why a miner told to reconnect is closed.
+const TOLD_TO_RECONNECT: &str = "upstream extranonce changed: told to reconnect";
 
 impl<M: Downstream<Sv1>> Mapper<Sv1, M> {
+    /// The miner of share `seq` in flight when it is told to reconnect and waits for its
+    /// answers ([`Sv1Chan::draining`]; nothing to look up while none waits).
+    fn draining_miner(&self, seq: u64) -> Option<M> {
+        let st = self.st();
+        let ch = &st.channel;
+        if ch.draining.is_empty() {
+            return None;
+        }
+        let p = ch.inner.as_ref()?.pending(seq)?;
+        ch.draining.contains(&p.miner.id()).then(|| p.miner.clone())
+    }
+
+    /// Closes `miner`, told to reconnect, once no share of its waits for an answer any
+    /// more (its last answer is written: called after it). The upstream client answers
+    /// one share at a time, so no answer of the miner's is on its way past this check.
+    fn close_if_answered(&self, miner: &M) {
+        let id = miner.id();
+        let answered = {
+            let mut st = self.st();
+            let ch = &mut st.channel;
+            let waits = ch
+                .inner
+                .as_ref()
+                .is_some_and(|c| c.pending_all().any(|p| p.miner.id() == id));
+            if !waits {
+                ch.draining.retain(|&m| m != id);
+            }
+            !waits
+        };
+        if answered {
+            miner.fail(TOLD_TO_RECONNECT);
+        }
+    }
+
     /// The channel's first layout: the waiting miners get their slots and subscribe
     /// answers (written by the caller, after the lock).
     fn admit_waiting(&self, ch: &mut Sv1Chan<M>, out: &mut Vec<Write<M>>) {
@@ -573,7 +634,7 @@ impl<M: Downstream<Sv1>> Mapper<Sv1, M> {
         for (id, m) in waiting {
             let Ok(a) = c.add(id, m.clone()) else {
                 ch.taken_off.push(id);
-                out.push((m, vec![Output::Reconnect], true));
+                out.push((m, vec![Output::Reconnect], Close::Now));
                 continue;
             };
             let slot = a.slot;
@@ -588,7 +649,7 @@ impl<M: Downstream<Sv1>> Mapper<Sv1, M> {
                 Some(s.inner.on_subscribed(&req, (), id, a))
             });
             match outs {
-                Some(outs) => out.push((m, outs, false)),
+                Some(outs) => out.push((m, outs, Close::Keep)),
                 // Closing (its route taken): it leaves now.
                 None => {
                     c.remove(id, slot, now);
@@ -601,17 +662,47 @@ impl<M: Downstream<Sv1>> Mapper<Sv1, M> {
 
 /// Writes what each miner is told after the mapper's lock is released: its lines, the
 /// current job when its session asks for it, then the close when it must reconnect.
-fn write_all<M: Downstream<Sv1>>(out: Vec<Write<M>>, job: Option<&Arc<Sv1JobInfo>>) {
+/// Returns the miners whose close waits for the answers of their shares in flight.
+fn write_all<M: Downstream<Sv1>>(out: Vec<Write<M>>, job: Option<&Arc<Sv1JobInfo>>) -> Vec<M> {
+    let mut later = Vec::new();
     for (m, outs, close) in out {
         write_outputs(&m, &outs);
         if let (Some(job), true) = (job, outs.contains(&Output::SendCurrentJob)) {
             let slot = m.with_session(|_, r| r.as_ref().and_then(|r| r.slot));
             Sv1::deliver(job, &m, slot, &());
         }
-        if close {
-            m.fail("upstream extranonce changed: told to reconnect");
+        match close {
+            Close::Keep => {}
+            Close::Now => {
+                m.fail(TOLD_TO_RECONNECT);
+            }
+            Close::AfterAnswers => later.push(m),
         }
     }
+    later
+}
+
+/// The bound on the wait of miners told to reconnect for their shares' answers
+/// ([`Close::AfterAnswers`]): each still open after `bound` (the pool reply timeout, after
+/// which the upstream client has answered every share anyway) is closed then. One timer
+/// for the lot, holding them until it fires; without a runtime (unit tests) they are
+/// closed at once.
+fn close_later<M: Downstream<Sv1>>(miners: Vec<M>, bound: Duration) {
+    if miners.is_empty() {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        for m in &miners {
+            m.fail(TOLD_TO_RECONNECT);
+        }
+        return;
+    };
+    runtime.spawn(async move {
+        tokio::time::sleep(bound).await;
+        for m in &miners {
+            m.fail("told to reconnect: its shares' answers did not come in time");
+        }
+    });
 }
 
 impl<M: Downstream<Sv1>> Sv1Listener for Mapper<Sv1, M> {
@@ -652,35 +743,53 @@ impl<M: Downstream<Sv1>> Sv1Listener for Mapper<Sv1, M> {
                         tracing::warn!(mapper = self.id, "upstream extranonce refused: {e}");
                         for (id, m) in std::mem::take(&mut ch.waiting) {
                             ch.take_off(id);
-                            out.push((m, vec![Output::Reconnect], true));
+                            out.push((m, vec![Output::Reconnect], Close::Now));
                         }
                     }
                 },
-                Some(c) => match c.on_set_extranonce(extranonce1, extranonce2_size) {
-                    Ok(change) => {
-                        for (id, m, new) in change.miners {
-                            if new.is_none() {
-                                ch.taken_off.push(id);
+                Some(c) => {
+                    // The miners with shares in flight: told to reconnect, they wait for
+                    // the answers (one pass over the shares, not one per miner).
+                    let in_flight: HashSet<MinerId> =
+                        c.pending_all().map(|p| p.miner.id()).collect();
+                    let mut told = |id: MinerId, m: M, new: Option<NewExtranonce>| {
+                        let o = m.with_session(|s, _| s.inner.on_extranonce_change(new))?;
+                        let close = if o != Output::Reconnect {
+                            Close::Keep
+                        } else if in_flight.contains(&id) {
+                            ch.draining.push(id);
+                            Close::AfterAnswers
+                        } else {
+                            Close::Now
+                        };
+                        Some((m, vec![o], close))
+                    };
+                    match c.on_set_extranonce(extranonce1, extranonce2_size) {
+                        Ok(change) => {
+                            for (id, m, new) in change.miners {
+                                if new.is_none() {
+                                    ch.taken_off.push(id);
+                                }
+                                // `None`: not subscribed yet, its subscribe answer tells it.
+                                out.extend(told(id, m, new));
                             }
-                            let o = m.with_session(|s, _| s.inner.on_extranonce_change(new));
-                            // Not subscribed yet: its subscribe answer tells it.
-                            let Some(o) = o else { continue };
-                            let close = o == Output::Reconnect;
-                            out.push((m, vec![o], close));
                         }
-                        ch.note_empty(now());
-                    }
-                    Err(e) => {
-                        tracing::warn!(mapper = self.id, "upstream extranonce refused: {e}");
-                        for (_, _, m) in c.miners() {
-                            out.push((m.clone(), vec![Output::Reconnect], true));
+                        Err(e) => {
+                            tracing::warn!(mapper = self.id, "upstream extranonce refused: {e}");
+                            let miners: Vec<(MinerId, M)> =
+                                c.miners().map(|(id, _, m)| (id, m.clone())).collect();
+                            for (id, m) in miners {
+                                out.extend(told(id, m, None));
+                            }
                         }
                     }
-                },
+                    ch.note_empty(now());
+                }
             }
             st.channel.current.clone()
         };
-        write_all(out, job.as_ref());
+        let later = write_all(out, job.as_ref());
+        close_later(later, Duration::from_secs(self.config().pool_reply_timeout));
     }
 
     /// Also answers the `mining.configure`s that wait for the mask (miners routed before
@@ -706,7 +815,10 @@ impl<M: Downstream<Sv1>> Sv1Listener for Mapper<Sv1, M> {
         }
     }
 
+    /// The answer is written to its miner; a miner told to reconnect is closed after the
+    /// answer of its last share in flight.
     fn on_result(&self, seq: u64, result: Result<(), Sv1ShareError>) {
+        let draining = self.draining_miner(seq);
         match result {
             Ok(()) => self.on_verdict(seq, Verdict::Accepted),
             Err(Sv1ShareError::Refused { code, message }) => self.on_verdict(
@@ -725,6 +837,9 @@ impl<M: Downstream<Sv1>> Sv1Listener for Mapper<Sv1, M> {
                     miner_fault: false,
                 },
             ),
+        }
+        if let Some(m) = draining {
+            self.close_if_answered(&m);
         }
     }
 
@@ -840,7 +955,12 @@ fn handle_subscribe(
                     (None, Some(_)) => vec![Output::Reconnect],
                 }
             };
-            let close = outs.first() == Some(&Output::Reconnect);
+            // Nothing of a miner not subscribed yet is in flight.
+            let close = if outs.first() == Some(&Output::Reconnect) {
+                Close::Now
+            } else {
+                Close::Keep
+            };
             let job = route.mapper.st().channel.current.clone();
             write_all(vec![(miner.clone(), outs, close)], job.as_ref());
         }

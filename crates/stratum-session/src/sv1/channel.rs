@@ -728,6 +728,19 @@ impl<M, J: Sv1Job, P> Channel<M, J, P> {
         self.pending.len()
     }
 
+    /// What was kept for share `seq` ([`Channel::add_pending`]) while it waits for its
+    /// answer; `None` once answered or expired.
+    pub fn pending(&self, seq: u64) -> Option<&P> {
+        self.pending.get(&seq).map(|p| &p.payload)
+    }
+
+    /// What was kept for every share waiting for its answer (no order): the driver finds
+    /// there the miners that still await an answer (a miner told to reconnect is closed
+    /// only after its last one).
+    pub fn pending_all(&self) -> impl Iterator<Item = &P> + '_ {
+        self.pending.values().map(|p| &p.payload)
+    }
+
     /// True when the channel has had no miner for `keep` or longer at `now`.
     pub fn idle_for(&self, keep: Duration, now: Instant) -> bool {
         self.empty_since

@@ -802,11 +802,15 @@ impl<R> Session<R> {
     ///
     /// # Errors
     /// [`Refusal::NotSubscribed`] before subscribing, [`Refusal::Unauthorized`] for a
-    /// worker this connection did not authorize (or a closing session).
+    /// worker this connection did not authorize, [`Refusal::JobNotFound`] once the session
+    /// is closing: a miner told to reconnect (its upstream's extranonce changed under it,
+    /// [`Session::on_extranonce_change`]) mines on a coinbase no upstream job has any more,
+    /// and is answered stale while it waits for the answers of its shares in flight.
     pub fn submit<'a>(&self, miner: MinerId, submit: &'a Submit) -> Result<ShareIn<'a>, Refusal> {
         match self.phase() {
             Phase::Connected => return Err(Refusal::NotSubscribed),
-            Phase::Subscribed | Phase::Closing => return Err(Refusal::Unauthorized),
+            Phase::Subscribed => return Err(Refusal::Unauthorized),
+            Phase::Closing => return Err(Refusal::JobNotFound),
             Phase::Authorized => {}
         }
         if !self.has_worker(&submit.worker) {

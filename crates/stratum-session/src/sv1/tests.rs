@@ -832,6 +832,12 @@ fn every_forwarded_share_gets_one_verdict_including_on_session_end() {
         None,
         "a late answer finds nothing"
     );
+    // What waits is there to look at, until it is answered.
+    assert_eq!(ch.pending(seqs[2]), Some(&(seqs[2] * 10)));
+    assert_eq!(ch.pending(seqs[0]), None, "answered");
+    let mut waiting: Vec<u64> = ch.pending_all().copied().collect();
+    waiting.sort_unstable();
+    assert_eq!(waiting, vec![seqs[2] * 10, seqs[3] * 10]);
     // The connection ends: the rest answered here, and nothing after.
     let mut ended = ch.on_session_end();
     ended.sort_unstable();
@@ -885,6 +891,12 @@ fn an_upstream_extranonce_change_moves_or_updates_the_miners() {
     }
     assert_eq!(e1(&ch, &subscribed), [0xb2, 0, 0, 0x02, 0, 0]);
     assert_eq!(plain.phase(), Phase::Closing);
+    // Told to reconnect, it waits for the answers of its shares in flight: a share it
+    // sends meanwhile is stale (21), never checked nor forwarded.
+    assert_eq!(
+        plain.submit(2, &submit("1", vec![0; 6], NTIME, None)).err(),
+        Some(Refusal::JobNotFound)
+    );
     assert!(ch.remove(2, plain.slot(), t0));
     // Shares on the new job hash with the new extranonce1.
     send_job(&mut ch, &mut subscribed, notify("2", true, HARD_NBITS));
