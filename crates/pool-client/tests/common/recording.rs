@@ -106,6 +106,17 @@ impl<S: Reports> Recording<S> {
         })
         .await
     }
+
+    /// Waits until the upstream is logged in to pool `index`.
+    pub async fn active_on(&self, index: usize) {
+        self.wait_for(&format!("Active on pool {index}"), |s| {
+            s.states()
+                .iter()
+                .any(|(st, p)| *st == UpstreamState::Active && *p == Some(index))
+                .then_some(())
+        })
+        .await;
+    }
 }
 
 /// Runs a test body under [`TEST_TIMEOUT`].

@@ -56,20 +56,6 @@ impl Reports for Seen {
 /// An [`Sv1Listener`] that records everything and wakes waiters.
 pub type Recorder = Recording<Seen>;
 
-impl Recorder {
-    /// Waits until the upstream is logged in to pool `index`; the number of `Active`
-    /// reports on it so far.
-    pub async fn active_on(&self, index: usize) {
-        self.wait_for(&format!("Active on pool {index}"), |s| {
-            s.states
-                .iter()
-                .any(|(st, p)| *st == UpstreamState::Active && *p == Some(index))
-                .then_some(())
-        })
-        .await;
-    }
-}
-
 impl Sv1Listener for Recorder {
     fn on_job(&self, job: Notify, session: u64) {
         self.record(|s| s.jobs.push((job, session)));
