@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use pool_client::{FailoverOptions, PoolConfig, PoolList, ShareError, UpstreamState};
 use test_support::miner::result_for_difficulty;
-use test_support::mock_pool::{make_job, MockPool, Reply};
+use test_support::mock_pool::{bad_job_lines, make_job, MockPool, Reply};
 use tokio::time::Instant;
 
 mod common;
@@ -188,17 +188,9 @@ async fn bad_jobs_are_never_reported() {
         let h = Harness::spawn(vec![entry(&a)], options());
         h.recorder.job(0).await;
         let good = make_job(2, 500);
-        let bad = |f: fn(&mut stratum_proto::Job)| {
-            let mut j = good.clone();
-            f(&mut j);
-            serde_json::json!({"jsonrpc": "2.0", "method": "job", "params": j}).to_string()
-        };
-        a.push_raw(&bad(|j| j.blob = "zz".repeat(76)));
-        a.push_raw(&bad(|j| j.blob.truncate(84)));
-        a.push_raw(&bad(|j| j.target = "00000000".into()));
-        a.push_raw(&bad(|j| j.job_id.clear()));
-        a.push_raw(&bad(|j| j.job_id = "x".repeat(4096)));
-        a.push_raw("not json at all");
+        for line in bad_job_lines(&good) {
+            a.push_raw(&line);
+        }
         a.push_job(good.clone());
         assert_eq!(h.recorder.job(1).await, (good, 1));
         assert_eq!(h.recorder.seen().jobs.len(), 2, "only the good job");
