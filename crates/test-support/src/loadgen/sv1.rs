@@ -41,7 +41,7 @@ use stratum_proto::sv1::{
     Submit, Subscribe, SubscribeResult, VersionRollingRequest, VersionRollingResult,
 };
 use stratum_proto::{Id, LineCodec};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::codec::Decoder;
@@ -483,57 +483,15 @@ pub(super) fn push_job(ctx: &Ctx, j: u64) -> std::time::Instant {
 
 /// One proxy connection to the SV1 pool.
 pub(super) async fn pool_conn(ctx: Arc<Ctx>, stream: TcpStream, index: u64) {
-    let (tx, mut rx) = mpsc::channel::<Bytes>(64);
-    let mut tx = Some(tx);
     let config = pool_config(ctx.opts.sv1_pool_difficulty);
     let mut conn = PoolConn::new(usize::try_from(index).unwrap_or(usize::MAX), &config);
-    let (mut r, mut w) = stream.into_split();
-    let mut buf = BytesMut::with_capacity(8192);
-    let mut codec = LineCodec::default();
-    let mut out: Vec<u8> = Vec::with_capacity(8192);
-    let mut later: Vec<u8> = Vec::new();
-    loop {
-        tokio::select! {
-            () = ctx.stop.cancelled() => break,
-            Some(line) = rx.recv() => {
-                if w.write_all(&line).await.is_err() {
-                    break;
-                }
-            }
-            n = r.read_buf(&mut buf) => {
-                if !matches!(n, Ok(1..)) {
-                    break;
-                }
-                loop {
-                    match codec.decode(&mut buf) {
-                        Ok(Some(line)) => pool_line(&ctx, &mut conn, &config, &line, &mut tx, &mut out, &mut later),
-                        Ok(None) => break,
-                        Err(_) => return,
-                    }
-                }
-                if !out.is_empty() {
-                    if w.write_all(&out).await.is_err() {
-                        break;
-                    }
-                    out.clear();
-                }
-                if !later.is_empty() {
-                    // The difficulty and job after an authorize answer come apart from it,
-                    // as from a real pool: ckpool 0.9 in proxy mode does not read lines that
-                    // arrive in the same read as the answer until more bytes come.
-                    tokio::time::sleep(AFTER_AUTHORIZE).await;
-                    if w.write_all(&later).await.is_err() {
-                        break;
-                    }
-                    later.clear();
-                }
-            }
-        }
-    }
-    if !ctx.stop.is_cancelled() {
-        ctx.pool_closed
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-    }
+    // The difficulty and job after an authorize answer come apart from it, as from a real
+    // pool: ckpool 0.9 in proxy mode does not read lines that arrive in the same read as the
+    // answer until more bytes come.
+    super::serve_pool_conn(&ctx, stream, AFTER_AUTHORIZE, |line, tx, out, later| {
+        pool_line(&ctx, &mut conn, &config, line, tx, out, later);
+    })
+    .await;
 }
 
 /// Answers one line the proxy sent to the pool, into `out`; counts the submits by share
