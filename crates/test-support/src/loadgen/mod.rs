@@ -686,7 +686,14 @@ fn push_job(ctx: &Ctx, job: Job) -> Instant {
     let mut pool = lock(&ctx.pool);
     pool.job = job;
     let t0 = Instant::now();
-    pool.conns.retain(|tx| match tx.try_send(line.clone()) {
+    send_job(&mut pool.conns, &line);
+    t0
+}
+
+/// Sends a job `line` to every pool connection in `conns`, dropping the closed ones; one
+/// whose queue is full misses this job (logged).
+fn send_job(conns: &mut Vec<mpsc::Sender<Bytes>>, line: &Bytes) {
+    conns.retain(|tx| match tx.try_send(line.clone()) {
         Ok(()) => true,
         Err(mpsc::error::TrySendError::Full(_)) => {
             tracing::warn!("pool connection not reading; job not sent to it");
@@ -694,7 +701,6 @@ fn push_job(ctx: &Ctx, job: Job) -> Instant {
         }
         Err(mpsc::error::TrySendError::Closed(_)) => false,
     });
-    t0
 }
 
 async fn pool_accept(ctx: Arc<Ctx>, listener: TcpListener) {

@@ -470,14 +470,7 @@ pub(super) fn push_job(ctx: &Ctx, j: u64) -> std::time::Instant {
     let mut pool = lock(&ctx.pool);
     pool.sv1_jobs = vec![job];
     let t0 = std::time::Instant::now();
-    pool.conns.retain(|tx| match tx.try_send(line.clone()) {
-        Ok(()) => true,
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            tracing::warn!("pool connection not reading; job not sent to it");
-            true
-        }
-        Err(mpsc::error::TrySendError::Closed(_)) => false,
-    });
+    super::send_job(&mut pool.conns, &line);
     t0
 }
 
