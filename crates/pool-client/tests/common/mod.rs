@@ -11,6 +11,8 @@ use pool_client::{
     UpstreamState,
 };
 use stratum_proto::Job;
+use test_support::miner::result_for_difficulty;
+use test_support::mock_pool::MockPool;
 use tokio_util::sync::CancellationToken;
 
 mod recording;
@@ -166,4 +168,28 @@ impl Harness {
         self.recorder.state(UpstreamState::Stopped).await;
         assert_eq!(self.upstream.state(), UpstreamState::Stopped);
     }
+}
+
+/// A plain entry for `pool`, no user.
+pub fn plain_entry(pool: &MockPool) -> PoolConfig {
+    PoolConfig {
+        url: pool.addr().to_string(),
+        ..PoolConfig::default()
+    }
+}
+
+/// Checks that the upstream of `h` logged in to its first entry, `pool` (user `WALLET`,
+/// its job `job000001`).
+pub async fn logged_in_to_first(h: &Harness, pool: &MockPool) {
+    assert_eq!(h.recorder.job(0).await.0.job_id, "job000001");
+    assert_eq!(h.recorder.state(UpstreamState::Active).await, Some(0));
+    assert_eq!(pool.received("login")[0].params["login"], "WALLET");
+}
+
+/// Submits the first share of `job_id` (nonce `01020304`, meeting difficulty 500) and checks
+/// that `pool` got it and that its OK came back.
+pub async fn first_share_goes_through(h: &mut Harness, pool: &MockPool, job_id: &str) {
+    let seq = h.submit(job_id, "01020304", &result_for_difficulty(500));
+    assert_eq!(h.recorder.result(seq).await, Ok(()));
+    assert_eq!(pool.received("submit")[0].params["nonce"], "01020304");
 }
