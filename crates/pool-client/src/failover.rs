@@ -1,4 +1,5 @@
-//! The failover loop of RFC §10.2, and the make-before-break switch of a config reload.
+//! The failover loop of RFC §10.2 ([`walk`], one for every family: CryptoNote's [`Failover`]
+//! here, SV1's in `sv1.rs`), and the make-before-break switch of a CryptoNote config reload.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,8 +11,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    daemon, stratum, Command, PoolSet, SessionCtx, SessionEnd, ShareError, UpstreamListener,
-    UpstreamState,
+    daemon, stratum, Command, PoolConfig, PoolSet, SessionCtx, SessionEnd, ShareError,
+    UpstreamListener, UpstreamState,
 };
 
 pub(crate) struct Failover {
@@ -22,12 +23,10 @@ pub(crate) struct Failover {
     pub(crate) direct: Arc<crate::direct::Direct>,
     pub(crate) state: Arc<AtomicU8>,
     pub(crate) session: u64,
-    /// A new pool list's session, logged in before the old one closed.
-    pub(crate) ready: Option<Box<Ready>>,
 }
 
 /// Indexes of the enabled entries, in list order.
-fn enabled(set: &PoolSet) -> Vec<usize> {
+pub(crate) fn enabled(set: &PoolSet) -> Vec<usize> {
     (0..set.pools.len())
         .filter(|i| set.pools[*i].enabled)
         .collect()
@@ -56,19 +55,31 @@ pub(crate) fn touches(old: &PoolSet, new: &PoolSet, index: usize) -> bool {
 }
 
 /// A login to a new pool list under way (see [`preconnect`]).
-type Preconnecting = Pin<Box<dyn Future<Output = Option<Box<Ready>>> + Send>>;
+type Preconnecting = Pin<Box<dyn Future<Output = Option<Box<Ready<stratum::Connected>>>> + Send>>;
 
-/// A session of a new pool list, logged in while the old one still served (a reload).
-pub(crate) struct Ready {
-    set: Arc<PoolSet>,
-    index: usize,
-    connected: stratum::Connected,
+/// A session of a new pool list, logged in while the old one still served (a reload):
+/// `connected` is the family's logged-in session at entry `index` of `set`.
+pub(crate) struct Ready<C> {
+    pub(crate) set: Arc<PoolSet>,
+    pub(crate) index: usize,
+    pub(crate) connected: C,
+}
+
+impl<C> std::fmt::Debug for Ready<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ready")
+            .field("pool", &self.set.pools[self.index].url)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Logs in to the first enabled pool of `set` that answers, one attempt each in list order,
 /// while the old session keeps serving. `None` when none did, or when the walk reaches a
 /// daemon entry (daemons are not logged in ahead: the failover loop takes over).
-async fn preconnect(set: Arc<PoolSet>, cancel: CancellationToken) -> Option<Box<Ready>> {
+async fn preconnect(
+    set: Arc<PoolSet>,
+    cancel: CancellationToken,
+) -> Option<Box<Ready<stratum::Connected>>> {
     for index in enabled(&set) {
         let pool = &set.pools[index];
         if pool.daemon {
@@ -97,20 +108,244 @@ impl SessionEnd {
         match self {
             Self::NeverConnected(why) | Self::Ended(why) | Self::Dropped(why) => why.clone(),
             Self::Handover(_) => "handed over".into(),
-            Self::Replaced => "replaced by the new pool list".into(),
             Self::Cancelled => "cancelled".into(),
         }
     }
 }
 
-impl Failover {
+/// How one attempt at a pool list entry ended, as the walk of [`walk`] sees it (each
+/// family's sessions report in these terms).
+pub(crate) enum Outcome<C> {
+    /// Could not connect or log in; the reason for the log.
+    NeverConnected(String),
+    /// Was logged in, then the connection ended; the reason for the log.
+    Ended(String),
+    /// Was logged in, then dropped for misbehaving (silent): a failed attempt at that entry,
+    /// so the walk goes on with the next attempt or entry; the reason for the log.
+    Dropped(String),
+    /// The pool asked for `client.reconnect` (SV1): connect to `url` after `wait`.
+    Reconnect {
+        /// `host:port` to go to.
+        url: String,
+        /// How long to wait first.
+        wait: Duration,
+    },
+    /// The pool list changed and its session is logged in (make-before-break): the old
+    /// session is draining in a task of its own; serve this one next.
+    Replaced(Box<Ready<C>>),
+    /// The proxy is stopping.
+    Cancelled,
+}
+
+// By hand: a derive would ask the session type for `Debug` too, and [`Ready`] shows only
+// its pool.
+impl<C> std::fmt::Debug for Outcome<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NeverConnected(why) => f.debug_tuple("NeverConnected").field(why).finish(),
+            Self::Ended(why) => f.debug_tuple("Ended").field(why).finish(),
+            Self::Dropped(why) => f.debug_tuple("Dropped").field(why).finish(),
+            Self::Reconnect { url, wait } => f
+                .debug_struct("Reconnect")
+                .field("url", url)
+                .field("wait", wait)
+                .finish(),
+            Self::Replaced(ready) => f.debug_tuple("Replaced").field(ready).finish(),
+            Self::Cancelled => f.write_str("Cancelled"),
+        }
+    }
+}
+
+/// One family's upstream task (CryptoNote's [`Failover`], SV1's), as [`walk`] drives it:
+/// the sessions, the queue of submits and the state are the family's; the walk over the
+/// pool list is common.
+pub(crate) trait Family: Send {
+    /// A session of a new pool list logged in ahead (make-before-break), to serve next.
+    type Connected: Send;
+    /// What the log calls an entry: `every {POOL} failed`, `no enabled pool in the {POOL}
+    /// list`.
+    const POOL: &'static str;
+    /// The pool list the task follows.
+    fn pools(&mut self) -> &mut watch::Receiver<Arc<PoolSet>>;
+    /// Cancelled when the proxy stops.
+    fn cancel(&self) -> &CancellationToken;
+    /// Records and reports a state other than `Active` (no pool index).
+    fn set_state(&self, state: UpstreamState);
+    /// Waits `pause` while answering every submit that arrives with `NotConnected`. False
+    /// when cancelled.
+    fn pause(&mut self, pause: Duration) -> impl Future<Output = bool> + Send;
+    /// One attempt at `pool` (entry `index` of `set`, or where a `client.reconnect` sent
+    /// that entry), or the session already logged in there (`connected`), run until it
+    /// ends. No share of it is left unanswered when it returns.
+    fn attempt(
+        &mut self,
+        set: &PoolSet,
+        pool: &PoolConfig,
+        index: usize,
+        connected: Option<Self::Connected>,
+    ) -> impl Future<Output = Outcome<Self::Connected>> + Send;
+    /// Stops taking submits and answers every one still queued `Disconnected`.
+    fn close(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// The failover loop of RFC §10.2, for every family: the first enabled entry first,
+/// `retries` attempts per entry with `retry-pause` between them, then the next entry; after
+/// a session that was logged in ends, start again from the primary (after a short breath);
+/// when every entry failed, state `Error` and `retry-pause`, then again. A session of a new
+/// list logged in ahead is served next; a `client.reconnect` sends the next attempt to the
+/// same entry at the new address. Runs until cancelled, then answers what is queued and
+/// reports `Stopped`.
+pub(crate) async fn walk<F: Family>(mut f: F) {
+    let mut ready: Option<Box<Ready<F::Connected>>> = None;
+    // Where a `client.reconnect` sends the next attempt (boxed: rare, and a whole entry
+    // inline would grow every task's future by its size).
+    let mut redirect: Option<Box<(PoolConfig, usize)>> = None;
+    'list: while !f.cancel().is_cancelled() {
+        if let Some(next) = ready.take() {
+            let Ready {
+                set,
+                index,
+                connected,
+            } = *next;
+            // The new list's session, logged in before the old one closed.
+            let pool = &set.pools[index];
+            match f.attempt(&set, pool, index, Some(connected)).await {
+                Outcome::Cancelled => break 'list,
+                Outcome::Replaced(next) => ready = Some(next),
+                Outcome::Reconnect { url, wait } => {
+                    redirect = Some(redirected(pool, index, url));
+                    f.set_state(UpstreamState::Connecting);
+                    if !f.pause(wait).await {
+                        break 'list;
+                    }
+                }
+                Outcome::NeverConnected(why) | Outcome::Ended(why) | Outcome::Dropped(why) => {
+                    tracing::warn!(pool = %pool.url, "pool connection ended: {why}");
+                    f.set_state(UpstreamState::Connecting);
+                    if !f.pause(Duration::from_millis(100)).await {
+                        break 'list;
+                    }
+                }
+            }
+            continue 'list;
+        }
+        let set = f.pools().borrow_and_update().clone();
+        if let Some(to) = redirect.take() {
+            // Kept in its box across the attempt.
+            let (pool, index) = (&to.0, to.1);
+            f.set_state(UpstreamState::Connecting);
+            match f.attempt(&set, pool, index, None).await {
+                Outcome::Cancelled => break 'list,
+                Outcome::Replaced(next) => {
+                    ready = Some(next);
+                    continue 'list;
+                }
+                Outcome::Reconnect { url, wait } => {
+                    redirect = Some(redirected(pool, index, url));
+                    if !f.pause(wait).await {
+                        break 'list;
+                    }
+                    continue 'list;
+                }
+                end => tracing::warn!(pool = %pool.url, "redirected connection: {end:?}"),
+            }
+        }
+        let attempts = set.options.retries.max(1);
+        let order = enabled(&set);
+        f.set_state(UpstreamState::Connecting);
+        for &index in &order {
+            let pool = &set.pools[index];
+            for attempt in 0..attempts {
+                if attempt > 0 && !f.pause(set.options.retry_pause).await {
+                    break 'list;
+                }
+                match f.attempt(&set, pool, index, None).await {
+                    Outcome::Cancelled => break 'list,
+                    Outcome::Replaced(next) => {
+                        ready = Some(next);
+                        continue 'list;
+                    }
+                    Outcome::NeverConnected(why) => {
+                        tracing::warn!(pool = %pool.url, attempt = attempt + 1, "connect failed: {why}");
+                    }
+                    Outcome::Dropped(why) => {
+                        // A failed attempt: on to the next one (or the next pool).
+                        tracing::warn!(pool = %pool.url, attempt = attempt + 1, "pool dropped: {why}");
+                        f.set_state(UpstreamState::Connecting);
+                    }
+                    Outcome::Reconnect { url, wait } => {
+                        redirect = Some(redirected(pool, index, url));
+                        f.set_state(UpstreamState::Connecting);
+                        if !f.pause(wait).await {
+                            break 'list;
+                        }
+                        continue 'list;
+                    }
+                    Outcome::Ended(why) => {
+                        tracing::warn!(pool = %pool.url, "pool connection ended: {why}");
+                        // Start again from the primary, after a short breath so a pool
+                        // that drops every login does not make us spin.
+                        f.set_state(UpstreamState::Connecting);
+                        if !f.pause(Duration::from_millis(100)).await {
+                            break 'list;
+                        }
+                        continue 'list;
+                    }
+                }
+                if f.pools().has_changed().unwrap_or(false) {
+                    // A new list while failing: walk the new one from its primary.
+                    continue 'list;
+                }
+            }
+        }
+        f.set_state(UpstreamState::Error);
+        if order.is_empty() {
+            tracing::error!("no enabled pool in the {} list", F::POOL);
+        } else {
+            tracing::error!(
+                "every {} failed; retrying in {:?}",
+                F::POOL,
+                set.options.retry_pause
+            );
+        }
+        if !f.pause(set.options.retry_pause).await {
+            break;
+        }
+    }
+    f.close().await;
+    f.set_state(UpstreamState::Stopped);
+}
+
+/// The entry a `client.reconnect` to `url` leads to: `pool` (at `index` of the list) with
+/// its url replaced.
+fn redirected(pool: &PoolConfig, index: usize, url: String) -> Box<(PoolConfig, usize)> {
+    tracing::info!(from = %pool.url, to = %url, "pool asked to reconnect");
+    Box::new((
+        PoolConfig {
+            url,
+            ..pool.clone()
+        },
+        index,
+    ))
+}
+
+impl Family for Failover {
+    type Connected = stratum::Connected;
+    const POOL: &'static str = "pool";
+
+    fn pools(&mut self) -> &mut watch::Receiver<Arc<PoolSet>> {
+        &mut self.pools
+    }
+
+    fn cancel(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
     fn set_state(&self, state: UpstreamState) {
         self.state.store(state as u8, Ordering::Relaxed);
         self.listener.on_state(state, None);
     }
 
-    /// Waits `pause` while answering every submit that arrives with `NotConnected`.
-    /// Returns false when cancelled.
     async fn pause(&mut self, pause: Duration) -> bool {
         let listener = &self.listener;
         self.cmds
@@ -120,24 +355,24 @@ impl Failover {
             .await
     }
 
-    /// One connection attempt at `set.pools[index]` (or a session already logged in there,
-    /// `connected`), run until it ends.
+    /// One connection attempt at `pool` (`set.pools[index]`; or a session already logged in
+    /// there, `connected`), run until it ends.
     ///
     /// A pool-list change that [`touches`] this pool is made before it breaks: the new list
     /// is logged in to ([`preconnect`]) while this session serves on; then this session
     /// hands over, its connection is drained by a task of its own ([`stratum::drain`]: the
     /// shares in flight get this pool's answers) and the attempt returns `Replaced` with the
-    /// new session in `self.ready`. When no pool of the new list can be logged in to, this
-    /// session is drained and closed all the same and the attempt returns `Ended`: the loop
-    /// walks the new list with its retries and pauses. A daemon session is not drained: it
-    /// is closed at once (a submit in its hands is answered `Connection to pool lost`).
+    /// new session. When no pool of the new list can be logged in to, this session is
+    /// drained and closed all the same and the attempt returns `Ended`: the loop walks the
+    /// new list with its retries and pauses. A daemon session is not drained: it is closed
+    /// at once (a submit in its hands is answered `Connection to pool lost`).
     async fn attempt(
         &mut self,
         set: &PoolSet,
+        pool: &PoolConfig,
         index: usize,
         connected: Option<stratum::Connected>,
-    ) -> SessionEnd {
-        let pool = &set.pools[index];
+    ) -> Outcome<stratum::Connected> {
         let session_cancel = self.cancel.child_token();
         let handover = CancellationToken::new();
         let daemon = pool.daemon;
@@ -210,12 +445,15 @@ impl Failover {
                     set.options.reply_timeout,
                     self.cancel.child_token(),
                 ));
-                SessionEnd::Ended("pool list changed".into())
+                Outcome::Ended("pool list changed".into())
             }
             SessionEnd::Cancelled if replaced && !self.cancel.is_cancelled() => {
-                SessionEnd::Ended("pool list changed".into())
+                Outcome::Ended("pool list changed".into())
             }
-            other => other,
+            SessionEnd::Cancelled => Outcome::Cancelled,
+            SessionEnd::NeverConnected(why) => Outcome::NeverConnected(why),
+            SessionEnd::Ended(why) => Outcome::Ended(why),
+            SessionEnd::Dropped(why) => Outcome::Dropped(why),
         };
         // Shares queued for the session that ended are answered now, never replayed into
         // the next one.
@@ -228,94 +466,16 @@ impl Failover {
             self.listener.on_result(seq, Err(why.clone()));
         }
         match ready {
-            Some(r) if !self.cancel.is_cancelled() => {
-                self.ready = Some(r);
-                SessionEnd::Replaced
-            }
+            Some(r) if !self.cancel.is_cancelled() => Outcome::Replaced(r),
             _ => end,
         }
     }
 
-    pub(crate) async fn run(mut self) {
-        'list: while !self.cancel.is_cancelled() {
-            if let Some(ready) = self.ready.take() {
-                let Ready {
-                    set,
-                    index,
-                    connected,
-                } = *ready;
-                // The new list's session, logged in before the old one closed.
-                match self.attempt(&set, index, Some(connected)).await {
-                    SessionEnd::Cancelled => break 'list,
-                    SessionEnd::Replaced => continue 'list,
-                    end => {
-                        tracing::warn!(pool = %set.pools[index].url, "pool connection ended: {}", end.reason());
-                        self.set_state(UpstreamState::Connecting);
-                        if !self.pause(Duration::from_millis(100)).await {
-                            break 'list;
-                        }
-                        continue 'list;
-                    }
-                }
-            }
-            let set = self.pools.borrow_and_update().clone();
-            let attempts = set.options.retries.max(1);
-            let order = enabled(&set);
-            self.set_state(UpstreamState::Connecting);
-            for &index in &order {
-                for attempt in 0..attempts {
-                    if attempt > 0 && !self.pause(set.options.retry_pause).await {
-                        break 'list;
-                    }
-                    match self.attempt(&set, index, None).await {
-                        SessionEnd::Cancelled => break 'list,
-                        SessionEnd::Replaced => continue 'list,
-                        SessionEnd::NeverConnected(why) => {
-                            let url = &set.pools[index].url;
-                            tracing::warn!(pool = %url, attempt = attempt + 1, "connect failed: {why}");
-                        }
-                        SessionEnd::Dropped(why) => {
-                            // A failed attempt: on to the next one (or the next pool).
-                            let url = &set.pools[index].url;
-                            tracing::warn!(pool = %url, attempt = attempt + 1, "pool dropped: {why}");
-                            self.set_state(UpstreamState::Connecting);
-                        }
-                        end => {
-                            let url = &set.pools[index].url;
-                            tracing::warn!(pool = %url, "pool connection ended: {}", end.reason());
-                            // Start again from the primary, after a short breath so a pool
-                            // that drops every login does not make us spin.
-                            self.set_state(UpstreamState::Connecting);
-                            if !self.pause(Duration::from_millis(100)).await {
-                                break 'list;
-                            }
-                            continue 'list;
-                        }
-                    }
-                    if self.pools.has_changed().unwrap_or(false) {
-                        // A new list while failing: walk the new one from its primary.
-                        continue 'list;
-                    }
-                }
-            }
-            self.set_state(UpstreamState::Error);
-            if order.is_empty() {
-                tracing::error!("no enabled pool in the pool list");
-            } else {
-                tracing::error!(
-                    "every pool failed; retrying in {:?}",
-                    set.options.retry_pause
-                );
-            }
-            if !self.pause(set.options.retry_pause).await {
-                break;
-            }
-        }
+    async fn close(&mut self) {
         self.cmds.close();
         while let Some(Command::Submit { seq, .. }) = self.cmds.recv().await {
             self.listener.on_result(seq, Err(ShareError::Disconnected));
         }
-        self.set_state(UpstreamState::Stopped);
     }
 }
 

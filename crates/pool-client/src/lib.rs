@@ -480,9 +480,8 @@ impl Upstream {
             direct: direct.clone(),
             state: state.clone(),
             session: 0,
-            ready: None,
         };
-        tokio::spawn(task.run());
+        tokio::spawn(failover::walk(task));
         Self {
             cmds: tx,
             direct,
@@ -556,8 +555,6 @@ pub(crate) enum SessionEnd {
     Dropped(String),
     /// Told to hand over (a reload): the connection, to drain.
     Handover(Box<stratum::Draining>),
-    /// Replaced by a session of the new pool list, logged in before this one closed.
-    Replaced,
     /// The proxy is stopping.
     Cancelled,
 }
@@ -665,11 +662,10 @@ mod size_budget {
             direct: Arc::new(direct::Direct::default()),
             state: Arc::new(AtomicU8::new(0)),
             session: 0,
-            ready: None,
         };
         // 6,296 bytes while the daemon session (3.4 KB) and the connect future (1.9 KB)
         // were held inline; the sessions are boxed now.
-        let size = std::mem::size_of_val(&task.run());
+        let size = std::mem::size_of_val(&failover::walk(task));
         assert!(size <= 1_600, "the upstream task's future is {size} bytes");
     }
 

@@ -6,8 +6,8 @@
 //! An [`Sv1Upstream`] owns a task that walks the ordered pool list as the CryptoNote
 //! [`Upstream`](crate::Upstream) does (go-proxy RFC §10.2): the first enabled entry first,
 //! `retries` attempts per entry with `retry-pause` between them, then the next entry; after a
-//! session that was logged in ends, start again from the primary. The loop is this module's
-//! own (a small copy of `failover.rs`'s walk), with the same make-before-break reload: a
+//! session that was logged in ends, start again from the primary. The walk is the same code
+//! (`failover.rs`'s, generic over the family), with the same make-before-break reload: a
 //! changed pool list that touches the pool in use is logged in to while the old session
 //! serves on; then the old session takes no more shares, answers those in flight with its
 //! pool's verdicts (or a timeout after the reply timeout) and closes, and the new session
@@ -57,6 +57,7 @@ use stratum_proto::sv1::Notify;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::failover::{self, Family, Outcome};
 use crate::{queue, FailoverOptions, PoolConfig, PoolList, PoolSet, ShareError, UpstreamState};
 
 mod client;
@@ -259,9 +260,8 @@ impl Sv1Upstream {
             live: live.clone(),
             state: state.clone(),
             session: 0,
-            ready: None,
         };
-        tokio::spawn(task.run());
+        tokio::spawn(failover::walk(task));
         Self {
             cmds: tx,
             live,
@@ -310,30 +310,10 @@ impl Sv1Upstream {
     }
 }
 
-/// How one attempt at an entry ended.
-#[derive(Debug)]
-enum End {
-    /// Could not connect or log in; the reason.
-    NeverConnected(String),
-    /// Was logged in, then the connection ended; the reason.
-    Ended(String),
-    /// Was logged in, then dropped for misbehaving (silent): a failed attempt at that entry.
-    Dropped(String),
-    /// The pool asked for `client.reconnect`: connect to `url` after `wait`.
-    Reconnect {
-        /// `host:port` to go to.
-        url: String,
-        /// How long to wait first.
-        wait: Duration,
-    },
-    /// The pool list changed and its session is logged in (make-before-break): the old
-    /// session is draining in a task of its own; serve this one next.
-    Replaced(Box<Ready>),
-    /// The proxy is stopping.
-    Cancelled,
-}
+/// How one attempt at an entry ended (the common walk's terms).
+type End = Outcome<Connection>;
 
-impl From<crate::SessionEnd> for End {
+impl<C> From<crate::SessionEnd> for Outcome<C> {
     fn from(e: crate::SessionEnd) -> Self {
         match e {
             crate::SessionEnd::Cancelled => Self::Cancelled,
@@ -344,25 +324,13 @@ impl From<crate::SessionEnd> for End {
 }
 
 /// A session of a new pool list, logged in while the old one still served (a reload).
-struct Ready {
-    set: Arc<PoolSet>,
-    index: usize,
-    connected: Connection,
-}
+type Ready = failover::Ready<Connection>;
 
 /// A session ready to serve, not reported to the listener yet: a pool's, logged in, or a
 /// node's, with its first template.
 enum Connection {
     Pool(client::Connected),
     Solo(solo::Connected),
-}
-
-impl std::fmt::Debug for Ready {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ready")
-            .field("pool", &self.set.pools[self.index].url)
-            .finish_non_exhaustive()
-    }
 }
 
 /// A login to a new pool list under way (see [`preconnect`]).
@@ -445,18 +413,25 @@ struct Failover {
     live: Arc<AtomicU64>,
     state: Arc<AtomicU8>,
     session: u64,
-    /// A new pool list's session, logged in before the old one closed.
-    ready: Option<Box<Ready>>,
 }
 
-impl Failover {
+impl Family for Failover {
+    type Connected = Connection;
+    const POOL: &'static str = "SV1 pool";
+
+    fn pools(&mut self) -> &mut watch::Receiver<Arc<PoolSet>> {
+        &mut self.pools
+    }
+
+    fn cancel(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
     fn set_state(&self, state: UpstreamState) {
         self.state.store(state as u8, Ordering::Relaxed);
         self.listener.on_state(state, None);
     }
 
-    /// Waits `pause`, answering every submit that arrives `NotConnected`. False when
-    /// cancelled.
     async fn pause(&mut self, pause: Duration) -> bool {
         let listener = &self.listener;
         self.cmds
@@ -511,136 +486,13 @@ impl Failover {
         end
     }
 
-    async fn run(mut self) {
-        // Where a `client.reconnect` sends the next attempt.
-        let mut redirect: Option<(PoolConfig, usize)> = None;
-        'list: while !self.cancel.is_cancelled() {
-            if let Some(ready) = self.ready.take() {
-                let Ready {
-                    set,
-                    index,
-                    connected,
-                } = *ready;
-                // The new list's session, logged in before the old one closed.
-                let pool = set.pools[index].clone();
-                match self.attempt(&set, &pool, index, Some(connected)).await {
-                    End::Cancelled => break 'list,
-                    End::Replaced(next) => self.ready = Some(next),
-                    End::Reconnect { url, wait } => {
-                        redirect = Some(redirected(&pool, index, url));
-                        self.set_state(UpstreamState::Connecting);
-                        if !self.pause(wait).await {
-                            break 'list;
-                        }
-                    }
-                    end => {
-                        tracing::warn!(pool = %pool.url, "pool connection ended: {end:?}");
-                        self.set_state(UpstreamState::Connecting);
-                        if !self.pause(Duration::from_millis(100)).await {
-                            break 'list;
-                        }
-                    }
-                }
-                continue 'list;
-            }
-            let set = self.pools.borrow_and_update().clone();
-            if let Some((pool, index)) = redirect.take() {
-                self.set_state(UpstreamState::Connecting);
-                match self.attempt(&set, &pool, index, None).await {
-                    End::Cancelled => break 'list,
-                    End::Replaced(next) => {
-                        self.ready = Some(next);
-                        continue 'list;
-                    }
-                    End::Reconnect { url, wait } => {
-                        redirect = Some(redirected(&pool, index, url));
-                        if !self.pause(wait).await {
-                            break 'list;
-                        }
-                        continue 'list;
-                    }
-                    end => tracing::warn!(pool = %pool.url, "redirected connection: {end:?}"),
-                }
-            }
-            let attempts = set.options.retries.max(1);
-            let order: Vec<usize> = (0..set.pools.len())
-                .filter(|i| set.pools[*i].enabled)
-                .collect();
-            self.set_state(UpstreamState::Connecting);
-            for &index in &order {
-                let pool = &set.pools[index];
-                for attempt in 0..attempts {
-                    if attempt > 0 && !self.pause(set.options.retry_pause).await {
-                        break 'list;
-                    }
-                    match self.attempt(&set, pool, index, None).await {
-                        End::Cancelled => break 'list,
-                        End::Replaced(next) => {
-                            self.ready = Some(next);
-                            continue 'list;
-                        }
-                        End::NeverConnected(why) => {
-                            tracing::warn!(pool = %pool.url, attempt = attempt + 1, "connect failed: {why}");
-                        }
-                        End::Dropped(why) => {
-                            tracing::warn!(pool = %pool.url, attempt = attempt + 1, "pool dropped: {why}");
-                            self.set_state(UpstreamState::Connecting);
-                        }
-                        End::Reconnect { url, wait } => {
-                            redirect = Some(redirected(pool, index, url));
-                            self.set_state(UpstreamState::Connecting);
-                            if !self.pause(wait).await {
-                                break 'list;
-                            }
-                            continue 'list;
-                        }
-                        End::Ended(why) => {
-                            tracing::warn!(pool = %pool.url, "pool connection ended: {why}");
-                            self.set_state(UpstreamState::Connecting);
-                            if !self.pause(Duration::from_millis(100)).await {
-                                break 'list;
-                            }
-                            continue 'list;
-                        }
-                    }
-                    if self.pools.has_changed().unwrap_or(false) {
-                        continue 'list;
-                    }
-                }
-            }
-            self.set_state(UpstreamState::Error);
-            if order.is_empty() {
-                tracing::error!("no enabled pool in the SV1 pool list");
-            } else {
-                tracing::error!(
-                    "every SV1 pool failed; retrying in {:?}",
-                    set.options.retry_pause
-                );
-            }
-            if !self.pause(set.options.retry_pause).await {
-                break;
-            }
-        }
+    async fn close(&mut self) {
         self.cmds.close();
         while let Some(Submit { seq, .. }) = self.cmds.recv().await {
             self.listener
                 .on_result(seq, Err(ShareError::Disconnected.into()));
         }
-        self.set_state(UpstreamState::Stopped);
     }
-}
-
-/// The entry a `client.reconnect` to `url` leads to: `pool` (at `index` of the list) with
-/// its url replaced.
-fn redirected(pool: &PoolConfig, index: usize, url: String) -> (PoolConfig, usize) {
-    tracing::info!(from = %pool.url, to = %url, "pool asked to reconnect");
-    (
-        PoolConfig {
-            url,
-            ..pool.clone()
-        },
-        index,
-    )
 }
 
 /// `host:port` a `client.reconnect` leads to from `current` (`host:port`): the current

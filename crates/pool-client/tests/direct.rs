@@ -278,12 +278,28 @@ fn submit_threads(upstream: &Upstream, n: u64, per: u64) -> Vec<std::thread::Joi
         .collect()
 }
 
+/// A [`RawPool`] (`small_buffer` as [`RawPool::start`] takes it) and an upstream logged in
+/// to it (its first job reported).
+async fn logged_in(small_buffer: bool) -> (RawPool, Harness) {
+    let pool = RawPool::start(small_buffer).await;
+    let h = Harness::spawn(vec![pool.entry()], options());
+    h.recorder.job(0).await;
+    (pool, h)
+}
+
+/// Stops `pool` reading and submits [`STALLED`] shares (seqs `1..=STALLED`); checks every one
+/// was taken and returns them.
+fn stall(pool: &RawPool, h: &Harness) -> HashSet<u64> {
+    pool.set_paused(true);
+    let accepted: HashSet<u64> = submit_all(&h.upstream, 1..=STALLED).into_iter().collect();
+    assert_eq!(accepted.len() as u64, STALLED, "every submit taken");
+    accepted
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn a_submit_reaches_the_pool_without_the_upstream_task_running() {
     bounded(async {
-        let pool = RawPool::start(false).await;
-        let h = Harness::spawn(vec![pool.entry()], options());
-        h.recorder.job(0).await;
+        let (pool, h) = logged_in(false).await;
         h.upstream.submit(1, share(1)).expect("taken");
         // This runtime has one thread and the test holds it: the upstream's task cannot run,
         // so the line can only have been written by `submit` itself.
@@ -301,9 +317,7 @@ async fn a_submit_reaches_the_pool_without_the_upstream_task_running() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_submits_from_threads_and_tasks_are_each_sent_and_answered_once() {
     bounded(async {
-        let pool = RawPool::start(false).await;
-        let h = Harness::spawn(vec![pool.entry()], options());
-        h.recorder.job(0).await;
+        let (pool, h) = logged_in(false).await;
         const PER: u64 = 300;
         let threads = submit_threads(&h.upstream, 4, PER);
         let tasks: Vec<_> = (4..8u64)
@@ -343,9 +357,7 @@ async fn concurrent_submits_from_threads_and_tasks_are_each_sent_and_answered_on
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submits_racing_a_disconnect_are_each_answered_once() {
     bounded(async {
-        let pool = RawPool::start(false).await;
-        let h = Harness::spawn(vec![pool.entry()], options());
-        h.recorder.job(0).await;
+        let (pool, h) = logged_in(false).await;
         const PER: u64 = 1000;
         let threads = submit_threads(&h.upstream, 3, PER);
         // Drop the connection while the threads are still submitting.
@@ -394,12 +406,8 @@ const STALLED: u64 = 3000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_that_stops_reading_gets_every_share_once_it_reads_again() {
     bounded(async {
-        let pool = RawPool::start(true).await;
-        let h = Harness::spawn(vec![pool.entry()], options());
-        h.recorder.job(0).await;
-        pool.set_paused(true);
-        let accepted: HashSet<u64> = submit_all(&h.upstream, 1..=STALLED).into_iter().collect();
-        assert_eq!(accepted.len() as u64, STALLED, "every submit taken");
+        let (pool, h) = logged_in(true).await;
+        let accepted = stall(&pool, &h);
         pool.set_paused(false);
         let results = all_answered_once(&h.recorder, &accepted).await;
         assert_all_ok(&results);
@@ -412,12 +420,8 @@ async fn a_pool_that_stops_reading_gets_every_share_once_it_reads_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shares_stuck_behind_a_stalled_pool_fail_once_when_it_drops() {
     bounded(async {
-        let pool = RawPool::start(true).await;
-        let h = Harness::spawn(vec![pool.entry()], options());
-        h.recorder.job(0).await;
-        pool.set_paused(true);
-        let accepted: HashSet<u64> = submit_all(&h.upstream, 1..=STALLED).into_iter().collect();
-        assert_eq!(accepted.len() as u64, STALLED, "every submit taken");
+        let (pool, h) = logged_in(true).await;
+        let accepted = stall(&pool, &h);
         pool.drop_connections();
         let results = all_answered_once(&h.recorder, &accepted).await;
         // The pool may have read (and answered) the first line before the pause took hold.

@@ -8,13 +8,12 @@ use std::time::Duration;
 use fast_socks5::server::{run_tcp_proxy, DnsResolveHelper as _, Socks5ServerProtocol};
 use fast_socks5::Socks5Command;
 use pool_client::{FailoverOptions, PoolConfig, UpstreamState};
-use test_support::miner::result_for_difficulty;
 use test_support::mock_pool::{make_job, MockPool};
 use tokio::net::TcpListener;
 
 mod common;
 
-use common::{bounded, Harness};
+use common::{bounded, first_share_goes_through, logged_in_to_first, plain_entry, Harness};
 
 fn options() -> FailoverOptions {
     FailoverOptions {
@@ -78,14 +77,10 @@ async fn a_pool_is_reached_through_the_socks5_proxy_named_by_its_host() {
             ..PoolConfig::default()
         };
         let mut h = Harness::spawn(vec![entry], options());
-        assert_eq!(h.recorder.job(0).await.0.job_id, "job000001");
-        assert_eq!(h.recorder.state(UpstreamState::Active).await, Some(0));
+        logged_in_to_first(&h, &pool).await;
         assert_eq!(socks.targets(), vec![url], "one CONNECT, by host name");
-        assert_eq!(pool.received("login")[0].params["login"], "WALLET");
         // Shares and their answers travel through the proxy too.
-        let seq = h.submit("job000001", "01020304", &result_for_difficulty(500));
-        assert_eq!(h.recorder.result(seq).await, Ok(()));
-        assert_eq!(pool.received("submit")[0].params["nonce"], "01020304");
+        first_share_goes_through(&mut h, &pool, "job000001").await;
         h.stop().await;
     })
     .await;
@@ -109,10 +104,7 @@ async fn a_socks5_proxy_that_is_not_there_fails_over_to_the_next_pool() {
                     socks5: Some(gone.to_string()),
                     ..PoolConfig::default()
                 },
-                PoolConfig {
-                    url: backup.addr().to_string(),
-                    ..PoolConfig::default()
-                },
+                plain_entry(&backup),
             ],
             options(),
         );

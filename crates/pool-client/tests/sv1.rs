@@ -4,6 +4,7 @@
 //! `client.reconnect`, failover from a pool that is down or silent, and one answer per
 //! submit when a pool goes quiet or closes.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use pool_client::sv1::{Sv1Options, Sv1ShareError};
@@ -39,6 +40,28 @@ async fn answered_once_after_the_reply_timeout(h: &Harness, seqs: &[u64]) {
     }
 }
 
+/// [`options`] with a reply timeout of `reply_timeout`.
+fn patient(reply_timeout: Duration) -> FailoverOptions {
+    FailoverOptions {
+        reply_timeout,
+        ..options()
+    }
+}
+
+/// An upstream on the pools at `addrs` (in list order), SV1 options at their defaults.
+fn spawn(addrs: &[SocketAddr], options: FailoverOptions) -> Harness {
+    let pools = addrs.iter().map(|a| entry(*a)).collect();
+    Harness::spawn(pools, options, Sv1Options::default())
+}
+
+/// Checks that a share of the ended `session` is refused at once, never sent.
+fn assert_session_refused(h: &mut Harness, job: &Notify, session: u64) {
+    assert_eq!(
+        h.submit(share(job, session, vec![0; 8], 1)),
+        Err(ShareError::SessionEnded)
+    );
+}
+
 async fn pool() -> Sv1Pool {
     Sv1Pool::start(Sv1PoolConfig {
         difficulty: POOL_DIFFICULTY,
@@ -53,7 +76,7 @@ async fn the_handshake_reports_extranonce_mask_difficulty_and_job() {
     test_support::init_tracing();
     bounded(async {
         let p = pool().await;
-        let h = Harness::spawn(vec![entry(p.addr())], options(), Sv1Options::default());
+        let h = spawn(&[p.addr()], options());
         let (job, session) = h.recorder.job(0).await;
         assert_eq!(session, 1);
         assert_eq!(job, test_support::sv1_pool::para_job());
@@ -98,7 +121,7 @@ async fn a_ground_share_is_accepted_and_bad_ones_get_the_pools_codes() {
     test_support::init_tracing();
     bounded(async {
         let p = pool().await;
-        let mut h = Harness::spawn(vec![entry(p.addr())], options(), Sv1Options::default());
+        let mut h = spawn(&[p.addr()], options());
         let (job, session) = h.recorder.job(0).await;
         let en1 = h.recorder.seen().extranonces[0].0.clone();
         let en2 = vec![0, 0, 0, 0, 0, 0, 0, 7];
@@ -166,7 +189,7 @@ async fn set_extranonce_set_version_mask_and_difficulty_are_reported_in_the_sess
     test_support::init_tracing();
     bounded(async {
         let p = pool().await;
-        let h = Harness::spawn(vec![entry(p.addr())], options(), Sv1Options::default());
+        let h = spawn(&[p.addr()], options());
         let (mut job, session) = h.recorder.job(0).await;
         p.push_raw(r#"{"id":null,"method":"mining.set_extranonce","params":["b2000002",6]}"#);
         p.push_raw(r#"{"id":null,"method":"mining.set_version_mask","params":["00ffe000"]}"#);
@@ -198,11 +221,7 @@ async fn failover_goes_to_the_second_pool_when_the_first_is_down() {
     bounded(async {
         let down = closed_port().await;
         let p = pool().await;
-        let h = Harness::spawn(
-            vec![entry(down), entry(p.addr())],
-            options(),
-            Sv1Options::default(),
-        );
+        let h = spawn(&[down, p.addr()], options());
         h.recorder.active_on(1).await;
         let (_, session) = h.recorder.job(0).await;
         assert_eq!(session, 1);
@@ -217,11 +236,7 @@ async fn failover_goes_to_the_second_pool_when_the_first_never_answers_the_hands
     bounded(async {
         let silent = ScriptedPool::start(Script::Silent).await;
         let p = pool().await;
-        let h = Harness::spawn(
-            vec![entry(silent.addr), entry(p.addr())],
-            options(),
-            Sv1Options::default(),
-        );
+        let h = spawn(&[silent.addr, p.addr()], options());
         h.recorder.active_on(1).await;
         assert!(h
             .recorder
@@ -240,11 +255,7 @@ async fn a_pool_that_stops_answering_submits_is_dropped_each_share_answered_once
     bounded(async {
         let mute = ScriptedPool::start(Script::Mute).await;
         let p = pool().await;
-        let mut h = Harness::spawn(
-            vec![entry(mute.addr), entry(p.addr())],
-            options(),
-            Sv1Options::default(),
-        );
+        let mut h = spawn(&[mute.addr, p.addr()], options());
         let (job, session) = h.recorder.job(0).await;
         h.recorder.active_on(0).await;
         let seqs: Vec<u64> = (0..3)
@@ -268,10 +279,7 @@ async fn a_pool_that_stops_answering_submits_is_dropped_each_share_answered_once
         let (_, second) = h.recorder.job(1).await;
         assert_eq!(second, session + 1);
         // A share of the ended session is refused at once, never sent.
-        assert_eq!(
-            h.submit(share(&job, session, vec![0; 8], 1)),
-            Err(ShareError::SessionEnded)
-        );
+        assert_session_refused(&mut h, &job, session);
         answered_once_after_the_reply_timeout(&h, &seqs).await;
         h.stop().await;
     })
@@ -284,11 +292,8 @@ async fn every_submit_is_answered_once_when_the_pool_closes() {
     bounded(async {
         let closing = ScriptedPool::start(Script::CloseAfter(5)).await;
         // A reply timeout far beyond the test: the close, not a timeout, answers the shares.
-        let patient = FailoverOptions {
-            reply_timeout: Duration::from_secs(60),
-            ..options()
-        };
-        let mut h = Harness::spawn(vec![entry(closing.addr)], patient, Sv1Options::default());
+        let patient = patient(Duration::from_secs(60));
+        let mut h = spawn(&[closing.addr], patient);
         let (job, session) = h.recorder.job(0).await;
         let seqs: Vec<u64> = (0..5)
             .map(|i| h.submit(share(&job, session, vec![0, 0, 0, i], 1)).unwrap())
@@ -314,7 +319,7 @@ async fn client_reconnect_moves_the_upstream_to_the_given_port() {
     bounded(async {
         let a = pool().await;
         let b = pool().await;
-        let h = Harness::spawn(vec![entry(a.addr())], options(), Sv1Options::default());
+        let h = spawn(&[a.addr()], options());
         let (_, first) = h.recorder.job(0).await;
         a.push_raw(&format!(
             r#"{{"id":null,"method":"client.reconnect","params":["127.0.0.1",{},0]}}"#,
@@ -338,7 +343,7 @@ async fn client_reconnect_to_another_host_is_ignored_and_the_session_goes_on() {
     bounded(async {
         let a = pool().await;
         let b = pool().await;
-        let h = Harness::spawn(vec![entry(a.addr())], options(), Sv1Options::default());
+        let h = spawn(&[a.addr()], options());
         let (job, first) = h.recorder.job(0).await;
         // `localhost` is another host name than the entry's `127.0.0.1`, though it would
         // reach the same machine: not followed.
@@ -366,7 +371,7 @@ async fn stopping_answers_the_queued_shares_and_refuses_new_ones() {
     test_support::init_tracing();
     bounded(async {
         let mute = ScriptedPool::start(Script::Mute).await;
-        let mut h = Harness::spawn(vec![entry(mute.addr)], options(), Sv1Options::default());
+        let mut h = spawn(&[mute.addr], options());
         let (job, session) = h.recorder.job(0).await;
         let seq = h.submit(share(&job, session, vec![0; 4], 1)).unwrap();
         let recorder = h.recorder.clone();
@@ -400,16 +405,43 @@ async fn a_quiet_limit_drops_a_pool_that_sends_nothing_with_no_share_flowing() {
     .await;
 }
 
-/// Three shares of `job` that meet the pool's difficulty with `en1`, submitted in `session`;
-/// their sequence numbers.
-fn submit_good_shares(h: &mut Harness, job: &Notify, en1: &[u8], session: u64) -> Vec<u64> {
-    (0..3u8)
+/// Three shares of the first job that meet the pool's difficulty, submitted in the first
+/// session to pool `a`, which holds its answers; returns once `a` has read them, with the job,
+/// the session and the shares' sequence numbers.
+async fn shares_held_by(h: &mut Harness, a: &Sv1Pool) -> (Notify, u64, Vec<u64>) {
+    let (job, session) = h.recorder.job(0).await;
+    let en1 = h.recorder.seen().extranonces[0].0.clone();
+    a.hold_answers();
+    let seqs = (0..3u8)
         .map(|i| {
             let en2 = vec![0, 0, 0, 0, 0, 0, 0, i];
-            let nonce = grind(job, en1, &en2, POOL_DIFFICULTY, true);
-            h.submit(share(job, session, en2, nonce)).unwrap()
+            let nonce = grind(&job, &en1, &en2, POOL_DIFFICULTY, true);
+            h.submit(share(&job, session, en2, nonce)).unwrap()
         })
-        .collect()
+        .collect();
+    assert!(
+        a.wait_for(Duration::from_secs(5), |a| a.submits().len() == 3)
+            .await
+    );
+    (job, session, seqs)
+}
+
+/// Releases the answers `a` held for `seqs` (three shares), checks each got the pool's
+/// `Ok`, and waits until `a`'s connection closes (drained).
+async fn old_pool_answers(h: &Harness, a: &Sv1Pool, seqs: &[u64]) {
+    assert_eq!(a.release_answers(), 3);
+    for seq in seqs {
+        assert_eq!(
+            h.recorder.result(*seq).await,
+            Ok(()),
+            "the old pool's answer"
+        );
+    }
+    assert!(
+        a.wait_for(Duration::from_secs(5), |a| a.connections_open() == 0)
+            .await,
+        "the old connection closes once drained"
+    );
 }
 
 #[tokio::test]
@@ -426,23 +458,9 @@ async fn a_new_pool_list_logs_in_before_the_old_session_closes_and_its_shares_in
         .await
         .unwrap();
         // Long enough that only the old pool's answers can answer the shares in flight.
-        let patient = FailoverOptions {
-            reply_timeout: Duration::from_secs(20),
-            ..options()
-        };
-        let mut h = Harness::spawn(
-            vec![entry(a.addr())],
-            patient.clone(),
-            Sv1Options::default(),
-        );
-        let (job, first) = h.recorder.job(0).await;
-        let en1 = h.recorder.seen().extranonces[0].0.clone();
-        a.hold_answers();
-        let seqs = submit_good_shares(&mut h, &job, &en1, first);
-        assert!(
-            a.wait_for(Duration::from_secs(5), |a| a.submits().len() == 3)
-                .await
-        );
+        let patient = patient(Duration::from_secs(20));
+        let mut h = spawn(&[a.addr()], patient.clone());
+        let (job, first, seqs) = shares_held_by(&mut h, &a).await;
         // Unchanged: nothing happens.
         h.upstream.set_pools(vec![entry(a.addr())], patient.clone());
         h.upstream.set_pools(vec![entry(b.addr())], patient.clone());
@@ -470,23 +488,8 @@ async fn a_new_pool_list_logs_in_before_the_old_session_closes_and_its_shares_in
         }
         assert_eq!(a.connections_open(), 1);
         // A share of the old session is no longer taken.
-        assert_eq!(
-            h.submit(share(&job, first, vec![0; 8], 1)),
-            Err(ShareError::SessionEnded)
-        );
-        assert_eq!(a.release_answers(), 3);
-        for seq in &seqs {
-            assert_eq!(
-                h.recorder.result(*seq).await,
-                Ok(()),
-                "the old pool's answer"
-            );
-        }
-        assert!(
-            a.wait_for(Duration::from_secs(5), |a| a.connections_open() == 0)
-                .await,
-            "the old connection closes once drained"
-        );
+        assert_session_refused(&mut h, &job, first);
+        old_pool_answers(&h, &a, &seqs).await;
         // Nothing was replayed to the new pool; the new session's shares go there.
         assert!(b.submits().is_empty());
         let new_en1 = [0xb2, 0, 0, 1];
@@ -510,15 +513,8 @@ async fn shares_in_flight_on_a_replaced_session_that_the_old_pool_never_answers_
     bounded(async {
         let a = pool().await;
         let b = pool().await;
-        let mut h = Harness::spawn(vec![entry(a.addr())], options(), Sv1Options::default());
-        let (job, first) = h.recorder.job(0).await;
-        let en1 = h.recorder.seen().extranonces[0].0.clone();
-        a.hold_answers();
-        let seqs = submit_good_shares(&mut h, &job, &en1, first);
-        assert!(
-            a.wait_for(Duration::from_secs(5), |a| a.submits().len() == 3)
-                .await
-        );
+        let mut h = spawn(&[a.addr()], options());
+        let (_, first, seqs) = shares_held_by(&mut h, &a).await;
         h.upstream.set_pools(vec![entry(b.addr())], options());
         let (_, second) = h.recorder.job(1).await;
         assert_eq!(second, first + 1);
@@ -547,50 +543,15 @@ async fn a_reload_to_pools_that_cannot_be_reached_drains_the_old_session_then_fa
     bounded(async {
         let a = pool().await;
         let dead = closed_port().await;
-        let patient = FailoverOptions {
-            reply_timeout: Duration::from_secs(20),
-            ..options()
-        };
-        let mut h = Harness::spawn(
-            vec![entry(a.addr())],
-            patient.clone(),
-            Sv1Options::default(),
-        );
-        let (job, first) = h.recorder.job(0).await;
-        let en1 = h.recorder.seen().extranonces[0].0.clone();
-        a.hold_answers();
-        let seqs = submit_good_shares(&mut h, &job, &en1, first);
-        assert!(
-            a.wait_for(Duration::from_secs(5), |a| a.submits().len() == 3)
-                .await
-        );
+        let patient = patient(Duration::from_secs(20));
+        let mut h = spawn(&[a.addr()], patient.clone());
+        let (job, first, seqs) = shares_held_by(&mut h, &a).await;
         h.upstream.set_pools(vec![entry(dead)], patient);
         // The new list failed to log in: the old session takes no new share, but the ones
         // in flight still get its pool's answers.
-        h.recorder
-            .wait_for("Error", |s| {
-                s.states
-                    .iter()
-                    .any(|(st, _)| *st == UpstreamState::Error)
-                    .then_some(())
-            })
-            .await;
-        assert_eq!(
-            h.submit(share(&job, first, vec![0; 8], 1)),
-            Err(ShareError::SessionEnded)
-        );
-        assert_eq!(a.release_answers(), 3);
-        for seq in &seqs {
-            assert_eq!(
-                h.recorder.result(*seq).await,
-                Ok(()),
-                "the old pool's answer"
-            );
-        }
-        assert!(
-            a.wait_for(Duration::from_secs(5), |a| a.connections_open() == 0)
-                .await
-        );
+        h.recorder.state(UpstreamState::Error).await;
+        assert_session_refused(&mut h, &job, first);
+        old_pool_answers(&h, &a, &seqs).await;
         for seq in &seqs {
             assert_eq!(h.recorder.answers(*seq), 1);
         }

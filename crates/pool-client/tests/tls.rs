@@ -5,12 +5,11 @@
 use std::time::Duration;
 
 use pool_client::{FailoverOptions, PoolConfig, UpstreamState};
-use test_support::miner::result_for_difficulty;
 use test_support::mock_pool::{make_job, MockPool};
 
 mod common;
 
-use common::{bounded, Harness};
+use common::{bounded, first_share_goes_through, logged_in_to_first, plain_entry, Harness};
 
 fn options() -> FailoverOptions {
     FailoverOptions {
@@ -48,16 +47,11 @@ async fn the_right_pin_connects_and_the_session_runs_over_tls() {
         let pool = MockPool::start_tls(make_job(1, 500)).await.unwrap();
         let pin = colon_upper(&pool.fingerprint().unwrap());
         let mut h = Harness::spawn(vec![tls_entry(&pool, Some(pin))], options());
-        let (job, _) = h.recorder.job(0).await;
-        assert_eq!(job.job_id, "job000001");
-        assert_eq!(h.recorder.state(UpstreamState::Active).await, Some(0));
-        assert_eq!(pool.received("login")[0].params["login"], "WALLET");
+        logged_in_to_first(&h, &pool).await;
         // Jobs pushed later and share answers travel over the TLS stream too.
         pool.push_job(make_job(2, 500));
         assert_eq!(h.recorder.job(1).await.0.job_id, "job000002");
-        let seq = h.submit("job000002", "01020304", &result_for_difficulty(500));
-        assert_eq!(h.recorder.result(seq).await, Ok(()));
-        assert_eq!(pool.received("submit")[0].params["nonce"], "01020304");
+        first_share_goes_through(&mut h, &pool, "job000002").await;
         h.stop().await;
     })
     .await;
@@ -70,13 +64,7 @@ async fn a_wrong_pin_closes_that_pool_and_fails_over_to_the_next() {
         let backup = MockPool::start(make_job(7, 500)).await.unwrap();
         let wrong = "00".repeat(32);
         let h = Harness::spawn(
-            vec![
-                tls_entry(&pinned, Some(wrong)),
-                PoolConfig {
-                    url: backup.addr().to_string(),
-                    ..PoolConfig::default()
-                },
-            ],
+            vec![tls_entry(&pinned, Some(wrong)), plain_entry(&backup)],
             options(),
         );
         let (job, _) = h.recorder.job(0).await;
@@ -97,13 +85,7 @@ async fn an_unpinned_self_signed_pool_is_not_trusted() {
         let selfsigned = MockPool::start_tls(make_job(1, 500)).await.unwrap();
         let backup = MockPool::start(make_job(9, 500)).await.unwrap();
         let h = Harness::spawn(
-            vec![
-                tls_entry(&selfsigned, None),
-                PoolConfig {
-                    url: backup.addr().to_string(),
-                    ..PoolConfig::default()
-                },
-            ],
+            vec![tls_entry(&selfsigned, None), plain_entry(&backup)],
             options(),
         );
         assert_eq!(h.recorder.job(0).await.0.job_id, "job000009");
@@ -125,10 +107,7 @@ async fn a_plain_pool_marked_tls_fails_the_handshake() {
                     tls_fingerprint: Some("ab".repeat(32)),
                     ..PoolConfig::default()
                 },
-                PoolConfig {
-                    url: backup.addr().to_string(),
-                    ..PoolConfig::default()
-                },
+                plain_entry(&backup),
             ],
             options(),
         );

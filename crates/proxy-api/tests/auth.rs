@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use common::*;
 use serde_json::{json, Value};
 
@@ -160,28 +160,32 @@ async fn unknown_paths_wrong_methods_and_cors() {
     )
     .await;
     assert_eq!(h["access-control-allow-origin"], "*");
-    let (s, h, _) = send(
-        &app,
-        Method::OPTIONS,
-        "/1/summary",
-        &[
-            ("origin", "http://dash"),
-            ("access-control-request-method", "GET"),
-            ("access-control-request-headers", "authorization"),
-        ],
-        "",
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(h["access-control-allow-origin"], "*");
-    let methods = h["access-control-allow-methods"].to_str().unwrap();
-    assert!(methods.contains("GET"), "{methods}");
+    let h = dashboard_preflight(&app, Some("authorization")).await;
     let headers = h["access-control-allow-headers"]
         .to_str()
         .unwrap()
         .to_lowercase();
     assert!(headers.contains("authorization"), "{headers}");
     proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+/// A dashboard's preflight for `GET /1/summary` from `http://dash` (asking for `headers`
+/// too, when some): checks it is allowed, from any origin, with `GET` among the methods;
+/// the answer's headers.
+async fn dashboard_preflight(app: &axum::Router, headers: Option<&str>) -> HeaderMap {
+    let mut asked = vec![
+        ("origin", "http://dash"),
+        ("access-control-request-method", "GET"),
+    ];
+    if let Some(headers) = headers {
+        asked.push(("access-control-request-headers", headers));
+    }
+    let (s, h, _) = send(app, Method::OPTIONS, "/1/summary", &asked, "").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(h["access-control-allow-origin"], "*");
+    let methods = h["access-control-allow-methods"].to_str().unwrap();
+    assert!(methods.contains("GET"), "{methods}");
+    h
 }
 
 /// What a browser checks before it sends a cross-origin request: the preflight's answer
@@ -223,24 +227,9 @@ async fn no_web_page_may_write_whatever_the_token() {
             );
         }
         // Reads stay open to dashboards, with the token in a header when there is one.
-        let (s, h, _) = send(
-            &app,
-            Method::OPTIONS,
-            "/1/summary",
-            &[
-                ("origin", "http://dash"),
-                ("access-control-request-method", "GET"),
-            ],
-            "",
-        )
-        .await;
-        assert_eq!(s, StatusCode::OK);
-        assert_eq!(h["access-control-allow-origin"], "*");
+        let h = dashboard_preflight(&app, None).await;
         let methods = h["access-control-allow-methods"].to_str().unwrap();
-        assert!(
-            methods.contains("GET") && !methods.contains("PUT"),
-            "{methods}"
-        );
+        assert!(!methods.contains("PUT"), "{methods}");
         proxy.shutdown(Duration::from_secs(1)).await;
     }
 }

@@ -24,7 +24,6 @@ use std::time::Duration;
 use common::*;
 use proxy_core::config::Protocol;
 use test_support::mock_pool::Reply;
-use test_support::sv1_miner::{run_sv1_miner, Sv1MinerConfig};
 use tokio::sync::oneshot;
 
 const TOKEN: &str = "dash-token";
@@ -169,6 +168,40 @@ fn worker_row<'a>(dom: &'a str, name: &str) -> &'a str {
     &dom[start..at + dom[at..].find('>').unwrap()]
 }
 
+/// The API served on loopback with its history sampled every second instead of every
+/// minute, until [`Api::stop`].
+struct Api {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Api {
+    async fn serve(monitor: &proxy_core::Monitor) -> Self {
+        let (bound_tx, bound_rx) = oneshot::channel::<SocketAddr>();
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(proxy_api::serve_with_history_period(
+            "127.0.0.1:0".parse().unwrap(),
+            monitor.clone(),
+            Duration::from_secs(1),
+            async {
+                let _ = stop_rx.await;
+            },
+            move |addr| {
+                let _ = bound_tx.send(addr);
+            },
+        ));
+        let addr = bound_rx.await.unwrap();
+        Self { addr, stop, task }
+    }
+
+    /// Stops the server and checks it ended cleanly.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_shows_the_dashboard_of_a_running_proxy() {
     let browser = chromium();
@@ -179,20 +212,8 @@ async fn chromium_shows_the_dashboard_of_a_running_proxy() {
     let monitor = proxy.monitor();
 
     // The API on loopback, its history sampled every second instead of every minute.
-    let (bound_tx, bound_rx) = oneshot::channel::<SocketAddr>();
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let api = tokio::spawn(proxy_api::serve_with_history_period(
-        "127.0.0.1:0".parse().unwrap(),
-        monitor.clone(),
-        Duration::from_secs(1),
-        async {
-            let _ = stop_rx.await;
-        },
-        move |addr| {
-            let _ = bound_tx.send(addr);
-        },
-    ));
-    let addr = bound_rx.await.unwrap();
+    let api = Api::serve(&monitor).await;
+    let addr = api.addr;
 
     // rig-A stays, rig-B leaves (offline), rig-C has a share refused by the pool. The shares
     // are spread over a few seconds, so that the history (a point a second here) has a shape.
@@ -308,8 +329,7 @@ async fn chromium_shows_the_dashboard_of_a_running_proxy() {
     );
     eprintln!("screenshot: {} ({})", png.display(), browser.display());
 
-    let _ = stop_tx.send(());
-    api.await.unwrap().unwrap();
+    api.stop().await;
     drop((a, c));
     proxy.shutdown(Duration::from_secs(1)).await;
 }
@@ -321,35 +341,10 @@ async fn chromium_shows_each_familys_figures_for_a_two_family_proxy() {
     let (cn_pool, sv1_pool, proxy) = start_two_families().await;
     let monitor = proxy.monitor();
 
-    let (bound_tx, bound_rx) = oneshot::channel::<SocketAddr>();
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let api = tokio::spawn(proxy_api::serve_with_history_period(
-        "127.0.0.1:0".parse().unwrap(),
-        monitor.clone(),
-        Duration::from_secs(1),
-        async {
-            let _ = stop_rx.await;
-        },
-        move |addr| {
-            let _ = bound_tx.send(addr);
-        },
-    ));
-    let addr = bound_rx.await.unwrap();
+    let api = Api::serve(&monitor).await;
+    let addr = api.addr;
 
-    let mut cn = miner(&proxy, "CNWALLET", Some("cn-rig")).await;
-    accepted(&mut cn, 0, JOB_DIFF).await;
-    accepted(&mut cn, 1, JOB_DIFF).await;
-    let report = run_sv1_miner(
-        proxy.local_addrs()[1],
-        Sv1MinerConfig {
-            user: "bc1qminer.sv1-rig".into(),
-            max_shares: SV1_SHARES,
-            max_time: Duration::from_secs(60),
-            ..Sv1MinerConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (cn, report) = shares_of_both_families(&proxy).await;
     assert_eq!(report.accepted(), SV1_SHARES, "{report:?}");
     // That miner has left; another SV1 miner stays connected, idle.
     let idle = idle_sv1_miner(&proxy).await;
@@ -454,8 +449,7 @@ async fn chromium_shows_each_familys_figures_for_a_two_family_proxy() {
     let bytes = std::fs::read(&png).expect("chromium wrote the screenshot");
     assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
 
-    let _ = stop_tx.send(());
-    api.await.unwrap().unwrap();
+    api.stop().await;
     drop((cn, idle));
     proxy.shutdown(Duration::from_secs(1)).await;
 }

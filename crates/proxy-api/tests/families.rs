@@ -15,7 +15,6 @@ use proxy_core::config::Protocol;
 use proxy_core::MinerDifficulty;
 use serde_json::{json, Value};
 use test_support::miner::{TestMiner, WAIT};
-use test_support::sv1_miner::{run_sv1_miner, Sv1MinerConfig};
 use test_support::sv1_pool::{Sv1Pool, Sv1PoolConfig};
 
 /// Hashes an SV1 share at [`SV1_DIFF`] counts: 2^32 · 2^-16.
@@ -44,21 +43,8 @@ async fn a_cryptonote_and_a_stratum_v1_bind_reach_their_own_pools_and_both_show_
     );
 
     // CryptoNote: two shares accepted by the CryptoNote pool.
-    let mut cn = miner(&proxy, "CNWALLET", Some("cn-rig")).await;
-    accepted(&mut cn, 0, JOB_DIFF).await;
-    accepted(&mut cn, 1, JOB_DIFF).await;
     // Stratum V1: a real sha256d miner on the SV1 bind, every share answered by the SV1 pool.
-    let report = run_sv1_miner(
-        proxy.local_addrs()[1],
-        Sv1MinerConfig {
-            user: "bc1qminer.sv1-rig".into(),
-            max_shares: SV1_SHARES,
-            max_time: Duration::from_secs(60),
-            ..Sv1MinerConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (_cn, report) = shares_of_both_families(&proxy).await;
     assert_eq!(report.authorized, Some(true));
     assert_eq!(report.submits.len(), SV1_SHARES, "{report:?}");
     assert_eq!(report.answered_once().len(), SV1_SHARES, "{report:?}");

@@ -143,8 +143,9 @@ fn fields(last: &Counts, now: &Counts) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_line_has_xmrig_proxys_fields_and_the_changes_since_the_last() {
+    /// A period's counts before and after: 15 shares accepted, 3 connections opened, 2
+    /// closed.
+    fn counts() -> (Counts, Counts) {
         let last = Counts {
             accepted: 100,
             miners: 10,
@@ -162,6 +163,12 @@ mod tests {
             connections: 15,
             blocks: 0,
         };
+        (last, now)
+    }
+
+    #[test]
+    fn the_line_has_xmrig_proxys_fields_and_the_changes_since_the_last() {
+        let (last, now) = counts();
         assert_eq!(
             line(&last, &now),
             "proxy 12.35 kH/s, shares: 115/2 +15, upstreams: 1, miners: 11 (max 13) +3/-2, invalid: 1, blocks: 0"
@@ -170,23 +177,7 @@ mod tests {
 
     #[test]
     fn one_family_prints_one_line_as_before_and_two_print_a_line_each() {
-        let cn_last = Counts {
-            accepted: 100,
-            miners: 10,
-            connections: 12,
-            ..Counts::default()
-        };
-        let cn_now = Counts {
-            hashrate: 12_345.0,
-            accepted: 115,
-            rejected: 2,
-            invalid: 1,
-            upstreams: 1,
-            miners: 11,
-            max_miners: 13,
-            connections: 15,
-            blocks: 0,
-        };
+        let (cn_last, cn_now) = counts();
         let cn = Protocol::CryptoNote;
         assert_eq!(
             lines(&[(cn, cn_last)], &[(cn, cn_now)]),

@@ -13,7 +13,7 @@ use std::time::Duration;
 use proxy_core::{Config, Proxy, ProxyHandle};
 use serde_json::Value;
 use test_support::miner::{error_message, nicehash_nonce, result_for_difficulty, TestMiner};
-use test_support::mock_pool::{make_job, MockPool, Reply};
+use test_support::mock_pool::{bad_job_lines, make_job, MockPool, Reply};
 use tokio::net::TcpListener;
 
 /// The pools' difficulty; shares are made to meet it.
@@ -198,17 +198,9 @@ async fn bad_jobs_never_reach_a_miner() {
         let (a, _b) = pools().await;
         let (proxy, mut m) = proxy_and_miner(&[a.addr()]).await;
         let good = make_job(3, DIFF);
-        let bad = |f: fn(&mut stratum_proto::Job)| {
-            let mut j = good.clone();
-            f(&mut j);
-            serde_json::json!({"jsonrpc": "2.0", "method": "job", "params": j}).to_string()
-        };
-        a.push_raw(&bad(|j| j.blob = "zz".repeat(76)));
-        a.push_raw(&bad(|j| j.blob.truncate(84)));
-        a.push_raw(&bad(|j| j.target = "00000000".into()));
-        a.push_raw(&bad(|j| j.job_id.clear()));
-        a.push_raw(&bad(|j| j.job_id = "x".repeat(1000)));
-        a.push_raw("{\"method\":\"job\",\"params\":42}");
+        for line in bad_job_lines(&good) {
+            a.push_raw(&line);
+        }
         assert!(
             m.m.next_job(Duration::from_millis(500)).await.is_err(),
             "no bad job reached the miner"

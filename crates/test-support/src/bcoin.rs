@@ -30,8 +30,8 @@ use anyhow::{anyhow, bail, Context};
 use serde_json::{json, Value};
 
 use crate::node::{
-    cache_root, find_program, free_ports, rpc_client, start_with_retries, wait_ready, Node,
-    NodeProcess, StartError,
+    cache_root, find_program, free_ports, install_atomically, rpc_client, start_with_retries,
+    wait_ready, Node, NodeProcess, StartError,
 };
 
 /// The `package.json` of the bcoin install (its hash names the cache directory).
@@ -304,21 +304,14 @@ fn install_bcoin() -> anyhow::Result<PathBuf> {
         return Ok(target);
     }
     let npm = find_program("NPM", "npm", NODE_INSTALL)?;
-    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-    let work = root.join(format!(
-        ".{}-tmp-{}-{:x}",
-        install_name(),
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir(&work).with_context(|| format!("creating {}", work.display()))?;
-    let result = (|| -> anyhow::Result<()> {
+    let complete = |dir: &Path| dir.join(NODE_SCRIPT).is_file();
+    install_atomically(&root, &install_name(), "bcoin", complete, |work| {
         std::fs::write(work.join("package.json"), PACKAGE_JSON)?;
         let run = |args: &[&str]| -> anyhow::Result<()> {
             tracing::info!(dir = %work.display(), ?args, "installing bcoin with npm");
             let out = Command::new(&npm)
                 .args(args)
-                .current_dir(&work)
+                .current_dir(work)
                 .stdin(Stdio::null())
                 .output()
                 .with_context(|| format!("running {}", npm.display()))?;
@@ -335,23 +328,12 @@ fn install_bcoin() -> anyhow::Result<PathBuf> {
         };
         run(&["install", "--ignore-scripts", "--no-audit", "--no-fund"])?;
         run(&["rebuild", "mrmr"])?;
-        if !work.join(NODE_SCRIPT).is_file() {
+        if !complete(work) {
             bail!("npm install left no {NODE_SCRIPT} in {}", work.display());
         }
         Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_dir_all(&work);
-        return Err(e.context("installing bcoin 1.0.2 from npm"));
-    }
-    // Whole or not at all: another process may have won the race, then its copy is used.
-    if std::fs::rename(&work, &target).is_err() {
-        let _ = std::fs::remove_dir_all(&work);
-        if !target.join(NODE_SCRIPT).is_file() {
-            bail!("could not move the bcoin install into {}", target.display());
-        }
-    }
-    Ok(target)
+    })
+    .map_err(|e| e.context("installing bcoin 1.0.2 from npm"))
 }
 
 #[cfg(test)]

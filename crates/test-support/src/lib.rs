@@ -28,3 +28,22 @@ pub fn init_tracing() {
         .with_test_writer()
         .try_init();
 }
+
+/// Waits until `cond` holds, looking again each time `changed` is notified, up to `wait`.
+/// Returns whether it did (the mock pools' `wait_for`).
+async fn wait_until(
+    changed: &tokio::sync::Notify,
+    wait: std::time::Duration,
+    cond: impl Fn() -> bool,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let notified = changed.notified();
+        if cond() {
+            return true;
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return cond();
+        }
+    }
+}

@@ -106,6 +106,28 @@ pub fn make_job(n: u64, difficulty: u64) -> Job {
     }
 }
 
+/// Job notifications no upstream may pass on, each a raw line as [`MockPool::push_raw`]
+/// takes it: `good` with a blob that is not hex, a blob cut short, a zero target, an empty
+/// job id, job ids of 1,000 and 4,096 bytes; then a line that is not JSON and a `job` whose
+/// params are not a job.
+pub fn bad_job_lines(good: &Job) -> Vec<String> {
+    let bad = |f: &dyn Fn(&mut Job)| {
+        let mut j = good.clone();
+        f(&mut j);
+        json!({"jsonrpc": "2.0", "method": "job", "params": j}).to_string()
+    };
+    vec![
+        bad(&|j| j.blob = "zz".repeat(76)),
+        bad(&|j| j.blob.truncate(84)),
+        bad(&|j| j.target = "00000000".into()),
+        bad(&|j| j.job_id.clear()),
+        bad(&|j| j.job_id = "x".repeat(1000)),
+        bad(&|j| j.job_id = "x".repeat(4096)),
+        "not json at all".into(),
+        r#"{"method":"job","params":42}"#.into(),
+    ]
+}
+
 impl MockPool {
     /// Starts a pool on `127.0.0.1:0` whose current job is `job`.
     ///
@@ -273,16 +295,7 @@ impl MockPool {
 
     /// Waits until `cond` holds on the pool, up to `wait`. Returns whether it did.
     pub async fn wait_for(&self, wait: Duration, cond: impl Fn(&MockPool) -> bool) -> bool {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let notified = self.changed.notified();
-            if cond(self) {
-                return true;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return cond(self);
-            }
-        }
+        crate::wait_until(&self.changed, wait, || cond(self)).await
     }
 }
 

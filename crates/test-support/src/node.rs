@@ -232,6 +232,46 @@ pub(crate) fn cache_root(var: &str) -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".cache").join("stratum-proxy"))
 }
 
+/// Installs `what` as `root/NAME` whole or not at all: `fill` puts it into a private, empty
+/// directory beside the target (`root/.NAME-tmp-PID-RAND`, given to it), which is then renamed
+/// to `root/NAME`; the private directory is removed when `fill` fails. When another process
+/// won the race, its copy is used if `complete` holds for it. Returns `root/NAME`.
+///
+/// # Errors
+/// `root` or the private directory cannot be made; `fill`'s error; the rename failed and
+/// `root/NAME` is not `complete`.
+pub(crate) fn install_atomically(
+    root: &Path,
+    name: &str,
+    what: &str,
+    complete: impl Fn(&Path) -> bool,
+    fill: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<PathBuf> {
+    let target = root.join(name);
+    std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+    let work = root.join(format!(
+        ".{name}-tmp-{}-{:x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir(&work).with_context(|| format!("creating {}", work.display()))?;
+    if let Err(e) = fill(&work) {
+        let _ = std::fs::remove_dir_all(&work);
+        return Err(e);
+    }
+    // Whole or not at all: another process may have won the race, then its copy is used.
+    if std::fs::rename(&work, &target).is_err() {
+        let _ = std::fs::remove_dir_all(&work);
+        if !complete(&target) {
+            bail!(
+                "could not move the {what} install into {}",
+                target.display()
+            );
+        }
+    }
+    Ok(target)
+}
+
 /// Two distinct free loopback ports: bound together, then released for the node to take.
 pub(crate) fn free_ports() -> anyhow::Result<(u16, u16)> {
     let a = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;

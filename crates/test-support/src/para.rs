@@ -34,7 +34,7 @@ use anyhow::{anyhow, bail, Context};
 use serde::Deserialize;
 use stratum_proto::sv1::Submit;
 
-use crate::node::{cache_root, find_program, make_temp_dir};
+use crate::node::{cache_root, find_program, install_atomically, make_temp_dir};
 
 /// The para version the tests run (also the cache key).
 pub const PARA_VERSION: &str = "0.6.0";
@@ -83,51 +83,35 @@ fn install_into(
         return Ok(binary);
     }
     let cargo = cargo()?;
-    std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
-    let private = format!(
-        ".{}-tmp-{}-{:x}",
-        install_name(),
-        std::process::id(),
-        rand::random::<u32>()
-    );
-    let work = root.join(&private);
-    let build = root.join(format!("{private}-build"));
     eprintln!(
         "para {PARA_VERSION}: not in the cache; building it with `cargo install para --version \
          {PARA_VERSION} --locked` (about 12 minutes on 2 cores) into {}",
         binary.display()
     );
     let started = std::time::Instant::now();
-    let status = Command::new(&cargo)
-        .args(["install", "para", "--version", PARA_VERSION, "--locked"])
-        .arg("--root")
-        .arg(&work)
-        .env("CARGO_TARGET_DIR", &build)
-        // Outside the repository: its .cargo/config.toml is no concern of this build.
-        .current_dir(root)
-        .stdin(Stdio::null())
-        .status()
-        .with_context(|| format!("running {}", cargo.display()));
-    let _ = std::fs::remove_dir_all(&build);
-    let built = work.join("bin").join(BINARY);
-    match status {
-        Ok(s) if s.success() && built.is_file() => {}
-        Ok(s) => {
-            let _ = std::fs::remove_dir_all(&work);
-            bail!("cargo install para --version {PARA_VERSION} failed ({s}); its output is above");
+    let complete = |dir: &Path| dir.join("bin").join(BINARY).is_file();
+    install_atomically(root, &install_name(), "para", complete, |work| {
+        // cargo's target directory, beside the install and removed after the build.
+        let mut build = work.as_os_str().to_owned();
+        build.push("-build");
+        let status = Command::new(&cargo)
+            .args(["install", "para", "--version", PARA_VERSION, "--locked"])
+            .arg("--root")
+            .arg(work)
+            .env("CARGO_TARGET_DIR", &build)
+            // Outside the repository: its .cargo/config.toml is no concern of this build.
+            .current_dir(root)
+            .stdin(Stdio::null())
+            .status()
+            .with_context(|| format!("running {}", cargo.display()));
+        let _ = std::fs::remove_dir_all(&build);
+        match status? {
+            s if s.success() && complete(work) => Ok(()),
+            s => bail!(
+                "cargo install para --version {PARA_VERSION} failed ({s}); its output is above"
+            ),
         }
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&work);
-            return Err(e);
-        }
-    }
-    // Whole or not at all: another process may have won the race, then its copy is used.
-    if std::fs::rename(&work, &target).is_err() {
-        let _ = std::fs::remove_dir_all(&work);
-        if !binary.is_file() {
-            bail!("could not move the para install into {}", target.display());
-        }
-    }
+    })?;
     eprintln!(
         "para {PARA_VERSION}: built in {} s, cached at {}",
         started.elapsed().as_secs(),

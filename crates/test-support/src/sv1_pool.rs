@@ -423,16 +423,7 @@ impl Sv1Pool {
 
     /// Waits until `cond` holds on the pool, up to `wait`. Returns whether it did.
     pub async fn wait_for(&self, wait: Duration, cond: impl Fn(&Sv1Pool) -> bool) -> bool {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let notified = self.changed.notified();
-            if cond(self) {
-                return true;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return cond(self);
-            }
-        }
+        crate::wait_until(&self.changed, wait, || cond(self)).await
     }
 }
 

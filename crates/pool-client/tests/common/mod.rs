@@ -3,9 +3,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::Arc;
 
 use pool_client::monero_block::{BlockError, BlockWork};
 use pool_client::{
@@ -13,13 +11,14 @@ use pool_client::{
     UpstreamState,
 };
 use stratum_proto::Job;
-use tokio::sync::Notify;
+use test_support::miner::result_for_difficulty;
+use test_support::mock_pool::MockPool;
 use tokio_util::sync::CancellationToken;
 
-/// The longest any test may run.
-pub const TEST_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long to wait for one expected report.
-pub const WAIT: Duration = Duration::from_secs(30);
+mod recording;
+// Not every test file uses every one.
+#[allow(unused_imports)]
+pub use recording::{bounded, Recording, Reports, TEST_TIMEOUT, WAIT};
 
 #[derive(Debug, Default)]
 pub struct Seen {
@@ -33,45 +32,24 @@ pub struct Seen {
     pub states: Vec<(UpstreamState, Option<usize>)>,
 }
 
-/// An [`UpstreamListener`] that records everything and wakes waiters.
-#[derive(Debug, Default)]
-pub struct Recorder {
-    seen: Mutex<Seen>,
-    changed: Notify,
+impl Reports for Seen {
+    type Job = Job;
+    type Outcome = Result<(), ShareError>;
+    fn jobs(&self) -> &[(Job, u64)] {
+        &self.jobs
+    }
+    fn results(&self) -> &[(u64, Self::Outcome)] {
+        &self.results
+    }
+    fn states(&self) -> &[(UpstreamState, Option<usize>)] {
+        &self.states
+    }
 }
 
+/// An [`UpstreamListener`] that records everything and wakes waiters.
+pub type Recorder = Recording<Seen>;
+
 impl Recorder {
-    pub fn seen(&self) -> MutexGuard<'_, Seen> {
-        self.seen.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn record(&self, f: impl FnOnce(&mut Seen)) {
-        f(&mut self.seen());
-        self.changed.notify_waiters();
-    }
-
-    /// Waits until `f` finds something in what was recorded.
-    pub async fn wait_for<T>(&self, what: &str, f: impl Fn(&Seen) -> Option<T>) -> T {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(found) = f(&self.seen()) {
-                return found;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                panic!("no {what} within {WAIT:?}; seen: {:#?}", self.seen());
-            }
-        }
-    }
-
-    /// The `n`th job (0-based).
-    pub async fn job(&self, n: usize) -> (Job, u64) {
-        self.wait_for(&format!("job #{n}"), |s| s.jobs.get(n).cloned())
-            .await
-    }
-
     /// The first job for a block at `height`.
     pub async fn job_at_height(&self, height: u64) -> (Job, u64) {
         self.wait_for(&format!("job at height {height}"), |s| {
@@ -79,36 +57,6 @@ impl Recorder {
                 .iter()
                 .find(|(j, _)| j.height == Some(height))
                 .cloned()
-        })
-        .await
-    }
-
-    /// The result of `seq`, checking that it came exactly once.
-    pub async fn result(&self, seq: u64) -> Result<(), ShareError> {
-        let r = self
-            .wait_for(&format!("result of share {seq}"), |s| {
-                s.results
-                    .iter()
-                    .find(|(q, _)| *q == seq)
-                    .map(|(_, r)| r.clone())
-            })
-            .await;
-        let count = self
-            .seen()
-            .results
-            .iter()
-            .filter(|(q, _)| *q == seq)
-            .count();
-        assert_eq!(count, 1, "share {seq} answered {count} times");
-        r
-    }
-
-    pub async fn state(&self, state: UpstreamState) -> Option<usize> {
-        self.wait_for(&format!("state {state:?}"), |s| {
-            s.states
-                .iter()
-                .find(|(st, _)| *st == state)
-                .map(|(_, p)| *p)
         })
         .await
     }
@@ -222,9 +170,26 @@ impl Harness {
     }
 }
 
-/// Runs a test body under [`TEST_TIMEOUT`].
-pub async fn bounded(body: impl Future<Output = ()>) {
-    tokio::time::timeout(TEST_TIMEOUT, body)
-        .await
-        .expect("test ran over its time limit");
+/// A plain entry for `pool`, no user.
+pub fn plain_entry(pool: &MockPool) -> PoolConfig {
+    PoolConfig {
+        url: pool.addr().to_string(),
+        ..PoolConfig::default()
+    }
+}
+
+/// Checks that the upstream of `h` logged in to its first entry, `pool` (user `WALLET`,
+/// its job `job000001`).
+pub async fn logged_in_to_first(h: &Harness, pool: &MockPool) {
+    assert_eq!(h.recorder.job(0).await.0.job_id, "job000001");
+    assert_eq!(h.recorder.state(UpstreamState::Active).await, Some(0));
+    assert_eq!(pool.received("login")[0].params["login"], "WALLET");
+}
+
+/// Submits the first share of `job_id` (nonce `01020304`, meeting difficulty 500) and checks
+/// that `pool` got it and that its OK came back.
+pub async fn first_share_goes_through(h: &mut Harness, pool: &MockPool, job_id: &str) {
+    let seq = h.submit(job_id, "01020304", &result_for_difficulty(500));
+    assert_eq!(h.recorder.result(seq).await, Ok(()));
+    assert_eq!(pool.received("submit")[0].params["nonce"], "01020304");
 }

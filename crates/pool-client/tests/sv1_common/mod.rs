@@ -4,10 +4,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
 use pool_client::sv1::{Sv1Listener, Sv1Options, Sv1Share, Sv1ShareError, Sv1Upstream};
@@ -21,14 +19,14 @@ use stratum_proto::sv1::{
 use stratum_proto::LineCodec;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::Notify as Wake;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
-/// The longest any test may run.
-pub const TEST_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long to wait for one expected report.
-pub const WAIT: Duration = Duration::from_secs(30);
+#[path = "../common/recording.rs"]
+mod recording;
+// Not every test file uses every one.
+#[allow(unused_imports)]
+pub use recording::{bounded, Recording, Reports, TEST_TIMEOUT, WAIT};
 
 /// Everything an upstream reported, in order.
 #[derive(Debug, Default)]
@@ -41,81 +39,22 @@ pub struct Seen {
     pub states: Vec<(UpstreamState, Option<usize>)>,
 }
 
+impl Reports for Seen {
+    type Job = Notify;
+    type Outcome = Result<(), Sv1ShareError>;
+    fn jobs(&self) -> &[(Notify, u64)] {
+        &self.jobs
+    }
+    fn results(&self) -> &[(u64, Self::Outcome)] {
+        &self.results
+    }
+    fn states(&self) -> &[(UpstreamState, Option<usize>)] {
+        &self.states
+    }
+}
+
 /// An [`Sv1Listener`] that records everything and wakes waiters.
-#[derive(Debug, Default)]
-pub struct Recorder {
-    seen: Mutex<Seen>,
-    changed: Wake,
-}
-
-impl Recorder {
-    pub fn seen(&self) -> MutexGuard<'_, Seen> {
-        self.seen.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn record(&self, f: impl FnOnce(&mut Seen)) {
-        f(&mut self.seen());
-        self.changed.notify_waiters();
-    }
-
-    /// Waits until `f` finds something in what was recorded.
-    pub async fn wait_for<T>(&self, what: &str, f: impl Fn(&Seen) -> Option<T>) -> T {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(found) = f(&self.seen()) {
-                return found;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                panic!("no {what} within {WAIT:?}; seen: {:#?}", self.seen());
-            }
-        }
-    }
-
-    /// The `n`th job (0-based) and its session.
-    pub async fn job(&self, n: usize) -> (Notify, u64) {
-        self.wait_for(&format!("job #{n}"), |s| s.jobs.get(n).cloned())
-            .await
-    }
-
-    /// The result of `seq`, checking that it came exactly once.
-    pub async fn result(&self, seq: u64) -> Result<(), Sv1ShareError> {
-        let r = self
-            .wait_for(&format!("result of share {seq}"), |s| {
-                s.results
-                    .iter()
-                    .find(|(q, _)| *q == seq)
-                    .map(|(_, r)| r.clone())
-            })
-            .await;
-        let count = self.answers(seq);
-        assert_eq!(count, 1, "share {seq} answered {count} times");
-        r
-    }
-
-    /// How many times `seq` was answered.
-    pub fn answers(&self, seq: u64) -> usize {
-        self.seen()
-            .results
-            .iter()
-            .filter(|(q, _)| *q == seq)
-            .count()
-    }
-
-    /// Waits until the upstream is logged in to pool `index`; the number of `Active`
-    /// reports on it so far.
-    pub async fn active_on(&self, index: usize) {
-        self.wait_for(&format!("Active on pool {index}"), |s| {
-            s.states
-                .iter()
-                .any(|(st, p)| *st == UpstreamState::Active && *p == Some(index))
-                .then_some(())
-        })
-        .await;
-    }
-}
+pub type Recorder = Recording<Seen>;
 
 impl Sv1Listener for Recorder {
     fn on_job(&self, job: Notify, session: u64) {
@@ -172,23 +111,9 @@ impl Harness {
     /// Cancels the upstream and waits until it reports `Stopped`.
     pub async fn stop(self) {
         self.cancel.cancel();
-        self.recorder
-            .wait_for("Stopped", |s| {
-                s.states
-                    .iter()
-                    .any(|(st, _)| *st == UpstreamState::Stopped)
-                    .then_some(())
-            })
-            .await;
+        self.recorder.state(UpstreamState::Stopped).await;
         assert_eq!(self.upstream.state(), UpstreamState::Stopped);
     }
-}
-
-/// Runs a test body under [`TEST_TIMEOUT`].
-pub async fn bounded(body: impl Future<Output = ()>) {
-    tokio::time::timeout(TEST_TIMEOUT, body)
-        .await
-        .expect("test ran over its time limit");
 }
 
 /// A pool entry for `addr`.

@@ -247,3 +247,26 @@ pub(crate) async fn idle_sv1_miner(proxy: &ProxyHandle) -> TestMiner {
     assert_eq!(r["result"], json!(true), "{r}");
     m
 }
+
+/// On a [`start_two_families`] proxy: a CryptoNote miner (`CNWALLET`, rig `cn-rig`) with two
+/// shares accepted, still connected, and the report of a real sha256d miner
+/// (`bc1qminer.sv1-rig`) that sent [`SV1_SHARES`] shares to the SV1 bind and left.
+pub(crate) async fn shares_of_both_families(
+    proxy: &ProxyHandle,
+) -> (TestMiner, test_support::sv1_miner::Sv1MinerReport) {
+    let mut cn = miner(proxy, "CNWALLET", Some("cn-rig")).await;
+    accepted(&mut cn, 0, JOB_DIFF).await;
+    accepted(&mut cn, 1, JOB_DIFF).await;
+    let report = test_support::sv1_miner::run_sv1_miner(
+        proxy.local_addrs()[1],
+        test_support::sv1_miner::Sv1MinerConfig {
+            user: "bc1qminer.sv1-rig".into(),
+            max_shares: SV1_SHARES,
+            max_time: Duration::from_secs(60),
+            ..test_support::sv1_miner::Sv1MinerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    (cn, report)
+}

@@ -686,7 +686,14 @@ fn push_job(ctx: &Ctx, job: Job) -> Instant {
     let mut pool = lock(&ctx.pool);
     pool.job = job;
     let t0 = Instant::now();
-    pool.conns.retain(|tx| match tx.try_send(line.clone()) {
+    send_job(&mut pool.conns, &line);
+    t0
+}
+
+/// Sends a job `line` to every pool connection in `conns`, dropping the closed ones; one
+/// whose queue is full misses this job (logged).
+fn send_job(conns: &mut Vec<mpsc::Sender<Bytes>>, line: &Bytes) {
+    conns.retain(|tx| match tx.try_send(line.clone()) {
         Ok(()) => true,
         Err(mpsc::error::TrySendError::Full(_)) => {
             tracing::warn!("pool connection not reading; job not sent to it");
@@ -694,7 +701,6 @@ fn push_job(ctx: &Ctx, job: Job) -> Instant {
         }
         Err(mpsc::error::TrySendError::Closed(_)) => false,
     });
-    t0
 }
 
 async fn pool_accept(ctx: Arc<Ctx>, listener: TcpListener) {
@@ -722,13 +728,32 @@ async fn pool_accept(ctx: Arc<Ctx>, listener: TcpListener) {
 }
 
 async fn pool_conn(ctx: Arc<Ctx>, stream: TcpStream, index: u64) {
+    let session = format!("bench-pool-{index}");
+    serve_pool_conn(&ctx, stream, Duration::ZERO, |line, tx, out, _| {
+        pool_line(&ctx, line, &session, tx, out);
+    })
+    .await;
+}
+
+/// One proxy connection to the generator's pool, either family, served until it closes or
+/// the run stops. `answer` (the family's) answers each line the proxy sends: into `out` what
+/// goes back at once, into `later` what goes `later_pause` after it (apart, as a real pool's
+/// lines can come); at login it registers the connection's job sender, taken from `tx`. A
+/// close that is not the run's stop marks the pool closed; a line over the codec's limit
+/// ends the connection without.
+async fn serve_pool_conn(
+    ctx: &Ctx,
+    stream: TcpStream,
+    later_pause: Duration,
+    mut answer: impl FnMut(&[u8], &mut Option<mpsc::Sender<Bytes>>, &mut Vec<u8>, &mut Vec<u8>),
+) {
     let (tx, mut rx) = mpsc::channel::<Bytes>(64);
     let mut tx = Some(tx);
-    let session = format!("bench-pool-{index}");
     let (mut r, mut w) = stream.into_split();
     let mut buf = BytesMut::with_capacity(8192);
     let mut codec = LineCodec::default();
     let mut out: Vec<u8> = Vec::with_capacity(8192);
+    let mut later: Vec<u8> = Vec::new();
     loop {
         tokio::select! {
             () = ctx.stop.cancelled() => break,
@@ -743,7 +768,7 @@ async fn pool_conn(ctx: Arc<Ctx>, stream: TcpStream, index: u64) {
                 }
                 loop {
                     match codec.decode(&mut buf) {
-                        Ok(Some(line)) => pool_line(&ctx, &line, &session, &mut tx, &mut out),
+                        Ok(Some(line)) => answer(&line, &mut tx, &mut out, &mut later),
                         Ok(None) => break,
                         Err(_) => return,
                     }
@@ -753,6 +778,13 @@ async fn pool_conn(ctx: Arc<Ctx>, stream: TcpStream, index: u64) {
                         break;
                     }
                     out.clear();
+                }
+                if !later.is_empty() {
+                    tokio::time::sleep(later_pause).await;
+                    if w.write_all(&later).await.is_err() {
+                        break;
+                    }
+                    later.clear();
                 }
             }
         }

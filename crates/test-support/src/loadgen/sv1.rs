@@ -41,7 +41,7 @@ use stratum_proto::sv1::{
     Submit, Subscribe, SubscribeResult, VersionRollingRequest, VersionRollingResult,
 };
 use stratum_proto::{Id, LineCodec};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::codec::Decoder;
@@ -470,70 +470,21 @@ pub(super) fn push_job(ctx: &Ctx, j: u64) -> std::time::Instant {
     let mut pool = lock(&ctx.pool);
     pool.sv1_jobs = vec![job];
     let t0 = std::time::Instant::now();
-    pool.conns.retain(|tx| match tx.try_send(line.clone()) {
-        Ok(()) => true,
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            tracing::warn!("pool connection not reading; job not sent to it");
-            true
-        }
-        Err(mpsc::error::TrySendError::Closed(_)) => false,
-    });
+    super::send_job(&mut pool.conns, &line);
     t0
 }
 
 /// One proxy connection to the SV1 pool.
 pub(super) async fn pool_conn(ctx: Arc<Ctx>, stream: TcpStream, index: u64) {
-    let (tx, mut rx) = mpsc::channel::<Bytes>(64);
-    let mut tx = Some(tx);
     let config = pool_config(ctx.opts.sv1_pool_difficulty);
     let mut conn = PoolConn::new(usize::try_from(index).unwrap_or(usize::MAX), &config);
-    let (mut r, mut w) = stream.into_split();
-    let mut buf = BytesMut::with_capacity(8192);
-    let mut codec = LineCodec::default();
-    let mut out: Vec<u8> = Vec::with_capacity(8192);
-    let mut later: Vec<u8> = Vec::new();
-    loop {
-        tokio::select! {
-            () = ctx.stop.cancelled() => break,
-            Some(line) = rx.recv() => {
-                if w.write_all(&line).await.is_err() {
-                    break;
-                }
-            }
-            n = r.read_buf(&mut buf) => {
-                if !matches!(n, Ok(1..)) {
-                    break;
-                }
-                loop {
-                    match codec.decode(&mut buf) {
-                        Ok(Some(line)) => pool_line(&ctx, &mut conn, &config, &line, &mut tx, &mut out, &mut later),
-                        Ok(None) => break,
-                        Err(_) => return,
-                    }
-                }
-                if !out.is_empty() {
-                    if w.write_all(&out).await.is_err() {
-                        break;
-                    }
-                    out.clear();
-                }
-                if !later.is_empty() {
-                    // The difficulty and job after an authorize answer come apart from it,
-                    // as from a real pool: ckpool 0.9 in proxy mode does not read lines that
-                    // arrive in the same read as the answer until more bytes come.
-                    tokio::time::sleep(AFTER_AUTHORIZE).await;
-                    if w.write_all(&later).await.is_err() {
-                        break;
-                    }
-                    later.clear();
-                }
-            }
-        }
-    }
-    if !ctx.stop.is_cancelled() {
-        ctx.pool_closed
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-    }
+    // The difficulty and job after an authorize answer come apart from it, as from a real
+    // pool: ckpool 0.9 in proxy mode does not read lines that arrive in the same read as the
+    // answer until more bytes come.
+    super::serve_pool_conn(&ctx, stream, AFTER_AUTHORIZE, |line, tx, out, later| {
+        pool_line(&ctx, &mut conn, &config, line, tx, out, later);
+    })
+    .await;
 }
 
 /// Answers one line the proxy sent to the pool, into `out`; counts the submits by share
