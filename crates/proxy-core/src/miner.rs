@@ -27,7 +27,7 @@ use stratum_session::{MinerSession, Refusal, ShareTally};
 use tokio::time::Instant;
 
 use crate::config::WorkersMode;
-use crate::conn::{Conn, Endpoint, Next, ReadyQueue};
+use crate::conn::{Conn, Endpoint, Next, ReadyQueue, READ_CHUNK};
 use crate::events::Subject;
 use crate::intern::Interner;
 use crate::login::LoginInfo;
@@ -272,21 +272,20 @@ impl<F: MinerProtocol> Miner<F> {
         let waker = Waker::from(self.clone());
         let mut cx = Context::from_waker(&waker);
         let mut more = true;
+        let mut scratch = [0u8; READ_CHUNK];
         for _ in 0..LINES_PER_DRIVE {
-            let next = self.conn().next_line(&**self, &mut cx);
-            match next {
-                Next::Line(line) => {
-                    if F::handle_line(self, shared, &line) == Flow::Active
-                        && self.phase() != MinerPhase::WaitLogin
-                    {
-                        self.set_deadline(shared, Instant::now() + INACTIVITY_TIMEOUT);
-                    }
-                }
+            let next = self.conn().next_line(&**self, &mut cx, &mut scratch);
+            let flow = match next {
+                Next::Line(line) => F::handle_line(self, shared, &line),
+                Next::Short(len) => F::handle_line(self, shared, &scratch[..len]),
                 Next::Idle => {
                     more = false;
                     break;
                 }
                 Next::Close(why) => return self.close(shared, why),
+            };
+            if flow == Flow::Active && self.phase() != MinerPhase::WaitLogin {
+                self.set_deadline(shared, Instant::now() + INACTIVITY_TIMEOUT);
             }
         }
         if more {
