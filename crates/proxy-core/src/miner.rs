@@ -267,14 +267,15 @@ impl<F: Family> Endpoint for Miner<F> {
 /// call, executed on [`Conn`] under the socket lock, never under the protocol lock.
 impl<F: MinerProtocol> Miner<F> {
     /// Serves the socket: handles every complete line that arrived, writes what waits, and
-    /// registers for the next readiness. Called by the dispatcher when the miner was woken.
-    pub(crate) fn drive(self: &Arc<Self>, shared: &Shared<F>) {
+    /// registers for the next readiness. Called by the dispatcher when the miner was woken;
+    /// `scratch` is the dispatcher's read buffer (see [`Conn::next_line`]), kept from one
+    /// miner to the next so that it is not cleared at every share.
+    pub(crate) fn drive(self: &Arc<Self>, shared: &Shared<F>, scratch: &mut [u8; READ_CHUNK]) {
         let waker = Waker::from(self.clone());
         let mut cx = Context::from_waker(&waker);
         let mut more = true;
-        let mut scratch = [0u8; READ_CHUNK];
         for _ in 0..LINES_PER_DRIVE {
-            let next = self.conn().next_line(&**self, &mut cx, &mut scratch);
+            let next = self.conn().next_line(&**self, &mut cx, scratch);
             let flow = match next {
                 Next::Line(line) => F::handle_line(self, shared, &line),
                 Next::Short(len) => F::handle_line(self, shared, &scratch[..len]),
