@@ -17,7 +17,8 @@
 //! [`MAX_OUTBOX_BYTES`], its timeout strikes or the proxy stops.
 //!
 //! No read buffer is kept while a miner is idle (it is dropped once every complete line is
-//! handled), and an empty outbox holds no allocation. A TLS connection still has rustls' own
+//! handled), a read that is exactly one line (a share) is handled from a stack buffer and
+//! takes none, and an empty outbox holds no allocation. A TLS connection still has rustls' own
 //! record buffers.
 //!
 //! Lock order: a miner's socket lock is taken last and never held while calling out: lines
