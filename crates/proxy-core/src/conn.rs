@@ -17,7 +17,8 @@
 //! [`MAX_OUTBOX_BYTES`], its timeout strikes or the proxy stops.
 //!
 //! No read buffer is kept while a miner is idle (it is dropped once every complete line is
-//! handled), and an empty outbox holds no allocation. A TLS connection still has rustls' own
+//! handled), a read that is exactly one line (a share) is handled from a stack buffer and
+//! takes none, and an empty outbox holds no allocation. A TLS connection still has rustls' own
 //! record buffers.
 //!
 //! Lock order: a miner's socket lock is taken last and never held while calling out: lines
@@ -48,8 +49,12 @@ use crate::ratelimit::RateLimiter;
 
 /// Most bytes a miner's outbox may hold before the miner is disconnected as too slow.
 pub(crate) const MAX_OUTBOX_BYTES: usize = 256 * 1024;
-/// Bytes offered to each read call.
-const READ_CHUNK: usize = 1024;
+/// Bytes offered to each read call; also the size of the stack buffer a read lands in when
+/// nothing waits in the read buffer ([`Conn::next_line`]).
+pub(crate) const READ_CHUNK: usize = 1024;
+/// A read onto the stack holds at most [`READ_CHUNK`] bytes, so a line found there is never
+/// too long for the codec.
+const _: () = assert!(READ_CHUNK <= stratum_proto::MAX_LINE_LENGTH);
 /// Chunks per vectored write.
 const WRITE_BATCH: usize = 64;
 
@@ -210,6 +215,41 @@ impl Io {
         }
     }
 
+    /// [`Io::read`] onto a slice (the caller's stack buffer): the byte count, 0 at the end of
+    /// the stream, `WouldBlock` when nothing is there. A short TCP read clears the socket's
+    /// readiness as in [`Io::read`].
+    fn read_into(&mut self, dst: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Io::Tcp(tcp) => {
+                let mut got = 0;
+                let tcp = &*tcp;
+                let offered = dst.len();
+                let r = tcp.try_io(Interest::READABLE, || {
+                    let n = tcp.try_read(dst)?;
+                    got = n;
+                    if n > 0 && n < offered {
+                        Err(would_block())
+                    } else {
+                        Ok(n)
+                    }
+                });
+                match r {
+                    Err(e) if got > 0 && e.kind() == io::ErrorKind::WouldBlock => Ok(got),
+                    r => r,
+                }
+            }
+            Io::Tls(tls) => {
+                let mut rb = ReadBuf::new(dst);
+                match poll_now(|cx| Pin::new(&mut **tls).poll_read(cx, &mut rb)) {
+                    Poll::Ready(Ok(())) => Ok(rb.filled().len()),
+                    Poll::Ready(Err(e)) => Err(e),
+                    Poll::Pending => Err(would_block()),
+                }
+            }
+            Io::Closed => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
     /// Takes what it can of `bufs` now; `WouldBlock` when it takes nothing.
     fn write(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
@@ -352,10 +392,25 @@ impl Conn {
     }
 }
 
+/// The line `read` holds when it is exactly one line as [`LineCodec`] frames it (the only
+/// `\n` is its last byte; a `\r` before it dropped) and not blank (the codec skips those):
+/// its length. `None` for anything else.
+fn lone_line(read: &[u8]) -> Option<usize> {
+    let (&last, body) = read.split_last()?;
+    if last != b'\n' || memchr::memchr(b'\n', body).is_some() {
+        return None;
+    }
+    let line = body.strip_suffix(b"\r").unwrap_or(body);
+    (!line.iter().all(u8::is_ascii_whitespace)).then_some(line.len())
+}
+
 /// What [`Conn::next_line`] found.
 pub(crate) enum Next {
     /// A complete line.
     Line(BytesMut),
+    /// A complete line that came alone in one read onto the caller's stack buffer: it is
+    /// `scratch[..len]` (no heap buffer was taken for it).
+    Short(usize),
     /// Nothing more now; the waker is registered for readability.
     Idle,
     /// The connection must close, for this reason.
@@ -365,12 +420,52 @@ pub(crate) enum Next {
 impl Conn {
     /// The next complete line: from what was read already, else from the socket. Registers
     /// `cx` for readability once the socket has nothing more.
-    pub(crate) fn next_line<E: Endpoint>(&mut self, miner: &E, cx: &mut Context<'_>) -> Next {
+    ///
+    /// When nothing read waits, the socket is read onto `scratch` first: a read holding
+    /// exactly one line (a share, a keepalive: the usual case) is handed over there as
+    /// [`Next::Short`], and no read buffer is allocated; anything else (several lines, part of
+    /// one, a blank line) is copied into the read buffer and framed by the codec as before.
+    pub(crate) fn next_line<E: Endpoint>(
+        &mut self,
+        miner: &E,
+        cx: &mut Context<'_>,
+        scratch: &mut [u8; READ_CHUNK],
+    ) -> Next {
         if let Some(why) = self.failed {
             return Next::Close(why);
         }
         if self.is_closed() {
             return Next::Idle;
+        }
+        if self.bufs.as_ref().is_none_or(|b| b.rbuf.is_empty()) {
+            // The codec holds no state over an empty buffer: what it would make of this read
+            // alone is what it makes of it in the read buffer.
+            match self.io.read_into(scratch) {
+                Ok(0) => return Next::Close("closed by miner"),
+                Ok(n) => {
+                    miner.rx_bytes().fetch_add(n as u64, Relaxed);
+                    if let Some(len) = lone_line(&scratch[..n]) {
+                        return Next::Short(len);
+                    }
+                    let b = self.bufs.get_or_insert_with(Box::default);
+                    b.rbuf.extend_from_slice(&scratch[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Some(b) = self.bufs.as_mut() {
+                        // Idle miners hold no read buffer.
+                        b.rbuf = BytesMut::new();
+                    }
+                    match self.io.poll_readable(cx) {
+                        Poll::Pending => {
+                            self.release_empty();
+                            return Next::Idle;
+                        }
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(_)) => return Next::Close("read error"),
+                    }
+                }
+                Err(_) => return Next::Close("read error"),
+            }
         }
         let Self { io, bufs, .. } = self;
         let b = bufs.get_or_insert_with(Box::default);
@@ -609,7 +704,10 @@ mod tests {
         let (m, client) = pair().await;
         let waker = Waker::from(m.clone());
         let mut cx = Context::from_waker(&waker);
-        assert!(matches!(m.conn().next_line(&*m, &mut cx), Next::Idle));
+        assert!(matches!(
+            m.conn().next_line(&*m, &mut cx, &mut [0; READ_CHUNK]),
+            Next::Idle
+        ));
         assert_eq!(queued(&m), 0);
         client.try_write(b"{\"a\":1}\n{\"b\":").unwrap();
         for _ in 0..200 {
@@ -621,16 +719,116 @@ mod tests {
         assert_eq!(queued(&m), 1, "woken into its dispatcher's queue");
         m.wake_by_ref();
         assert_eq!(queued(&m), 1, "queued once until the dispatcher takes it");
-        match m.conn().next_line(&*m, &mut cx) {
+        match m.conn().next_line(&*m, &mut cx, &mut [0; READ_CHUNK]) {
             Next::Line(l) => assert_eq!(&l[..], b"{\"a\":1}"),
             _ => panic!("the complete line comes out"),
         }
         assert!(
-            matches!(m.conn().next_line(&*m, &mut cx), Next::Idle),
+            matches!(
+                m.conn().next_line(&*m, &mut cx, &mut [0; READ_CHUNK]),
+                Next::Idle
+            ),
             "half a line waits"
         );
         assert_eq!(m.rx.load(Relaxed), 13);
         m.shut();
+    }
+
+    /// Waits until the miner was woken for readability (queued), and takes it from its
+    /// queue as the dispatcher does.
+    async fn woken(m: &Miner) {
+        for _ in 0..200 {
+            if queued(m) > 0 {
+                lock(&m.ready.queue).clear();
+                m.queued.store(false, std::sync::atomic::Ordering::Release);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("the miner was not woken");
+    }
+
+    #[tokio::test]
+    async fn a_read_of_one_line_is_handed_over_on_the_stack_with_no_buffer_taken() {
+        let (m, client) = pair().await;
+        let waker = Waker::from(m.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut scratch = [0; READ_CHUNK];
+        assert!(matches!(
+            m.conn().next_line(&*m, &mut cx, &mut scratch),
+            Next::Idle
+        ));
+        client.try_write(b"{\"a\":1}\r\n").unwrap();
+        woken(&m).await;
+        match m.conn().next_line(&*m, &mut cx, &mut scratch) {
+            Next::Short(len) => assert_eq!(&scratch[..len], b"{\"a\":1}"),
+            _ => panic!("a lone line comes out of the stack buffer"),
+        }
+        assert!(m.conn().bufs.is_none(), "no read buffer was taken");
+        assert!(matches!(
+            m.conn().next_line(&*m, &mut cx, &mut scratch),
+            Next::Idle
+        ));
+        assert!(m.conn().bufs.is_none(), "idle again, nothing held");
+
+        // A blank line is skipped as the codec skips it; the next lines come out in order.
+        client.try_write(b" \r\n").unwrap();
+        woken(&m).await;
+        assert!(matches!(
+            m.conn().next_line(&*m, &mut cx, &mut scratch),
+            Next::Idle
+        ));
+        assert!(m.conn().bufs.is_none(), "a blank line leaves nothing held");
+        client.try_write(b"{\"b\":2}\n{\"c\"").unwrap();
+        woken(&m).await;
+        match m.conn().next_line(&*m, &mut cx, &mut scratch) {
+            Next::Line(l) => assert_eq!(&l[..], b"{\"b\":2}"),
+            _ => panic!("more than one line goes through the read buffer"),
+        }
+        assert!(matches!(
+            m.conn().next_line(&*m, &mut cx, &mut scratch),
+            Next::Idle
+        ));
+        client.try_write(b":3}\n").unwrap();
+        woken(&m).await;
+        match m.conn().next_line(&*m, &mut cx, &mut scratch) {
+            Next::Line(l) => assert_eq!(&l[..], b"{\"c\":3}", "the rest of a waiting line"),
+            _ => panic!("a line begun in the read buffer ends there"),
+        }
+        assert_eq!(m.rx.load(Relaxed), 9 + 3 + 12 + 4);
+        m.shut();
+    }
+
+    #[test]
+    fn a_lone_line_is_what_the_codec_makes_of_the_read() {
+        let reads: [&[u8]; 12] = [
+            b"{}\n",
+            b"{}\r\n",
+            b"{}",
+            b"\n",
+            b"\r\n",
+            b" \t\r\n",
+            b"{}\n{}\n",
+            b"{}\n{",
+            b"a\rb\n",
+            b"a\r\r\n",
+            b"",
+            b"\n{}\n",
+        ];
+        for read in reads {
+            let mut buf = BytesMut::from(read);
+            let mut codec = LineCodec::default();
+            let first = codec.decode(&mut buf).unwrap();
+            let alone = first.filter(|_| buf.is_empty()).map(|l| l.to_vec());
+            // Anything else goes the long way, through the codec itself.
+            if let Some(len) = lone_line(read) {
+                let lone = read[..len].to_vec();
+                assert_eq!(Some(lone), alone, "{:?}", String::from_utf8_lossy(read));
+            }
+        }
+        assert_eq!(lone_line(b"{}\n"), Some(2));
+        assert_eq!(lone_line(b"{}\r\n"), Some(2));
+        assert_eq!(lone_line(b"a\r\r\n"), Some(2));
     }
 
     #[tokio::test]
@@ -639,7 +837,10 @@ mod tests {
         let waker = Waker::from(m.clone());
         let mut cx = Context::from_waker(&waker);
         // Register the miner as the socket's reader and writer waker.
-        assert!(matches!(m.conn().next_line(&*m, &mut cx), Next::Idle));
+        assert!(matches!(
+            m.conn().next_line(&*m, &mut cx, &mut [0; READ_CHUNK]),
+            Next::Idle
+        ));
         let _ = m.conn().io.poll_writable(&mut cx);
         drop(waker);
         assert!(Arc::strong_count(&m) > 1, "the socket holds the miner");

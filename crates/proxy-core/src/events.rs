@@ -245,17 +245,18 @@ impl Events {
         }
     }
 
-    /// The pool accepted a share: `difficulty` is the job difficulty the miner worked at
-    /// (what the share counts for), `share_difficulty` the difficulty its hash met, `latency`
-    /// the pool's reply time.
+    /// The pool accepted a share at `at` (the clock read its verdict was handled with):
+    /// `difficulty` is the job difficulty the miner worked at (what the share counts for),
+    /// `share_difficulty` the difficulty its hash met, `latency` the pool's reply time.
     pub(crate) fn accept(
         &self,
         miner: &impl Subject,
         difficulty: u64,
         share_difficulty: u64,
         latency: Duration,
+        at: Instant,
     ) {
-        let now = self.now();
+        let now = self.secs_at(at);
         self.stats
             .on_accept(now, difficulty, Some(share_difficulty), Some(latency));
         self.workers.accept(miner, difficulty, now);
@@ -394,11 +395,23 @@ mod tests {
     }
 
     #[test]
+    fn an_accepted_share_counts_at_the_second_of_its_verdict() {
+        let e = Events::new(&Config::default());
+        let m = logged_in_miner();
+        e.login(&m);
+        let at = e.epoch + Duration::from_secs(7);
+        e.accept(&m, 1000, 4321, Duration::from_millis(40), at);
+        // Seconds since the epoch (0 given as the epoch's Unix time).
+        let w = &e.workers.snapshot(7, 0).workers[0];
+        assert_eq!(w.last_hash_unix, 7, "the verdict's second, not the clock's");
+    }
+
+    #[test]
     fn pool_verdicts_reach_counters_and_worker() {
         let e = Events::new(&Config::default());
         let m = logged_in_miner();
         e.login(&m);
-        e.accept(&m, 1000, 4321, Duration::from_millis(40));
+        e.accept(&m, 1000, 4321, Duration::from_millis(40), Instant::now());
         e.reject(&m, "Low difficulty share");
         e.invalid(&m, Refusal::InvalidNonce);
         let s = e.stats.summary(e.now());

@@ -27,7 +27,7 @@ use stratum_session::{MinerSession, Refusal, ShareTally};
 use tokio::time::Instant;
 
 use crate::config::WorkersMode;
-use crate::conn::{Conn, Endpoint, Next, ReadyQueue};
+use crate::conn::{Conn, Endpoint, Next, ReadyQueue, READ_CHUNK};
 use crate::events::Subject;
 use crate::intern::Interner;
 use crate::login::LoginInfo;
@@ -267,26 +267,26 @@ impl<F: Family> Endpoint for Miner<F> {
 /// call, executed on [`Conn`] under the socket lock, never under the protocol lock.
 impl<F: MinerProtocol> Miner<F> {
     /// Serves the socket: handles every complete line that arrived, writes what waits, and
-    /// registers for the next readiness. Called by the dispatcher when the miner was woken.
-    pub(crate) fn drive(self: &Arc<Self>, shared: &Shared<F>) {
+    /// registers for the next readiness. Called by the dispatcher when the miner was woken;
+    /// `scratch` is the dispatcher's read buffer (see [`Conn::next_line`]), kept from one
+    /// miner to the next so that it is not cleared at every share.
+    pub(crate) fn drive(self: &Arc<Self>, shared: &Shared<F>, scratch: &mut [u8; READ_CHUNK]) {
         let waker = Waker::from(self.clone());
         let mut cx = Context::from_waker(&waker);
         let mut more = true;
         for _ in 0..LINES_PER_DRIVE {
-            let next = self.conn().next_line(&**self, &mut cx);
-            match next {
-                Next::Line(line) => {
-                    if F::handle_line(self, shared, &line) == Flow::Active
-                        && self.phase() != MinerPhase::WaitLogin
-                    {
-                        self.set_deadline(shared, Instant::now() + INACTIVITY_TIMEOUT);
-                    }
-                }
+            let next = self.conn().next_line(&**self, &mut cx, scratch);
+            let flow = match next {
+                Next::Line(line) => F::handle_line(self, shared, &line),
+                Next::Short(len) => F::handle_line(self, shared, &scratch[..len]),
                 Next::Idle => {
                     more = false;
                     break;
                 }
                 Next::Close(why) => return self.close(shared, why),
+            };
+            if flow == Flow::Active && self.phase() != MinerPhase::WaitLogin {
+                self.set_deadline(shared, Instant::now() + INACTIVITY_TIMEOUT);
             }
         }
         if more {

@@ -29,7 +29,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::conn::{Conn, Io, ReadyQueue, TlsMode};
+use crate::conn::{Conn, Io, ReadyQueue, TlsMode, READ_CHUNK};
 use crate::deadlines::TICK_BUDGET;
 use crate::miner::{Miner, MinerPhase, MinerProtocol, LOGIN_TIMEOUT};
 use crate::splitter::Family;
@@ -117,7 +117,7 @@ fn start<F: MinerProtocol>(shared: &Arc<Shared<F>>, io: Io, peer: SocketAddr, de
     miner.set_deadline(shared, deadline);
     shared.deadlines.schedule(miner.deadline_ms(), id);
     shared.register(&miner);
-    miner.drive(shared);
+    miner.drive(shared, &mut [0; READ_CHUNK]);
 }
 
 /// The dispatcher tasks: one ready queue each.
@@ -160,6 +160,9 @@ async fn dispatch<F: MinerProtocol>(
     stop: CancellationToken,
 ) {
     let mut batch: Vec<Arc<Miner<F>>> = Vec::new();
+    // The miners' reads land here first (a lone line is handled from it); what a miner
+    // leaves in it is overwritten by the next read and never read again.
+    let mut scratch = [0; READ_CHUNK];
     loop {
         queue.take(&mut batch);
         if batch.is_empty() {
@@ -170,7 +173,7 @@ async fn dispatch<F: MinerProtocol>(
         }
         for miner in batch.drain(..) {
             miner.queued.store(false, Release);
-            miner.drive(&shared);
+            miner.drive(&shared, &mut scratch);
         }
         // Let the runtime's other tasks (upstreams, timers) in once this task used its
         // scheduling budget.

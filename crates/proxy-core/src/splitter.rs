@@ -348,9 +348,11 @@ impl<F: Family, M: Downstream<F>> Mapper<F, M> {
     /// The upstream's verdict on share `seq`: taken out of the pending shares (once; a
     /// second verdict finds nothing), answered and reported.
     pub(crate) fn on_verdict(&self, seq: u64, verdict: Verdict<'_>) {
+        // One clock read for the latency and the statistics' second.
+        let at = tokio::time::Instant::now();
         let (p, daemon) = {
             let mut st = self.st();
-            (st.channel.on_result(seq, now()), st.daemon)
+            (st.channel.on_result(seq, at.into_std()), st.daemon)
         };
         let Some((p, latency)) = p else { return };
         let stats = &self.events.stats;
@@ -363,7 +365,7 @@ impl<F: Family, M: Downstream<F>> Mapper<F, M> {
                 F::reply(&p.miner, &p.id, Ok(()));
                 self.hashes.fetch_add(p.difficulty, Relaxed);
                 self.events
-                    .accept(&p.miner, p.difficulty, p.share_diff, latency);
+                    .accept(&p.miner, p.difficulty, p.share_diff, latency, at);
             }
             Verdict::Refused {
                 reason,

@@ -120,25 +120,46 @@ pub fn patch_fixed_byte(blob_hex: &mut [u8], fixed_byte: u8) {
     }
 }
 
-fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
+/// Marks a byte that is not a hex digit in [`HEX_DIGIT`].
+const NOT_HEX: u8 = 0x80;
+
+/// The value of each byte as a hex digit (either case), [`NOT_HEX`] for any other byte: one
+/// load a digit, and a whole string checked by OR-ing its values, with no branch a byte
+/// (a share's 64-digit `result` is checked at every submit).
+const HEX_DIGIT: [u8; 256] = {
+    let mut t = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
     }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// True when every byte of `hex` is a hex digit (either case); true for an empty slice.
+fn all_hex(hex: &[u8]) -> bool {
+    hex.iter().fold(0, |bad, &c| bad | HEX_DIGIT[c as usize]) & NOT_HEX == 0
 }
 
 /// Decodes hex (either case) into `out`; `None` if `hex` is not exactly `2 * out.len()` hex
-/// digits.
+/// digits (`out` may then hold anything).
 pub fn decode_hex_into(hex: &[u8], out: &mut [u8]) -> Option<()> {
     if hex.len() != out.len() * 2 {
         return None;
     }
+    let mut bad = 0;
     for (o, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
-        *o = (hex_val(pair[0])? << 4) | hex_val(pair[1])?;
+        let (hi, lo) = (HEX_DIGIT[pair[0] as usize], HEX_DIGIT[pair[1] as usize]);
+        bad |= hi | lo;
+        *o = (hi << 4) | lo;
     }
-    Some(())
+    (bad & NOT_HEX == 0).then_some(())
 }
 
 /// Decodes a hex string of any even length into bytes; `None` if it is not hex.
@@ -206,7 +227,7 @@ pub fn result_difficulty(result: &str) -> Option<u64> {
     }
     let mut b = [0u8; 8];
     decode_hex_into(&result.as_bytes()[48..64], &mut b)?;
-    if !result.as_bytes()[..48].iter().all(u8::is_ascii_hexdigit) {
+    if !all_hex(&result.as_bytes()[..48]) {
         return None;
     }
     let h = u64::from_le_bytes(b);
@@ -256,6 +277,33 @@ mod tests {
         assert_eq!(difficulty_to_target(2000), "9bc42000");
         assert_eq!(difficulty_to_target(0), "ffffffff");
         assert_eq!(difficulty_to_target(1 << 40).len(), 16);
+    }
+
+    proptest! {
+        #[test]
+        fn hex_table_agrees_with_the_standard_library(bytes in proptest::collection::vec(any::<u8>(), 0..8)) {
+            let std_hex = bytes.iter().all(u8::is_ascii_hexdigit);
+            prop_assert_eq!(all_hex(&bytes), std_hex);
+            let mut out = vec![0u8; bytes.len() / 2];
+            let even = &bytes[..out.len() * 2];
+            let decoded = decode_hex_into(even, &mut out).map(|()| out.clone());
+            let expected = even
+                .chunks_exact(2)
+                .map(|p| u8::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok())
+                .collect::<Option<Vec<u8>>>()
+                .filter(|_| even.iter().all(u8::is_ascii_hexdigit));
+            prop_assert_eq!(decoded, expected);
+        }
+
+        #[test]
+        fn every_single_byte_is_judged_as_the_standard_library_does(c in any::<u8>()) {
+            prop_assert_eq!(all_hex(&[c]), c.is_ascii_hexdigit());
+            let mut r = "0".repeat(64).into_bytes();
+            r[7] = c;
+            if let Ok(r) = std::str::from_utf8(&r) {
+                prop_assert_eq!(result_difficulty(r).is_some(), c.is_ascii_hexdigit());
+            }
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! the driver at once; a forwarded one is in `pending` until [`Channel::on_result`] takes it
 //! out, once (a second answer for the same sequence number finds nothing).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -128,7 +128,7 @@ impl<M, J: ChannelJob, P> Channel<M, J, P> {
             seen: SeenShares::new(SEEN_NONCES_PER_JOB),
             prev_seen: SeenShares::new(SEEN_NONCES_PER_JOB),
             session: 0,
-            pending: HashMap::new(),
+            pending: HashMap::default(),
             next_seq: 1,
             empty_since: None,
         }
@@ -302,7 +302,7 @@ impl<M, J: ChannelJob, P> Channel<M, J, P> {
         if !self.nicehash && self.pending.is_empty() && self.pending.capacity() > 0 {
             // Simple mode has a channel per miner: its table of shares in flight is freed
             // whenever none is (a NiceHash channel keeps its one table for 256 miners).
-            self.pending = HashMap::new();
+            self.pending = HashMap::default();
         }
         answered
     }
