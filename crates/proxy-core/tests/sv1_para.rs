@@ -252,7 +252,10 @@ async fn para_through_a_splitting_proxy_and_a_solo_proxy_mines_regtest_blocks_in
         "{stats:?} {log}"
     );
     assert!(
-        report.failed.iter().all(|l| l.contains("21: Job not found")),
+        report
+            .failed
+            .iter()
+            .all(|l| l.contains("21: Job not found")),
         "only stale shares refused: {:?}",
         report.failed
     );
