@@ -166,6 +166,30 @@ fn poll_now<R>(f: impl FnOnce(&mut Context<'_>) -> Poll<R>) -> Poll<R> {
     f(&mut Context::from_waker(Waker::noop()))
 }
 
+/// One non-blocking read of `tcp` through `read` (at most `offered` bytes): a read shorter
+/// than `offered` clears the socket's readiness, so the next read waits for an event instead
+/// of returning EAGAIN; the bytes read are returned all the same. 0 at the end of the stream.
+fn short_read(
+    tcp: &TcpStream,
+    offered: usize,
+    mut read: impl FnMut() -> io::Result<usize>,
+) -> io::Result<usize> {
+    let mut got = 0;
+    let r = tcp.try_io(Interest::READABLE, || {
+        let n = read()?;
+        got = n;
+        if n > 0 && n < offered {
+            Err(would_block())
+        } else {
+            Ok(n)
+        }
+    });
+    match r {
+        Err(e) if got > 0 && e.kind() == io::ErrorKind::WouldBlock => Ok(got),
+        r => r,
+    }
+}
+
 fn would_block() -> io::Error {
     io::ErrorKind::WouldBlock.into()
 }
@@ -182,22 +206,9 @@ impl Io {
     fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         match self {
             Io::Tcp(tcp) => {
-                let mut got = 0;
                 let tcp = &*tcp;
-                let r = tcp.try_io(Interest::READABLE, || {
-                    let offered = buf.capacity() - buf.len();
-                    let n = tcp.try_read_buf(buf)?;
-                    got = n;
-                    if n > 0 && n < offered {
-                        Err(would_block())
-                    } else {
-                        Ok(n)
-                    }
-                });
-                match r {
-                    Err(e) if got > 0 && e.kind() == io::ErrorKind::WouldBlock => Ok(got),
-                    r => r,
-                }
+                let offered = buf.capacity() - buf.len();
+                short_read(tcp, offered, || tcp.try_read_buf(buf))
             }
             Io::Tls(tls) => {
                 let mut chunk = [0u8; READ_CHUNK];
@@ -221,22 +232,9 @@ impl Io {
     fn read_into(&mut self, dst: &mut [u8]) -> io::Result<usize> {
         match self {
             Io::Tcp(tcp) => {
-                let mut got = 0;
                 let tcp = &*tcp;
                 let offered = dst.len();
-                let r = tcp.try_io(Interest::READABLE, || {
-                    let n = tcp.try_read(dst)?;
-                    got = n;
-                    if n > 0 && n < offered {
-                        Err(would_block())
-                    } else {
-                        Ok(n)
-                    }
-                });
-                match r {
-                    Err(e) if got > 0 && e.kind() == io::ErrorKind::WouldBlock => Ok(got),
-                    r => r,
-                }
+                short_read(tcp, offered, || tcp.try_read(dst))
             }
             Io::Tls(tls) => {
                 let mut rb = ReadBuf::new(dst);
