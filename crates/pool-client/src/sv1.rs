@@ -342,7 +342,7 @@ type Preconnecting =
 /// CryptoNote upstream's `failover.rs` does). `None` when none did.
 fn preconnect(set: Arc<PoolSet>, sv1: Sv1Options, cancel: CancellationToken) -> Preconnecting {
     Box::pin(async move {
-        for index in (0..set.pools.len()).filter(|i| set.pools[*i].enabled) {
+        for index in failover::enabled(&set) {
             let pool = &set.pools[index];
             let connected = if pool.daemon {
                 solo::connect(pool, &set.options, &sv1, &cancel)
@@ -401,6 +401,16 @@ impl Ctx<'_> {
         self.listener
             .on_state(UpstreamState::Active, Some(self.index));
         *self.session
+    }
+
+    /// The pool list changed: starts the new list ([`preconnect`]) when the change
+    /// [`failover::touches`] this session's entry; `None` when it does not (changed back,
+    /// or elsewhere: the session stays, and a start under way for an earlier change is to
+    /// be dropped).
+    fn start_new_list(&mut self) -> Option<Preconnecting> {
+        let new = self.pools.borrow_and_update().clone();
+        failover::touches(self.set, &new, self.index)
+            .then(|| preconnect(new, self.sv1.clone(), self.cancel.child_token()))
     }
 }
 

@@ -43,10 +43,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    preconnect, reconnect_target, Ctx, End, Preconnecting, Submit, Sv1Listener, Sv1Options,
-    Sv1Share, Sv1ShareError, MAX_RECONNECT_WAIT,
+    reconnect_target, Ctx, End, Preconnecting, Submit, Sv1Listener, Sv1Options, Sv1Share,
+    Sv1ShareError, MAX_RECONNECT_WAIT,
 };
-use crate::failover::touches;
 use crate::tls::{Opened, PoolReader, PoolWriter};
 use crate::{FailoverOptions, PoolConfig, ShareError};
 
@@ -606,8 +605,8 @@ fn reconnect_end(pool: &PoolConfig, addr: &str, params: &Reconnect) -> Option<En
 /// Serves `c` until it ends; the end, and whether the connection is to be drained (it was
 /// replaced by a new pool list and may still answer the shares it was sent).
 ///
-/// A pool-list change that [`touches`] this pool is made before it breaks, as the CryptoNote
-/// upstream does (`failover.rs`): the new list is logged in to ([`preconnect`]) while this
+/// A pool-list change that [`touches`](crate::failover::touches) this pool is made before it breaks, as the CryptoNote
+/// upstream does (`failover.rs`): the new list is logged in to ([`super::preconnect`]) while this
 /// session serves on. Then this session takes no more shares (the ones already queued for it
 /// are still written to this pool), is drained, and the serve ends `Replaced` with the new
 /// session; when no entry of the new list could be logged in to, it is drained all the same
@@ -661,17 +660,10 @@ async fn serve(ctx: &mut Ctx<'_>, c: &mut Connected) -> (End, bool) {
                     watching = false;
                     continue;
                 }
-                let new = ctx.pools.borrow_and_update().clone();
-                if touches(ctx.set, &new, ctx.index) {
+                // Changed back, or elsewhere: `None`, this connection stays.
+                preconnecting = ctx.start_new_list();
+                if preconnecting.is_some() {
                     tracing::info!(pool = %addr, "pool list changed; logging in to the new list before closing this connection");
-                    preconnecting = Some(Box::pin(preconnect(
-                        new,
-                        ctx.sv1.clone(),
-                        ctx.cancel.child_token(),
-                    )));
-                } else {
-                    // Changed back, or elsewhere: this connection stays.
-                    preconnecting = None;
                 }
                 continue;
             }

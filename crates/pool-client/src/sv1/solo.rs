@@ -36,10 +36,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    preconnect, Ctx, End, FoundBlock, Preconnecting, Submit, Sv1Listener, Sv1Options, Sv1Share,
-    Sv1ShareError,
+    Ctx, End, FoundBlock, Preconnecting, Submit, Sv1Listener, Sv1Options, Sv1Share, Sv1ShareError,
 };
-use crate::failover::touches;
 use crate::gbt::{payout_script, BlockTemplate, CoinbaseParams, SoloJob, Solution};
 use crate::{FailoverOptions, PoolConfig, ShareError};
 
@@ -199,6 +197,12 @@ impl Jobs {
     /// Makes a job of `template`; returns its notify to report.
     fn add(&mut self, template: BlockTemplate) -> Result<Notify, String> {
         let job = SoloJob::new(template, &self.params).map_err(|e| e.to_string())?;
+        Ok(self.add_job(job))
+    }
+
+    /// Keeps `job` (made with this session's `params`) as the newest; returns its notify to
+    /// report.
+    fn add_job(&mut self, job: SoloJob) -> Notify {
         let clean = job.clean_jobs(self.kept.last().map(|k| &k.job));
         self.made += 1;
         let id = job_id((self.session << 32) | (self.made & 0xffff_ffff));
@@ -215,7 +219,7 @@ impl Jobs {
             notify: notify.clone(),
         });
         self.made_at = Instant::now();
-        Ok(notify)
+        notify
     }
 
     /// The newest job's longpoll id, when its template had one.
@@ -253,8 +257,8 @@ pub(super) struct Connected {
     rpc: Rpc,
     params: CoinbaseParams,
     extranonce1: Vec<u8>,
-    /// The first template, checked to make a job.
-    first: BlockTemplate,
+    /// The first template's job (made with `params`).
+    first: SoloJob,
 }
 
 /// Connects to the node `pool` within its reply timeout: the payout address checked, the
@@ -285,7 +289,7 @@ pub(super) async fn connect(
         t = rpc.template() => t.map_err(failed)?,
     };
     // An unusable template is a failed attempt now, not a session that ends at once.
-    SoloJob::new(first.clone(), &params).map_err(|e| failed(e.to_string()))?;
+    let first = SoloJob::new(first, &params).map_err(|e| failed(e.to_string()))?;
     Ok(Connected {
         addr: addr.clone(),
         rpc,
@@ -383,7 +387,7 @@ async fn submit_share(
 /// Serves a node session made by [`connect`]: its first job, then polls and submits until
 /// the session ends.
 ///
-/// A pool-list change that [`touches`] this entry (another node, another payout address, a
+/// A pool-list change that [`touches`](crate::failover::touches) this entry (another node, another payout address, a
 /// pool put before it) is made before it breaks, as for a pool (`client.rs`): the new list
 /// is started ([`super::preconnect`]: a node's first template, or a pool's login) while this
 /// session serves on; then this session takes no more shares, the ones already queued for
@@ -406,10 +410,7 @@ pub(super) async fn run_connected(ctx: &mut Ctx<'_>, c: Connected) -> End {
         kept: Vec::new(),
         made_at: Instant::now(),
     };
-    let notify = match jobs.add(first) {
-        Ok(n) => n,
-        Err(e) => return End::NeverConnected(format!("{addr}: {e}")),
-    };
+    let notify = jobs.add_job(first);
     let session = ctx.logged_in();
     jobs.session = session;
     let mask = ctx.sv1.version_mask;
@@ -448,13 +449,10 @@ pub(super) async fn run_connected(ctx: &mut Ctx<'_>, c: Connected) -> End {
                     watching = false;
                     continue;
                 }
-                let new = ctx.pools.borrow_and_update().clone();
-                if touches(ctx.set, &new, ctx.index) {
+                // Changed back, or elsewhere: `None`, this session stays.
+                preconnecting = ctx.start_new_list();
+                if preconnecting.is_some() {
                     tracing::info!(node = %addr, "pool list changed; starting the new list before ending this node session");
-                    preconnecting = Some(preconnect(new, ctx.sv1.clone(), ctx.cancel.child_token()));
-                } else {
-                    // Changed back, or elsewhere: this session stays.
-                    preconnecting = None;
                 }
                 continue;
             }
