@@ -72,9 +72,6 @@ fn refusal(out: &Output) -> Option<&Refusal> {
     }
 }
 
-/// A miner that configured version rolling (mask ffffffff, as para and bitaxe ask),
-/// subscribed and authorized `WORKER` on `ch`.
-/// The extranonce1 `s` hashes with: its channel's, by slot.
 /// `t` in the sessions' milliseconds: since a moment an hour before the first reading, so
 /// that every test's `Instant::now()` (taken in any order on parallel threads) reads forward.
 fn ms(t: Instant) -> u64 {
@@ -86,10 +83,13 @@ fn ms(t: Instant) -> u64 {
     u64::try_from(t.saturating_duration_since(base).as_millis()).unwrap()
 }
 
+/// The extranonce1 `s` hashes with: its channel's, by slot.
 fn e1(ch: &Ch, s: &Session<u32>) -> Vec<u8> {
     ch.miner_extranonce1(s.slot()).unwrap()
 }
 
+/// A miner that configured version rolling (mask ffffffff, as para and bitaxe ask),
+/// subscribed and authorized `WORKER` on `ch`.
 fn ready_miner(ch: &mut Ch, miner: MinerId, now: Instant) -> Session<u32> {
     let mut s = Session::new(vardiff(), ms(now)).unwrap();
     let configure = Configure {
