@@ -14,7 +14,8 @@ use foldhash::HashSet;
 /// At most `capacity` nonces are held, in two hash sets (`foldhash`, seeded per process:
 /// a few instructions a lookup where the B-tree this replaced took ~250 a share). Each
 /// set holds at most `capacity / 2` nonces in at most `capacity` buckets of 5 bytes (the
-/// 4-byte nonce and a control byte): ~41 KB for both sets at a capacity of 4096, from
+/// 4-byte nonce and a control byte) when `capacity` is a power of two, 4 or more (hashbrown's
+/// tables are powers of two, at most 7/8 full; other capacities round up): ~41 KB for both sets at a capacity of 4096, from
 /// hashbrown's layout (the B-trees before: 47 KB measured with dhat; a channel's four
 /// memories after two million shares: 92.6 KB, as before, `proxy-core`'s `seen_memory`
 /// test). Nonces are kept in two

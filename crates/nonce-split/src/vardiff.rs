@@ -290,6 +290,7 @@ impl Vardiff {
         self.active.as_ref().map_or(0.0, |a| a.suggested)
     }
 
+    /// The window's sums and the suggestion, boxed now if this miner had none yet.
     fn active(&mut self) -> &mut Active {
         self.active.get_or_insert_with(Box::default)
     }

@@ -449,25 +449,15 @@ impl Conn {
                     b.rbuf.extend_from_slice(&scratch[..n]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if let Some(b) = self.bufs.as_mut() {
-                        // Idle miners hold no read buffer.
-                        b.rbuf = BytesMut::new();
-                    }
-                    match self.io.poll_readable(cx) {
-                        Poll::Pending => {
-                            self.release_empty();
-                            return Next::Idle;
-                        }
-                        Poll::Ready(Ok(())) => {}
-                        Poll::Ready(Err(_)) => return Next::Close("read error"),
+                    if let Some(next) = self.wait_readable(cx) {
+                        return next;
                     }
                 }
                 Err(_) => return Next::Close("read error"),
             }
         }
-        let Self { io, bufs, .. } = self;
-        let b = bufs.get_or_insert_with(Box::default);
         loop {
+            let b = self.bufs.get_or_insert_with(Box::default);
             match b.codec.decode(&mut b.rbuf) {
                 Ok(Some(line)) => return Next::Line(line),
                 Ok(None) => {}
@@ -478,27 +468,36 @@ impl Conn {
                 }
             }
             b.rbuf.reserve(READ_CHUNK);
-            match io.read(&mut b.rbuf) {
+            match self.io.read(&mut b.rbuf) {
                 Ok(0) => return Next::Close("closed by miner"),
                 Ok(n) => {
                     miner.rx_bytes().fetch_add(n as u64, Relaxed);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if b.rbuf.is_empty() {
-                        // Idle miners hold no read buffer.
-                        b.rbuf = BytesMut::new();
-                    }
-                    match io.poll_readable(cx) {
-                        Poll::Pending => {
-                            self.release_empty();
-                            return Next::Idle;
-                        }
-                        Poll::Ready(Ok(())) => {}
-                        Poll::Ready(Err(_)) => return Next::Close("read error"),
+                    if let Some(next) = self.wait_readable(cx) {
+                        return next;
                     }
                 }
                 Err(_) => return Next::Close("read error"),
             }
+        }
+    }
+
+    /// The socket had nothing to read: an empty read buffer is dropped (idle miners hold
+    /// none) and `cx` registered for readability. `None` when the socket became readable
+    /// meanwhile (read again), else what [`Conn::next_line`] returns: [`Next::Idle`] (the
+    /// buffers released if empty) or [`Next::Close`] on a socket error.
+    fn wait_readable(&mut self, cx: &mut Context<'_>) -> Option<Next> {
+        if let Some(b) = self.bufs.as_mut().filter(|b| b.rbuf.is_empty()) {
+            b.rbuf = BytesMut::new();
+        }
+        match self.io.poll_readable(cx) {
+            Poll::Pending => {
+                self.release_empty();
+                Some(Next::Idle)
+            }
+            Poll::Ready(Ok(())) => None,
+            Poll::Ready(Err(_)) => Some(Next::Close("read error")),
         }
     }
 
