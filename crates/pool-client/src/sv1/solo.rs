@@ -340,6 +340,17 @@ async fn submit_share(
             return Submitted::Next;
         }
     };
+    // The node's refusal (a `"rejected: …"` string, or an RPC error) reaches the miner as 20.
+    let refuse = |message: String| {
+        listener.on_result(
+            seq,
+            Err(Sv1ShareError::Refused {
+                code: ErrorCode::Other.code(),
+                message,
+            }),
+        );
+        Submitted::Next
+    };
     match rpc.call("submitblock", json!([block_hex])).await {
         Ok(Value::Null) => {
             let found = FoundBlock {
@@ -358,25 +369,9 @@ async fn submit_share(
                 .as_str()
                 .map_or_else(|| answer.to_string(), str::to_owned);
             tracing::warn!(node = %addr, "node refused the block: {message:?}");
-            listener.on_result(
-                seq,
-                Err(Sv1ShareError::Refused {
-                    code: ErrorCode::Other.code(),
-                    message,
-                }),
-            );
-            Submitted::Next
+            refuse(message)
         }
-        Err(RpcFail::Error(message)) => {
-            listener.on_result(
-                seq,
-                Err(Sv1ShareError::Refused {
-                    code: ErrorCode::Other.code(),
-                    message,
-                }),
-            );
-            Submitted::Next
-        }
+        Err(RpcFail::Error(message)) => refuse(message),
         Err(RpcFail::Transport(why) | RpcFail::Timeout(why)) => {
             listener.on_result(seq, Err(ShareError::Disconnected.into()));
             Submitted::End(End::Ended(format!("{addr}: {why}")))
