@@ -24,6 +24,7 @@ use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -58,7 +59,10 @@ pub(crate) fn accept<F: MinerProtocol>(
     }
     let deadline = Instant::now() + LOGIN_TIMEOUT;
     match tls {
-        TlsMode::Off => start(shared, Io::Tcp(tcp), peer, deadline),
+        TlsMode::Off => {
+            forget_assumed_readability(&tcp);
+            start(shared, Io::Tcp(tcp), peer, deadline);
+        }
         TlsMode::Strict(a) | TlsMode::Detect(a) => {
             let detect = matches!(tls, TlsMode::Detect(_));
             tracker.spawn(handshake(
@@ -71,6 +75,27 @@ pub(crate) fn accept<F: MinerProtocol>(
                 stop.clone(),
             ));
         }
+    }
+}
+
+/// tokio marks a socket it accepts readable (and writable) before any event, so that its
+/// first read tries the socket at once. A miner is accepted the moment its connection
+/// completes and has seldom sent its login yet: at 10,000 miners logging in, 0.4 to 0.95
+/// reads per login returned EAGAIN (docs/BENCHMARKS.md, "Session 8"). Forgetting that
+/// readability makes the miner's first read wait for the event of its login instead; a
+/// login that came before the socket was registered is not missed, as registering a socket
+/// reports the readiness it already has. Only on the current-thread runtime (proxy-cli's
+/// default), where no other thread runs the I/O driver meanwhile: there, nothing can have
+/// set real readability since the accept, and clearing it cannot lose an event. On a
+/// multi-thread runtime the socket is left as tokio made it.
+fn forget_assumed_readability(tcp: &TcpStream) {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::current().runtime_flavor() == RuntimeFlavor::CurrentThread {
+        // A `WouldBlock` from the closure clears the readiness it was called with; no
+        // system call is made.
+        let _ = tcp.try_io(Interest::READABLE, || {
+            Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+        });
     }
 }
 
@@ -231,5 +256,69 @@ pub(crate) async fn close_all<F: MinerProtocol>(shared: &Shared<F>) {
     }
     for m in shared.live_miners() {
         m.close(shared, "proxy stopping");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+
+    /// A socket accepted by tokio, and the client side.
+    async fn accepted() -> (TcpStream, TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        (server, client)
+    }
+
+    fn readable_now(tcp: &TcpStream) -> bool {
+        tcp.poll_read_ready(&mut Context::from_waker(Waker::noop()))
+            .is_ready()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_accepted_socket_waits_for_its_first_readability_event_instead_of_a_read() {
+        let (server, client) = accepted().await;
+        assert!(
+            readable_now(&server),
+            "tokio assumes an accepted socket readable"
+        );
+        forget_assumed_readability(&server);
+        assert!(!readable_now(&server), "nothing read, nothing assumed");
+        client.try_write(b"{\"id\":1}\n").unwrap();
+        let ready = tokio::time::timeout(Duration::from_secs(5), server.readable()).await;
+        assert!(ready.is_ok(), "the login's event makes it readable");
+        let mut buf = [0u8; 64];
+        assert_eq!(server.try_read(&mut buf).unwrap(), 9);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_login_sent_before_the_accept_is_not_missed() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        client.writable().await.unwrap();
+        client.try_write(b"{\"id\":2}\n").unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (server, _) = l.accept().await.unwrap();
+        forget_assumed_readability(&server);
+        let ready = tokio::time::timeout(Duration::from_secs(5), server.readable()).await;
+        assert!(ready.is_ok(), "registering reports the data already there");
+        let mut buf = [0u8; 64];
+        assert_eq!(server.try_read(&mut buf).unwrap(), 9);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_a_multi_thread_runtime_the_socket_is_left_as_tokio_made_it() {
+        let (server, _client) = accepted().await;
+        forget_assumed_readability(&server);
+        assert!(
+            matches!(
+                server.poll_read_ready(&mut Context::from_waker(Waker::noop())),
+                Poll::Ready(Ok(()))
+            ),
+            "another worker may have set real readability: not cleared"
+        );
     }
 }
