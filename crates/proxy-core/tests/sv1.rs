@@ -716,6 +716,49 @@ async fn a_configure_whose_upstream_never_logs_in_is_answered_without_rolling_in
     hold.abort();
 }
 
+/// Many miners waiting on one upstream's mask (one timer serves them all): each is answered
+/// `version-rolling` `false` once, 5 s after its own configure, on tokio's paused clock.
+#[tokio::test(start_paused = true)]
+async fn many_configures_waiting_on_one_upstream_are_each_answered_in_time() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = silent.accept().await {
+            conns.push(c);
+        }
+    });
+    let mut config = common::local_config(&[addr]);
+    config.protocol = Protocol::StratumV1;
+    let proxy = start(config).await;
+    let mut miners = Vec::new();
+    let mut started = Vec::new();
+    for _ in 0..20 {
+        started.push(tokio::time::Instant::now());
+        miners.push(StepMiner::connect(proxy.local_addrs()[0]).await);
+        // Their waits begin at different moments.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (m, t0) in miners.iter_mut().zip(started) {
+        while m.state.report().configure.is_none() {
+            assert!(m.read().await, "closed: {:?}", m.state.report());
+        }
+        let waited = t0.elapsed();
+        let r = m.state.report();
+        assert_eq!(
+            configure_answer(r),
+            Some(VersionRollingResult::Disabled),
+            "{r:?}"
+        );
+        assert!(
+            waited >= Duration::from_secs(5) && waited < Duration::from_secs(6),
+            "each answered at the end of its own 5 s wait: {waited:?}"
+        );
+    }
+    proxy.shutdown(Duration::from_secs(1)).await;
+    hold.abort();
+}
+
 #[tokio::test]
 async fn bad_lines_get_error_replies_and_the_connection_lives_on() {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};

@@ -284,6 +284,68 @@ pub(crate) struct Sv1Chan<M> {
     /// takes is taken out by `on_block_found`, a refused one just ages out, so that the
     /// verdict path takes no extra lock): the finder of a block the node takes.
     candidates: Vec<(u64, Box<str>)>,
+    /// The miners whose `mining.configure` waits for this upstream's mask, with their
+    /// deadlines: one timer for them all ([`expire_configures`]).
+    configures: ConfigureWaits,
+}
+
+/// The `mining.configure`s waiting on one upstream's version mask, oldest first, each with
+/// its deadline ([`CONFIGURE_WAIT`] after it began to wait). One timer task per upstream
+/// serves them all (a task per configure cost ~260 bytes of heap each for its whole 5 s,
+/// even after its answer went). At most one entry per waiting configure: a miner has at
+/// most one waiting at a time and waits again only once answered (at most twice per
+/// connection: before and after its subscribe answer), so the queue is bounded by twice
+/// the miners on the upstream; the mask's arrival empties it.
+#[derive(Default)]
+struct ConfigureWaits {
+    /// The deadline and the miner (not kept alive by its wait, as its task did not).
+    queue: std::collections::VecDeque<(Instant, std::sync::Weak<Miner<Sv1>>)>,
+    /// A timer task serves the queue (it ends when it finds the queue empty).
+    timed: bool,
+}
+
+impl ConfigureWaits {
+    /// `miner` began to wait at `now`; `true` when no timer serves the queue yet (the
+    /// caller starts one, which then serves every later entry too).
+    fn push(&mut self, miner: &MinerRef, now: Instant) -> bool {
+        self.queue
+            .push_back((now + CONFIGURE_WAIT, Arc::downgrade(miner)));
+        !std::mem::replace(&mut self.timed, true)
+    }
+
+    /// The miners whose wait ended by `now`, in order, and the next deadline; `None`
+    /// when no entry is left (the timer ends: the next `push` starts another).
+    fn due(&mut self, now: Instant) -> (Vec<MinerRef>, Option<Instant>) {
+        let mut due = Vec::new();
+        while let Some((at, _)) = self.queue.front() {
+            if *at > now {
+                break;
+            }
+            if let Some((_, m)) = self.queue.pop_front() {
+                // A miner gone meanwhile needs no answer.
+                due.extend(m.upgrade());
+            }
+        }
+        let next = self.queue.front().map(|&(at, _)| at);
+        if next.is_none() {
+            self.timed = false;
+        }
+        (due, next)
+    }
+
+    /// The upstream's mask came: every waiting configure was answered with it.
+    fn clear(&mut self) {
+        self.queue.clear();
+    }
+}
+
+impl std::fmt::Debug for ConfigureWaits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigureWaits")
+            .field("waiting", &self.queue.len())
+            .field("timed", &self.timed)
+            .finish()
+    }
 }
 
 /// Block candidates whose finder a solo channel remembers until their verdict.
@@ -475,6 +537,7 @@ impl Family for Sv1 {
             taken_off: Vec::new(),
             draining: Vec::new(),
             candidates: Vec::new(),
+            configures: ConfigureWaits::default(),
         }
     }
 
@@ -800,6 +863,7 @@ impl<M: Downstream<Sv1>> Sv1Listener for Mapper<Sv1, M> {
             let mut st = self.st();
             st.channel.version_mask = mask;
             st.channel.mask_known = true;
+            st.channel.configures.clear();
             match &mut st.channel.inner {
                 Some(c) => {
                     c.on_set_version_mask(mask);
@@ -998,38 +1062,57 @@ fn handle_configure(
     let Some(route) = miner.state().route.clone() else {
         return;
     };
-    let mut timed = false;
+    let mut start_timer = false;
     let outs = {
         // Lock order: the mapper's, then the miner's; `on_version_mask` sets the mask under
         // the mapper's lock, so a configure either sees it or is answered by it.
-        let ch = route.mapper.st();
+        let mut ch = route.mapper.st();
         let mut st = miner.state();
         if ch.channel.mask_known {
             vec![st.session.inner.configure(id, req, ch.channel.version_mask)]
         } else {
             // A configure that replaces a waiting one keeps the first one's deadline: one
-            // timer per miner at a time, however many configures it sends.
-            timed = st.session.inner.configure_waits();
-            st.session.inner.configure_later(id, req)
+            // entry per miner at a time, however many configures it sends.
+            let waited = st.session.inner.configure_waits();
+            let outs = st.session.inner.configure_later(id, req);
+            if !waited && st.session.inner.configure_waits() {
+                start_timer = ch.channel.configures.push(miner, now());
+            }
+            outs
         }
     };
     write_outputs(miner, &outs);
-    if timed || !miner.state().session.inner.configure_waits() {
-        return;
+    if start_timer {
+        tokio::spawn(expire_configures(Arc::downgrade(&route.mapper)));
     }
-    let weak = Arc::downgrade(miner);
-    tokio::spawn(async move {
-        tokio::time::sleep(CONFIGURE_WAIT).await;
-        let Some(miner) = weak.upgrade() else { return };
-        let out = miner.state().session.inner.configure_expired();
-        if let Some(out) = out {
-            tracing::debug!(
-                miner = miner.id,
-                "no upstream version mask in time: version rolling refused"
-            );
-            write_outputs(&miner, &[out]);
+}
+
+/// The timer of one upstream's waiting `mining.configure`s ([`ConfigureWaits`]): at each
+/// deadline the miners whose wait ended and that still wait are answered `version-rolling`
+/// `false`; it ends when none waits (the mask came, or every wait ended) or the mapper is
+/// gone.
+async fn expire_configures(mapper: std::sync::Weak<Mapper<Sv1, MinerRef>>) {
+    let mut next = now() + CONFIGURE_WAIT;
+    loop {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
+        let Some(m) = mapper.upgrade() else { return };
+        let (miners, after) = m.st().channel.configures.due(now());
+        drop(m);
+        for miner in miners {
+            let out = miner.state().session.inner.configure_expired();
+            if let Some(out) = out {
+                tracing::debug!(
+                    miner = miner.id,
+                    "no upstream version mask in time: version rolling refused"
+                );
+                write_outputs(&miner, &[out]);
+            }
         }
-    });
+        match after {
+            Some(at) => next = at,
+            None => return,
+        }
+    }
 }
 
 fn handle_authorize(
@@ -1350,6 +1433,46 @@ mod tests {
         // The config's copy, even with the default values, is not the default one.
         s.inner = Session::new(shared_vardiff(VardiffConfig::default()), now_ms()).unwrap();
         assert!(s.configured());
+    }
+
+    #[test]
+    fn the_waiting_configures_of_an_upstream_share_one_timer_and_end_in_order() {
+        let peer: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let miners: Vec<MinerRef> = (0..100)
+            .map(|id| Arc::new(Miner::detached(id, peer)))
+            .collect();
+        let mut w = ConfigureWaits::default();
+        let t0 = now();
+        let step = Duration::from_millis(10);
+        let starts: Vec<bool> = (0u32..100)
+            .map(|i| w.push(&miners[i as usize], t0 + step * i))
+            .collect();
+        assert!(starts[0], "the first waiter starts the timer");
+        assert!(!starts[1..].iter().any(|&s| s), "the others ride on it");
+        // Nothing is due before the first deadline.
+        let (due, next) = w.due(t0 + CONFIGURE_WAIT - Duration::from_millis(1));
+        assert!(due.is_empty());
+        assert_eq!(next, Some(t0 + CONFIGURE_WAIT));
+        // Each waits its own 5 s: the first ten are due 90 ms after the first deadline.
+        let (due, next) = w.due(t0 + CONFIGURE_WAIT + step * 9);
+        let ids: Vec<MinerId> = due.iter().map(|m| m.id).collect();
+        assert_eq!(ids, (0..10).collect::<Vec<_>>());
+        assert_eq!(next, Some(t0 + CONFIGURE_WAIT + step * 10));
+        // A miner gone meanwhile is skipped; the timer ends with the last deadline.
+        let gone = Arc::downgrade(&miners[10]);
+        drop(miners);
+        assert!(gone.upgrade().is_none());
+        let (due, next) = w.due(t0 + CONFIGURE_WAIT + step * 99);
+        assert!(due.is_empty(), "no miner is kept alive by its wait");
+        assert_eq!(next, None);
+        // The queue is empty and untimed: the next waiter starts a timer again.
+        let m: MinerRef = Arc::new(Miner::detached(7, peer));
+        assert!(w.push(&m, t0));
+        // The mask's arrival empties it; the timer then ends at its next wake.
+        w.clear();
+        let (due, next) = w.due(t0 + CONFIGURE_WAIT);
+        assert!(due.is_empty() && next.is_none());
+        assert!(w.push(&m, t0), "and the next waiter starts another");
     }
 
     #[test]
