@@ -267,12 +267,13 @@ impl Wire {
         }
     }
 
-    fn submit(&mut self, seq: u64, share: &Share) -> Result<bool, ShareError> {
+    /// Writes the submit of `seq`, recorded in the ledger as sent at `now`.
+    fn submit(&mut self, seq: u64, share: &Share, now: Instant) -> Result<bool, ShareError> {
         // A submit line is a few hundred bytes: check the room before taking a request id.
         if self.out.len() >= MAX_UNSENT {
             return Err(ShareError::Busy);
         }
-        let line = self.ledger.submit(seq, share, Instant::now())?;
+        let line = self.ledger.submit(seq, share, now)?;
         Ok(self.push(&line))
     }
 
@@ -334,12 +335,18 @@ impl Direct {
         self.live.load(Ordering::Acquire)
     }
 
-    /// The direct submit: `None` when no plain-TCP session is logged in (or its socket has
-    /// failed), and the caller must queue the share for the session task instead.
-    pub(crate) fn submit(&self, seq: u64, share: &Share) -> Option<Result<(), ShareError>> {
+    /// The direct submit, sent at `now` (the caller's clock read): `None` when no plain-TCP
+    /// session is logged in (or its socket has failed), and the caller must queue the share
+    /// for the session task instead.
+    pub(crate) fn submit(
+        &self,
+        seq: u64,
+        share: &Share,
+        now: Instant,
+    ) -> Option<Result<(), ShareError>> {
         let mut slot = self.lock();
         let wire = slot.as_mut().filter(|w| w.lost.is_none())?;
-        let wake = match wire.submit(seq, share) {
+        let wake = match wire.submit(seq, share, now) {
             Ok(wake) => wake,
             Err(e) => return Some(Err(e)),
         };
@@ -395,7 +402,7 @@ impl<'a> Attached<'a> {
     /// out-buffer is full (the caller answers the share with it).
     pub(crate) fn submit(&self, seq: u64, share: &Share) -> Result<(), ShareError> {
         let wake = self
-            .with(|w| w.submit(seq, share))
+            .with(|w| w.submit(seq, share, Instant::now()))
             .unwrap_or(Err(ShareError::Disconnected))?;
         self.wake_if(wake);
         Ok(())
@@ -610,7 +617,7 @@ mod tests {
         // The pool reads nothing: the socket fills, then the out-buffer, then `Busy`.
         let mut sent = 0u64;
         loop {
-            match direct.submit(sent, &share(sent)) {
+            match direct.submit(sent, &share(sent), Instant::now()) {
                 Some(Ok(())) => sent += 1,
                 Some(Err(e)) => {
                     assert_eq!(e, ShareError::Busy);
@@ -647,6 +654,9 @@ mod tests {
         // Nothing was answered: every accepted submit fails once when the session ends.
         drop(wire);
         assert_eq!(listener.0.load(Ordering::SeqCst), sent as usize);
-        assert!(direct.submit(0, &share(0)).is_none(), "detached");
+        assert!(
+            direct.submit(0, &share(0), Instant::now()).is_none(),
+            "detached"
+        );
     }
 }

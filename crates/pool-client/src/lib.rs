@@ -371,6 +371,14 @@ pub trait UpstreamListener: Send + Sync + 'static {
     );
     /// The outcome of the share submitted under `seq`: exactly once per accepted submit.
     fn on_result(&self, seq: u64, result: Result<(), ShareError>);
+    /// [`UpstreamListener::on_result`] for a pool's answer read at `at` (tokio's clock, the
+    /// read the session marks the pool heard with), so that a listener timing the answer
+    /// needs no clock read of its own. Called instead of `on_result`, never besides it. By
+    /// default `at` is dropped; a listener that wraps another must pass it on.
+    fn on_result_at(&self, seq: u64, result: Result<(), ShareError>, at: tokio::time::Instant) {
+        let _ = at;
+        self.on_result(seq, result);
+    }
     /// The connection state changed; `pool` is the index in the pool list when `Active`.
     fn on_state(&self, state: UpstreamState, pool: Option<usize>);
 }
@@ -506,7 +514,9 @@ impl Upstream {
     }
 
     /// Sends a share to the pool. Its outcome arrives as `on_result(seq, ..)`, unless this
-    /// returns an error, in which case no `on_result` call will come for `seq`.
+    /// returns an error, in which case no `on_result` call will come for `seq`. `now` is the
+    /// caller's clock read (tokio's clock) for the share: the send time its reply timeout
+    /// counts from when it is written here.
     ///
     /// While a stratum session is logged in over plain TCP, the submit line is written to
     /// the pool socket right here, on the caller's thread (what the socket does not take at
@@ -518,12 +528,17 @@ impl Upstream {
     /// ended, or no session is logged in), [`ShareError::Busy`] when the queue is full or
     /// too many bytes wait for the pool socket, [`ShareError::NotConnected`] when the
     /// upstream has stopped.
-    pub fn submit(&self, seq: u64, share: Share<'_>) -> Result<(), ShareError> {
+    pub fn submit(
+        &self,
+        seq: u64,
+        share: Share<'_>,
+        now: tokio::time::Instant,
+    ) -> Result<(), ShareError> {
         if share.session != self.direct.live() {
             // Its session has ended (or none is up): never sent, answered now.
             return Err(ShareError::SessionEnded);
         }
-        if let Some(sent) = self.direct.submit(seq, &share) {
+        if let Some(sent) = self.direct.submit(seq, &share, now) {
             return sent;
         }
         self.cmds

@@ -109,6 +109,10 @@ impl UpstreamListener for Logged {
         self.inner.on_result(seq, result);
     }
 
+    fn on_result_at(&self, seq: u64, result: Result<(), ShareError>, at: tokio::time::Instant) {
+        self.inner.on_result_at(seq, result, at);
+    }
+
     fn on_state(&self, state: UpstreamState, pool: Option<usize>) {
         match (state, pool) {
             (UpstreamState::Active, Some(index)) => {

@@ -273,19 +273,20 @@ enum Heard {
     End(String),
 }
 
-/// Handles one line read after login; `answer` finds the submit a response is for.
+/// Handles one line read after login at `read_at`; `answer` finds the submit a response is
+/// for.
 fn on_line(
     ctx: &SessionCtx<'_>,
     addr: &str,
     session: u64,
-    line: &[u8],
+    (line, read_at): (&[u8], Instant),
     answer: impl FnOnce(u64) -> Option<u64>,
 ) -> Heard {
     match parse_pool_line(line) {
         // Every accepted share: read without a `serde_json::Value`.
         Ok(PoolLine::Accepted { id }) => {
             if let Some(seq) = answer(id) {
-                ctx.listener.on_result(seq, Ok(()));
+                ctx.listener.on_result_at(seq, Ok(()), read_at);
             }
         }
         Ok(PoolLine::Message(PoolMessage::Job(job))) => report_job(ctx, job, session),
@@ -296,7 +297,8 @@ fn on_line(
                 _ => None,
             };
             if let Some(seq) = seq {
-                ctx.listener.on_result(seq, share_result(outcome));
+                ctx.listener
+                    .on_result_at(seq, share_result(outcome), read_at);
             }
             if let Some(message) = ending {
                 tracing::warn!(pool = %addr, "pool ended the session: {message:?}; logging in again");
@@ -392,7 +394,7 @@ async fn run_tcp(
                             })
                             .flatten()
                         };
-                        match on_line(ctx, &addr, session, &line, answer) {
+                        match on_line(ctx, &addr, session, (&line, read_at), answer) {
                             Heard::Alive if !heard => {
                                 wire.ledger(|l| l.heard(read_at));
                             }
@@ -494,11 +496,14 @@ async fn run_buffered(
                 }));
             }
             next = lines.next() => match next {
-                Some(Ok(line)) => match on_line(ctx, &addr, session, &line, |id| ledger.answer(id)) {
-                    Heard::Alive => ledger.heard(Instant::now()),
-                    Heard::Garbage => {}
-                    Heard::End(why) => break SessionEnd::Ended(why),
-                },
+                Some(Ok(line)) => {
+                    let read_at = Instant::now();
+                    match on_line(ctx, &addr, session, (&line, read_at), |id| ledger.answer(id)) {
+                        Heard::Alive => ledger.heard(read_at),
+                        Heard::Garbage => {}
+                        Heard::End(why) => break SessionEnd::Ended(why),
+                    }
+                }
                 Some(Err(e)) => break SessionEnd::Ended(e.to_string()),
                 None => break SessionEnd::Ended("pool closed the connection".into()),
             },

@@ -342,7 +342,10 @@ async fn a_node_that_is_not_there_never_connects() {
             algo: None,
             extra_nonce: None,
         };
-        if upstream.submit(1, share).is_ok() {
+        if upstream
+            .submit(1, share, tokio::time::Instant::now())
+            .is_ok()
+        {
             let result = recorder.result(1).await;
             assert!(
                 matches!(

@@ -263,8 +263,12 @@ fn assert_all_ok(results: &HashMap<u64, Result<(), ShareError>>) {
 }
 
 fn submit_all(upstream: &Upstream, seqs: impl Iterator<Item = u64>) -> Vec<u64> {
-    seqs.filter(|seq| upstream.submit(*seq, share(*seq)).is_ok())
-        .collect()
+    seqs.filter(|seq| {
+        upstream
+            .submit(*seq, share(*seq), tokio::time::Instant::now())
+            .is_ok()
+    })
+    .collect()
 }
 
 /// `n` OS threads submitting `per` shares each (thread `t`: seqs `t·per+1 ..= (t+1)·per`);
@@ -300,7 +304,9 @@ fn stall(pool: &RawPool, h: &Harness) -> HashSet<u64> {
 async fn a_submit_reaches_the_pool_without_the_upstream_task_running() {
     bounded(async {
         let (pool, h) = logged_in(false).await;
-        h.upstream.submit(1, share(1)).expect("taken");
+        h.upstream
+            .submit(1, share(1), tokio::time::Instant::now())
+            .expect("taken");
         // This runtime has one thread and the test holds it: the upstream's task cannot run,
         // so the line can only have been written by `submit` itself.
         assert!(
@@ -326,7 +332,10 @@ async fn concurrent_submits_from_threads_and_tasks_are_each_sent_and_answered_on
                 tokio::spawn(async move {
                     let mut ok = Vec::new();
                     for seq in t * PER + 1..=(t + 1) * PER {
-                        if up.submit(seq, share(seq)).is_ok() {
+                        if up
+                            .submit(seq, share(seq), tokio::time::Instant::now())
+                            .is_ok()
+                        {
                             ok.push(seq);
                         }
                         if seq % 16 == 0 {

@@ -44,8 +44,15 @@ pub(crate) type Route<F> = crate::splitter::Route<F, Arc<Miner<F>>>;
 pub(crate) trait MinerProtocol: Family {
     /// Handles one line `miner` sent: parses it, steps the miner's session, routes a login
     /// ([`Miner::route_login`]), hands a checked share to the miner's mapper, and writes the
-    /// answer. Never panics on bad input: a bad line gets an error reply.
-    fn handle_line(miner: &Arc<Miner<Self>>, shared: &Shared<Self>, line: &[u8]) -> Flow;
+    /// answer. Never panics on bad input: a bad line gets an error reply. `now` is the one
+    /// clock read for the line (tokio's clock): what the family times with it (a share's
+    /// send time) reads no clock of its own.
+    fn handle_line(
+        miner: &Arc<Miner<Self>>,
+        shared: &Shared<Self>,
+        line: &[u8],
+        now: Instant,
+    ) -> Flow;
 
     /// The line a connection the proxy has no room for is told before it is closed (no
     /// request id: it was never read).
@@ -276,9 +283,14 @@ impl<F: MinerProtocol> Miner<F> {
         let mut more = true;
         for _ in 0..LINES_PER_DRIVE {
             let next = self.conn().next_line(&**self, &mut cx, scratch);
-            let flow = match next {
-                Next::Line(line) => F::handle_line(self, shared, &line),
-                Next::Short(len) => F::handle_line(self, shared, &scratch[..len]),
+            // One clock read per line: the family's timing and the inactivity deadline.
+            let handle = |line: &[u8]| {
+                let now = Instant::now();
+                (F::handle_line(self, shared, line, now), now)
+            };
+            let (flow, now) = match next {
+                Next::Line(line) => handle(&line),
+                Next::Short(len) => handle(&scratch[..len]),
                 Next::Idle => {
                     more = false;
                     break;
@@ -286,7 +298,7 @@ impl<F: MinerProtocol> Miner<F> {
                 Next::Close(why) => return self.close(shared, why),
             };
             if flow == Flow::Active && self.phase() != MinerPhase::WaitLogin {
-                self.set_deadline(shared, Instant::now() + INACTIVITY_TIMEOUT);
+                self.set_deadline(shared, now + INACTIVITY_TIMEOUT);
             }
         }
         if more {

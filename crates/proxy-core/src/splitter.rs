@@ -278,13 +278,27 @@ impl<F: Family, M: Downstream<F>> Mapper<F, M> {
     /// the previous one) is counted when it went out.
     pub(crate) fn forward<E: Display>(
         &self,
-        mut st: MutexGuard<'_, MapperState<F, M>>,
+        st: MutexGuard<'_, MapperState<F, M>>,
         seq: u64,
         pending: Pending<M>,
         expired: bool,
         send: impl FnOnce() -> Result<(), E>,
     ) {
-        st.channel.add_pending(seq, pending, now());
+        self.forward_at(st, seq, pending, expired, now(), send);
+    }
+
+    /// [`Mapper::forward`] with the share's pending entry timed at `now` (the clock read the
+    /// miner's line was handled with), for its latency.
+    pub(crate) fn forward_at<E: Display>(
+        &self,
+        mut st: MutexGuard<'_, MapperState<F, M>>,
+        seq: u64,
+        pending: Pending<M>,
+        expired: bool,
+        now: Instant,
+        send: impl FnOnce() -> Result<(), E>,
+    ) {
+        st.channel.add_pending(seq, pending, now);
         // Sent without the mapper's lock (the pool write may happen right here); the pending
         // entry is in place and counted in flight first, so the pool's answer always finds it.
         drop(st);
@@ -297,7 +311,7 @@ impl<F: Family, M: Downstream<F>> Mapper<F, M> {
             }
             Err(e) => {
                 self.events.stats.in_flight.fetch_sub(1, Relaxed);
-                let p = self.st().channel.on_result(seq, now());
+                let p = self.st().channel.on_result(seq, now);
                 if let Some((p, _)) = p {
                     let reason = e.to_string();
                     self.events.reject(&p.miner, &reason);
@@ -348,8 +362,12 @@ impl<F: Family, M: Downstream<F>> Mapper<F, M> {
     /// The upstream's verdict on share `seq`: taken out of the pending shares (once; a
     /// second verdict finds nothing), answered and reported.
     pub(crate) fn on_verdict(&self, seq: u64, verdict: Verdict<'_>) {
-        // One clock read for the latency and the statistics' second.
-        let at = tokio::time::Instant::now();
+        self.on_verdict_at(seq, verdict, tokio::time::Instant::now());
+    }
+
+    /// [`Mapper::on_verdict`] for a verdict read at `at` (the upstream's clock read for the
+    /// pool's line): one time for the latency and the statistics' second.
+    pub(crate) fn on_verdict_at(&self, seq: u64, verdict: Verdict<'_>, at: tokio::time::Instant) {
         let (p, daemon) = {
             let mut st = self.st();
             (st.channel.on_result(seq, at.into_std()), st.daemon)

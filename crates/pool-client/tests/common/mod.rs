@@ -158,7 +158,8 @@ impl Harness {
             algo: None,
             extra_nonce,
         };
-        self.upstream.submit(self.next_seq, share)?;
+        self.upstream
+            .submit(self.next_seq, share, tokio::time::Instant::now())?;
         Ok(self.next_seq)
     }
 

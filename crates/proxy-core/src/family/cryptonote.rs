@@ -34,6 +34,7 @@ use stratum_session::{
     check_submit, effective_difficulty, Channel, ChannelJob, Checked, JobFor, LoginRules, Refusal,
     Session, ShareIn,
 };
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::config::{Config, Mode};
@@ -245,19 +246,26 @@ impl<M: Downstream<CryptoNote>> UpstreamListener for Mapper<CryptoNote, M> {
     }
 
     fn on_result(&self, seq: u64, result: Result<(), ShareError>) {
+        self.on_result_at(seq, result, tokio::time::Instant::now());
+    }
+
+    /// The pool's answer read at `at`: that one clock read times the share's latency and
+    /// its statistics second.
+    fn on_result_at(&self, seq: u64, result: Result<(), ShareError>, at: tokio::time::Instant) {
         match result {
-            Ok(()) => self.on_verdict(seq, Verdict::Accepted),
+            Ok(()) => self.on_verdict_at(seq, Verdict::Accepted, at),
             Err(e) => {
                 let reason = e.to_string();
                 let miner_fault =
                     matches!(&e, ShareError::Rejected(m) if !pool_client::is_session_ending(m));
-                self.on_verdict(
+                self.on_verdict_at(
                     seq,
                     Verdict::Refused {
                         reason: &reason,
                         code: None,
                         miner_fault,
                     },
+                    at,
                 );
             }
         }
@@ -282,12 +290,15 @@ struct SubmittedShare<'a> {
     custom_diff: u64,
 }
 
-/// Checks a share against the mapper's jobs and forwards it (RFC §6.2 step 4, §8.2).
+/// Checks a share against the mapper's jobs and forwards it (RFC §6.2 step 4, §8.2); `now`
+/// is the clock read its line was handled with (the pending entry's and the pool submit's
+/// time).
 fn submit<M: Downstream<CryptoNote>>(
     mapper: &Mapper<CryptoNote, M>,
     miner: &M,
     fixed_byte: Option<u8>,
     share: SubmittedShare<'_>,
+    now: Instant,
 ) {
     let SubmittedShare {
         id,
@@ -365,7 +376,9 @@ fn submit<M: Downstream<CryptoNote>>(
         difficulty: credited,
         share_diff,
     };
-    mapper.forward(st, seq, pending, expired, || upstream.submit(seq, share));
+    mapper.forward_at(st, seq, pending, expired, now.into_std(), || {
+        upstream.submit(seq, share, now)
+    });
 }
 
 /// The job as `miner` should see it (blob patched, target at its difficulty), for `getjob`.
@@ -417,7 +430,13 @@ fn handle_login(miner: &MinerRef, shared: &Shared<CryptoNote>, id: Id, p: LoginP
     }
 }
 
-fn handle_submit(miner: &MinerRef, shared: &Shared<CryptoNote>, id: Id, p: SubmitParams<'_>) {
+fn handle_submit(
+    miner: &MinerRef,
+    shared: &Shared<CryptoNote>,
+    id: Id,
+    p: SubmitParams<'_>,
+    now: Instant,
+) {
     let routed = {
         let st = miner.state();
         st.session
@@ -447,12 +466,17 @@ fn handle_submit(miner: &MinerRef, shared: &Shared<CryptoNote>, id: Id, p: Submi
         share_diff,
         custom_diff,
     };
-    submit(&route.mapper, miner, route.slot, share);
+    submit(&route.mapper, miner, route.slot, share, now);
 }
 
 impl MinerProtocol for CryptoNote {
     /// RFC §6.1–6.3: `login`, `submit`, `keepalived`, `getjob`.
-    fn handle_line(miner: &MinerRef, shared: &Shared<CryptoNote>, line: &[u8]) -> Flow {
+    fn handle_line(
+        miner: &MinerRef,
+        shared: &Shared<CryptoNote>,
+        line: &[u8],
+        now: Instant,
+    ) -> Flow {
         match parse_miner_request(line) {
             Err(e) => {
                 tracing::debug!(miner = miner.id, "bad request: {e}");
@@ -464,7 +488,7 @@ impl MinerProtocol for CryptoNote {
                 Flow::Active
             }
             Ok((id, MinerRequest::Submit(p))) => {
-                handle_submit(miner, shared, id, p);
+                handle_submit(miner, shared, id, p, now);
                 Flow::Active
             }
             Ok((id, MinerRequest::Keepalived(p))) => {

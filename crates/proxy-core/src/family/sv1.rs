@@ -1284,7 +1284,12 @@ impl MinerProtocol for Sv1 {
 
     /// `mining.configure`, `subscribe`, `authorize`, `extranonce.subscribe`,
     /// `suggest_difficulty`, `submit`, and the answer to a `client.get_version`.
-    fn handle_line(miner: &MinerRef, shared: &Shared<Sv1>, line: &[u8]) -> Flow {
+    fn handle_line(
+        miner: &MinerRef,
+        shared: &Shared<Sv1>,
+        line: &[u8],
+        _now: tokio::time::Instant,
+    ) -> Flow {
         {
             let mut st = miner.state();
             if !st.session.configured() {

@@ -319,3 +319,34 @@ async fn the_gc_closes_an_emptied_upstream_of_any_family_after_its_keep_time() {
     s.gc(now());
     assert!(s.mapper_loads().is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_shares_latency_runs_from_its_lines_clock_read_to_its_verdicts() {
+    let (s, events) = splitter();
+    let m = ToyMiner::new(1);
+    s.on_login(&m).unwrap();
+    let mapper = m.mapper();
+    mapper.fan_out(Arc::new(ToyJob(1)), 1);
+    let pending = |id: u64| Pending {
+        miner: m.clone(),
+        id: Id::from(id),
+        difficulty: 100,
+        share_diff: 150,
+    };
+    // The times passed in are the ones used: no clock is read in between (the paused clock
+    // stands still, so a read of its own would give a latency of 0).
+    let line_read = tokio::time::Instant::now();
+    mapper.forward_at(
+        mapper.st(),
+        1,
+        pending(1),
+        false,
+        line_read.into_std(),
+        || Ok::<(), String>(()),
+    );
+    let answer_read = line_read + Duration::from_millis(40);
+    mapper.on_verdict_at(1, Verdict::Accepted, answer_read);
+    assert_eq!(m.lines(), ["job 1 slot 0", "1 Ok(())"]);
+    let summary = events.stats.summary(events.secs_at(answer_read));
+    assert_eq!((summary.accepted, summary.latency), (1, 40));
+}
