@@ -71,8 +71,27 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `cargo`, without the variables cargo sets for the package it runs (`cargo xtask` is
+/// `cargo run -p xtask`; xtask's tests run under `cargo test`): a build script that watches
+/// one (ring's watches `CARGO_MANIFEST_DIR`) would otherwise rebuild half the tree here and
+/// again in the next plain build.
 fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&k.as_ref())
+        {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd
 }
 
 fn have(program: &str) -> bool {
@@ -331,6 +350,7 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
         bail!("--rounds and --pin run CryptoNote series only; leave them out with --protocol stratum-v1");
     }
     let rounds = rounds.unwrap_or(if against.is_some() { 5 } else { 1 });
+    series::check(against.as_deref(), pin)?;
     let nofile = proxy_nofile.map_or_else(|| r#""$(ulimit -Hn)""#.to_string(), |n| n.to_string());
     let release = build_release(&["proxy-cli", "loadgen"])?;
     let dir = target_dir().join("bench");
@@ -735,6 +755,26 @@ mod tests {
     }
 
     #[test]
+    fn cargo_runs_without_the_variables_cargo_set_for_this_package() {
+        // Set by `cargo test` for this test binary.
+        assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+        let cmd = cargo();
+        let removed: Vec<_> = cmd
+            .get_envs()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            removed.iter().any(|k| k == "CARGO_MANIFEST_DIR"),
+            "{removed:?}"
+        );
+        assert!(removed.iter().any(|k| k == "CARGO_PKG_NAME"), "{removed:?}");
+        assert!(!removed
+            .iter()
+            .any(|k| k == "CARGO_TARGET_DIR" || k == "CARGO_HOME"));
+    }
+
+    #[test]
     fn a_pinned_generator_runs_under_taskset_on_its_cpu() {
         let child = Command::new("sleep").arg("60").spawn().unwrap();
         let proxy = ProxyProcess(child);
@@ -751,27 +791,9 @@ mod tests {
     }
 
     /// Builds `proxy-cli` and `loadgen` in debug (a no-op when the workspace's tests built
-    /// them already); returns their directory. The variables cargo sets for this test's
-    /// package are left out: a build script that watches one (ring's watches
-    /// `CARGO_MANIFEST_DIR`) would otherwise rebuild half the tree, here and in the next
-    /// plain build.
+    /// them already); returns their directory.
     fn debug_binaries() -> PathBuf {
-        let mut cmd = cargo();
-        for (key, _) in std::env::vars_os() {
-            let k = key.to_string_lossy();
-            if k.starts_with("CARGO_PKG_")
-                || k.starts_with("CARGO_MANIFEST_")
-                || [
-                    "CARGO_CRATE_NAME",
-                    "CARGO_BIN_NAME",
-                    "CARGO_PRIMARY_PACKAGE",
-                ]
-                .contains(&k.as_ref())
-            {
-                cmd.env_remove(&key);
-            }
-        }
-        run(cmd.args([
+        run(cargo().args([
             "build",
             "-p",
             "proxy-cli",

@@ -184,16 +184,7 @@ pub(crate) fn peer_config(mode: &str, proxy_port: u16, pool_addr: std::net::Sock
 /// run cannot be set up (a config not written, a proxy or the generator not started); a
 /// run that is not clean is recorded as such.
 pub(crate) fn run_series(s: &Series) -> anyhow::Result<Vec<Run>> {
-    if s.pin && !crate::have("taskset") {
-        bail!("--pin needs taskset (Debian package util-linux): install it or leave out --pin");
-    }
-    if let Some(peer) = &s.peer {
-        let meta = std::fs::metadata(peer)
-            .with_context(|| format!("--against {}: no such file", peer.display()))?;
-        if !meta.is_file() {
-            bail!("--against {}: not a file", peer.display());
-        }
-    }
+    check(s.peer.as_deref(), s.pin)?;
     std::fs::create_dir_all(&s.dir).with_context(|| format!("creating {}", s.dir.display()))?;
     let sides: &[Side] = if s.peer.is_some() {
         &[Side::Peer, Side::Ours]
@@ -218,6 +209,22 @@ pub(crate) fn run_series(s: &Series) -> anyhow::Result<Vec<Run>> {
         }
     }
     Ok(runs)
+}
+
+/// What a series needs before anything is built: the peer's binary (`--against`) is a file,
+/// and `taskset` is there for `--pin`.
+pub(crate) fn check(peer: Option<&Path>, pin: bool) -> anyhow::Result<()> {
+    if pin && !crate::have("taskset") {
+        bail!("--pin needs taskset (Debian package util-linux): install it or leave out --pin");
+    }
+    if let Some(peer) = peer {
+        let meta = std::fs::metadata(peer)
+            .with_context(|| format!("--against {}: cannot read it", peer.display()))?;
+        if !meta.is_file() {
+            bail!("--against {}: not a file", peer.display());
+        }
+    }
+    Ok(())
 }
 
 fn run_one(s: &Series, round: usize, side: Side) -> anyhow::Result<Run> {
@@ -715,6 +722,18 @@ mod tests {
             assert_eq!(v["retry-pause"], 1);
             assert_eq!(v["log-file"], Value::Null);
         }
+    }
+
+    #[test]
+    fn a_peer_that_is_not_a_file_is_refused_by_name() {
+        let err = check(Some(Path::new("/nonexistent/xmrig-proxy")), false).unwrap_err();
+        assert!(
+            format!("{err:#}").starts_with("--against /nonexistent/xmrig-proxy: cannot read it"),
+            "{err:#}"
+        );
+        let err = check(Some(Path::new("/")), false).unwrap_err();
+        assert_eq!(format!("{err}"), "--against /: not a file");
+        check(None, false).unwrap();
     }
 
     #[test]
