@@ -10,7 +10,9 @@
 //!   upstream, and SV1 CPU miners (sha256d) through it.
 //! - `bench [--mode nicehash|simple] [--protocol cryptonote|stratum-v1] [--proxy-threads N] [--proxy-nofile N] [loadgen flags]`:
 //!   the real proxy in NiceHash (default) or simple mode, serving CryptoNote (default) or Bitcoin Stratum V1 miners, under the load generator of `test-support` (a pool and N miners in one process);
-//!   `bench --micro [filter]`: the criterion benchmarks. See `docs/BENCHMARKS.md`.
+//!   `bench --against PATH [--rounds N] [--pin] [loadgen flags]`: alternating rounds of a peer
+//!   proxy (xmrig-proxy built by hand) and ours under the same generator, with the medians
+//!   (`series.rs`); `bench --micro [filter]`: the criterion benchmarks. See `docs/BENCHMARKS.md`.
 //! - `soak [--minutes N] [soak flags]`: the release proxy under miners churning in and out
 //!   (new worker names, shares, job changes); fails when its RSS after the soak is more than
 //!   10 % above its RSS after the warm-up. See `docs/BENCHMARKS.md`.
@@ -25,6 +27,7 @@ use std::process::Command;
 use anyhow::{bail, Context};
 
 mod fuzz;
+mod series;
 mod tidy;
 
 fn main() -> anyhow::Result<()> {
@@ -43,7 +46,7 @@ fn main() -> anyhow::Result<()> {
         _ => {
             eprintln!(
                 "usage: cargo xtask <ci | demo [--protocol stratum-v1] [--seconds N] [--miners N] [--difficulty N] \
-                 | bench [--micro] [--mode nicehash|simple] [--protocol cryptonote|stratum-v1] [--proxy-threads N] [--miners N] [--jobs N] [--rate N] [--seconds N] ... \
+                 | bench [--micro] [--against PATH] [--rounds N] [--pin] [--mode nicehash|simple] [--protocol cryptonote|stratum-v1] [--proxy-threads N] [--miners N] [--jobs N] [--rate N] [--seconds N] ... \
                  | soak [--minutes N] [--miners N] [soak flags] \
                  | fuzz [--secs N] [--runs N] [--target-dir DIR] [TARGET ...] | tidy>"
             );
@@ -68,8 +71,27 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `cargo`, without the variables cargo sets for the package it runs (`cargo xtask` is
+/// `cargo run -p xtask`; xtask's tests run under `cargo test`): a build script that watches
+/// one (ring's watches `CARGO_MANIFEST_DIR`) would otherwise rebuild half the tree here and
+/// again in the next plain build.
 fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&k.as_ref())
+        {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd
 }
 
 fn have(program: &str) -> bool {
@@ -232,8 +254,12 @@ impl Drop for ProxyProcess {
 /// generator against it and stops the proxy. `--proxy-threads N` sets the proxy's tokio worker threads
 /// (`TOKIO_WORKER_THREADS`; default: proxy-cli's one, plus its fan-out threads), `--proxy-nofile N` its open-file limit
 /// (default: the hard limit); every other flag goes to `loadgen` (`--miners`, `--jobs`,
-/// `--job-interval`, `--rate`, `--seconds`, `--threads`, `--json`, …). `--micro` runs the
-/// criterion benchmarks instead (further flags go to criterion, e.g. a name filter).
+/// `--job-interval`, `--rate`, `--seconds`, `--threads`, …). `--json PATH`: where the report
+/// goes. `--against PATH` (a peer proxy that reads an xmrig-proxy config with `-c FILE`),
+/// `--rounds N` (default 1, or 5 with `--against`) and `--pin` (proxy on CPU 1, generator on
+/// CPU 0) run a series instead (`series.rs`): peer then ours, N times, and the medians as a
+/// Markdown table and one JSON. `--micro` runs the criterion benchmarks instead (further
+/// flags go to criterion, e.g. a name filter).
 fn bench(args: &[String]) -> anyhow::Result<()> {
     if args.iter().any(|a| a == "--micro") {
         // The criterion benchmarks of the hot paths (CI only builds them and runs each once).
@@ -257,10 +283,34 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
     let mut proxy_nofile: Option<u64> = None;
     let mut mode = "nicehash".to_string();
     let mut protocol = "cryptonote".to_string();
+    let mut against: Option<PathBuf> = None;
+    let mut rounds: Option<usize> = None;
+    let mut pin = false;
+    let mut json: Option<PathBuf> = None;
     let mut loadgen_args: Vec<String> = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        if a == "--mode" {
+        if a == "--against" {
+            against = Some(it.next().context("--against needs a path")?.into());
+        } else if let Some(p) = a.strip_prefix("--against=") {
+            against = Some(p.into());
+        } else if a == "--rounds" || a.starts_with("--rounds=") {
+            let n = match a.strip_prefix("--rounds=") {
+                Some(n) => n,
+                None => it.next().context("--rounds needs a number")?,
+            };
+            let n: usize = n.parse().context("--rounds needs a number")?;
+            if n == 0 {
+                bail!("--rounds 0: a series needs a round at least");
+            }
+            rounds = Some(n);
+        } else if a == "--pin" {
+            pin = true;
+        } else if a == "--json" {
+            json = Some(it.next().context("--json needs a path")?.into());
+        } else if let Some(p) = a.strip_prefix("--json=") {
+            json = Some(p.into());
+        } else if a == "--mode" {
             mode.clone_from(it.next().context("--mode needs nicehash or simple")?);
         } else if let Some(m) = a.strip_prefix("--mode=") {
             mode = m.to_string();
@@ -289,9 +339,42 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
     if protocol != "cryptonote" && protocol != "stratum-v1" {
         bail!("--protocol {protocol:?}: expected cryptonote or stratum-v1");
     }
+    if protocol == "stratum-v1" && against.is_some() {
+        bail!(
+            "--protocol stratum-v1 --against: not supported; the peer gets an xmrig-proxy \
+             config (CryptoNote), and a Stratum V1 peer such as ckpool needs its own (see \
+             docs/BENCHMARKS.md, \"Side by side with ckpool\")"
+        );
+    }
+    if protocol == "stratum-v1" && (rounds.is_some() || pin) {
+        bail!("--rounds and --pin run CryptoNote series only; leave them out with --protocol stratum-v1");
+    }
+    let rounds = rounds.unwrap_or(if against.is_some() { 5 } else { 1 });
+    series::check(against.as_deref(), pin)?;
+    let nofile = proxy_nofile.map_or_else(|| r#""$(ulimit -Hn)""#.to_string(), |n| n.to_string());
     let release = build_release(&["proxy-cli", "loadgen"])?;
     let dir = target_dir().join("bench");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    if against.is_some() || rounds > 1 || pin {
+        let series = series::Series {
+            rounds,
+            mode,
+            proxy_cli: release.join("proxy-cli"),
+            loadgen: release.join("loadgen"),
+            peer: against,
+            pin,
+            nofile,
+            proxy_threads,
+            settle: series::SETTLE,
+            dir,
+            loadgen_args,
+        };
+        return series::bench_series(&series, json.as_deref());
+    }
+    if let Some(json) = json {
+        loadgen_args.push("--json".into());
+        loadgen_args.push(json.display().to_string());
+    }
 
     // Two free loopback ports, held together so they differ, released just before use.
     let (pool, miners) = (free_port()?, free_port()?);
@@ -305,14 +388,15 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
         bench_config(&mode, &protocol, proxy_port, pool_addr),
     )?;
     // `--proxy-nofile N` to see what happens past the hard limit.
-    let nofile = proxy_nofile.map_or_else(|| r#""$(ulimit -Hn)""#.to_string(), |n| n.to_string());
-    let (proxy, log_path) = start_proxy(
+    let log_path = dir.join("proxy.log");
+    let proxy = start_proxy(
         &release.join("proxy-cli"),
         &config,
-        &dir,
+        &log_path,
         &nofile,
         proxy_threads,
         "info",
+        None,
     )?;
     // proxy-cli's default: one worker (its fan-out threads are not workers).
     let workers = proxy_threads.unwrap_or(1);
@@ -322,7 +406,13 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
         log_path.display()
     );
 
-    let mut lg = generator_command(&release.join("loadgen"), proxy_port, pool_addr, &proxy);
+    let mut lg = generator_command(
+        &release.join("loadgen"),
+        proxy_port,
+        pool_addr,
+        &proxy,
+        None,
+    );
     lg.arg("--proxy-workers").arg(workers.to_string());
     lg.arg("--mode").arg(&mode);
     lg.arg("--protocol").arg(&protocol);
@@ -416,20 +506,22 @@ fn soak(args: &[String]) -> anyhow::Result<()> {
 "#
         ),
     )?;
-    let (proxy, log_path) = start_proxy(
+    let log_path = dir.join("proxy.log");
+    let proxy = start_proxy(
         &release.join("proxy-cli"),
         &config,
-        &dir,
+        &log_path,
         r#""$(ulimit -Hn)""#,
         None,
         "warn",
+        None,
     )?;
     eprintln!(
         "xtask soak: proxy pid {} on 127.0.0.1:{proxy_port}, API 127.0.0.1:{api_port}, pool at {pool_addr}, log {}",
         proxy.pid(),
         log_path.display()
     );
-    let mut gen = generator_command(&release.join("soak"), proxy_port, pool_addr, &proxy);
+    let mut gen = generator_command(&release.join("soak"), proxy_port, pool_addr, &proxy, None);
     gen.arg("--api")
         .arg(format!("127.0.0.1:{api_port}"))
         .arg("--api-token")
@@ -437,30 +529,31 @@ fn soak(args: &[String]) -> anyhow::Result<()> {
     run_generator("soak", gen, args, &dir.join("soak.json"), proxy, &log_path)
 }
 
-/// Starts `proxy_cli run --config CONFIG` with its output in `DIR/proxy.log` (returned with
-/// the process), through `sh` to set its open-file limit to `nofile` first (a number, or
+/// Starts `program -c CONFIG` (our `proxy-cli`, or a peer proxy that reads an xmrig-proxy
+/// config: every proxy of a bench is started this one way) with its stdout and stderr in
+/// `log_path`, through `sh` to set its open-file limit to `nofile` first (a number, or
 /// `"$(ulimit -Hn)"` for the hard limit; `ulimit -n` sets the soft and the hard limit, so
 /// the proxy cannot raise it back; `exec` keeps the pid). `worker_threads` sets
-/// `TOKIO_WORKER_THREADS` (`None`: proxy-cli's default); `rust_log` is its `RUST_LOG` unless
-/// one is set.
+/// `TOKIO_WORKER_THREADS` (`None`: unset, proxy-cli's default); `rust_log` is its `RUST_LOG`
+/// unless one is set; `cpu` pins it to that CPU (`taskset -c`, which execs too).
 fn start_proxy(
-    proxy_cli: &Path,
+    program: &Path,
     config: &Path,
-    dir: &Path,
+    log_path: &Path,
     nofile: &str,
     worker_threads: Option<usize>,
     rust_log: &str,
-) -> anyhow::Result<(ProxyProcess, PathBuf)> {
-    let log_path = dir.join("proxy.log");
-    let log = std::fs::File::create(&log_path)?;
-    let mut cmd = Command::new("sh");
+    cpu: Option<u32>,
+) -> anyhow::Result<ProxyProcess> {
+    let log = std::fs::File::create(log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let mut cmd = pinned("sh", cpu);
     cmd.args([
         "-c",
         &format!(r#"ulimit -n {nofile} 2>/dev/null; exec "$0" "$@""#),
     ])
-    .arg(proxy_cli)
-    .arg("run")
-    .arg("--config")
+    .arg(program)
+    .arg("-c")
     .arg(config)
     .stdin(std::process::Stdio::null())
     .stdout(log.try_clone()?)
@@ -473,19 +566,34 @@ fn start_proxy(
         None => cmd.env_remove("TOKIO_WORKER_THREADS"),
     };
     eprintln!("$ {cmd:?}");
-    let proxy = ProxyProcess(cmd.spawn().context("starting proxy-cli")?);
-    Ok((proxy, log_path))
+    let proxy = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))?;
+    Ok(ProxyProcess(proxy))
+}
+
+/// `program`, or `taskset -c CPU program` (taskset execs it, so the pid stays).
+fn pinned(program: impl AsRef<std::ffi::OsStr>, cpu: Option<u32>) -> Command {
+    match cpu {
+        Some(cpu) => {
+            let mut cmd = Command::new("taskset");
+            cmd.arg("-c").arg(cpu.to_string()).arg(program);
+            cmd
+        }
+        None => Command::new(program),
+    }
 }
 
 /// The generator `program` (`loadgen`, `soak`) pointed at the proxy: `--proxy
-/// 127.0.0.1:PROXY_PORT --pool-bind POOL_ADDR --proxy-pid PID`.
+/// 127.0.0.1:PROXY_PORT --pool-bind POOL_ADDR --proxy-pid PID`; on CPU `cpu` if given.
 fn generator_command(
     program: &Path,
     proxy_port: u16,
     pool_addr: std::net::SocketAddr,
     proxy: &ProxyProcess,
+    cpu: Option<u32>,
 ) -> Command {
-    let mut cmd = Command::new(program);
+    let mut cmd = pinned(program, cpu);
     cmd.arg("--proxy")
         .arg(format!("127.0.0.1:{proxy_port}"))
         .arg("--pool-bind")
@@ -588,16 +696,24 @@ mod tests {
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
         let config = dir.join("proxy-config.json");
 
-        let (proxy, log) = start_proxy(&fake, &config, &dir, "64", Some(3), "info").unwrap();
-        assert_eq!(log, dir.join("proxy.log"));
+        let log = dir.join("proxy.log");
+        let proxy = start_proxy(&fake, &config, &log, "64", Some(3), "info", None).unwrap();
         assert_eq!(
             read_line(&log),
-            format!("run --config {} nofile=64 workers=3\n", config.display())
+            format!("-c {} nofile=64 workers=3\n", config.display())
         );
         drop(proxy);
 
-        let (proxy, log) =
-            start_proxy(&fake, &config, &dir, r#""$(ulimit -Hn)""#, None, "warn").unwrap();
+        let proxy = start_proxy(
+            &fake,
+            &config,
+            &log,
+            r#""$(ulimit -Hn)""#,
+            None,
+            "warn",
+            None,
+        )
+        .unwrap();
         let hard = Command::new("sh")
             .args(["-c", "ulimit -Hn"])
             .output()
@@ -605,7 +721,7 @@ mod tests {
         let hard = String::from_utf8_lossy(&hard.stdout).trim().to_string();
         assert_eq!(
             read_line(&log),
-            format!("run --config {} nofile={hard} workers=\n", config.display())
+            format!("-c {} nofile={hard} workers=\n", config.display())
         );
         drop(proxy);
         std::fs::remove_dir_all(&dir).unwrap();
@@ -620,6 +736,7 @@ mod tests {
             3333,
             "127.0.0.1:4444".parse().unwrap(),
             &proxy,
+            None,
         );
         let pid = proxy.pid().to_string();
         let args: Vec<_> = cmd.get_args().map(|a| a.to_str().unwrap()).collect();
@@ -635,6 +752,136 @@ mod tests {
             ]
         );
         assert_eq!(cmd.get_program(), "loadgen");
+    }
+
+    #[test]
+    fn cargo_runs_without_the_variables_cargo_set_for_this_package() {
+        // Set by `cargo test` for this test binary.
+        assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+        let cmd = cargo();
+        let removed: Vec<_> = cmd
+            .get_envs()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            removed.iter().any(|k| k == "CARGO_MANIFEST_DIR"),
+            "{removed:?}"
+        );
+        assert!(removed.iter().any(|k| k == "CARGO_PKG_NAME"), "{removed:?}");
+        assert!(!removed
+            .iter()
+            .any(|k| k == "CARGO_TARGET_DIR" || k == "CARGO_HOME"));
+    }
+
+    #[test]
+    fn a_pinned_generator_runs_under_taskset_on_its_cpu() {
+        let child = Command::new("sleep").arg("60").spawn().unwrap();
+        let proxy = ProxyProcess(child);
+        let cmd = generator_command(
+            Path::new("loadgen"),
+            3333,
+            "127.0.0.1:4444".parse().unwrap(),
+            &proxy,
+            Some(0),
+        );
+        assert_eq!(cmd.get_program(), "taskset");
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(args[..4], ["-c", "0", "loadgen", "--proxy"]);
+    }
+
+    /// Builds `proxy-cli` and `loadgen` in debug (a no-op when the workspace's tests built
+    /// them already); returns their directory.
+    fn debug_binaries() -> PathBuf {
+        run(cargo().args([
+            "build",
+            "-p",
+            "proxy-cli",
+            "-p",
+            "test-support",
+            "--bin",
+            "proxy-cli",
+            "--bin",
+            "loadgen",
+        ]))
+        .unwrap();
+        target_dir().join("debug")
+    }
+
+    /// The series end to end, small: our own `proxy-cli` as the peer (it reads the
+    /// xmrig-proxy config the harness writes, with `-c` as xmrig-proxy does), two rounds of
+    /// 20 miners and 20 shares.
+    #[test]
+    fn a_small_series_against_proxy_cli_as_the_peer_runs_both_clean_for_two_rounds_each() {
+        let bin = debug_binaries();
+        let dir = scratch("series");
+        let s = series::Series {
+            rounds: 2,
+            mode: "nicehash".into(),
+            proxy_cli: bin.join("proxy-cli"),
+            loadgen: bin.join("loadgen"),
+            peer: Some(bin.join("proxy-cli")),
+            pin: false,
+            nofile: "1024".into(),
+            proxy_threads: None,
+            settle: std::time::Duration::from_millis(200),
+            dir: dir.clone(),
+            loadgen_args: [
+                "--miners",
+                "20",
+                "--rate",
+                "20",
+                "--seconds",
+                "1",
+                "--jobs",
+                "1",
+                "--job-interval",
+                "200ms",
+                "--settle",
+                "100ms",
+            ]
+            .map(String::from)
+            .to_vec(),
+        };
+        let json = dir.join("out.json");
+        series::bench_series(&s, Some(&json)).unwrap();
+
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let runs = v["runs"].as_array().unwrap();
+        let order: Vec<(u64, &str)> = runs
+            .iter()
+            .map(|r| (r["round"].as_u64().unwrap(), r["proxy"].as_str().unwrap()))
+            .collect();
+        assert_eq!(order, [(1, "peer"), (1, "ours"), (2, "peer"), (2, "ours")]);
+        for r in runs {
+            assert_eq!(r["clean"], true, "{r}");
+            assert_eq!(r["report"]["login"]["logged_in"], 20, "{r}");
+            assert_eq!(r["report"]["shares"]["answered_ok"], 20, "{r}");
+        }
+        // The peer ran from an xmrig-proxy config, ours from our bench config.
+        let peer: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("peer-1-config.json")).unwrap())
+                .unwrap();
+        assert_eq!(peer["donate-level"], 0);
+        let ours = std::fs::read_to_string(dir.join("ours-2-config.json")).unwrap();
+        assert!(ours.contains(r#""protocol": "cryptonote""#), "{ours}");
+        for f in v["figures"].as_array().unwrap() {
+            assert_eq!(f["ours"]["rounds"].as_array().unwrap().len(), 2, "{f}");
+            assert_eq!(f["peer"]["rounds"].as_array().unwrap().len(), 2, "{f}");
+        }
+        let cpu = &v["figures"][0];
+        assert_eq!(cpu["key"], "shares.proxy_cpu_ms_per_1000");
+        assert!(cpu["ours"]["median"].is_number(), "{cpu}");
+        assert!(cpu["peer"]["median"].is_number(), "{cpu}");
+        let table = std::fs::read_to_string(dir.join("series.md")).unwrap();
+        assert!(
+            table.contains(
+                "| runs | 2 of 2 clean (clean, clean) | | 2 of 2 clean (clean, clean) | | |"
+            ),
+            "{table}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
