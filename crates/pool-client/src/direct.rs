@@ -114,7 +114,11 @@ impl Ledger {
             return Err(ShareError::SessionEnded);
         }
         let id = self.take_id(now);
-        self.pending.push_back(Pending { id, seq, sent: now });
+        // `now` is the time the share's line was read, taken before the wire's lock: on a
+        // multi-thread runtime a later line can reach the lock first. Never before the
+        // previous entry's, so the entries stay in time order for `expire`.
+        let sent = self.pending.back().map_or(now, |p| p.sent.max(now));
+        self.pending.push_back(Pending { id, seq, sent });
         Ok(encode_pool_submit(
             id,
             &self.session_id,
@@ -177,8 +181,9 @@ impl Ledger {
     }
 
     /// Removes the submits sent `timeout` or longer before `now`; their sequence numbers.
-    /// Ids are taken in send order (under the wire's lock, with the send time), so the late
-    /// ones are the first entries: the scan stops at the first one still in time.
+    /// Ids are taken in send order (under the wire's lock) and their times never go back
+    /// ([`Self::submit`]), so the late ones are the first entries: the scan stops at the first
+    /// one still in time.
     pub(crate) fn expire(&mut self, now: Instant, timeout: Duration) -> Vec<u64> {
         let mut expired = Vec::new();
         while let Some(first) = self.pending.front() {

@@ -45,8 +45,9 @@ pub(crate) trait MinerProtocol: Family {
     /// Handles one line `miner` sent: parses it, steps the miner's session, routes a login
     /// ([`Miner::route_login`]), hands a checked share to the miner's mapper, and writes the
     /// answer. Never panics on bad input: a bad line gets an error reply. `now` is the one
-    /// clock read for the line (tokio's clock): what the family times with it (a share's
-    /// send time) reads no clock of its own.
+    /// clock read for the line (tokio's clock): CryptoNote times a share's send with it and
+    /// reads no clock of its own on that path; Stratum V1 does not use it yet (its mapper
+    /// and pool client read their own).
     fn handle_line(
         miner: &Arc<Miner<Self>>,
         shared: &Shared<Self>,

@@ -293,9 +293,10 @@ pub(crate) struct Sv1Chan<M> {
 /// its deadline ([`CONFIGURE_WAIT`] after it began to wait). One timer task per upstream
 /// serves them all (a task per configure cost ~260 bytes of heap each for its whole 5 s,
 /// even after its answer went). At most one entry per waiting configure: a miner has at
-/// most one waiting at a time and waits again only once answered (at most twice per
-/// connection: before and after its subscribe answer), so the queue is bounded by twice
-/// the miners on the upstream; the mask's arrival empties it.
+/// most one waiting at a time, and each entry leaves at its deadline (a miner closed
+/// meanwhile keeps only its `Weak` there until then), so the queue holds at most the
+/// configures begun in the last [`CONFIGURE_WAIT`]; the mask's arrival empties it, and an
+/// emptied queue gives its memory back.
 #[derive(Default)]
 struct ConfigureWaits {
     /// The deadline and the miner (not kept alive by its wait, as its task did not).
@@ -329,13 +330,14 @@ impl ConfigureWaits {
         let next = self.queue.front().map(|&(at, _)| at);
         if next.is_none() {
             self.timed = false;
+            self.queue = std::collections::VecDeque::new();
         }
         (due, next)
     }
 
     /// The upstream's mask came: every waiting configure was answered with it.
     fn clear(&mut self) {
-        self.queue.clear();
+        self.queue = std::collections::VecDeque::new();
     }
 }
 
@@ -1062,7 +1064,9 @@ fn handle_configure(
     let Some(route) = miner.state().route.clone() else {
         return;
     };
-    let mut start_timer = false;
+    // The first deadline of a timer this configure starts (`None`: a timer already serves
+    // the upstream's queue, or the configure did not wait).
+    let mut start_timer = None;
     let outs = {
         // Lock order: the mapper's, then the miner's; `on_version_mask` sets the mask under
         // the mapper's lock, so a configure either sees it or is answered by it.
@@ -1076,23 +1080,27 @@ fn handle_configure(
             let waited = st.session.inner.configure_waits();
             let outs = st.session.inner.configure_later(id, req);
             if !waited && st.session.inner.configure_waits() {
-                start_timer = ch.channel.configures.push(miner, now());
+                let began = now();
+                if ch.channel.configures.push(miner, began) {
+                    start_timer = Some(began + CONFIGURE_WAIT);
+                }
             }
             outs
         }
     };
     write_outputs(miner, &outs);
-    if start_timer {
-        tokio::spawn(expire_configures(Arc::downgrade(&route.mapper)));
+    if let Some(first) = start_timer {
+        tokio::spawn(expire_configures(Arc::downgrade(&route.mapper), first));
     }
 }
 
 /// The timer of one upstream's waiting `mining.configure`s ([`ConfigureWaits`]): at each
 /// deadline the miners whose wait ended and that still wait are answered `version-rolling`
 /// `false`; it ends when none waits (the mask came, or every wait ended) or the mapper is
-/// gone.
-async fn expire_configures(mapper: std::sync::Weak<Mapper<Sv1, MinerRef>>) {
-    let mut next = now() + CONFIGURE_WAIT;
+/// gone. `first` is the deadline of the entry that started it (read under the mapper's lock,
+/// so the spawn's delay does not push it later).
+async fn expire_configures(mapper: std::sync::Weak<Mapper<Sv1, MinerRef>>, first: Instant) {
+    let mut next = first;
     loop {
         tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
         let Some(m) = mapper.upgrade() else { return };

@@ -333,9 +333,11 @@ async fn a_shares_latency_runs_from_its_lines_clock_read_to_its_verdicts() {
         difficulty: 100,
         share_diff: 150,
     };
-    // The times passed in are the ones used: no clock is read in between (the paused clock
-    // stands still, so a read of its own would give a latency of 0).
+    // The times passed in are the ones used: no clock is read in between. The clock moves
+    // on 10 ms after the line's read, so a read of its own in `forward_at` would give 30 ms,
+    // and one in `on_verdict_at` 10 ms.
     let line_read = tokio::time::Instant::now();
+    tokio::time::advance(Duration::from_millis(10)).await;
     mapper.forward_at(
         mapper.st(),
         1,
