@@ -42,6 +42,10 @@ pub(crate) const FIGURES: &[(&str, &str)] = &[
         "RSS per logged-in idle miner (B)",
     ),
     (
+        "memory.anon_per_miner_bytes",
+        "of it anonymous (RssAnon, B)",
+    ),
+    (
         "memory.rss_per_miner_after_shares_bytes",
         "RSS per miner after shares (B)",
     ),

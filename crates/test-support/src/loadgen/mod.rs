@@ -362,6 +362,13 @@ pub struct MemoryReport {
     pub rss_after_shares_kib: Option<u64>,
     /// (after login − before) / miners logged in, bytes: an idle logged-in miner.
     pub rss_per_miner_bytes: Option<f64>,
+    /// The anonymous part of [`Self::rss_per_miner_bytes`] (`RssAnon`: what the proxy
+    /// allocated for its miners), bytes a miner; steadier than the whole figure.
+    pub anon_per_miner_bytes: Option<f64>,
+    /// The file-backed part of [`Self::rss_per_miner_bytes`] (`RssFile`: the proxy's code
+    /// pages first touched during the logins, divided by the miners: not a per-miner cost),
+    /// bytes a miner.
+    pub file_per_miner_bytes: Option<f64>,
     /// (after the share phase − before) / miners logged in, bytes: a miner that has had
     /// jobs and submitted shares (every miner has when the phase sends at least one share
     /// per miner).
@@ -467,7 +474,19 @@ pub struct ShareReport {
 #[derive(Debug, Clone, Copy)]
 struct ProcSample {
     rss_kib: u64,
+    /// `RssAnon` (heap, stacks, anonymous maps: what the proxy allocated), KiB; `None` on a
+    /// kernel without the field (before 4.5).
+    anon_kib: Option<u64>,
+    /// `RssFile` (file-backed pages: the binary's and libraries' code and data, first touched
+    /// when a path runs the first time), KiB.
+    file_kib: Option<u64>,
     cpu: Duration,
+}
+
+/// `(after − before) / miners` in bytes, from two readings in KiB.
+fn per_miner_bytes(before: Option<u64>, after: Option<u64>, miners: usize) -> Option<f64> {
+    let (b, a) = (before?, after?);
+    (miners > 0).then(|| (a as f64 - b as f64) * 1024.0 / miners as f64)
 }
 
 fn clock_ticks() -> u64 {
@@ -494,7 +513,12 @@ fn proc_sample(pid: &str, ticks: u64) -> Option<ProcSample> {
     let cpu = Duration::from_nanos((utime + stime) * 1_000_000_000 / ticks);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let rss_kib = status_field(&status, "VmRSS:")?;
-    Some(ProcSample { rss_kib, cpu })
+    Some(ProcSample {
+        rss_kib,
+        anon_kib: status_field(&status, "RssAnon:"),
+        file_kib: status_field(&status, "RssFile:"),
+        cpu,
+    })
 }
 
 fn status_field(status: &str, key: &str) -> Option<u64> {
@@ -1202,7 +1226,9 @@ async fn phases(ctx: &Arc<Ctx>, loops: &Arc<miners::Loops>, probe: &Probe, repor
     report.memory.rss_after_login_kib = after_login.proxy.map(|s| s.rss_kib);
     if let (Some(b), Some(a)) = (before.proxy, after_login.proxy) {
         report.memory.rss_per_miner_bytes =
-            Some((a.rss_kib as f64 - b.rss_kib as f64) * 1024.0 / active.len() as f64);
+            per_miner_bytes(Some(b.rss_kib), Some(a.rss_kib), active.len());
+        report.memory.anon_per_miner_bytes = per_miner_bytes(b.anon_kib, a.anon_kib, active.len());
+        report.memory.file_per_miner_bytes = per_miner_bytes(b.file_kib, a.file_kib, active.len());
     }
     let idle = opts.settle * 2;
     tokio::time::sleep(idle).await;
@@ -1623,6 +1649,16 @@ impl Report {
                     .map_or_else(|| "n/a".into(), |b| format!("{} bytes", grouped(b as u64))),
             ),
             (
+                "  of it anonymous / file-backed (code)".into(),
+                format!(
+                    "{} / {}",
+                    m.anon_per_miner_bytes
+                        .map_or_else(|| "n/a".into(), |b| format!("{} bytes", b.round() as i64)),
+                    m.file_per_miner_bytes
+                        .map_or_else(|| "n/a".into(), |b| format!("{} bytes", b.round() as i64)),
+                ),
+            ),
+            (
                 "RSS per miner after the shares".into(),
                 m.rss_per_miner_after_shares_bytes
                     .map_or_else(|| "n/a".into(), |b| format!("{} bytes", grouped(b as u64))),
@@ -1812,6 +1848,17 @@ mod tests {
     fn proc_self_is_readable() {
         let s = proc_sample("self", clock_ticks()).unwrap();
         assert!(s.rss_kib > 0);
+        // Anonymous and file-backed pages add up to the resident set (shared memory aside).
+        let (anon, file) = (s.anon_kib.unwrap(), s.file_kib.unwrap());
+        assert!(anon > 0 && file > 0 && anon + file <= s.rss_kib, "{s:?}");
+    }
+
+    #[test]
+    fn per_miner_bytes_is_the_growth_over_the_miners() {
+        assert_eq!(per_miner_bytes(Some(1000), Some(2000), 1024), Some(1000.0));
+        assert_eq!(per_miner_bytes(Some(2000), Some(1000), 1024), Some(-1000.0));
+        assert_eq!(per_miner_bytes(None, Some(1000), 10), None);
+        assert_eq!(per_miner_bytes(Some(1), Some(2), 0), None);
     }
 
     #[test]
