@@ -727,18 +727,24 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    #[test]
-    fn the_generator_is_pointed_at_the_proxy_its_pool_and_its_pid() {
-        let child = Command::new("sleep").arg("60").spawn().unwrap();
-        let proxy = ProxyProcess(child);
+    /// The generator's command for a stand-in proxy process (`sleep`, ended when the
+    /// returned handle drops), and that process's pid.
+    fn generator_for(cpu: Option<u32>) -> (Command, String, ProxyProcess) {
+        let proxy = ProxyProcess(Command::new("sleep").arg("60").spawn().unwrap());
         let cmd = generator_command(
             Path::new("loadgen"),
             3333,
             "127.0.0.1:4444".parse().unwrap(),
             &proxy,
-            None,
+            cpu,
         );
         let pid = proxy.pid().to_string();
+        (cmd, pid, proxy)
+    }
+
+    #[test]
+    fn the_generator_is_pointed_at_the_proxy_its_pool_and_its_pid() {
+        let (cmd, pid, _proxy) = generator_for(None);
         let args: Vec<_> = cmd.get_args().map(|a| a.to_str().unwrap()).collect();
         assert_eq!(
             args,
@@ -776,15 +782,7 @@ mod tests {
 
     #[test]
     fn a_pinned_generator_runs_under_taskset_on_its_cpu() {
-        let child = Command::new("sleep").arg("60").spawn().unwrap();
-        let proxy = ProxyProcess(child);
-        let cmd = generator_command(
-            Path::new("loadgen"),
-            3333,
-            "127.0.0.1:4444".parse().unwrap(),
-            &proxy,
-            Some(0),
-        );
+        let (cmd, _pid, _proxy) = generator_for(Some(0));
         assert_eq!(cmd.get_program(), "taskset");
         let args: Vec<_> = cmd.get_args().map(|a| a.to_str().unwrap()).collect();
         assert_eq!(args[..4], ["-c", "0", "loadgen", "--proxy"]);
