@@ -403,14 +403,26 @@ impl Ctx<'_> {
         *self.session
     }
 
-    /// The pool list changed: starts the new list ([`preconnect`]) when the change
-    /// [`failover::touches`] this session's entry; `None` when it does not (changed back,
-    /// or elsewhere: the session stays, and a start under way for an earlier change is to
-    /// be dropped).
-    fn start_new_list(&mut self) -> Option<Preconnecting> {
+    /// The pool list's watch fired with `changed`. A closed watch is no longer watched
+    /// (`watching` set to `false`, `preconnecting` left as it is). Otherwise `preconnecting`
+    /// becomes the start of the new list ([`preconnect`]) when the change
+    /// [`failover::touches`] this session's entry, and `None` when it does not (changed
+    /// back, or elsewhere: the session stays, and a start under way for an earlier change is
+    /// dropped). `true` when a start began (the caller logs it).
+    fn follow_list(
+        &mut self,
+        changed: Result<(), watch::error::RecvError>,
+        watching: &mut bool,
+        preconnecting: &mut Option<Preconnecting>,
+    ) -> bool {
+        if changed.is_err() {
+            *watching = false;
+            return false;
+        }
         let new = self.pools.borrow_and_update().clone();
-        failover::touches(self.set, &new, self.index)
-            .then(|| preconnect(new, self.sv1.clone(), self.cancel.child_token()))
+        *preconnecting = failover::touches(self.set, &new, self.index)
+            .then(|| preconnect(new, self.sv1.clone(), self.cancel.child_token()));
+        preconnecting.is_some()
     }
 }
 

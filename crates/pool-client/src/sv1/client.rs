@@ -656,13 +656,8 @@ async fn serve(ctx: &mut Ctx<'_>, c: &mut Connected) -> (End, bool) {
         outs = tokio::select! {
             () = ctx.cancel.cancelled() => return (End::Cancelled, false),
             changed = ctx.pools.changed(), if watching => {
-                if changed.is_err() {
-                    watching = false;
-                    continue;
-                }
                 // Changed back, or elsewhere: `None`, this connection stays.
-                preconnecting = ctx.start_new_list();
-                if preconnecting.is_some() {
+                if ctx.follow_list(changed, &mut watching, &mut preconnecting) {
                     tracing::info!(pool = %addr, "pool list changed; logging in to the new list before closing this connection");
                 }
                 continue;

@@ -440,13 +440,8 @@ pub(super) async fn run_connected(ctx: &mut Ctx<'_>, c: Connected) -> End {
         let renew = tokio::select! {
             () = ctx.cancel.cancelled() => return End::Cancelled,
             changed = ctx.pools.changed(), if watching => {
-                if changed.is_err() {
-                    watching = false;
-                    continue;
-                }
                 // Changed back, or elsewhere: `None`, this session stays.
-                preconnecting = ctx.start_new_list();
-                if preconnecting.is_some() {
+                if ctx.follow_list(changed, &mut watching, &mut preconnecting) {
                     tracing::info!(node = %addr, "pool list changed; starting the new list before ending this node session");
                 }
                 continue;
