@@ -452,16 +452,7 @@ async fn a_reload_to_another_pool_answers_the_shares_in_flight_from_the_old_one_
     assert_eq!(b.connections_total(), 1);
     let held = a.release_answers();
     assert!(held >= 2, "{held} answers held");
-    let r = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .expect("the miner ends")
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        r.stop,
-        Some(test_support::sv1_miner::StopReason::Shares),
-        "never closed: {r:?}"
-    );
+    let r = ends_on_its_shares(run).await;
     all_answered_once(&r);
     let (old, new) = (a.submits(), b.submits());
     assert!(old.iter().chain(&new).all(|s| s.verdict.is_ok()));
@@ -475,6 +466,24 @@ async fn a_reload_to_another_pool_answers_the_shares_in_flight_from_the_old_one_
     );
     assert_eq!(a.connections_total(), 1);
     proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Waits (60 s at most) for a miner run to end, and checks it ended because it had sent
+/// all its shares (not closed by the proxy, not out of time).
+async fn ends_on_its_shares(
+    run: tokio::task::JoinHandle<std::io::Result<Sv1MinerReport>>,
+) -> Sv1MinerReport {
+    let r = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the miner ends")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        r.stop,
+        Some(test_support::sv1_miner::StopReason::Shares),
+        "closed before its shares: {r:?}"
+    );
+    r
 }
 
 /// The address the coinbase of `node`'s block `hash` pays (its first output).
@@ -515,17 +524,8 @@ async fn a_reload_to_another_payout_address_moves_the_solo_miners_without_closin
     let mut new = config;
     new.pools[0].user = REGTEST_P2PKH.into();
     assert!(proxy.reload(new).unwrap().changed);
-    let r = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .expect("the miner ends")
-        .unwrap()
-        .unwrap();
     // Moved with `mining.set_extranonce`, never closed; every share answered once.
-    assert_eq!(
-        r.stop,
-        Some(test_support::sv1_miner::StopReason::Shares),
-        "{r:?}"
-    );
+    let r = ends_on_its_shares(run).await;
     all_answered_once(&r);
     // Shares on the old session's jobs after the switch are stale (21), never blocks.
     assert!(
