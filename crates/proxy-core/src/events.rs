@@ -21,7 +21,8 @@ use crate::logs::{accept_line, close_line, connect_line, reject_line, LineLog};
 use crate::ratelimit::{invalid_share_limit_reached, RateLimiter};
 use crate::stats::Stats;
 use crate::workers::{WorkerLimits, WorkerSource, Workers};
-use stratum_session::{Refusal, ShareTally};
+use arcstr::ArcStr;
+use stratum_session::{Refusal, ShareTally, WorkerName};
 
 /// What an event says of its miner (implemented by the driver's miner): plain data read
 /// under the miner's own lock, and the one action the invalid-share rule takes.
@@ -29,7 +30,7 @@ pub(crate) trait Subject: WorkerSource {
     /// The connection's process-unique id.
     fn id(&self) -> u64;
     /// Its login and agent, once logged in.
-    fn user_agent(&self) -> Option<(Arc<str>, Arc<str>)>;
+    fn user_agent(&self) -> Option<(WorkerName, ArcStr)>;
     /// Bytes received from and sent to the miner.
     fn traffic(&self) -> (u64, u64);
     /// Counts an answered share on the connection; the tally after it.
@@ -240,8 +241,12 @@ impl Events {
         let user = miner.user_agent();
         if let Some((user, _)) = user.filter(|_| self.access_log.is_on()) {
             let (rx, tx) = miner.traffic();
-            self.access_log
-                .write(close_line(&miner.ip().to_string(), &user, rx, tx));
+            self.access_log.write(close_line(
+                &miner.ip().to_string(),
+                &user.to_string(),
+                rx,
+                tx,
+            ));
         }
     }
 

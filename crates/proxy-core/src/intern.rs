@@ -1,8 +1,9 @@
 //! One shared copy of each login string that many miners send alike.
 //!
 //! In a farm thousands of miners log in with the same wallet, password and agent string
-//! (an xmrig agent is about 60 bytes, a Monero wallet 95); each miner keeps a 16-byte
-//! reference to the shared copy instead of its own. Strings no miner holds any more are
+//! (an xmrig agent is about 60 bytes, a Monero wallet 95, a Bitcoin address 42–62 as the
+//! account part of `address.worker`); each miner keeps an 8-byte reference to the shared
+//! copy instead of its own. Strings no miner holds any more are
 //! forgotten by [`Interner::purge_step`], which the proxy's tick calls every second: each
 //! call walks one of [`SHARDS`] shards, so no call holds a lock over every string (a login
 //! waits at most for one shard's purge), and every shard is purged every 16 s.
@@ -10,7 +11,10 @@
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
+
+use arcstr::ArcStr;
+use stratum_session::WorkerName;
 
 use crate::lock;
 
@@ -20,7 +24,7 @@ pub(crate) const SHARDS: usize = 16;
 /// A set of shared strings.
 #[derive(Debug, Default)]
 pub(crate) struct Interner {
-    shards: [Mutex<HashSet<Arc<str>>>; SHARDS],
+    shards: [Mutex<HashSet<ArcStr>>; SHARDS],
     /// Picks a string's shard.
     hasher: RandomState,
     /// The shard the next [`Interner::purge_step`] walks.
@@ -28,27 +32,33 @@ pub(crate) struct Interner {
 }
 
 impl Interner {
-    fn shard(&self, s: &str) -> &Mutex<HashSet<Arc<str>>> {
+    fn shard(&self, s: &str) -> &Mutex<HashSet<ArcStr>> {
         // The remainder is below SHARDS: the cast cannot truncate.
         let i = (self.hasher.hash_one(s) % SHARDS as u64) as usize;
         &self.shards[i]
     }
 
     /// The shared copy of `s` (made on first use).
-    pub(crate) fn get(&self, s: &str) -> Arc<str> {
+    pub(crate) fn get(&self, s: &str) -> ArcStr {
         let mut set = lock(self.shard(s));
         if let Some(a) = set.get(s) {
             return a.clone();
         }
-        let a: Arc<str> = Arc::from(s);
+        let a = ArcStr::from(s);
         set.insert(a.clone());
         a
+    }
+
+    /// `name` split at its first dot ([`WorkerName`]), the account part the shared copy
+    /// (a farm's miners log in with one address or wallet and a worker name each).
+    pub(crate) fn name(&self, name: &str) -> WorkerName {
+        WorkerName::with_account(name, |account| self.get(account))
     }
 
     /// Forgets the strings of the next shard that only the set itself still holds.
     pub(crate) fn purge_step(&self) {
         let i = self.cursor.fetch_add(1, Relaxed) % SHARDS;
-        lock(&self.shards[i]).retain(|a| Arc::strong_count(a) > 1);
+        lock(&self.shards[i]).retain(|a| ArcStr::strong_count(a).is_none_or(|n| n > 1));
     }
 
     /// Number of strings held.
@@ -73,7 +83,7 @@ mod tests {
         let i = Interner::default();
         let a = i.get("wallet");
         let b = i.get("wallet");
-        assert!(Arc::ptr_eq(&a, &b));
+        assert!(ArcStr::ptr_eq(&a, &b));
         let c = i.get("other");
         assert_eq!(&*c, "other");
         assert_eq!(i.len(), 2);
@@ -86,10 +96,30 @@ mod tests {
     }
 
     #[test]
+    fn a_name_shares_its_account_part_only() {
+        let i = Interner::default();
+        let a = i.name("bc1qaddr.rig-1");
+        let b = i.name("bc1qaddr.rig-2");
+        let c = i.name("bc1qaddr");
+        assert!(a.shares_account(&b) && a.shares_account(&c));
+        assert_eq!(
+            (a.to_string(), c.to_string()),
+            ("bc1qaddr.rig-1".into(), "bc1qaddr".into())
+        );
+        assert_eq!(i.len(), 1, "the worker parts are not interned");
+        drop((a, b));
+        purge_all(&i);
+        assert_eq!(i.len(), 1, "held by c");
+        drop(c);
+        purge_all(&i);
+        assert_eq!(i.len(), 0);
+    }
+
+    #[test]
     fn a_purge_step_walks_one_shard() {
         let i = Interner::default();
         // Enough strings that several shards hold some.
-        let held: Vec<Arc<str>> = (0..200).map(|n| i.get(&format!("w{n}"))).collect();
+        let held: Vec<ArcStr> = (0..200).map(|n| i.get(&format!("w{n}"))).collect();
         let before: Vec<usize> = i.shards.iter().map(|s| lock(s).len()).collect();
         assert!(before.iter().filter(|&&n| n > 0).count() > 1);
         drop(held);

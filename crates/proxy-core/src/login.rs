@@ -1,18 +1,21 @@
 //! What a miner sent at login, as the proxy keeps it (shared by the session driver, the
 //! worker records and the logs).
 
-use std::sync::Arc;
+use arcstr::ArcStr;
+use stratum_session::WorkerName;
 
-/// What a miner sent at login. The strings many miners share (wallet, password, agent) are
-/// shared copies; the custom-difficulty suffix of the login is cut off.
+/// What a miner sent at login, 40 bytes. The strings many miners share (wallet or address,
+/// password, agent) are shared copies; a user `account.worker` keeps its own block only for
+/// the worker part; the custom-difficulty suffix of the login is cut off.
 #[derive(Debug, Clone, Default)]
 pub struct LoginInfo {
-    /// `params.login`, without a `+DIFF` suffix (RFC §14).
-    pub user: Arc<str>,
+    /// `params.login` (CryptoNote, without a `+DIFF` suffix, RFC §14) or the first
+    /// worker's `mining.authorize` name (Stratum V1), its account part shared.
+    pub user: WorkerName,
     /// `params.pass`.
-    pub pass: Arc<str>,
+    pub pass: ArcStr,
     /// `params.agent`.
-    pub agent: Arc<str>,
+    pub agent: ArcStr,
     /// `params.rigid`, when not empty (shared with the worker record it names).
-    pub rig_id: Option<Arc<str>>,
+    pub rig_id: Option<ArcStr>,
 }

@@ -22,8 +22,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
+use arcstr::ArcStr;
 use bytes::Bytes;
-use stratum_session::{MinerSession, Refusal, ShareTally};
+use stratum_session::{MinerSession, Refusal, ShareTally, WorkerName};
 use tokio::time::Instant;
 
 use crate::config::WorkersMode;
@@ -111,10 +112,10 @@ impl<F: Family> MinerState<F> {
         rig_id: Option<String>,
     ) {
         self.login = Some(Box::new(LoginInfo {
-            user: strings.get(user),
+            user: strings.name(user),
             pass: strings.get(pass),
             agent: strings.get(agent),
-            rig_id: rig_id.filter(|r| !r.is_empty()).map(Arc::from),
+            rig_id: rig_id.filter(|r| !r.is_empty()).map(ArcStr::from),
         }));
     }
 }
@@ -417,7 +418,7 @@ impl<F: Family> WorkerSource for Arc<Miner<F>> {
         &self.worker
     }
 
-    fn worker_name(&self, mode: WorkersMode) -> Option<(Arc<str>, bool)> {
+    fn worker_name(&self, mode: WorkersMode) -> Option<(WorkerName, bool)> {
         let st = self.state();
         let name = worker_name(mode, st.login.as_deref()?, self.peer.ip())?;
         let live = matches!(
@@ -433,7 +434,7 @@ impl<F: Family> Subject for Arc<Miner<F>> {
         self.id
     }
 
-    fn user_agent(&self) -> Option<(Arc<str>, Arc<str>)> {
+    fn user_agent(&self) -> Option<(WorkerName, ArcStr)> {
         let st = self.state();
         st.login
             .as_deref()

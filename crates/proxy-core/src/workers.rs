@@ -15,8 +15,9 @@
 //! As in xmrig-proxy, `connections` is the number of the worker's connections open *now*.
 //!
 //! Each [`WorkerRecord`] has a fixed size whatever the uptime: at most 88 bytes (counters,
-//! last IP) plus its name's heap block (at most [`MAX_WORKER_NAME`] bytes behind the `Arc`'s
-//! two counters) and, from its first accepted share on, one 120-byte [`WorkerWindows`] block:
+//! last IP) plus its name's heap blocks (at most [`MAX_WORKER_NAME`] bytes in all, each part
+//! behind 16 bytes of counter and length; an account part many workers share, as a farm's
+//! address in `address.worker`, is one block for all of them) and, from its first accepted share on, one 120-byte [`WorkerWindows`] block:
 //! a worker that has not found a share yet (a farm's rigs right after a restart) holds no
 //! hashrate buckets.
 //!
@@ -26,7 +27,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
+
+use arcstr::ArcStr;
+use stratum_session::WorkerName;
 
 use crate::config::WorkersMode;
 use crate::lock;
@@ -49,41 +53,48 @@ pub(crate) trait WorkerSource {
     fn worker_slot(&self) -> &AtomicU64;
     /// The miner's worker name under `mode` (see [`worker_name`]) and whether its
     /// connection is live (logged in, not closing); `None` without a name.
-    fn worker_name(&self, mode: WorkersMode) -> Option<(Arc<str>, bool)>;
+    fn worker_name(&self, mode: WorkersMode) -> Option<(WorkerName, bool)>;
 }
 
 /// The worker name of a miner that logged in with `login` from `ip`, under `mode`; `None`
 /// when workers are disabled. The name is cut to [`MAX_WORKER_NAME`] bytes. A name that
-/// needs no cutting is the login's own shared string (no copy per miner).
-pub(crate) fn worker_name(mode: WorkersMode, login: &LoginInfo, ip: IpAddr) -> Option<Arc<str>> {
+/// needs no cutting is the login's own shared blocks (no copy per miner).
+pub(crate) fn worker_name(mode: WorkersMode, login: &LoginInfo, ip: IpAddr) -> Option<WorkerName> {
     let name = match mode {
-        WorkersMode::RigId => login.rig_id.as_ref().unwrap_or(&login.user),
-        WorkersMode::User => &login.user,
-        WorkersMode::Password => &login.pass,
-        WorkersMode::Agent => &login.agent,
-        WorkersMode::Ip => return Some(Arc::from(ip.to_string())),
+        WorkersMode::RigId => match &login.rig_id {
+            Some(rig) => WorkerName::whole(rig.clone()),
+            None => login.user.clone(),
+        },
+        WorkersMode::User => login.user.clone(),
+        WorkersMode::Password => WorkerName::whole(login.pass.clone()),
+        WorkersMode::Agent => WorkerName::whole(login.agent.clone()),
+        WorkersMode::Ip => WorkerName::whole(ArcStr::from(ip.to_string())),
         WorkersMode::Disabled => return None,
     };
     Some(cut_name(name))
 }
 
-/// `name` cut to [`MAX_WORKER_NAME`] bytes at a character boundary; shared when it fits.
-fn cut_name(name: &Arc<str>) -> Arc<str> {
+/// `name` cut to [`MAX_WORKER_NAME`] bytes at a character boundary; itself when it fits.
+fn cut_name(name: WorkerName) -> WorkerName {
     if name.len() <= MAX_WORKER_NAME {
-        return name.clone();
+        return name;
     }
-    Arc::from(stratum_session::cut_at_char_boundary(name, MAX_WORKER_NAME))
+    let whole = name.to_string();
+    WorkerName::from(stratum_session::cut_at_char_boundary(
+        &whole,
+        MAX_WORKER_NAME,
+    ))
 }
 
 /// One worker's aggregate (the RFC's `WorkerRecord`). Time is whole seconds since the
 /// stats epoch, as for [`WorkerWindows`].
 ///
-/// At most 88 bytes, plus the name's heap block and, once a share was accepted, the
+/// At most 88 bytes, plus the name's heap blocks and, once a share was accepted, the
 /// [`WorkerWindows`] block: the share counters and the hashes stay `u64` (a worker can be a
 /// whole farm), the open connections and the last share's second are `u32`.
 #[derive(Debug, Clone)]
 pub struct WorkerRecord {
-    name: Arc<str>,
+    name: WorkerName,
     accepted: u64,
     rejected: u64,
     invalid: u64,
@@ -103,11 +114,11 @@ impl WorkerRecord {
     /// A record with no connection and no share yet. `name` is cut to `MAX_WORKER_NAME`
     /// bytes.
     pub fn new(name: &str, ip: IpAddr) -> Self {
-        Self::named(cut_name(&Arc::from(name)), ip)
+        Self::named(cut_name(WorkerName::from(name)), ip)
     }
 
     /// A record named `name` (already cut to [`MAX_WORKER_NAME`] bytes).
-    fn named(name: Arc<str>, ip: IpAddr) -> Self {
+    fn named(name: WorkerName, ip: IpAddr) -> Self {
         Self {
             name,
             accepted: 0,
@@ -122,8 +133,8 @@ impl WorkerRecord {
         }
     }
 
-    /// The worker name.
-    pub fn name(&self) -> &str {
+    /// The worker name (`account.worker` when printed).
+    pub fn name(&self) -> &WorkerName {
         &self.name
     }
 
@@ -203,15 +214,15 @@ impl WorkerRecord {
         self.invalid += 1;
     }
 
-    /// Bytes of heap this record owns: the name's allocation (shared with the workers'
-    /// name index, counted once, here) and the hashrate windows once there.
+    /// Bytes of heap this record owns: the name's blocks (shared with the workers' name
+    /// index, counted once, here; an account part shared with other records counted
+    /// whole too, [`WorkerName::heap_bytes`]) and the hashrate windows once there.
     pub fn heap_bytes(&self) -> usize {
-        let word = std::mem::size_of::<usize>();
         let windows = self
             .windows
             .as_ref()
             .map_or(0, |_| std::mem::size_of::<WorkerWindows>());
-        (2 * word + self.name.len()).next_multiple_of(word) + windows
+        self.name.heap_bytes() + windows
     }
 
     /// Whole size of the record: itself plus [`WorkerRecord::heap_bytes`].
@@ -305,7 +316,7 @@ struct Inner {
     /// The records by slot; a removed record leaves `None`, whose slot is in `free`.
     slots: Vec<Option<WorkerRecord>>,
     free: Vec<u32>,
-    by_name: HashMap<Arc<str>, u32>,
+    by_name: HashMap<WorkerName, u32>,
     /// The idle records (no open connection), oldest first: (second of the record's last
     /// event, slot). A record is here exactly while its `connections` is 0.
     idle: BTreeSet<(u32, u32)>,
@@ -349,7 +360,7 @@ impl Inner {
             return Some(i);
         }
         let (name, live) = miner.worker_name(self.mode)?;
-        let found = self.by_name.get(&*name).copied();
+        let found = self.by_name.get(&name).copied();
         if !live {
             return found;
         }
@@ -372,14 +383,14 @@ impl Inner {
     /// A new record for `name` (not in the index), idle until its caller connects it. At
     /// the cap the oldest idle record makes room; when every record is live, the miner is
     /// counted in the [`OVERFLOW_WORKER`] record instead.
-    fn insert(&mut self, name: Arc<str>, ip: IpAddr, now: u64) -> u32 {
+    fn insert(&mut self, name: WorkerName, ip: IpAddr, now: u64) -> u32 {
         let name = if self.by_name.len() < self.limits.max {
             name
         } else if let Some(&(_, oldest)) = self.idle.first() {
             self.remove(oldest);
             name
         } else {
-            let overflow: Arc<str> = Arc::from(OVERFLOW_WORKER);
+            let overflow = WorkerName::whole(ArcStr::from(OVERFLOW_WORKER));
             if let Some(&i) = self.by_name.get(&overflow) {
                 return i;
             }
@@ -580,6 +591,7 @@ impl Workers {
 mod tests {
     use super::*;
     use crate::miner::MinerId;
+    use std::sync::Arc;
     type Miner = crate::miner::Miner<crate::family::CryptoNote>;
 
     const LIMITS: WorkerLimits = WorkerLimits {
@@ -596,7 +608,7 @@ mod tests {
             user: user.into(),
             pass: format!("pw-{user}").into(),
             agent: "XMRig/6.21.0".into(),
-            rig_id: rig.map(Arc::from),
+            rig_id: rig.map(ArcStr::from),
         }
     }
 
@@ -611,7 +623,7 @@ mod tests {
     #[test]
     fn names_follow_the_mode() {
         let l = login("WALLET", Some("rig-a"));
-        let n = |mode| worker_name(mode, &l, ip(7));
+        let n = |mode| worker_name(mode, &l, ip(7)).map(|n| n.to_string());
         assert_eq!(n(WorkersMode::RigId).as_deref(), Some("rig-a"));
         assert_eq!(n(WorkersMode::User).as_deref(), Some("WALLET"));
         assert_eq!(n(WorkersMode::Password).as_deref(), Some("pw-WALLET"));
@@ -621,8 +633,8 @@ mod tests {
         // No rig id: the user names the worker.
         let l = login("WALLET", None);
         assert_eq!(
-            worker_name(WorkersMode::RigId, &l, ip(7)).as_deref(),
-            Some("WALLET")
+            worker_name(WorkersMode::RigId, &l, ip(7)).map(|n| n.to_string()),
+            Some("WALLET".into())
         );
     }
 
@@ -636,8 +648,38 @@ mod tests {
         drop(st);
         let g = lock(&w.inner);
         assert!(
-            Arc::ptr_eq(&g.slots[0].as_ref().unwrap().name, &rig),
+            ArcStr::ptr_eq(g.slots[0].as_ref().unwrap().name.account_block(), &rig),
             "no copy per miner"
+        );
+    }
+
+    #[test]
+    fn records_of_one_address_share_its_block() {
+        let w = Workers::new(WorkersMode::User, LIMITS);
+        let strings = crate::intern::Interner::default();
+        let miners: Vec<_> = (1..=3)
+            .map(|i| {
+                let mut info = login("x", None);
+                info.user = strings.name(&format!("bc1qaddr.rig-{i}"));
+                miner(i, 1, info)
+            })
+            .collect();
+        for m in &miners {
+            w.login(m, 0);
+        }
+        let g = lock(&w.inner);
+        let names: Vec<&WorkerName> = g.slots.iter().map(|r| r.as_ref().unwrap().name()).collect();
+        assert_eq!(names.len(), 3, "one record per worker");
+        assert!(names.iter().all(|n| n.shares_account(names[0])));
+        let login_user = miners[1].state().login.as_ref().unwrap().user.clone();
+        assert!(login_user.shares_account(names[0]), "the login's copy too");
+        assert_eq!(names[1].to_string(), "bc1qaddr.rig-2");
+        drop(g);
+        let s = w.snapshot(0, 0);
+        let printed: Vec<&str> = s.workers.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            printed,
+            ["bc1qaddr.rig-1", "bc1qaddr.rig-2", "bc1qaddr.rig-3"]
         );
     }
 

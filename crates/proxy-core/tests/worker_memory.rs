@@ -1,6 +1,7 @@
 //! A worker record's memory stays bounded however long the proxy runs: at most 88 bytes plus
-//! its name's heap block, and its hashrate windows' block from the first share on, through 48
-//! simulated hours of one share a second, with the heap measured by dhat's allocator.
+//! its name's heap blocks (one, or two for `account.worker`), and its hashrate windows' block
+//! from the first share on, through 48 simulated hours of one share a second, with the heap
+//! measured by dhat's allocator.
 //!
 //! dhat counts every allocation of the process, so this test runs without libtest
 //! (`harness = false` in Cargo.toml): alone, on the main thread, where no test-runner thread
@@ -16,10 +17,10 @@ static ALLOC: dhat::Alloc = dhat::Alloc;
 /// Bound on a record itself, without its name and windows.
 const RECORD_MAX: usize = 88;
 
-/// Heap block of an `Arc<str>` of `len` bytes: two counters and the bytes, word-aligned.
+/// Heap block of a name part of `len` bytes (an `arcstr::ArcStr`): its length and count,
+/// one word each, and the bytes.
 fn name_block(len: usize) -> usize {
-    let word = std::mem::size_of::<usize>();
-    (2 * word + len).next_multiple_of(word)
+    2 * std::mem::size_of::<usize>() + len
 }
 
 fn main() {
@@ -45,6 +46,19 @@ fn a_worker_record_stays_within_its_bound_through_48_simulated_hours() {
     let idle = heap() - base;
     assert_eq!(idle, record_size + name_block(name.len()));
     assert_eq!(idle, record.footprint());
+    // `account.worker`: a block for each part (a record made from a login shares the
+    // account's with the other records of that account: see the workers' unit tests).
+    let dotted = Box::new(WorkerRecord::new("farm.rig-alpha", ip));
+    assert_eq!(
+        heap() - base - idle,
+        record_size + name_block(4) + name_block(9)
+    );
+    assert_eq!(
+        dotted.footprint(),
+        record_size + name_block(4) + name_block(9)
+    );
+    assert_eq!(dotted.name().to_string(), "farm.rig-alpha");
+    drop(dotted);
 
     record.connect(ip);
     // The first share brings the hashrate windows, and nothing else ever comes.

@@ -12,6 +12,8 @@
 //!   `+DIFF` suffix.
 //! - [`channel`]: one upstream's state ([`Channel`]): slots, current and previous job,
 //!   duplicate memory, the share checks against the jobs and the shares in flight.
+//! - [`WorkerName`]: a login or worker name as its account part (shared between miners
+//!   by the driver) and the miner's own worker part.
 //! - [`Refusal`]: every error message the proxy answers a miner with, once.
 //! - [`sv1`]: the same for Bitcoin Stratum V1 miners (issue 12): `sv1::Session` (subscribe,
 //!   authorize, configure, vardiff), `sv1::Channel` (extranonce split, jobs, sha256d share
@@ -26,6 +28,7 @@
 //! out of `pending` once.
 
 pub mod channel;
+mod name;
 mod refusal;
 pub mod seam;
 mod seen;
@@ -36,6 +39,7 @@ pub use channel::{
     effective_difficulty, Channel, ChannelJob, Checked, ShareIn, NICEHASH_SLOTS,
     SEEN_NONCES_PER_JOB,
 };
+pub use name::WorkerName;
 pub use refusal::Refusal;
 pub use seam::{MinerSession, UpstreamChannel};
 pub use session::{

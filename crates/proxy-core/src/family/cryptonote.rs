@@ -533,7 +533,7 @@ impl Miner<CryptoNote> {
             let rules = LoginRules::default();
             let _ = st
                 .session
-                .login(Uuid::new_v4(), Id::Null, &info.user, "", &rules);
+                .login(Uuid::new_v4(), Id::Null, &info.user.to_string(), "", &rules);
             st.session.on_job(1);
             st.login = Some(Box::new(info));
         }

@@ -1151,10 +1151,11 @@ fn handle_authorize(
             let agent = st.session.inner.take_agent().unwrap_or_default();
             let pass = req.password.clone().unwrap_or_default();
             // The worker name is the user: one copy, which the login, the worker record
-            // and the session point at. Not interned (each SV1 machine has a name of its
-            // own: the interner's table would be one entry more per miner); the password
-            // and agent, alike across miners, are.
-            let user: Arc<str> = Arc::from(req.username.as_str());
+            // and the session point at. Its account part (the address, alike across a
+            // farm's machines) is interned, its worker part is the miner's own block (each
+            // SV1 machine has a name of its own: interning it whole would be one entry
+            // more per miner); the password and agent, alike across miners, are interned.
+            let user = shared.strings.name(&req.username);
             st.session.inner.share_worker_name(&user);
             st.login = Some(Box::new(crate::login::LoginInfo {
                 user,

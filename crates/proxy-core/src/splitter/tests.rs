@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::MinerId;
+use arcstr::ArcStr;
 use stratum_proto::Id;
-use stratum_session::{MinerSession, Phase, ShareTally, UpstreamChannel};
+use stratum_session::{MinerSession, Phase, ShareTally, UpstreamChannel, WorkerName};
 
 use super::*;
 use crate::config::{Config, WorkersMode};
@@ -194,7 +195,7 @@ impl WorkerSource for ToyMiner {
     fn worker_slot(&self) -> &AtomicU64 {
         &self.0.worker
     }
-    fn worker_name(&self, _: WorkersMode) -> Option<(Arc<str>, bool)> {
+    fn worker_name(&self, _: WorkersMode) -> Option<(WorkerName, bool)> {
         None
     }
 }
@@ -203,7 +204,7 @@ impl Subject for ToyMiner {
     fn id(&self) -> u64 {
         self.0.id
     }
-    fn user_agent(&self) -> Option<(Arc<str>, Arc<str>)> {
+    fn user_agent(&self) -> Option<(WorkerName, ArcStr)> {
         None
     }
     fn traffic(&self) -> (u64, u64) {

@@ -21,7 +21,7 @@ use stratum_proto::Id;
 
 use super::channel::{Assignment, JobSeq, NewExtranonce, ShareDifficulty, ShareIn};
 use super::Refusal;
-use crate::ShareTally;
+use crate::{ShareTally, WorkerName};
 
 /// Longest worker name accepted in `mining.authorize`, bytes: 128 (a 62-character bech32m
 /// address, a dot and a worker name fit with room to spare).
@@ -219,7 +219,7 @@ pub struct Session<R> {
     /// What the miner was told; [`Told::NONE`] before its first job.
     told: Told,
     /// The first worker it authorized (others are in [`Cold`]).
-    worker: Option<Arc<str>>,
+    worker: Option<WorkerName>,
     /// What an idle miner does not need ([`Extra`]), made when needed and freed once empty,
     /// so that the field is 8 bytes.
     extra: Option<Box<Extra>>,
@@ -296,7 +296,7 @@ struct Cold {
     /// parked by the driver ([`Session::park_subscribe`]).
     subscribe: Option<Id>,
     /// The workers after the first, in order.
-    more_workers: Vec<Arc<str>>,
+    more_workers: Vec<WorkerName>,
 }
 
 impl Cold {
@@ -397,16 +397,16 @@ impl<R> Session<R> {
     }
 
     /// The workers it authorized, in order.
-    pub fn workers(&self) -> impl Iterator<Item = &str> + '_ {
+    pub fn workers(&self) -> impl Iterator<Item = &WorkerName> + '_ {
         let more = self.cold_ref().map_or(&[][..], |c| &c.more_workers[..]);
-        self.worker.iter().chain(more).map(|w| &**w)
+        self.worker.iter().chain(more)
     }
 
     fn has_worker(&self, name: &str) -> bool {
-        self.workers().any(|w| w == name)
+        self.workers().any(|w| *w == *name)
     }
 
-    fn add_worker(&mut self, name: Arc<str>) {
+    fn add_worker(&mut self, name: WorkerName) {
         if self.worker.is_none() {
             self.worker = Some(name);
         } else {
@@ -421,16 +421,16 @@ impl<R> Session<R> {
     }
 
     /// Keeps `name` (a worker this connection authorized) as the driver's copy: the
-    /// session then points at the driver's string (e.g. the one its worker records and
-    /// login keep) instead of holding a second copy. A name not authorized here is
-    /// ignored.
-    pub fn share_worker_name(&mut self, name: &Arc<str>) {
+    /// session then points at the driver's blocks (e.g. the ones its worker records and
+    /// login keep, with an account part shared between miners) instead of holding a
+    /// second copy. A name not authorized here is ignored.
+    pub fn share_worker_name(&mut self, name: &WorkerName) {
         let more = self
             .extra
             .as_mut()
             .and_then(|e| e.cold.as_mut())
             .map_or(&mut [][..], |c| &mut c.more_workers[..]);
-        if let Some(w) = self.worker.iter_mut().chain(more).find(|w| ***w == **name) {
+        if let Some(w) = self.worker.iter_mut().chain(more).find(|w| **w == *name) {
             *w = name.clone();
         }
     }
@@ -777,7 +777,7 @@ impl<R> Session<R> {
         if self.workers().count() >= MAX_WORKERS_PER_CONNECTION {
             return Err(Refusal::TooManyWorkers);
         }
-        self.add_worker(request.username.as_str().into());
+        self.add_worker(WorkerName::from(request.username.as_str()));
         Ok(())
     }
 

@@ -1183,14 +1183,17 @@ fn a_shared_worker_name_is_pointed_at_and_every_worker_still_authorizes_its_shar
     let now = Instant::now();
     let mut ch = channel(now);
     let mut s = ready_miner(&mut ch, 7, now);
-    // The driver's copy of the name (its login's): the session keeps a pointer to it.
-    let kept: Arc<str> = Arc::from(WORKER);
+    // The driver's copy of the name (its login's, with a shared account part): the
+    // session keeps a pointer to it.
+    let account = arcstr::ArcStr::from(WORKER.split('.').next().unwrap());
+    let kept = crate::WorkerName::with_account(WORKER, |_| account.clone());
     s.share_worker_name(&kept);
-    assert_eq!(Arc::strong_count(&kept), 2);
+    assert_eq!(arcstr::ArcStr::strong_count(&account), Some(3));
+    assert!(s.workers().next().unwrap().shares_account(&kept));
     // A name this connection never authorized is not taken.
-    let other: Arc<str> = Arc::from("someone.else");
+    let other = crate::WorkerName::with_account("someone.else", |_| account.clone());
     s.share_worker_name(&other);
-    assert_eq!(Arc::strong_count(&other), 1);
+    assert_eq!(arcstr::ArcStr::strong_count(&account), Some(4));
     // A second and third worker: all three authorize shares, in order.
     for (n, w) in ["a.two", "a.three"].into_iter().enumerate() {
         let out = s.authorize(
@@ -1204,7 +1207,7 @@ fn a_shared_worker_name_is_pointed_at_and_every_worker_still_authorizes_its_shar
         assert!(refusal(&out[0]).is_none(), "{out:?}");
     }
     assert_eq!(
-        s.workers().collect::<Vec<_>>(),
+        s.workers().map(ToString::to_string).collect::<Vec<_>>(),
         [WORKER, "a.two", "a.three"]
     );
     assert!(s.submit(7, &submit("1", vec![0; 6], NTIME, None)).is_ok());
