@@ -2,7 +2,9 @@
 //! miners (`test_support::sv1_miner`) mine through a solo proxy; the endpoint lists every
 //! block the node accepted (height, hash as the node has it, finder) and the users' shares
 //! per round. Deterministic enough: at difficulty 2^-16 about every other share is a regtest
-//! block; the assertions hold for any split between blocks and plain shares.
+//! block; the assertions hold for any split between blocks and plain shares. With
+//! `stratum-v1.rounds-dir`, the rounds are on disk after the shutdown (a file per block, as
+//! bcoin-stratum, and the round in progress) and a proxy started again lists them.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -15,7 +17,7 @@ use test_support::sv1_miner::{run_sv1_miner, Sv1MinerConfig};
 
 const DIFF: f64 = 1.0 / 65536.0;
 
-fn solo_config(node: &Bcoin) -> Config {
+fn solo_config(node: &Bcoin, rounds_dir: &std::path::Path) -> Config {
     let mut c = Config {
         bind: vec![BindAddr {
             host: "127.0.0.1".into(),
@@ -37,6 +39,7 @@ fn solo_config(node: &Bcoin) -> Config {
     c.stratum_v1.network = "regtest".into();
     c.stratum_v1.min_difficulty = DIFF;
     c.http.restricted = false;
+    c.stratum_v1.rounds_dir = rounds_dir.to_str().unwrap().into();
     c
 }
 
@@ -77,7 +80,9 @@ async fn the_blocks_endpoint_lists_the_blocks_bcoin_accepted_with_each_users_sha
         .await
         .expect("bcoin starts (apt-get install -y nodejs npm)");
     let start_height = node.block_count().await.unwrap();
-    let proxy = Proxy::start(solo_config(&node)).await.unwrap();
+    let rounds_dir = std::env::temp_dir().join(format!("blocks-rounds-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&rounds_dir);
+    let proxy = Proxy::start(solo_config(&node, &rounds_dir)).await.unwrap();
     let addr = proxy.local_addrs()[0];
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
@@ -156,5 +161,29 @@ async fn the_blocks_endpoint_lists_the_blocks_bcoin_accepted_with_each_users_sha
     }
     let _ = stop_tx.send(());
     server.await.unwrap().unwrap();
+    let before = proxy.monitor().solo_blocks();
     proxy.shutdown(Duration::from_secs(1)).await;
+
+    // On disk: one file per block, named by height and hash, holding its API entry; and
+    // the round in progress.
+    for b in blocks {
+        let file = rounds_dir.join(format!(
+            "{}-{}.json",
+            b["height"],
+            b["hash"].as_str().unwrap()
+        ));
+        let on_disk: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        assert_eq!(&on_disk, b, "{}", file.display());
+    }
+    let current: Value =
+        serde_json::from_slice(&std::fs::read(rounds_dir.join("current.json")).unwrap()).unwrap();
+    assert_eq!(current, body["current"]);
+    // Started again: the blocks are listed and the round goes on.
+    let again = Proxy::start(solo_config(&node, &rounds_dir)).await.unwrap();
+    let after = again.monitor().solo_blocks();
+    assert_eq!(after.blocks, before.blocks);
+    assert_eq!(after.current, before.current);
+    assert_eq!(after.found, 0, "found counts the blocks of this run");
+    again.shutdown(Duration::from_secs(1)).await;
+    std::fs::remove_dir_all(&rounds_dir).unwrap();
 }

@@ -548,6 +548,10 @@ pub struct Sv1Config {
     /// The share difficulty of a solo upstream's jobs (> 0; default 1): the ceiling of its
     /// miners' vardiff.
     pub solo_difficulty: f64,
+    /// A directory where solo rounds are kept (`rounds_store.rs`): each closed round as
+    /// `[height]-[hash].json`, as bcoin-stratum, and the round in progress as
+    /// `current.json`, read back at start. Empty (the default): in memory only.
+    pub rounds_dir: String,
 }
 
 impl Default for Sv1Config {
@@ -559,6 +563,7 @@ impl Default for Sv1Config {
             version_mask: "1fffe000".into(),
             network: "bitcoin".into(),
             solo_difficulty: 1.0,
+            rounds_dir: String::new(),
         }
     }
 }

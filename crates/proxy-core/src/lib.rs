@@ -52,6 +52,7 @@ mod monitor;
 mod ratelimit;
 mod reload;
 mod rounds;
+mod rounds_store;
 mod serve;
 mod splitter;
 mod stats;
@@ -219,12 +220,21 @@ impl Proxy {
                 Protocol::StratumV1 => Self::start_family::<Sv1>(&common, events, mine),
             });
         }
+        let rounds_dir = config.load().stratum_v1.rounds_dir.clone();
+        if !rounds_dir.is_empty() {
+            // The rounds are one ledger for the families (`Events::sibling`).
+            rounds_store::RoundsStore::restore(
+                &list[0].events().rounds,
+                std::path::Path::new(&rounds_dir),
+            );
+        }
         let drivers = Arc::new(Drivers {
             config,
             max_miners: common.max_miners.clone(),
             config_path: std::sync::OnceLock::new(),
             fanout: common.fanout.clone(),
             list,
+            rounds_store: rounds_store::RoundsStore::default(),
         });
         common
             .tracker
@@ -477,9 +487,13 @@ impl FdReserve {
     }
 }
 
-/// The 1 s tick of every driver of the process, and the journal's look at the upstreams.
+/// The 1 s tick of every driver of the process, the journal's look at the upstreams, and
+/// the solo rounds' saves (with `stratum-v1.rounds-dir`: at once when a block was found,
+/// else every [`rounds_store::SAVE_EVERY`] when the round changed, and while saves fail).
 async fn tick_loop(drivers: Arc<Drivers>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let every = rounds_store::SAVE_EVERY.as_secs();
+    let mut seconds: u64 = 0;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -488,6 +502,15 @@ async fn tick_loop(drivers: Arc<Drivers>, stop: CancellationToken) {
                     d.tick();
                 }
                 drivers.fold_monitoring();
+                seconds += 1;
+                let rounds = &drivers.primary().events().rounds;
+                let block_waits =
+                    rounds.has_unsaved_blocks() && !drivers.rounds_store.failing();
+                if seconds % every == 0 || block_waits {
+                    if let Some(save) = drivers.save_rounds() {
+                        tokio::spawn(save);
+                    }
+                }
             }
         }
     }
@@ -572,12 +595,27 @@ pub(crate) struct Drivers {
     fanout: Arc<fanout::Fanout>,
     /// Never empty: a valid config has a bind.
     list: Vec<Arc<dyn Running>>,
+    /// Where the solo rounds are written (`stratum-v1.rounds-dir`).
+    rounds_store: rounds_store::RoundsStore,
 }
 
 impl Drivers {
     /// The primary driver: the top-level `protocol`'s, or the only one.
     fn primary(&self) -> &dyn Running {
         &*self.list[0]
+    }
+
+    /// A save of what changed in the solo rounds to `stratum-v1.rounds-dir` (the one of
+    /// the running config: a reload's new directory takes the next save); `None` without
+    /// one.
+    fn save_rounds(&self) -> Option<impl Future<Output = ()> + Send + 'static> {
+        let dir = self.config.load().stratum_v1.rounds_dir.clone();
+        if dir.is_empty() {
+            return None;
+        }
+        let rounds = self.primary().events().rounds.clone();
+        let store = self.rounds_store.clone();
+        Some(async move { store.save(rounds, dir.into()).await })
     }
 
     /// Shares in flight, every family's.
@@ -767,6 +805,10 @@ impl ProxyHandle {
         }
         for d in &self.drivers.list {
             d.close_all().await;
+        }
+        // The round in progress as the last shares left it.
+        if let Some(save) = self.drivers.save_rounds() {
+            save.await;
         }
         // The CLOSE lines of the miners just closed reach the file before the process ends
         // (the logs are shared by the families).

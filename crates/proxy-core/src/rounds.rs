@@ -16,7 +16,10 @@
 //!   tally), and the last [`MAX_BLOCKS`] blocks.
 //!
 //! Only shares on a solo upstream (a Bitcoin node) are counted: behind a pool, the pool keeps
-//! the rounds. Pure bookkeeping: time is passed in (Unix seconds), nothing is read.
+//! the rounds. Pure bookkeeping: time is passed in (Unix seconds), nothing is read. With
+//! `stratum-v1.rounds-dir` set, `rounds_store.rs` writes each closed round under its block
+//! (`[height]-[hash].json`, as bcoin-stratum) and the round in progress, and reads them back
+//! at start: what [`Rounds::take_unsaved`] and [`Rounds::restore`] are for.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -35,7 +38,7 @@ pub fn user_of(worker: &str) -> &str {
 }
 
 /// One user's shares in a round.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RoundTally {
     /// Shares accepted.
     pub shares: u64,
@@ -55,7 +58,7 @@ impl RoundTally {
 }
 
 /// A user's line of a round.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UserShares {
     /// The user (the worker name's part before the first `.`).
     pub user: String,
@@ -65,7 +68,7 @@ pub struct UserShares {
 }
 
 /// A round: the shares between two blocks found.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Round {
     /// When it started (Unix seconds): the previous block found, or the proxy's start.
     pub started: u64,
@@ -79,7 +82,7 @@ pub struct Round {
 }
 
 /// A block a node accepted, with the round it closed.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SoloBlock {
     /// Its height.
     pub height: u64,
@@ -126,6 +129,30 @@ impl OpenRound {
         }
     }
 
+    /// The round `saved` (read back from its file) continued: its start, tallies and users
+    /// (at most [`MAX_ROUND_USERS`]; the shares of more go to `others`).
+    fn resumed(saved: Round) -> Self {
+        let mut round = Self {
+            started: saved.started,
+            total: saved.total,
+            users: HashMap::with_capacity(saved.users.len().min(MAX_ROUND_USERS)),
+            others: saved.others,
+        };
+        for u in saved.users {
+            if round.users.len() < MAX_ROUND_USERS {
+                let t = round.users.entry(u.user.into_boxed_str()).or_default();
+                t.shares += u.tally.shares;
+                t.difficulty += u.tally.difficulty;
+                t.hash_difficulty += u.tally.hash_difficulty;
+            } else {
+                round.others.shares += u.tally.shares;
+                round.others.difficulty += u.tally.difficulty;
+                round.others.hash_difficulty += u.tally.hash_difficulty;
+            }
+        }
+        round
+    }
+
     fn snapshot(&self) -> Round {
         let mut users: Vec<UserShares> = self
             .users
@@ -155,6 +182,21 @@ struct Ledger {
     round: OpenRound,
     blocks: VecDeque<SoloBlock>,
     found: u64,
+    /// The round changed since [`Rounds::take_unsaved`] last took it.
+    dirty: bool,
+    /// Blocks found and not taken by [`Rounds::take_unsaved`] yet, oldest first (at most
+    /// [`MAX_BLOCKS`]: the oldest is dropped past it).
+    unsaved: Vec<SoloBlock>,
+}
+
+/// What [`Rounds::take_unsaved`] hands to the store: the blocks found since the last take
+/// (oldest first) and the round in progress.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Unsaved {
+    /// Blocks to write, each with the round it closed.
+    pub(crate) blocks: Vec<SoloBlock>,
+    /// The round in progress.
+    pub(crate) current: Round,
 }
 
 /// The rounds of one proxy, behind one short lock (taken once per share on a solo
@@ -179,6 +221,7 @@ impl Rounds {
     pub(crate) fn share(&self, worker: &str, difficulty: f64, hash_difficulty: f64) {
         let user = user_of(worker);
         let mut l = lock(&self.ledger);
+        l.dirty = true;
         let round = &mut l.round;
         round.total.add(difficulty, hash_difficulty);
         if let Some(t) = round.users.get_mut(user) {
@@ -202,7 +245,7 @@ impl Rounds {
         if l.blocks.len() == MAX_BLOCKS {
             l.blocks.pop_back();
         }
-        l.blocks.push_front(SoloBlock {
+        let block = SoloBlock {
             height: block.height,
             hash: block.hash.to_string(),
             ntime: block.ntime,
@@ -210,11 +253,66 @@ impl Rounds {
             reward: block.reward,
             finder: user_of(worker).to_owned(),
             round: round.snapshot(),
-        });
+        };
+        if l.unsaved.len() == MAX_BLOCKS {
+            l.unsaved.remove(0);
+        }
+        l.unsaved.push(block.clone());
+        l.blocks.push_front(block);
         l.found += 1;
+        l.dirty = true;
     }
 
-    fn snapshot(&self) -> BlocksSnapshot {
+    /// Continues from what a store read back at start: `current`, the round that was in
+    /// progress, and `blocks`, the blocks found before (any order; the newest
+    /// [`MAX_BLOCKS`] by height are kept, before any found since). `found` still counts
+    /// only the blocks found since the start.
+    pub(crate) fn restore(&self, current: Option<Round>, mut blocks: Vec<SoloBlock>) {
+        blocks.sort_by_key(|b| std::cmp::Reverse((b.height, b.time)));
+        let mut l = lock(&self.ledger);
+        if let Some(saved) = current {
+            l.round = OpenRound::resumed(saved);
+        }
+        for b in blocks {
+            if l.blocks.len() == MAX_BLOCKS {
+                break;
+            }
+            l.blocks.push_back(b);
+        }
+    }
+
+    /// Whether blocks found wait for [`Rounds::take_unsaved`].
+    pub(crate) fn has_unsaved_blocks(&self) -> bool {
+        !lock(&self.ledger).unsaved.is_empty()
+    }
+
+    /// What changed since the last call: the blocks found (oldest first) and the round in
+    /// progress; `None` when nothing did. Taking it marks it saved: a store that fails
+    /// hands it back with [`Rounds::unsaved_again`].
+    pub(crate) fn take_unsaved(&self) -> Option<Unsaved> {
+        let mut l = lock(&self.ledger);
+        if !l.dirty {
+            return None;
+        }
+        l.dirty = false;
+        Some(Unsaved {
+            blocks: std::mem::take(&mut l.unsaved),
+            current: l.round.snapshot(),
+        })
+    }
+
+    /// `blocks` (taken by [`Rounds::take_unsaved`]) were not written: they are taken again
+    /// next time, before any found since, and the round in progress is written again.
+    pub(crate) fn unsaved_again(&self, mut blocks: Vec<SoloBlock>) {
+        let mut l = lock(&self.ledger);
+        blocks.append(&mut l.unsaved);
+        let past = blocks.len().saturating_sub(MAX_BLOCKS);
+        blocks.drain(..past);
+        l.unsaved = blocks;
+        l.dirty = true;
+    }
+
+    pub(crate) fn snapshot(&self) -> BlocksSnapshot {
         let l = lock(&self.ledger);
         BlocksSnapshot {
             found: l.found,
@@ -310,6 +408,102 @@ mod tests {
         assert_eq!(s.blocks[0].height, MAX_BLOCKS as u64 + 5);
         assert_eq!(s.blocks[MAX_BLOCKS - 1].height, 6, "the oldest dropped");
         assert!(s.blocks.iter().all(|b| b.round.total.shares == 1));
+    }
+
+    #[test]
+    fn what_changed_is_taken_once_and_can_be_handed_back() {
+        let r = Rounds::new(10);
+        assert_eq!(r.take_unsaved(), None, "nothing happened");
+        r.share("alice.rig1", 1.0, 2.0);
+        let u = r.take_unsaved().unwrap();
+        assert!(u.blocks.is_empty());
+        assert_eq!(u.current.total.shares, 1);
+        assert_eq!(r.take_unsaved(), None, "taken");
+        r.block(&found(5), "alice.rig1", 20);
+        r.block(&found(6), "bob", 30);
+        let u = r.take_unsaved().unwrap();
+        let heights: Vec<u64> = u.blocks.iter().map(|b| b.height).collect();
+        assert_eq!(heights, [5, 6], "oldest first");
+        assert_eq!((u.current.started, u.current.total.shares), (30, 0));
+        // A failed write: handed back, taken again before a block found since.
+        r.unsaved_again(u.blocks);
+        r.block(&found(7), "bob", 40);
+        let heights: Vec<u64> = r
+            .take_unsaved()
+            .unwrap()
+            .blocks
+            .iter()
+            .map(|b| b.height)
+            .collect();
+        assert_eq!(heights, [5, 6, 7]);
+        assert_eq!(r.snapshot().found, 3);
+    }
+
+    #[test]
+    fn a_restored_ledger_continues_the_saved_round_and_lists_the_saved_blocks() {
+        let before = Rounds::new(100);
+        for h in 1..=(MAX_BLOCKS as u64 + 2) {
+            before.share("alice.rig1", 1.0, 1.0);
+            before.block(&found(h), "alice.rig1", 100 + h);
+        }
+        before.share("alice.rig1", 2.0, 3.0);
+        before.share("bob.x", 1.0, 1.0);
+        let saved = before.snapshot();
+        // What a store hands back: the round in progress and the blocks in file order.
+        let mut files = saved.blocks.clone();
+        files.reverse();
+        let mut older = files[0].clone();
+        older.height = 0;
+        files.push(older); // older than every block kept: past the bound
+        let after = Rounds::new(500);
+        after.restore(Some(saved.current.clone()), files);
+        let s = after.snapshot();
+        assert_eq!(s.current, saved.current, "the round goes on where it was");
+        assert_eq!(s.blocks, saved.blocks, "newest first, up to the bound");
+        assert_eq!(s.found, 0, "found counts this run's blocks");
+        after.share("bob.y", 1.0, 1.0);
+        let s = after.snapshot();
+        let bob = s.current.users.iter().find(|u| u.user == "bob").unwrap();
+        assert_eq!(bob.tally.shares, 2, "a restored user's tally grows");
+        after.block(&found(200), "bob.y", 600);
+        let s = after.snapshot();
+        assert_eq!(
+            (s.blocks[0].height, s.blocks[1].height),
+            (200, MAX_BLOCKS as u64 + 2)
+        );
+        assert_eq!(
+            s.blocks[0].round.total.shares, 3,
+            "the two restored shares and one since"
+        );
+        assert_eq!(s.blocks.len(), MAX_BLOCKS);
+    }
+
+    #[test]
+    fn a_saved_round_past_the_user_bound_is_summed_in_others() {
+        let saved = Round {
+            started: 1,
+            total: RoundTally {
+                shares: MAX_ROUND_USERS as u64 + 2,
+                difficulty: 0.0,
+                hash_difficulty: 0.0,
+            },
+            users: (0..MAX_ROUND_USERS + 2)
+                .map(|i| UserShares {
+                    user: format!("u{i}"),
+                    tally: RoundTally {
+                        shares: 1,
+                        difficulty: 1.0,
+                        hash_difficulty: 1.0,
+                    },
+                })
+                .collect(),
+            others: RoundTally::default(),
+        };
+        let r = Rounds::new(0);
+        r.restore(Some(saved), Vec::new());
+        let s = r.snapshot();
+        assert_eq!(s.current.users.len(), MAX_ROUND_USERS);
+        assert_eq!(s.current.others.shares, 2);
     }
 
     #[test]
