@@ -332,11 +332,12 @@ impl Monitor {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use bitcoin::hashes::Hash;
 
-    fn found(height: u64) -> pool_client::sv1::FoundBlock {
+    /// A block found at `height` (its hash `height` repeated), for the rounds' tests.
+    pub(crate) fn found(height: u64) -> pool_client::sv1::FoundBlock {
         pool_client::sv1::FoundBlock {
             height,
             hash: bitcoin::BlockHash::from_byte_array([height as u8; 32]),

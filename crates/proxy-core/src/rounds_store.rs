@@ -195,21 +195,12 @@ impl RoundsStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bitcoin::hashes::Hash;
+    use crate::rounds::tests::found;
 
     fn temp_dir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("rounds-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
-    }
-
-    fn found(height: u64) -> pool_client::sv1::FoundBlock {
-        pool_client::sv1::FoundBlock {
-            height,
-            hash: bitcoin::BlockHash::from_byte_array([height as u8; 32]),
-            ntime: 1_700_000_000,
-            reward: 5_000_000_000,
-        }
     }
 
     #[test]
