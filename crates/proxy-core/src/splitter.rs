@@ -275,7 +275,9 @@ impl<F: Family, M: Downstream<F>> Mapper<F, M> {
     /// Keeps a checked share as pending under `seq` (in the locked state `st`), releases the
     /// lock, counts it in flight and writes it upstream with `send` (RFC §8.2). When `send`
     /// fails the share is taken back out and answered with the error; `expired` (the job was
-    /// the previous one) is counted when it went out.
+    /// the previous one) is counted when it went out. (The families call
+    /// [`Mapper::forward_at`] with their line's clock read; this reads the clock.)
+    #[cfg(test)]
     pub(crate) fn forward<E: Display>(
         &self,
         st: MutexGuard<'_, MapperState<F, M>>,
@@ -360,7 +362,9 @@ impl<F: Family, M: Downstream<F>> Mapper<F, M> {
     }
 
     /// The upstream's verdict on share `seq`: taken out of the pending shares (once; a
-    /// second verdict finds nothing), answered and reported.
+    /// second verdict finds nothing), answered and reported. (The families call
+    /// [`Mapper::on_verdict_at`] with their pool line's clock read; this reads the clock.)
+    #[cfg(test)]
     pub(crate) fn on_verdict(&self, seq: u64, verdict: Verdict<'_>) {
         self.on_verdict_at(seq, verdict, tokio::time::Instant::now());
     }

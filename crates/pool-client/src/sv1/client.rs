@@ -618,6 +618,9 @@ async fn serve(ctx: &mut Ctx<'_>, c: &mut Connected) -> (End, bool) {
     let mut timer = tokio::time::interval(check_every);
     let mut session = 0;
     let mut outs = std::mem::take(&mut c.outs);
+    // When what `outs` reports happened: the read of the pool line it came from, or the
+    // handover of the submit it answers.
+    let mut read_at = Instant::now();
     let mut watching = true;
     let mut preconnecting: Option<Preconnecting> = None;
     loop {
@@ -644,7 +647,7 @@ async fn serve(ctx: &mut Ctx<'_>, c: &mut Connected) -> (End, bool) {
                 Out::Difficulty(d) => ctx.listener.on_difficulty(d, session),
                 Out::Extranonce(en1, size) => ctx.listener.on_extranonce(&en1, size, session),
                 Out::VersionMask(mask) => ctx.listener.on_version_mask(mask, session),
-                Out::Result(seq, r) => ctx.listener.on_result(seq, r),
+                Out::Result(seq, r) => ctx.listener.on_result_at(seq, r, read_at),
                 Out::End(why) => return (End::Ended(format!("{addr}: {why}")), false),
                 Out::Reconnect(params) => {
                     if let Some(end) = reconnect_end(ctx.pool, &addr, &params) {
@@ -674,18 +677,25 @@ async fn serve(ctx: &mut Ctx<'_>, c: &mut Connected) -> (End, bool) {
                 return (end, true);
             }
             next = c.lines.next() => match next {
-                Some(Ok(line)) => c.client.handle_line(&line, Instant::now()).1,
+                Some(Ok(line)) => {
+                    // The one clock read of a pool line: the pool heard, and the time of
+                    // the verdicts it carries (their latency, their statistics second).
+                    read_at = Instant::now();
+                    c.client.handle_line(&line, read_at).1
+                }
                 Some(Err(e)) => return (End::Ended(format!("{addr}: {e}")), false),
                 None => return (End::Ended(format!("{addr}: pool closed the connection")), false),
             },
             cmd = ctx.cmds.recv() => {
-                let Some(Submit { seq, share }) = cmd else { return (End::Cancelled, false) };
+                let Some(Submit { seq, share, at }) = cmd else { return (End::Cancelled, false) };
                 if share.session != session {
                     // Queued in the instant its session ended: never into another one.
                     ctx.listener.on_result(seq, Err(ShareError::SessionEnded.into()));
                     continue;
                 }
-                match c.client.submit(seq, &share, Instant::now()) {
+                // Sent as of the miner line's clock read (no read of this task's own).
+                read_at = at;
+                match c.client.submit(seq, &share, at) {
                     Ok(line) => vec![Out::Send(line)],
                     Err(e) => vec![Out::Result(seq, Err(e))],
                 }
@@ -711,7 +721,7 @@ async fn serve(ctx: &mut Ctx<'_>, c: &mut Connected) -> (End, bool) {
 async fn hand_over(ctx: &mut Ctx<'_>, c: &mut Connected, session: u64) {
     ctx.live.store(0, std::sync::atomic::Ordering::Release);
     let mut lines = Vec::new();
-    while let Ok(Submit { seq, share }) = ctx.cmds.try_recv() {
+    while let Ok(Submit { seq, share, .. }) = ctx.cmds.try_recv() {
         if share.session != session {
             ctx.listener
                 .on_result(seq, Err(ShareError::SessionEnded.into()));

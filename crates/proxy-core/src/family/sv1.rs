@@ -151,8 +151,13 @@ pub(crate) struct Sv1Miner {
 /// reading, when the clock allows, so that a paused test clock that started a little
 /// before it still reads forward.
 fn now_ms() -> u64 {
+    ms_of(tokio::time::Instant::now())
+}
+
+/// [`now_ms`] of a clock reading `now` taken already (a miner line's).
+fn ms_of(now: tokio::time::Instant) -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let now = now();
+    let now = now.into_std();
     let epoch = *EPOCH.get_or_init(|| now.checked_sub(Duration::from_secs(86_400)).unwrap_or(now));
     u64::try_from(now.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX)
 }
@@ -881,27 +886,34 @@ impl<M: Downstream<Sv1>> Sv1Listener for Mapper<Sv1, M> {
         }
     }
 
-    /// The answer is written to its miner; a miner told to reconnect is closed after the
-    /// answer of its last share in flight.
     fn on_result(&self, seq: u64, result: Result<(), Sv1ShareError>) {
+        self.on_result_at(seq, result, tokio::time::Instant::now());
+    }
+
+    /// The answer, read at `at` (the one clock read of the pool's line: the share's latency
+    /// and its statistics second), is written to its miner; a miner told to reconnect is
+    /// closed after the answer of its last share in flight.
+    fn on_result_at(&self, seq: u64, result: Result<(), Sv1ShareError>, at: tokio::time::Instant) {
         let draining = self.draining_miner(seq);
         match result {
-            Ok(()) => self.on_verdict(seq, Verdict::Accepted),
-            Err(Sv1ShareError::Refused { code, message }) => self.on_verdict(
+            Ok(()) => self.on_verdict_at(seq, Verdict::Accepted, at),
+            Err(Sv1ShareError::Refused { code, message }) => self.on_verdict_at(
                 seq,
                 Verdict::Refused {
                     reason: &message,
                     code: Some(code),
                     miner_fault: true,
                 },
+                at,
             ),
-            Err(Sv1ShareError::Upstream(e)) => self.on_verdict(
+            Err(Sv1ShareError::Upstream(e)) => self.on_verdict_at(
                 seq,
                 Verdict::Refused {
                     reason: &e.to_string(),
                     code: None,
                     miner_fault: false,
                 },
+                at,
             ),
         }
         if let Some(m) = draining {
@@ -1181,11 +1193,14 @@ fn handle_authorize(
     }
 }
 
+/// `mining.submit`, handled with `now`, the clock read of the miner's line: vardiff's time,
+/// the share's pending entry and its send time upstream (no clock read of its own).
 fn handle_submit(
     miner: &MinerRef,
     shared: &Shared<Sv1>,
     id: Id,
     submit: &stratum_proto::sv1::Submit,
+    now: tokio::time::Instant,
 ) {
     let routed = {
         let st = miner.state();
@@ -1222,7 +1237,7 @@ fn handle_submit(
                 .state()
                 .session
                 .inner
-                .on_valid_share(a.difficulty, now_ms());
+                .on_valid_share(a.difficulty, ms_of(now));
             miner.send_line(encode_bool_result(&id, true));
             mapper.accept_local(miner, hashes(a.difficulty));
             tell_difficulty_now(miner);
@@ -1235,7 +1250,7 @@ fn handle_submit(
         .state()
         .session
         .inner
-        .on_valid_share(f.accepted.difficulty, now_ms());
+        .on_valid_share(f.accepted.difficulty, ms_of(now));
     if st.channel.solo {
         let a = &f.accepted;
         shared
@@ -1281,7 +1296,9 @@ fn handle_submit(
         difficulty: hashes(f.accepted.difficulty),
         share_diff: hashes(f.accepted.hash_difficulty),
     };
-    mapper.forward(st, f.seq, pending, false, || upstream.submit(f.seq, out));
+    mapper.forward_at(st, f.seq, pending, false, now.into_std(), || {
+        upstream.submit_at(f.seq, out, now)
+    });
     tell_difficulty_now(miner);
 }
 
@@ -1297,13 +1314,13 @@ impl MinerProtocol for Sv1 {
         miner: &MinerRef,
         shared: &Shared<Sv1>,
         line: &[u8],
-        _now: tokio::time::Instant,
+        now: tokio::time::Instant,
     ) -> Flow {
         {
             let mut st = miner.state();
             if !st.session.configured() {
                 let vardiff = shared_vardiff(shared.config.load().stratum_v1.vardiff());
-                if let Ok(s) = Session::new(vardiff, now_ms()) {
+                if let Ok(s) = Session::new(vardiff, ms_of(now)) {
                     st.session.inner = s;
                 }
             }
@@ -1333,7 +1350,7 @@ impl MinerProtocol for Sv1 {
                 Flow::Active
             }
             ClientRequest::Submit(req) => {
-                handle_submit(miner, shared, id, &req);
+                handle_submit(miner, shared, id, &req, now);
                 Flow::Active
             }
             ClientRequest::Configure(req) => {
