@@ -303,7 +303,9 @@ async fn a_submits_reply_timeout_runs_from_the_time_it_was_handed_over() {
         let mut h = spawn(&[mute.addr], patient(reply_timeout));
         let (job, session) = h.recorder.job(0).await;
         let now = tokio::time::Instant::now();
-        let fresh = h.submit_at(share(&job, session, vec![0; 4], 1), now).unwrap();
+        let fresh = h
+            .submit_at(share(&job, session, vec![0; 4], 1), now)
+            .unwrap();
         // Handed over 3 s ago (the miner line's clock read, passed down): the session times
         // it from then, not from when its task took it (which is after the fresh one's).
         let old = h

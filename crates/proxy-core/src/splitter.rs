@@ -372,11 +372,34 @@ impl<F: Family, M: Downstream<F>> Mapper<F, M> {
     /// [`Mapper::on_verdict`] for a verdict read at `at` (the upstream's clock read for the
     /// pool's line): one time for the latency and the statistics' second.
     pub(crate) fn on_verdict_at(&self, seq: u64, verdict: Verdict<'_>, at: tokio::time::Instant) {
+        self.on_verdict_with(seq, verdict, at, |_, _| ());
+    }
+
+    /// [`Mapper::on_verdict_at`] with `look` run on the channel and the share's pending
+    /// entry under the lock that takes the entry out (before the answer is written), so that
+    /// a family needs no second lock for what it checks at each verdict. Its result comes
+    /// back once the answer is written and reported; `None` when the share had been answered
+    /// already (`look` did not run).
+    pub(crate) fn on_verdict_with<T>(
+        &self,
+        seq: u64,
+        verdict: Verdict<'_>,
+        at: tokio::time::Instant,
+        look: impl FnOnce(&mut F::Channel<M>, &Pending<M>) -> T,
+    ) -> Option<T> {
         let (p, daemon) = {
             let mut st = self.st();
-            (st.channel.on_result(seq, at.into_std()), st.daemon)
+            let st = &mut *st;
+            let p = st
+                .channel
+                .on_result(seq, at.into_std())
+                .map(|(p, latency)| {
+                    let looked = look(&mut st.channel, &p);
+                    (p, latency, looked)
+                });
+            (p, st.daemon)
         };
-        let Some((p, latency)) = p else { return };
+        let (p, latency, looked) = p?;
         let stats = &self.events.stats;
         stats.in_flight.fetch_sub(1, Relaxed);
         match verdict {
@@ -405,6 +428,7 @@ impl<F: Family, M: Downstream<F>> Mapper<F, M> {
                 }
             }
         }
+        Some(looked)
     }
 
     /// The upstream's connection state changed; `pool` is the index in `pools` of the pool

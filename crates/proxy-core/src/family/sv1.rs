@@ -368,6 +368,29 @@ impl<M> Sv1Chan<M> {
         self.taken_off.push(id);
     }
 
+    /// A share of miner `id` was just taken out of the shares in flight (its answer is to
+    /// be written): true when `id` was told to reconnect and has no other share in flight
+    /// now; it leaves [`Sv1Chan::draining`] and the caller closes it once that answer is
+    /// written. No share of a draining miner is added meanwhile (its submits are answered
+    /// stale), so no answer of its can come after. Nothing to look up while none drains.
+    fn drained(&mut self, id: MinerId) -> bool
+    where
+        M: Downstream<Sv1>,
+    {
+        if self.draining.is_empty() || !self.draining.contains(&id) {
+            return false;
+        }
+        let waits = self
+            .inner
+            .as_ref()
+            .is_some_and(|c| c.pending_all().any(|p| p.miner.id() == id));
+        if waits {
+            return false;
+        }
+        self.draining.retain(|&m| m != id);
+        true
+    }
+
     /// Solo: remembers `worker` as the finder of block candidate `seq`.
     fn note_candidate(&mut self, seq: u64, worker: &str) {
         if self.candidates.len() == MAX_CANDIDATES {
@@ -661,40 +684,6 @@ type Write<M> = (M, Vec<Output>, Close);
 const TOLD_TO_RECONNECT: &str = "upstream extranonce changed: told to reconnect";
 
 impl<M: Downstream<Sv1>> Mapper<Sv1, M> {
-    /// The miner of share `seq` in flight when it is told to reconnect and waits for its
-    /// answers ([`Sv1Chan::draining`]; nothing to look up while none waits).
-    fn draining_miner(&self, seq: u64) -> Option<M> {
-        let st = self.st();
-        let ch = &st.channel;
-        if ch.draining.is_empty() {
-            return None;
-        }
-        let p = ch.inner.as_ref()?.pending(seq)?;
-        ch.draining.contains(&p.miner.id()).then(|| p.miner.clone())
-    }
-
-    /// Closes `miner`, told to reconnect, once no share of its waits for an answer any
-    /// more (its last answer is written: called after it). The upstream client answers
-    /// one share at a time, so no answer of the miner's is on its way past this check.
-    fn close_if_answered(&self, miner: &M) {
-        let id = miner.id();
-        let answered = {
-            let mut st = self.st();
-            let ch = &mut st.channel;
-            let waits = ch
-                .inner
-                .as_ref()
-                .is_some_and(|c| c.pending_all().any(|p| p.miner.id() == id));
-            if !waits {
-                ch.draining.retain(|&m| m != id);
-            }
-            !waits
-        };
-        if answered {
-            miner.fail(TOLD_TO_RECONNECT);
-        }
-    }
-
     /// The channel's first layout: the waiting miners get their slots and subscribe
     /// answers (written by the caller, after the lock).
     fn admit_waiting(&self, ch: &mut Sv1Chan<M>, out: &mut Vec<Write<M>>) {
@@ -894,10 +883,13 @@ impl<M: Downstream<Sv1>> Sv1Listener for Mapper<Sv1, M> {
     /// and its statistics second), is written to its miner; a miner told to reconnect is
     /// closed after the answer of its last share in flight.
     fn on_result_at(&self, seq: u64, result: Result<(), Sv1ShareError>, at: tokio::time::Instant) {
-        let draining = self.draining_miner(seq);
-        match result {
-            Ok(()) => self.on_verdict_at(seq, Verdict::Accepted, at),
-            Err(Sv1ShareError::Refused { code, message }) => self.on_verdict_at(
+        // Under the lock that takes the share out: whether its miner, told to reconnect,
+        // now has no share in flight (one lock a verdict; the close after the answer).
+        let last =
+            |ch: &mut Sv1Chan<M>, p: &Pending<M>| ch.drained(p.miner.id()).then(|| p.miner.clone());
+        let drained = match result {
+            Ok(()) => self.on_verdict_with(seq, Verdict::Accepted, at, last),
+            Err(Sv1ShareError::Refused { code, message }) => self.on_verdict_with(
                 seq,
                 Verdict::Refused {
                     reason: &message,
@@ -905,8 +897,9 @@ impl<M: Downstream<Sv1>> Sv1Listener for Mapper<Sv1, M> {
                     miner_fault: true,
                 },
                 at,
+                last,
             ),
-            Err(Sv1ShareError::Upstream(e)) => self.on_verdict_at(
+            Err(Sv1ShareError::Upstream(e)) => self.on_verdict_with(
                 seq,
                 Verdict::Refused {
                     reason: &e.to_string(),
@@ -914,10 +907,11 @@ impl<M: Downstream<Sv1>> Sv1Listener for Mapper<Sv1, M> {
                     miner_fault: false,
                 },
                 at,
+                last,
             ),
-        }
-        if let Some(m) = draining {
-            self.close_if_answered(&m);
+        };
+        if let Some(Some(m)) = drained {
+            m.fail(TOLD_TO_RECONNECT);
         }
     }
 
