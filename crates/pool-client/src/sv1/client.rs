@@ -34,8 +34,8 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use stratum_proto::sv1::{
     encode_result, parse_server_line, Authorize, ClientRequest, Configure, ConfigureResult,
-    ErrorCode, Notify, Reconnect, RpcError, ServerMessage, Submit as WireSubmit, Subscribe,
-    SubscribeResult, VersionRollingRequest, VersionRollingResult,
+    ErrorCode, Notify, Reconnect, RpcError, ServerMessage, Subscribe, SubscribeResult,
+    VersionRollingRequest, VersionRollingResult,
 };
 use stratum_proto::Id;
 use tokio::io::{AsyncWriteExt, BufWriter};
@@ -387,15 +387,7 @@ impl Client {
             self.last_heard = self.last_heard.max(now);
         }
         self.pending.insert(id, (seq, now));
-        Ok(ClientRequest::Submit(WireSubmit {
-            worker: self.user.clone(),
-            job_id: share.job_id.clone(),
-            extranonce2: share.extranonce2.clone(),
-            ntime: share.ntime,
-            nonce: share.nonce,
-            version_bits: share.version_bits,
-        })
-        .encode(&Id::from(id)))
+        Ok(submit_line(id, &self.user, share))
     }
 
     /// Expires submits older than `reply_timeout` (their sequence numbers, to answer
@@ -435,6 +427,78 @@ impl Client {
         seqs.sort_unstable();
         seqs
     }
+}
+
+/// The `mining.submit` line of `share` under request id `id` for worker `user`: the bytes
+/// [`ClientRequest::encode`] writes for it (`{"id":5,"method":"mining.submit","params":[user,
+/// job id, extranonce2, ntime, nonce(, version bits)]}` and a newline; a test compares the
+/// two), serialized by serde_json from the borrowed fields and hex written on the stack,
+/// with no `serde_json::Value` and no copy of the strings.
+fn submit_line(id: u64, user: &str, share: &Sv1Share) -> Vec<u8> {
+    /// The params, an array of 5 or 6 strings.
+    struct Params<'a>(&'a str, &'a Sv1Share);
+
+    /// Lowercase hex of `bytes` into `buf` (at least twice as long), as a `str`.
+    fn hex<'b>(bytes: &[u8], buf: &'b mut [u8]) -> &'b str {
+        for (pair, byte) in buf.chunks_exact_mut(2).zip(bytes) {
+            pair.copy_from_slice(&stratum_proto::job::hex_byte(*byte));
+        }
+        // Hex digits only: ASCII.
+        std::str::from_utf8(&buf[..2 * bytes.len()]).unwrap_or_default()
+    }
+
+    impl serde::Serialize for Params<'_> {
+        fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeSeq;
+            let Params(user, share) = *self;
+            let n = 5 + usize::from(share.version_bits.is_some());
+            let mut seq = ser.serialize_seq(Some(n))?;
+            seq.serialize_element(user)?;
+            seq.serialize_element(&share.job_id)?;
+            let mut buf = [0u8; 2 * stratum_proto::sv1::MAX_EXTRANONCE_SIZE];
+            // The upstream's extranonce2 is at most 32 bytes (the split keeps it so); a
+            // longer one is written whole, the slow way.
+            if share.extranonce2.len() <= stratum_proto::sv1::MAX_EXTRANONCE_SIZE {
+                seq.serialize_element(hex(&share.extranonce2, &mut buf))?;
+            } else {
+                seq.serialize_element(&hex_string(&share.extranonce2))?;
+            }
+            let mut word = [0u8; 8];
+            seq.serialize_element(hex(&share.ntime.to_be_bytes(), &mut word))?;
+            seq.serialize_element(hex(&share.nonce.to_be_bytes(), &mut word))?;
+            if let Some(bits) = share.version_bits {
+                seq.serialize_element(hex(&bits.to_be_bytes(), &mut word))?;
+            }
+            seq.end()
+        }
+    }
+
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        id: u64,
+        method: &'static str,
+        params: Params<'a>,
+    }
+
+    let mut out = Vec::with_capacity(128 + user.len() + share.job_id.len());
+    let line = Line {
+        id,
+        method: "mining.submit",
+        params: Params(user, share),
+    };
+    // Writing these plain values into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, &line);
+    out.push(b'\n');
+    out
+}
+
+/// Lowercase hex of `bytes`, allocated.
+fn hex_string(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .flat_map(|b| stratum_proto::job::hex_byte(*b))
+        .map(char::from)
+        .collect()
 }
 
 /// A pool's answer to a submit as an outcome.
@@ -910,6 +974,46 @@ mod tests {
 
     fn test_support_notify() -> String {
         r#"{"params":["bf","4d16b6f85af6e2198f44ae2a6de67f78487ae5611b77c6c0440b921e00000000","01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff20020862062f503253482f04b8864e5008","072f736c7573682f000000000100f2052a010000001976a914d23fcdf86f7e756a64a7a9688ef9903327048ed988ac00000000",[],"00000002","1c2ac4af","504e86b9",false],"id":null,"method":"mining.notify"}"#.to_string()
+    }
+
+    #[test]
+    fn a_submit_line_is_the_bytes_the_request_encoder_writes() {
+        use stratum_proto::sv1::Submit as WireSubmit;
+        let wire = |user: &str, share: &Sv1Share| {
+            ClientRequest::Submit(WireSubmit {
+                worker: user.into(),
+                job_id: share.job_id.clone(),
+                extranonce2: share.extranonce2.clone(),
+                ntime: share.ntime,
+                nonce: share.nonce,
+                version_bits: share.version_bits,
+            })
+            .encode(&Id::from(5u64))
+        };
+        let mut share = plain_share();
+        for (user, job, en2, bits) in [
+            ("w", "bf", vec![0u8; 4], None),
+            (
+                "bc1q.rig-1",
+                "0000002a",
+                (0..8).collect(),
+                Some(0x1fff_e000),
+            ),
+            ("\"quoted\"\\ \u{1}é", "job \"x\"", vec![0xff; 32], Some(0)),
+            ("", "", Vec::new(), None),
+            ("w", "long", vec![0xab; 40], Some(0x2000)),
+        ] {
+            share.job_id = job.into();
+            share.extranonce2 = en2;
+            share.version_bits = bits;
+            share.ntime = 0x504e_86ed;
+            share.nonce = 0x0000_00ff;
+            let ours = submit_line(5, user, &share);
+            assert_eq!(
+                String::from_utf8_lossy(&ours),
+                String::from_utf8_lossy(&wire(user, &share))
+            );
+        }
     }
 
     #[test]
