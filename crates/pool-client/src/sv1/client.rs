@@ -27,6 +27,7 @@
 //! the pool's error and the loop logs in again.
 
 use std::collections::HashMap;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +47,7 @@ use super::{
     reconnect_target, Ctx, End, Preconnecting, Submit, Sv1Listener, Sv1Options, Sv1Share,
     Sv1ShareError, MAX_RECONNECT_WAIT,
 };
+use crate::rare::{Rare, Wakes};
 use crate::tls::{Opened, PoolReader, PoolWriter};
 use crate::{FailoverOptions, PoolConfig, ShareError};
 
@@ -687,6 +689,17 @@ async fn serve(ctx: &mut Ctx<'_>, c: &mut Connected) -> (End, bool) {
     let mut read_at = Instant::now();
     let mut watching = true;
     let mut preconnecting: Option<Preconnecting> = None;
+    // The cancellation and the submit queue's wake-up are made once and polled only after
+    // they woke (`Rare`, as the CryptoNote session does): this loop turns at least twice a
+    // share (its submit, its answer), and a `Notified` made anew at each turn registers
+    // with its `Notify` (a lock) and unregisters when dropped.
+    let cancel = ctx.cancel;
+    let wakes = Wakes::default();
+    let cancelled = pin!(cancel.cancelled());
+    let mut cancelled = Rare::new(cancelled, &wakes);
+    let cmd_wakes = ctx.cmds.wakes();
+    let queued = pin!(cmd_wakes.notified());
+    let mut queued = Rare::new(queued, &wakes);
     loop {
         for out in outs.drain(..) {
             match out {
@@ -721,7 +734,7 @@ async fn serve(ctx: &mut Ctx<'_>, c: &mut Connected) -> (End, bool) {
             }
         }
         outs = tokio::select! {
-            () = ctx.cancel.cancelled() => return (End::Cancelled, false),
+            () = &mut cancelled => return (End::Cancelled, false),
             changed = ctx.pools.changed(), if watching => {
                 // Changed back, or elsewhere: `None`, this connection stays.
                 if ctx.follow_list(changed, &mut watching, &mut preconnecting) {
@@ -750,19 +763,37 @@ async fn serve(ctx: &mut Ctx<'_>, c: &mut Connected) -> (End, bool) {
                 Some(Err(e)) => return (End::Ended(format!("{addr}: {e}")), false),
                 None => return (End::Ended(format!("{addr}: pool closed the connection")), false),
             },
-            cmd = ctx.cmds.recv() => {
-                let Some(Submit { seq, share, at }) = cmd else { return (End::Cancelled, false) };
-                if share.session != session {
-                    // Queued in the instant its session ended: never into another one.
-                    ctx.listener.on_result(seq, Err(ShareError::SessionEnded.into()));
-                    continue;
+            () = &mut queued => {
+                queued.set(cmd_wakes.notified());
+                // Every submit queued so far (a wake-up may stand for several), their lines
+                // written at once.
+                let mut lines = Vec::new();
+                let mut refused = Vec::new();
+                let closed = loop {
+                    let Submit { seq, share, at } = match ctx.cmds.try_recv() {
+                        Ok(submit) => submit,
+                        Err(closed) => break closed,
+                    };
+                    if share.session != session {
+                        // Queued in the instant its session ended: never into another one.
+                        ctx.listener.on_result(seq, Err(ShareError::SessionEnded.into()));
+                        continue;
+                    }
+                    // Sent as of the miner line's clock read (no read of this task's own).
+                    read_at = at;
+                    match c.client.submit(seq, &share, at) {
+                        Ok(line) if lines.is_empty() => lines = line,
+                        Ok(line) => lines.extend_from_slice(&line),
+                        Err(e) => refused.push(Out::Result(seq, Err(e))),
+                    }
+                };
+                if closed {
+                    return (End::Cancelled, false);
                 }
-                // Sent as of the miner line's clock read (no read of this task's own).
-                read_at = at;
-                match c.client.submit(seq, &share, at) {
-                    Ok(line) => vec![Out::Send(line)],
-                    Err(e) => vec![Out::Result(seq, Err(e))],
+                if !lines.is_empty() {
+                    refused.push(Out::Send(lines));
                 }
+                refused
             }
             _ = timer.tick() => {
                 let (expired, silent) =
