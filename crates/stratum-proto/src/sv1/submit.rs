@@ -22,6 +22,10 @@ use crate::Id;
 /// The method name as it appears in a submit line's JSON.
 const METHOD: &[u8] = b"\"mining.submit\"";
 
+/// The search for [`METHOD`], built once (building it costs more than a search of a line).
+static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(METHOD));
+
 /// A submit line's envelope: any other key (`result`, `error`, `jsonrpc`, ...) is skipped,
 /// as the general envelope skips or ignores it for a request.
 #[derive(Deserialize)]
@@ -103,7 +107,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Borrowed<'a> {
 /// `line` read as a `mining.submit` request, or `None` when it is not one this path takes
 /// whole (the caller then reads it the general way).
 pub(super) fn parse(line: &[u8]) -> Option<ClientMessage> {
-    memchr::memmem::find(line, METHOD)?;
+    FINDER.find(line)?;
     let text = std::str::from_utf8(line).ok()?;
     if !text.trim_start().starts_with('{') {
         return None;
