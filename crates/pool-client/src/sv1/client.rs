@@ -186,7 +186,11 @@ impl Client {
     /// Handles one line from the pool. Returns whether it was a valid message (a sign of
     /// life) and what to do.
     pub(crate) fn handle_line(&mut self, line: &[u8], now: Instant) -> (bool, Vec<Out>) {
-        let msg = match parse_server_line(line) {
+        // A share's answer (most lines) read the short way; the same message.
+        let msg = match plain_answer(line)
+            .map(Ok)
+            .unwrap_or_else(|| parse_server_line(line))
+        {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!("{e}");
@@ -501,6 +505,29 @@ fn hex_string(bytes: &[u8]) -> String {
         .flat_map(|b| stratum_proto::job::hex_byte(*b))
         .map(char::from)
         .collect()
+}
+
+/// A pool's plain answer, `{"id":N,"result":true|false,"error":null}` (the answer to a
+/// share, nearly every line a pool sends), read straight into its two fields: the
+/// `ServerMessage::Response` that [`parse_server_line`] makes of the same line (a test
+/// compares them), without its `serde_json::Value` envelope. `None` for any other line
+/// (another key, an error, another id or result type), which is read the general way.
+fn plain_answer(line: &[u8]) -> Option<ServerMessage> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Plain {
+        id: u64,
+        result: bool,
+        /// Absent or `null` only (`()` reads nothing else).
+        #[serde(default)]
+        error: Option<()>,
+    }
+    let Plain { id, result, error } = serde_json::from_slice(line).ok()?;
+    debug_assert!(error.is_none(), "`()` reads null only");
+    Some(ServerMessage::Response {
+        id: Id::from(id),
+        outcome: Ok(Value::Bool(result)),
+    })
 }
 
 /// A pool's answer to a submit as an outcome.
@@ -1044,6 +1071,32 @@ mod tests {
                 String::from_utf8_lossy(&ours),
                 String::from_utf8_lossy(&wire(user, &share))
             );
+        }
+    }
+
+    #[test]
+    fn a_plain_answer_read_the_short_way_is_what_the_general_parser_reads() {
+        for line in [
+            r#"{"id":5,"result":true,"error":null}"#,
+            "{\"error\": null, \"result\": false, \"id\": 123456789012}\n",
+            r#"{"id":7,"result":true}"#,
+        ] {
+            let short = plain_answer(line.as_bytes()).unwrap_or_else(|| panic!("{line}"));
+            assert_eq!(Ok(short), parse_server_line(line.as_bytes()), "{line}");
+        }
+        for line in [
+            r#"{"id":5,"result":null,"error":[23,"Low difficulty share",null]}"#,
+            r#"{"id":5,"result":true,"error":[21,"Job not found",null]}"#,
+            r#"{"id":"5","result":true,"error":null}"#,
+            r#"{"id":-1,"result":true,"error":null}"#,
+            r#"{"id":5,"result":"true","error":null}"#,
+            r#"{"id":5,"result":true,"error":null,"jsonrpc":"2.0"}"#,
+            r#"{"id":5,"result":true,"result":false}"#,
+            r#"{"id":null,"method":"mining.set_difficulty","params":[2]}"#,
+            r#"{"id":5,"result":true,"error":null} trailing"#,
+            "not json",
+        ] {
+            assert_eq!(plain_answer(line.as_bytes()), None, "{line}");
         }
     }
 
