@@ -191,6 +191,14 @@ pub trait Sv1Listener: Send + Sync + 'static {
     fn on_version_mask(&self, mask: u32, session: u64);
     /// The outcome of the share submitted under `seq`: exactly once per accepted submit.
     fn on_result(&self, seq: u64, result: Result<(), Sv1ShareError>);
+    /// [`Sv1Listener::on_result`] for a pool's answer read at `at` (tokio's clock, the read
+    /// the session marks the pool heard with), so that a listener timing the answer needs
+    /// no clock read of its own. Called instead of `on_result`, never besides it. By
+    /// default `at` is dropped.
+    fn on_result_at(&self, seq: u64, result: Result<(), Sv1ShareError>, at: tokio::time::Instant) {
+        let _ = at;
+        self.on_result(seq, result);
+    }
     /// Solo only: the node accepted the block of the share submitted under `seq` (its
     /// `submitblock` answered `null`). Called just before that share's `Ok`
     /// [`Sv1Listener::on_result`]. The default does nothing.
@@ -219,6 +227,9 @@ pub struct FoundBlock {
 struct Submit {
     seq: u64,
     share: Sv1Share,
+    /// When it was handed over (the caller's clock read): its send time for the reply
+    /// timeout.
+    at: tokio::time::Instant,
 }
 
 /// How many submits may wait in an upstream's queue.
@@ -288,11 +299,30 @@ impl Sv1Upstream {
     /// ended, or none is logged in), [`ShareError::Busy`] when the queue is full,
     /// [`ShareError::NotConnected`] when the upstream has stopped.
     pub fn submit(&self, seq: u64, share: Sv1Share) -> Result<(), ShareError> {
+        self.submit_at(seq, share, tokio::time::Instant::now())
+    }
+
+    /// [`Sv1Upstream::submit`] for a share handed over at `now` (the caller's clock read
+    /// for the miner's line: the submit's send time for the reply timeout, with no clock
+    /// read of the upstream's own).
+    ///
+    /// # Errors
+    /// As [`Sv1Upstream::submit`].
+    pub fn submit_at(
+        &self,
+        seq: u64,
+        share: Sv1Share,
+        now: tokio::time::Instant,
+    ) -> Result<(), ShareError> {
         if share.session == 0 || share.session != self.live.load(Ordering::Acquire) {
             return Err(ShareError::SessionEnded);
         }
         self.cmds
-            .try_send(Submit { seq, share })
+            .try_send(Submit {
+                seq,
+                share,
+                at: now,
+            })
             .map_err(|e| match e {
                 queue::TrySendError::Full(_) => ShareError::Busy,
                 queue::TrySendError::Closed(_) => ShareError::NotConnected,

@@ -128,8 +128,16 @@ async fn a_ground_share_is_accepted_and_bad_ones_get_the_pools_codes() {
         let good = grind(&job, &en1, &en2, POOL_DIFFICULTY, true);
         let low = grind(&job, &en1, &en2, POOL_DIFFICULTY, false);
 
+        let sent = tokio::time::Instant::now();
         let seq = h.submit(share(&job, session, en2.clone(), good)).unwrap();
         assert_eq!(h.recorder.result(seq).await, Ok(()));
+        // Reported with the read time of the pool's answer line (the proxy times the share
+        // with it, no clock read of its own).
+        let read_at = h.recorder.seen().read_at.clone();
+        assert!(
+            matches!(read_at[..], [(s, at)] if s == seq && at >= sent),
+            "{read_at:?}"
+        );
         let forwarded = p.submits();
         match &forwarded[0].request {
             ClientRequest::Submit(s) => {
@@ -281,6 +289,37 @@ async fn a_pool_that_stops_answering_submits_is_dropped_each_share_answered_once
         // A share of the ended session is refused at once, never sent.
         assert_session_refused(&mut h, &job, session);
         answered_once_after_the_reply_timeout(&h, &seqs).await;
+        h.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_submits_reply_timeout_runs_from_the_time_it_was_handed_over() {
+    test_support::init_tracing();
+    bounded(async {
+        let mute = ScriptedPool::start(Script::Mute).await;
+        let reply_timeout = Duration::from_secs(4);
+        let mut h = spawn(&[mute.addr], patient(reply_timeout));
+        let (job, session) = h.recorder.job(0).await;
+        let now = tokio::time::Instant::now();
+        let fresh = h
+            .submit_at(share(&job, session, vec![0; 4], 1), now)
+            .unwrap();
+        // Handed over 3 s ago (the miner line's clock read, passed down): the session times
+        // it from then, not from when its task took it (which is after the fresh one's).
+        let old = h
+            .submit_at(
+                share(&job, session, vec![0, 0, 0, 1], 1),
+                now - Duration::from_secs(3),
+            )
+            .unwrap();
+        let r = h.recorder.result(old).await;
+        assert_eq!(r, Err(Sv1ShareError::Upstream(ShareError::Timeout)));
+        let r = h.recorder.result(fresh).await;
+        assert!(matches!(r, Err(Sv1ShareError::Upstream(_))), "{r:?}");
+        let order: Vec<u64> = h.recorder.seen().results.iter().map(|r| r.0).collect();
+        assert_eq!(order, [old, fresh], "the older handover times out first");
         h.stop().await;
     })
     .await;

@@ -275,7 +275,9 @@ impl<F: Family, M: Downstream<F>> Mapper<F, M> {
     /// Keeps a checked share as pending under `seq` (in the locked state `st`), releases the
     /// lock, counts it in flight and writes it upstream with `send` (RFC §8.2). When `send`
     /// fails the share is taken back out and answered with the error; `expired` (the job was
-    /// the previous one) is counted when it went out.
+    /// the previous one) is counted when it went out. (The families call
+    /// [`Mapper::forward_at`] with their line's clock read; this reads the clock.)
+    #[cfg(test)]
     pub(crate) fn forward<E: Display>(
         &self,
         st: MutexGuard<'_, MapperState<F, M>>,
@@ -360,7 +362,9 @@ impl<F: Family, M: Downstream<F>> Mapper<F, M> {
     }
 
     /// The upstream's verdict on share `seq`: taken out of the pending shares (once; a
-    /// second verdict finds nothing), answered and reported.
+    /// second verdict finds nothing), answered and reported. (The families call
+    /// [`Mapper::on_verdict_at`] with their pool line's clock read; this reads the clock.)
+    #[cfg(test)]
     pub(crate) fn on_verdict(&self, seq: u64, verdict: Verdict<'_>) {
         self.on_verdict_at(seq, verdict, tokio::time::Instant::now());
     }
@@ -368,11 +372,34 @@ impl<F: Family, M: Downstream<F>> Mapper<F, M> {
     /// [`Mapper::on_verdict`] for a verdict read at `at` (the upstream's clock read for the
     /// pool's line): one time for the latency and the statistics' second.
     pub(crate) fn on_verdict_at(&self, seq: u64, verdict: Verdict<'_>, at: tokio::time::Instant) {
+        self.on_verdict_with(seq, verdict, at, |_, _| ());
+    }
+
+    /// [`Mapper::on_verdict_at`] with `look` run on the channel and the share's pending
+    /// entry under the lock that takes the entry out (before the answer is written), so that
+    /// a family needs no second lock for what it checks at each verdict. Its result comes
+    /// back once the answer is written and reported; `None` when the share had been answered
+    /// already (`look` did not run).
+    pub(crate) fn on_verdict_with<T>(
+        &self,
+        seq: u64,
+        verdict: Verdict<'_>,
+        at: tokio::time::Instant,
+        look: impl FnOnce(&mut F::Channel<M>, &Pending<M>) -> T,
+    ) -> Option<T> {
         let (p, daemon) = {
             let mut st = self.st();
-            (st.channel.on_result(seq, at.into_std()), st.daemon)
+            let st = &mut *st;
+            let p = st
+                .channel
+                .on_result(seq, at.into_std())
+                .map(|(p, latency)| {
+                    let looked = look(&mut st.channel, &p);
+                    (p, latency, looked)
+                });
+            (p, st.daemon)
         };
-        let Some((p, latency)) = p else { return };
+        let (p, latency, looked) = p?;
         let stats = &self.events.stats;
         stats.in_flight.fetch_sub(1, Relaxed);
         match verdict {
@@ -401,6 +428,7 @@ impl<F: Family, M: Downstream<F>> Mapper<F, M> {
                 }
             }
         }
+        Some(looked)
     }
 
     /// The upstream's connection state changed; `pool` is the index in `pools` of the pool

@@ -36,6 +36,7 @@
 //! Share checking (coinbase → merkle root → header → sha256d → difficulty) is in [`share`].
 
 pub mod share;
+mod submit;
 
 use bitcoin::hex::{DisplayHex, FromHex};
 use serde::Serialize;
@@ -661,6 +662,16 @@ fn response(env: Envelope) -> (Id, Result<Value, RpcError>) {
 /// nonce that is not 8 hex chars, extranonce2 not hex or longer than
 /// [`MAX_EXTRANONCE_SIZE`]). Extra trailing params are ignored.
 pub fn parse_client_line(line: &[u8]) -> Result<ClientMessage, RequestError> {
+    // A valid `mining.submit` (most lines) is read straight into its fields; the same
+    // result as below (`sv1/submit.rs`).
+    if let Some(submit) = submit::parse(line) {
+        return Ok(submit);
+    }
+    parse_client_line_in_general(line)
+}
+
+/// [`parse_client_line`] for any line: the envelope, then the method's params.
+fn parse_client_line_in_general(line: &[u8]) -> Result<ClientMessage, RequestError> {
     let env = envelope(line).ok_or(RequestError::Parse)?;
     let Some(method) = env.method.clone() else {
         // An answer: `result`/`error` present, or at least an id of ours (`"result":null`

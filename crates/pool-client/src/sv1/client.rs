@@ -27,6 +27,7 @@
 //! the pool's error and the loop logs in again.
 
 use std::collections::HashMap;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,8 +35,8 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use stratum_proto::sv1::{
     encode_result, parse_server_line, Authorize, ClientRequest, Configure, ConfigureResult,
-    ErrorCode, Notify, Reconnect, RpcError, ServerMessage, Submit as WireSubmit, Subscribe,
-    SubscribeResult, VersionRollingRequest, VersionRollingResult,
+    ErrorCode, Notify, Reconnect, RpcError, ServerMessage, Subscribe, SubscribeResult,
+    VersionRollingRequest, VersionRollingResult,
 };
 use stratum_proto::Id;
 use tokio::io::{AsyncWriteExt, BufWriter};
@@ -46,6 +47,7 @@ use super::{
     reconnect_target, Ctx, End, Preconnecting, Submit, Sv1Listener, Sv1Options, Sv1Share,
     Sv1ShareError, MAX_RECONNECT_WAIT,
 };
+use crate::rare::{Rare, Wakes};
 use crate::tls::{Opened, PoolReader, PoolWriter};
 use crate::{FailoverOptions, PoolConfig, ShareError};
 
@@ -184,7 +186,11 @@ impl Client {
     /// Handles one line from the pool. Returns whether it was a valid message (a sign of
     /// life) and what to do.
     pub(crate) fn handle_line(&mut self, line: &[u8], now: Instant) -> (bool, Vec<Out>) {
-        let msg = match parse_server_line(line) {
+        // A share's answer (most lines) read the short way; the same message.
+        let msg = match plain_answer(line)
+            .map(Ok)
+            .unwrap_or_else(|| parse_server_line(line))
+        {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!("{e}");
@@ -387,15 +393,7 @@ impl Client {
             self.last_heard = self.last_heard.max(now);
         }
         self.pending.insert(id, (seq, now));
-        Ok(ClientRequest::Submit(WireSubmit {
-            worker: self.user.clone(),
-            job_id: share.job_id.clone(),
-            extranonce2: share.extranonce2.clone(),
-            ntime: share.ntime,
-            nonce: share.nonce,
-            version_bits: share.version_bits,
-        })
-        .encode(&Id::from(id)))
+        Ok(submit_line(id, &self.user, share))
     }
 
     /// Expires submits older than `reply_timeout` (their sequence numbers, to answer
@@ -435,6 +433,101 @@ impl Client {
         seqs.sort_unstable();
         seqs
     }
+}
+
+/// The `mining.submit` line of `share` under request id `id` for worker `user`: the bytes
+/// [`ClientRequest::encode`] writes for it (`{"id":5,"method":"mining.submit","params":[user,
+/// job id, extranonce2, ntime, nonce(, version bits)]}` and a newline; a test compares the
+/// two), serialized by serde_json from the borrowed fields and hex written on the stack,
+/// with no `serde_json::Value` and no copy of the strings.
+fn submit_line(id: u64, user: &str, share: &Sv1Share) -> Vec<u8> {
+    /// The params, an array of 5 or 6 strings.
+    struct Params<'a>(&'a str, &'a Sv1Share);
+
+    /// Lowercase hex of `bytes` into `buf` (at least twice as long), as a `str`.
+    fn hex<'b>(bytes: &[u8], buf: &'b mut [u8]) -> &'b str {
+        for (pair, byte) in buf.chunks_exact_mut(2).zip(bytes) {
+            pair.copy_from_slice(&stratum_proto::job::hex_byte(*byte));
+        }
+        // Hex digits only: ASCII.
+        std::str::from_utf8(&buf[..2 * bytes.len()]).unwrap_or_default()
+    }
+
+    impl serde::Serialize for Params<'_> {
+        fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeSeq;
+            let Params(user, share) = *self;
+            let n = 5 + usize::from(share.version_bits.is_some());
+            let mut seq = ser.serialize_seq(Some(n))?;
+            seq.serialize_element(user)?;
+            seq.serialize_element(&share.job_id)?;
+            let mut buf = [0u8; 2 * stratum_proto::sv1::MAX_EXTRANONCE_SIZE];
+            // The upstream's extranonce2 is at most 32 bytes (the split keeps it so); a
+            // longer one is written whole, the slow way.
+            if share.extranonce2.len() <= stratum_proto::sv1::MAX_EXTRANONCE_SIZE {
+                seq.serialize_element(hex(&share.extranonce2, &mut buf))?;
+            } else {
+                seq.serialize_element(&hex_string(&share.extranonce2))?;
+            }
+            let mut word = [0u8; 8];
+            seq.serialize_element(hex(&share.ntime.to_be_bytes(), &mut word))?;
+            seq.serialize_element(hex(&share.nonce.to_be_bytes(), &mut word))?;
+            if let Some(bits) = share.version_bits {
+                seq.serialize_element(hex(&bits.to_be_bytes(), &mut word))?;
+            }
+            seq.end()
+        }
+    }
+
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        id: u64,
+        method: &'static str,
+        params: Params<'a>,
+    }
+
+    let mut out = Vec::with_capacity(128 + user.len() + share.job_id.len());
+    let line = Line {
+        id,
+        method: "mining.submit",
+        params: Params(user, share),
+    };
+    // Writing these plain values into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, &line);
+    out.push(b'\n');
+    out
+}
+
+/// Lowercase hex of `bytes`, allocated.
+fn hex_string(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .flat_map(|b| stratum_proto::job::hex_byte(*b))
+        .map(char::from)
+        .collect()
+}
+
+/// A pool's plain answer, `{"id":N,"result":true|false,"error":null}` (the answer to a
+/// share, nearly every line a pool sends), read straight into its two fields: the
+/// `ServerMessage::Response` that [`parse_server_line`] makes of the same line (a test
+/// compares them), without its `serde_json::Value` envelope. `None` for any other line
+/// (another key, an error, another id or result type), which is read the general way.
+fn plain_answer(line: &[u8]) -> Option<ServerMessage> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Plain {
+        id: u64,
+        result: bool,
+        /// Absent or `null` only (`()` reads nothing else).
+        #[serde(default)]
+        error: Option<()>,
+    }
+    let Plain { id, result, error } = serde_json::from_slice(line).ok()?;
+    debug_assert!(error.is_none(), "`()` reads null only");
+    Some(ServerMessage::Response {
+        id: Id::from(id),
+        outcome: Ok(Value::Bool(result)),
+    })
 }
 
 /// A pool's answer to a submit as an outcome.
@@ -618,8 +711,22 @@ async fn serve(ctx: &mut Ctx<'_>, c: &mut Connected) -> (End, bool) {
     let mut timer = tokio::time::interval(check_every);
     let mut session = 0;
     let mut outs = std::mem::take(&mut c.outs);
+    // When what `outs` reports happened: the read of the pool line it came from, or the
+    // handover of the submit it answers.
+    let mut read_at = Instant::now();
     let mut watching = true;
     let mut preconnecting: Option<Preconnecting> = None;
+    // The cancellation and the submit queue's wake-up are made once and polled only after
+    // they woke (`Rare`, as the CryptoNote session does): this loop turns at least twice a
+    // share (its submit, its answer), and a `Notified` made anew at each turn registers
+    // with its `Notify` (a lock) and unregisters when dropped.
+    let cancel = ctx.cancel;
+    let wakes = Wakes::default();
+    let cancelled = pin!(cancel.cancelled());
+    let mut cancelled = Rare::new(cancelled, &wakes);
+    let cmd_wakes = ctx.cmds.wakes();
+    let queued = pin!(cmd_wakes.notified());
+    let mut queued = Rare::new(queued, &wakes);
     loop {
         for out in outs.drain(..) {
             match out {
@@ -644,7 +751,7 @@ async fn serve(ctx: &mut Ctx<'_>, c: &mut Connected) -> (End, bool) {
                 Out::Difficulty(d) => ctx.listener.on_difficulty(d, session),
                 Out::Extranonce(en1, size) => ctx.listener.on_extranonce(&en1, size, session),
                 Out::VersionMask(mask) => ctx.listener.on_version_mask(mask, session),
-                Out::Result(seq, r) => ctx.listener.on_result(seq, r),
+                Out::Result(seq, r) => ctx.listener.on_result_at(seq, r, read_at),
                 Out::End(why) => return (End::Ended(format!("{addr}: {why}")), false),
                 Out::Reconnect(params) => {
                     if let Some(end) = reconnect_end(ctx.pool, &addr, &params) {
@@ -654,7 +761,7 @@ async fn serve(ctx: &mut Ctx<'_>, c: &mut Connected) -> (End, bool) {
             }
         }
         outs = tokio::select! {
-            () = ctx.cancel.cancelled() => return (End::Cancelled, false),
+            () = &mut cancelled => return (End::Cancelled, false),
             changed = ctx.pools.changed(), if watching => {
                 // Changed back, or elsewhere: `None`, this connection stays.
                 if ctx.follow_list(changed, &mut watching, &mut preconnecting) {
@@ -674,21 +781,46 @@ async fn serve(ctx: &mut Ctx<'_>, c: &mut Connected) -> (End, bool) {
                 return (end, true);
             }
             next = c.lines.next() => match next {
-                Some(Ok(line)) => c.client.handle_line(&line, Instant::now()).1,
+                Some(Ok(line)) => {
+                    // The one clock read of a pool line: the pool heard, and the time of
+                    // the verdicts it carries (their latency, their statistics second).
+                    read_at = Instant::now();
+                    c.client.handle_line(&line, read_at).1
+                }
                 Some(Err(e)) => return (End::Ended(format!("{addr}: {e}")), false),
                 None => return (End::Ended(format!("{addr}: pool closed the connection")), false),
             },
-            cmd = ctx.cmds.recv() => {
-                let Some(Submit { seq, share }) = cmd else { return (End::Cancelled, false) };
-                if share.session != session {
-                    // Queued in the instant its session ended: never into another one.
-                    ctx.listener.on_result(seq, Err(ShareError::SessionEnded.into()));
-                    continue;
+            () = &mut queued => {
+                queued.set(cmd_wakes.notified());
+                // Every submit queued so far (a wake-up may stand for several), their lines
+                // written at once.
+                let mut lines = Vec::new();
+                let mut refused = Vec::new();
+                let closed = loop {
+                    let Submit { seq, share, at } = match ctx.cmds.try_recv() {
+                        Ok(submit) => submit,
+                        Err(closed) => break closed,
+                    };
+                    if share.session != session {
+                        // Queued in the instant its session ended: never into another one.
+                        ctx.listener.on_result(seq, Err(ShareError::SessionEnded.into()));
+                        continue;
+                    }
+                    // Sent as of the miner line's clock read (no read of this task's own).
+                    read_at = at;
+                    match c.client.submit(seq, &share, at) {
+                        Ok(line) if lines.is_empty() => lines = line,
+                        Ok(line) => lines.extend_from_slice(&line),
+                        Err(e) => refused.push(Out::Result(seq, Err(e))),
+                    }
+                };
+                if closed {
+                    return (End::Cancelled, false);
                 }
-                match c.client.submit(seq, &share, Instant::now()) {
-                    Ok(line) => vec![Out::Send(line)],
-                    Err(e) => vec![Out::Result(seq, Err(e))],
+                if !lines.is_empty() {
+                    refused.push(Out::Send(lines));
                 }
+                refused
             }
             _ = timer.tick() => {
                 let (expired, silent) =
@@ -711,7 +843,7 @@ async fn serve(ctx: &mut Ctx<'_>, c: &mut Connected) -> (End, bool) {
 async fn hand_over(ctx: &mut Ctx<'_>, c: &mut Connected, session: u64) {
     ctx.live.store(0, std::sync::atomic::Ordering::Release);
     let mut lines = Vec::new();
-    while let Ok(Submit { seq, share }) = ctx.cmds.try_recv() {
+    while let Ok(Submit { seq, share, .. }) = ctx.cmds.try_recv() {
         if share.session != session {
             ctx.listener
                 .on_result(seq, Err(ShareError::SessionEnded.into()));
@@ -900,6 +1032,72 @@ mod tests {
 
     fn test_support_notify() -> String {
         r#"{"params":["bf","4d16b6f85af6e2198f44ae2a6de67f78487ae5611b77c6c0440b921e00000000","01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff20020862062f503253482f04b8864e5008","072f736c7573682f000000000100f2052a010000001976a914d23fcdf86f7e756a64a7a9688ef9903327048ed988ac00000000",[],"00000002","1c2ac4af","504e86b9",false],"id":null,"method":"mining.notify"}"#.to_string()
+    }
+
+    #[test]
+    fn a_submit_line_is_the_bytes_the_request_encoder_writes() {
+        use stratum_proto::sv1::Submit as WireSubmit;
+        let wire = |user: &str, share: &Sv1Share| {
+            ClientRequest::Submit(WireSubmit {
+                worker: user.into(),
+                job_id: share.job_id.clone(),
+                extranonce2: share.extranonce2.clone(),
+                ntime: share.ntime,
+                nonce: share.nonce,
+                version_bits: share.version_bits,
+            })
+            .encode(&Id::from(5u64))
+        };
+        let mut share = plain_share();
+        for (user, job, en2, bits) in [
+            ("w", "bf", vec![0u8; 4], None),
+            (
+                "bc1q.rig-1",
+                "0000002a",
+                (0..8).collect(),
+                Some(0x1fff_e000),
+            ),
+            ("\"quoted\"\\ \u{1}é", "job \"x\"", vec![0xff; 32], Some(0)),
+            ("", "", Vec::new(), None),
+            ("w", "long", vec![0xab; 40], Some(0x2000)),
+        ] {
+            share.job_id = job.into();
+            share.extranonce2 = en2;
+            share.version_bits = bits;
+            share.ntime = 0x504e_86ed;
+            share.nonce = 0x0000_00ff;
+            let ours = submit_line(5, user, &share);
+            assert_eq!(
+                String::from_utf8_lossy(&ours),
+                String::from_utf8_lossy(&wire(user, &share))
+            );
+        }
+    }
+
+    #[test]
+    fn a_plain_answer_read_the_short_way_is_what_the_general_parser_reads() {
+        for line in [
+            r#"{"id":5,"result":true,"error":null}"#,
+            "{\"error\": null, \"result\": false, \"id\": 123456789012}\n",
+            r#"{"id":7,"result":true}"#,
+        ] {
+            let short = plain_answer(line.as_bytes()).unwrap_or_else(|| panic!("{line}"));
+            assert_eq!(Ok(short), parse_server_line(line.as_bytes()), "{line}");
+        }
+        for line in [
+            r#"{"id":5,"result":null,"error":[23,"Low difficulty share",null]}"#,
+            r#"{"id":5,"result":true,"error":[21,"Job not found",null]}"#,
+            r#"{"id":"5","result":true,"error":null}"#,
+            r#"{"id":-1,"result":true,"error":null}"#,
+            r#"{"id":5,"result":"true","error":null}"#,
+            r#"{"id":5,"result":true,"error":null,"jsonrpc":"2.0"}"#,
+            r#"{"id":5,"result":true,"result":false}"#,
+            r#"{"id":null,"method":"mining.set_difficulty","params":[2]}"#,
+            r#"{"id":5,"result":true,"error":null} trailing"#,
+            "not json",
+        ] {
+            assert_eq!(plain_answer(line.as_bytes()), None, "{line}");
+        }
     }
 
     #[test]

@@ -328,7 +328,7 @@ async fn submit_share(
     mask: u32,
     submit: &Submit,
 ) -> Submitted {
-    let Submit { seq, ref share } = *submit;
+    let Submit { seq, ref share, .. } = *submit;
     let Some(kept) = jobs.kept.iter().find(|k| k.id == share.job_id) else {
         listener.on_result(seq, Err(Sv1ShareError::code(ErrorCode::JobNotFound)));
         return Submitted::Next;

@@ -36,6 +36,9 @@ pub struct Seen {
     pub extranonces: Vec<(Vec<u8>, usize, u64)>,
     pub masks: Vec<(u32, u64)>,
     pub results: Vec<(u64, Result<(), Sv1ShareError>)>,
+    /// The shares whose result came with the read time of the pool's line
+    /// ([`Sv1Listener::on_result_at`]), with that time.
+    pub read_at: Vec<(u64, tokio::time::Instant)>,
     pub states: Vec<(UpstreamState, Option<usize>)>,
 }
 
@@ -75,6 +78,12 @@ impl Sv1Listener for Recorder {
     fn on_result(&self, seq: u64, result: Result<(), Sv1ShareError>) {
         self.record(|s| s.results.push((seq, result)));
     }
+    fn on_result_at(&self, seq: u64, result: Result<(), Sv1ShareError>, at: tokio::time::Instant) {
+        self.record(|s| {
+            s.read_at.push((seq, at));
+            s.results.push((seq, result));
+        });
+    }
     fn on_state(&self, state: UpstreamState, pool: Option<usize>) {
         self.record(|s| s.states.push((state, pool)));
     }
@@ -105,6 +114,17 @@ impl Harness {
     pub fn submit(&mut self, share: Sv1Share) -> Result<u64, ShareError> {
         self.next_seq += 1;
         self.upstream.submit(self.next_seq, share)?;
+        Ok(self.next_seq)
+    }
+
+    /// [`Harness::submit`] handed over as of `at` ([`Sv1Upstream::submit_at`]).
+    pub fn submit_at(
+        &mut self,
+        share: Sv1Share,
+        at: tokio::time::Instant,
+    ) -> Result<u64, ShareError> {
+        self.next_seq += 1;
+        self.upstream.submit_at(self.next_seq, share, at)?;
         Ok(self.next_seq)
     }
 

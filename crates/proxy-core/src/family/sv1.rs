@@ -151,8 +151,13 @@ pub(crate) struct Sv1Miner {
 /// reading, when the clock allows, so that a paused test clock that started a little
 /// before it still reads forward.
 fn now_ms() -> u64 {
+    ms_of(tokio::time::Instant::now())
+}
+
+/// [`now_ms`] of a clock reading `now` taken already (a miner line's).
+fn ms_of(now: tokio::time::Instant) -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let now = now();
+    let now = now.into_std();
     let epoch = *EPOCH.get_or_init(|| now.checked_sub(Duration::from_secs(86_400)).unwrap_or(now));
     u64::try_from(now.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX)
 }
@@ -361,6 +366,29 @@ impl<M> Sv1Chan<M> {
     /// Miner `id` left the channel without the driver (a reconnect it was told).
     fn take_off(&mut self, id: MinerId) {
         self.taken_off.push(id);
+    }
+
+    /// A share of miner `id` was just taken out of the shares in flight (its answer is to
+    /// be written): true when `id` was told to reconnect and has no other share in flight
+    /// now; it leaves [`Sv1Chan::draining`] and the caller closes it once that answer is
+    /// written. No share of a draining miner is added meanwhile (its submits are answered
+    /// stale), so no answer of its can come after. Nothing to look up while none drains.
+    fn drained(&mut self, id: MinerId) -> bool
+    where
+        M: Downstream<Sv1>,
+    {
+        if self.draining.is_empty() || !self.draining.contains(&id) {
+            return false;
+        }
+        let waits = self
+            .inner
+            .as_ref()
+            .is_some_and(|c| c.pending_all().any(|p| p.miner.id() == id));
+        if waits {
+            return false;
+        }
+        self.draining.retain(|&m| m != id);
+        true
     }
 
     /// Solo: remembers `worker` as the finder of block candidate `seq`.
@@ -656,40 +684,6 @@ type Write<M> = (M, Vec<Output>, Close);
 const TOLD_TO_RECONNECT: &str = "upstream extranonce changed: told to reconnect";
 
 impl<M: Downstream<Sv1>> Mapper<Sv1, M> {
-    /// The miner of share `seq` in flight when it is told to reconnect and waits for its
-    /// answers ([`Sv1Chan::draining`]; nothing to look up while none waits).
-    fn draining_miner(&self, seq: u64) -> Option<M> {
-        let st = self.st();
-        let ch = &st.channel;
-        if ch.draining.is_empty() {
-            return None;
-        }
-        let p = ch.inner.as_ref()?.pending(seq)?;
-        ch.draining.contains(&p.miner.id()).then(|| p.miner.clone())
-    }
-
-    /// Closes `miner`, told to reconnect, once no share of its waits for an answer any
-    /// more (its last answer is written: called after it). The upstream client answers
-    /// one share at a time, so no answer of the miner's is on its way past this check.
-    fn close_if_answered(&self, miner: &M) {
-        let id = miner.id();
-        let answered = {
-            let mut st = self.st();
-            let ch = &mut st.channel;
-            let waits = ch
-                .inner
-                .as_ref()
-                .is_some_and(|c| c.pending_all().any(|p| p.miner.id() == id));
-            if !waits {
-                ch.draining.retain(|&m| m != id);
-            }
-            !waits
-        };
-        if answered {
-            miner.fail(TOLD_TO_RECONNECT);
-        }
-    }
-
     /// The channel's first layout: the waiting miners get their slots and subscribe
     /// answers (written by the caller, after the lock).
     fn admit_waiting(&self, ch: &mut Sv1Chan<M>, out: &mut Vec<Write<M>>) {
@@ -881,31 +875,43 @@ impl<M: Downstream<Sv1>> Sv1Listener for Mapper<Sv1, M> {
         }
     }
 
-    /// The answer is written to its miner; a miner told to reconnect is closed after the
-    /// answer of its last share in flight.
     fn on_result(&self, seq: u64, result: Result<(), Sv1ShareError>) {
-        let draining = self.draining_miner(seq);
-        match result {
-            Ok(()) => self.on_verdict(seq, Verdict::Accepted),
-            Err(Sv1ShareError::Refused { code, message }) => self.on_verdict(
+        self.on_result_at(seq, result, tokio::time::Instant::now());
+    }
+
+    /// The answer, read at `at` (the one clock read of the pool's line: the share's latency
+    /// and its statistics second), is written to its miner; a miner told to reconnect is
+    /// closed after the answer of its last share in flight.
+    fn on_result_at(&self, seq: u64, result: Result<(), Sv1ShareError>, at: tokio::time::Instant) {
+        // Under the lock that takes the share out: whether its miner, told to reconnect,
+        // now has no share in flight (one lock a verdict; the close after the answer).
+        let last =
+            |ch: &mut Sv1Chan<M>, p: &Pending<M>| ch.drained(p.miner.id()).then(|| p.miner.clone());
+        let drained = match result {
+            Ok(()) => self.on_verdict_with(seq, Verdict::Accepted, at, last),
+            Err(Sv1ShareError::Refused { code, message }) => self.on_verdict_with(
                 seq,
                 Verdict::Refused {
                     reason: &message,
                     code: Some(code),
                     miner_fault: true,
                 },
+                at,
+                last,
             ),
-            Err(Sv1ShareError::Upstream(e)) => self.on_verdict(
+            Err(Sv1ShareError::Upstream(e)) => self.on_verdict_with(
                 seq,
                 Verdict::Refused {
                     reason: &e.to_string(),
                     code: None,
                     miner_fault: false,
                 },
+                at,
+                last,
             ),
-        }
-        if let Some(m) = draining {
-            self.close_if_answered(&m);
+        };
+        if let Some(Some(m)) = drained {
+            m.fail(TOLD_TO_RECONNECT);
         }
     }
 
@@ -1181,11 +1187,14 @@ fn handle_authorize(
     }
 }
 
+/// `mining.submit`, handled with `now`, the clock read of the miner's line: vardiff's time,
+/// the share's pending entry and its send time upstream (no clock read of its own).
 fn handle_submit(
     miner: &MinerRef,
     shared: &Shared<Sv1>,
     id: Id,
     submit: &stratum_proto::sv1::Submit,
+    now: tokio::time::Instant,
 ) {
     let routed = {
         let st = miner.state();
@@ -1222,7 +1231,7 @@ fn handle_submit(
                 .state()
                 .session
                 .inner
-                .on_valid_share(a.difficulty, now_ms());
+                .on_valid_share(a.difficulty, ms_of(now));
             miner.send_line(encode_bool_result(&id, true));
             mapper.accept_local(miner, hashes(a.difficulty));
             tell_difficulty_now(miner);
@@ -1235,7 +1244,7 @@ fn handle_submit(
         .state()
         .session
         .inner
-        .on_valid_share(f.accepted.difficulty, now_ms());
+        .on_valid_share(f.accepted.difficulty, ms_of(now));
     if st.channel.solo {
         let a = &f.accepted;
         shared
@@ -1281,7 +1290,9 @@ fn handle_submit(
         difficulty: hashes(f.accepted.difficulty),
         share_diff: hashes(f.accepted.hash_difficulty),
     };
-    mapper.forward(st, f.seq, pending, false, || upstream.submit(f.seq, out));
+    mapper.forward_at(st, f.seq, pending, false, now.into_std(), || {
+        upstream.submit_at(f.seq, out, now)
+    });
     tell_difficulty_now(miner);
 }
 
@@ -1297,13 +1308,13 @@ impl MinerProtocol for Sv1 {
         miner: &MinerRef,
         shared: &Shared<Sv1>,
         line: &[u8],
-        _now: tokio::time::Instant,
+        now: tokio::time::Instant,
     ) -> Flow {
         {
             let mut st = miner.state();
             if !st.session.configured() {
                 let vardiff = shared_vardiff(shared.config.load().stratum_v1.vardiff());
-                if let Ok(s) = Session::new(vardiff, now_ms()) {
+                if let Ok(s) = Session::new(vardiff, ms_of(now)) {
                     st.session.inner = s;
                 }
             }
@@ -1333,7 +1344,7 @@ impl MinerProtocol for Sv1 {
                 Flow::Active
             }
             ClientRequest::Submit(req) => {
-                handle_submit(miner, shared, id, &req);
+                handle_submit(miner, shared, id, &req, now);
                 Flow::Active
             }
             ClientRequest::Configure(req) => {
