@@ -11,7 +11,7 @@
 //!
 //! Output is written by whoever produces it (the dispatcher for answers, the upstream's task
 //! or a fan-out thread for jobs, the upstream's task for pool answers) straight to the socket
-//! when nothing is queued before it ([`Conn::push`]), so a job reaches 256 miners without
+//! when nothing is queued before it ([`Conn::push_parts`]), so a job reaches 256 miners without
 //! waking 256 tasks; only what the socket does not take waits in the outbox, for
 //! writability. A miner that does not read keeps being served until its outbox passes
 //! [`MAX_OUTBOX_BYTES`], its timeout strikes or the proxy stops.
@@ -501,21 +501,26 @@ impl Conn {
         }
     }
 
-    /// Queues `chunks` and writes as much of the outbox as the socket takes now; registers
-    /// `miner`'s waker for writability when some is left. `Err` names why the connection
-    /// must close.
-    pub(crate) fn push<E: Endpoint>(
+    /// Queues `head` then `chunks` and writes as much of the outbox as the socket takes now
+    /// (in one write when nothing waits before them); registers `miner`'s waker for
+    /// writability when some is left. `head` is borrowed (e.g. lines encoded into a reused
+    /// buffer): only what the socket does not take of it at once is copied into the outbox.
+    /// `Err` names why the connection must close.
+    pub(crate) fn push_parts<E: Endpoint>(
         &mut self,
+        head: &[u8],
         chunks: &[Bytes],
         miner: &Arc<E>,
     ) -> Result<(), &'static str> {
         let mut written = 0;
         if !self.has_output() && !self.is_closed() {
-            // Nothing waits: write straight from the caller's chunks, no queue.
+            // Nothing waits: write straight from the caller's bytes, no queue.
             let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
             let mut k = 0;
-            for (slot, chunk) in slices.iter_mut().zip(chunks) {
-                *slot = IoSlice::new(chunk);
+            let first = Some(head).filter(|h| !h.is_empty());
+            let parts = first.into_iter().chain(chunks.iter().map(|c| &c[..]));
+            for (slot, part) in slices.iter_mut().zip(parts) {
+                *slot = IoSlice::new(part);
                 k += 1;
             }
             match self.io.write(&slices[..k]) {
@@ -526,7 +531,7 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(_) => return Err("write error"),
             }
-            if written == chunks.iter().map(Bytes::len).sum::<usize>() {
+            if written == head.len() + chunks.iter().map(Bytes::len).sum::<usize>() {
                 return match self.io.flush() {
                     Ok(true) => Ok(()),
                     Ok(false) => self.wait_writable(miner),
@@ -535,6 +540,14 @@ impl Conn {
             }
         }
         let b = self.bufs.get_or_insert_with(Box::default);
+        if written >= head.len() {
+            written -= head.len();
+        } else {
+            let rest = Bytes::copy_from_slice(&head[written..]);
+            written = 0;
+            b.out_bytes += rest.len();
+            b.outbox.push_back(rest);
+        }
         for c in chunks {
             let c = if written >= c.len() {
                 written -= c.len();
@@ -728,6 +741,48 @@ mod tests {
             "half a line waits"
         );
         assert_eq!(m.rx.load(Relaxed), 13);
+        m.shut();
+    }
+
+    #[tokio::test]
+    async fn a_borrowed_head_goes_out_before_its_chunks_and_what_waits_is_a_copy() {
+        let (m, client) = pair().await;
+        if let Io::Tcp(s) = &m.conn().io {
+            socket2::SockRef::from(s)
+                .set_send_buffer_size(4096)
+                .unwrap();
+        }
+        // More than the socket takes at once, less than the outbox's bound.
+        let mut head: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let chunk = Bytes::from_static(b"{\"job\":1}\n");
+        let mut expected = head.clone();
+        expected.extend_from_slice(&chunk);
+        assert!(m.send_parts(&head, std::slice::from_ref(&chunk)));
+        assert!(m.has_output(), "the socket did not take it all");
+        // The caller's buffer is its own again at once (the next lines are encoded there).
+        head.fill(0);
+        let mut got = Vec::new();
+        let mut buf = [0u8; 16 * 1024];
+        for _ in 0..2000 {
+            if got.len() == expected.len() {
+                break;
+            }
+            match client.try_read(&mut buf) {
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    m.conn().flush(&m).unwrap();
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got.len(), expected.len());
+        assert!(
+            got == expected,
+            "the head's bytes, then the chunk's, in order"
+        );
+        assert!(!m.has_output());
+        assert_eq!(m.tx.load(Relaxed), expected.len() as u64);
         m.shut();
     }
 

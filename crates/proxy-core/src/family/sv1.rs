@@ -504,13 +504,86 @@ fn sv1_options(config: &Config) -> Sv1Options {
     }
 }
 
-/// Writes `outs` to `miner` in order; `SendCurrentJob` is the caller's.
+/// Writes `outs` to `miner` in order, in one write; `SendCurrentJob` is the caller's.
 fn write_outputs<M: Downstream<Sv1>>(miner: &M, outs: &[Output]) {
-    for o in outs {
-        if let Some(line) = o.encode() {
-            miner.send_line(line);
+    write_outputs_and_job(miner, outs, None);
+}
+
+/// Writes `outs` to `miner` in order and, when they end the login (`SendCurrentJob`) and
+/// `job` is given, the job as [`Sv1::deliver`] sends it: every line in one write, from the
+/// thread's line buffer ([`with_lines`]).
+fn write_outputs_and_job<M: Downstream<Sv1>>(miner: &M, outs: &[Output], job: Option<&Sv1JobInfo>) {
+    with_lines(|buf| {
+        let mut wants_job = false;
+        for o in outs {
+            wants_job |= !o.encode_into(buf);
+        }
+        let job = job.filter(|job| wants_job && job_lines(job, miner, buf));
+        send_lines(miner, buf, job);
+    });
+}
+
+/// Writes the lines in `buf`, then `job`'s `mining.notify` if given; nothing when both are
+/// empty.
+fn send_lines<M: Downstream<Sv1>>(miner: &M, buf: &[u8], job: Option<&Sv1JobInfo>) {
+    match job {
+        Some(job) => miner.send_parts(buf, std::slice::from_ref(&job.line)),
+        None if !buf.is_empty() => miner.send_parts(buf, &[]),
+        None => {}
+    }
+}
+
+/// Whether the miner gets `job` now (the session's [`JobFor`]); its
+/// `mining.set_difficulty`, when the difficulty is new, appended to `buf`.
+fn job_lines<M: Downstream<Sv1>>(job: &Sv1JobInfo, miner: &M, buf: &mut Vec<u8>) -> bool {
+    let Some(&(seq, up)) = job.meta.get() else {
+        return false;
+    };
+    let now = now_ms();
+    let what = miner.with_session(|s, _| {
+        // Vardiff looks again at its window's end even without shares (a miner that
+        // finds none gets an easier difficulty): at a job, which carries the change.
+        if now >= s.inner.next_poll() {
+            s.inner.poll(now);
+        }
+        s.inner.on_job(seq, up)
+    });
+    match what {
+        JobFor::Skip => false,
+        JobFor::Send { difficulty } => {
+            if let Some(d) = difficulty {
+                ServerMessage::SetDifficulty(d).encode_into(buf);
+            }
+            true
         }
     }
+}
+
+/// The most a thread's line buffer keeps between uses, bytes (a login's answers and
+/// difficulty take ~400; a buffer grown past this by a rare long line is given back).
+const LINES_KEPT: usize = 4096;
+
+thread_local! {
+    /// The lines of the write being made to one miner (answers, a difficulty), encoded here
+    /// rather than into a buffer of their own each: the socket takes them straight from it,
+    /// and only what it does not take at once is copied into the miner's outbox.
+    static LINES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with the thread's line buffer, emptied; a use inside another gets a buffer of
+/// its own.
+fn with_lines<T>(f: impl FnOnce(&mut Vec<u8>) -> T) -> T {
+    LINES.with(|lines| {
+        let Ok(mut buf) = lines.try_borrow_mut() else {
+            return f(&mut Vec::new());
+        };
+        buf.clear();
+        let out = f(&mut buf);
+        if buf.capacity() > LINES_KEPT {
+            *buf = Vec::new();
+        }
+        out
+    })
 }
 
 impl Family for Sv1 {
@@ -547,28 +620,13 @@ impl Family for Sv1 {
 
     /// `mining.set_difficulty` when the miner's difficulty is new, then the job's
     /// `mining.notify` (the same bytes for every miner); nothing before `authorize`.
+    /// (Both in one write.)
     fn deliver<M: Downstream<Self>>(job: &Sv1JobInfo, miner: &M, _slot: Option<u16>, _: &()) {
-        let Some(&(seq, up)) = job.meta.get() else {
-            return;
-        };
-        let now = now_ms();
-        let what = miner.with_session(|s, _| {
-            // Vardiff looks again at its window's end even without shares (a miner that
-            // finds none gets an easier difficulty): at a job, which carries the change.
-            if now >= s.inner.next_poll() {
-                s.inner.poll(now);
+        with_lines(|buf| {
+            if job_lines(job, miner, buf) {
+                send_lines(miner, buf, Some(job));
             }
-            s.inner.on_job(seq, up)
         });
-        match what {
-            JobFor::Skip => {}
-            JobFor::Send { difficulty } => {
-                if let Some(d) = difficulty {
-                    miner.send_line(ServerMessage::SetDifficulty(d).encode());
-                }
-                miner.send(std::slice::from_ref(&job.line));
-            }
-        }
     }
 
     /// `true`, or the error with the message (a pool's refusal keeps its text) and the code
@@ -731,11 +789,7 @@ impl<M: Downstream<Sv1>> Mapper<Sv1, M> {
 fn write_all<M: Downstream<Sv1>>(out: Vec<Write<M>>, job: Option<&Arc<Sv1JobInfo>>) -> Vec<M> {
     let mut later = Vec::new();
     for (m, outs, close) in out {
-        write_outputs(&m, &outs);
-        if let (Some(job), true) = (job, outs.contains(&Output::SendCurrentJob)) {
-            let slot = m.with_session(|_, r| r.as_ref().and_then(|r| r.slot));
-            Sv1::deliver(job, &m, slot, &());
-        }
+        write_outputs_and_job(&m, &outs, job.map(|j| &**j));
         match close {
             Close::Keep => {}
             Close::Now => {
@@ -1166,18 +1220,16 @@ fn handle_authorize(
         }
         (outs, first)
     };
-    write_outputs(miner, &outs);
+    // The current job goes in the same write as the answer when the login is complete.
+    let job = if outs.last() == Some(&Output::SendCurrentJob) {
+        let route = miner.state().route.clone();
+        route.and_then(|route| route.mapper.st().channel.current.clone())
+    } else {
+        None
+    };
+    write_outputs_and_job(miner, &outs, job.as_deref());
     if first {
         miner.report_login(shared);
-    }
-    if outs.last() == Some(&Output::SendCurrentJob) {
-        let route = miner.state().route.clone();
-        if let Some(route) = route {
-            let job = route.mapper.st().channel.current.clone();
-            if let Some(job) = job {
-                Sv1::deliver(&job, miner, route.slot, &());
-            }
-        }
     }
 }
 
