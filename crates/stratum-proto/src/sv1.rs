@@ -665,8 +665,8 @@ fn response(env: Envelope) -> (Id, Result<Value, RpcError>) {
 /// nonce that is not 8 hex chars, extranonce2 not hex or longer than
 /// [`MAX_EXTRANONCE_SIZE`]). Extra trailing params are ignored.
 pub fn parse_client_line(line: &[u8]) -> Result<ClientMessage, RequestError> {
-    let env = envelope(line).ok_or(RequestError::Parse)?;
-    let Some(method) = env.method.clone() else {
+    let mut env = envelope(line).ok_or(RequestError::Parse)?;
+    let Some(method) = env.method.take() else {
         // An answer: `result`/`error` present, or at least an id of ours (`"result":null`
         // reads as absent).
         if env.result.is_some() || env.error.is_some() || !env.id.is_null() {
@@ -679,13 +679,13 @@ pub fn parse_client_line(line: &[u8]) -> Result<ClientMessage, RequestError> {
         });
     };
     let id = env.id;
-    let Some(p) = params_array(env.params) else {
+    let Some(mut p) = params_array(env.params) else {
         return Err(RequestError::InvalidParams {
             id,
             reason: "params is not an array",
         });
     };
-    let request = match parse_request(&method, &p) {
+    let request = match parse_request(&method, &mut p) {
         Ok(Some(r)) => r,
         Ok(None) => return Err(RequestError::UnknownMethod { id, method }),
         Err(reason) => return Err(RequestError::InvalidParams { id, reason }),
@@ -701,19 +701,28 @@ fn opt_string(v: Option<&Value>, what: &'static str) -> Result<Option<String>, &
     }
 }
 
-fn parse_request(method: &str, p: &[Value]) -> Result<Option<ClientRequest>, &'static str> {
+/// [`opt_string`] taking the string out of the params (a miner's params are read once: no
+/// copy).
+fn take_string(v: Option<&mut Value>, what: &'static str) -> Result<Option<String>, &'static str> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(std::mem::take(s))),
+        Some(_) => Err(what),
+    }
+}
+
+fn parse_request(method: &str, p: &mut [Value]) -> Result<Option<ClientRequest>, &'static str> {
     Ok(Some(match method {
         "mining.subscribe" => ClientRequest::Subscribe(Subscribe {
-            user_agent: opt_string(p.first(), "user agent is not a string")?,
-            session_id: opt_string(p.get(1), "session id is not a string")?,
+            user_agent: take_string(p.get_mut(0), "user agent is not a string")?,
+            session_id: take_string(p.get_mut(1), "session id is not a string")?,
         }),
         "mining.authorize" => ClientRequest::Authorize(Authorize {
-            username: p
-                .first()
-                .and_then(Value::as_str)
-                .ok_or("username is not a string")?
-                .to_owned(),
-            password: opt_string(p.get(1), "password is not a string")?,
+            username: match p.get_mut(0) {
+                Some(Value::String(s)) => std::mem::take(s),
+                _ => return Err("username is not a string"),
+            },
+            password: take_string(p.get_mut(1), "password is not a string")?,
         }),
         "mining.configure" => ClientRequest::Configure(parse_configure(p)?),
         "mining.extranonce.subscribe" => ClientRequest::ExtranonceSubscribe,

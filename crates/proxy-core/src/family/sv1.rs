@@ -1082,7 +1082,10 @@ fn handle_subscribe(
                 Close::Keep
             };
             let job = route.mapper.st().channel.current.clone();
-            write_all(vec![(miner.clone(), outs, close)], job.as_ref());
+            write_outputs_and_job(miner, &outs, job.as_deref());
+            if close == Close::Now {
+                miner.fail(TOLD_TO_RECONNECT);
+            }
         }
     }
 }
@@ -1127,7 +1130,9 @@ fn handle_configure(
         let mut ch = route.mapper.st();
         let mut st = miner.state();
         if ch.channel.mask_known {
-            vec![st.session.inner.configure(id, req, ch.channel.version_mask)]
+            let out = st.session.inner.configure(id, req, ch.channel.version_mask);
+            drop((st, ch));
+            return write_outputs(miner, &[out]);
         } else {
             // A configure that replaces a waiting one keeps the first one's deadline: one
             // entry per miner at a time, however many configures it sends.
@@ -1203,7 +1208,7 @@ fn handle_authorize(
             // The interned copy in the login is the one kept (shared by the miners that
             // send the same agent): the session's is freed.
             let agent = st.session.inner.take_agent().unwrap_or_default();
-            let pass = req.password.clone().unwrap_or_default();
+            let pass = req.password.as_deref().unwrap_or_default();
             // The worker name is the user: one copy, which the login, the worker record
             // and the session point at. Its account part (the address, alike across a
             // farm's machines) is interned, its worker part is the miner's own block (each
@@ -1213,7 +1218,7 @@ fn handle_authorize(
             st.session.inner.share_worker_name(&user);
             st.login = Some(Box::new(crate::login::LoginInfo {
                 user,
-                pass: shared.strings.get(&pass),
+                pass: shared.strings.get(pass),
                 agent: shared.strings.get(&agent),
                 rig_id: None,
             }));

@@ -754,7 +754,9 @@ impl<R> Session<R> {
         match self.check_authorize(request, rules) {
             Err(e) => vec![Output::error(id, e)],
             Ok(()) => {
-                let mut out = vec![Output::reply(id, Reply::True)];
+                // Room for the job's request too: one allocation.
+                let mut out = Vec::with_capacity(2);
+                out.push(Output::reply(id, Reply::True));
                 if self.phase() == Phase::Subscribed {
                     self.set_phase(Phase::Authorized);
                     out.push(Output::SendCurrentJob);
