@@ -297,7 +297,13 @@ impl<F: MinerProtocol> Miner<F> {
                     more = false;
                     break;
                 }
-                Next::Close(why) => return self.close(shared, why),
+                Next::Close(why) => {
+                    // Answers held for this drive's one write go out before the close.
+                    if self.conn().holds_output() {
+                        let _ = self.conn().flush(self);
+                    }
+                    return self.close(shared, why);
+                }
             };
             if flow == Flow::Active && self.phase() != MinerPhase::WaitLogin {
                 self.set_deadline(shared, now + INACTIVITY_TIMEOUT);
