@@ -11,9 +11,13 @@
 //!
 //! Output is written by whoever produces it (the dispatcher for answers, the upstream's task
 //! or a fan-out thread for jobs, the upstream's task for pool answers) straight to the socket
-//! when nothing is queued before it ([`Conn::push`]), so a job reaches 256 miners without
+//! when nothing is queued before it ([`Conn::push_parts`]), so a job reaches 256 miners without
 //! waking 256 tasks; only what the socket does not take waits in the outbox, for
-//! writability. A miner that does not read keeps being served until its outbox passes
+//! writability. One exception: while the dispatcher handles lines that were read together
+//! (a miner's pipelined login, [`Conn::next_line`] sees more after the one it hands over),
+//! what is written to that miner is held and goes out in one write at the dispatcher's
+//! [`Conn::flush`] after the drive (an SV1 login: one write for its three answers, not
+//! three). A miner that does not read keeps being served until its outbox passes
 //! [`MAX_OUTBOX_BYTES`], its timeout strikes or the proxy stops.
 //!
 //! No read buffer is kept while a miner is idle (it is dropped once every complete line is
@@ -57,6 +61,12 @@ pub(crate) const READ_CHUNK: usize = 1024;
 const _: () = assert!(READ_CHUNK <= stratum_proto::MAX_LINE_LENGTH);
 /// Chunks per vectored write.
 const WRITE_BATCH: usize = 64;
+
+/// The room first reserved for output held while a drive is corked ([`Bufs::corked`]): an
+/// SV1 login's answers, difficulty and job fit (a mainnet job's `mining.notify` with a
+/// 12-hash merkle branch is ~1.3 KB; 1 KB cost two reallocations a login). Given back at the
+/// flush.
+const HELD_START: usize = 4096;
 
 /// The owner of a [`Conn`], as the socket side sees it: the waker its readiness wakes (which
 /// queues it for a dispatcher), its byte counters and a name for the log. Implemented by the
@@ -324,12 +334,20 @@ struct Bufs {
     codec: LineCodec,
     /// Output the socket did not take yet, in order.
     outbox: VecDeque<Bytes>,
+    /// Bytes in `held` and `outbox`.
     out_bytes: usize,
+    /// Set while the dispatcher handles lines that were read together (a miner's pipelined
+    /// login): what is written to the miner meanwhile is held, and goes out in one write at
+    /// the dispatcher's [`Conn::flush`].
+    corked: bool,
+    /// Output held while `corked`, before anything in `outbox` (it is used only while the
+    /// outbox is empty).
+    held: BytesMut,
 }
 
 impl Bufs {
     fn is_empty(&self) -> bool {
-        self.rbuf.is_empty() && self.outbox.is_empty()
+        self.rbuf.is_empty() && self.outbox.is_empty() && self.held.is_empty()
     }
 }
 
@@ -362,7 +380,14 @@ impl Conn {
 
     /// True while output waits for the socket.
     pub(crate) fn has_output(&self) -> bool {
-        self.bufs.as_ref().is_some_and(|b| !b.outbox.is_empty())
+        self.bufs
+            .as_ref()
+            .is_some_and(|b| !b.outbox.is_empty() || !b.held.is_empty())
+    }
+
+    /// True while output is held for the dispatcher's flush ([`Bufs::corked`]).
+    pub(crate) fn holds_output(&self) -> bool {
+        self.bufs.as_ref().is_some_and(|b| !b.held.is_empty())
     }
 
     /// False once the connection is closed or marked failed: nothing more is written.
@@ -459,7 +484,14 @@ impl Conn {
         loop {
             let b = self.bufs.get_or_insert_with(Box::default);
             match b.codec.decode(&mut b.rbuf) {
-                Ok(Some(line)) => return Next::Line(line),
+                Ok(Some(line)) => {
+                    // More lines came with this one (a pipelined login): their answers
+                    // go out together at the end of the drive.
+                    if memchr::memchr(b'\n', &b.rbuf).is_some() {
+                        b.corked = true;
+                    }
+                    return Next::Line(line);
+                }
                 Ok(None) => {}
                 Err(e) => {
                     let (id, peer) = miner.who();
@@ -501,21 +533,45 @@ impl Conn {
         }
     }
 
-    /// Queues `chunks` and writes as much of the outbox as the socket takes now; registers
-    /// `miner`'s waker for writability when some is left. `Err` names why the connection
-    /// must close.
-    pub(crate) fn push<E: Endpoint>(
+    /// Queues `head` then `chunks` and writes as much of the outbox as the socket takes now
+    /// (in one write when nothing waits before them); registers `miner`'s waker for
+    /// writability when some is left. `head` is borrowed (e.g. lines encoded into a reused
+    /// buffer): only what the socket does not take of it at once is copied into the outbox.
+    /// `Err` names why the connection must close.
+    pub(crate) fn push_parts<E: Endpoint>(
         &mut self,
+        head: &[u8],
         chunks: &[Bytes],
         miner: &Arc<E>,
     ) -> Result<(), &'static str> {
+        if let Some(b) = self.bufs.as_mut().filter(|b| b.corked) {
+            // Held for the dispatcher's flush, in order after what waits already.
+            if b.outbox.is_empty() {
+                if b.held.capacity() == 0 {
+                    b.held.reserve(HELD_START);
+                }
+                b.held.extend_from_slice(head);
+                for c in chunks {
+                    b.held.extend_from_slice(c);
+                }
+            } else {
+                if !head.is_empty() {
+                    b.outbox.push_back(Bytes::copy_from_slice(head));
+                }
+                b.outbox.extend(chunks.iter().cloned());
+            }
+            b.out_bytes += head.len() + chunks.iter().map(Bytes::len).sum::<usize>();
+            return self.check_outbox(miner);
+        }
         let mut written = 0;
         if !self.has_output() && !self.is_closed() {
-            // Nothing waits: write straight from the caller's chunks, no queue.
+            // Nothing waits: write straight from the caller's bytes, no queue.
             let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
             let mut k = 0;
-            for (slot, chunk) in slices.iter_mut().zip(chunks) {
-                *slot = IoSlice::new(chunk);
+            let first = Some(head).filter(|h| !h.is_empty());
+            let parts = first.into_iter().chain(chunks.iter().map(|c| &c[..]));
+            for (slot, part) in slices.iter_mut().zip(parts) {
+                *slot = IoSlice::new(part);
                 k += 1;
             }
             match self.io.write(&slices[..k]) {
@@ -526,7 +582,7 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(_) => return Err("write error"),
             }
-            if written == chunks.iter().map(Bytes::len).sum::<usize>() {
+            if written == head.len() + chunks.iter().map(Bytes::len).sum::<usize>() {
                 return match self.io.flush() {
                     Ok(true) => Ok(()),
                     Ok(false) => self.wait_writable(miner),
@@ -535,6 +591,14 @@ impl Conn {
             }
         }
         let b = self.bufs.get_or_insert_with(Box::default);
+        if written >= head.len() {
+            written -= head.len();
+        } else {
+            let rest = Bytes::copy_from_slice(&head[written..]);
+            written = 0;
+            b.out_bytes += rest.len();
+            b.outbox.push_back(rest);
+        }
         for c in chunks {
             let c = if written >= c.len() {
                 written -= c.len();
@@ -547,18 +611,30 @@ impl Conn {
             b.out_bytes += c.len();
             b.outbox.push_back(c);
         }
-        if b.out_bytes > MAX_OUTBOX_BYTES {
-            let (id, peer) = miner.who();
-            tracing::warn!(miner = id, %peer, "miner is not reading; send queue full");
-            b.outbox = VecDeque::new();
-            b.out_bytes = 0;
-            self.release_empty();
-            return Err("send queue full");
-        }
+        self.check_outbox(miner)?;
         self.flush(miner)
     }
 
-    /// Writes the outbox as far as the socket takes it now; registers `miner`'s waker for
+    /// `Err` (and the queued output dropped) once more than [`MAX_OUTBOX_BYTES`] wait.
+    fn check_outbox<E: Endpoint>(&mut self, miner: &Arc<E>) -> Result<(), &'static str> {
+        let Some(b) = self
+            .bufs
+            .as_mut()
+            .filter(|b| b.out_bytes > MAX_OUTBOX_BYTES)
+        else {
+            return Ok(());
+        };
+        let (id, peer) = miner.who();
+        tracing::warn!(miner = id, %peer, "miner is not reading; send queue full");
+        b.outbox = VecDeque::new();
+        b.held = BytesMut::new();
+        b.out_bytes = 0;
+        self.release_empty();
+        Err("send queue full")
+    }
+
+    /// Writes the output held and the outbox as far as the socket takes it now (and ends
+    /// the hold: the dispatcher calls this after each drive); registers `miner`'s waker for
     /// writability when some is left.
     pub(crate) fn flush<E: Endpoint>(&mut self, miner: &Arc<E>) -> Result<(), &'static str> {
         if self.is_closed() {
@@ -566,6 +642,24 @@ impl Conn {
         }
         let Self { io, bufs, .. } = self;
         if let Some(b) = bufs.as_mut() {
+            b.corked = false;
+            if !b.held.is_empty() {
+                // Written from where it is when the socket takes it all (the usual case);
+                // what it does not take goes to the front of the outbox.
+                match io.write(&[IoSlice::new(&b.held)]) {
+                    Ok(n) => {
+                        miner.tx_bytes().fetch_add(n as u64, Relaxed);
+                        b.out_bytes -= n;
+                        b.held.advance(n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return Err("write error"),
+                }
+                if !b.held.is_empty() {
+                    b.outbox.push_front(b.held.split().freeze());
+                }
+                b.held = BytesMut::new();
+            }
             while !b.outbox.is_empty() {
                 let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
                 let mut k = 0;
@@ -728,6 +822,107 @@ mod tests {
             "half a line waits"
         );
         assert_eq!(m.rx.load(Relaxed), 13);
+        m.shut();
+    }
+
+    #[tokio::test]
+    async fn answers_to_lines_read_together_go_out_in_one_write_at_the_flush() {
+        let (m, client) = pair().await;
+        let waker = Waker::from(m.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut scratch = [0; READ_CHUNK];
+        assert!(matches!(
+            m.conn().next_line(&*m, &mut cx, &mut scratch),
+            Next::Idle
+        ));
+        client.try_write(b"{\"a\":1}\n{\"b\":2}\n").unwrap();
+        woken(&m).await;
+        assert!(matches!(
+            m.conn().next_line(&*m, &mut cx, &mut scratch),
+            Next::Line(_)
+        ));
+        let job = Bytes::from_static(b"job\n");
+        assert!(m.send_parts(b"one\n", &[]));
+        assert_eq!(m.tx.load(Relaxed), 0, "held while more lines wait");
+        assert!(m.has_output());
+        assert!(matches!(
+            m.conn().next_line(&*m, &mut cx, &mut scratch),
+            Next::Line(_)
+        ));
+        assert!(m.send_parts(b"two\n", std::slice::from_ref(&job)));
+        assert_eq!(m.tx.load(Relaxed), 0, "held until the drive's flush");
+        m.conn().flush(&m).unwrap();
+        assert_eq!(m.tx.load(Relaxed), 12, "all of it in the flush");
+        assert!(!m.has_output());
+        let mut got = [0u8; 64];
+        let mut n = 0;
+        for _ in 0..200 {
+            match client.try_read(&mut got[n..]) {
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+            if n >= 12 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(&got[..n], b"one\ntwo\njob\n");
+        // A line read alone is answered at once.
+        assert!(matches!(
+            m.conn().next_line(&*m, &mut cx, &mut scratch),
+            Next::Idle
+        ));
+        client.try_write(b"{\"c\":3}\n").unwrap();
+        woken(&m).await;
+        assert!(matches!(
+            m.conn().next_line(&*m, &mut cx, &mut scratch),
+            Next::Short(_)
+        ));
+        assert!(m.send_parts(b"three\n", &[]));
+        assert_eq!(m.tx.load(Relaxed), 18);
+        m.shut();
+    }
+
+    #[tokio::test]
+    async fn a_borrowed_head_goes_out_before_its_chunks_and_what_waits_is_a_copy() {
+        let (m, client) = pair().await;
+        if let Io::Tcp(s) = &m.conn().io {
+            socket2::SockRef::from(s)
+                .set_send_buffer_size(4096)
+                .unwrap();
+        }
+        // More than the socket takes at once, less than the outbox's bound.
+        let mut head: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let chunk = Bytes::from_static(b"{\"job\":1}\n");
+        let mut expected = head.clone();
+        expected.extend_from_slice(&chunk);
+        assert!(m.send_parts(&head, std::slice::from_ref(&chunk)));
+        assert!(m.has_output(), "the socket did not take it all");
+        // The caller's buffer is its own again at once (the next lines are encoded there).
+        head.fill(0);
+        let mut got = Vec::new();
+        let mut buf = [0u8; 16 * 1024];
+        for _ in 0..2000 {
+            if got.len() == expected.len() {
+                break;
+            }
+            match client.try_read(&mut buf) {
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    m.conn().flush(&m).unwrap();
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got.len(), expected.len());
+        assert!(
+            got == expected,
+            "the head's bytes, then the chunk's, in order"
+        );
+        assert!(!m.has_output());
+        assert_eq!(m.tx.load(Relaxed), expected.len() as u64);
         m.shut();
     }
 

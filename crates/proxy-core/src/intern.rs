@@ -9,7 +9,9 @@
 //! waits at most for one shard's purge), and every shard is purged every 16 s.
 
 use std::collections::HashSet;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
+
+use foldhash::fast::RandomState;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
 
@@ -24,15 +26,16 @@ pub(crate) const SHARDS: usize = 16;
 /// A set of shared strings.
 #[derive(Debug, Default)]
 pub(crate) struct Interner {
-    shards: [Mutex<HashSet<ArcStr>>; SHARDS],
-    /// Picks a string's shard.
+    shards: [Mutex<HashSet<ArcStr, RandomState>>; SHARDS],
+    /// Picks a string's shard (foldhash with a per-process seed, as the sets: SipHash
+    /// was a tenth of a login's instructions).
     hasher: RandomState,
     /// The shard the next [`Interner::purge_step`] walks.
     cursor: AtomicUsize,
 }
 
 impl Interner {
-    fn shard(&self, s: &str) -> &Mutex<HashSet<ArcStr>> {
+    fn shard(&self, s: &str) -> &Mutex<HashSet<ArcStr, RandomState>> {
         // The remainder is below SHARDS: the cast cannot truncate.
         let i = (self.hasher.hash_one(s) % SHARDS as u64) as usize;
         &self.shards[i]

@@ -297,7 +297,13 @@ impl<F: MinerProtocol> Miner<F> {
                     more = false;
                     break;
                 }
-                Next::Close(why) => return self.close(shared, why),
+                Next::Close(why) => {
+                    // Answers held for this drive's one write go out before the close.
+                    if self.conn().holds_output() {
+                        let _ = self.conn().flush(self);
+                    }
+                    return self.close(shared, why);
+                }
             };
             if flow == Flow::Active && self.phase() != MinerPhase::WaitLogin {
                 self.set_deadline(shared, now + INACTIVITY_TIMEOUT);
@@ -326,11 +332,17 @@ impl<F: Family> Miner<F> {
     /// Returns false when the miner is closed or its outbox just overflowed (then it is
     /// closed by its dispatcher).
     pub(crate) fn send(self: &Arc<Self>, chunks: &[Bytes]) -> bool {
+        self.send_parts(&[], chunks)
+    }
+
+    /// Queues `head` then `chunks` (see [`Miner::send`]), in one write when nothing waits
+    /// before them; `head` is copied only when the socket does not take it at once.
+    pub(crate) fn send_parts(self: &Arc<Self>, head: &[u8], chunks: &[Bytes]) -> bool {
         let mut c = self.conn();
         if !c.is_usable() {
             return false;
         }
-        match c.push(chunks, self) {
+        match c.push_parts(head, chunks, self) {
             Ok(()) => true,
             Err(why) => {
                 c.set_failed(why);
@@ -469,5 +481,9 @@ impl<F: Family> Downstream<F> for Arc<Miner<F>> {
 
     fn send(&self, chunks: &[Bytes]) {
         Miner::send(self, chunks);
+    }
+
+    fn send_parts(&self, head: &[u8], chunks: &[Bytes]) {
+        Miner::send_parts(self, head, chunks);
     }
 }

@@ -86,6 +86,16 @@ pub(crate) trait Downstream<F: Family>:
     fn send_line(&self, line: Vec<u8>);
     /// Writes one line given as chunks (a job line patched for the miner).
     fn send(&self, chunks: &[Bytes]);
+    /// Writes `head` (whole lines, borrowed: e.g. answers encoded into a reused buffer) and
+    /// then `chunks`, in one write where the miner's socket allows.
+    fn send_parts(&self, head: &[u8], chunks: &[Bytes]) {
+        if !head.is_empty() {
+            self.send_line(head.to_vec());
+        }
+        if !chunks.is_empty() {
+            self.send(chunks);
+        }
+    }
 
     /// Routes the miner to `route` (its upstream took it).
     fn set_route(&self, route: Route<F, Self>) {

@@ -316,7 +316,9 @@ struct Inner {
     /// The records by slot; a removed record leaves `None`, whose slot is in `free`.
     slots: Vec<Option<WorkerRecord>>,
     free: Vec<u32>,
-    by_name: HashMap<WorkerName, u32>,
+    /// By name, hashed with foldhash (per-process seed; the table is bounded by
+    /// `workers-max`).
+    by_name: HashMap<WorkerName, u32, foldhash::fast::RandomState>,
     /// The idle records (no open connection), oldest first: (second of the record's last
     /// event, slot). A record is here exactly while its `connections` is 0.
     idle: BTreeSet<(u32, u32)>,
@@ -339,7 +341,7 @@ impl Inner {
             limits,
             slots: Vec::new(),
             free: Vec::new(),
-            by_name: HashMap::new(),
+            by_name: HashMap::default(),
             idle: BTreeSet::new(),
             generation: 0,
             resync: false,

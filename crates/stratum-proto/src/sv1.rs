@@ -11,7 +11,11 @@
 //! | pool (server) | notifications `mining.notify`, `set_difficulty`, `set_extranonce`, `set_version_mask`; requests `client.reconnect`, `client.get_version` | [`parse_server_line`] | [`ServerMessage::encode`] |
 //! | pool (server) | answers | [`parse_server_line`] | [`encode_subscribe_result`], [`encode_configure_result`], [`encode_bool_result`], [`encode_error`] |
 //!
-//! Every encoder returns one complete line ending in `\n`. JSON-RPC ids are any JSON value
+//! Every encoder returns one complete line ending in `\n`; its `_into` form
+//! ([`encode_bool_result_into`], [`encode_configure_result_into`],
+//! [`SubscribeAnswer::encode_into`], [`ServerMessage::encode_into`], ...) appends the same
+//! bytes to a caller's buffer, so that a driver writes several answers from one reused
+//! buffer. JSON-RPC ids are any JSON value
 //! ([`Id`]) and are echoed unchanged. Errors go on the wire as `[code, "message", null]`
 //! ([`ErrorCode`]); answers from pools are read in that shape or as `{"code","message"}`.
 //!
@@ -672,8 +676,8 @@ pub fn parse_client_line(line: &[u8]) -> Result<ClientMessage, RequestError> {
 
 /// [`parse_client_line`] for any line: the envelope, then the method's params.
 fn parse_client_line_in_general(line: &[u8]) -> Result<ClientMessage, RequestError> {
-    let env = envelope(line).ok_or(RequestError::Parse)?;
-    let Some(method) = env.method.clone() else {
+    let mut env = envelope(line).ok_or(RequestError::Parse)?;
+    let Some(method) = env.method.take() else {
         // An answer: `result`/`error` present, or at least an id of ours (`"result":null`
         // reads as absent).
         if env.result.is_some() || env.error.is_some() || !env.id.is_null() {
@@ -686,13 +690,13 @@ fn parse_client_line_in_general(line: &[u8]) -> Result<ClientMessage, RequestErr
         });
     };
     let id = env.id;
-    let Some(p) = params_array(env.params) else {
+    let Some(mut p) = params_array(env.params) else {
         return Err(RequestError::InvalidParams {
             id,
             reason: "params is not an array",
         });
     };
-    let request = match parse_request(&method, &p) {
+    let request = match parse_request(&method, &mut p) {
         Ok(Some(r)) => r,
         Ok(None) => return Err(RequestError::UnknownMethod { id, method }),
         Err(reason) => return Err(RequestError::InvalidParams { id, reason }),
@@ -708,19 +712,28 @@ fn opt_string(v: Option<&Value>, what: &'static str) -> Result<Option<String>, &
     }
 }
 
-fn parse_request(method: &str, p: &[Value]) -> Result<Option<ClientRequest>, &'static str> {
+/// [`opt_string`] taking the string out of the params (a miner's params are read once: no
+/// copy).
+fn take_string(v: Option<&mut Value>, what: &'static str) -> Result<Option<String>, &'static str> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(std::mem::take(s))),
+        Some(_) => Err(what),
+    }
+}
+
+fn parse_request(method: &str, p: &mut [Value]) -> Result<Option<ClientRequest>, &'static str> {
     Ok(Some(match method {
         "mining.subscribe" => ClientRequest::Subscribe(Subscribe {
-            user_agent: opt_string(p.first(), "user agent is not a string")?,
-            session_id: opt_string(p.get(1), "session id is not a string")?,
+            user_agent: take_string(p.get_mut(0), "user agent is not a string")?,
+            session_id: take_string(p.get_mut(1), "session id is not a string")?,
         }),
         "mining.authorize" => ClientRequest::Authorize(Authorize {
-            username: p
-                .first()
-                .and_then(Value::as_str)
-                .ok_or("username is not a string")?
-                .to_owned(),
-            password: opt_string(p.get(1), "password is not a string")?,
+            username: match p.get_mut(0) {
+                Some(Value::String(s)) => std::mem::take(s),
+                _ => return Err("username is not a string"),
+            },
+            password: take_string(p.get_mut(1), "password is not a string")?,
         }),
         "mining.configure" => ClientRequest::Configure(parse_configure(p)?),
         "mining.extranonce.subscribe" => ClientRequest::ExtranonceSubscribe,
@@ -952,11 +965,67 @@ struct ErrorOut<'a> {
     error: (i64, &'a str, Option<()>),
 }
 
-fn line<T: Serialize>(value: &T) -> Vec<u8> {
-    // Serializing these plain values cannot fail: no maps with non-string keys, no I/O.
-    let mut out = serde_json::to_vec(value).unwrap_or_default();
+/// Appends `value` as JSON and `\n` to `out`.
+fn line_into<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    let start = out.len();
+    // Serializing these plain values into a `Vec` cannot fail (no maps with non-string
+    // keys, no I/O); were it to, the line is left empty, as `to_vec` then gave.
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        out.truncate(start);
+    }
     out.push(b'\n');
+}
+
+/// `value` as one line in a fresh `Vec` (128 bytes reserved, as `serde_json::to_vec` does).
+fn line<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    line_into(&mut out, value);
     out
+}
+
+/// A notification (`"id":null`) appended to `out`.
+fn note_into<P: Serialize>(out: &mut Vec<u8>, method: &'static str, params: P) {
+    line_into(
+        out,
+        &RequestOut {
+            id: &Value::Null,
+            method,
+            params,
+        },
+    );
+}
+
+/// A `u32` written as 8 lowercase hex chars ([`u32_hex`]) with no `String` made.
+struct HexU32(u32);
+
+impl Serialize for HexU32 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{:08x}", self.0))
+    }
+}
+
+/// Bytes written as a lowercase hex string with no `String` made.
+struct HexBytes<'a>(&'a [u8]);
+
+impl Serialize for HexBytes<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0.as_hex())
+    }
+}
+
+/// A difficulty written as [`difficulty_value`] writes it, with no `Value` made.
+struct Difficulty(f64);
+
+impl Serialize for Difficulty {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let d = self.0;
+        if d.fract() == 0.0 && (0.0..9.0e15).contains(&d) {
+            // Exact: an integral f64 below 2^53.
+            s.serialize_u64(d as u64)
+        } else {
+            s.serialize_f64(d)
+        }
+    }
 }
 
 impl ClientRequest {
@@ -1079,34 +1148,29 @@ impl ServerMessage {
     /// [`parse_server_line`] reads it back to the same value. `Other(m)` encodes a
     /// notification `m` without params.
     pub fn encode(&self) -> Vec<u8> {
-        let null = Value::Null;
-        let note = |method: &'static str, params: Value| {
-            line(&RequestOut {
-                id: &null,
-                method,
-                params,
-            })
-        };
+        let mut out = Vec::with_capacity(128);
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// [`ServerMessage::encode`] appended to `out` (e.g. a connection's reused buffer): the
+    /// same bytes; `set_difficulty`, `set_extranonce` and `set_version_mask` make no
+    /// allocation of their own.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
         match self {
-            Self::Notify(n) => line(&RequestOut {
-                id: &null,
-                method: "mining.notify",
-                params: n.params(),
-            }),
-            Self::SetDifficulty(d) => note(
-                "mining.set_difficulty",
-                Value::from(vec![difficulty_value(*d)]),
-            ),
+            Self::Notify(n) => note_into(out, "mining.notify", n.params()),
+            Self::SetDifficulty(d) => {
+                note_into(out, "mining.set_difficulty", (Difficulty(*d),));
+            }
             Self::SetExtranonce {
                 extranonce1,
                 extranonce2_size,
-            } => note(
+            } => note_into(
+                out,
                 "mining.set_extranonce",
-                serde_json::json!([extranonce1.to_lower_hex_string(), extranonce2_size]),
+                (HexBytes(extranonce1), extranonce2_size),
             ),
-            Self::SetVersionMask(m) => {
-                note("mining.set_version_mask", serde_json::json!([u32_hex(*m)]))
-            }
+            Self::SetVersionMask(m) => note_into(out, "mining.set_version_mask", (HexU32(*m),)),
             Self::Reconnect { id, params } => {
                 let mut p = Vec::new();
                 if params.host.is_some() || params.port.is_some() || params.wait_secs.is_some() {
@@ -1118,29 +1182,40 @@ impl ServerMessage {
                 if let Some(w) = params.wait_secs {
                     p.push(Value::from(w));
                 }
-                line(&RequestOut {
+                line_into(
+                    out,
+                    &RequestOut {
+                        id,
+                        method: "client.reconnect",
+                        params: p,
+                    },
+                );
+            }
+            Self::GetVersion { id } => line_into(
+                out,
+                &RequestOut {
                     id,
-                    method: "client.reconnect",
-                    params: p,
-                })
-            }
-            Self::GetVersion { id } => line(&RequestOut {
-                id,
-                method: "client.get_version",
-                params: [(); 0],
-            }),
+                    method: "client.get_version",
+                    params: [(); 0],
+                },
+            ),
             Self::Response { id, outcome } => match outcome {
-                Ok(v) => encode_result(id, v),
-                Err(e) => encode_error_message(id, e.code, &e.message),
+                Ok(v) => line_into(
+                    out,
+                    &ResultOut {
+                        id,
+                        result: v,
+                        error: None,
+                    },
+                ),
+                Err(e) => encode_error_message_into(out, id, e.code, &e.message),
             },
-            Self::Other(m) => {
-                let mut out = serde_json::to_vec(&serde_json::json!({
+            Self::Other(m) => line_into(
+                out,
+                &serde_json::json!({
                     "id": null, "method": m, "params": []
-                }))
-                .unwrap_or_default();
-                out.push(b'\n');
-                out
-            }
+                }),
+            ),
         }
     }
 }
@@ -1165,6 +1240,18 @@ pub fn encode_bool_result(id: &Id, ok: bool) -> Vec<u8> {
     })
 }
 
+/// [`encode_bool_result`] appended to `out`.
+pub fn encode_bool_result_into(out: &mut Vec<u8>, id: &Id, ok: bool) {
+    line_into(
+        out,
+        &ResultOut {
+            id,
+            result: ok,
+            error: None,
+        },
+    );
+}
+
 /// `{"id":ID,"result":null,"error":[CODE,"MESSAGE",null]}\n` with the standard message.
 pub fn encode_error(id: &Id, code: ErrorCode) -> Vec<u8> {
     encode_error_message(id, code.code(), code.message())
@@ -1172,11 +1259,20 @@ pub fn encode_error(id: &Id, code: ErrorCode) -> Vec<u8> {
 
 /// `{"id":ID,"result":null,"error":[CODE,"MESSAGE",null]}\n` with any code and message.
 pub fn encode_error_message(id: &Id, code: i64, message: &str) -> Vec<u8> {
-    line(&ErrorOut {
+    line(&error_out(id, code, message))
+}
+
+/// [`encode_error_message`] appended to `out`.
+pub fn encode_error_message_into(out: &mut Vec<u8>, id: &Id, code: i64, message: &str) {
+    line_into(out, &error_out(id, code, message));
+}
+
+fn error_out<'a>(id: &'a Id, code: i64, message: &'a str) -> ErrorOut<'a> {
+    ErrorOut {
         id,
         result: None,
         error: (code, message, None),
-    })
+    }
 }
 
 /// The subscribe answer: `{"id":ID,"result":[[["mining.set_difficulty",S],
@@ -1187,38 +1283,125 @@ pub fn encode_subscribe_result(id: &Id, r: &SubscribeResult) -> Vec<u8> {
         id,
         result: (
             &r.subscriptions,
-            r.extranonce1.to_lower_hex_string(),
+            HexBytes(&r.extranonce1),
             r.extranonce2_size,
         ),
         error: None,
     })
 }
 
+/// The subscribe answer a proxy gives its miner: both subscriptions (`mining.set_difficulty`
+/// and `mining.notify`) under one id, the miner's number in lowercase hex, then its
+/// extranonce1 and extranonce2 size. The same line as [`encode_subscribe_result`] of the
+/// [`SubscribeResult`] that [`SubscribeAnswer::to_result`] gives, with no string made.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubscribeAnswer {
+    /// The subscription id's number (written as `format!("{:x}")`).
+    pub subscription: u64,
+    /// This connection's extranonce1 bytes.
+    pub extranonce1: Vec<u8>,
+    /// How many bytes of extranonce2 the miner rolls.
+    pub extranonce2_size: usize,
+}
+
+impl SubscribeAnswer {
+    /// The same answer as a [`SubscribeResult`] (two owned pairs).
+    pub fn to_result(&self) -> SubscribeResult {
+        let sub = format!("{:x}", self.subscription);
+        SubscribeResult {
+            subscriptions: vec![
+                ("mining.set_difficulty".into(), sub.clone()),
+                ("mining.notify".into(), sub),
+            ],
+            extranonce1: self.extranonce1.clone(),
+            extranonce2_size: self.extranonce2_size,
+        }
+    }
+
+    /// The answer's line under `id`, appended to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>, id: &Id) {
+        /// The subscription id, as lowercase hex, with no `String` made.
+        struct LowerHex(u64);
+        impl Serialize for LowerHex {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(&format_args!("{:x}", self.0))
+            }
+        }
+        let sub = || LowerHex(self.subscription);
+        line_into(
+            out,
+            &ResultOut {
+                id,
+                result: (
+                    (("mining.set_difficulty", sub()), ("mining.notify", sub())),
+                    HexBytes(&self.extranonce1),
+                    self.extranonce2_size,
+                ),
+                error: None,
+            },
+        );
+    }
+}
+
 /// The configure answer (BIP 310): `{"id":ID,"result":{"version-rolling":true,
 /// "version-rolling.mask":"1fffe000", ...},"error":null}\n`; extensions left `None` are
 /// left out.
 pub fn encode_configure_result(id: &Id, r: &ConfigureResult) -> Vec<u8> {
-    let mut o = serde_json::Map::new();
-    match &r.version_rolling {
-        None => {}
+    let mut out = Vec::with_capacity(128);
+    encode_configure_result_into(&mut out, id, r);
+    out
+}
+
+/// [`encode_configure_result`] appended to `out`. The keys come in the order a JSON object
+/// map sorts them (`minimum-difficulty`, `subscribe-extranonce`, `version-rolling`,
+/// `version-rolling.mask`), from a struct: no map is built.
+pub fn encode_configure_result_into(out: &mut Vec<u8>, id: &Id, r: &ConfigureResult) {
+    /// `version-rolling`'s value: `true`, `false` or the refusal's text.
+    #[derive(Serialize)]
+    #[serde(untagged)]
+    enum Rolling<'a> {
+        Flag(bool),
+        Text(&'a str),
+    }
+    /// The result object, keys in sorted order.
+    #[derive(Serialize)]
+    struct ConfigureOut<'a> {
+        #[serde(rename = "minimum-difficulty", skip_serializing_if = "Option::is_none")]
+        minimum_difficulty: Option<bool>,
+        #[serde(
+            rename = "subscribe-extranonce",
+            skip_serializing_if = "Option::is_none"
+        )]
+        subscribe_extranonce: Option<bool>,
+        #[serde(rename = "version-rolling", skip_serializing_if = "Option::is_none")]
+        version_rolling: Option<Rolling<'a>>,
+        #[serde(
+            rename = "version-rolling.mask",
+            skip_serializing_if = "Option::is_none"
+        )]
+        mask: Option<HexU32>,
+    }
+    let (version_rolling, mask) = match &r.version_rolling {
+        None => (None, None),
         Some(VersionRollingResult::Enabled { mask }) => {
-            o.insert("version-rolling".into(), true.into());
-            o.insert("version-rolling.mask".into(), u32_hex(*mask).into());
+            (Some(Rolling::Flag(true)), Some(HexU32(*mask)))
         }
-        Some(VersionRollingResult::Disabled) => {
-            o.insert("version-rolling".into(), false.into());
-        }
-        Some(VersionRollingResult::Error(e)) => {
-            o.insert("version-rolling".into(), e.as_str().into());
-        }
-    }
-    if let Some(b) = r.minimum_difficulty {
-        o.insert("minimum-difficulty".into(), b.into());
-    }
-    if let Some(b) = r.subscribe_extranonce {
-        o.insert("subscribe-extranonce".into(), b.into());
-    }
-    encode_result(id, &Value::Object(o))
+        Some(VersionRollingResult::Disabled) => (Some(Rolling::Flag(false)), None),
+        Some(VersionRollingResult::Error(e)) => (Some(Rolling::Text(e)), None),
+    };
+    line_into(
+        out,
+        &ResultOut {
+            id,
+            result: ConfigureOut {
+                minimum_difficulty: r.minimum_difficulty,
+                subscribe_extranonce: r.subscribe_extranonce,
+                version_rolling,
+                mask,
+            },
+            error: None,
+        },
+    );
 }
 
 #[cfg(test)]

@@ -532,13 +532,86 @@ fn sv1_options(config: &Config) -> Sv1Options {
     }
 }
 
-/// Writes `outs` to `miner` in order; `SendCurrentJob` is the caller's.
+/// Writes `outs` to `miner` in order, in one write; `SendCurrentJob` is the caller's.
 fn write_outputs<M: Downstream<Sv1>>(miner: &M, outs: &[Output]) {
-    for o in outs {
-        if let Some(line) = o.encode() {
-            miner.send_line(line);
+    write_outputs_and_job(miner, outs, None);
+}
+
+/// Writes `outs` to `miner` in order and, when they end the login (`SendCurrentJob`) and
+/// `job` is given, the job as [`Sv1::deliver`] sends it: every line in one write, from the
+/// thread's line buffer ([`with_lines`]).
+fn write_outputs_and_job<M: Downstream<Sv1>>(miner: &M, outs: &[Output], job: Option<&Sv1JobInfo>) {
+    with_lines(|buf| {
+        let mut wants_job = false;
+        for o in outs {
+            wants_job |= !o.encode_into(buf);
+        }
+        let job = job.filter(|job| wants_job && job_lines(job, miner, buf));
+        send_lines(miner, buf, job);
+    });
+}
+
+/// Writes the lines in `buf`, then `job`'s `mining.notify` if given; nothing when both are
+/// empty.
+fn send_lines<M: Downstream<Sv1>>(miner: &M, buf: &[u8], job: Option<&Sv1JobInfo>) {
+    match job {
+        Some(job) => miner.send_parts(buf, std::slice::from_ref(&job.line)),
+        None if !buf.is_empty() => miner.send_parts(buf, &[]),
+        None => {}
+    }
+}
+
+/// Whether the miner gets `job` now (the session's [`JobFor`]); its
+/// `mining.set_difficulty`, when the difficulty is new, appended to `buf`.
+fn job_lines<M: Downstream<Sv1>>(job: &Sv1JobInfo, miner: &M, buf: &mut Vec<u8>) -> bool {
+    let Some(&(seq, up)) = job.meta.get() else {
+        return false;
+    };
+    let now = now_ms();
+    let what = miner.with_session(|s, _| {
+        // Vardiff looks again at its window's end even without shares (a miner that
+        // finds none gets an easier difficulty): at a job, which carries the change.
+        if now >= s.inner.next_poll() {
+            s.inner.poll(now);
+        }
+        s.inner.on_job(seq, up)
+    });
+    match what {
+        JobFor::Skip => false,
+        JobFor::Send { difficulty } => {
+            if let Some(d) = difficulty {
+                ServerMessage::SetDifficulty(d).encode_into(buf);
+            }
+            true
         }
     }
+}
+
+/// The most a thread's line buffer keeps between uses, bytes (a login's answers and
+/// difficulty take ~400; a buffer grown past this by a rare long line is given back).
+const LINES_KEPT: usize = 4096;
+
+thread_local! {
+    /// The lines of the write being made to one miner (answers, a difficulty), encoded here
+    /// rather than into a buffer of their own each: the socket takes them straight from it,
+    /// and only what it does not take at once is copied into the miner's outbox.
+    static LINES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with the thread's line buffer, emptied; a use inside another gets a buffer of
+/// its own.
+fn with_lines<T>(f: impl FnOnce(&mut Vec<u8>) -> T) -> T {
+    LINES.with(|lines| {
+        let Ok(mut buf) = lines.try_borrow_mut() else {
+            return f(&mut Vec::new());
+        };
+        buf.clear();
+        let out = f(&mut buf);
+        if buf.capacity() > LINES_KEPT {
+            *buf = Vec::new();
+        }
+        out
+    })
 }
 
 impl Family for Sv1 {
@@ -575,28 +648,13 @@ impl Family for Sv1 {
 
     /// `mining.set_difficulty` when the miner's difficulty is new, then the job's
     /// `mining.notify` (the same bytes for every miner); nothing before `authorize`.
+    /// (Both in one write.)
     fn deliver<M: Downstream<Self>>(job: &Sv1JobInfo, miner: &M, _slot: Option<u16>, _: &()) {
-        let Some(&(seq, up)) = job.meta.get() else {
-            return;
-        };
-        let now = now_ms();
-        let what = miner.with_session(|s, _| {
-            // Vardiff looks again at its window's end even without shares (a miner that
-            // finds none gets an easier difficulty): at a job, which carries the change.
-            if now >= s.inner.next_poll() {
-                s.inner.poll(now);
+        with_lines(|buf| {
+            if job_lines(job, miner, buf) {
+                send_lines(miner, buf, Some(job));
             }
-            s.inner.on_job(seq, up)
         });
-        match what {
-            JobFor::Skip => {}
-            JobFor::Send { difficulty } => {
-                if let Some(d) = difficulty {
-                    miner.send_line(ServerMessage::SetDifficulty(d).encode());
-                }
-                miner.send(std::slice::from_ref(&job.line));
-            }
-        }
     }
 
     /// `true`, or the error with the message (a pool's refusal keeps its text) and the code
@@ -725,11 +783,7 @@ impl<M: Downstream<Sv1>> Mapper<Sv1, M> {
 fn write_all<M: Downstream<Sv1>>(out: Vec<Write<M>>, job: Option<&Arc<Sv1JobInfo>>) -> Vec<M> {
     let mut later = Vec::new();
     for (m, outs, close) in out {
-        write_outputs(&m, &outs);
-        if let (Some(job), true) = (job, outs.contains(&Output::SendCurrentJob)) {
-            let slot = m.with_session(|_, r| r.as_ref().and_then(|r| r.slot));
-            Sv1::deliver(job, &m, slot, &());
-        }
+        write_outputs_and_job(&m, &outs, job.map(|j| &**j));
         match close {
             Close::Keep => {}
             Close::Now => {
@@ -1034,7 +1088,10 @@ fn handle_subscribe(
                 Close::Keep
             };
             let job = route.mapper.st().channel.current.clone();
-            write_all(vec![(miner.clone(), outs, close)], job.as_ref());
+            write_outputs_and_job(miner, &outs, job.as_deref());
+            if close == Close::Now {
+                miner.fail(TOLD_TO_RECONNECT);
+            }
         }
     }
 }
@@ -1079,7 +1136,9 @@ fn handle_configure(
         let mut ch = route.mapper.st();
         let mut st = miner.state();
         if ch.channel.mask_known {
-            vec![st.session.inner.configure(id, req, ch.channel.version_mask)]
+            let out = st.session.inner.configure(id, req, ch.channel.version_mask);
+            drop((st, ch));
+            return write_outputs(miner, &[out]);
         } else {
             // A configure that replaces a waiting one keeps the first one's deadline: one
             // entry per miner at a time, however many configures it sends.
@@ -1155,7 +1214,7 @@ fn handle_authorize(
             // The interned copy in the login is the one kept (shared by the miners that
             // send the same agent): the session's is freed.
             let agent = st.session.inner.take_agent().unwrap_or_default();
-            let pass = req.password.clone().unwrap_or_default();
+            let pass = req.password.as_deref().unwrap_or_default();
             // The worker name is the user: one copy, which the login, the worker record
             // and the session point at. Its account part (the address, alike across a
             // farm's machines) is interned, its worker part is the miner's own block (each
@@ -1165,25 +1224,23 @@ fn handle_authorize(
             st.session.inner.share_worker_name(&user);
             st.login = Some(Box::new(crate::login::LoginInfo {
                 user,
-                pass: shared.strings.get(&pass),
+                pass: shared.strings.get(pass),
                 agent: shared.strings.get(&agent),
                 rig_id: None,
             }));
         }
         (outs, first)
     };
-    write_outputs(miner, &outs);
+    // The current job goes in the same write as the answer when the login is complete.
+    let job = if outs.last() == Some(&Output::SendCurrentJob) {
+        let route = miner.state().route.clone();
+        route.and_then(|route| route.mapper.st().channel.current.clone())
+    } else {
+        None
+    };
+    write_outputs_and_job(miner, &outs, job.as_deref());
     if first {
         miner.report_login(shared);
-    }
-    if outs.last() == Some(&Output::SendCurrentJob) {
-        let route = miner.state().route.clone();
-        if let Some(route) = route {
-            let job = route.mapper.st().channel.current.clone();
-            if let Some(job) = job {
-                Sv1::deliver(&job, miner, route.slot, &());
-            }
-        }
     }
 }
 

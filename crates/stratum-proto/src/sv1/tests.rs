@@ -989,3 +989,144 @@ proptest! {
         let _ = parse_server_line(&bytes);
     }
 }
+
+/// The encoders as they were before they wrote into a caller's buffer (session 9): a
+/// `serde_json::Map` for the configure answer, `Value`s and `String`s for the params. The
+/// new ones must give these bytes.
+mod former {
+    use super::*;
+
+    fn line(value: &impl Serialize) -> Vec<u8> {
+        let mut out = serde_json::to_vec(value).unwrap();
+        out.push(b'\n');
+        out
+    }
+
+    pub(super) fn configure(id: &Id, r: &ConfigureResult) -> Vec<u8> {
+        let mut o = serde_json::Map::new();
+        match &r.version_rolling {
+            None => {}
+            Some(VersionRollingResult::Enabled { mask }) => {
+                o.insert("version-rolling".into(), true.into());
+                o.insert("version-rolling.mask".into(), u32_hex(*mask).into());
+            }
+            Some(VersionRollingResult::Disabled) => {
+                o.insert("version-rolling".into(), false.into());
+            }
+            Some(VersionRollingResult::Error(e)) => {
+                o.insert("version-rolling".into(), e.as_str().into());
+            }
+        }
+        if let Some(b) = r.minimum_difficulty {
+            o.insert("minimum-difficulty".into(), b.into());
+        }
+        if let Some(b) = r.subscribe_extranonce {
+            o.insert("subscribe-extranonce".into(), b.into());
+        }
+        line(&ResultOut {
+            id,
+            result: Value::Object(o),
+            error: None,
+        })
+    }
+
+    pub(super) fn subscribe(id: &Id, r: &SubscribeResult) -> Vec<u8> {
+        let result = (
+            &r.subscriptions,
+            r.extranonce1.to_lower_hex_string(),
+            r.extranonce2_size,
+        );
+        line(&ResultOut {
+            id,
+            result,
+            error: None,
+        })
+    }
+
+    pub(super) fn note(method: &'static str, params: Value) -> Vec<u8> {
+        line(&RequestOut {
+            id: &Value::Null,
+            method,
+            params,
+        })
+    }
+}
+
+proptest! {
+    #[test]
+    fn configure_answers_are_the_bytes_the_object_map_gave(
+        id in id(),
+        vr in proptest::option::of(prop_oneof![
+            any::<u32>().prop_map(|mask| VersionRollingResult::Enabled { mask }),
+            Just(VersionRollingResult::Disabled),
+            text().prop_map(VersionRollingResult::Error),
+        ]),
+        minimum_difficulty in proptest::option::of(any::<bool>()),
+        subscribe_extranonce in proptest::option::of(any::<bool>()),
+    ) {
+        let c = ConfigureResult { version_rolling: vr, minimum_difficulty, subscribe_extranonce };
+        let old = former::configure(&id, &c);
+        prop_assert_eq!(&encode_configure_result(&id, &c), &old);
+        let mut out = b"before\n".to_vec();
+        encode_configure_result_into(&mut out, &id, &c);
+        prop_assert_eq!(&out[7..], &old[..]);
+    }
+
+    #[test]
+    fn a_miners_subscribe_answer_is_the_bytes_of_its_subscribe_result(
+        id in id(),
+        subscription in any::<u64>(),
+        extranonce1 in proptest::collection::vec(any::<u8>(), 0..=MAX_EXTRANONCE_SIZE),
+        extranonce2_size in 0..=MAX_EXTRANONCE_SIZE,
+    ) {
+        let a = SubscribeAnswer { subscription, extranonce1, extranonce2_size };
+        let r = a.to_result();
+        prop_assert_eq!(&r.subscriptions[0].1, &format!("{subscription:x}"));
+        let old = former::subscribe(&id, &r);
+        prop_assert_eq!(&encode_subscribe_result(&id, &r), &old);
+        let mut out = b"x".to_vec();
+        a.encode_into(&mut out, &id);
+        prop_assert_eq!(&out[1..], &old[..]);
+    }
+
+    #[test]
+    fn notifications_are_the_bytes_their_values_gave(
+        d in any::<f64>(),
+        mask in any::<u32>(),
+        extranonce1 in proptest::collection::vec(any::<u8>(), 0..=MAX_EXTRANONCE_SIZE),
+        extranonce2_size in 0..=MAX_EXTRANONCE_SIZE,
+    ) {
+        prop_assert_eq!(
+            ServerMessage::SetDifficulty(d).encode(),
+            former::note("mining.set_difficulty", Value::from(vec![difficulty_value(d)]))
+        );
+        prop_assert_eq!(
+            ServerMessage::SetVersionMask(mask).encode(),
+            former::note("mining.set_version_mask", json!([u32_hex(mask)]))
+        );
+        let e1 = extranonce1.to_lower_hex_string();
+        prop_assert_eq!(
+            ServerMessage::SetExtranonce { extranonce1, extranonce2_size }.encode(),
+            former::note("mining.set_extranonce", json!([e1, extranonce2_size]))
+        );
+    }
+
+    #[test]
+    fn answers_appended_to_a_buffer_are_the_lines_alone(
+        id in id(),
+        ok in any::<bool>(),
+        code in any::<i64>(),
+        message in text(),
+        m in server_message(),
+    ) {
+        let mut out = Vec::new();
+        encode_bool_result_into(&mut out, &id, ok);
+        let n = out.len();
+        prop_assert_eq!(&out[..], &encode_bool_result(&id, ok)[..]);
+        encode_error_message_into(&mut out, &id, code, &message);
+        let k = out.len();
+        prop_assert_eq!(&out[n..], &encode_error_message(&id, code, &message)[..]);
+        m.encode_into(&mut out);
+        prop_assert_eq!(&out[k..], &m.encode()[..]);
+    }
+}

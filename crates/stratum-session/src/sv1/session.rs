@@ -13,8 +13,8 @@
 use nonce_split::{MinerId, Vardiff, VardiffConfig, VardiffError};
 use std::sync::Arc;
 use stratum_proto::sv1::{
-    encode_bool_result, encode_configure_result, encode_subscribe_result, Authorize, Configure,
-    ConfigureResult, Reconnect, RequestError, ServerMessage, Submit, Subscribe, SubscribeResult,
+    encode_bool_result_into, encode_configure_result_into, Authorize, Configure, ConfigureResult,
+    Reconnect, RequestError, ServerMessage, Submit, Subscribe, SubscribeAnswer,
     VersionRollingResult,
 };
 use stratum_proto::Id;
@@ -51,8 +51,8 @@ pub enum Phase {
 /// The result part of a reply to a miner's request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
-    /// `mining.subscribe`'s result.
-    Subscribed(SubscribeResult),
+    /// `mining.subscribe`'s result (both subscriptions under the miner's number).
+    Subscribed(SubscribeAnswer),
     /// `mining.configure`'s result.
     Configured(ConfigureResult),
     /// `true` (`authorize`, `extranonce.subscribe`, `suggest_difficulty`, `submit`).
@@ -87,27 +87,40 @@ pub enum Output {
 impl Output {
     /// The line to write (ending in `\n`); `None` for [`Output::SendCurrentJob`].
     pub fn encode(&self) -> Option<Vec<u8>> {
-        Some(match self {
+        if *self == Self::SendCurrentJob {
+            return None;
+        }
+        let mut out = Vec::with_capacity(128);
+        self.encode_into(&mut out);
+        Some(out)
+    }
+
+    /// Appends the line to write (ending in `\n`) to `out`, e.g. one buffer that a driver
+    /// fills with several outputs and writes at once; `false` (nothing appended) for
+    /// [`Output::SendCurrentJob`]. The same bytes as [`Output::encode`].
+    pub fn encode_into(&self, out: &mut Vec<u8>) -> bool {
+        match self {
             Self::Reply { id, reply } => match reply {
-                Reply::Subscribed(r) => encode_subscribe_result(id, r),
-                Reply::Configured(r) => encode_configure_result(id, r),
-                Reply::True => encode_bool_result(id, true),
-                Reply::Error(e) => e.reply(id),
+                Reply::Subscribed(r) => r.encode_into(out, id),
+                Reply::Configured(r) => encode_configure_result_into(out, id, r),
+                Reply::True => encode_bool_result_into(out, id, true),
+                Reply::Error(e) => out.extend_from_slice(&e.reply(id)),
             },
-            Self::SetDifficulty(d) => ServerMessage::SetDifficulty(*d).encode(),
-            Self::SetVersionMask(m) => ServerMessage::SetVersionMask(*m).encode(),
+            Self::SetDifficulty(d) => ServerMessage::SetDifficulty(*d).encode_into(out),
+            Self::SetVersionMask(m) => ServerMessage::SetVersionMask(*m).encode_into(out),
             Self::SetExtranonce(n) => ServerMessage::SetExtranonce {
                 extranonce1: n.extranonce1.clone(),
                 extranonce2_size: n.extranonce2_size,
             }
-            .encode(),
+            .encode_into(out),
             Self::Reconnect => ServerMessage::Reconnect {
                 id: Id::Null,
                 params: Reconnect::default(),
             }
-            .encode(),
-            Self::SendCurrentJob => return None,
-        })
+            .encode_into(out),
+            Self::SendCurrentJob => return false,
+        }
+        true
     }
 
     fn reply(id: &Id, reply: Reply) -> Self {
@@ -691,14 +704,10 @@ impl<R> Session<R> {
         self.set_subscribing(false);
         self.route = Some(route);
         self.slot = assignment.slot;
-        let sub = format!("{miner:x}");
         out.push(Output::reply(
             id,
-            Reply::Subscribed(SubscribeResult {
-                subscriptions: vec![
-                    ("mining.set_difficulty".into(), sub.clone()),
-                    ("mining.notify".into(), sub),
-                ],
+            Reply::Subscribed(SubscribeAnswer {
+                subscription: miner,
                 extranonce1: assignment.extranonce1,
                 extranonce2_size: assignment.extranonce2_size,
             }),
@@ -745,7 +754,9 @@ impl<R> Session<R> {
         match self.check_authorize(request, rules) {
             Err(e) => vec![Output::error(id, e)],
             Ok(()) => {
-                let mut out = vec![Output::reply(id, Reply::True)];
+                // Room for the job's request too: one allocation.
+                let mut out = Vec::with_capacity(2);
+                out.push(Output::reply(id, Reply::True));
                 if self.phase() == Phase::Subscribed {
                     self.set_phase(Phase::Authorized);
                     out.push(Output::SendCurrentJob);
