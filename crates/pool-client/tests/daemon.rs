@@ -55,6 +55,28 @@ async fn mine(job: &Job) -> Solution {
         .expect("a block within 90 s")
 }
 
+/// The first extra nonce from 6 on whose block, with the 8-hex-char `nonce` at blob bytes
+/// 39..43, does not meet `difficulty` (RandomX light mode, keyed by the hex `seed`).
+fn losing_extra_nonce(
+    work: &pool_client::monero_block::BlockWork,
+    nonce: &str,
+    seed: &str,
+    difficulty: u64,
+) -> u32 {
+    let seed = stratum_proto::job::decode_hex(seed).expect("hex seed");
+    let hasher = test_support::rx_miner::RxHasher::new(&seed).expect("RandomX");
+    let nonce = stratum_proto::job::decode_hex(nonce).expect("hex nonce");
+    (6..)
+        .find(|&k| {
+            let mut blob = work.hashing_blob(k);
+            blob[39..43].copy_from_slice(&nonce);
+            let hash = hasher.hash(&blob).expect("RandomX hash");
+            let d = stratum_proto::result_difficulty(&stratum_proto::job::encode_hex(&hash));
+            d.is_some_and(|d| d < difficulty)
+        })
+        .expect("some extra nonce loses")
+}
+
 #[tokio::test]
 async fn first_job_comes_from_the_block_template() {
     bounded(async {
@@ -185,14 +207,22 @@ async fn a_block_mined_on_a_miners_own_blob_is_taken_with_its_extra_nonce() {
         mine_job.blob = stratum_proto::job::encode_hex(&work.hashing_blob(5));
         assert_ne!(mine_job.blob, job.blob);
         let solution = mine(&mine_job).await;
-        // Claimed for another extra nonce, it is another block: refused by the node.
+        // Claimed for another extra nonce, it is another block, one that does not meet the
+        // difficulty (about 1 in 40 would): refused by the node.
+        let losing = {
+            let (work, nonce) = (work.clone(), solution.nonce.clone());
+            let seed = job.seed_hash.clone().expect("a RandomX job's seed");
+            tokio::task::spawn_blocking(move || losing_extra_nonce(&work, &nonce, &seed, 40))
+                .await
+                .unwrap()
+        };
         let wrong = h
             .submit_share(
                 session,
                 &job.job_id,
                 &solution.nonce,
                 &solution.result,
-                Some(6),
+                Some(losing),
             )
             .unwrap();
         assert!(
