@@ -27,8 +27,10 @@ pub(crate) const SHARDS: usize = 16;
 #[derive(Debug, Default)]
 pub(crate) struct Interner {
     shards: [Mutex<HashSet<ArcStr, RandomState>>; SHARDS],
-    /// Picks a string's shard (foldhash with a per-process seed, as the sets: SipHash
-    /// was a tenth of a login's instructions).
+    /// Picks a string's shard (foldhash with a random seed per table, as the sets: SipHash
+    /// was a tenth of a login's instructions). foldhash claims no HashDoS resistance
+    /// against an attacker who sees the hashes; a miner sees neither a hash nor a table's
+    /// order, and the sets hold at most one entry per connected miner.
     hasher: RandomState,
     /// The shard the next [`Interner::purge_step`] walks.
     cursor: AtomicUsize,

@@ -207,7 +207,19 @@ impl Proxy {
         let mut list: Vec<Arc<dyn Running>> = Vec::with_capacity(families.len());
         for family in families {
             let events = Arc::new(match list.first() {
-                None => Events::new(&config.load()),
+                None => {
+                    let events = Events::new(&config.load());
+                    // The rounds, one ledger for the families (`Events::sibling`), read
+                    // back before any miner or upstream can count a share in them.
+                    let rounds_dir = config.load().stratum_v1.rounds_dir.clone();
+                    if !rounds_dir.is_empty() {
+                        rounds_store::RoundsStore::restore(
+                            &events.rounds,
+                            std::path::Path::new(&rounds_dir),
+                        );
+                    }
+                    events
+                }
                 Some(first) => first.events().sibling(&config.load()),
             });
             let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut listeners)
@@ -219,14 +231,6 @@ impl Proxy {
                 Protocol::CryptoNote => Self::start_family::<CryptoNote>(&common, events, mine),
                 Protocol::StratumV1 => Self::start_family::<Sv1>(&common, events, mine),
             });
-        }
-        let rounds_dir = config.load().stratum_v1.rounds_dir.clone();
-        if !rounds_dir.is_empty() {
-            // The rounds are one ledger for the families (`Events::sibling`).
-            rounds_store::RoundsStore::restore(
-                &list[0].events().rounds,
-                std::path::Path::new(&rounds_dir),
-            );
         }
         let drivers = Arc::new(Drivers {
             config,

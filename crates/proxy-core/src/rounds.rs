@@ -265,10 +265,14 @@ impl Rounds {
 
     /// Continues from what a store read back at start: `current`, the round that was in
     /// progress, and `blocks`, the blocks found before (any order; the newest
-    /// [`MAX_BLOCKS`] by height are kept, before any found since). `found` still counts
-    /// only the blocks found since the start.
+    /// [`MAX_BLOCKS`] by height are kept, before any found since). A `current` that
+    /// started before the newest block's time is dropped: that block's file was written
+    /// and its new round's was not (a crash between the two), so its shares are already
+    /// in the block's round. `found` still counts only the blocks found since the start.
     pub(crate) fn restore(&self, current: Option<Round>, mut blocks: Vec<SoloBlock>) {
         blocks.sort_by_key(|b| std::cmp::Reverse((b.height, b.time)));
+        let newest = blocks.iter().map(|b| b.time).max();
+        let current = current.filter(|c| newest.is_none_or(|t| c.started >= t));
         let mut l = lock(&self.ledger);
         if let Some(saved) = current {
             l.round = OpenRound::resumed(saved);
@@ -477,6 +481,25 @@ pub(crate) mod tests {
             "the two restored shares and one since"
         );
         assert_eq!(s.blocks.len(), MAX_BLOCKS);
+    }
+
+    #[test]
+    fn a_saved_round_older_than_the_newest_block_is_not_counted_again() {
+        let before = Rounds::new(100);
+        before.share("alice.rig1", 1.0, 1.0);
+        let stale = before.snapshot().current;
+        before.block(&found(5), "alice.rig1", 150);
+        let blocks = before.snapshot().blocks;
+        // The block's file written, the new round's not: the old round is on disk.
+        let after = Rounds::new(500);
+        after.restore(Some(stale), blocks);
+        let s = after.snapshot();
+        assert_eq!(
+            s.current.total.shares, 0,
+            "alice's share is in block 5's round only"
+        );
+        assert_eq!(s.current.started, 500);
+        assert_eq!(s.blocks[0].round.total.shares, 1);
     }
 
     #[test]

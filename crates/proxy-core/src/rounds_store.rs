@@ -7,10 +7,13 @@
 //! hash, times, reward, finder and its round's shares per user), and the round in progress
 //! to `DIR/current.json`, at most every [`SAVE_EVERY`] while shares come in, at each block
 //! and at shutdown. Every file is written whole to a temporary name, synced, then renamed
-//! over the old one: a crash leaves the old file or the new one, never half of one. Block
-//! files are never deleted (payout records; one a block found). At start the proxy reads
-//! `current.json` (its round goes on) and the newest [`MAX_BLOCKS`] block files (listed by
-//! `GET /1/blocks` again); a file it cannot read or parse is skipped with a warning.
+//! over the old one: a crash leaves the old file or the new one, never half of one, and loses
+//! at most the shares of the last [`SAVE_EVERY`]. Block files are never deleted (payout
+//! records; one a block found). At start the proxy reads `current.json` (its round goes on,
+//! unless it is older than the newest block: then a crash came between that block's file
+//! and its new round's, and the old round's shares are in the block's file already) and the
+//! newest [`MAX_BLOCKS`] block files (listed by `GET /1/blocks` again); a file it cannot
+//! read or parse is skipped with a warning.
 //!
 //! The files are written on tokio's blocking threads, one save at a time: what a save
 //! writes is taken from the ledger once it holds the store's lock, so a later save never
@@ -50,14 +53,16 @@ fn is_block_file(name: &str) -> bool {
         && hash.bytes().all(|c| c.is_ascii_hexdigit())
 }
 
-/// Writes `bytes` to `dir/name` whole: a temporary file, synced, renamed over `name`.
+/// Writes `bytes` to `dir/name` whole: a temporary file, synced, renamed over `name`, and
+/// the directory synced (so that the rename survives a power loss).
 fn write_whole(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     drop(f);
-    std::fs::rename(&tmp, dir.join(name))
+    std::fs::rename(&tmp, dir.join(name))?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Writes the blocks of `u` (each its own file) and then its round in progress.

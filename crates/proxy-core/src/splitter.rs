@@ -87,7 +87,8 @@ pub(crate) trait Downstream<F: Family>:
     /// Writes one line given as chunks (a job line patched for the miner).
     fn send(&self, chunks: &[Bytes]);
     /// Writes `head` (whole lines, borrowed: e.g. answers encoded into a reused buffer) and
-    /// then `chunks`, in one write where the miner's socket allows.
+    /// then `chunks`, in one write where the miner's socket allows. The default (for test
+    /// doubles; the driver's miner overrides it) copies `head` and writes the two apart.
     fn send_parts(&self, head: &[u8], chunks: &[Bytes]) {
         if !head.is_empty() {
             self.send_line(head.to_vec());

@@ -316,8 +316,8 @@ struct Inner {
     /// The records by slot; a removed record leaves `None`, whose slot is in `free`.
     slots: Vec<Option<WorkerRecord>>,
     free: Vec<u32>,
-    /// By name, hashed with foldhash (per-process seed; the table is bounded by
-    /// `workers-max`).
+    /// By name, hashed with foldhash (a random seed per table; no miner sees a hash or
+    /// the table's order; bounded by `workers-max`).
     by_name: HashMap<WorkerName, u32, foldhash::fast::RandomState>,
     /// The idle records (no open connection), oldest first: (second of the record's last
     /// event, slot). A record is here exactly while its `connections` is 0.
@@ -650,7 +650,11 @@ mod tests {
         drop(st);
         let g = lock(&w.inner);
         assert!(
-            ArcStr::ptr_eq(g.slots[0].as_ref().unwrap().name.account_block(), &rig),
+            g.slots[0]
+                .as_ref()
+                .unwrap()
+                .name
+                .shares_account(&WorkerName::whole(rig)),
             "no copy per miner"
         );
     }

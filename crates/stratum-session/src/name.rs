@@ -106,12 +106,6 @@ impl WorkerName {
     pub fn shares_account(&self, other: &Self) -> bool {
         ArcStr::ptr_eq(&self.account, &other.account)
     }
-
-    /// The account part's block, when the name was split (for an interner that hands out
-    /// and purges the shared copies).
-    pub fn account_block(&self) -> &ArcStr {
-        &self.account
-    }
 }
 
 impl From<&str> for WorkerName {

@@ -522,6 +522,11 @@ fn plain_answer(line: &[u8]) -> Option<ServerMessage> {
         #[serde(default)]
         error: Option<()>,
     }
+    // An object only: serde's derive would read `[5,true]` as the struct too, a line the
+    // general parser refuses.
+    if line.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return None;
+    }
     let Plain { id, result, error } = serde_json::from_slice(line).ok()?;
     debug_assert!(error.is_none(), "`()` reads null only");
     Some(ServerMessage::Response {
@@ -1095,6 +1100,8 @@ mod tests {
             r#"{"id":null,"method":"mining.set_difficulty","params":[2]}"#,
             r#"{"id":5,"result":true,"error":null} trailing"#,
             "not json",
+            "[5,true]",
+            " [5,true,null]",
         ] {
             assert_eq!(plain_answer(line.as_bytes()), None, "{line}");
         }

@@ -13,7 +13,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
+use serde::de::{self, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use super::{hex_bytes, hex_u32, ClientMessage, ClientRequest, Submit, MAX_EXTRANONCE_SIZE};
@@ -26,8 +26,10 @@ const METHOD: &[u8] = b"\"mining.submit\"";
 static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
     std::sync::LazyLock::new(|| memchr::memmem::Finder::new(METHOD));
 
-/// A submit line's envelope: any other key (`result`, `error`, `jsonrpc`, ...) is skipped,
-/// as the general envelope skips or ignores it for a request.
+/// A submit line's envelope. `result` and `error` are read as the general envelope reads
+/// them (a value each: a duplicate key, a number out of range or nesting past serde_json's
+/// limit fails here as there), then dropped; any other key (`jsonrpc`, ...) is skipped, as
+/// the general envelope skips it.
 #[derive(Deserialize)]
 struct Line<'a> {
     #[serde(default)]
@@ -36,10 +38,15 @@ struct Line<'a> {
     method: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     params: Option<Params<'a>>,
+    #[serde(default, rename = "result")]
+    _result: Option<serde_json::Value>,
+    #[serde(default, rename = "error")]
+    _error: Option<serde_json::Value>,
 }
 
 /// `[worker, job id, extranonce2, ntime, nonce(, version bits or null)(, ...)]`: five
-/// strings, an optional sixth (null is none), anything after skipped.
+/// strings, an optional sixth (null is none), anything after read as a value (as the
+/// general path reads the whole array) and dropped.
 struct Params<'a> {
     fields: [Cow<'a, str>; 5],
     version_bits: Option<Cow<'a, str>>,
@@ -64,7 +71,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Params<'a> {
                 };
                 let fields = [next()?, next()?, next()?, next()?, next()?];
                 let version_bits = seq.next_element::<Option<Borrowed<'a>>>()?.flatten();
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                while seq.next_element::<serde_json::Value>()?.is_some() {}
                 Ok(Params {
                     fields,
                     version_bits: version_bits.map(|b| b.0),
@@ -171,6 +178,10 @@ mod tests {
         r#"{"id":4,"method":"mining.submit","params":["w","bf","00","504e86ed","b2957c02"]} x"#,
         r#"["mining.submit"]"#,
         r#"{"id":4,"method":"mining.subscribe","params":["cgminer/4.11"]}"#,
+        r#"{"id":1,"method":"mining.submit","params":["w","bf","00","504e86ed","b2957c02"],"result":1,"result":2}"#,
+        r#"{"id":1,"method":"mining.submit","params":["w","bf","00","504e86ed","b2957c02"],"error":null,"error":null}"#,
+        r#"{"id":1,"method":"mining.submit","params":["w","bf","00","504e86ed","b2957c02"],"result":1e999}"#,
+        r#"{"id":1,"method":"mining.submit","params":["w","bf","00","504e86ed","b2957c02",null,1e999]}"#,
     ];
 
     #[test]
@@ -212,5 +223,21 @@ mod tests {
         let bad_utf8 = b"{\"id\":1,\"method\":\"mining.submit\",\"params\":[\"\xff\",\"bf\",\"00\",\"504e86ed\",\"b2957c02\"]}";
         assert_eq!(parse(bad_utf8), None);
         assert!(parse_client_line_in_general(bad_utf8).is_err());
+        // Nesting past serde_json's limit, where the general path reads a value.
+        for deep in [
+            format!(
+                r#"{{"id":1,"method":"mining.submit","params":["w","bf","00","504e86ed","b2957c02"],"result":{}1{}}}"#,
+                "[".repeat(200),
+                "]".repeat(200)
+            ),
+            format!(
+                r#"{{"id":1,"method":"mining.submit","params":["w","bf","00","504e86ed","b2957c02",null,{}1{}]}}"#,
+                "[".repeat(200),
+                "]".repeat(200)
+            ),
+        ] {
+            assert_eq!(parse(deep.as_bytes()), None);
+            assert!(parse_client_line_in_general(deep.as_bytes()).is_err());
+        }
     }
 }
