@@ -869,14 +869,16 @@ impl<R> Session<R> {
     }
 
     /// A job `seq` from the upstream at `upstream_difficulty` for this miner: skip it
-    /// unless authorized; else send it, after `mining.set_difficulty` when the miner's
-    /// difficulty (vardiff, clamped at `upstream_difficulty`) is not what it was last told.
+    /// unless authorized, or when it is older than a job the miner has had (the driver read
+    /// it before a fan-out of a newer one overtook it: the miner keeps the newer); else
+    /// send it, after `mining.set_difficulty` when the miner's difficulty (vardiff, clamped
+    /// at `upstream_difficulty`) is not what it was last told.
     ///
     /// The driver may also resend the current job (the same `seq`) to deliver a
     /// [`Session::pending_difficulty`] sooner: shares of a job resent at a new difficulty
     /// are judged at the lower of the two, since the miner may have found them before.
     pub fn on_job(&mut self, seq: JobSeq, upstream_difficulty: f64) -> JobFor {
-        if self.phase() != Phase::Authorized {
+        if self.phase() != Phase::Authorized || self.told().is_some_and(|t| seq < t.last_job) {
             return JobFor::Skip;
         }
         let _ = self.vardiff.handle_upstream_difficulty(upstream_difficulty);

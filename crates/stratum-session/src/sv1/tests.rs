@@ -1365,3 +1365,22 @@ fn a_configure_before_subscribe_waits_for_the_upstreams_mask_and_gets_the_and() 
     assert_eq!(late.on_extranonce_change(None), Some(Output::Reconnect));
     assert_eq!(late.phase(), Phase::Closing);
 }
+
+#[test]
+fn a_job_older_than_one_the_miner_had_is_skipped_and_the_same_one_sent_again() {
+    let now = Instant::now();
+    let mut ch = channel(now);
+    let mut s = ready_miner(&mut ch, 7, now);
+    let newest = ch.on_notify(notify("2", false, HARD_NBITS));
+    assert!(matches!(
+        s.on_job(newest, UPSTREAM_DIFF),
+        JobFor::Send { .. }
+    ));
+    // The job the driver read before the fan-out of the newer one overtook it.
+    assert_eq!(s.on_job(newest - 1, UPSTREAM_DIFF), JobFor::Skip);
+    // The current job again (a difficulty told sooner) still goes.
+    assert!(matches!(
+        s.on_job(newest, UPSTREAM_DIFF),
+        JobFor::Send { .. }
+    ));
+}
