@@ -831,12 +831,7 @@ mod tests {
         let waker = Waker::from(m.clone());
         let mut cx = Context::from_waker(&waker);
         let mut scratch = [0; READ_CHUNK];
-        assert!(matches!(
-            m.conn().next_line(&*m, &mut cx, &mut scratch),
-            Next::Idle
-        ));
-        client.try_write(b"{\"a\":1}\n{\"b\":2}\n").unwrap();
-        woken(&m).await;
+        idle_then_sent(&m, &client, b"{\"a\":1}\n{\"b\":2}\n").await;
         assert!(matches!(
             m.conn().next_line(&*m, &mut cx, &mut scratch),
             Next::Line(_)
@@ -869,12 +864,7 @@ mod tests {
         }
         assert_eq!(&got[..n], b"one\ntwo\njob\n");
         // A line read alone is answered at once.
-        assert!(matches!(
-            m.conn().next_line(&*m, &mut cx, &mut scratch),
-            Next::Idle
-        ));
-        client.try_write(b"{\"c\":3}\n").unwrap();
-        woken(&m).await;
+        idle_then_sent(&m, &client, b"{\"c\":3}\n").await;
         assert!(matches!(
             m.conn().next_line(&*m, &mut cx, &mut scratch),
             Next::Short(_)
@@ -928,6 +918,20 @@ mod tests {
 
     /// Waits until the miner was woken for readability (queued), and takes it from its
     /// queue as the dispatcher does.
+    /// Checks that `m` has no line yet (which registers its waker), has `client` send
+    /// `bytes`, and waits for `m`'s wake-up.
+    async fn idle_then_sent(m: &Arc<Miner>, client: &TcpStream, bytes: &[u8]) {
+        let waker = Waker::from(m.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut scratch = [0; READ_CHUNK];
+        assert!(matches!(
+            m.conn().next_line(&**m, &mut cx, &mut scratch),
+            Next::Idle
+        ));
+        client.try_write(bytes).unwrap();
+        woken(m).await;
+    }
+
     async fn woken(m: &Miner) {
         for _ in 0..200 {
             if queued(m) > 0 {
@@ -946,12 +950,7 @@ mod tests {
         let waker = Waker::from(m.clone());
         let mut cx = Context::from_waker(&waker);
         let mut scratch = [0; READ_CHUNK];
-        assert!(matches!(
-            m.conn().next_line(&*m, &mut cx, &mut scratch),
-            Next::Idle
-        ));
-        client.try_write(b"{\"a\":1}\r\n").unwrap();
-        woken(&m).await;
+        idle_then_sent(&m, &client, b"{\"a\":1}\r\n").await;
         match m.conn().next_line(&*m, &mut cx, &mut scratch) {
             Next::Short(len) => assert_eq!(&scratch[..len], b"{\"a\":1}"),
             _ => panic!("a lone line comes out of the stack buffer"),
@@ -977,12 +976,7 @@ mod tests {
             Next::Line(l) => assert_eq!(&l[..], b"{\"b\":2}"),
             _ => panic!("more than one line goes through the read buffer"),
         }
-        assert!(matches!(
-            m.conn().next_line(&*m, &mut cx, &mut scratch),
-            Next::Idle
-        ));
-        client.try_write(b":3}\n").unwrap();
-        woken(&m).await;
+        idle_then_sent(&m, &client, b":3}\n").await;
         match m.conn().next_line(&*m, &mut cx, &mut scratch) {
             Next::Line(l) => assert_eq!(&l[..], b"{\"c\":3}", "the rest of a waiting line"),
             _ => panic!("a line begun in the read buffer ends there"),
