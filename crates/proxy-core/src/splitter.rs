@@ -283,25 +283,11 @@ impl<F: Family, M: Downstream<F>> Mapper<F, M> {
         }
     }
 
-    /// Keeps a checked share as pending under `seq` (in the locked state `st`), releases the
-    /// lock, counts it in flight and writes it upstream with `send` (RFC §8.2). When `send`
-    /// fails the share is taken back out and answered with the error; `expired` (the job was
-    /// the previous one) is counted when it went out. (The families call
-    /// [`Mapper::forward_at`] with their line's clock read; this reads the clock.)
-    #[cfg(test)]
-    pub(crate) fn forward<E: Display>(
-        &self,
-        st: MutexGuard<'_, MapperState<F, M>>,
-        seq: u64,
-        pending: Pending<M>,
-        expired: bool,
-        send: impl FnOnce() -> Result<(), E>,
-    ) {
-        self.forward_at(st, seq, pending, expired, now(), send);
-    }
-
-    /// [`Mapper::forward`] with the share's pending entry timed at `now` (the clock read the
-    /// miner's line was handled with), for its latency.
+    /// Keeps a checked share as pending under `seq` (in the locked state `st`), timed at
+    /// `now` (the clock read the miner's line was handled with, for its latency), releases
+    /// the lock, counts it in flight and writes it upstream with `send` (RFC §8.2). When
+    /// `send` fails the share is taken back out and answered with the error; `expired` (the
+    /// job was the previous one) is counted when it went out.
     pub(crate) fn forward_at<E: Display>(
         &self,
         mut st: MutexGuard<'_, MapperState<F, M>>,
@@ -372,16 +358,9 @@ impl<F: Family, M: Downstream<F>> Mapper<F, M> {
         }
     }
 
-    /// The upstream's verdict on share `seq`: taken out of the pending shares (once; a
-    /// second verdict finds nothing), answered and reported. (The families call
-    /// [`Mapper::on_verdict_at`] with their pool line's clock read; this reads the clock.)
-    #[cfg(test)]
-    pub(crate) fn on_verdict(&self, seq: u64, verdict: Verdict<'_>) {
-        self.on_verdict_at(seq, verdict, tokio::time::Instant::now());
-    }
-
-    /// [`Mapper::on_verdict`] for a verdict read at `at` (the upstream's clock read for the
-    /// pool's line): one time for the latency and the statistics' second.
+    /// The upstream's verdict on share `seq`, read at `at` (the upstream's clock read for the
+    /// pool's line: one time for the latency and the statistics' second): taken out of the
+    /// pending shares (once; a second verdict finds nothing), answered and reported.
     pub(crate) fn on_verdict_at(&self, seq: u64, verdict: Verdict<'_>, at: tokio::time::Instant) {
         self.on_verdict_with(seq, verdict, at, |_, _| ());
     }

@@ -941,29 +941,24 @@ impl<M: Downstream<Sv1>> Sv1Listener for Mapper<Sv1, M> {
         // now has no share in flight (one lock a verdict; the close after the answer).
         let last =
             |ch: &mut Sv1Chan<M>, p: &Pending<M>| ch.drained(p.miner.id()).then(|| p.miner.clone());
-        let drained = match result {
-            Ok(()) => self.on_verdict_with(seq, Verdict::Accepted, at, last),
-            Err(Sv1ShareError::Refused { code, message }) => self.on_verdict_with(
-                seq,
+        let upstream_error;
+        let verdict = match &result {
+            Ok(()) => Verdict::Accepted,
+            Err(Sv1ShareError::Refused { code, message }) => Verdict::Refused {
+                reason: message,
+                code: Some(*code),
+                miner_fault: true,
+            },
+            Err(Sv1ShareError::Upstream(e)) => {
+                upstream_error = e.to_string();
                 Verdict::Refused {
-                    reason: &message,
-                    code: Some(code),
-                    miner_fault: true,
-                },
-                at,
-                last,
-            ),
-            Err(Sv1ShareError::Upstream(e)) => self.on_verdict_with(
-                seq,
-                Verdict::Refused {
-                    reason: &e.to_string(),
+                    reason: &upstream_error,
                     code: None,
                     miner_fault: false,
-                },
-                at,
-                last,
-            ),
+                }
+            }
         };
+        let drained = self.on_verdict_with(seq, verdict, at, last);
         if let Some(Some(m)) = drained {
             m.fail(TOLD_TO_RECONNECT);
         }

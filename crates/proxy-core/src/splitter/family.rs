@@ -15,7 +15,7 @@
 //!   mapper lock held, and take only the miner's own lock (through
 //!   [`Downstream::with_session`]).
 //! - A job is encoded once per upstream job (in [`Family::Job`]), and per miner only patched.
-//! - The upstream client reports each forwarded share once (`Mapper::on_verdict`), jobs
+//! - The upstream client reports each forwarded share once (`Mapper::on_verdict_at`), jobs
 //!   through `Mapper::fan_out` and its state through `Mapper::on_upstream_state`.
 
 use std::sync::Arc;

@@ -273,10 +273,13 @@ async fn a_second_family_is_routed_fanned_out_and_answered_by_the_same_driver() 
         difficulty: 100,
         share_diff: 150,
     };
-    first.forward(first.st(), 1, pending, false, || Ok::<(), String>(()));
+    let now = tokio::time::Instant::now();
+    first.forward_at(first.st(), 1, pending, false, now.into_std(), || {
+        Ok::<(), String>(())
+    });
     assert_eq!(events.stats.in_flight.load(Relaxed), 1);
-    first.on_verdict(1, Verdict::Accepted);
-    first.on_verdict(1, Verdict::Accepted);
+    first.on_verdict_at(1, Verdict::Accepted, now);
+    first.on_verdict_at(1, Verdict::Accepted, now);
     assert_eq!(miners[0].lines(), ["job 7 slot 0", "5 Ok(())"]);
     let stats = events.stats.snapshot();
     assert_eq!((stats.accepted, stats.in_flight), (1, 0));
@@ -294,7 +297,9 @@ async fn a_second_family_is_routed_fanned_out_and_answered_by_the_same_driver() 
         difficulty: 100,
         share_diff: 150,
     };
-    first.forward(first.st(), 2, pending, false, || Err("Pool is busy"));
+    first.forward_at(first.st(), 2, pending, false, now.into_std(), || {
+        Err("Pool is busy")
+    });
     assert_eq!(miners[1].lines()[1], r#"6 Err("Pool is busy")"#);
     assert_eq!(events.stats.snapshot().rejected, 1);
 
