@@ -34,7 +34,7 @@ pub const MAX_ROUND_USERS: usize = 1024;
 
 /// The user part of an authorized worker name: before the first `.`.
 pub fn user_of(worker: &str) -> &str {
-    worker.split_once('.').map_or(worker, |(user, _)| user)
+    stratum_session::sv1::split_worker(worker).0
 }
 
 /// One user's shares in a round.

@@ -17,6 +17,8 @@ use std::hash::{Hash, Hasher};
 
 use arcstr::ArcStr;
 
+use crate::sv1::split_worker;
+
 /// A login or worker name as `account[.worker]`, 16 bytes: two one-word shared strings.
 ///
 /// Either split at its first dot (the account part has no dot; the worker part is the
@@ -34,15 +36,10 @@ impl WorkerName {
     /// `name` split at its first dot, the account part made by `account` (e.g. the
     /// driver's shared copy of the same text) and the worker part a block of its own.
     pub fn with_account(name: &str, account: impl FnOnce(&str) -> ArcStr) -> Self {
-        match name.split_once('.') {
-            Some((a, w)) => Self {
-                account: account(a),
-                worker: Some(ArcStr::from(w)),
-            },
-            None => Self {
-                account: account(name),
-                worker: None,
-            },
+        let (a, w) = split_worker(name);
+        Self {
+            account: account(a),
+            worker: w.map(ArcStr::from),
         }
     }
 
@@ -71,10 +68,7 @@ impl WorkerName {
     fn parts(&self) -> (&str, Option<&str>) {
         match &self.worker {
             Some(w) => (&self.account, Some(w)),
-            None => match self.account.split_once('.') {
-                Some((a, w)) => (a, Some(w)),
-                None => (&self.account, None),
-            },
+            None => split_worker(&self.account),
         }
     }
 

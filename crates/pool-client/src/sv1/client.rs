@@ -467,7 +467,7 @@ fn submit_line(id: u64, user: &str, share: &Sv1Share) -> Vec<u8> {
             if share.extranonce2.len() <= stratum_proto::sv1::MAX_EXTRANONCE_SIZE {
                 seq.serialize_element(hex(&share.extranonce2, &mut buf))?;
             } else {
-                seq.serialize_element(&hex_string(&share.extranonce2))?;
+                seq.serialize_element(&stratum_proto::job::encode_hex(&share.extranonce2))?;
             }
             let mut word = [0u8; 8];
             seq.serialize_element(hex(&share.ntime.to_be_bytes(), &mut word))?;
@@ -496,15 +496,6 @@ fn submit_line(id: u64, user: &str, share: &Sv1Share) -> Vec<u8> {
     let _ = serde_json::to_writer(&mut out, &line);
     out.push(b'\n');
     out
-}
-
-/// Lowercase hex of `bytes`, allocated.
-fn hex_string(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .flat_map(|b| stratum_proto::job::hex_byte(*b))
-        .map(char::from)
-        .collect()
 }
 
 /// A pool's plain answer, `{"id":N,"result":true|false,"error":null}` (the answer to a
